@@ -1,0 +1,452 @@
+package patch
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// Number is a JSON number kept as the literal text it was written with, so
+// that 12345678901234567890123, 1e400 and -0.0 survive every path unchanged.
+type Number string
+
+// A JSON value in this package is one of: nil (null), bool, string, Number,
+// []any (array) or map[string]any (object). Values are trees; no two places
+// in a document share a node.
+
+// Limits bounds the work done on untrusted input. A zero field means no limit.
+type Limits struct {
+	// MaxDepth is the deepest nesting of arrays and objects allowed.
+	MaxDepth int
+	// MaxDoc is the largest canonical document, in bytes. It also bounds
+	// the total size of values copied by one JSON Patch.
+	MaxDoc int
+	// MaxOps is the most operations one JSON Patch may hold.
+	MaxOps int
+}
+
+// Parse decodes one JSON value. It rejects what the canonical form cannot
+// represent faithfully: duplicate object member names, invalid UTF-8 and lone
+// surrogates (all ErrInvalidJSON). Nesting deeper than lim.MaxDepth is refused
+// with ErrInvalidDocument as soon as it is seen, before the rest is read.
+func Parse(data []byte, lim Limits) (any, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(data))
+	v, err := decodeValue(dec, lim.MaxDepth, 1)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, invalidJSON(fmt.Errorf("unexpected data after the top-level value"))
+	}
+	return v, nil
+}
+
+func invalidJSON(err error) error {
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) {
+		// The library's messages carry a "jsontext: " prefix and the
+		// byte offset; keep both, they help the client find the problem.
+		msg := strings.TrimPrefix(se.Error(), "jsontext: ")
+		return &Error{Err: ErrInvalidJSON, Op: -1, Detail: msg}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return &Error{Err: ErrInvalidJSON, Op: -1, Detail: "unexpected end of JSON input"}
+	}
+	return &Error{Err: ErrInvalidJSON, Op: -1, Detail: err.Error()}
+}
+
+func decodeValue(dec *jsontext.Decoder, maxDepth, depth int) (any, error) {
+	switch dec.PeekKind() {
+	case '{', '[':
+		if maxDepth > 0 && depth > maxDepth {
+			return nil, &Error{Err: ErrInvalidDocument, Op: -1,
+				Detail: fmt.Sprintf("nesting is deeper than the limit of %d", maxDepth)}
+		}
+	}
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, invalidJSON(err)
+	}
+	switch tok.Kind() {
+	case 'n':
+		return nil, nil
+	case 't':
+		return true, nil
+	case 'f':
+		return false, nil
+	case '"':
+		return tok.String(), nil
+	case '0':
+		return Number(tok.String()), nil
+	case '{':
+		obj := make(map[string]any)
+		for dec.PeekKind() != '}' {
+			tok, err := dec.ReadToken()
+			if err != nil {
+				return nil, invalidJSON(err)
+			}
+			k := tok.String() // before the next read voids tok
+			v, err := decodeValue(dec, maxDepth, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			obj[k] = v
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, invalidJSON(err)
+		}
+		return obj, nil
+	case '[':
+		arr := make([]any, 0, 4)
+		for dec.PeekKind() != ']' {
+			v, err := decodeValue(dec, maxDepth, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return nil, invalidJSON(err)
+		}
+		return arr, nil
+	}
+	return nil, invalidJSON(fmt.Errorf("unexpected token %v", tok))
+}
+
+// Canonical returns the canonical encoding of v: object members sorted by
+// their UTF-16 code units (RFC 8785 section 3.2.3), no insignificant white
+// space, strings in their minimal escaping (RFC 8785 section 3.2.2.2) and
+// numbers exactly as their literals were written. It equals what jsontext's
+// Value.Canonicalize produces with raw ints and floats kept.
+func Canonical(v any) []byte {
+	return AppendCanonical(make([]byte, 0, 256), v)
+}
+
+// AppendCanonical appends the canonical encoding of v to dst.
+func AppendCanonical(dst []byte, v any) []byte {
+	switch v := v.(type) {
+	case nil:
+		return append(dst, "null"...)
+	case bool:
+		if v {
+			return append(dst, "true"...)
+		}
+		return append(dst, "false"...)
+	case string:
+		// Strings here were decoded from valid UTF-8 or built from it, so
+		// AppendQuote cannot fail; if it ever did, it would write U+FFFD.
+		dst, _ = jsontext.AppendQuote(dst, v)
+		return dst
+	case Number:
+		return append(dst, v...)
+	case []any:
+		dst = append(dst, '[')
+		for i, e := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendCanonical(dst, e)
+		}
+		return append(dst, ']')
+	case map[string]any:
+		dst = append(dst, '{')
+		for i, k := range sortedKeys(v) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst, _ = jsontext.AppendQuote(dst, k)
+			dst = append(dst, ':')
+			dst = AppendCanonical(dst, v[k])
+		}
+		return append(dst, '}')
+	}
+	panic(fmt.Sprintf("patch: not a JSON value: %T", v))
+}
+
+// sortedKeys returns the keys of m in canonical (UTF-16 code unit) order.
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareUTF16)
+	return keys
+}
+
+// compareUTF16 orders strings by their UTF-16 code units, as RFC 8785 asks.
+// It differs from byte order only when a supplementary-plane character meets
+// one in U+E000..U+FFFF.
+func compareUTF16(a, b string) int {
+	for i, j := 0, 0; ; {
+		if i == len(a) || j == len(b) {
+			return (len(a) - i) - (len(b) - j)
+		}
+		if a[i] < utf8.RuneSelf && b[j] < utf8.RuneSelf {
+			if a[i] != b[j] {
+				return int(a[i]) - int(b[j])
+			}
+			i, j = i+1, j+1
+			continue
+		}
+		ra, na := utf8.DecodeRuneInString(a[i:])
+		rb, nb := utf8.DecodeRuneInString(b[j:])
+		if ra != rb {
+			if ra >= 0x10000 && rb >= 0x10000 {
+				return int(ra - rb) // same order as their surrogate pairs
+			}
+			return int(firstUnit(ra)) - int(firstUnit(rb))
+		}
+		i, j = i+na, j+nb
+	}
+}
+
+// firstUnit is the first UTF-16 code unit of r.
+func firstUnit(r rune) rune {
+	if r >= 0x10000 {
+		hi, _ := utf16.EncodeRune(r)
+		return hi
+	}
+	return r
+}
+
+// Clone returns a deep copy of v.
+func Clone(v any) any {
+	switch v := v.(type) {
+	case []any:
+		c := make([]any, len(v))
+		for i, e := range v {
+			c[i] = Clone(e)
+		}
+		return c
+	case map[string]any:
+		c := make(map[string]any, len(v))
+		for k, e := range v {
+			c[k] = Clone(e)
+		}
+		return c
+	}
+	return v
+}
+
+// Identical reports whether a and b have the same canonical encoding: the
+// same structure, the same strings and the same number literals.
+func Identical(a, b any) bool {
+	switch a := a.(type) {
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !Identical(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, av := range a {
+			bv, ok := b[k]
+			if !ok || !Identical(av, bv) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b
+}
+
+// Equal reports whether a and b are equal as RFC 6902 section 4.6 defines it
+// for the test operation: like Identical, except that numbers are compared
+// by their mathematical value (1, 1.0 and 10e-1 are equal).
+func Equal(a, b any) bool {
+	switch a := a.(type) {
+	case Number:
+		b, ok := b.(Number)
+		return ok && numbersEqual(string(a), string(b))
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !Equal(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, av := range a {
+			bv, ok := b[k]
+			if !ok || !Equal(av, bv) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b
+}
+
+// numbersEqual compares two valid JSON number literals by value, exactly,
+// without converting through float64 and without expanding exponents.
+func numbersEqual(a, b string) bool {
+	if a == b {
+		return true
+	}
+	na, nb := normNumber(a), normNumber(b)
+	return na == nb
+}
+
+type decimal struct {
+	neg    bool
+	digits string // significant digits, no leading or trailing zeros; "" for zero
+	exp    string // decimal exponent of the first digit, as a canonical integer
+}
+
+// normNumber turns a JSON number literal into sign, significant digits and
+// the exponent of the leading digit, so that equal values compare equal.
+// Exponents are handled as decimal strings so that 1e999999999999 costs no
+// more than its length.
+func normNumber(s string) decimal {
+	var d decimal
+	if s != "" && s[0] == '-' {
+		d.neg = true
+		s = s[1:]
+	}
+	mant, exp, _ := strings.Cut(strings.ToLower(s), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	all := intPart + frac
+	lead := len(all) - len(strings.TrimLeft(all, "0"))
+	d.digits = strings.TrimRight(all[lead:], "0")
+	if d.digits == "" {
+		return decimal{} // every zero is the same value, -0 included
+	}
+	// value = 0.<all> * 10^(len(intPart)+exp); the first significant digit
+	// sits at position lead, so its exponent is len(intPart)-lead-1+exp.
+	d.exp = addDecimal(exp, len(intPart)-lead-1)
+	return d
+}
+
+// addDecimal adds a small integer to an integer written in decimal (with an
+// optional sign) and returns the canonical decimal text of the sum.
+func addDecimal(s string, n int) string {
+	neg := false
+	switch {
+	case strings.HasPrefix(s, "-"):
+		neg, s = true, s[1:]
+	case strings.HasPrefix(s, "+"):
+		s = s[1:]
+	}
+	s = strings.TrimLeft(s, "0")
+	if len(s) <= 15 {
+		v := 0
+		for _, c := range s {
+			v = v*10 + int(c-'0')
+		}
+		if neg {
+			v = -v
+		}
+		return fmt.Sprint(v + n)
+	}
+	// |s| > 10^15 dwarfs n (bounded by the literal's length, far below
+	// 10^15), but the exact value still matters: add digit by digit.
+	digits := []byte(s)
+	if neg {
+		n = -n
+	}
+	carry := n
+	for i := len(digits) - 1; i >= 0 && carry != 0; i-- {
+		v := int(digits[i]-'0') + carry
+		carry = 0
+		for v < 0 {
+			v += 10
+			carry--
+		}
+		carry += v / 10
+		digits[i] = byte('0' + v%10)
+	}
+	out := strings.TrimLeft(string(digits), "0")
+	if carry > 0 {
+		out = fmt.Sprint(carry) + out
+	}
+	if neg {
+		return "-" + out
+	}
+	return out
+}
+
+// depth returns the nesting depth of v: 0 for a scalar, 1 for an empty or
+// flat container. It stops counting past limit.
+func depth(v any, limit int) int {
+	switch v := v.(type) {
+	case []any:
+		best := 0
+		for _, e := range v {
+			if d := depth(e, limit); d > best {
+				best = d
+				if best > limit {
+					break
+				}
+			}
+		}
+		return best + 1
+	case map[string]any:
+		best := 0
+		for _, e := range v {
+			if d := depth(e, limit); d > best {
+				best = d
+				if best > limit {
+					break
+				}
+			}
+		}
+		return best + 1
+	}
+	return 0
+}
+
+// size estimates the canonical size of v in bytes (exact except for strings
+// that need escaping, which it undercounts slightly). It is used to bound
+// copies before they are made.
+func size(v any) int {
+	switch v := v.(type) {
+	case nil:
+		return 4
+	case bool:
+		if v {
+			return 4
+		}
+		return 5
+	case string:
+		return len(v) + 2
+	case Number:
+		return len(v)
+	case []any:
+		n := 2
+		for _, e := range v {
+			n += size(e) + 1
+		}
+		return n
+	case map[string]any:
+		n := 2
+		for k, e := range v {
+			n += len(k) + 4 + size(e)
+		}
+		return n
+	}
+	return 0
+}

@@ -1,0 +1,83 @@
+package patch
+
+import (
+	"strings"
+)
+
+// Pointer is a parsed RFC 6901 JSON Pointer: its reference tokens, unescaped.
+// The empty Pointer refers to the whole document.
+type Pointer []string
+
+// ParsePointer parses an RFC 6901 JSON Pointer. It returns ErrInvalidPatch
+// unless s is "" or starts with "/" and every "~" is followed by "0" or "1".
+func ParsePointer(s string) (Pointer, error) {
+	if s == "" {
+		return Pointer{}, nil
+	}
+	if s[0] != '/' {
+		return nil, errorf(ErrInvalidPatch, -1, "pointer %q must be empty or start with \"/\"", s)
+	}
+	toks := strings.Split(s[1:], "/")
+	for i, t := range toks {
+		if !strings.Contains(t, "~") {
+			continue
+		}
+		for j := 0; j < len(t); j++ {
+			if t[j] == '~' && (j+1 == len(t) || (t[j+1] != '0' && t[j+1] != '1')) {
+				return nil, errorf(ErrInvalidPatch, -1, "pointer %q has \"~\" not followed by \"0\" or \"1\"", s)
+			}
+		}
+		toks[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
+	}
+	return Pointer(toks), nil
+}
+
+// String returns the pointer in RFC 6901 syntax.
+func (p Pointer) String() string {
+	var b strings.Builder
+	for _, t := range p {
+		b.WriteByte('/')
+		b.WriteString(escapeToken(t))
+	}
+	return b.String()
+}
+
+func escapeToken(t string) string {
+	if !strings.ContainsAny(t, "~/") {
+		return t
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(t, "~", "~0"), "/", "~1")
+}
+
+// isProperPrefix reports whether a is a proper prefix of b.
+func (p Pointer) isProperPrefix(b Pointer) bool {
+	if len(p) >= len(b) {
+		return false
+	}
+	for i := range p {
+		if p[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// parseIndex parses an RFC 6901 array index: "0" or a digit string without a
+// leading zero, and at most maxLen. It returns -1 when tok is not one.
+func parseIndex(tok string, maxLen int) int {
+	if tok == "" || len(tok) > 1 && tok[0] == '0' || len(tok) > 18 {
+		return -1
+	}
+	n := 0
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n > maxLen {
+		return maxLen + 1 // out of range, but syntactically an index
+	}
+	return n
+}
