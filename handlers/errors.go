@@ -1,0 +1,166 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+)
+
+// Errors of the HTTP layer. Handlers return them (wrapped with a detail by
+// fail) and the error handler maps them, with the store's and patch's
+// sentinels, to API.md's status and problem table.
+var (
+	ErrInvalidRequest       = errors.New("invalid request")
+	ErrMethodNotAllowed     = errors.New("method not allowed")
+	ErrPatchConflict        = errors.New("patch does not apply to the current version")
+	ErrPreconditionFailed   = errors.New("precondition failed")
+	ErrTooLarge             = errors.New("request body too large")
+	ErrUnsupportedMediaType = errors.New("unsupported media type")
+	ErrPreconditionRequired = errors.New("precondition required")
+)
+
+// problemKind is one row of API.md's error table.
+type problemKind struct {
+	err    error
+	status int
+	name   string
+	title  string
+}
+
+// problemKinds maps every error sentinel to its status and problem type.
+// The first row whose sentinel errors.Is finds wins.
+var problemKinds = []problemKind{
+	{patch.ErrInvalidJSON, http.StatusBadRequest, "invalid-json", "Body is not valid JSON"},
+	{patch.ErrInvalidPatch, http.StatusBadRequest, "invalid-patch", "Malformed patch document"},
+	{ErrInvalidRequest, http.StatusBadRequest, "invalid-request", "Invalid request"},
+	{store.ErrNotFound, http.StatusNotFound, "not-found", "No such document"},
+	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"},
+	{ErrPatchConflict, http.StatusConflict, "patch-conflict", "Patch does not apply to the current version"},
+	{ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
+	{patch.ErrConflict, http.StatusPreconditionFailed, "rebase-conflict", "Edit conflicts with concurrent edits"},
+	{store.ErrBaseUnknown, http.StatusPreconditionFailed, "base-unknown", "Base version not in history"},
+	{patch.ErrRebaseTooFar, http.StatusPreconditionFailed, "rebase-too-far", "Base version too far behind"},
+	{patch.ErrRebaseApplyFailed, http.StatusPreconditionFailed, "rebase-apply-failed", "Rebased edit does not apply"},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large", "Request body too large"},
+	{ErrUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
+	{patch.ErrPatchFailed, http.StatusUnprocessableEntity, "patch-failed", "Patch does not apply"},
+	{patch.ErrInvalidDocument, http.StatusUnprocessableEntity, "invalid-document", "Invalid document"},
+	{ErrPreconditionRequired, http.StatusPreconditionRequired, "precondition-required", "Precondition required"},
+}
+
+var internalKind = problemKind{nil, http.StatusInternalServerError, "internal", "Internal server error"}
+
+// detailError adds a client-facing detail to a sentinel.
+type detailError struct {
+	err    error
+	detail string
+}
+
+func (e *detailError) Error() string { return e.detail }
+func (e *detailError) Unwrap() error { return e.err }
+
+// fail returns sentinel with a detail for the client.
+func fail(sentinel error, detail string) error {
+	return &detailError{err: sentinel, detail: detail}
+}
+
+// preconditionError carries the ETags a 412 reports.
+type preconditionError struct {
+	err     error
+	current string // the current ETag, for the ETag header and currentEtag
+	base    string // the ETag the client sent, for baseEtag ("" when none)
+}
+
+func (e *preconditionError) Error() string { return e.err.Error() }
+func (e *preconditionError) Unwrap() error { return e.err }
+
+// problem is an RFC 9457 problem details body.
+type problem struct {
+	Type        string           `json:"type"`
+	Title       string           `json:"title"`
+	Status      int              `json:"status"`
+	Detail      string           `json:"detail"`
+	CurrentETag *string          `json:"currentEtag,omitempty"`
+	BaseETag    *string          `json:"baseEtag,omitempty"`
+	Conflicts   []patch.Conflict `json:"conflicts,omitempty"`
+}
+
+// classify finds the problem kind of err.
+func classify(err error) problemKind {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		switch he.Code {
+		case http.StatusNotFound:
+			return problemKind{store.ErrNotFound, http.StatusNotFound, "not-found", "Not found"}
+		case http.StatusMethodNotAllowed:
+			return problemKinds[4]
+		case http.StatusRequestEntityTooLarge:
+			return problemKinds[11]
+		}
+		return internalKind
+	}
+	for _, k := range problemKinds {
+		if errors.Is(err, k.err) {
+			return k
+		}
+	}
+	return internalKind
+}
+
+// errorHandler is the one place where errors become HTTP answers.
+func (h *Handler) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	k := classify(err)
+	p := problem{Type: "/problems/" + k.name, Title: k.title, Status: k.status, Detail: err.Error()}
+	var he *echo.HTTPError
+	switch {
+	case k.status == http.StatusInternalServerError:
+		h.log.Error("internal error", slog.String("method", c.Request().Method),
+			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
+		p.Detail = "internal error"
+	case errors.As(err, &he):
+		p.Detail = http.StatusText(he.Code)
+		if k.status == http.StatusNotFound {
+			p.Detail = "no such resource"
+		}
+	}
+	hdr := c.Response().Header()
+	var pe *preconditionError
+	if errors.As(err, &pe) && pe.current != "" {
+		hdr.Set("ETag", pe.current)
+		p.CurrentETag = &pe.current
+		if pe.base != "" {
+			p.BaseETag = &pe.base
+		}
+	}
+	var ce *patch.ConflictError
+	if errors.As(err, &ce) {
+		p.Conflicts = ce.Conflicts
+	}
+	if k.status == http.StatusUnsupportedMediaType || k.status == http.StatusMethodNotAllowed {
+		hdr.Set("Accept-Patch", acceptPatch)
+	}
+	if errors.Is(err, patch.ErrRebaseApplyFailed) {
+		h.log.Warn("rebased patch did not apply", slog.String("path", c.Request().URL.Path), slog.Any("err", err))
+	}
+	body, mErr := json.Marshal(p)
+	if mErr != nil {
+		body = []byte(`{"type":"/problems/internal","title":"Internal server error","status":500,"detail":"internal error"}`)
+	}
+	hdr.Set(echo.HeaderContentType, "application/problem+json")
+	hdr.Set("Cache-Control", "no-cache")
+	if c.Request().Method == http.MethodHead {
+		c.Response().WriteHeader(k.status)
+		return
+	}
+	if err := c.Blob(k.status, "application/problem+json", body); err != nil {
+		h.log.Debug("write error response", slog.Any("err", err))
+	}
+}

@@ -1,0 +1,111 @@
+// Package handlers serves patchd's HTTP API (API.md) with Echo v4: documents
+// under collections, conditional requests with strong content-hash ETags,
+// JSON Patch and Merge Patch, history, and the rebase of stale edits.
+//
+// Handlers only return errors; one error handler maps them to API.md's
+// status codes and problem types (errors.go).
+package handlers
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+)
+
+// Config holds the HTTP layer's settings. The zero value is not useful; start
+// from DefaultConfig.
+type Config struct {
+	// RequireIfMatch answers 428 to writes to existing documents that carry
+	// no If-Match.
+	RequireIfMatch bool
+	// MaxBody is the largest request body in bytes; more is 413.
+	MaxBody int64
+	// Limits bound documents and patches (depth, size, operations).
+	Limits patch.Limits
+	// Rebase bounds the work of one rebase.
+	Rebase patch.RebaseLimits
+	// Logger receives internal errors; nil discards.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults API.md documents.
+func DefaultConfig() Config {
+	return Config{
+		RequireIfMatch: true,
+		MaxBody:        1 << 20,
+		Limits:         patch.Limits{MaxDepth: 64, MaxDoc: 1 << 20, MaxOps: 1000},
+		Rebase:         patch.RebaseLimits{MaxOps: 10_000, MaxWork: 1_000_000},
+	}
+}
+
+// Handler serves the API over a Store.
+type Handler struct {
+	store store.Store
+	cfg   Config
+	log   *slog.Logger
+	ids   *idGenerator
+}
+
+// New returns a Handler serving st.
+func New(st store.Store, cfg Config) *Handler {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator()}
+}
+
+// acceptPatch lists the patch media types PATCH accepts.
+const acceptPatch = "application/json-patch+json, application/merge-patch+json"
+
+// Echo returns a new Echo instance with every route registered and the
+// error handler installed.
+func (h *Handler) Echo() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = h.errorHandler
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll:   true,
+		DisablePrintStack: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			h.log.Error("panic", slog.String("path", c.Request().URL.Path), slog.Any("err", err), slog.String("stack", string(stack)))
+			return err
+		},
+	}))
+	h.Register(e)
+	return e
+}
+
+// Register adds the API's routes to e.
+func (h *Handler) Register(e *echo.Echo) {
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/docs/:c", h.list)
+	e.POST("/docs/:c", h.post)
+	e.OPTIONS("/docs/:c", h.options("GET, POST, OPTIONS"))
+	e.GET("/docs/:c/:id", h.get)
+	e.HEAD("/docs/:c/:id", h.get)
+	e.PUT("/docs/:c/:id", h.put)
+	e.PATCH("/docs/:c/:id", h.patch)
+	e.DELETE("/docs/:c/:id", h.delete)
+	e.OPTIONS("/docs/:c/:id", h.options("GET, HEAD, PUT, PATCH, DELETE, OPTIONS"))
+	e.GET("/docs/:c/:id/history", h.history)
+	e.HEAD("/docs/:c/:id/history", h.history)
+	e.OPTIONS("/docs/:c/:id/history", h.options("GET, HEAD, OPTIONS"))
+}
+
+func (h *Handler) options(allow string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		hdr := c.Response().Header()
+		hdr.Set("Allow", allow)
+		hdr.Set("Accept-Patch", acceptPatch)
+		return c.NoContent(http.StatusNoContent)
+	}
+}

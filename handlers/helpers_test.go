@@ -1,0 +1,136 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/patchd/patchd/handlers"
+	"github.com/patchd/patchd/store"
+)
+
+// server is a real patchd over a bbolt file, on loopback.
+type server struct {
+	*httptest.Server
+	store *store.Bolt
+	path  string
+}
+
+// startServer serves a fresh bbolt file with the default configuration,
+// changed by opts.
+func startServer(t *testing.T, opts ...func(*handlers.Config)) *server {
+	t.Helper()
+	return startServerAt(t, filepath.Join(t.TempDir(), "patchd.db"), store.BoltOptions{}, opts...)
+}
+
+func startServerAt(t *testing.T, path string, bopts store.BoltOptions, opts ...func(*handlers.Config)) *server {
+	t.Helper()
+	st, err := store.OpenBolt(path, bopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := handlers.DefaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s := &server{Server: httptest.NewServer(handlers.New(st, cfg).Echo()), store: st, path: path}
+	t.Cleanup(s.stop)
+	return s
+}
+
+// stop closes the server and the store; it may be called more than once.
+func (s *server) stop() {
+	if s.store == nil {
+		return
+	}
+	s.Close()
+	if err := s.store.Check(); err != nil {
+		panic("bbolt check: " + err.Error())
+	}
+	s.store.Close()
+	s.store = nil
+}
+
+// response is a read answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// problem decodes a problem+json body.
+func (r response) problem(t *testing.T) map[string]any {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type=%q, want application/problem+json (status %d, body %s)", ct, r.status, r.body)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(r.body, &p); err != nil {
+		t.Fatalf("problem body %s: %v", r.body, err)
+	}
+	for _, k := range []string{"type", "title", "status", "detail"} {
+		if _, ok := p[k]; !ok {
+			t.Fatalf("problem body %s lacks %q", r.body, k)
+		}
+	}
+	return p
+}
+
+// hdr is a request header list: name, value, name, value...
+type hdr []string
+
+func (s *server) do(t *testing.T, method, path string, h hdr, body string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(h); i += 2 {
+		req.Header.Add(h[i], h[i+1])
+	}
+	res, err := s.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// expect fails unless r has the status and, for errors, the problem type.
+func expect(t *testing.T, r response, status int, problemName string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status=%d, want %d (body %s)", r.status, status, r.body)
+	}
+	if problemName != "" {
+		if got, want := r.problem(t)["type"], "/problems/"+problemName; got != want {
+			t.Fatalf("type=%v, want %s (body %s)", got, want, r.body)
+		}
+	}
+}
+
+const (
+	ctJSON  = "application/json"
+	ctPatch = "application/json-patch+json"
+	ctMerge = "application/merge-patch+json"
+)
+
+// create PUTs a new document and returns its ETag.
+func (s *server) create(t *testing.T, path, body string) string {
+	t.Helper()
+	r := s.do(t, "PUT", path, hdr{"Content-Type", ctJSON}, body)
+	expect(t, r, http.StatusCreated, "")
+	return r.header.Get("ETag")
+}

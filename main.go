@@ -1,0 +1,264 @@
+// Command patchd serves JSON documents over HTTP with strong content-hash
+// ETags, JSON Patch and Merge Patch, and the rebase of stale edits. It stores
+// them in an embedded bbolt file.
+//
+//	patchd [serve] [flags]
+//
+// Every flag has a PATCHD_<NAME> environment variable; see --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/patchd/patchd/handlers"
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "patchd:", err)
+			os.Exit(2)
+		}
+	}
+}
+
+// config is everything the command line sets.
+type config struct {
+	addr            string
+	db              string
+	requireIfMatch  bool
+	maxBody         int64
+	maxDoc          int64
+	maxDepth        int
+	maxOps          int
+	historyVersions int
+	historyAge      time.Duration
+	shutdownTimeout time.Duration
+}
+
+// parseFlags reads args, with defaults from the PATCHD_* environment.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	if len(args) > 0 && args[0] == "serve" {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("patchd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	var errs []error
+	env := func(name, def string) string {
+		if v := getenv("PATCHD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); v != "" {
+			return v
+		}
+		return def
+	}
+	str := func(p *string, name, def, usage string) {
+		fs.StringVar(p, name, env(name, def), usage+" (env "+envName(name)+")")
+	}
+	str(&cfg.addr, "addr", "127.0.0.1:8080", "listen address")
+	str(&cfg.db, "db", "./patchd.db", "bbolt database file")
+	fs.Var(boolValue{&cfg.requireIfMatch}, "require-if-match", "answer 428 to writes to existing documents without If-Match (env PATCHD_REQUIRE_IF_MATCH, default true)")
+	fs.Var(byteSize{&cfg.maxBody}, "max-body", "largest request body, in bytes or with a KiB/MiB suffix (env PATCHD_MAX_BODY, default 1MiB)")
+	fs.Var(byteSize{&cfg.maxDoc}, "max-doc", "largest stored document (env PATCHD_MAX_DOC, default 1MiB)")
+	fs.Var(intValue{&cfg.maxDepth}, "max-depth", "deepest nesting of a body or document (env PATCHD_MAX_DEPTH, default 64)")
+	fs.Var(intValue{&cfg.maxOps}, "max-ops", "most operations in one JSON Patch (env PATCHD_MAX_OPS, default 1000)")
+	fs.Var(intValue{&cfg.historyVersions}, "history-versions", "versions kept per document (env PATCHD_HISTORY_VERSIONS, default 1000)")
+	fs.Var(durationValue{&cfg.historyAge}, "history-age", "versions younger than this are kept regardless (env PATCHD_HISTORY_AGE, default 24h)")
+	fs.Var(durationValue{&cfg.shutdownTimeout}, "shutdown-timeout", "how long a shutdown waits for requests in flight (env PATCHD_SHUTDOWN_TIMEOUT, default 10s)")
+	defaults := map[string]string{
+		"require-if-match": "true", "max-body": "1MiB", "max-doc": "1MiB", "max-depth": "64",
+		"max-ops": "1000", "history-versions": "1000", "history-age": "24h", "shutdown-timeout": "10s",
+	}
+	for name, def := range defaults {
+		if err := fs.Set(name, env(name, def)); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", envName(name), env(name, def), err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case cfg.maxBody < 1, cfg.maxDoc < 1:
+		return cfg, errors.New("--max-body and --max-doc must be positive")
+	case cfg.maxDepth < 1, cfg.maxOps < 1:
+		return cfg, errors.New("--max-depth and --max-ops must be positive")
+	case cfg.historyVersions < 1:
+		return cfg, errors.New("--history-versions must be at least 1")
+	case cfg.historyAge < 0:
+		return cfg, errors.New("--history-age must not be negative")
+	}
+	return cfg, nil
+}
+
+func envName(flag string) string {
+	return "PATCHD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// run serves until ctx ends. If ready is not nil, it receives the listening
+// address once the server accepts connections.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
+	cfg, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	if strings.HasPrefix(cfg.db, "postgres://") || strings.HasPrefix(cfg.db, "postgresql://") {
+		return errors.New("--db: the PostgreSQL backend is not available in this build; give a bbolt file path")
+	}
+	st, err := store.OpenBolt(cfg.db, store.BoltOptions{
+		Retention: store.Retention{Versions: cfg.historyVersions, Age: cfg.historyAge},
+		Logger:    log.With("component", "store"),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("close store", slog.Any("err", err))
+		}
+	}()
+
+	hcfg := handlers.DefaultConfig()
+	hcfg.RequireIfMatch = cfg.requireIfMatch
+	hcfg.MaxBody = cfg.maxBody
+	hcfg.Limits = patch.Limits{MaxDepth: cfg.maxDepth, MaxDoc: int(cfg.maxDoc), MaxOps: cfg.maxOps}
+	hcfg.Logger = log.With("component", "http")
+	e := handlers.New(st, hcfg).Echo()
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("db", cfg.db))
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	// Shutdown stops accepting, then waits for requests in flight, writes
+	// included; the store closes after it (deferred above).
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// Flag values that parse like the documented defaults.
+
+type boolValue struct{ p *bool }
+
+func (v boolValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(*v.p)
+}
+func (v boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("not a boolean")
+	}
+	*v.p = b
+	return nil
+}
+func (v boolValue) IsBoolFlag() bool { return true }
+
+type intValue struct{ p *int }
+
+func (v intValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*v.p = n
+	return nil
+}
+
+type durationValue struct{ p *time.Duration }
+
+func (v durationValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration like 24h or 90m")
+	}
+	*v.p = d
+	return nil
+}
+
+// byteSize parses a byte count: digits, optionally followed by K, KB, KiB,
+// M, MB, MiB, G, GB or GiB (all powers of 1024).
+type byteSize struct{ p *int64 }
+
+func (v byteSize) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatInt(*v.p, 10)
+}
+func (v byteSize) Set(s string) error {
+	num := strings.TrimRight(s, "KMGiBkmgb ")
+	unit := strings.ToUpper(strings.TrimSpace(s[len(num):]))
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil {
+		return errors.New("not a byte size like 1048576 or 1MiB")
+	}
+	mult := map[string]int64{"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
+		"M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}[unit]
+	if mult == 0 {
+		return fmt.Errorf("unknown unit %q", unit)
+	}
+	*v.p = n * mult
+	return nil
+}
