@@ -128,8 +128,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if strings.HasPrefix(cfg.db, "postgres://") || strings.HasPrefix(cfg.db, "postgresql://") {
 		return errors.New("--db: the PostgreSQL backend is not available in this build; give a bbolt file path")
 	}
+	age := cfg.historyAge
+	if age == 0 {
+		age = time.Nanosecond // the store reads 0 as its default; 0 here means no age guarantee
+	}
 	st, err := store.OpenBolt(cfg.db, store.BoltOptions{
-		Retention: store.Retention{Versions: cfg.historyVersions, Age: cfg.historyAge},
+		Retention: store.Retention{Versions: cfg.historyVersions, Age: age},
 		Logger:    log.With("component", "store"),
 	})
 	if err != nil {

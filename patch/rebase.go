@@ -121,6 +121,14 @@ func Rebase(p []Op, since []Committed, lim RebaseLimits) ([]Op, error) {
 	if err := checkLimits(len(p), since, lim); err != nil {
 		return nil, err
 	}
+	if err := checkOps(p); err != nil {
+		return nil, err
+	}
+	for _, c := range since {
+		if err := checkOps(c.Ops); err != nil {
+			return nil, err
+		}
+	}
 	g := newGrid(p)
 	for _, c := range since {
 		for _, q := range c.Ops {
@@ -196,6 +204,31 @@ func checkLimits(np int, since []Committed, lim RebaseLimits) error {
 	}
 	if nq > 0 && np > maxWork/nq {
 		return errorf(ErrRebaseTooFar, -1, "rebasing %d operations over %d concurrent ones exceeds the limit of %d", np, nq, maxWork)
+	}
+	return nil
+}
+
+// checkOps checks that every op has the shape its kind needs, so that the
+// grid can rely on it: ins, rm and set end in an index, put in a member name,
+// del in a member name or nothing (the whole document).
+func checkOps(ops []Op) error {
+	for _, o := range ops {
+		n := len(o.Path)
+		ok := true
+		switch o.Kind {
+		case OpIns, OpRm, OpSet:
+			ok = n > 0 && o.Path[n-1].IsIndex
+		case OpPut:
+			ok = n > 0 && !o.Path[n-1].IsIndex
+		case OpDel:
+			ok = n == 0 || !o.Path[n-1].IsIndex
+		case OpRoot, OpChk:
+		default:
+			ok = false
+		}
+		if !ok {
+			return fmt.Errorf("%w: malformed %s op at %q", ErrRebaseApplyFailed, o.Kind, o.Path)
+		}
 	}
 	return nil
 }
