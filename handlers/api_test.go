@@ -298,6 +298,14 @@ func TestPreconditions(t *testing.T) {
 			t.Fatalf("minimal create: %v %q", r.header, r.body)
 		}
 	})
+	t.Run("StrictCurrentApplies", func(t *testing.T) {
+		cur := s.do(t, "GET", "/docs/c/d", nil, "").header.Get("ETag")
+		r := s.do(t, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge, "If-Match", cur, "Prefer", "handling=strict, return=minimal"}, `{"s":1}`)
+		expect(t, r, http.StatusNoContent, "")
+		if got := r.header.Get("Preference-Applied"); got != "return=minimal, handling=strict" {
+			t.Fatalf("Preference-Applied=%q", got)
+		}
+	})
 	t.Run("RequireIfMatchOff", func(t *testing.T) {
 		lax := startServer(t, func(c *handlers.Config) { c.RequireIfMatch = false })
 		lax.create(t, "/docs/c/d", `{"a":1}`)
@@ -311,7 +319,7 @@ func TestPreconditions(t *testing.T) {
 		expect(t, r, 200, "")
 		r = s.do(t, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge, "If-Match", old, "Prefer", "handling=strict"}, `{"d":4}`)
 		expect(t, r, 412, "precondition-failed")
-		if r.header.Get("Preference-Applied") != "" && !strings.Contains(r.header.Get("Preference-Applied"), "handling=strict") {
+		if r.header.Get("Preference-Applied") != "handling=strict" {
 			t.Fatalf("Preference-Applied=%q", r.header.Get("Preference-Applied"))
 		}
 	})

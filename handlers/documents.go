@@ -140,7 +140,6 @@ func (h *Handler) get(c echo.Context) error {
 		return &preconditionError{err: fail(ErrPreconditionFailed, "If-Match does not match the current ETag"), current: doc.ETag}
 	}
 	setDocHeaders(c, doc.ETag)
-	c.Response().Header().Set("Accept-Patch", acceptPatch)
 	if cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(doc.ETag) {
 		c.Response().Header().Del(echo.HeaderContentType)
 		return c.NoContent(http.StatusNotModified)
@@ -257,6 +256,10 @@ func (h *Handler) write(c echo.Context, coll, id string, e edit) error {
 	cond, err := parseConditions(c)
 	if err != nil {
 		return err
+	}
+	if cond.prefer.strict {
+		// Said on every answer, 412 included: rebase was off for this request.
+		c.Response().Header().Set("Preference-Applied", "handling=strict")
 	}
 	ctx := c.Request().Context()
 	var out outcome
@@ -415,6 +418,9 @@ func (h *Handler) delete(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if cond.prefer.strict {
+		c.Response().Header().Set("Preference-Applied", "handling=strict")
+	}
 	_, err = h.store.Update(c.Request().Context(), coll, id, func(ctx context.Context, cur *store.Document, _ store.History) (*store.Change, error) {
 		if cur == nil {
 			return nil, fail(store.ErrNotFound, "no such document")
@@ -438,9 +444,6 @@ func (h *Handler) delete(c echo.Context) error {
 	})
 	if err != nil {
 		return err
-	}
-	if cond.prefer.strict {
-		c.Response().Header().Set("Preference-Applied", "handling=strict")
 	}
 	return c.NoContent(http.StatusNoContent)
 }

@@ -78,6 +78,15 @@ func (h *Handler) Echo() *echo.Echo {
 			return err
 		},
 	}))
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			switch c.Request().Method {
+			case http.MethodGet, http.MethodHead, http.MethodOptions:
+				c.Response().Header().Set("Accept-Patch", acceptPatch)
+			}
+			return next(c)
+		}
+	})
 	h.Register(e)
 	return e
 }
@@ -88,8 +97,9 @@ func (h *Handler) Register(e *echo.Echo) {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	e.GET("/docs/:c", h.list)
+	e.HEAD("/docs/:c", h.list)
 	e.POST("/docs/:c", h.post)
-	e.OPTIONS("/docs/:c", h.options("GET, POST, OPTIONS"))
+	e.OPTIONS("/docs/:c", h.options("GET, HEAD, POST, OPTIONS"))
 	e.GET("/docs/:c/:id", h.get)
 	e.HEAD("/docs/:c/:id", h.get)
 	e.PUT("/docs/:c/:id", h.put)
