@@ -49,6 +49,8 @@ type config struct {
 	maxDepth        int
 	maxOps          int
 	historyVersions int
+	maxRebaseOps    int
+	maxRebaseWork   int
 	historyAge      time.Duration
 	shutdownTimeout time.Duration
 }
@@ -80,10 +82,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Var(intValue{&cfg.maxOps}, "max-ops", "most operations in one JSON Patch (env PATCHD_MAX_OPS, default 1000)")
 	fs.Var(intValue{&cfg.historyVersions}, "history-versions", "versions kept per document (env PATCHD_HISTORY_VERSIONS, default 1000)")
 	fs.Var(durationValue{&cfg.historyAge}, "history-age", "versions younger than this are kept regardless (env PATCHD_HISTORY_AGE, default 24h)")
+	fs.Var(intValue{&cfg.maxRebaseOps}, "max-rebase-ops", "most concurrent ops a stale edit is rebased over; more is 412 rebase-too-far (env PATCHD_MAX_REBASE_OPS, default 10000)")
+	fs.Var(intValue{&cfg.maxRebaseWork}, "max-rebase-work", "most (edit ops x concurrent ops) one rebase may compare (env PATCHD_MAX_REBASE_WORK, default 1000000)")
 	fs.Var(durationValue{&cfg.shutdownTimeout}, "shutdown-timeout", "how long a shutdown waits for requests in flight (env PATCHD_SHUTDOWN_TIMEOUT, default 10s)")
 	defaults := map[string]string{
 		"require-if-match": "true", "max-body": "1MiB", "max-doc": "1MiB", "max-depth": "64",
 		"max-ops": "1000", "history-versions": "1000", "history-age": "24h", "shutdown-timeout": "10s",
+		"max-rebase-ops": "10000", "max-rebase-work": "1000000",
 	}
 	for name, def := range defaults {
 		if err := fs.Set(name, env(name, def)); err != nil {
@@ -105,6 +110,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return cfg, errors.New("--max-body and --max-doc must be positive")
 	case cfg.maxDepth < 1, cfg.maxOps < 1:
 		return cfg, errors.New("--max-depth and --max-ops must be positive")
+	case cfg.maxRebaseOps < 1, cfg.maxRebaseWork < 1:
+		return cfg, errors.New("--max-rebase-ops and --max-rebase-work must be positive")
 	case cfg.historyVersions < 1:
 		return cfg, errors.New("--history-versions must be at least 1")
 	case cfg.historyAge < 0:
@@ -149,6 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hcfg.RequireIfMatch = cfg.requireIfMatch
 	hcfg.MaxBody = cfg.maxBody
 	hcfg.Limits = patch.Limits{MaxDepth: cfg.maxDepth, MaxDoc: int(cfg.maxDoc), MaxOps: cfg.maxOps}
+	hcfg.Rebase = patch.RebaseLimits{MaxOps: cfg.maxRebaseOps, MaxWork: cfg.maxRebaseWork}
 	hcfg.Logger = log.With("component", "http")
 	e := handlers.New(st, hcfg).Echo()
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/patch"
 )
 
@@ -78,6 +79,56 @@ func historyLen(t *testing.T, s *server, path string) int {
 	return len(h.Versions)
 }
 
+type version struct {
+	Seq         int     `json:"seq"`
+	ETag        *string `json:"etag"`
+	Kind        string  `json:"kind"`
+	RebasedFrom *string `json:"rebasedFrom"`
+}
+
+func lastVersion(t *testing.T, s *server, path string) version {
+	t.Helper()
+	r := s.do(t, "GET", path+"/history?limit=1000", nil, "")
+	var h struct{ Versions []version }
+	if err := json.Unmarshal(r.body, &h); err != nil || len(h.Versions) == 0 {
+		t.Fatalf("history %s: %v", r.body, err)
+	}
+	return h.Versions[len(h.Versions)-1]
+}
+
+// TestRebaseTooFar: a base further back than the configured bound is a 412
+// with a clear detail, not unbounded work.
+func TestRebaseTooFar(t *testing.T) {
+	s := startServer(t, func(c *handlers.Config) { c.Rebase.MaxOps = 5 })
+	base := s.create(t, "/docs/c/d", `{"n":0,"x":0}`)
+	cur := base
+	for i := 1; i <= 6; i++ {
+		r := s.send(t, "/docs/c/d", "merge-patch", fmt.Appendf(nil, `{"n":%d}`, i), cur)
+		expect(t, r, 200, "")
+		cur = r.header.Get("ETag")
+	}
+	r := s.send(t, "/docs/c/d", "merge-patch", []byte(`{"x":1}`), base)
+	expect(t, r, 412, "rebase-too-far")
+	if r.header.Get("ETag") != cur || !strings.Contains(string(r.body), "5") {
+		t.Fatalf("412: %v %s", r.header, r.body)
+	}
+	// A nearer base is fine.
+	r = s.send(t, "/docs/c/d", "merge-patch", []byte(`{"x":1}`), lastETagBefore(t, s, "/docs/c/d", 2))
+	expect(t, r, 200, "")
+}
+
+// lastETagBefore returns the ETag of the version back versions before the
+// newest.
+func lastETagBefore(t *testing.T, s *server, path string, back int) string {
+	t.Helper()
+	r := s.do(t, "GET", path+"/history?limit=1000", nil, "")
+	var h struct{ Versions []version }
+	if err := json.Unmarshal(r.body, &h); err != nil {
+		t.Fatal(err)
+	}
+	return *h.Versions[len(h.Versions)-1-back].ETag
+}
+
 // TestRebaseCasesOverHTTP runs every case of REBASE.md section 9 end to end
 // against a real server: the base and the concurrent versions are committed
 // with If-Match, then the client's edit is sent with the If-Match the case
@@ -144,6 +195,10 @@ func TestRebaseCasesOverHTTP(t *testing.T) {
 				if string(r.body) != string(before.body) {
 					if n := historyLen(t, s, path); n != versions+1 {
 						t.Fatalf("history has %d versions, want %d", n, versions+1)
+					}
+					last := lastVersion(t, s, path)
+					if rebased && (last.RebasedFrom == nil || *last.RebasedFrom != base) || !rebased && last.RebasedFrom != nil {
+						t.Fatalf("history rebasedFrom=%v, want %s (rebased %v)", last.RebasedFrom, base, rebased)
 					}
 				}
 			case "noop":
