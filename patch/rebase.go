@@ -136,7 +136,11 @@ func Rebase(p []Op, since []Committed, lim RebaseLimits) ([]Op, error) {
 		}
 	}
 	if len(g.conflicts) > 0 {
-		return nil, &ConflictError{Conflicts: sortConflicts(g.conflicts)}
+		cs := sortConflicts(g.conflicts)
+		if len(cs) > maxConflicts {
+			cs = cs[:maxConflicts:maxConflicts]
+		}
+		return nil, &ConflictError{Conflicts: cs}
 	}
 	return g.result(false), nil
 }
@@ -234,8 +238,8 @@ func checkOps(ops []Op) error {
 }
 
 // sortConflicts sorts conflicts by client op, concurrent version and
-// concurrent path (then the rest, for a total order), drops exact duplicates
-// and keeps the first maxConflicts.
+// concurrent path (then the rest, for a total order) and drops exact
+// duplicates.
 func sortConflicts(cs []Conflict) []Conflict {
 	cs = slices.Clone(cs)
 	slices.SortFunc(cs, func(a, b Conflict) int {
@@ -247,19 +251,14 @@ func sortConflicts(cs []Conflict) []Conflict {
 			strings.Compare(a.Reason, b.Reason),
 		)
 	})
-	cs = slices.Compact(cs)
-	if len(cs) > maxConflicts {
-		cs = cs[:maxConflicts:maxConflicts]
-	}
-	return cs
+	return slices.Compact(cs)
 }
 
 // gridOp is one client op as the grid carries it.
+// A client op that conflicted stays in the grid, so that its conflicts with
+// later concurrent ops are found too.
 type gridOp struct {
 	op Op
-	// conflicted: the op conflicted with some concurrent op. It stays in
-	// the grid so that its conflicts with later versions are found too.
-	conflicted bool
 	// orphan: a conflicting concurrent op removed or replaced what the op's
 	// path runs through, so its indices no longer mean anything; it takes
 	// no further part.
@@ -302,22 +301,14 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 		p := e.op
 		switch {
 		case !conflicts(p, cur):
-			p2, c2, pNoop, cNoop := xf(p, cur)
-			cur = c2
-			if cNoop {
-				alive = false
-			}
-			if pNoop {
-				continue // dropped from P
-			}
-			e.op = p2
+			e.op, cur = xf(p, cur)
 		case exempt(p, cur):
 			pNoop, cNoop := exemption(p, cur)
 			if cNoop {
 				alive = false
 			}
 			if pNoop {
-				continue
+				continue // dropped from P
 			}
 		default:
 			g.conflicts = append(g.conflicts, Conflict{
@@ -327,12 +318,11 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 				ConcurrentVersion: seq,
 				Reason:            reason(p, cur),
 			})
-			e.conflicted = true
 			// Carry on as if both happened, so that later pairs are judged
 			// in the right coordinates; an op whose anchor the other
 			// removed or replaced drops out.
 			pLost, cLost := lost(p, cur), lost(cur, p)
-			p2, c2, _, _ := xf(p, cur)
+			p2, c2 := xf(p, cur)
 			if pLost {
 				e.orphan = true
 			} else {
@@ -495,7 +485,7 @@ func lost(a, b Op) bool {
 // xf transforms a pair that does not conflict (REBASE.md section 4): p′ is
 // p in coordinates after q, q′ is q in coordinates after p. Only array
 // inserts and removals move indices; object members never shift.
-func xf(p, q Op) (p2, q2 Op, pNoop, qNoop bool) {
+func xf(p, q Op) (p2, q2 Op) {
 	p2, q2 = p, q
 	switch q.Kind {
 	case OpIns:
@@ -529,7 +519,7 @@ func xf(p, q Op) (p2, q2 Op, pNoop, qNoop bool) {
 			q2 = withIndex(q, len(a), k-1)
 		}
 	}
-	return p2, q2, false, false
+	return p2, q2
 }
 
 // arrayOf returns the array path and index of an ins or rm.
