@@ -56,7 +56,7 @@ func (a *applier) apply(i int, op Operation) error {
 			return err
 		}
 		rec := Clone(v) // v lives on in the document; records must not change
-		o.Old = rec
+		o.Old, o.Moved = rec, true
 		a.emit(i, op.RawFrom, o)
 		return a.add(i, op.Path, op.RawPath, v, rec)
 	case "copy":

@@ -112,6 +112,10 @@ type Op struct {
 	HadOld bool
 	// Append marks an Ins that the client addressed with "-".
 	Append bool
+	// Moved marks the Del or Rm half of a move: its value lives on at the
+	// move's target, so it is not a deletion that composes with another
+	// (exemption E2 does not apply to it).
+	Moved bool
 	// Client is the index of the client operation this op came from, or -1.
 	// It is not stored in history.
 	Client int
@@ -182,6 +186,9 @@ func EncodeOps(ops []Op) []byte {
 		if o.Append {
 			m["a"] = true
 		}
+		if o.Moved {
+			m["m"] = true
+		}
 		arr = append(arr, m)
 	}
 	return Canonical(arr)
@@ -235,6 +242,7 @@ func DecodeOps(data []byte) ([]Op, error) {
 		o.Value, o.Old = m["v"], m["o"]
 		o.HadOld, _ = m["h"].(bool)
 		o.Append, _ = m["a"].(bool)
+		o.Moved, _ = m["m"].(bool)
 		ops = append(ops, o)
 	}
 	return ops, nil

@@ -409,12 +409,14 @@ func conflicts(p, q Op) bool {
 
 // exempt reports whether a conflicting pair falls under exemption E1 (same
 // path, both put/set/root, identical values) or E2 (both deletions, one path
-// at or above the other).
+// at or above the other). The remove half of a move is no deletion: the
+// value lives on elsewhere, so composing it with a delete would either
+// bring back what the other side deleted or drop a delete silently.
 func exempt(p, q Op) bool {
 	switch {
 	case isPut(p) && isPut(q):
 		return pathEqual(p.Path, q.Path) && Identical(p.Value, q.Value)
-	case isDelete(p) && isDelete(q):
+	case isDelete(p) && isDelete(q) && !p.Moved && !q.Moved:
 		return overlap(p.Path, q.Path)
 	}
 	return false
