@@ -265,6 +265,7 @@ func (h *Handler) write(c echo.Context, coll, id string, e edit) error {
 	var out outcome
 	doc, err := h.store.Update(ctx, coll, id, func(ctx context.Context, cur *store.Document, hist store.History) (*store.Change, error) {
 		out = outcome{}
+		noteBefore(c, cur)
 		if cur == nil {
 			return h.create(cond, e, &out)
 		}
@@ -422,6 +423,7 @@ func (h *Handler) delete(c echo.Context) error {
 		c.Response().Header().Set("Preference-Applied", "handling=strict")
 	}
 	_, err = h.store.Update(c.Request().Context(), coll, id, func(ctx context.Context, cur *store.Document, _ store.History) (*store.Change, error) {
+		noteBefore(c, cur)
 		if cur == nil {
 			return nil, fail(store.ErrNotFound, "no such document")
 		}

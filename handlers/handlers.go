@@ -10,11 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config holds the HTTP layer's settings. The zero value is not useful; start
@@ -29,8 +31,22 @@ type Config struct {
 	Limits patch.Limits
 	// Rebase bounds the work of one rebase.
 	Rebase patch.RebaseLimits
-	// Logger receives internal errors; nil discards.
+	// Logger receives internal errors and one line per request; nil
+	// discards.
 	Logger *slog.Logger
+	// AdminGuard, when not nil, runs before the admin routes (/metrics and
+	// /admin/backup) and decides who may use them; nil leaves them open.
+	// It is the one place where authentication plugs in for them.
+	AdminGuard echo.MiddlewareFunc
+	// Registry receives the Handler's Prometheus metrics; nil makes a new
+	// registry for each Handler (no global one).
+	Registry *prometheus.Registry
+	// Version names the build in patchd_build_info.
+	Version string
+	// StatsMaxAge is how long /metrics reuses one reading of the store's
+	// document counts and page statistics, which walks the whole file;
+	// zero means 10s.
+	StatsMaxAge time.Duration
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -45,10 +61,12 @@ func DefaultConfig() Config {
 
 // Handler serves the API over a Store.
 type Handler struct {
-	store store.Store
-	cfg   Config
-	log   *slog.Logger
-	ids   *idGenerator
+	store   store.Store
+	cfg     Config
+	log     *slog.Logger
+	ids     *idGenerator
+	reqIDs  *idGenerator // request ids, when the client sends none
+	metrics *metrics
 }
 
 // New returns a Handler serving st.
@@ -57,7 +75,12 @@ func New(st store.Store, cfg Config) *Handler {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator()}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), reqIDs: newIDGenerator(),
+		metrics: newMetrics(reg, st, cfg, log)}
 }
 
 // acceptPatch lists the patch media types PATCH accepts.
@@ -70,6 +93,7 @@ func (h *Handler) Echo() *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = h.errorHandler
+	e.Use(h.observe)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll:   true,
 		DisablePrintStack: true,
@@ -109,6 +133,7 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/docs/:c/:id/history", h.history)
 	e.HEAD("/docs/:c/:id/history", h.history)
 	e.OPTIONS("/docs/:c/:id/history", h.options("GET, HEAD, OPTIONS"))
+	h.registerOps(e)
 }
 
 func (h *Handler) options(allow string) echo.HandlerFunc {

@@ -1,0 +1,166 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/store"
+)
+
+// HeaderRequestID carries a request's id: taken from the request when it is
+// sane (see saneRequestID), generated otherwise, and always sent back.
+const HeaderRequestID = "X-Request-Id"
+
+// requestInfoKey is the echo context key of a request's *requestInfo.
+const requestInfoKey = "patchd.request"
+
+// requestInfo is what the handlers tell the request log and the metrics
+// about a request, beyond what its response says.
+type requestInfo struct {
+	id string
+	// etagBefore is the ETag of the version a write was decided against
+	// ("" when the document did not exist).
+	etagBefore string
+	// replayed marks an answer replayed for a repeated idempotency key; the
+	// idempotency feature sets it, and it feeds
+	// patchd_idempotent_replays_total.
+	replayed bool
+}
+
+// info returns the request's *requestInfo, or a throwaway one when the
+// observe middleware did not run (a Handler used without Echo()).
+func info(c echo.Context) *requestInfo {
+	if ri, ok := c.Get(requestInfoKey).(*requestInfo); ok {
+		return ri
+	}
+	return &requestInfo{}
+}
+
+// noteBefore records the version a write is decided against. The write
+// path calls it from its UpdateFunc, which may run more than once: the
+// last call wins.
+func noteBefore(c echo.Context, cur *store.Document) {
+	ri := info(c)
+	ri.etagBefore = ""
+	if cur != nil {
+		ri.etagBefore = cur.ETag
+	}
+}
+
+// saneRequestID reports whether a client's X-Request-Id can be kept: 1 to
+// 128 characters from [A-Za-z0-9._~:/+=@-], which covers UUIDs, ULIDs,
+// base64 and trace ids and keeps log lines clean.
+func saneRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.', c == '_', c == '~', c == ':', c == '/', c == '+', c == '=', c == '@', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// exchange is what the request log and the metrics learn of one request.
+type exchange struct {
+	method     string
+	route      string // the route template, or "unmatched"
+	status     int
+	problem    string // problem type name of an error answer, or ""
+	duration   time.Duration
+	etagBefore string
+	etagAfter  string
+	rebased    bool
+	replayed   bool
+}
+
+// observe is the outermost middleware: it sets the request id, runs the
+// request, turns a returned error into its answer (so that the status is
+// known here), then writes the request log line and updates the metrics.
+func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		req := c.Request()
+		id := req.Header.Get(HeaderRequestID)
+		if !saneRequestID(id) {
+			id = h.reqIDs.next()
+		}
+		res := c.Response()
+		res.Header().Set(HeaderRequestID, id)
+		ri := &requestInfo{id: id}
+		c.Set(requestInfoKey, ri)
+
+		err := next(c)
+		x := exchange{method: req.Method, route: c.Path()}
+		if err != nil {
+			x.problem = classify(err).name
+			if errors.Is(err, echo.ErrNotFound) {
+				x.route = "unmatched" // keep the label set bounded
+			}
+			c.Error(err)
+		}
+		x.duration = time.Since(start)
+		x.status = res.Status
+		x.etagBefore = ri.etagBefore
+		x.replayed = ri.replayed
+		hdr := res.Header()
+		switch {
+		case x.status < 300 || x.status == http.StatusNotModified:
+			x.etagAfter = hdr.Get("ETag")
+			x.rebased = hdr.Get("Rebased-From") != ""
+		case x.status == http.StatusPreconditionFailed || x.status == http.StatusPreconditionRequired:
+			if x.etagBefore == "" {
+				x.etagBefore = hdr.Get("ETag") // the current version
+			}
+		}
+		h.metrics.observe(x)
+		h.logRequest(req.Context(), id, req, x, res.Size)
+		return nil
+	}
+}
+
+// logRequest writes the one log line of a request. It never logs bodies,
+// query strings or headers other than the request id.
+func (h *Handler) logRequest(ctx context.Context, id string, req *http.Request, x exchange, size int64) {
+	level := slog.LevelInfo
+	if x.status >= 500 {
+		level = slog.LevelError
+	}
+	if !h.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", id),
+		slog.String("method", x.method),
+		slog.String("route", x.route),
+		slog.String("path", req.URL.Path),
+		slog.Int("status", x.status),
+		slog.Float64("duration_ms", float64(x.duration.Microseconds())/1000),
+		slog.Int64("bytes", size),
+	}
+	if x.problem != "" {
+		attrs = append(attrs, slog.String("problem", x.problem))
+	}
+	if x.etagBefore != "" {
+		attrs = append(attrs, slog.String("etag_before", x.etagBefore))
+	}
+	if x.etagAfter != "" {
+		attrs = append(attrs, slog.String("etag_after", x.etagAfter))
+	}
+	if req.Method != http.MethodGet && req.Method != http.MethodHead && req.Method != http.MethodOptions {
+		attrs = append(attrs, slog.Bool("rebased", x.rebased))
+	}
+	if x.replayed {
+		attrs = append(attrs, slog.Bool("replayed", true))
+	}
+	h.log.LogAttrs(ctx, level, "request", attrs...)
+}
