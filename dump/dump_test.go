@@ -222,7 +222,7 @@ func TestImportRefusesBadLines(t *testing.T) {
 		{`{"collection":"n","id":"ok2","body":{"b":12345678901234567890123},"seq":7,"updatedAt":"2025-01-02T03:04:05.5Z"}`, true},
 		{`{"collection":"n","id":"deleted-no-history","body":null}`, false},
 		{strings.Replace(good, `"seq":1,`, `"seq":9,`, 1), false}, // history gap
-		{tampered, false},           // ops that do not lead to the body
+		{tampered, false}, // ops that do not lead to the body
 		{good, true},
 		{good, false}, // exists now
 		{`{"collection":"n","id":"long","body":{"a":"` + strings.Repeat("y", 3<<20) + `"}}`, false},

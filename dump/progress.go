@@ -20,9 +20,9 @@ type Progress struct {
 	interval time.Duration
 	now      func() time.Time
 
-	mu    sync.Mutex
-	done  int64
-	last  time.Time
+	mu   sync.Mutex
+	done int64
+	last time.Time
 }
 
 // NewProgress returns a Progress writing to w. terminal says whether w is
