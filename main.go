@@ -3,6 +3,8 @@
 // them in an embedded bbolt file.
 //
 //	patchd [serve] [flags]
+//	patchd backup|export|import [flags]
+//	patchd version
 //
 // Every flag has a PATCHD_<NAME> environment variable; see --help.
 package main
@@ -31,10 +33,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+	if err := dispatch(ctx, os.Args[1:], os.Getenv, stdio{os.Stdin, os.Stdout, os.Stderr}); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "patchd:", err)
-			os.Exit(2)
+			var ue usageError
+			if errors.As(err, &ue) {
+				os.Exit(2)
+			}
+			os.Exit(1)
 		}
 	}
 }
@@ -53,6 +59,8 @@ type config struct {
 	maxRebaseWork   int
 	historyAge      time.Duration
 	shutdownTimeout time.Duration
+	logFormat       string
+	logLevel        string
 }
 
 // parseFlags reads args, with defaults from the PATCHD_* environment.
@@ -85,11 +93,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Var(intValue{&cfg.maxRebaseOps}, "max-rebase-ops", "most concurrent ops a stale edit is rebased over; more is 412 rebase-too-far (env PATCHD_MAX_REBASE_OPS, default 10000)")
 	fs.Var(intValue{&cfg.maxRebaseWork}, "max-rebase-work", "most (edit ops x concurrent ops) one rebase may compare (env PATCHD_MAX_REBASE_WORK, default 1000000)")
 	fs.Var(durationValue{&cfg.shutdownTimeout}, "shutdown-timeout", "how long a shutdown waits for requests in flight (env PATCHD_SHUTDOWN_TIMEOUT, default 10s)")
+	fs.Var(stringValue{&cfg.logFormat}, "log-format", "log format: auto (text on a terminal, JSON otherwise), json or text")
+	fs.Var(stringValue{&cfg.logLevel}, "log-level", "least level logged: debug, info (one line per request), warn or error")
 	defaults := map[string]string{
 		"require-if-match": "true", "max-body": "1MiB", "max-doc": "1MiB", "max-depth": "64",
 		"max-ops": "1000", "history-versions": "1000", "history-age": "24h", "shutdown-timeout": "10s",
 		"max-rebase-ops": "10000", "max-rebase-work": "1000000",
+		"log-format": "auto", "log-level": "info",
 	}
+	shown := map[string]string{"addr": "127.0.0.1:8080", "db": "./patchd.db"}
+	for k, v := range defaults {
+		shown[k] = v
+	}
+	fs.Usage = serveUsage(stderr, fs, shown)
 	for name, def := range defaults {
 		if err := fs.Set(name, env(name, def)); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: %w", envName(name), env(name, def), err))
@@ -116,6 +132,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return cfg, errors.New("--history-versions must be at least 1")
 	case cfg.historyAge < 0:
 		return cfg, errors.New("--history-age must not be negative")
+	case cfg.logFormat != "auto" && cfg.logFormat != "json" && cfg.logFormat != "text":
+		return cfg, errors.New("--log-format must be auto, json or text")
+	case cfg.logLevel != "debug" && cfg.logLevel != "info" && cfg.logLevel != "warn" && cfg.logLevel != "error":
+		return cfg, errors.New("--log-level must be debug, info, warn or error")
 	}
 	return cfg, nil
 }
@@ -129,9 +149,12 @@ func envName(flag string) string {
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
 	cfg, err := parseFlags(args, getenv, stderr)
 	if err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
 	if strings.HasPrefix(cfg.db, "postgres://") || strings.HasPrefix(cfg.db, "postgresql://") {
 		return errors.New("--db: the PostgreSQL backend is not available in this build; give a bbolt file path")
 	}
@@ -158,6 +181,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hcfg.Limits = patch.Limits{MaxDepth: cfg.maxDepth, MaxDoc: int(cfg.maxDoc), MaxOps: cfg.maxOps}
 	hcfg.Rebase = patch.RebaseLimits{MaxOps: cfg.maxRebaseOps, MaxWork: cfg.maxRebaseWork}
 	hcfg.Logger = log.With("component", "http")
+	hcfg.Version = version()
 	e := handlers.New(st, hcfg).Echo()
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -175,7 +199,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("db", cfg.db))
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("db", cfg.db), slog.String("version", version()))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -190,6 +214,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// Shutdown stops accepting, then waits for requests in flight, writes
 	// included; the store closes after it (deferred above).
 	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close() // ends what is left, a long backup stream included, so the store can close
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
