@@ -41,29 +41,29 @@ var errRefused = errors.New("some lines were refused")
 
 // dispatch runs the command args name: serve (the default), backup, export,
 // import, version or help.
-func dispatch(ctx context.Context, args []string, getenv func(string) string, io stdio) error {
+func dispatch(ctx context.Context, args []string, getenv func(string) string, std stdio) error {
 	cmd := ""
 	if len(args) > 0 {
 		cmd = args[0]
 	}
 	switch cmd {
 	case "backup":
-		return cmdBackup(ctx, args[1:], getenv, io)
+		return cmdBackup(ctx, args[1:], getenv, std)
 	case "export":
-		return cmdExport(ctx, args[1:], getenv, io)
+		return cmdExport(ctx, args[1:], getenv, std)
 	case "import":
-		return cmdImport(ctx, args[1:], getenv, io)
+		return cmdImport(ctx, args[1:], getenv, std)
 	case "version":
-		fmt.Fprintln(io.out, versionLine())
+		fmt.Fprintln(std.out, versionLine())
 		return nil
 	case "help":
 		if len(args) > 1 && args[1] != "serve" {
-			return dispatch(ctx, []string{args[1], "--help"}, getenv, io)
+			return dispatch(ctx, []string{args[1], "--help"}, getenv, std)
 		}
-		_, err := parseFlags([]string{"--help"}, getenv, io.err)
+		_, err := parseFlags([]string{"--help"}, getenv, std.err)
 		return err
 	}
-	return run(ctx, args, getenv, io.err, nil)
+	return run(ctx, args, getenv, std.err, nil)
 }
 
 // version returns the module version the binary was built from, or the
@@ -258,10 +258,10 @@ func lockedHint(db string) string {
 		"copy it through that server instead: patchd backup --url http://ADDR --out FILE (GET /admin/backup)", db)
 }
 
-func cmdBackup(ctx context.Context, args []string, getenv func(string) string, io stdio) error {
+func cmdBackup(ctx context.Context, args []string, getenv func(string) string, std stdio) error {
 	var db, out, from string
 	var timeout time.Duration
-	f := newCmdFlags("backup", "Copies a patchd database consistently into a new file. Without --url it reads --db, which no server may be running on; with --url it asks that running server for a hot copy (GET /admin/backup).", getenv, io.err)
+	f := newCmdFlags("backup", "Copies a patchd database consistently into a new file. Without --url it reads --db, which no server may be running on; with --url it asks that running server for a hot copy (GET /admin/backup).", getenv, std.err)
 	f.add(stringValue{&db}, "db", "./patchd.db", "database file to copy (when no server runs on it)")
 	f.add(stringValue{&out}, "out", "", "file to write the copy to (required; written whole or not at all)")
 	f.add(stringValue{&from}, "url", "", "base URL of a running server to copy from, like http://127.0.0.1:8080")
@@ -290,7 +290,7 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, i
 		_ = os.Remove(out)
 		return fmt.Errorf("backup: the copy does not check out, removed it: %w", err)
 	}
-	fmt.Fprintf(io.err, "backup: wrote %d bytes to %s and checked them\n", n, out)
+	fmt.Fprintf(std.err, "backup: wrote %d bytes to %s and checked them\n", n, out)
 	return nil
 }
 
@@ -338,11 +338,11 @@ func openForExport(db string, timeout time.Duration) (*store.Bolt, error) {
 	return st, err
 }
 
-func cmdExport(ctx context.Context, args []string, getenv func(string) string, stdio stdio) error {
+func cmdExport(ctx context.Context, args []string, getenv func(string) string, std stdio) error {
 	var db, out string
 	var history bool
 	var timeout time.Duration
-	f := newCmdFlags("export", "Writes every document of a stopped database (or of a backup) as NDJSON, one document a line.", getenv, stdio.err)
+	f := newCmdFlags("export", "Writes every document of a stopped database (or of a backup) as NDJSON, one document a line.", getenv, std.err)
 	f.add(stringValue{&db}, "db", "./patchd.db", "database file to read (no server may be running on it)")
 	f.add(stringValue{&out}, "out", "-", "file to write, or - for standard output")
 	f.add(boolValue{&history}, "history", "false", "add every retained version, and deleted documents whose history is retained")
@@ -363,7 +363,7 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 	if history {
 		total, unit = stats.Versions, "versions"
 	}
-	p := dump.NewProgress(stdio.err, isTerminal(stdio.err), total, unit)
+	p := dump.NewProgress(std.err, isTerminal(std.err), total, unit)
 	var c dump.Counts
 	write := func(w io.Writer) error {
 		var err error
@@ -371,7 +371,7 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	if out == "-" {
-		err = write(stdio.out)
+		err = write(std.out)
 	} else {
 		err = store.WriteFileAtomic(out, write)
 	}
@@ -379,16 +379,16 @@ func cmdExport(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	fmt.Fprintf(stdio.err, "export: %d documents, %d deleted, %d versions, %d bytes\n", c.Documents, c.Deleted, c.Versions, c.Bytes)
+	fmt.Fprintf(std.err, "export: %d documents, %d deleted, %d versions, %d bytes\n", c.Documents, c.Deleted, c.Versions, c.Bytes)
 	return nil
 }
 
-func cmdImport(ctx context.Context, args []string, getenv func(string) string, stdio stdio) error {
+func cmdImport(ctx context.Context, args []string, getenv func(string) string, std stdio) error {
 	var db, in string
 	var maxDoc, maxLine int64
 	var maxDepth int
 	var timeout time.Duration
-	f := newCmdFlags("import", "Loads NDJSON written by export into a database no server is running on (created if missing). Every line is checked like an API body; a bad line is reported with its number and skipped, and the others are loaded. Documents that exist already are refused, not replaced.", getenv, stdio.err)
+	f := newCmdFlags("import", "Loads NDJSON written by export into a database no server is running on (created if missing). Every line is checked like an API body; a bad line is reported with its number and skipped, and the others are loaded. Documents that exist already are refused, not replaced.", getenv, std.err)
 	f.add(stringValue{&db}, "db", "./patchd.db", "database file to load into (created if missing; no server may be running on it)")
 	f.add(stringValue{&in}, "in", "-", "NDJSON file to read, or - for standard input")
 	f.add(byteSize{&maxDoc}, "max-doc", "1MiB", "largest document, as the server's --max-doc")
@@ -401,7 +401,7 @@ func cmdImport(ctx context.Context, args []string, getenv func(string) string, s
 	if maxDoc < 1 || maxDepth < 1 || maxLine < 1 {
 		return usageError{errors.New("import: --max-doc, --max-depth and --max-line must be positive")}
 	}
-	r := stdio.in
+	r := std.in
 	var total int64
 	if in != "-" {
 		file, err := os.Open(in)
@@ -421,7 +421,7 @@ func cmdImport(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	p := dump.NewProgress(stdio.err, isTerminal(stdio.err), total, "bytes")
+	p := dump.NewProgress(std.err, isTerminal(std.err), total, "bytes")
 	var refused []*dump.LineError
 	c, err := dump.Import(ctx, st, r, dump.ImportOptions{
 		Limits:   patch.Limits{MaxDepth: maxDepth, MaxDoc: int(maxDoc)},
@@ -430,7 +430,7 @@ func cmdImport(ctx context.Context, args []string, getenv func(string) string, s
 		Report: func(le *dump.LineError) {
 			refused = append(refused, le)
 			if len(refused) <= 1000 {
-				fmt.Fprintf(stdio.err, "import: %v\n", le)
+				fmt.Fprintf(std.err, "import: %v\n", le)
 			}
 		},
 	})
@@ -439,9 +439,9 @@ func cmdImport(ctx context.Context, args []string, getenv func(string) string, s
 		err = cerr
 	}
 	if len(refused) > 1000 {
-		fmt.Fprintf(stdio.err, "import: ... and %d more refused lines\n", len(refused)-1000)
+		fmt.Fprintf(std.err, "import: ... and %d more refused lines\n", len(refused)-1000)
 	}
-	fmt.Fprintf(stdio.err, "import: %d documents, %d deleted, %d versions loaded; %d lines refused\n", c.Documents, c.Deleted, c.Versions, c.Rejected)
+	fmt.Fprintf(std.err, "import: %d documents, %d deleted, %d versions loaded; %d lines refused\n", c.Documents, c.Deleted, c.Versions, c.Rejected)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
