@@ -7,7 +7,6 @@
 package handlers
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -73,7 +72,7 @@ type Handler struct {
 func New(st store.Store, cfg Config) *Handler {
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	reg := cfg.Registry
 	if reg == nil {

@@ -15,9 +15,6 @@ import (
 // sane (see saneRequestID), generated otherwise, and always sent back.
 const HeaderRequestID = "X-Request-Id"
 
-// requestInfoKey is the echo context key of a request's *requestInfo.
-const requestInfoKey = "patchd.request"
-
 // requestInfo is what the handlers tell the request log and the metrics
 // about a request, beyond what its response says.
 type requestInfo struct {
@@ -31,11 +28,18 @@ type requestInfo struct {
 	replayed bool
 }
 
+// observed is the echo.Context the observe middleware hands on: the
+// request's context with its requestInfo, in one allocation.
+type observed struct {
+	echo.Context
+	info requestInfo
+}
+
 // info returns the request's *requestInfo, or a throwaway one when the
 // observe middleware did not run (a Handler used without Echo()).
 func info(c echo.Context) *requestInfo {
-	if ri, ok := c.Get(requestInfoKey).(*requestInfo); ok {
-		return ri
+	if o, ok := c.(*observed); ok {
+		return &o.info
 	}
 	return &requestInfo{}
 }
@@ -95,11 +99,11 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			id = h.reqIDs.next()
 		}
 		res := c.Response()
-		res.Header().Set(HeaderRequestID, id)
-		ri := &requestInfo{id: id}
-		c.Set(requestInfoKey, ri)
+		res.Header()[HeaderRequestID] = []string{id} // canonical already
+		o := &observed{Context: c, info: requestInfo{id: id}}
+		ri := &o.info
 
-		err := next(c)
+		err := next(o)
 		x := exchange{method: req.Method, route: c.Path()}
 		if err != nil {
 			x.problem = classify(err).name
@@ -138,7 +142,8 @@ func (h *Handler) logRequest(ctx context.Context, id string, req *http.Request, 
 	if !h.log.Enabled(ctx, level) {
 		return
 	}
-	attrs := []slog.Attr{
+	var buf [12]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("request_id", id),
 		slog.String("method", x.method),
 		slog.String("route", x.route),
@@ -146,7 +151,7 @@ func (h *Handler) logRequest(ctx context.Context, id string, req *http.Request, 
 		slog.Int("status", x.status),
 		slog.Float64("duration_ms", float64(x.duration.Microseconds())/1000),
 		slog.Int64("bytes", size),
-	}
+	)
 	if x.problem != "" {
 		attrs = append(attrs, slog.String("problem", x.problem))
 	}

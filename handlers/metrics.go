@@ -100,10 +100,10 @@ func (m *metrics) observe(x exchange) {
 	if route == "" {
 		route = "unmatched"
 	}
-	m.requests.WithLabelValues(route, x.method, strconv.Itoa(x.status)).Inc()
+	m.requests.WithLabelValues(route, x.method, statusLabel(x.status)).Inc()
 	m.duration.WithLabelValues(route, x.method).Observe(x.duration.Seconds())
 	if x.problem != "" && x.status >= 400 {
-		m.problems.WithLabelValues(strconv.Itoa(x.status), x.problem).Inc()
+		m.problems.WithLabelValues(statusLabel(x.status), x.problem).Inc()
 	}
 	if x.rebased {
 		m.rebases.WithLabelValues("rebased").Inc()
@@ -113,6 +113,30 @@ func (m *metrics) observe(x exchange) {
 	if x.replayed {
 		m.replays.Inc()
 	}
+}
+
+// statusLabel is strconv.Itoa without an allocation for the statuses
+// patchd answers.
+func statusLabel(status int) string {
+	switch status {
+	case 200:
+		return "200"
+	case 201:
+		return "201"
+	case 204:
+		return "204"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 404:
+		return "404"
+	case 412:
+		return "412"
+	case 428:
+		return "428"
+	}
+	return strconv.Itoa(status)
 }
 
 // serveMetrics answers GET /metrics in the Prometheus text format (or
