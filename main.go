@@ -53,6 +53,7 @@ type config struct {
 	maxRebaseWork   int
 	historyAge      time.Duration
 	shutdownTimeout time.Duration
+	ui              bool
 }
 
 // parseFlags reads args, with defaults from the PATCHD_* environment.
@@ -85,10 +86,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Var(intValue{&cfg.maxRebaseOps}, "max-rebase-ops", "most concurrent ops a stale edit is rebased over; more is 412 rebase-too-far (env PATCHD_MAX_REBASE_OPS, default 10000)")
 	fs.Var(intValue{&cfg.maxRebaseWork}, "max-rebase-work", "most (edit ops x concurrent ops) one rebase may compare (env PATCHD_MAX_REBASE_WORK, default 1000000)")
 	fs.Var(durationValue{&cfg.shutdownTimeout}, "shutdown-timeout", "how long a shutdown waits for requests in flight (env PATCHD_SHUTDOWN_TIMEOUT, default 10s)")
+	fs.Var(boolValue{&cfg.ui}, "ui", "serve the collaborative form demo at / (env PATCHD_UI, default true)")
 	defaults := map[string]string{
 		"require-if-match": "true", "max-body": "1MiB", "max-doc": "1MiB", "max-depth": "64",
 		"max-ops": "1000", "history-versions": "1000", "history-age": "24h", "shutdown-timeout": "10s",
-		"max-rebase-ops": "10000", "max-rebase-work": "1000000",
+		"max-rebase-ops": "10000", "max-rebase-work": "1000000", "ui": "true",
 	}
 	for name, def := range defaults {
 		if err := fs.Set(name, env(name, def)); err != nil {
@@ -158,7 +160,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hcfg.Limits = patch.Limits{MaxDepth: cfg.maxDepth, MaxDoc: int(cfg.maxDoc), MaxOps: cfg.maxOps}
 	hcfg.Rebase = patch.RebaseLimits{MaxOps: cfg.maxRebaseOps, MaxWork: cfg.maxRebaseWork}
 	hcfg.Logger = log.With("component", "http")
-	e := handlers.New(st, hcfg).Echo()
+	hcfg.UI = cfg.ui
+	h := handlers.New(st, hcfg)
+	e := h.Echo()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -173,6 +177,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Change feed streams never go idle: end them when shutdown starts.
+	srv.RegisterOnShutdown(h.CloseStreams)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("db", cfg.db))

@@ -31,6 +31,10 @@ type Config struct {
 	Rebase patch.RebaseLimits
 	// Logger receives internal errors; nil discards.
 	Logger *slog.Logger
+	// Events tunes the change feed; the zero value takes its defaults.
+	Events EventsConfig
+	// UI serves the collaborative form demo at / (ui.go).
+	UI bool
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -40,6 +44,7 @@ func DefaultConfig() Config {
 		MaxBody:        1 << 20,
 		Limits:         patch.Limits{MaxDepth: 64, MaxDoc: 1 << 20, MaxOps: 1000},
 		Rebase:         patch.RebaseLimits{MaxOps: 10_000, MaxWork: 1_000_000},
+		UI:             true,
 	}
 }
 
@@ -49,6 +54,7 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	ids   *idGenerator
+	hub   *hub
 }
 
 // New returns a Handler serving st.
@@ -57,7 +63,9 @@ func New(st store.Store, cfg Config) *Handler {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator()}
+	hub := newHub()
+	st = notifyingStore{Store: st, hub: hub} // wakes change feed streams after writes
+	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), hub: hub}
 }
 
 // acceptPatch lists the patch media types PATCH accepts.
@@ -109,6 +117,11 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/docs/:c/:id/history", h.history)
 	e.HEAD("/docs/:c/:id/history", h.history)
 	e.OPTIONS("/docs/:c/:id/history", h.options("GET, HEAD, OPTIONS"))
+	e.GET("/docs/:c/:id/events", h.events)
+	e.OPTIONS("/docs/:c/:id/events", h.options("GET, OPTIONS"))
+	if h.cfg.UI {
+		h.registerUI(e)
+	}
 }
 
 func (h *Handler) options(allow string) echo.HandlerFunc {
