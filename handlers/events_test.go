@@ -627,5 +627,3 @@ func TestEventsSlowConsumer(t *testing.T) {
 		decodeEvent(t, resumed.event(t), "version", seq)
 	}
 }
-
-
