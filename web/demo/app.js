@@ -140,7 +140,7 @@ function updateStatus() {
   switch (doc.status) {
     case 'live':
       state = waiting ? 'saving' : 'live';
-      text = waiting ? 'Live · saving…' : 'Live · all changes saved';
+      text = waiting ? 'Live · saving…' : conflicted.size ? 'Live · waiting for your choice' : 'Live · all changes saved';
       break;
     case 'offline':
       text = waiting
@@ -392,6 +392,7 @@ function prompt(key, theirs, etag) {
     c?.removeAttribute('aria-invalid');
     c?.removeAttribute('aria-describedby');
     render({ source: 'local' });
+    updateStatus();
   };
   box.querySelector('.keep-mine').addEventListener('click', () => {
     const c = controlFor(key);
@@ -407,6 +408,7 @@ function prompt(key, theirs, etag) {
   });
   conflicted.set(key, box);
   conflictsEl.append(box);
+  updateStatus();
   // Take the focus only from nowhere or from the field itself: never from
   // a field the user is typing in. The activity line announces it anyway.
   const active = document.activeElement;
