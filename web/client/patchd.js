@@ -210,6 +210,7 @@ export class Doc {
     this.collection = collection;
     this.id = id;
     this._base = { value, etag, seq: null };
+    this._baseTick = 0;
     this._pending = []; // edits not yet part of _base, oldest first
     this._listeners = new Set();
     this._recent = new Map(); // etag -> tick, of the last versions the feed applied
@@ -260,6 +261,23 @@ export class Doc {
         });
       }
     }
+  }
+
+  _setBase(b) {
+    this._base = b;
+    this._baseTick = this.client._tick();
+  }
+
+  // _settleAcks is for when the feed stops: acknowledged edits would wait
+  // for it forever. The newest answer becomes the base, unless the feed
+  // brought something newer.
+  _settleAcks() {
+    const acked = this._pending.filter((e) => e.state === 'acked');
+    if (acked.length === 0) return;
+    const last = acked[acked.length - 1];
+    if (last.ackTick > this._baseTick) this._setBase({ value: last.value, etag: last.etag, seq: null });
+    this._pending = this._pending.filter((e) => e.state !== 'acked');
+    this._render('ack');
   }
 
   _setStatus(s) {
@@ -387,7 +405,7 @@ export class Doc {
       res.status === 412 && problem?.type?.endsWith('/rebase-conflict')
         ? new ConflictError(res.status, problem, current, entry.body)
         : new PatchdError(res.status, problem, current);
-    if (current && !this._feed) this._base = { ...current, seq: null };
+    if (current && !this._feed) this._setBase({ ...current, seq: null });
     this._drop(entry);
     entry.reject(err);
   }
@@ -402,13 +420,14 @@ export class Doc {
     entry.state = 'acked';
     entry.landed = false;
     entry.etag = etag;
+    entry.value = value;
     entry.ackTick = this.client._tick();
     const seen = this._recent.get(etag);
     if (!this._feed || this._base.etag === etag || (seen !== undefined && seen > entry.sentTick)) {
       // Not following, or the feed already brought this version: the
       // answer is the new base.
       this._pending = this._pending.filter((e) => e !== entry);
-      if (!this._feed) this._base = { value, etag, seq: null };
+      if (!this._feed) this._setBase({ value, etag, seq: null });
     }
     // Following: the edit stays laid over the base until the feed brings
     // the version with this ETag, so that the value never goes back.
@@ -428,6 +447,7 @@ export class Doc {
   unfollow() {
     this._feed?.abort();
     this._feed = null;
+    this._settleAcks();
     if (!this._closed) this._setStatus('idle');
   }
 
@@ -483,6 +503,7 @@ export class Doc {
             const err = new PatchdError(res.status, await readProblem(res));
             this._emit({ type: 'error', error: err });
             this._feed = null;
+            this._settleAcks();
             this._setStatus('idle');
             return;
           }
@@ -531,7 +552,7 @@ export class Doc {
       return true;
     }
     if (ev.event === 'snapshot' || ev.event === 'reset') {
-      this._base = { value: d.value, etag: d.etag, seq: d.seq };
+      this._setBase({ value: d.value, etag: d.etag, seq: d.seq });
       // Acknowledged edits are in this state if they were acknowledged
       // before the request (snapshot) or before now (reset).
       this._pending = this._pending.filter((e) => !(e.state === 'acked' && (ev.event === 'reset' || e.ackTick < connectTick)));
@@ -563,12 +584,15 @@ export class Doc {
         sending.landed = false;
       }
     }
-    this._base = { value, etag: d.etag, seq: d.seq };
+    this._setBase({ value, etag: d.etag, seq: d.seq });
     this._recent.set(d.etag, this.client._tick());
     if (this._recent.size > 256) this._recent.delete(this._recent.keys().next().value);
     const mine = this._pending.some((e) => e.state === 'acked' && e.etag === d.etag);
     this._pending = this._pending.filter((e) => !(e.state === 'acked' && e.etag === d.etag));
-    this._render(mine ? 'own' : 'remote', { version: d });
+    // "own" also when the write in flight turns the old state into this
+    // one: its answer is on its way (or someone made the same change,
+    // which looks the same).
+    this._render(mine || sending?.landed ? 'own' : 'remote', { version: d });
     return true;
   }
 }
