@@ -1,14 +1,31 @@
 // The client against a real patchd process.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, Client, ConflictError, diff, NetworkError, PatchdError } from '../patchd.js';
+import { backoffDelay, Client as BaseClient, ConflictError, diff, NetworkError, PatchdError } from '../patchd.js';
 import { startPatchd } from './support/patchd.js';
+
+// Every document a test opens is closed at the end, failed tests
+// included: a followed document left open would keep reconnecting.
+const opened = new Set();
+class Client extends BaseClient {
+  async open(...args) {
+    const d = await super.open(...args);
+    opened.add(d);
+    return d;
+  }
+  async create(...args) {
+    const d = await super.create(...args);
+    opened.add(d);
+    return d;
+  }
+}
 
 let server;
 before(async () => {
   server = await startPatchd();
 });
 after(async () => {
+  for (const d of opened) d.close();
   await server?.stop();
 });
 
