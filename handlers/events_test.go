@@ -36,7 +36,7 @@ type feedOpts struct {
 	timeouts time.Duration // http.Server read and write timeouts; 0 for none
 }
 
-func startFeedServer(t *testing.T, o feedOpts) *feedServer {
+func startFeedServer(t testing.TB, o feedOpts) *feedServer {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "patchd.db")
 	st, err := store.OpenBolt(path, o.bolt)
@@ -78,7 +78,7 @@ type feed struct {
 const feedWait = 10 * time.Second // longest wait for one record
 
 // openFeed GETs path on s and returns the stream, or the error answer.
-func openFeed(t *testing.T, s *feedServer, path string, h hdr, dialer *net.Dialer) (*feed, response) {
+func openFeed(t testing.TB, s *feedServer, path string, h hdr, dialer *net.Dialer) (*feed, response) {
 	t.Helper()
 	if dialer == nil {
 		dialer = &net.Dialer{}
