@@ -107,6 +107,17 @@ func (h *hub) notify(coll, id string) {
 	h.mu.RUnlock()
 }
 
+// count returns the number of streams subscribed.
+func (h *hub) count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, m := range h.subs {
+		n += len(m)
+	}
+	return n
+}
+
 // close ends every stream, present and future.
 func (h *hub) close() { h.once.Do(func() { close(h.closed) }) }
 
@@ -131,6 +142,10 @@ func (s notifyingStore) Update(ctx context.Context, collection, id string, fn st
 // Call it when the server shuts down: streams never go idle by themselves,
 // so a graceful shutdown would otherwise wait for them until its deadline.
 func (h *Handler) CloseStreams() { h.hub.close() }
+
+// OpenStreams returns the number of change feed streams open now, for
+// metrics and tests.
+func (h *Handler) OpenStreams() int { return h.hub.count() }
 
 // resumePoint reads where a stream starts: the Last-Event-ID header, else
 // the after query parameter. ok is false when neither is given.

@@ -455,6 +455,9 @@ func TestEventsCloseStreams(t *testing.T) {
 	s.create(t, "/docs/f/c", `{}`)
 	f := mustOpenFeed(t, s, "/docs/f/c/events", nil)
 	decodeEvent(t, f.event(t), "snapshot", 1)
+	if n := s.h.OpenStreams(); n != 1 {
+		t.Fatalf("OpenStreams()=%d, want 1", n)
+	}
 	s.h.CloseStreams()
 	if ev, err := f.next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after CloseStreams: %+v, %v; want EOF", ev, err)
@@ -541,7 +544,7 @@ func TestEventsNoGapUnderConcurrentWrites(t *testing.T) {
 // writers; its stream is ended once a write to it blocks for longer than
 // the write timeout, and it resumes by id without a gap.
 func TestEventsSlowConsumer(t *testing.T) {
-	s := startFeedServer(t, feedOpts{cfg: func(c *handlers.Config) { c.Events.WriteTimeout = 300 * time.Millisecond }})
+	s := startFeedServer(t, feedOpts{cfg: func(c *handlers.Config) { c.Events.WriteTimeout = time.Second }})
 	s.create(t, "/docs/f/slow", `{"big":""}`)
 	// A small receive buffer, so that the server's writes block soon.
 	small := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
@@ -598,9 +601,15 @@ func TestEventsSlowConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The stalled stream was ended: draining what the sockets hold ends
-	// in EOF (a stream still open would instead wait for more), before
-	// the last version.
+	// The server ends the stalled stream once a write to it has blocked
+	// for the write timeout; wait for that (the healthy stream stays).
+	for deadline := time.Now().Add(30 * time.Second); s.h.OpenStreams() > 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams still open", s.h.OpenStreams())
+		}
+	}
+	// Draining what the sockets hold then ends in EOF (a stream still
+	// open would instead wait for more), before the last version.
 	lastID := uint64(1)
 	for {
 		ev, err := stalled.next()
