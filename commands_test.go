@@ -29,7 +29,7 @@ func cli(t *testing.T, stdin string, args ...string) (error, string, string) {
 
 func TestHelpListsEveryFlag(t *testing.T) {
 	serve := []string{"addr", "db", "require-if-match", "max-body", "max-doc", "max-depth", "max-ops", "history-versions",
-		"history-age", "max-rebase-ops", "max-rebase-work", "shutdown-timeout", "log-format", "log-level"}
+		"history-age", "max-rebase-ops", "max-rebase-work", "shutdown-timeout", "log-format", "log-level", "ui"}
 	for _, tc := range []struct {
 		args  []string
 		flags []string

@@ -61,6 +61,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	logFormat       string
 	logLevel        string
+	ui              bool
 }
 
 // parseFlags reads args, with defaults from the PATCHD_* environment.
@@ -95,11 +96,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Var(durationValue{&cfg.shutdownTimeout}, "shutdown-timeout", "how long a shutdown waits for requests in flight (env PATCHD_SHUTDOWN_TIMEOUT, default 10s)")
 	fs.Var(stringValue{&cfg.logFormat}, "log-format", "log format: auto (text on a terminal, JSON otherwise), json or text")
 	fs.Var(stringValue{&cfg.logLevel}, "log-level", "least level logged: debug, info (one line per request), warn or error")
+	fs.Var(boolValue{&cfg.ui}, "ui", "serve the collaborative form demo at /")
 	defaults := map[string]string{
 		"require-if-match": "true", "max-body": "1MiB", "max-doc": "1MiB", "max-depth": "64",
 		"max-ops": "1000", "history-versions": "1000", "history-age": "24h", "shutdown-timeout": "10s",
 		"max-rebase-ops": "10000", "max-rebase-work": "1000000",
-		"log-format": "auto", "log-level": "info",
+		"log-format": "auto", "log-level": "info", "ui": "true",
 	}
 	shown := map[string]string{"addr": "127.0.0.1:8080", "db": "./patchd.db"}
 	for k, v := range defaults {
@@ -182,7 +184,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hcfg.Rebase = patch.RebaseLimits{MaxOps: cfg.maxRebaseOps, MaxWork: cfg.maxRebaseWork}
 	hcfg.Logger = log.With("component", "http")
 	hcfg.Version = version()
-	e := handlers.New(st, hcfg).Echo()
+	hcfg.UI = cfg.ui
+	h := handlers.New(st, hcfg)
+	e := h.Echo()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -197,6 +201,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Change feed streams never go idle: end them when shutdown starts.
+	srv.RegisterOnShutdown(h.CloseStreams)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("db", cfg.db), slog.String("version", version()))

@@ -27,7 +27,7 @@ func TestParseFlags(t *testing.T) {
 		}
 		want := config{addr: "127.0.0.1:8080", db: "./patchd.db", requireIfMatch: true, maxBody: 1 << 20, maxDoc: 1 << 20,
 			maxDepth: 64, maxOps: 1000, historyVersions: 1000, maxRebaseOps: 10000, maxRebaseWork: 1000000, historyAge: 24 * time.Hour, shutdownTimeout: 10 * time.Second,
-			logFormat: "auto", logLevel: "info"}
+			logFormat: "auto", logLevel: "info", ui: true}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
 		}

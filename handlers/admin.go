@@ -20,7 +20,7 @@ func (h *Handler) registerOps(e *echo.Echo) {
 		guard = append(guard, h.cfg.AdminGuard)
 	}
 	e.GET("/metrics", h.serveMetrics, guard...)
-	if b, ok := h.store.(store.Backuper); ok {
+	if b, ok := h.backend.(store.Backuper); ok {
 		e.GET("/admin/backup", h.backup(b), guard...)
 	}
 }

@@ -46,6 +46,10 @@ type Config struct {
 	// document counts and page statistics, which walks the whole file;
 	// zero means 10s.
 	StatsMaxAge time.Duration
+	// Events tunes the change feed; the zero value takes its defaults.
+	Events EventsConfig
+	// UI serves the collaborative form demo at / (ui.go).
+	UI bool
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -55,6 +59,7 @@ func DefaultConfig() Config {
 		MaxBody:        1 << 20,
 		Limits:         patch.Limits{MaxDepth: 64, MaxDoc: 1 << 20, MaxOps: 1000},
 		Rebase:         patch.RebaseLimits{MaxOps: 10_000, MaxWork: 1_000_000},
+		UI:             true,
 	}
 }
 
@@ -66,6 +71,10 @@ type Handler struct {
 	ids     *idGenerator
 	reqIDs  *idGenerator // request ids, when the client sends none
 	metrics *metrics
+	hub     *hub
+	// backend is the store as given, for what only it offers (backups);
+	// store wraps it to wake change feed streams after writes.
+	backend store.Store
 }
 
 // New returns a Handler serving st.
@@ -78,8 +87,12 @@ func New(st store.Store, cfg Config) *Handler {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	backend := st
+	m := newMetrics(reg, backend, cfg, log)
+	hub := newHub()
+	st = notifyingStore{Store: st, hub: hub} // wakes change feed streams after writes
 	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), reqIDs: newIDGenerator(),
-		metrics: newMetrics(reg, st, cfg, log)}
+		metrics: m, hub: hub, backend: backend}
 }
 
 // acceptPatch lists the patch media types PATCH accepts.
@@ -133,6 +146,11 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.HEAD("/docs/:c/:id/history", h.history)
 	e.OPTIONS("/docs/:c/:id/history", h.options("GET, HEAD, OPTIONS"))
 	h.registerOps(e)
+	e.GET("/docs/:c/:id/events", h.events)
+	e.OPTIONS("/docs/:c/:id/events", h.options("GET, OPTIONS"))
+	if h.cfg.UI {
+		h.registerUI(e)
+	}
 }
 
 func (h *Handler) options(allow string) echo.HandlerFunc {

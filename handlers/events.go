@@ -1,0 +1,404 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+)
+
+// EventsConfig tunes the change feed (GET /docs/{c}/{id}/events). Zero
+// fields take the defaults noted on each.
+type EventsConfig struct {
+	// Heartbeat is how often an idle stream gets a comment line, so that
+	// proxies keep it open; the stream also re-reads history then, which
+	// picks up writes this process was not told about. Default 15s.
+	Heartbeat time.Duration
+	// WriteTimeout is how long one write to a stream may block before the
+	// consumer counts as too slow and its stream is ended. Default 10s.
+	WriteTimeout time.Duration
+	// Retry is the reconnection delay suggested to clients (the SSE retry
+	// field). Default 2s.
+	Retry time.Duration
+	// Batch is how many versions one history read fetches. Default 100.
+	Batch int
+}
+
+func (c EventsConfig) withDefaults() EventsConfig {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Retry <= 0 {
+		c.Retry = 2 * time.Second
+	}
+	if c.Batch <= 0 {
+		c.Batch = 100
+	}
+	return c
+}
+
+// hub tells the streams of a document that a write to it returned. It only
+// wakes them: each stream reads what changed from the store's history, so a
+// notification can never be lost to a full buffer, and a writer never waits
+// for a reader.
+type hub struct {
+	mu     sync.RWMutex
+	subs   map[string]map[*subscriber]struct{}
+	closed chan struct{} // closed by close: every stream ends
+	once   sync.Once
+}
+
+// subscriber is one stream's wake-up channel. It holds at most one pending
+// wake-up: several writes while the stream is busy coalesce into one.
+type subscriber struct {
+	wake chan struct{}
+}
+
+func newHub() *hub {
+	return &hub{subs: make(map[string]map[*subscriber]struct{}), closed: make(chan struct{})}
+}
+
+func hubKey(coll, id string) string { return coll + "\x00" + id }
+
+// subscribe registers a stream for a document; the returned function
+// unregisters it.
+func (h *hub) subscribe(coll, id string) (*subscriber, func()) {
+	s := &subscriber{wake: make(chan struct{}, 1)}
+	key := hubKey(coll, id)
+	h.mu.Lock()
+	m := h.subs[key]
+	if m == nil {
+		m = make(map[*subscriber]struct{})
+		h.subs[key] = m
+	}
+	m[s] = struct{}{}
+	h.mu.Unlock()
+	return s, func() {
+		h.mu.Lock()
+		// m stays in subs while it holds s, so it is still subs[key].
+		delete(m, s)
+		if len(m) == 0 {
+			delete(h.subs, key)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// notify wakes every stream of a document without blocking.
+func (h *hub) notify(coll, id string) {
+	h.mu.RLock()
+	for s := range h.subs[hubKey(coll, id)] {
+		select {
+		case s.wake <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
+	h.mu.RUnlock()
+}
+
+// count returns the number of streams subscribed.
+func (h *hub) count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, m := range h.subs {
+		n += len(m)
+	}
+	return n
+}
+
+// close ends every stream, present and future.
+func (h *hub) close() { h.once.Do(func() { close(h.closed) }) }
+
+// notifyingStore tells the hub about every write that returned without
+// error. A write that committed nothing causes a spurious wake-up, which
+// costs the streams one history read and sends nothing.
+type notifyingStore struct {
+	store.Store
+	hub *hub
+}
+
+// Update implements store.Store.
+func (s notifyingStore) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
+	doc, err := s.Store.Update(ctx, collection, id, fn)
+	if err == nil {
+		s.hub.notify(collection, id)
+	}
+	return doc, err
+}
+
+// CloseStreams ends every change feed stream and makes new ones end at once.
+// Call it when the server shuts down: streams never go idle by themselves,
+// so a graceful shutdown would otherwise wait for them until its deadline.
+func (h *Handler) CloseStreams() { h.hub.close() }
+
+// OpenStreams returns the number of change feed streams open now, for
+// metrics and tests.
+func (h *Handler) OpenStreams() int { return h.hub.count() }
+
+// resumePoint reads where a stream starts: the Last-Event-ID header, else
+// the after query parameter. ok is false when neither is given.
+func resumePoint(c echo.Context) (after uint64, ok bool, err error) {
+	if s := c.Request().Header.Get("Last-Event-ID"); s != "" {
+		after, err = strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, false, fail(ErrInvalidRequest, "Last-Event-ID must be a version seq (a non-negative integer)")
+		}
+		return after, true, nil
+	}
+	if s := c.QueryParam("after"); s != "" {
+		after, err = strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, false, fail(ErrInvalidRequest, "after must be a version seq (a non-negative integer)")
+		}
+		return after, true, nil
+	}
+	return 0, false, nil
+}
+
+// snapshot is a document's state at one seq: the body of a snapshot or
+// reset event.
+type snapshot struct {
+	seq  uint64
+	etag string // "" when deleted
+	body []byte // nil when deleted
+}
+
+// data renders {"etag","seq","value"} with the body's bytes as they are.
+func (s snapshot) data() []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"etag":`)
+	if s.etag == "" {
+		b.WriteString("null")
+	} else {
+		b.Write(patch.Canonical(s.etag))
+	}
+	b.WriteString(`,"seq":`)
+	b.WriteString(strconv.FormatUint(s.seq, 10))
+	b.WriteString(`,"value":`)
+	if s.body == nil {
+		b.WriteString("null")
+	} else {
+		b.Write(s.body)
+	}
+	b.WriteString("}")
+	return b.Bytes()
+}
+
+// snapshot reads the current state of a document and the seq it is at.
+// Returns store.ErrNotFound when the document has no history at all.
+func (h *Handler) snapshot(ctx context.Context, coll, id string) (snapshot, error) {
+	// A deleted document has no body to read its seq from; its last
+	// version is found in history. A re-creation between the two reads
+	// shows as a last version that is not a delete: read again.
+	for range 3 {
+		doc, err := h.store.Get(ctx, coll, id)
+		if err == nil {
+			return snapshot{seq: doc.Seq, etag: doc.ETag, body: doc.Body}, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return snapshot{}, err
+		}
+		var last *store.Version
+		for after := uint64(0); ; {
+			vs, more, err := h.store.History(ctx, coll, id, after, maxPageSize)
+			if err != nil {
+				return snapshot{}, err
+			}
+			if len(vs) > 0 {
+				last = &vs[len(vs)-1]
+				after = last.Seq
+			}
+			if !more || len(vs) == 0 {
+				break
+			}
+		}
+		if last != nil && last.Kind == store.KindDelete {
+			return snapshot{seq: last.Seq}, nil
+		}
+	}
+	return snapshot{}, fmt.Errorf("events %s/%s: the document kept changing between reads", coll, id)
+}
+
+// events serves GET /docs/{c}/{id}/events: the document's committed
+// versions as Server-Sent Events (see API.md, "Change feed").
+func (h *Handler) events(c echo.Context) error {
+	coll, id, err := target(c, true)
+	if err != nil {
+		return err
+	}
+	after, resume, err := resumePoint(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	cfg := h.cfg.Events.withDefaults()
+
+	// Subscribe before the first read: a write that commits after it
+	// wakes this stream, and the read after the wake-up finds it.
+	sub, unsubscribe := h.hub.subscribe(coll, id)
+	defer unsubscribe()
+
+	// The first read happens before the answer starts, so that a missing
+	// document or a failing store is still a problem+json answer.
+	var first []byte // snapshot or reset event, if any
+	var versions []store.Version
+	var more bool
+	if resume {
+		versions, more, err = h.store.History(ctx, coll, id, after, cfg.Batch)
+		if err != nil {
+			return err
+		}
+		if gap(after, versions) || len(versions) == 0 {
+			snap, err := h.snapshot(ctx, coll, id)
+			if err != nil {
+				return err
+			}
+			// An empty read means "nothing new", unless the client names
+			// a seq this document never reached (another database, say).
+			if len(versions) > 0 || snap.seq < after {
+				first, after, versions, more = event("reset", snap.seq, snap.data()), snap.seq, nil, true
+			}
+		}
+	} else {
+		snap, err := h.snapshot(ctx, coll, id)
+		if err != nil {
+			return err
+		}
+		first, after, more = event("snapshot", snap.seq, snap.data()), snap.seq, true
+	}
+
+	res := c.Response()
+	hdr := res.Header()
+	hdr.Set(echo.HeaderContentType, "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	hdr.Del("Accept-Patch")
+	res.WriteHeader(http.StatusOK)
+
+	s := &stream{rc: http.NewResponseController(res), w: res, timeout: cfg.WriteTimeout}
+	// The server's read and write timeouts are meant for requests, not for
+	// a stream that lives for hours: lift them; each write below sets its
+	// own deadline instead. Errors mean the connection cannot set
+	// deadlines, which only an unusual server gives.
+	_ = s.rc.SetReadDeadline(time.Time{})
+	if err := s.write(fmt.Appendf(nil, "retry: %d\n\n", cfg.Retry.Milliseconds())); err != nil {
+		return nil
+	}
+	if first != nil {
+		if err := s.write(first); err != nil {
+			return nil
+		}
+	}
+	if err := s.flush(); err != nil {
+		return nil
+	}
+
+	heartbeat := time.NewTicker(cfg.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		for _, v := range versions {
+			ops, err := patch.DecodeOps(v.Ops)
+			if err != nil {
+				h.log.Error("change feed: undecodable history", "collection", coll, "id", id, "seq", v.Seq, "err", err)
+				return nil // the stream ends; the client resumes from the last id
+			}
+			if err := s.write(event("version", v.Seq, patch.Canonical(versionJSON(v, ops)))); err != nil {
+				return nil
+			}
+			after = v.Seq
+		}
+		if len(versions) > 0 {
+			if err := s.flush(); err != nil {
+				return nil
+			}
+		}
+		if !more {
+			select {
+			case <-sub.wake:
+			case <-heartbeat.C:
+				if err := s.write([]byte(": heartbeat\n\n")); err != nil {
+					return nil
+				}
+				if err := s.flush(); err != nil {
+					return nil
+				}
+			case <-ctx.Done():
+				return nil
+			case <-h.hub.closed:
+				return nil
+			}
+		}
+		select {
+		case <-h.hub.closed:
+			return nil
+		default:
+		}
+		versions, more, err = h.store.History(ctx, coll, id, after, cfg.Batch)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("change feed: history read failed", "collection", coll, "id", id, "err", err)
+			}
+			return nil
+		}
+		if gap(after, versions) {
+			snap, err := h.snapshot(ctx, coll, id)
+			if err != nil {
+				return nil
+			}
+			if err := s.write(event("reset", snap.seq, snap.data())); err != nil {
+				return nil
+			}
+			after, versions, more = snap.seq, nil, true
+		}
+	}
+}
+
+// gap reports whether versions, read after seq after, do not start right
+// after it: the versions in between were pruned from history.
+func gap(after uint64, versions []store.Version) bool {
+	return len(versions) > 0 && versions[0].Seq != after+1
+}
+
+// event renders one Server-Sent Event. data is one line of JSON (canonical
+// JSON has no line breaks).
+func event(name string, id uint64, data []byte) []byte {
+	b := make([]byte, 0, len(data)+48)
+	b = append(b, "id: "...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, "\nevent: "...)
+	b = append(b, name...)
+	b = append(b, "\ndata: "...)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
+}
+
+// stream writes to one consumer. Every write must finish within timeout:
+// a consumer that does not read is cut off, and it resumes by id.
+type stream struct {
+	rc      *http.ResponseController
+	w       http.ResponseWriter
+	timeout time.Duration
+}
+
+func (s *stream) write(b []byte) error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	_, err := s.w.Write(b)
+	return err
+}
+
+func (s *stream) flush() error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	return s.rc.Flush()
+}

@@ -1,0 +1,45 @@
+package handlers_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/patchd/patchd/handlers"
+)
+
+func TestUI(t *testing.T) {
+	s := startServer(t)
+	for _, tc := range []struct {
+		path, contentType, contains string
+	}{
+		{"/", "text/html; charset=utf-8", `<script type="module" src="/ui/app.js">`},
+		{"/ui/app.js", "text/javascript; charset=utf-8", "from '/ui/client/patchd.js'"},
+		{"/ui/style.css", "text/css; charset=utf-8", ".conflict"},
+		{"/ui/client/patchd.js", "text/javascript; charset=utf-8", "export class Client"},
+		{"/ui/client/json.js", "text/javascript; charset=utf-8", "export function diff"},
+		{"/ui/client/sse.js", "text/javascript; charset=utf-8", "export async function* readEvents"},
+	} {
+		r := s.do(t, "GET", tc.path, nil, "")
+		expect(t, r, http.StatusOK, "")
+		if got := r.header.Get("Content-Type"); got != tc.contentType {
+			t.Errorf("%s: Content-Type=%q, want %q", tc.path, got, tc.contentType)
+		}
+		if !strings.Contains(string(r.body), tc.contains) {
+			t.Errorf("%s: body lacks %q", tc.path, tc.contains)
+		}
+		if r.header.Get("X-Content-Type-Options") != "nosniff" || !strings.Contains(r.header.Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("%s: headers %v", tc.path, r.header)
+		}
+	}
+	for _, path := range []string{"/ui/nope.js", "/ui/embed.go", "/ui/client/package.json", "/ui/..%2fembed.go", "/ui/client/test", "/index.html"} {
+		expect(t, s.do(t, "GET", path, nil, ""), http.StatusNotFound, "not-found")
+	}
+}
+
+func TestUIOff(t *testing.T) {
+	s := startServer(t, func(c *handlers.Config) { c.UI = false })
+	for _, path := range []string{"/", "/ui/app.js", "/ui/client/patchd.js"} {
+		expect(t, s.do(t, "GET", path, nil, ""), http.StatusNotFound, "not-found")
+	}
+}

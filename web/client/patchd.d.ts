@@ -1,0 +1,223 @@
+// Type declarations for patchd's JavaScript client (patchd.js).
+
+/** A JSON value as patchd stores it. Numbers go through JavaScript's float64. */
+export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };
+/** A JSON object: every patchd document is one. */
+export type JSONObject = { [key: string]: JSONValue };
+
+/** One RFC 6902 operation. */
+export type Operation =
+  | { op: 'add'; path: string; value: JSONValue }
+  | { op: 'remove'; path: string }
+  | { op: 'replace'; path: string; value: JSONValue }
+  | { op: 'move'; from: string; path: string }
+  | { op: 'copy'; from: string; path: string }
+  | { op: 'test'; path: string; value: JSONValue };
+
+/** An RFC 9457 problem details body as patchd sends it. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  currentEtag?: string;
+  baseEtag?: string;
+  conflicts?: ConflictPair[];
+  [member: string]: unknown;
+}
+
+/** One conflicting pair of a 412 rebase-conflict. */
+export interface ConflictPair {
+  clientOp: number;
+  clientPath: string;
+  concurrentPath: string;
+  concurrentVersion: number;
+  reason: 'overlap' | 'ancestor-replaced' | 'element-removed' | 'test-invalidated' | 'array-replaced' | string;
+}
+
+/** A document's state: value null and etag null when it is deleted. */
+export interface Current {
+  value: JSONObject | null;
+  etag: string | null;
+}
+
+/** An error answer (4xx or 5xx) from patchd. */
+export class PatchdError extends Error {
+  constructor(status: number, problem: Problem | null, current?: Current | null);
+  /** HTTP status. */
+  readonly status: number;
+  /** Problem name: "not-found", "rebase-conflict", "base-unknown", ... */
+  readonly type: string;
+  readonly problem: Problem | null;
+  /** For a 412: the document as it is now (read right after the 412). */
+  readonly current: Current | null;
+}
+
+/** A 412 rebase-conflict: the edit overlaps concurrent edits; nothing was written. */
+export class ConflictError extends PatchdError {
+  constructor(status: number, problem: Problem | null, current: Current | null, mine: Operation[] | JSONObject);
+  readonly conflicts: ConflictPair[];
+  /** This edit's conflicting JSON Pointers, without duplicates. */
+  readonly paths: string[];
+  /** The refused edit: JSON Patch ops, or the merge patch. */
+  readonly mine: Operation[] | JSONObject;
+}
+
+/** The network failed and retries were exhausted, or the client was closed. */
+export class NetworkError extends Error {
+  constructor(message: string, cause?: unknown);
+}
+
+/** An error applying a JSON Patch locally. */
+export class PatchApplyError extends Error {
+  constructor(message: string, op?: Operation);
+  readonly op?: Operation;
+}
+
+export interface RetryOptions {
+  /** First delay bound in ms (default 250). */
+  base?: number;
+  /** Largest delay bound in ms (default 10000). */
+  max?: number;
+  /** Attempts in all before giving up (default Infinity). */
+  attempts?: number;
+}
+
+export interface ClientOptions {
+  /** Server URL, e.g. "http://127.0.0.1:8080"; "" (default) for the page's own origin. */
+  baseURL?: string;
+  /** Extra request headers (Authorization, say), or a function that returns them per request. */
+  headers?: Record<string, string> | (() => Record<string, string>);
+  fetch?: typeof fetch;
+  retry?: RetryOptions;
+  /** ms without a byte (heartbeats included) before a change feed reconnects (default 45000). */
+  idleTimeout?: number;
+}
+
+/** An event of the change feed: one committed version (API.md, "Change feed"). */
+export interface VersionEvent {
+  seq: number;
+  /** null after a delete. */
+  etag: string | null;
+  at: string;
+  kind: 'put' | 'json-patch' | 'merge-patch' | 'delete';
+  ops: Operation[];
+  rebasedFrom: string | null;
+}
+
+export type Status = 'idle' | 'connecting' | 'live' | 'offline' | 'closed';
+
+/**
+ * Why the value changed: local (an edit was made), ack (the server took an
+ * edit), revert (the server refused one), remote (someone else's version),
+ * own (the feed brought this client's version), snapshot or reset (the feed
+ * sent the whole document).
+ */
+export type ChangeSource = 'local' | 'ack' | 'revert' | 'remote' | 'own' | 'snapshot' | 'reset';
+
+export type DocEvent =
+  | {
+      type: 'change';
+      source: ChangeSource;
+      value: JSONObject | null;
+      etag: string | null;
+      /** For remote and own: the version applied. */
+      version?: VersionEvent;
+      /** For ack: the ETag the edit was rebased from, or null. */
+      rebasedFrom?: string | null;
+      /** For local JSON Patch edits: the ops. */
+      ops?: Operation[];
+      /** For snapshot and reset. */
+      seq?: number;
+    }
+  | { type: 'status'; status: Status }
+  | { type: 'error'; error: PatchdError }
+  | { type: 'retry'; kind: 'json-patch' | 'merge-patch' };
+
+/** A version that an edit is made against: an ETag, or "after this client's edit in flight". */
+export type Base = string | { etag: string | null } | { after: unknown };
+
+export interface WriteOptions {
+  /** The version the edit was made against (default: the value as it is now). */
+  base?: Base;
+}
+
+export interface WriteResult {
+  etag: string;
+  value: JSONObject;
+  /** The ETag the edit was rebased from (the Rebased-From header), or null. */
+  rebasedFrom: string | null;
+}
+
+/** Connects to one patchd server. */
+export class Client {
+  constructor(options?: ClientOptions);
+  readonly baseURL: string;
+  retry: Required<RetryOptions>;
+  idleTimeout: number;
+  /** GET a document. */
+  get(collection: string, id: string, options?: { signal?: AbortSignal }): Promise<Current & { value: JSONObject; etag: string }>;
+  /** Reads a document and keeps it; {follow: true} also follows its change feed. */
+  open(collection: string, id: string, options?: { follow?: boolean }): Promise<Doc>;
+  /** Creates a document that must not exist yet (PUT with If-None-Match: *). */
+  create(collection: string, id: string, value: JSONObject, options?: { follow?: boolean }): Promise<Doc>;
+  /** Stops listening for the browser's online events. */
+  close(): void;
+}
+
+/** One document, kept up to date. */
+export class Doc {
+  readonly client: Client;
+  collection: string;
+  readonly id: string;
+  /** The last server state with this client's unacknowledged edits laid over it. */
+  readonly value: JSONObject | null;
+  /** ETag of the last server state known. */
+  readonly etag: string | null;
+  /** seq of the last server state, once the change feed told it. */
+  readonly seq: number | null;
+  readonly status: Status;
+  /** Edits not yet acknowledged. */
+  readonly pendingCount: number;
+  subscribe(listener: (event: DocEvent) => void): () => void;
+  /** The version the next edit is made against; pass it later as {base}. */
+  version(): Base;
+  /** RFC 6902 JSON Patch under If-Match, with an Idempotency-Key. */
+  patch(ops: Operation[], options?: WriteOptions): Promise<WriteResult>;
+  /** RFC 7396 Merge Patch under If-Match, with an Idempotency-Key. */
+  merge(patch: JSONObject, options?: WriteOptions): Promise<WriteResult>;
+  /** Follows the change feed; remote versions are applied to value. */
+  follow(): this;
+  unfollow(): void;
+  /** Stops the feed and retries; pending writes reject with NetworkError. */
+  close(): void;
+}
+
+export function createClient(options?: ClientOptions): Client;
+
+/** Delay before retry `attempt` (0-based): uniform in [0, min(max, base * 2^attempt)). */
+export function backoffDelay(attempt: number, options?: RetryOptions, random?: () => number): number;
+
+/** Applies RFC 6902 ops to a copy of value; throws PatchApplyError. Removing "" gives null. */
+export function applyPatch<T = JSONValue>(value: T, ops: Operation[]): T;
+/** Applies an RFC 7396 merge patch to a copy of value. */
+export function applyMerge(value: JSONValue | undefined, patch: JSONValue): JSONValue;
+export function deepEqual(a: unknown, b: unknown): boolean;
+export function clone<T>(value: T): T;
+
+export interface DiffOptions {
+  /** Member that identifies array elements (e.g. "id"): keyed arrays are edited element by element. */
+  key?: string;
+}
+/** The ops that turn before into after, field by field: form edits as JSON Patch. */
+export function diff(before: JSONValue, after: JSONValue, options?: DiffOptions): Operation[];
+
+/** Builds a JSON Pointer from segments: pointer("items", 0, "desc") is "/items/0/desc". */
+export function pointer(...segments: Array<string | number>): string;
+export function parsePointer(pointer: string): string[];
+export function escapeToken(token: string | number): string;
+
+/** A Server-Sent Events parser over a fetch body. */
+export function readEvents(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<{ id: string; event: string; data: string } | { comment: string } | { retry: number }, void, unknown>;

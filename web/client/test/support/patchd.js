@@ -1,0 +1,56 @@
+// Starts a real patchd binary for tests: built once per test process with
+// go build (or taken from PATCHD_BIN), on a free loopback port, over a
+// fresh bbolt file.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+const root = fileURLToPath(new URL('../../../..', import.meta.url));
+let built = null;
+
+function binary() {
+  if (process.env.PATCHD_BIN) return process.env.PATCHD_BIN;
+  if (!built) {
+    const dir = mkdtempSync(join(tmpdir(), 'patchd-bin-'));
+    built = join(dir, 'patchd');
+    const env = { ...process.env, PATH: `${process.env.PATH}:/usr/local/go/bin`, GOFLAGS: `${process.env.GOFLAGS ?? ''} -buildvcs=false` };
+    execFileSync('go', ['build', '-o', built, '.'], { cwd: root, env, stdio: ['ignore', 'inherit', 'inherit'] });
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return built;
+}
+
+/** Starts patchd with extra flags; resolves to {url, stop()}. */
+export async function startPatchd(args = []) {
+  const dir = mkdtempSync(join(tmpdir(), 'patchd-db-'));
+  const proc = spawn(binary(), ['--addr', '127.0.0.1:0', '--db', join(dir, 'p.db'), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const lines = createInterface({ input: proc.stderr });
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('patchd did not start within 30s')), 30_000);
+    lines.on('line', (line) => {
+      try {
+        const m = JSON.parse(line);
+        if (m.msg === 'serving') {
+          clearTimeout(timer);
+          resolve(`http://${m.addr}`);
+        }
+      } catch {
+        // not a log line
+      }
+    });
+    exited.then(({ code }) => reject(new Error(`patchd exited with ${code}`)));
+  });
+  return {
+    url,
+    async stop() {
+      proc.kill('SIGTERM');
+      const { code } = await exited;
+      rmSync(dir, { recursive: true, force: true });
+      if (code !== 0) throw new Error(`patchd exited with ${code}`);
+    },
+  };
+}

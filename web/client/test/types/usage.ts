@@ -1,0 +1,35 @@
+// Compiled by `npm run test:types` (tsc --noEmit): checks that patchd.d.ts
+// describes the client as the README uses it, through the package's
+// exports map. The @ts-expect-error lines must stay errors.
+import { Client, ConflictError, diff, pointer, type DocEvent, type Operation } from '@patchd/client';
+
+async function example(): Promise<void> {
+  const client = new Client({ baseURL: 'http://127.0.0.1:8080', headers: () => ({ Authorization: 'Bearer t' }) });
+  const doc = await client.open('forms', '42', { follow: true });
+  const off = doc.subscribe((ev: DocEvent) => {
+    if (ev.type === 'change' && ev.source === 'remote') console.log(ev.version?.seq, ev.value);
+    if (ev.type === 'status') console.log(ev.status satisfies 'idle' | 'connecting' | 'live' | 'offline' | 'closed');
+  });
+  const base = doc.version();
+  const ops: Operation[] = diff({ name: 'Ann' }, { name: 'Bob' });
+  try {
+    const r = await doc.patch(ops, { base });
+    const etag: string = r.etag;
+    const from: string | null = r.rebasedFrom;
+    console.log(etag, from);
+    await doc.merge({ email: 'x@y', gone: null });
+  } catch (err) {
+    if (err instanceof ConflictError) {
+      const paths: string[] = err.paths;
+      console.log(paths, err.current?.value, err.conflicts[0]?.reason);
+    }
+  }
+  await doc.patch([{ op: 'add', path: pointer('items', '-'), value: { id: 'a' } }]);
+  // @ts-expect-error: an op needs a path
+  await doc.patch([{ op: 'remove' }]);
+  // @ts-expect-error: values are JSON
+  await doc.merge({ when: new Date() });
+  off();
+  doc.close();
+}
+void example;

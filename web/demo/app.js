@@ -1,0 +1,521 @@
+// The collaborative form demo: one patchd document bound to a form, edited
+// by everyone who has the page open. It imports the client as the binary
+// serves it; there is no build step.
+import { Client, ConflictError, PatchdError, deepEqual, pointer } from '/ui/client/patchd.js';
+
+const params = new URLSearchParams(location.search);
+const collection = params.get('c') || 'demo';
+const docID = params.get('id') || 'order';
+// How long typing may pause before the edit is sent (ms).
+const debounceMs = Number.isFinite(Number(params.get('debounce'))) && params.get('debounce') !== null ? Number(params.get('debounce')) : 500;
+
+const EMPTY = { title: '', customer: '', email: '', notes: '', urgent: false, items: [] };
+const LABELS = { title: 'Title', customer: 'Customer', email: 'Email', notes: 'Notes', urgent: 'Urgent' };
+const FIELDS = Object.keys(LABELS);
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const form = $('#form');
+const itemsList = $('#items');
+const statusEl = $('#status');
+const activity = $('#activity');
+const conflictsEl = $('#conflicts');
+
+const client = new Client();
+let doc = null;
+
+// A field key is a top-level member ("title") or a line item's member
+// ("item:<id>:desc"). dirty holds the fields edited and not yet sent, with
+// the version the edit began on; conflicted the fields awaiting a choice.
+const dirty = new Map();
+const conflicted = new Map();
+// Fields with a write in flight, and how many: the form keeps showing what
+// was sent until the answer, even if the value briefly goes back.
+const inflight = new Map();
+let flushTimer = null;
+let focusItem = null;
+
+function parseKey(key) {
+  const m = /^item:(.*):(desc|qty)$/.exec(key);
+  return m ? { item: m[1], field: m[2] } : { field: key };
+}
+
+function rowOf(itemID) {
+  for (const li of itemsList.children) if (li.dataset.id === itemID) return li;
+  return null;
+}
+
+function controlFor(key) {
+  const k = parseKey(key);
+  if (!k.item) return form.querySelector(`[data-key="${k.field}"]`);
+  return rowOf(k.item)?.querySelector(`input.${k.field}`) ?? null;
+}
+
+function keyOf(el) {
+  if (el.dataset.key) return el.dataset.key;
+  const li = el.closest('li.item');
+  if (!li) return null;
+  if (el.classList.contains('desc')) return `item:${li.dataset.id}:desc`;
+  if (el.classList.contains('qty')) return `item:${li.dataset.id}:qty`;
+  return null;
+}
+
+function itemIndex(value, itemID) {
+  const items = Array.isArray(value?.items) ? value.items : [];
+  return items.findIndex((it) => it?.id === itemID);
+}
+
+function valueAt(value, key) {
+  const k = parseKey(key);
+  if (!k.item) return value?.[k.field];
+  const i = itemIndex(value, k.item);
+  return i < 0 ? undefined : value.items[i][k.field];
+}
+
+function label(key) {
+  const k = parseKey(key);
+  if (!k.item) return LABELS[k.field];
+  const i = itemIndex(doc?.value, k.item);
+  return `Line item ${i < 0 ? '' : i + 1} ${k.field === 'desc' ? 'description' : 'quantity'}`.replace('  ', ' ');
+}
+
+function readControl(el) {
+  if (el.type === 'checkbox') return el.checked;
+  if (el.type === 'number') return el.value === '' || !Number.isFinite(el.valueAsNumber) ? null : el.valueAsNumber;
+  return el.value;
+}
+
+function writeControl(el, v) {
+  if (el.type === 'checkbox') {
+    el.checked = v === true;
+    return;
+  }
+  const s = v === null || v === undefined ? '' : String(v);
+  if (el.value === s) return;
+  if (document.activeElement === el && typeof el.selectionStart === 'number' && el.type !== 'number' && el.type !== 'email') {
+    const { selectionStart: a, selectionEnd: b } = el;
+    el.value = s;
+    el.setSelectionRange(Math.min(a, s.length), Math.min(b, s.length));
+  } else {
+    el.value = s;
+  }
+}
+
+function show(v) {
+  if (v === undefined) return '(line item removed)';
+  if (v === null || v === '') return '(empty)';
+  if (v === true) return 'checked';
+  if (v === false) return 'not checked';
+  return String(v);
+}
+
+function say(text) {
+  activity.textContent = text;
+}
+
+function flash(el) {
+  el.classList.add('remote-change');
+  requestAnimationFrame(() => requestAnimationFrame(() => el.classList.remove('remote-change')));
+}
+
+function markFor(key) {
+  const k = parseKey(key);
+  if (!k.item) return form.querySelector(`[data-mark="${k.field}"]`);
+  return controlFor(key)?.parentElement.querySelector('.mark') ?? null;
+}
+
+function setMark(key, text, title = '') {
+  const m = markFor(key);
+  if (!m) return;
+  m.textContent = text;
+  m.title = title;
+}
+
+// --- status -----------------------------------------------------------
+
+function updateStatus() {
+  if (!doc) return;
+  const waiting = doc.pendingCount + dirty.size;
+  let state = doc.status;
+  let text;
+  switch (doc.status) {
+    case 'live':
+      state = waiting ? 'saving' : 'live';
+      text = waiting ? 'Live · saving…' : conflicted.size ? 'Live · waiting for your choice' : 'Live · all changes saved';
+      break;
+    case 'offline':
+      text = waiting
+        ? 'Offline · your changes will be sent when the connection is back'
+        : 'Offline · changes from others will appear when the connection is back';
+      break;
+    case 'closed':
+      text = 'Closed';
+      break;
+    default:
+      text = waiting ? 'Reconnecting… · your changes are kept' : 'Connecting…';
+  }
+  statusEl.dataset.state = state;
+  if (statusEl.textContent !== text) statusEl.textContent = text;
+}
+
+// --- rendering the document into the form -------------------------------
+
+function busy(key) {
+  return dirty.has(key) || conflicted.has(key) || inflight.has(key);
+}
+
+function render(ev) {
+  const v = doc.value;
+  const enabled = v !== null;
+  for (const el of form.querySelectorAll('input, textarea, button')) el.disabled = !enabled;
+  if (!enabled) {
+    say('This document was deleted. Reload the page to start a new one.');
+    updateStatus();
+    return;
+  }
+  const fromOthers = ev.source === 'remote' || ev.source === 'reset';
+  const changed = [];
+  for (const f of FIELDS) {
+    if (busy(f)) continue;
+    const el = controlFor(f);
+    const before = readControl(el);
+    const want = f === 'urgent' ? v[f] === true : (v[f] ?? '');
+    if (!deepEqual(before, want)) {
+      writeControl(el, want);
+      if (fromOthers) {
+        flash(el);
+        changed.push(LABELS[f]);
+      }
+    }
+  }
+  changed.push(...renderItems(Array.isArray(v.items) ? v.items : [], fromOthers));
+  if (fromOthers && changed.length) say(`Someone else changed ${changed.join(', ')}.`);
+  updateStatus();
+}
+
+function newRow(itemID) {
+  const li = $('#item-row').content.firstElementChild.cloneNode(true);
+  li.dataset.id = itemID;
+  for (const f of ['desc', 'qty']) {
+    const input = li.querySelector(`input.${f}`);
+    input.id = `${f}-${itemID}`;
+    input.closest('.field').querySelector('label').htmlFor = input.id;
+  }
+  return li;
+}
+
+function renderItems(items, fromOthers) {
+  const changed = [];
+  const want = new Set(items.map((it) => it?.id));
+  // Rows of items that are gone, unless someone is editing them here.
+  for (const li of [...itemsList.children]) {
+    const id = li.dataset.id;
+    if (!want.has(id) && !busy(`item:${id}:desc`) && !busy(`item:${id}:qty`)) {
+      li.remove();
+      if (fromOthers) changed.push('the line items');
+    }
+  }
+  items.forEach((it, i) => {
+    if (typeof it?.id !== 'string') return;
+    let li = rowOf(it.id);
+    if (!li) {
+      li = newRow(it.id);
+      if (fromOthers) {
+        changed.push('the line items');
+        queueMicrotask(() => flash(li.querySelector('input.desc')));
+      }
+    }
+    if (itemsList.children[i] !== li) itemsList.insertBefore(li, itemsList.children[i] ?? null);
+    for (const f of ['desc', 'qty']) {
+      const key = `item:${it.id}:${f}`;
+      if (busy(key)) continue;
+      const el = li.querySelector(`input.${f}`);
+      const v = f === 'qty' ? (typeof it.qty === 'number' ? it.qty : null) : (it.desc ?? '');
+      if (!deepEqual(readControl(el), v)) {
+        writeControl(el, v);
+        if (fromOthers && !changed.includes('the line items')) {
+          flash(el);
+          changed.push(`line item ${i + 1}`);
+        }
+      }
+    }
+    li.querySelector('.remove').setAttribute('aria-label', `Remove line item ${i + 1}${it.desc ? ` (${it.desc})` : ''}`);
+  });
+  $('#no-items').hidden = itemsList.children.length > 0;
+  if (focusItem && rowOf(focusItem)) {
+    rowOf(focusItem).querySelector('input.desc').focus();
+    focusItem = null;
+  }
+  return [...new Set(changed)];
+}
+
+// --- edits ------------------------------------------------------------
+
+function edited(key) {
+  if (!dirty.has(key)) {
+    // The version this edit is made against: a concurrent change of the
+    // same field since then is a conflict, not a silent overwrite.
+    const k = parseKey(key);
+    dirty.set(key, { base: doc.version(), index: k.item ? itemIndex(doc.value, k.item) : -1 });
+  }
+  setMark(key, '');
+}
+
+function schedule() {
+  clearTimeout(flushTimer);
+  flushTimer = setTimeout(flush, debounceMs);
+  updateStatus();
+}
+
+function opsFor(key, value, index) {
+  const k = parseKey(key);
+  if (!k.item) return [{ op: 'add', path: pointer(k.field), value }];
+  return [
+    { op: 'test', path: pointer('items', index, 'id'), value: k.item },
+    { op: 'replace', path: pointer('items', index, k.field), value },
+  ];
+}
+
+/** Sends every edited field, one write per version the edits began on. */
+function flush() {
+  clearTimeout(flushTimer);
+  flushTimer = null;
+  const groups = new Map();
+  for (const [key, d] of dirty) {
+    if (conflicted.has(key)) continue;
+    if (!groups.has(d.base)) groups.set(d.base, []);
+    groups.get(d.base).push([key, d]);
+  }
+  for (const [base, entries] of groups) {
+    const ops = [];
+    const sent = new Map();
+    const pathKey = new Map();
+    for (const [key, d] of entries) {
+      dirty.delete(key);
+      const el = controlFor(key);
+      if (!el || (parseKey(key).item && d.index < 0)) continue;
+      const v = readControl(el);
+      for (const op of opsFor(key, v, d.index)) {
+        ops.push(op);
+        pathKey.set(op.path, key);
+      }
+      sent.set(key, v);
+    }
+    if (ops.length) send(ops, base, sent, pathKey);
+  }
+  updateStatus();
+}
+
+async function send(ops, base, sent, pathKey, again = false) {
+  for (const key of sent.keys()) inflight.set(key, (inflight.get(key) ?? 0) + 1);
+  try {
+    const r = await doc.patch(ops, { base });
+    if (r.rebasedFrom) {
+      for (const key of sent.keys()) {
+        if (!dirty.has(key)) setMark(key, 'merged', 'Saved. Someone else edited this form at the same time; both edits were kept.');
+      }
+    }
+  } catch (err) {
+    if (err instanceof PatchdError && err.status === 422 && !again) {
+      // A line item moved before this edit reached the server: make it
+      // again against the version shown now. The test of the item's id
+      // keeps it from landing on another item.
+      const ops2 = [];
+      const pk = new Map();
+      for (const [key, v] of sent) {
+        const k = parseKey(key);
+        const i = k.item ? itemIndex(doc.value, k.item) : -1;
+        if (k.item && i < 0) continue;
+        for (const op of opsFor(key, v, i)) {
+          ops2.push(op);
+          pk.set(op.path, key);
+        }
+      }
+      if (ops2.length) await send(ops2, doc.version(), sent, pk, true);
+    } else if (err instanceof PatchdError && err.status === 412) {
+      conflict(err, sent, pathKey);
+    } else {
+      say(`Could not save: ${err.message}`);
+    }
+  } finally {
+    for (const key of sent.keys()) {
+      const n = inflight.get(key) - 1;
+      if (n > 0) inflight.set(key, n);
+      else inflight.delete(key);
+    }
+  }
+  if (doc.value !== null) render({ source: 'local' });
+  updateStatus();
+}
+
+// --- conflicts --------------------------------------------------------
+
+function conflict(err, sent, pathKey) {
+  let keys = err instanceof ConflictError ? [...new Set(err.conflicts.map((c) => pathKey.get(c.clientPath)).filter(Boolean))] : [];
+  if (keys.length === 0) keys = [...sent.keys()];
+  const current = err.current?.value ?? doc.value;
+  for (const key of sent.keys()) {
+    if (keys.includes(key)) continue;
+    // Refused only because it travelled with a conflicting edit: send again.
+    edited(key);
+  }
+  if (dirty.size) schedule();
+  for (const key of keys) {
+    const theirs = valueAt(current, key);
+    if (!controlFor(key)) continue;
+    if (deepEqual(theirs, sent.get(key))) continue; // both made the same change
+    prompt(key, theirs, err.current?.etag ?? null);
+  }
+}
+
+function prompt(key, theirs, etag) {
+  conflicted.get(key)?.remove();
+  const el = controlFor(key);
+  const box = $('#conflict-prompt').content.firstElementChild.cloneNode(true);
+  const titleID = `conflict-${key.replace(/[^A-Za-z0-9_-]/g, '-')}`;
+  box.querySelector('h2').id = titleID;
+  box.setAttribute('aria-labelledby', titleID);
+  box.dataset.key = key;
+  box.querySelector('h2').textContent = `${label(key)} was changed by someone else`;
+  box.querySelector('.conflict-text').textContent =
+    theirs === undefined
+      ? 'Someone else removed this line item while you were editing it.'
+      : 'You and someone else changed this field at the same time. Which value should it keep?';
+  box.querySelector('.theirs').textContent = show(theirs);
+  box.querySelector('.mine').textContent = show(readControl(el));
+  el.setAttribute('aria-invalid', 'true');
+  el.setAttribute('aria-describedby', titleID);
+  const done = () => {
+    box.remove();
+    conflicted.delete(key);
+    dirty.delete(key);
+    const c = controlFor(key);
+    c?.removeAttribute('aria-invalid');
+    c?.removeAttribute('aria-describedby');
+    render({ source: 'local' });
+    updateStatus();
+  };
+  box.querySelector('.keep-mine').addEventListener('click', () => {
+    const c = controlFor(key);
+    const mine = readControl(c);
+    done();
+    keepMine(key, mine, etag);
+    c?.focus();
+  });
+  box.querySelector('.take-theirs').addEventListener('click', () => {
+    const c = controlFor(key);
+    done();
+    c?.focus();
+  });
+  conflicted.set(key, box);
+  conflictsEl.append(box);
+  updateStatus();
+  // Take the focus only from nowhere or from the field itself: never from
+  // a field the user is typing in. The activity line announces it anyway.
+  const active = document.activeElement;
+  if (!active || active === document.body || active === el) box.querySelector('.keep-mine').focus();
+  say(`${label(key)}: someone else changed it too. Choose which value to keep.`);
+}
+
+function keepMine(key, mine, etag) {
+  const k = parseKey(key);
+  const sent = new Map([[key, mine]]);
+  const pathKey = new Map();
+  if (k.item && itemIndex(doc.value, k.item) < 0) {
+    // The item was removed: add it back with this page's values.
+    const li = rowOf(k.item);
+    const item = { id: k.item, desc: li ? readControl(li.querySelector('input.desc')) : '', qty: li ? readControl(li.querySelector('input.qty')) : 1 };
+    send([{ op: 'add', path: '/items/-', value: item }], doc.version(), sent, pathKey);
+    return;
+  }
+  const i = k.item ? itemIndex(doc.value, k.item) : -1;
+  const ops = opsFor(key, mine, i);
+  for (const op of ops) pathKey.set(op.path, key);
+  // Against the version that holds their value, so that this overwrites
+  // it on purpose; a newer change by someone else asks again.
+  send(ops, etag && !k.item ? etag : doc.version(), sent, pathKey);
+}
+
+// --- events -------------------------------------------------------------
+
+form.addEventListener('submit', (e) => e.preventDefault());
+
+form.addEventListener('input', (e) => {
+  const key = keyOf(e.target);
+  if (!key || !doc) return;
+  if (conflicted.has(key)) {
+    conflicted.get(key).querySelector('.mine').textContent = show(readControl(e.target));
+    return;
+  }
+  edited(key);
+  if (e.target.type === 'checkbox') flush();
+  else schedule();
+});
+
+form.addEventListener('focusout', (e) => {
+  if (keyOf(e.target) && dirty.size) flush();
+});
+
+$('#add-item').addEventListener('click', () => {
+  const id = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join('');
+  focusItem = id;
+  doc.patch([{ op: 'add', path: '/items/-', value: { id, desc: '', qty: 1 } }]).catch((err) => say(`Could not add the line item: ${err.message}`));
+});
+
+itemsList.addEventListener('click', (e) => {
+  const btn = e.target.closest('button.remove');
+  if (!btn) return;
+  const id = btn.closest('li.item').dataset.id;
+  const i = itemIndex(doc.value, id);
+  for (const f of ['desc', 'qty']) {
+    dirty.delete(`item:${id}:${f}`);
+    conflicted.get(`item:${id}:${f}`)?.remove();
+    conflicted.delete(`item:${id}:${f}`);
+  }
+  if (i < 0) {
+    render({ source: 'local' });
+    return;
+  }
+  doc
+    .patch([
+      { op: 'test', path: pointer('items', i, 'id'), value: id },
+      { op: 'remove', path: pointer('items', i) },
+    ])
+    .catch((err) => {
+      if (!(err instanceof PatchdError && err.status === 412)) say(`Could not remove the line item: ${err.message}`);
+    });
+  $('#add-item').focus();
+});
+
+addEventListener('pagehide', () => flush());
+
+async function start() {
+  $('#doc-name').textContent = `${collection}/${docID}`;
+  $('#new-window').href = location.href;
+  try {
+    doc = await client.open(collection, docID);
+  } catch (err) {
+    if (!(err instanceof PatchdError && err.status === 404)) throw err;
+    try {
+      doc = await client.create(collection, docID, EMPTY);
+    } catch (err2) {
+      if (!(err2 instanceof PatchdError && err2.status === 412)) throw err2;
+      doc = await client.open(collection, docID);
+    }
+  }
+  doc.subscribe((ev) => {
+    if (ev.type === 'change') render(ev);
+    else if (ev.type === 'status') updateStatus();
+    else if (ev.type === 'error') say(`The live feed stopped: ${ev.error.message}`);
+  });
+  render({ source: 'snapshot' });
+  doc.follow();
+  updateStatus();
+}
+
+// For the browser tests and the curious: the open document.
+globalThis.patchdDemo = { doc: () => doc, flush };
+
+start().catch((err) => {
+  statusEl.dataset.state = 'offline';
+  statusEl.textContent = `Could not open the document: ${err.message}`;
+});

@@ -1,0 +1,228 @@
+// Browser end-to-end tests of the collaborative form demo: two people (two
+// browser contexts, so two separate sessions) edit one document through the
+// page the patchd binary serves, in real headless Chromium. Each step leaves
+// screenshots in e2e/artifacts/.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startPatchd } from '../client/test/support/patchd.js';
+import { artifacts, launch } from './browser.js';
+
+let server;
+let browser;
+const WAIT = 15_000; // longest wait for one thing to show on a page
+
+before(async () => {
+  server = await startPatchd();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+let docs = 0;
+/** Opens the form for one fresh document in two browser contexts. */
+async function twoPeople(t, { debounce = 300 } = {}) {
+  const id = `e2e-${process.pid}-${++docs}`;
+  const url = `${server.url}/?id=${id}&debounce=${debounce}`;
+  const pages = [];
+  for (const who of ['alice', 'bob']) {
+    const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+    t.after(() => ctx.close());
+    const page = await ctx.newPage();
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(e.message));
+    page.who = who;
+    await page.goto(url);
+    await live(page);
+    pages.push(page);
+  }
+  t.after(() => {
+    for (const p of pages) assert.deepEqual(p.errors, [], `${p.who}: errors on the page`);
+  });
+  return { id, alice: pages[0], bob: pages[1] };
+}
+
+function live(page) {
+  return page.waitForSelector('#status[data-state="live"]', { timeout: WAIT });
+}
+
+/** Waits until every write of the page is answered and the page is live. */
+function settled(page) {
+  return page.waitForFunction(
+    () => {
+      const d = globalThis.patchdDemo?.doc();
+      return d && d.status === 'live' && d.pendingCount === 0 && document.querySelector('#status').dataset.state === 'live';
+    },
+    null,
+    { timeout: WAIT },
+  );
+}
+
+function valueIs(page, selector, want) {
+  return page.waitForFunction(([s, w]) => document.querySelector(s)?.value === w, [selector, want], { timeout: WAIT });
+}
+
+async function shot(t, page, step) {
+  const name = `${t.name.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '')}--${step}--${page.who}.png`;
+  await page.screenshot({ path: join(artifacts, name), fullPage: true });
+}
+
+async function serverDoc(id) {
+  const res = await fetch(`${server.url}/docs/demo/${id}`);
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+/** Sends both pages' edits at the same moment. */
+function flushBoth(a, b) {
+  return Promise.all([a.evaluate(() => globalThis.patchdDemo.flush()), b.evaluate(() => globalThis.patchdDemo.flush())]);
+}
+
+test('two people edit different fields at the same moment: both edits persist and show on both pages', { timeout: 90_000 }, async (t) => {
+  const { id, alice, bob } = await twoPeople(t, { debounce: 60_000 }); // sent by flushBoth, not by a pause
+  await shot(t, alice, '1-opened');
+  await Promise.all([alice.fill('#customer', 'Ann Smith'), bob.fill('#email', 'bob@example.com')]);
+  await Promise.all([shot(t, alice, '2-typed'), shot(t, bob, '2-typed')]);
+  await flushBoth(alice, bob);
+
+  for (const p of [alice, bob]) {
+    await valueIs(p, '#customer', 'Ann Smith');
+    await valueIs(p, '#email', 'bob@example.com');
+    await settled(p);
+  }
+  const saved = await serverDoc(id);
+  assert.equal(saved.customer, 'Ann Smith');
+  assert.equal(saved.email, 'bob@example.com');
+  // Both edits were made against the same version: the one that committed
+  // second was rebased over the first, and its page says so, quietly.
+  const marks = [await alice.textContent('[data-mark="customer"]'), await bob.textContent('[data-mark="email"]')];
+  assert.deepEqual(marks.filter((m) => m === 'merged').length, 1, `marks ${JSON.stringify(marks)}`);
+  assert.equal(await alice.locator('.conflict').count(), 0);
+  assert.equal(await bob.locator('.conflict').count(), 0);
+  await Promise.all([shot(t, alice, '3-merged'), shot(t, bob, '3-merged')]);
+});
+
+test('two people edit the same field: the second gets the conflict prompt', { timeout: 90_000 }, async (t) => {
+  const { id, alice, bob } = await twoPeople(t, { debounce: 60_000 });
+  await Promise.all([alice.fill('#title', 'Title by Alice'), bob.fill('#title', 'Title by Bob')]);
+  await flushBoth(alice, bob);
+
+  // Exactly one of them is asked.
+  await alice.waitForFunction(() => true);
+  const prompted = await Promise.race([
+    alice.waitForSelector('.conflict', { timeout: WAIT }).then(() => alice),
+    bob.waitForSelector('.conflict', { timeout: WAIT }).then(() => bob),
+  ]);
+  const other = prompted === alice ? bob : alice;
+  const mine = prompted === alice ? 'Title by Alice' : 'Title by Bob';
+  const theirs = prompted === alice ? 'Title by Bob' : 'Title by Alice';
+  await settled(other);
+  assert.equal(await other.locator('.conflict').count(), 0, 'the first to commit is not asked');
+  assert.equal((await serverDoc(id)).title, theirs);
+  assert.equal(await prompted.textContent('.conflict h2'), 'Title was changed by someone else');
+  assert.equal(await prompted.textContent('.conflict .theirs'), theirs);
+  assert.equal(await prompted.textContent('.conflict .mine'), mine);
+  assert.equal(await prompted.getAttribute('#title', 'aria-invalid'), 'true');
+  assert.equal(await prompted.inputValue('#title'), mine, 'the prompt keeps what was typed');
+  await Promise.all([shot(t, prompted, '1-conflict'), shot(t, other, '1-conflict')]);
+
+  // Keep mine: it overwrites theirs on purpose, and the other page shows it.
+  await prompted.click('.conflict .keep-mine');
+  await valueIs(other, '#title', mine);
+  await settled(prompted);
+  assert.equal((await serverDoc(id)).title, mine);
+  assert.equal(await prompted.locator('.conflict').count(), 0);
+  await Promise.all([shot(t, prompted, '2-kept-mine'), shot(t, other, '2-kept-mine')]);
+
+  // Again on the notes, and this time take theirs.
+  await Promise.all([alice.fill('#notes', 'Notes by Alice'), bob.fill('#notes', 'Notes by Bob')]);
+  await flushBoth(alice, bob);
+  const prompted2 = await Promise.race([
+    alice.waitForSelector('.conflict', { timeout: WAIT }).then(() => alice),
+    bob.waitForSelector('.conflict', { timeout: WAIT }).then(() => bob),
+  ]);
+  const theirs2 = prompted2 === alice ? 'Notes by Bob' : 'Notes by Alice';
+  await shot(t, prompted2, '3-conflict-notes');
+  await prompted2.click('.conflict .take-theirs');
+  await valueIs(prompted2, '#notes', theirs2);
+  await settled(prompted2);
+  assert.equal((await serverDoc(id)).notes, theirs2);
+  assert.equal(await prompted2.locator('.conflict').count(), 0);
+  await Promise.all([shot(t, alice, '4-took-theirs'), shot(t, bob, '4-took-theirs')]);
+});
+
+test('a line item added in one page appears in the other, and a removal too', { timeout: 90_000 }, async (t) => {
+  const { id, alice, bob } = await twoPeople(t);
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li input.desc:focus', { timeout: WAIT });
+  await alice.keyboard.type('Blue pens');
+  await alice.fill('#items li:nth-child(1) input.qty', '12');
+  await bob.waitForSelector('#items li', { timeout: WAIT });
+  await valueIs(bob, '#items li:nth-child(1) input.desc', 'Blue pens');
+  await valueIs(bob, '#items li:nth-child(1) input.qty', '12');
+  await Promise.all([shot(t, alice, '1-added'), shot(t, bob, '1-added')]);
+
+  // Bob adds a second one; Alice removes the first.
+  await bob.click('#add-item');
+  await bob.waitForSelector('#items li:nth-child(2) input.desc:focus', { timeout: WAIT });
+  await bob.keyboard.type('Paper');
+  await valueIs(alice, '#items li:nth-child(2) input.desc', 'Paper');
+  await settled(bob);
+  await alice.click('#items li:nth-child(1) button.remove');
+  await bob.waitForFunction(() => document.querySelectorAll('#items li').length === 1, null, { timeout: WAIT });
+  await valueIs(bob, '#items li:nth-child(1) input.desc', 'Paper');
+  await settled(alice);
+  await settled(bob);
+  const saved = await serverDoc(id);
+  assert.deepEqual(saved.items.map((it) => [it.desc, it.qty]), [['Paper', 1]]);
+  await Promise.all([shot(t, alice, '2-removed'), shot(t, bob, '2-removed')]);
+});
+
+test('a page that went offline catches up on reconnect, and sends what was typed meanwhile', { timeout: 90_000 }, async (t) => {
+  const { id, alice, bob } = await twoPeople(t);
+  await alice.fill('#customer', 'Before');
+  await valueIs(bob, '#customer', 'Before');
+
+  await bob.context().setOffline(true);
+  await bob.waitForSelector('#status[data-state="offline"]', { timeout: WAIT });
+  await alice.fill('#customer', 'Changed while Bob was away');
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li input.desc:focus', { timeout: WAIT });
+  await alice.keyboard.type('Stapler');
+  await settled(alice);
+  await bob.fill('#notes', 'Typed offline');
+  await bob.locator('#notes').blur();
+  // Bob saw none of it: the page was really cut off.
+  assert.equal(await bob.inputValue('#customer'), 'Before');
+  assert.equal(await bob.locator('#items li').count(), 0);
+  assert.equal((await serverDoc(id)).notes, '');
+  await bob.waitForFunction(() => document.querySelector('#status').textContent.includes('your changes will be sent'), null, { timeout: WAIT });
+  await Promise.all([shot(t, alice, '1-bob-offline'), shot(t, bob, '1-bob-offline')]);
+
+  await bob.context().setOffline(false);
+  await valueIs(bob, '#customer', 'Changed while Bob was away');
+  await valueIs(bob, '#items li:nth-child(1) input.desc', 'Stapler');
+  await valueIs(alice, '#notes', 'Typed offline');
+  await settled(bob);
+  const saved = await serverDoc(id);
+  assert.equal(saved.notes, 'Typed offline');
+  assert.equal(saved.customer, 'Changed while Bob was away');
+  assert.deepEqual(saved.items.map((it) => it.desc), ['Stapler']);
+  await Promise.all([shot(t, alice, '2-back-online'), shot(t, bob, '2-back-online')]);
+});
+
+test('the page is plain and accessible: every control has a label, the status is announced', { timeout: 60_000 }, async (t) => {
+  const { alice } = await twoPeople(t);
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li', { timeout: WAIT });
+  const unlabeled = await alice.evaluate(() =>
+    [...document.querySelectorAll('input, textarea, button')]
+      .filter((el) => !(el.labels?.length || el.getAttribute('aria-label') || (el.tagName === 'BUTTON' && el.textContent.trim())))
+      .map((el) => el.outerHTML),
+  );
+  assert.deepEqual(unlabeled, []);
+  assert.equal(await alice.getAttribute('#status', 'role'), 'status');
+  assert.equal(await alice.getAttribute('html', 'lang'), 'en');
+});
