@@ -27,6 +27,7 @@ package pgtest
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"fmt"
 	"net/url"
 	"os"
@@ -276,7 +277,8 @@ func (c *Cluster) Stop() {
 
 // CreateDatabase makes a new empty database and returns its URL.
 func (c *Cluster) CreateDatabase(ctx context.Context) (string, error) {
-	name := fmt.Sprintf("patchd_test_%d_%d", os.Getpid(), c.n.Add(1))
+	// Unique across Clusters naming one server, and across processes.
+	name := fmt.Sprintf("patchd_test_%d_%d_%08x", os.Getpid(), c.n.Add(1), rand.Uint32())
 	conn, err := pgx.Connect(ctx, c.admin)
 	if err != nil {
 		return "", fmt.Errorf("pgtest: %w", err)
