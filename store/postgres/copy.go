@@ -133,15 +133,15 @@ func (s *Store) Import(ctx context.Context, snaps []Snapshot) (int, error) {
 					snap.Collection, snap.ID, e.seq, snap.seq(), ErrImportConflict)
 			}
 			last := snap.Versions[len(snap.Versions)-1]
-			row := []any{snap.Collection, snap.ID, int64(snap.seq()), []byte{}, []byte{}, true, last.At}
+			row := []any{snap.Collection, snap.ID, int64(snap.seq()), []byte{}, []byte{}, true, last.At.UnixNano()}
 			if snap.Doc != nil {
-				row = []any{snap.Collection, snap.ID, int64(snap.seq()), etag, snap.Doc.Body, false, snap.Doc.UpdatedAt}
+				row = []any{snap.Collection, snap.ID, int64(snap.seq()), etag, snap.Doc.Body, false, snap.Doc.UpdatedAt.UnixNano()}
 			}
 			docs = append(docs, row)
 			for _, v := range snap.Versions {
 				vetag, _ := etagBytes(v.ETag)
 				versions = append(versions, []any{snap.Collection, snap.ID, int64(v.Seq), nonNil(vetag),
-					v.Kind, nonNil(v.Ops), v.RebasedFrom, []byte{}, v.At})
+					v.Kind, nonNil(v.Ops), v.RebasedFrom, []byte{}, v.At.UnixNano()})
 			}
 			written++
 		}
@@ -149,12 +149,12 @@ func (s *Store) Import(ctx context.Context, snaps []Snapshot) (int, error) {
 			return nil
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"documents"},
-			[]string{"collection", "id", "seq", "etag", "body", "deleted", "updated_at"},
+			[]string{"collection", "id", "seq", "etag", "body", "deleted", "updated_ns"},
 			pgx.CopyFromRows(docs)); err != nil {
 			return err
 		}
 		_, err = tx.CopyFrom(ctx, pgx.Identifier{"document_versions"},
-			[]string{"collection", "id", "seq", "etag", "kind", "ops", "rebased_from", "token", "created_at"},
+			[]string{"collection", "id", "seq", "etag", "kind", "ops", "rebased_from", "token", "at_ns"},
 			pgx.CopyFromRows(versions))
 		return err
 	})

@@ -54,8 +54,8 @@ type Options struct {
 	// Retention bounds each document's history. A zero Versions means 1000;
 	// a zero Age means 24h.
 	Retention store.Retention
-	// Now returns the commit time of a version; it is stored with
-	// microsecond precision. Nil means time.Now.
+	// Now returns the commit time of a version, stored to the
+	// nanosecond. Nil means time.Now.
 	Now func() time.Time
 	// Logger receives debug events and warnings. Nil discards them.
 	Logger *slog.Logger
@@ -224,31 +224,31 @@ func validKey(collection, id string) bool {
 // exist.
 func (s *Store) Get(ctx context.Context, collection, id string) (*store.Document, error) {
 	if err := s.enter(); err != nil {
-		return nil, fmt.Errorf("postgres: get %s/%s: %w", collection, id, err)
+		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, err)
 	}
 	defer s.active.Done()
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: get %s/%s: %w", collection, id, err)
+		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, err)
 	}
 	if !validKey(collection, id) {
-		return nil, fmt.Errorf("postgres: get %q/%q: %w", collection, id, store.ErrNotFound)
+		return nil, fmt.Errorf("store: get %q/%q: %w", collection, id, store.ErrNotFound)
 	}
 	doc := &store.Document{Collection: collection, ID: id}
 	var (
-		seq  int64
-		etag []byte
+		seq, ns int64
+		etag    []byte
 	)
 	err := s.pool.QueryRow(ctx,
-		`SELECT seq, etag, body, updated_at FROM documents
+		`SELECT seq, etag, body, updated_ns FROM documents
 		 WHERE collection = $1 AND id = $2 AND NOT deleted`,
-		collection, id).Scan(&seq, &etag, &doc.Body, &doc.UpdatedAt)
+		collection, id).Scan(&seq, &etag, &doc.Body, &ns)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("postgres: get %s/%s: %w", collection, id, ctxErr(ctx, err))
+		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, ctxErr(ctx, err))
 	}
-	doc.Seq, doc.ETag, doc.UpdatedAt = uint64(seq), etagString(etag), doc.UpdatedAt.UTC()
+	doc.Seq, doc.ETag, doc.UpdatedAt = uint64(seq), etagString(etag), time.Unix(0, ns).UTC()
 	return doc, nil
 }
 
@@ -257,11 +257,11 @@ func (s *Store) Get(ctx context.Context, collection, id string) (*store.Document
 // follow. A limit of zero or less means no limit.
 func (s *Store) List(ctx context.Context, collection, after string, limit int) ([]store.ListEntry, bool, error) {
 	if err := s.enter(); err != nil {
-		return nil, false, fmt.Errorf("postgres: list %s: %w", collection, err)
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
 	}
 	defer s.active.Done()
 	if err := ctx.Err(); err != nil {
-		return nil, false, fmt.Errorf("postgres: list %s: %w", collection, err)
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
 	}
 	if !validKey(collection, "x") || !utf8.ValidString(after) || strings.ContainsRune(after, 0) {
 		return nil, false, nil
@@ -276,7 +276,7 @@ func (s *Store) List(ctx context.Context, collection, after string, limit int) (
 		 ORDER BY id LIMIT $3`,
 		collection, after, n)
 	if err != nil {
-		return nil, false, fmt.Errorf("postgres: list %s: %w", collection, ctxErr(ctx, err))
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, ctxErr(ctx, err))
 	}
 	var entries []store.ListEntry
 	for rows.Next() {
@@ -286,13 +286,13 @@ func (s *Store) List(ctx context.Context, collection, after string, limit int) (
 		)
 		if err := rows.Scan(&e.ID, &etag); err != nil {
 			rows.Close()
-			return nil, false, fmt.Errorf("postgres: list %s: %w", collection, err)
+			return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
 		}
 		e.ETag = etagString(etag)
 		entries = append(entries, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("postgres: list %s: %w", collection, ctxErr(ctx, err))
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, ctxErr(ctx, err))
 	}
 	more := false
 	if limit > 0 && len(entries) > limit {
@@ -302,19 +302,19 @@ func (s *Store) List(ctx context.Context, collection, after string, limit int) (
 }
 
 // versionColumns are the columns scanVersion reads, in order.
-const versionColumns = `seq, etag, created_at, kind, ops, rebased_from`
+const versionColumns = `seq, etag, at_ns, kind, ops, rebased_from`
 
 // scanVersion reads one row of versionColumns.
 func scanVersion(row pgx.Row) (store.Version, error) {
 	var (
-		v    store.Version
-		seq  int64
-		etag []byte
+		v       store.Version
+		seq, ns int64
+		etag    []byte
 	)
-	if err := row.Scan(&seq, &etag, &v.At, &v.Kind, &v.Ops, &v.RebasedFrom); err != nil {
+	if err := row.Scan(&seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom); err != nil {
 		return store.Version{}, err
 	}
-	v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), v.At.UTC()
+	v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), time.Unix(0, ns).UTC()
 	if len(v.Ops) == 0 {
 		v.Ops = nil
 	}
@@ -341,14 +341,14 @@ func collectVersions(rows pgx.Rows) ([]store.Version, error) {
 // history at all.
 func (s *Store) History(ctx context.Context, collection, id string, after uint64, limit int) ([]store.Version, bool, error) {
 	if err := s.enter(); err != nil {
-		return nil, false, fmt.Errorf("postgres: history %s/%s: %w", collection, id, err)
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, err)
 	}
 	defer s.active.Done()
 	if err := ctx.Err(); err != nil {
-		return nil, false, fmt.Errorf("postgres: history %s/%s: %w", collection, id, err)
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, err)
 	}
 	if !validKey(collection, id) {
-		return nil, false, fmt.Errorf("postgres: history %q/%q: %w", collection, id, store.ErrNotFound)
+		return nil, false, fmt.Errorf("store: history %q/%q: %w", collection, id, store.ErrNotFound)
 	}
 	if after > math.MaxInt64 {
 		after = math.MaxInt64
@@ -370,14 +370,14 @@ func (s *Store) History(ctx context.Context, collection, id string, after uint64
 		 ) page ORDER BY k, seq`,
 		collection, id, int64(after), n)
 	if err != nil {
-		return nil, false, fmt.Errorf("postgres: history %s/%s: %w", collection, id, ctxErr(ctx, err))
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
 	}
 	vs, err := collectVersions(rows)
 	if err != nil {
-		return nil, false, fmt.Errorf("postgres: history %s/%s: %w", collection, id, ctxErr(ctx, err))
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
 	}
 	if len(vs) == 0 {
-		return nil, false, fmt.Errorf("postgres: history %s/%s: %w", collection, id, store.ErrNotFound)
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, store.ErrNotFound)
 	}
 	vs = vs[1:]
 	more := false

@@ -48,14 +48,14 @@ const (
 // ctx.Err().
 func (s *Store) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
 	if err := s.enter(); err != nil {
-		return nil, fmt.Errorf("postgres: update %s/%s: %w", collection, id, err)
+		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
 	}
 	defer s.active.Done()
 	if !validKey(collection, id) {
-		return nil, fmt.Errorf("postgres: update %q/%q: invalid collection or id", collection, id)
+		return nil, fmt.Errorf("store: update %q/%q: invalid collection or id", collection, id)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: update %s/%s: %w", collection, id, err)
+		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
 	}
 
 	// The token identifies this call's version across its attempts.
@@ -72,7 +72,7 @@ func (s *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 			return nil, final.err
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("postgres: update %s/%s: %w", collection, id, cerr)
+			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, cerr)
 		}
 		var amb *ambiguousError
 		if errors.As(err, &amb) {
@@ -85,14 +85,14 @@ func (s *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 			if errors.As(err, &hist) {
 				return nil, hist.fnErr
 			}
-			return nil, fmt.Errorf("postgres: update %s/%s (attempt %d): %w", collection, id, n, err)
+			return nil, fmt.Errorf("store: update %s/%s (attempt %d): %w", collection, id, n, err)
 		}
 		s.log.Debug("retrying update", "collection", collection, "id", id, "attempt", n, "err", err)
 		wait := min(retryCap, retryBase<<(n-1))
 		select {
 		case <-time.After(mrand.N(wait) + time.Millisecond):
 		case <-ctx.Done():
-			return nil, fmt.Errorf("postgres: update %s/%s: %w", collection, id, ctx.Err())
+			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, ctx.Err())
 		}
 	}
 }
@@ -170,7 +170,7 @@ type docRow struct {
 	etag      []byte
 	body      []byte
 	deleted   bool
-	updatedAt time.Time
+	updatedNs int64
 }
 
 // document returns the row as a store.Document, or nil for a tombstone or
@@ -185,11 +185,11 @@ func (r *docRow) document(collection, id string) *store.Document {
 		Body:       r.body,
 		ETag:       etagString(r.etag),
 		Seq:        uint64(r.seq),
-		UpdatedAt:  r.updatedAt.UTC(),
+		UpdatedAt:  time.Unix(0, r.updatedNs).UTC(),
 	}
 }
 
-const lockDocument = `SELECT seq, etag, body, deleted, updated_at FROM documents
+const lockDocument = `SELECT seq, etag, body, deleted, updated_ns FROM documents
 	WHERE collection = $1 AND id = $2 FOR UPDATE`
 
 // lockRow locks a document's row and returns it. A document that never
@@ -199,16 +199,16 @@ const lockDocument = `SELECT seq, etag, body, deleted, updated_at FROM documents
 func lockRow(ctx context.Context, tx pgx.Tx, collection, id string) (docRow, error) {
 	var r docRow
 	scan := func() error {
-		return tx.QueryRow(ctx, lockDocument, collection, id).Scan(&r.seq, &r.etag, &r.body, &r.deleted, &r.updatedAt)
+		return tx.QueryRow(ctx, lockDocument, collection, id).Scan(&r.seq, &r.etag, &r.body, &r.deleted, &r.updatedNs)
 	}
 	err := scan()
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return r, err
 	}
 	if _, err := tx.Exec(ctx,
-		`INSERT INTO documents (collection, id, seq, etag, body, deleted, updated_at)
-		 VALUES ($1, $2, 0, '', '', true, $3) ON CONFLICT DO NOTHING`,
-		collection, id, time.Unix(0, 0)); err != nil {
+		`INSERT INTO documents (collection, id, seq, etag, body, deleted, updated_ns)
+		 VALUES ($1, $2, 0, '', '', true, 0) ON CONFLICT DO NOTHING`,
+		collection, id); err != nil {
 		return r, err
 	}
 	return r, scan()
@@ -253,7 +253,7 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		case err == nil:
 			// Another write took that seq: ours did not commit.
 		case errors.Is(err, pgx.ErrNoRows):
-			return attempt{}, &finalError{fmt.Errorf("postgres: update %s/%s: version %d pruned before it could be checked: %w",
+			return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: version %d pruned before it could be checked: %w",
 				collection, id, pending.seq, ErrCommitUnknown)}
 		default:
 			return attempt{}, err
@@ -274,14 +274,14 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		return attempt{doc: cur}, nil // the deferred rollback drops any placeholder
 	}
 	if change.Body == nil && cur == nil {
-		return attempt{}, &finalError{fmt.Errorf("postgres: delete %s/%s: %w", collection, id, store.ErrNotFound)}
+		return attempt{}, &finalError{fmt.Errorf("store: delete %s/%s: %w", collection, id, store.ErrNotFound)}
 	}
 	if err := ctx.Err(); err != nil {
 		return attempt{}, err
 	}
 
 	seq := row.seq + 1
-	at := s.now().UTC().Truncate(time.Microsecond)
+	at := time.Unix(0, s.now().UnixNano()).UTC() // as stored: no monotonic reading
 	res := attempt{seq: uint64(seq)}
 	var etag []byte
 	if change.Body != nil {
@@ -296,13 +296,13 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		etag, _ = etagBytes(res.doc.ETag)
 	}
 	b := &pgx.Batch{}
-	b.Queue(`UPDATE documents SET seq = $3, etag = $4, body = $5, deleted = $6, updated_at = $7
+	b.Queue(`UPDATE documents SET seq = $3, etag = $4, body = $5, deleted = $6, updated_ns = $7
 		WHERE collection = $1 AND id = $2`,
-		collection, id, seq, nonNil(etag), nonNil(change.Body), change.Body == nil, at)
+		collection, id, seq, nonNil(etag), nonNil(change.Body), change.Body == nil, at.UnixNano())
 	b.Queue(`INSERT INTO document_versions
-		(collection, id, seq, etag, kind, ops, rebased_from, token, created_at)
+		(collection, id, seq, etag, kind, ops, rebased_from, token, at_ns)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		collection, id, seq, nonNil(etag), change.Kind, nonNil(change.Ops), change.RebasedFrom, token, at)
+		collection, id, seq, nonNil(etag), change.Kind, nonNil(change.Ops), change.RebasedFrom, token, at.UnixNano())
 	if keep := int64(s.retention.Versions); seq > keep {
 		// Prune from the oldest while there are more than Versions and
 		// the oldest is older than Age, as the bbolt store does: stop at
@@ -310,9 +310,9 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		b.Queue(`DELETE FROM document_versions
 			WHERE collection = $1 AND id = $2 AND seq < LEAST($3::bigint, COALESCE(
 				(SELECT seq FROM document_versions
-				 WHERE collection = $1 AND id = $2 AND seq < $3::bigint AND created_at >= $4
+				 WHERE collection = $1 AND id = $2 AND seq < $3::bigint AND at_ns >= $4
 				 ORDER BY seq LIMIT 1), $3::bigint))`,
-			collection, id, seq-keep+1, at.Add(-s.retention.Age))
+			collection, id, seq-keep+1, at.UnixNano()-s.retention.Age.Nanoseconds())
 	}
 	b.Queue(`SELECT pg_notify($1, $2)`, channel, s.hint(collection, id, uint64(seq)))
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -398,13 +398,13 @@ type txHistory struct {
 // delete) matches nothing.
 func (h *txHistory) Since(ctx context.Context, etags []string) (store.Version, []store.Version, error) {
 	if h.done.Load() {
-		return store.Version{}, nil, fmt.Errorf("postgres: since %s/%s: history used after its UpdateFunc returned", h.collection, h.id)
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: history used after its UpdateFunc returned", h.collection, h.id)
 	}
 	if err := ctx.Err(); err != nil {
-		return store.Version{}, nil, fmt.Errorf("postgres: since %s/%s: %w", h.collection, h.id, err)
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, err)
 	}
 	if h.err != nil {
-		return store.Version{}, nil, fmt.Errorf("postgres: since %s/%s: %w", h.collection, h.id, h.err)
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, h.err)
 	}
 	keys := make([][]byte, 0, len(etags))
 	for _, e := range etags {
@@ -413,7 +413,7 @@ func (h *txHistory) Since(ctx context.Context, etags []string) (store.Version, [
 		}
 	}
 	if len(keys) == 0 {
-		return store.Version{}, nil, fmt.Errorf("postgres: since %s/%s: %w", h.collection, h.id, store.ErrBaseUnknown)
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, store.ErrBaseUnknown)
 	}
 	rows, err := h.tx.Query(ctx,
 		`SELECT `+versionColumns+` FROM document_versions
@@ -429,10 +429,10 @@ func (h *txHistory) Since(ctx context.Context, etags []string) (store.Version, [
 	}
 	if err != nil {
 		h.err = err
-		return store.Version{}, nil, fmt.Errorf("postgres: since %s/%s: %w", h.collection, h.id, ctxErr(ctx, err))
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, ctxErr(ctx, err))
 	}
 	if len(vs) == 0 {
-		return store.Version{}, nil, fmt.Errorf("postgres: since %s/%s: %w", h.collection, h.id, store.ErrBaseUnknown)
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, store.ErrBaseUnknown)
 	}
 	return vs[0], vs[1:], nil
 }

@@ -17,7 +17,10 @@ CREATE TABLE documents (
     body       bytea NOT NULL,
     -- A deleted document keeps its row (a tombstone) so that seqs continue.
     deleted    boolean NOT NULL,
-    updated_at timestamptz NOT NULL,
+    -- Commit time of the newest version in Unix nanoseconds, as the bbolt
+    -- store keeps it, so that both report the same instants
+    -- (to_timestamp(updated_ns / 1e9) reads it in SQL).
+    updated_ns bigint NOT NULL,
     PRIMARY KEY (collection, id)
 ) WITH (fillfactor = 85);
 
@@ -30,7 +33,7 @@ CREATE TABLE document_versions (
     ops          bytea NOT NULL,  -- opaque to the store: the ops with their undo information
     rebased_from text NOT NULL,   -- the ETag the write was rebased from, or ''
     token        bytea NOT NULL,  -- per-request id: resolves a commit of unknown outcome
-    created_at   timestamptz NOT NULL,
+    at_ns        bigint NOT NULL, -- commit time in Unix nanoseconds
     PRIMARY KEY (collection, id, seq)
 );
 
