@@ -274,6 +274,7 @@ type result struct {
 	errors             int             // requests without an answer
 	lost               int             // acknowledged edits not found after the run
 	elapsed            time.Duration   // of the whole run
+	refusal            string          // the first answer other than 200, if any
 	latencies          []time.Duration // of acknowledged edits
 }
 
@@ -291,12 +292,15 @@ type collect struct {
 	r  result
 }
 
-func (c *collect) add(status int, err error, d time.Duration) {
+func (c *collect) add(status int, body []byte, err error, d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
 		c.r.errors++
 		return
+	}
+	if status != http.StatusOK && c.r.refusal == "" {
+		c.r.refusal = fmt.Sprintf("%d %s", status, body)
 	}
 	c.r.statuses[status]++
 	if status == http.StatusOK {
@@ -330,13 +334,13 @@ func scenario1(ctx context.Context, h *http.Client, urls []string, cfg config, e
 				i := owned[k%len(owned)]
 				n := cur[i] + 1
 				t0 := time.Now()
-				st, hdr, _, err := do(rctx, h, "PATCH", fmt.Sprintf("%s/docs/bench/d%05d", base, i),
+				st, hdr, body, err := do(rctx, h, "PATCH", fmt.Sprintf("%s/docs/bench/d%05d", base, i),
 					fmt.Sprintf(`[{"op":"replace","path":"/n","value":%d}]`, n),
 					"Content-Type", "application/json-patch+json", "If-Match", etags[i])
 				if rctx.Err() != nil {
 					return // the run ended during the request: not counted
 				}
-				col.add(st, err, time.Since(t0))
+				col.add(st, body, err, time.Since(t0))
 				if err == nil && st == http.StatusOK {
 					etags[i], cur[i], last[i] = hdr.Get("ETag"), n, n
 				}
@@ -419,12 +423,12 @@ func scenario2(ctx context.Context, h *http.Client, urls []string, cfg config, s
 			for rctx.Err() == nil {
 				n := last[c] + 1
 				t0 := time.Now()
-				st, hdr, _, err := do(rctx, h, "PATCH", base+"/docs/bench/form", fmt.Sprintf(`{%q:%d}`, field, n),
+				st, hdr, body, err := do(rctx, h, "PATCH", base+"/docs/bench/form", fmt.Sprintf(`{%q:%d}`, field, n),
 					"Content-Type", "application/merge-patch+json", "If-Match", etag)
 				if rctx.Err() != nil {
 					return
 				}
-				col.add(st, err, time.Since(t0))
+				col.add(st, body, err, time.Since(t0))
 				if err == nil && st == http.StatusOK {
 					etag, last[c] = hdr.Get("ETag"), n
 				} else if err == nil && st == http.StatusPreconditionFailed {
@@ -571,6 +575,11 @@ func report(w io.Writer, cfg config, rs []result, pgb []pgbenchResult) {
 		}
 	}
 	fmt.Fprintln(w)
+	for _, r := range rs {
+		if r.refusal != "" {
+			fmt.Fprintf(w, "first refusal in scenario %d with %d replica(s): %.300s\n", r.scenario, r.replicas, r.refusal)
+		}
+	}
 	names := []string{}
 	for _, p := range pgb {
 		if !slices.Contains(names, p.name) {

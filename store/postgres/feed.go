@@ -17,9 +17,11 @@ import (
 // Subscribe returns a channel of Events for the commits of every replica
 // over the database, closed when ctx is done or the store is closed.
 //
-// Commits arrive, this process's own included, as NOTIFY hints in commit
-// order on one dedicated connection per Store, opened by the first
-// Subscribe. After each (re)connection the listener
+// Commits arrive, this process's own included, as NOTIFY hints sent just
+// after each commit, on one dedicated connection per Store opened by the
+// first Subscribe. Hints from one replica arrive in its commit order;
+// hints from different replicas may interleave otherwise, so a consumer
+// reads History after the last seq it has seen (see store.Event). After each (re)connection the listener
 // sends LISTEN first and then a Resync event, so that a consumer catching
 // up from History misses nothing; it also sends a Resync every
 // PollInterval as a safety net.

@@ -17,8 +17,9 @@
 // The schema is created and upgraded at Open by embedded SQL migrations
 // under an advisory lock, so several replicas may start at once.
 //
-// After each commit a NOTIFY hint (collection, id, seq) is sent; Subscribe
-// turns them, from every replica, into store.Events.
+// After each commit a NOTIFY hint (collection, id, seq) is sent, outside
+// the write transaction; Subscribe turns them, from every replica, into
+// store.Events.
 package postgres
 
 import (
@@ -30,6 +31,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -86,6 +88,10 @@ type Store struct {
 	mu     sync.Mutex     // guards closed
 	closed bool           // set once by Close
 	active sync.WaitGroup // calls in progress; Close waits for them
+
+	hints        chan string   // commit hints waiting for sendHints
+	hintsDropped atomic.Bool   // a hint was dropped: send a Resync hint
+	hintsDone    chan struct{} // closed when sendHints has ended
 
 	feed       store.Broadcaster
 	listenOnce sync.Once
@@ -168,6 +174,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	s.pool = pool
+	s.hints, s.hintsDone = make(chan string, hintQueue), make(chan struct{})
+	go s.sendHints()
 	s.log.Debug("opened", "host", cfg.ConnConfig.Host, "database", cfg.ConnConfig.Database,
 		"max_conns", cfg.MaxConns, "history_versions", s.retention.Versions, "history_age", s.retention.Age)
 	return s, nil
@@ -186,6 +194,8 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 
 	s.active.Wait()
+	close(s.hints) // no Update is in progress; send what is queued
+	<-s.hintsDone
 	if s.stopListen != nil {
 		s.stopListen()
 		<-s.listenDone

@@ -292,8 +292,9 @@ func nextDoc(t *testing.T, ch <-chan store.Event) store.Event {
 	}
 }
 
-// TestFeedAcrossReplicas: a subscriber on replica A sees, in seq order,
-// the writes made through B and C, and its own.
+// TestFeedAcrossReplicas: a subscriber on replica A, consuming as the HTTP
+// feed does (on each hint, read History after the last seq handled), sees
+// every version written through B, C and A itself, in seq order.
 func TestFeedAcrossReplicas(t *testing.T) {
 	dsn := pg.Database(t)
 	a := open(t, dsn, postgres.Options{})
@@ -306,15 +307,43 @@ func TestFeedAcrossReplicas(t *testing.T) {
 	if ev := next(t, ch); !ev.Resync {
 		t.Fatalf("first event %+v, want the Resync that follows LISTEN", ev)
 	}
-	writers := []*postgres.Store{b, c, a}
-	for i := 1; i <= 9; i++ {
-		write(t, writers[i%3], "notes", "shared", &store.Change{Body: fmt.Appendf(nil, `{"v":%d}`, i), Kind: store.KindPut})
+	const versions = 30
+	go func() { // not t.Fatal: this is not the test's goroutine
+		writers := []*postgres.Store{b, c, a}
+		for i := 1; i <= versions; i++ {
+			ch := &store.Change{Body: fmt.Appendf(nil, `{"v":%d}`, i), Kind: store.KindPut}
+			if i == versions {
+				ch = &store.Change{Kind: store.KindDelete}
+			}
+			if _, err := writers[i%3].Update(context.Background(), "notes", "shared", func(context.Context, *store.Document, store.History) (*store.Change, error) {
+				return ch, nil
+			}); err != nil {
+				t.Errorf("write %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	var seen []uint64
+	for len(seen) < versions {
+		ev := next(t, ch)
+		if !ev.Resync && (ev.Collection != "notes" || ev.ID != "shared" || ev.Seq == 0 || ev.Seq > versions) {
+			t.Fatalf("event %+v, want notes/shared", ev)
+		}
+		after := uint64(len(seen))
+		if !ev.Resync && ev.Seq <= after {
+			continue // already read
+		}
+		vs, _, err := a.History(context.Background(), "notes", "shared", after, 0)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			seen = append(seen, v.Seq)
+		}
 	}
-	write(t, b, "notes", "shared", &store.Change{Kind: store.KindDelete})
-	for want := uint64(1); want <= 10; want++ {
-		ev := nextDoc(t, ch)
-		if ev.Collection != "notes" || ev.ID != "shared" || ev.Seq != want {
-			t.Fatalf("event %+v, want notes/shared seq %d", ev, want)
+	for i, s := range seen {
+		if s != uint64(i+1) {
+			t.Fatalf("seqs seen %v, want 1..%d in order", seen, versions)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -65,6 +64,9 @@ func (s *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 	for n := 1; ; n++ {
 		res, err := s.try(ctx, collection, id, fn, token, pending)
 		if err == nil {
+			if res.seq != 0 {
+				s.queueHint(collection, id, res.seq)
+			}
 			return res.doc, nil
 		}
 		var final *finalError
@@ -314,7 +316,6 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 				 ORDER BY seq LIMIT 1), $3::bigint))`,
 			collection, id, seq-keep+1, at.UnixNano()-s.retention.Age.Nanoseconds())
 	}
-	b.Queue(`SELECT pg_notify($1, $2)`, channel, s.hint(collection, id, uint64(seq)))
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return attempt{}, err
 	}
@@ -356,29 +357,6 @@ func nonNil(b []byte) []byte {
 		return []byte{}
 	}
 	return b
-}
-
-// channel is the NOTIFY channel of commit hints.
-const channel = "patchd"
-
-// maxHint bounds a NOTIFY payload; PostgreSQL refuses 8000 bytes or more.
-const maxHint = 7900
-
-// hint is a NOTIFY payload: which document got which version.
-type hint struct {
-	Collection string `json:"c,omitempty"`
-	ID         string `json:"i,omitempty"`
-	Seq        uint64 `json:"s,omitempty"`
-}
-
-// hint returns the NOTIFY payload of a commit. A payload too large for
-// NOTIFY names no document, which listeners read as a Resync.
-func (s *Store) hint(collection, id string, seq uint64) string {
-	b, _ := json.Marshal(hint{Collection: collection, ID: id, Seq: seq})
-	if len(b) > maxHint {
-		b = []byte(`{}`)
-	}
-	return string(b)
 }
 
 // txHistory is the History passed to an UpdateFunc: it reads in the
