@@ -55,8 +55,8 @@ func (s *Store) queueHint(collection, id string, seq uint64) {
 }
 
 // sendHints sends queued hints in batches, each batch one short
-// transaction that writes nothing (so commits without a WAL flush), until
-// the queue is closed and drained.
+// transaction committed without waiting for a WAL flush, until the queue
+// is closed and drained.
 func (s *Store) sendHints() {
 	defer close(s.hintsDone)
 	batch := make([]string, 0, hintBatch+1)
@@ -78,7 +78,12 @@ func (s *Store) sendHints() {
 			batch = append(batch, `{}`)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := s.pool.Exec(ctx, `SELECT pg_notify($1, h) FROM unnest($2::text[]) AS h`, channel, batch)
+		// A hint need not be durable: without the flush (the transaction
+		// has an XID, so its commit would wait for one), PostgreSQL's
+		// notify lock is held only for a moment.
+		_, err := s.pool.Exec(ctx, `SELECT pg_notify($1, h)
+			FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async, unnest($2::text[]) AS h`,
+			channel, batch)
 		cancel()
 		if err != nil {
 			s.log.Warn("change feed: could not send hints; listeners will resync", "hints", len(batch), "err", err)
