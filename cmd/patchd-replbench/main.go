@@ -22,7 +22,8 @@
 // on one hot document.
 //
 // Every run is bounded by -duration; the whole takes about
-// 8 x duration plus set-up.
+// 8 x duration x rounds plus set-up. It exits non-zero if an edit was lost
+// or a request failed (a 412 is an answer, not a failure).
 package main
 
 import (
@@ -122,8 +123,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	form, err := seedForm(ctx, h, reps[0].url, cfg.clients)
-	if err != nil {
+	if err := seedForm(ctx, h, reps[0].url, cfg.clients); err != nil {
 		return err
 	}
 
@@ -148,7 +148,7 @@ func run() error {
 			}
 			results = append(results, r)
 			fmt.Fprintf(os.Stderr, "round %d: scenario 2, %d replica(s)\n", round, n)
-			if r, form, err = scenario2(ctx, h, urls, cfg, form); err != nil {
+			if r, err = scenario2(ctx, h, urls, cfg); err != nil {
 				return err
 			}
 			results = append(results, r)
@@ -160,6 +160,17 @@ func run() error {
 		pgb = append(pgb, p...)
 	}
 	report(os.Stdout, cfg, results, pgb)
+	for _, r := range results {
+		bad := r.errors + r.lost
+		for st, n := range r.statuses {
+			if st != http.StatusOK && st != http.StatusPreconditionFailed {
+				bad += n
+			}
+		}
+		if bad > 0 {
+			return fmt.Errorf("scenario %d with %d replica(s): %d lost edits, %d unanswered or failed requests", r.scenario, r.replicas, r.lost, bad-r.lost)
+		}
+	}
 	return nil
 }
 
@@ -254,17 +265,17 @@ func seed(ctx context.Context, h *http.Client, base string, docs, clients int) (
 	return etags, errors.Join(errs...)
 }
 
-// seedForm creates the scenario 2 document and returns its ETag.
-func seedForm(ctx context.Context, h *http.Client, base string, clients int) (string, error) {
+// seedForm creates the scenario 2 document.
+func seedForm(ctx context.Context, h *http.Client, base string, clients int) error {
 	fields := make([]string, clients)
 	for i := range fields {
 		fields[i] = fmt.Sprintf(`"f%02d":0`, i)
 	}
-	st, hdr, b, err := do(ctx, h, "PUT", base+"/docs/bench/form", "{"+strings.Join(fields, ",")+"}", "Content-Type", "application/json")
+	st, _, b, err := do(ctx, h, "PUT", base+"/docs/bench/form", "{"+strings.Join(fields, ",")+"}", "Content-Type", "application/json")
 	if err == nil && st != http.StatusCreated {
 		err = fmt.Errorf("seed form: %d %s", st, b)
 	}
-	return hdr.Get("ETag"), err
+	return err
 }
 
 // result is one measured run.
@@ -400,15 +411,18 @@ func readNs(ctx context.Context, h *http.Client, base string, ns []int, etags []
 
 // scenario2 runs the collaborative form: client c sets field fNN from the
 // ETag it last saw, which is stale whenever others committed meanwhile.
-func scenario2(ctx context.Context, h *http.Client, urls []string, cfg config, start string) (result, string, error) {
+func scenario2(ctx context.Context, h *http.Client, urls []string, cfg config) (result, error) {
 	col := &collect{r: result{scenario: 2, replicas: len(urls), statuses: map[int]int{}}}
-	st, _, b, err := do(ctx, h, "GET", urls[0]+"/docs/bench/form", "")
+	// The values and the ETag clients start from, read together: a
+	// request cut by the end of the previous run may have committed since.
+	st, hdr, b, err := do(ctx, h, "GET", urls[0]+"/docs/bench/form", "")
 	if err != nil || st != http.StatusOK {
-		return result{}, "", fmt.Errorf("GET form: %d %v", st, err)
+		return result{}, fmt.Errorf("GET form: %d %v", st, err)
 	}
+	start := hdr.Get("ETag")
 	var before map[string]int
 	if err := json.Unmarshal(b, &before); err != nil {
-		return result{}, "", err
+		return result{}, err
 	}
 	last := make([]int, cfg.clients)
 	rctx, cancel := context.WithTimeout(ctx, cfg.duration)
@@ -440,13 +454,13 @@ func scenario2(ctx context.Context, h *http.Client, urls []string, cfg config, s
 	}
 	wg.Wait()
 	col.r.elapsed = time.Since(t)
-	st, hdr, b, err := do(ctx, h, "GET", urls[len(urls)-1]+"/docs/bench/form", "")
+	st, _, b, err = do(ctx, h, "GET", urls[len(urls)-1]+"/docs/bench/form", "")
 	if err != nil || st != http.StatusOK {
-		return result{}, "", fmt.Errorf("GET form: %d %v", st, err)
+		return result{}, fmt.Errorf("GET form: %d %v", st, err)
 	}
 	var after map[string]int
 	if err := json.Unmarshal(b, &after); err != nil {
-		return result{}, "", err
+		return result{}, err
 	}
 	for c := range cfg.clients {
 		if got := after[fmt.Sprintf("f%02d", c)]; got < last[c] {
@@ -454,7 +468,7 @@ func scenario2(ctx context.Context, h *http.Client, urls []string, cfg config, s
 		}
 	}
 	slices.Sort(col.r.latencies)
-	return col.r, hdr.Get("ETag"), nil
+	return col.r, nil
 }
 
 // pgbenchResult is pgbench's throughput for one script.

@@ -227,8 +227,9 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		}
 		return attempt{}, err
 	}
+	ended := false // Commit was called: the connection is back in the pool
 	defer func() {
-		if err != nil && !isFinal(err) && tx.Conn().IsClosed() {
+		if err != nil && !ended && !isFinal(err) && tx.Conn().IsClosed() {
 			err = &connError{err}
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -327,6 +328,7 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
+	ended = true
 	if err := tx.Commit(cctx); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
