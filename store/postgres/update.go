@@ -298,6 +298,11 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		}
 		etag, _ = etagBytes(res.doc.ETag)
 	}
+	// Everything the write commits goes in this one batch, in this
+	// transaction: a per-document idempotency record (a table
+	// idempotency_keys keyed by collection, id and key, added by a new
+	// migration file) would be one more statement here, and its lookup
+	// one query after lockRow, under the same row lock.
 	b := &pgx.Batch{}
 	b.Queue(`UPDATE documents SET seq = $3, etag = $4, body = $5, deleted = $6, updated_ns = $7
 		WHERE collection = $1 AND id = $2`,
