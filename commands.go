@@ -40,7 +40,7 @@ func (e usageError) Unwrap() error { return e.err }
 var errRefused = errors.New("some lines were refused")
 
 // dispatch runs the command args name: serve (the default), backup, export,
-// import, version or help.
+// import, migrate, version or help.
 func dispatch(ctx context.Context, args []string, getenv func(string) string, std stdio) error {
 	cmd := ""
 	if len(args) > 0 {
@@ -53,6 +53,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return cmdExport(ctx, args[1:], getenv, std)
 	case "import":
 		return cmdImport(ctx, args[1:], getenv, std)
+	case "migrate":
+		return runMigrate(ctx, args[1:], std.err)
 	case "version":
 		fmt.Fprintln(std.out, versionLine())
 		return nil
@@ -181,6 +183,7 @@ func serveUsage(w io.Writer, fs *flag.FlagSet, defaults map[string]string) func(
   patchd backup [flags]    copy a database consistently (--db FILE, or --url of a running server) to --out FILE
   patchd export [flags]    write every document, optionally with history, as NDJSON
   patchd import [flags]    load NDJSON written by export, checking every line
+  patchd migrate [flags]   copy a bbolt file into PostgreSQL (--from FILE --to postgres://...), resumable, verified
   patchd version           print the version
   patchd help COMMAND      the flags of a command
 

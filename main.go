@@ -1,10 +1,11 @@
 // Command patchd serves JSON documents over HTTP with strong content-hash
 // ETags, JSON Patch and Merge Patch, and the rebase of stale edits. It stores
-// them in an embedded bbolt file.
+// them in an embedded bbolt file, or in PostgreSQL for several replicas.
 //
 //	patchd [serve] [flags]
 //	patchd backup|export|import [flags]
 //	patchd version
+//	patchd migrate --from FILE --to postgres://...
 //
 // Every flag has a PATCHD_<NAME> environment variable; see --help.
 package main
@@ -83,7 +84,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		fs.StringVar(p, name, env(name, def), usage+" (env "+envName(name)+")")
 	}
 	str(&cfg.addr, "addr", "127.0.0.1:8080", "listen address")
-	str(&cfg.db, "db", "./patchd.db", "bbolt database file")
+	str(&cfg.db, "db", "./patchd.db", "bbolt database file, or a postgres:// URL for several replicas over one PostgreSQL")
 	fs.Var(boolValue{&cfg.requireIfMatch}, "require-if-match", "answer 428 to writes to existing documents without If-Match (env PATCHD_REQUIRE_IF_MATCH, default true)")
 	fs.Var(byteSize{&cfg.maxBody}, "max-body", "largest request body, in bytes or with a KiB/MiB suffix (env PATCHD_MAX_BODY, default 1MiB)")
 	fs.Var(byteSize{&cfg.maxDoc}, "max-doc", "largest stored document (env PATCHD_MAX_DOC, default 1MiB)")
@@ -157,17 +158,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return usageError{err}
 	}
 	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
-	if strings.HasPrefix(cfg.db, "postgres://") || strings.HasPrefix(cfg.db, "postgresql://") {
-		return errors.New("--db: the PostgreSQL backend is not available in this build; give a bbolt file path")
-	}
 	age := cfg.historyAge
 	if age == 0 {
 		age = time.Nanosecond // the store reads 0 as its default; 0 here means no age guarantee
 	}
-	st, err := store.OpenBolt(cfg.db, store.BoltOptions{
-		Retention: store.Retention{Versions: cfg.historyVersions, Age: age},
-		Logger:    log.With("component", "store"),
-	})
+	st, err := openStore(ctx, cfg.db, store.Retention{Versions: cfg.historyVersions, Age: age}, log.With("component", "store"))
 	if err != nil {
 		return err
 	}
@@ -205,7 +200,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	srv.RegisterOnShutdown(h.CloseStreams)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("db", cfg.db), slog.String("version", version()))
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("db", redactDB(cfg.db)), slog.String("version", version()))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

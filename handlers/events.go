@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -107,6 +108,39 @@ func (h *hub) notify(coll, id string) {
 	h.mu.RUnlock()
 }
 
+// notifyAll wakes every stream, for when writes may have been missed.
+func (h *hub) notifyAll() {
+	h.mu.RLock()
+	for _, m := range h.subs {
+		for s := range m {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	h.mu.RUnlock()
+}
+
+// follow wakes streams for the commits a store reports, those of other
+// processes sharing its database included, until ctx ends or the store
+// closes. Writes through this Handler wake streams anyway (notifyingStore);
+// this adds the rest.
+func (h *hub) follow(ctx context.Context, n store.Notifier, log *slog.Logger) {
+	events, err := n.Subscribe(ctx)
+	if err != nil {
+		log.Warn("change feed: cannot follow the store's commits; streams catch up at each heartbeat", slog.Any("err", err))
+		return
+	}
+	for ev := range events {
+		if ev.Resync {
+			h.notifyAll()
+		} else {
+			h.notify(ev.Collection, ev.ID)
+		}
+	}
+}
+
 // count returns the number of streams subscribed.
 func (h *hub) count() int {
 	h.mu.RLock()
@@ -141,7 +175,10 @@ func (s notifyingStore) Update(ctx context.Context, collection, id string, fn st
 // CloseStreams ends every change feed stream and makes new ones end at once.
 // Call it when the server shuts down: streams never go idle by themselves,
 // so a graceful shutdown would otherwise wait for them until its deadline.
-func (h *Handler) CloseStreams() { h.hub.close() }
+func (h *Handler) CloseStreams() {
+	h.hub.close()
+	h.stopFollow()
+}
 
 // OpenStreams returns the number of change feed streams open now, for
 // metrics and tests.

@@ -7,6 +7,7 @@
 package handlers
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -75,6 +76,8 @@ type Handler struct {
 	// backend is the store as given, for what only it offers (backups);
 	// store wraps it to wake change feed streams after writes.
 	backend store.Store
+	// stopFollow stops following the backend's commit notifications.
+	stopFollow context.CancelFunc
 }
 
 // New returns a Handler serving st.
@@ -91,8 +94,13 @@ func New(st store.Store, cfg Config) *Handler {
 	m := newMetrics(reg, backend, cfg, log)
 	hub := newHub()
 	st = notifyingStore{Store: st, hub: hub} // wakes change feed streams after writes
+	ctx, stop := context.WithCancel(context.Background())
+	if n, ok := backend.(store.Notifier); ok {
+		// A shared database (PostgreSQL) reports other replicas' commits.
+		go hub.follow(ctx, n, log)
+	}
 	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), reqIDs: newIDGenerator(),
-		metrics: m, hub: hub, backend: backend}
+		metrics: m, hub: hub, backend: backend, stopFollow: stop}
 }
 
 // acceptPatch lists the patch media types PATCH accepts.

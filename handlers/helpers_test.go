@@ -11,6 +11,7 @@ import (
 
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/postgres"
 )
 
 // server is a real patchd over a bbolt file, on loopback.
@@ -18,17 +19,25 @@ type server struct {
 	*httptest.Server
 	store *store.Bolt
 	path  string
+	pg    *replicas // set when serving over PostgreSQL replicas (replicas_test.go)
 }
 
 // startServer serves a fresh bbolt file with the default configuration,
 // changed by opts.
 func startServer(t *testing.T, opts ...func(*handlers.Config)) *server {
 	t.Helper()
-	return startServerAt(t, filepath.Join(t.TempDir(), "patchd.db"), store.BoltOptions{}, opts...)
+	path := filepath.Join(t.TempDir(), "patchd.db")
+	if dsn := replicaDatabase(t); dsn != "" {
+		path = dsn
+	}
+	return startServerAt(t, path, store.BoltOptions{}, opts...)
 }
 
 func startServerAt(t *testing.T, path string, bopts store.BoltOptions, opts ...func(*handlers.Config)) *server {
 	t.Helper()
+	if postgres.IsURL(path) {
+		return startReplicas(t, path, bopts, opts...)
+	}
 	st, err := store.OpenBolt(path, bopts)
 	if err != nil {
 		t.Fatal(err)
@@ -44,6 +53,10 @@ func startServerAt(t *testing.T, path string, bopts store.BoltOptions, opts ...f
 
 // stop closes the server and the store; it may be called more than once.
 func (s *server) stop() {
+	if s.pg != nil {
+		s.pg.stop()
+		return
+	}
 	if s.store == nil {
 		return
 	}
@@ -89,14 +102,18 @@ func (s *server) do(t *testing.T, method, path string, h hdr, body string) respo
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, s.URL+path, rd)
+	target := s.Server
+	if s.pg != nil {
+		target = s.pg.next() // requests spread over the replicas in turn
+	}
+	req, err := http.NewRequest(method, target.URL+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(h); i += 2 {
 		req.Header.Add(h[i], h[i+1])
 	}
-	res, err := s.Client().Do(req)
+	res, err := target.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,7 +142,9 @@ func knownLibraryGap(ops []patch.Operation) bool {
 				}
 			}
 		}
-		if (op.Op == "copy" || op.Op == "move") && len(op.From) == 0 {
+		// The library reads a root from or path of copy and move as the
+		// member "" (found by FuzzApply: testdata/fuzz/FuzzApply).
+		if (op.Op == "copy" || op.Op == "move") && (len(op.From) == 0 || len(op.Path) == 0) {
 			return true
 		}
 	}

@@ -1,0 +1,383 @@
+// Package pgtest runs a throwaway PostgreSQL server for tests and
+// benchmarks, from the binaries of a local installation (Debian's
+// postgresql package), or uses an existing server named by an environment
+// variable.
+//
+// A package's tests share one server through TestMain:
+//
+//	var pg pgtest.Env
+//
+//	func TestMain(m *testing.M) { os.Exit(pg.Run(m)) }
+//
+//	func TestX(t *testing.T) {
+//		dsn := pg.Database(t) // a new, empty database; skips without a server
+//		...
+//	}
+//
+// Environment:
+//
+//	PATCHD_TEST_POSTGRES     URL of an existing server to use instead (its
+//	                         user needs CREATEDB); a database is made per test
+//	PATCHD_PG_BINDIR         where initdb and postgres are (default: pg_config
+//	                         --bindir, then /usr/lib/postgresql/*/bin)
+//	PATCHD_REQUIRE_POSTGRES  when 1, a test that would skip for want of a
+//	                         server fails instead (CI sets it)
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Environment variables read by this package.
+const (
+	EnvServer  = "PATCHD_TEST_POSTGRES"
+	EnvBinDir  = "PATCHD_PG_BINDIR"
+	EnvRequire = "PATCHD_REQUIRE_POSTGRES"
+)
+
+// ErrNoServer means neither an existing server nor PostgreSQL binaries were
+// found.
+var ErrNoServer = errors.New("no PostgreSQL: set " + EnvServer + " to a server URL, or install PostgreSQL (apt-get install postgresql)")
+
+// Options configures Start.
+type Options struct {
+	// Durable keeps PostgreSQL's defaults (fsync and synchronous_commit
+	// on), for benchmarks. Tests leave it false: a throwaway server need
+	// not survive a crash of the machine.
+	Durable bool
+	// Settings are extra server settings (name, value), such as
+	// max_connections.
+	Settings map[string]string
+}
+
+// Cluster is a PostgreSQL server: a throwaway one started by Start, or an
+// existing one named by PATCHD_TEST_POSTGRES.
+type Cluster struct {
+	admin  string // URL of the maintenance database
+	dir    string // temporary directory of a throwaway server; "" otherwise
+	bindir string
+	cred   *syscall.Credential // who runs the server when we are root
+	cmd    *exec.Cmd           // the postmaster of a throwaway server
+	exited chan struct{}       // closed when cmd has exited
+	n      atomic.Int64        // databases made so far
+}
+
+// BinDir returns the directory of the PostgreSQL binaries found, or "".
+func BinDir() string {
+	if d := os.Getenv(EnvBinDir); d != "" {
+		return d
+	}
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		d := strings.TrimSpace(string(out))
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int { return majorOf(b) - majorOf(a) }) // newest first
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d
+		}
+	}
+	return ""
+}
+
+// majorOf returns the major version in a path like /usr/lib/postgresql/15/bin.
+func majorOf(dir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return n
+}
+
+// Start returns the server named by PATCHD_TEST_POSTGRES if set, or starts
+// a throwaway one. It returns ErrNoServer if there is neither.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if u := os.Getenv(EnvServer); u != "" {
+		c := &Cluster{admin: u}
+		conn, err := pgx.Connect(ctx, u)
+		if err != nil {
+			return nil, fmt.Errorf("pgtest: %s: %w", EnvServer, err)
+		}
+		_ = conn.Close(ctx)
+		return c, nil
+	}
+	bindir := BinDir()
+	if bindir == "" {
+		return nil, ErrNoServer
+	}
+	return startLocal(ctx, bindir, opts)
+}
+
+// startLocal initializes and starts a server in a new temporary directory.
+// The directory is short (a socket path is limited to 107 bytes) and owned
+// by the user that runs the server: as root that is postgres (or nobody),
+// since PostgreSQL refuses to run as root.
+func startLocal(ctx context.Context, bindir string, opts Options) (_ *Cluster, err error) {
+	dir, err := os.MkdirTemp("", "patchd-pg")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir, bindir: bindir, exited: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+	if os.Geteuid() == 0 {
+		u, lerr := user.Lookup("postgres")
+		if lerr != nil {
+			u, lerr = user.Lookup("nobody")
+		}
+		if lerr != nil {
+			return nil, fmt.Errorf("pgtest: running as root and no postgres or nobody user: %w", lerr)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
+		if err := os.Chown(dir, int(uid), int(gid)); err != nil {
+			return nil, err
+		}
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.CommandContext(ctx, filepath.Join(bindir, "initdb"),
+		"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
+	}
+
+	settings := map[string]string{
+		"listen_addresses":        "",
+		"unix_socket_directories": dir,
+		"max_connections":         "200",
+		"log_min_messages":        "warning",
+	}
+	if !opts.Durable {
+		settings["fsync"] = "off"
+		settings["synchronous_commit"] = "off"
+		settings["full_page_writes"] = "off"
+	}
+	for k, v := range opts.Settings {
+		settings[k] = v
+	}
+	args := []string{"-D", data}
+	for _, k := range slices.Sorted(mapKeys(settings)) {
+		args = append(args, "-c", k+"="+settings[k])
+	}
+	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	// Not CommandContext: the server outlives ctx, until Stop. If this
+	// process dies first, the server gets SIGQUIT (immediate shutdown).
+	c.cmd = exec.Command(filepath.Join(bindir, "postgres"), args...)
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("pgtest: start postgres: %w", err)
+	}
+	go func() {
+		_ = c.cmd.Wait()
+		close(c.exited)
+	}()
+	c.admin = (&url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/postgres",
+		RawQuery: url.Values{"host": {dir}, "sslmode": {"disable"}}.Encode()}).String()
+
+	// Wait until it accepts connections.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, cerr := pgx.Connect(cctx, c.admin)
+		cancel()
+		if cerr == nil {
+			_ = conn.Close(ctx)
+			return c, nil
+		}
+		select {
+		case <-c.exited:
+			return nil, fmt.Errorf("pgtest: postgres exited at start:\n%s", c.Log())
+		case <-ctx.Done():
+			c.Stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			c.Stop()
+			return nil, fmt.Errorf("pgtest: postgres not ready after 30s: %v\n%s", cerr, c.Log())
+		}
+	}
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// Log returns the server's log of a throwaway server.
+func (c *Cluster) Log() string {
+	if c.dir == "" {
+		return ""
+	}
+	b, _ := os.ReadFile(filepath.Join(c.dir, "server.log"))
+	return string(b)
+}
+
+// Local reports whether the server is a throwaway one started here.
+func (c *Cluster) Local() bool { return c.dir != "" }
+
+// SocketDir returns the socket directory of a throwaway server, or "".
+func (c *Cluster) SocketDir() string { return c.dir }
+
+// BinDir returns the binaries directory of a throwaway server, or "".
+func (c *Cluster) BinDir() string { return c.bindir }
+
+// AdminURL returns the URL of the server's maintenance database.
+func (c *Cluster) AdminURL() string { return c.admin }
+
+// Stop stops a throwaway server at once (immediate shutdown) and removes
+// its files. For an existing server it does nothing.
+func (c *Cluster) Stop() {
+	if c.cmd == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-c.exited:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+	c.cmd = nil
+	_ = os.RemoveAll(c.dir)
+}
+
+// CreateDatabase makes a new empty database and returns its URL.
+func (c *Cluster) CreateDatabase(ctx context.Context) (string, error) {
+	// Unique across Clusters naming one server, and across processes.
+	name := fmt.Sprintf("patchd_test_%d_%d_%08x", os.Getpid(), c.n.Add(1), rand.Uint32())
+	conn, err := pgx.Connect(ctx, c.admin)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("pgtest: create database: %w", err)
+	}
+	return withDatabase(c.admin, name)
+}
+
+// DropDatabase drops a database made by CreateDatabase, disconnecting its
+// sessions.
+func (c *Cluster) DropDatabase(ctx context.Context, dsn string) error {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, c.admin)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()+" WITH (FORCE)")
+	return err
+}
+
+// withDatabase returns the URL u with its database replaced by name.
+func withDatabase(u, name string) (string, error) {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: %s is not a URL: %w", EnvServer, err)
+	}
+	p.Path = "/" + name
+	return p.String(), nil
+}
+
+// Env is the server shared by one package's tests. The zero value is
+// ready for Run.
+type Env struct {
+	mu      sync.Mutex
+	cluster *Cluster
+	reason  error // why there is no cluster
+}
+
+// Run starts the server (or finds none), runs the tests, stops the server
+// and returns m.Run's exit code. Call it from TestMain.
+func (e *Env) Run(m *testing.M) int {
+	return e.RunWith(m, Options{})
+}
+
+// RunWith is Run with server options.
+func (e *Env) RunWith(m *testing.M, opts Options) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	c, err := Start(ctx, opts)
+	cancel()
+	e.mu.Lock()
+	e.cluster, e.reason = c, err
+	e.mu.Unlock()
+	code := m.Run()
+	if c != nil {
+		c.Stop()
+	}
+	return code
+}
+
+// Cluster returns the shared server, or skips t (fails it when
+// PATCHD_REQUIRE_POSTGRES=1) if there is none.
+func (e *Env) Cluster(t testing.TB) *Cluster {
+	t.Helper()
+	e.mu.Lock()
+	c, reason := e.cluster, e.reason
+	e.mu.Unlock()
+	if c != nil {
+		return c
+	}
+	if reason == nil {
+		reason = errors.New("pgtest: Env.Run was not called from TestMain")
+	}
+	if os.Getenv(EnvRequire) == "1" {
+		t.Fatalf("PostgreSQL required (%s=1): %v", EnvRequire, reason)
+	}
+	t.Skipf("skipping: %v", reason)
+	return nil
+}
+
+// Database returns the URL of a new empty database on the shared server,
+// dropped when t ends; it skips or fails t as Cluster does.
+func (e *Env) Database(t testing.TB) string {
+	t.Helper()
+	c := e.Cluster(t)
+	dsn, err := c.CreateDatabase(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.DropDatabase(context.Background(), dsn); err != nil {
+			t.Logf("drop test database: %v", err)
+		}
+	})
+	return dsn
+}

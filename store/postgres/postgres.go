@@ -1,0 +1,431 @@
+// Package postgres is a store.Store kept in PostgreSQL, so that several
+// stateless patchd replicas can serve the same documents.
+//
+// Bodies are stored as the exact canonical bytes the ETag hashes (bytea,
+// never jsonb), so every replica computes the same ETags, and history
+// versions keep the ops the handlers give, with their undo information,
+// so rebase gives the same outcome on every replica.
+//
+// Every write is one READ COMMITTED transaction that locks the document's
+// row (SELECT ... FOR UPDATE, or inserts a placeholder row to lock when the
+// document has never existed), runs the UpdateFunc on the locked state,
+// and writes the document and its new version. Serialization failures and
+// deadlocks are retried with jitter; a per-call token recorded with the
+// version tells, after a commit whose outcome was lost with its
+// connection, whether it happened, so that a write is never applied twice.
+//
+// The schema is created and upgraded at Open by embedded SQL migrations
+// under an advisory lock, so several replicas may start at once.
+//
+// After each commit a NOTIFY hint (collection, id, seq) is sent, outside
+// the write transaction; Subscribe turns them, from every replica, into
+// store.Events.
+package postgres
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/patchd/patchd/store"
+)
+
+// Defaults applied by Open to zero Options fields.
+const (
+	defaultRetentionVersions = 1000
+	defaultRetentionAge      = 24 * time.Hour
+	defaultMaxConns          = 16
+	defaultPollInterval      = 15 * time.Second
+	defaultMaxAttempts       = 10
+)
+
+// Options configures Open. The zero value is usable.
+type Options struct {
+	// Retention bounds each document's history. A zero Versions means 1000;
+	// a zero Age means 24h.
+	Retention store.Retention
+	// Now returns the commit time of a version, stored to the
+	// nanosecond. Nil means time.Now.
+	Now func() time.Time
+	// Logger receives debug events and warnings. Nil discards them.
+	Logger *slog.Logger
+	// MaxConns is the size of the connection pool when the URL has no
+	// pool_max_conns parameter. Zero means 16. Each replica also holds one
+	// more connection for the change feed once Subscribe is called.
+	MaxConns int32
+	// PollInterval is how often the change feed sends a Resync event as a
+	// safety net for lost notifications. Zero means 15s.
+	PollInterval time.Duration
+}
+
+// IsURL reports whether s names a PostgreSQL database (postgres:// or
+// postgresql://) rather than a file.
+func IsURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// Store is a store.Store in a PostgreSQL database. It is safe for
+// concurrent use, by any number of processes over the same database.
+type Store struct {
+	pool      *pgxpool.Pool
+	retention store.Retention
+	now       func() time.Time
+	log       *slog.Logger
+	poll      time.Duration
+
+	mu     sync.Mutex     // guards closed
+	closed bool           // set once by Close
+	active sync.WaitGroup // calls in progress; Close waits for them
+
+	hints        chan string   // commit hints waiting for sendHints
+	hintsDropped atomic.Bool   // a hint was dropped: send a Resync hint
+	hintsDone    chan struct{} // closed when sendHints has ended
+
+	feed       store.Broadcaster
+	listenOnce sync.Once
+	stopListen context.CancelFunc // ends the listener; set by listenOnce
+	listenDone chan struct{}      // closed when the listener has ended
+
+	hooks hooks // fault injection for tests; zero in production
+}
+
+// hooks let tests inject faults around a commit.
+type hooks struct {
+	// beforeCommit runs after the write statements, before COMMIT.
+	beforeCommit func(ctx context.Context, tx pgx.Tx) error
+	// afterCommit runs after a successful COMMIT; an error it returns is
+	// treated as a commit whose outcome is unknown.
+	afterCommit func() error
+}
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Notifier = (*Store)(nil)
+)
+
+// Open connects to the database at url (a postgres:// URL; pgx's
+// parameters such as pool_max_conns and sslmode apply), applies the
+// schema migrations it lacks, and returns the Store.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = opts.MaxConns
+		if cfg.MaxConns <= 0 {
+			cfg.MaxConns = defaultMaxConns
+		}
+	}
+	rp := cfg.ConnConfig.RuntimeParams
+	if rp["application_name"] == "" {
+		rp["application_name"] = "patchd"
+	}
+	// A session stuck in a transaction must not hold a document's lock
+	// for long; UpdateFuncs are bounded far below this.
+	if rp["idle_in_transaction_session_timeout"] == "" {
+		rp["idle_in_transaction_session_timeout"] = "60000"
+	}
+	// A canceled context cancels the statement on the server (a waiter for
+	// a row lock stops waiting), and the connection stays usable.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 5 * time.Second}
+	}
+
+	s := &Store{
+		retention: opts.Retention,
+		now:       opts.Now,
+		log:       opts.Logger,
+		poll:      opts.PollInterval,
+	}
+	if s.retention.Versions <= 0 {
+		s.retention.Versions = defaultRetentionVersions
+	}
+	if s.retention.Age == 0 {
+		s.retention.Age = defaultRetentionAge
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.poll <= 0 {
+		s.poll = defaultPollInterval
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := migrate(ctx, pool, s.log); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s.pool = pool
+	s.hints, s.hintsDone = make(chan string, hintQueue), make(chan struct{})
+	go s.sendHints()
+	s.log.Debug("opened", "host", cfg.ConnConfig.Host, "database", cfg.ConnConfig.Database,
+		"max_conns", cfg.MaxConns, "history_versions", s.retention.Versions, "history_age", s.retention.Age)
+	return s, nil
+}
+
+// Close waits for calls in progress, stops the change feed and closes the
+// connection pool. Later calls of any method, Close included, return
+// ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("postgres: close: %w", store.ErrClosed)
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	s.active.Wait()
+	close(s.hints) // no Update is in progress; send what is queued
+	<-s.hintsDone
+	if s.stopListen != nil {
+		s.stopListen()
+		<-s.listenDone
+	}
+	s.feed.Close()
+	s.pool.Close()
+	s.log.Debug("closed")
+	return nil
+}
+
+// enter registers a call in progress, or returns ErrClosed. A successful
+// enter must be paired with s.active.Done().
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	s.active.Add(1)
+	return nil
+}
+
+// Pool returns the store's connection pool, for tools such as migrate.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// validKey reports whether a collection and id can be stored: non-empty
+// text (valid UTF-8 without NUL, which PostgreSQL's text cannot hold).
+func validKey(collection, id string) bool {
+	ok := func(s string) bool {
+		return s != "" && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+	}
+	return ok(collection) && ok(id)
+}
+
+// Get returns the current document. Returns ErrNotFound if it does not
+// exist.
+func (s *Store) Get(ctx context.Context, collection, id string) (*store.Document, error) {
+	if err := s.enter(); err != nil {
+		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, err)
+	}
+	defer s.active.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, err)
+	}
+	if !validKey(collection, id) {
+		return nil, fmt.Errorf("store: get %q/%q: %w", collection, id, store.ErrNotFound)
+	}
+	doc := &store.Document{Collection: collection, ID: id}
+	var (
+		seq, ns int64
+		etag    []byte
+	)
+	err := s.pool.QueryRow(ctx,
+		`SELECT seq, etag, body, updated_ns FROM documents
+		 WHERE collection = $1 AND id = $2 AND NOT deleted`,
+		collection, id).Scan(&seq, &etag, &doc.Body, &ns)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, ctxErr(ctx, err))
+	}
+	doc.Seq, doc.ETag, doc.UpdatedAt = uint64(seq), etagString(etag), time.Unix(0, ns).UTC()
+	return doc, nil
+}
+
+// List returns up to limit documents of a collection whose id sorts after
+// the given one ("" for the start), in byte order of ids, and whether more
+// follow. A limit of zero or less means no limit.
+func (s *Store) List(ctx context.Context, collection, after string, limit int) ([]store.ListEntry, bool, error) {
+	if err := s.enter(); err != nil {
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
+	}
+	defer s.active.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
+	}
+	if !validKey(collection, "x") || !utf8.ValidString(after) || strings.ContainsRune(after, 0) {
+		return nil, false, nil
+	}
+	n := int64(math.MaxInt64)
+	if limit > 0 {
+		n = int64(limit) + 1
+	}
+	rows, err := s.pool.Query(ctx,
+		`SELECT id, etag FROM documents
+		 WHERE collection = $1 AND id > $2 AND NOT deleted
+		 ORDER BY id LIMIT $3`,
+		collection, after, n)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, ctxErr(ctx, err))
+	}
+	var entries []store.ListEntry
+	for rows.Next() {
+		var (
+			e    store.ListEntry
+			etag []byte
+		)
+		if err := rows.Scan(&e.ID, &etag); err != nil {
+			rows.Close()
+			return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
+		}
+		e.ETag = etagString(etag)
+		entries = append(entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, ctxErr(ctx, err))
+	}
+	more := false
+	if limit > 0 && len(entries) > limit {
+		entries, more = entries[:limit], true
+	}
+	return entries, more, nil
+}
+
+// versionColumns are the columns scanVersion reads, in order.
+const versionColumns = `seq, etag, at_ns, kind, ops, rebased_from`
+
+// scanVersion reads one row of versionColumns.
+func scanVersion(row pgx.Row) (store.Version, error) {
+	var (
+		v       store.Version
+		seq, ns int64
+		etag    []byte
+	)
+	if err := row.Scan(&seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom); err != nil {
+		return store.Version{}, err
+	}
+	v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), time.Unix(0, ns).UTC()
+	if len(v.Ops) == 0 {
+		v.Ops = nil
+	}
+	return v, nil
+}
+
+// collectVersions reads every row of a versions query.
+func collectVersions(rows pgx.Rows) ([]store.Version, error) {
+	defer rows.Close()
+	var vs []store.Version
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, err
+		}
+		vs = append(vs, v)
+	}
+	return vs, rows.Err()
+}
+
+// History returns up to limit retained versions of a document with seq
+// greater than after, oldest first, and whether more follow. A limit of
+// zero or less means no limit. Returns ErrNotFound if the document has no
+// history at all.
+func (s *Store) History(ctx context.Context, collection, id string, after uint64, limit int) ([]store.Version, bool, error) {
+	if err := s.enter(); err != nil {
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, err)
+	}
+	defer s.active.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, err)
+	}
+	if !validKey(collection, id) {
+		return nil, false, fmt.Errorf("store: history %q/%q: %w", collection, id, store.ErrNotFound)
+	}
+	if after > math.MaxInt64 {
+		after = math.MaxInt64
+	}
+	n := int64(math.MaxInt64)
+	if limit > 0 {
+		n = int64(limit) + 1
+	}
+	// One statement, so that "no versions after" and "no history" are
+	// told apart in the same snapshot: the first row (k = 0) is the newest
+	// version, a sentinel never returned, when any version exists.
+	rows, err := s.pool.Query(ctx,
+		`SELECT `+versionColumns+` FROM (
+		   (SELECT 0 AS k, `+versionColumns+` FROM document_versions
+		     WHERE collection = $1 AND id = $2 ORDER BY seq DESC LIMIT 1)
+		   UNION ALL
+		   (SELECT 1 AS k, `+versionColumns+` FROM document_versions
+		     WHERE collection = $1 AND id = $2 AND seq > $3 ORDER BY seq LIMIT $4)
+		 ) page ORDER BY k, seq`,
+		collection, id, int64(after), n)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
+	}
+	vs, err := collectVersions(rows)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
+	}
+	if len(vs) == 0 {
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, store.ErrNotFound)
+	}
+	vs = vs[1:]
+	more := false
+	if limit > 0 && len(vs) > limit {
+		vs, more = vs[:limit], true
+	}
+	return vs, more, nil
+}
+
+// etagBytes returns the 16 bytes an ETag spells, or false if it is not
+// one that store.ETagOf could have made.
+func etagBytes(etag string) ([]byte, bool) {
+	if len(etag) != 34 || etag[0] != '"' || etag[33] != '"' {
+		return nil, false
+	}
+	for i := 1; i < 33; i++ {
+		if c := etag[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return nil, false
+		}
+	}
+	b, err := hex.DecodeString(etag[1:33])
+	return b, err == nil
+}
+
+// etagString is the inverse of etagBytes; empty bytes give "".
+func etagString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return `"` + hex.EncodeToString(b) + `"`
+}
+
+// ctxErr returns ctx's error in place of err when ctx is done: a canceled
+// statement reports itself in many ways, and callers test for the context's
+// error.
+func ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && err != nil {
+		return cerr
+	}
+	return err
+}

@@ -1,0 +1,423 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/patchd/patchd/store"
+)
+
+// ErrCommitUnknown means a commit's acknowledgment was lost with its
+// connection and the version it would have written was pruned before it
+// could be checked, so whether the write happened cannot be told.
+var ErrCommitUnknown = errors.New("commit outcome unknown")
+
+// Retry backoff: the n-th retry waits a random time up to
+// min(retryCap, retryBase * 2^n).
+const (
+	retryBase = 5 * time.Millisecond
+	retryCap  = 500 * time.Millisecond
+	// commitTimeout bounds COMMIT, which runs even if the caller's context
+	// ends meanwhile: once sent, its outcome should be known.
+	commitTimeout = 10 * time.Second
+)
+
+// Update runs fn on the current state of one document and commits its
+// change together with a new history version, durably, before it returns.
+//
+// fn runs inside a READ COMMITTED transaction that holds the document's
+// row lock, so no other write to the document, from any replica, commits
+// between fn reading the document and the commit; the History passed to
+// fn reads in the same transaction. fn may be called more than once, when
+// a transaction is retried after a serialization failure, a deadlock or a
+// lost connection.
+//
+// Errors returned by fn are returned unchanged, with nothing committed. A
+// change with a nil Body deletes the document; it returns an error
+// wrapping ErrNotFound if the document does not exist. If ctx is done
+// before the commit, Update commits nothing and returns an error wrapping
+// ctx.Err().
+func (s *Store) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
+	if err := s.enter(); err != nil {
+		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+	}
+	defer s.active.Done()
+	if !validKey(collection, id) {
+		return nil, fmt.Errorf("store: update %q/%q: invalid collection or id", collection, id)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+	}
+
+	// The token identifies this call's version across its attempts.
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	var pending *attempt // the last attempt, when its commit outcome is unknown
+	for n := 1; ; n++ {
+		res, err := s.try(ctx, collection, id, fn, token, pending)
+		if err == nil {
+			if res.seq != 0 {
+				s.queueHint(collection, id, res.seq)
+			}
+			return res.doc, nil
+		}
+		var final *finalError
+		if errors.As(err, &final) {
+			return nil, final.err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, cerr)
+		}
+		var amb *ambiguousError
+		if errors.As(err, &amb) {
+			pending = amb.attempt
+			s.log.Warn("commit outcome unknown; checking before retrying",
+				"collection", collection, "id", id, "seq", amb.attempt.seq, "err", amb.err)
+		}
+		if !retryable(err) || n >= defaultMaxAttempts {
+			var hist *historyError
+			if errors.As(err, &hist) {
+				return nil, hist.fnErr
+			}
+			return nil, fmt.Errorf("store: update %s/%s (attempt %d): %w", collection, id, n, err)
+		}
+		s.log.Debug("retrying update", "collection", collection, "id", id, "attempt", n, "err", err)
+		wait := min(retryCap, retryBase<<(n-1))
+		select {
+		case <-time.After(mrand.N(wait) + time.Millisecond):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, ctx.Err())
+		}
+	}
+}
+
+// attempt is what one try would commit.
+type attempt struct {
+	seq uint64          // seq of the version written; 0 if none
+	doc *store.Document // what Update returns
+}
+
+// finalError carries an error that Update returns as it is, without retry:
+// the UpdateFunc's own errors, and the store's verdicts such as deleting a
+// missing document.
+type finalError struct{ err error }
+
+func (e *finalError) Error() string { return e.err.Error() }
+
+// ambiguousError is a COMMIT whose outcome is unknown: the connection was
+// lost before its answer arrived.
+type ambiguousError struct {
+	attempt *attempt
+	err     error
+}
+
+func (e *ambiguousError) Error() string { return "commit outcome unknown: " + e.err.Error() }
+func (e *ambiguousError) Unwrap() error { return e.err }
+
+// historyError is an UpdateFunc error that followed a database error in
+// its History: the transaction is aborted, and the database error decides
+// whether to retry. If not, Update returns fnErr unchanged.
+type historyError struct {
+	fnErr, dbErr error
+}
+
+func (e *historyError) Error() string { return e.fnErr.Error() }
+func (e *historyError) Unwrap() error { return e.dbErr }
+
+// connError is an error that left the connection closed: the transaction
+// did not commit, and another connection may succeed.
+type connError struct{ err error }
+
+func (e *connError) Error() string { return "connection lost: " + e.err.Error() }
+func (e *connError) Unwrap() error { return e.err }
+
+// retryable reports whether a failed try may succeed if run again.
+func retryable(err error) bool {
+	var (
+		amb  *ambiguousError
+		conn *connError
+	)
+	if errors.As(err, &amb) || errors.As(err, &conn) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40001", // serialization_failure
+			"40P01", // deadlock_detected
+			"55P03", // lock_not_available
+			"23505", // unique_violation: a concurrent first write of the document
+			"57P01", // admin_shutdown: the server is restarting
+			"57P02", // crash_shutdown
+			"57P03", // cannot_connect_now
+			"CR000": // CockroachDB's retry error
+			return true
+		}
+		return pgErr.Code[:2] == "08" // connection_exception
+	}
+	return pgconn.SafeToRetry(err)
+}
+
+// docRow is a document's row as locked by a try.
+type docRow struct {
+	seq       int64
+	etag      []byte
+	body      []byte
+	deleted   bool
+	updatedNs int64
+}
+
+// document returns the row as a store.Document, or nil for a tombstone or
+// a placeholder.
+func (r *docRow) document(collection, id string) *store.Document {
+	if r.deleted {
+		return nil
+	}
+	return &store.Document{
+		Collection: collection,
+		ID:         id,
+		Body:       r.body,
+		ETag:       etagString(r.etag),
+		Seq:        uint64(r.seq),
+		UpdatedAt:  time.Unix(0, r.updatedNs).UTC(),
+	}
+}
+
+const lockDocument = `SELECT seq, etag, body, deleted, updated_ns FROM documents
+	WHERE collection = $1 AND id = $2 FOR UPDATE`
+
+// lockRow locks a document's row and returns it. A document that never
+// existed has no row for FOR UPDATE to lock, so a placeholder (a tombstone
+// at seq 0) is inserted first; a concurrent first write waits on it, and
+// it vanishes with a rollback.
+func lockRow(ctx context.Context, tx pgx.Tx, collection, id string) (docRow, error) {
+	var r docRow
+	scan := func() error {
+		return tx.QueryRow(ctx, lockDocument, collection, id).Scan(&r.seq, &r.etag, &r.body, &r.deleted, &r.updatedNs)
+	}
+	err := scan()
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return r, err
+	}
+	if _, err := tx.Exec(ctx,
+		`INSERT INTO documents (collection, id, seq, etag, body, deleted, updated_ns)
+		 VALUES ($1, $2, 0, '', '', true, 0) ON CONFLICT DO NOTHING`,
+		collection, id); err != nil {
+		return r, err
+	}
+	return r, scan()
+}
+
+// try runs one transaction of Update. pending is the previous attempt
+// when its commit outcome is unknown.
+func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateFunc, token []byte, pending *attempt) (_ attempt, err error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) && ctx.Err() == nil {
+			err = &connError{err}
+		}
+		return attempt{}, err
+	}
+	ended := false // Commit was called: the connection is back in the pool
+	defer func() {
+		if err != nil && !ended && !isFinal(err) && tx.Conn().IsClosed() {
+			err = &connError{err}
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tx.Rollback(rctx) // a no-op after Commit
+	}()
+
+	row, err := lockRow(ctx, tx, collection, id)
+	if err != nil {
+		return attempt{}, err
+	}
+	if pending != nil && uint64(row.seq) >= pending.seq {
+		// The lock waits out the lost session, so the version is there
+		// now if that commit happened.
+		var got []byte
+		err := tx.QueryRow(ctx,
+			`SELECT token FROM document_versions WHERE collection = $1 AND id = $2 AND seq = $3`,
+			collection, id, int64(pending.seq)).Scan(&got)
+		switch {
+		case err == nil && bytes.Equal(got, token):
+			s.log.Info("lost commit acknowledgment: the write had committed",
+				"collection", collection, "id", id, "seq", pending.seq)
+			return *pending, nil
+		case err == nil:
+			// Another write took that seq: ours did not commit.
+		case errors.Is(err, pgx.ErrNoRows):
+			return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: version %d pruned before it could be checked: %w",
+				collection, id, pending.seq, ErrCommitUnknown)}
+		default:
+			return attempt{}, err
+		}
+	}
+
+	cur := row.document(collection, id)
+	h := &txHistory{tx: tx, collection: collection, id: id}
+	change, err := fn(ctx, cur, h)
+	h.done.Store(true)
+	if err != nil {
+		if h.err != nil {
+			return attempt{}, &historyError{fnErr: err, dbErr: h.err}
+		}
+		return attempt{}, &finalError{err}
+	}
+	if change == nil {
+		return attempt{doc: cur}, nil // the deferred rollback drops any placeholder
+	}
+	if change.Body == nil && cur == nil {
+		return attempt{}, &finalError{fmt.Errorf("store: delete %s/%s: %w", collection, id, store.ErrNotFound)}
+	}
+	if err := ctx.Err(); err != nil {
+		return attempt{}, err
+	}
+
+	seq := row.seq + 1
+	at := time.Unix(0, s.now().UnixNano()).UTC() // as stored: no monotonic reading
+	res := attempt{seq: uint64(seq)}
+	var etag []byte
+	if change.Body != nil {
+		res.doc = &store.Document{
+			Collection: collection,
+			ID:         id,
+			Body:       bytes.Clone(change.Body),
+			ETag:       store.ETagOf(change.Body),
+			Seq:        uint64(seq),
+			UpdatedAt:  at,
+		}
+		etag, _ = etagBytes(res.doc.ETag)
+	}
+	// Everything the write commits goes in this one batch, in this
+	// transaction: a per-document idempotency record (a table
+	// idempotency_keys keyed by collection, id and key, added by a new
+	// migration file) would be one more statement here, and its lookup
+	// one query after lockRow, under the same row lock.
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE documents SET seq = $3, etag = $4, body = $5, deleted = $6, updated_ns = $7
+		WHERE collection = $1 AND id = $2`,
+		collection, id, seq, nonNil(etag), nonNil(change.Body), change.Body == nil, at.UnixNano())
+	b.Queue(`INSERT INTO document_versions
+		(collection, id, seq, etag, kind, ops, rebased_from, token, at_ns)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		collection, id, seq, nonNil(etag), change.Kind, nonNil(change.Ops), change.RebasedFrom, token, at.UnixNano())
+	if keep := int64(s.retention.Versions); seq > keep {
+		// Prune from the oldest while there are more than Versions and
+		// the oldest is older than Age, as the bbolt store does: stop at
+		// the first young version, and never touch the newest Versions.
+		b.Queue(`DELETE FROM document_versions
+			WHERE collection = $1 AND id = $2 AND seq < LEAST($3::bigint, COALESCE(
+				(SELECT seq FROM document_versions
+				 WHERE collection = $1 AND id = $2 AND seq < $3::bigint AND at_ns >= $4
+				 ORDER BY seq LIMIT 1), $3::bigint))`,
+			collection, id, seq-keep+1, at.UnixNano()-s.retention.Age.Nanoseconds())
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return attempt{}, err
+	}
+	if s.hooks.beforeCommit != nil {
+		if err := s.hooks.beforeCommit(ctx, tx); err != nil {
+			return attempt{}, err
+		}
+	}
+
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	ended = true
+	if err := tx.Commit(cctx); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return attempt{}, err // the server refused: nothing committed
+		}
+		return attempt{}, &ambiguousError{attempt: &res, err: err}
+	}
+	if s.hooks.afterCommit != nil {
+		if err := s.hooks.afterCommit(); err != nil {
+			return attempt{}, &ambiguousError{attempt: &res, err: err}
+		}
+	}
+	return res, nil
+}
+
+// isFinal reports whether err is returned by Update without retry.
+func isFinal(err error) bool {
+	var (
+		f *finalError
+		a *ambiguousError
+	)
+	return errors.As(err, &f) || errors.As(err, &a)
+}
+
+// nonNil returns b, or an empty slice for nil: the columns are NOT NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// txHistory is the History passed to an UpdateFunc: it reads in the
+// transaction that holds the document's row lock, so it sees the same
+// state as the UpdateFunc's document.
+type txHistory struct {
+	tx         pgx.Tx
+	collection string
+	id         string
+	done       atomic.Bool // set when the UpdateFunc returns
+	err        error       // the first database error, which aborted tx
+}
+
+// Since finds the newest retained version whose ETag is one of etags and
+// returns it with every later version, oldest first. Returns
+// ErrBaseUnknown if no retained version matches. An empty ETag (that of a
+// delete) matches nothing.
+func (h *txHistory) Since(ctx context.Context, etags []string) (store.Version, []store.Version, error) {
+	if h.done.Load() {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: history used after its UpdateFunc returned", h.collection, h.id)
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, err)
+	}
+	if h.err != nil {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, h.err)
+	}
+	keys := make([][]byte, 0, len(etags))
+	for _, e := range etags {
+		if b, ok := etagBytes(e); ok {
+			keys = append(keys, b)
+		}
+	}
+	if len(keys) == 0 {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, store.ErrBaseUnknown)
+	}
+	rows, err := h.tx.Query(ctx,
+		`SELECT `+versionColumns+` FROM document_versions
+		 WHERE collection = $1 AND id = $2 AND seq >= (
+		   SELECT seq FROM document_versions
+		   WHERE collection = $1 AND id = $2 AND etag = ANY($3)
+		   ORDER BY seq DESC LIMIT 1)
+		 ORDER BY seq`,
+		h.collection, h.id, keys)
+	var vs []store.Version
+	if err == nil {
+		vs, err = collectVersions(rows)
+	}
+	if err != nil {
+		h.err = err
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, ctxErr(ctx, err))
+	}
+	if len(vs) == 0 {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, store.ErrBaseUnknown)
+	}
+	return vs[0], vs[1:], nil
+}
