@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestMigrateFlags(t *testing.T) {
 		{args: []string{"--bogus"}, want: "flag provided but not defined"},
 	} {
 		var stderr bytes.Buffer
-		err := run(context.Background(), append([]string{"migrate"}, tc.args...), noEnv, &stderr, nil)
+		err := dispatch(context.Background(), append([]string{"migrate"}, tc.args...), noEnv, stdio{nil, io.Discard, &stderr})
 		if err == nil || !strings.Contains(err.Error()+stderr.String(), tc.want) {
 			t.Errorf("migrate %q: %v (stderr %q), want %q", tc.args, err, stderr.String(), tc.want)
 		}
