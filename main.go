@@ -14,7 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -53,6 +53,23 @@ type config struct {
 	maxRebaseWork   int
 	historyAge      time.Duration
 	shutdownTimeout time.Duration
+
+	tokens         string
+	corsOrigins    string
+	rate           float64
+	idempotencyTTL time.Duration
+	insecureNoAuth bool
+	server         serverLimits
+}
+
+// serverLimits are the http.Server's defences against slow and greedy
+// clients.
+type serverLimits struct {
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int64
 }
 
 // parseFlags reads args, with defaults from the PATCHD_* environment.
@@ -85,10 +102,23 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Var(intValue{&cfg.maxRebaseOps}, "max-rebase-ops", "most concurrent ops a stale edit is rebased over; more is 412 rebase-too-far (env PATCHD_MAX_REBASE_OPS, default 10000)")
 	fs.Var(intValue{&cfg.maxRebaseWork}, "max-rebase-work", "most (edit ops x concurrent ops) one rebase may compare (env PATCHD_MAX_REBASE_WORK, default 1000000)")
 	fs.Var(durationValue{&cfg.shutdownTimeout}, "shutdown-timeout", "how long a shutdown waits for requests in flight (env PATCHD_SHUTDOWN_TIMEOUT, default 10s)")
+	str(&cfg.tokens, "tokens", "", "bearer tokens file, one a line: TOKEN ROLE [COLLECTION...] (read, write or admin); without it the server serves loopback only")
+	str(&cfg.corsOrigins, "cors-origins", "", "comma-separated origins allowed to call from a browser (* for any)")
+	fs.Var(floatValue{&cfg.rate}, "rate", "requests per second per client before 429, 0 for no limit (env PATCHD_RATE, default 0)")
+	fs.Var(durationValue{&cfg.idempotencyTTL}, "idempotency-ttl", "how long the answer to a POST or PATCH with an Idempotency-Key is kept for retries (env PATCHD_IDEMPOTENCY_TTL, default 24h)")
+	fs.Var(boolValue{&cfg.insecureNoAuth}, "insecure-no-auth", "allow serving a non-loopback address without --tokens: anyone who can reach it can read and change every document (env PATCHD_INSECURE_NO_AUTH, default false)")
+	fs.Var(durationValue{&cfg.server.readHeaderTimeout}, "read-header-timeout", "how long a client may take to send request headers (env PATCHD_READ_HEADER_TIMEOUT, default 5s)")
+	fs.Var(durationValue{&cfg.server.readTimeout}, "read-timeout", "how long a client may take to send a whole request (env PATCHD_READ_TIMEOUT, default 30s)")
+	fs.Var(durationValue{&cfg.server.writeTimeout}, "write-timeout", "how long a request may take from the end of its headers to the end of the answer (env PATCHD_WRITE_TIMEOUT, default 30s)")
+	fs.Var(durationValue{&cfg.server.idleTimeout}, "idle-timeout", "how long an idle keep-alive connection is kept (env PATCHD_IDLE_TIMEOUT, default 2m)")
+	fs.Var(byteSize{&cfg.server.maxHeaderBytes}, "max-header-bytes", "largest request line and headers; more is 431 (env PATCHD_MAX_HEADER_BYTES, default 64KiB)")
 	defaults := map[string]string{
 		"require-if-match": "true", "max-body": "1MiB", "max-doc": "1MiB", "max-depth": "64",
 		"max-ops": "1000", "history-versions": "1000", "history-age": "24h", "shutdown-timeout": "10s",
 		"max-rebase-ops": "10000", "max-rebase-work": "1000000",
+		"rate": "0", "idempotency-ttl": "24h", "insecure-no-auth": "false",
+		"read-header-timeout": "5s", "read-timeout": "30s", "write-timeout": "30s", "idle-timeout": "2m",
+		"max-header-bytes": "64KiB",
 	}
 	for name, def := range defaults {
 		if err := fs.Set(name, env(name, def)); err != nil {
@@ -116,6 +146,14 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return cfg, errors.New("--history-versions must be at least 1")
 	case cfg.historyAge < 0:
 		return cfg, errors.New("--history-age must not be negative")
+	case cfg.rate < 0:
+		return cfg, errors.New("--rate must not be negative")
+	case cfg.idempotencyTTL <= 0:
+		return cfg, errors.New("--idempotency-ttl must be positive")
+	case cfg.server.readHeaderTimeout <= 0, cfg.server.readTimeout <= 0, cfg.server.writeTimeout <= 0, cfg.server.idleTimeout <= 0:
+		return cfg, errors.New("--read-header-timeout, --read-timeout, --write-timeout and --idle-timeout must be positive")
+	case cfg.server.maxHeaderBytes < 1 || cfg.server.maxHeaderBytes > 1<<30:
+		return cfg, errors.New("--max-header-bytes must be from 1 to 1GiB")
 	}
 	return cfg, nil
 }
@@ -158,19 +196,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hcfg.Limits = patch.Limits{MaxDepth: cfg.maxDepth, MaxDoc: int(cfg.maxDoc), MaxOps: cfg.maxOps}
 	hcfg.Rebase = patch.RebaseLimits{MaxOps: cfg.maxRebaseOps, MaxWork: cfg.maxRebaseWork}
 	hcfg.Logger = log.With("component", "http")
+	if err := securityConfig(&hcfg, cfg); err != nil {
+		return err
+	}
 	e := handlers.New(st, hcfg).Echo()
 
-	ln, err := net.Listen("tcp", cfg.addr)
+	ln, err := listen(cfg, log)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
 		Handler:           e,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: cfg.server.readHeaderTimeout,
+		ReadTimeout:       cfg.server.readTimeout,
+		WriteTimeout:      cfg.server.writeTimeout,
+		IdleTimeout:       cfg.server.idleTimeout,
+		MaxHeaderBytes:    int(cfg.server.maxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
@@ -229,6 +270,23 @@ func (v intValue) Set(s string) error {
 		return errors.New("not an integer")
 	}
 	*v.p = n
+	return nil
+}
+
+type floatValue struct{ p *float64 }
+
+func (v floatValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+func (v floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return errors.New("not a number")
+	}
+	*v.p = f
 	return nil
 }
 

@@ -51,6 +51,11 @@ var problemKinds = []problemKind{
 	{patch.ErrPatchFailed, http.StatusUnprocessableEntity, "patch-failed", "Patch does not apply"},
 	{patch.ErrInvalidDocument, http.StatusUnprocessableEntity, "invalid-document", "Invalid document"},
 	{ErrPreconditionRequired, http.StatusPreconditionRequired, "precondition-required", "Precondition required"},
+	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "Authentication required"},
+	{ErrForbidden, http.StatusForbidden, "forbidden", "Not allowed"},
+	{ErrRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests"},
+	{ErrIdempotencyKeyInUse, http.StatusConflict, "idempotency-key-in-use", "Idempotency key in use"},
+	{ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"},
 }
 
 var internalKind = problemKind{nil, http.StatusInternalServerError, "internal", "Internal server error"}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -31,6 +32,20 @@ type Config struct {
 	Rebase patch.RebaseLimits
 	// Logger receives internal errors; nil discards.
 	Logger *slog.Logger
+	// Tokens, when not nil, requires a bearer token on every request but
+	// /healthz and CORS preflights (auth.go).
+	Tokens *Tokens
+	// CORSOrigins lists the origins browsers may call from ("*": any);
+	// empty turns CORS off (cors.go).
+	CORSOrigins []string
+	// Rate is the requests a second allowed per client, 0 for no limit;
+	// RateBurst is how many may come at once (0: one second's worth)
+	// (ratelimit.go).
+	Rate      float64
+	RateBurst int
+	// IdempotencyTTL is how long the answer to a write with an
+	// Idempotency-Key is kept for retries (idempotency.go).
+	IdempotencyTTL time.Duration
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -40,6 +55,7 @@ func DefaultConfig() Config {
 		MaxBody:        1 << 20,
 		Limits:         patch.Limits{MaxDepth: 64, MaxDoc: 1 << 20, MaxOps: 1000},
 		Rebase:         patch.RebaseLimits{MaxOps: 10_000, MaxWork: 1_000_000},
+		IdempotencyTTL: 24 * time.Hour,
 	}
 }
 
@@ -49,6 +65,9 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	ids   *idGenerator
+
+	limiter  *rateLimiter // nil: no rate limit
+	inflight *inflight
 }
 
 // New returns a Handler serving st.
@@ -57,7 +76,14 @@ func New(st store.Store, cfg Config) *Handler {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator()}
+	h := &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), inflight: &inflight{keys: map[string]struct{}{}}}
+	if cfg.Rate > 0 {
+		h.limiter = newRateLimiter(cfg.Rate, cfg.RateBurst, nil)
+	}
+	if h.cfg.IdempotencyTTL <= 0 {
+		h.cfg.IdempotencyTTL = 24 * time.Hour
+	}
+	return h
 }
 
 // acceptPatch lists the patch media types PATCH accepts.
@@ -87,6 +113,7 @@ func (h *Handler) Echo() *echo.Echo {
 			return next(c)
 		}
 	})
+	e.Use(h.cors, h.rateLimit, h.authenticate, h.idempotency)
 	h.Register(e)
 	return e
 }

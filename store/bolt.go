@@ -33,6 +33,8 @@ const (
 //	meta/format                    "1"
 //	docs/<collection>/<id>         seq (8, big endian) | unix nanos (8, big endian) | ETag (34) | body
 //	hist/<collection>/<id>\x00<seq> version value (see encodeVersion)
+//	idem/<key>                     expiry unix nanos (8, big endian) | value
+//	idemexp/<expiry (8)><key>      empty: idem records in expiry order
 //
 // Ids never contain 0x00, so each document's history keys are contiguous
 // and ordered by seq.
@@ -170,7 +172,7 @@ func initLayout(tx *bolt.Tx) error {
 	if v := meta.Get(keyFormat); string(v) != boltFormat {
 		return fmt.Errorf("%w: format %q, want %q", ErrUnknownFormat, v, boltFormat)
 	}
-	for _, name := range [][]byte{bucketDocs, bucketHist} {
+	for _, name := range [][]byte{bucketDocs, bucketHist, bucketIdem, bucketIdemExp} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -321,6 +323,9 @@ func (b *Bolt) Update(ctx context.Context, collection, id string, fn UpdateFunc)
 	if change.Body == nil && cur == nil {
 		return nil, fmt.Errorf("store: delete %s/%s: %w", collection, id, ErrNotFound)
 	}
+	if err := checkIdempotency(change.Idempotency); err != nil {
+		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
 	}
@@ -376,6 +381,9 @@ func (b *Bolt) commit(collection, id string, change *Change) (*Document, error) 
 			return err
 		}
 		if err := hist.Put(histKey(id, seq), histVal); err != nil {
+			return err
+		}
+		if err := putIdempotency(tx, change.Idempotency, at); err != nil {
 			return err
 		}
 		pruned, err = b.prune(hist, id, seq, at)
