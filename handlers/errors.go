@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/patch"
@@ -95,6 +96,22 @@ type problem struct {
 	Conflicts   []patch.Conflict `json:"conflicts,omitempty"`
 }
 
+// maxDetail bounds the detail of a problem: details quote the client's
+// paths and values, which can be as long as the body.
+const maxDetail = 1024
+
+// truncateDetail cuts d to maxDetail bytes at a rune boundary.
+func truncateDetail(d string) string {
+	if len(d) <= maxDetail {
+		return d
+	}
+	cut := maxDetail
+	for cut > 0 && !utf8.RuneStart(d[cut]) {
+		cut--
+	}
+	return d[:cut] + "... (truncated)"
+}
+
 // classify finds the problem kind of err.
 func classify(err error) problemKind {
 	var he *echo.HTTPError
@@ -123,7 +140,7 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		return
 	}
 	k := classify(err)
-	p := problem{Type: "/problems/" + k.name, Title: k.title, Status: k.status, Detail: err.Error()}
+	p := problem{Type: "/problems/" + k.name, Title: k.title, Status: k.status, Detail: truncateDetail(err.Error())}
 	var he *echo.HTTPError
 	switch {
 	case k.status == http.StatusInternalServerError:
