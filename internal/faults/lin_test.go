@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -224,12 +223,7 @@ func doCall(ctx context.Context, c *http.Client, method, url, body string, hdr .
 func runHistory(t *testing.T, cfg linConfig, st *linStats) {
 	t.Helper()
 	srv := startPatchd(t)
-	px, err := NewProxy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer px.Close()
-	px.SetTarget(srv.Addr())
+	px := proxied(t, srv)
 	base := "http://" + px.Addr()
 
 	rec := &recorder{start: time.Now()}
@@ -250,56 +244,13 @@ func runHistory(t *testing.T, cfg linConfig, st *linStats) {
 			}
 		}()
 	}
-	// The nemesis.
-	nemDone := make(chan struct{})
-	faults := map[string]int{}
-	var nemErr error
-	go func() {
-		defer close(nemDone)
-		if len(cfg.faults) == 0 {
-			return
-		}
-		rnd := rand.New(rand.NewPCG(cfg.seed, 1<<32))
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Duration(150+rnd.IntN(350)) * time.Millisecond):
-			}
-			f := cfg.faults[rnd.IntN(len(cfg.faults))]
-			switch f {
-			case "kill":
-				if err := srv.Kill(); err != nil {
-					nemErr = err
-					return
-				}
-				addr, err := srv.Start()
-				if err != nil {
-					nemErr = err
-					return
-				}
-				px.SetTarget(addr)
-			case "pause":
-				if err := srv.Signal(syscall.SIGSTOP); err != nil {
-					nemErr = err
-					return
-				}
-				time.Sleep(time.Duration(200+rnd.IntN(2300)) * time.Millisecond)
-				if err := srv.Signal(syscall.SIGCONT); err != nil {
-					nemErr = err
-					return
-				}
-			case "cut":
-				px.Cut()
-			}
-			faults[f]++
-		}
-	}()
+	nemDone := make(chan map[string]int, 1)
+	go func() { nemDone <- nemesis(ctx, t, srv, px, cfg.faults, cfg.seed) }()
 	wg.Wait()
 	cancel()
-	<-nemDone
-	if nemErr != nil {
-		t.Fatalf("nemesis: %v", nemErr)
+	faults := <-nemDone
+	if t.Failed() {
+		return
 	}
 	// Final reads, after every fault, anchor the end state.
 	final := &linClient{id: cfg.clients, base: base, http: client(10 * time.Second), rec: rec,

@@ -140,3 +140,6 @@ func mustCall(t *testing.T, c *http.Client, method, url, body string, status int
 	}
 	return r
 }
+
+// writeFile writes a private file.
+func writeFile(path, data string) error { return os.WriteFile(path, []byte(data), 0o600) }

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -116,8 +117,11 @@ type Case struct {
 	// ContentLength, when not empty, is sent instead of the body's length.
 	ContentLength string `json:"contentLength"`
 	// Raw is sent verbatim instead of a request built from the fields
-	// above.
+	// above; {{auth}} in it stands for the Options.Header lines.
 	Raw *Text `json:"raw"`
+	// OnlyWithoutHeader skips the case when Options.Header is set (a case
+	// about requests without credentials).
+	OnlyWithoutHeader bool `json:"onlyWithoutHeader"`
 
 	Status int `json:"status"`
 	// Problem is the problem type name of an error answer.
@@ -208,7 +212,15 @@ func Run(t *testing.T, c *Corpus, o Options) Result {
 	}
 	var res Result
 	seqs := map[string]uint64{}
+	var auth strings.Builder
+	for _, h := range o.Header {
+		fmt.Fprintf(&auth, "%s: %s\r\n", h[0], h[1])
+	}
+	vars["{{auth}}"] = auth.String()
 	for _, tc := range c.Cases {
+		if tc.OnlyWithoutHeader && len(o.Header) > 0 {
+			continue
+		}
 		t.Run(tc.Name, func(t *testing.T) {
 			// A case that changed a fixture fails itself; the ETags are
 			// read afresh so that it does not fail the rest.
