@@ -422,7 +422,7 @@ func (b *Bolt) prune(hist *bolt.Bucket, id string, last uint64, now time.Time) (
 	}
 	count := last - binary.BigEndian.Uint64(k[len(prefix):]) + 1
 	var dead [][]byte
-	for ; k != nil && isHistKey(k, prefix) && count > uint64(b.retention.Versions); k, v = c.Next() {
+	for ; k != nil && isHistKey(k, prefix) && count > uint64(b.retention.Versions); k, v = c.Next() { // #nosec G115 -- OpenBolt makes Versions positive
 		if binary.BigEndian.Uint64(k[len(prefix):]) >= last {
 			break
 		}
@@ -724,7 +724,7 @@ func decodeDoc(collection, id string, v []byte) (*Document, error) {
 		Collection: collection,
 		ID:         id,
 		Seq:        binary.BigEndian.Uint64(v[0:8]),
-		UpdatedAt:  time.Unix(0, int64(binary.BigEndian.Uint64(v[8:16]))).UTC(),
+		UpdatedAt:  time.Unix(0, int64(binary.BigEndian.Uint64(v[8:16]))).UTC(), // #nosec G115 -- written from an int64 by encodeDoc
 		ETag:       string(v[16:docHeaderLen]),
 		Body:       bytes.Clone(v[docHeaderLen:]),
 	}, nil
@@ -753,16 +753,16 @@ func versionAt(v []byte) (int64, error) {
 	if len(v) < 8 {
 		return 0, errBadVersion
 	}
-	return int64(binary.BigEndian.Uint64(v)), nil
+	return int64(binary.BigEndian.Uint64(v)), nil // #nosec G115 -- written from an int64 by encodeVersion
 }
 
 // versionField splits the length-prefixed field at the start of v.
 func versionField(v []byte) (field, rest []byte, err error) {
 	n, w := binary.Uvarint(v)
-	if w <= 0 || n > uint64(len(v)-w) {
+	if w <= 0 || n > uint64(len(v)-w) { // #nosec G115 -- w <= len(v), so the difference is not negative
 		return nil, nil, errBadVersion
 	}
-	return v[w : w+int(n)], v[w+int(n):], nil
+	return v[w : w+int(n)], v[w+int(n):], nil // #nosec G115 -- n <= len(v) was checked above
 }
 
 // versionETag returns the ETag of a history value, aliasing v.
