@@ -186,7 +186,7 @@ type Options struct {
 	Addr string
 	// Header is added to every request but Raw ones (a bearer token).
 	Header [][2]string
-	// Bound is the longest any one request may take.
+	// Bound is the longest any one request may take; 0 means 10 s.
 	Bound time.Duration
 }
 
@@ -202,6 +202,9 @@ type Result struct {
 // Run creates the fixtures, then sends every case as a subtest of t.
 func Run(t *testing.T, c *Corpus, o Options) Result {
 	t.Helper()
+	if o.Bound <= 0 {
+		o.Bound = 10 * time.Second
+	}
 	vars := map[string]string{}
 	for _, f := range c.Fixtures {
 		r, err := o.send(o.request("PUT", f.Path, append(slices.Clone(o.Header), [2]string{"Content-Type", "application/json"}), f.Body.build(vars), false, ""))
@@ -359,7 +362,7 @@ func (o Options) send(req []byte) (answer, error) {
 	defer conn.Close()
 	bound := o.Bound
 	if bound <= 0 {
-		bound = 30 * time.Second
+		bound = 10 * time.Second
 	}
 	if err := conn.SetDeadline(time.Now().Add(bound + 5*time.Second)); err != nil {
 		return answer{}, err
