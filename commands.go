@@ -279,7 +279,7 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 	var n int64
 	var err error
 	if from != "" {
-		n, err = backupURL(ctx, from, out)
+		n, err = backupURL(ctx, from, out, getenv("PATCHD_TOKEN"))
 	} else {
 		n, err = store.BackupFile(ctx, db, out, timeout)
 		if errors.Is(err, store.ErrLocked) {
@@ -297,8 +297,10 @@ func cmdBackup(ctx context.Context, args []string, getenv func(string) string, s
 	return nil
 }
 
-// backupURL saves GET /admin/backup of the server at base into out.
-func backupURL(ctx context.Context, base, out string) (int64, error) {
+// backupURL saves GET /admin/backup of the server at base into out. A
+// non-empty token (the PATCHD_TOKEN variable: never a flag, so that it stays
+// out of process listings) is sent as a bearer token.
+func backupURL(ctx context.Context, base, out, token string) (int64, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return 0, usageError{fmt.Errorf("--url %q: want a base URL like http://127.0.0.1:8080", base)}
@@ -307,6 +309,9 @@ func backupURL(ctx context.Context, base, out string) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

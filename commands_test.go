@@ -29,7 +29,9 @@ func cli(t *testing.T, stdin string, args ...string) (error, string, string) {
 
 func TestHelpListsEveryFlag(t *testing.T) {
 	serve := []string{"addr", "db", "require-if-match", "max-body", "max-doc", "max-depth", "max-ops", "history-versions",
-		"history-age", "max-rebase-ops", "max-rebase-work", "shutdown-timeout", "log-format", "log-level", "ui"}
+		"history-age", "max-rebase-ops", "max-rebase-work", "shutdown-timeout", "log-format", "log-level", "ui",
+		"tokens", "cors-origins", "rate", "idempotency-ttl", "insecure-no-auth", "read-header-timeout", "read-timeout",
+		"write-timeout", "idle-timeout", "max-header-bytes"}
 	for _, tc := range []struct {
 		args  []string
 		flags []string

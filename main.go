@@ -17,7 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -63,6 +63,23 @@ type config struct {
 	logFormat       string
 	logLevel        string
 	ui              bool
+
+	tokens         string
+	corsOrigins    string
+	rate           float64
+	idempotencyTTL time.Duration
+	insecureNoAuth bool
+	server         serverLimits
+}
+
+// serverLimits are the http.Server's defences against slow and greedy
+// clients.
+type serverLimits struct {
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int64
 }
 
 // parseFlags reads args, with defaults from the PATCHD_* environment.
@@ -98,11 +115,24 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Var(stringValue{&cfg.logFormat}, "log-format", "log format: auto (text on a terminal, JSON otherwise), json or text")
 	fs.Var(stringValue{&cfg.logLevel}, "log-level", "least level logged: debug, info (one line per request), warn or error")
 	fs.Var(boolValue{&cfg.ui}, "ui", "serve the collaborative form demo at /")
+	str(&cfg.tokens, "tokens", "", "bearer tokens file, one a line: TOKEN ROLE [COLLECTION...] (read, write or admin); without it the server serves loopback only")
+	str(&cfg.corsOrigins, "cors-origins", "", "comma-separated origins allowed to call from a browser (* for any)")
+	fs.Var(floatValue{&cfg.rate}, "rate", "requests per second per client before 429, 0 for no limit (env PATCHD_RATE, default 0)")
+	fs.Var(durationValue{&cfg.idempotencyTTL}, "idempotency-ttl", "how long the answer to a POST or PATCH with an Idempotency-Key is kept for retries (env PATCHD_IDEMPOTENCY_TTL, default 24h)")
+	fs.Var(boolValue{&cfg.insecureNoAuth}, "insecure-no-auth", "allow serving a non-loopback address without --tokens: anyone who can reach it can read and change every document (env PATCHD_INSECURE_NO_AUTH, default false)")
+	fs.Var(durationValue{&cfg.server.readHeaderTimeout}, "read-header-timeout", "how long a client may take to send request headers (env PATCHD_READ_HEADER_TIMEOUT, default 5s)")
+	fs.Var(durationValue{&cfg.server.readTimeout}, "read-timeout", "how long a client may take to send a whole request (env PATCHD_READ_TIMEOUT, default 30s)")
+	fs.Var(durationValue{&cfg.server.writeTimeout}, "write-timeout", "how long a request may take from the end of its headers to the end of the answer (env PATCHD_WRITE_TIMEOUT, default 30s)")
+	fs.Var(durationValue{&cfg.server.idleTimeout}, "idle-timeout", "how long an idle keep-alive connection is kept (env PATCHD_IDLE_TIMEOUT, default 2m)")
+	fs.Var(byteSize{&cfg.server.maxHeaderBytes}, "max-header-bytes", "largest request line and headers; more is 431 (env PATCHD_MAX_HEADER_BYTES, default 64KiB)")
 	defaults := map[string]string{
 		"require-if-match": "true", "max-body": "1MiB", "max-doc": "1MiB", "max-depth": "64",
 		"max-ops": "1000", "history-versions": "1000", "history-age": "24h", "shutdown-timeout": "10s",
 		"max-rebase-ops": "10000", "max-rebase-work": "1000000",
 		"log-format": "auto", "log-level": "info", "ui": "true",
+		"rate": "0", "idempotency-ttl": "24h", "insecure-no-auth": "false",
+		"read-header-timeout": "5s", "read-timeout": "30s", "write-timeout": "30s", "idle-timeout": "2m",
+		"max-header-bytes": "64KiB",
 	}
 	shown := map[string]string{"addr": "127.0.0.1:8080", "db": "./patchd.db"}
 	for k, v := range defaults {
@@ -139,6 +169,14 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return cfg, errors.New("--log-format must be auto, json or text")
 	case cfg.logLevel != "debug" && cfg.logLevel != "info" && cfg.logLevel != "warn" && cfg.logLevel != "error":
 		return cfg, errors.New("--log-level must be debug, info, warn or error")
+	case cfg.rate < 0:
+		return cfg, errors.New("--rate must not be negative")
+	case cfg.idempotencyTTL <= 0:
+		return cfg, errors.New("--idempotency-ttl must be positive")
+	case cfg.server.readHeaderTimeout <= 0, cfg.server.readTimeout <= 0, cfg.server.writeTimeout <= 0, cfg.server.idleTimeout <= 0:
+		return cfg, errors.New("--read-header-timeout, --read-timeout, --write-timeout and --idle-timeout must be positive")
+	case cfg.server.maxHeaderBytes < 1 || cfg.server.maxHeaderBytes > 1<<30:
+		return cfg, errors.New("--max-header-bytes must be from 1 to 1GiB")
 	}
 	return cfg, nil
 }
@@ -180,20 +218,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hcfg.Logger = log.With("component", "http")
 	hcfg.Version = version()
 	hcfg.UI = cfg.ui
+	if err := securityConfig(&hcfg, cfg); err != nil {
+		return err
+	}
 	h := handlers.New(st, hcfg)
 	e := h.Echo()
 
-	ln, err := net.Listen("tcp", cfg.addr)
+	ln, err := listen(cfg, log)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
 		Handler:           e,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: cfg.server.readHeaderTimeout,
+		ReadTimeout:       cfg.server.readTimeout,
+		WriteTimeout:      cfg.server.writeTimeout,
+		IdleTimeout:       cfg.server.idleTimeout,
+		MaxHeaderBytes:    int(cfg.server.maxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	// Change feed streams never go idle: end them when shutdown starts.
@@ -255,6 +296,23 @@ func (v intValue) Set(s string) error {
 		return errors.New("not an integer")
 	}
 	*v.p = n
+	return nil
+}
+
+type floatValue struct{ p *float64 }
+
+func (v floatValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+func (v floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return errors.New("not a number")
+	}
+	*v.p = f
 	return nil
 }
 

@@ -27,7 +27,10 @@ func TestParseFlags(t *testing.T) {
 		}
 		want := config{addr: "127.0.0.1:8080", db: "./patchd.db", requireIfMatch: true, maxBody: 1 << 20, maxDoc: 1 << 20,
 			maxDepth: 64, maxOps: 1000, historyVersions: 1000, maxRebaseOps: 10000, maxRebaseWork: 1000000, historyAge: 24 * time.Hour, shutdownTimeout: 10 * time.Second,
-			logFormat: "auto", logLevel: "info", ui: true}
+			logFormat: "auto", logLevel: "info", ui: true,
+			idempotencyTTL: 24 * time.Hour,
+			server: serverLimits{readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
+				idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10}}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
 		}

@@ -263,14 +263,14 @@ func (h *Handler) write(c echo.Context, coll, id string, e edit) error {
 	}
 	ctx := c.Request().Context()
 	var out outcome
-	doc, err := h.store.Update(ctx, coll, id, func(ctx context.Context, cur *store.Document, hist store.History) (*store.Change, error) {
+	doc, err := h.store.Update(ctx, coll, id, h.remember(c, coll, id, cond, &out, func(ctx context.Context, cur *store.Document, hist store.History) (*store.Change, error) {
 		out = outcome{}
 		noteBefore(c, cur)
 		if cur == nil {
 			return h.create(cond, e, &out)
 		}
 		return h.change(ctx, cur, hist, cond, e, &out)
-	})
+	}))
 	if err != nil {
 		return err
 	}

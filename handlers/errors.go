@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/patch"
@@ -51,6 +52,11 @@ var problemKinds = []problemKind{
 	{patch.ErrPatchFailed, http.StatusUnprocessableEntity, "patch-failed", "Patch does not apply"},
 	{patch.ErrInvalidDocument, http.StatusUnprocessableEntity, "invalid-document", "Invalid document"},
 	{ErrPreconditionRequired, http.StatusPreconditionRequired, "precondition-required", "Precondition required"},
+	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "Authentication required"},
+	{ErrForbidden, http.StatusForbidden, "forbidden", "Not allowed"},
+	{ErrRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests"},
+	{ErrIdempotencyKeyInUse, http.StatusConflict, "idempotency-key-in-use", "Idempotency key in use"},
+	{ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"},
 }
 
 var internalKind = problemKind{nil, http.StatusInternalServerError, "internal", "Internal server error"}
@@ -90,6 +96,22 @@ type problem struct {
 	Conflicts   []patch.Conflict `json:"conflicts,omitempty"`
 }
 
+// maxDetail bounds the detail of a problem: details quote the client's
+// paths and values, which can be as long as the body.
+const maxDetail = 1024
+
+// truncateDetail cuts d to maxDetail bytes at a rune boundary.
+func truncateDetail(d string) string {
+	if len(d) <= maxDetail {
+		return d
+	}
+	cut := maxDetail
+	for cut > 0 && !utf8.RuneStart(d[cut]) {
+		cut--
+	}
+	return d[:cut] + "... (truncated)"
+}
+
 // classify finds the problem kind of err.
 func classify(err error) problemKind {
 	var he *echo.HTTPError
@@ -118,7 +140,7 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		return
 	}
 	k := classify(err)
-	p := problem{Type: "/problems/" + k.name, Title: k.title, Status: k.status, Detail: err.Error()}
+	p := problem{Type: "/problems/" + k.name, Title: k.title, Status: k.status, Detail: truncateDetail(err.Error())}
 	var he *echo.HTTPError
 	switch {
 	case k.status == http.StatusInternalServerError:

@@ -51,6 +51,20 @@ type Config struct {
 	Events EventsConfig
 	// UI serves the collaborative form demo at / (ui.go).
 	UI bool
+	// Tokens, when not nil, requires a bearer token on every request but
+	// /healthz and CORS preflights (auth.go).
+	Tokens *Tokens
+	// CORSOrigins lists the origins browsers may call from ("*": any);
+	// empty turns CORS off (cors.go).
+	CORSOrigins []string
+	// Rate is the requests a second allowed per client, 0 for no limit;
+	// RateBurst is how many may come at once (0: one second's worth)
+	// (ratelimit.go).
+	Rate      float64
+	RateBurst int
+	// IdempotencyTTL is how long the answer to a write with an
+	// Idempotency-Key is kept for retries (idempotency.go).
+	IdempotencyTTL time.Duration
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -61,6 +75,7 @@ func DefaultConfig() Config {
 		Limits:         patch.Limits{MaxDepth: 64, MaxDoc: 1 << 20, MaxOps: 1000},
 		Rebase:         patch.RebaseLimits{MaxOps: 10_000, MaxWork: 1_000_000},
 		UI:             true,
+		IdempotencyTTL: 24 * time.Hour,
 	}
 }
 
@@ -78,6 +93,9 @@ type Handler struct {
 	backend store.Store
 	// stopFollow stops following the backend's commit notifications.
 	stopFollow context.CancelFunc
+
+	limiter  *rateLimiter // nil: no rate limit
+	inflight *inflight
 }
 
 // New returns a Handler serving st.
@@ -99,8 +117,15 @@ func New(st store.Store, cfg Config) *Handler {
 		// A shared database (PostgreSQL) reports other replicas' commits.
 		go hub.follow(ctx, n, log)
 	}
-	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), reqIDs: newIDGenerator(),
-		metrics: m, hub: hub, backend: backend, stopFollow: stop}
+	h := &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), reqIDs: newIDGenerator(),
+		metrics: m, hub: hub, backend: backend, stopFollow: stop, inflight: &inflight{keys: map[string]struct{}{}}}
+	if cfg.Rate > 0 {
+		h.limiter = newRateLimiter(cfg.Rate, cfg.RateBurst, nil)
+	}
+	if h.cfg.IdempotencyTTL <= 0 {
+		h.cfg.IdempotencyTTL = 24 * time.Hour
+	}
+	return h
 }
 
 // acceptPatch lists the patch media types PATCH accepts.
@@ -131,6 +156,7 @@ func (h *Handler) Echo() *echo.Echo {
 			return next(c)
 		}
 	})
+	e.Use(h.cors, h.rateLimit, h.authenticate, h.idempotency)
 	h.Register(e)
 	return e
 }

@@ -41,8 +41,8 @@ func (g *idGenerator) next() string {
 		_, _ = rand.Read(g.rnd[:]) // crypto/rand.Read never fails
 	}
 	var raw [16]byte
-	binary.BigEndian.PutUint16(raw[0:2], uint16(ms>>32))
-	binary.BigEndian.PutUint32(raw[2:6], uint32(ms))
+	binary.BigEndian.PutUint16(raw[0:2], uint16(ms>>32)) // #nosec G115 -- the ULID keeps the low 48 bits of the time on purpose
+	binary.BigEndian.PutUint32(raw[2:6], uint32(ms))     // #nosec G115 -- as above
 	copy(raw[6:], g.rnd[:])
 	// 128 bits as 26 base32 digits, most significant first (the first digit
 	// carries only 3 bits).

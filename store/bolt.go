@@ -33,6 +33,8 @@ const (
 //	meta/format                    "1"
 //	docs/<collection>/<id>         seq (8, big endian) | unix nanos (8, big endian) | ETag (34) | body
 //	hist/<collection>/<id>\x00<seq> version value (see encodeVersion)
+//	idem/<key>                     expiry unix nanos (8, big endian) | value
+//	idemexp/<expiry (8)><key>      empty: idem records in expiry order
 //
 // Ids never contain 0x00, so each document's history keys are contiguous
 // and ordered by seq.
@@ -170,7 +172,7 @@ func initLayout(tx *bolt.Tx) error {
 	if v := meta.Get(keyFormat); string(v) != boltFormat {
 		return fmt.Errorf("%w: format %q, want %q", ErrUnknownFormat, v, boltFormat)
 	}
-	for _, name := range [][]byte{bucketDocs, bucketHist} {
+	for _, name := range [][]byte{bucketDocs, bucketHist, bucketIdem, bucketIdemExp} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -321,6 +323,9 @@ func (b *Bolt) Update(ctx context.Context, collection, id string, fn UpdateFunc)
 	if change.Body == nil && cur == nil {
 		return nil, fmt.Errorf("store: delete %s/%s: %w", collection, id, ErrNotFound)
 	}
+	if err := checkIdempotency(change.Idempotency); err != nil {
+		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
 	}
@@ -378,6 +383,9 @@ func (b *Bolt) commit(collection, id string, change *Change) (*Document, error) 
 		if err := hist.Put(histKey(id, seq), histVal); err != nil {
 			return err
 		}
+		if err := putIdempotency(tx, change.Idempotency, at); err != nil {
+			return err
+		}
 		pruned, err = b.prune(hist, id, seq, at)
 		return err
 	})
@@ -414,7 +422,7 @@ func (b *Bolt) prune(hist *bolt.Bucket, id string, last uint64, now time.Time) (
 	}
 	count := last - binary.BigEndian.Uint64(k[len(prefix):]) + 1
 	var dead [][]byte
-	for ; k != nil && isHistKey(k, prefix) && count > uint64(b.retention.Versions); k, v = c.Next() {
+	for ; k != nil && isHistKey(k, prefix) && count > uint64(b.retention.Versions); k, v = c.Next() { // #nosec G115 -- OpenBolt makes Versions positive
 		if binary.BigEndian.Uint64(k[len(prefix):]) >= last {
 			break
 		}
@@ -716,7 +724,7 @@ func decodeDoc(collection, id string, v []byte) (*Document, error) {
 		Collection: collection,
 		ID:         id,
 		Seq:        binary.BigEndian.Uint64(v[0:8]),
-		UpdatedAt:  time.Unix(0, int64(binary.BigEndian.Uint64(v[8:16]))).UTC(),
+		UpdatedAt:  time.Unix(0, int64(binary.BigEndian.Uint64(v[8:16]))).UTC(), // #nosec G115 -- written from an int64 by encodeDoc
 		ETag:       string(v[16:docHeaderLen]),
 		Body:       bytes.Clone(v[docHeaderLen:]),
 	}, nil
@@ -745,16 +753,16 @@ func versionAt(v []byte) (int64, error) {
 	if len(v) < 8 {
 		return 0, errBadVersion
 	}
-	return int64(binary.BigEndian.Uint64(v)), nil
+	return int64(binary.BigEndian.Uint64(v)), nil // #nosec G115 -- written from an int64 by encodeVersion
 }
 
 // versionField splits the length-prefixed field at the start of v.
 func versionField(v []byte) (field, rest []byte, err error) {
 	n, w := binary.Uvarint(v)
-	if w <= 0 || n > uint64(len(v)-w) {
+	if w <= 0 || n > uint64(len(v)-w) { // #nosec G115 -- w <= len(v), so the difference is not negative
 		return nil, nil, errBadVersion
 	}
-	return v[w : w+int(n)], v[w+int(n):], nil
+	return v[w : w+int(n)], v[w+int(n):], nil // #nosec G115 -- n <= len(v) was checked above
 }
 
 // versionETag returns the ETag of a history value, aliasing v.

@@ -81,7 +81,27 @@ type Change struct {
 	Ops []byte
 	// RebasedFrom is recorded in the new version; "" when not rebased.
 	RebasedFrom string
+	// Idempotency, when not nil, is stored in the same transaction as the
+	// new version, so that the record exists exactly when the write does.
+	Idempotency *IdempotencyRecord
 }
+
+// IdempotencyRecord remembers the answer to a write made with an
+// idempotency key, so that a retry of the same request is answered from it
+// instead of being applied again.
+type IdempotencyRecord struct {
+	// Key names the record. The store does not interpret it; it must not
+	// be empty and is at most MaxIdempotencyKey bytes.
+	Key string
+	// Value is the caller's encoding of the answer, opaque to the store.
+	Value []byte
+	// Expires is when the record stops being returned; the store deletes
+	// expired records as it goes.
+	Expires time.Time
+}
+
+// MaxIdempotencyKey is the longest IdempotencyRecord.Key a store accepts.
+const MaxIdempotencyKey = 1024
 
 // History gives an UpdateFunc read access to the history of the document
 // being updated. It is valid only during the UpdateFunc call, and it sees the
@@ -130,6 +150,10 @@ type Store interface {
 	// greater than after, oldest first, and whether more follow. Returns
 	// ErrNotFound if the document has no history at all.
 	History(ctx context.Context, collection, id string, after uint64, limit int) (versions []Version, more bool, err error)
+
+	// Idempotency returns the record committed with a write under key.
+	// Returns ErrNotFound if there is none or it has expired.
+	Idempotency(ctx context.Context, key string) (*IdempotencyRecord, error)
 
 	// Close releases the store. Writes in progress finish first.
 	Close() error

@@ -345,6 +345,31 @@ func collectVersions(rows pgx.Rows) ([]store.Version, error) {
 	return vs, rows.Err()
 }
 
+// Idempotency returns the record committed with a write under key.
+// Returns ErrNotFound if there is none or it has expired.
+func (s *Store) Idempotency(ctx context.Context, key string) (*store.IdempotencyRecord, error) {
+	if err := s.enter(); err != nil {
+		return nil, fmt.Errorf("store: idempotency: %w", err)
+	}
+	defer s.active.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("store: idempotency: %w", err)
+	}
+	rec := &store.IdempotencyRecord{Key: key}
+	var ns int64
+	err := s.pool.QueryRow(ctx,
+		`SELECT value, expires_ns FROM idempotency_keys WHERE key = $1 AND expires_ns > $2`,
+		[]byte(key), s.now().UnixNano()).Scan(&rec.Value, &ns)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: idempotency: %w", ctxErr(ctx, err))
+	}
+	rec.Expires = time.Unix(0, ns).UTC()
+	return rec, nil
+}
+
 // History returns up to limit retained versions of a document with seq
 // greater than after, oldest first, and whether more follow. A limit of
 // zero or less means no limit. Returns ErrNotFound if the document has no

@@ -298,11 +298,12 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		}
 		etag, _ = etagBytes(res.doc.ETag)
 	}
+	if r := change.Idempotency; r != nil && (r.Key == "" || len(r.Key) > store.MaxIdempotencyKey) {
+		return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: %w: key of %d bytes, want 1 to %d",
+			collection, id, store.ErrInvalidIdempotency, len(r.Key), store.MaxIdempotencyKey)}
+	}
 	// Everything the write commits goes in this one batch, in this
-	// transaction: a per-document idempotency record (a table
-	// idempotency_keys keyed by collection, id and key, added by a new
-	// migration file) would be one more statement here, and its lookup
-	// one query after lockRow, under the same row lock.
+	// transaction, the idempotency record included.
 	b := &pgx.Batch{}
 	b.Queue(`UPDATE documents SET seq = $3, etag = $4, body = $5, deleted = $6, updated_ns = $7
 		WHERE collection = $1 AND id = $2`,
@@ -321,6 +322,16 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 				 WHERE collection = $1 AND id = $2 AND seq < $3::bigint AND at_ns >= $4
 				 ORDER BY seq LIMIT 1), $3::bigint))`,
 			collection, id, seq-keep+1, at.UnixNano()-s.retention.Age.Nanoseconds())
+	}
+	if r := change.Idempotency; r != nil {
+		b.Queue(`INSERT INTO idempotency_keys (key, value, expires_ns) VALUES ($1, $2, $3)
+			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_ns = EXCLUDED.expires_ns`,
+			[]byte(r.Key), nonNil(r.Value), r.Expires.UnixNano())
+		// Expired records go a few at a time, as the writes that make
+		// records come, like the bbolt store's.
+		b.Queue(`DELETE FROM idempotency_keys WHERE key IN
+			(SELECT key FROM idempotency_keys WHERE expires_ns <= $1 ORDER BY expires_ns LIMIT 32)`,
+			at.UnixNano())
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return attempt{}, err

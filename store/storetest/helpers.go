@@ -159,7 +159,7 @@ func wantVersions(t *testing.T, what string, got, want []store.Version) {
 		t.Fatalf("%s: seqs %v, want %v", what, seqs(got), seqs(want))
 	}
 	for i := range got {
-		wantVersion(t, fmt.Sprintf("%s[%d]", what, i), got[i], want[i])
+		wantVersion(t, fmt.Sprintf("%s[%d]", what, i), got[i], want[i]) // #nosec G602 -- len(got) == len(want) was checked above
 	}
 }
 

@@ -121,6 +121,14 @@ func groups() []group {
 			{name: "Age", fn: testRetentionAge},
 			{name: "SeqContinues", fn: testRetentionSeqContinues},
 		}},
+		{name: "Idempotency", tests: []testCase{
+			{name: "RoundTrip", fn: testIdempotencyRoundTrip},
+			{name: "OnlyWithCommit", fn: testIdempotencyOnlyWithCommit},
+			{name: "Expiry", fn: testIdempotencyExpiry},
+			{name: "Replace", fn: testIdempotencyReplace},
+			{name: "Invalid", fn: testIdempotencyInvalid},
+			{name: "Closed", fn: testIdempotencyClosed},
+		}},
 		{name: "Close", tests: []testCase{
 			{name: "ErrClosed", fn: testCloseErrClosed},
 			{name: "WaitsForUpdate", fn: testCloseWaitsForUpdate},

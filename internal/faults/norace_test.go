@@ -1,0 +1,6 @@
+//go:build !race
+
+package faults
+
+// raceEnabled is true when the tests are built with -race.
+const raceEnabled = false
