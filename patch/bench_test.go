@@ -151,6 +151,38 @@ func BenchmarkFreshWrite(b *testing.B) {
 	}
 }
 
+// spliceWrite is freshWrite through ApplyCanonical, the path patchd takes
+// for such a patch: no parse and no re-encode of the document.
+func spliceWrite(b *testing.B, stored, body []byte) []byte {
+	ops, err := patch.ParseJSONPatch(body, benchLimits)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, nops, ok := patch.ApplyCanonical(stored, ops, benchLimits)
+	if !ok {
+		b.Fatal("ApplyCanonical declined")
+	}
+	patch.EncodeOps(nops)
+	sha256.Sum256(out)
+	return out
+}
+
+// BenchmarkSpliceWrite is BenchmarkFreshWrite through ApplyCanonical.
+func BenchmarkSpliceWrite(b *testing.B) {
+	for _, s := range benchdoc.Sizes {
+		stored := benchdoc.Doc(s.Bytes, 1)
+		b.Run(s.Name, func(b *testing.B) {
+			b.SetBytes(int64(len(stored)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				spliceWrite(b, stored, benchdoc.ReplaceN(i))
+			}
+		})
+	}
+}
+
 // BenchmarkEvanphx is the reference the targets name: evanphx/json-patch
 // decoding and applying the same one-op patch to the same bytes, then the
 // result canonicalized by jsontext (numbers kept) and hashed; the three
