@@ -437,13 +437,12 @@ func (b *Bolt) prepare(collection, id string, seq uint64, change *Change, prev *
 		done: make(chan struct{}),
 	}
 	if change.Body != nil {
-		body := bytes.Clone(change.Body)
-		r.version.ETag = ETagOf(body)
-		r.docVal = encodeDoc(seq, at, r.version.ETag, body)
+		r.version.ETag = ETagOf(change.Body)
+		r.docVal = encodeDoc(seq, at, r.version.ETag, change.Body)
 		r.doc = &Document{
 			Collection: collection,
 			ID:         id,
-			Body:       body,
+			Body:       r.docVal[docHeaderLen:], // never modified: callers get copies
 			ETag:       r.version.ETag,
 			Seq:        seq,
 			UpdatedAt:  at,
