@@ -74,23 +74,25 @@ func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 	return body, nil
 }
 
-// parseDocument parses a PUT or POST body into a document.
-func (h *Handler) parseDocument(c echo.Context) (any, error) {
+// parseDocument parses a PUT or POST body into a document and returns it
+// with its canonical bytes.
+func (h *Handler) parseDocument(c echo.Context) (any, []byte, error) {
 	if mt := mediaType(c); mt != "application/json" {
-		return nil, fail(ErrUnsupportedMediaType, fmt.Sprintf("a document must be sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+		return nil, nil, fail(ErrUnsupportedMediaType, fmt.Sprintf("a document must be sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
 	}
 	body, err := h.readBody(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	doc, err := patch.Parse(body, h.cfg.Limits)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if _, err := patch.CheckDocument(doc, h.cfg.Limits); err != nil {
-		return nil, err
+	canonical, err := patch.CheckDocument(doc, h.cfg.Limits)
+	if err != nil {
+		return nil, nil, err
 	}
-	return doc, nil
+	return doc, canonical, nil
 }
 
 // conditions are a request's parsed preconditions and preferences.
@@ -131,24 +133,50 @@ func (h *Handler) get(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if er, ok := h.store.(etagReader); ok && (cond.ifMatch.present || cond.ifNoneMatch.present) {
+		// Decide 412 and 304 from the ETag alone; read the body only to
+		// send it. Errors (a missing document) are Get's to report.
+		if etag, err := er.ETag(c.Request().Context(), coll, id); err == nil {
+			if done, err := readPrecondition(c, cond, etag); done || err != nil {
+				return err
+			}
+		}
+	}
 	doc, err := h.store.Get(c.Request().Context(), coll, id)
 	if err != nil {
 		return err
 	}
-	// RFC 9110 section 13.2.2: If-Match, then If-None-Match.
-	if cond.ifMatch.present && !cond.ifMatch.matchStrong(doc.ETag) {
-		return &preconditionError{err: fail(ErrPreconditionFailed, "If-Match does not match the current ETag"), current: doc.ETag}
+	if done, err := readPrecondition(c, cond, doc.ETag); done || err != nil {
+		return err
 	}
 	setDocHeaders(c, doc.ETag)
-	if cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(doc.ETag) {
-		c.Response().Header().Del(echo.HeaderContentType)
-		return c.NoContent(http.StatusNotModified)
-	}
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(doc.Body)))
 	if c.Request().Method == http.MethodHead {
 		return c.NoContent(http.StatusOK)
 	}
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, doc.Body)
+}
+
+// etagReader is implemented by stores that read a document's ETag without
+// its body (store.Bolt does). It returns an error wrapping
+// store.ErrNotFound if the document does not exist.
+type etagReader interface {
+	ETag(ctx context.Context, collection, id string) (string, error)
+}
+
+// readPrecondition evaluates a GET's or HEAD's preconditions against the
+// current ETag (RFC 9110 section 13.2.2: If-Match, then If-None-Match). It
+// returns the 412, or answers 304 and reports done.
+func readPrecondition(c echo.Context, cond conditions, etag string) (done bool, err error) {
+	if cond.ifMatch.present && !cond.ifMatch.matchStrong(etag) {
+		return true, &preconditionError{err: fail(ErrPreconditionFailed, "If-Match does not match the current ETag"), current: etag}
+	}
+	if cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(etag) {
+		setDocHeaders(c, etag)
+		c.Response().Header().Del(echo.HeaderContentType)
+		return true, c.NoContent(http.StatusNotModified)
+	}
+	return false, nil
 }
 
 // edit is a client's change to one document.
@@ -160,6 +188,13 @@ type edit struct {
 	// create is the new document when the target does not exist (PUT);
 	// nil means the write needs an existing document.
 	create any
+	// body is the canonical encoding of create, when set.
+	body []byte
+	// canonical, when set, applies the change to the canonical bytes of
+	// the current version without decoding them, and returns the new
+	// canonical bytes (checked against the limits) and the normalized ops;
+	// ok is false when it cannot, and apply is used instead.
+	canonical func(cur []byte) (body []byte, ops []patch.Op, ok bool)
 }
 
 // outcome reports what a write did, for the response.
@@ -173,7 +208,7 @@ func (h *Handler) put(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	doc, err := h.parseDocument(c)
+	doc, canonical, err := h.parseDocument(c)
 	if err != nil {
 		return err
 	}
@@ -181,6 +216,7 @@ func (h *Handler) put(c echo.Context) error {
 	e := edit{
 		kind:   store.KindPut,
 		create: doc,
+		body:   canonical,
 		apply: func(cur any) (any, []patch.Op, error) {
 			if m, ok := cur.(map[string]any); ok {
 				return body, patch.Diff(m, body), nil
@@ -209,6 +245,8 @@ func (h *Handler) patch(c echo.Context) error {
 		}
 		e = edit{kind: store.KindJSONPatch, apply: func(doc any) (any, []patch.Op, error) {
 			return patch.Apply(doc, ops, h.cfg.Limits)
+		}, canonical: func(cur []byte) ([]byte, []patch.Op, bool) {
+			return patch.ApplyCanonical(cur, ops, h.cfg.Limits)
 		}}
 	case "application/merge-patch+json":
 		body, err := h.readBody(c)
@@ -234,12 +272,12 @@ func (h *Handler) post(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	doc, err := h.parseDocument(c)
+	doc, canonical, err := h.parseDocument(c)
 	if err != nil {
 		return err
 	}
 	id := h.ids.next()
-	e := edit{kind: store.KindPut, create: doc, apply: func(any) (any, []patch.Op, error) {
+	e := edit{kind: store.KindPut, create: doc, body: canonical, apply: func(any) (any, []patch.Op, error) {
 		return nil, nil, fail(ErrPreconditionFailed, "a document with the generated id exists")
 	}}
 	// Preconditions of a POST apply to the collection, which has no
@@ -262,6 +300,18 @@ func (h *Handler) write(c echo.Context, coll, id string, e edit) error {
 		c.Response().Header().Set("Preference-Applied", "handling=strict")
 	}
 	ctx := c.Request().Context()
+	if cond.fastDecidable() {
+		// A 412 or 428 that the current ETag decides is answered without
+		// the document lock or the body; anything else is decided again
+		// under the lock.
+		if er, ok := h.store.(etagReader); ok {
+			if etag, err := er.ETag(ctx, coll, id); err == nil {
+				if _, err := h.writePrecondition(cond, etag); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	var out outcome
 	doc, err := h.store.Update(ctx, coll, id, func(ctx context.Context, cur *store.Document, hist store.History) (*store.Change, error) {
 		out = outcome{}
@@ -285,33 +335,27 @@ func (h *Handler) create(cond conditions, e edit, out *outcome) (*store.Change, 
 		// If-Match is false when there is no current representation.
 		return nil, &preconditionError{err: fail(ErrPreconditionFailed, "If-Match given but the document does not exist")}
 	}
-	body := patch.Canonical(e.create)
+	body := e.body
+	if body == nil {
+		body = patch.Canonical(e.create)
+	}
 	out.created = true
 	return &store.Change{Body: body, Kind: e.kind, Ops: patch.EncodeOps([]patch.Op{{Kind: patch.OpRoot, Value: e.create}})}, nil
 }
 
 // change decides a write to an existing document.
 func (h *Handler) change(ctx context.Context, cur *store.Document, hist store.History, cond conditions, e edit, out *outcome) (*store.Change, error) {
-	precondition := func(detail string) error {
-		return &preconditionError{err: fail(ErrPreconditionFailed, detail), current: cur.ETag}
-	}
-	// RFC 9110 section 13.2.2, step 1: If-Match (strong).
-	stale := false
-	if cond.ifMatch.present && !cond.ifMatch.matchStrong(cur.ETag) {
-		stale = true
-	}
-	// Step 3: If-None-Match (weak), evaluated against the current version.
-	if cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(cur.ETag) {
-		if cond.ifNoneMatch.any {
-			return nil, precondition("If-None-Match: * and the document exists")
-		}
-		return nil, precondition("If-None-Match matches the current ETag")
-	}
-	if !cond.ifMatch.present && h.cfg.RequireIfMatch {
-		return nil, &preconditionError{err: fail(ErrPreconditionRequired, "writes to an existing document need If-Match with its current ETag"), current: cur.ETag}
+	stale, err := h.writePrecondition(cond, cur.ETag)
+	if err != nil {
+		return nil, err
 	}
 	if stale {
 		return h.rebase(ctx, cur, hist, cond, e, out)
+	}
+	if e.canonical != nil {
+		if body, ops, ok := e.canonical(cur.Body); ok {
+			return commitCanonical(cur, body, ops, e.kind, "")
+		}
 	}
 	conditional := cond.ifMatch.present && !cond.ifMatch.any
 	doc, err := patch.Parse(cur.Body, patch.Limits{})
@@ -325,7 +369,47 @@ func (h *Handler) change(ctx context.Context, cur *store.Document, hist store.Hi
 		}
 		return nil, err
 	}
+	if e.body != nil {
+		// A PUT's result is its body, whose canonical bytes are known.
+		return commitCanonical(cur, e.body, ops, e.kind, "")
+	}
 	return h.commit(cur, result, ops, e.kind, "")
+}
+
+// fastDecidable reports whether a write's preconditions may be refused from
+// the current ETag alone: If-None-Match, a missing If-Match, or strict.
+func (cond conditions) fastDecidable() bool {
+	return cond.ifNoneMatch.present || !cond.ifMatch.present || cond.prefer.strict
+}
+
+// writePrecondition evaluates the preconditions of a PUT, PATCH or POST
+// against the current ETag of an existing document (RFC 9110 section
+// 13.2.2). It returns the 412 or 428 they call for, or reports whether
+// If-Match names an older version: the edit is then rebased.
+func (h *Handler) writePrecondition(cond conditions, etag string) (stale bool, err error) {
+	precondition := func(detail string) error {
+		return &preconditionError{err: fail(ErrPreconditionFailed, detail), current: etag}
+	}
+	// Step 1: If-Match (strong).
+	stale = cond.ifMatch.present && !cond.ifMatch.matchStrong(etag)
+	// Step 3: If-None-Match (weak), evaluated against the current version.
+	if cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(etag) {
+		if cond.ifNoneMatch.any {
+			return false, precondition("If-None-Match: * and the document exists")
+		}
+		return false, precondition("If-None-Match matches the current ETag")
+	}
+	if !cond.ifMatch.present && h.cfg.RequireIfMatch {
+		return false, &preconditionError{err: fail(ErrPreconditionRequired, "writes to an existing document need If-Match with its current ETag"), current: etag}
+	}
+	if stale && cond.prefer.strict {
+		client := ""
+		if sent := cond.ifMatch.strongTags(); len(sent) > 0 {
+			client = sent[0]
+		}
+		return false, &preconditionError{err: fail(ErrPreconditionFailed, "If-Match does not match the current ETag, and Prefer: handling=strict turns rebase off"), current: etag, base: client}
+	}
+	return stale, nil
 }
 
 // rebase handles a stale If-Match.
@@ -334,9 +418,6 @@ func (h *Handler) rebase(ctx context.Context, cur *store.Document, hist store.Hi
 	client := ""
 	if len(sent) > 0 {
 		client = sent[0]
-	}
-	if cond.prefer.strict {
-		return nil, &preconditionError{err: fail(ErrPreconditionFailed, "If-Match does not match the current ETag, and Prefer: handling=strict turns rebase off"), current: cur.ETag, base: client}
 	}
 	base, later, err := hist.Since(ctx, sent)
 	if errors.Is(err, store.ErrBaseUnknown) {
@@ -347,7 +428,7 @@ func (h *Handler) rebase(ctx context.Context, cur *store.Document, hist store.Hi
 	}
 	since := make([]patch.Committed, len(later))
 	for i, v := range later {
-		ops, err := patch.DecodeOps(v.Ops)
+		ops, err := h.ops.decode(cur.Collection, cur.ID, v)
 		if err != nil {
 			return nil, fmt.Errorf("history %s/%s seq %d: %w", cur.Collection, cur.ID, v.Seq, err)
 		}
@@ -366,6 +447,15 @@ func (h *Handler) rebase(ctx context.Context, cur *store.Document, hist store.Hi
 	}
 	out.rebasedFrom = base.ETag
 	return h.commit(cur, result, ops, e.kind, base.ETag)
+}
+
+// commitCanonical turns checked canonical bytes into a change; nil when
+// they equal the current version.
+func commitCanonical(cur *store.Document, body []byte, ops []patch.Op, kind, rebasedFrom string) (*store.Change, error) {
+	if bytes.Equal(body, cur.Body) {
+		return nil, nil
+	}
+	return &store.Change{Body: body, Kind: kind, Ops: patch.EncodeOps(ops), RebasedFrom: rebasedFrom}, nil
 }
 
 // commit checks the result and turns it into a change; nil when it equals
@@ -421,20 +511,21 @@ func (h *Handler) delete(c echo.Context) error {
 	if cond.prefer.strict {
 		c.Response().Header().Set("Preference-Applied", "handling=strict")
 	}
+	if er, ok := h.store.(etagReader); ok {
+		// Every precondition of a DELETE is decided by the ETag: refuse
+		// without the document lock when it says no.
+		if etag, err := er.ETag(c.Request().Context(), coll, id); err == nil {
+			if err := h.deletePrecondition(cond, etag); err != nil {
+				return err
+			}
+		}
+	}
 	_, err = h.store.Update(c.Request().Context(), coll, id, func(ctx context.Context, cur *store.Document, _ store.History) (*store.Change, error) {
 		if cur == nil {
 			return nil, fail(store.ErrNotFound, "no such document")
 		}
-		precondition := func(sentinel error, detail string) error {
-			return &preconditionError{err: fail(sentinel, detail), current: cur.ETag}
-		}
-		switch {
-		case cond.ifMatch.present && !cond.ifMatch.matchStrong(cur.ETag):
-			return nil, precondition(ErrPreconditionFailed, "If-Match does not match the current ETag (DELETE is never rebased)")
-		case cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(cur.ETag):
-			return nil, precondition(ErrPreconditionFailed, "If-None-Match matches the current ETag")
-		case !cond.ifMatch.present && h.cfg.RequireIfMatch:
-			return nil, precondition(ErrPreconditionRequired, "deleting a document needs If-Match with its current ETag")
+		if err := h.deletePrecondition(cond, cur.ETag); err != nil {
+			return nil, err
 		}
 		old, err := patch.Parse(cur.Body, patch.Limits{})
 		if err != nil {
@@ -446,4 +537,21 @@ func (h *Handler) delete(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// deletePrecondition evaluates a DELETE's preconditions against the
+// current ETag; DELETE is never rebased.
+func (h *Handler) deletePrecondition(cond conditions, etag string) error {
+	precondition := func(sentinel error, detail string) error {
+		return &preconditionError{err: fail(sentinel, detail), current: etag}
+	}
+	switch {
+	case cond.ifMatch.present && !cond.ifMatch.matchStrong(etag):
+		return precondition(ErrPreconditionFailed, "If-Match does not match the current ETag (DELETE is never rebased)")
+	case cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(etag):
+		return precondition(ErrPreconditionFailed, "If-None-Match matches the current ETag")
+	case !cond.ifMatch.present && h.cfg.RequireIfMatch:
+		return precondition(ErrPreconditionRequired, "deleting a document needs If-Match with its current ETag")
+	}
+	return nil
 }

@@ -49,6 +49,7 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	ids   *idGenerator
+	ops   *opsCache
 }
 
 // New returns a Handler serving st.
@@ -57,7 +58,7 @@ func New(st store.Store, cfg Config) *Handler {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator()}
+	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), ops: newOpsCache(opsCacheBytes)}
 }
 
 // acceptPatch lists the patch media types PATCH accepts.
