@@ -71,6 +71,13 @@ func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 	if int64(len(body)) > limit {
 		return nil, fail(ErrTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes", limit))
 	}
+	// Every body read here is decoded next; its share of the decode budget
+	// is held until the request ends.
+	release, err := h.bodies.acquire(r.Context(), len(body))
+	if err != nil {
+		return nil, err
+	}
+	context.AfterFunc(r.Context(), release)
 	return body, nil
 }
 
@@ -340,7 +347,7 @@ func (h *Handler) create(cond conditions, e edit, out *outcome) (*store.Change, 
 		body = patch.Canonical(e.create)
 	}
 	out.created = true
-	return &store.Change{Body: body, Kind: e.kind, Ops: patch.EncodeOps([]patch.Op{{Kind: patch.OpRoot, Value: e.create}})}, nil
+	return &store.Change{Body: body, Kind: e.kind, Ops: patch.EncodeCreate(body)}, nil
 }
 
 // change decides a write to an existing document.
@@ -358,6 +365,11 @@ func (h *Handler) change(ctx context.Context, cur *store.Document, hist store.Hi
 		}
 	}
 	conditional := cond.ifMatch.present && !cond.ifMatch.any
+	release, err := h.docs.acquire(ctx, len(cur.Body))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	doc, err := patch.Parse(cur.Body, patch.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("stored document %s/%s: %w", cur.Collection, cur.ID, err)
@@ -434,6 +446,11 @@ func (h *Handler) rebase(ctx context.Context, cur *store.Document, hist store.Hi
 		}
 		since[i] = patch.Committed{Seq: v.Seq, Ops: ops}
 	}
+	release, err := h.docs.acquire(ctx, 2*len(cur.Body)) // the current version and the base
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	doc, err := patch.Parse(cur.Body, patch.Limits{})
 	if err != nil {
 		return nil, fmt.Errorf("stored document %s/%s: %w", cur.Collection, cur.ID, err)
@@ -527,11 +544,7 @@ func (h *Handler) delete(c echo.Context) error {
 		if err := h.deletePrecondition(cond, cur.ETag); err != nil {
 			return nil, err
 		}
-		old, err := patch.Parse(cur.Body, patch.Limits{})
-		if err != nil {
-			return nil, fmt.Errorf("stored document %s/%s: %w", coll, id, err)
-		}
-		return &store.Change{Kind: store.KindDelete, Ops: patch.EncodeOps([]patch.Op{{Kind: patch.OpDel, Old: old}})}, nil
+		return &store.Change{Kind: store.KindDelete, Ops: patch.EncodeDelete(cur.Body)}, nil
 	})
 	if err != nil {
 		return err

@@ -31,6 +31,10 @@ type Config struct {
 	Rebase patch.RebaseLimits
 	// Logger receives internal errors; nil discards.
 	Logger *slog.Logger
+	// DecodeBudget bounds the bytes of JSON that requests hold decoded as
+	// trees at once, request bodies and stored documents each: past it,
+	// large requests wait for one another. Zero means 4 MiB.
+	DecodeBudget int64
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -50,6 +54,10 @@ type Handler struct {
 	log   *slog.Logger
 	ids   *idGenerator
 	ops   *opsCache
+	// bodies and docs are the decode budgets of request bodies and of
+	// stored documents; a request takes from bodies before a document's
+	// lock and from docs only under it, so the two never wait in a cycle.
+	bodies, docs *budget
 }
 
 // New returns a Handler serving st.
@@ -58,7 +66,12 @@ func New(st store.Store, cfg Config) *Handler {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), ops: newOpsCache(opsCacheBytes)}
+	decode := cfg.DecodeBudget
+	if decode <= 0 {
+		decode = 4 << 20
+	}
+	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), ops: newOpsCache(opsCacheBytes),
+		bodies: newBudget(decode), docs: newBudget(decode)}
 }
 
 // acceptPatch lists the patch media types PATCH accepts.
