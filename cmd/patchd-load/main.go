@@ -239,7 +239,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := j.w.Setup(ctx, j.client, j.srv.kind); err != nil {
 			return fmt.Errorf("set up %s on %s: %w", j.label, j.srv.kind, err)
 		}
-		fmt.Fprintf(stdout, "set up %-9s on %-12s in %s\n", j.label, j.srv.kind, time.Since(t0).Round(time.Millisecond))
+		peak, cur := j.srv.memory()
+		fmt.Fprintf(stdout, "set up %-9s on %-12s in %s (server resident size %.0f MiB, peak %.0f MiB)\n",
+			j.label, j.srv.kind, time.Since(t0).Round(time.Millisecond), mib(cur), mib(peak))
 	}
 
 	for s := range o.samples {
