@@ -204,6 +204,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		servers[r] = s
 	}
 
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	peaks := servers[kindPatchd].watchMemory(wctx)
+
 	// Jobs, in the order they run within a sample.
 	var jobs []*job
 	add := func(label, kind string, w workload, clients int) {
@@ -271,7 +275,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		lost[j], checked[j] = n, what
 	}
-	printSummary(stdout, o, jobs, servers, lost, checked)
+	printSummary(stdout, o, jobs, servers, lost, checked, peaks)
+	var bad []string
+	for _, j := range jobs {
+		errs := sum(j, func(r result) int { return r.errs + r.statuses[http.StatusInternalServerError] })
+		if lost[j] > 0 || errs > 0 {
+			bad = append(bad, fmt.Sprintf("%s on %s: %d lost, %d errors", j.label, j.srv.kind, lost[j], errs))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("edits lost or errors: %s", strings.Join(bad, "; "))
+	}
 	return nil
 }
 
@@ -367,7 +381,7 @@ func statusString(m map[int]int) string {
 
 // printSummary prints the medians of every job and the target ratios, each
 // the median of the ratios measured within one sample.
-func printSummary(w io.Writer, o options, jobs []*job, servers map[string]*server, lost map[*job]int, checked map[*job]string) {
+func printSummary(w io.Writer, o options, jobs []*job, servers map[string]*server, lost map[*job]int, checked map[*job]string, peaks *memPeaks) {
 	fmt.Fprintf(w, "\nmedians of %d samples of %s\n", o.samples, o.duration)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tserver\tok/s\treq/s\tp50\tp99\tp999\t412/ok\tretries/ok\trebased\terrors\tlost\t")
@@ -451,7 +465,10 @@ func printSummary(w io.Writer, o options, jobs []*job, servers map[string]*serve
 	}
 	if p := servers[kindPatchd]; p.pid != 0 {
 		peak, _ := p.memory()
-		fmt.Fprintf(tw, "patchd peak resident size\t%.0f MiB\t< 200 MiB\t%s\n", mib(peak), verdict(mib(peak) < 200))
+		anon, file := peaks.get()
+		fmt.Fprintf(tw, "patchd peak resident size (VmHWM)\t%.0f MiB\t< 200 MiB\t%s\n", mib(peak), verdict(mib(peak) < 200))
+		fmt.Fprintf(tw, "  of which at most: heap and stacks (RssAnon)\t%.0f MiB\t\t\n", mib(anon))
+		fmt.Fprintf(tw, "  of which at most: mapped file pages (RssFile)\t%.0f MiB\t\t\n", mib(file))
 		fmt.Fprintf(tw, "patchd database file\t%.1f MiB\t\t\n", mib(p.fileSize()))
 	}
 	tw.Flush()

@@ -19,6 +19,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -71,7 +72,7 @@ func serveMain(ctx context.Context, args []string, stdout io.Writer) error {
 			_ = f.Close()
 		}()
 	}
-	h, closeFn, err := newServer(*kind, *db, sd)
+	h, closeFn, err := newServer(*kind, *db, sd, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ type seed struct {
 }
 
 // newServer builds the handler of one kind over a bbolt file at db.
-func newServer(kind, db string, sd seed) (http.Handler, func(), error) {
+func newServer(kind, db string, sd seed, logTo io.Writer) (http.Handler, func(), error) {
 	switch kind {
 	case kindPatchd:
 		st, err := store.OpenBolt(db, store.BoltOptions{})
@@ -111,7 +112,7 @@ func newServer(kind, db string, sd seed) (http.Handler, func(), error) {
 			return nil, nil, err
 		}
 		cfg := handlers.DefaultConfig()
-		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		cfg.Logger = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		return handlers.New(st, cfg).Echo(), func() { _ = st.Close() }, nil
 	case kindEcho:
 		return noopEcho(), func() {}, nil
@@ -324,7 +325,7 @@ func startServer(ctx context.Context, kind, dir, bin string, inproc bool, sd see
 		db = filepath.Join(dir, kind+".db")
 	}
 	if inproc {
-		h, closeFn, err := newServer(kind, db, sd)
+		h, closeFn, err := newServer(kind, db, sd, io.Discard)
 		if err != nil {
 			return nil, err
 		}
@@ -381,7 +382,10 @@ func startServer(ctx context.Context, kind, dir, bin string, inproc bool, sd see
 				addrc <- l.Addr
 				continue
 			}
-			if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, `"level":"ERROR"`) {
+			// Requests cut off at the end of a run are logged as errors
+			// with "context canceled"; they are expected.
+			if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, `"level":"ERROR"`)) &&
+				!strings.Contains(line, "context canceled") {
 				fmt.Fprintf(os.Stderr, "[%s] %s\n", kind, line)
 			}
 		}
@@ -405,12 +409,25 @@ func startServer(ctx context.Context, kind, dir, bin string, inproc bool, sd see
 // memory returns the peak and current resident size of a child server in
 // bytes, from /proc (zero when unknown).
 func (s *server) memory() (peak, cur int64) {
+	m := s.status()
+	return m.hwm, m.rss
+}
+
+// memStatus is a child server's resident memory, in bytes: in all, and
+// split into anonymous memory (the Go heap and stacks) and file pages
+// (mostly the bbolt file, which is mapped into memory).
+type memStatus struct {
+	hwm, rss, anon, file int64
+}
+
+func (s *server) status() memStatus {
+	var m memStatus
 	if s.pid == 0 {
-		return 0, 0
+		return m
 	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
 	if err != nil {
-		return 0, 0
+		return m
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
@@ -420,12 +437,53 @@ func (s *server) memory() (peak, cur int64) {
 		kb, _ := strconv.ParseInt(f[1], 10, 64)
 		switch f[0] {
 		case "VmHWM:":
-			peak = kb << 10
+			m.hwm = kb << 10
 		case "VmRSS:":
-			cur = kb << 10
+			m.rss = kb << 10
+		case "RssAnon:":
+			m.anon = kb << 10
+		case "RssFile:":
+			m.file = kb << 10
 		}
 	}
-	return peak, cur
+	return m
+}
+
+// watchMemory samples a child server's memory every 100 ms until ctx is
+// done, keeping the peaks of its anonymous and file-backed parts.
+func (s *server) watchMemory(ctx context.Context) *memPeaks {
+	p := &memPeaks{}
+	if s.pid == 0 {
+		return p
+	}
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			m := s.status()
+			p.mu.Lock()
+			p.anon, p.file = max(p.anon, m.anon), max(p.file, m.file)
+			p.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return p
+}
+
+// memPeaks are the largest samples watchMemory saw.
+type memPeaks struct {
+	mu         sync.Mutex
+	anon, file int64
+}
+
+func (p *memPeaks) get() (anon, file int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.anon, p.file
 }
 
 // fileSize returns the size of the server's database file, or 0.
