@@ -43,6 +43,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/patchd/patchd/store"
 )
 
 func main() {
@@ -77,6 +79,7 @@ type options struct {
 	retry      string
 	dir        string
 	cpuprofile string
+	retention  store.Retention
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -97,7 +100,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.bigClients, "big-clients", 4, "clients of scenario 5")
 	fs.IntVar(&o.readDocs, "read-docs", 1000, "documents of scenario 4")
 	fs.StringVar(&o.retry, "retry", "get", "scenario 3's retry after a 412: get (read the document again) or etag (resend with the 412's ETag)")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the patchd server (its serve subcommand) to this file")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the patchd server during the measured runs (not the set-up) to this file")
+	fs.IntVar(&o.retention.Versions, "history-versions", 0, "patchd's --history-versions (0: its default)")
+	fs.DurationVar(&o.retention.Age, "history-age", 0, "patchd's --history-age (0: its default; a negative value: 0, keep by count only)")
 	fs.StringVar(&o.dir, "dir", "", "directory for the database files (default: a temporary one, removed at the end)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -186,7 +191,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.addr != "" {
 		servers[kindPatchd] = &server{kind: kindPatchd, base: strings.TrimSuffix(o.addr, "/")}
 	} else {
-		s, err := startServer(ctx, kindPatchd, o.dir, o.bin, o.inproc, seed{}, o.cpuprofile)
+		s, err := startServer(ctx, kindPatchd, o.dir, o.bin, o.inproc, seed{}, o.retention, o.cpuprofile != "")
 		if err != nil {
 			return err
 		}
@@ -197,7 +202,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if r == kindEcho {
 			sd = seed{}
 		}
-		s, err := startServer(ctx, r, o.dir, "", o.inproc, sd, "")
+		s, err := startServer(ctx, r, o.dir, "", o.inproc, sd, store.Retention{}, false)
 		if err != nil {
 			return err
 		}
@@ -248,6 +253,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			j.label, j.srv.kind, time.Since(t0).Round(time.Millisecond), mib(cur), mib(peak))
 	}
 
+	var profiled chan error
+	if o.cpuprofile != "" {
+		if o.bin != "" || o.inproc || o.addr != "" {
+			return errors.New("-cpuprofile needs the server this program starts (not -patchd, -inproc or -addr)")
+		}
+		profiled = make(chan error, 1)
+		secs := int((o.duration*time.Duration(o.samples*len(jobs)) + time.Second - 1) / time.Second)
+		go func() { profiled <- fetchProfile(ctx, servers[kindPatchd].base, secs, o.cpuprofile) }()
+	}
 	for s := range o.samples {
 		for _, j := range jobs {
 			if ctx.Err() != nil {
@@ -263,6 +277,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			peak, _ := p.memory()
 			fmt.Fprintf(stdout, "sample %d  patchd: peak RSS %.0f MiB, database file %.1f MiB\n", s+1, mib(peak), mib(p.fileSize()))
 		}
+	}
+
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		fmt.Fprintf(stdout, "wrote the CPU profile of patchd to %s\n", o.cpuprofile)
 	}
 
 	// Read everything back.
@@ -287,6 +308,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("edits lost or errors: %s", strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// fetchProfile records a CPU profile of the server for secs seconds.
+func fetchProfile(ctx context.Context, base string, secs int, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs), nil)
+	if err != nil {
+		return err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", res.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func newClient(base string, conns int) *client {

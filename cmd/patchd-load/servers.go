@@ -16,7 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,28 +55,25 @@ func serveMain(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&sd.coll, "seed-coll", "s1", "collection of the seeded documents (naive servers)")
 	fs.IntVar(&sd.n, "seed", 0, "documents to create at start, d0..dN-1 (naive servers)")
 	fs.IntVar(&sd.size, "seed-size", 1024, "size of the seeded documents")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole serve to this file")
+	withPprof := fs.Bool("pprof", false, "also serve net/http/pprof under /debug/pprof/")
+	var ret store.Retention
+	fs.IntVar(&ret.Versions, "history-versions", 0, "patchd: versions kept per document (0: the default)")
+	fs.DurationVar(&ret.Age, "history-age", 0, "patchd: versions younger than this are kept (0: the default; negative: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			_ = f.Close()
-		}()
-	}
-	h, closeFn, err := newServer(*kind, *db, sd, os.Stderr)
+	h, closeFn, err := newServer(*kind, *db, sd, ret, os.Stderr)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
+	if *withPprof {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.Handle("/", h)
+		h = mux
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -104,10 +101,13 @@ type seed struct {
 }
 
 // newServer builds the handler of one kind over a bbolt file at db.
-func newServer(kind, db string, sd seed, logTo io.Writer) (http.Handler, func(), error) {
+func newServer(kind, db string, sd seed, ret store.Retention, logTo io.Writer) (http.Handler, func(), error) {
 	switch kind {
 	case kindPatchd:
-		st, err := store.OpenBolt(db, store.BoltOptions{})
+		if ret.Age < 0 {
+			ret.Age = time.Nanosecond // as patchd --history-age 0: by count only
+		}
+		st, err := store.OpenBolt(db, store.BoltOptions{Retention: ret})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -319,13 +319,13 @@ type server struct {
 // startServer starts a server of the given kind. With bin set (patchd
 // only), it runs that patchd binary; with inproc, it serves from this
 // process; otherwise it runs this program's serve subcommand.
-func startServer(ctx context.Context, kind, dir, bin string, inproc bool, sd seed, profile string) (*server, error) {
+func startServer(ctx context.Context, kind, dir, bin string, inproc bool, sd seed, ret store.Retention, withPprof bool) (*server, error) {
 	db := ""
 	if kind != kindEcho {
 		db = filepath.Join(dir, kind+".db")
 	}
 	if inproc {
-		h, closeFn, err := newServer(kind, db, sd, io.Discard)
+		h, closeFn, err := newServer(kind, db, sd, ret, io.Discard)
 		if err != nil {
 			return nil, err
 		}
@@ -344,14 +344,25 @@ func startServer(ctx context.Context, kind, dir, bin string, inproc bool, sd see
 	}
 	var cmd *exec.Cmd
 	if bin != "" {
-		cmd = exec.CommandContext(ctx, bin, "--addr", "127.0.0.1:0", "--db", db)
+		args := []string{"--addr", "127.0.0.1:0", "--db", db}
+		if ret.Versions > 0 {
+			args = append(args, "--history-versions", strconv.Itoa(ret.Versions))
+		}
+		switch {
+		case ret.Age < 0:
+			args = append(args, "--history-age", "0")
+		case ret.Age > 0:
+			args = append(args, "--history-age", ret.Age.String())
+		}
+		cmd = exec.CommandContext(ctx, bin, args...)
 	} else {
 		self, err := os.Executable()
 		if err != nil {
 			return nil, err
 		}
 		cmd = exec.CommandContext(ctx, self, "serve", "-kind", kind, "-db", db,
-			"-seed-coll", sd.coll, "-seed", strconv.Itoa(sd.n), "-seed-size", strconv.Itoa(sd.size), "-cpuprofile", profile)
+			"-seed-coll", sd.coll, "-seed", strconv.Itoa(sd.n), "-seed-size", strconv.Itoa(sd.size), "-pprof="+strconv.FormatBool(withPprof),
+			"-history-versions", strconv.Itoa(ret.Versions), "-history-age", ret.Age.String())
 	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 15 * time.Second
