@@ -288,10 +288,16 @@ func (b *Bolt) load(collection, id string) (*Document, error) {
 // itself until ctx is done. The History passed to fn reads in its own
 // transaction and is valid only until fn returns.
 //
+// Concurrent Updates share commits (batch.go): the lock is released as
+// soon as the write is queued, so the next Update of the document may build
+// on it while it syncs; Update itself returns only once its write is
+// synced.
+//
 // Errors returned by fn are returned unchanged. A change with a nil Body
 // deletes the document; it returns an error wrapping ErrNotFound if the
-// document does not exist. If ctx is done before the commit, Update commits
-// nothing and returns an error wrapping ctx.Err().
+// document does not exist. If ctx is done before the write is queued,
+// Update commits nothing and returns an error wrapping ctx.Err(); once it
+// is queued, it is committed.
 func (b *Bolt) Update(ctx context.Context, collection, id string, fn UpdateFunc) (*Document, error) {
 	if err := b.enter(); err != nil {
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
