@@ -64,21 +64,48 @@ func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, fail(ErrTooLarge, fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, limit))
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	// Every body read here is decoded next: its share of the decode budget
+	// is taken before it is read (when its length is known) and held until
+	// the request ends.
+	reserved := false
+	if r.ContentLength > 0 {
+		if err := h.reserveBody(r, int(r.ContentLength)); err != nil {
+			return nil, err
+		}
+		reserved = true
+	}
+	var body []byte
+	var err error
+	if r.ContentLength > 0 {
+		// net/http delivers exactly Content-Length bytes, or an error.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+	}
 	if err != nil {
 		return nil, fail(ErrInvalidRequest, "could not read the request body")
 	}
 	if int64(len(body)) > limit {
 		return nil, fail(ErrTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes", limit))
 	}
-	// Every body read here is decoded next; its share of the decode budget
-	// is held until the request ends.
-	release, err := h.bodies.acquire(r.Context(), len(body))
+	if !reserved {
+		if err := h.reserveBody(r, len(body)); err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
+}
+
+// reserveBody takes n bytes of the body decode budget until the request
+// ends.
+func (h *Handler) reserveBody(r *http.Request, n int) error {
+	release, err := h.bodies.acquire(r.Context(), n)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	context.AfterFunc(r.Context(), release)
-	return body, nil
+	return nil
 }
 
 // parseDocument parses a PUT or POST body into a document and returns it

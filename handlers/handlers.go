@@ -33,7 +33,7 @@ type Config struct {
 	Logger *slog.Logger
 	// DecodeBudget bounds the bytes of JSON that requests hold decoded as
 	// trees at once, request bodies and stored documents each: past it,
-	// large requests wait for one another. Zero means 4 MiB.
+	// large requests wait for one another. Zero means 2 MiB.
 	DecodeBudget int64
 }
 
@@ -68,7 +68,7 @@ func New(st store.Store, cfg Config) *Handler {
 	}
 	decode := cfg.DecodeBudget
 	if decode <= 0 {
-		decode = 4 << 20
+		decode = 2 << 20
 	}
 	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), ops: newOpsCache(opsCacheBytes),
 		bodies: newBudget(decode), docs: newBudget(decode)}

@@ -436,7 +436,7 @@ func (b *Bolt) prepare(collection, id string, seq uint64, change *Change, prev *
 			Seq:         seq,
 			At:          at,
 			Kind:        change.Kind,
-			Ops:         bytes.Clone(change.Ops),
+			Ops:         change.Ops, // until encoded below
 			RebasedFrom: change.RebasedFrom,
 		},
 		prev: prev,
@@ -455,6 +455,9 @@ func (b *Bolt) prepare(collection, id string, seq uint64, change *Change, prev *
 		}
 	}
 	r.histVal = encodeVersion(&r.version)
+	// The pending version's ops are the tail of its record, which nothing
+	// modifies: no copy of the caller's bytes is kept.
+	r.version.Ops = r.histVal[len(r.histVal)-len(change.Ops):]
 	return r
 }
 
