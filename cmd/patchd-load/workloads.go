@@ -379,22 +379,19 @@ func (w *fields) Verify(ctx context.Context, c *client) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	var doc map[string]json.Number
+	var doc map[string]any
 	d := json.NewDecoder(bytes.NewReader(g.body))
 	d.UseNumber()
-	var raw map[string]any
-	if err := d.Decode(&raw); err != nil {
+	if err := d.Decode(&doc); err != nil {
 		return 0, "", fmt.Errorf("read back shared/%s: %d %v", w.doc, g.status, err)
-	}
-	doc = map[string]json.Number{}
-	for k, v := range raw {
-		if n, ok := v.(json.Number); ok {
-			doc[k] = n
-		}
 	}
 	lost, acked := 0, 0
 	for i := range w.clients {
-		got, _ := doc[fieldName(i)].Int64()
+		n, ok := doc[fieldName(i)].(json.Number)
+		if !ok {
+			return 0, "", fmt.Errorf("%s: %s is missing", w.doc, fieldName(i))
+		}
+		got, _ := n.Int64()
 		acked += w.last[i]
 		switch {
 		case int(got) == w.last[i], w.unknown[i] && int(got) == w.last[i]+1:
