@@ -36,6 +36,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -240,8 +241,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		add("5 1MB", kindPatchd, &fresh{coll: "s5", size: 1000 << 10, docs: make([]*docState, o.bigDocs)}, o.bigClients)
 	}
 
-	fmt.Fprintf(stdout, "patchd-load: %d clients (scenario 5: %d), %d samples of %s, %d documents (scenario 5: %d of 1 MB), GOMAXPROCS of this process %s\n",
-		o.clients, o.bigClients, o.samples, o.duration, o.docs, o.bigDocs, os.Getenv("GOMAXPROCS"))
+	fmt.Fprintf(stdout, "patchd-load: %d clients (scenario 5: %d), %d samples of %s, %d documents (scenario 5: %d of 1 MB); %d CPUs, load average %s\n",
+		o.clients, o.bigClients, o.samples, o.duration, o.docs, o.bigDocs, runtime.NumCPU(), loadAverage())
 	for _, j := range jobs {
 		j.client = newClient(j.srv.base, j.clients)
 		t0 := time.Now()
@@ -296,6 +297,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		lost[j], checked[j] = n, what
 	}
+	fmt.Fprintf(stdout, "load average at the end: %s\n", loadAverage())
 	printSummary(stdout, o, jobs, servers, lost, checked, peaks)
 	var bad []string
 	for _, j := range jobs {
@@ -308,6 +310,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("edits lost or errors: %s", strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// loadAverage returns the machine's 1, 5 and 15 minute load averages, or
+// "unknown": other work on the machine skews every figure.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // fetchProfile records a CPU profile of the server for secs seconds.
