@@ -14,11 +14,14 @@ import (
 // Decoded ops are never modified (patch.Rebase and patch.RebaseOnto only
 // read them), so one decoding serves every rebase.
 
-// Bounds of the cache, in bytes of the encoded ops it holds: a version's
-// decoded tree is larger, but in proportion.
+// Bounds of the cache, in estimated bytes of memory: an entry costs about
+// opsEntryOverhead plus opsEntryFactor times its encoded size (decoded ops
+// are Go structs, interfaces and slices).
 const (
 	opsCacheBytes    = 4 << 20
-	opsCacheMaxEntry = 64 << 10 // larger versions are decoded every time
+	opsCacheMaxEntry = 64 << 10 // encoded; larger versions are decoded every time
+	opsEntryOverhead = 256
+	opsEntryFactor   = 4
 )
 
 // opsCache is a bounded map from a version to its decoded ops, evicting
@@ -61,9 +64,10 @@ func (c *opsCache) decode(collection, id string, v store.Version) ([]patch.Op, e
 	if _, ok := c.m[key]; ok {
 		return ops, nil
 	}
-	c.m[key] = opsEntry{ops: ops, size: len(v.Ops)}
+	cost := opsEntryOverhead + len(key) + opsEntryFactor*len(v.Ops)
+	c.m[key] = opsEntry{ops: ops, size: cost}
 	c.order = append(c.order, key)
-	c.size += len(v.Ops)
+	c.size += cost
 	for c.size > c.max && len(c.order) > 0 {
 		old := c.order[0]
 		c.order[0] = ""
