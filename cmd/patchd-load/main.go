@@ -80,6 +80,7 @@ type options struct {
 	retry      string
 	dir        string
 	cpuprofile string
+	heap       string
 	retention  store.Retention
 }
 
@@ -102,6 +103,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.readDocs, "read-docs", 1000, "documents of scenario 4")
 	fs.StringVar(&o.retry, "retry", "get", "scenario 3's retry after a 412: get (read the document again) or etag (resend with the 412's ETag)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the patchd server during the measured runs (not the set-up) to this file")
+	fs.StringVar(&o.heap, "heapprofile", "", "write a heap profile of the patchd server after the measured runs to this file")
 	fs.IntVar(&o.retention.Versions, "history-versions", 0, "patchd's --history-versions (0: its default)")
 	fs.DurationVar(&o.retention.Age, "history-age", 0, "patchd's --history-age (0: its default; a negative value: 0, keep by count only)")
 	fs.StringVar(&o.dir, "dir", "", "directory for the database files (default: a temporary one, removed at the end)")
@@ -192,7 +194,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.addr != "" {
 		servers[kindPatchd] = &server{kind: kindPatchd, base: strings.TrimSuffix(o.addr, "/")}
 	} else {
-		s, err := startServer(ctx, kindPatchd, o.dir, o.bin, o.inproc, seed{}, o.retention, o.cpuprofile != "")
+		s, err := startServer(ctx, kindPatchd, o.dir, o.bin, o.inproc, seed{}, o.retention, o.cpuprofile != "" || o.heap != "")
 		if err != nil {
 			return err
 		}
@@ -255,13 +257,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var profiled chan error
+	if (o.cpuprofile != "" || o.heap != "") && (o.bin != "" || o.inproc || o.addr != "") {
+		return errors.New("-cpuprofile and -heapprofile need the server this program starts (not -patchd, -inproc or -addr)")
+	}
 	if o.cpuprofile != "" {
-		if o.bin != "" || o.inproc || o.addr != "" {
-			return errors.New("-cpuprofile needs the server this program starts (not -patchd, -inproc or -addr)")
-		}
 		profiled = make(chan error, 1)
 		secs := int((o.duration*time.Duration(o.samples*len(jobs)) + time.Second - 1) / time.Second)
-		go func() { profiled <- fetchProfile(ctx, servers[kindPatchd].base, secs, o.cpuprofile) }()
+		go func() {
+			profiled <- fetchProfile(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", servers[kindPatchd].base, secs), o.cpuprofile)
+		}()
 	}
 	for s := range o.samples {
 		for _, j := range jobs {
@@ -285,6 +289,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("cpu profile: %w", err)
 		}
 		fmt.Fprintf(stdout, "wrote the CPU profile of patchd to %s\n", o.cpuprofile)
+	}
+	if o.heap != "" {
+		if err := fetchProfile(ctx, servers[kindPatchd].base+"/debug/pprof/heap", o.heap); err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
+		fmt.Fprintf(stdout, "wrote the heap profile of patchd to %s\n", o.heap)
 	}
 
 	// Read everything back.
@@ -326,9 +336,9 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-// fetchProfile records a CPU profile of the server for secs seconds.
-func fetchProfile(ctx context.Context, base string, secs int, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs), nil)
+// fetchProfile saves a profile from the server's pprof endpoint url.
+func fetchProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
