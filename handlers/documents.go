@@ -397,9 +397,9 @@ func (h *Handler) change(ctx context.Context, cur *store.Document, hist store.Hi
 		return nil, err
 	}
 	defer release()
-	doc, err := patch.Parse(cur.Body, patch.Limits{})
+	doc, err := h.decode(cur)
 	if err != nil {
-		return nil, fmt.Errorf("stored document %s/%s: %w", cur.Collection, cur.ID, err)
+		return nil, err
 	}
 	result, ops, err := e.apply(doc)
 	if err != nil {
@@ -410,9 +410,23 @@ func (h *Handler) change(ctx context.Context, cur *store.Document, hist store.Hi
 	}
 	if e.body != nil {
 		// A PUT's result is its body, whose canonical bytes are known.
+		h.trees.put(cur.Collection, cur.ID, e.body, result)
 		return commitCanonical(cur, e.body, ops, e.kind, "")
 	}
 	return h.commit(cur, result, ops, e.kind, "")
+}
+
+// decode returns the current version as a tree the caller owns: from the
+// tree cache, or decoded.
+func (h *Handler) decode(cur *store.Document) (any, error) {
+	if doc := h.trees.take(cur.Collection, cur.ID, cur.ETag); doc != nil {
+		return doc, nil
+	}
+	doc, err := patch.Parse(cur.Body, patch.Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("stored document %s/%s: %w", cur.Collection, cur.ID, err)
+	}
+	return doc, nil
 }
 
 // fastDecidable reports whether a write's preconditions may be refused from
@@ -478,9 +492,9 @@ func (h *Handler) rebase(ctx context.Context, cur *store.Document, hist store.Hi
 		return nil, err
 	}
 	defer release()
-	doc, err := patch.Parse(cur.Body, patch.Limits{})
+	doc, err := h.decode(cur)
 	if err != nil {
-		return nil, fmt.Errorf("stored document %s/%s: %w", cur.Collection, cur.ID, err)
+		return nil, err
 	}
 	result, ops, err := patch.RebaseOnto(doc, since, e.apply, h.cfg.Rebase)
 	if errors.Is(err, patch.ErrConflict) || errors.Is(err, patch.ErrRebaseTooFar) || errors.Is(err, patch.ErrRebaseApplyFailed) {
@@ -503,12 +517,13 @@ func commitCanonical(cur *store.Document, body []byte, ops []patch.Op, kind, reb
 }
 
 // commit checks the result and turns it into a change; nil when it equals
-// the current version.
+// the current version. It keeps the result's tree for the next write.
 func (h *Handler) commit(cur *store.Document, result any, ops []patch.Op, kind, rebasedFrom string) (*store.Change, error) {
 	body, err := patch.CheckDocument(result, h.cfg.Limits)
 	if err != nil {
 		return nil, err
 	}
+	h.trees.put(cur.Collection, cur.ID, body, result)
 	if bytes.Equal(body, cur.Body) {
 		return nil, nil
 	}

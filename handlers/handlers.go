@@ -54,6 +54,7 @@ type Handler struct {
 	log   *slog.Logger
 	ids   *idGenerator
 	ops   *opsCache
+	trees *treeCache
 	// bodies and docs are the decode budgets of request bodies and of
 	// stored documents; a request takes from bodies before a document's
 	// lock and from docs only under it, so the two never wait in a cycle.
@@ -71,7 +72,7 @@ func New(st store.Store, cfg Config) *Handler {
 		decode = 2 << 20
 	}
 	return &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), ops: newOpsCache(opsCacheBytes),
-		bodies: newBudget(decode), docs: newBudget(decode)}
+		trees: newTreeCache(treeCacheBytes), bodies: newBudget(decode), docs: newBudget(decode)}
 }
 
 // acceptPatch lists the patch media types PATCH accepts.
