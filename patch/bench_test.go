@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"testing"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-json-experiment/json/jsontext"
@@ -342,4 +343,58 @@ func BenchmarkRebase(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkTargetRebase100CPU is the CPU side of issue 4's rebase target,
+// interleaved: the work of a patch rebased over 100 single-field versions
+// (decoded ops cached, as on a hot document), against the work of the same
+// patch with the current ETag, through the tree (freshWrite) and through
+// ApplyCanonical (what patchd does for it). The target itself is on whole
+// requests (handlers' BenchmarkTargetRebase100).
+func BenchmarkTargetRebase100CPU(b *testing.B) {
+	current, history := rebaseSetup(b, 100)
+	edit := benchdoc.ReplaceN(7)
+	since := make([]patch.Committed, len(history))
+	for i, h := range history {
+		ops, err := patch.DecodeOps(h)
+		if err != nil {
+			b.Fatal(err)
+		}
+		since[i] = patch.Committed{Seq: uint64(i + 2), Ops: ops}
+	}
+	var tTree, tSplice, tRebase time.Duration
+	n := 0
+	for b.Loop() {
+		t0 := time.Now()
+		freshWrite(b, current, edit)
+		t1 := time.Now()
+		spliceWrite(b, current, edit)
+		t2 := time.Now()
+		doc, err := patch.Parse(current, patch.Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ops, err := patch.ParseJSONPatch(edit, benchLimits)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, nops, err := patch.RebaseOnto(doc, since, func(base any) (any, []patch.Op, error) {
+			return patch.Apply(base, ops, benchLimits)
+		}, patch.RebaseLimits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := patch.CheckDocument(res, benchLimits)
+		if err != nil {
+			b.Fatal(err)
+		}
+		patch.EncodeOps(nops)
+		sha256.Sum256(out)
+		tRebase += time.Since(t2)
+		tTree += t1.Sub(t0)
+		tSplice += t2.Sub(t1)
+		n++
+	}
+	b.ReportMetric(float64(tRebase)/float64(tTree), "rebase/tree")
+	b.ReportMetric(float64(tRebase)/float64(tSplice), "rebase/splice")
 }
