@@ -53,11 +53,11 @@ type commitReq struct {
 	key        string // lockKey(collection, id)
 	collection string
 	id         string
-	version    Version   // as History will return it; Seq set
-	doc        *Document // the document after this version; nil after a delete
-	docVal     []byte    // encoded document record; nil for a delete
-	histVal    []byte    // encoded history value
-	prev       *commitReq
+	version    Version    // as History will return it; Seq set
+	doc        *Document  // the document after this version; nil after a delete
+	docVal     []byte     // encoded document record; nil for a delete
+	histVal    []byte     // encoded history value
+	prev       *commitReq // the pending version this one was built on; nil once settled
 	done       chan struct{}
 	err        error // valid once done is closed
 	pruned     int   // set by the committer
@@ -92,8 +92,8 @@ type committer struct {
 	stopped chan struct{}
 
 	// Test hooks, nil outside tests: beforeCommit runs before each shared
-	// transaction with the number of writes in it; putFault makes put fail.
-	beforeCommit func(writes int)
+	// transaction with its writes; putFault makes put fail.
+	beforeCommit func(batch []*commitReq)
 	putFault     func(collection, id string, seq uint64) error
 }
 
@@ -201,7 +201,7 @@ func (c *committer) run() {
 // in its own, and settles every request.
 func (c *committer) commit(batch []*commitReq) {
 	if c.beforeCommit != nil {
-		c.beforeCommit(len(batch))
+		c.beforeCommit(batch)
 	}
 	start := time.Now()
 	err := c.b.db.Update(func(tx *bolt.Tx) error {
@@ -244,6 +244,7 @@ func (c *committer) settle(r *commitReq, err error) {
 		err = errBaseFailed
 	}
 	r.err = err
+	r.prev = nil // settled: no longer needed, and it would chain every version of a hot document
 	c.mu.Lock()
 	if pd := c.pending[r.key]; pd != nil {
 		// Requests of one document settle in queue order, so r is first.

@@ -6,7 +6,9 @@ import bolt "go.etcd.io/bbolt"
 
 // SetBeforeCommit makes the committer call f with the number of writes of
 // each shared transaction before it starts it.
-func SetBeforeCommit(b *Bolt, f func(writes int)) { b.gc.beforeCommit = f }
+func SetBeforeCommit(b *Bolt, f func(writes int)) {
+	b.gc.beforeCommit = func(batch []*commitReq) { f(len(batch)) }
+}
 
 // SetPutFault makes the write of a version fail when f returns an error.
 func SetPutFault(b *Bolt, f func(collection, id string, seq uint64) error) { b.gc.putFault = f }
