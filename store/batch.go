@@ -47,8 +47,8 @@ const (
 var errBaseFailed = errors.New("the version this write was built on failed to commit")
 
 // commitReq is one document version on its way to disk. Its fields are set
-// before it is queued and read-only after, except err, which the committer
-// sets before closing done.
+// before it is queued and read-only after, except err, pruned and prev,
+// which the committer sets (prev to nil) before closing done.
 type commitReq struct {
 	key        string // lockKey(collection, id)
 	collection string
