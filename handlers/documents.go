@@ -64,33 +64,69 @@ func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, fail(ErrTooLarge, fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, limit))
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	// Every body read here is decoded next: its share of the decode budget
+	// is taken before it is read (when its length is known) and held until
+	// the request ends.
+	reserved := false
+	if r.ContentLength > 0 {
+		if err := h.reserveBody(r, int(r.ContentLength)); err != nil {
+			return nil, err
+		}
+		reserved = true
+	}
+	var body []byte
+	var err error
+	if r.ContentLength > 0 {
+		// net/http delivers exactly Content-Length bytes, or an error.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+	}
 	if err != nil {
 		return nil, fail(ErrInvalidRequest, "could not read the request body")
 	}
 	if int64(len(body)) > limit {
 		return nil, fail(ErrTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes", limit))
 	}
+	if !reserved {
+		if err := h.reserveBody(r, len(body)); err != nil {
+			return nil, err
+		}
+	}
 	return body, nil
 }
 
-// parseDocument parses a PUT or POST body into a document.
-func (h *Handler) parseDocument(c echo.Context) (any, error) {
+// reserveBody takes n bytes of the body decode budget until the request
+// ends.
+func (h *Handler) reserveBody(r *http.Request, n int) error {
+	release, err := h.bodies.acquire(r.Context(), n)
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(r.Context(), release)
+	return nil
+}
+
+// parseDocument parses a PUT or POST body into a document and returns it
+// with its canonical bytes.
+func (h *Handler) parseDocument(c echo.Context) (any, []byte, error) {
 	if mt := mediaType(c); mt != "application/json" {
-		return nil, fail(ErrUnsupportedMediaType, fmt.Sprintf("a document must be sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+		return nil, nil, fail(ErrUnsupportedMediaType, fmt.Sprintf("a document must be sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
 	}
 	body, err := h.readBody(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	doc, err := patch.Parse(body, h.cfg.Limits)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if _, err := patch.CheckDocument(doc, h.cfg.Limits); err != nil {
-		return nil, err
+	canonical, err := patch.CheckDocument(doc, h.cfg.Limits)
+	if err != nil {
+		return nil, nil, err
 	}
-	return doc, nil
+	return doc, canonical, nil
 }
 
 // conditions are a request's parsed preconditions and preferences.
@@ -131,24 +167,50 @@ func (h *Handler) get(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if er, ok := h.store.(etagReader); ok && (cond.ifMatch.present || cond.ifNoneMatch.present) {
+		// Decide 412 and 304 from the ETag alone; read the body only to
+		// send it. Errors (a missing document) are Get's to report.
+		if etag, err := er.ETag(c.Request().Context(), coll, id); err == nil {
+			if done, err := readPrecondition(c, cond, etag); done || err != nil {
+				return err
+			}
+		}
+	}
 	doc, err := h.store.Get(c.Request().Context(), coll, id)
 	if err != nil {
 		return err
 	}
-	// RFC 9110 section 13.2.2: If-Match, then If-None-Match.
-	if cond.ifMatch.present && !cond.ifMatch.matchStrong(doc.ETag) {
-		return &preconditionError{err: fail(ErrPreconditionFailed, "If-Match does not match the current ETag"), current: doc.ETag}
+	if done, err := readPrecondition(c, cond, doc.ETag); done || err != nil {
+		return err
 	}
 	setDocHeaders(c, doc.ETag)
-	if cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(doc.ETag) {
-		c.Response().Header().Del(echo.HeaderContentType)
-		return c.NoContent(http.StatusNotModified)
-	}
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(doc.Body)))
 	if c.Request().Method == http.MethodHead {
 		return c.NoContent(http.StatusOK)
 	}
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, doc.Body)
+}
+
+// etagReader is implemented by stores that read a document's ETag without
+// its body (store.Bolt does). It returns an error wrapping
+// store.ErrNotFound if the document does not exist.
+type etagReader interface {
+	ETag(ctx context.Context, collection, id string) (string, error)
+}
+
+// readPrecondition evaluates a GET's or HEAD's preconditions against the
+// current ETag (RFC 9110 section 13.2.2: If-Match, then If-None-Match). It
+// returns the 412, or answers 304 and reports done.
+func readPrecondition(c echo.Context, cond conditions, etag string) (done bool, err error) {
+	if cond.ifMatch.present && !cond.ifMatch.matchStrong(etag) {
+		return true, &preconditionError{err: fail(ErrPreconditionFailed, "If-Match does not match the current ETag"), current: etag}
+	}
+	if cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(etag) {
+		setDocHeaders(c, etag)
+		c.Response().Header().Del(echo.HeaderContentType)
+		return true, c.NoContent(http.StatusNotModified)
+	}
+	return false, nil
 }
 
 // edit is a client's change to one document.
@@ -160,6 +222,13 @@ type edit struct {
 	// create is the new document when the target does not exist (PUT);
 	// nil means the write needs an existing document.
 	create any
+	// body is the canonical encoding of create, when set.
+	body []byte
+	// canonical, when set, applies the change to the canonical bytes of
+	// the current version without decoding them, and returns the new
+	// canonical bytes (checked against the limits) and the normalized ops;
+	// ok is false when it cannot, and apply is used instead.
+	canonical func(cur []byte) (body []byte, ops []patch.Op, ok bool)
 }
 
 // outcome reports what a write did, for the response.
@@ -173,7 +242,7 @@ func (h *Handler) put(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	doc, err := h.parseDocument(c)
+	doc, canonical, err := h.parseDocument(c)
 	if err != nil {
 		return err
 	}
@@ -181,6 +250,7 @@ func (h *Handler) put(c echo.Context) error {
 	e := edit{
 		kind:   store.KindPut,
 		create: doc,
+		body:   canonical,
 		apply: func(cur any) (any, []patch.Op, error) {
 			if m, ok := cur.(map[string]any); ok {
 				return body, patch.Diff(m, body), nil
@@ -209,6 +279,8 @@ func (h *Handler) patch(c echo.Context) error {
 		}
 		e = edit{kind: store.KindJSONPatch, apply: func(doc any) (any, []patch.Op, error) {
 			return patch.Apply(doc, ops, h.cfg.Limits)
+		}, canonical: func(cur []byte) ([]byte, []patch.Op, bool) {
+			return patch.ApplyCanonical(cur, ops, h.cfg.Limits)
 		}}
 	case "application/merge-patch+json":
 		body, err := h.readBody(c)
@@ -234,12 +306,12 @@ func (h *Handler) post(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	doc, err := h.parseDocument(c)
+	doc, canonical, err := h.parseDocument(c)
 	if err != nil {
 		return err
 	}
 	id := h.ids.next()
-	e := edit{kind: store.KindPut, create: doc, apply: func(any) (any, []patch.Op, error) {
+	e := edit{kind: store.KindPut, create: doc, body: canonical, apply: func(any) (any, []patch.Op, error) {
 		return nil, nil, fail(ErrPreconditionFailed, "a document with the generated id exists")
 	}}
 	// Preconditions of a POST apply to the collection, which has no
@@ -262,6 +334,18 @@ func (h *Handler) write(c echo.Context, coll, id string, e edit) error {
 		c.Response().Header().Set("Preference-Applied", "handling=strict")
 	}
 	ctx := c.Request().Context()
+	if cond.fastDecidable() {
+		// A 412 or 428 that the current ETag decides is answered without
+		// the document lock or the body; anything else is decided again
+		// under the lock.
+		if er, ok := h.store.(etagReader); ok {
+			if etag, err := er.ETag(ctx, coll, id); err == nil {
+				if _, err := h.writePrecondition(cond, etag); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	var out outcome
 	doc, err := h.store.Update(ctx, coll, id, h.remember(c, coll, id, cond, &out, func(ctx context.Context, cur *store.Document, hist store.History) (*store.Change, error) {
 		out = outcome{}
@@ -286,38 +370,37 @@ func (h *Handler) create(cond conditions, e edit, out *outcome) (*store.Change, 
 		// If-Match is false when there is no current representation.
 		return nil, &preconditionError{err: fail(ErrPreconditionFailed, "If-Match given but the document does not exist")}
 	}
-	body := patch.Canonical(e.create)
+	body := e.body
+	if body == nil {
+		body = patch.Canonical(e.create)
+	}
 	out.created = true
-	return &store.Change{Body: body, Kind: e.kind, Ops: patch.EncodeOps([]patch.Op{{Kind: patch.OpRoot, Value: e.create}})}, nil
+	return &store.Change{Body: body, Kind: e.kind, Ops: patch.EncodeCreate(body)}, nil
 }
 
 // change decides a write to an existing document.
 func (h *Handler) change(ctx context.Context, cur *store.Document, hist store.History, cond conditions, e edit, out *outcome) (*store.Change, error) {
-	precondition := func(detail string) error {
-		return &preconditionError{err: fail(ErrPreconditionFailed, detail), current: cur.ETag}
-	}
-	// RFC 9110 section 13.2.2, step 1: If-Match (strong).
-	stale := false
-	if cond.ifMatch.present && !cond.ifMatch.matchStrong(cur.ETag) {
-		stale = true
-	}
-	// Step 3: If-None-Match (weak), evaluated against the current version.
-	if cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(cur.ETag) {
-		if cond.ifNoneMatch.any {
-			return nil, precondition("If-None-Match: * and the document exists")
-		}
-		return nil, precondition("If-None-Match matches the current ETag")
-	}
-	if !cond.ifMatch.present && h.cfg.RequireIfMatch {
-		return nil, &preconditionError{err: fail(ErrPreconditionRequired, "writes to an existing document need If-Match with its current ETag"), current: cur.ETag}
+	stale, err := h.writePrecondition(cond, cur.ETag)
+	if err != nil {
+		return nil, err
 	}
 	if stale {
 		return h.rebase(ctx, cur, hist, cond, e, out)
 	}
+	if e.canonical != nil {
+		if body, ops, ok := e.canonical(cur.Body); ok {
+			return commitCanonical(cur, body, ops, e.kind, "")
+		}
+	}
 	conditional := cond.ifMatch.present && !cond.ifMatch.any
-	doc, err := patch.Parse(cur.Body, patch.Limits{})
+	release, err := h.docs.acquire(ctx, len(cur.Body))
 	if err != nil {
-		return nil, fmt.Errorf("stored document %s/%s: %w", cur.Collection, cur.ID, err)
+		return nil, err
+	}
+	defer release()
+	doc, err := h.decode(cur)
+	if err != nil {
+		return nil, err
 	}
 	result, ops, err := e.apply(doc)
 	if err != nil {
@@ -326,7 +409,61 @@ func (h *Handler) change(ctx context.Context, cur *store.Document, hist store.Hi
 		}
 		return nil, err
 	}
+	if e.body != nil {
+		// A PUT's result is its body, whose canonical bytes are known.
+		h.trees.put(cur.Collection, cur.ID, e.body, result)
+		return commitCanonical(cur, e.body, ops, e.kind, "")
+	}
 	return h.commit(cur, result, ops, e.kind, "")
+}
+
+// decode returns the current version as a tree the caller owns: from the
+// tree cache, or decoded.
+func (h *Handler) decode(cur *store.Document) (any, error) {
+	if doc := h.trees.take(cur.Collection, cur.ID, cur.ETag); doc != nil {
+		return doc, nil
+	}
+	doc, err := patch.Parse(cur.Body, patch.Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("stored document %s/%s: %w", cur.Collection, cur.ID, err)
+	}
+	return doc, nil
+}
+
+// fastDecidable reports whether a write's preconditions may be refused from
+// the current ETag alone: If-None-Match, a missing If-Match, or strict.
+func (cond conditions) fastDecidable() bool {
+	return cond.ifNoneMatch.present || !cond.ifMatch.present || cond.prefer.strict
+}
+
+// writePrecondition evaluates the preconditions of a PUT, PATCH or POST
+// against the current ETag of an existing document (RFC 9110 section
+// 13.2.2). It returns the 412 or 428 they call for, or reports whether
+// If-Match names an older version: the edit is then rebased.
+func (h *Handler) writePrecondition(cond conditions, etag string) (stale bool, err error) {
+	precondition := func(detail string) error {
+		return &preconditionError{err: fail(ErrPreconditionFailed, detail), current: etag}
+	}
+	// Step 1: If-Match (strong).
+	stale = cond.ifMatch.present && !cond.ifMatch.matchStrong(etag)
+	// Step 3: If-None-Match (weak), evaluated against the current version.
+	if cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(etag) {
+		if cond.ifNoneMatch.any {
+			return false, precondition("If-None-Match: * and the document exists")
+		}
+		return false, precondition("If-None-Match matches the current ETag")
+	}
+	if !cond.ifMatch.present && h.cfg.RequireIfMatch {
+		return false, &preconditionError{err: fail(ErrPreconditionRequired, "writes to an existing document need If-Match with its current ETag"), current: etag}
+	}
+	if stale && cond.prefer.strict {
+		client := ""
+		if sent := cond.ifMatch.strongTags(); len(sent) > 0 {
+			client = sent[0]
+		}
+		return false, &preconditionError{err: fail(ErrPreconditionFailed, "If-Match does not match the current ETag, and Prefer: handling=strict turns rebase off"), current: etag, base: client}
+	}
+	return stale, nil
 }
 
 // rebase handles a stale If-Match.
@@ -335,9 +472,6 @@ func (h *Handler) rebase(ctx context.Context, cur *store.Document, hist store.Hi
 	client := ""
 	if len(sent) > 0 {
 		client = sent[0]
-	}
-	if cond.prefer.strict {
-		return nil, &preconditionError{err: fail(ErrPreconditionFailed, "If-Match does not match the current ETag, and Prefer: handling=strict turns rebase off"), current: cur.ETag, base: client}
 	}
 	base, later, err := hist.Since(ctx, sent)
 	if errors.Is(err, store.ErrBaseUnknown) {
@@ -348,15 +482,20 @@ func (h *Handler) rebase(ctx context.Context, cur *store.Document, hist store.Hi
 	}
 	since := make([]patch.Committed, len(later))
 	for i, v := range later {
-		ops, err := patch.DecodeOps(v.Ops)
+		ops, err := h.ops.decode(cur.Collection, cur.ID, v)
 		if err != nil {
 			return nil, fmt.Errorf("history %s/%s seq %d: %w", cur.Collection, cur.ID, v.Seq, err)
 		}
 		since[i] = patch.Committed{Seq: v.Seq, Ops: ops}
 	}
-	doc, err := patch.Parse(cur.Body, patch.Limits{})
+	release, err := h.docs.acquire(ctx, 2*len(cur.Body)) // the current version and the base
 	if err != nil {
-		return nil, fmt.Errorf("stored document %s/%s: %w", cur.Collection, cur.ID, err)
+		return nil, err
+	}
+	defer release()
+	doc, err := h.decode(cur)
+	if err != nil {
+		return nil, err
 	}
 	result, ops, err := patch.RebaseOnto(doc, since, e.apply, h.cfg.Rebase)
 	if errors.Is(err, patch.ErrConflict) || errors.Is(err, patch.ErrRebaseTooFar) || errors.Is(err, patch.ErrRebaseApplyFailed) {
@@ -369,13 +508,23 @@ func (h *Handler) rebase(ctx context.Context, cur *store.Document, hist store.Hi
 	return h.commit(cur, result, ops, e.kind, base.ETag)
 }
 
+// commitCanonical turns checked canonical bytes into a change; nil when
+// they equal the current version.
+func commitCanonical(cur *store.Document, body []byte, ops []patch.Op, kind, rebasedFrom string) (*store.Change, error) {
+	if bytes.Equal(body, cur.Body) {
+		return nil, nil
+	}
+	return &store.Change{Body: body, Kind: kind, Ops: patch.EncodeOps(ops), RebasedFrom: rebasedFrom}, nil
+}
+
 // commit checks the result and turns it into a change; nil when it equals
-// the current version.
+// the current version. It keeps the result's tree for the next write.
 func (h *Handler) commit(cur *store.Document, result any, ops []patch.Op, kind, rebasedFrom string) (*store.Change, error) {
 	body, err := patch.CheckDocument(result, h.cfg.Limits)
 	if err != nil {
 		return nil, err
 	}
+	h.trees.put(cur.Collection, cur.ID, body, result)
 	if bytes.Equal(body, cur.Body) {
 		return nil, nil
 	}
@@ -422,30 +571,44 @@ func (h *Handler) delete(c echo.Context) error {
 	if cond.prefer.strict {
 		c.Response().Header().Set("Preference-Applied", "handling=strict")
 	}
+	if er, ok := h.store.(etagReader); ok {
+		// Every precondition of a DELETE is decided by the ETag: refuse
+		// without the document lock when it says no.
+		if etag, err := er.ETag(c.Request().Context(), coll, id); err == nil {
+			if err := h.deletePrecondition(cond, etag); err != nil {
+				return err
+			}
+		}
+	}
 	_, err = h.store.Update(c.Request().Context(), coll, id, func(ctx context.Context, cur *store.Document, _ store.History) (*store.Change, error) {
 		noteBefore(c, cur)
 		if cur == nil {
 			return nil, fail(store.ErrNotFound, "no such document")
 		}
-		precondition := func(sentinel error, detail string) error {
-			return &preconditionError{err: fail(sentinel, detail), current: cur.ETag}
+		if err := h.deletePrecondition(cond, cur.ETag); err != nil {
+			return nil, err
 		}
-		switch {
-		case cond.ifMatch.present && !cond.ifMatch.matchStrong(cur.ETag):
-			return nil, precondition(ErrPreconditionFailed, "If-Match does not match the current ETag (DELETE is never rebased)")
-		case cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(cur.ETag):
-			return nil, precondition(ErrPreconditionFailed, "If-None-Match matches the current ETag")
-		case !cond.ifMatch.present && h.cfg.RequireIfMatch:
-			return nil, precondition(ErrPreconditionRequired, "deleting a document needs If-Match with its current ETag")
-		}
-		old, err := patch.Parse(cur.Body, patch.Limits{})
-		if err != nil {
-			return nil, fmt.Errorf("stored document %s/%s: %w", coll, id, err)
-		}
-		return &store.Change{Kind: store.KindDelete, Ops: patch.EncodeOps([]patch.Op{{Kind: patch.OpDel, Old: old}})}, nil
+		return &store.Change{Kind: store.KindDelete, Ops: patch.EncodeDelete(cur.Body)}, nil
 	})
 	if err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// deletePrecondition evaluates a DELETE's preconditions against the
+// current ETag; DELETE is never rebased.
+func (h *Handler) deletePrecondition(cond conditions, etag string) error {
+	precondition := func(sentinel error, detail string) error {
+		return &preconditionError{err: fail(sentinel, detail), current: etag}
+	}
+	switch {
+	case cond.ifMatch.present && !cond.ifMatch.matchStrong(etag):
+		return precondition(ErrPreconditionFailed, "If-Match does not match the current ETag (DELETE is never rebased)")
+	case cond.ifNoneMatch.present && cond.ifNoneMatch.matchWeak(etag):
+		return precondition(ErrPreconditionFailed, "If-None-Match matches the current ETag")
+	case !cond.ifMatch.present && h.cfg.RequireIfMatch:
+		return precondition(ErrPreconditionRequired, "deleting a document needs If-Match with its current ETag")
+	}
+	return nil
 }

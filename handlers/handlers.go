@@ -65,6 +65,10 @@ type Config struct {
 	// IdempotencyTTL is how long the answer to a write with an
 	// Idempotency-Key is kept for retries (idempotency.go).
 	IdempotencyTTL time.Duration
+	// DecodeBudget bounds the bytes of JSON that requests hold decoded as
+	// trees at once, request bodies and stored documents each: past it,
+	// large requests wait for one another. Zero means 2 MiB.
+	DecodeBudget int64
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -96,6 +100,13 @@ type Handler struct {
 
 	limiter  *rateLimiter // nil: no rate limit
 	inflight *inflight
+
+	ops   *opsCache
+	trees *treeCache
+	// bodies and docs are the decode budgets of request bodies and of
+	// stored documents; a request takes from bodies before a document's
+	// lock and from docs only under it, so the two never wait in a cycle.
+	bodies, docs *budget
 }
 
 // New returns a Handler serving st.
@@ -119,6 +130,12 @@ func New(st store.Store, cfg Config) *Handler {
 	}
 	h := &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), reqIDs: newIDGenerator(),
 		metrics: m, hub: hub, backend: backend, stopFollow: stop, inflight: &inflight{keys: map[string]struct{}{}}}
+	decode := cfg.DecodeBudget
+	if decode <= 0 {
+		decode = 2 << 20
+	}
+	h.ops, h.trees = newOpsCache(opsCacheBytes), newTreeCache(treeCacheBytes)
+	h.bodies, h.docs = newBudget(decode), newBudget(decode)
 	if cfg.Rate > 0 {
 		h.limiter = newRateLimiter(cfg.Rate, cfg.RateBurst, nil)
 	}
@@ -126,6 +143,7 @@ func New(st store.Store, cfg Config) *Handler {
 		h.cfg.IdempotencyTTL = 24 * time.Hour
 	}
 	return h
+
 }
 
 // acceptPatch lists the patch media types PATCH accepts.

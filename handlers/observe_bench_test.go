@@ -13,11 +13,11 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
-// BenchmarkGet measures a GET through the whole Echo stack in process,
+// BenchmarkGetRequestLog measures a GET through the whole Echo stack in process,
 // with the request log off (nil Logger) and on (JSON to io.Discard), so
 // that the cost of the log line shows. Metrics and the request id are on
 // in both.
-func BenchmarkGet(b *testing.B) {
+func BenchmarkGetRequestLog(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		log  *slog.Logger

@@ -73,8 +73,9 @@ type BoltOptions struct {
 //
 // Updates of one document are serialized by an in-process lock, and the
 // UpdateFunc runs outside any bbolt transaction, so that the work of
-// updates to different documents runs concurrently; only the short commits
-// are serialized by bbolt.
+// updates to different documents runs concurrently; only the short writes
+// run inside bbolt's single write transaction, and concurrent Updates share
+// its commits (group commit, batch.go).
 type Bolt struct {
 	db        *bolt.DB
 	path      string
@@ -87,7 +88,9 @@ type Bolt struct {
 	active sync.WaitGroup // calls in progress; Close waits for them
 
 	locksMu sync.Mutex
-	locks   map[string]*docLock // by collection + "\x00" + id; only while in use
+	locks   map[string]*docLock // by lockKey; only while in use
+
+	gc *committer
 }
 
 var _ Store = (*Bolt)(nil)
@@ -143,6 +146,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	b.db = db
+	b.gc = newCommitter(b)
 	b.log.Debug("opened", "path", path,
 		"history_versions", b.retention.Versions, "history_age", b.retention.Age)
 	return b, nil
@@ -192,6 +196,7 @@ func (b *Bolt) Close() error {
 	b.mu.Unlock()
 
 	b.active.Wait()
+	b.gc.stop()
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", b.path, err)
 	}
@@ -285,10 +290,16 @@ func (b *Bolt) load(collection, id string) (*Document, error) {
 // itself until ctx is done. The History passed to fn reads in its own
 // transaction and is valid only until fn returns.
 //
+// Concurrent Updates share commits (batch.go): the lock is released as
+// soon as the write is queued, so the next Update of the document may build
+// on it while it syncs; Update itself returns only once its write is
+// synced.
+//
 // Errors returned by fn are returned unchanged. A change with a nil Body
 // deletes the document; it returns an error wrapping ErrNotFound if the
-// document does not exist. If ctx is done before the commit, Update commits
-// nothing and returns an error wrapping ctx.Err().
+// document does not exist. If ctx is done before the write is queued,
+// Update commits nothing and returns an error wrapping ctx.Err(); once it
+// is queued, it is committed.
 func (b *Bolt) Update(ctx context.Context, collection, id string, fn UpdateFunc) (*Document, error) {
 	if err := b.enter(); err != nil {
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
@@ -305,107 +316,155 @@ func (b *Bolt) Update(ctx context.Context, collection, id string, fn UpdateFunc)
 	if err != nil {
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
 	}
-	defer unlock()
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
 
-	cur, err := b.load(collection, id)
+	cur, last, base, err := b.current(collection, id)
 	if err != nil {
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+	}
+	// settled waits, once the document is unlocked, until the pending
+	// version fn saw (if any) is synced, so that nothing about it leaves the
+	// store before it is durable.
+	settled := func() error {
+		unlock()
+		locked = false
+		if base == nil {
+			return nil
+		}
+		<-base.done
+		if base.err != nil {
+			return fmt.Errorf("store: update %s/%s: %w: %w", collection, id, errBaseFailed, base.err)
+		}
+		return nil
 	}
 	h := &boltHistory{b: b, collection: collection, id: id}
 	change, err := fn(ctx, cur, h)
 	h.done.Store(true)
 	if err != nil {
+		if serr := settled(); serr != nil {
+			return nil, serr
+		}
 		return nil, err
 	}
 	if change == nil {
+		if err := settled(); err != nil {
+			return nil, err
+		}
 		return cur, nil
 	}
 	if change.Body == nil && cur == nil {
+		if err := settled(); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("store: delete %s/%s: %w", collection, id, ErrNotFound)
 	}
 	if err := checkIdempotency(change.Idempotency); err != nil {
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
 	}
 	if err := ctx.Err(); err != nil {
+		if serr := settled(); serr != nil {
+			return nil, serr
+		}
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
 	}
-	doc, err := b.commit(collection, id, change)
-	if err != nil {
-		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+	// From here the write goes to disk whatever happens to ctx: later
+	// writes of the document may build on it as soon as it is queued.
+	r := b.prepare(collection, id, last+1, change, base)
+	b.gc.enqueue(r)
+	unlock()
+	locked = false
+	<-r.done
+	if r.err != nil {
+		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, r.err)
 	}
-	return doc, nil
-}
-
-// commit writes change as the next version of a document, then prunes the
-// document's history. It returns the new document, or nil after a delete.
-func (b *Bolt) commit(collection, id string, change *Change) (*Document, error) {
-	at := time.Unix(0, b.now().UnixNano()).UTC()
-	v := Version{
-		At:          at,
-		Kind:        change.Kind,
-		Ops:         change.Ops,
-		RebasedFrom: change.RebasedFrom,
+	if r.pruned > 0 {
+		b.log.Debug("pruned history", "collection", collection, "id", id, "versions", r.pruned, "seq", r.version.Seq)
 	}
-	// Encode outside the write transaction; only seq is filled in inside.
-	var docVal []byte
-	if change.Body != nil {
-		v.ETag = ETagOf(change.Body)
-		docVal = encodeDoc(0, at, v.ETag, change.Body)
-	}
-	histVal := encodeVersion(&v)
-	key := []byte(id)
-
-	var (
-		seq    uint64
-		pruned int
-	)
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		docs, err := tx.Bucket(bucketDocs).CreateBucketIfNotExists([]byte(collection))
-		if err != nil {
-			return err
-		}
-		hist, err := tx.Bucket(bucketHist).CreateBucketIfNotExists([]byte(collection))
-		if err != nil {
-			return err
-		}
-		last, _ := lastSeq(hist.Cursor(), id)
-		seq = last + 1
-
-		if docVal == nil {
-			err = docs.Delete(key)
-		} else {
-			binary.BigEndian.PutUint64(docVal[0:8], seq)
-			err = docs.Put(key, docVal)
-		}
-		if err != nil {
-			return err
-		}
-		if err := hist.Put(histKey(id, seq), histVal); err != nil {
-			return err
-		}
-		if err := putIdempotency(tx, change.Idempotency, at); err != nil {
-			return err
-		}
-		pruned, err = b.prune(hist, id, seq, at)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	if pruned > 0 {
-		b.log.Debug("pruned history", "collection", collection, "id", id, "versions", pruned, "seq", seq)
-	}
-	if change.Body == nil {
+	if r.doc == nil {
 		return nil, nil
 	}
-	return &Document{
-		Collection: collection,
-		ID:         id,
-		Body:       bytes.Clone(change.Body),
-		ETag:       v.ETag,
-		Seq:        seq,
-		UpdatedAt:  at,
-	}, nil
+	doc := *r.doc
+	doc.Body = bytes.Clone(r.doc.Body)
+	return &doc, nil
+}
+
+// current returns the state an Update of a document starts from: the
+// document (nil if it does not exist), the seq of its newest version (0 if
+// none), and the pending write that produced that state, if it is not
+// committed yet. The caller holds the document's lock.
+func (b *Bolt) current(collection, id string) (*Document, uint64, *commitReq, error) {
+	if r := b.gc.latest(lockKey(collection, id)); r != nil {
+		if r.doc == nil {
+			return nil, r.version.Seq, r, nil
+		}
+		doc := *r.doc
+		doc.Body = bytes.Clone(r.doc.Body)
+		return &doc, r.version.Seq, r, nil
+	}
+	var (
+		doc  *Document
+		last uint64
+	)
+	err := b.db.View(func(tx *bolt.Tx) error {
+		if hist := tx.Bucket(bucketHist).Bucket([]byte(collection)); hist != nil {
+			last, _ = lastSeq(hist.Cursor(), id)
+		}
+		docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
+		if docs == nil {
+			return nil
+		}
+		v := docs.Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		var err error
+		doc, err = decodeDoc(collection, id, v)
+		return err
+	})
+	return doc, last, nil, err
+}
+
+// prepare encodes change as version seq of a document, outside any
+// transaction, for the committer.
+func (b *Bolt) prepare(collection, id string, seq uint64, change *Change, prev *commitReq) *commitReq {
+	at := time.Unix(0, b.now().UnixNano()).UTC()
+	r := &commitReq{
+		key:        lockKey(collection, id),
+		collection: collection,
+		id:         id,
+		version: Version{
+			Seq:         seq,
+			At:          at,
+			Kind:        change.Kind,
+			Ops:         change.Ops, // until encoded below
+			RebasedFrom: change.RebasedFrom,
+		},
+		idem: change.Idempotency,
+		prev: prev,
+		done: make(chan struct{}),
+	}
+	if change.Body != nil {
+		r.version.ETag = ETagOf(change.Body)
+		r.docVal = encodeDoc(seq, at, r.version.ETag, change.Body)
+		r.doc = &Document{
+			Collection: collection,
+			ID:         id,
+			Body:       r.docVal[docHeaderLen:], // never modified: callers get copies
+			ETag:       r.version.ETag,
+			Seq:        seq,
+			UpdatedAt:  at,
+		}
+	}
+	r.histVal = encodeVersion(&r.version)
+	// The pending version's ops are the tail of its record, which nothing
+	// modifies: no copy of the caller's bytes is kept.
+	r.version.Ops = r.histVal[len(r.histVal)-len(change.Ops):]
+	return r
 }
 
 // prune deletes the oldest versions of a document while there are more
@@ -448,7 +507,7 @@ func (b *Bolt) prune(hist *bolt.Bucket, id string, last uint64, now time.Time) (
 // lockDoc takes the per-document lock, waiting until it is free or ctx is
 // done. The returned function releases it.
 func (b *Bolt) lockDoc(ctx context.Context, collection, id string) (unlock func(), err error) {
-	key := collection + "\x00" + id
+	key := lockKey(collection, id)
 	b.locksMu.Lock()
 	l := b.locks[key]
 	if l == nil {
@@ -469,6 +528,9 @@ func (b *Bolt) lockDoc(ctx context.Context, collection, id string) (unlock func(
 		return nil, ctx.Err()
 	}
 }
+
+// lockKey names a document in the lock table and the pending overlay.
+func lockKey(collection, id string) string { return collection + "\x00" + id }
 
 // releaseLock drops one reference to l and forgets it when unused, so that
 // the lock table holds only documents being updated.
@@ -590,6 +652,19 @@ func (b *Bolt) since(collection, id string, etags []string) (Version, []Version,
 			want[e] = true
 		}
 	}
+	// Versions still on their way to disk come after every committed one;
+	// the snapshot is taken first, so that a version committed meanwhile is
+	// seen at least once (and deduplicated by seq below).
+	pending := b.gc.pendingVersions(lockKey(collection, id))
+	for i := len(pending) - 1; i >= 0; i-- {
+		if want[pending[i].ETag] {
+			later := make([]Version, 0, len(pending)-i-1)
+			for _, v := range pending[i+1:] {
+				later = append(later, cloneVersion(v))
+			}
+			return cloneVersion(pending[i]), later, nil
+		}
+	}
 	var (
 		base  Version
 		later []Version
@@ -634,7 +709,22 @@ func (b *Bolt) since(collection, id string, etags []string) (Version, []Version,
 	if err != nil {
 		return Version{}, nil, fmt.Errorf("store: since %s/%s: %w", collection, id, err)
 	}
+	seen := base.Seq
+	if len(later) > 0 {
+		seen = later[len(later)-1].Seq
+	}
+	for _, v := range pending {
+		if v.Seq > seen {
+			later = append(later, cloneVersion(v))
+		}
+	}
 	return base, later, nil
+}
+
+// cloneVersion returns a copy of v that owns its bytes.
+func cloneVersion(v Version) Version {
+	v.Ops = bytes.Clone(v.Ops)
+	return v
 }
 
 // boltHistory is the History passed to an UpdateFunc. The per-document lock

@@ -39,14 +39,16 @@ func OpenBoltReadOnly(path string, timeout time.Duration) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s read-only: %w", path, err)
 	}
-	return &Bolt{
+	b := &Bolt{
 		db:        db,
 		path:      path,
 		retention: Retention{Versions: defaultRetentionVersions, Age: defaultRetentionAge},
 		now:       time.Now,
 		log:       slog.New(slog.DiscardHandler),
 		locks:     make(map[string]*docLock),
-	}, nil
+	}
+	b.gc = newCommitter(b) // its transactions fail: the file is open read-only
+	return b, nil
 }
 
 // Dump calls fn for every document in collection then id order, from one

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"io"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestParseOptions(t *testing.T) {
+	for _, args := range [][]string{{"-scenarios", "6"}, {"-refs", "patchd"}, {"-refs", "nope"}, {"-retry", "x"}, {"-clients", "0"}, {"stray"}} {
+		if _, err := parseOptions(args, io.Discard); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+	o, err := parseOptions([]string{"-scenarios", "2,3", "-refs", "none"}, io.Discard)
+	if err != nil || !o.scenarios[2] || !o.scenarios[3] || o.scenarios[1] || len(o.refs) != 0 {
+		t.Fatalf("%+v %v", o, err)
+	}
+}
+
+// TestSmoke runs every scenario and reference briefly, in process, and
+// checks that every edit was read back and the summary names every run.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a few seconds of load")
+	}
+	var out strings.Builder
+	err := run(t.Context(), []string{"-inproc", "-duration", "300ms", "-samples", "1", "-clients", "4",
+		"-docs", "50", "-read-docs", "20", "-big-docs", "2", "-big-clients", "2",
+		"-refs", "echo,naive,naive-batch,naive-nosync"}, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	s := out.String()
+	for _, want := range []string{
+		`1 fresh\s+patchd`, `1 fresh\s+echo`, `1 fresh\s+naive `, `1 fresh\s+naive-batch`, `1 fresh\s+naive-nosync`,
+		`2 rebase\s+patchd`, `3 strict\s+patchd`, `4 304\s+patchd`, `4 304\s+echo`, `5 1MB\s+patchd`,
+		`scenario 2 412s\s+0`, `scenario 2 lost edits\s+0`,
+	} {
+		if !regexp.MustCompile(want).MatchString(s) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if n := strings.Count(s, ", 0 lost"); n != 10 {
+		t.Errorf("%d runs read back with nothing lost, want 10:\n%s", n, s)
+	}
+}
