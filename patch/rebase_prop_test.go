@@ -17,7 +17,7 @@ import (
 )
 
 // Property tests of REBASE.md section 8. Each property runs rbRounds rounds
-// of rapid's checks (100 each by default): 1,000 random cases per property.
+// of rapid's checks (100 each by default): 5,000 random cases per property.
 // -rapid.checks, -rapid.seed, RAPID_CHECKS or -short make it one round.
 
 const rbRounds = 50
