@@ -20,6 +20,8 @@ import (
 
 // cli runs a command and returns its error, standard output and standard
 // error.
+//
+//lint:ignore ST1008 the command's outcome reads first at every call site
 func cli(t *testing.T, stdin string, args ...string) (error, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer

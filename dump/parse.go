@@ -261,7 +261,7 @@ func name(m map[string]any, key string) (string, error) {
 		return "", fmt.Errorf("%q must be a string", key)
 	}
 	if !validName(s) {
-		return "", fmt.Errorf("%s %q must match [A-Za-z0-9._~-]{1,128} and not be . or ..", key, s)
+		return "", fmt.Errorf("%s %q must match [A-Za-z0-9._~-]{1,128} and not be a dot-segment", key, s)
 	}
 	return s, nil
 }

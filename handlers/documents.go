@@ -167,7 +167,7 @@ func (h *Handler) get(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if er, ok := h.store.(etagReader); ok && (cond.ifMatch.present || cond.ifNoneMatch.present) {
+	if er, ok := h.backend.(etagReader); ok && (cond.ifMatch.present || cond.ifNoneMatch.present) {
 		// Decide 412 and 304 from the ETag alone; read the body only to
 		// send it. Errors (a missing document) are Get's to report.
 		if etag, err := er.ETag(c.Request().Context(), coll, id); err == nil {
@@ -338,7 +338,7 @@ func (h *Handler) write(c echo.Context, coll, id string, e edit) error {
 		// A 412 or 428 that the current ETag decides is answered without
 		// the document lock or the body; anything else is decided again
 		// under the lock.
-		if er, ok := h.store.(etagReader); ok {
+		if er, ok := h.backend.(etagReader); ok {
 			if etag, err := er.ETag(ctx, coll, id); err == nil {
 				if _, err := h.writePrecondition(cond, etag); err != nil {
 					return err
@@ -571,7 +571,7 @@ func (h *Handler) delete(c echo.Context) error {
 	if cond.prefer.strict {
 		c.Response().Header().Set("Preference-Applied", "handling=strict")
 	}
-	if er, ok := h.store.(etagReader); ok {
+	if er, ok := h.backend.(etagReader); ok {
 		// Every precondition of a DELETE is decided by the ETag: refuse
 		// without the document lock when it says no.
 		if etag, err := er.ETag(c.Request().Context(), coll, id); err == nil {

@@ -1,19 +1,23 @@
 package handlers_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,9 +34,12 @@ import (
 // it with a router over it.
 func loadOpenAPI(t *testing.T) (*openapi3.T, routers.Router) {
 	t.Helper()
-	// kin-openapi decodes text/plain but not OpenMetrics' text type.
-	if openapi3filter.RegisteredBodyDecoder("application/openmetrics-text") == nil {
-		openapi3filter.RegisterBodyDecoder("application/openmetrics-text", openapi3filter.PlainBodyDecoder)
+	// kin-openapi decodes text/plain but not OpenMetrics' text type, the
+	// demo's files or event streams (whose bodies are never read whole).
+	for _, ct := range []string{"application/openmetrics-text", "text/html", "text/javascript", "text/css", "text/event-stream"} {
+		if openapi3filter.RegisteredBodyDecoder(ct) == nil {
+			openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
+		}
 	}
 	doc, err := openapi3.NewLoader().LoadFromData(handlers.OpenAPI())
 	if err != nil {
@@ -63,20 +70,176 @@ const (
 // apiHeaders are the headers of this API that an answer may carry only
 // where the description declares them.
 var apiHeaders = []string{"ETag", "Location", "Rebased-From", "Preference-Applied", "Allow", "Accept-Patch",
-	"X-Request-Id", "Content-Disposition"}
+	"X-Request-Id", "Content-Disposition", "Cache-Control", "WWW-Authenticate", "Retry-After", "Idempotent-Replayed",
+	"X-Accel-Buffering", "X-Content-Type-Options", "Content-Security-Policy",
+	"Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Access-Control-Allow-Methods",
+	"Access-Control-Allow-Headers", "Access-Control-Max-Age"}
+
+// testOrigin is the origin every server of the conformance test lists in
+// --cors-origins; requests come from it unless a case says otherwise.
+const testOrigin = "https://app.example.com"
+
+// withCORS lists testOrigin in a server's --cors-origins.
+func withCORS(c *handlers.Config) { c.CORSOrigins = handlers.ParseOrigins(testOrigin) }
+
+// testToken is a line of the tokens file of the security tests.
+type testToken struct {
+	role        string
+	collections []string // nil: every collection
+}
+
+// roleRank orders the roles of the tokens file.
+var roleRank = map[string]int{"read": 1, "write": 2, "admin": 3}
+
+// parseTestTokens reads tokensFile (security_test.go) as the server does.
+func parseTestTokens(t *testing.T) map[string]testToken {
+	t.Helper()
+	out := map[string]testToken{}
+	for _, line := range strings.Split(tokensFile, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if roleRank[f[1]] == 0 {
+			t.Fatalf("tokens file: role %q", f[1])
+		}
+		tok := testToken{role: f[1]}
+		if len(f) > 2 {
+			tok.collections = f[2:]
+		}
+		out[f[0]] = tok
+	}
+	return out
+}
+
+// allows reports whether tok has role on collection coll, as the
+// description's security scheme states it: each role includes the weaker
+// ones, collections limit a token, and admin routes need a token that
+// names none.
+func (tok testToken) allows(role, coll string) bool {
+	if roleRank[tok.role] < roleRank[role] {
+		return false
+	}
+	if role == "admin" {
+		return tok.collections == nil
+	}
+	return tok.collections == nil || slices.Contains(tok.collections, coll)
+}
+
+// bearerToken returns the token of a request's one Authorization: Bearer
+// field.
+func bearerToken(r *http.Request) (string, bool) {
+	vals := r.Header.Values("Authorization")
+	if len(vals) != 1 {
+		return "", false
+	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	tok = strings.TrimSpace(tok)
+	return tok, ok && strings.EqualFold(scheme, "Bearer") && tok != ""
+}
+
+// isPreflight reports whether r is a CORS preflight request.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
+}
 
 // exchangeChecker validates real requests and answers against the
 // description and remembers which documented answers it saw.
 type exchangeChecker struct {
 	doc      *openapi3.T
 	router   routers.Router
+	tokens   map[string]testToken
 	seen     map[string]bool // "METHOD path status"
 	problems map[string]bool // problem type names seen
+}
+
+// newExchangeChecker loads the description and the tokens of the
+// security tests.
+func newExchangeChecker(t *testing.T) *exchangeChecker {
+	t.Helper()
+	doc, router := loadOpenAPI(t)
+	return &exchangeChecker{doc: doc, router: router, tokens: parseTestTokens(t), seen: map[string]bool{}, problems: map[string]bool{}}
+}
+
+// exchange sends one request to srv and validates it and its answer with
+// check. Requests come from testOrigin unless h names an Origin (an empty
+// one: none). status, when not 0, is the status the answer must have, and
+// problemName its problem type.
+func (x *exchangeChecker) exchange(t *testing.T, srv *server, method, path string, h hdr, body string, want reqCheck, status int, problemName string) response {
+	t.Helper()
+	req, r, err := send(srv, method, path, h, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != 0 {
+		if method == http.MethodHead {
+			problemName = "" // no body
+		}
+		expect(t, r, status, problemName)
+	}
+	x.check(t, req, []byte(body), want, r.status, r.header, r.body)
+	return r
+}
+
+// send makes the request of exchange and returns a copy of it to check
+// with the answer. It only returns errors, so that goroutines may call it.
+func send(srv *server, method, path string, h hdr, body string) (*http.Request, response, error) {
+	// No answer takes long; a stream that should not be one ends here.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		return nil, response{}, err
+	}
+	if body == "" {
+		req.Body, req.GetBody, req.ContentLength = nil, nil, 0
+	}
+	addHeaders(req, h)
+	check := req.Clone(context.Background())
+	check.Body = nil
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		return nil, response{}, err
+	}
+	defer res.Body.Close()
+	got, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, response{}, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
+	return check, response{status: res.StatusCode, header: res.Header, body: got}, nil
+}
+
+// addHeaders adds h to req, and Origin: testOrigin unless h names an
+// Origin; an empty Origin in h means none.
+func addHeaders(req *http.Request, h hdr) {
+	origin := testOrigin
+	for i := 0; i+1 < len(h); i += 2 {
+		if http.CanonicalHeaderKey(h[i]) == "Origin" {
+			origin = h[i+1]
+			continue
+		}
+		req.Header.Add(h[i], h[i+1])
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
 }
 
 // check validates one exchange: the request (as want says), the status,
 // the headers and the body of the answer.
 func (x *exchangeChecker) check(t *testing.T, req *http.Request, reqBody []byte, want reqCheck, status int, hdr http.Header, body []byte) {
+	t.Helper()
+	x.checkExchange(t, req, reqBody, want, status, hdr, body, false)
+}
+
+// checkStream validates the request, status and headers of a change feed
+// whose body was not read whole.
+func (x *exchangeChecker) checkStream(t *testing.T, req *http.Request, status int, hdr http.Header) {
+	t.Helper()
+	x.checkExchange(t, req, nil, reqValid, status, hdr, nil, true)
+}
+
+func (x *exchangeChecker) checkExchange(t *testing.T, req *http.Request, reqBody []byte, want reqCheck, status int, hdr http.Header, body []byte, streamed bool) {
 	t.Helper()
 	ctx := context.Background()
 	if ct := hdr.Get("Content-Type"); ct == "application/problem+json" {
@@ -85,21 +248,15 @@ func (x *exchangeChecker) check(t *testing.T, req *http.Request, reqBody []byte,
 			x.problems[strings.TrimPrefix(p.Type, "/problems/")] = true
 		}
 	}
+	x.checkCORS(t, req, status, hdr)
 	route, params, err := x.router.FindRoute(req)
 	if err != nil {
-		// Not a route of the description: only a 404 or 405 problem.
-		if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
-			t.Fatalf("no route in the description for %s %s, and status %d: %v", req.Method, req.URL.Path, status, err)
-		}
-		x.checkProblem(t, status, body)
-		if hdr.Get("X-Request-Id") == "" {
-			t.Fatal("no X-Request-Id")
-		}
+		x.checkUnrouted(t, req, status, hdr, body, err)
 		return
 	}
 	opts := &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, IncludeResponseStatus: true}
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts}
-	if reqBody != nil {
+	if len(reqBody) > 0 {
 		req.Body = io.NopCloser(bytes.NewReader(reqBody))
 	}
 	rerr := openapi3filter.ValidateRequest(ctx, in)
@@ -116,14 +273,13 @@ func (x *exchangeChecker) check(t *testing.T, req *http.Request, reqBody []byte,
 		t.Fatalf("%s: status not in the description", key)
 	}
 	x.seen[key] = true
+	x.checkAuth(t, key, route, params, req, status)
 
-	// Headers: every required one is there, and every API header sent is
-	// declared (Accept-Patch is on every GET, HEAD and OPTIONS answer).
-	for name, h := range resp.Value.Headers {
-		if h.Value.Required && hdr.Get(name) == "" {
-			t.Fatalf("%s: required header %s missing (headers %v)", key, name, hdr)
-		}
-	}
+	// Headers: every required one is there, every declared one follows its
+	// schema (kin-openapi checks none on answers to HEAD), and every API
+	// header sent is declared (Accept-Patch is on every GET, HEAD and
+	// OPTIONS answer).
+	x.checkHeaders(t, key, resp.Value.Headers, hdr)
 	for _, name := range apiHeaders {
 		if hdr.Get(name) == "" {
 			continue
@@ -136,12 +292,29 @@ func (x *exchangeChecker) check(t *testing.T, req *http.Request, reqBody []byte,
 		}
 		t.Fatalf("%s: header %s: %q is not declared", key, name, hdr.Get(name))
 	}
+	if req.Method == http.MethodOptions && status == http.StatusNoContent {
+		x.checkAllow(t, key, route, req, hdr)
+	}
 
+	rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: hdr, Options: opts}
+	if streamed {
+		// Only the status and headers: the stream's framing and events are
+		// checked by stream.
+		if resp.Value.Content.Get(hdr.Get("Content-Type")) == nil {
+			t.Fatalf("%s: Content-Type %q is not declared", key, hdr.Get("Content-Type"))
+		}
+		o := *opts
+		o.ExcludeResponseBody = true
+		rin.Options = &o
+		if err := openapi3filter.ValidateResponse(ctx, rin); err != nil {
+			t.Fatalf("%s: answer does not follow the description: %v", key, err)
+		}
+		return
+	}
 	// kin-openapi skips answers to HEAD and 304s: those have no body.
 	if (req.Method == http.MethodHead || status == http.StatusNotModified || status == http.StatusNoContent) && len(body) != 0 {
 		t.Fatalf("%s: a body of %d bytes", key, len(body))
 	}
-	rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: status, Header: hdr, Options: opts}
 	if len(body) == 0 && len(resp.Value.Content) > 0 {
 		// Prefer: return=minimal answers 201 with no body, which the
 		// description states in prose; the headers are still checked.
@@ -157,6 +330,154 @@ func (x *exchangeChecker) check(t *testing.T, req *http.Request, reqBody []byte,
 	rin.SetBodyBytes(body)
 	if err := openapi3filter.ValidateResponse(ctx, rin); err != nil {
 		t.Fatalf("%s: answer does not follow the description: %v\nbody %.500s", key, err, body)
+	}
+}
+
+// checkHeaders checks that every required header of declared is in hdr,
+// and that every one in hdr follows its schema.
+func (x *exchangeChecker) checkHeaders(t *testing.T, key string, declared openapi3.Headers, hdr http.Header) {
+	t.Helper()
+	for name, h := range declared {
+		vals := hdr.Values(name)
+		if len(vals) == 0 {
+			if h.Value.Required {
+				t.Fatalf("%s: required header %s missing (headers %v)", key, name, hdr)
+			}
+			continue
+		}
+		if len(vals) > 1 {
+			t.Fatalf("%s: header %s sent %d times: %q", key, name, len(vals), vals)
+		}
+		if err := h.Value.Schema.Value.VisitJSON(vals[0], openapi3.EnableJSONSchema2020()); err != nil {
+			t.Fatalf("%s: header %s: %q does not follow its schema: %v", key, name, vals[0], err)
+		}
+	}
+}
+
+// checkCORS checks the CORS headers: an answer to a request from
+// testOrigin carries Access-Control-Allow-Origin, and the preflight or
+// exposed headers; an answer to any other request carries none.
+func (x *exchangeChecker) checkCORS(t *testing.T, req *http.Request, status int, hdr http.Header) {
+	t.Helper()
+	origin := req.Header.Get("Origin")
+	if !strings.EqualFold(origin, testOrigin) {
+		for name := range hdr {
+			if strings.HasPrefix(strings.ToLower(name), "access-control-") {
+				t.Fatalf("%s %s from origin %q: answered with %s", req.Method, req.URL.Path, origin, name)
+			}
+		}
+		return
+	}
+	if got := hdr.Get("Access-Control-Allow-Origin"); got != origin {
+		t.Fatalf("%s %s from %s: Access-Control-Allow-Origin %q", req.Method, req.URL.Path, origin, got)
+	}
+	if isPreflight(req) {
+		if status != http.StatusNoContent || hdr.Get("Allow") != "" {
+			t.Fatalf("preflight %s: status %d, Allow %q", req.URL.Path, status, hdr.Get("Allow"))
+		}
+		for _, name := range []string{"Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Access-Control-Max-Age"} {
+			if hdr.Get(name) == "" {
+				t.Fatalf("preflight %s: no %s", req.URL.Path, name)
+			}
+		}
+		return
+	}
+	if hdr.Get("Access-Control-Expose-Headers") == "" {
+		t.Fatalf("%s %s from %s: no Access-Control-Expose-Headers", req.Method, req.URL.Path, origin)
+	}
+}
+
+// checkUnrouted checks an answer to a request the description has no
+// operation for: 404 or 405 (after 401 when the server has tokens, and
+// 429 when it has a rate limit), or a preflight's 204, as the
+// description's info states.
+func (x *exchangeChecker) checkUnrouted(t *testing.T, req *http.Request, status int, hdr http.Header, body []byte, routeErr error) {
+	t.Helper()
+	key := fmt.Sprintf("%s %s (not in the description) %d", req.Method, req.URL.Path, status)
+	c := x.doc.Components
+	problemOf := map[int]string{404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 429: "rate-limited"}
+	switch {
+	case status == http.StatusNoContent && isPreflight(req) && strings.EqualFold(req.Header.Get("Origin"), testOrigin):
+		x.checkHeaders(t, key, c.Responses["Options"].Value.Headers, hdr)
+	case problemOf[status] != "":
+		x.checkProblem(t, status, body)
+		var p struct{ Type string }
+		if err := json.Unmarshal(body, &p); err != nil || p.Type != "/problems/"+problemOf[status] {
+			t.Fatalf("%s: problem type %q", key, p.Type)
+		}
+		x.checkHeaders(t, key, c.Responses["Internal"].Value.Headers, hdr) // X-Request-Id, Cache-Control
+		switch status {
+		case http.StatusUnauthorized:
+			x.checkHeaders(t, key, openapi3.Headers{"WWW-Authenticate": c.Headers["WWWAuthenticate"]}, hdr)
+		case http.StatusTooManyRequests:
+			x.checkHeaders(t, key, openapi3.Headers{"Retry-After": c.Headers["RetryAfter"]}, hdr)
+		}
+	default:
+		t.Fatalf("%s: %v", key, routeErr)
+	}
+	if hdr.Get("X-Request-Id") == "" {
+		t.Fatal("no X-Request-Id")
+	}
+}
+
+// checkAuth checks an answer against the operation's security: an open
+// operation is never 401 or 403; a secured one names one role; a valid
+// token is never 401; a 403 goes only to a token the role or collections
+// do not allow, and any other answer but 429 only to one they allow.
+func (x *exchangeChecker) checkAuth(t *testing.T, key string, route *routers.Route, params map[string]string, req *http.Request, status int) {
+	t.Helper()
+	reqs := route.Operation.Security
+	if reqs == nil {
+		t.Fatalf("%s: the operation declares no security", key)
+	}
+	open := len(*reqs) == 0
+	role := ""
+	if !open {
+		// [{"bearer": [ROLE]}, {}]: the {} is a server without --tokens.
+		if len(*reqs) != 2 || len((*reqs)[0]) != 1 || len((*reqs)[0]["bearer"]) != 1 || len((*reqs)[1]) != 0 {
+			t.Fatalf("%s: security %v, want [{bearer: [ROLE]}, {}]", key, *reqs)
+		}
+		role = (*reqs)[0]["bearer"][0]
+		if roleRank[role] == 0 {
+			t.Fatalf("%s: role %q", key, role)
+		}
+	}
+	tok, present := bearerToken(req)
+	entry, known := x.tokens[tok]
+	known = known && present
+	switch {
+	case (status == http.StatusUnauthorized || status == http.StatusForbidden) && open:
+		t.Fatalf("%s: the operation needs no token", key)
+	case status == http.StatusUnauthorized && known:
+		t.Fatalf("%s: a valid token refused", key)
+	case status == http.StatusForbidden && (!known || entry.allows(role, params["c"])):
+		t.Fatalf("%s: a %s token for %v refused, which the description's role %s allows", key, entry.role, entry.collections, role)
+	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests:
+	case known && !open && !entry.allows(role, params["c"]) && !isPreflight(req):
+		t.Fatalf("%s: answered to a %s token for %v, which the description's role %s does not allow", key, entry.role, entry.collections, role)
+	}
+}
+
+// checkAllow checks that an OPTIONS answer that is not a preflight's lists
+// exactly the methods the description has for the path.
+func (x *exchangeChecker) checkAllow(t *testing.T, key string, route *routers.Route, req *http.Request, hdr http.Header) {
+	t.Helper()
+	if isPreflight(req) && strings.EqualFold(req.Header.Get("Origin"), testOrigin) {
+		return
+	}
+	var got, want []string
+	for _, m := range strings.Split(hdr.Get("Allow"), ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			got = append(got, strings.ToUpper(m))
+		}
+	}
+	for m := range route.PathItem.Operations() {
+		want = append(want, strings.ToUpper(m))
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s: Allow %q, the description has %v", key, hdr.Get("Allow"), want)
 	}
 }
 
@@ -176,6 +497,109 @@ func (x *exchangeChecker) checkProblem(t *testing.T, status int, body []byte) {
 	}
 }
 
+// sseField is one line of an event stream: "name: value".
+var sseField = regexp.MustCompile(`^([a-z]+): (.*)$`)
+
+// stream opens a change feed on srv, reads its first event and ends the
+// stream. It validates the request, status and headers against the
+// description, the framing (a retry record, then events of id, event and
+// one line of JSON data, comments skipped) and the event's data against
+// the schema the description's x-events names for it, and returns the
+// event.
+func (x *exchangeChecker) stream(t *testing.T, srv *server, path string, h hdr, wantEvent string) sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addHeaders(req, h)
+	check := req.Clone(context.Background())
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(res.Body)
+		t.Fatalf("GET %s: status %d, body %s", path, res.StatusCode, b)
+	}
+	br := bufio.NewReader(res.Body)
+	record := func() []string {
+		var lines []string
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("GET %s: reading the stream after %q: %v", path, lines, err)
+			}
+			line = strings.TrimSuffix(line, "\n")
+			if line == "" {
+				return lines
+			}
+			lines = append(lines, line)
+		}
+	}
+	if rec := record(); len(rec) != 1 || !regexp.MustCompile(`^retry: [0-9]+$`).MatchString(rec[0]) {
+		t.Fatalf("GET %s: the stream opens with %q, want one retry field", path, rec)
+	}
+	rec := record()
+	for len(rec) > 0 && !slices.ContainsFunc(rec, func(l string) bool { return !strings.HasPrefix(l, ":") }) {
+		rec = record() // comments only: a heartbeat
+	}
+	cancel() // the stream ends here; the server sees the connection close
+	var ev sseEvent
+	var names []string
+	for _, line := range rec {
+		m := sseField.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("GET %s: line %q in event %q", path, line, rec)
+		}
+		names = append(names, m[1])
+		switch m[1] {
+		case "id":
+			ev.ID = m[2]
+		case "event":
+			ev.Event = m[2]
+		case "data":
+			ev.Data = m[2]
+		}
+	}
+	if !slices.Equal(names, []string{"id", "event", "data"}) {
+		t.Fatalf("GET %s: event %q, want the fields id, event and data once each", path, rec)
+	}
+	x.checkStream(t, check, res.StatusCode, res.Header)
+	if ev.Event != wantEvent {
+		t.Fatalf("GET %s: first event %q, want %q", path, ev.Event, wantEvent)
+	}
+
+	// The data follows the schema the description names for the event, and
+	// its seq is the event's id.
+	route, _, err := x.router.FindRoute(check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt := route.Operation.Responses.Status(http.StatusOK).Value.Content.Get("text/event-stream")
+	events, _ := mt.Extensions["x-events"].(map[string]any)
+	ref, _ := events[ev.Event].(string)
+	schema := x.doc.Components.Schemas[strings.TrimPrefix(ref, "#/components/schemas/")]
+	if !strings.HasPrefix(ref, "#/components/schemas/") || schema == nil {
+		t.Fatalf("GET %s: event %q: x-events names no schema (%v)", path, ev.Event, events)
+	}
+	var v any
+	if err := json.Unmarshal([]byte(ev.Data), &v); err != nil {
+		t.Fatalf("GET %s: data %s: %v", path, ev.Data, err)
+	}
+	if err := schema.Value.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+		t.Fatalf("GET %s: %s data does not follow %s: %v\n%s", path, ev.Event, ref, err, ev.Data)
+	}
+	var seq struct{ Seq json.Number }
+	if err := json.Unmarshal([]byte(ev.Data), &seq); err != nil || seq.Seq.String() != ev.ID {
+		t.Fatalf("GET %s: id %q, data seq %q", path, ev.ID, seq.Seq)
+	}
+	return ev
+}
+
 // documented lists every answer the description documents, as
 // "METHOD path status".
 func documented(doc *openapi3.T) []string {
@@ -189,6 +613,63 @@ func documented(doc *openapi3.T) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// operation is one operation of the description.
+type operation struct {
+	method, path string
+	op           *openapi3.Operation
+}
+
+// operations lists the description's operations by path and method.
+func operations(doc *openapi3.T) []operation {
+	var out []operation
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			out = append(out, operation{method, path, op})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].path != out[j].path {
+			return out[i].path < out[j].path
+		}
+		return out[i].method < out[j].method
+	})
+	return out
+}
+
+// role returns the role an operation needs, or "" when it is open.
+func (o operation) role() string {
+	if o.op.Security == nil || len(*o.op.Security) == 0 {
+		return ""
+	}
+	return (*o.op.Security)[0]["bearer"][0]
+}
+
+// streams reports whether the operation's 200 is an event stream.
+func (o operation) streams() bool {
+	r := o.op.Responses.Status(http.StatusOK)
+	return r != nil && r.Value.Content.Get("text/event-stream") != nil
+}
+
+// request returns a valid request for the operation on collection coll:
+// its path, headers and body.
+func (o operation) request(coll string) (string, hdr, string) {
+	path := strings.NewReplacer("{c}", coll, "{id}", "x", "{file}", "app.js").Replace(o.path)
+	if o.path == "/ui/client/{file}" {
+		path = "/ui/client/patchd.js"
+	}
+	switch o.method {
+	case "POST":
+		return path, hdr{"Content-Type", ctJSON}, `{"k":1}`
+	case "PUT":
+		return path, hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"k":1}`
+	case "PATCH":
+		return path, hdr{"Content-Type", ctMerge, "If-Match", "*"}, `{"k":2}`
+	case "DELETE":
+		return path, hdr{"If-Match", "*"}, ""
+	}
+	return path, nil, ""
 }
 
 // faultyStore fails every call: it injects the faults that give 500s.
@@ -239,21 +720,31 @@ func loadBrokenHistory(t *testing.T, st *store.Bolt, coll, id string) string {
 // TestOpenAPIConformance sends a table of real requests covering every
 // route, every documented status and every problem type to real servers,
 // and validates each request and answer against the OpenAPI description
-// with kin-openapi. It then checks that every answer the description
-// documents was seen.
+// with kin-openapi. Every operation is also called without a token, with
+// an unknown one, with one its role does not allow and with one it does on
+// a server with tokens, and over the limit on a rate-limited server; the
+// change feed's streams are opened and their first events checked. It
+// then checks that every answer the description documents was seen.
 func TestOpenAPIConformance(t *testing.T) {
-	doc, router := loadOpenAPI(t)
-	x := &exchangeChecker{doc: doc, router: router, seen: map[string]bool{}, problems: map[string]bool{}}
+	x := newExchangeChecker(t)
+	doc := x.doc
 
-	s := startServer(t, func(c *handlers.Config) { c.MaxBody = 4096; c.Limits.MaxDoc = 2048; c.StatsMaxAge = time.Nanosecond })
-	lax := startServer(t, func(c *handlers.Config) { c.RequireIfMatch = false })
-	tight := startServer(t, func(c *handlers.Config) { c.Rebase.MaxOps = 1 })
+	s := startServer(t, withCORS, func(c *handlers.Config) { c.MaxBody = 4096; c.Limits.MaxDoc = 2048; c.StatsMaxAge = time.Nanosecond })
+	lax := startServer(t, withCORS, func(c *handlers.Config) { c.RequireIfMatch = false })
+	tight := startServer(t, withCORS, func(c *handlers.Config) { c.Rebase.MaxOps = 1 })
+	authd := startServer(t, withCORS, withTokens(t))
+	// One request every 1000 s: every request after the first is limited,
+	// however slow the machine.
+	limited := startServer(t, withCORS, func(c *handlers.Config) { c.Rate = 0.001 })
+	uiOff := startServer(t, withCORS, func(c *handlers.Config) { c.UI = false })
 	bst, err := store.OpenBolt(filepath.Join(t.TempDir(), "f.db"), store.BoltOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bst.Close() })
-	faulty := &server{Server: httptest.NewServer(handlers.New(faultyStore{bst}, handlers.DefaultConfig()).Echo())}
+	fcfg := handlers.DefaultConfig()
+	withCORS(&fcfg)
+	faulty := &server{Server: httptest.NewServer(handlers.New(faultyStore{bst}, fcfg).Echo())}
 	t.Cleanup(faulty.Close)
 
 	// State the table's requests rely on.
@@ -267,6 +758,9 @@ func TestOpenAPIConformance(t *testing.T) {
 	expect(t, t1, 200, "")
 	broken := loadBrokenHistory(t, s.store, "b", "x")
 	deep := strings.Repeat(`{"a":`, 100) + "1" + strings.Repeat("}", 100)
+	i0 := s.create(t, "/docs/i/p", `{"a":0}`)
+	x.exchange(t, authd, "PUT", "/docs/a/x", append(bearer(tokWriteA), "Content-Type", ctJSON), `{"a":1}`, reqValid, 201, "")
+	x.exchange(t, limited, "GET", "/docs/c", nil, "", reqValid, 200, "") // takes the one request allowed
 
 	type apiCase struct {
 		name    string
@@ -304,6 +798,14 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Post/MediaType", s, "POST", "/docs/p", hdr{"Content-Type", "text/plain"}, `{}`, I, 415, "unsupported-media-type"},
 		{"Post/NotObject", s, "POST", "/docs/p", hdr{"Content-Type", ctJSON}, `[1]`, I, 422, "invalid-document"},
 		{"Post/Fault", faulty, "POST", "/docs/p", hdr{"Content-Type", ctJSON}, `{}`, V, 500, "internal"},
+		{"Post/Idempotent", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"k-1"`}, `{"n":1}`, V, 201, ""},
+		{"Post/IdempotentReplay", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"k-1"`}, `{"n":1}`, V, 201, ""},
+		{"Post/IdempotentMinimal", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", "k-2", "Prefer", "return=minimal"}, `{"n":2}`, V, 201, ""},
+		{"Post/IdempotentMinimalReplay", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", "k-2", "Prefer", "return=minimal"}, `{"n":2}`, V, 201, ""},
+		{"Post/KeyReused", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"k-1"`}, `{"n":3}`, V, 422, "idempotency-key-reused"},
+		{"Post/BadKey", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"unterminated`}, `{}`, I, 400, "invalid-request"},
+		{"Post/LongKey", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", strings.Repeat("k", 256)}, `{}`, I, 400, "invalid-request"},
+		{"Post/TwoKeys", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", "k-3", "Idempotency-Key", "k-4"}, `{}`, A, 400, "invalid-request"},
 		{"CollectionOptions", s, "OPTIONS", "/docs/c", nil, "", V, 204, ""},
 
 		{"Get", s, "GET", "/docs/c/d", nil, "", V, 200, ""},
@@ -375,6 +877,12 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Patch/JSONPatch", s, "PATCH", "/docs/c/d", hdr{"Content-Type", ctPatch, "If-Match", e0}, `[{"op":"add","path":"/n","value":12345678901234567890123}]`, V, 200, ""},
 		{"Patch/Required", s, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge}, `{}`, V, 428, "precondition-required"},
 		{"Patch/Fault", faulty, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge}, `{}`, V, 500, "internal"},
+		{"Patch/Idempotent", s, "PATCH", "/docs/i/p", hdr{"Content-Type", ctMerge, "If-Match", i0, "Idempotency-Key", `"p-1"`}, `{"a":1}`, V, 200, ""},
+		{"Patch/IdempotentReplay", s, "PATCH", "/docs/i/p", hdr{"Content-Type", ctMerge, "If-Match", i0, "Idempotency-Key", `"p-1"`}, `{"a":1}`, V, 200, ""},
+		{"Patch/IdempotentMinimal", s, "PATCH", "/docs/i/p", hdr{"Content-Type", ctMerge, "If-Match", "*", "Prefer", "return=minimal", "Idempotency-Key", `"p-2"`}, `{"b":1}`, V, 204, ""},
+		{"Patch/IdempotentMinimalReplay", s, "PATCH", "/docs/i/p", hdr{"Content-Type", ctMerge, "If-Match", "*", "Prefer", "return=minimal", "Idempotency-Key", `"p-2"`}, `{"b":1}`, V, 204, ""},
+		{"Patch/KeyReused", s, "PATCH", "/docs/i/p", hdr{"Content-Type", ctMerge, "If-Match", i0, "Idempotency-Key", `"p-1"`}, `{"a":2}`, V, 422, "idempotency-key-reused"},
+		{"Patch/BadKey", s, "PATCH", "/docs/i/p", hdr{"Content-Type", ctMerge, "If-Match", "*", "Idempotency-Key", "two words"}, `{}`, I, 400, "invalid-request"},
 
 		{"Delete/BadID", s, "DELETE", "/docs/c/a%20b", hdr{"If-Match", "*"}, "", I, 400, "invalid-request"},
 		{"Delete/NotFound", s, "DELETE", "/docs/c/missing", hdr{"If-Match", "*"}, "", V, 404, "not-found"},
@@ -395,44 +903,176 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"HistoryHead/NotFound", s, "HEAD", "/docs/c/missing/history", nil, "", V, 404, ""},
 		{"HistoryHead/Fault", faulty, "HEAD", "/docs/c/d/history", nil, "", V, 500, ""},
 		{"HistoryOptions", s, "OPTIONS", "/docs/r/x/history", nil, "", V, 204, ""},
+		{"Events/BadAfter", s, "GET", "/docs/c/d/events?after=x", nil, "", I, 400, "invalid-request"},
+		{"Events/NegativeAfter", s, "GET", "/docs/c/d/events?after=-1", nil, "", I, 400, "invalid-request"},
+		{"Events/BadLastEventID", s, "GET", "/docs/c/d/events", hdr{"Last-Event-ID", "7x"}, "", I, 400, "invalid-request"},
+		{"Events/LastEventIDOverflow", s, "GET", "/docs/c/d/events", hdr{"Last-Event-ID", "18446744073709551616"}, "", A, 400, "invalid-request"},
+		{"Events/BadID", s, "GET", "/docs/c/a%20b/events", nil, "", I, 400, "invalid-request"},
+		{"Events/NotFound", s, "GET", "/docs/c/missing/events", nil, "", V, 404, "not-found"},
+		{"Events/Fault", faulty, "GET", "/docs/c/d/events", nil, "", V, 500, "internal"},
+		{"Events/FaultResume", faulty, "GET", "/docs/c/d/events?after=1", nil, "", V, 500, "internal"},
+		{"EventsOptions", s, "OPTIONS", "/docs/c/d/events", nil, "", V, 204, ""},
+
+		{"Demo", s, "GET", "/", nil, "", V, 200, ""},
+		{"Demo/Document", s, "GET", "/?c=demo&id=order", nil, "", V, 200, ""},
+		{"DemoFile/HTML", s, "GET", "/ui/index.html", nil, "", V, 200, ""},
+		{"DemoFile/JS", s, "GET", "/ui/app.js", nil, "", V, 200, ""},
+		{"DemoFile/CSS", s, "GET", "/ui/style.css", nil, "", V, 200, ""},
+		{"DemoFile/NotFound", s, "GET", "/ui/nope.js", nil, "", V, 404, "not-found"},
+		{"DemoFile/Source", s, "GET", "/ui/embed.go", nil, "", V, 404, "not-found"},
+		{"ClientFile/JS", s, "GET", "/ui/client/sse.js", nil, "", V, 200, ""},
+		{"ClientFile/Types", s, "GET", "/ui/client/patchd.d.ts", nil, "", V, 200, ""},
+		{"ClientFile/NotFound", s, "GET", "/ui/client/package.json", nil, "", V, 404, "not-found"},
+		{"Demo/Off", uiOff, "GET", "/", nil, "", V, 404, "not-found"},
+		{"DemoOptions/Off", uiOff, "OPTIONS", "/", nil, "", V, 404, "not-found"},
+		{"DemoFile/Off", uiOff, "GET", "/ui/app.js", nil, "", V, 404, "not-found"},
+		{"DemoFileOptions/Off", uiOff, "OPTIONS", "/ui/app.js", nil, "", V, 404, "not-found"},
+		{"ClientFile/Off", uiOff, "GET", "/ui/client/patchd.js", nil, "", V, 404, "not-found"},
+		{"ClientFileOptions/Off", uiOff, "OPTIONS", "/ui/client/patchd.js", nil, "", V, 404, "not-found"},
+
+		{"CORS/NoOrigin", s, "GET", "/docs/c/d", hdr{"Origin", ""}, "", V, 200, ""},
+		{"CORS/OtherOrigin", s, "GET", "/docs/c/d", hdr{"Origin", "https://other.example"}, "", V, 200, ""},
+		{"CORS/Preflight", s, "OPTIONS", "/docs/c/d", hdr{"Access-Control-Request-Method", "PATCH", "Access-Control-Request-Headers", "if-match, idempotency-key"}, "", V, 204, ""},
+		{"CORS/PreflightOtherOrigin", s, "OPTIONS", "/docs/c/d", hdr{"Origin", "https://other.example", "Access-Control-Request-Method", "PATCH"}, "", V, 204, ""},
+		{"CORS/PreflightUnrouted", s, "OPTIONS", "/nowhere", hdr{"Access-Control-Request-Method", "GET"}, "", A, 204, ""},
+		{"CORS/PreflightNoToken", authd, "OPTIONS", "/metrics", hdr{"Access-Control-Request-Method", "GET", "Access-Control-Request-Headers", "authorization"}, "", V, 204, ""},
+		{"CORS/PreflightNotLimited", limited, "OPTIONS", "/docs/c", hdr{"Access-Control-Request-Method", "POST"}, "", V, 204, ""},
 
 		{"Unrouted/NotFound", s, "GET", "/nowhere", nil, "", A, 404, "not-found"},
 		{"Unrouted/MethodNotAllowed", s, "POST", "/docs/c/d", hdr{"Content-Type", ctJSON}, `{}`, A, 405, "method-not-allowed"},
 		{"Unrouted/PutCollection", s, "PUT", "/docs/c", hdr{"Content-Type", ctJSON}, `{}`, A, 405, "method-not-allowed"},
+		{"Unrouted/Unauthorized", authd, "GET", "/nowhere", nil, "", A, 401, "unauthorized"},
+		{"Unrouted/NotFoundToken", authd, "GET", "/nowhere", bearer(tokRead), "", A, 404, "not-found"},
+		{"Unrouted/MethodNotAllowedToken", authd, "POST", "/docs/a/x", append(bearer(tokRead), "Content-Type", ctJSON), `{}`, A, 405, "method-not-allowed"},
+		{"Unrouted/RateLimited", limited, "GET", "/nowhere", nil, "", A, 429, "rate-limited"},
 	}
+	// Replays carry Idempotent-Replayed; first answers do not.
+	replayed := map[string]bool{
+		"Post/Idempotent": false, "Post/IdempotentReplay": true, "Post/IdempotentMinimal": false, "Post/IdempotentMinimalReplay": true,
+		"Patch/Idempotent": false, "Patch/IdempotentReplay": true, "Patch/IdempotentMinimal": false, "Patch/IdempotentMinimalReplay": true,
+	}
+	answers := map[string]response{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var body []byte
-			if tc.body != "" {
-				body = []byte(tc.body)
+			r := x.exchange(t, tc.srv, tc.method, tc.path, tc.h, tc.body, tc.req, tc.status, tc.problem)
+			answers[tc.name] = r
+			if want, ok := replayed[tc.name]; ok && (r.header.Get("Idempotent-Replayed") == "true") != want {
+				t.Fatalf("Idempotent-Replayed %q", r.header.Get("Idempotent-Replayed"))
 			}
-			req, err := http.NewRequest(tc.method, tc.srv.URL+tc.path, bytes.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
+		})
+	}
+	for _, pair := range [][2]string{{"Post/Idempotent", "Post/IdempotentReplay"}, {"Patch/Idempotent", "Patch/IdempotentReplay"}} {
+		first, again := answers[pair[0]], answers[pair[1]]
+		if first.header.Get("ETag") != again.header.Get("ETag") || first.header.Get("Location") != again.header.Get("Location") || !bytes.Equal(first.body, again.body) {
+			t.Errorf("%s: the replay differs from the first answer: %v %s, then %v %s", pair[1], first.header, first.body, again.header, again.body)
+		}
+	}
+
+	t.Run("Streams", func(t *testing.T) {
+		ev := x.stream(t, s, "/docs/c/d/events", nil, "snapshot")
+		if !strings.Contains(ev.Data, `"value":{`) {
+			t.Fatalf("snapshot of a document: %s", ev.Data)
+		}
+		if ev := x.stream(t, s, "/docs/r/x/events?after=0", nil, "version"); ev.ID != "1" {
+			t.Fatalf("after=0 starts at %s", ev.ID)
+		}
+		if ev := x.stream(t, s, "/docs/r/x/events", hdr{"Last-Event-ID", "1"}, "version"); ev.ID != "2" {
+			t.Fatalf("Last-Event-ID 1 resumes at %s", ev.ID)
+		}
+		x.stream(t, s, "/docs/r/x/events", hdr{"Last-Event-ID", "1000"}, "reset")
+		x.stream(t, s, "/docs/r/x/events?after=0", hdr{"Last-Event-ID", "1000"}, "reset") // the header wins
+		if ev := x.stream(t, s, "/docs/c/new2/events", hdr{"Origin", ""}, "snapshot"); !strings.Contains(ev.Data, `"etag":null`) {
+			t.Fatalf("snapshot of a deleted document: %s", ev.Data)
+		}
+	})
+
+	// Idempotency keys in use: the first request waits in the store while
+	// the second comes.
+	for _, tc := range []struct {
+		name, method, path string
+		h                  hdr
+		body               string
+		then               int // the first request's status once released
+	}{
+		{"Post", "POST", "/docs/s", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"slow-1"`}, `{}`, 201},
+		{"Patch", "PATCH", "/docs/s/x", hdr{"Content-Type", ctMerge, "If-Match", "*", "Idempotency-Key", `"slow-2"`}, `{}`, 404},
+	} {
+		t.Run("KeyInUse/"+tc.name, func(t *testing.T) {
+			bs := &blockingStore{entered: make(chan struct{}), release: make(chan struct{})}
+			srv := startServerWith(t, func(st store.Store) store.Store { bs.Store = st; return bs }, nil, withCORS)
+			release := sync.OnceFunc(func() { close(bs.release) })
+			defer release() // also when a check fails, so that the server can close
+			type result struct {
+				req *http.Request
+				r   response
+				err error
 			}
-			for i := 0; i+1 < len(tc.h); i += 2 {
-				req.Header.Add(tc.h[i], tc.h[i+1])
+			done := make(chan result, 1)
+			go func() {
+				req, r, err := send(srv, tc.method, tc.path, tc.h, tc.body)
+				done <- result{req, r, err}
+			}()
+			var first result
+			select {
+			case <-bs.entered:
+			case first = <-done:
+				t.Fatalf("the first request was answered without waiting: %d %s %v", first.r.status, first.r.body, first.err)
 			}
-			check := req.Clone(context.Background())
-			if body == nil {
-				req.Body, check.Body = nil, nil
+			x.exchange(t, srv, tc.method, tc.path, tc.h, tc.body, reqValid, 409, "idempotency-key-in-use")
+			release()
+			first = <-done
+			if first.err != nil {
+				t.Fatal(first.err)
 			}
-			res, err := tc.srv.Client().Do(req)
-			if err != nil {
-				t.Fatal(err)
+			expect(t, first.r, tc.then, "")
+			x.check(t, first.req, []byte(tc.body), reqValid, first.r.status, first.r.header, first.r.body)
+		})
+	}
+
+	// Every operation with tokens: without one and with an unknown one (401
+	// unless it is open), with one its role does not allow (403), and with
+	// one it does.
+	insufficient := map[string][2]string{ // role: token, collection
+		"read":  {tokWriteA, "b"},
+		"write": {tokRead, "a"},
+		"admin": {tokScopedAdmin, "a"},
+	}
+	sufficient := map[string]string{"": tokRead, "read": tokRead, "write": tokWriteA, "admin": tokAdmin}
+	for _, o := range operations(doc) {
+		t.Run("Auth/"+o.method+" "+o.path, func(t *testing.T) {
+			role := o.role()
+			path, h, body := o.request("a")
+			for _, tok := range []hdr{nil, bearer("not-a-token-0123456789")} {
+				r := x.exchange(t, authd, o.method, path, append(tok, h...), body, reqValid, 0, "")
+				if (r.status == http.StatusUnauthorized) != (role != "") {
+					t.Fatalf("%s without a valid token: %d (role %q)", path, r.status, role)
+				}
 			}
-			got, err := io.ReadAll(res.Body)
-			res.Body.Close()
-			if err != nil {
-				t.Fatal(err)
+			if role != "" {
+				in := insufficient[role]
+				path, h, body := o.request(in[1])
+				x.exchange(t, authd, o.method, path, append(bearer(in[0]), h...), body, reqValid, 403, "forbidden")
 			}
-			if res.StatusCode != tc.status {
-				t.Fatalf("status=%d, want %d (body %s)", res.StatusCode, tc.status, got)
+			if o.streams() {
+				x.stream(t, authd, path, bearer(sufficient[role]), "snapshot")
+				return
 			}
-			if tc.problem != "" {
-				expect(t, response{status: res.StatusCode, header: res.Header, body: got}, tc.status, tc.problem)
+			r := x.exchange(t, authd, o.method, path, append(bearer(sufficient[role]), h...), body, reqValid, 0, "")
+			if r.status == http.StatusUnauthorized || r.status == http.StatusForbidden {
+				t.Fatalf("%s with a %s token: %d", path, role, r.status)
 			}
-			x.check(t, check, body, tc.req, res.StatusCode, res.Header, got)
+		})
+	}
+
+	// Every operation over the rate limit: 429 wherever the description
+	// says so.
+	for _, o := range operations(doc) {
+		t.Run("RateLimited/"+o.method+" "+o.path, func(t *testing.T) {
+			path, h, body := o.request("c")
+			r := x.exchange(t, limited, o.method, path, h, body, reqValid, 0, "")
+			if documented := o.op.Responses.Status(http.StatusTooManyRequests) != nil; documented != (r.status == http.StatusTooManyRequests) {
+				t.Fatalf("%s: %d, 429 documented: %v", path, r.status, documented)
+			}
 		})
 	}
 
@@ -459,12 +1099,13 @@ func TestOpenAPIConformance(t *testing.T) {
 
 // TestOpenAPICatchesDrift shows that the checks above can fail: answers
 // that differ from the description in a status, a header, a problem type
-// or a body member are refused.
+// or a body member are refused, those of authentication and of the rate
+// limit included.
 func TestOpenAPICatchesDrift(t *testing.T) {
 	_, router := loadOpenAPI(t)
 	s := startServer(t)
 	etag := s.create(t, "/docs/c/d", `{"a":1}`)
-	get := func(path string, h ...string) (*http.Request, *http.Response, []byte) {
+	getFrom := func(s *server, path string, h ...string) (*http.Request, *http.Response, []byte) {
 		req, _ := http.NewRequest("GET", s.URL+path, nil)
 		for i := 0; i+1 < len(h); i += 2 {
 			req.Header.Set(h[i], h[i+1])
@@ -477,6 +1118,7 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 		res.Body.Close()
 		return req, res, b
 	}
+	get := func(path string, h ...string) (*http.Request, *http.Response, []byte) { return getFrom(s, path, h...) }
 	validate := func(req *http.Request, status int, hdr http.Header, body []byte) error {
 		route, params, err := router.FindRoute(req)
 		if err != nil {
@@ -532,6 +1174,55 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 				t.Fatal("accepted")
 			}
 		})
+	}
+
+	// The answers of authentication and of the rate limit keep their
+	// headers and types.
+	sec := startServer(t, withTokens(t), func(c *handlers.Config) { c.Rate = 0.001 })
+	for _, want := range []struct {
+		status  int
+		changes map[string]func(h http.Header, b []byte) []byte
+	}{
+		{http.StatusUnauthorized, map[string]func(http.Header, []byte) []byte{
+			"NoChallenge":    func(h http.Header, b []byte) []byte { h.Del("WWW-Authenticate"); return b },
+			"OtherChallenge": func(h http.Header, b []byte) []byte { h.Set("WWW-Authenticate", "Basic"); return b },
+			"OtherProblemType": func(h http.Header, b []byte) []byte {
+				return bytes.Replace(b, []byte("unauthorized"), []byte("forbidden"), 1)
+			},
+			"BadOrigin": func(h http.Header, b []byte) []byte {
+				h.Set("Access-Control-Allow-Origin", "app.example.com")
+				return b
+			},
+		}},
+		{http.StatusTooManyRequests, map[string]func(http.Header, []byte) []byte{
+			"NoRetryAfter":   func(h http.Header, b []byte) []byte { h.Del("Retry-After"); return b },
+			"RetryAfterZero": func(h http.Header, b []byte) []byte { h.Set("Retry-After", "0"); return b },
+			"OtherProblemType": func(h http.Header, b []byte) []byte {
+				return bytes.Replace(b, []byte("rate-limited"), []byte("forbidden"), 1)
+			},
+		}},
+	} {
+		// The first request is allowed by the rate limit (and refused for
+		// want of a token); the second is limited.
+		req, res, body := getFrom(sec, "/docs/c/d")
+		if res.StatusCode != want.status {
+			t.Fatalf("status %d, want %d", res.StatusCode, want.status)
+		}
+		if err := validate(req, res.StatusCode, res.Header, body); err != nil {
+			t.Fatalf("the real %d fails: %v", want.status, err)
+		}
+		for name, change := range want.changes {
+			t.Run(fmt.Sprintf("%d/%s", want.status, name), func(t *testing.T) {
+				h := res.Header.Clone()
+				b := change(h, slices.Clone(body))
+				if maps.EqualFunc(h, res.Header, slices.Equal) && bytes.Equal(b, body) {
+					t.Fatal("the change did not apply")
+				}
+				if err := validate(req, res.StatusCode, h, b); err == nil {
+					t.Fatal("accepted")
+				}
+			})
+		}
 	}
 }
 

@@ -70,14 +70,11 @@ func TestOpsCacheUnchanged(t *testing.T) {
 		{"application/json-patch+json", `[{"op":"copy","from":"/list/0","path":"/copied"}]`},
 	}
 	codes := map[int]int{}
-	for round := range 3 {
+	for range 3 {
 		for _, base := range etags {
 			for _, e := range stale {
-				status, etag := send("PATCH", e.ct, base, e.body)
+				status, _ := send("PATCH", e.ct, base, e.body)
 				codes[status]++
-				if status == http.StatusOK && round == 0 {
-					cur = etag
-				}
 			}
 		}
 	}

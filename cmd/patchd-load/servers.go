@@ -360,6 +360,7 @@ func startServer(ctx context.Context, kind, dir, bin string, inproc bool, sd see
 		if err != nil {
 			return nil, err
 		}
+		// #nosec G204 -- this very binary, as a server subprocess
 		cmd = exec.CommandContext(ctx, self, "serve", "-kind", kind, "-db", db,
 			"-seed-coll", sd.coll, "-seed", strconv.Itoa(sd.n), "-seed-size", strconv.Itoa(sd.size), "-pprof="+strconv.FormatBool(withPprof),
 			"-history-versions", strconv.Itoa(ret.Versions), "-history-age", ret.Age.String())

@@ -203,7 +203,7 @@ func (w *fresh) Setup(ctx context.Context, c *client, kind string) error {
 }
 
 func (w *fresh) Client(ctx context.Context, c *client, id int, r *recorder) {
-	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
+	rng := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano()))) // #nosec G115 G404 -- load generation: any seed bits will do, no secret
 	for ctx.Err() == nil {
 		i := rng.IntN(len(w.docs))
 		d := w.docs[i]
@@ -425,7 +425,7 @@ func (w *reads) Setup(ctx context.Context, c *client, kind string) error {
 }
 
 func (w *reads) Client(ctx context.Context, c *client, id int, r *recorder) {
-	rng := rand.New(rand.NewPCG(uint64(id), 7))
+	rng := rand.New(rand.NewPCG(uint64(id), 7)) // #nosec G115 G404 -- load generation: a client number (non-negative) seeds a reproducible stream, no secret
 	hdr := []string{"If-None-Match", ""}
 	for ctx.Err() == nil {
 		i := rng.IntN(len(w.etags))

@@ -91,6 +91,7 @@ func run() error {
 	if cfg.patchd == "" {
 		cfg.patchd = filepath.Join(dir, "patchd")
 		fmt.Fprintln(os.Stderr, "building patchd")
+		// #nosec G204 -- builds this module into our own temporary directory
 		if out, err := exec.CommandContext(ctx, "go", "build", "-o", cfg.patchd, ".").CombinedOutput(); err != nil {
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -187,7 +188,7 @@ type replica struct {
 
 // startReplica runs patchd over db on a free loopback port.
 func startReplica(bin, db string) (*replica, error) {
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--db", db)
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--db", db) // #nosec G204 -- the patchd binary we built or the operator named with -patchd
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -498,8 +499,7 @@ func pgbenchSetup(ctx context.Context, c *pgtest.Cluster, cfg config) (string, e
 	if err == nil {
 		_, err = st.Pool().Exec(ctx, `VACUUM ANALYZE`)
 	}
-	st.Close()
-	return db, err
+	return db, errors.Join(err, st.Close())
 }
 
 // pgbench runs the write transaction's statements with pgbench on db, on a
@@ -532,14 +532,15 @@ COMMIT;
 	} {
 		f := filepath.Join(os.TempDir(), fmt.Sprintf("patchd-pgbench-%d.sql", os.Getpid()))
 		sql := strings.ReplaceAll(script(s.id), ":id", "('d' || :n)")
-		if err := os.WriteFile(f, []byte(sql), 0o644); err != nil {
+		if err := os.WriteFile(f, []byte(sql), 0o600); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(os.Stderr, "pgbench, %s\n", s.name)
+		// #nosec G204 -- PostgreSQL's pgbench, from the cluster's BinDir or PATH, on our own script
 		cmd := exec.CommandContext(ctx, bin, "-n", "-f", f, "-c", fmt.Sprint(cfg.clients), "-j", "2",
 			"-T", fmt.Sprint(max(1, int(cfg.duration.Seconds()))), "-d", db)
 		b, err := cmd.CombinedOutput()
-		os.Remove(f)
+		_ = os.Remove(f) // a leftover script in the temporary directory is harmless; pgbench's outcome is what counts
 		if err != nil {
 			return nil, fmt.Errorf("pgbench: %v\n%s", err, b)
 		}
@@ -548,7 +549,9 @@ COMMIT;
 			return nil, fmt.Errorf("pgbench printed no tps:\n%s", b)
 		}
 		var tps float64
-		fmt.Sscan(string(m[1]), &tps)
+		if _, err := fmt.Sscan(string(m[1]), &tps); err != nil {
+			return nil, fmt.Errorf("pgbench tps %q: %w", m[1], err)
+		}
 		out = append(out, pgbenchResult{name: s.name, tps: tps})
 	}
 	return out, nil

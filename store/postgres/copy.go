@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -45,6 +46,9 @@ func (s *Snapshot) check() error {
 		return errors.New("no document, and the newest version is not a delete")
 	}
 	for i, v := range s.Versions {
+		if v.Seq > math.MaxInt64 {
+			return fmt.Errorf("version seq %d out of range", v.Seq)
+		}
 		if i > 0 && v.Seq != s.Versions[i-1].Seq+1 {
 			return fmt.Errorf("history jumps from seq %d to %d", s.Versions[i-1].Seq, v.Seq)
 		}
@@ -126,21 +130,21 @@ func (s *Store) Import(ctx context.Context, snaps []Snapshot) (int, error) {
 				etag, _ = etagBytes(snap.Doc.ETag)
 			}
 			if e, ok := have[[2]string{snap.Collection, snap.ID}]; ok {
-				if uint64(e.seq) == snap.seq() && bytes.Equal(e.etag, etag) && e.deleted == (snap.Doc == nil) {
+				if uint64(e.seq) == snap.seq() && bytes.Equal(e.etag, etag) && e.deleted == (snap.Doc == nil) { // #nosec G115 -- a seq from the database is non-negative
 					continue
 				}
 				return fmt.Errorf("%s/%s: the database has seq %d, the copy %d: %w",
 					snap.Collection, snap.ID, e.seq, snap.seq(), ErrImportConflict)
 			}
 			last := snap.Versions[len(snap.Versions)-1]
-			row := []any{snap.Collection, snap.ID, int64(snap.seq()), []byte{}, []byte{}, true, last.At.UnixNano()}
+			row := []any{snap.Collection, snap.ID, int64(snap.seq()), []byte{}, []byte{}, true, last.At.UnixNano()} // #nosec G115 -- check bounds every seq by MaxInt64
 			if snap.Doc != nil {
-				row = []any{snap.Collection, snap.ID, int64(snap.seq()), etag, snap.Doc.Body, false, snap.Doc.UpdatedAt.UnixNano()}
+				row = []any{snap.Collection, snap.ID, int64(snap.seq()), etag, snap.Doc.Body, false, snap.Doc.UpdatedAt.UnixNano()} // #nosec G115 -- as above
 			}
 			docs = append(docs, row)
 			for _, v := range snap.Versions {
 				vetag, _ := etagBytes(v.ETag)
-				versions = append(versions, []any{snap.Collection, snap.ID, int64(v.Seq), nonNil(vetag),
+				versions = append(versions, []any{snap.Collection, snap.ID, int64(v.Seq), nonNil(vetag), // #nosec G115 -- check bounds every seq by MaxInt64
 					v.Kind, nonNil(v.Ops), v.RebasedFrom, []byte{}, v.At.UnixNano()})
 			}
 			written++

@@ -57,7 +57,7 @@ func (s *Store) listen(ctx context.Context) {
 		wait := min(5*time.Second, 50*time.Millisecond<<min(failures, 7))
 		s.log.Warn("change feed connection lost; reconnecting", "err", err, "in", wait)
 		select {
-		case <-time.After(wait/2 + mrand.N(wait/2)):
+		case <-time.After(wait/2 + mrand.N(wait/2)): // #nosec G404 -- reconnect jitter, not a secret
 		case <-ctx.Done():
 			return
 		}

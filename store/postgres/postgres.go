@@ -175,7 +175,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	s.pool = pool
 	s.hints, s.hintsDone = make(chan string, hintQueue), make(chan struct{})
-	go s.sendHints()
+	go s.sendHints() // #nosec G118 -- outlives Open, whose ctx may end when Open returns; Close stops it, and each batch has its own timeout
 	s.log.Debug("opened", "host", cfg.ConnConfig.Host, "database", cfg.ConnConfig.Database,
 		"max_conns", cfg.MaxConns, "history_versions", s.retention.Versions, "history_age", s.retention.Age)
 	return s, nil
@@ -258,7 +258,7 @@ func (s *Store) Get(ctx context.Context, collection, id string) (*store.Document
 	if err != nil {
 		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, ctxErr(ctx, err))
 	}
-	doc.Seq, doc.ETag, doc.UpdatedAt = uint64(seq), etagString(etag), time.Unix(0, ns).UTC()
+	doc.Seq, doc.ETag, doc.UpdatedAt = uint64(seq), etagString(etag), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
 	return doc, nil
 }
 
@@ -324,7 +324,7 @@ func scanVersion(row pgx.Row) (store.Version, error) {
 	if err := row.Scan(&seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom); err != nil {
 		return store.Version{}, err
 	}
-	v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), time.Unix(0, ns).UTC()
+	v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
 	if len(v.Ops) == 0 {
 		v.Ops = nil
 	}

@@ -92,7 +92,7 @@ func (s *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 		s.log.Debug("retrying update", "collection", collection, "id", id, "attempt", n, "err", err)
 		wait := min(retryCap, retryBase<<(n-1))
 		select {
-		case <-time.After(mrand.N(wait) + time.Millisecond):
+		case <-time.After(mrand.N(wait) + time.Millisecond): // #nosec G404 -- retry jitter, not a secret
 		case <-ctx.Done():
 			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, ctx.Err())
 		}
@@ -186,7 +186,7 @@ func (r *docRow) document(collection, id string) *store.Document {
 		ID:         id,
 		Body:       r.body,
 		ETag:       etagString(r.etag),
-		Seq:        uint64(r.seq),
+		Seq:        uint64(r.seq), // #nosec G115 -- a seq from the database: written by us, non-negative and below 2^63
 		UpdatedAt:  time.Unix(0, r.updatedNs).UTC(),
 	}
 }
@@ -241,13 +241,13 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 	if err != nil {
 		return attempt{}, err
 	}
-	if pending != nil && uint64(row.seq) >= pending.seq {
+	if pending != nil && uint64(row.seq) >= pending.seq { // #nosec G115 -- a seq from the database is non-negative
 		// The lock waits out the lost session, so the version is there
 		// now if that commit happened.
 		var got []byte
 		err := tx.QueryRow(ctx,
 			`SELECT token FROM document_versions WHERE collection = $1 AND id = $2 AND seq = $3`,
-			collection, id, int64(pending.seq)).Scan(&got)
+			collection, id, int64(pending.seq)).Scan(&got) // #nosec G115 -- pending.seq came from an int64 seq + 1 (below 2^63)
 		switch {
 		case err == nil && bytes.Equal(got, token):
 			s.log.Info("lost commit acknowledgment: the write had committed",
@@ -285,7 +285,7 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 
 	seq := row.seq + 1
 	at := time.Unix(0, s.now().UnixNano()).UTC() // as stored: no monotonic reading
-	res := attempt{seq: uint64(seq)}
+	res := attempt{seq: uint64(seq)}             // #nosec G115 -- the database's non-negative seq + 1
 	var etag []byte
 	if change.Body != nil {
 		res.doc = &store.Document{
@@ -293,7 +293,7 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 			ID:         id,
 			Body:       bytes.Clone(change.Body),
 			ETag:       store.ETagOf(change.Body),
-			Seq:        uint64(seq),
+			Seq:        uint64(seq), // #nosec G115 -- as for res.seq
 			UpdatedAt:  at,
 		}
 		etag, _ = etagBytes(res.doc.ETag)

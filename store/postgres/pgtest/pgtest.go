@@ -157,6 +157,7 @@ func startLocal(ctx context.Context, bindir string, opts Options) (_ *Cluster, e
 		}
 	}
 	data := filepath.Join(dir, "data")
+	// #nosec G204 -- initdb from the PostgreSQL installation BinDir found, on our own temporary directory
 	initdb := exec.CommandContext(ctx, filepath.Join(bindir, "initdb"),
 		"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync")
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
@@ -182,14 +183,14 @@ func startLocal(ctx context.Context, bindir string, opts Options) (_ *Cluster, e
 	for _, k := range slices.Sorted(mapKeys(settings)) {
 		args = append(args, "-c", k+"="+settings[k])
 	}
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	logf, err := os.Create(filepath.Join(dir, "server.log")) // #nosec G304 -- in the temporary directory made above
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
 	// Not CommandContext: the server outlives ctx, until Stop. If this
 	// process dies first, the server gets SIGQUIT (immediate shutdown).
-	c.cmd = exec.Command(filepath.Join(bindir, "postgres"), args...)
+	c.cmd = exec.Command(filepath.Join(bindir, "postgres"), args...) // #nosec G204 -- the PostgreSQL server from BinDir, with settings from the test
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
 	if err := c.cmd.Start(); err != nil {
@@ -278,7 +279,7 @@ func (c *Cluster) Stop() {
 // CreateDatabase makes a new empty database and returns its URL.
 func (c *Cluster) CreateDatabase(ctx context.Context) (string, error) {
 	// Unique across Clusters naming one server, and across processes.
-	name := fmt.Sprintf("patchd_test_%d_%d_%08x", os.Getpid(), c.n.Add(1), rand.Uint32())
+	name := fmt.Sprintf("patchd_test_%d_%d_%08x", os.Getpid(), c.n.Add(1), rand.Uint32()) // #nosec G404 -- only to make the name unique, not a secret
 	conn, err := pgx.Connect(ctx, c.admin)
 	if err != nil {
 		return "", fmt.Errorf("pgtest: %w", err)
