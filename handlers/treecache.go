@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"container/list"
 	"sync"
 
 	"github.com/patchd/patchd/store"
@@ -27,36 +28,37 @@ const (
 	treeFactor      = 10
 )
 
+// treeCache is a bounded map from a document to the tree of one of its
+// versions, evicting the least recently put first.
 type treeCache struct {
-	mu    sync.Mutex
-	max   int
-	size  int
-	m     map[string]treeEntry // by collection "\x00" id
-	order []string             // keys, oldest first; a key may appear more than once
+	mu   sync.Mutex
+	max  int
+	size int
+	m    map[string]*list.Element // by collection "\x00" id; values are *treeEntry
+	lru  list.List                // front: least recently put
 }
 
 type treeEntry struct {
+	key  string
 	etag string
 	tree any
 	size int
 }
 
 func newTreeCache(maxBytes int) *treeCache {
-	return &treeCache{max: maxBytes, m: make(map[string]treeEntry)}
+	return &treeCache{max: maxBytes, m: make(map[string]*list.Element)}
 }
 
 // take removes and returns the tree of a document's version with the
 // given ETag, or nil.
 func (c *treeCache) take(collection, id, etag string) any {
-	key := collection + "\x00" + id
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.m[key]
+	el, ok := c.m[collection+"\x00"+id]
 	if !ok {
 		return nil
 	}
-	delete(c.m, key)
-	c.size -= e.size
+	e := c.remove(el)
 	if e.etag != etag {
 		return nil
 	}
@@ -70,23 +72,30 @@ func (c *treeCache) put(collection, id string, body []byte, tree any) {
 		return
 	}
 	key := collection + "\x00" + id
-	e := treeEntry{etag: store.ETagOf(body), tree: tree, size: 256 + len(key) + treeFactor*len(body)}
+	e := &treeEntry{key: key, etag: store.ETagOf(body), tree: tree, size: 256 + len(key) + treeFactor*len(body)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.m[key]; ok {
-		c.size -= old.size
-	} else {
-		c.order = append(c.order, key)
+	if el, ok := c.m[key]; ok {
+		c.remove(el)
 	}
-	c.m[key] = e
+	c.m[key] = c.lru.PushBack(e)
 	c.size += e.size
-	for c.size > c.max && len(c.order) > 0 {
-		k := c.order[0]
-		c.order[0] = ""
-		c.order = c.order[1:]
-		if old, ok := c.m[k]; ok {
-			c.size -= old.size
-			delete(c.m, k)
-		}
+	for c.size > c.max {
+		c.remove(c.lru.Front())
 	}
+}
+
+// remove drops an entry; c.mu is held.
+func (c *treeCache) remove(el *list.Element) *treeEntry {
+	e := c.lru.Remove(el).(*treeEntry)
+	delete(c.m, e.key)
+	c.size -= e.size
+	return e
+}
+
+// len returns the number of entries, for tests.
+func (c *treeCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
 }
