@@ -142,8 +142,8 @@ func knownLibraryGap(ops []patch.Operation) bool {
 				}
 			}
 		}
-		if (op.Op == "copy" || op.Op == "move") && len(op.From) == 0 {
-			return true
+		if (op.Op == "copy" || op.Op == "move") && (len(op.From) == 0 || len(op.Path) == 0) {
+			return true // the library copies "" as the original input and writes a target "" as the member ""
 		}
 	}
 	return false
