@@ -266,13 +266,16 @@ func (h *Handler) patch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	mt := mediaType(c)
+	if mt != "application/json-patch+json" && mt != "application/merge-patch+json" {
+		return fail(ErrUnsupportedMediaType, fmt.Sprintf("PATCH takes %s, not %q", acceptPatch, c.Request().Header.Get(echo.HeaderContentType)))
+	}
+	body, err := h.readBody(c)
+	if err != nil {
+		return err
+	}
 	var e edit
-	switch mediaType(c) {
-	case "application/json-patch+json":
-		body, err := h.readBody(c)
-		if err != nil {
-			return err
-		}
+	if mt == "application/json-patch+json" {
 		ops, err := patch.ParseJSONPatch(body, h.cfg.Limits)
 		if err != nil {
 			return err
@@ -282,11 +285,7 @@ func (h *Handler) patch(c echo.Context) error {
 		}, canonical: func(cur []byte) ([]byte, []patch.Op, bool) {
 			return patch.ApplyCanonical(cur, ops, h.cfg.Limits)
 		}}
-	case "application/merge-patch+json":
-		body, err := h.readBody(c)
-		if err != nil {
-			return err
-		}
+	} else {
 		mp, err := patch.Parse(body, h.cfg.Limits)
 		if err != nil {
 			return err
@@ -295,8 +294,6 @@ func (h *Handler) patch(c echo.Context) error {
 			res, ops := patch.MergePatch(doc, mp)
 			return res, ops, nil
 		}}
-	default:
-		return fail(ErrUnsupportedMediaType, fmt.Sprintf("PATCH takes %s, not %q", acceptPatch, c.Request().Header.Get(echo.HeaderContentType)))
 	}
 	return h.write(c, coll, id, e)
 }
