@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -143,6 +144,12 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	p := problem{Type: "/problems/" + k.name, Title: k.title, Status: k.status, Detail: truncateDetail(err.Error())}
 	var he *echo.HTTPError
 	switch {
+	case k.status == http.StatusInternalServerError && errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+		// The client went away mid-request: nothing failed here, and
+		// nobody reads this answer.
+		h.log.Debug("client gone", slog.String("method", c.Request().Method),
+			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
+		p.Detail = "internal error"
 	case k.status == http.StatusInternalServerError:
 		h.log.Error("internal error", slog.String("method", c.Request().Method),
 			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
