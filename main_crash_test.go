@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // TestKill9 runs the real binary under concurrent writes, kills it with
@@ -133,11 +135,11 @@ func TestKill9(t *testing.T) {
 		}
 
 		// The file is consistent.
-		st, err := store.OpenBolt(db, store.BoltOptions{})
+		st, err := bolt.Open(db, store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Check(); err != nil {
+		if err := st.Check(context.Background()); err != nil {
 			t.Fatalf("cycle %d: %v", cycle, err)
 		}
 		st.Close()

@@ -2,10 +2,7 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -14,115 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
-
-func noEnv(string) string { return "" }
-
-func TestParseFlags(t *testing.T) {
-	t.Run("Defaults", func(t *testing.T) {
-		cfg, err := parseFlags(nil, noEnv, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := config{addr: "127.0.0.1:8080", db: "./patchd.db", requireIfMatch: true, maxBody: 1 << 20, maxDoc: 1 << 20,
-			maxDepth: 64, maxOps: 1000, historyVersions: 1000, maxRebaseOps: 10000, maxRebaseWork: 1000000, historyAge: 24 * time.Hour, shutdownTimeout: 10 * time.Second,
-			logFormat: "auto", logLevel: "info", ui: true,
-			idempotencyTTL: 24 * time.Hour,
-			server: serverLimits{readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
-				idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10}}
-		if cfg != want {
-			t.Fatalf("cfg=%+v, want %+v", cfg, want)
-		}
-	})
-	t.Run("FlagsAndServe", func(t *testing.T) {
-		cfg, err := parseFlags([]string{"serve", "--addr", ":9", "--require-if-match=false", "--max-body", "64KiB", "--history-age", "1h"}, noEnv, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.addr != ":9" || cfg.requireIfMatch || cfg.maxBody != 64<<10 || cfg.historyAge != time.Hour {
-			t.Fatalf("cfg=%+v", cfg)
-		}
-	})
-	t.Run("Environment", func(t *testing.T) {
-		env := map[string]string{"PATCHD_MAX_OPS": "7", "PATCHD_DB": "/x.db", "PATCHD_REQUIRE_IF_MATCH": "false"}
-		cfg, err := parseFlags(nil, func(k string) string { return env[k] }, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.maxOps != 7 || cfg.db != "/x.db" || cfg.requireIfMatch {
-			t.Fatalf("cfg=%+v", cfg)
-		}
-		// A flag beats its variable.
-		cfg, err = parseFlags([]string{"--max-ops=9"}, func(k string) string { return env[k] }, io.Discard)
-		if err != nil || cfg.maxOps != 9 {
-			t.Fatalf("cfg=%+v, %v", cfg, err)
-		}
-	})
-	t.Run("Errors", func(t *testing.T) {
-		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"stray"}} {
-			var usage strings.Builder
-			if _, err := parseFlags(args, noEnv, &usage); err == nil {
-				t.Errorf("%v: no error", args)
-			}
-		}
-		var usage strings.Builder
-		_, err := parseFlags([]string{"--nope"}, noEnv, &usage)
-		if err == nil || !strings.Contains(usage.String(), "-max-body") {
-			t.Fatalf("unknown flag: err=%v, usage %q", err, usage.String())
-		}
-		if _, err := parseFlags([]string{"--help"}, noEnv, io.Discard); !errors.Is(err, flag.ErrHelp) {
-			t.Fatalf("--help: %v", err)
-		}
-	})
-}
-
-// TestRun starts the server in-process, writes, stops it, starts it again on
-// the same file and reads the write back.
-func TestRun(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "p.db")
-	serve := func(t *testing.T, f func(base string)) {
-		ctx, cancel := context.WithCancel(context.Background())
-		ready := make(chan string, 1)
-		done := make(chan error, 1)
-		go func() { done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--db", db}, noEnv, io.Discard, ready) }()
-		select {
-		case addr := <-ready:
-			f("http://" + addr)
-		case err := <-done:
-			t.Fatalf("run: %v", err)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	}
-	serve(t, func(base string) {
-		res, err := http.Get(base + "/healthz")
-		if err != nil || res.StatusCode != 200 {
-			t.Fatalf("healthz: %v %v", res, err)
-		}
-		res.Body.Close()
-		req, _ := http.NewRequest("PUT", base+"/docs/c/d", strings.NewReader(`{"a":1}`))
-		req.Header.Set("Content-Type", "application/json")
-		res, err = http.DefaultClient.Do(req)
-		if err != nil || res.StatusCode != 201 {
-			t.Fatalf("PUT: %v %v", res, err)
-		}
-		res.Body.Close()
-	})
-	serve(t, func(base string) {
-		res, err := http.Get(base + "/docs/c/d")
-		if err != nil || res.StatusCode != 200 {
-			t.Fatalf("GET after restart: %v %v", res, err)
-		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if string(b) != `{"a":1}` {
-			t.Fatalf("body %s", b)
-		}
-	})
-}
 
 // TestSIGTERM runs the real binary and stops it with SIGTERM: it must exit
 // cleanly and leave a database that opens again.

@@ -36,16 +36,6 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
-// Source is a store Export can read (store.Bolt).
-type Source interface {
-	Dump(ctx context.Context, withHistory bool, fn func(*store.Record) error) error
-}
-
-// Sink is a store Import can write (store.Bolt).
-type Sink interface {
-	Load(ctx context.Context, recs []*store.Record) ([]error, error)
-}
-
 // Counts says how much an export or import moved.
 type Counts struct {
 	Documents int64 // records with a current document
@@ -66,7 +56,7 @@ type ExportOptions struct {
 
 // Export writes every document of src to w as NDJSON, in collection and id
 // order, from one consistent snapshot.
-func Export(ctx context.Context, src Source, w io.Writer, opts ExportOptions) (Counts, error) {
+func Export(ctx context.Context, src store.Dumper, w io.Writer, opts ExportOptions) (Counts, error) {
 	var c Counts
 	bw := bufio.NewWriterSize(w, 1<<16)
 	var line []byte
@@ -197,7 +187,7 @@ type ImportOptions struct {
 // that dst refuses (store.ErrExists), is reported and skipped; the others
 // are loaded, in batches. The error result is for failures of reading or
 // of the store; the refused lines are counted in Counts.Rejected.
-func Import(ctx context.Context, dst Sink, r io.Reader, opts ImportOptions) (Counts, error) {
+func Import(ctx context.Context, dst store.Loader, r io.Reader, opts ImportOptions) (Counts, error) {
 	if opts.MaxLine <= 0 {
 		opts.MaxLine = 256 << 20
 	}

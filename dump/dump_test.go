@@ -13,26 +13,28 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/dump"
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // api is a real patchd over a bbolt file.
 type api struct {
 	t   *testing.T
 	srv *httptest.Server
-	st  *store.Bolt
+	st  *bolt.Store
 }
 
 func serve(t *testing.T, path string) *api {
 	t.Helper()
-	st, err := store.OpenBolt(path, store.BoltOptions{})
+	st, err := bolt.Open(path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &api{t: t, srv: httptest.NewServer(handlers.New(st, handlers.DefaultConfig()).Echo()), st: st}
+	a := &api{t: t, srv: httptest.NewServer(handlers.New(document.New(st, document.DefaultConfig()), handlers.DefaultConfig()).Echo()), st: st}
 	t.Cleanup(a.close)
 	return a
 }
@@ -42,7 +44,7 @@ func (a *api) close() {
 		return
 	}
 	a.srv.Close()
-	if err := a.st.Check(); err != nil {
+	if err := a.st.Check(context.Background()); err != nil {
 		a.t.Errorf("check: %v", err)
 	}
 	a.st.Close()
@@ -112,7 +114,7 @@ func populate(a *api) []string {
 	return append(paths, "/docs/gone/x")
 }
 
-func export(t *testing.T, st *store.Bolt, history bool) []byte {
+func export(t *testing.T, st *bolt.Store, history bool) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if _, err := dump.Export(context.Background(), st, &buf, dump.ExportOptions{History: history}); err != nil {
@@ -121,11 +123,11 @@ func export(t *testing.T, st *store.Bolt, history bool) []byte {
 	return buf.Bytes()
 }
 
-func importInto(t *testing.T, st *store.Bolt, data []byte) (dump.Counts, []*dump.LineError) {
+func importInto(t *testing.T, st *bolt.Store, data []byte) (dump.Counts, []*dump.LineError) {
 	t.Helper()
 	var bad []*dump.LineError
 	c, err := dump.Import(context.Background(), st, bytes.NewReader(data), dump.ImportOptions{
-		Limits: handlers.DefaultConfig().Limits,
+		Limits: document.DefaultConfig().Limits,
 		Report: func(le *dump.LineError) { bad = append(bad, le) },
 	})
 	if err != nil {
@@ -236,7 +238,7 @@ func TestImportRefusesBadLines(t *testing.T) {
 	dst := serve(t, filepath.Join(dir, "dst.db"))
 	var bad []*dump.LineError
 	c, err := dump.Import(context.Background(), dst.st, strings.NewReader(in.String()), dump.ImportOptions{
-		Limits:     handlers.DefaultConfig().Limits,
+		Limits:     document.DefaultConfig().Limits,
 		MaxLine:    2 << 20,
 		BatchBytes: 100, // several batches
 		Report:     func(le *dump.LineError) { bad = append(bad, le) },

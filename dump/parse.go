@@ -260,26 +260,10 @@ func name(m map[string]any, key string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%q must be a string", key)
 	}
-	if !validName(s) {
+	if !store.ValidName(s) {
 		return "", fmt.Errorf("%s %q must match [A-Za-z0-9._~-]{1,128} and not be a dot-segment", key, s)
 	}
 	return s, nil
-}
-
-// validName is the API's rule for collections and ids.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '~', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func seq(v any) (uint64, error) {

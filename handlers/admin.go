@@ -12,16 +12,13 @@ import (
 )
 
 // registerOps adds the operator's routes: the OpenAPI description, and the
-// admin routes /metrics and /admin/backup behind Config.AdminGuard.
+// admin routes /metrics and /admin/backup (when the store has backups),
+// which need an admin token when tokens are configured (auth.go).
 func (h *Handler) registerOps(e *echo.Echo) {
 	e.GET("/openapi.json", h.openapi)
-	var guard []echo.MiddlewareFunc
-	if h.cfg.AdminGuard != nil {
-		guard = append(guard, h.cfg.AdminGuard)
-	}
-	e.GET("/metrics", h.serveMetrics, guard...)
-	if b, ok := h.backend.(store.Backuper); ok {
-		e.GET("/admin/backup", h.backup(b), guard...)
+	e.GET("/metrics", h.serveMetrics)
+	if h.cfg.Backup != nil {
+		e.GET("/admin/backup", h.backup(h.cfg.Backup))
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
 )
 
@@ -151,8 +150,8 @@ func TestNumbersKeepTheirLiterals(t *testing.T) {
 
 // TestErrorTable covers every row of API.md's error table over HTTP.
 func TestErrorTable(t *testing.T) {
-	s := startServer(t, func(c *handlers.Config) { c.MaxBody = 4096; c.Limits.MaxDoc = 2048 })
-	lax := startServer(t, func(c *handlers.Config) { c.RequireIfMatch = false })
+	s := startServer(t, func(c *config) { c.http.MaxBody = 4096; c.doc.Limits.MaxDoc = 2048 })
+	lax := startServer(t, func(c *config) { c.doc.RequireIfMatch = false })
 	etag := s.create(t, "/docs/c/d", `{"a":{"b":1},"list":[1,2]}`)
 	lax.create(t, "/docs/c/d", `{"a":1}`)
 	for _, tc := range []struct {
@@ -307,7 +306,7 @@ func TestPreconditions(t *testing.T) {
 		}
 	})
 	t.Run("RequireIfMatchOff", func(t *testing.T) {
-		lax := startServer(t, func(c *handlers.Config) { c.RequireIfMatch = false })
+		lax := startServer(t, func(c *config) { c.doc.RequireIfMatch = false })
 		lax.create(t, "/docs/c/d", `{"a":1}`)
 		expect(t, lax.do(t, "PUT", "/docs/c/d", hdr{"Content-Type", ctJSON}, `{"a":2}`), 200, "")
 		expect(t, lax.do(t, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge}, `{"a":3}`), 200, "")
@@ -402,7 +401,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	hist := string(s.do(t, "GET", "/docs/c/d/history", nil, "").body)
 	s.stop()
 
-	s2 := startServerAt(t, s.path, store.BoltOptions{})
+	s2 := startServerAt(t, s.path, store.Options{})
 	r = s2.do(t, "GET", "/docs/c/d", nil, "")
 	if string(r.body) != body || r.header.Get("ETag") != etag2 {
 		t.Fatalf("after restart: %s %s", r.body, r.header.Get("ETag"))
@@ -416,7 +415,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	s := startServer(t, func(c *handlers.Config) { c.Limits.MaxOps = 10; c.Limits.MaxDepth = 8 })
+	s := startServer(t, func(c *config) { c.doc.Limits.MaxOps = 10; c.doc.Limits.MaxDepth = 8 })
 	etag := s.create(t, "/docs/c/d", `{"a":{}}`)
 	t.Run("Ops", func(t *testing.T) {
 		ops := strings.TrimSuffix(strings.Repeat(`{"op":"test","path":"/a","value":{}},`, 11), ",")
@@ -433,7 +432,7 @@ func TestLimits(t *testing.T) {
 			`[{"op":"add","path":"/a/b","value":`+v+`}]`), 422, "invalid-document")
 	})
 	t.Run("CopyAmplification", func(t *testing.T) {
-		small := startServer(t, func(c *handlers.Config) { c.Limits.MaxDoc = 4096 })
+		small := startServer(t, func(c *config) { c.doc.Limits.MaxDoc = 4096 })
 		e := small.create(t, "/docs/c/d", `{"a":{"x":"`+strings.Repeat("y", 200)+`"}}`)
 		var ops []string
 		for i := range 20 {

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/store"
 )
 
 // Errors of authentication and authorization.
@@ -150,7 +151,7 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		}
 		seen[e.digest] = line
 		for _, coll := range fields[2:] {
-			if !validName(coll) {
+			if !store.ValidName(coll) {
 				return nil, bad("collection %q must match [A-Za-z0-9._~-]{1,128}", coll)
 			}
 			e.collections = append(e.collections, coll)
@@ -313,25 +314,4 @@ func verb(r Role) string {
 		return "read"
 	}
 	return "write to"
-}
-
-// RequireAdmin wraps a handler so that, when tokens are configured, only
-// an admin token without a collection scope may call it. Routes outside
-// /docs already need one through the authentication middleware; this is
-// for handlers served some other way.
-func (h *Handler) RequireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if h.cfg.Tokens == nil {
-			return next(c)
-		}
-		p, err := h.identify(c)
-		if err != nil {
-			return err
-		}
-		if p.Role != RoleAdmin || p.Collections != nil {
-			return forbidden(c, "this route needs an admin token without a collection scope")
-		}
-		c.Set(principalKey, p)
-		return next(c)
-	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // TestAdminBackup takes a hot backup over HTTP while clients write, and
@@ -78,10 +79,15 @@ func TestAdminBackup(t *testing.T) {
 	if ct, cd := res.Header.Get("Content-Type"), res.Header.Get("Content-Disposition"); ct != "application/octet-stream" || !strings.HasPrefix(cd, "attachment; filename=\"patchd-") {
 		t.Fatalf("Content-Type %q, Content-Disposition %q", ct, cd)
 	}
-	if err := store.VerifyFile(out); err != nil {
+	ro, err := bolt.Open(out, store.Options{ReadOnly: true})
+	if err != nil {
 		t.Fatal(err)
 	}
-	cp := startServerAt(t, out, store.BoltOptions{})
+	if err := ro.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ro.Close()
+	cp := startServerAt(t, out, store.Options{})
 	for path, etag := range before {
 		if r := cp.do(t, "GET", path, nil, ""); r.status != 200 || r.header.Get("ETag") != etag {
 			t.Fatalf("%s in the copy: %d %s, want %s", path, r.status, r.header.Get("ETag"), etag)

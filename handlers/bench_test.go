@@ -14,9 +14,9 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-json-experiment/json/jsontext"
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/internal/benchdoc"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // Whole requests through the handler, over loopback, on a real bbolt file
@@ -34,11 +34,11 @@ type benchServer struct {
 
 func newBenchServer(b *testing.B) *benchServer {
 	b.Helper()
-	st, err := store.OpenBolt(filepath.Join(b.TempDir(), "bench.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewServer(handlers.New(st, handlers.DefaultConfig()).Echo())
+	srv := httptest.NewServer(newHandler(st, newConfig()).Echo())
 	b.Cleanup(func() {
 		srv.Close()
 		if err := st.Close(); err != nil {

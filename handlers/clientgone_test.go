@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
 )
 
@@ -34,7 +33,7 @@ func TestClientGoneIsNoInternalError(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	entered := make(chan struct{}, 1)
 	s := startServerWith(t, func(b store.Store) store.Store { return waitingStore{Store: b, entered: entered} }, nil,
-		func(c *handlers.Config) { c.Logger = logger })
+		func(c *config) { c.http.Logger, c.doc.Logger = logger, logger })
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, "PUT", s.URL+"/docs/c/d", strings.NewReader(`{"a":1}`))
 	if err != nil {

@@ -9,21 +9,21 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 )
 
 // Errors of the HTTP layer. Handlers return them (wrapped with a detail by
-// fail) and the error handler maps them, with the store's and patch's
-// sentinels, to API.md's status and problem table.
+// fail) and the error handler maps them, with the document service's, the
+// store's and patch's sentinels, to API.md's status and problem table.
 var (
-	ErrInvalidRequest       = errors.New("invalid request")
+	// ErrInvalidRequest is the document service's: a bad name, header or
+	// query parameter.
+	ErrInvalidRequest       = document.ErrInvalidRequest
 	ErrMethodNotAllowed     = errors.New("method not allowed")
-	ErrPatchConflict        = errors.New("patch does not apply to the current version")
-	ErrPreconditionFailed   = errors.New("precondition failed")
 	ErrTooLarge             = errors.New("request body too large")
 	ErrUnsupportedMediaType = errors.New("unsupported media type")
-	ErrPreconditionRequired = errors.New("precondition required")
 )
 
 // problemKind is one row of API.md's error table.
@@ -40,11 +40,12 @@ var problemKinds = []problemKind{
 	{patch.ErrInvalidJSON, http.StatusBadRequest, "invalid-json", "Body is not valid JSON"},
 	{patch.ErrInvalidPatch, http.StatusBadRequest, "invalid-patch", "Malformed patch document"},
 	{ErrInvalidRequest, http.StatusBadRequest, "invalid-request", "Invalid request"},
+	{store.ErrInvalidKey, http.StatusBadRequest, "invalid-request", "Invalid request"},
 	{store.ErrNotFound, http.StatusNotFound, "not-found", "No such document"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"},
-	{ErrPatchConflict, http.StatusConflict, "patch-conflict", "Patch does not apply to the current version"},
-	{ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
-	{patch.ErrConflict, http.StatusPreconditionFailed, "rebase-conflict", "Edit conflicts with concurrent edits"},
+	{document.ErrPatchConflict, http.StatusConflict, "patch-conflict", "Patch does not apply to the current version"},
+	{document.ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
+	{patch.ErrRebaseConflict, http.StatusPreconditionFailed, "rebase-conflict", "Edit conflicts with concurrent edits"},
 	{store.ErrBaseUnknown, http.StatusPreconditionFailed, "base-unknown", "Base version not in history"},
 	{patch.ErrRebaseTooFar, http.StatusPreconditionFailed, "rebase-too-far", "Base version too far behind"},
 	{patch.ErrRebaseApplyFailed, http.StatusPreconditionFailed, "rebase-apply-failed", "Rebased edit does not apply"},
@@ -52,39 +53,20 @@ var problemKinds = []problemKind{
 	{ErrUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
 	{patch.ErrPatchFailed, http.StatusUnprocessableEntity, "patch-failed", "Patch does not apply"},
 	{patch.ErrInvalidDocument, http.StatusUnprocessableEntity, "invalid-document", "Invalid document"},
-	{ErrPreconditionRequired, http.StatusPreconditionRequired, "precondition-required", "Precondition required"},
+	{document.ErrPreconditionRequired, http.StatusPreconditionRequired, "precondition-required", "Precondition required"},
 	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "Authentication required"},
 	{ErrForbidden, http.StatusForbidden, "forbidden", "Not allowed"},
 	{ErrRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests"},
-	{ErrIdempotencyKeyInUse, http.StatusConflict, "idempotency-key-in-use", "Idempotency key in use"},
-	{ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"},
+	{document.ErrIdempotencyKeyInUse, http.StatusConflict, "idempotency-key-in-use", "Idempotency key in use"},
+	{document.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"},
 }
 
 var internalKind = problemKind{nil, http.StatusInternalServerError, "internal", "Internal server error"}
 
-// detailError adds a client-facing detail to a sentinel.
-type detailError struct {
-	err    error
-	detail string
-}
-
-func (e *detailError) Error() string { return e.detail }
-func (e *detailError) Unwrap() error { return e.err }
-
 // fail returns sentinel with a detail for the client.
 func fail(sentinel error, detail string) error {
-	return &detailError{err: sentinel, detail: detail}
+	return &document.Error{Err: sentinel, Detail: detail}
 }
-
-// preconditionError carries the ETags a 412 reports.
-type preconditionError struct {
-	err     error
-	current string // the current ETag, for the ETag header and currentEtag
-	base    string // the ETag the client sent, for baseEtag ("" when none)
-}
-
-func (e *preconditionError) Error() string { return e.err.Error() }
-func (e *preconditionError) Unwrap() error { return e.err }
 
 // problem is an RFC 9457 problem details body.
 type problem struct {
@@ -121,14 +103,24 @@ func classify(err error) problemKind {
 		case http.StatusNotFound:
 			return problemKind{store.ErrNotFound, http.StatusNotFound, "not-found", "Not found"}
 		case http.StatusMethodNotAllowed:
-			return problemKinds[4]
+			return kindOf(ErrMethodNotAllowed)
 		case http.StatusRequestEntityTooLarge:
-			return problemKinds[11]
+			return kindOf(ErrTooLarge)
 		}
 		return internalKind
 	}
 	for _, k := range problemKinds {
 		if errors.Is(err, k.err) {
+			return k
+		}
+	}
+	return internalKind
+}
+
+// kindOf returns the row of a sentinel.
+func kindOf(sentinel error) problemKind {
+	for _, k := range problemKinds {
+		if k.err == sentinel {
 			return k
 		}
 	}
@@ -161,12 +153,12 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		}
 	}
 	hdr := c.Response().Header()
-	var pe *preconditionError
-	if errors.As(err, &pe) && pe.current != "" {
-		hdr.Set("ETag", pe.current)
-		p.CurrentETag = &pe.current
-		if pe.base != "" {
-			p.BaseETag = &pe.base
+	var pe *document.PreconditionError
+	if errors.As(err, &pe) && pe.Current != "" {
+		hdr.Set("ETag", pe.Current)
+		p.CurrentETag = &pe.Current
+		if pe.Base != "" {
+			p.BaseETag = &pe.Base
 		}
 	}
 	var ce *patch.ConflictError
@@ -175,9 +167,6 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	}
 	if k.status == http.StatusUnsupportedMediaType || k.status == http.StatusMethodNotAllowed {
 		hdr.Set("Accept-Patch", acceptPatch)
-	}
-	if errors.Is(err, patch.ErrRebaseApplyFailed) {
-		h.log.Warn("rebased patch did not apply", slog.String("path", c.Request().URL.Path), slog.Any("err", err))
 	}
 	body, mErr := json.Marshal(p)
 	if mErr != nil {

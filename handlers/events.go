@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -55,32 +54,32 @@ func (c EventsConfig) withDefaults() EventsConfig {
 // for a reader.
 type hub struct {
 	mu     sync.RWMutex
-	subs   map[string]map[*subscriber]struct{}
+	subs   map[string]map[*waker]struct{}
 	closed chan struct{} // closed by close: every stream ends
 	once   sync.Once
 }
 
-// subscriber is one stream's wake-up channel. It holds at most one pending
+// waker is one stream's wake-up channel. It holds at most one pending
 // wake-up: several writes while the stream is busy coalesce into one.
-type subscriber struct {
+type waker struct {
 	wake chan struct{}
 }
 
 func newHub() *hub {
-	return &hub{subs: make(map[string]map[*subscriber]struct{}), closed: make(chan struct{})}
+	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{})}
 }
 
 func hubKey(coll, id string) string { return coll + "\x00" + id }
 
 // subscribe registers a stream for a document; the returned function
 // unregisters it.
-func (h *hub) subscribe(coll, id string) (*subscriber, func()) {
-	s := &subscriber{wake: make(chan struct{}, 1)}
+func (h *hub) subscribe(coll, id string) (*waker, func()) {
+	s := &waker{wake: make(chan struct{}, 1)}
 	key := hubKey(coll, id)
 	h.mu.Lock()
 	m := h.subs[key]
 	if m == nil {
-		m = make(map[*subscriber]struct{})
+		m = make(map[*waker]struct{})
 		h.subs[key] = m
 	}
 	m[s] = struct{}{}
@@ -122,16 +121,9 @@ func (h *hub) notifyAll() {
 	h.mu.RUnlock()
 }
 
-// follow wakes streams for the commits a store reports, those of other
-// processes sharing its database included, until ctx ends or the store
-// closes. Writes through this Handler wake streams anyway (notifyingStore);
-// this adds the rest.
-func (h *hub) follow(ctx context.Context, n store.Notifier, log *slog.Logger) {
-	events, err := n.Subscribe(ctx)
-	if err != nil {
-		log.Warn("change feed: cannot follow the store's commits; streams catch up at each heartbeat", slog.Any("err", err))
-		return
-	}
+// follow wakes streams for the commits of events, the store's, those of
+// other processes sharing its database included, until the channel closes.
+func (h *hub) follow(events <-chan store.Event) {
 	for ev := range events {
 		if ev.Resync {
 			h.notifyAll()
@@ -155,23 +147,6 @@ func (h *hub) count() int {
 // close ends every stream, present and future.
 func (h *hub) close() { h.once.Do(func() { close(h.closed) }) }
 
-// notifyingStore tells the hub about every write that returned without
-// error. A write that committed nothing causes a spurious wake-up, which
-// costs the streams one history read and sends nothing.
-type notifyingStore struct {
-	store.Store
-	hub *hub
-}
-
-// Update implements store.Store.
-func (s notifyingStore) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
-	doc, err := s.Store.Update(ctx, collection, id, fn)
-	if err == nil {
-		s.hub.notify(collection, id)
-	}
-	return doc, err
-}
-
 // CloseStreams ends every change feed stream and makes new ones end at once.
 // Call it when the server shuts down: streams never go idle by themselves,
 // so a graceful shutdown would otherwise wait for them until its deadline.
@@ -179,10 +154,6 @@ func (h *Handler) CloseStreams() {
 	h.hub.close()
 	h.stopFollow()
 }
-
-// OpenStreams returns the number of change feed streams open now, for
-// metrics and tests.
-func (h *Handler) OpenStreams() int { return h.hub.count() }
 
 // resumePoint reads where a stream starts: the Last-Event-ID header, else
 // the after query parameter. ok is false when neither is given.
@@ -204,16 +175,16 @@ func resumePoint(c echo.Context) (after uint64, ok bool, err error) {
 	return 0, false, nil
 }
 
-// snapshot is a document's state at one seq: the body of a snapshot or
+// docState is a document's state at one seq: the body of a snapshot or
 // reset event.
-type snapshot struct {
+type docState struct {
 	seq  uint64
 	etag string // "" when deleted
 	body []byte // nil when deleted
 }
 
 // data renders {"etag","seq","value"} with the body's bytes as they are.
-func (s snapshot) data() []byte {
+func (s docState) data() []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"etag":`)
 	if s.etag == "" {
@@ -233,25 +204,25 @@ func (s snapshot) data() []byte {
 	return b.Bytes()
 }
 
-// snapshot reads the current state of a document and the seq it is at.
+// state reads the current state of a document and the seq it is at.
 // Returns store.ErrNotFound when the document has no history at all.
-func (h *Handler) snapshot(ctx context.Context, coll, id string) (snapshot, error) {
+func (h *Handler) state(ctx context.Context, coll, id string) (docState, error) {
 	// A deleted document has no body to read its seq from; its last
 	// version is found in history. A re-creation between the two reads
 	// shows as a last version that is not a delete: read again.
 	for range 3 {
-		doc, err := h.store.Get(ctx, coll, id)
+		doc, err := h.svc.Get(ctx, coll, id)
 		if err == nil {
-			return snapshot{seq: doc.Seq, etag: doc.ETag, body: doc.Body}, nil
+			return docState{seq: doc.Seq, etag: doc.ETag, body: doc.Body}, nil
 		}
 		if !errors.Is(err, store.ErrNotFound) {
-			return snapshot{}, err
+			return docState{}, err
 		}
 		var last *store.Version
 		for after := uint64(0); ; {
-			vs, more, err := h.store.History(ctx, coll, id, after, maxPageSize)
+			vs, more, err := h.svc.History(ctx, coll, id, after, maxPageSize)
 			if err != nil {
-				return snapshot{}, err
+				return docState{}, err
 			}
 			if len(vs) > 0 {
 				last = &vs[len(vs)-1]
@@ -262,10 +233,10 @@ func (h *Handler) snapshot(ctx context.Context, coll, id string) (snapshot, erro
 			}
 		}
 		if last != nil && last.Kind == store.KindDelete {
-			return snapshot{seq: last.Seq}, nil
+			return docState{seq: last.Seq}, nil
 		}
 	}
-	return snapshot{}, fmt.Errorf("events %s/%s: the document kept changing between reads", coll, id)
+	return docState{}, fmt.Errorf("events %s/%s: the document kept changing between reads", coll, id)
 }
 
 // events serves GET /docs/{c}/{id}/events: the document's committed
@@ -293,12 +264,12 @@ func (h *Handler) events(c echo.Context) error {
 	var versions []store.Version
 	var more bool
 	if resume {
-		versions, more, err = h.store.History(ctx, coll, id, after, cfg.Batch)
+		versions, more, err = h.svc.History(ctx, coll, id, after, cfg.Batch)
 		if err != nil {
 			return err
 		}
 		if gap(after, versions) || len(versions) == 0 {
-			snap, err := h.snapshot(ctx, coll, id)
+			snap, err := h.state(ctx, coll, id)
 			if err != nil {
 				return err
 			}
@@ -309,7 +280,7 @@ func (h *Handler) events(c echo.Context) error {
 			}
 		}
 	} else {
-		snap, err := h.snapshot(ctx, coll, id)
+		snap, err := h.state(ctx, coll, id)
 		if err != nil {
 			return err
 		}
@@ -382,7 +353,7 @@ func (h *Handler) events(c echo.Context) error {
 			return nil
 		default:
 		}
-		versions, more, err = h.store.History(ctx, coll, id, after, cfg.Batch)
+		versions, more, err = h.svc.History(ctx, coll, id, after, cfg.Batch)
 		if err != nil {
 			if ctx.Err() == nil {
 				h.log.Warn("change feed: history read failed", "collection", coll, "id", id, "err", err)
@@ -390,7 +361,7 @@ func (h *Handler) events(c echo.Context) error {
 			return nil
 		}
 		if gap(after, versions) {
-			snap, err := h.snapshot(ctx, coll, id)
+			snap, err := h.state(ctx, coll, id)
 			if err != nil {
 				return nil
 			}

@@ -21,6 +21,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // feedServer is a real patchd over a bbolt file that keeps its Handler, so
@@ -31,24 +32,25 @@ type feedServer struct {
 }
 
 type feedOpts struct {
-	cfg      func(*handlers.Config)
-	bolt     store.BoltOptions
+	cfg      func(*config)
+	bolt     store.Options
 	timeouts time.Duration // http.Server read and write timeouts; 0 for none
 }
 
 func startFeedServer(t testing.TB, o feedOpts) *feedServer {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "patchd.db")
-	st, err := store.OpenBolt(path, o.bolt)
+	st, err := bolt.Open(path, o.bolt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := handlers.DefaultConfig()
-	cfg.Events.Heartbeat = time.Hour // tests that want heartbeats set them
+	cfg := newConfig(func(c *config) {
+		c.http.Events.Heartbeat = time.Hour // tests that want heartbeats set them
+	})
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	h := handlers.New(st, cfg)
+	h := newHandler(st, cfg)
 	ts := httptest.NewUnstartedServer(h.Echo())
 	ts.Config.ReadTimeout = o.timeouts
 	ts.Config.WriteTimeout = o.timeouts
@@ -336,7 +338,7 @@ func TestEventsResume(t *testing.T) {
 // TestEventsReset: a resume point older than the retained history, or past
 // its end, gets a reset event with the current document, then goes on.
 func TestEventsReset(t *testing.T) {
-	s := startFeedServer(t, feedOpts{bolt: store.BoltOptions{Retention: store.Retention{Versions: 2, Age: time.Nanosecond}}})
+	s := startFeedServer(t, feedOpts{bolt: store.Options{Retention: store.Retention{Versions: 2, Age: time.Nanosecond}}})
 	etag := patchN(t, s, "/docs/f/p", 5) // versions 1-6; 5 and 6 are kept
 	for _, tc := range []struct {
 		name  string
@@ -406,7 +408,7 @@ func TestEventsErrors(t *testing.T) {
 }
 
 func TestEventsHeartbeat(t *testing.T) {
-	s := startFeedServer(t, feedOpts{cfg: func(c *handlers.Config) { c.Events.Heartbeat = 20 * time.Millisecond }})
+	s := startFeedServer(t, feedOpts{cfg: func(c *config) { c.http.Events.Heartbeat = 20 * time.Millisecond }})
 	s.create(t, "/docs/f/h", `{}`)
 	f := mustOpenFeed(t, s, "/docs/f/h/events", nil)
 	decodeEvent(t, f.event(t), "snapshot", 1)
@@ -427,7 +429,7 @@ func TestEventsOutliveServerTimeouts(t *testing.T) {
 	const timeout = 150 * time.Millisecond
 	s := startFeedServer(t, feedOpts{
 		timeouts: timeout,
-		cfg:      func(c *handlers.Config) { c.Events.Heartbeat = 20 * time.Millisecond },
+		cfg:      func(c *config) { c.http.Events.Heartbeat = 20 * time.Millisecond },
 	})
 	s.create(t, "/docs/f/t", `{}`)
 	f := mustOpenFeed(t, s, "/docs/f/t/events", nil)
@@ -472,7 +474,7 @@ func TestEventsCloseStreams(t *testing.T) {
 // while writers race see every version once, in order, and their ops
 // rebuild the final document.
 func TestEventsNoGapUnderConcurrentWrites(t *testing.T) {
-	s := startFeedServer(t, feedOpts{cfg: func(c *handlers.Config) { c.Events.Batch = 7 }})
+	s := startFeedServer(t, feedOpts{cfg: func(c *config) { c.http.Events.Batch = 7 }})
 	s.create(t, "/docs/f/w", `{"items":[]}`)
 	const writers, perWriter = 4, 25
 	const last = 1 + writers*perWriter
@@ -548,7 +550,7 @@ func TestEventsNoGapUnderConcurrentWrites(t *testing.T) {
 // writers; its stream is ended once a write to it blocks for longer than
 // the write timeout, and it resumes by id without a gap.
 func TestEventsSlowConsumer(t *testing.T) {
-	s := startFeedServer(t, feedOpts{cfg: func(c *handlers.Config) { c.Events.WriteTimeout = time.Second }})
+	s := startFeedServer(t, feedOpts{cfg: func(c *config) { c.http.Events.WriteTimeout = time.Second }})
 	s.create(t, "/docs/f/slow", `{"big":""}`)
 	// A small receive buffer, so that the server's writes block soon.
 	small := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {

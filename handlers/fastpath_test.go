@@ -8,37 +8,37 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // countingStore is the real store, counting the calls that read a body or
 // take a document's lock.
 type countingStore struct {
-	*store.Bolt
+	*bolt.Store
 	gets, updates atomic.Int64
 }
 
 func (s *countingStore) Get(ctx context.Context, c, id string) (*store.Document, error) {
 	s.gets.Add(1)
-	return s.Bolt.Get(ctx, c, id)
+	return s.Store.Get(ctx, c, id)
 }
 
 func (s *countingStore) Update(ctx context.Context, c, id string, fn store.UpdateFunc) (*store.Document, error) {
 	s.updates.Add(1)
-	return s.Bolt.Update(ctx, c, id, fn)
+	return s.Store.Update(ctx, c, id, fn)
 }
 
 // TestFastPreconditions: 304s and the 412s and 428s that the current ETag
 // decides are answered without reading the body or locking the document,
 // and answer exactly what the full path answers.
 func TestFastPreconditions(t *testing.T) {
-	b, err := store.OpenBolt(filepath.Join(t.TempDir(), "patchd.db"), store.BoltOptions{})
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &countingStore{Bolt: b}
-	s := &server{Server: httptest.NewServer(handlers.New(st, handlers.DefaultConfig()).Echo()), store: b}
+	st := &countingStore{Store: b}
+	s := &server{Server: httptest.NewServer(newHandler(st, newConfig()).Echo()), store: b}
 	t.Cleanup(s.stop)
 
 	e1 := s.create(t, "/docs/c/d", `{"a":1}`)

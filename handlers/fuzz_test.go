@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
@@ -10,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // FuzzHTTP drives the whole HTTP handler (middleware, routing, parsing,
@@ -45,21 +46,21 @@ func FuzzHTTP(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s.method, s.id, s.ct, s.ifm, []byte(s.body))
 	}
-	st, err := store.OpenBolt(filepath.Join(f.TempDir(), "patchd.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(f.TempDir(), "patchd.db"), store.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() {
-		if err := st.Check(); err != nil {
+		if err := st.Check(context.Background()); err != nil {
 			f.Errorf("bbolt check: %v", err)
 		}
 		st.Close()
 	})
-	cfg := handlers.DefaultConfig()
-	cfg.Limits = patch.Limits{MaxDepth: 16, MaxDoc: 16 << 10, MaxOps: 64}
-	cfg.MaxBody = 16 << 10
-	cfg.RequireIfMatch = false
-	e := handlers.New(st, cfg).Echo()
+	cfg := newConfig()
+	cfg.doc.Limits = patch.Limits{MaxDepth: 16, MaxDoc: 16 << 10, MaxOps: 64}
+	cfg.http.MaxBody = 16 << 10
+	cfg.doc.RequireIfMatch = false
+	e := newHandler(st, cfg).Echo()
 	methods := []string{"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"}
 	first := map[string]string{} // the first ETag seen per path, for stale edits
 
@@ -127,14 +128,14 @@ func FuzzHTTP(f *testing.F) {
 		if loc := rec.Header().Get("Location"); loc != "" {
 			target = strings.TrimPrefix(loc, "/docs/f/")
 		}
-		checkDoc(t, st, target, cfg.Limits)
+		checkDoc(t, st, target, cfg.doc.Limits)
 	})
 }
 
 // checkDoc checks a stored document of collection f, if it exists: a
 // canonical object within the limits, whose ETag hashes its body and
 // names the newest version in its history.
-func checkDoc(t *testing.T, st *store.Bolt, id string, lim patch.Limits) {
+func checkDoc(t *testing.T, st *bolt.Store, id string, lim patch.Limits) {
 	t.Helper()
 	doc, err := st.Get(t.Context(), "f", id)
 	if errors.Is(err, store.ErrNotFound) {

@@ -1,8 +1,11 @@
 // Package handlers serves patchd's HTTP API (API.md) with Echo v4: documents
 // under collections, conditional requests with strong content-hash ETags,
-// JSON Patch and Merge Patch, history, and the rebase of stale edits.
+// JSON Patch and Merge Patch, history, the change feed, and the operator's
+// routes.
 //
-// Handlers only return errors; one error handler maps them to API.md's
+// Handlers translate HTTP into calls of the document service (package
+// document), which decides every write, and its results and errors into
+// answers. They only return errors; one error handler maps them to API.md's
 // status codes and problem types (errors.go).
 package handlers
 
@@ -10,11 +13,12 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/document"
+	"github.com/patchd/patchd/internal/budget"
+	"github.com/patchd/patchd/internal/ids"
 	"github.com/patchd/patchd/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -22,37 +26,22 @@ import (
 // Config holds the HTTP layer's settings. The zero value is not useful; start
 // from DefaultConfig.
 type Config struct {
-	// RequireIfMatch answers 428 to writes to existing documents that carry
-	// no If-Match.
-	RequireIfMatch bool
 	// MaxBody is the largest request body in bytes; more is 413.
 	MaxBody int64
-	// Limits bound documents and patches (depth, size, operations).
-	Limits patch.Limits
-	// Rebase bounds the work of one rebase.
-	Rebase patch.RebaseLimits
 	// Logger receives internal errors and one line per request; nil
 	// discards.
 	Logger *slog.Logger
-	// AdminGuard, when not nil, runs before the admin routes (/metrics and
-	// /admin/backup) and decides who may use them; nil leaves them open.
-	// It is the one place where authentication plugs in for them.
-	AdminGuard echo.MiddlewareFunc
-	// Registry receives the Handler's Prometheus metrics; nil makes a new
-	// registry for each Handler (no global one).
+	// Registry receives the Handler's Prometheus metrics, the store's
+	// included; nil makes a new registry for each Handler (no global one).
 	Registry *prometheus.Registry
 	// Version names the build in patchd_build_info.
 	Version string
-	// StatsMaxAge is how long /metrics reuses one reading of the store's
-	// document counts and page statistics, which walks the whole file;
-	// zero means 10s.
-	StatsMaxAge time.Duration
 	// Events tunes the change feed; the zero value takes its defaults.
 	Events EventsConfig
 	// UI serves the collaborative form demo at / (ui.go).
 	UI bool
 	// Tokens, when not nil, requires a bearer token on every request but
-	// /healthz and CORS preflights (auth.go).
+	// /healthz, CORS preflights and the static files (auth.go).
 	Tokens *Tokens
 	// CORSOrigins lists the origins browsers may call from ("*": any);
 	// empty turns CORS off (cors.go).
@@ -62,55 +51,38 @@ type Config struct {
 	// (ratelimit.go).
 	Rate      float64
 	RateBurst int
-	// IdempotencyTTL is how long the answer to a write with an
-	// Idempotency-Key is kept for retries (idempotency.go).
-	IdempotencyTTL time.Duration
-	// DecodeBudget bounds the bytes of JSON that requests hold decoded as
-	// trees at once, request bodies and stored documents each: past it,
-	// large requests wait for one another. Zero means 2 MiB.
+	// DecodeBudget bounds the bytes of request bodies held decoded as
+	// trees at once: past it, large requests wait for one another. Zero
+	// means 2 MiB.
 	DecodeBudget int64
+	// Backup, when not nil, serves GET /admin/backup: a consistent copy of
+	// the store while it serves (a bbolt file has one; a database server
+	// has its own tools).
+	Backup store.Backuper
 }
 
 // DefaultConfig returns the defaults API.md documents.
 func DefaultConfig() Config {
-	return Config{
-		RequireIfMatch: true,
-		MaxBody:        1 << 20,
-		Limits:         patch.Limits{MaxDepth: 64, MaxDoc: 1 << 20, MaxOps: 1000},
-		Rebase:         patch.RebaseLimits{MaxOps: 10_000, MaxWork: 1_000_000},
-		UI:             true,
-		IdempotencyTTL: 24 * time.Hour,
-	}
+	return Config{MaxBody: 1 << 20, UI: true}
 }
 
-// Handler serves the API over a Store.
+// Handler serves the API over a document service.
 type Handler struct {
-	store   store.Store
+	svc     *document.Service
 	cfg     Config
 	log     *slog.Logger
-	ids     *idGenerator
-	reqIDs  *idGenerator // request ids, when the client sends none
+	reqIDs  *ids.Generator // request ids, when the client sends none
 	metrics *metrics
 	hub     *hub
-	// backend is the store as given, for what only it offers (backups);
-	// store wraps it to wake change feed streams after writes.
-	backend store.Store
-	// stopFollow stops following the backend's commit notifications.
+	// stopFollow stops following the store's commit notifications.
 	stopFollow context.CancelFunc
 
-	limiter  *rateLimiter // nil: no rate limit
-	inflight *inflight
-
-	ops   *opsCache
-	trees *treeCache
-	// bodies and docs are the decode budgets of request bodies and of
-	// stored documents; a request takes from bodies before a document's
-	// lock and from docs only under it, so the two never wait in a cycle.
-	bodies, docs *budget
+	limiter *rateLimiter   // nil: no rate limit
+	bodies  *budget.Budget // decode budget of request bodies
 }
 
-// New returns a Handler serving st.
-func New(st store.Store, cfg Config) *Handler {
+// New returns a Handler serving svc.
+func New(svc *document.Service, cfg Config) *Handler {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -119,31 +91,27 @@ func New(st store.Store, cfg Config) *Handler {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	backend := st
-	m := newMetrics(reg, backend, cfg, log)
 	hub := newHub()
-	st = notifyingStore{Store: st, hub: hub} // wakes change feed streams after writes
 	ctx, stop := context.WithCancel(context.Background())
-	if n, ok := backend.(store.Notifier); ok {
-		// A shared database (PostgreSQL) reports other replicas' commits.
-		go hub.follow(ctx, n, log)
+	h := &Handler{svc: svc, cfg: cfg, log: log, reqIDs: ids.New(),
+		metrics: newMetrics(reg, svc, cfg, log), hub: hub, stopFollow: stop}
+	// Every backend reports its commits, other replicas' included: they
+	// wake the change feed streams of the documents written. Subscribing
+	// here, before any request, misses none.
+	if events, err := svc.Subscribe(ctx); err != nil {
+		log.Warn("change feed: cannot follow the store's commits; streams catch up at each heartbeat", slog.Any("err", err))
+	} else {
+		go hub.follow(events)
 	}
-	h := &Handler{store: st, cfg: cfg, log: log, ids: newIDGenerator(), reqIDs: newIDGenerator(),
-		metrics: m, hub: hub, backend: backend, stopFollow: stop, inflight: &inflight{keys: map[string]struct{}{}}}
 	decode := cfg.DecodeBudget
 	if decode <= 0 {
 		decode = 2 << 20
 	}
-	h.ops, h.trees = newOpsCache(opsCacheBytes), newTreeCache(treeCacheBytes)
-	h.bodies, h.docs = newBudget(decode), newBudget(decode)
+	h.bodies = budget.New(decode)
 	if cfg.Rate > 0 {
 		h.limiter = newRateLimiter(cfg.Rate, cfg.RateBurst, nil)
 	}
-	if h.cfg.IdempotencyTTL <= 0 {
-		h.cfg.IdempotencyTTL = 24 * time.Hour
-	}
 	return h
-
 }
 
 // acceptPatch lists the patch media types PATCH accepts.
@@ -174,7 +142,7 @@ func (h *Handler) Echo() *echo.Echo {
 			return next(c)
 		}
 	})
-	e.Use(h.cors, h.rateLimit, h.authenticate, h.idempotency)
+	e.Use(h.cors, h.rateLimit, h.authenticate)
 	h.Register(e)
 	return e
 }

@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -9,44 +10,64 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
-	"github.com/patchd/patchd/store/postgres"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // server is a real patchd over a bbolt file, on loopback.
 type server struct {
 	*httptest.Server
-	store *store.Bolt
+	store *bolt.Store
 	path  string
 	pg    *replicas // set when serving over PostgreSQL replicas (replicas_test.go)
 }
 
+// config is a test server's configuration: the HTTP layer's and the
+// document service's.
+type config struct {
+	http handlers.Config
+	doc  document.Config
+}
+
+// newConfig returns the defaults changed by opts.
+func newConfig(opts ...func(*config)) config {
+	cfg := config{http: handlers.DefaultConfig(), doc: document.DefaultConfig()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return cfg
+}
+
+// newHandler wires st to a handler, as the binary does.
+func newHandler(st store.Store, cfg config) *handlers.Handler {
+	return handlers.New(document.New(st, cfg.doc), cfg.http)
+}
+
 // startServer serves a fresh bbolt file with the default configuration,
 // changed by opts.
-func startServer(t *testing.T, opts ...func(*handlers.Config)) *server {
+func startServer(t *testing.T, opts ...func(*config)) *server {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "patchd.db")
 	if dsn := replicaDatabase(t); dsn != "" {
 		path = dsn
 	}
-	return startServerAt(t, path, store.BoltOptions{}, opts...)
+	return startServerAt(t, path, store.Options{}, opts...)
 }
 
-func startServerAt(t *testing.T, path string, bopts store.BoltOptions, opts ...func(*handlers.Config)) *server {
+func startServerAt(t *testing.T, path string, bopts store.Options, opts ...func(*config)) *server {
 	t.Helper()
-	if postgres.IsURL(path) {
+	if store.Scheme(path) != store.PathScheme {
 		return startReplicas(t, path, bopts, opts...)
 	}
-	st, err := store.OpenBolt(path, bopts)
+	st, err := bolt.Open(path, bopts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := handlers.DefaultConfig()
-	for _, o := range opts {
-		o(&cfg)
-	}
-	s := &server{Server: httptest.NewServer(handlers.New(st, cfg).Echo()), store: st, path: path}
+	cfg := newConfig(opts...)
+	cfg.http.Backup = st
+	s := &server{Server: httptest.NewServer(newHandler(st, cfg).Echo()), store: st, path: path}
 	t.Cleanup(s.stop)
 	return s
 }
@@ -61,7 +82,7 @@ func (s *server) stop() {
 		return
 	}
 	s.Close()
-	if err := s.store.Check(); err != nil {
+	if err := s.store.Check(context.Background()); err != nil {
 		panic("bbolt check: " + err.Error())
 	}
 	s.store.Close()

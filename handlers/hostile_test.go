@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/internal/hostile"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // TestHostileCorpus sends every request of testdata/hostile/cases.json to
@@ -22,11 +22,11 @@ func TestHostileCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "patchd.db"), store.BoltOptions{})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(handlers.New(st, handlers.DefaultConfig()).Echo())
+	srv := httptest.NewUnstartedServer(newHandler(st, newConfig()).Echo())
 	// As main.go sets them by default.
 	srv.Config.ReadHeaderTimeout = 5 * time.Second
 	srv.Config.ReadTimeout = 30 * time.Second

@@ -1,37 +1,21 @@
 package handlers
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/document"
 )
 
 // Idempotency keys (draft-ietf-httpapi-idempotency-key-header) for POST
-// and PATCH: the first request with a key is applied and its answer is
-// stored with the write, in the same transaction; a retry with the same
-// key and the same request gets that answer again without being applied
-// twice.
-var (
-	// ErrIdempotencyKeyReused: the key was used before with a different
-	// request (422).
-	ErrIdempotencyKeyReused = errors.New("idempotency key reused for a different request")
-	// ErrIdempotencyKeyInUse: a request with the same key is still being
-	// processed (409).
-	ErrIdempotencyKeyInUse = errors.New("idempotency key in use")
-)
+// and PATCH: the HTTP layer reads the key and fingerprints the request; the
+// document service keeps the answer with the write and replays it to a
+// retry (document/idempotency.go).
 
 // maxIdempotencyKey is the longest key accepted, in bytes.
 const maxIdempotencyKey = 255
@@ -91,52 +75,6 @@ func parseIdempotencyKey(h http.Header) (key string, ok bool, err error) {
 	return key, true, nil
 }
 
-// inflight is the set of idempotency keys whose first request is being
-// processed.
-type inflight struct {
-	mu   sync.Mutex
-	keys map[string]struct{}
-}
-
-// take adds key, or reports false if it is there already.
-func (f *inflight) take(key string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, busy := f.keys[key]; busy {
-		return false
-	}
-	f.keys[key] = struct{}{}
-	return true
-}
-
-// release removes key.
-func (f *inflight) release(key string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.keys, key)
-}
-
-// idemKey is the echo.Context key of the request's *idemRequest.
-const idemKey = "patchd.idempotency"
-
-// idemRequest is a write that carries an idempotency key.
-type idemRequest struct {
-	key         string // the store key: principal, NUL, the client's key
-	fingerprint string
-}
-
-// idemAnswer is what a record stores: enough to answer the retry exactly
-// as the first request was answered.
-type idemAnswer struct {
-	Fingerprint string `json:"fp"`
-	Collection  string `json:"c"`
-	ID          string `json:"id"`
-	Created     bool   `json:"created,omitempty"`
-	RebasedFrom string `json:"rebasedFrom,omitempty"`
-	ETag        string `json:"etag"`
-	Body        []byte `json:"body,omitempty"`
-}
-
 // fingerprint hashes what makes two requests the same: method, path,
 // the headers that change the outcome, and the body.
 func fingerprint(r *http.Request, body []byte) string {
@@ -156,81 +94,14 @@ func fingerprint(r *http.Request, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// idempotency is the middleware that implements idempotency keys for POST
-// and PATCH on documents. Other methods ignore the field, as the draft
-// allows for methods that are idempotent already.
-func (h *Handler) idempotency(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		r := c.Request()
-		if (r.Method != http.MethodPost && r.Method != http.MethodPatch) || !strings.HasPrefix(c.Path(), "/docs/:c") || c.Param("c") == "" {
-			return next(c)
-		}
-		key, ok, err := parseIdempotencyKey(r.Header)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return next(c)
-		}
-		key = principal(c).Name + "\x00" + key
-		if !h.inflight.take(key) {
-			return fail(ErrIdempotencyKeyInUse, "a request with this Idempotency-Key is still being processed; retry later")
-		}
-		defer h.inflight.release(key)
-		body, err := h.readBody(c)
-		if err != nil {
-			return err
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		req := &idemRequest{key: key, fingerprint: fingerprint(r, body)}
-		rec, err := h.store.Idempotency(r.Context(), key)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			c.Set(idemKey, req)
-			return next(c)
-		case err != nil:
-			return err
-		}
-		var ans idemAnswer
-		if err := json.Unmarshal(rec.Value, &ans); err != nil {
-			return fmt.Errorf("idempotency record: %w", err)
-		}
-		if ans.Fingerprint != req.fingerprint {
-			return fail(ErrIdempotencyKeyReused, "this Idempotency-Key was used for a different request; use a new key for a new request")
-		}
-		cond, err := parseConditions(c)
-		if err != nil {
-			return err
-		}
-		c.Response().Header().Set(replayedHeader, "true")
-		doc := &store.Document{Collection: ans.Collection, ID: ans.ID, ETag: ans.ETag, Body: ans.Body}
-		return h.respondWrite(c, ans.Collection, ans.ID, doc, cond, outcome{created: ans.Created, rebasedFrom: ans.RebasedFrom})
+// idempotencyKey reads the Idempotency-Key of a POST or PATCH with the
+// given body: nil when there is none. The key is qualified by the client's
+// principal, so that two clients' keys never collide.
+func idempotencyKey(c echo.Context, body []byte) (*document.IdempotencyKey, error) {
+	r := c.Request()
+	key, ok, err := parseIdempotencyKey(r.Header)
+	if err != nil || !ok {
+		return nil, err
 	}
-}
-
-// remember wraps the UpdateFunc of a write so that, when the request
-// carries an idempotency key, the change it commits carries the record of
-// its answer.
-func (h *Handler) remember(c echo.Context, coll, id string, cond conditions, out *outcome, fn store.UpdateFunc) store.UpdateFunc {
-	req, _ := c.Get(idemKey).(*idemRequest)
-	if req == nil {
-		return fn
-	}
-	return func(ctx context.Context, cur *store.Document, hist store.History) (*store.Change, error) {
-		ch, err := fn(ctx, cur, hist)
-		if err != nil || ch == nil || ch.Body == nil {
-			return ch, err
-		}
-		ans := idemAnswer{Fingerprint: req.fingerprint, Collection: coll, ID: id,
-			Created: out.created, RebasedFrom: out.rebasedFrom, ETag: store.ETagOf(ch.Body)}
-		if !cond.prefer.minimal {
-			ans.Body = ch.Body
-		}
-		val, err := json.Marshal(ans)
-		if err != nil {
-			return nil, fmt.Errorf("idempotency record: %w", err)
-		}
-		ch.Idempotency = &store.IdempotencyRecord{Key: req.key, Value: val, Expires: time.Now().Add(h.cfg.IdempotencyTTL)}
-		return ch, nil
-	}
+	return &document.IdempotencyKey{Key: principal(c).Name + "\x00" + key, Fingerprint: fingerprint(r, body)}, nil
 }

@@ -39,10 +39,10 @@ func (h *Handler) list(c echo.Context) error {
 		return err
 	}
 	after := c.QueryParam("after")
-	if after != "" && !validName(after) {
+	if after != "" && !store.ValidName(after) {
 		return fail(ErrInvalidRequest, "after must be a document id")
 	}
-	entries, more, err := h.store.List(c.Request().Context(), coll, after, limit)
+	entries, more, err := h.svc.List(c.Request().Context(), coll, after, limit)
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func (h *Handler) history(c echo.Context) error {
 			return fail(ErrInvalidRequest, "after must be a version seq (a non-negative integer)")
 		}
 	}
-	versions, more, err := h.store.History(c.Request().Context(), coll, id, after, limit)
+	versions, more, err := h.svc.History(c.Request().Context(), coll, id, after, limit)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/document"
 )
 
 // HeaderRequestID carries a request's id: taken from the request when it is
@@ -22,9 +22,14 @@ type requestInfo struct {
 	// etagBefore is the ETag of the version a write was decided against
 	// ("" when the document did not exist).
 	etagBefore string
-	// replayed marks an answer replayed for a repeated idempotency key; the
-	// idempotency feature sets it, and it feeds
-	// patchd_idempotent_replays_total.
+	// etagAfter is the ETag a successful answer carries: the version a
+	// write made, or the one a read returned.
+	etagAfter string
+	// rebased marks a write committed by rebasing a stale edit; it feeds
+	// patchd_rebases_total{outcome="rebased"}.
+	rebased bool
+	// replayed marks an answer replayed for a repeated idempotency key; it
+	// feeds patchd_idempotent_replays_total.
 	replayed bool
 }
 
@@ -44,16 +49,19 @@ func info(c echo.Context) *requestInfo {
 	return &requestInfo{}
 }
 
-// noteBefore records the version a write is decided against. The write
-// path calls it from its UpdateFunc, which may run more than once: the
-// last call wins.
-func noteBefore(c echo.Context, cur *store.Document) {
+// noteResult tells the request log and the metrics what a write did.
+func noteResult(c echo.Context, res document.Result) {
 	ri := info(c)
-	ri.etagBefore = ""
-	if cur != nil {
-		ri.etagBefore = cur.ETag
+	ri.etagBefore = res.Before
+	ri.rebased = res.RebasedFrom != ""
+	ri.replayed = res.Replayed
+	if res.Doc != nil {
+		ri.etagAfter = res.Doc.ETag
 	}
 }
+
+// noteRead tells the request log the ETag a read answered with.
+func noteRead(c echo.Context, etag string) { info(c).etagAfter = etag }
 
 // saneRequestID reports whether a client's X-Request-Id can be kept: 1 to
 // 128 characters from [A-Za-z0-9._~:/+=@-], which covers UUIDs, ULIDs,
@@ -96,7 +104,7 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		req := c.Request()
 		id := req.Header.Get(HeaderRequestID)
 		if !saneRequestID(id) {
-			id = h.reqIDs.next()
+			id = h.reqIDs.Next()
 		}
 		res := c.Response()
 		res.Header()[HeaderRequestID] = []string{id} // canonical already
@@ -105,6 +113,10 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 
 		err := next(o)
 		x := exchange{method: req.Method, route: c.Path()}
+		var pe *document.PreconditionError
+		if errors.As(err, &pe) && ri.etagBefore == "" {
+			ri.etagBefore = pe.Current // a refused write names the current version
+		}
 		if err != nil {
 			x.problem = classify(err).name
 			if errors.Is(err, echo.ErrNotFound) {
@@ -116,15 +128,9 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		x.status = res.Status
 		x.etagBefore = ri.etagBefore
 		x.replayed = ri.replayed
-		hdr := res.Header()
-		switch {
-		case x.status < 300 || x.status == http.StatusNotModified:
-			x.etagAfter = hdr.Get("ETag")
-			x.rebased = hdr.Get("Rebased-From") != ""
-		case x.status == http.StatusPreconditionFailed || x.status == http.StatusPreconditionRequired:
-			if x.etagBefore == "" {
-				x.etagBefore = hdr.Get("ETag") // the current version
-			}
+		if x.status < 300 || x.status == http.StatusNotModified {
+			x.etagAfter = ri.etagAfter
+			x.rebased = ri.rebased
 		}
 		h.metrics.observe(x)
 		h.logRequest(req.Context(), id, req, x, res.Size)

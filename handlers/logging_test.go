@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // logSink keeps the JSON lines a slog.JSONHandler writes, and wakes
@@ -72,8 +72,8 @@ func (l *logSink) all() string {
 func TestRequestLog(t *testing.T) {
 	t.Parallel()
 	sink := newLogSink()
-	s := startServer(t, func(c *handlers.Config) {
-		c.Logger = slog.New(slog.NewJSONHandler(sink, nil))
+	s := startServer(t, func(c *config) {
+		c.http.Logger = slog.New(slog.NewJSONHandler(sink, nil))
 	})
 	const secret = "s3cr3t-value"
 	const token = "tok-abcdef"
@@ -158,14 +158,14 @@ func TestRequestLog(t *testing.T) {
 func TestRequestLogErrorLevel(t *testing.T) {
 	t.Parallel()
 	sink := newLogSink()
-	bst, err := store.OpenBolt(filepath.Join(t.TempDir(), "p.db"), store.BoltOptions{})
+	bst, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bst.Close() })
-	cfg := handlers.DefaultConfig()
-	cfg.Logger = slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s := &server{Server: httptest.NewServer(handlers.New(faultyStore{bst}, cfg).Echo())}
+	cfg := newConfig()
+	cfg.http.Logger = slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s := &server{Server: httptest.NewServer(newHandler(faultyStore{bst}, cfg).Echo())}
 	t.Cleanup(s.Close)
 	// Info lines are off at this level; a 5xx line is at error level.
 	expect(t, s.do(t, "GET", "/healthz", hdr{"X-Request-Id", "quiet"}, ""), 200, "")

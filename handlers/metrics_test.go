@@ -7,10 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/labstack/echo/v4"
-	"github.com/patchd/patchd/handlers"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -75,7 +72,7 @@ func mustValue(t *testing.T, fams map[string]*dto.MetricFamily, want float64, na
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, func(c *handlers.Config) { c.StatsMaxAge = time.Nanosecond; c.Version = "v9.9.9-test" })
+	s := startServer(t, func(c *config) { c.http.Version = "v9.9.9-test" })
 	e0 := s.create(t, "/docs/m/a", `{"p":1,"q":1}`)
 	s.create(t, "/docs/m/b", `{}`)
 	e1 := s.do(t, "PATCH", "/docs/m/a", hdr{"Content-Type", ctMerge, "If-Match", e0}, `{"p":2}`).header.Get("ETag")
@@ -89,9 +86,14 @@ func TestMetrics(t *testing.T) {
 	for range 3 {
 		expect(t, s.do(t, "GET", "/docs/m/a", nil, ""), 200, "")
 	}
+	// A keyed PATCH sent twice: applied once, answered twice.
+	c0 := s.create(t, "/docs/m/c", `{}`)
+	for range 2 {
+		expect(t, s.do(t, "PATCH", "/docs/m/c", hdr{"Content-Type", ctMerge, "If-Match", c0, "Idempotency-Key", `"k1"`}, `{"x":1}`), 200, "")
+	}
 
 	f := s.scrape(t)
-	mustValue(t, f, 2, "patchd_http_requests_total", "route", "/docs/:c/:id", "method", "PUT", "status", "201")
+	mustValue(t, f, 3, "patchd_http_requests_total", "route", "/docs/:c/:id", "method", "PUT", "status", "201")
 	mustValue(t, f, 3, "patchd_http_requests_total", "route", "/docs/:c/:id", "method", "GET", "status", "200")
 	mustValue(t, f, 1, "patchd_http_requests_total", "route", "unmatched", "method", "GET", "status", "404")
 	mustValue(t, f, 3, "patchd_http_request_duration_seconds", "route", "/docs/:c/:id", "method", "GET")
@@ -102,12 +104,13 @@ func TestMetrics(t *testing.T) {
 	mustValue(t, f, 1, "patchd_http_problems_total", "status", "412", "type", "rebase-conflict")
 	mustValue(t, f, 1, "patchd_http_problems_total", "status", "412", "type", "precondition-failed")
 	mustValue(t, f, 1, "patchd_http_problems_total", "status", "428", "type", "precondition-required")
-	mustValue(t, f, 0, "patchd_idempotent_replays_total")
+	mustValue(t, f, 1, "patchd_idempotent_replays_total")
 	mustValue(t, f, 1, "patchd_build_info", "version", "v9.9.9-test")
 	// m/a has 3 versions (create, patch, rebased patch); m/b 2 (create,
-	// delete); only m/a is current.
-	mustValue(t, f, 1, "patchd_documents")
-	mustValue(t, f, 5, "patchd_history_versions")
+	// delete); m/c 2 (create, the keyed patch once); m/a and m/c are
+	// current.
+	mustValue(t, f, 2, "patchd_documents")
+	mustValue(t, f, 7, "patchd_history_versions")
 	mustValue(t, f, 1, "patchd_collections")
 	for _, name := range []string{"patchd_bolt_file_size_bytes", "patchd_bolt_read_tx_total"} {
 		if v, ok := value(f, name); !ok || v <= 0 {
@@ -142,28 +145,4 @@ func TestMetricsPerServer(t *testing.T) {
 	b.create(t, "/docs/x/0", `{}`)
 	mustValue(t, a.scrape(t), 4, "patchd_http_requests_total", "route", "/docs/:c/:id", "method", "PUT", "status", "201")
 	mustValue(t, b.scrape(t), 1, "patchd_http_requests_total", "route", "/docs/:c/:id", "method", "PUT", "status", "201")
-}
-
-// TestAdminGuard shows the one hook through which authentication guards
-// the admin routes, and that it guards nothing else.
-func TestAdminGuard(t *testing.T) {
-	t.Parallel()
-	guard := func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if c.Request().Header.Get("X-Admin") != "yes" {
-				return c.NoContent(http.StatusForbidden)
-			}
-			return next(c)
-		}
-	}
-	s := startServer(t, func(c *handlers.Config) { c.AdminGuard = guard })
-	for _, path := range []string{"/metrics", "/admin/backup"} {
-		expect(t, s.do(t, "GET", path, nil, ""), http.StatusForbidden, "")
-		expect(t, s.do(t, "GET", path, hdr{"X-Admin", "yes"}, ""), http.StatusOK, "")
-	}
-	for _, path := range []string{"/healthz", "/openapi.json", "/docs/c"} {
-		expect(t, s.do(t, "GET", path, nil, ""), http.StatusOK, "")
-	}
-	open := startServer(t)
-	expect(t, open.do(t, "GET", "/admin/backup", nil, ""), http.StatusOK, "")
 }

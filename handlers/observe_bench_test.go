@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // BenchmarkGetRequestLog measures a GET through the whole Echo stack in process,
@@ -26,14 +26,14 @@ func BenchmarkGetRequestLog(b *testing.B) {
 		{"LogJSON", slog.New(slog.NewJSONHandler(io.Discard, nil))},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			st, err := store.OpenBolt(filepath.Join(b.TempDir(), "p.db"), store.BoltOptions{})
+			st, err := bolt.Open(filepath.Join(b.TempDir(), "p.db"), store.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer st.Close()
-			cfg := handlers.DefaultConfig()
-			cfg.Logger = tc.log
-			e := handlers.New(st, cfg).Echo()
+			cfg := newConfig()
+			cfg.http.Logger = tc.log
+			e := newHandler(st, cfg).Echo()
 			req := httptest.NewRequest("PUT", "/docs/c/d", strings.NewReader(`{"a":1,"b":[1,2,3]}`))
 			req.Header.Set("Content-Type", "application/json")
 			e.ServeHTTP(httptest.NewRecorder(), req)

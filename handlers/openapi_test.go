@@ -28,6 +28,7 @@ import (
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // loadOpenAPI loads and validates the embedded OpenAPI document and returns
@@ -80,7 +81,7 @@ var apiHeaders = []string{"ETag", "Location", "Rebased-From", "Preference-Applie
 const testOrigin = "https://app.example.com"
 
 // withCORS lists testOrigin in a server's --cors-origins.
-func withCORS(c *handlers.Config) { c.CORSOrigins = handlers.ParseOrigins(testOrigin) }
+func withCORS(c *config) { c.http.CORSOrigins = handlers.ParseOrigins(testOrigin) }
 
 // testToken is a line of the tokens file of the security tests.
 type testToken struct {
@@ -680,6 +681,9 @@ var errInjected = errors.New("injected fault")
 func (faultyStore) Get(context.Context, string, string) (*store.Document, error) {
 	return nil, errInjected
 }
+func (faultyStore) ETag(context.Context, string, string) (string, error) {
+	return "", errInjected
+}
 func (faultyStore) Update(context.Context, string, string, store.UpdateFunc) (*store.Document, error) {
 	return nil, errInjected
 }
@@ -696,7 +700,7 @@ func (faultyStore) Backup(context.Context, io.Writer, func(int64)) (int64, error
 // loadBrokenHistory stores a document whose history does not describe it,
 // so that rebasing over it fails (412 rebase-apply-failed). It returns the
 // ETag of the older version.
-func loadBrokenHistory(t *testing.T, st *store.Bolt, coll, id string) string {
+func loadBrokenHistory(t *testing.T, st *bolt.Store, coll, id string) string {
 	t.Helper()
 	body := []byte(`{"x":1}`)
 	old := store.ETagOf([]byte(`{"x":0}`))
@@ -729,22 +733,20 @@ func TestOpenAPIConformance(t *testing.T) {
 	x := newExchangeChecker(t)
 	doc := x.doc
 
-	s := startServer(t, withCORS, func(c *handlers.Config) { c.MaxBody = 4096; c.Limits.MaxDoc = 2048; c.StatsMaxAge = time.Nanosecond })
-	lax := startServer(t, withCORS, func(c *handlers.Config) { c.RequireIfMatch = false })
-	tight := startServer(t, withCORS, func(c *handlers.Config) { c.Rebase.MaxOps = 1 })
+	s := startServer(t, withCORS, func(c *config) { c.http.MaxBody = 4096; c.doc.Limits.MaxDoc = 2048 })
+	lax := startServer(t, withCORS, func(c *config) { c.doc.RequireIfMatch = false })
+	tight := startServer(t, withCORS, func(c *config) { c.doc.Rebase.MaxOps = 1 })
 	authd := startServer(t, withCORS, withTokens(t))
 	// One request every 1000 s: every request after the first is limited,
 	// however slow the machine.
-	limited := startServer(t, withCORS, func(c *handlers.Config) { c.Rate = 0.001 })
-	uiOff := startServer(t, withCORS, func(c *handlers.Config) { c.UI = false })
-	bst, err := store.OpenBolt(filepath.Join(t.TempDir(), "f.db"), store.BoltOptions{})
+	limited := startServer(t, withCORS, func(c *config) { c.http.Rate = 0.001 })
+	uiOff := startServer(t, withCORS, func(c *config) { c.http.UI = false })
+	bst, err := bolt.Open(filepath.Join(t.TempDir(), "f.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bst.Close() })
-	fcfg := handlers.DefaultConfig()
-	withCORS(&fcfg)
-	faulty := &server{Server: httptest.NewServer(handlers.New(faultyStore{bst}, fcfg).Echo())}
+	faulty := &server{Server: httptest.NewServer(newHandler(faultyStore{bst}, newConfig(withCORS, func(c *config) { c.http.Backup = faultyStore{bst} })).Echo())}
 	t.Cleanup(faulty.Close)
 
 	// State the table's requests rely on.
@@ -1178,7 +1180,7 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 
 	// The answers of authentication and of the rate limit keep their
 	// headers and types.
-	sec := startServer(t, withTokens(t), func(c *handlers.Config) { c.Rate = 0.001 })
+	sec := startServer(t, withTokens(t), func(c *config) { c.http.Rate = 0.001 })
 	for _, want := range []struct {
 		status  int
 		changes map[string]func(h http.Header, b []byte) []byte

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/patch"
 )
 
@@ -99,7 +98,7 @@ func lastVersion(t *testing.T, s *server, path string) version {
 // TestRebaseTooFar: a base further back than the configured bound is a 412
 // with a clear detail, not unbounded work.
 func TestRebaseTooFar(t *testing.T) {
-	s := startServer(t, func(c *handlers.Config) { c.Rebase.MaxOps = 5 })
+	s := startServer(t, func(c *config) { c.doc.Rebase.MaxOps = 5 })
 	base := s.create(t, "/docs/c/d", `{"n":0,"x":0}`)
 	cur := base
 	for i := 1; i <= 6; i++ {

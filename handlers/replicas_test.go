@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/postgres"
 	"github.com/patchd/patchd/store/postgres/pgtest"
@@ -65,25 +64,22 @@ func (r *replicas) stop() {
 
 // startReplicas serves the database at dsn with PATCHD_TEST_REPLICAS
 // replicas (default 3), each configured by opts.
-func startReplicas(t *testing.T, dsn string, bopts store.BoltOptions, opts ...func(*handlers.Config)) *server {
+func startReplicas(t *testing.T, dsn string, sopts store.Options, opts ...func(*config)) *server {
 	t.Helper()
 	n, err := strconv.Atoi(os.Getenv(EnvReplicas))
 	if err != nil || n < 1 {
 		n = 3
 	}
-	cfg := handlers.DefaultConfig()
-	for _, o := range opts {
-		o(&cfg)
-	}
+	cfg := newConfig(opts...)
 	r := &replicas{}
 	for range n {
-		st, err := postgres.Open(context.Background(), dsn, postgres.Options{Retention: bopts.Retention, Now: bopts.Now})
+		st, err := postgres.Open(context.Background(), dsn, postgres.Options{Options: sopts})
 		if err != nil {
 			r.stop()
 			t.Fatal(err)
 		}
 		r.stores = append(r.stores, st)
-		r.servers = append(r.servers, httptest.NewServer(handlers.New(st, cfg).Echo()))
+		r.servers = append(r.servers, httptest.NewServer(newHandler(st, cfg).Echo()))
 	}
 	s := &server{Server: r.servers[0], path: dsn, pg: r}
 	t.Cleanup(s.stop)

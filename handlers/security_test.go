@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // Tokens of the security tests. Each is at least 16 characters.
@@ -35,33 +36,31 @@ const tokensFile = `# patchd tokens
 ` + tokScopedAdmin + ` admin a
 `
 
-func withTokens(t *testing.T) func(*handlers.Config) {
+func withTokens(t *testing.T) func(*config) {
 	t.Helper()
 	toks, err := handlers.ParseTokens(strings.NewReader(tokensFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(c *handlers.Config) { c.Tokens = toks }
+	return func(c *config) { c.http.Tokens = toks }
 }
 
 // startServerWith serves a fresh bbolt file through st (nil: the bbolt
 // store itself) with extra routes added by routes.
-func startServerWith(t *testing.T, wrap func(store.Store) store.Store, routes func(*handlers.Handler, *echo.Echo), opts ...func(*handlers.Config)) *server {
+func startServerWith(t *testing.T, wrap func(store.Store) store.Store, routes func(*handlers.Handler, *echo.Echo), opts ...func(*config)) *server {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "patchd.db")
-	b, err := store.OpenBolt(path, store.BoltOptions{})
+	b, err := bolt.Open(path, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := handlers.DefaultConfig()
-	for _, o := range opts {
-		o(&cfg)
-	}
+	cfg := newConfig(opts...)
+	cfg.http.Backup = b
 	var st store.Store = b
 	if wrap != nil {
 		st = wrap(b)
 	}
-	h := handlers.New(st, cfg)
+	h := newHandler(st, cfg)
 	e := h.Echo()
 	if routes != nil {
 		routes(h, e)
@@ -79,8 +78,8 @@ func TestAuth(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &logMu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := startServerWith(t, nil, func(h *handlers.Handler, e *echo.Echo) {
 		e.GET("/admin/ping", func(c echo.Context) error { return c.String(http.StatusOK, "pong") })
-		e.GET("/other/ping", h.RequireAdmin(func(c echo.Context) error { return c.String(http.StatusOK, "pong") }))
-	}, withTokens(t), func(c *handlers.Config) { c.Logger = logger })
+		e.GET("/other/ping", func(c echo.Context) error { return c.String(http.StatusOK, "pong") })
+	}, withTokens(t), func(c *config) { c.http.Logger, c.doc.Logger = logger, logger })
 
 	put := func(tok, path string) response {
 		return s.do(t, "PUT", path, append(bearer(tok), "Content-Type", ctJSON), `{"x":1}`)
@@ -158,8 +157,8 @@ func TestAuth(t *testing.T) {
 			{"AdminRouteWrite", tokWriteA, "GET", "/admin/ping", 403, "forbidden"},
 			{"AdminRouteScoped", tokScopedAdmin, "GET", "/admin/ping", 403, "forbidden"},
 			{"AdminRoute", tokAdmin, "GET", "/admin/ping", 200, ""},
-			{"RequireAdminRead", tokRead, "GET", "/other/ping", 403, "forbidden"},
-			{"RequireAdmin", tokAdmin, "GET", "/other/ping", 200, ""},
+			{"OtherRouteRead", tokRead, "GET", "/other/ping", 403, "forbidden"},
+			{"OtherRouteAdmin", tokAdmin, "GET", "/other/ping", 200, ""},
 			{"UnknownRoute", tokRead, "GET", "/nope", 404, "not-found"},
 			{"MethodNotAllowed", tokRead, "POST", "/docs/a/x", 405, "method-not-allowed"},
 			{"BadCollection", tokRead, "GET", "/docs/%2e%2e/x", 400, "invalid-request"},
@@ -239,8 +238,8 @@ func TestParseTokens(t *testing.T) {
 
 func TestCORS(t *testing.T) {
 	const origin = "https://app.example.com"
-	s := startServer(t, withTokens(t), func(c *handlers.Config) {
-		c.CORSOrigins = handlers.ParseOrigins("https://APP.example.com/ , https://other.example")
+	s := startServer(t, withTokens(t), func(c *config) {
+		c.http.CORSOrigins = handlers.ParseOrigins("https://APP.example.com/ , https://other.example")
 	})
 	t.Run("Preflight", func(t *testing.T) {
 		// No token: preflights are answered before authentication.
@@ -294,7 +293,7 @@ func TestCORS(t *testing.T) {
 		}
 	})
 	t.Run("Any", func(t *testing.T) {
-		s := startServer(t, func(c *handlers.Config) { c.CORSOrigins = handlers.ParseOrigins("*") })
+		s := startServer(t, func(c *config) { c.http.CORSOrigins = handlers.ParseOrigins("*") })
 		r := s.do(t, "OPTIONS", "/docs/a/x", hdr{"Origin", "https://any.example", "Access-Control-Request-Method", "PUT"}, "")
 		expect(t, r, http.StatusNoContent, "")
 		if got := r.header.Get("Access-Control-Allow-Origin"); got != "*" {
@@ -314,7 +313,7 @@ func TestCORS(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	// One request every 100 s, so the second is limited however slow the
 	// machine is.
-	s := startServer(t, func(c *handlers.Config) { c.Rate = 0.01 })
+	s := startServer(t, func(c *config) { c.http.Rate = 0.01 })
 	expect(t, s.do(t, "GET", "/docs/a/x", nil, ""), http.StatusNotFound, "not-found")
 	r := s.do(t, "GET", "/docs/a/x", nil, "")
 	expect(t, r, http.StatusTooManyRequests, "rate-limited")
@@ -437,8 +436,8 @@ func TestIdempotency(t *testing.T) {
 		var mu sync.Mutex
 		offset := time.Duration(0)
 		path := filepath.Join(t.TempDir(), "patchd.db")
-		s := startServerAt(t, path, store.BoltOptions{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }},
-			func(c *handlers.Config) { c.IdempotencyTTL = time.Hour })
+		s := startServerAt(t, path, store.Options{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }},
+			func(c *config) { c.doc.IdempotencyTTL = time.Hour })
 		h := hdr{"Content-Type", ctJSON, "Idempotency-Key", `"exp"`}
 		l1 := s.do(t, "POST", "/docs/e", h, `{}`).header.Get("Location")
 		if l2 := s.do(t, "POST", "/docs/e", h, `{}`).header.Get("Location"); l2 != l1 {

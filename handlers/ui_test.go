@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/patchd/patchd/handlers"
 )
 
 func TestUI(t *testing.T) {
@@ -38,7 +36,7 @@ func TestUI(t *testing.T) {
 }
 
 func TestUIOff(t *testing.T) {
-	s := startServer(t, func(c *handlers.Config) { c.UI = false })
+	s := startServer(t, func(c *config) { c.http.UI = false })
 	for _, path := range []string{"/", "/ui/app.js", "/ui/client/patchd.js"} {
 		expect(t, s.do(t, "GET", path, nil, ""), http.StatusNotFound, "not-found")
 	}

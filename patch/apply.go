@@ -15,7 +15,7 @@ import (
 // index where the document has an array), ErrPatchFailed (a failed test, a
 // missing path, an index out of range) or ErrInvalidDocument (copies larger
 // than lim.MaxDoc in total).
-func Apply(doc any, ops []Operation, lim Limits) (any, []Op, error) {
+func Apply(doc any, ops []JSONPatchOp, lim Limits) (any, []Op, error) {
 	a := applier{doc: doc, lim: lim, out: make([]Op, 0, len(ops)+1)}
 	for i, op := range ops {
 		if err := a.apply(i, op); err != nil {
@@ -37,7 +37,7 @@ func (a *applier) emit(i int, sent string, o Op) {
 	a.out = append(a.out, o)
 }
 
-func (a *applier) apply(i int, op Operation) error {
+func (a *applier) apply(i int, op JSONPatchOp) error {
 	switch op.Op {
 	case "add":
 		return a.add(i, op.Path, op.RawPath, Clone(op.Value), op.Value)
@@ -87,7 +87,7 @@ func (a *applier) apply(i int, op Operation) error {
 
 // walk resolves every token of p and returns the nodes along the way
 // (nodes[0] is the document, nodes[k] the value at p[:k]) and the typed path.
-func (a *applier) walk(i int, p Pointer, raw string) ([]any, Path, error) {
+func (a *applier) walk(i int, p pointer, raw string) ([]any, Path, error) {
 	nodes := make([]any, 1, len(p)+1)
 	nodes[0] = a.doc
 	segs := make(Path, 0, len(p)+1)
@@ -149,7 +149,7 @@ func (a *applier) setAt(nodes []any, segs Path, k int, v any) {
 	}
 }
 
-func (a *applier) get(i int, p Pointer, raw string) (any, Path, error) {
+func (a *applier) get(i int, p pointer, raw string) (any, Path, error) {
 	nodes, segs, err := a.walk(i, p, raw)
 	if err != nil {
 		return nil, nil, err
@@ -158,7 +158,7 @@ func (a *applier) get(i int, p Pointer, raw string) (any, Path, error) {
 }
 
 // add puts v at p; rec is the immutable copy recorded in the op.
-func (a *applier) add(i int, p Pointer, raw string, v, rec any) error {
+func (a *applier) add(i int, p pointer, raw string, v, rec any) error {
 	if len(p) == 0 {
 		old := a.doc
 		a.doc = v
@@ -189,7 +189,7 @@ func (a *applier) add(i int, p Pointer, raw string, v, rec any) error {
 }
 
 // remove removes the value at p and returns it with the op that records it.
-func (a *applier) remove(i int, p Pointer, raw string) (any, Op, error) {
+func (a *applier) remove(i int, p pointer, raw string) (any, Op, error) {
 	if len(p) == 0 {
 		return nil, Op{}, errorf(ErrPatchFailed, i, "cannot remove the whole document")
 	}
@@ -219,7 +219,7 @@ func (a *applier) remove(i int, p Pointer, raw string) (any, Op, error) {
 	}
 }
 
-func (a *applier) replace(i int, op Operation) error {
+func (a *applier) replace(i int, op JSONPatchOp) error {
 	v := Clone(op.Value)
 	if len(op.Path) == 0 {
 		old := a.doc
@@ -272,11 +272,11 @@ func kindName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// ApplyOps applies normalized ops to doc in place, in order, and returns the
+// applyOps applies normalized ops to doc in place, in order, and returns the
 // result. Paths must match the document's types exactly: a member name where
 // there is an object, an index in range where there is an array. Errors wrap
 // ErrRebaseApplyFailed.
-func ApplyOps(doc any, ops []Op) (any, error) {
+func applyOps(doc any, ops []Op) (any, error) {
 	exists := true
 	var err error
 	for _, o := range ops {

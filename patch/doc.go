@@ -9,7 +9,7 @@
 // # Errors
 //
 // Every error wraps one sentinel (ErrInvalidJSON, ErrInvalidPatch,
-// ErrPatchFailed, ErrInvalidDocument, ErrConflict, ErrRebaseTooFar,
+// ErrPatchFailed, ErrInvalidDocument, ErrRebaseConflict, ErrRebaseTooFar,
 // ErrRebaseApplyFailed); client-facing ones are *Error values whose message
 // names the operation and path at fault.
 package patch

@@ -20,9 +20,9 @@ var (
 	// ErrInvalidDocument: the result is not a JSON object, nests too deeply
 	// or is larger than the limit.
 	ErrInvalidDocument = errors.New("invalid document")
-	// ErrConflict: a rebase found edits that overlap concurrent edits. The
+	// ErrRebaseConflict: a rebase found edits that overlap concurrent edits. The
 	// error is a *ConflictError.
-	ErrConflict = errors.New("rebase conflict")
+	ErrRebaseConflict = errors.New("rebase conflict")
 	// ErrRebaseTooFar: a rebase would exceed its work bound.
 	ErrRebaseTooFar = errors.New("rebase too far")
 	// ErrRebaseApplyFailed: a rebased patch did not apply to the current

@@ -133,7 +133,7 @@ func FuzzApply(f *testing.F) {
 
 // knownLibraryGap reports whether a patch touches one of the library's
 // documented gaps, where disagreeing is our fix, not our bug.
-func knownLibraryGap(ops []patch.Operation) bool {
+func knownLibraryGap(ops []patch.JSONPatchOp) bool {
 	for _, op := range ops {
 		for _, p := range []patch.Pointer{op.Path, op.From} {
 			for _, tok := range p {

@@ -126,11 +126,11 @@ func decodeValue(dec *jsontext.Decoder, maxDepth, depth int) (any, error) {
 // numbers exactly as their literals were written. It equals what jsontext's
 // Value.Canonicalize produces with raw ints and floats kept.
 func Canonical(v any) []byte {
-	return AppendCanonical(make([]byte, 0, 256), v)
+	return appendCanonical(make([]byte, 0, 256), v)
 }
 
-// AppendCanonical appends the canonical encoding of v to dst.
-func AppendCanonical(dst []byte, v any) []byte {
+// appendCanonical appends the canonical encoding of v to dst.
+func appendCanonical(dst []byte, v any) []byte {
 	switch v := v.(type) {
 	case nil:
 		return append(dst, "null"...)
@@ -152,7 +152,7 @@ func AppendCanonical(dst []byte, v any) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = AppendCanonical(dst, e)
+			dst = appendCanonical(dst, e)
 		}
 		return append(dst, ']')
 	case map[string]any:
@@ -163,7 +163,7 @@ func AppendCanonical(dst []byte, v any) []byte {
 			}
 			dst, _ = jsontext.AppendQuote(dst, k)
 			dst = append(dst, ':')
-			dst = AppendCanonical(dst, v[k])
+			dst = appendCanonical(dst, v[k])
 		}
 		return append(dst, '}')
 	}
@@ -235,9 +235,9 @@ func Clone(v any) any {
 	return v
 }
 
-// Identical reports whether a and b have the same canonical encoding: the
+// identical reports whether a and b have the same canonical encoding: the
 // same structure, the same strings and the same number literals.
-func Identical(a, b any) bool {
+func identical(a, b any) bool {
 	switch a := a.(type) {
 	case []any:
 		b, ok := b.([]any)
@@ -245,7 +245,7 @@ func Identical(a, b any) bool {
 			return false
 		}
 		for i := range a {
-			if !Identical(a[i], b[i]) {
+			if !identical(a[i], b[i]) {
 				return false
 			}
 		}
@@ -257,7 +257,7 @@ func Identical(a, b any) bool {
 		}
 		for k, av := range a {
 			bv, ok := b[k]
-			if !ok || !Identical(av, bv) {
+			if !ok || !identical(av, bv) {
 				return false
 			}
 		}
@@ -267,7 +267,7 @@ func Identical(a, b any) bool {
 }
 
 // Equal reports whether a and b are equal as RFC 6902 section 4.6 defines it
-// for the test operation: like Identical, except that numbers are compared
+// for the test operation: like identical, except that numbers are compared
 // by their mathematical value (1, 1.0 and 10e-1 are equal).
 func Equal(a, b any) bool {
 	switch a := a.(type) {

@@ -5,12 +5,12 @@ import (
 	"fmt"
 )
 
-// Operation is one operation of an RFC 6902 JSON Patch, validated.
-type Operation struct {
+// JSONPatchOp is one operation of an RFC 6902 JSON Patch, validated.
+type JSONPatchOp struct {
 	// Op is add, remove, replace, move, copy or test.
 	Op string
 	// Path and From are the parsed pointers; From is set for move and copy.
-	Path, From Pointer
+	Path, From pointer
 	// RawPath and RawFrom are the pointers as the client sent them.
 	RawPath, RawFrom string
 	// Value is set for add, replace and test. It is never modified.
@@ -25,7 +25,7 @@ type Operation struct {
 // ignored, as RFC 6902 section 4 asks. Errors wrap ErrInvalidJSON or
 // ErrInvalidPatch; values nested deeper than lim.MaxDepth give
 // ErrInvalidDocument.
-func ParseJSONPatch(body []byte, lim Limits) ([]Operation, error) {
+func ParseJSONPatch(body []byte, lim Limits) ([]JSONPatchOp, error) {
 	if lim.MaxDepth > 0 {
 		lim.MaxDepth += 2 // the patch's own array and operation objects
 	}
@@ -40,7 +40,7 @@ func ParseJSONPatch(body []byte, lim Limits) ([]Operation, error) {
 	if lim.MaxOps > 0 && len(arr) > lim.MaxOps {
 		return nil, errorf(ErrInvalidPatch, -1, "the patch has %d operations; the limit is %d", len(arr), lim.MaxOps)
 	}
-	ops := make([]Operation, len(arr))
+	ops := make([]JSONPatchOp, len(arr))
 	for i, e := range arr {
 		op, err := parseOperation(e)
 		if err != nil {
@@ -55,12 +55,12 @@ func ParseJSONPatch(body []byte, lim Limits) ([]Operation, error) {
 	return ops, nil
 }
 
-func parseOperation(e any) (Operation, error) {
+func parseOperation(e any) (JSONPatchOp, error) {
 	m, ok := e.(map[string]any)
 	if !ok {
-		return Operation{}, errorf(ErrInvalidPatch, -1, "an operation must be an object")
+		return JSONPatchOp{}, errorf(ErrInvalidPatch, -1, "an operation must be an object")
 	}
-	var op Operation
+	var op JSONPatchOp
 	name, ok := m["op"].(string)
 	if !ok {
 		return op, errorf(ErrInvalidPatch, -1, `"op" must be a string`)
@@ -98,7 +98,7 @@ func parseOperation(e any) (Operation, error) {
 	return op, nil
 }
 
-func pointerMember(m map[string]any, name string) (string, Pointer, error) {
+func pointerMember(m map[string]any, name string) (string, pointer, error) {
 	raw, ok := m[name]
 	if !ok {
 		return "", nil, errorf(ErrInvalidPatch, -1, "missing %q", name)
@@ -107,7 +107,7 @@ func pointerMember(m map[string]any, name string) (string, Pointer, error) {
 	if !ok {
 		return "", nil, errorf(ErrInvalidPatch, -1, "%q must be a string", name)
 	}
-	p, err := ParsePointer(s)
+	p, err := parsePointer(s)
 	if err != nil {
 		return "", nil, err
 	}
@@ -116,7 +116,7 @@ func pointerMember(m map[string]any, name string) (string, Pointer, error) {
 
 // String returns the operation as the client might have written it, for
 // messages.
-func (o Operation) String() string {
+func (o JSONPatchOp) String() string {
 	if o.From != nil {
 		return fmt.Sprintf("%s %q from %q", o.Op, o.RawPath, o.RawFrom)
 	}

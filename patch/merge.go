@@ -52,7 +52,7 @@ func mergeInto(target, pm map[string]any, path Path, ops *[]Op) {
 			*ops = append(*ops, clientOp(len(*ops), Op{Kind: OpPut, Path: path.child(Key(k)), Value: Clone(v), Old: old, HadOld: had}))
 			continue
 		}
-		if had && Identical(old, pv) {
+		if had && identical(old, pv) {
 			continue
 		}
 		target[k] = pv
@@ -114,7 +114,7 @@ func diffInto(a, b map[string]any, path Path, ops *[]Op) {
 			bm, bok := bv.(map[string]any)
 			if aok && bok {
 				diffInto(am, bm, p, ops)
-			} else if !Identical(av, bv) {
+			} else if !identical(av, bv) {
 				*ops = append(*ops, clientOp(len(*ops), Op{Kind: OpPut, Path: p, Value: bv, Old: av, HadOld: true}))
 			}
 		}

@@ -4,15 +4,15 @@ import (
 	"strings"
 )
 
-// Pointer is a parsed RFC 6901 JSON Pointer: its reference tokens, unescaped.
-// The empty Pointer refers to the whole document.
-type Pointer []string
+// pointer is a parsed RFC 6901 JSON Pointer: its reference tokens, unescaped.
+// The empty pointer refers to the whole document.
+type pointer []string
 
-// ParsePointer parses an RFC 6901 JSON Pointer. It returns ErrInvalidPatch
+// parsePointer parses an RFC 6901 JSON Pointer. It returns ErrInvalidPatch
 // unless s is "" or starts with "/" and every "~" is followed by "0" or "1".
-func ParsePointer(s string) (Pointer, error) {
+func parsePointer(s string) (pointer, error) {
 	if s == "" {
-		return Pointer{}, nil
+		return pointer{}, nil
 	}
 	if s[0] != '/' {
 		return nil, errorf(ErrInvalidPatch, -1, "pointer %q must be empty or start with \"/\"", s)
@@ -29,11 +29,11 @@ func ParsePointer(s string) (Pointer, error) {
 		}
 		toks[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
 	}
-	return Pointer(toks), nil
+	return pointer(toks), nil
 }
 
 // String returns the pointer in RFC 6901 syntax.
-func (p Pointer) String() string {
+func (p pointer) String() string {
 	var b strings.Builder
 	for _, t := range p {
 		b.WriteByte('/')
@@ -50,7 +50,7 @@ func escapeToken(t string) string {
 }
 
 // isProperPrefix reports whether a is a proper prefix of b.
-func (p Pointer) isProperPrefix(b Pointer) bool {
+func (p pointer) isProperPrefix(b pointer) bool {
 	if len(p) >= len(b) {
 		return false
 	}

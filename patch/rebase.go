@@ -58,10 +58,10 @@ type Conflict struct {
 // maxConflicts caps the number of conflicts a ConflictError lists.
 const maxConflicts = 50
 
-// ConflictError is returned by Rebase when any client op conflicts with a
+// ConflictError is returned by rebase when any client op conflicts with a
 // concurrent one. It lists the conflicting pairs, sorted by client op, then
 // concurrent version, then concurrent path, at most 50 of them.
-// errors.Is(err, ErrConflict) holds.
+// errors.Is(err, ErrRebaseConflict) holds.
 type ConflictError struct {
 	Conflicts []Conflict
 }
@@ -83,8 +83,8 @@ func (e *ConflictError) Error() string {
 	return b.String()
 }
 
-// Unwrap returns ErrConflict.
-func (e *ConflictError) Unwrap() error { return ErrConflict }
+// Unwrap returns ErrRebaseConflict.
+func (e *ConflictError) Unwrap() error { return ErrRebaseConflict }
 
 // RebaseLimits bounds the work of a rebase (REBASE.md section 5). A zero
 // field means its default.
@@ -102,7 +102,7 @@ const (
 	DefaultRebaseMaxWork = 1000000
 )
 
-// Rebase transforms the client's normalized ops p, made against a base
+// rebase transforms the client's normalized ops p, made against a base
 // version B, over the versions committed since B (since, in commit order),
 // following REBASE.md sections 3 to 6 with the OT grid of section 5.
 //
@@ -112,12 +112,12 @@ const (
 // the client addressed with "-" keeps Append set and stays at the end of its
 // array. p and since are not modified; P′ may share paths and values with p.
 //
-// When any client op conflicts with a concurrent op, Rebase returns a
+// When any client op conflicts with a concurrent op, rebase returns a
 // *ConflictError listing every conflicting pair (at most 50, sorted by
 // client op, concurrent version, then concurrent path). When the concurrent
 // ops exceed lim, it returns an error wrapping ErrRebaseTooFar. With no
 // concurrent ops, P′ is p without its Chk ops.
-func Rebase(p []Op, since []Committed, lim RebaseLimits) ([]Op, error) {
+func rebase(p []Op, since []Committed, lim RebaseLimits) ([]Op, error) {
 	if err := checkLimits(len(p), since, lim); err != nil {
 		return nil, err
 	}
@@ -153,12 +153,12 @@ func Rebase(p []Op, since []Committed, lim RebaseLimits) ([]Op, error) {
 //
 // RebaseOnto rebuilds the base B by undoing since on a copy of current,
 // runs edit on B (an error from edit is returned unchanged: the edit does
-// not apply to its own base), rebases the edit's ops with Rebase, and applies
+// not apply to its own base), rebases the edit's ops with rebase, and applies
 // the result P′ to current, which it modifies in place. It returns the new
 // document and P′, which is what history should record.
 //
-// Errors: those of edit; a *ConflictError (ErrConflict) or ErrRebaseTooFar
-// from Rebase, in which case current is untouched; an error wrapping
+// Errors: those of edit; a *ConflictError (ErrRebaseConflict) or ErrRebaseTooFar
+// from rebase, in which case current is untouched; an error wrapping
 // ErrRebaseApplyFailed when the base cannot be rebuilt from history or P′
 // does not apply to current, in which case current must be discarded.
 func RebaseOnto(current any, since []Committed, edit func(base any) (any, []Op, error), lim RebaseLimits) (result any, ops []Op, err error) {
@@ -180,11 +180,11 @@ func RebaseOnto(current any, since []Committed, edit func(base any) (any, []Op, 
 	if err != nil {
 		return nil, nil, err
 	}
-	ops, err = Rebase(p, since, lim)
+	ops, err = rebase(p, since, lim)
 	if err != nil {
 		return nil, nil, err
 	}
-	result, err = ApplyOps(current, ops)
+	result, err = applyOps(current, ops)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -415,7 +415,7 @@ func conflicts(p, q Op) bool {
 func exempt(p, q Op) bool {
 	switch {
 	case isPut(p) && isPut(q):
-		return pathEqual(p.Path, q.Path) && Identical(p.Value, q.Value)
+		return pathEqual(p.Path, q.Path) && identical(p.Value, q.Value)
 	case isDelete(p) && isDelete(q) && !p.Moved && !q.Moved:
 		return overlap(p.Path, q.Path)
 	}

@@ -130,11 +130,11 @@ func (g *rbGen) doc() map[string]any {
 
 // rbNode is a node of a document and the pointer to it.
 type rbNode struct {
-	ptr Pointer
+	ptr pointer
 	val any
 }
 
-func rbNodes(v any, ptr Pointer, out []rbNode) []rbNode {
+func rbNodes(v any, ptr pointer, out []rbNode) []rbNode {
 	out = append(out, rbNode{ptr: ptr, val: v})
 	switch v := v.(type) {
 	case map[string]any:
@@ -168,7 +168,7 @@ func (g *rbGen) pick(nodes []rbNode, label string) rbNode {
 }
 
 // target draws an add, move or copy target inside a container of doc.
-func (g *rbGen) target(nodes []rbNode, exclude Pointer) (string, any, bool) {
+func (g *rbGen) target(nodes []rbNode, exclude pointer) (string, any, bool) {
 	var cs []rbNode
 	for _, n := range nodes {
 		switch n.val.(type) {
@@ -212,7 +212,7 @@ func (g *rbGen) target(nodes []rbNode, exclude Pointer) (string, any, bool) {
 
 // candidate draws one JSON Patch operation against doc; it may not apply.
 func (g *rbGen) candidate(doc any) map[string]any {
-	nodes := rbNodes(doc, Pointer{}, nil)
+	nodes := rbNodes(doc, pointer{}, nil)
 	nonRoot := nodes[1:]
 	switch k := g.intn(0, 9, "opKind"); {
 	case k <= 2:
@@ -666,9 +666,9 @@ func TestPropIdentity(t *testing.T) {
 	rbCheck(t, func(t *rapid.T) {
 		s := rbDrawScenario(t, 0)
 		for _, since := range [][]Committed{nil, {{Seq: 1}}, {{Seq: 1, Ops: []Op{}}, {Seq: 2}}} {
-			got, err := Rebase(s.p.ops, since, RebaseLimits{})
+			got, err := rebase(s.p.ops, since, RebaseLimits{})
 			if err != nil {
-				t.Fatalf("Rebase: %v", err)
+				t.Fatalf("rebase: %v", err)
 			}
 			if want := rbStripReads(s.p.ops); !rbSameOps(got, want) {
 				t.Fatalf("P′ = %s, want %s", EncodeOps(got), EncodeOps(want))
@@ -684,10 +684,10 @@ func rbCheckScenario(t *rapid.T, s *rbScenario) bool {
 	p := s.p.ops
 	q := s.q()
 	p2, q2, cs := transform(p, q, 0)
-	rebased, err := Rebase(p, s.since, RebaseLimits{})
+	rebased, err := rebase(p, s.since, RebaseLimits{})
 	cur := Clone(s.current())
 	res, ontoOps, ontoErr := RebaseOnto(cur, s.since, func(base any) (any, []Op, error) {
-		if !Identical(base, s.b) {
+		if !identical(base, s.b) {
 			t.Fatalf("RebaseOnto rebuilt B as %s, want %s", Canonical(base), Canonical(s.b))
 		}
 		fn, err := s.p.spec.edit()
@@ -699,32 +699,32 @@ func rbCheckScenario(t *rapid.T, s *rbScenario) bool {
 
 	if len(cs) > 0 {
 		var ce *ConflictError
-		if !errors.As(err, &ce) || !errors.Is(err, ErrConflict) {
-			t.Fatalf("transform found conflicts %v but Rebase returned %v", cs, err)
+		if !errors.As(err, &ce) || !errors.Is(err, ErrRebaseConflict) {
+			t.Fatalf("transform found conflicts %v but rebase returned %v", cs, err)
 		}
-		if !errors.Is(ontoErr, ErrConflict) {
+		if !errors.Is(ontoErr, ErrRebaseConflict) {
 			t.Fatalf("RebaseOnto returned %v, want a conflict", ontoErr)
 		}
-		if !Identical(cur, s.current()) {
+		if !identical(cur, s.current()) {
 			t.Fatalf("a conflict changed the current document")
 		}
 		rbCheckSoundness(t, s, ce.Conflicts)
 		return true
 	}
 	if err != nil {
-		t.Fatalf("Rebase: %v", err)
+		t.Fatalf("rebase: %v", err)
 	}
 	if !rbSameOps(rebased, rbStripReads(p2)) {
-		t.Fatalf("Rebase P′ = %s, transform P′ = %s", EncodeOps(rebased), EncodeOps(p2))
+		t.Fatalf("rebase P′ = %s, transform P′ = %s", EncodeOps(rebased), EncodeOps(p2))
 	}
 
 	// Convergence (TP1): apply(apply(B,Q),P′) == apply(apply(B,P),Q′).
 	// P′ keeps its reads here: they must still resolve.
-	left, err := ApplyOps(Clone(s.current()), p2)
+	left, err := applyOps(Clone(s.current()), p2)
 	if err != nil {
 		t.Fatalf("P′ %s does not apply after Q: %v", EncodeOps(p2), err)
 	}
-	right, err := ApplyOps(Clone(s.p.result), q2)
+	right, err := applyOps(Clone(s.p.result), q2)
 	if err != nil {
 		t.Fatalf("Q′ %s does not apply after P: %v", EncodeOps(q2), err)
 	}
@@ -806,7 +806,7 @@ func rbCheckNonInterference(t *rapid.T, s *rbScenario, rebased []Op, result any)
 	r, _ := s.qFootprints(t) // a fresh B·Q model, to apply P′ to
 	rbRun(t, r, rebased, func(_ int, o Op) string { return rbPOrigin(o) })
 	if got := Canonical(r.root.value()); !bytes.Equal(got, Canonical(result)) {
-		t.Fatalf("model of the result %s differs from ApplyOps %s", got, Canonical(result))
+		t.Fatalf("model of the result %s differs from applyOps %s", got, Canonical(result))
 	}
 	var qChanged, pChanged [][]string
 	for _, c := range s.since {
@@ -831,7 +831,7 @@ func rbCheckNonInterference(t *rapid.T, s *rbScenario, rebased []Op, result any)
 			}
 			wv, wok := want.lookup(n)
 			gv, gok := r.lookup(n)
-			if wok != gok || (wok && !Identical(wv, gv)) {
+			if wok != gok || (wok && !identical(wv, gv)) {
 				t.Fatalf("node %v that only %s changed is %s (%v) in the result, want %s (%v)", n, side, Canonical(gv), gok, Canonical(wv), wok)
 			}
 		}
@@ -938,8 +938,8 @@ func TestPropDeterminism(t *testing.T) {
 		for i, c := range s.since {
 			since2[i] = Committed{Seq: c.Seq, Ops: cloneOps(c.Ops)}
 		}
-		p1, err1 := Rebase(s.p.ops, s.since, RebaseLimits{})
-		p2, err2 := Rebase(cloneOps(s.p.ops), since2, RebaseLimits{})
+		p1, err1 := rebase(s.p.ops, s.since, RebaseLimits{})
+		p2, err2 := rebase(cloneOps(s.p.ops), since2, RebaseLimits{})
 		if !bytes.Equal(EncodeOps(p1), EncodeOps(p2)) || !rbSameOps(p1, p2) {
 			t.Fatalf("P′ differs: %s vs %s", EncodeOps(p1), EncodeOps(p2))
 		}
@@ -988,15 +988,15 @@ func TestPropComposition(t *testing.T) {
 		if a, b := whole.result(true), second.result(true); !rbSameOps(a, b) {
 			t.Fatalf("P′ over Q1·Q2 %s, over Q1 then Q2 %s", EncodeOps(a), EncodeOps(b))
 		}
-		r1, err1 := Rebase(s.p.ops, s.since, RebaseLimits{})
-		mid, err := Rebase(s.p.ops, s.since[:split], RebaseLimits{})
+		r1, err1 := rebase(s.p.ops, s.since, RebaseLimits{})
+		mid, err := rebase(s.p.ops, s.since[:split], RebaseLimits{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(all) == 0 && !rbHasReads(s.p.ops) {
-			r2, err2 := Rebase(mid, s.since[split:], RebaseLimits{})
+			r2, err2 := rebase(mid, s.since[split:], RebaseLimits{})
 			if err1 != nil || err2 != nil || !rbSameOps(r1, r2) {
-				t.Fatalf("Rebase over Q1·Q2 %s (%v), over Q1 then Q2 %s (%v)", EncodeOps(r1), err1, EncodeOps(r2), err2)
+				t.Fatalf("rebase over Q1·Q2 %s (%v), over Q1 then Q2 %s (%v)", EncodeOps(r1), err1, EncodeOps(r2), err2)
 			}
 		}
 	})
@@ -1006,7 +1006,7 @@ func rbHasReads(ops []Op) bool {
 	return slices.ContainsFunc(ops, func(o Op) bool { return o.Kind == OpChk })
 }
 
-// rbSortAll sorts conflicts like Rebase, without the cap.
+// rbSortAll sorts conflicts like rebase, without the cap.
 func rbSortAll(cs []Conflict) []Conflict {
 	if len(cs) == 0 {
 		return nil

@@ -208,8 +208,8 @@ func runRebaseCase(t *testing.T, c rebaseCase) {
 			if derr != nil {
 				t.Fatal(derr)
 			}
-			again, aerr := ApplyOps(Clone(current), stored)
-			if aerr != nil || !Identical(again, result) {
+			again, aerr := applyOps(Clone(current), stored)
+			if aerr != nil || !identical(again, result) {
 				t.Errorf("P′ after EncodeOps/DecodeOps gives %s (%v), want %s", Canonical(again), aerr, Canonical(result))
 			}
 		}
@@ -240,7 +240,7 @@ func runRebaseCase(t *testing.T, c rebaseCase) {
 		}
 	case "conflict":
 		var ce *ConflictError
-		if !errors.As(err, &ce) || !errors.Is(err, ErrConflict) {
+		if !errors.As(err, &ce) || !errors.Is(err, ErrRebaseConflict) {
 			t.Fatalf("error %v, want a *ConflictError", err)
 		}
 		if !reflect.DeepEqual(ce.Conflicts, c.want) {
@@ -333,12 +333,12 @@ func TestRebaseIdentity(t *testing.T) {
 		{"op":"remove","path":"/tags/0"},
 		{"op":"replace","path":"","value":{"x":1}}]`)
 	for _, since := range [][]Committed{nil, {}, {{Seq: 7}}, {{Seq: 7}, {Seq: 8, Ops: []Op{}}}} {
-		got, err := Rebase(p, since, RebaseLimits{})
+		got, err := rebase(p, since, RebaseLimits{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if want := rbStripReads(p); !rbSameOps(got, want) {
-			t.Errorf("Rebase over %v:\n%s\nwant\n%s", since, EncodeOps(got), EncodeOps(want))
+			t.Errorf("rebase over %v:\n%s\nwant\n%s", since, EncodeOps(got), EncodeOps(want))
 		}
 		for _, o := range got {
 			if o.Kind == OpIns && !o.Append && o.Sent == "/items/-" {
@@ -352,7 +352,7 @@ func TestRebaseAppend(t *testing.T) {
 	b := rbMustParse(t, rbFormDoc)
 	_, q := rbMustApply(t, b, `[{"op":"add","path":"/items/-","value":{"id":10}},{"op":"remove","path":"/items/0"},{"op":"add","path":"/items/0","value":{"id":11}},{"op":"add","path":"/items/-","value":{"id":12}}]`)
 	_, p := rbMustApply(t, b, `[{"op":"add","path":"/items/-","value":{"id":20}},{"op":"add","path":"/items/-","value":{"id":21}}]`)
-	got, err := Rebase(p, []Committed{{Seq: 1, Ops: q}}, RebaseLimits{})
+	got, err := rebase(p, []Committed{{Seq: 1, Ops: q}}, RebaseLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,8 +370,8 @@ func TestRebaseAppend(t *testing.T) {
 	if len(cs) != 0 {
 		t.Fatalf("conflicts %v", cs)
 	}
-	bp, _ := ApplyOps(Clone(b), p)
-	if _, err := ApplyOps(bp, q2); err != nil {
+	bp, _ := applyOps(Clone(b), p)
+	if _, err := applyOps(bp, q2); err != nil {
 		t.Fatalf("Q′ does not apply after P: %v", err)
 	}
 }
@@ -381,12 +381,12 @@ func TestRebaseDoesNotModifyInputs(t *testing.T) {
 	_, q := rbMustApply(t, b, `[{"op":"add","path":"/items/0","value":{"id":9}}]`)
 	_, p := rbMustApply(t, b, `[{"op":"replace","path":"/items/2/qty","value":7},{"op":"add","path":"/items/1","value":{"id":8}}]`)
 	pBefore, qBefore := EncodeOps(p), EncodeOps(q)
-	got, err := Rebase(p, []Committed{{Seq: 1, Ops: q}}, RebaseLimits{})
+	got, err := rebase(p, []Committed{{Seq: 1, Ops: q}}, RebaseLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(EncodeOps(p), pBefore) || !bytes.Equal(EncodeOps(q), qBefore) {
-		t.Errorf("Rebase modified its inputs")
+		t.Errorf("rebase modified its inputs")
 	}
 	if got[0].Path.String() != "/items/3/qty" || got[1].Path.String() != "/items/2" {
 		t.Errorf("P′ = %s, want /items/3/qty and /items/2", EncodeOps(got))
@@ -399,9 +399,9 @@ func TestRebaseDeterministic(t *testing.T) {
 	_, q2 := MergePatch(Clone(b), rbMustParse(t, `{"addr":{"city":"Paris","zip":"75"},"email":null}`))
 	_, p := rbMustApply(t, b, `[{"op":"replace","path":"/items/1/qty","value":5},{"op":"replace","path":"/addr/city","value":"Rome"},{"op":"test","path":"/email","value":"a@x"},{"op":"replace","path":"/name","value":"C"}]`)
 	since := []Committed{{Seq: 1, Ops: q1}, {Seq: 2, Ops: q2}}
-	_, err1 := Rebase(p, since, RebaseLimits{})
+	_, err1 := rebase(p, since, RebaseLimits{})
 	for range 20 {
-		_, err2 := Rebase(p, since, RebaseLimits{})
+		_, err2 := rebase(p, since, RebaseLimits{})
 		if !reflect.DeepEqual(err1, err2) {
 			t.Fatalf("different results:\n%v\n%v", err1, err2)
 		}
@@ -433,9 +433,9 @@ func TestRebaseConflictOrderAndCap(t *testing.T) {
 			*v = append(*v, Op{Kind: OpPut, Path: Path{Key(k), Key("a")}, Value: Number("1")})
 		}
 	}
-	_, err := Rebase(p, []Committed{{Seq: 5, Ops: q2}, {Seq: 3, Ops: q1}}, RebaseLimits{})
+	_, err := rebase(p, []Committed{{Seq: 5, Ops: q2}, {Seq: 3, Ops: q1}}, RebaseLimits{})
 	var ce *ConflictError
-	if !errors.As(err, &ce) || !errors.Is(err, ErrConflict) {
+	if !errors.As(err, &ce) || !errors.Is(err, ErrRebaseConflict) {
 		t.Fatalf("error %v, want a conflict", err)
 	}
 	if len(ce.Conflicts) != 50 {
@@ -469,7 +469,7 @@ func TestRebaseReportsEveryPair(t *testing.T) {
 	_, q1 := rbMustApply(t, b, `[{"op":"replace","path":"/addr/city","value":"Paris"},{"op":"add","path":"/addr/zip","value":"75"}]`)
 	_, q2 := rbMustApply(t, b, `[{"op":"remove","path":"/addr"}]`)
 	_, p := rbMustApply(t, b, `[{"op":"replace","path":"/addr","value":{}},{"op":"add","path":"/addr/city","value":"Rome"}]`)
-	_, err := Rebase(p, []Committed{{Seq: 11, Ops: q1}, {Seq: 12, Ops: q2}}, RebaseLimits{})
+	_, err := rebase(p, []Committed{{Seq: 11, Ops: q1}, {Seq: 12, Ops: q2}}, RebaseLimits{})
 	var ce *ConflictError
 	if !errors.As(err, &ce) {
 		t.Fatalf("error %v, want a conflict", err)
@@ -520,7 +520,7 @@ func TestRebaseTooFar(t *testing.T) {
 			// Spread Q over versions: the bound counts all of them.
 			q := mk(tc.nq)
 			since := []Committed{{Seq: 1, Ops: q[:tc.nq/2]}, {Seq: 2, Ops: q[tc.nq/2:]}}
-			_, err := Rebase(pp, since, tc.lim)
+			_, err := rebase(pp, since, tc.lim)
 			if got := errors.Is(err, ErrRebaseTooFar); got != tc.tooFar {
 				t.Fatalf("error %v, want too far %v", err, tc.tooFar)
 			}
@@ -554,10 +554,10 @@ func TestRebaseMalformedOps(t *testing.T) {
 		{Kind: 0, Path: Path{Key("a")}},
 		{Kind: 99, Path: Path{Key("a")}},
 	} {
-		if _, err := Rebase([]Op{good}, []Committed{{Seq: 1, Ops: []Op{bad}}}, RebaseLimits{}); !errors.Is(err, ErrRebaseApplyFailed) {
+		if _, err := rebase([]Op{good}, []Committed{{Seq: 1, Ops: []Op{bad}}}, RebaseLimits{}); !errors.Is(err, ErrRebaseApplyFailed) {
 			t.Errorf("history op %+v: error %v, want ErrRebaseApplyFailed", bad, err)
 		}
-		if _, err := Rebase([]Op{bad}, []Committed{{Seq: 1, Ops: []Op{good}}}, RebaseLimits{}); !errors.Is(err, ErrRebaseApplyFailed) {
+		if _, err := rebase([]Op{bad}, []Committed{{Seq: 1, Ops: []Op{good}}}, RebaseLimits{}); !errors.Is(err, ErrRebaseApplyFailed) {
 			t.Errorf("client op %+v: error %v, want ErrRebaseApplyFailed", bad, err)
 		}
 	}
@@ -573,7 +573,7 @@ func TestRebaseOnto(t *testing.T) {
 			t.Fatal(err)
 		}
 		return func(base any) (any, []Op, error) {
-			if !Identical(base, b) {
+			if !identical(base, b) {
 				t.Errorf("edit got base %s, want %s", Canonical(base), Canonical(b))
 			}
 			return Apply(base, ops, Limits{})
@@ -595,10 +595,10 @@ func TestRebaseOnto(t *testing.T) {
 	t.Run("Conflict", func(t *testing.T) {
 		cur := Clone(c)
 		_, _, err := RebaseOnto(cur, since, jp(`[{"op":"replace","path":"/name","value":"Cy"}]`), RebaseLimits{})
-		if !errors.Is(err, ErrConflict) {
-			t.Fatalf("error %v, want ErrConflict", err)
+		if !errors.Is(err, ErrRebaseConflict) {
+			t.Fatalf("error %v, want ErrRebaseConflict", err)
 		}
-		if !Identical(cur, c) {
+		if !identical(cur, c) {
 			t.Errorf("a conflict changed the current document")
 		}
 	})
@@ -644,8 +644,8 @@ func TestRebaseOnto(t *testing.T) {
 
 func TestConflictErrorIs(t *testing.T) {
 	var err error = &ConflictError{Conflicts: []Conflict{{ClientOp: 1, ClientPath: "/a", ConcurrentPath: "/a/b", ConcurrentVersion: 3, Reason: ReasonOverlap}}}
-	if !errors.Is(err, ErrConflict) {
-		t.Errorf("errors.Is(ErrConflict) = false")
+	if !errors.Is(err, ErrRebaseConflict) {
+		t.Errorf("errors.Is(ErrRebaseConflict) = false")
 	}
 	if errors.Is(fmt.Errorf("wrapped: %w", err), ErrRebaseTooFar) {
 		t.Errorf("errors.Is(ErrRebaseTooFar) = true")

@@ -25,7 +25,7 @@ const maxSpliceOps = 8
 // ok is false and the caller falls back to Apply, which gives the exact
 // result or error. doc must be canonical (what CheckDocument returned);
 // it is not modified.
-func ApplyCanonical(doc []byte, ops []Operation, lim Limits) (out []byte, nops []Op, ok bool) {
+func ApplyCanonical(doc []byte, ops []JSONPatchOp, lim Limits) (out []byte, nops []Op, ok bool) {
 	if len(ops) == 0 || len(ops) > maxSpliceOps || len(doc) == 0 || doc[0] != '{' {
 		return nil, nil, false
 	}
@@ -44,7 +44,7 @@ func ApplyCanonical(doc []byte, ops []Operation, lim Limits) (out []byte, nops [
 			if lim.MaxDepth > 0 && len(op.Path)+depth(op.Value, lim.MaxDepth) > lim.MaxDepth {
 				return nil, nil, false
 			}
-			cur, o, ok = spliceSet(cur, op.Path, AppendCanonical(nil, op.Value), op.Op == "add")
+			cur, o, ok = spliceSet(cur, op.Path, appendCanonical(nil, op.Value), op.Op == "add")
 			o.Value, wrote = op.Value, true
 		case "remove":
 			cur, o, ok = spliceRemove(cur, op.Path)
@@ -116,7 +116,7 @@ type target struct {
 // find resolves p in canonical data. The parent of the last token must
 // exist; the last token may name a missing member (found is false) or, in
 // an array, the position just past the end or "-" (found is false).
-func find(data []byte, p Pointer) (target, bool) {
+func find(data []byte, p pointer) (target, bool) {
 	t := target{path: make(Path, 0, len(p))}
 	start, end := 0, len(data)
 	for k, tok := range p {
@@ -249,7 +249,7 @@ func element(data []byte, at int, tok string) (n, es, ee, ins, count int, ok boo
 // spliceSet adds (or, with add false, replaces) the value at p with the
 // canonical bytes enc, and returns the new document and the normalized op
 // (without its Value).
-func spliceSet(data []byte, p Pointer, enc []byte, add bool) ([]byte, Op, bool) {
+func spliceSet(data []byte, p pointer, enc []byte, add bool) ([]byte, Op, bool) {
 	t, ok := find(data, p)
 	if !ok {
 		return nil, Op{}, false
@@ -307,7 +307,7 @@ func spliceSet(data []byte, p Pointer, enc []byte, add bool) ([]byte, Op, bool) 
 }
 
 // spliceRemove removes the member or element at p.
-func spliceRemove(data []byte, p Pointer) ([]byte, Op, bool) {
+func spliceRemove(data []byte, p pointer) ([]byte, Op, bool) {
 	t, ok := find(data, p)
 	if !ok || !t.found {
 		return nil, Op{}, false

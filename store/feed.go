@@ -21,30 +21,22 @@ type Event struct {
 	Resync bool
 }
 
-// Notifier is implemented by stores that report commits, including, for a
-// shared database, those made by other processes.
-type Notifier interface {
-	// Subscribe returns a channel of Events for commits after the call
-	// (and possibly some before), closed when ctx is done or the store is
-	// closed. A consumer that starts watching a document subscribes first,
-	// then reads its History, so that no commit falls between the two.
-	Subscribe(ctx context.Context) (<-chan Event, error)
-}
-
 // subscriberBuffer is how many Events a subscriber may fall behind before
 // it gets a Resync instead.
 const subscriberBuffer = 256
 
 // Broadcaster fans Events out to subscribers without ever blocking the
 // publisher: a subscriber whose buffer is full misses Events and gets a
-// Resync as soon as there is room. The zero value is ready to use.
+// Resync as soon as there is room. The zero value is ready to use. Every
+// backend publishes its commits through one.
 type Broadcaster struct {
 	mu     sync.Mutex
-	subs   map[*subscriber]struct{}
+	subs   map[*listener]struct{}
 	closed bool
 }
 
-type subscriber struct {
+// listener is one Subscribe call's channel.
+type listener struct {
 	ch     chan Event
 	missed bool // an Event was dropped; a Resync is owed
 }
@@ -60,9 +52,9 @@ func (b *Broadcaster) Subscribe(ctx context.Context) (<-chan Event, error) {
 		return nil, err
 	}
 	if b.subs == nil {
-		b.subs = make(map[*subscriber]struct{})
+		b.subs = make(map[*listener]struct{})
 	}
-	s := &subscriber{ch: make(chan Event, subscriberBuffer)}
+	s := &listener{ch: make(chan Event, subscriberBuffer)}
 	b.subs[s] = struct{}{}
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
@@ -109,54 +101,4 @@ func (b *Broadcaster) Close() {
 		delete(b.subs, s)
 		close(s.ch)
 	}
-}
-
-// Notifying wraps a Store whose writes all go through this process (the
-// bbolt store) so that it is also a Notifier: every Update that commits
-// publishes an Event. Backends over a shared database implement Notifier
-// themselves.
-type Notifying struct {
-	Store
-	feed Broadcaster
-}
-
-var _ Notifier = (*Notifying)(nil)
-
-// NewNotifying returns s wrapped as a Notifier.
-func NewNotifying(s Store) *Notifying { return &Notifying{Store: s} }
-
-// Subscribe returns a channel of the wrapped store's commits.
-func (n *Notifying) Subscribe(ctx context.Context) (<-chan Event, error) {
-	return n.feed.Subscribe(ctx)
-}
-
-// Update calls the wrapped store's Update and, when it commits a version,
-// publishes its Event.
-func (n *Notifying) Update(ctx context.Context, collection, id string, fn UpdateFunc) (*Document, error) {
-	var (
-		prev    uint64 // seq of the document fn last saw
-		changed bool
-	)
-	doc, err := n.Store.Update(ctx, collection, id, func(ctx context.Context, cur *Document, h History) (*Change, error) {
-		ch, err := fn(ctx, cur, h)
-		prev, changed = 0, err == nil && ch != nil
-		if cur != nil {
-			prev = cur.Seq
-		}
-		return ch, err
-	})
-	if err == nil && changed {
-		ev := Event{Collection: collection, ID: id, Seq: prev + 1}
-		if doc != nil {
-			ev.Seq = doc.Seq
-		}
-		n.feed.Publish(ev)
-	}
-	return doc, err
-}
-
-// Close closes the subscribers' channels, then the wrapped store.
-func (n *Notifying) Close() error {
-	n.feed.Close()
-	return n.Store.Close()
 }

@@ -1,44 +1,10 @@
 package store_test
 
 import (
-	"context"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/patchd/patchd/store"
 )
-
-func TestNotifyingPublishesCommits(t *testing.T) {
-	s := store.NewNotifying(mustOpenBolt(t, filepath.Join(t.TempDir(), "patchd.db"), store.BoltOptions{}))
-	ctx, cancel := context.WithCancel(context.Background())
-	ch, err := s.Subscribe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, "c", "a", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
-	put(t, s, "c", "a", &store.Change{Kind: store.KindDelete})
-	// Nothing committed: no event.
-	if _, err := s.Update(ctx, "c", "a", func(context.Context, *store.Document, store.History) (*store.Change, error) {
-		return nil, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	put(t, s, "c", "a", &store.Change{Body: []byte(`{"v":3}`), Kind: store.KindPut})
-	for _, want := range []uint64{1, 2, 3} {
-		select {
-		case ev := <-ch:
-			if ev != (store.Event{Collection: "c", ID: "a", Seq: want}) {
-				t.Fatalf("event %+v, want c/a seq %d", ev, want)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no event for seq %d", want)
-		}
-	}
-	cancel()
-	for range ch { // closed once ctx is done
-	}
-}
 
 func TestBroadcasterSlowSubscriberGetsResync(t *testing.T) {
 	var b store.Broadcaster

@@ -1,14 +1,20 @@
-// Package store persists patchd's documents and their version history.
+// Package store is the persistence contract of patchd: the Store interface
+// that every backend implements, the types it speaks in, the errors it
+// returns, and what the backends share (options and their defaults, the
+// retention rule, key validation, a commit broadcaster, the lifecycle gate
+// and the copy between stores).
 //
 // A Store keeps, per collection and id, the current canonical JSON body of a
 // document and an append-only history of the versions that produced it. The
-// store knows nothing of patch semantics: a caller decides, inside Update, what
-// the next version is, and the store commits it atomically together with its
-// history entry. Bodies and ops are opaque bytes here; package patch gives
-// them meaning.
+// store knows nothing of patch semantics: the caller decides, inside Update,
+// what the next version is, and the store commits it atomically together with
+// its history entry. Bodies and ops are opaque bytes here; package patch
+// gives them meaning, and package document makes the decisions.
 //
-// Backends (bbolt in this package, others later) must pass the conformance
-// suite in package storetest.
+// Each backend is a package of its own that registers itself with Register
+// (store/bolt for an embedded bbolt file, store/postgres for several
+// replicas over one PostgreSQL); Open picks one by the URL's scheme. Every
+// backend must pass the conformance suite in package storetest.
 package store
 
 import (
@@ -16,7 +22,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Errors returned by Store implementations. Callers test for them with
@@ -29,6 +39,23 @@ var (
 	ErrBaseUnknown = errors.New("base version not in history")
 	// ErrClosed means the store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrInvalidKey means a collection or id that no store keeps (see
+	// ValidName).
+	ErrInvalidKey = errors.New("invalid collection or id")
+	// ErrInvalidIdempotency means a Change carried an IdempotencyRecord
+	// with an empty or over-long key.
+	ErrInvalidIdempotency = errors.New("invalid idempotency record")
+	// ErrExists means Load was given a document that the store already
+	// holds, or already holds history of.
+	ErrExists = errors.New("document exists")
+	// ErrLocked means another process, usually a running patchd server,
+	// holds the store for itself (an embedded file allows one writer).
+	ErrLocked = errors.New("in use by another process")
+	// ErrUnknownFormat means the data was not written by this version of
+	// the backend, or not by patchd at all; the store refuses to guess.
+	ErrUnknownFormat = errors.New("unknown database format")
+	// ErrReadOnly means a write to a store opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("store is read-only")
 )
 
 // Version kinds recorded in history.
@@ -103,13 +130,28 @@ type IdempotencyRecord struct {
 // MaxIdempotencyKey is the longest IdempotencyRecord.Key a store accepts.
 const MaxIdempotencyKey = 1024
 
+// Check returns an error wrapping ErrInvalidIdempotency unless r is nil or
+// has a key of 1 to MaxIdempotencyKey bytes.
+func (r *IdempotencyRecord) Check() error {
+	if r == nil || (r.Key != "" && len(r.Key) <= MaxIdempotencyKey) {
+		return nil
+	}
+	return fmt.Errorf("%w: key of %d bytes, want 1 to %d", ErrInvalidIdempotency, len(r.Key), MaxIdempotencyKey)
+}
+
+// IdempotencyPruneBatch bounds the expired idempotency records one commit
+// deletes, so that the cost of expiry is spread over the writes that create
+// records. Every backend deletes expired records this way.
+const IdempotencyPruneBatch = 32
+
 // History gives an UpdateFunc read access to the history of the document
 // being updated. It is valid only during the UpdateFunc call, and it sees the
 // same state as the UpdateFunc's current document.
 type History interface {
 	// Since finds the newest retained version whose ETag is one of etags and
 	// returns it together with every version committed after it, oldest
-	// first. Returns ErrBaseUnknown if no retained version matches.
+	// first. Returns ErrBaseUnknown if no retained version matches. An
+	// empty ETag (that of a delete) matches nothing.
 	Since(ctx context.Context, etags []string) (base Version, later []Version, err error)
 }
 
@@ -117,7 +159,7 @@ type History interface {
 // document does not exist. It returns the change to commit, nil to commit
 // nothing, or an error, which Update returns unchanged after committing
 // nothing. A backend may call it more than once (to retry after a concurrent
-// commit), so it must have no side effects.
+// commit), so everything it decides must come from its arguments.
 type UpdateFunc func(ctx context.Context, cur *Document, h History) (*Change, error)
 
 // ListEntry is one row of a collection listing.
@@ -132,31 +174,115 @@ type Store interface {
 	// exist.
 	Get(ctx context.Context, collection, id string) (*Document, error)
 
+	// ETag returns the ETag of the current document without its body, so
+	// that answers decided by the ETag alone (304, most 412s) cost no copy
+	// of it. Returns ErrNotFound if the document does not exist.
+	ETag(ctx context.Context, collection, id string) (string, error)
+
 	// Update runs fn on the current state of one document and commits its
 	// change atomically with a new history version, durably, before
 	// returning. Updates of one document are serialized: no other write to
 	// it commits between fn reading the current state and the commit.
 	// It returns the document as committed (nil after a delete), or the
 	// current document when fn returned a nil change (nil if it does not
-	// exist). Errors returned by fn are returned unchanged.
+	// exist). Errors returned by fn are returned unchanged. A delete of a
+	// document that does not exist returns an error wrapping ErrNotFound;
+	// a change whose idempotency record is invalid, one wrapping
+	// ErrInvalidIdempotency; an invalid collection or id, ErrInvalidKey.
 	Update(ctx context.Context, collection, id string, fn UpdateFunc) (*Document, error)
 
 	// List returns up to limit documents of a collection whose id sorts
-	// after the given one ("" for the start), in id order, and whether more
-	// follow. An empty or unknown collection gives an empty list.
+	// after the given one ("" for the start), in byte order of ids, and
+	// whether more follow. A limit of zero or less means no limit. An
+	// empty or unknown collection gives an empty list.
 	List(ctx context.Context, collection, after string, limit int) (entries []ListEntry, more bool, err error)
 
 	// History returns up to limit retained versions of a document with seq
-	// greater than after, oldest first, and whether more follow. Returns
-	// ErrNotFound if the document has no history at all.
+	// greater than after, oldest first, and whether more follow. A limit of
+	// zero or less means no limit. Returns ErrNotFound if the document has
+	// no history at all.
 	History(ctx context.Context, collection, id string, after uint64, limit int) (versions []Version, more bool, err error)
 
 	// Idempotency returns the record committed with a write under key.
 	// Returns ErrNotFound if there is none or it has expired.
 	Idempotency(ctx context.Context, key string) (*IdempotencyRecord, error)
 
-	// Close releases the store. Writes in progress finish first.
+	// Subscribe returns a channel of Events for the commits after the call
+	// (and possibly some before), those of other processes sharing the
+	// store's database included. It is closed when ctx is done or the store
+	// is closed. A consumer that starts watching a document subscribes
+	// first, then reads its History, so that no commit falls between the
+	// two.
+	Subscribe(ctx context.Context) (<-chan Event, error)
+
+	// Collector returns the backend's Prometheus metrics: at least
+	// patchd_documents, patchd_history_versions and patchd_collections
+	// where the backend can count them cheaply, and its own engine's.
+	Collector() prometheus.Collector
+
+	// Close releases the store. Writes in progress finish first. A second
+	// Close returns an error wrapping ErrClosed.
 	Close() error
+}
+
+// Optional capabilities. A backend implements them when it can; the
+// command line asks for them with a type assertion in one place each.
+
+// Backuper is implemented by stores that can write a consistent copy of
+// themselves while they serve (an embedded file; a database server has its
+// own tools for that).
+type Backuper interface {
+	// Backup writes a consistent snapshot of the whole store to w, in a
+	// form the backend opens as it is. start, when not nil, is called with
+	// its size in bytes before the first byte is written. It returns the
+	// number of bytes written.
+	Backup(ctx context.Context, w io.Writer, start func(size int64)) (int64, error)
+}
+
+// Checker is implemented by stores that can verify their own storage.
+type Checker interface {
+	// Check reads the whole store and returns an error describing the
+	// first problem found, or nil.
+	Check(ctx context.Context) error
+}
+
+// Record is one document as exports and copies carry it: its current state
+// and, when asked for, its retained history.
+type Record struct {
+	Collection string
+	ID         string
+	// Doc is the current document; nil when it was deleted and the record
+	// carries only its history.
+	Doc *Document
+	// History is the retained versions, oldest first, each owning its
+	// bytes. Dump fills it only when asked for history; Load needs at
+	// least one version, the last of which produced Doc.
+	History []Version
+}
+
+// Dumper is implemented by stores that can list every document at once,
+// deleted ones included: exports and copies read through it.
+type Dumper interface {
+	// Dump calls fn for every document in collection then id byte order,
+	// from one consistent snapshot of the store. Without history it visits
+	// the current documents only; with history it also visits deleted
+	// documents whose history is retained, and fills every record's
+	// History. The Record passed to fn is valid only during the call. An
+	// error from fn stops Dump, which returns it.
+	Dump(ctx context.Context, withHistory bool, fn func(*Record) error) error
+}
+
+// Loader is implemented by stores that can restore documents as they were:
+// imports and copies write through it.
+type Loader interface {
+	// Load writes records as they are, with their versions' seqs, times
+	// and ETags, in one transaction that is durable before it returns.
+	// Every record must pass CheckRecord. A record whose document or
+	// history the store already holds is not written: its entry in the
+	// returned slice wraps ErrExists; a record that fails CheckRecord gets
+	// that error there. The other records are written. The error result is
+	// for failures of the store itself, after which nothing was written.
+	Load(ctx context.Context, recs []*Record) ([]error, error)
 }
 
 // Retention bounds the history kept per document. A version is pruned only
@@ -167,6 +293,14 @@ type Retention struct {
 	Age      time.Duration
 }
 
+// Prunable reports whether a version committed at at may be pruned at now
+// when newer versions of its document number newer (the versions after it,
+// the newest one included). Every backend prunes from the oldest version
+// and stops at the first one this keeps.
+func (r Retention) Prunable(newer int, at, now time.Time) bool {
+	return newer >= r.Versions && now.Sub(at) > r.Age
+}
+
 // ETagOf returns the strong ETag of a canonical body: a double-quoted string
 // of the first 32 lowercase hex digits of its SHA-256.
 func ETagOf(body []byte) string {
@@ -175,4 +309,23 @@ func ETagOf(body []byte) string {
 	b[0], b[33] = '"', '"'
 	hex.Encode(b[1:33], sum[:16])
 	return string(b[:])
+}
+
+// ValidName reports whether s is a collection or id that patchd accepts:
+// 1 to 128 characters of [A-Za-z0-9._~-], and not one of the dot-segments
+// "." and "..". Every backend keeps such names and refuses others with
+// ErrInvalidKey.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '~', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -24,9 +24,11 @@ import (
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/internal/benchdoc"
 	"github.com/patchd/patchd/store"
+	_ "github.com/patchd/patchd/store/bolt" // the embedded file backend
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -107,13 +109,16 @@ func newServer(kind, db string, sd seed, ret store.Retention, logTo io.Writer) (
 		if ret.Age < 0 {
 			ret.Age = time.Nanosecond // as patchd --history-age 0: by count only
 		}
-		st, err := store.OpenBolt(db, store.BoltOptions{Retention: ret})
+		st, err := store.Open(context.Background(), db, store.Options{Retention: ret})
 		if err != nil {
 			return nil, nil, err
 		}
-		cfg := handlers.DefaultConfig()
-		cfg.Logger = slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		return handlers.New(st, cfg).Echo(), func() { _ = st.Close() }, nil
+		log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		dcfg := document.DefaultConfig()
+		dcfg.Logger = log
+		hcfg := handlers.DefaultConfig()
+		hcfg.Logger = log
+		return handlers.New(document.New(st, dcfg), hcfg).Echo(), func() { _ = st.Close() }, nil
 	case kindEcho:
 		return noopEcho(), func() {}, nil
 	case kindNaive, kindNaiveBatch, kindNaiveNoSync:

@@ -47,6 +47,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/patchd/patchd/store/postgres"
 	"github.com/patchd/patchd/store/postgres/pgtest"
 )
@@ -489,7 +490,14 @@ func pgbenchSetup(ctx context.Context, c *pgtest.Cluster, cfg config) (string, e
 	if err != nil {
 		return "", err
 	}
-	_, err = st.Pool().Exec(ctx, fmt.Sprintf(`
+	if err := st.Close(); err != nil {
+		return "", err
+	}
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		return "", err
+	}
+	_, err = conn.Exec(ctx, fmt.Sprintf(`
 		INSERT INTO documents (collection, id, seq, etag, body, deleted, updated_ns)
 		SELECT 'bench', 'd' || i, 1, decode(md5(i::text), 'hex'),
 		       convert_to('{"n":0,"pad":"' || repeat('x', 1000) || '"}', 'UTF8'), false, 0
@@ -497,9 +505,9 @@ func pgbenchSetup(ctx context.Context, c *pgtest.Cluster, cfg config) (string, e
 		INSERT INTO document_versions (collection, id, seq, etag, kind, ops, rebased_from, token, at_ns)
 		SELECT collection, id, 1, etag, 'put', '\x5b5d'::bytea, '', '\x00'::bytea, 0 FROM documents`, cfg.docs))
 	if err == nil {
-		_, err = st.Pool().Exec(ctx, `VACUUM ANALYZE`)
+		_, err = conn.Exec(ctx, `VACUUM ANALYZE`)
 	}
-	return db, errors.Join(err, st.Close())
+	return db, errors.Join(err, conn.Close(ctx))
 }
 
 // pgbench runs the write transaction's statements with pgbench on db, on a

@@ -10,16 +10,17 @@ import (
 	"time"
 
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 	"github.com/patchd/patchd/store/postgres"
 )
 
 // boltWith makes a bbolt store holding n small documents in two
 // collections, plus documents with varied histories, and returns it with
 // the names of every document.
-func boltWith(t *testing.T, n int) (*store.Bolt, [][2]string) {
+func boltWith(t *testing.T, n int) (*bolt.Store, [][2]string) {
 	t.Helper()
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	b, err := store.OpenBolt(filepath.Join(t.TempDir(), "src.db"), store.BoltOptions{
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "src.db"), store.Options{
 		Now: func() time.Time { at = at.Add(time.Second); return at },
 	})
 	if err != nil {
@@ -78,15 +79,15 @@ func sameDocuments(t *testing.T, src, dst store.Store, names [][2]string) {
 func TestCopyFromBolt(t *testing.T) {
 	src, names := boltWith(t, 20)
 	dst := open(t, pg.Database(t), postgres.Options{})
-	var last postgres.Progress
-	st, err := postgres.CopyFromBolt(context.Background(), src, dst, func(p postgres.Progress) { last = p })
+	var last store.CopyProgress
+	st, err := store.Copy(context.Background(), src, dst, func(p store.CopyProgress) { last = p })
 	if err != nil {
 		t.Fatalf("CopyFromBolt: %v", err)
 	}
 	if st.Documents != 23 || st.Copied != 23 || st.Versions != 20+3+2+3 {
 		t.Errorf("stats %+v, want 23 documents, 23 copied, 28 versions", st)
 	}
-	if last != (postgres.Progress{Phase: "verify", Done: 23, Total: 23}) {
+	if last != (store.CopyProgress{Phase: "verify", Done: 23, Total: 23}) {
 		t.Errorf("last progress %+v", last)
 	}
 	sameDocuments(t, src, dst, names)
@@ -111,9 +112,9 @@ func TestCopyFromBolt(t *testing.T) {
 
 	// Running it again copies nothing and verifies everything; a document
 	// changed since is a conflict, not overwritten.
-	st, err = postgres.CopyFromBolt(context.Background(), src, dst, nil)
-	if !errors.Is(err, postgres.ErrImportConflict) {
-		t.Fatalf("copy over a changed document: %+v, %v; want ErrImportConflict", st, err)
+	st, err = store.Copy(context.Background(), src, dst, nil)
+	if !errors.Is(err, store.ErrCopyConflict) {
+		t.Fatalf("copy over a changed document: %+v, %v; want ErrCopyConflict", st, err)
 	}
 }
 
@@ -122,7 +123,7 @@ func TestCopyFromBoltResumes(t *testing.T) {
 	dst := open(t, pg.Database(t), postgres.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := postgres.CopyFromBolt(ctx, src, dst, func(p postgres.Progress) {
+	_, err := store.Copy(ctx, src, dst, func(p store.CopyProgress) {
 		if p.Phase == "copy" && p.Done > 0 {
 			cancel() // interrupted after the first batch
 		}
@@ -137,7 +138,7 @@ func TestCopyFromBoltResumes(t *testing.T) {
 	if partial == 0 || partial >= len(names) {
 		t.Fatalf("%d documents after the interruption, want some of %d", partial, len(names))
 	}
-	st, err := postgres.CopyFromBolt(context.Background(), src, dst, nil)
+	st, err := store.Copy(context.Background(), src, dst, nil)
 	if err != nil {
 		t.Fatalf("resumed copy: %v", err)
 	}
@@ -150,7 +151,7 @@ func TestCopyFromBoltResumes(t *testing.T) {
 func TestVerifyCatchesDamage(t *testing.T) {
 	src, _ := boltWith(t, 4)
 	dst := open(t, pg.Database(t), postgres.Options{})
-	if _, err := postgres.CopyFromBolt(context.Background(), src, dst, nil); err != nil {
+	if _, err := store.Copy(context.Background(), src, dst, nil); err != nil {
 		t.Fatal(err)
 	}
 	// One byte of one body changes behind patchd's back.
@@ -158,7 +159,7 @@ func TestVerifyCatchesDamage(t *testing.T) {
 		`UPDATE documents SET body = convert_to('{"i":9}', 'UTF8') WHERE collection = 'forms' AND id = 'doc-0001'`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := postgres.CopyFromBolt(context.Background(), src, dst, nil); !errors.Is(err, postgres.ErrVerify) {
+	if _, err := store.Copy(context.Background(), src, dst, nil); !errors.Is(err, store.ErrVerify) {
 		t.Fatalf("copy over a damaged body: %v, want ErrVerify", err)
 	}
 }

@@ -26,10 +26,10 @@ import (
 // up from History misses nothing; it also sends a Resync every
 // PollInterval as a safety net.
 func (s *Store) Subscribe(ctx context.Context) (<-chan store.Event, error) {
-	if err := s.enter(); err != nil {
-		return nil, fmt.Errorf("postgres: subscribe: %w", err)
+	if err := s.enter(ctx, "subscribe"); err != nil {
+		return nil, err
 	}
-	defer s.active.Done()
+	defer s.gate.Leave()
 	s.listenOnce.Do(func() {
 		lctx, cancel := context.WithCancel(context.Background())
 		s.stopListen = cancel

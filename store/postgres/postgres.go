@@ -33,7 +33,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,25 +41,25 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
-// Defaults applied by Open to zero Options fields.
+// Defaults applied by Open to zero Options fields of this backend.
 const (
-	defaultRetentionVersions = 1000
-	defaultRetentionAge      = 24 * time.Hour
-	defaultMaxConns          = 16
-	defaultPollInterval      = 15 * time.Second
-	defaultMaxAttempts       = 10
+	defaultMaxConns     = 16
+	defaultPollInterval = 15 * time.Second
+	defaultMaxAttempts  = 10
 )
 
-// Options configures Open. The zero value is usable.
+func init() {
+	open := func(ctx context.Context, url string, opts store.Options) (store.Store, error) {
+		return Open(ctx, url, Options{Options: opts})
+	}
+	store.Register("postgres", open)
+	store.Register("postgresql", open)
+}
+
+// Options configures Open: the options every backend takes, and this
+// backend's own. The zero value is usable.
 type Options struct {
-	// Retention bounds each document's history. A zero Versions means 1000;
-	// a zero Age means 24h.
-	Retention store.Retention
-	// Now returns the commit time of a version, stored to the
-	// nanosecond. Nil means time.Now.
-	Now func() time.Time
-	// Logger receives debug events and warnings. Nil discards them.
-	Logger *slog.Logger
+	store.Options
 	// MaxConns is the size of the connection pool when the URL has no
 	// pool_max_conns parameter. Zero means 16. Each replica also holds one
 	// more connection for the change feed once Subscribe is called.
@@ -68,12 +67,6 @@ type Options struct {
 	// PollInterval is how often the change feed sends a Resync event as a
 	// safety net for lost notifications. Zero means 15s.
 	PollInterval time.Duration
-}
-
-// IsURL reports whether s names a PostgreSQL database (postgres:// or
-// postgresql://) rather than a file.
-func IsURL(s string) bool {
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
 // Store is a store.Store in a PostgreSQL database. It is safe for
@@ -84,10 +77,9 @@ type Store struct {
 	now       func() time.Time
 	log       *slog.Logger
 	poll      time.Duration
+	readOnly  bool
 
-	mu     sync.Mutex     // guards closed
-	closed bool           // set once by Close
-	active sync.WaitGroup // calls in progress; Close waits for them
+	gate store.Gate // calls in progress; Close waits for them
 
 	hints        chan string   // commit hints waiting for sendHints
 	hintsDropped atomic.Bool   // a hint was dropped: send a Resync hint
@@ -98,7 +90,8 @@ type Store struct {
 	stopListen context.CancelFunc // ends the listener; set by listenOnce
 	listenDone chan struct{}      // closed when the listener has ended
 
-	hooks hooks // fault injection for tests; zero in production
+	metrics *collector
+	hooks   hooks // fault injection for tests; zero in production
 }
 
 // hooks let tests inject faults around a commit.
@@ -111,8 +104,9 @@ type hooks struct {
 }
 
 var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Notifier = (*Store)(nil)
+	_ store.Store  = (*Store)(nil)
+	_ store.Dumper = (*Store)(nil)
+	_ store.Loader = (*Store)(nil)
 )
 
 // Open connects to the database at url (a postgres:// URL; pgx's
@@ -144,23 +138,13 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 5 * time.Second}
 	}
 
+	so := opts.WithDefaults()
 	s := &Store{
-		retention: opts.Retention,
-		now:       opts.Now,
-		log:       opts.Logger,
+		retention: so.Retention,
+		now:       so.Now,
+		log:       so.Logger.With("component", "store"),
 		poll:      opts.PollInterval,
-	}
-	if s.retention.Versions <= 0 {
-		s.retention.Versions = defaultRetentionVersions
-	}
-	if s.retention.Age == 0 {
-		s.retention.Age = defaultRetentionAge
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+		readOnly:  so.ReadOnly,
 	}
 	if s.poll <= 0 {
 		s.poll = defaultPollInterval
@@ -169,11 +153,14 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	if err := migrate(ctx, pool, s.log); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("postgres: %w", err)
+	if !s.readOnly {
+		if err := migrate(ctx, pool, s.log); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
 	}
 	s.pool = pool
+	s.metrics = newCollector(s)
 	s.hints, s.hintsDone = make(chan string, hintQueue), make(chan struct{})
 	go s.sendHints() // #nosec G118 -- outlives Open, whose ctx may end when Open returns; Close stops it, and each batch has its own timeout
 	s.log.Debug("opened", "host", cfg.ConnConfig.Host, "database", cfg.ConnConfig.Database,
@@ -182,18 +169,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 }
 
 // Close waits for calls in progress, stops the change feed and closes the
-// connection pool. Later calls of any method, Close included, return
-// ErrClosed.
+// connection pool. Later calls of any method, Close included, return an
+// error wrapping store.ErrClosed.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return fmt.Errorf("postgres: close: %w", store.ErrClosed)
+	if err := s.gate.Shut(); err != nil {
+		return fmt.Errorf("postgres: close: %w", err)
 	}
-	s.closed = true
-	s.mu.Unlock()
-
-	s.active.Wait()
 	close(s.hints) // no Update is in progress; send what is queued
 	<-s.hintsDone
 	if s.stopListen != nil {
@@ -206,40 +187,33 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// enter registers a call in progress, or returns ErrClosed. A successful
-// enter must be paired with s.active.Done().
-func (s *Store) enter() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return store.ErrClosed
+// enter registers a call in progress, or returns an error wrapping
+// store.ErrClosed or ctx's error; op names the call in the error. A
+// successful enter must be paired with s.gate.Leave().
+func (s *Store) enter(ctx context.Context, op string) error {
+	if err := s.gate.Enter(); err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
 	}
-	s.active.Add(1)
+	if err := ctx.Err(); err != nil {
+		s.gate.Leave()
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
 	return nil
 }
 
-// Pool returns the store's connection pool, for tools such as migrate.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
-// validKey reports whether a collection and id can be stored: non-empty
-// text (valid UTF-8 without NUL, which PostgreSQL's text cannot hold).
+// validKey reports whether a collection and id can be stored (see
+// store.ValidName).
 func validKey(collection, id string) bool {
-	ok := func(s string) bool {
-		return s != "" && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
-	}
-	return ok(collection) && ok(id)
+	return store.ValidName(collection) && store.ValidName(id)
 }
 
 // Get returns the current document. Returns ErrNotFound if it does not
 // exist.
 func (s *Store) Get(ctx context.Context, collection, id string) (*store.Document, error) {
-	if err := s.enter(); err != nil {
-		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, err)
+	if err := s.enter(ctx, "get "+collection+"/"+id); err != nil {
+		return nil, err
 	}
-	defer s.active.Done()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, err)
-	}
+	defer s.gate.Leave()
 	if !validKey(collection, id) {
 		return nil, fmt.Errorf("store: get %q/%q: %w", collection, id, store.ErrNotFound)
 	}
@@ -262,18 +236,38 @@ func (s *Store) Get(ctx context.Context, collection, id string) (*store.Document
 	return doc, nil
 }
 
+// ETag returns the ETag of the current document without its body.
+// Returns an error wrapping store.ErrNotFound if it does not exist.
+func (s *Store) ETag(ctx context.Context, collection, id string) (string, error) {
+	if err := s.enter(ctx, "etag "+collection+"/"+id); err != nil {
+		return "", err
+	}
+	defer s.gate.Leave()
+	if !validKey(collection, id) {
+		return "", fmt.Errorf("store: etag %q/%q: %w", collection, id, store.ErrNotFound)
+	}
+	var etag []byte
+	err := s.pool.QueryRow(ctx,
+		`SELECT etag FROM documents WHERE collection = $1 AND id = $2 AND NOT deleted`,
+		collection, id).Scan(&etag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: etag %s/%s: %w", collection, id, ctxErr(ctx, err))
+	}
+	return etagString(etag), nil
+}
+
 // List returns up to limit documents of a collection whose id sorts after
 // the given one ("" for the start), in byte order of ids, and whether more
 // follow. A limit of zero or less means no limit.
 func (s *Store) List(ctx context.Context, collection, after string, limit int) ([]store.ListEntry, bool, error) {
-	if err := s.enter(); err != nil {
-		return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
+	if err := s.enter(ctx, "list "+collection); err != nil {
+		return nil, false, err
 	}
-	defer s.active.Done()
-	if err := ctx.Err(); err != nil {
-		return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
-	}
-	if !validKey(collection, "x") || !utf8.ValidString(after) || strings.ContainsRune(after, 0) {
+	defer s.gate.Leave()
+	if !store.ValidName(collection) || (after != "" && !store.ValidName(after)) {
 		return nil, false, nil
 	}
 	n := int64(math.MaxInt64)
@@ -348,13 +342,10 @@ func collectVersions(rows pgx.Rows) ([]store.Version, error) {
 // Idempotency returns the record committed with a write under key.
 // Returns ErrNotFound if there is none or it has expired.
 func (s *Store) Idempotency(ctx context.Context, key string) (*store.IdempotencyRecord, error) {
-	if err := s.enter(); err != nil {
-		return nil, fmt.Errorf("store: idempotency: %w", err)
+	if err := s.enter(ctx, "idempotency"); err != nil {
+		return nil, err
 	}
-	defer s.active.Done()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store: idempotency: %w", err)
-	}
+	defer s.gate.Leave()
 	rec := &store.IdempotencyRecord{Key: key}
 	var ns int64
 	err := s.pool.QueryRow(ctx,
@@ -375,13 +366,10 @@ func (s *Store) Idempotency(ctx context.Context, key string) (*store.Idempotency
 // zero or less means no limit. Returns ErrNotFound if the document has no
 // history at all.
 func (s *Store) History(ctx context.Context, collection, id string, after uint64, limit int) ([]store.Version, bool, error) {
-	if err := s.enter(); err != nil {
-		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, err)
+	if err := s.enter(ctx, "history "+collection+"/"+id); err != nil {
+		return nil, false, err
 	}
-	defer s.active.Done()
-	if err := ctx.Err(); err != nil {
-		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, err)
-	}
+	defer s.gate.Leave()
 	if !validKey(collection, id) {
 		return nil, false, fmt.Errorf("store: history %q/%q: %w", collection, id, store.ErrNotFound)
 	}

@@ -42,7 +42,7 @@ func open(tb testing.TB, dsn string, opts postgres.Options) *postgres.Store {
 func TestConformance(t *testing.T) {
 	pg.Cluster(t)
 	storetest.RunConformance(t, func(t *testing.T, opts storetest.Options) store.Store {
-		return open(t, pg.Database(t), postgres.Options{Retention: opts.Retention, Now: opts.Now})
+		return open(t, pg.Database(t), postgres.Options{Options: store.Options{Retention: opts.Retention, Now: opts.Now}})
 	})
 }
 

@@ -46,15 +46,15 @@ const (
 // before the commit, Update commits nothing and returns an error wrapping
 // ctx.Err().
 func (s *Store) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
-	if err := s.enter(); err != nil {
-		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+	if err := s.enter(ctx, "update "+collection+"/"+id); err != nil {
+		return nil, err
 	}
-	defer s.active.Done()
+	defer s.gate.Leave()
 	if !validKey(collection, id) {
-		return nil, fmt.Errorf("store: update %q/%q: invalid collection or id", collection, id)
+		return nil, fmt.Errorf("store: update %q/%q: %w", collection, id, store.ErrInvalidKey)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+	if s.readOnly {
+		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, store.ErrReadOnly)
 	}
 
 	// The token identifies this call's version across its attempts.
@@ -65,6 +65,9 @@ func (s *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 		res, err := s.try(ctx, collection, id, fn, token, pending)
 		if err == nil {
 			if res.seq != 0 {
+				// This process's own subscribers hear of it at once; the
+				// other replicas through the hint.
+				s.feed.Publish(store.Event{Collection: collection, ID: id, Seq: res.seq})
 				s.queueHint(collection, id, res.seq)
 			}
 			return res.doc, nil
@@ -298,9 +301,8 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		}
 		etag, _ = etagBytes(res.doc.ETag)
 	}
-	if r := change.Idempotency; r != nil && (r.Key == "" || len(r.Key) > store.MaxIdempotencyKey) {
-		return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: %w: key of %d bytes, want 1 to %d",
-			collection, id, store.ErrInvalidIdempotency, len(r.Key), store.MaxIdempotencyKey)}
+	if err := change.Idempotency.Check(); err != nil {
+		return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: %w", collection, id, err)}
 	}
 	// Everything the write commits goes in this one batch, in this
 	// transaction, the idempotency record included.
@@ -313,9 +315,9 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		collection, id, seq, nonNil(etag), change.Kind, nonNil(change.Ops), change.RebasedFrom, token, at.UnixNano())
 	if keep := int64(s.retention.Versions); seq > keep {
-		// Prune from the oldest while there are more than Versions and
-		// the oldest is older than Age, as the bbolt store does: stop at
-		// the first young version, and never touch the newest Versions.
+		// Prune from the oldest while store.Retention.Prunable says so:
+		// never the newest Versions, and stop at the first version younger
+		// than Age.
 		b.Queue(`DELETE FROM document_versions
 			WHERE collection = $1 AND id = $2 AND seq < LEAST($3::bigint, COALESCE(
 				(SELECT seq FROM document_versions
@@ -330,8 +332,8 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		// Expired records go a few at a time, as the writes that make
 		// records come, like the bbolt store's.
 		b.Queue(`DELETE FROM idempotency_keys WHERE key IN
-			(SELECT key FROM idempotency_keys WHERE expires_ns <= $1 ORDER BY expires_ns LIMIT 32)`,
-			at.UnixNano())
+			(SELECT key FROM idempotency_keys WHERE expires_ns <= $1 ORDER BY expires_ns LIMIT $2)`,
+			at.UnixNano(), store.IdempotencyPruneBatch)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return attempt{}, err

@@ -4,9 +4,9 @@
 // A backend's tests call RunConformance with a function that opens a new,
 // empty store:
 //
-//	func TestBolt_Conformance(t *testing.T) {
+//	func TestConformance(t *testing.T) {
 //		storetest.RunConformance(t, func(t *testing.T, opts storetest.Options) store.Store {
-//			s, err := store.OpenBolt(filepath.Join(t.TempDir(), "db"), store.BoltOptions{
+//			s, err := bolt.Open(filepath.Join(t.TempDir(), "db"), store.Options{
 //				Retention: opts.Retention,
 //				Now:       opts.Now,
 //			})
@@ -14,8 +14,9 @@
 //		})
 //	}
 //
-// The suite uses only the store.Store interface, so it runs unchanged
-// against any backend.
+// The suite uses the store.Store interface, and the optional interfaces
+// (store.Dumper, store.Loader) where the backend has them, so it runs
+// unchanged against any backend.
 package storetest
 
 import (
@@ -80,6 +81,7 @@ func groups() []group {
 	return []group{
 		{name: "Get", tests: []testCase{
 			{name: "NotFound", fn: testGetNotFound},
+			{name: "ETag", fn: testETag},
 		}},
 		{name: "Update", tests: []testCase{
 			{name: "Create", fn: testUpdateCreate},
@@ -95,6 +97,7 @@ func groups() []group {
 			{name: "HistoryInFunc", fn: testUpdateHistoryInFunc},
 			{name: "Counter", fn: testUpdateCounter},
 			{name: "ConcurrentDocuments", fn: testUpdateConcurrentDocuments},
+			{name: "InvalidKey", fn: testUpdateInvalidKey},
 		}},
 		{name: "List", tests: []testCase{
 			{name: "UnknownCollection", fn: testListUnknownCollection},
@@ -128,6 +131,19 @@ func groups() []group {
 			{name: "Replace", fn: testIdempotencyReplace},
 			{name: "Invalid", fn: testIdempotencyInvalid},
 			{name: "Closed", fn: testIdempotencyClosed},
+		}},
+		{name: "Subscribe", tests: []testCase{
+			{name: "Commits", fn: testSubscribeCommits},
+			{name: "Closed", fn: testSubscribeClosed},
+		}},
+		{name: "Metrics", tests: []testCase{
+			{name: "Count", fn: testMetricsCount},
+		}},
+		{name: "Dump", tests: []testCase{
+			{name: "Order", fn: testDumpOrder},
+			{name: "LoadRoundTrip", fn: testLoadRoundTrip},
+			{name: "LoadInvalid", fn: testLoadInvalid},
+			{name: "Copy", fn: testCopy},
 		}},
 		{name: "Close", tests: []testCase{
 			{name: "ErrClosed", fn: testCloseErrClosed},

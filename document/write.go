@@ -1,0 +1,319 @@
+package document
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+)
+
+// Kind is what a write does.
+type Kind uint8
+
+// Kinds of writes.
+const (
+	// Put creates or replaces a document with Body, a JSON object.
+	Put Kind = iota + 1
+	// Post creates a document with Body under a new, time-ordered id; its
+	// preconditions are ignored (they would apply to the collection).
+	Post
+	// JSONPatch applies Body, an RFC 6902 JSON Patch.
+	JSONPatch
+	// MergePatch applies Body, an RFC 7396 JSON Merge Patch.
+	MergePatch
+	// Delete deletes the document; it is never rebased.
+	Delete
+)
+
+// String names the kind as history does.
+func (k Kind) String() string {
+	switch k {
+	case Put, Post:
+		return store.KindPut
+	case JSONPatch:
+		return store.KindJSONPatch
+	case MergePatch:
+		return store.KindMergePatch
+	case Delete:
+		return store.KindDelete
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Write is one write to a document.
+type Write struct {
+	Kind       Kind
+	Collection string
+	// ID names the document; Post leaves it empty and gets a new one.
+	ID string
+	// Body is the request body as the client sent it: the document of a
+	// Put or Post, the patch of a JSONPatch or MergePatch; nil for Delete.
+	Body []byte
+	// Pre are the write's preconditions.
+	Pre Preconditions
+	// Idempotency, when not nil, makes a retry of the same write answer
+	// what the first one did instead of applying it again.
+	Idempotency *IdempotencyKey
+	// Minimal says the answer carries no body (Prefer: return=minimal), so
+	// an idempotency record need not keep one.
+	Minimal bool
+}
+
+// IdempotencyKey identifies a write across retries.
+type IdempotencyKey struct {
+	// Key is the client's key, qualified by whoever sent it, so that two
+	// clients' keys never collide.
+	Key string
+	// Fingerprint hashes what makes two requests the same; a retry with
+	// another fingerprint is ErrIdempotencyKeyReused.
+	Fingerprint string
+}
+
+// Result is what a write did.
+type Result struct {
+	// Doc is the document as committed (or as it is, when the write
+	// changed nothing); nil after a delete. A replayed answer has its
+	// name, ETag and, unless the first answer was minimal, its body.
+	Doc *store.Document
+	// Created is set when the write created the document.
+	Created bool
+	// RebasedFrom is the ETag a stale edit was rebased from, or "".
+	RebasedFrom string
+	// Replayed is set when the answer is that of an earlier write with the
+	// same idempotency key, which was not applied again.
+	Replayed bool
+	// Before is the ETag of the version the write was decided against (""
+	// when the document did not exist). It is set whenever the write
+	// reached the document, also when it returns an error.
+	Before string
+}
+
+// Write decides and commits one write. The errors it returns wrap the
+// sentinels listed in errors.go, package patch's (invalid JSON or patch,
+// a patch that fails, a rebase conflict, an invalid document) and package
+// store's (not found, base unknown); a 412 or 428 is a *PreconditionError
+// and a rebase conflict a *patch.ConflictError within it.
+func (s *Service) Write(ctx context.Context, w Write) (Result, error) {
+	if w.Idempotency != nil {
+		key := w.Idempotency.Key
+		if !s.inflight.take(key) {
+			return Result{}, fail(ErrIdempotencyKeyInUse, "a request with this Idempotency-Key is still being processed; retry later")
+		}
+		defer s.inflight.release(key)
+		if res, ok, err := s.replay(ctx, w.Idempotency); ok || err != nil {
+			return res, err
+		}
+	}
+	d := &decision{s: s, w: &w}
+	if err := d.parse(); err != nil {
+		return Result{}, err
+	}
+	if w.Kind == Post {
+		d.w.ID = s.ids.Next()
+	} else if d.w.Pre.fastDecidable() || w.Kind == Delete {
+		// A 412 or 428 that the current ETag decides is answered without
+		// the document lock; anything else is decided again under it.
+		if etag, err := s.store.ETag(ctx, w.Collection, w.ID); err == nil {
+			if err := d.precondition(etag); err != nil {
+				return Result{Before: etag}, err
+			}
+		}
+	}
+	doc, err := s.store.Update(ctx, w.Collection, d.w.ID, d.decide)
+	res := Result{Doc: doc, Created: d.created, RebasedFrom: d.rebasedFrom, Before: d.before}
+	if err != nil {
+		return res, err
+	}
+	if doc == nil && w.Kind != Delete {
+		return res, fail(store.ErrNotFound, "no such document")
+	}
+	return res, nil
+}
+
+// decision is one write's decision function and what it found. decide may
+// run more than once (a backend retries after a concurrent commit), so it
+// resets what it reports each time; everything else it reads is fixed
+// before the first call.
+type decision struct {
+	s    *Service
+	w    *Write
+	edit edit
+
+	before      string
+	created     bool
+	rebasedFrom string
+}
+
+// decide is the store.UpdateFunc of a write.
+func (d *decision) decide(ctx context.Context, cur *store.Document, h store.History) (*store.Change, error) {
+	d.before, d.created, d.rebasedFrom = "", false, ""
+	if cur != nil {
+		d.before = cur.ETag
+	}
+	var (
+		ch  *store.Change
+		err error
+	)
+	switch {
+	case d.w.Kind == Delete:
+		ch, err = d.delete(cur)
+	case cur == nil:
+		ch, err = d.create()
+	default:
+		ch, err = d.change(ctx, cur, h)
+	}
+	if err != nil || ch == nil || ch.Body == nil || d.w.Idempotency == nil {
+		return ch, err
+	}
+	if ch.Idempotency, err = d.record(ch.Body); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// delete decides a Delete.
+func (d *decision) delete(cur *store.Document) (*store.Change, error) {
+	if cur == nil {
+		return nil, fail(store.ErrNotFound, "no such document")
+	}
+	if err := d.precondition(cur.ETag); err != nil {
+		return nil, err
+	}
+	return &store.Change{Kind: store.KindDelete, Ops: patch.EncodeDelete(cur.Body)}, nil
+}
+
+// create decides a write to a document that does not exist.
+func (d *decision) create() (*store.Change, error) {
+	e := d.edit
+	if e.create == nil {
+		return nil, fail(store.ErrNotFound, "no such document")
+	}
+	if d.w.Kind != Post && d.w.Pre.IfMatch.Present {
+		// If-Match is false when there is no current representation.
+		return nil, &PreconditionError{Err: fail(ErrPreconditionFailed, "If-Match given but the document does not exist")}
+	}
+	d.created = true
+	return &store.Change{Body: e.body, Kind: d.w.Kind.String(), Ops: patch.EncodeCreate(e.body)}, nil
+}
+
+// change decides a write to an existing document.
+func (d *decision) change(ctx context.Context, cur *store.Document, h store.History) (*store.Change, error) {
+	if d.w.Kind == Post {
+		return nil, fail(ErrPreconditionFailed, "a document with the generated id exists")
+	}
+	if err := d.precondition(cur.ETag); err != nil {
+		return nil, err
+	}
+	if d.w.Pre.IfMatch.Present && !d.w.Pre.IfMatch.MatchStrong(cur.ETag) {
+		return d.rebase(ctx, cur, h)
+	}
+	e := d.edit
+	if e.canonical != nil {
+		if body, ops, ok := e.canonical(cur.Body); ok {
+			return change(cur, body, ops, d.w.Kind, "")
+		}
+	}
+	release, err := d.s.docs.Acquire(ctx, len(cur.Body))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	doc, err := d.s.decode(cur)
+	if err != nil {
+		return nil, err
+	}
+	result, ops, err := e.apply(doc)
+	if err != nil {
+		conditional := d.w.Pre.IfMatch.Present && !d.w.Pre.IfMatch.Any
+		if !conditional && errors.Is(err, patch.ErrPatchFailed) {
+			return nil, fail(ErrPatchConflict, err.Error())
+		}
+		return nil, err
+	}
+	if e.body != nil {
+		// A PUT's result is its body, whose canonical bytes are known.
+		d.s.trees.put(cur.Collection, cur.ID, e.body, result)
+		return change(cur, e.body, ops, d.w.Kind, "")
+	}
+	return d.s.commit(cur, result, ops, d.w.Kind, "")
+}
+
+// precondition evaluates the preconditions of a write against the current
+// ETag of an existing document (RFC 9110 section 13.2.2). It returns the
+// 412 or 428 they call for; nil also when If-Match names an older version,
+// which change then rebases.
+func (d *decision) precondition(etag string) error {
+	pre := d.w.Pre
+	refuse := func(sentinel error, detail string) error {
+		return &PreconditionError{Err: fail(sentinel, detail), Current: etag}
+	}
+	if d.w.Kind == Delete { // never rebased
+		switch {
+		case pre.IfMatch.Present && !pre.IfMatch.MatchStrong(etag):
+			return refuse(ErrPreconditionFailed, "If-Match does not match the current ETag (DELETE is never rebased)")
+		case pre.IfNoneMatch.Present && pre.IfNoneMatch.MatchWeak(etag):
+			return refuse(ErrPreconditionFailed, "If-None-Match matches the current ETag")
+		case !pre.IfMatch.Present && d.s.cfg.RequireIfMatch:
+			return refuse(ErrPreconditionRequired, "deleting a document needs If-Match with its current ETag")
+		}
+		return nil
+	}
+	// Step 1, If-Match (strong), is the rebase decision; step 3:
+	// If-None-Match (weak), evaluated against the current version.
+	if pre.IfNoneMatch.Present && pre.IfNoneMatch.MatchWeak(etag) {
+		if pre.IfNoneMatch.Any {
+			return refuse(ErrPreconditionFailed, "If-None-Match: * and the document exists")
+		}
+		return refuse(ErrPreconditionFailed, "If-None-Match matches the current ETag")
+	}
+	if !pre.IfMatch.Present && d.s.cfg.RequireIfMatch {
+		return refuse(ErrPreconditionRequired, "writes to an existing document need If-Match with its current ETag")
+	}
+	if pre.IfMatch.Present && !pre.IfMatch.MatchStrong(etag) && pre.Strict {
+		return &PreconditionError{
+			Err:     fail(ErrPreconditionFailed, "If-Match does not match the current ETag, and Prefer: handling=strict turns rebase off"),
+			Current: etag,
+			Base:    pre.client(),
+		}
+	}
+	return nil
+}
+
+// decode returns the current version as a tree the caller owns: from the
+// tree cache, or decoded.
+func (s *Service) decode(cur *store.Document) (any, error) {
+	if doc := s.trees.take(cur.Collection, cur.ID, cur.ETag); doc != nil {
+		return doc, nil
+	}
+	doc, err := patch.Parse(cur.Body, patch.Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("stored document %s/%s: %w", cur.Collection, cur.ID, err)
+	}
+	return doc, nil
+}
+
+// change turns checked canonical bytes into a change; nil when they equal
+// the current version.
+func change(cur *store.Document, body []byte, ops []patch.Op, kind Kind, rebasedFrom string) (*store.Change, error) {
+	if bytes.Equal(body, cur.Body) {
+		return nil, nil
+	}
+	return &store.Change{Body: body, Kind: kind.String(), Ops: patch.EncodeOps(ops), RebasedFrom: rebasedFrom}, nil
+}
+
+// commit checks a result tree against the limits and turns it into a
+// change; nil when it equals the current version. It keeps the tree for
+// the next write of the document: the cache is keyed by the content's
+// hash, so a tree kept for a version that is not committed in the end is
+// right for whatever version has that content.
+func (s *Service) commit(cur *store.Document, result any, ops []patch.Op, kind Kind, rebasedFrom string) (*store.Change, error) {
+	body, err := patch.CheckDocument(result, s.cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	s.trees.put(cur.Collection, cur.ID, body, result)
+	return change(cur, body, ops, kind, rebasedFrom)
+}

@@ -1,0 +1,270 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
+)
+
+// cli runs a command and returns its error, standard output and standard
+// error.
+//
+//lint:ignore ST1008 the command's outcome reads first at every call site
+func cli(t *testing.T, stdin string, args ...string) (error, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := dispatch(context.Background(), args, noEnv, stdio{strings.NewReader(stdin), &out, &errb})
+	return err, out.String(), errb.String()
+}
+
+func TestHelpListsEveryFlag(t *testing.T) {
+	serve := []string{"addr", "db", "require-if-match", "max-body", "max-doc", "max-depth", "max-ops", "history-versions",
+		"history-age", "max-rebase-ops", "max-rebase-work", "shutdown-timeout", "log-format", "log-level", "ui",
+		"tokens", "cors-origins", "rate", "idempotency-ttl", "insecure-no-auth", "read-header-timeout", "read-timeout",
+		"write-timeout", "idle-timeout", "max-header-bytes"}
+	for _, tc := range []struct {
+		args  []string
+		flags []string
+	}{
+		{[]string{"--help"}, serve},
+		{[]string{"serve", "--help"}, serve},
+		{[]string{"help"}, serve},
+		{[]string{"backup", "--help"}, []string{"db", "out", "url", "lock-timeout"}},
+		{[]string{"help", "export"}, []string{"db", "out", "history", "lock-timeout"}},
+		{[]string{"import", "-h"}, []string{"db", "in", "max-doc", "max-depth", "max-line", "lock-timeout"}},
+	} {
+		err, _, usage := cli(t, "", tc.args...)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%v: err=%v", tc.args, err)
+		}
+		// Each flag line is followed by its variable and default.
+		lines := strings.Split(usage, "\n")
+		var listed []string
+		for k, line := range lines {
+			if !strings.HasPrefix(line, "  --") {
+				continue
+			}
+			name := strings.Fields(line)[0][2:]
+			listed = append(listed, name)
+			if k+1 >= len(lines) || !strings.Contains(lines[k+1], "[env "+envName(name)+", default ") {
+				t.Errorf("%v: --%s without its variable and default", tc.args, name)
+			}
+		}
+		slices.Sort(listed)
+		want := slices.Sorted(slices.Values(tc.flags))
+		if !slices.Equal(listed, want) {
+			t.Errorf("%v: lists %v, want %v", tc.args, listed, want)
+		}
+	}
+	_, _, usage := cli(t, "", "--help")
+	for _, want := range []string{"--max-body BYTES", "[env PATCHD_MAX_BODY, default 1MiB]", "--require-if-match ", "[env PATCHD_REQUIRE_IF_MATCH, default true]",
+		"--addr ADDR", "default 127.0.0.1:8080", "patchd backup", "patchd export", "patchd import", "patchd version"} {
+		if !strings.Contains(usage, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	err, out, _ := cli(t, "", "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "patchd ") || !strings.Contains(out, runtime.Version()) {
+		t.Fatalf("version %q", out)
+	}
+	if v := version(); v == "" || strings.ContainsAny(v, " \n") {
+		t.Fatalf("version() = %q", v)
+	}
+}
+
+func TestLogFormat(t *testing.T) {
+	var buf bytes.Buffer
+	newLogger("auto", "info", &buf).Info("hello", slog.Int("n", 1))
+	if !strings.HasPrefix(buf.String(), `{"time":`) {
+		t.Fatalf("auto off a terminal is not JSON: %q", buf.String())
+	}
+	buf.Reset()
+	newLogger("text", "info", &buf).Info("hello")
+	if !strings.Contains(buf.String(), "msg=hello") {
+		t.Fatalf("text: %q", buf.String())
+	}
+	buf.Reset()
+	newLogger("json", "warn", &buf).Info("hidden")
+	if buf.Len() != 0 {
+		t.Fatalf("info at warn: %q", buf.String())
+	}
+	for _, args := range [][]string{{"--log-format", "xml"}, {"--log-level", "loud"}} {
+		if _, err := parseFlags(args, noEnv, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	cfg, err := parseFlags(nil, func(k string) string { return map[string]string{"PATCHD_LOG_FORMAT": "text"}[k] }, io.Discard)
+	if err != nil || cfg.logFormat != "text" {
+		t.Fatalf("env: %+v %v", cfg, err)
+	}
+}
+
+// serveFor runs the server in-process on db until the test ends, and
+// returns its base URL.
+func serveFor(t *testing.T, db string) (base string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--db", db}, noEnv, io.Discard, ready) }()
+	select {
+	case addr := <-ready:
+		stopped := false
+		stop = func() {
+			if stopped {
+				return
+			}
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}
+		t.Cleanup(stop)
+		return "http://" + addr, stop
+	case err := <-done:
+		cancel()
+		t.Fatalf("run: %v", err)
+	}
+	return "", nil
+}
+
+func put(t *testing.T, base, path, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", base+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 201 {
+		t.Fatalf("PUT %s: %v %v", path, res, err)
+	}
+	res.Body.Close()
+}
+
+func get(t *testing.T, base, path string) (int, string) {
+	t.Helper()
+	res, err := http.Get(base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func TestBackupCommand(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "p.db")
+	base, stop := serveFor(t, db)
+	put(t, base, "/docs/c/a", `{"n":12345678901234567890123}`)
+
+	// The server holds the file: the file route explains the way out.
+	err, _, _ := cli(t, "", "backup", "--db", db, "--out", filepath.Join(dir, "x.db"), "--lock-timeout", "100ms")
+	if err == nil || !strings.Contains(err.Error(), "--url") || !strings.Contains(err.Error(), "/admin/backup") {
+		t.Fatalf("backup of a held file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a refused backup left a file")
+	}
+	// Through the server: a hot copy.
+	hot := filepath.Join(dir, "hot.db")
+	err, _, msg := cli(t, "", "backup", "--url", base, "--out", hot)
+	if err != nil {
+		t.Fatalf("backup --url: %v", err)
+	}
+	if !strings.Contains(msg, "wrote") {
+		t.Fatalf("message %q", msg)
+	}
+	err, _, _ = cli(t, "", "backup", "--url", "ftp://x", "--out", filepath.Join(dir, "y.db"))
+	var ue usageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("bad --url: %v", err)
+	}
+	stop()
+
+	// Stopped: the file route works.
+	cold := filepath.Join(dir, "cold.db")
+	if err, _, _ := cli(t, "", "backup", "--db", db, "--out", cold); err != nil {
+		t.Fatal(err)
+	}
+	if err, _, _ := cli(t, "", "backup", "--db", db); !errors.As(err, &ue) {
+		t.Fatalf("no --out: %v", err)
+	}
+	for _, copyPath := range []string{hot, cold} {
+		base, _ := serveFor(t, copyPath)
+		if code, body := get(t, base, "/docs/c/a"); code != 200 || body != `{"n":12345678901234567890123}` {
+			t.Fatalf("%s: %d %s", copyPath, code, body)
+		}
+	}
+}
+
+func TestExportImportCommands(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "p.db")
+	base, stop := serveFor(t, db)
+	put(t, base, "/docs/c/a", `{"a":1}`)
+	put(t, base, "/docs/c/b", `{"b":[1,2,3]}`)
+	if err, _, _ := cli(t, "", "export", "--db", db, "--lock-timeout", "100ms"); err == nil || !strings.Contains(err.Error(), "backup --url") {
+		t.Fatalf("export of a held file: %v", err)
+	}
+	stop()
+
+	err, stdout, msg := cli(t, "", "export", "--db", db, "--history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(stdout, "\n") != 2 || !strings.Contains(msg, "export: 2 documents, 0 deleted, 2 versions") {
+		t.Fatalf("export:\n%s\n%s", stdout, msg)
+	}
+	file := filepath.Join(dir, "dump.ndjson")
+	if err := os.WriteFile(file, []byte(stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(dir, "fresh.db")
+	if err, _, msg := cli(t, "", "import", "--db", fresh, "--in", file); err != nil {
+		t.Fatalf("import: %v\n%s", err, msg)
+	}
+	out2 := filepath.Join(dir, "again.ndjson")
+	if err, _, _ := cli(t, "", "export", "--db", fresh, "--history", "--out", out2); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(out2); string(again) != stdout {
+		t.Fatalf("round trip differs:\n%s\nwant\n%s", again, stdout)
+	}
+
+	// A bad line is reported with its number; the good ones load; the
+	// command fails so that scripts notice.
+	in := `{"collection":"n","id":"ok","body":{}}` + "\n" + `{"collection":"n","id":"bad","body":{"x":}` + "\n" + `{"collection":"n","id":"ok2","body":{}}` + "\n"
+	err, _, msg = cli(t, in, "import", "--db", fresh)
+	if !errors.Is(err, errRefused) || !strings.Contains(msg, "line 2: ") || !strings.Contains(msg, "import: 2 documents") {
+		t.Fatalf("import with a bad line: %v\n%s", err, msg)
+	}
+	st, err := bolt.Open(fresh, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, id := range []string{"ok", "ok2"} {
+		if _, err := st.Get(context.Background(), "n", id); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+}

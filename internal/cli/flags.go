@@ -1,0 +1,235 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// flagSet declares a command's flags, each with a PATCHD_* variable and a
+// default declared once, where the flag is added: the default sets the
+// value, shows in the usage, and gives way to the variable.
+type flagSet struct {
+	fs       *flag.FlagSet
+	out      io.Writer
+	getenv   func(string) string
+	defaults map[string]string
+	errs     []error
+	usage    func() // the text above the flags
+}
+
+// newFlagSet returns the flags of a command; head writes what the usage
+// says above the list of flags.
+func (m *Main) newFlagSet(name string, head func(w io.Writer)) *flagSet {
+	f := &flagSet{fs: flag.NewFlagSet("patchd "+name, flag.ContinueOnError), out: m.Stderr, getenv: m.Getenv, defaults: map[string]string{}}
+	f.fs.SetOutput(m.Stderr)
+	f.fs.Usage = func() {
+		head(f.out)
+		fmt.Fprintf(f.out, "\nEvery flag also reads the environment variable shown; a flag given on the command line wins.\n\nFlags:\n")
+		f.printFlags()
+	}
+	return f
+}
+
+// envName is the variable of a flag: PATCHD_ and its name in capitals.
+func envName(flag string) string {
+	return "PATCHD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// add declares a flag whose value parses with v, set from the environment
+// or def.
+func (f *flagSet) add(v flag.Value, name, def, usage string) {
+	f.fs.Var(v, name, usage)
+	f.defaults[name] = def
+	val := def
+	if e := f.getenv(envName(name)); e != "" {
+		val = e
+	}
+	if err := v.Set(val); err != nil {
+		f.errs = append(f.errs, fmt.Errorf("%s=%q: %w", envName(name), val, err))
+	}
+}
+
+// parse parses args. Mistakes are usage errors; --help is flag.ErrHelp.
+func (f *flagSet) parse(args []string) error {
+	if err := errors.Join(f.errs...); err != nil {
+		return usageError{err}
+	}
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if f.fs.NArg() > 0 {
+		f.fs.Usage()
+		return usageError{fmt.Errorf("unexpected argument %q", f.fs.Arg(0))}
+	}
+	return nil
+}
+
+// usageErrorf prints the usage and returns a usage error.
+func (f *flagSet) usageErrorf(format string, args ...any) error {
+	f.fs.Usage()
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// printFlags writes every flag with its variable and default.
+func (f *flagSet) printFlags() {
+	f.fs.VisitAll(func(fl *flag.Flag) {
+		head := "  --" + fl.Name
+		if !isBool(fl) {
+			head += " " + argName(fl)
+		}
+		def := f.defaults[fl.Name]
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(f.out, "%-32s %s\n%-32s [env %s, default %s]\n", head, fl.Usage, "", envName(fl.Name), def)
+	})
+}
+
+// argName names a flag's value in the usage.
+func argName(f *flag.Flag) string {
+	switch f.Name {
+	case "addr":
+		return "ADDR"
+	case "db", "from", "to":
+		return "FILE|URL"
+	case "out", "in", "tokens", "tls-cert", "tls-key":
+		return "FILE"
+	case "url":
+		return "URL"
+	case "log-format":
+		return "auto|json|text"
+	case "log-level":
+		return "LEVEL"
+	}
+	switch f.Value.(type) {
+	case durationValue:
+		return "DURATION"
+	case byteSize:
+		return "BYTES"
+	case intValue:
+		return "N"
+	}
+	return "VALUE"
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// Flag values that parse like the documented defaults.
+
+// stringValue is a flag.Value for a plain string.
+type stringValue struct{ p *string }
+
+func (v stringValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+func (v stringValue) Set(s string) error { *v.p = s; return nil }
+
+type boolValue struct{ p *bool }
+
+func (v boolValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(*v.p)
+}
+func (v boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("not a boolean")
+	}
+	*v.p = b
+	return nil
+}
+func (v boolValue) IsBoolFlag() bool { return true }
+
+type intValue struct{ p *int }
+
+func (v intValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*v.p)
+}
+func (v intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	*v.p = n
+	return nil
+}
+
+type floatValue struct{ p *float64 }
+
+func (v floatValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+func (v floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return errors.New("not a number")
+	}
+	*v.p = f
+	return nil
+}
+
+type durationValue struct{ p *time.Duration }
+
+func (v durationValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.p.String()
+}
+func (v durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration like 24h or 90m")
+	}
+	*v.p = d
+	return nil
+}
+
+// byteSize parses a byte count: digits, optionally followed by K, KB, KiB,
+// M, MB, MiB, G, GB or GiB (all powers of 1024).
+type byteSize struct{ p *int64 }
+
+func (v byteSize) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return strconv.FormatInt(*v.p, 10)
+}
+func (v byteSize) Set(s string) error {
+	num := strings.TrimRight(s, "KMGiBkmgb ")
+	unit := strings.ToUpper(strings.TrimSpace(s[len(num):]))
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil {
+		return errors.New("not a byte size like 1048576 or 1MiB")
+	}
+	mult := map[string]int64{"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
+		"M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}[unit]
+	if mult == 0 {
+		return fmt.Errorf("unknown unit %q", unit)
+	}
+	*v.p = n * mult
+	return nil
+}

@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchd/patchd/store"
+)
+
+func TestMigrateFlags(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{args: nil, want: "--from and --to are required"},
+		{args: []string{"--from", "x.db"}, want: "--from and --to are required"},
+		{args: []string{"--from", "x.db", "--to", "x.db"}, want: "the same database"},
+		{args: []string{"--from", missing, "--to", "postgres://u@localhost/db"}, want: "no such file"},
+		{args: []string{"--from", "a", "--to", "postgres://h/db", "extra"}, want: "unexpected argument"},
+		{args: []string{"--bogus"}, want: "flag provided but not defined"},
+	} {
+		var stderr bytes.Buffer
+		err := dispatch(context.Background(), append([]string{"migrate"}, tc.args...), noEnv, stdio{nil, io.Discard, &stderr})
+		if err == nil || !strings.Contains(err.Error()+stderr.String(), tc.want) {
+			t.Errorf("migrate %q: %v (stderr %q), want %q", tc.args, err, stderr.String(), tc.want)
+		}
+	}
+}
+
+func TestMigrateProgress(t *testing.T) {
+	reports := []store.CopyProgress{
+		{Phase: "copy", Done: 0, Total: 4},
+		{Phase: "copy", Done: 2, Total: 4},
+		{Phase: "copy", Done: 4, Total: 4},
+		{Phase: "verify", Done: 0, Total: 4},
+		{Phase: "verify", Done: 4, Total: 4},
+	}
+	var tty bytes.Buffer
+	p := &progress{w: &tty, tty: true, now: time.Now}
+	for _, r := range reports {
+		p.report(r)
+	}
+	p.finish()
+	want := "\rcopy   [..............................] 0/4 documents" +
+		"\rcopy   [###############...............] 2/4 documents" +
+		"\rcopy   [##############################] 4/4 documents\n" +
+		"\rverify [..............................] 0/4 documents" +
+		"\rverify [##############################] 4/4 documents\n"
+	if tty.String() != want {
+		t.Errorf("terminal output:\n%q\nwant\n%q", tty.String(), want)
+	}
+
+	// Not a terminal: plain lines, the first and last of each phase, and
+	// at most one a second between them.
+	var plain bytes.Buffer
+	clock := time.Unix(0, 0)
+	p = &progress{w: &plain, now: func() time.Time { return clock }}
+	for _, r := range reports {
+		p.report(r)
+	}
+	p.finish()
+	want = "copy: 0/4 documents\ncopy: 4/4 documents\nverify: 0/4 documents\nverify: 4/4 documents\n"
+	if plain.String() != want {
+		t.Errorf("plain output:\n%q\nwant\n%q", plain.String(), want)
+	}
+}

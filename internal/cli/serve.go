@@ -1,0 +1,210 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/patchd/patchd/document"
+	"github.com/patchd/patchd/handlers"
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+)
+
+// serveConfig is everything the command line sets for serve.
+type serveConfig struct {
+	addr            string
+	db              string
+	requireIfMatch  bool
+	maxBody         int64
+	maxDoc          int64
+	maxDepth        int
+	maxOps          int
+	historyVersions int
+	maxRebaseOps    int
+	maxRebaseWork   int
+	historyAge      time.Duration
+	shutdownTimeout time.Duration
+	logFormat       string
+	logLevel        string
+	ui              bool
+
+	tokens         string
+	corsOrigins    string
+	rate           float64
+	idempotencyTTL time.Duration
+	insecureNoAuth bool
+
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int64
+}
+
+// serveFlags declares serve's flags into cfg.
+func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
+	f := m.newFlagSet("serve", func(w io.Writer) {
+		fmt.Fprintln(w, "Usage:")
+		for _, c := range commands() {
+			fmt.Fprintf(w, "  %-24s %s\n", "patchd "+c.name+" "+c.args, c.summary)
+		}
+		fmt.Fprintln(w, "\nWithout a command, patchd serves: the flags below are serve's.")
+	})
+	f.add(stringValue{&cfg.addr}, "addr", "127.0.0.1:8080", "listen address")
+	f.add(stringValue{&cfg.db}, "db", "./patchd.db", "bbolt database file, or a postgres:// URL for several replicas over one PostgreSQL")
+	f.add(boolValue{&cfg.requireIfMatch}, "require-if-match", "true", "answer 428 to writes to existing documents without If-Match")
+	f.add(byteSize{&cfg.maxBody}, "max-body", "1MiB", "largest request body, in bytes or with a KiB/MiB suffix")
+	f.add(byteSize{&cfg.maxDoc}, "max-doc", "1MiB", "largest stored document")
+	f.add(intValue{&cfg.maxDepth}, "max-depth", "64", "deepest nesting of a body or document")
+	f.add(intValue{&cfg.maxOps}, "max-ops", "1000", "most operations in one JSON Patch")
+	f.add(intValue{&cfg.historyVersions}, "history-versions", "1000", "versions kept per document")
+	f.add(durationValue{&cfg.historyAge}, "history-age", "24h", "versions younger than this are kept regardless")
+	f.add(intValue{&cfg.maxRebaseOps}, "max-rebase-ops", "10000", "most concurrent ops a stale edit is rebased over; more is 412 rebase-too-far")
+	f.add(intValue{&cfg.maxRebaseWork}, "max-rebase-work", "1000000", "most (edit ops x concurrent ops) one rebase may compare")
+	f.add(durationValue{&cfg.shutdownTimeout}, "shutdown-timeout", "10s", "how long a shutdown waits for requests in flight")
+	f.add(stringValue{&cfg.logFormat}, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), json or text")
+	f.add(stringValue{&cfg.logLevel}, "log-level", "info", "least level logged: debug, info (one line per request), warn or error")
+	f.add(boolValue{&cfg.ui}, "ui", "true", "serve the collaborative form demo at /")
+	f.add(stringValue{&cfg.tokens}, "tokens", "", "bearer tokens file, one a line: TOKEN ROLE [COLLECTION...] (read, write or admin); without it the server serves loopback only")
+	f.add(stringValue{&cfg.corsOrigins}, "cors-origins", "", "comma-separated origins allowed to call from a browser (* for any)")
+	f.add(floatValue{&cfg.rate}, "rate", "0", "requests per second per client before 429, 0 for no limit")
+	f.add(durationValue{&cfg.idempotencyTTL}, "idempotency-ttl", "24h", "how long the answer to a POST or PATCH with an Idempotency-Key is kept for retries")
+	f.add(boolValue{&cfg.insecureNoAuth}, "insecure-no-auth", "false", "allow serving a non-loopback address without --tokens: anyone who can reach it can read and change every document")
+	f.add(durationValue{&cfg.readHeaderTimeout}, "read-header-timeout", "5s", "how long a client may take to send request headers")
+	f.add(durationValue{&cfg.readTimeout}, "read-timeout", "30s", "how long a client may take to send a whole request")
+	f.add(durationValue{&cfg.writeTimeout}, "write-timeout", "30s", "how long a request may take from the end of its headers to the end of the answer")
+	f.add(durationValue{&cfg.idleTimeout}, "idle-timeout", "2m", "how long an idle keep-alive connection is kept")
+	f.add(byteSize{&cfg.maxHeaderBytes}, "max-header-bytes", "64KiB", "largest request line and headers; more is 431")
+	return f
+}
+
+// parseServe reads serve's command line, with defaults from the PATCHD_*
+// environment.
+func (m *Main) parseServe(args []string) (serveConfig, error) {
+	var cfg serveConfig
+	if err := m.serveFlags(&cfg).parse(args); err != nil {
+		return cfg, err
+	}
+	bad := func(msg string) (serveConfig, error) { return cfg, usageError{errors.New(msg)} }
+	switch {
+	case cfg.maxBody < 1, cfg.maxDoc < 1:
+		return bad("--max-body and --max-doc must be positive")
+	case cfg.maxDepth < 1, cfg.maxOps < 1:
+		return bad("--max-depth and --max-ops must be positive")
+	case cfg.maxRebaseOps < 1, cfg.maxRebaseWork < 1:
+		return bad("--max-rebase-ops and --max-rebase-work must be positive")
+	case cfg.historyVersions < 1:
+		return bad("--history-versions must be at least 1")
+	case cfg.historyAge < 0:
+		return bad("--history-age must not be negative")
+	case cfg.logFormat != "auto" && cfg.logFormat != "json" && cfg.logFormat != "text":
+		return bad("--log-format must be auto, json or text")
+	case cfg.logLevel != "debug" && cfg.logLevel != "info" && cfg.logLevel != "warn" && cfg.logLevel != "error":
+		return bad("--log-level must be debug, info, warn or error")
+	case cfg.rate < 0:
+		return bad("--rate must not be negative")
+	case cfg.idempotencyTTL <= 0:
+		return bad("--idempotency-ttl must be positive")
+	case cfg.readHeaderTimeout <= 0, cfg.readTimeout <= 0, cfg.writeTimeout <= 0, cfg.idleTimeout <= 0:
+		return bad("--read-header-timeout, --read-timeout, --write-timeout and --idle-timeout must be positive")
+	case cfg.maxHeaderBytes < 1 || cfg.maxHeaderBytes > 1<<30:
+		return bad("--max-header-bytes must be from 1 to 1GiB")
+	}
+	return cfg, nil
+}
+
+// serve runs the server until ctx ends: it binds the address first, so
+// that a port in use costs nothing, then opens the store, and on shutdown
+// waits for the requests in flight before it closes the store.
+func (m *Main) serve(ctx context.Context, args []string) error {
+	cfg, err := m.parseServe(args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.logFormat, cfg.logLevel, m.Stderr)
+	tokens, err := loadTokens(cfg.tokens)
+	if err != nil {
+		return err
+	}
+	ln, err := listen(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	age := cfg.historyAge
+	if age == 0 {
+		age = -1 // 0 means no age guarantee; the store reads 0 as its default
+	}
+	st, err := store.Open(ctx, cfg.db, store.Options{
+		Retention: store.Retention{Versions: cfg.historyVersions, Age: age},
+		Logger:    log,
+	})
+	if err != nil {
+		return fmt.Errorf("--db %s: %w", store.Redact(cfg.db), err)
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("close store", slog.Any("err", err))
+		}
+	}()
+
+	dcfg := document.DefaultConfig()
+	dcfg.RequireIfMatch = cfg.requireIfMatch
+	dcfg.Limits = patch.Limits{MaxDepth: cfg.maxDepth, MaxDoc: int(cfg.maxDoc), MaxOps: cfg.maxOps}
+	dcfg.Rebase = patch.RebaseLimits{MaxOps: cfg.maxRebaseOps, MaxWork: cfg.maxRebaseWork}
+	dcfg.IdempotencyTTL = cfg.idempotencyTTL
+	dcfg.Logger = log.With("component", "document")
+	svc := document.New(st, dcfg)
+
+	hcfg := handlers.DefaultConfig()
+	hcfg.MaxBody = cfg.maxBody
+	hcfg.Logger = log.With("component", "http")
+	hcfg.Version = version()
+	hcfg.UI = cfg.ui
+	hcfg.Tokens = tokens
+	hcfg.CORSOrigins = handlers.ParseOrigins(cfg.corsOrigins)
+	hcfg.Rate = cfg.rate
+	if b, ok := st.(store.Backuper); ok {
+		hcfg.Backup = b
+	}
+	h := handlers.New(svc, hcfg)
+
+	srv := &http.Server{
+		Handler:           h.Echo(),
+		ReadHeaderTimeout: cfg.readHeaderTimeout,
+		ReadTimeout:       cfg.readTimeout,
+		WriteTimeout:      cfg.writeTimeout,
+		IdleTimeout:       cfg.idleTimeout,
+		MaxHeaderBytes:    int(cfg.maxHeaderBytes),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	// Change feed streams never go idle: end them when shutdown starts.
+	srv.RegisterOnShutdown(h.CloseStreams)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("db", store.Redact(cfg.db)), slog.String("version", version()))
+	if m.Ready != nil {
+		m.Ready <- ln.Addr().String()
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	// Shutdown stops accepting, then waits for requests in flight, writes
+	// included; the store closes after it (deferred above).
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close() // ends what is left, a long backup stream included, so the store can close
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

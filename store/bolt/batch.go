@@ -1,0 +1,314 @@
+package bolt
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/patchd/patchd/store"
+)
+
+// Group commit.
+//
+// Every bbolt commit costs two fdatasyncs, and bbolt runs one write
+// transaction at a time. Updates therefore hand their prepared writes to one
+// committer goroutine, which writes everything queued in a single
+// transaction: while one commit syncs, the next batch gathers. Nothing waits
+// on a timer, so a lone writer commits at once and pays no batch delay;
+// under load, batches grow by themselves.
+//
+// An Update holds its document's lock only while its UpdateFunc runs and
+// its write is queued, not while the write syncs. The next Update of the
+// same document then sees the queued write as the current state (the
+// pending overlay) and can queue its own version behind it: one hot
+// document gets several versions per fsync, still in order and still one
+// at a time through the UpdateFunc, so the outcome of a rebase never
+// depends on timing. No Update returns before its write, and every queued
+// write it built on, is synced; one whose base write failed fails too.
+//
+// Only Update sees pending state: Get, List and History read what is
+// committed. An Update that commits nothing but looked at a pending version
+// waits until that version is synced before it answers, so that no ETag
+// leaves the store before its version is durable.
+//
+// The queued writes are idempotent puts of fixed keys and values. When a
+// shared transaction fails, each write is retried in a transaction of its
+// own, so that one bad write cannot fail the others.
+
+// Bounds of one shared transaction.
+const (
+	maxBatchWrites = 256
+	maxBatchBytes  = 32 << 20
+)
+
+// errBaseFailed is returned by an Update whose write was built on a pending
+// write that failed to commit.
+var errBaseFailed = errors.New("the version this write was built on failed to commit")
+
+// commitReq is one document version on its way to disk. Its fields are set
+// before it is queued and read-only after, except err, pruned and prev,
+// which the committer sets (prev to nil) before closing done.
+type commitReq struct {
+	key        string // lockKey(collection, id)
+	collection string
+	id         string
+	version    store.Version            // as store.History will return it; Seq set
+	doc        *store.Document          // the document after this version; nil after a delete
+	docVal     []byte                   // encoded document record; nil for a delete
+	histVal    []byte                   // encoded history value
+	idem       *store.IdempotencyRecord // written with the version; nil for none
+	prev       *commitReq               // the pending version this one was built on; nil once settled
+	done       chan struct{}
+	err        error // valid once done is closed
+	pruned     int   // set by the committer
+}
+
+// failed reports whether r is settled with an error. Only the committer
+// goroutine calls it, on requests it settled earlier, so it needs no lock.
+func (r *commitReq) failed() bool {
+	select {
+	case <-r.done:
+		return r.err != nil
+	default:
+		return false
+	}
+}
+
+// pendingDoc is a document's queued versions, oldest first.
+type pendingDoc struct {
+	reqs []*commitReq
+}
+
+// committer is the group committer of one Store: the goroutine that
+// writes every queued version in shared transactions.
+type committer struct {
+	b *Store
+
+	mu      sync.Mutex
+	queue   []*commitReq
+	pending map[string]*pendingDoc // by lockKey; documents with queued versions
+
+	wake    chan struct{} // capacity 1: "the queue is not empty"
+	quit    chan struct{}
+	stopped chan struct{}
+
+	// Test hooks, nil outside tests: beforeCommit runs before each shared
+	// transaction with its writes; putFault makes put fail.
+	beforeCommit func(batch []*commitReq)
+	putFault     func(collection, id string, seq uint64) error
+}
+
+func newCommitter(b *Store) *committer {
+	c := &committer{
+		b:       b,
+		pending: make(map[string]*pendingDoc),
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	go c.run()
+	return c
+}
+
+// stop ends the committer goroutine. The caller makes sure that nothing is
+// queued (Close waits for every Update first).
+func (c *committer) stop() {
+	close(c.quit)
+	<-c.stopped
+}
+
+// latest returns the newest pending version of a document, or nil.
+func (c *committer) latest(key string) *commitReq {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pd := c.pending[key]; pd != nil {
+		return pd.reqs[len(pd.reqs)-1]
+	}
+	return nil
+}
+
+// pendingVersions returns the pending versions of a document, oldest first.
+func (c *committer) pendingVersions(key string) []store.Version {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pd := c.pending[key]
+	if pd == nil {
+		return nil
+	}
+	vs := make([]store.Version, len(pd.reqs))
+	for i, r := range pd.reqs {
+		vs[i] = r.version
+	}
+	return vs
+}
+
+// enqueue makes r the newest pending version of its document and queues it
+// for the committer.
+func (c *committer) enqueue(r *commitReq) {
+	c.mu.Lock()
+	pd := c.pending[r.key]
+	if pd == nil {
+		pd = &pendingDoc{}
+		c.pending[r.key] = pd
+	}
+	pd.reqs = append(pd.reqs, r)
+	c.queue = append(c.queue, r)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take removes the next batch from the queue.
+func (c *committer) take() []*commitReq {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, size := 0, 0
+	for n < len(c.queue) && n < maxBatchWrites {
+		size += len(c.queue[n].docVal) + len(c.queue[n].histVal)
+		if n > 0 && size > maxBatchBytes {
+			break
+		}
+		n++
+	}
+	batch := make([]*commitReq, n)
+	copy(batch, c.queue)
+	rest := copy(c.queue, c.queue[n:])
+	clear(c.queue[rest:])
+	c.queue = c.queue[:rest]
+	return batch
+}
+
+func (c *committer) run() {
+	defer close(c.stopped)
+	for {
+		select {
+		case <-c.quit:
+			return
+		case <-c.wake:
+		}
+		for {
+			batch := c.take()
+			if len(batch) == 0 {
+				break
+			}
+			c.commit(batch)
+		}
+	}
+}
+
+// commit writes a batch in one transaction, or, if that fails, each write
+// in its own, and settles every request.
+func (c *committer) commit(batch []*commitReq) {
+	if c.beforeCommit != nil {
+		c.beforeCommit(batch)
+	}
+	start := time.Now()
+	err := c.b.db.Update(func(tx *bbolt.Tx) error {
+		for _, r := range batch {
+			if r.prev != nil && r.prev.failed() {
+				continue // settled below
+			}
+			if err := c.b.put(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		c.b.log.Debug("group commit", "writes", len(batch), "took", time.Since(start))
+		for _, r := range batch {
+			c.settle(r, nil)
+		}
+		return
+	}
+	if len(batch) > 1 {
+		c.b.log.Debug("group commit failed; committing one by one", "writes", len(batch), "err", err)
+	}
+	for _, r := range batch {
+		if len(batch) > 1 {
+			if r.prev != nil && r.prev.failed() {
+				c.settle(r, nil)
+				continue
+			}
+			err = c.b.db.Update(func(tx *bbolt.Tx) error { return c.b.put(tx, r) })
+		}
+		c.settle(r, err)
+	}
+}
+
+// settle records the outcome of r, removes it from the pending overlay and
+// wakes its Update. A request whose base failed fails with errBaseFailed.
+func (c *committer) settle(r *commitReq, err error) {
+	if err == nil && r.prev != nil && r.prev.failed() {
+		err = errBaseFailed
+	}
+	r.err = err
+	r.prev = nil // settled: no longer needed, and it would chain every version of a hot document
+	c.mu.Lock()
+	if pd := c.pending[r.key]; pd != nil {
+		// Requests of one document settle in queue order, so r is first.
+		if i := indexOf(pd.reqs, r); i >= 0 {
+			pd.reqs = append(pd.reqs[:i], pd.reqs[i+1:]...)
+		}
+		if len(pd.reqs) == 0 {
+			delete(c.pending, r.key)
+		}
+	}
+	c.mu.Unlock()
+	close(r.done)
+}
+
+func indexOf(reqs []*commitReq, r *commitReq) int {
+	for i, x := range reqs {
+		if x == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// put writes one version inside a write transaction: the document record
+// (or its deletion), the history value, the idempotency record if any, and
+// the pruning of old versions.
+// It is idempotent: the same request writes the same keys and values.
+func (b *Store) put(tx *bbolt.Tx, r *commitReq) error {
+	docs, err := tx.Bucket(bucketDocs).CreateBucketIfNotExists([]byte(r.collection))
+	if err != nil {
+		return err
+	}
+	hist, err := tx.Bucket(bucketHist).CreateBucketIfNotExists([]byte(r.collection))
+	if err != nil {
+		return err
+	}
+	seq := r.version.Seq
+	if f := b.committer.putFault; f != nil {
+		if err := f(r.collection, r.id, seq); err != nil {
+			return err
+		}
+	}
+	if last, _ := lastSeq(hist.Cursor(), r.id); last+1 != seq {
+		return fmt.Errorf("store: %s/%s: version %d does not follow version %d", r.collection, r.id, seq, last)
+	}
+	key := []byte(r.id)
+	if r.docVal == nil {
+		err = docs.Delete(key)
+	} else {
+		err = docs.Put(key, r.docVal)
+	}
+	if err != nil {
+		return err
+	}
+	if err := hist.Put(histKey(r.id, seq), r.histVal); err != nil {
+		return err
+	}
+	if err := putIdempotency(tx, r.idem, r.version.At); err != nil {
+		return err
+	}
+	r.pruned, err = b.prune(hist, r.id, seq, r.version.At)
+	return err
+}

@@ -1,0 +1,40 @@
+package bolt
+
+import (
+	"context"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/patchd/patchd/store"
+)
+
+// ETag returns the ETag of a document's committed version without reading
+// its body. Returns an error wrapping store.ErrNotFound if the document does
+// not exist.
+func (b *Store) ETag(ctx context.Context, collection, id string) (string, error) {
+	if err := b.enter(ctx, "etag "+collection+"/"+id); err != nil {
+		return "", err
+	}
+	defer b.gate.Leave()
+	var etag string
+	err := b.db.View(func(tx *bbolt.Tx) error {
+		docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
+		if docs == nil || !validKey(collection, id) {
+			return store.ErrNotFound
+		}
+		v := docs.Get([]byte(id))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		if len(v) < docHeaderLen {
+			return fmt.Errorf("document %s/%s: %d-byte record", collection, id, len(v))
+		}
+		etag = string(v[16:docHeaderLen])
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("store: etag %s/%s: %w", collection, id, err)
+	}
+	return etag, nil
+}

@@ -1,0 +1,41 @@
+package bolt
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// lockHolder names the process that holds the lock of the file at path, as
+// " (PID n)", when /proc/locks tells; "" otherwise. bbolt locks its file
+// with flock, which Linux lists there by device and inode.
+func lockHolder(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	dev := uint64(st.Dev) // #nosec G115 -- Dev is unsigned on 64-bit Linux already
+	major := (dev>>8)&0xfff | (dev>>32)&^uint64(0xfff)
+	minor := dev&0xff | (dev>>12)&^uint64(0xff)
+	want := fmt.Sprintf("%02x:%02x:%d", major, minor, st.Ino)
+	f, err := os.Open("/proc/locks")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// 1: FLOCK  ADVISORY  WRITE 12345 fd:01:1234567 0 EOF
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 6 && fields[1] == "FLOCK" && fields[5] == want {
+			return " (PID " + fields[4] + ")"
+		}
+	}
+	return ""
+}

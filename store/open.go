@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults of Options, declared once for every backend.
+const (
+	DefaultRetentionVersions = 1000
+	DefaultRetentionAge      = 24 * time.Hour
+	DefaultLockTimeout       = time.Second
+)
+
+// Options configures a store, whatever its backend. The zero value is
+// usable: WithDefaults fills in what is left zero.
+type Options struct {
+	// Retention bounds each document's history. A zero Versions means
+	// DefaultRetentionVersions; a zero Age means DefaultRetentionAge (a
+	// negative Age keeps no version for its age).
+	Retention Retention
+	// Now returns the commit time of a version. Nil means time.Now.
+	Now func() time.Time
+	// Logger receives debug events and warnings. Nil discards them.
+	Logger *slog.Logger
+	// ReadOnly opens an existing store for reading only (exports, backups,
+	// checks): it is never created, and writes return ErrReadOnly.
+	ReadOnly bool
+	// LockTimeout is how long to wait for a store another process holds
+	// for itself (an embedded file), before failing with an error wrapping
+	// ErrLocked. Zero means DefaultLockTimeout.
+	LockTimeout time.Duration
+}
+
+// WithDefaults returns o with every zero field set to its default.
+func (o Options) WithDefaults() Options {
+	if o.Retention.Versions <= 0 {
+		o.Retention.Versions = DefaultRetentionVersions
+	}
+	if o.Retention.Age == 0 {
+		o.Retention.Age = DefaultRetentionAge
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	return o
+}
+
+// Opener opens a store of one backend. url is what was given to Open: a
+// URL of a scheme the backend registered, or, for the backend registered
+// for plain paths, a file path.
+type Opener func(ctx context.Context, url string, opts Options) (Store, error)
+
+// Backends register themselves by scheme in an init function, the way
+// database/sql drivers do, so that the program that opens a store names no
+// backend: importing a backend's package for its side effect makes its
+// scheme available.
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Opener{}
+)
+
+// PathScheme is the scheme under which the backend that takes plain file
+// paths registers (a location without "scheme://" is a path).
+const PathScheme = "file"
+
+// Register makes a backend available to Open for locations of the given
+// scheme ("postgres" for postgres://...; PathScheme for file paths and
+// file:// URLs). It panics if the scheme is registered twice, a mistake of
+// the program rather than of its input.
+func Register(scheme string, open Opener) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[scheme]; dup {
+		panic("store: Register called twice for scheme " + scheme)
+	}
+	registry[scheme] = open
+}
+
+// Schemes returns the registered schemes, sorted.
+func Schemes() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for s := range registry {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Scheme returns the scheme of a store location: the part before "://",
+// lowercased, or PathScheme for a plain path.
+func Scheme(location string) string {
+	scheme, _, ok := strings.Cut(location, "://")
+	if !ok || scheme == "" || strings.ContainsAny(scheme, "/\\.") {
+		return PathScheme
+	}
+	return strings.ToLower(scheme)
+}
+
+// Open opens the store at location with the backend registered for its
+// scheme (see Scheme): a path or file:// URL for an embedded file, a
+// postgres:// URL for PostgreSQL.
+func Open(ctx context.Context, location string, opts Options) (Store, error) {
+	scheme := Scheme(location)
+	registryMu.RLock()
+	open := registry[scheme]
+	registryMu.RUnlock()
+	if open == nil {
+		return nil, fmt.Errorf("store: no backend for %q locations (have %s)", scheme, strings.Join(Schemes(), ", "))
+	}
+	return open(ctx, location, opts.WithDefaults())
+}
+
+// Redact returns a store location fit for logs: a URL's password is
+// replaced; a path is returned as it is.
+func Redact(location string) string {
+	if Scheme(location) == PathScheme && !strings.HasPrefix(location, "file://") {
+		return location
+	}
+	u, err := url.Parse(location)
+	if err != nil {
+		return Scheme(location) + "://(unparsable URL)"
+	}
+	return u.Redacted()
+}

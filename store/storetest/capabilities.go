@@ -1,0 +1,332 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/patchd/patchd/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// This file covers what every backend offers beyond reads and writes: the
+// ETag-only read, invalid names, the commit feed, metrics, and, for the
+// backends that have them, Dump, Load and the copy built on both.
+
+func testETag(t *testing.T, open opener) {
+	e := newEnv(t, open, store.Retention{})
+	if _, err := e.s.ETag(t.Context(), testC, testID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ETag of a missing document: %v, want ErrNotFound", err)
+	}
+	doc := e.put(t, testC, testID, body(1))
+	got, err := e.s.ETag(t.Context(), testC, testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != doc.ETag {
+		t.Fatalf("ETag=%s, want %s", got, doc.ETag)
+	}
+	e.del(t, testC, testID)
+	if _, err := e.s.ETag(t.Context(), testC, testID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ETag of a deleted document: %v, want ErrNotFound", err)
+	}
+}
+
+func testUpdateInvalidKey(t *testing.T, open opener) {
+	e := newEnv(t, open, store.Retention{})
+	for _, k := range [][2]string{{"", "a"}, {"c", ""}, {"c", "a\x00b"}, {"c", "\xff"}, {"c/d", "a"}, {"c", ".."}} {
+		called := false
+		_, err := e.s.Update(t.Context(), k[0], k[1], func(context.Context, *store.Document, store.History) (*store.Change, error) {
+			called = true
+			return &store.Change{Body: []byte(`{}`), Kind: store.KindPut}, nil
+		})
+		if !errors.Is(err, store.ErrInvalidKey) || called {
+			t.Errorf("Update(%q/%q): %v (func called: %v), want ErrInvalidKey before the func", k[0], k[1], err, called)
+		}
+	}
+}
+
+// nextEvent waits for the next event that is not a Resync.
+func nextEvent(t *testing.T, ch <-chan store.Event) store.Event {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatal("event channel closed")
+			}
+			if !ev.Resync {
+				return ev
+			}
+		case <-timeout:
+			t.Fatal("no event within 10s")
+		}
+	}
+}
+
+func testSubscribeCommits(t *testing.T, open opener) {
+	e := newEnv(t, open, store.Retention{})
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := e.s.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, testC, testID, body(1))
+	e.del(t, testC, testID)
+	// Nothing committed: no event.
+	e.write(t, testC, testID, nil)
+	e.put(t, testC, testID, body(3))
+	for _, want := range []uint64{1, 2, 3} {
+		if ev := nextEvent(t, ch); ev != (store.Event{Collection: testC, ID: testID, Seq: want}) {
+			t.Fatalf("event %+v, want %s/%s seq %d", ev, testC, testID, want)
+		}
+	}
+	cancel()
+	for range ch { // closed once ctx is done
+	}
+}
+
+func testSubscribeClosed(t *testing.T, open opener) {
+	e := newEnv(t, open, store.Retention{})
+	ch, err := e.s.Subscribe(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range ch { // closed with the store
+	}
+	if _, err := e.s.Subscribe(t.Context()); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Subscribe after Close: %v, want ErrClosed", err)
+	}
+}
+
+func testMetricsCount(t *testing.T, open opener) {
+	e := newEnv(t, open, store.Retention{})
+	e.put(t, testC, "a", body(1))
+	e.put(t, testC, "b", body(2))
+	e.put(t, "other", "a", body(3))
+	e.del(t, testC, "b")
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(e.s.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) == 0 {
+				got[mf.GetName()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	for name, want := range map[string]float64{"patchd_documents": 2, "patchd_history_versions": 4, "patchd_collections": 2} {
+		if got[name] != want {
+			t.Errorf("%s=%v, want %v", name, got[name], want)
+		}
+	}
+}
+
+// dumper returns the store as a Dumper and Loader, or skips the test.
+func dumper(t *testing.T, s store.Store) interface {
+	store.Store
+	store.Dumper
+	store.Loader
+} {
+	t.Helper()
+	d, ok := s.(interface {
+		store.Store
+		store.Dumper
+		store.Loader
+	})
+	if !ok {
+		t.Skip("the backend has no Dump and Load")
+	}
+	return d
+}
+
+// dumpAll returns copies of every record of a Dump.
+func dumpAll(t *testing.T, d store.Dumper, withHistory bool) []store.Record {
+	t.Helper()
+	var out []store.Record
+	err := d.Dump(t.Context(), withHistory, func(r *store.Record) error {
+		c := store.Record{Collection: r.Collection, ID: r.ID}
+		if r.Doc != nil {
+			doc := *r.Doc
+			doc.Body = append([]byte(nil), doc.Body...)
+			c.Doc = &doc
+		}
+		for _, v := range r.History {
+			v.Ops = append([]byte(nil), v.Ops...)
+			c.History = append(c.History, v)
+		}
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Dump: %v", err)
+	}
+	return out
+}
+
+// fillForDump writes documents in two collections, one of them deleted
+// and one re-created, and returns the dump they must give.
+func fillForDump(t *testing.T, e *env) {
+	t.Helper()
+	writeVariety(t, e) // testC/testID: six versions of every kind
+	e.clock.Advance(time.Minute)
+	e.put(t, testC, "a", body(1))
+	e.put(t, "beta", "gone", body(2))
+	e.del(t, "beta", "gone")
+	e.put(t, "beta", "x", body(3))
+}
+
+func testDumpOrder(t *testing.T, open opener) {
+	e := newEnv(t, open, store.Retention{})
+	d := dumper(t, e.s)
+	fillForDump(t, e)
+	names := func(rs []store.Record) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Collection+"/"+r.ID)
+		}
+		return out
+	}
+	current := dumpAll(t, d, false)
+	if got, want := names(current), []string{"beta/x", "notes/a", "notes/doc-1"}; !equalStrings(got, want) {
+		t.Fatalf("Dump without history: %v, want %v", got, want)
+	}
+	for _, r := range current {
+		if r.History != nil {
+			t.Fatalf("%s/%s: history %v in a dump without history", r.Collection, r.ID, seqs(r.History))
+		}
+		wantDoc(t, "Dump "+r.ID, r.Doc, e.get(t, r.Collection, r.ID))
+	}
+	all := dumpAll(t, d, true)
+	if got, want := names(all), []string{"beta/gone", "beta/x", "notes/a", "notes/doc-1"}; !equalStrings(got, want) {
+		t.Fatalf("Dump with history: %v, want %v", got, want)
+	}
+	for _, r := range all {
+		wantVersions(t, "Dump history of "+r.Collection+"/"+r.ID, r.History, e.history(t, r.Collection, r.ID))
+		if r.ID == "gone" && r.Doc != nil {
+			t.Fatalf("deleted document dumped with a body")
+		}
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func testLoadRoundTrip(t *testing.T, open opener) {
+	src := newEnv(t, open, store.Retention{})
+	fillForDump(t, src)
+	recs := dumpAll(t, dumper(t, src.s), true)
+	dst := newEnv(t, open, store.Retention{})
+	d := dumper(t, dst.s)
+	ptrs := make([]*store.Record, len(recs))
+	for i := range recs {
+		ptrs[i] = &recs[i]
+	}
+	errs, err := d.Load(t.Context(), ptrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Load %s/%s: %v", recs[i].Collection, recs[i].ID, err)
+		}
+	}
+	for _, r := range recs {
+		wantVersions(t, "loaded history of "+r.ID, dst.history(t, r.Collection, r.ID), r.History)
+		if r.Doc == nil {
+			dst.wantNotFound(t, r.Collection, r.ID)
+			continue
+		}
+		wantDoc(t, "loaded "+r.ID, dst.get(t, r.Collection, r.ID), r.Doc)
+	}
+	// A loaded document goes on from its seq.
+	if doc := dst.put(t, testC, "a", body(9)); doc.Seq != 2 {
+		t.Fatalf("write after load: seq %d, want 2", doc.Seq)
+	}
+
+	// Loading again: every record exists.
+	errs, err = d.Load(t.Context(), ptrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if !errors.Is(err, store.ErrExists) {
+			t.Errorf("second Load of %s/%s: %v, want ErrExists", recs[i].Collection, recs[i].ID, err)
+		}
+	}
+}
+
+func testLoadInvalid(t *testing.T, open opener) {
+	e := newEnv(t, open, store.Retention{})
+	d := dumper(t, e.s)
+	good := []byte(`{"ok":true}`)
+	at := e.clock.Now()
+	doc := &store.Document{Collection: testC, ID: "ok", Body: good, ETag: store.ETagOf(good), Seq: 1, UpdatedAt: at}
+	v := store.Version{Seq: 1, ETag: doc.ETag, At: at, Kind: store.KindPut}
+	recs := []*store.Record{
+		{Collection: testC, ID: "ok", Doc: doc, History: []store.Version{v}},
+		{Collection: testC, ID: "nohistory", Doc: &store.Document{Collection: testC, ID: "nohistory", Body: good, ETag: doc.ETag, Seq: 1, UpdatedAt: at}},
+		{Collection: testC, ID: "badetag", Doc: &store.Document{Collection: testC, ID: "badetag", Body: good, ETag: `"0000"`, Seq: 1, UpdatedAt: at}, History: []store.Version{v}},
+		{Collection: testC, ID: "bad/name", History: []store.Version{{Seq: 1, At: at, Kind: store.KindDelete}}},
+	}
+	errs, err := d.Load(t.Context(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil {
+		t.Fatalf("valid record refused: %v", errs[0])
+	}
+	for i := 1; i < len(recs); i++ {
+		if errs[i] == nil {
+			t.Errorf("record %s loaded, want refused", recs[i].ID)
+		}
+		e.wantNotFound(t, testC, recs[i].ID)
+	}
+	e.get(t, testC, "ok")
+}
+
+func testCopy(t *testing.T, open opener) {
+	src := newEnv(t, open, store.Retention{})
+	fillForDump(t, src)
+	dst := newEnv(t, open, store.Retention{})
+	var last store.CopyProgress
+	st, err := store.Copy(t.Context(), dumper(t, src.s), dumper(t, dst.s), func(p store.CopyProgress) { last = p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Documents != 4 || st.Copied != 4 || st.Versions != 10 {
+		t.Fatalf("copy stats %+v, want 4 documents, 4 copied, 10 versions", st)
+	}
+	if last.Phase != "verify" || last.Done != 4 || last.Total != 4 {
+		t.Fatalf("last progress %+v", last)
+	}
+	// Run again: everything is there already in the same state.
+	if st, err = store.Copy(t.Context(), dumper(t, src.s), dumper(t, dst.s), nil); err != nil || st.Copied != 0 {
+		t.Fatalf("second copy: %+v, %v; want nothing copied", st, err)
+	}
+	// A destination document in another state is a conflict.
+	dst.put(t, testC, "a", body(42))
+	if _, err := store.Copy(t.Context(), dumper(t, src.s), dumper(t, dst.s), nil); !errors.Is(err, store.ErrCopyConflict) {
+		t.Fatalf("copy over a changed document: %v, want ErrCopyConflict", err)
+	}
+}
