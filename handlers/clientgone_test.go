@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/patchd/patchd/store"
 )
@@ -26,7 +27,8 @@ func (s waitingStore) Update(ctx context.Context, c, id string, fn store.UpdateF
 }
 
 // TestClientGoneIsNoInternalError: a write whose client disconnects is not
-// logged as an internal error.
+// logged as an internal error, nor as any 500 or error-level line, and the
+// metrics count it as 499 (client closed request), not 500.
 func TestClientGoneIsNoInternalError(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
@@ -53,13 +55,36 @@ func TestClientGoneIsNoInternalError(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("the cancelled request got an answer")
 	}
-	s.Close() // waits for the handler to finish, so its log lines are written
-	mu.Lock()
-	defer mu.Unlock()
-	if !strings.Contains(logs.String(), `"msg":"client gone"`) {
-		t.Fatalf("no client-gone line in the log:\n%s", logs.String())
+	// The handler ends once the store returns: wait for its request line,
+	// written after its metrics.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		logged := strings.Contains(logs.String(), `"msg":"request"`)
+		mu.Unlock()
+		if logged {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no request line within 10s")
+		}
 	}
-	if strings.Contains(logs.String(), `"msg":"internal error"`) {
-		t.Fatalf("a client that went away was logged as an internal error:\n%s", logs.String())
+	mu.Lock()
+	text := logs.String()
+	mu.Unlock()
+	if !strings.Contains(text, `"msg":"client gone"`) {
+		t.Fatalf("no client-gone line in the log:\n%s", text)
+	}
+	for _, bad := range []string{`"msg":"internal error"`, `"level":"ERROR"`, `"status":500`, `"problem":"internal"`} {
+		if strings.Contains(text, bad) {
+			t.Fatalf("a client that went away was logged with %s:\n%s", bad, text)
+		}
+	}
+	if !strings.Contains(text, `"status":499`) {
+		t.Fatalf("no request line with status 499:\n%s", text)
+	}
+	f := s.scrape(t)
+	mustValue(t, f, 1, "patchd_http_requests_total", "route", "/docs/:c/:id", "method", "PUT", "status", "499")
+	if _, ok := value(f, "patchd_http_requests_total", "route", "/docs/:c/:id", "method", "PUT", "status", "500"); ok {
+		t.Fatal("the metrics count a 500 for a client that went away")
 	}
 }

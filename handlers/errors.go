@@ -138,10 +138,12 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	switch {
 	case k.status == http.StatusInternalServerError && errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
 		// The client went away mid-request: nothing failed here, and
-		// nobody reads this answer.
+		// nobody reads an answer. The request log and the metrics count
+		// it as 499 (client closed request), never as a 500.
 		h.log.Debug("client gone", slog.String("method", c.Request().Method),
 			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
-		p.Detail = "internal error"
+		info(c).clientGone = true
+		return
 	case k.status == http.StatusInternalServerError:
 		h.log.Error("internal error", slog.String("method", c.Request().Method),
 			slog.String("path", c.Request().URL.Path), slog.Any("err", err))

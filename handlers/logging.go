@@ -31,7 +31,14 @@ type requestInfo struct {
 	// replayed marks an answer replayed for a repeated idempotency key; it
 	// feeds patchd_idempotent_replays_total.
 	replayed bool
+	// clientGone marks a request whose client went away before its answer.
+	clientGone bool
 }
+
+// statusClientClosed is what the request log and the metrics record for a
+// request whose client went away before its answer: nginx's 499 "client
+// closed request". No answer is sent.
+const statusClientClosed = 499
 
 // observed is the echo.Context the observe middleware hands on: the
 // request's context with its requestInfo, in one allocation.
@@ -122,10 +129,13 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			if errors.Is(err, echo.ErrNotFound) {
 				x.route = "unmatched" // keep the label set bounded
 			}
-			c.Error(err)
+			h.errorHandler(err, o) // with o, so that it can note what it learns
 		}
 		x.duration = time.Since(start)
 		x.status = res.Status
+		if ri.clientGone {
+			x.status, x.problem = statusClientClosed, ""
+		}
 		x.etagBefore = ri.etagBefore
 		x.replayed = ri.replayed
 		if x.status < 300 || x.status == http.StatusNotModified {

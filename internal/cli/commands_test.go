@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,6 +47,8 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		{[]string{"backup", "--help"}, []string{"db", "out", "url", "lock-timeout"}},
 		{[]string{"help", "export"}, []string{"db", "out", "history", "lock-timeout"}},
 		{[]string{"import", "-h"}, []string{"db", "in", "max-doc", "max-depth", "max-line", "lock-timeout"}},
+		{[]string{"help", "migrate"}, []string{"from", "to"}},
+		{[]string{"migrate", "--help"}, []string{"from", "to"}},
 	} {
 		err, _, usage := cli(t, "", tc.args...)
 		if !errors.Is(err, flag.ErrHelp) {
@@ -267,4 +271,93 @@ func TestExportImportCommands(t *testing.T) {
 			t.Fatalf("%s: %v", id, err)
 		}
 	}
+}
+
+// exit runs a command as the binary does and returns its exit status,
+// standard output and standard error.
+func exit(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: noEnv}
+	return m.Run(context.Background(), args), out.String(), errb.String()
+}
+
+// TestCommandLine holds the command line to what a new user expects.
+func TestCommandLine(t *testing.T) {
+	t.Run("VersionFlag", func(t *testing.T) {
+		code, out, errs := exit(t, "--version")
+		if code != 0 || !strings.HasPrefix(out, "patchd ") || strings.Contains(errs, "Usage") {
+			t.Fatalf("--version: %d, %q, %q", code, out, errs)
+		}
+	})
+	t.Run("VersionSaysHowItWasBuilt", func(t *testing.T) {
+		_, out, _ := exit(t, "version")
+		if version() == "devel" && !strings.Contains(out, "without version control information") {
+			t.Fatalf("a devel version does not say why: %q", out)
+		}
+	})
+	t.Run("HelpVersionDescribes", func(t *testing.T) {
+		code, out, errs := exit(t, "help", "version")
+		if code != 0 || out != "" || !strings.Contains(errs, "Usage: patchd version") {
+			t.Fatalf("help version: %d, %q, %q", code, out, errs)
+		}
+	})
+	t.Run("HelpUnknown", func(t *testing.T) {
+		code, _, errs := exit(t, "help", "nosuch")
+		if code != 2 || !strings.Contains(errs, `unknown command "nosuch"`) || strings.Contains(errs, "Usage") {
+			t.Fatalf("help nosuch: %d, %q", code, errs)
+		}
+	})
+	t.Run("UnknownCommand", func(t *testing.T) {
+		if code, _, errs := exit(t, "nosuch"); code != 2 || !strings.Contains(errs, `unknown command "nosuch"`) {
+			t.Fatalf("nosuch: %d, %q", code, errs)
+		}
+	})
+	t.Run("MigrateUsageExits2", func(t *testing.T) {
+		for _, args := range [][]string{{"migrate"}, {"migrate", "--bogus"}, {"migrate", "--from", "a.db", "--to", "a.db"}} {
+			if code, _, errs := exit(t, args...); code != 2 {
+				t.Errorf("%v: exit %d, want 2 (%s)", args, code, errs)
+			}
+		}
+	})
+	t.Run("FileInUse", func(t *testing.T) {
+		db := filepath.Join(t.TempDir(), "p.db")
+		serveFor(t, db)
+		err := run(context.Background(), []string{"--addr", "127.0.0.1:0", "--db", db}, noEnv, io.Discard, nil)
+		if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), "in use by another process") {
+			t.Fatalf("second server on the file: %v", err)
+		}
+		if want := fmt.Sprintf("PID %d", os.Getpid()); runtime.GOOS == "linux" && !strings.Contains(err.Error(), want) {
+			t.Fatalf("%v does not name the holder, %s", err, want)
+		}
+	})
+	t.Run("PortInUseCreatesNoFile", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		db := filepath.Join(t.TempDir(), "p.db")
+		if err := run(context.Background(), []string{"--addr", ln.Addr().String(), "--db", db}, noEnv, io.Discard, nil); err == nil {
+			t.Fatal("served on a port in use")
+		}
+		if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("a failed start left %s: %v", db, err)
+		}
+	})
+	t.Run("ImportFromTerminalSaysSo", func(t *testing.T) {
+		tty, eof := openPTY(t)
+		var errb bytes.Buffer
+		m := &Main{Stdin: tty, Stdout: io.Discard, Stderr: &errb, Getenv: noEnv}
+		db := filepath.Join(t.TempDir(), "p.db")
+		done := make(chan int, 1)
+		go func() { done <- m.Run(context.Background(), []string{"import", "--db", db}) }()
+		eof()
+		if code := <-done; code != 0 {
+			t.Fatalf("import of nothing: exit %d: %s", code, errb.String())
+		}
+		if !strings.Contains(errb.String(), "reading NDJSON from standard input") {
+			t.Fatalf("import from a terminal said %q", errb.String())
+		}
+	})
 }
