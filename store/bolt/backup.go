@@ -17,7 +17,7 @@ import (
 // keeps old pages from being reused, and can hold up a commit that needs
 // to grow the file. If ctx is done, the copy stops with ctx's error.
 func (b *Store) Backup(ctx context.Context, w io.Writer, start func(size int64)) (int64, error) {
-	if err := b.enter(ctx, "backup"); err != nil {
+	if err := b.gate.Enter(ctx, "backup"); err != nil {
 		return 0, err
 	}
 	defer b.gate.Leave()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/bolt"
+	"github.com/patchd/patchd/store/storetest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,12 +24,12 @@ func fill(t *testing.T, path string) *bolt.Store {
 	t.Helper()
 	s := mustOpenBolt(t, path, store.Options{})
 	for i := range 6 {
-		put(t, s, "c", fmt.Sprintf("d%d", i%3), &store.Change{Body: fmt.Appendf(nil, `{"n":%d}`, i), Kind: store.KindPut, Ops: []byte(`[]`)})
+		storetest.Commit(t, s, "c", fmt.Sprintf("d%d", i%3), &store.Change{Body: fmt.Appendf(nil, `{"n":%d}`, i), Kind: store.KindPut, Ops: []byte(`[]`)})
 	}
-	put(t, s, "c", "d1", &store.Change{Kind: store.KindDelete})
-	put(t, s, "other", "x", &store.Change{Body: []byte(`{"big":12345678901234567890123}`), Kind: store.KindPut})
-	put(t, s, "gone", "y", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
-	put(t, s, "gone", "y", &store.Change{Kind: store.KindDelete})
+	storetest.Commit(t, s, "c", "d1", &store.Change{Kind: store.KindDelete})
+	storetest.Commit(t, s, "other", "x", &store.Change{Body: []byte(`{"big":12345678901234567890123}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "gone", "y", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "gone", "y", &store.Change{Kind: store.KindDelete})
 	return s
 }
 
@@ -68,7 +69,7 @@ func TestBolt_BackupWhileWriting(t *testing.T) {
 	dir := t.TempDir()
 	s := mustOpenBolt(t, filepath.Join(dir, "live.db"), store.Options{})
 	ctx := context.Background()
-	put(t, s, "c", "seed", &store.Change{Body: []byte(`{"seed":true}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "c", "seed", &store.Change{Body: []byte(`{"seed":true}`), Kind: store.KindPut})
 
 	// Writers run while the backup copies; each stops after a fixed number
 	// of writes.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/bolt"
+	"github.com/patchd/patchd/store/storetest"
 )
 
 // gate holds the committer before its first shared transaction until want
@@ -85,7 +86,7 @@ func TestBolt_GroupCommitDocuments(t *testing.T) {
 func TestBolt_GroupCommitHotDocument(t *testing.T) {
 	const n = 32
 	s := mustOpenBolt(t, filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
-	put(t, s, "c", "hot", &store.Change{Body: []byte(`{"n":0}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "c", "hot", &store.Change{Body: []byte(`{"n":0}`), Kind: store.KindPut})
 	before := bolt.TxID(t, s)
 	g := holdFirstCommit(t, s, n-1)
 	increment := func(_ context.Context, cur *store.Document, _ store.History) (*store.Change, error) {
@@ -146,8 +147,8 @@ func TestBolt_GroupCommitHotDocument(t *testing.T) {
 // from its last committed version.
 func TestBolt_GroupCommitFailure(t *testing.T) {
 	s := mustOpenBolt(t, filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
-	put(t, s, "c", "hot", &store.Change{Body: []byte(`{"v":1}`), Kind: store.KindPut})
-	put(t, s, "c", "other", &store.Change{Body: []byte(`{"v":1}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "c", "hot", &store.Change{Body: []byte(`{"v":1}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "c", "other", &store.Change{Body: []byte(`{"v":1}`), Kind: store.KindPut})
 	errDisk := errors.New("injected write failure")
 	bolt.SetPutFault(s, func(c, id string, seq uint64) error {
 		if id == "hot" && seq == 2 {
@@ -217,7 +218,7 @@ func TestBolt_GroupCommitFailure(t *testing.T) {
 		t.Fatalf("hot after the failure: %+v %v", doc, err)
 	}
 	bolt.SetPutFault(s, nil)
-	if doc := put(t, s, "c", "hot", &store.Change{Body: []byte(`{"v":4}`), Kind: store.KindPut}); doc.Seq != 2 {
+	if doc := storetest.Commit(t, s, "c", "hot", &store.Change{Body: []byte(`{"v":4}`), Kind: store.KindPut}); doc.Seq != 2 {
 		t.Fatalf("next write: seq %d, want 2", doc.Seq)
 	}
 }
@@ -226,7 +227,7 @@ func TestBolt_GroupCommitFailure(t *testing.T) {
 // a pending version answers only after that version is committed.
 func TestBolt_NoChangeWaitsForPending(t *testing.T) {
 	s := mustOpenBolt(t, filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
-	put(t, s, "c", "d", &store.Change{Body: []byte(`{"v":1}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "c", "d", &store.Change{Body: []byte(`{"v":1}`), Kind: store.KindPut})
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	bolt.SetBeforeCommit(s, func(int) {

@@ -66,7 +66,6 @@ type Store struct {
 	retention store.Retention
 	now       func() time.Time
 	log       *slog.Logger
-	readOnly  bool
 
 	gate store.Gate        // calls in progress; Close waits for them
 	feed store.Broadcaster // every commit, for Subscribe
@@ -107,9 +106,9 @@ func Open(path string, opts store.Options) (*Store, error) {
 		retention: opts.Retention,
 		now:       opts.Now,
 		log:       opts.Logger.With("component", "store"),
-		readOnly:  opts.ReadOnly,
 		locks:     make(map[string]*docLock),
 	}
+	b.gate.ReadOnly = opts.ReadOnly
 	if opts.ReadOnly {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -197,24 +196,10 @@ func (b *Store) Close() error {
 	return nil
 }
 
-// enter registers a call in progress, or returns an error wrapping
-// store.ErrClosed; op names the call in the error. A successful enter must
-// be paired with b.gate.Leave().
-func (b *Store) enter(ctx context.Context, op string) error {
-	if err := b.gate.Enter(); err != nil {
-		return fmt.Errorf("store: %s: %w", op, err)
-	}
-	if err := ctx.Err(); err != nil {
-		b.gate.Leave()
-		return fmt.Errorf("store: %s: %w", op, err)
-	}
-	return nil
-}
-
 // Check runs bbolt's consistency check over the whole file and returns the
 // first problem it finds, or nil.
 func (b *Store) Check(ctx context.Context) error {
-	if err := b.enter(ctx, "check"); err != nil {
+	if err := b.gate.Enter(ctx, "check"); err != nil {
 		return err
 	}
 	defer b.gate.Leave()
@@ -241,7 +226,7 @@ func (b *Store) Subscribe(ctx context.Context) (<-chan store.Event, error) {
 // Get returns the current document. Returns ErrNotFound if it does not
 // exist.
 func (b *Store) Get(ctx context.Context, collection, id string) (*store.Document, error) {
-	if err := b.enter(ctx, "get "+collection+"/"+id); err != nil {
+	if err := b.gate.EnterRead(ctx, "get", collection, id); err != nil {
 		return nil, err
 	}
 	defer b.gate.Leave()
@@ -258,24 +243,25 @@ func (b *Store) Get(ctx context.Context, collection, id string) (*store.Document
 // load reads the current document in its own read transaction. It returns
 // nil, nil if the document does not exist.
 func (b *Store) load(collection, id string) (*store.Document, error) {
-	if !validKey(collection, id) {
-		return nil, nil // no such document can exist
-	}
 	var doc *store.Document
-	err := b.db.View(func(tx *bbolt.Tx) error {
-		docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
-		if docs == nil {
-			return nil
-		}
-		v := docs.Get([]byte(id))
-		if v == nil {
-			return nil
-		}
-		var err error
-		doc, err = decodeDoc(collection, id, v)
+	err := b.db.View(func(tx *bbolt.Tx) (err error) {
+		doc, err = getDoc(tx, collection, id)
 		return err
 	})
 	return doc, err
+}
+
+// getDoc reads a document in tx; nil when it does not exist.
+func getDoc(tx *bbolt.Tx, collection, id string) (*store.Document, error) {
+	docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
+	if docs == nil {
+		return nil, nil
+	}
+	v := docs.Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	return decodeDoc(collection, id, v)
 }
 
 // Update runs fn on the current state of one document and commits its
@@ -298,16 +284,10 @@ func (b *Store) load(collection, id string) (*store.Document, error) {
 // Update commits nothing and returns an error wrapping ctx.Err(); once it
 // is queued, it is committed.
 func (b *Store) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
-	if err := b.enter(ctx, "update "+collection+"/"+id); err != nil {
+	if err := b.gate.EnterWrite(ctx, collection, id); err != nil {
 		return nil, err
 	}
 	defer b.gate.Leave()
-	if !validKey(collection, id) {
-		return nil, fmt.Errorf("store: update %q/%q: %w", collection, id, store.ErrInvalidKey)
-	}
-	if b.readOnly {
-		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, store.ErrReadOnly)
-	}
 
 	unlock, err := b.lockDoc(ctx, collection, id)
 	if err != nil {
@@ -408,20 +388,11 @@ func (b *Store) current(collection, id string) (*store.Document, uint64, *commit
 		doc  *store.Document
 		last uint64
 	)
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.db.View(func(tx *bbolt.Tx) (err error) {
 		if hist := tx.Bucket(bucketHist).Bucket([]byte(collection)); hist != nil {
 			last, _ = lastSeq(hist.Cursor(), id)
 		}
-		docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
-		if docs == nil {
-			return nil
-		}
-		v := docs.Get([]byte(id))
-		if v == nil {
-			return nil
-		}
-		var err error
-		doc, err = decodeDoc(collection, id, v)
+		doc, err = getDoc(tx, collection, id)
 		return err
 	})
 	return doc, last, nil, err
@@ -540,7 +511,7 @@ func (b *Store) releaseLock(key string, l *docLock) {
 // follow. A limit of zero or less means no limit. An empty or unknown
 // collection gives an empty list.
 func (b *Store) List(ctx context.Context, collection, after string, limit int) ([]store.ListEntry, bool, error) {
-	if err := b.enter(ctx, "list "+collection); err != nil {
+	if err := b.gate.Enter(ctx, "list "+collection); err != nil {
 		return nil, false, err
 	}
 	defer b.gate.Leave()
@@ -587,13 +558,10 @@ func (b *Store) List(ctx context.Context, collection, after string, limit int) (
 // zero or less means no limit. Returns ErrNotFound if the document has no
 // history at all. The versions own their bytes.
 func (b *Store) History(ctx context.Context, collection, id string, after uint64, limit int) ([]store.Version, bool, error) {
-	if err := b.enter(ctx, "history "+collection+"/"+id); err != nil {
+	if err := b.gate.EnterRead(ctx, "history", collection, id); err != nil {
 		return nil, false, err
 	}
 	defer b.gate.Leave()
-	if !validKey(collection, id) {
-		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, store.ErrNotFound)
-	}
 	var (
 		versions []store.Version
 		more     bool
@@ -734,13 +702,6 @@ func (h *boltHistory) Since(ctx context.Context, etags []string) (store.Version,
 		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, err)
 	}
 	return h.b.since(h.collection, h.id, etags)
-}
-
-// validKey reports whether a collection and id can be stored (see
-// store.ValidName: such ids never contain the 0x00 separator of history
-// keys).
-func validKey(collection, id string) bool {
-	return store.ValidName(collection) && store.ValidName(id)
 }
 
 // histPrefix returns the prefix of every history key of a document.

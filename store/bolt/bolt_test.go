@@ -40,18 +40,6 @@ func mustOpenBolt(tb testing.TB, path string, opts store.Options) *bolt.Store {
 	return s
 }
 
-// put writes body to a document with Update and returns the result.
-func put(tb testing.TB, s store.Store, c, id string, ch *store.Change) *store.Document {
-	tb.Helper()
-	doc, err := s.Update(context.Background(), c, id, func(context.Context, *store.Document, store.History) (*store.Change, error) {
-		return ch, nil
-	})
-	if err != nil {
-		tb.Fatalf("Update(%s/%s): %v", c, id, err)
-	}
-	return doc
-}
-
 func TestBolt_Conformance(t *testing.T) {
 	storetest.RunConformance(t, func(t *testing.T, opts storetest.Options) store.Store {
 		return mustOpenBolt(t, filepath.Join(t.TempDir(), "patchd.db"), store.Options{
@@ -68,16 +56,16 @@ func TestBolt_Reopen(t *testing.T) {
 	opts := store.Options{Now: func() time.Time { return now }}
 
 	s := mustOpenBolt(t, path, opts)
-	put(t, s, "notes", "a", &store.Change{Body: []byte(`{"a":1}`), Kind: store.KindPut})
-	put(t, s, "notes", "a", &store.Change{
+	storetest.Commit(t, s, "notes", "a", &store.Change{Body: []byte(`{"a":1}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "notes", "a", &store.Change{
 		Body:        []byte(`{"a":2}`),
 		Kind:        store.KindJSONPatch,
 		Ops:         []byte(`[{"op":"replace","path":"/a","value":2}]`),
 		RebasedFrom: store.ETagOf([]byte(`{"a":1}`)),
 	})
-	put(t, s, "notes", "b", &store.Change{Body: []byte(`{"b":1}`), Kind: store.KindPut})
-	put(t, s, "notes", "b", &store.Change{Kind: store.KindDelete})
-	put(t, s, "todo", "c", &store.Change{Body: []byte(`{}`), Kind: store.KindMergePatch, Ops: []byte(`[]`)})
+	storetest.Commit(t, s, "notes", "b", &store.Change{Body: []byte(`{"b":1}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "notes", "b", &store.Change{Kind: store.KindDelete})
+	storetest.Commit(t, s, "todo", "c", &store.Change{Body: []byte(`{}`), Kind: store.KindMergePatch, Ops: []byte(`[]`)})
 
 	type snapshot struct {
 		docs    map[string]*store.Document
@@ -135,7 +123,7 @@ func TestBolt_Reopen(t *testing.T) {
 	if _, err := s.Get(ctx, "notes", "b"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get(notes/b) after reopen: error %v, want ErrNotFound", err)
 	}
-	doc := put(t, s, "notes", "b", &store.Change{Body: []byte(`{"b":2}`), Kind: store.KindPut})
+	doc := storetest.Commit(t, s, "notes", "b", &store.Change{Body: []byte(`{"b":2}`), Kind: store.KindPut})
 	if got, want := doc.Seq, uint64(3); got != want {
 		t.Errorf("Seq of notes/b recreated after reopen = %d, want %d", got, want)
 	}
@@ -284,7 +272,7 @@ func TestBolt_InvalidKey(t *testing.T) {
 func TestBolt_HistoryOutlivesUpdateFunc(t *testing.T) {
 	ctx := context.Background()
 	s := mustOpenBolt(t, filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
-	doc := put(t, s, "notes", "a", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	doc := storetest.Commit(t, s, "notes", "a", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
 	var kept store.History
 	if _, err := s.Update(ctx, "notes", "a", func(_ context.Context, _ *store.Document, h store.History) (*store.Change, error) {
 		kept = h
@@ -305,8 +293,8 @@ func TestBolt_Logger(t *testing.T) {
 		Now:       func() time.Time { return time.Unix(tick.Add(1), 0) },
 		Logger:    slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	put(t, s, "notes", "a", &store.Change{Body: []byte(`{"a":1}`), Kind: store.KindPut})
-	put(t, s, "notes", "a", &store.Change{Body: []byte(`{"a":2}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "notes", "a", &store.Change{Body: []byte(`{"a":1}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "notes", "a", &store.Change{Body: []byte(`{"a":2}`), Kind: store.KindPut})
 	if out := buf.String(); !strings.Contains(out, "pruned history") || !strings.Contains(out, "component=store") {
 		t.Errorf("log output:\n%s\nwant a component=store \"pruned history\" event", out)
 	}

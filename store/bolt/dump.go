@@ -16,7 +16,7 @@ import (
 // record's History. The Record passed to fn is valid only during the call.
 // An error from fn stops Dump, which returns it.
 func (b *Store) Dump(ctx context.Context, withHistory bool, fn func(*store.Record) error) error {
-	if err := b.enter(ctx, "dump"); err != nil {
+	if err := b.gate.Enter(ctx, "dump"); err != nil {
 		return err
 	}
 	defer b.gate.Leave()
@@ -101,18 +101,12 @@ func (b *Store) Dump(ctx context.Context, withHistory bool, fn func(*store.Recor
 // written. The error result is for failures of the store itself, after
 // which nothing was written.
 func (b *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error) {
-	if err := b.enter(ctx, "load"); err != nil {
+	errs, err := b.gate.EnterLoad(ctx, recs)
+	if err != nil {
 		return nil, err
 	}
 	defer b.gate.Leave()
-	if b.readOnly {
-		return nil, fmt.Errorf("store: load: %w", store.ErrReadOnly)
-	}
-	errs := make([]error, len(recs))
-	for i, r := range recs {
-		errs[i] = store.CheckRecord(r)
-	}
-	err := b.db.Update(func(tx *bbolt.Tx) error {
+	err = b.db.Update(func(tx *bbolt.Tx) error {
 		for i, r := range recs {
 			if errs[i] != nil {
 				continue

@@ -13,14 +13,14 @@ import (
 // its body. Returns an error wrapping store.ErrNotFound if the document does
 // not exist.
 func (b *Store) ETag(ctx context.Context, collection, id string) (string, error) {
-	if err := b.enter(ctx, "etag "+collection+"/"+id); err != nil {
+	if err := b.gate.EnterRead(ctx, "etag", collection, id); err != nil {
 		return "", err
 	}
 	defer b.gate.Leave()
 	var etag string
 	err := b.db.View(func(tx *bbolt.Tx) error {
 		docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
-		if docs == nil || !validKey(collection, id) {
+		if docs == nil {
 			return store.ErrNotFound
 		}
 		v := docs.Get([]byte(id))

@@ -79,7 +79,7 @@ func pruneIdempotency(idem, exp *bbolt.Bucket, now time.Time) error {
 // Idempotency returns the record committed with a write under key.
 // Returns ErrNotFound if there is none or it has expired.
 func (b *Store) Idempotency(ctx context.Context, key string) (*store.IdempotencyRecord, error) {
-	if err := b.enter(ctx, "idempotency"); err != nil {
+	if err := b.gate.Enter(ctx, "idempotency"); err != nil {
 		return nil, err
 	}
 	defer b.gate.Leave()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/storetest"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -22,7 +23,7 @@ func TestBolt_IdempotencyPruneAndReopen(t *testing.T) {
 	s := mustOpenBolt(t, path, store.Options{Now: clock})
 	const expired = 100
 	for i := range expired {
-		put(t, s, "c", "d", &store.Change{Body: []byte(fmt.Sprintf(`{"i":%d}`, i)), Kind: store.KindPut,
+		storetest.Commit(t, s, "c", "d", &store.Change{Body: []byte(fmt.Sprintf(`{"i":%d}`, i)), Kind: store.KindPut,
 			Idempotency: &store.IdempotencyRecord{Key: fmt.Sprintf("old-%03d", i), Value: []byte("x"), Expires: now.Add(time.Minute)}})
 	}
 	mu.Lock()
@@ -31,7 +32,7 @@ func TestBolt_IdempotencyPruneAndReopen(t *testing.T) {
 	// Each commit with a record prunes at most 32 expired ones: four
 	// commits clear 100.
 	for i := range 4 {
-		put(t, s, "c", "d", &store.Change{Body: []byte(fmt.Sprintf(`{"new":%d}`, i)), Kind: store.KindPut,
+		storetest.Commit(t, s, "c", "d", &store.Change{Body: []byte(fmt.Sprintf(`{"new":%d}`, i)), Kind: store.KindPut,
 			Idempotency: &store.IdempotencyRecord{Key: fmt.Sprintf("new-%d", i), Value: []byte("y"), Expires: now.Add(time.Hour)}})
 	}
 	if err := s.Close(); err != nil {

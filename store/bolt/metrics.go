@@ -3,10 +3,9 @@ package bolt
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/patchd/patchd/store"
 	"github.com/prometheus/client_golang/prometheus"
 
 	bbolt "go.etcd.io/bbolt"
@@ -14,14 +13,7 @@ import (
 
 // stats describes a store at one moment.
 type stats struct {
-	// Documents is the number of current (not deleted) documents.
-	Documents int64
-	// Versions is the number of retained history versions, deleted
-	// documents' included.
-	Versions int64
-	// Collections is the number of collections that hold or held a
-	// document.
-	Collections int64
+	store.Sizes
 	// FileSize is the size of the database in bytes.
 	FileSize int64
 	// Buckets has the page statistics of the "docs" and "hist" trees.
@@ -69,7 +61,7 @@ type engineStats struct {
 // every page of the file (not the values of large ones), so it costs time
 // in proportion to the file's size.
 func (b *Store) stats(ctx context.Context) (stats, error) {
-	if err := b.enter(ctx, "stats"); err != nil {
+	if err := b.gate.Enter(ctx, "stats"); err != nil {
 		return stats{}, err
 	}
 	defer b.gate.Leave()
@@ -133,15 +125,12 @@ const statsMaxAge = 10 * time.Second
 // collector exports the store's statistics to Prometheus, read at most
 // once per statsMaxAge.
 type collector struct {
-	b *Store
-
-	mu   sync.Mutex
-	at   time.Time
-	last stats
-	ok   bool
+	stats store.Reading[stats]
 }
 
-func newCollector(b *Store) *collector { return &collector{b: b} }
+func newCollector(b *Store) *collector {
+	return &collector{stats: store.Reading[stats]{Read: b.stats, MaxAge: statsMaxAge, Logger: b.log}}
+}
 
 // Collector returns the store's Prometheus metrics: documents, versions and
 // collections, and bbolt's page and transaction statistics.
@@ -152,9 +141,6 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	descDocuments   = desc("patchd_documents", "Current (not deleted) documents.")
-	descVersions    = desc("patchd_history_versions", "Retained history versions, deleted documents' included.")
-	descCollections = desc("patchd_collections", "Collections that hold or held a document.")
 	descFileSize    = desc("patchd_bolt_file_size_bytes", "Size of the bbolt database.")
 	descPages       = desc("patchd_bolt_pages", "Pages of a tree of buckets, by type (branch, leaf, overflow).", "bucket", "type")
 	descBucketBytes = desc("patchd_bolt_bucket_bytes", "Bytes of a tree of buckets: allocated pages and the part in use.", "bucket", "state")
@@ -169,43 +155,30 @@ var (
 	descTxCounters  = desc("patchd_bolt_tx_operations_total", "bbolt transaction counters, by operation: page_alloc, cursor, node, node_deref, rebalance, split, spill, page_write.", "op")
 	descTxAllocB    = desc("patchd_bolt_tx_page_alloc_bytes_total", "Bytes allocated for pages by transactions.")
 	descTxSeconds   = desc("patchd_bolt_tx_seconds_total", "Time transactions spent, by phase: rebalance, spill, write.", "phase")
-	descStatsAge    = desc("patchd_store_stats_age_seconds", "Age of the store statistics this scrape reports.")
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDocuments, descVersions, descCollections, descFileSize,
-		descPages, descBucketBytes, descInline, descDepth, descFreePages, descPending, descFreeBytes,
-		descFreelist, descReadTx, descOpenReadTx, descTxCounters, descTxAllocB, descTxSeconds, descStatsAge} {
+	store.DescribeSizes(ch)
+	for _, d := range []*prometheus.Desc{descFileSize, descPages, descBucketBytes, descInline, descDepth, descFreePages,
+		descPending, descFreeBytes, descFreelist, descReadTx, descOpenReadTx, descTxCounters, descTxAllocB, descTxSeconds} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	if !c.ok || time.Since(c.at) >= statsMaxAge {
-		st, err := c.b.stats(context.Background())
-		if err != nil {
-			c.b.log.Warn("store statistics", slog.Any("err", err))
-		} else {
-			c.last, c.at, c.ok = st, time.Now(), true
-		}
-	}
-	st, at, ok := c.last, c.at, c.ok
-	c.mu.Unlock()
+	st, at, ok := c.stats.Get()
 	if !ok {
 		return
 	}
+	store.CollectSizes(ch, st.Sizes, at)
 	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
-	gauge(descDocuments, st.Documents)
-	gauge(descVersions, st.Versions)
-	gauge(descCollections, st.Collections)
 	gauge(descFileSize, st.FileSize)
 	for name, b := range st.Buckets {
 		gauge(descPages, b.BranchPages, name, "branch")
@@ -231,5 +204,4 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descTxSeconds, e.TxRebalanceTime.Seconds(), "rebalance")
 	counter(descTxSeconds, e.TxSpillTime.Seconds(), "spill")
 	counter(descTxSeconds, e.TxWriteTime.Seconds(), "write")
-	ch <- prometheus.MustNewConstMetric(descStatsAge, prometheus.GaugeValue, time.Since(at).Seconds())
 }

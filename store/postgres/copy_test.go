@@ -12,6 +12,7 @@ import (
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/bolt"
 	"github.com/patchd/patchd/store/postgres"
+	"github.com/patchd/patchd/store/storetest"
 )
 
 // boltWith makes a bbolt store holding n small documents in two
@@ -31,19 +32,19 @@ func boltWith(t *testing.T, n int) (*bolt.Store, [][2]string) {
 	for i := range n {
 		c := []string{"notes", "forms"}[i%2]
 		id := fmt.Sprintf("doc-%04d", i)
-		write(t, b, c, id, &store.Change{Body: fmt.Appendf(nil, `{"i":%d}`, i), Kind: store.KindPut})
+		storetest.Commit(t, b, c, id, &store.Change{Body: fmt.Appendf(nil, `{"i":%d}`, i), Kind: store.KindPut})
 		names = append(names, [2]string{c, id})
 	}
 	// Varied histories: patches with ops, a rebase, a delete, a re-creation,
 	// literal-preserving numbers.
-	v1 := write(t, b, "mixed", "a", &store.Change{Body: []byte(`{"n":1e400,"z":-0}`), Kind: store.KindPut, Ops: []byte(`[{"op":"replace","path":"","value":{"n":1e400,"z":-0}}]`)})
-	write(t, b, "mixed", "a", &store.Change{Body: []byte(`{"n":2,"z":-0}`), Kind: store.KindJSONPatch, Ops: []byte(`[{"op":"replace","path":"/n","value":2}]`)})
-	write(t, b, "mixed", "a", &store.Change{Body: []byte(`{"m":1,"n":2,"z":-0}`), Kind: store.KindMergePatch, Ops: []byte(`[{"op":"add","path":"/m","value":1}]`), RebasedFrom: v1.ETag})
-	write(t, b, "mixed", "gone", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
-	write(t, b, "mixed", "gone", &store.Change{Kind: store.KindDelete, Ops: []byte(`[{"op":"remove","path":""}]`)})
-	write(t, b, "mixed", "back", &store.Change{Body: []byte(`{"v":1}`), Kind: store.KindPut})
-	write(t, b, "mixed", "back", &store.Change{Kind: store.KindDelete})
-	write(t, b, "mixed", "back", &store.Change{Body: []byte(`{"v":3}`), Kind: store.KindPut})
+	v1 := storetest.Commit(t, b, "mixed", "a", &store.Change{Body: []byte(`{"n":1e400,"z":-0}`), Kind: store.KindPut, Ops: []byte(`[{"op":"replace","path":"","value":{"n":1e400,"z":-0}}]`)})
+	storetest.Commit(t, b, "mixed", "a", &store.Change{Body: []byte(`{"n":2,"z":-0}`), Kind: store.KindJSONPatch, Ops: []byte(`[{"op":"replace","path":"/n","value":2}]`)})
+	storetest.Commit(t, b, "mixed", "a", &store.Change{Body: []byte(`{"m":1,"n":2,"z":-0}`), Kind: store.KindMergePatch, Ops: []byte(`[{"op":"add","path":"/m","value":1}]`), RebasedFrom: v1.ETag})
+	storetest.Commit(t, b, "mixed", "gone", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	storetest.Commit(t, b, "mixed", "gone", &store.Change{Kind: store.KindDelete, Ops: []byte(`[{"op":"remove","path":""}]`)})
+	storetest.Commit(t, b, "mixed", "back", &store.Change{Body: []byte(`{"v":1}`), Kind: store.KindPut})
+	storetest.Commit(t, b, "mixed", "back", &store.Change{Kind: store.KindDelete})
+	storetest.Commit(t, b, "mixed", "back", &store.Change{Body: []byte(`{"v":3}`), Kind: store.KindPut})
 	names = append(names, [2]string{"mixed", "a"}, [2]string{"mixed", "gone"}, [2]string{"mixed", "back"})
 	return b, names
 }
@@ -94,7 +95,7 @@ func TestCopyFromBolt(t *testing.T) {
 
 	// Writes go on from the copied seqs; a stale edit finds its base in
 	// the copied history.
-	doc := write(t, dst, "mixed", "back", &store.Change{Body: []byte(`{"v":4}`), Kind: store.KindPut})
+	doc := storetest.Commit(t, dst, "mixed", "back", &store.Change{Body: []byte(`{"v":4}`), Kind: store.KindPut})
 	if doc.Seq != 4 {
 		t.Errorf("seq after the copy = %d, want 4", doc.Seq)
 	}

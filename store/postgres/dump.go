@@ -17,7 +17,7 @@ const dumpBatch = 256
 // snapshot (see store.Dumper). Documents are read dumpBatch at a time, and
 // with history their versions with them, so memory stays bounded.
 func (s *Store) Dump(ctx context.Context, withHistory bool, fn func(*store.Record) error) error {
-	if err := s.enter(ctx, "dump"); err != nil {
+	if err := s.gate.Enter(ctx, "dump"); err != nil {
 		return err
 	}
 	defer s.gate.Leave()
@@ -122,16 +122,19 @@ func dumpVersions(ctx context.Context, tx pgx.Tx, recs []*store.Record) error {
 // database holds already get store.ErrExists, the others are written with
 // their histories in one transaction, with COPY.
 func (s *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error) {
-	if err := s.enter(ctx, "load"); err != nil {
+	errs, err := s.gate.EnterLoad(ctx, recs)
+	if err != nil {
 		return nil, err
 	}
 	defer s.gate.Leave()
-	errs := make([]error, len(recs))
-	for i, r := range recs {
-		errs[i] = store.CheckRecord(r)
-	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		have, err := existing(ctx, tx, recs)
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		valid := make([]*store.Record, 0, len(recs))
+		for i, r := range recs {
+			if errs[i] == nil {
+				valid = append(valid, r)
+			}
+		}
+		have, err := existing(ctx, tx, valid)
 		if err != nil {
 			return err
 		}

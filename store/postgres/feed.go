@@ -26,7 +26,7 @@ import (
 // up from History misses nothing; it also sends a Resync every
 // PollInterval as a safety net.
 func (s *Store) Subscribe(ctx context.Context) (<-chan store.Event, error) {
-	if err := s.enter(ctx, "subscribe"); err != nil {
+	if err := s.gate.Enter(ctx, "subscribe"); err != nil {
 		return nil, err
 	}
 	defer s.gate.Leave()

@@ -2,10 +2,9 @@ package postgres
 
 import (
 	"context"
-	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/patchd/patchd/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -19,15 +18,13 @@ const countsTimeout = 5 * time.Second
 
 // collector exports the store's sizes and its connection pool's state.
 type collector struct {
-	s *Store
-
-	mu                          sync.Mutex
-	at                          time.Time
-	docs, versions, collections int64
-	ok                          bool
+	s     *Store
+	sizes store.Reading[store.Sizes]
 }
 
-func newCollector(s *Store) *collector { return &collector{s: s} }
+func newCollector(s *Store) *collector {
+	return &collector{s: s, sizes: store.Reading[store.Sizes]{Read: s.sizes, Timeout: countsTimeout, MaxAge: countsMaxAge, Logger: s.log}}
+}
 
 // Collector returns the store's Prometheus metrics: documents, versions and
 // collections (counted at most every 30 s), and the connection pool's
@@ -39,10 +36,6 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	descDocuments    = desc("patchd_documents", "Current (not deleted) documents.")
-	descVersions     = desc("patchd_history_versions", "Retained history versions, deleted documents' included.")
-	descCollections  = desc("patchd_collections", "Collections that hold or held a document.")
-	descStatsAge     = desc("patchd_store_stats_age_seconds", "Age of the store statistics this scrape reports.")
 	descConns        = desc("patchd_pg_pool_connections", "Connections of the pool, by state (acquired, idle, constructing).", "state")
 	descMaxConns     = desc("patchd_pg_pool_max_connections", "Most connections the pool opens.")
 	descAcquires     = desc("patchd_pg_pool_acquires_total", "Connections taken from the pool.")
@@ -52,8 +45,8 @@ var (
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDocuments, descVersions, descCollections, descStatsAge,
-		descConns, descMaxConns, descAcquires, descEmptyAcquire, descAcquireWait} {
+	store.DescribeSizes(ch)
+	for _, d := range []*prometheus.Desc{descConns, descMaxConns, descAcquires, descEmptyAcquire, descAcquireWait} {
 		ch <- d
 	}
 }
@@ -74,39 +67,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAcquires, float64(ps.AcquireCount()))
 	counter(descEmptyAcquire, float64(ps.EmptyAcquireCount()))
 	counter(descAcquireWait, ps.AcquireDuration().Seconds())
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.ok || time.Since(c.at) >= countsMaxAge {
-		if err := c.count(); err != nil {
-			c.s.log.Warn("store statistics", slog.Any("err", err))
-		}
+	if sizes, at, ok := c.sizes.Get(); ok {
+		store.CollectSizes(ch, sizes, at)
 	}
-	if !c.ok {
-		return
-	}
-	gauge(descDocuments, float64(c.docs))
-	gauge(descVersions, float64(c.versions))
-	gauge(descCollections, float64(c.collections))
-	gauge(descStatsAge, time.Since(c.at).Seconds())
 }
 
-// count reads the sizes; c.mu is held.
-func (c *collector) count() error {
-	if err := c.s.enter(context.Background(), "stats"); err != nil {
-		return err
+// sizes counts documents, versions and collections.
+func (s *Store) sizes(ctx context.Context) (store.Sizes, error) {
+	if err := s.gate.Enter(ctx, "stats"); err != nil {
+		return store.Sizes{}, err
 	}
-	defer c.s.gate.Leave()
-	ctx, cancel := context.WithTimeout(context.Background(), countsTimeout)
-	defer cancel()
-	var docs, versions, collections int64
-	err := c.s.pool.QueryRow(ctx, `SELECT
+	defer s.gate.Leave()
+	var z store.Sizes
+	err := s.pool.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM documents WHERE NOT deleted),
 		(SELECT count(*) FROM document_versions),
-		(SELECT count(DISTINCT collection) FROM documents WHERE seq > 0)`).Scan(&docs, &versions, &collections)
-	if err != nil {
-		return err
-	}
-	c.docs, c.versions, c.collections, c.at, c.ok = docs, versions, collections, time.Now(), true
-	return nil
+		(SELECT count(DISTINCT collection) FROM documents WHERE seq > 0)`).Scan(&z.Documents, &z.Versions, &z.Collections)
+	return z, err
 }

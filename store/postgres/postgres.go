@@ -77,7 +77,6 @@ type Store struct {
 	now       func() time.Time
 	log       *slog.Logger
 	poll      time.Duration
-	readOnly  bool
 
 	gate store.Gate // calls in progress; Close waits for them
 
@@ -144,8 +143,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		now:       so.Now,
 		log:       so.Logger.With("component", "store"),
 		poll:      opts.PollInterval,
-		readOnly:  so.ReadOnly,
 	}
+	s.gate.ReadOnly = so.ReadOnly
 	if s.poll <= 0 {
 		s.poll = defaultPollInterval
 	}
@@ -153,7 +152,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	if !s.readOnly {
+	if !so.ReadOnly {
 		if err := migrate(ctx, pool, s.log); err != nil {
 			pool.Close()
 			return nil, fmt.Errorf("postgres: %w", err)
@@ -187,36 +186,13 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// enter registers a call in progress, or returns an error wrapping
-// store.ErrClosed or ctx's error; op names the call in the error. A
-// successful enter must be paired with s.gate.Leave().
-func (s *Store) enter(ctx context.Context, op string) error {
-	if err := s.gate.Enter(); err != nil {
-		return fmt.Errorf("store: %s: %w", op, err)
-	}
-	if err := ctx.Err(); err != nil {
-		s.gate.Leave()
-		return fmt.Errorf("store: %s: %w", op, err)
-	}
-	return nil
-}
-
-// validKey reports whether a collection and id can be stored (see
-// store.ValidName).
-func validKey(collection, id string) bool {
-	return store.ValidName(collection) && store.ValidName(id)
-}
-
 // Get returns the current document. Returns ErrNotFound if it does not
 // exist.
 func (s *Store) Get(ctx context.Context, collection, id string) (*store.Document, error) {
-	if err := s.enter(ctx, "get "+collection+"/"+id); err != nil {
+	if err := s.gate.EnterRead(ctx, "get", collection, id); err != nil {
 		return nil, err
 	}
 	defer s.gate.Leave()
-	if !validKey(collection, id) {
-		return nil, fmt.Errorf("store: get %q/%q: %w", collection, id, store.ErrNotFound)
-	}
 	doc := &store.Document{Collection: collection, ID: id}
 	var (
 		seq, ns int64
@@ -239,13 +215,10 @@ func (s *Store) Get(ctx context.Context, collection, id string) (*store.Document
 // ETag returns the ETag of the current document without its body.
 // Returns an error wrapping store.ErrNotFound if it does not exist.
 func (s *Store) ETag(ctx context.Context, collection, id string) (string, error) {
-	if err := s.enter(ctx, "etag "+collection+"/"+id); err != nil {
+	if err := s.gate.EnterRead(ctx, "etag", collection, id); err != nil {
 		return "", err
 	}
 	defer s.gate.Leave()
-	if !validKey(collection, id) {
-		return "", fmt.Errorf("store: etag %q/%q: %w", collection, id, store.ErrNotFound)
-	}
 	var etag []byte
 	err := s.pool.QueryRow(ctx,
 		`SELECT etag FROM documents WHERE collection = $1 AND id = $2 AND NOT deleted`,
@@ -263,7 +236,7 @@ func (s *Store) ETag(ctx context.Context, collection, id string) (string, error)
 // the given one ("" for the start), in byte order of ids, and whether more
 // follow. A limit of zero or less means no limit.
 func (s *Store) List(ctx context.Context, collection, after string, limit int) ([]store.ListEntry, bool, error) {
-	if err := s.enter(ctx, "list "+collection); err != nil {
+	if err := s.gate.Enter(ctx, "list "+collection); err != nil {
 		return nil, false, err
 	}
 	defer s.gate.Leave()
@@ -342,7 +315,7 @@ func collectVersions(rows pgx.Rows) ([]store.Version, error) {
 // Idempotency returns the record committed with a write under key.
 // Returns ErrNotFound if there is none or it has expired.
 func (s *Store) Idempotency(ctx context.Context, key string) (*store.IdempotencyRecord, error) {
-	if err := s.enter(ctx, "idempotency"); err != nil {
+	if err := s.gate.Enter(ctx, "idempotency"); err != nil {
 		return nil, err
 	}
 	defer s.gate.Leave()
@@ -366,13 +339,10 @@ func (s *Store) Idempotency(ctx context.Context, key string) (*store.Idempotency
 // zero or less means no limit. Returns ErrNotFound if the document has no
 // history at all.
 func (s *Store) History(ctx context.Context, collection, id string, after uint64, limit int) ([]store.Version, bool, error) {
-	if err := s.enter(ctx, "history "+collection+"/"+id); err != nil {
+	if err := s.gate.EnterRead(ctx, "history", collection, id); err != nil {
 		return nil, false, err
 	}
 	defer s.gate.Leave()
-	if !validKey(collection, id) {
-		return nil, false, fmt.Errorf("store: history %q/%q: %w", collection, id, store.ErrNotFound)
-	}
 	if after > math.MaxInt64 {
 		after = math.MaxInt64
 	}

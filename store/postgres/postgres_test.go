@@ -46,18 +46,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// write commits a change unconditionally.
-func write(tb testing.TB, s store.Store, c, id string, ch *store.Change) *store.Document {
-	tb.Helper()
-	doc, err := s.Update(context.Background(), c, id, func(context.Context, *store.Document, store.History) (*store.Change, error) {
-		return ch, nil
-	})
-	if err != nil {
-		tb.Fatalf("Update(%s/%s): %v", c, id, err)
-	}
-	return doc
-}
-
 // counter is an UpdateFunc that increments {"n":N}, counting its calls.
 func counter(calls *atomic.Int32) store.UpdateFunc {
 	return func(_ context.Context, cur *store.Document, _ store.History) (*store.Change, error) {
@@ -104,7 +92,7 @@ func TestOpenConcurrentlyMigratesOnce(t *testing.T) {
 	}
 	// Every replica works on the one schema.
 	for i, s := range stores {
-		write(t, s, "c", fmt.Sprint(i), &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+		storetest.Commit(t, s, "c", fmt.Sprint(i), &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
 	}
 }
 
@@ -127,7 +115,7 @@ func TestBodiesKeptByteForByte(t *testing.T) {
 	// Everything jsonb would rewrite: key order by length, exponents,
 	// negative zero, trailing zeros, huge numbers, escapes.
 	body := []byte(`{"aa":1e400,"b":-0,"c":1.10,"d":1E+2,"e":"\u0000é\"","f":12345678901234567890123,"g":[{"b":1,"a":2}]}`)
-	doc := write(t, s, "c", "x", &store.Change{Body: body, Kind: store.KindPut})
+	doc := storetest.Commit(t, s, "c", "x", &store.Change{Body: body, Kind: store.KindPut})
 	got, err := s.Get(context.Background(), "c", "x")
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +194,7 @@ func TestReplicasNoLostUpdate(t *testing.T) {
 // the change again.
 func TestLostAcknowledgmentAppliesOnce(t *testing.T) {
 	s := open(t, pg.Database(t), postgres.Options{})
-	write(t, s, "c", "d", &store.Change{Body: []byte(`{"n":0}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "c", "d", &store.Change{Body: []byte(`{"n":0}`), Kind: store.KindPut})
 	var lost atomic.Int32
 	s.SetAfterCommit(func() error {
 		if lost.Add(1) == 1 {
@@ -240,7 +228,7 @@ func TestLostAcknowledgmentAppliesOnce(t *testing.T) {
 // commits once.
 func TestLostConnectionBeforeCommitRetries(t *testing.T) {
 	s := open(t, pg.Database(t), postgres.Options{})
-	write(t, s, "c", "d", &store.Change{Body: []byte(`{"n":0}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "c", "d", &store.Change{Body: []byte(`{"n":0}`), Kind: store.KindPut})
 	var killed atomic.Int32
 	s.SetBeforeCommit(func(ctx context.Context, tx pgx.Tx) error {
 		if killed.Add(1) == 1 {
@@ -368,7 +356,7 @@ func TestFeedReconnects(t *testing.T) {
 	if ev := next(t, ch); !ev.Resync {
 		t.Fatalf("event after reconnection %+v, want Resync", ev)
 	}
-	write(t, b, "c", "d", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	storetest.Commit(t, b, "c", "d", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
 	if ev := nextDoc(t, ch); ev.ID != "d" || ev.Seq != 1 {
 		t.Fatalf("event %+v, want c/d seq 1", ev)
 	}

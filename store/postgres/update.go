@@ -46,16 +46,10 @@ const (
 // before the commit, Update commits nothing and returns an error wrapping
 // ctx.Err().
 func (s *Store) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
-	if err := s.enter(ctx, "update "+collection+"/"+id); err != nil {
+	if err := s.gate.EnterWrite(ctx, collection, id); err != nil {
 		return nil, err
 	}
 	defer s.gate.Leave()
-	if !validKey(collection, id) {
-		return nil, fmt.Errorf("store: update %q/%q: %w", collection, id, store.ErrInvalidKey)
-	}
-	if s.readOnly {
-		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, store.ErrReadOnly)
-	}
 
 	// The token identifies this call's version across its attempts.
 	token := make([]byte, 16)

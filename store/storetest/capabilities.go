@@ -279,30 +279,47 @@ func testLoadRoundTrip(t *testing.T, open opener) {
 func testLoadInvalid(t *testing.T, open opener) {
 	e := newEnv(t, open, store.Retention{})
 	d := dumper(t, e.s)
-	good := []byte(`{"ok":true}`)
 	at := e.clock.Now()
-	doc := &store.Document{Collection: testC, ID: "ok", Body: good, ETag: store.ETagOf(good), Seq: 1, UpdatedAt: at}
-	v := store.Version{Seq: 1, ETag: doc.ETag, At: at, Kind: store.KindPut}
-	recs := []*store.Record{
-		{Collection: testC, ID: "ok", Doc: doc, History: []store.Version{v}},
-		{Collection: testC, ID: "nohistory", Doc: &store.Document{Collection: testC, ID: "nohistory", Body: good, ETag: doc.ETag, Seq: 1, UpdatedAt: at}},
-		{Collection: testC, ID: "badetag", Doc: &store.Document{Collection: testC, ID: "badetag", Body: good, ETag: `"0000"`, Seq: 1, UpdatedAt: at}, History: []store.Version{v}},
-		{Collection: testC, ID: "bad/name", History: []store.Version{{Seq: 1, At: at, Kind: store.KindDelete}}},
-	}
-	errs, err := d.Load(t.Context(), recs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if errs[0] != nil {
-		t.Fatalf("valid record refused: %v", errs[0])
-	}
-	for i := 1; i < len(recs); i++ {
-		if errs[i] == nil {
-			t.Errorf("record %s loaded, want refused", recs[i].ID)
+	body := []byte(`{"a":1}`)
+	good := func() *store.Record {
+		return &store.Record{Collection: testC, ID: "ok",
+			Doc:     &store.Document{Collection: testC, ID: "ok", Body: body, ETag: store.ETagOf(body), Seq: 3, UpdatedAt: at},
+			History: []store.Version{{Seq: 3, ETag: store.ETagOf(body), At: at, Kind: store.KindPut, Ops: []byte(`[]`)}},
 		}
-		e.wantNotFound(t, testC, recs[i].ID)
 	}
-	e.get(t, testC, "ok")
+	for _, tc := range []struct {
+		name   string
+		change func(r *store.Record)
+	}{
+		{"NoHistory", func(r *store.Record) { r.History = nil }},
+		{"WrongETag", func(r *store.Record) { r.Doc.ETag = store.ETagOf([]byte(`{}`)) }},
+		{"SeqMismatch", func(r *store.Record) { r.Doc.Seq = 4 }},
+		{"TimeMismatch", func(r *store.Record) { r.Doc.UpdatedAt = at.Add(time.Second) }},
+		{"Gap", func(r *store.Record) {
+			r.History = append([]store.Version{{Seq: 1, ETag: store.ETagOf([]byte(`{}`)), At: at, Kind: store.KindPut}}, r.History...)
+		}},
+		{"DeletedWithETag", func(r *store.Record) { r.Doc = nil }},
+		{"BadID", func(r *store.Record) { r.ID = "a\x00b"; r.Doc.ID = r.ID }},
+		{"BadName", func(r *store.Record) { r.ID = "a/b"; r.Doc.ID = r.ID }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := good()
+			tc.change(r)
+			other := good()
+			other.ID, other.Doc.ID = "other-"+tc.name, "other-"+tc.name
+			errs, err := d.Load(t.Context(), []*store.Record{r, other})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if errs[0] == nil || errs[1] != nil {
+				t.Fatalf("errs=%v, want the first only", errs)
+			}
+			e.get(t, testC, other.ID)
+			if _, _, err := e.s.History(t.Context(), testC, r.ID, 0, 0); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("the bad record left history: %v", err)
+			}
+		})
+	}
 }
 
 func testCopy(t *testing.T, open opener) {

@@ -17,16 +17,24 @@ const (
 	testID = "doc-1"
 )
 
-// write commits ch to a document and returns the result.
-func (e *env) write(t *testing.T, c, id string, ch *store.Change) *store.Document {
-	t.Helper()
-	doc, err := e.s.Update(t.Context(), c, id, func(context.Context, *store.Document, store.History) (*store.Change, error) {
+// Commit commits ch to a document of s unconditionally and returns the
+// result of Update; it fails the test on an error. Backends' own tests use
+// it too.
+func Commit(tb testing.TB, s store.Store, c, id string, ch *store.Change) *store.Document {
+	tb.Helper()
+	doc, err := s.Update(context.Background(), c, id, func(context.Context, *store.Document, store.History) (*store.Change, error) {
 		return ch, nil
 	})
 	if err != nil {
-		t.Fatalf("Update(%s/%s): %v", c, id, err)
+		tb.Fatalf("Update(%s/%s): %v", c, id, err)
 	}
 	return doc
+}
+
+// write commits ch to a document and returns the result.
+func (e *env) write(t *testing.T, c, id string, ch *store.Change) *store.Document {
+	t.Helper()
+	return Commit(t, e.s, c, id, ch)
 }
 
 // put creates or replaces a document with body.
