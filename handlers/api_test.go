@@ -106,7 +106,7 @@ func TestDocumentLifecycle(t *testing.T) {
 	if got, want := strings.Join(kinds, ","), "put,json-patch,merge-patch,delete"; got != want {
 		t.Fatalf("kinds=%s, want %s (body %s)", got, want, r.body)
 	}
-	if got, want := string(h.Versions[1].Ops[0]), `{"op":"add","path":"/age","value":31}`; got != want {
+	if got, want := string(h.Versions[1].Ops[0]), `{"op":"replace","path":"/age","value":31}`; got != want {
 		t.Fatalf("ops=%s, want %s", got, want)
 	}
 	if h.Versions[3].ETag != nil || *h.Versions[2].ETag != etag3 || h.Next != nil {

@@ -241,7 +241,7 @@ func TestEventsSnapshotVersionsDelete(t *testing.T) {
 	expect(t, r, http.StatusOK, "")
 	e2 := r.header.Get("ETag")
 	d = decodeEvent(t, f.event(t), "version", 2)
-	if *d.ETag != e2 || d.Kind != "json-patch" || string(d.Ops) != `[{"op":"add","path":"/a","value":2}]` || d.RebasedFrom != nil {
+	if *d.ETag != e2 || d.Kind != "json-patch" || string(d.Ops) != `[{"op":"replace","path":"/a","value":2}]` || d.RebasedFrom != nil {
 		t.Fatalf("version 2: %+v", d)
 	}
 

@@ -352,7 +352,7 @@ func TestContestedFields(t *testing.T) {
 	for field, values := range acked {
 		for _, v := range values {
 			total++
-			if !strings.Contains(hist, fmt.Sprintf(`{"op":"add","path":"/%s","value":%q}`, field, v)) {
+			if !strings.Contains(hist, fmt.Sprintf(`{"op":"replace","path":"/%s","value":%q}`, field, v)) {
 				t.Errorf("acknowledged %s=%s is not in history", field, v)
 			}
 		}

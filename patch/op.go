@@ -257,7 +257,11 @@ func RFC6902(ops []Op) []any {
 		var m map[string]any
 		switch o.Kind {
 		case OpPut:
-			m = map[string]any{"op": "add", "path": path, "value": o.Value}
+			op := "add"
+			if o.HadOld { // the member existed: the client's replace, or an add over it
+				op = "replace"
+			}
+			m = map[string]any{"op": op, "path": path, "value": o.Value}
 		case OpIns:
 			if o.Append {
 				path = o.Path[:len(o.Path)-1].String() + "/-"
