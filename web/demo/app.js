@@ -150,7 +150,7 @@ function updateStatus() {
   guardUnload(waiting > 0);
   let state = doc.status;
   let text;
-  if (waiting && retrying !== null && doc.pendingCount) {
+  if (waiting && retrying !== null && doc.pendingCount && doc.status !== 'offline') {
     const secs = Math.max(0, Math.ceil((retrying - Date.now()) / 1000));
     statusEl.dataset.state = 'retrying';
     text = `Not saved yet · the server did not answer; trying again${secs ? ` in ${secs} s` : ''} · your changes are kept on this device`;
@@ -454,7 +454,9 @@ function prompt(key, theirs, etag) {
   box.querySelector('.mine').textContent = show(readControl(el));
   el.setAttribute('aria-invalid', 'true');
   el.setAttribute('aria-describedby', titleID);
-  const ask = `${label(key)}: someone else changed it too. Choose which value to keep.`;
+  const ask = removed
+    ? `${itemLabel(parseKey(key).item)}: someone else removed it while you were editing it. Choose whether to put it back.`
+    : `${label(key)}: someone else changed it too. Choose which value to keep.`;
   const done = () => {
     box.remove();
     conflicted.delete(key);

@@ -137,6 +137,8 @@ test('keep mine on a line item someone removed puts it back with the text; the h
   assert.equal(heading, 'Line item 1 was removed by someone else');
   assert.match(await alice.textContent('.conflict .conflict-text'), /removed this line item/);
   assert.equal(await alice.textContent('.conflict .mine'), 'Blue pens');
+  assert.doesNotMatch(await alice.textContent('#activity'), /changed/, 'the activity line says removed too');
+  assert.match(await alice.textContent('#activity'), /removed it/);
   await Promise.all([shot(t, alice, '2-item-removed'), shot(t, bob, '2-item-removed')]);
 
   await alice.click('.conflict .keep-mine');
