@@ -5,6 +5,13 @@ export type JSONValue = null | boolean | number | string | JSONValue[] | { [key:
 /** A JSON object: every patchd document is one. */
 export type JSONObject = { [key: string]: JSONValue };
 
+/** T deeply read-only: a Doc's value is frozen, shared with every listener. */
+export type Frozen<T> = T extends (infer U)[]
+  ? ReadonlyArray<Frozen<U>>
+  : T extends object
+    ? { readonly [K in keyof T]: Frozen<T[K]> }
+    : T;
+
 /** One RFC 6902 operation. */
 export type Operation =
   | { op: 'add'; path: string; value: JSONValue }
@@ -36,8 +43,8 @@ export interface ConflictPair {
 }
 
 /** A document's state: value null and etag null when it is deleted. */
-export interface Current {
-  value: JSONObject | null;
+export interface Current<T = JSONObject> {
+  value: T | null;
   etag: string | null;
 }
 
@@ -49,7 +56,7 @@ export class PatchdError extends Error {
   /** Problem name: "not-found", "rebase-conflict", "base-unknown", ... */
   readonly type: string;
   readonly problem: Problem | null;
-  /** For a 412: the document as it is now (read right after the 412). */
+  /** For a 412 (of a write or of create()): the document as it is now, read right after the 412; null if it could not be read. */
   readonly current: Current | null;
 }
 
@@ -86,12 +93,43 @@ export interface RetryOptions {
 export interface ClientOptions {
   /** Server URL, e.g. "http://127.0.0.1:8080"; "" (default) for the page's own origin. */
   baseURL?: string;
-  /** Extra request headers (Authorization, say), or a function that returns them per request. */
-  headers?: Record<string, string> | (() => Record<string, string>);
+  /**
+   * Extra request headers (Authorization, say), or a function that returns
+   * them (or a promise of them), asked afresh for every request and retry.
+   */
+  headers?: Record<string, string> | (() => Record<string, string> | Promise<Record<string, string>>);
   fetch?: typeof fetch;
   retry?: RetryOptions;
   /** ms without a byte (heartbeats included) before a change feed reconnects (default 45000). */
   idleTimeout?: number;
+  /** Where unsent edits are kept across reloads: indexedDBStore() from "@patchd/client/idb", or your own. */
+  store?: EditStore | null;
+}
+
+/** An unsent edit as a store keeps it: what its replay needs to be the same request. */
+export interface StoredEdit {
+  key: string;
+  /** Orders the edits of a document. */
+  n: number;
+  kind: 'json-patch' | 'merge-patch';
+  body: Operation[] | JSONObject;
+  /** The If-Match to send; null while `after` names the stored edit it is queued behind. */
+  ifMatch: string | null;
+  after: string | null;
+  /** The ETag the document had when the edit was made. */
+  seen: string | null;
+  /** The change feed already brought its version (its answer was lost). */
+  landed: boolean;
+}
+
+/** Keeps unsent edits. Every method may return a promise. */
+export interface EditStore {
+  /** The edits of c/id that no live page or Doc holds; they become the caller's. */
+  load(collection: string, id: string): StoredEdit[] | Promise<StoredEdit[]>;
+  put(collection: string, id: string, edit: StoredEdit): unknown;
+  delete(collection: string, id: string, key: string): unknown;
+  /** A closed Doc lets go of an unsent edit: the next load may take it. */
+  release?(collection: string, id: string, key: string): unknown;
 }
 
 /** An event of the change feed: one committed version (API.md, "Change feed"). */
@@ -113,13 +151,13 @@ export type Status = 'idle' | 'connecting' | 'live' | 'offline' | 'closed';
  * own (the feed brought this client's version), snapshot or reset (the feed
  * sent the whole document).
  */
-export type ChangeSource = 'local' | 'ack' | 'revert' | 'remote' | 'own' | 'snapshot' | 'reset';
+export type ChangeSource = 'local' | 'ack' | 'revert' | 'remote' | 'own' | 'snapshot' | 'reset' | 'restore';
 
-export type DocEvent =
+export type DocEvent<T = JSONObject> =
   | {
       type: 'change';
       source: ChangeSource;
-      value: JSONObject | null;
+      value: Frozen<T> | null;
       etag: string | null;
       /** For remote and own: the version applied. */
       version?: VersionEvent;
@@ -132,7 +170,18 @@ export type DocEvent =
     }
   | { type: 'status'; status: Status }
   | { type: 'error'; error: PatchdError }
-  | { type: 'retry'; kind: 'json-patch' | 'merge-patch' };
+  | {
+      type: 'retry';
+      kind: 'json-patch' | 'merge-patch';
+      /** 1 for the first retry. */
+      attempt: number;
+      /** ms until it (Retry-After when the server sent one). */
+      delay: number;
+      /** Why: a network error, or the PatchdError of a 429, 502, 503 or 504. */
+      error: unknown;
+      /** Edits not yet acknowledged. */
+      pending: number;
+    };
 
 /** A version that an edit is made against: an ETag, or "after this client's edit in flight". */
 export type Base = string | { etag: string | null } | { after: unknown };
@@ -140,13 +189,22 @@ export type Base = string | { etag: string | null } | { after: unknown };
 export interface WriteOptions {
   /** The version the edit was made against (default: the value as it is now). */
   base?: Base;
+  /** Takes the edit back while it is queued or in flight (an edit in flight may have been committed). */
+  signal?: AbortSignal;
 }
 
-export interface WriteResult {
+export interface WriteResult<T = JSONObject> {
   etag: string;
-  value: JSONObject;
+  value: Frozen<T>;
   /** The ETag the edit was rebased from (the Rebased-From header), or null. */
   rebasedFrom: string | null;
+}
+
+/** An edit restored from the store by open(), sent again; result settles with its answer. */
+export interface RestoredEdit<T = JSONObject> {
+  kind: 'json-patch' | 'merge-patch';
+  body: Operation[] | JSONObject;
+  result: Promise<WriteResult<T>>;
 }
 
 /** Connects to one patchd server. */
@@ -155,41 +213,44 @@ export class Client {
   readonly baseURL: string;
   retry: Required<RetryOptions>;
   idleTimeout: number;
+  readonly store: EditStore | null;
   /** GET a document. */
-  get(collection: string, id: string, options?: { signal?: AbortSignal }): Promise<Current & { value: JSONObject; etag: string }>;
-  /** Reads a document and keeps it; {follow: true} also follows its change feed. */
-  open(collection: string, id: string, options?: { follow?: boolean }): Promise<Doc>;
-  /** Creates a document that must not exist yet (PUT with If-None-Match: *). */
-  create(collection: string, id: string, value: JSONObject, options?: { follow?: boolean }): Promise<Doc>;
+  get<T extends object = JSONObject>(collection: string, id: string, options?: { signal?: AbortSignal }): Promise<{ value: T; etag: string }>;
+  /** Reads a document and keeps it; {follow: true} also follows its change feed. Restores the store's unsent edits. */
+  open<T extends object = JSONObject>(collection: string, id: string, options?: { follow?: boolean; signal?: AbortSignal }): Promise<Doc<T>>;
+  /** Creates a document that must not exist yet (PUT with If-None-Match: *); 412 with current if it does. */
+  create<T extends object = JSONObject>(collection: string, id: string, value: T, options?: { follow?: boolean; signal?: AbortSignal }): Promise<Doc<T>>;
   /** Stops listening for the browser's online events. */
   close(): void;
 }
 
 /** One document, kept up to date. */
-export class Doc {
+export class Doc<T extends object = JSONObject> {
   readonly client: Client;
   collection: string;
   readonly id: string;
-  /** The last server state with this client's unacknowledged edits laid over it. */
-  readonly value: JSONObject | null;
-  /** ETag of the last server state known. */
+  /** The last server state with this client's unacknowledged edits laid over it; frozen. */
+  readonly value: Frozen<T> | null;
+  /** ETag of the newest server state known (an acknowledged write's, before the feed brings it). */
   readonly etag: string | null;
-  /** seq of the last server state, once the change feed told it. */
+  /** seq of the last version the change feed applied, else null. */
   readonly seq: number | null;
   readonly status: Status;
   /** Edits not yet acknowledged. */
   readonly pendingCount: number;
-  subscribe(listener: (event: DocEvent) => void): () => void;
+  /** Edits an earlier page (or closed Doc) left unsent, restored by open() and sent again. */
+  readonly restored: RestoredEdit<T>[];
+  subscribe(listener: (event: DocEvent<T>) => void): () => void;
   /** The version the next edit is made against; pass it later as {base}. */
   version(): Base;
   /** RFC 6902 JSON Patch under If-Match, with an Idempotency-Key. */
-  patch(ops: Operation[], options?: WriteOptions): Promise<WriteResult>;
+  patch(ops: readonly Operation[], options?: WriteOptions): Promise<WriteResult<T>>;
   /** RFC 7396 Merge Patch under If-Match, with an Idempotency-Key. */
-  merge(patch: JSONObject, options?: WriteOptions): Promise<WriteResult>;
+  merge(patch: JSONObject, options?: WriteOptions): Promise<WriteResult<T>>;
   /** Follows the change feed; remote versions are applied to value. */
   follow(): this;
   unfollow(): void;
-  /** Stops the feed and retries; pending writes reject with NetworkError. */
+  /** Stops the feed and retries; pending writes reject with NetworkError (and stay in the store, if any). */
   close(): void;
 }
 
@@ -198,8 +259,12 @@ export function createClient(options?: ClientOptions): Client;
 /** Delay before retry `attempt` (0-based): uniform in [0, min(max, base * 2^attempt)). */
 export function backoffDelay(attempt: number, options?: RetryOptions, random?: () => number): number;
 
-/** Applies RFC 6902 ops to a copy of value; throws PatchApplyError. Removing "" gives null. */
-export function applyPatch<T = JSONValue>(value: T, ops: Operation[]): T;
+/**
+ * Applies RFC 6902 ops to a copy of value; throws PatchApplyError. T is the
+ * shape the caller expects after the ops; null when they remove "" (the
+ * server's form of a delete).
+ */
+export function applyPatch<T = JSONValue>(value: T | Frozen<T>, ops: readonly Operation[]): T | null;
 /** Applies an RFC 7396 merge patch to a copy of value. */
 export function applyMerge(value: JSONValue | undefined, patch: JSONValue): JSONValue;
 export function deepEqual(a: unknown, b: unknown): boolean;
@@ -209,8 +274,8 @@ export interface DiffOptions {
   /** Member that identifies array elements (e.g. "id"): keyed arrays are edited element by element. */
   key?: string;
 }
-/** The ops that turn before into after, field by field: form edits as JSON Patch. */
-export function diff(before: JSONValue, after: JSONValue, options?: DiffOptions): Operation[];
+/** The ops that turn before into after (JSON values, frozen or not), field by field: form edits as JSON Patch. */
+export function diff(before: unknown, after: unknown, options?: DiffOptions): Operation[];
 
 /** Builds a JSON Pointer from segments: pointer("items", 0, "desc") is "/items/0/desc". */
 export function pointer(...segments: Array<string | number>): string;

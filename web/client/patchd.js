@@ -49,7 +49,40 @@ export class NetworkError extends Error {
   }
 }
 
-const RETRY_STATUS = new Set([502, 503, 504]);
+// Answers retried like a network failure: 429 and 503 (the server did not
+// take the request; Retry-After says when to come back), 502 and 504.
+const RETRY_STATUS = new Set([429, 502, 503, 504]);
+
+// retryAfter reads Retry-After (seconds or an HTTP date) as ms, or null.
+function retryAfter(res) {
+  const h = res.headers.get('Retry-After')?.trim();
+  if (!h) return null;
+  const t = /^\d+$/.test(h) ? Number(h) * 1000 : Date.parse(h) - Date.now();
+  return Number.isNaN(t) ? null : Math.max(0, t);
+}
+
+// anySignal aborts when any of the signals does (AbortSignal.any, which
+// Node.js 18 lacks).
+function anySignal(...signals) {
+  const list = signals.filter(Boolean);
+  if (list.length < 2) return list[0];
+  const ac = new AbortController();
+  for (const s of list) {
+    if (s.aborted) ac.abort(s.reason);
+    else s.addEventListener('abort', () => ac.abort(s.reason), { once: true });
+  }
+  return ac.signal;
+}
+
+// freeze deep-freezes a JSON value in place and returns it: a Doc's value
+// is shared with every listener, so nobody may change it.
+function freeze(v) {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) freeze(x);
+  }
+  return v;
+}
 
 // randomKey returns 128 random bits as hex. crypto.getRandomValues, unlike
 // randomUUID, also exists on pages that are not a secure context.
@@ -75,10 +108,11 @@ export class Client {
   /**
    * @param {object} [options]
    * @param {string} [options.baseURL] server URL, e.g. "http://127.0.0.1:8080"; "" for the page's origin
-   * @param {object|function} [options.headers] extra request headers (e.g. Authorization), or a function returning them
+   * @param {object|function} [options.headers] extra request headers (e.g. Authorization), or a function returning them or a promise of them
    * @param {typeof fetch} [options.fetch]
-   * @param {object} [options.retry] {base, max, attempts}: backoff for network failures and 502/503/504
+   * @param {object} [options.retry] {base, max, attempts}: backoff for network failures and 429/502/503/504
    * @param {number} [options.idleTimeout] ms without a byte on a change feed before it reconnects (default 45000)
+   * @param {object} [options.store] where unsent edits are kept across reloads ({load, put, delete, release}; see idb.js)
    */
   constructor(options = {}) {
     this.baseURL = (options.baseURL ?? '').replace(/\/+$/, '');
@@ -86,6 +120,7 @@ export class Client {
     this._fetch = options.fetch ?? ((...a) => globalThis.fetch(...a));
     this.retry = { base: 250, max: 10_000, attempts: Infinity, ...options.retry };
     this.idleTimeout = options.idleTimeout ?? 45_000;
+    this.store = options.store ?? null;
     this._online = new Set(); // wake-ups waiting for the network to come back
     this._ticks = 0; // orders local happenings; only compared, never shown
     this._onOnline = () => {
@@ -103,17 +138,26 @@ export class Client {
     return ++this._ticks;
   }
 
+  // _order numbers stored edits in the order they were made, also across
+  // reloads (it starts from the clock).
+  _order() {
+    return (this._n = Math.max((this._n ?? 0) + 1, Date.now() * 1000));
+  }
+
   _url(collection, id, suffix = '') {
     return `${this.baseURL}/docs/${encodeName(collection)}${id === undefined ? '' : '/' + encodeName(id)}${suffix}`;
   }
 
-  _headersFor(extra) {
-    const base = typeof this._headers === 'function' ? this._headers() : this._headers;
-    return { ...base, ...extra };
+  // _headersFor asks for the extra headers afresh on every request, so that
+  // a function can hand out a refreshed token.
+  async _headersFor(extra) {
+    const h = this._headers;
+    return { ...(typeof h === 'function' ? await h() : h), ...extra };
   }
 
-  // sleep waits ms, or less if the network comes back or signal aborts.
-  _sleep(ms, signal) {
+  // sleep waits ms, or less if signal aborts or (with online) the network
+  // comes back.
+  _sleep(ms, signal, online = true) {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -122,68 +166,96 @@ export class Client {
         resolve();
       };
       const timer = setTimeout(done, ms);
-      this._online.add(done);
+      if (online) this._online.add(done);
       signal?.addEventListener('abort', done);
     });
   }
 
   /**
-   * fetch with retries: network failures and 502/503/504 are retried with
-   * backoff and jitter, up to retry.attempts; any other answer (every 4xx
-   * included) is returned as it is. onRetry(attempt, error) is told of each
-   * failure.
+   * fetch with retries: network failures, 429, 502, 503 and 504 (and 409
+   * idempotency-key-in-use, a retry that overtook its first attempt) are
+   * retried with backoff and jitter, or after Retry-After when the answer
+   * has one, up to retry.attempts; any other answer is returned as it is.
+   * onRetry({attempt, delay, error}) is told of each failure. An aborted
+   * signal rejects with its reason.
    */
   async _request(url, init, { signal, onRetry } = {}) {
     for (let attempt = 0; ; attempt++) {
-      if (signal?.aborted) throw new NetworkError('closed');
+      signal?.throwIfAborted();
       let res;
       let err;
+      let wait = null;
       try {
-        res = await this._fetch(url, { ...init, signal });
-        if (!RETRY_STATUS.has(res.status)) return res;
+        res = await this._fetch(url, { ...init, headers: await this._headersFor(init.headers), signal });
+        let retry = RETRY_STATUS.has(res.status);
+        if (res.status === 409 && init.headers?.['Idempotency-Key']) {
+          retry = (await readProblem(res.clone()))?.type?.endsWith('/idempotency-key-in-use');
+        }
+        if (!retry) return res;
+        wait = retryAfter(res);
         err = new PatchdError(res.status, await readProblem(res));
       } catch (e) {
-        if (signal?.aborted) throw new NetworkError('closed', e);
+        signal?.throwIfAborted();
         err = e;
       }
       if (attempt + 1 >= this.retry.attempts) {
         if (res) return res;
         throw new NetworkError(`request failed: ${err?.message ?? err}`, err);
       }
-      onRetry?.(attempt, err);
-      await this._sleep(backoffDelay(attempt, this.retry), signal);
+      const delay = wait ?? backoffDelay(attempt, this.retry);
+      onRetry?.({ attempt: attempt + 1, delay, error: err });
+      // A Retry-After says the server is not ready sooner: coming back
+      // online does not cut it short.
+      await this._sleep(delay, signal, wait === null);
     }
   }
 
   /** Reads a document: GET. Throws PatchdError("not-found") when there is none. */
   async get(collection, id, { signal } = {}) {
-    const res = await this._request(this._url(collection, id), { headers: this._headersFor({ Accept: 'application/json' }), cache: 'no-store' }, { signal });
+    const res = await this._request(this._url(collection, id), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
     if (!res.ok) throw new PatchdError(res.status, await readProblem(res));
     return { value: await res.json(), etag: res.headers.get('ETag') };
   }
 
+  // _current reads the document after a 412: {value, etag}, both null when
+  // it is gone, or null when it cannot be read.
+  async _current(collection, id, signal) {
+    try {
+      return await this.get(collection, id, { signal });
+    } catch (e) {
+      return e instanceof PatchdError && e.status === 404 ? { value: null, etag: null } : null;
+    }
+  }
+
   /**
    * Opens a document: reads it and returns a Doc that keeps its value and
-   * ETag. With {follow: true} it also follows the change feed.
+   * ETag. With {follow: true} it also follows the change feed. With a
+   * store, edits left unsent by an earlier page (or a closed Doc) are
+   * restored and sent again, with their Idempotency-Keys.
    */
-  async open(collection, id, { follow = false } = {}) {
-    const { value, etag } = await this.get(collection, id);
+  async open(collection, id, { follow = false, signal } = {}) {
+    const { value, etag } = await this.get(collection, id, { signal });
     const doc = new Doc(this, collection, id, value, etag);
+    await doc._restore();
     if (follow) doc.follow();
     return doc;
   }
 
   /**
    * Creates a document that must not exist yet (PUT with If-None-Match: *)
-   * and returns it open. Throws PatchdError with status 412 if it exists.
+   * and returns it open. Throws PatchdError with status 412 and current if
+   * it exists.
    */
-  async create(collection, id, value, { follow = false } = {}) {
-    const res = await this._request(this._url(collection, id), {
-      method: 'PUT',
-      headers: this._headersFor({ 'Content-Type': 'application/json', 'If-None-Match': '*', 'Idempotency-Key': randomKey() }),
-      body: JSON.stringify(value),
-    });
-    if (!res.ok) throw new PatchdError(res.status, await readProblem(res));
+  async create(collection, id, value, { follow = false, signal } = {}) {
+    const res = await this._request(
+      this._url(collection, id),
+      { method: 'PUT', headers: { 'Content-Type': 'application/json', 'If-None-Match': '*' }, body: JSON.stringify(value) },
+      { signal },
+    );
+    if (!res.ok) {
+      const problem = await readProblem(res);
+      throw new PatchdError(res.status, problem, res.status === 412 ? await this._current(collection, id, signal) : null);
+    }
     const doc = new Doc(this, collection, id, await res.json(), res.headers.get('ETag'));
     if (follow) doc.follow();
     return doc;
@@ -201,15 +273,15 @@ async function readProblem(res) {
 
 /**
  * One document. `value` is what the user should see: the last server state
- * with this client's unacknowledged edits laid over it. `etag` and `seq` are
- * those of the last server state.
+ * with this client's unacknowledged edits laid over it, frozen. `etag` is
+ * that of the newest server state this client knows.
  */
 export class Doc {
   constructor(client, collection, id, value, etag) {
     this.client = client;
     this.collection = collection;
     this.id = id;
-    this._base = { value, etag, seq: null };
+    this._base = { value: freeze(value), etag, seq: null };
     this._baseTick = 0;
     this._pending = []; // edits not yet part of _base, oldest first
     this._listeners = new Set();
@@ -218,15 +290,27 @@ export class Doc {
     this._closed = false;
     this._sending = false;
     this._feed = null; // AbortController of the change feed
-    this.value = value;
+    this._abortSends = new AbortController();
+    this._value = this._base.value;
+    /** Edits restored from the store by open(): [{kind, body, result}]. */
+    this.restored = [];
   }
 
-  /** The ETag of the last server state this client knows. */
+  /** The last server state with this client's unacknowledged edits laid over it (frozen). */
+  get value() {
+    return this._value;
+  }
+
+  /**
+   * The ETag of the newest server state this client knows: that of its
+   * last acknowledged write, even before the feed brings that version.
+   */
   get etag() {
-    return this._base.etag;
+    const acked = this._pending.filter((e) => e.state === 'acked').pop();
+    return acked ? acked.etag : this._base.etag;
   }
 
-  /** The seq of the last server state, once the change feed has told it; else null. */
+  /** The seq of the last version the change feed applied; else null. */
   get seq() {
     return this._base.seq;
   }
@@ -243,8 +327,8 @@ export class Doc {
 
   /**
    * Calls listener with every change of value ({type: "change", source,
-   * value, ...}), status ({type: "status"}) and feed error ({type: "error"}).
-   * Returns a function that removes it.
+   * value, ...}), status ({type: "status"}), feed error ({type: "error"})
+   * and write retry ({type: "retry"}). Returns a function that removes it.
    */
   subscribe(listener) {
     this._listeners.add(listener);
@@ -264,7 +348,7 @@ export class Doc {
   }
 
   _setBase(b) {
-    this._base = b;
+    this._base = { ...b, value: freeze(b.value) };
     this._baseTick = this.client._tick();
   }
 
@@ -299,8 +383,8 @@ export class Doc {
         // left out of the view
       }
     }
-    this.value = v;
-    this._emit({ type: 'change', source, value: v, etag: this._base.etag, ...extra });
+    this._value = freeze(v);
+    this._emit({ type: 'change', source, value: v, etag: this.etag, ...extra });
   }
 
   /**
@@ -322,13 +406,80 @@ export class Doc {
     return this._resolveBase(e.base); // it failed: its own base
   }
 
+  // --- the store: unsent edits kept across reloads --------------------
+
+  _store(method, arg) {
+    const s = this.client.store;
+    if (!s) return;
+    try {
+      Promise.resolve(s[method]?.(this.collection, this.id, arg)).catch(() => {});
+    } catch {
+      // a store that fails loses durability, not the edit
+    }
+  }
+
+  // _save stores an edit with what a replay needs to be the same request:
+  // kind, body, Idempotency-Key and If-Match (or the stored edit it is
+  // queued behind, while that one is unanswered).
+  _save(e) {
+    const b = e.base;
+    const after = b && typeof b === 'object' && 'after' in b && !['acked', 'failed'].includes(b.after.state) ? b.after.key : null;
+    this._store('put', {
+      key: e.key,
+      n: e.n,
+      kind: e.kind,
+      body: e.body,
+      ifMatch: after ? null : this._resolveBase(b),
+      after,
+      seen: e.seen,
+      landed: !!e.landed,
+    });
+  }
+
+  // _settled: an edit was answered (or refused); those queued behind it
+  // now know their If-Match.
+  _settled(entry) {
+    for (const e of this._pending) if (e.base?.after === entry && e.state !== 'acked') this._save(e);
+    this._store('delete', entry.key);
+  }
+
+  async _restore() {
+    const s = this.client.store;
+    if (!s) return;
+    let recs;
+    try {
+      recs = [...((await s.load(this.collection, this.id)) ?? [])].sort((a, b) => a.n - b.n);
+    } catch {
+      return; // a store that fails loses durability, not the document
+    }
+    const byKey = new Map();
+    for (const r of recs) {
+      const e = { kind: r.kind, body: r.body, key: r.key, n: r.n, seen: r.seen, landed: r.landed, restored: true, state: 'queued' };
+      // Queued behind an edit that is no longer stored (answered before
+      // its successor learnt so): the version seen when it was made.
+      e.base = r.after == null ? r.ifMatch : byKey.has(r.after) ? { after: byKey.get(r.after) } : r.seen;
+      const result = new Promise((resolve, reject) => Object.assign(e, { resolve, reject }));
+      result.catch(() => {});
+      byKey.set(r.key, e);
+      this._pending.push(e);
+      this.restored.push({ kind: e.kind, body: e.body, result });
+    }
+    if (recs.length) {
+      this._render('restore');
+      this._pump();
+    }
+  }
+
+  // --- writes -----------------------------------------------------------
+
   /**
    * Applies RFC 6902 ops. The value shows them at once; the write is sent
    * in order after this client's earlier writes, with If-Match naming the
    * version the ops were made against (options.base, default: the current
-   * value) and an Idempotency-Key kept across retries. Resolves with
-   * {etag, value, rebasedFrom} once committed; rejects with ConflictError
-   * (412 rebase-conflict), PatchdError (other errors) or NetworkError.
+   * value) and an Idempotency-Key kept across retries (and reloads, with a
+   * store). Resolves with {etag, value, rebasedFrom} once committed;
+   * rejects with ConflictError (412 rebase-conflict), PatchdError (other
+   * errors), NetworkError, or options.signal's reason when aborted.
    */
   patch(ops, options = {}) {
     return this._enqueue('json-patch', clone(ops), options);
@@ -339,11 +490,24 @@ export class Doc {
     return this._enqueue('merge-patch', clone(obj), options);
   }
 
-  _enqueue(kind, body, options) {
+  _enqueue(kind, body, { base, signal } = {}) {
     if (this._closed) return Promise.reject(new NetworkError('closed'));
+    if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
-      const entry = { kind, body, base: options.base ?? this.version(), key: randomKey(), state: 'queued', resolve, reject };
+      const entry = { kind, body, base: base ?? this.version(), key: randomKey(), n: this.client._order(), seen: this.etag, state: 'queued', signal, resolve, reject };
+      signal?.addEventListener(
+        'abort',
+        () => {
+          // Queued: taken back. In flight: the fetch is aborted (the server
+          // may have committed it; the feed would then bring it).
+          if (entry.state !== 'queued') return;
+          this._drop(entry);
+          reject(signal.reason);
+        },
+        { once: true },
+      );
       this._pending.push(entry);
+      this._save(entry);
       this._render('local', { ops: kind === 'json-patch' ? body : undefined });
       this._pump();
     });
@@ -373,34 +537,29 @@ export class Doc {
       Accept: 'application/json',
     };
     if (etag) headers['If-Match'] = etag;
-    entry.sentTick = this.client._tick();
+    entry.sentTick = c._tick();
+    const signal = anySignal(this._abortSends.signal, entry.signal);
     let res;
     try {
-      this._abortSends ??= new AbortController();
       res = await c._request(
         c._url(this.collection, this.id),
-        { method: 'PATCH', headers: c._headersFor(headers), body: JSON.stringify(entry.body) },
-        { signal: this._abortSends.signal, onRetry: () => this._emit({ type: 'retry', kind: entry.kind }) },
+        { method: 'PATCH', headers, body: JSON.stringify(entry.body) },
+        { signal, onRetry: (r) => this._emit({ type: 'retry', kind: entry.kind, pending: this.pendingCount, ...r }) },
       );
     } catch (err) {
-      this._drop(entry);
+      // Closed: the edit stays stored for the next open().
+      this._drop(entry, !this._closed);
       entry.reject(err);
       return;
     }
     if (res.ok) {
-      const value = await res.json();
-      this._ack(entry, value, res.headers.get('ETag'), res.headers.get('Rebased-From'));
+      const value = freeze(await res.json());
+      this._ack(entry, value, res.headers.get('ETag'), res.headers.get('Rebased-From'), res.headers.get('Idempotent-Replayed') === 'true');
       return;
     }
     const problem = await readProblem(res);
-    let current = null;
-    if (res.status === 412) {
-      try {
-        current = await c.get(this.collection, this.id, { signal: this._abortSends.signal });
-      } catch (e) {
-        current = e instanceof PatchdError && e.status === 404 ? { value: null, etag: null } : null;
-      }
-    }
+    const current = res.status === 412 ? await c._current(this.collection, this.id, signal) : null;
+    if (current) freeze(current.value);
     const err =
       res.status === 412 && problem?.type?.endsWith('/rebase-conflict')
         ? new ConflictError(res.status, problem, current, entry.body)
@@ -410,25 +569,29 @@ export class Doc {
     entry.reject(err);
   }
 
-  _drop(entry) {
+  _drop(entry, forget = true) {
     this._pending = this._pending.filter((e) => e !== entry);
     entry.state = 'failed';
+    if (forget) this._settled(entry);
     this._render('revert');
   }
 
-  _ack(entry, value, etag, rebasedFrom) {
+  _ack(entry, value, etag, rebasedFrom, replayed) {
     entry.state = 'acked';
-    entry.landed = false;
     entry.etag = etag;
     entry.value = value;
     entry.ackTick = this.client._tick();
+    this._settled(entry);
     const seen = this._recent.get(etag);
-    if (!this._feed || this._base.etag === etag || (seen !== undefined && seen > entry.sentTick)) {
-      // Not following, or the feed already brought this version: the
-      // answer is the new base.
+    // Not following, or the feed already brought this version, or it is
+    // the stored answer to an edit an earlier page sent (so the state
+    // this page opened on holds it, and if not the feed brings it): the
+    // answer is the new base, or in it.
+    if (!this._feed || this._base.etag === etag || (seen !== undefined && seen > entry.sentTick) || (entry.restored && (replayed || entry.landed))) {
       this._pending = this._pending.filter((e) => e !== entry);
       if (!this._feed) this._setBase({ value, etag, seq: null });
     }
+    entry.landed = false;
     // Following: the edit stays laid over the base until the feed brings
     // the version with this ETag, so that the value never goes back.
     this._render('ack', { rebasedFrom });
@@ -451,11 +614,17 @@ export class Doc {
     if (!this._closed) this._setStatus('idle');
   }
 
-  /** Stops the feed and every retry; pending writes reject with NetworkError. */
+  /**
+   * Stops the feed and every retry; pending writes reject with
+   * NetworkError. With a store they stay stored: the next open() of this
+   * document sends them.
+   */
   close() {
+    if (this._closed) return;
     this._closed = true;
     this.unfollow();
-    this._abortSends?.abort();
+    for (const e of this._pending) if (e.state !== 'acked') this._store('release', e.key);
+    this._abortSends.abort(new NetworkError('closed'));
     for (const e of this._pending.filter((e) => e.state === 'queued')) {
       this._pending = this._pending.filter((x) => x !== e);
       e.state = 'failed';
@@ -483,6 +652,7 @@ export class Doc {
         const stop = () => conn.abort();
         signal.addEventListener('abort', stop);
         let gotEvent = false;
+        let wait = null; // a Retry-After
         let idle;
         const watch = () => {
           clearTimeout(idle);
@@ -491,13 +661,18 @@ export class Doc {
         try {
           const headers = { Accept: 'text/event-stream' };
           if (this._base.seq !== null) headers['Last-Event-ID'] = String(this._base.seq);
-          const connectTick = this.client._tick();
+          const connectTick = c._tick();
           watch();
           const res = await c._fetch(c._url(this.collection, this.id, '/events'), {
-            headers: c._headersFor(headers),
+            headers: await c._headersFor(headers),
             signal: conn.signal,
             cache: 'no-store',
           });
+          if (RETRY_STATUS.has(res.status)) {
+            // Too many requests or streams, or overloaded: come back later.
+            wait = retryAfter(res);
+            throw new PatchdError(res.status, null);
+          }
           if (res.status >= 400 && res.status < 500) {
             // Never retried: the request itself is wrong (or the document gone).
             const err = new PatchdError(res.status, await readProblem(res));
@@ -523,7 +698,7 @@ export class Doc {
             if (!this._onEvent(ev, connectTick)) break; // out of step: reconnect for a snapshot
           }
         } catch {
-          // network failure, idle timeout or abort: reconnect below
+          // network failure, idle timeout, abort or an answer to retry: reconnect below
         } finally {
           clearTimeout(idle);
           signal.removeEventListener('abort', stop);
@@ -533,9 +708,9 @@ export class Doc {
         this._setStatus(offline ? 'offline' : 'connecting');
         // A stream that delivered events and then ended (a server restart,
         // a cut-off) reconnects after the server's retry hint; failures to
-        // connect back off further each time.
-        const delay = gotEvent ? retryMs * (0.5 + Math.random() / 2) : Math.max(retryMs / 4, backoffDelay(attempt++, c.retry));
-        await c._sleep(delay, signal);
+        // connect back off further each time, and wait out a Retry-After.
+        const delay = wait ?? (gotEvent ? retryMs * (0.5 + Math.random() / 2) : Math.max(retryMs / 4, backoffDelay(attempt++, c.retry)));
+        await c._sleep(delay, signal, wait === null);
       }
     } finally {
       globalThis.removeEventListener?.('offline', onOffline);
@@ -554,8 +729,9 @@ export class Doc {
     if (ev.event === 'snapshot' || ev.event === 'reset') {
       this._setBase({ value: d.value, etag: d.etag, seq: d.seq });
       // Acknowledged edits are in this state if they were acknowledged
-      // before the request (snapshot) or before now (reset).
-      this._pending = this._pending.filter((e) => !(e.state === 'acked' && (ev.event === 'reset' || e.ackTick < connectTick)));
+      // before the request (snapshot) or before now (reset), or if this
+      // state is theirs.
+      this._pending = this._pending.filter((e) => !(e.state === 'acked' && (ev.event === 'reset' || e.ackTick < connectTick || e.etag === d.etag)));
       this._render(ev.event, { seq: d.seq });
       return true;
     }
@@ -583,6 +759,8 @@ export class Doc {
       } catch {
         sending.landed = false;
       }
+      // Stored too: a replay after a reload must not show it twice.
+      if (sending.landed) this._save(sending);
     }
     this._setBase({ value, etag: d.etag, seq: d.seq });
     this._recent.set(d.etag, this.client._tick());

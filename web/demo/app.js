@@ -2,6 +2,7 @@
 // by everyone who has the page open. It imports the client as the binary
 // serves it; there is no build step.
 import { Client, ConflictError, PatchdError, deepEqual, pointer } from '/ui/client/patchd.js';
+import { indexedDBStore } from '/ui/client/idb.js';
 
 const params = new URLSearchParams(location.search);
 const collection = params.get('c') || 'demo';
@@ -20,8 +21,13 @@ const statusEl = $('#status');
 const activity = $('#activity');
 const conflictsEl = $('#conflicts');
 
-const client = new Client();
+// Unsent edits are kept in IndexedDB: a reload (or a crash) sends them
+// later, each once, with the Idempotency-Key it was first sent with.
+const client = new Client({ store: globalThis.indexedDB ? indexedDBStore('patchd-demo') : null });
 let doc = null;
+// When a write last failed to reach the server and will be tried again.
+let retrying = null;
+let retryTimer = null;
 
 // A field key is a top-level member ("title") or a line item's member
 // ("item:<id>:desc"). dirty holds the fields edited and not yet sent, with
@@ -74,8 +80,14 @@ function valueAt(value, key) {
 function label(key) {
   const k = parseKey(key);
   if (!k.item) return LABELS[k.field];
-  const i = itemIndex(doc?.value, k.item);
-  return `Line item ${i < 0 ? '' : i + 1} ${k.field === 'desc' ? 'description' : 'quantity'}`.replace('  ', ' ');
+  return `${itemLabel(k.item)} ${k.field === 'desc' ? 'description' : 'quantity'}`;
+}
+
+// itemLabel names a line item by its place in the list as shown (a row
+// someone else removed stays shown while it is being edited here).
+function itemLabel(itemID) {
+  const i = [...itemsList.children].indexOf(rowOf(itemID));
+  return i < 0 ? 'Line item' : `Line item ${i + 1}`;
 }
 
 function readControl(el) {
@@ -135,8 +147,16 @@ function setMark(key, text, title = '') {
 function updateStatus() {
   if (!doc) return;
   const waiting = doc.pendingCount + dirty.size;
+  guardUnload(waiting > 0);
   let state = doc.status;
   let text;
+  if (waiting && retrying !== null && doc.pendingCount && doc.status !== 'offline') {
+    const secs = Math.max(0, Math.ceil((retrying - Date.now()) / 1000));
+    statusEl.dataset.state = 'retrying';
+    text = `Not saved yet · the server did not answer; trying again${secs ? ` in ${secs} s` : ''} · your changes are kept on this device`;
+    if (statusEl.textContent !== text) statusEl.textContent = text;
+    return;
+  }
   switch (doc.status) {
     case 'live':
       state = waiting ? 'saving' : 'live';
@@ -155,6 +175,34 @@ function updateStatus() {
   }
   statusEl.dataset.state = state;
   if (statusEl.textContent !== text) statusEl.textContent = text;
+}
+
+// While anything is unsent, leaving the page asks first. The listener is
+// there only then, so that an idle page stays eligible for the back/forward
+// cache.
+function warnUnsent(e) {
+  e.preventDefault();
+  e.returnValue = '';
+}
+let guarding = false;
+function guardUnload(on) {
+  if (on === guarding) return;
+  guarding = on;
+  if (on) addEventListener('beforeunload', warnUnsent);
+  else removeEventListener('beforeunload', warnUnsent);
+}
+
+function onRetry(ev) {
+  retrying = Date.now() + ev.delay;
+  clearInterval(retryTimer);
+  retryTimer = setInterval(updateStatus, 1000);
+  updateStatus();
+}
+
+function answered() {
+  if (retrying === null) return;
+  retrying = null;
+  clearInterval(retryTimer);
 }
 
 // --- rendering the document into the form -------------------------------
@@ -315,27 +363,7 @@ async function send(ops, base, sent, pathKey, again = false) {
       }
     }
   } catch (err) {
-    if (err instanceof PatchdError && err.status === 422 && !again) {
-      // A line item moved before this edit reached the server: make it
-      // again against the version shown now. The test of the item's id
-      // keeps it from landing on another item.
-      const ops2 = [];
-      const pk = new Map();
-      for (const [key, v] of sent) {
-        const k = parseKey(key);
-        const i = k.item ? itemIndex(doc.value, k.item) : -1;
-        if (k.item && i < 0) continue;
-        for (const op of opsFor(key, v, i)) {
-          ops2.push(op);
-          pk.set(op.path, key);
-        }
-      }
-      if (ops2.length) await send(ops2, doc.version(), sent, pk, true);
-    } else if (err instanceof PatchdError && err.status === 412) {
-      conflict(err, sent, pathKey);
-    } else {
-      say(`Could not save: ${err.message}`);
-    }
+    await failed(err, sent, pathKey, again);
   } finally {
     for (const key of sent.keys()) {
       const n = inflight.get(key) - 1;
@@ -345,6 +373,48 @@ async function send(ops, base, sent, pathKey, again = false) {
   }
   if (doc.value !== null) render({ source: 'local' });
   updateStatus();
+}
+
+async function failed(err, sent, pathKey, again) {
+  if (err instanceof PatchdError && err.status === 422 && !again) {
+    // A line item moved before this edit reached the server: make it
+    // again against the version shown now. The test of the item's id
+    // keeps it from landing on another item.
+    const ops2 = [];
+    const pk = new Map();
+    for (const [key, v] of sent) {
+      const k = parseKey(key);
+      const i = k.item ? itemIndex(doc.value, k.item) : -1;
+      if (k.item && i < 0) continue;
+      for (const op of opsFor(key, v, i)) {
+        ops2.push(op);
+        pk.set(op.path, key);
+      }
+    }
+    if (ops2.length) await send(ops2, doc.version(), sent, pk, true);
+  } else if (err instanceof PatchdError && err.status === 412) {
+    conflict(err, sent, pathKey);
+  } else {
+    say(`Could not save: ${err.message}`);
+  }
+}
+
+// sentOf reads back which fields an edit of this page set, and to what:
+// for edits restored after a reload, whose answer comes to this page.
+function sentOf(ops) {
+  const sent = new Map();
+  const pathKey = new Map();
+  let item = null;
+  for (const op of ops) {
+    const m = /^\/items\/\d+\/(id|desc|qty)$/.exec(op.path);
+    if (m && op.op === 'test' && m[1] === 'id') item = op.value;
+    const key = m ? (item && m[1] !== 'id' ? `item:${item}:${m[1]}` : null) : op.path.slice(1);
+    if (key && (m || LABELS[key]) && op.op !== 'test') {
+      sent.set(key, op.value);
+      pathKey.set(op.path, key);
+    }
+  }
+  return { sent, pathKey };
 }
 
 // --- conflicts --------------------------------------------------------
@@ -375,15 +445,18 @@ function prompt(key, theirs, etag) {
   box.querySelector('h2').id = titleID;
   box.setAttribute('aria-labelledby', titleID);
   box.dataset.key = key;
-  box.querySelector('h2').textContent = `${label(key)} was changed by someone else`;
-  box.querySelector('.conflict-text').textContent =
-    theirs === undefined
-      ? 'Someone else removed this line item while you were editing it.'
-      : 'You and someone else changed this field at the same time. Which value should it keep?';
+  const removed = theirs === undefined;
+  box.querySelector('h2').textContent = removed ? `${itemLabel(parseKey(key).item)} was removed by someone else` : `${label(key)} was changed by someone else`;
+  box.querySelector('.conflict-text').textContent = removed
+    ? 'Someone else removed this line item while you were editing it. Keep mine puts it back with what you typed.'
+    : 'You and someone else changed this field at the same time. Which value should it keep?';
   box.querySelector('.theirs').textContent = show(theirs);
   box.querySelector('.mine').textContent = show(readControl(el));
   el.setAttribute('aria-invalid', 'true');
   el.setAttribute('aria-describedby', titleID);
+  const ask = removed
+    ? `${itemLabel(parseKey(key).item)}: someone else removed it while you were editing it. Choose whether to put it back.`
+    : `${label(key)}: someone else changed it too. Choose which value to keep.`;
   const done = () => {
     box.remove();
     conflicted.delete(key);
@@ -391,14 +464,16 @@ function prompt(key, theirs, etag) {
     const c = controlFor(key);
     c?.removeAttribute('aria-invalid');
     c?.removeAttribute('aria-describedby');
+    if (activity.textContent === ask) say('');
     render({ source: 'local' });
     updateStatus();
   };
   box.querySelector('.keep-mine').addEventListener('click', () => {
     const c = controlFor(key);
-    const mine = readControl(c);
+    // Sent before the prompt goes: the field shows what is being kept
+    // throughout, never theirs in between.
+    keepMine(key, readControl(c), etag);
     done();
-    keepMine(key, mine, etag);
     c?.focus();
   });
   box.querySelector('.take-theirs').addEventListener('click', () => {
@@ -409,11 +484,10 @@ function prompt(key, theirs, etag) {
   conflicted.set(key, box);
   conflictsEl.append(box);
   updateStatus();
-  // Take the focus only from nowhere or from the field itself: never from
-  // a field the user is typing in. The activity line announces it anyway.
-  const active = document.activeElement;
-  if (!active || active === document.body || active === el) box.querySelector('.keep-mine').focus();
-  say(`${label(key)}: someone else changed it too. Choose which value to keep.`);
+  // The prompt never takes the focus: the user may be typing in this very
+  // field, and a space meant for it must not press a button. The box is
+  // an alertdialog and the activity line announces it.
+  say(ask);
 }
 
 function keepMine(key, mine, etag) {
@@ -421,10 +495,14 @@ function keepMine(key, mine, etag) {
   const sent = new Map([[key, mine]]);
   const pathKey = new Map();
   if (k.item && itemIndex(doc.value, k.item) < 0) {
-    // The item was removed: add it back with this page's values.
+    // The item was removed: add it back where it was, with what this page
+    // shows in its row (still there while the prompt is).
     const li = rowOf(k.item);
     const item = { id: k.item, desc: li ? readControl(li.querySelector('input.desc')) : '', qty: li ? readControl(li.querySelector('input.qty')) : 1 };
-    send([{ op: 'add', path: '/items/-', value: item }], doc.version(), sent, pathKey);
+    item[k.field] = mine;
+    const items = Array.isArray(doc.value?.items) ? doc.value.items : [];
+    const at = Math.min(Math.max(0, [...itemsList.children].indexOf(li)), items.length);
+    send([{ op: 'add', path: pointer('items', at), value: item }], doc.version(), sent, pathKey);
     return;
   }
   const i = k.item ? itemIndex(doc.value, k.item) : -1;
@@ -487,6 +565,7 @@ itemsList.addEventListener('click', (e) => {
 });
 
 addEventListener('pagehide', () => flush());
+document.addEventListener('visibilitychange', () => document.visibilityState === 'hidden' && dirty.size && flush());
 
 async function start() {
   $('#doc-name').textContent = `${collection}/${docID}`;
@@ -503,17 +582,30 @@ async function start() {
     }
   }
   doc.subscribe((ev) => {
-    if (ev.type === 'change') render(ev);
-    else if (ev.type === 'status') updateStatus();
+    if (ev.type === 'change') {
+      if (ev.source === 'ack' || ev.source === 'revert') answered();
+      render(ev);
+    } else if (ev.type === 'status') updateStatus();
+    else if (ev.type === 'retry') onRetry(ev);
     else if (ev.type === 'error') say(`The live feed stopped: ${ev.error.message}`);
   });
+  // Edits an earlier visit left unsent, now sent again: their answers
+  // (a conflict, say) come here.
+  for (const r of doc.restored) {
+    const { sent, pathKey } = sentOf(r.kind === 'json-patch' ? r.body : []);
+    r.result.then(
+      () => updateStatus(),
+      (err) => failed(err, sent, pathKey, true).then(() => doc.value !== null && render({ source: 'local' })),
+    );
+  }
+  if (doc.restored.length) say(`${doc.restored.length === 1 ? 'An edit' : `${doc.restored.length} edits`} from your last visit ${doc.restored.length === 1 ? 'was' : 'were'} not saved yet: sending ${doc.restored.length === 1 ? 'it' : 'them'} now.`);
   render({ source: 'snapshot' });
   doc.follow();
   updateStatus();
 }
 
 // For the browser tests and the curious: the open document.
-globalThis.patchdDemo = { doc: () => doc, flush };
+globalThis.patchdDemo = { doc: () => doc, flush, unsent: () => dirty.size + (doc?.pendingCount ?? 0) };
 
 start().catch((err) => {
   statusEl.dataset.state = 'offline';

@@ -1,0 +1,32 @@
+// The core client stays small: minified with esbuild, gzipped at level 9
+// (what `esbuild --bundle --minify client/patchd.js | gzip -9 | wc -c`
+// measures), under 8 KB. The idb and react entries are measured too, and
+// must not pull the core's size up: they are separate entries.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+async function size(entry, external = []) {
+  const r = await build({
+    entryPoints: [fileURLToPath(new URL(`../${entry}`, import.meta.url))],
+    bundle: true,
+    minify: true,
+    format: 'esm',
+    write: false,
+    external,
+    logLevel: 'silent',
+  });
+  return gzipSync(r.outputFiles[0].contents, { level: 9 }).length;
+}
+
+test('the core client is under 8 KB minified and gzipped', async (t) => {
+  const core = await size('patchd.js');
+  const idb = await size('idb.js');
+  const react = await size('react.js', ['react']);
+  t.diagnostic(`patchd.js ${core} B, idb.js ${idb} B, react.js ${react} B (min+gzip -9)`);
+  assert.ok(core < 8192, `core is ${core} B`);
+  assert.ok(idb < 2048, `idb.js is ${idb} B`);
+  assert.ok(react < 2048, `react.js is ${react} B`);
+});

@@ -1,0 +1,112 @@
+// Unsent edits across a reload, end to end in Chromium with three people:
+// Alice's writes cannot reach the server (page.route blocks them; the
+// first one commits but its answer is lost), she reloads, the network
+// comes back. Bob and Carol watch. Issue 16, case 3.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPatchd } from '../client/test/support/patchd.js';
+import { launch } from './browser.js';
+import { WAIT, live, people, routeWrites, serverDoc, serverHistory, settled, shot, valueIs } from './support.js';
+
+let server;
+let browser;
+before(async () => {
+  server = await startPatchd();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** The edits the page keeps in IndexedDB. */
+function stored(page) {
+  return page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const req = indexedDB.open('patchd-demo');
+        req.onsuccess = () => {
+          const db = req.result;
+          if (!db.objectStoreNames.contains('edits')) return resolve([]);
+          const all = db.transaction('edits').objectStore('edits').getAll();
+          all.onsuccess = () => resolve(all.result.map((r) => r.rec));
+          all.onerror = () => reject(all.error);
+        };
+        req.onerror = () => reject(req.error);
+      }),
+  );
+}
+
+test('a reload with unsent edits: warned on leaving, nothing lost, nothing applied twice', { timeout: 120_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob', 'carol'], { debounce: 300 });
+  const { alice, bob, carol } = pages;
+  const dialogs = [];
+  alice.on('dialog', (d) => {
+    dialogs.push(d.type());
+    d.accept();
+  });
+
+  // The first write commits, but its answer never comes back; every
+  // later attempt fails to reach the server.
+  await routeWrites(alice, async (route, n) => {
+    if (n === 1) {
+      await route.fetch();
+      return route.abort('connectionreset');
+    }
+    return route.abort('connectionrefused');
+  });
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li input.desc:focus', { timeout: WAIT });
+  await alice.keyboard.type('Stapler');
+  await alice.fill('#customer', 'Acme');
+  await alice.locator('#customer').blur();
+  // Bob and Carol see the line item whose answer was lost, nothing else.
+  await bob.waitForSelector('#items li', { timeout: WAIT });
+  await carol.waitForSelector('#items li', { timeout: WAIT });
+  // Alice's page says it is retrying, and has every edit stored.
+  await alice.waitForSelector('#status[data-state="retrying"]', { timeout: WAIT });
+  await alice.waitForFunction(() => globalThis.patchdDemo.unsent() >= 2 && globalThis.patchdDemo.unsent() === globalThis.patchdDemo.doc().pendingCount, null, { timeout: WAIT });
+  const pending = await alice.evaluate(() => globalThis.patchdDemo.doc().pendingCount);
+  let kept = await stored(alice);
+  for (let i = 0; i < 100 && kept.length !== pending; i++) kept = await stored(alice); // IndexedDB writes are asynchronous
+  assert.equal(kept.length, pending, `stored ${JSON.stringify(kept)}`);
+  assert.match(await alice.textContent('#status'), /Not saved yet.*trying again.*kept on this device/);
+  let saved = await serverDoc(server, id);
+  assert.equal(saved.customer, '');
+  assert.deepEqual(saved.items.map((it) => it.desc), ['']);
+  await Promise.all([shot(t, alice, '1-unsent'), shot(t, bob, '1-unsent')]);
+
+  // Reload: the page asks first, because edits are unsent.
+  await alice.reload();
+  assert.deepEqual(dialogs, ['beforeunload']);
+  // The edits are back on the page, one line item, before any was sent.
+  await valueIs(alice, '#customer', 'Acme');
+  await valueIs(alice, '#items li:nth-child(1) input.desc', 'Stapler');
+  assert.equal(await alice.locator('#items li').count(), 1, 'the line item shown once');
+  saved = await serverDoc(server, id);
+  assert.equal(saved.customer, '');
+  await shot(t, alice, '2-reloaded-still-blocked');
+
+  // The network comes back: everything is sent, each edit once.
+  await alice.unroute('**/docs/**');
+  await settled(alice, 30_000);
+  await live(alice);
+  saved = await serverDoc(server, id);
+  assert.equal(saved.customer, 'Acme');
+  assert.deepEqual(saved.items.map((it) => [it.desc, it.qty]), [['Stapler', 1]]);
+  const adds = (await serverHistory(server, id)).filter((v) => v.ops.some((o) => o.op === 'add' && /^\/items\/(-|\d+)$/.test(o.path)));
+  assert.equal(adds.length, 1, `the line item was added once: ${JSON.stringify(await serverHistory(server, id), null, 1)}`);
+  for (const p of [bob, carol]) {
+    await valueIs(p, '#customer', 'Acme');
+    await valueIs(p, '#items li:nth-child(1) input.desc', 'Stapler');
+    assert.equal(await p.locator('#items li').count(), 1);
+  }
+  assert.deepEqual(await stored(alice), [], 'nothing left stored');
+  assert.equal(await alice.locator('#items li').count(), 1);
+  await Promise.all([shot(t, alice, '3-sent'), shot(t, bob, '3-sent'), shot(t, carol, '3-sent')]);
+
+  // Everything saved: leaving asks nothing.
+  await alice.reload();
+  await live(alice);
+  assert.deepEqual(dialogs, ['beforeunload']);
+});
