@@ -12,9 +12,11 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -258,6 +260,13 @@ func (cl *Client) once(ctx context.Context, c *call) (a *answer, fatal, err erro
 	if err != nil {
 		return nil, err, nil
 	}
+	// net/http's Transport resends a request that carries an
+	// Idempotency-Key by itself when a reused connection breaks before the
+	// answer: count the writes, so that such a hidden retry counts as an
+	// attempt that may have been applied.
+	var writes atomic.Int32
+	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { writes.Add(1) }}
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	res, err := cl.hc.Do(req)
 	if err != nil {
 		return nil, nil, err
@@ -267,7 +276,7 @@ func (cl *Client) once(ctx context.Context, c *call) (a *answer, fatal, err erro
 	if err != nil {
 		return nil, nil, err
 	}
-	return &answer{status: res.StatusCode, header: res.Header, body: body}, nil, nil
+	return &answer{status: res.StatusCode, header: res.Header, body: body, unsure: writes.Load() > 1}, nil, nil
 }
 
 // send sends c, retrying as the policy says, and returns the first answer
@@ -279,6 +288,9 @@ func (cl *Client) send(ctx context.Context, c *call) (*answer, error) {
 		a, fatal, err := cl.once(ctx, c)
 		if fatal != nil {
 			return nil, fatal
+		}
+		if err == nil {
+			unsure = unsure || a.unsure
 		}
 		if err == nil && !retryable(a) {
 			a.unsure = unsure
