@@ -128,74 +128,89 @@ func TestAnswerLostWriteAppliedOnce(t *testing.T) {
 	base, _ := startServer(t)
 	direct := client.New(base)
 	cut := newAnswerCutter(t, strings.TrimPrefix(base, "http://"))
-	cl := client.New(cut.URL(), fastRetry)
 
 	tests := []struct {
 		name string
 		// setup creates the document, if the write needs one.
 		setup string
-		write func(ctx context.Context, etag string) (*client.Document, error)
+		write func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error)
 		// want is the document afterwards ("" when deleted); versions how
 		// many versions it has then.
 		want     string
 		versions int
 		replayed bool
 	}{
-		{name: "PatchAppend", setup: `{"items":[1]}`, write: func(ctx context.Context, etag string) (*client.Document, error) {
-			return cl.Patch(ctx, "lost", "PatchAppend", []client.Op{{Op: "add", Path: "/items/-", Value: json.RawMessage(`2`)}}, client.IfMatch(etag))
+		{name: "PatchAppend", setup: `{"items":[1]}`, write: func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error) {
+			return cl.Patch(ctx, "lost", id, []client.Op{{Op: "add", Path: "/items/-", Value: json.RawMessage(`2`)}}, client.IfMatch(etag))
 		}, want: `{"items":[1,2]}`, versions: 2, replayed: true},
-		{name: "Merge", setup: `{"n":1}`, write: func(ctx context.Context, etag string) (*client.Document, error) {
-			return cl.Merge(ctx, "lost", "Merge", map[string]any{"m": 2}, client.IfMatch(etag))
+		{name: "Merge", setup: `{"n":1}`, write: func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error) {
+			return cl.Merge(ctx, "lost", id, map[string]any{"m": 2}, client.IfMatch(etag))
 		}, want: `{"m":2,"n":1}`, versions: 2, replayed: true},
-		{name: "PutReplace", setup: `{"n":1}`, write: func(ctx context.Context, etag string) (*client.Document, error) {
-			return cl.Put(ctx, "lost", "PutReplace", json.RawMessage(`{"n":2}`), client.IfMatch(etag))
+		{name: "PutReplace", setup: `{"n":1}`, write: func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error) {
+			return cl.Put(ctx, "lost", id, json.RawMessage(`{"n":2}`), client.IfMatch(etag))
 		}, want: `{"n":2}`, versions: 2},
-		{name: "PutNew", write: func(ctx context.Context, _ string) (*client.Document, error) {
-			return cl.Put(ctx, "lost", "PutNew", json.RawMessage(`{"n":1}`))
+		{name: "PutNew", write: func(ctx context.Context, cl *client.Client, id, _ string) (*client.Document, error) {
+			return cl.Put(ctx, "lost", id, json.RawMessage(`{"n":1}`))
 		}, want: `{"n":1}`, versions: 1},
-		{name: "Create", write: func(ctx context.Context, _ string) (*client.Document, error) {
-			return cl.Create(ctx, "lost", "Create", map[string]int{"n": 1})
+		{name: "Create", write: func(ctx context.Context, cl *client.Client, id, _ string) (*client.Document, error) {
+			return cl.Create(ctx, "lost", id, map[string]int{"n": 1})
 		}, want: `{"n":1}`, versions: 1},
-		{name: "Delete", setup: `{"n":1}`, write: func(ctx context.Context, etag string) (*client.Document, error) {
-			return nil, cl.Delete(ctx, "lost", "Delete", client.IfMatch(etag))
+		{name: "Delete", setup: `{"n":1}`, write: func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error) {
+			return nil, cl.Delete(ctx, "lost", id, client.IfMatch(etag))
 		}, want: "", versions: 2},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := testContext(t)
-			var etag string
-			if tc.setup != "" {
-				etag = mustCreate(t, direct, "lost", tc.name, tc.setup).ETag
-			}
-			// A read first, so that the write may go over a reused
-			// connection (net/http then resends it by itself) or a new
-			// one (the client's retry does).
-			if _, err := cl.List(ctx, "lost", client.ListOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			before := cut.cuts.Load()
-			cut.cutNextAnswer()
-			doc, err := tc.write(ctx, etag)
-			if err != nil {
-				t.Fatalf("write: %v", err)
-			}
-			if got := cut.cuts.Load() - before; got != 1 {
-				t.Fatalf("%d answers cut, want 1", got)
-			}
-			if doc != nil && (string(doc.Value) != tc.want || doc.Replayed != tc.replayed) {
-				t.Fatalf("result %s (Replayed %v), want %s (Replayed %v)", doc.Value, doc.Replayed, tc.want, tc.replayed)
-			}
-			cur, err := direct.Get(ctx, "lost", tc.name)
-			switch {
-			case tc.want == "" && !errors.Is(err, client.ErrNotFound):
-				t.Fatalf("after delete: %v, want ErrNotFound", err)
-			case tc.want != "" && (err != nil || string(cur.Value) != tc.want):
-				t.Fatalf("document %v (%v), want %s", cur, err, tc.want)
-			}
-			if got := versions(t, direct, "lost", tc.name); got != tc.versions {
-				t.Fatalf("%d versions, want %d: the write was applied more than once", got, tc.versions)
-			}
-		})
+	// Over a reused connection, net/http resends the write by itself;
+	// over a new one (no keep-alives), the client's retry does.
+	conns := []struct {
+		name string
+		cl   *client.Client
+	}{
+		{name: "Reused", cl: client.New(cut.URL(), fastRetry)},
+		{name: "New", cl: client.New(cut.URL(), fastRetry, client.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))},
+	}
+	for _, conn := range conns {
+		for _, tc := range tests {
+			t.Run(conn.name+"/"+tc.name, func(t *testing.T) {
+				testAnswerLost(t, cut, direct, conn.cl, conn.name+tc.name, tc.setup, tc.write, tc.want, tc.versions, tc.replayed)
+			})
+		}
+	}
+}
+
+// testAnswerLost runs write through the cutter, with its answer cut, and
+// checks that it was applied once.
+func testAnswerLost(t *testing.T, cut *answerCutter, direct, cl *client.Client, id, setup string,
+	write func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error), want string, wantVersions int, replayed bool) {
+	t.Helper()
+	ctx := testContext(t)
+	var etag string
+	if setup != "" {
+		etag = mustCreate(t, direct, "lost", id, setup).ETag
+	}
+	if _, err := cl.List(ctx, "lost", client.ListOptions{}); err != nil { // a connection to reuse
+		t.Fatal(err)
+	}
+	before := cut.cuts.Load()
+	cut.cutNextAnswer()
+	doc, err := write(ctx, cl, id, etag)
+	if err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if got := cut.cuts.Load() - before; got != 1 {
+		t.Fatalf("%d answers cut, want 1", got)
+	}
+	if doc != nil && (string(doc.Value) != want || doc.Replayed != replayed) {
+		t.Fatalf("result %s (Replayed %v), want %s (Replayed %v)", doc.Value, doc.Replayed, want, replayed)
+	}
+	cur, err := direct.Get(ctx, "lost", id)
+	switch {
+	case want == "" && !errors.Is(err, client.ErrNotFound):
+		t.Fatalf("after delete: %v, want ErrNotFound", err)
+	case want != "" && (err != nil || string(cur.Value) != want):
+		t.Fatalf("document %v (%v), want %s", cur, err, want)
+	}
+	if got := versions(t, direct, "lost", id); got != wantVersions {
+		t.Fatalf("%d versions, want %d: the write was applied more than once", got, wantVersions)
 	}
 }
 
