@@ -24,6 +24,10 @@ import (
 // by member, each guarded by a test of the element's key, so that an edit
 // can never land on another element after concurrent inserts or removals.
 // Keyed arrays whose common elements were reordered are replaced whole.
+//
+// Members come in the byte order of their names (the JavaScript client
+// follows the order of the objects). Equal values give an empty, non-nil
+// slice, which marshals to [].
 func Diff(before, after json.RawMessage, key string) ([]Op, error) {
 	a, err := decodeTree(before)
 	if err != nil {
@@ -33,7 +37,7 @@ func Diff(before, after json.RawMessage, key string) ([]Op, error) {
 	if err != nil {
 		return nil, fmt.Errorf("patchd: diff: after: %w", err)
 	}
-	d := &differ{key: key}
+	d := &differ{key: key, ops: []Op{}}
 	if err := d.diff("", a, b, nil, false); err != nil {
 		return nil, err
 	}
