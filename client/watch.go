@@ -237,9 +237,13 @@ func (f *docFeed) stream(ctx context.Context) (opened bool, wait time.Duration, 
 		if r.retry > 0 {
 			f.hint = r.retry
 		}
+		// A consumer that is slow to take the event does not make the
+		// stream idle.
+		idle.Stop()
 		if err := f.handle(ctx, ev); err != nil {
 			return true, 0, err
 		}
+		idle.Reset(f.cl.idle)
 	}
 }
 
