@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -162,7 +161,7 @@ func (e *exampleServer) Close() {
 	if rerr := os.RemoveAll(e.dir); err == nil {
 		err = rerr
 	}
-	if err != nil && !strings.Contains(err.Error(), "no such file") {
+	if err != nil {
 		panic(err)
 	}
 }
