@@ -352,10 +352,6 @@ type ListPage struct {
 	Next string
 }
 
-// ErrUnsupported: the server does not support what was asked (it ignored
-// it).
-var ErrUnsupported = errors.New("not supported by the server")
-
 // List reads one page of a collection's documents. A collection that holds
 // no document lists empty.
 func (cl *Client) List(ctx context.Context, coll string, opts ListOptions) (*ListPage, error) {

@@ -19,6 +19,9 @@ var (
 	// ErrPreconditionRequired: a write to an existing document without
 	// IfMatch, on a server that requires it (428).
 	ErrPreconditionRequired = errors.New("precondition required")
+	// ErrUnsupported: the server ignored something it does not support
+	// yet (List with IncludeBody on a server without include=body).
+	ErrUnsupported = errors.New("not supported by the server")
 )
 
 // Problem is an error answer from the server: its status and its RFC 9457
