@@ -1,0 +1,41 @@
+// Package client is the Go client of patchd, a JSON document server with
+// strong ETags, JSON Patch and Merge Patch under If-Match, and server-side
+// rebase of stale edits.
+//
+// # Basics
+//
+// A Client talks to one server:
+//
+//	cl := client.New("http://127.0.0.1:8080", client.WithToken(token))
+//	doc, err := cl.Get(ctx, "forms", "42")                 // doc.Value, doc.ETag
+//	doc, err = cl.Patch(ctx, "forms", "42", ops, client.IfMatch(doc.ETag))
+//
+// Every write takes IfMatch, Strict, IdempotencyKey and DryRun. A write
+// whose IfMatch names an older version is rebased by the server over the
+// versions committed since; the result's RebasedFrom says so. When the
+// edits overlap, the error is a *ConflictError naming the conflicting
+// paths. Errors are values: use errors.As with *ConflictError,
+// *PreconditionError and *Problem, and errors.Is with ErrNotFound,
+// ErrPreconditionFailed and ErrPreconditionRequired.
+//
+// Update is a typed read-modify-write: it decodes the document into a Go
+// value, lets a function change it, sends one JSON Patch op per changed
+// member, and runs the function again when a concurrent edit of the same
+// members conflicts. Watch follows documents' change feeds and resumes
+// across reconnections and server restarts without skipping or repeating
+// a version.
+//
+// # Retries
+//
+// Network errors and 502, 503, 504 and 429 answers are retried with "full
+// jitter" backoff (see RetryPolicy); no other 4xx is. Every write carries
+// an Idempotency-Key kept across its retries, so a write whose answer was
+// lost is applied once.
+//
+// # Caveats
+//
+// The server this package was written against has no POST /events stream,
+// no include=body, where or order on listings, and no dry run (API-2):
+// Watch follows each document over its own feed, and ListOptions'
+// IncludeBody, Where and Order and DryRun need a server that has them.
+package client

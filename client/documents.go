@@ -1,0 +1,542 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Document is one version of a document, as a read or a write returned
+// it.
+type Document struct {
+	// Collection and ID name the document.
+	Collection, ID string
+	// Value is the document as the server sent it: canonical JSON, with
+	// every number literal as it was written. Decode it with Decode or
+	// json.Unmarshal.
+	Value json.RawMessage
+	// ETag is the version's strong ETag, quotes included: pass it to
+	// IfMatch.
+	ETag string
+	// RebasedFrom is set when a write named an older version in IfMatch
+	// and the server rebased the edit over the versions committed since:
+	// it is the ETag the write named.
+	RebasedFrom string
+	// Replayed reports that the server answered a retried write from its
+	// record of the first attempt (Idempotent-Replayed), which had been
+	// applied and whose answer was lost.
+	Replayed bool
+	// Created reports that the write created the document (201).
+	Created bool
+}
+
+// Decode unmarshals the document's value into v.
+func (d *Document) Decode(v any) error {
+	return json.Unmarshal(d.Value, v)
+}
+
+// WriteOption changes how a write is sent.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	ifMatch string
+	strict  bool
+	key     string
+	dryRun  bool
+}
+
+// IfMatch makes the write conditional on the version with this ETag (as a
+// Document reports it; a bare value gets its quotes added). A write to an
+// existing document needs one on a server that requires it (the default:
+// 428 otherwise). When the document has changed since, PUT and PATCH are
+// rebased over the versions committed since, and the result reports
+// RebasedFrom; overlapping edits give a *ConflictError. "*" matches any
+// current version.
+func IfMatch(etag string) WriteOption {
+	return func(o *writeOptions) { o.ifMatch = quoteETag(etag) }
+}
+
+// Strict turns the server's rebase off for this write (Prefer:
+// handling=strict): an IfMatch that does not name the current version
+// gives a *PreconditionError.
+func Strict() WriteOption {
+	return func(o *writeOptions) { o.strict = true }
+}
+
+// IdempotencyKey sets the write's Idempotency-Key (1 to 255 printable
+// ASCII characters). Without it, every write gets a fresh random key.
+// The key is kept across the write's retries, so that a write whose
+// answer was lost is applied once: the server replays the first answer
+// (Document.Replayed). patchd honours keys on PATCH and POST; a retried
+// PUT is safe through its rebase and Create and Delete through the checks
+// described on them.
+func IdempotencyKey(key string) WriteOption {
+	return func(o *writeOptions) { o.key = key }
+}
+
+// DryRun asks the server to run the write (authorization, preconditions,
+// rebase, limits) and answer exactly as it would, without writing
+// anything (?dryRun=true). It needs a server that supports dry runs (API-2
+// section 3); a server that does not would apply the write.
+func DryRun() WriteOption {
+	return func(o *writeOptions) { o.dryRun = true }
+}
+
+// quoteETag adds the quotes of an entity tag to a bare value.
+func quoteETag(s string) string {
+	if s == "" || s == "*" || strings.HasPrefix(s, `"`) || strings.HasPrefix(s, "W/") {
+		return s
+	}
+	return `"` + s + `"`
+}
+
+// quoteKey renders an idempotency key as a structured-field string.
+func quoteKey(k string) (string, error) {
+	if k == "" || len(k) > 255 {
+		return "", errors.New("patchd: an idempotency key is 1 to 255 characters")
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c < 0x20 || c > 0x7e {
+			return "", errors.New("patchd: an idempotency key is printable ASCII")
+		}
+		if c == '"' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte('"')
+	return b.String(), nil
+}
+
+// writeCall builds the call of a write.
+func writeCall(method, path, contentType string, body []byte, opts []WriteOption) (*call, error) {
+	var o writeOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.key == "" {
+		o.key = newKey()
+	}
+	key, err := quoteKey(o.key)
+	if err != nil {
+		return nil, err
+	}
+	h := http.Header{}
+	h.Set("Accept", "application/json")
+	h.Set("Idempotency-Key", key)
+	if contentType != "" {
+		h.Set("Content-Type", contentType)
+	}
+	if o.ifMatch != "" {
+		h.Set("If-Match", o.ifMatch)
+	}
+	if o.strict {
+		h.Set("Prefer", "handling=strict")
+	}
+	c := &call{method: method, path: path, header: h, body: body}
+	if o.dryRun {
+		c.query = url.Values{"dryRun": {"true"}}
+	}
+	return c, nil
+}
+
+// document builds the Document of a successful answer.
+func document(coll, id string, a *answer) *Document {
+	return &Document{
+		Collection:  coll,
+		ID:          id,
+		Value:       a.body,
+		ETag:        a.header.Get("ETag"),
+		RebasedFrom: a.header.Get("Rebased-From"),
+		Replayed:    a.header.Get("Idempotent-Replayed") == "true",
+		Created:     a.status == http.StatusCreated,
+	}
+}
+
+// Get reads a document. It returns an error wrapping ErrNotFound (a
+// *Problem) if there is none.
+func (cl *Client) Get(ctx context.Context, coll, id string) (*Document, error) {
+	if err := cl.checkNames(coll, id, true); err != nil {
+		return nil, err
+	}
+	c := &call{method: http.MethodGet, path: docPath(coll, id), header: http.Header{"Accept": {"application/json"}}}
+	a, err := cl.send(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if a.status != http.StatusOK {
+		return nil, cl.fail(a, coll, id)
+	}
+	return document(coll, id, a), nil
+}
+
+// Put creates or replaces a document with value (anything that marshals
+// to a JSON object; a json.RawMessage is sent as it is). Replacing an
+// existing document needs IfMatch on a server that requires it; with an
+// older version's ETag, the server rebases the change (the members that
+// differ from that version) over the versions committed since.
+//
+// A Put retried after a lost answer that gets a 412 or 428 (the first
+// attempt was applied) reads the document and returns it if it holds
+// exactly value.
+func (cl *Client) Put(ctx context.Context, coll, id string, value any, opts ...WriteOption) (*Document, error) {
+	return cl.put(ctx, coll, id, value, opts)
+}
+
+// Create creates a document that must not exist yet (PUT with
+// If-None-Match: *). It returns a *PreconditionError (412
+// precondition-failed) if the document exists, unless a retry after a lost
+// answer finds it holding exactly value: the first attempt created it, and
+// Create returns it.
+func (cl *Client) Create(ctx context.Context, coll, id string, value any, opts ...WriteOption) (*Document, error) {
+	return cl.put(ctx, coll, id, value, opts, func(o *writeOptions) { o.ifMatch = "" })
+}
+
+func (cl *Client) put(ctx context.Context, coll, id string, value any, opts []WriteOption, create ...WriteOption) (*Document, error) {
+	if err := cl.checkNames(coll, id, true); err != nil {
+		return nil, err
+	}
+	body, err := encodeJSON(value)
+	if err != nil {
+		return nil, err
+	}
+	c, err := writeCall(http.MethodPut, docPath(coll, id), "application/json", body, append(opts, create...))
+	if err != nil {
+		return nil, err
+	}
+	if len(create) > 0 {
+		c.header.Set("If-None-Match", "*")
+	}
+	a, err := cl.send(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	switch a.status {
+	case http.StatusOK, http.StatusCreated:
+		return document(coll, id, a), nil
+	case http.StatusPreconditionFailed, http.StatusPreconditionRequired:
+		if a.unsure && c.query.Get("dryRun") == "" {
+			if doc, ok := cl.holds(ctx, coll, id, body); ok {
+				return doc, nil
+			}
+		}
+	}
+	return nil, cl.fail(a, coll, id)
+}
+
+// holds reads the document and reports whether its value equals the JSON
+// body.
+func (cl *Client) holds(ctx context.Context, coll, id string, body []byte) (*Document, bool) {
+	doc, err := cl.Get(ctx, coll, id)
+	if err != nil {
+		return nil, false
+	}
+	want, err1 := decodeTree(body)
+	got, err2 := decodeTree(doc.Value)
+	if err1 != nil || err2 != nil || !equalTree(want, got) {
+		return nil, false
+	}
+	return doc, true
+}
+
+// Patch applies an RFC 6902 JSON Patch to a document. ops is anything that
+// marshals to a JSON array of operations ([]Op, a json.RawMessage...).
+// With IfMatch naming an older version, the server rebases the ops over
+// the versions committed since, or returns a *ConflictError when they
+// overlap. A patch that does not apply to the version it was made against
+// gives a *Problem with Status 422 (patch-failed).
+func (cl *Client) Patch(ctx context.Context, coll, id string, ops any, opts ...WriteOption) (*Document, error) {
+	return cl.patch(ctx, coll, id, "application/json-patch+json", ops, opts)
+}
+
+// Merge applies an RFC 7396 JSON Merge Patch to a document. patch is
+// anything that marshals to the JSON to send (an object; null members
+// remove). Otherwise as Patch.
+func (cl *Client) Merge(ctx context.Context, coll, id string, patch any, opts ...WriteOption) (*Document, error) {
+	return cl.patch(ctx, coll, id, "application/merge-patch+json", patch, opts)
+}
+
+func (cl *Client) patch(ctx context.Context, coll, id, contentType string, v any, opts []WriteOption) (*Document, error) {
+	if err := cl.checkNames(coll, id, true); err != nil {
+		return nil, err
+	}
+	body, err := encodeJSON(v)
+	if err != nil {
+		return nil, err
+	}
+	c, err := writeCall(http.MethodPatch, docPath(coll, id), contentType, body, opts)
+	if err != nil {
+		return nil, err
+	}
+	a, err := cl.send(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if a.status != http.StatusOK {
+		return nil, cl.fail(a, coll, id)
+	}
+	return document(coll, id, a), nil
+}
+
+// Delete deletes a document; it needs IfMatch on a server that requires it,
+// and is never rebased (an older ETag gives a *PreconditionError). It
+// returns an error wrapping ErrNotFound if there is no such document,
+// unless a retry after a lost answer gets the 404: the first attempt
+// deleted it, and Delete returns nil.
+func (cl *Client) Delete(ctx context.Context, coll, id string, opts ...WriteOption) error {
+	if err := cl.checkNames(coll, id, true); err != nil {
+		return err
+	}
+	c, err := writeCall(http.MethodDelete, docPath(coll, id), "", nil, opts)
+	if err != nil {
+		return err
+	}
+	a, err := cl.send(ctx, c)
+	if err != nil {
+		return err
+	}
+	switch {
+	case a.status == http.StatusNoContent || a.status == http.StatusOK:
+		return nil
+	case a.status == http.StatusNotFound && a.unsure && c.query.Get("dryRun") == "":
+		return nil
+	}
+	return cl.fail(a, coll, id)
+}
+
+// ListOptions select a page of a collection's listing. IncludeBody, Where
+// and Order need a server that supports them (API-2 section 2); a server
+// that does not ignores Where and Order, and List returns an error when
+// IncludeBody was asked for and the server sent no bodies.
+type ListOptions struct {
+	// Limit is the most items on the page, 1 to 1000; zero takes the
+	// server's default (100).
+	Limit int
+	// After is the Next of the previous page; "" starts at the beginning.
+	After string
+	// IncludeBody asks for each document's value (include=body).
+	IncludeBody bool
+	// Where filters the documents: anything that marshals to a JSON object
+	// mapping JSON Pointers to a value or an object of operators, such as
+	// map[string]any{"/status": "open", "/total": map[string]any{"gt": 100}}.
+	Where any
+	// Order sorts by the member at a JSON Pointer, "-" in front for
+	// descending, such as "-/total"; ties are broken by id.
+	Order string
+}
+
+// ListItem is one document of a listing.
+type ListItem struct {
+	// ID is the document's id and ETag its current ETag.
+	ID   string `json:"id"`
+	ETag string `json:"etag"`
+	// Value is the document, with IncludeBody; else nil.
+	Value json.RawMessage `json:"value,omitempty"`
+}
+
+// ListPage is one page of a listing.
+type ListPage struct {
+	// Items are the page's documents, in id order (or Order's).
+	Items []ListItem
+	// Next is the After of the next page; "" on the last page.
+	Next string
+}
+
+// List reads one page of a collection's documents. A collection that holds
+// no document lists empty.
+func (cl *Client) List(ctx context.Context, coll string, opts ListOptions) (*ListPage, error) {
+	if err := cl.checkNames(coll, "", false); err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	if opts.After != "" {
+		q.Set("after", opts.After)
+	}
+	if opts.IncludeBody {
+		q.Set("include", "body")
+	}
+	if opts.Where != nil {
+		w, err := encodeJSON(opts.Where)
+		if err != nil {
+			return nil, err
+		}
+		q.Set("where", string(w))
+	}
+	if opts.Order != "" {
+		q.Set("order", opts.Order)
+	}
+	c := &call{method: http.MethodGet, path: docPath(coll, ""), query: q, header: http.Header{"Accept": {"application/json"}}}
+	a, err := cl.send(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if a.status != http.StatusOK {
+		return nil, cl.fail(a, coll, "")
+	}
+	var page struct {
+		Items []ListItem `json:"items"`
+		Next  *string    `json:"next"`
+	}
+	if err := json.Unmarshal(a.body, &page); err != nil {
+		return nil, fmt.Errorf("patchd: %s: listing: %w", c, err)
+	}
+	out := &ListPage{Items: page.Items}
+	if page.Next != nil {
+		out.Next = *page.Next
+	}
+	if opts.IncludeBody {
+		for _, it := range out.Items {
+			if it.Value == nil {
+				return nil, fmt.Errorf("patchd: %s: include=body: %w", c, ErrUnsupported)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ListAll iterates over every document of a collection, page after page
+// from opts.After, with opts' other settings. It stops at the first error,
+// which it yields.
+func (cl *Client) ListAll(ctx context.Context, coll string, opts ListOptions) iter.Seq2[ListItem, error] {
+	return func(yield func(ListItem, error) bool) {
+		for {
+			page, err := cl.List(ctx, coll, opts)
+			if err != nil {
+				yield(ListItem{}, err)
+				return
+			}
+			for _, it := range page.Items {
+				if !yield(it, nil) {
+					return
+				}
+			}
+			if page.Next == "" {
+				return
+			}
+			if page.Next == opts.After || len(page.Items) == 0 {
+				yield(ListItem{}, fmt.Errorf("patchd: listing %s: page after %q does not advance", coll, opts.After))
+				return
+			}
+			opts.After = page.Next
+		}
+	}
+}
+
+// Op is one RFC 6902 operation.
+type Op struct {
+	// Op is add, remove, replace, move, copy or test.
+	Op string `json:"op"`
+	// Path is the target's JSON Pointer.
+	Path string `json:"path"`
+	// From is the source's JSON Pointer, for move and copy.
+	From string `json:"from,omitempty"`
+	// Value is the JSON value, for add, replace and test; nil stands for
+	// null there.
+	Value json.RawMessage `json:"value,omitempty"`
+}
+
+// MarshalJSON renders the op with the members its kind needs: from for
+// move and copy (even ""), value for add, replace and test (null when
+// nil).
+func (o Op) MarshalJSON() ([]byte, error) {
+	type wire struct {
+		Op    string          `json:"op"`
+		Path  string          `json:"path"`
+		From  *string         `json:"from,omitempty"`
+		Value json.RawMessage `json:"value,omitempty"`
+	}
+	w := wire{Op: o.Op, Path: o.Path, Value: o.Value}
+	if o.From != "" || o.Op == "move" || o.Op == "copy" {
+		w.From = &o.From
+	}
+	if w.Value == nil && (o.Op == "add" || o.Op == "replace" || o.Op == "test") {
+		w.Value = json.RawMessage("null")
+	}
+	return json.Marshal(w)
+}
+
+// Version is one committed version of a document: an entry of its history
+// and the data of a version event.
+type Version struct {
+	// Seq numbers the document's versions from 1, without gaps, across
+	// deletes.
+	Seq uint64 `json:"seq"`
+	// ETag is the version's ETag; "" when the version is a delete.
+	ETag string `json:"etag"`
+	// At is when it was committed.
+	At time.Time `json:"at"`
+	// Kind is put, json-patch, merge-patch or delete.
+	Kind string `json:"kind"`
+	// Ops are the RFC 6902 ops that turn the previous version into this
+	// one.
+	Ops []Op `json:"ops"`
+	// RebasedFrom is the ETag the write named when it was rebased; else "".
+	RebasedFrom string `json:"rebasedFrom"`
+}
+
+// HistoryOptions select a page of a document's history.
+type HistoryOptions struct {
+	// After is the seq after which the page starts; zero starts at the
+	// oldest retained version.
+	After uint64
+	// Limit is the most versions on the page, 1 to 1000; zero takes the
+	// server's default (100).
+	Limit int
+}
+
+// HistoryPage is one page of a document's history, oldest first.
+type HistoryPage struct {
+	// Versions are the page's versions.
+	Versions []Version
+	// Next is the After of the next page; zero on the last page.
+	Next uint64
+}
+
+// History reads one page of a document's committed versions, oldest
+// first. History is pruned by count and age on the server: the oldest
+// retained version may not be seq 1.
+func (cl *Client) History(ctx context.Context, coll, id string, opts HistoryOptions) (*HistoryPage, error) {
+	if err := cl.checkNames(coll, id, true); err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	if opts.After > 0 {
+		q.Set("after", strconv.FormatUint(opts.After, 10))
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	c := &call{method: http.MethodGet, path: docPath(coll, id) + "/history", query: q, header: http.Header{"Accept": {"application/json"}}}
+	a, err := cl.send(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if a.status != http.StatusOK {
+		return nil, cl.fail(a, coll, id)
+	}
+	var page struct {
+		Versions []Version `json:"versions"`
+		Next     *uint64   `json:"next"`
+	}
+	if err := json.Unmarshal(a.body, &page); err != nil {
+		return nil, fmt.Errorf("patchd: %s: history: %w", c, err)
+	}
+	out := &HistoryPage{Versions: page.Versions}
+	if page.Next != nil {
+		out.Next = *page.Next
+	}
+	return out, nil
+}
