@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -9,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // This file is the one place where the tests build a patchd server: the
@@ -21,7 +24,7 @@ type serverOptions struct {
 	// config changes the handlers' configuration.
 	config func(*handlers.Config)
 	// bolt changes the store's options.
-	bolt func(*store.BoltOptions)
+	bolt func(*store.Options)
 	// wrap wraps the server's handler, to watch or disturb requests.
 	wrap func(http.Handler) http.Handler
 }
@@ -35,7 +38,7 @@ func withConfig(f func(*handlers.Config)) serverOption {
 }
 
 // withBolt changes the store's options.
-func withBolt(f func(*store.BoltOptions)) serverOption {
+func withBolt(f func(*store.Options)) serverOption {
 	return func(o *serverOptions) { o.bolt = f }
 }
 
@@ -52,17 +55,17 @@ type testServer struct {
 
 	srv *httptest.Server
 	h   *handlers.Handler
-	st  *store.Bolt
+	st  *bolt.Store
 }
 
 // serve opens the store at s.path and serves it on addr ("127.0.0.1:0"
 // for a free port); s.addr becomes the address it listens on.
 func (s *testServer) serve(addr string) error {
-	bopts := store.BoltOptions{}
+	sopts := store.Options{}
 	if s.opts.bolt != nil {
-		s.opts.bolt(&bopts)
+		s.opts.bolt(&sopts)
 	}
-	st, err := store.OpenBolt(s.path, bopts)
+	st, err := bolt.Open(s.path, sopts)
 	if err != nil {
 		return err
 	}
@@ -72,7 +75,7 @@ func (s *testServer) serve(addr string) error {
 	if s.opts.config != nil {
 		s.opts.config(&cfg)
 	}
-	h := handlers.New(st, cfg)
+	h := handlers.New(document.New(st, document.DefaultConfig()), cfg)
 	var handler http.Handler = h.Echo()
 	if s.opts.wrap != nil {
 		handler = s.opts.wrap(handler)
@@ -98,7 +101,7 @@ func (s *testServer) stop() error {
 	}
 	s.h.CloseStreams()
 	s.srv.Close()
-	err := s.st.Check()
+	err := s.st.Check(context.Background())
 	if cerr := s.st.Close(); err == nil {
 		err = cerr
 	}

@@ -119,7 +119,7 @@ func TestWatchFollowsDocuments(t *testing.T) {
 	if ev.ID != "1" || ev.Seq != 2 || ev.ETag != p.ETag || ev.Version.Kind != "json-patch" || ev.Deleted() {
 		t.Fatalf("event %+v, want version 2 of w/1", ev)
 	}
-	if got, _ := json.Marshal(ev.Version.Ops); string(got) != `[{"op":"add","path":"/n","value":1}]` { // history's form of the replace
+	if got, _ := json.Marshal(ev.Version.Ops); string(got) != `[{"op":"replace","path":"/n","value":1}]` {
 		t.Fatalf("ops %s", got)
 	}
 	if err := cl.Delete(ctx, "w", "1", client.IfMatch(p.ETag)); err != nil {
@@ -180,7 +180,7 @@ func TestWatchResumesAfter(t *testing.T) {
 }
 
 func TestWatchReset(t *testing.T) {
-	url, _ := startServer(t, withBolt(func(o *store.BoltOptions) {
+	url, _ := startServer(t, withBolt(func(o *store.Options) {
 		o.Retention = store.Retention{Versions: 3, Age: time.Nanosecond}
 	}))
 	cl := client.New(url)
