@@ -195,7 +195,7 @@ func TestMergePatchOps(t *testing.T) {
 	if g, w := string(patch.Canonical(got)), `{"a":{"c":2},"d":[1],"e":"y","f":{"h":[null]}}`; g != w {
 		t.Fatalf("got %s, want %s", g, w)
 	}
-	if g, w := string(patch.Canonical(patch.RFC6902(ops))), `[{"op":"remove","path":"/a/b"},{"op":"add","path":"/e","value":"y"},{"op":"add","path":"/f","value":{"h":[null]}}]`; g != w {
+	if g, w := string(patch.Canonical(patch.RFC6902(ops))), `[{"op":"remove","path":"/a/b"},{"op":"replace","path":"/e","value":"y"},{"op":"add","path":"/f","value":{"h":[null]}}]`; g != w {
 		t.Fatalf("ops %s, want %s", g, w)
 	}
 }
