@@ -20,7 +20,6 @@ type flagSet struct {
 	getenv   func(string) string
 	defaults map[string]string
 	errs     []error
-	usage    func() // the text above the flags
 }
 
 // newFlagSet returns the flags of a command; head writes what the usage
