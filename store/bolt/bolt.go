@@ -25,14 +25,12 @@ import (
 //	meta/format                    "1"
 //	docs/<collection>/<id>         seq (8, big endian) | unix nanos (8, big endian) | ETag (34) | body
 //	hist/<collection>/<id>\x00<seq> version value (see encodeVersion)
-//
-// The collection store.SchemaCollection holds the collections' schemas as
-// documents, like any other.
 //	idem/<key>                     expiry unix nanos (8, big endian) | value
 //	idemexp/<expiry (8)><key>      empty: idem records in expiry order
 //
 // Ids never contain 0x00, so each document's history keys are contiguous
-// and ordered by seq.
+// and ordered by seq. The collection store.SchemaCollection holds the
+// collections' schemas as documents, like any other.
 const boltFormat = "1"
 
 var (
