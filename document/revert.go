@@ -45,6 +45,9 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 	if err != nil {
 		return nil, fmt.Errorf("history %s/%s seq %d: %w", coll, id, v.Seq, err)
 	}
+	if cur == nil && k != seq {
+		return nil, fail(store.ErrNotFound, fmt.Sprintf("the document was deleted by version %d; revert that version first", seq))
+	}
 	if v.Kind == store.KindDelete {
 		return d.undelete(cur, v, ops, later)
 	}
@@ -121,14 +124,10 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 // the document comes back with the body it removed; when the document was
 // written again since, that write conflicts with it.
 func (d *decision) undelete(cur *store.Document, v store.Version, ops []patch.Op, later []store.Version) (*store.Change, error) {
-	if len(later) > 0 {
-		current := ""
-		if cur != nil {
-			current = cur.ETag
-		}
+	if len(later) > 0 { // so cur != nil: revert found it deleted otherwise
 		return nil, &PreconditionError{Err: &patch.ConflictError{Conflicts: []patch.Conflict{{
 			ClientOp: 0, ClientPath: "", ConcurrentPath: "", ConcurrentVersion: later[0].Seq, Reason: patch.ReasonOverlap,
-		}}}, Current: current}
+		}}}, Current: cur.ETag}
 	}
 	if len(ops) != 1 || ops[0].Kind != patch.OpDel || len(ops[0].Path) != 0 {
 		return nil, fmt.Errorf("history %s/%s seq %d: a delete that is not one del op", d.w.Collection, d.w.ID, v.Seq)

@@ -110,13 +110,39 @@ func compileSchema(coll string, body []byte) (*jsonschema.Schema, error) {
 		return nil, invalid("%v", err)
 	}
 	sch, err := c.Compile(loc)
-	if err != nil {
-		return nil, invalid("%s", strings.ReplaceAll(err.Error(), loc, "#"))
+	var sve *jsonschema.SchemaValidationError
+	var ve *jsonschema.ValidationError
+	switch {
+	case errors.As(err, &sve) && errors.As(sve.Err, &ve):
+		var errs []SchemaError
+		flattenErrors(ve, &errs)
+		var b strings.Builder
+		b.WriteString("not a valid JSON Schema (draft 2020-12)")
+		for i, e := range errs {
+			if i == 3 {
+				fmt.Fprintf(&b, "; and %d more", len(errs)-3)
+				break
+			}
+			fmt.Fprintf(&b, "; at %q: %s", e.InstancePath, shorten(e.Message))
+		}
+		return nil, invalid("%s", b.String())
+	case err != nil:
+		return nil, invalid("%s", shorten(strings.ReplaceAll(err.Error(), loc, "")))
 	}
 	if err := checkRefCycles(sch); err != nil {
 		return nil, invalid("%v", err)
 	}
 	return sch, nil
+}
+
+// shorten cuts a message that quotes a long value (a pattern, say) to its
+// start and its end, which says what is wrong.
+func shorten(s string) string {
+	if len(s) <= 240 {
+		return s
+	}
+	head, tail := s[:80], s[len(s)-140:]
+	return strings.ToValidUTF8(head, "") + " ... " + strings.ToValidUTF8(tail, "")
 }
 
 // checkRefCycles refuses a schema in which a subschema applies itself to

@@ -73,10 +73,10 @@ func fail(sentinel error, detail string) error {
 
 // problem is an RFC 9457 problem details body.
 type problem struct {
-	Type        string           `json:"type"`
-	Title       string           `json:"title"`
-	Status      int              `json:"status"`
-	Detail      string           `json:"detail"`
+	Type        string                 `json:"type"`
+	Title       string                 `json:"title"`
+	Status      int                    `json:"status"`
+	Detail      string                 `json:"detail"`
 	CurrentETag *string                `json:"currentEtag,omitempty"`
 	BaseETag    *string                `json:"baseEtag,omitempty"`
 	Conflicts   []conflict             `json:"conflicts,omitempty"`

@@ -1024,7 +1024,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Batch/NotFound", s, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PATCH","path":"/docs/c/missing","headers":{"Content-Type":"application/merge-patch+json","If-Match":"*"},"body":{}}`), V, 404, "not-found"},
 		{"Batch/PatchConflict", lax, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PATCH","path":"/docs/c/t","headers":{"Content-Type":"application/json-patch+json"},"body":[{"op":"remove","path":"/zz"}]}`), V, 409, "patch-conflict"},
 		{"Batch/Precondition", s, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/c/d","headers":{"If-None-Match":"*"},"body":{}}`), V, 412, "precondition-failed"},
-		{"Batch/TooLarge", s, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/c/big","body":{"a":"`+strings.Repeat("x", 5000)+`"}}`), A, 413, "too-large"},
+		{"Batch/TooLarge", s, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/c/big","body":{"a":"` + strings.Repeat("x", 5000) + `"}}`), A, 413, "too-large"},
 		{"Batch/MediaType", s, "POST", "/batch", hdr{"Content-Type", "text/plain"}, batchOf(), I, 415, "unsupported-media-type"},
 		{"Batch/WriteMediaType", s, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PATCH","path":"/docs/c/d","headers":{"Content-Type":"text/plain","If-Match":"*"},"body":{}}`), V, 415, "unsupported-media-type"},
 		{"Batch/Unprocessable", s, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/c/arr","body":[1]}`), V, 422, "invalid-document"},
