@@ -497,6 +497,16 @@ func TestRevert(t *testing.T) {
 	}
 	expect(t, revert(del, "If-Match", "*"), http.StatusPreconditionFailed, "rebase-conflict") // written since
 
+	// A version that later versions already undid: nothing to do.
+	w1 := s.create(t, "/docs/r/w", `{"a":1}`)
+	w2 := s.do(t, "PATCH", "/docs/r/w", hdr{"Content-Type", ctMerge, "If-Match", w1}, `{"a":2}`).header.Get("ETag")
+	expect(t, s.do(t, "PATCH", "/docs/r/w", hdr{"Content-Type", ctMerge, "If-Match", w2}, `{"a":1}`), http.StatusOK, "")
+	r = s.do(t, "POST", "/docs/r/w/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":2}`)
+	expect(t, r, http.StatusOK, "")
+	if r.header.Get("ETag") != w1 || len(s.historyOf(t, "/docs/r/w")) != 3 {
+		t.Fatalf("revert of an undone version: %s, %d versions", answerOf(r), len(s.historyOf(t, "/docs/r/w")))
+	}
+
 	// An idempotency key: the retry is answered, not applied again.
 	z1 := s.create(t, "/docs/r/z", `{"a":1,"b":1}`)
 	expect(t, s.do(t, "PATCH", "/docs/r/z", hdr{"Content-Type", ctMerge, "If-Match", z1}, `{"a":2}`), http.StatusOK, "")
