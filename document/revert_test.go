@@ -89,7 +89,7 @@ func genEdit(t *rapid.T, doc map[string]any) (document.Kind, string) {
 		}
 		return document.MergePatch, enc(map[string]any{k: v})
 	}
-	op := map[string]any{}
+	var op map[string]any
 	switch cur := doc[k].(type) {
 	case nil:
 		op = map[string]any{"op": "add", "path": "/" + k, "value": genValue(t, "add")}
