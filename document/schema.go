@@ -34,6 +34,11 @@ const (
 	maxPattern = 4096
 	// maxSchemaErrors bounds the errors one violation reports.
 	maxSchemaErrors = 50
+	// maxApplications bounds the subschemas a schema may apply to one
+	// value ($ref, allOf, anyOf... without going down the document): a
+	// schema whose applicators fan out level after level would make every
+	// write take exponential time.
+	maxApplications = 10_000
 )
 
 // draft2020 is the $schema of draft 2020-12, the one patchd takes.
@@ -194,13 +199,38 @@ func checkRefCycles(root *jsonschema.Schema) error {
 		state[s] = done
 		return nil
 	}
+	where := func(s *jsonschema.Schema) string {
+		w := s.Location
+		if i := strings.IndexByte(w, '#'); i >= 0 {
+			w = w[i:]
+		}
+		return w
+	}
 	for _, s := range all {
 		if loop := visit(s); loop != nil {
-			where := strings.TrimPrefix(loop.Location, schemaLocation(""))
-			if i := strings.IndexByte(where, '#'); i >= 0 {
-				where = where[i:]
+			return fmt.Errorf("the subschema at %s refers back to itself without descending into the document ($ref cycle)", where(loop))
+		}
+	}
+	// Without cycles, count the subschemas each one applies to its value,
+	// itself included.
+	count := make(map[*jsonschema.Schema]int, len(all))
+	var applications func(s *jsonschema.Schema) int
+	applications = func(s *jsonschema.Schema) int {
+		if n, ok := count[s]; ok {
+			return n
+		}
+		n := 1
+		for _, c := range sameValue(s) {
+			if c != nil && n <= maxApplications {
+				n += applications(c)
 			}
-			return fmt.Errorf("the subschema at %s refers back to itself without descending into the document ($ref cycle)", where)
+		}
+		count[s] = n
+		return n
+	}
+	for _, s := range all {
+		if n := applications(s); n > maxApplications {
+			return fmt.Errorf("the subschema at %s applies more than %d subschemas to one value; the limit is %d", where(s), maxApplications, maxApplications)
 		}
 	}
 	return nil

@@ -111,6 +111,18 @@ func schemaErrors(t *testing.T, r response) []map[string]any {
 	return p.Errors
 }
 
+// fanOut returns a schema without cycles whose every level applies the
+// next one twice to the same value: 2^levels subschemas per value.
+func fanOut(levels int) string {
+	var b strings.Builder
+	b.WriteString(`{"$defs":{`)
+	for i := range levels {
+		fmt.Fprintf(&b, `"l%d":{"anyOf":[{"$ref":"#/$defs/l%d"},{"allOf":[{"$ref":"#/$defs/l%d"}]}]},`, i, i+1, i+1)
+	}
+	fmt.Fprintf(&b, `"l%d":{"type":"object"}},"$ref":"#/$defs/l0"}`, levels)
+	return b.String()
+}
+
 func TestSchemaRefusals(t *testing.T) {
 	s := startServer(t)
 	for _, tc := range []struct {
@@ -130,6 +142,7 @@ func TestSchemaRefusals(t *testing.T) {
 		{"HugePattern", `{"properties":{"a":{"pattern":"` + strings.Repeat("a", 5000) + `"}}}`, "limit"},
 		{"BadPattern", `{"patternProperties":{"(":{}}}`, "("},
 		{"RepeatTooLarge", `{"properties":{"a":{"pattern":"(a{1000}){1000}"}}}`, "pattern"},
+		{"Exponential", fanOut(20), "limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := s.do(t, "PUT", "/schemas/c", hdr{"Content-Type", ctJSON}, tc.schema)
@@ -140,6 +153,9 @@ func TestSchemaRefusals(t *testing.T) {
 			expect(t, s.do(t, "GET", "/schemas/c", nil, ""), http.StatusNotFound, "not-found")
 		})
 	}
+	// A few levels of the same are fine.
+	expect(t, s.do(t, "PUT", "/schemas/fan", hdr{"Content-Type", ctJSON}, fanOut(6)), http.StatusCreated, "")
+	s.create(t, "/docs/fan/1", `{}`)
 	// Recursion that goes down the document is fine, and enforced.
 	tree := `{"type":"object","properties":{"name":{"type":"string"},"children":{"type":"array","items":{"$ref":"#"}}}}`
 	expect(t, s.do(t, "PUT", "/schemas/tree", hdr{"Content-Type", ctJSON}, tree), http.StatusCreated, "")
