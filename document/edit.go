@@ -32,9 +32,17 @@ func (d *decision) parse() error {
 		if err != nil {
 			return err
 		}
+		if _, ok := doc.(map[string]any); !ok && d.schemaWrite != nil {
+			return fail(ErrInvalidSchema, "a schema must be a JSON object (use {} to accept every document)")
+		}
 		canonical, err := patch.CheckDocument(doc, lim)
 		if err != nil {
 			return err
+		}
+		if d.schemaWrite != nil {
+			if _, err := compileSchema(d.schemaWrite.collection, canonical); err != nil {
+				return err
+			}
 		}
 		body := doc.(map[string]any) // CheckDocument refuses anything but an object
 		d.edit = edit{create: doc, body: canonical, apply: func(cur any) (any, []patch.Op, error) {
@@ -63,6 +71,10 @@ func (d *decision) parse() error {
 			return res, ops, nil
 		}}
 	case Delete:
+	case Revert:
+		if d.w.Revert == 0 {
+			return fail(ErrInvalidRequest, "a revert names the seq of a version, a positive integer")
+		}
 	default:
 		return fmt.Errorf("document: write of unknown kind %v", d.w.Kind)
 	}

@@ -1,6 +1,12 @@
 package document
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/patchd/patchd/patch"
+)
 
 // Errors of the write decisions. Every error the Service returns wraps one
 // of them, a sentinel of package patch (invalid JSON or patch, a patch that
@@ -27,6 +33,16 @@ var (
 	// ErrIdempotencyKeyInUse: a request with the same key is still being
 	// processed (409 idempotency-key-in-use).
 	ErrIdempotencyKeyInUse = errors.New("idempotency key in use")
+	// ErrSchemaViolation: the result of a write breaks its collection's
+	// schema (422 schema-violation); see *SchemaViolationError.
+	ErrSchemaViolation = errors.New("schema violation")
+	// ErrInvalidSchema: a schema that does not compile (422
+	// invalid-schema).
+	ErrInvalidSchema = errors.New("invalid schema")
+	// ErrCannotRevert: a revert of a version that cannot be undone by
+	// editing the document, such as the one that created it (422
+	// cannot-revert).
+	ErrCannotRevert = errors.New("version cannot be reverted")
 )
 
 // Error is an error whose message is meant for the client: a sentinel,
@@ -62,3 +78,60 @@ func (e *PreconditionError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the error it qualifies.
 func (e *PreconditionError) Unwrap() error { return e.Err }
+
+// SchemaError is one way in which a document breaks its collection's
+// schema.
+type SchemaError struct {
+	// InstancePath is the JSON Pointer of the offending value ("" for
+	// the whole document).
+	InstancePath string `json:"instancePath"`
+	// Keyword is the schema keyword that failed, such as "maximum".
+	Keyword string `json:"keyword"`
+	// Message says what is wrong, in English.
+	Message string `json:"message"`
+}
+
+// SchemaViolationError is a write whose result breaks its collection's
+// schema. errors.Is finds ErrSchemaViolation in it, or, when the write was
+// rebased (Conflict is set), patch.ErrRebaseConflict: each edit was valid
+// on its own, and together they are not.
+type SchemaViolationError struct {
+	Errors []SchemaError
+	// Conflict, for a rebased write, names the versions it was rebased
+	// over; its Reason is "schema-violation".
+	Conflict *patch.Conflict
+}
+
+func (e *SchemaViolationError) Error() string {
+	var b strings.Builder
+	if e.Conflict != nil {
+		fmt.Fprintf(&b, "the edit is valid on its own, but rebased over the versions up to %d its result breaks the collection's schema", e.Conflict.ConcurrentVersion)
+	} else {
+		b.WriteString("the result breaks the collection's schema")
+	}
+	for i, se := range e.Errors {
+		if i == 3 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Errors)-3)
+			break
+		}
+		sep := ": "
+		if i > 0 {
+			sep = "; "
+		}
+		fmt.Fprintf(&b, "%sat %q: %s", sep, se.InstancePath, se.Message)
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrSchemaViolation, or patch.ErrRebaseConflict for a
+// rebased write.
+func (e *SchemaViolationError) Unwrap() error {
+	if e.Conflict != nil {
+		return patch.ErrRebaseConflict
+	}
+	return ErrSchemaViolation
+}
+
+// ReasonSchemaViolation is the reason of the conflict a rebased write
+// whose result breaks the schema reports.
+const ReasonSchemaViolation = "schema-violation"

@@ -1,6 +1,7 @@
 package document
 
 import (
+	"hash/maphash"
 	"strconv"
 	"sync"
 
@@ -27,6 +28,7 @@ const (
 // opsCache is a bounded map from a version to its decoded ops, evicting
 // the oldest entries first.
 type opsCache struct {
+	seed  maphash.Seed
 	mu    sync.Mutex
 	max   int
 	size  int
@@ -40,15 +42,24 @@ type opsEntry struct {
 }
 
 func newOpsCache(maxBytes int) *opsCache {
-	return &opsCache{max: maxBytes, m: make(map[string]opsEntry)}
+	return &opsCache{seed: maphash.MakeSeed(), max: maxBytes, m: make(map[string]opsEntry)}
+}
+
+// key returns the cache key of version v of a document.
+func (c *opsCache) key(collection, id string, v store.Version) string {
+	return collection + "\x00" + id + "\x00" + strconv.FormatUint(v.Seq, 10) + v.ETag +
+		strconv.FormatUint(maphash.Bytes(c.seed, v.Ops), 16)
 }
 
 // decode returns the decoded ops of version v of a document. The result
 // is shared: callers must not modify it.
 func (c *opsCache) decode(collection, id string, v store.Version) ([]patch.Op, error) {
-	// Seqs are never reused within a document; the ETag guards against a
-	// different database behind the same handler.
-	key := collection + "\x00" + id + "\x00" + strconv.FormatUint(v.Seq, 10) + v.ETag
+	// Seqs are never reused within a document's committed history; the
+	// ETag guards against a different database behind the same handler,
+	// and the hash of the ops against versions that were decided but never
+	// committed (a dry run, a batch that failed), whose seq a different
+	// version may take.
+	key := c.key(collection, id, v)
 	c.mu.Lock()
 	e, ok := c.m[key]
 	c.mu.Unlock()

@@ -2,7 +2,6 @@ package document
 
 import (
 	"bytes"
-	"fmt"
 	"testing"
 
 	"github.com/patchd/patchd/patch"
@@ -64,7 +63,7 @@ func TestOpsCacheUnchanged(t *testing.T) {
 	}
 	checked := 0
 	for _, v := range vs {
-		key := "c\x00d\x00" + fmt.Sprint(v.Seq) + v.ETag
+		key := h.ops.key("c", "d", v)
 		h.ops.mu.Lock()
 		e, ok := h.ops.m[key]
 		h.ops.mu.Unlock()

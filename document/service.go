@@ -66,6 +66,7 @@ type Service struct {
 	ids   *ids.Generator
 
 	inflight *inflight // idempotency keys being processed
+	schemas  schemaCache
 	ops      *opsCache
 	trees    *treeCache
 	docs     *budget.Budget // decode budget of stored documents
@@ -91,6 +92,7 @@ func New(st store.Store, cfg Config) *Service {
 		log:      cfg.Logger,
 		ids:      ids.New(),
 		inflight: &inflight{keys: map[string]struct{}{}},
+		schemas:  schemaCache{m: map[string]*compiledSchema{}},
 		ops:      newOpsCache(opsCacheBytes),
 		trees:    newTreeCache(treeCacheBytes),
 		docs:     budget.New(cfg.DecodeBudget),

@@ -26,6 +26,9 @@ const (
 	MergePatch
 	// Delete deletes the document; it is never rebased.
 	Delete
+	// Revert undoes the version Write.Revert of the document: the inverse
+	// of its ops, rebased over every later version.
+	Revert
 )
 
 // String names the kind as history does.
@@ -39,6 +42,8 @@ func (k Kind) String() string {
 		return store.KindMergePatch
 	case Delete:
 		return store.KindDelete
+	case Revert:
+		return store.KindRevert
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -60,6 +65,16 @@ type Write struct {
 	// Minimal says the answer carries no body (Prefer: return=minimal), so
 	// an idempotency record need not keep one.
 	Minimal bool
+	// Revert is the seq of the version a Revert undoes.
+	Revert uint64
+	// Actor and RequestID are recorded in the new version: who made the
+	// write ("" for nobody in particular), in which request.
+	Actor     string
+	RequestID string
+	// DryRun decides the write and commits nothing: the Result is what
+	// the write would have done, and no version, event or idempotency
+	// record is written.
+	DryRun bool
 }
 
 // IdempotencyKey identifies a write across retries.
@@ -89,6 +104,9 @@ type Result struct {
 	// when the document did not exist). It is set whenever the write
 	// reached the document, also when it returns an error.
 	Before string
+	// DryRun is set when nothing was written: Doc, Created and
+	// RebasedFrom say what the write would have done.
+	DryRun bool
 }
 
 // Write decides and commits one write. The errors it returns wrap the
@@ -97,6 +115,15 @@ type Result struct {
 // store's (not found, base unknown); a 412 or 428 is a *PreconditionError
 // and a rebase conflict a *patch.ConflictError within it.
 func (s *Service) Write(ctx context.Context, w Write) (Result, error) {
+	if w.Collection == store.SchemaCollection {
+		return Result{}, fail(ErrInvalidRequest, "schemas are written with WriteSchema")
+	}
+	return s.write(ctx, w, nil)
+}
+
+// write is Write, and WriteSchema's write of a schema document (sch says
+// how to check it).
+func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result, error) {
 	if w.Idempotency != nil {
 		key := w.Idempotency.Key
 		if !s.inflight.take(key) {
@@ -107,9 +134,15 @@ func (s *Service) Write(ctx context.Context, w Write) (Result, error) {
 			return res, err
 		}
 	}
-	d := &decision{s: s, w: &w}
+	d := &decision{s: s, w: &w, schemaWrite: sch}
 	if err := d.parse(); err != nil {
 		return Result{}, err
+	}
+	if err := d.loadSchema(ctx); err != nil {
+		return Result{}, err
+	}
+	if w.Kind == Revert {
+		return d.single(ctx)
 	}
 	if w.Kind == Post {
 		d.w.ID = s.ids.Next()
@@ -123,7 +156,7 @@ func (s *Service) Write(ctx context.Context, w Write) (Result, error) {
 		}
 	}
 	doc, err := s.store.Update(ctx, w.Collection, d.w.ID, d.decide)
-	res := Result{Doc: doc, Created: d.created, RebasedFrom: d.rebasedFrom, Before: d.before}
+	res := Result{Doc: doc, Created: d.created, RebasedFrom: d.rebasedFrom, Before: d.before, DryRun: w.DryRun}
 	if err != nil {
 		return res, err
 	}
@@ -142,13 +175,67 @@ type decision struct {
 	w    *Write
 	edit edit
 
+	// schema is the collection's schema, nil when it has none;
+	// schemaWrite is set when the write is of a schema.
+	schema      *compiledSchema
+	schemaWrite *schemaWrite
+
 	before      string
 	created     bool
 	rebasedFrom string
 }
 
+// loadSchema reads the schema the write's result must follow.
+func (d *decision) loadSchema(ctx context.Context) error {
+	if d.w.Kind == Delete || d.schemaWrite != nil {
+		return nil
+	}
+	var err error
+	d.schema, err = d.s.schemaFor(ctx, d.w.Collection)
+	return err
+}
+
+// single decides a write through store.UpdateMany with one document, which
+// tells the decision the seq of the document's newest version even when it
+// is deleted (a revert needs it).
+func (d *decision) single(ctx context.Context) (Result, error) {
+	key := []store.Key{{Collection: d.w.Collection, ID: d.w.ID}}
+	var cur *store.Document
+	docs, err := d.s.store.UpdateMany(ctx, key, func(ctx context.Context, locked []store.Locked) (*store.ManyChange, error) {
+		cur = locked[0].Doc
+		ch, err := d.decideAt(ctx, cur, locked[0].Seq, locked[0].History)
+		if err != nil || ch == nil {
+			return nil, err
+		}
+		return &store.ManyChange{Changes: []store.DocChange{{Doc: 0, Change: ch}}, DryRun: ch.DryRun}, nil
+	})
+	res := Result{Doc: cur, Created: d.created, RebasedFrom: d.rebasedFrom, Before: d.before, DryRun: d.w.DryRun}
+	if err != nil {
+		res.Doc = nil
+		return res, err
+	}
+	if len(docs) > 0 {
+		res.Doc = docs[0]
+	}
+	if res.Doc == nil {
+		return res, fail(store.ErrNotFound, "no such document")
+	}
+	return res, nil
+}
+
 // decide is the store.UpdateFunc of a write.
 func (d *decision) decide(ctx context.Context, cur *store.Document, h store.History) (*store.Change, error) {
+	var seq uint64
+	if cur != nil {
+		seq = cur.Seq
+	}
+	return d.decideAt(ctx, cur, seq, h)
+}
+
+// decideAt decides a write given the current document and the seq of its
+// newest version (0 when it has none, or when it is deleted and the
+// caller cannot tell; only a revert needs it then).
+func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64, h store.History) (*store.Change, error) {
 	d.before, d.created, d.rebasedFrom = "", false, ""
 	if cur != nil {
 		d.before = cur.ETag
@@ -158,6 +245,8 @@ func (d *decision) decide(ctx context.Context, cur *store.Document, h store.Hist
 		err error
 	)
 	switch {
+	case d.w.Kind == Revert:
+		ch, err = d.revert(ctx, cur, seq, h)
 	case d.w.Kind == Delete:
 		ch, err = d.delete(cur)
 	case cur == nil:
@@ -165,13 +254,49 @@ func (d *decision) decide(ctx context.Context, cur *store.Document, h store.Hist
 	default:
 		ch, err = d.change(ctx, cur, h)
 	}
-	if err != nil || ch == nil || ch.Body == nil || d.w.Idempotency == nil {
+	if err != nil || ch == nil {
 		return ch, err
+	}
+	ch.Actor, ch.RequestID, ch.DryRun = d.w.Actor, d.w.RequestID, d.w.DryRun
+	if ch.Body == nil {
+		return ch, nil
+	}
+	if d.schema != nil {
+		errs, err := d.schema.validate(ch.Body)
+		if err != nil {
+			return nil, err
+		}
+		if len(errs) > 0 {
+			return nil, d.violation(cur, seq, errs)
+		}
+	}
+	if d.w.Idempotency == nil || d.w.DryRun {
+		return ch, nil
 	}
 	if ch.Idempotency, err = d.record(ch.Body); err != nil {
 		return nil, err
 	}
 	return ch, nil
+}
+
+// violation is the error of a write whose result breaks the schema: 422,
+// or, when the write was rebased, a 412 rebase conflict with the versions
+// it was rebased over.
+func (d *decision) violation(cur *store.Document, seq uint64, errs []SchemaError) error {
+	if d.rebasedFrom == "" || cur == nil {
+		return &SchemaViolationError{Errors: errs}
+	}
+	return &PreconditionError{
+		Err: &SchemaViolationError{Errors: errs, Conflict: &patch.Conflict{
+			ClientOp:          0,
+			ClientPath:        "",
+			ConcurrentPath:    "",
+			ConcurrentVersion: seq,
+			Reason:            ReasonSchemaViolation,
+		}},
+		Current: cur.ETag,
+		Base:    d.rebasedFrom,
+	}
 }
 
 // delete decides a Delete.

@@ -125,6 +125,14 @@ func appendRecord(b []byte, r *store.Record, withHistory bool) []byte {
 			b = appendString(b, v.Kind)
 			b = append(b, `,"rebasedFrom":`...)
 			b = appendNullable(b, v.RebasedFrom)
+			b = append(b, `,"actor":`...)
+			b = appendNullable(b, v.Actor)
+			b = append(b, `,"requestId":`...)
+			b = appendNullable(b, v.RequestID)
+			if v.Reverts != 0 {
+				b = append(b, `,"reverts":`...)
+				b = strconv.AppendUint(b, v.Reverts, 10)
+			}
 			b = append(b, `,"ops":`...)
 			if len(v.Ops) == 0 {
 				b = append(b, `[]`...)

@@ -96,6 +96,8 @@ func populate(a *api) []string {
 	e2 := a.must(200, "PATCH", "/docs/forms/1", ctPatch, e, `[{"op":"add","path":"/tags/1","value":{"k":[1,2]}},{"op":"move","from":"/tags/0","path":"/first"}]`)
 	a.must(200, "PATCH", "/docs/forms/1", ctMerge, e2, `{"name":"Anne","extra":{"deep":[null,{"z":-0.0}]}}`)
 	a.must(200, "PATCH", "/docs/forms/1", ctMerge, e, `{"x":2}`) // stale: rebased
+	a.must(200, "POST", "/docs/forms/1/revert", ctJSON, "*", `{"seq":4}`)
+	a.must(201, "PUT", "/schemas/forms", ctJSON, "", `{"type":"object"}`)
 	g := a.must(201, "PUT", "/docs/forms/2", ctJSON, "", `{"s":"\u00e9\ud83d\ude00"}`)
 	a.must(204, "DELETE", "/docs/forms/2", "", g, "")
 	a.must(201, "PUT", "/docs/forms/2", ctJSON, "", `{"again":true}`)
@@ -111,7 +113,7 @@ func populate(a *api) []string {
 			paths = append(paths, "/docs/"+c+"/"+part[:strings.IndexByte(part, '"')])
 		}
 	}
-	return append(paths, "/docs/gone/x")
+	return append(paths, "/docs/gone/x", "/schemas/forms")
 }
 
 func export(t *testing.T, st *bolt.Store, history bool) []byte {
@@ -156,7 +158,7 @@ func TestRoundTrip(t *testing.T) {
 			if history {
 				wantDeleted = 1
 			}
-			if c.Documents != 32 || c.Deleted != wantDeleted || c.Rejected != 0 {
+			if c.Documents != 33 || c.Deleted != wantDeleted || c.Rejected != 0 {
 				t.Fatalf("counts %+v", c)
 			}
 			for _, p := range paths {
@@ -195,12 +197,27 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// who returns a one-version line whose version has the given members
+// besides seq, at, etag, rebasedFrom and ops; each call a new id.
+func who(members string) string {
+	whoN++
+	return fmt.Sprintf(`{"collection":"n","id":"who%d","body":{"a":1},"history":[{"seq":1,"at":"2025-01-02T03:04:05Z","etag":%q,%s,"rebasedFrom":null,"ops":[{"k":"root","p":[],"v":{"a":1}}]}]}`,
+		whoN, store.ETagOf([]byte(`{"a":1}`)), members)
+}
+
+var whoN int
+
 func TestImportRefusesBadLines(t *testing.T) {
 	dir := t.TempDir()
 	src := serve(t, filepath.Join(dir, "src.db"))
 	populate(src)
 	full := strings.Split(strings.TrimSpace(string(export(t, src.st, true))), "\n")
-	good := full[0] // forms/1 with its history
+	var good string // forms/1 with its history
+	for _, l := range full {
+		if strings.HasPrefix(l, `{"collection":"forms","id":"1",`) {
+			good = l
+		}
+	}
 	tampered := strings.Replace(good, `"o":"Ann"`, `"o":"Bob"`, 1)
 	if tampered == good {
 		t.Fatalf("no Ann in %s", good)
@@ -230,6 +247,11 @@ func TestImportRefusesBadLines(t *testing.T) {
 		{`{"collection":"n","id":"long","body":{"a":"` + strings.Repeat("y", 3<<20) + `"}}`, false},
 		{`[1]`, false},
 		{`{"collection":"n","id":"ok3","body":{}}`, true},
+		{who(`"kind":"put","reverts":1`), false},
+		{who(`"kind":"revert"`), false},
+		{who(`"kind":"put","actor":5`), false},
+		{who(`"kind":"put","requestId":""`), false},
+		{who(`"kind":"put","actor":"alice","requestId":"r-1"`), true},
 	}
 	var in strings.Builder
 	for _, l := range lines {
@@ -258,7 +280,7 @@ func TestImportRefusesBadLines(t *testing.T) {
 			t.Errorf("line %d (%.60s): refused=%v", i+1, l.line, refused[i+1])
 		}
 	}
-	if c.Documents != 4 || c.Rejected != int64(len(bad)) {
+	if c.Documents != 5 || c.Rejected != int64(len(bad)) {
 		t.Fatalf("counts %+v, %d refused", c, len(bad))
 	}
 	for _, le := range bad {

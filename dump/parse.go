@@ -14,7 +14,11 @@ import (
 var lineMembers = map[string]bool{"collection": true, "id": true, "seq": true, "updatedAt": true, "etag": true, "body": true, "history": true}
 
 // versionMembers are the members a history version may have.
-var versionMembers = map[string]bool{"seq": true, "at": true, "etag": true, "kind": true, "rebasedFrom": true, "ops": true}
+var versionMembers = map[string]bool{"seq": true, "at": true, "etag": true, "kind": true, "rebasedFrom": true, "ops": true,
+	"actor": true, "requestId": true, "reverts": true}
+
+// maxWho bounds the actor and request id a version may carry, in bytes.
+const maxWho = 256
 
 // parseLine checks one line and turns it into a record for store.Load.
 func parseLine(line []byte, opts ImportOptions) (*store.Record, error) {
@@ -195,10 +199,27 @@ func version(e any, lim patch.Limits) (store.Version, []patch.Op, error) {
 		return v, nil, fmt.Errorf("at: %w", err)
 	}
 	switch k, _ := m["kind"].(string); k {
-	case store.KindPut, store.KindJSONPatch, store.KindMergePatch, store.KindDelete:
+	case store.KindPut, store.KindJSONPatch, store.KindMergePatch, store.KindDelete, store.KindRevert:
 		v.Kind = k
 	default:
-		return v, nil, fmt.Errorf("kind %v is not put, json-patch, merge-patch or delete", m["kind"])
+		return v, nil, fmt.Errorf("kind %v is not put, json-patch, merge-patch, delete or revert", m["kind"])
+	}
+	if v.Actor, err = who(m, "actor"); err != nil {
+		return v, nil, err
+	}
+	if v.RequestID, err = who(m, "requestId"); err != nil {
+		return v, nil, err
+	}
+	if r, ok := m["reverts"]; ok {
+		if v.Reverts, err = seq(r); err != nil {
+			return v, nil, fmt.Errorf("reverts: %w", err)
+		}
+		if v.Reverts >= v.Seq {
+			return v, nil, fmt.Errorf("reverts %d: a version reverts an earlier one", v.Reverts)
+		}
+	}
+	if (v.Reverts != 0) != (v.Kind == store.KindRevert) {
+		return v, nil, errors.New(`"reverts" is for a version of kind revert, and only for one`)
 	}
 	if v.ETag, err = nullableETag(m, "etag"); err != nil {
 		return v, nil, err
@@ -222,6 +243,21 @@ func version(e any, lim patch.Limits) (store.Version, []patch.Op, error) {
 		return v, nil, err
 	}
 	return v, ops, nil
+}
+
+// who reads an optional actor or request id member: a string of 1 to
+// maxWho bytes, or null.
+func who(m map[string]any, key string) (string, error) {
+	switch v := m[key].(type) {
+	case nil:
+		return "", nil
+	case string:
+		if v == "" || len(v) > maxWho {
+			return "", fmt.Errorf("%s must be 1 to %d bytes, or null", key, maxWho)
+		}
+		return v, nil
+	}
+	return "", fmt.Errorf("%s must be a string or null", key)
 }
 
 // nullableETag reads an entity-tag member that may be null.
@@ -259,6 +295,9 @@ func name(m map[string]any, key string) (string, error) {
 	s, ok := m[key].(string)
 	if !ok {
 		return "", fmt.Errorf("%q must be a string", key)
+	}
+	if key == "collection" && s == store.SchemaCollection {
+		return s, nil // the collections' schemas
 	}
 	if !store.ValidName(s) {
 		return "", fmt.Errorf("%s %q must match [A-Za-z0-9._~-]{1,128} and not be a dot-segment", key, s)

@@ -35,10 +35,14 @@ func TestHandlerSuitesOverReplicas(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// The core and rebase suites (handlers/api_test.go, rebase_test.go);
-	// the rest of the package tests bbolt-specific parts.
+	// The core and rebase suites (handlers/api_test.go, rebase_test.go),
+	// and schemas, dry runs, revert, batches and actors (writes_test.go):
+	// a schema put through one replica is enforced by the next, a batch
+	// is one PostgreSQL transaction. The rest of the package tests
+	// bbolt-specific parts.
 	suites := "^(TestDocumentLifecycle|TestNumbersKeepTheirLiterals|TestErrorTable|TestPreconditions|TestOptionsAndAllow|" +
-		"TestPostAndList|TestRestartKeepsEverything|TestLimits|TestRebaseTooFar|TestRebaseCasesOverHTTP|TestCollaborativeForm|TestContestedFields)$"
+		"TestPostAndList|TestRestartKeepsEverything|TestLimits|TestRebaseTooFar|TestRebaseCasesOverHTTP|TestCollaborativeForm|TestContestedFields|" +
+		"TestSchemaRefusals|TestSchemas|TestWriteSkewPlanSeats|TestDryRunLeavesNoTrace|TestRevert|TestBatch|TestBatchAuthorization|TestActors)$"
 	args := []string{"test", "-count=1", "-v", "-run", suites}
 	if raceEnabled {
 		args = append(args, "-race")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/document"
+	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 )
 
@@ -225,12 +226,93 @@ func (h *Handler) write(c echo.Context, kind document.Kind, withID bool) error {
 		c.Response().Header().Set("Preference-Applied", "handling=strict")
 	}
 	w.Minimal = prefer.minimal
+	if w.DryRun, err = dryRun(c); err != nil {
+		return err
+	}
+	w.Actor, w.RequestID = principal(c).Actor, info(c).id
 	res, err := h.svc.Write(c.Request().Context(), w)
 	noteResult(c, res)
 	if err != nil {
 		return err
 	}
 	return respondWrite(c, res, prefer)
+}
+
+// dryRun reads the dryRun query parameter: true runs a write without
+// writing anything. It marks the request as one, for the log and the
+// metrics.
+func dryRun(c echo.Context) (bool, error) {
+	switch c.QueryParam("dryRun") {
+	case "", "false":
+		return false, nil
+	case "true":
+		info(c).dryRun = true
+		return true, nil
+	}
+	return false, fail(ErrInvalidRequest, "dryRun must be true or false")
+}
+
+// revert serves POST /docs/{c}/{id}/revert: undo the version {"seq": K}.
+func (h *Handler) revert(c echo.Context) error {
+	coll, id, err := target(c, true)
+	if err != nil {
+		return err
+	}
+	if mediaType(c) != "application/json" {
+		return fail(ErrUnsupportedMediaType, fmt.Sprintf("a revert is sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+	}
+	body, err := h.readBody(c)
+	if err != nil {
+		return err
+	}
+	k, err := revertSeq(body, h.svc.Limits())
+	if err != nil {
+		return err
+	}
+	w := document.Write{Kind: document.Revert, Collection: coll, ID: id, Revert: k}
+	if w.Idempotency, err = idempotencyKey(c, body); err != nil {
+		return err
+	}
+	var prefer preferences
+	if w.Pre, prefer, err = preconditions(c); err != nil {
+		return err
+	}
+	if prefer.strict {
+		c.Response().Header().Set("Preference-Applied", "handling=strict")
+	}
+	w.Minimal = prefer.minimal
+	if w.DryRun, err = dryRun(c); err != nil {
+		return err
+	}
+	w.Actor, w.RequestID = principal(c).Actor, info(c).id
+	res, err := h.svc.Write(c.Request().Context(), w)
+	noteResult(c, res)
+	if err != nil {
+		return err
+	}
+	return respondWrite(c, res, prefer)
+}
+
+// revertSeq reads the body of a revert: {"seq": K}, K a positive integer.
+func revertSeq(body []byte, lim patch.Limits) (uint64, error) {
+	v, err := patch.Parse(body, lim)
+	if err != nil {
+		return 0, err
+	}
+	m, ok := v.(map[string]any)
+	bad := fail(ErrInvalidRequest, `a revert's body is {"seq": K}, K the seq of the version to undo (a positive integer)`)
+	if !ok || len(m) != 1 {
+		return 0, bad
+	}
+	n, ok := m["seq"].(patch.Number)
+	if !ok {
+		return 0, bad
+	}
+	k, err := strconv.ParseUint(string(n), 10, 64)
+	if err != nil || k == 0 {
+		return 0, bad
+	}
+	return k, nil
 }
 
 // respondWrite answers a committed, unchanged or replayed write.

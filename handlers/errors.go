@@ -59,6 +59,9 @@ var problemKinds = []problemKind{
 	{ErrRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests"},
 	{document.ErrIdempotencyKeyInUse, http.StatusConflict, "idempotency-key-in-use", "Idempotency key in use"},
 	{document.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"},
+	{document.ErrSchemaViolation, http.StatusUnprocessableEntity, "schema-violation", "Document breaks the collection's schema"},
+	{document.ErrInvalidSchema, http.StatusUnprocessableEntity, "invalid-schema", "Invalid schema"},
+	{document.ErrCannotRevert, http.StatusUnprocessableEntity, "cannot-revert", "Version cannot be reverted"},
 }
 
 var internalKind = problemKind{nil, http.StatusInternalServerError, "internal", "Internal server error"}
@@ -70,13 +73,22 @@ func fail(sentinel error, detail string) error {
 
 // problem is an RFC 9457 problem details body.
 type problem struct {
-	Type        string           `json:"type"`
-	Title       string           `json:"title"`
-	Status      int              `json:"status"`
-	Detail      string           `json:"detail"`
-	CurrentETag *string          `json:"currentEtag,omitempty"`
-	BaseETag    *string          `json:"baseEtag,omitempty"`
-	Conflicts   []patch.Conflict `json:"conflicts,omitempty"`
+	Type        string                 `json:"type"`
+	Title       string                 `json:"title"`
+	Status      int                    `json:"status"`
+	Detail      string                 `json:"detail"`
+	CurrentETag *string                `json:"currentEtag,omitempty"`
+	BaseETag    *string                `json:"baseEtag,omitempty"`
+	Conflicts   []conflict             `json:"conflicts,omitempty"`
+	Errors      []document.SchemaError `json:"errors,omitempty"`
+	Index       *int                   `json:"index,omitempty"`
+}
+
+// conflict is one conflict of a rebase-conflict problem; one of reason
+// schema-violation carries the schema's errors.
+type conflict struct {
+	patch.Conflict
+	Errors []document.SchemaError `json:"errors,omitempty"`
 }
 
 // maxDetail bounds the detail of a problem: details quote the client's
@@ -155,9 +167,16 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		}
 	}
 	hdr := c.Response().Header()
+	var be *document.BatchError
+	inBatch := errors.As(err, &be)
+	if inBatch {
+		p.Index = &be.Index
+	}
 	var pe *document.PreconditionError
 	if errors.As(err, &pe) && pe.Current != "" {
-		hdr.Set("ETag", pe.Current)
+		if !inBatch { // a batch's answer is no representation of the document
+			hdr.Set("ETag", pe.Current)
+		}
 		p.CurrentETag = &pe.Current
 		if pe.Base != "" {
 			p.BaseETag = &pe.Base
@@ -165,7 +184,17 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	}
 	var ce *patch.ConflictError
 	if errors.As(err, &ce) {
-		p.Conflicts = ce.Conflicts
+		for _, c := range ce.Conflicts {
+			p.Conflicts = append(p.Conflicts, conflict{Conflict: c})
+		}
+	}
+	var sv *document.SchemaViolationError
+	if errors.As(err, &sv) {
+		if sv.Conflict != nil {
+			p.Conflicts = append(p.Conflicts, conflict{Conflict: *sv.Conflict, Errors: sv.Errors})
+		} else {
+			p.Errors = sv.Errors
+		}
 	}
 	if k.status == http.StatusUnsupportedMediaType || k.status == http.StatusMethodNotAllowed {
 		hdr.Set("Accept-Patch", acceptPatch)

@@ -59,11 +59,14 @@ type Config struct {
 	// the store while it serves (a bbolt file has one; a database server
 	// has its own tools).
 	Backup store.Backuper
+	// MaxBatch is the most writes one POST /batch may hold; zero means
+	// 100.
+	MaxBatch int
 }
 
 // DefaultConfig returns the defaults API.md documents.
 func DefaultConfig() Config {
-	return Config{MaxBody: 1 << 20, UI: true}
+	return Config{MaxBody: 1 << 20, UI: true, MaxBatch: 100}
 }
 
 // Handler serves the API over a document service.
@@ -168,6 +171,18 @@ func (h *Handler) Register(e *echo.Echo) {
 	h.registerOps(e)
 	e.GET("/docs/:c/:id/events", h.events)
 	e.OPTIONS("/docs/:c/:id/events", h.options("GET, OPTIONS"))
+	e.POST("/docs/:c/:id/revert", h.revert)
+	e.OPTIONS("/docs/:c/:id/revert", h.options("POST, OPTIONS"))
+	e.POST("/batch", h.batch)
+	e.OPTIONS("/batch", h.options("POST, OPTIONS"))
+	e.GET("/schemas/:c", h.getSchema)
+	e.HEAD("/schemas/:c", h.getSchema)
+	e.PUT("/schemas/:c", h.putSchema)
+	e.DELETE("/schemas/:c", h.deleteSchema)
+	e.OPTIONS("/schemas/:c", h.options("GET, HEAD, PUT, DELETE, OPTIONS"))
+	e.GET("/schemas/:c/violations", h.violations)
+	e.HEAD("/schemas/:c/violations", h.violations)
+	e.OPTIONS("/schemas/:c/violations", h.options("GET, HEAD, OPTIONS"))
 	if h.cfg.UI {
 		h.registerUI(e)
 	}

@@ -78,6 +78,12 @@ func parseIdempotencyKey(h http.Header) (key string, ok bool, err error) {
 // fingerprint hashes what makes two requests the same: method, path,
 // the headers that change the outcome, and the body.
 func fingerprint(r *http.Request, body []byte) string {
+	return fingerprintOf(r.Method, r.URL.Path, r.Header, body)
+}
+
+// fingerprintOf is fingerprint of a request given by its parts (a write
+// of a batch).
+func fingerprintOf(method, path string, hdr http.Header, body []byte) string {
 	h := sha256.New()
 	field := func(s string) {
 		var n [8]byte
@@ -85,10 +91,10 @@ func fingerprint(r *http.Request, body []byte) string {
 		h.Write(n[:])
 		h.Write([]byte(s))
 	}
-	field(r.Method)
-	field(r.URL.Path)
+	field(method)
+	field(path)
 	for _, name := range []string{"Content-Type", "If-Match", "If-None-Match", "Prefer"} {
-		field(strings.Join(r.Header.Values(name), "\n"))
+		field(strings.Join(hdr.Values(name), "\n"))
 	}
 	field(string(body))
 	return hex.EncodeToString(h.Sum(nil))

@@ -114,12 +114,23 @@ func versionJSON(v store.Version, ops []patch.Op) map[string]any {
 		"kind":        v.Kind,
 		"ops":         patch.RFC6902(ops),
 		"rebasedFrom": nil,
+		"actor":       nil,
+		"requestId":   nil,
 	}
 	if v.ETag != "" {
 		m["etag"] = v.ETag
 	}
 	if v.RebasedFrom != "" {
 		m["rebasedFrom"] = v.RebasedFrom
+	}
+	if v.Actor != "" {
+		m["actor"] = v.Actor
+	}
+	if v.RequestID != "" {
+		m["requestId"] = v.RequestID
+	}
+	if v.Reverts != 0 {
+		m["reverts"] = patch.Number(strconv.FormatUint(v.Reverts, 10))
 	}
 	return m
 }

@@ -33,6 +33,9 @@ type requestInfo struct {
 	replayed bool
 	// clientGone marks a request whose client went away before its answer.
 	clientGone bool
+	// dryRun marks a write made with ?dryRun=true: it wrote nothing, so it
+	// counts in no metric of writes (rebases, replays).
+	dryRun bool
 }
 
 // statusClientClosed is what the request log and the metrics record for a
@@ -100,6 +103,7 @@ type exchange struct {
 	etagAfter  string
 	rebased    bool
 	replayed   bool
+	dryRun     bool
 }
 
 // observe is the outermost middleware: it sets the request id, runs the
@@ -138,6 +142,7 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		x.etagBefore = ri.etagBefore
 		x.replayed = ri.replayed
+		x.dryRun = ri.dryRun
 		if x.status < 300 || x.status == http.StatusNotModified {
 			x.etagAfter = ri.etagAfter
 			x.rebased = ri.rebased
@@ -158,7 +163,7 @@ func (h *Handler) logRequest(ctx context.Context, id string, req *http.Request, 
 	if !h.log.Enabled(ctx, level) {
 		return
 	}
-	var buf [12]slog.Attr
+	var buf [13]slog.Attr
 	attrs := append(buf[:0],
 		slog.String("request_id", id),
 		slog.String("method", x.method),
@@ -182,6 +187,9 @@ func (h *Handler) logRequest(ctx context.Context, id string, req *http.Request, 
 	}
 	if x.replayed {
 		attrs = append(attrs, slog.Bool("replayed", true))
+	}
+	if x.dryRun {
+		attrs = append(attrs, slog.Bool("dry_run", true))
 	}
 	h.log.LogAttrs(ctx, level, "request", attrs...)
 }

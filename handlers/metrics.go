@@ -92,6 +92,9 @@ func (m *metrics) observe(x exchange) {
 	if x.problem != "" && x.status >= 400 {
 		m.problems.WithLabelValues(statusLabel(x.status), x.problem).Inc()
 	}
+	if x.dryRun {
+		return // nothing was written: no metric of writes
+	}
 	if x.rebased {
 		m.rebases.WithLabelValues("rebased").Inc()
 	} else if o, ok := rebaseOutcomes[x.problem]; ok {

@@ -348,6 +348,16 @@ func (b *blockingStore) Update(ctx context.Context, c, id string, fn store.Updat
 	return b.Store.Update(ctx, c, id, fn)
 }
 
+func (b *blockingStore) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyFunc) ([]*store.Document, error) {
+	b.once.Do(func() { close(b.entered) })
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return b.Store.UpdateMany(ctx, keys, fn)
+}
+
 func TestIdempotency(t *testing.T) {
 	s := startServer(t)
 	key := `"8e03978e-40d5-43e8-bc93-6894a57f9324"`

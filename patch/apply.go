@@ -290,6 +290,29 @@ func applyOps(doc any, ops []Op) (any, error) {
 	return doc, nil
 }
 
+// ApplyOps applies normalized ops (as history records them) to doc in
+// place, in order, and returns the result, which must be a document (the
+// ops may not delete it). Paths must match the document's types exactly.
+// Errors wrap ErrRebaseApplyFailed.
+func ApplyOps(doc any, ops []Op) (any, error) { return applyOps(doc, ops) }
+
+// Invert returns the ops that undo ops: each one inverted, last first, so
+// that applying them to the result of ops gives back what ops were applied
+// to. Each inverted op's Client is its index in the result and Sent its
+// path, so that conflicts found when rebasing them name them.
+func Invert(ops []Op) []Op {
+	out := make([]Op, 0, len(ops))
+	for i := len(ops) - 1; i >= 0; i-- {
+		if !ops[i].writes() {
+			continue
+		}
+		o := ops[i].invert()
+		o.Client, o.Sent = len(out), o.Path.String()
+		out = append(out, o)
+	}
+	return out
+}
+
 // Revert undoes ops, which turned some earlier document into doc, and
 // returns that earlier document; exists is false if it did not exist (ops
 // created it). doc is modified in place.

@@ -2,7 +2,6 @@ package patch
 
 // What the external tests use that the package does not export.
 var (
-	ApplyOps     = applyOps
 	ParsePointer = parsePointer
 	Identical    = identical
 )

@@ -16,13 +16,13 @@ var ErrCopyConflict = errors.New("document exists with another state")
 var ErrVerify = errors.New("copy verification failed")
 
 // CheckRecord reports a record that could not have come from a store: a
-// name outside ValidName, no history, seqs that jump, a body whose ETag is
+// name outside ValidCollection and ValidName, no history, seqs that jump, a body whose ETag is
 // not its own, or a document that is not what its last version produced.
 func CheckRecord(r *Record) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%s/%s: %s", r.Collection, r.ID, fmt.Sprintf(format, args...))
 	}
-	if !ValidName(r.Collection) || !ValidName(r.ID) {
+	if !ValidCollection(r.Collection) || !ValidName(r.ID) {
 		return fmt.Errorf("%q/%q: %w", r.Collection, r.ID, ErrInvalidKey)
 	}
 	if len(r.History) == 0 {

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -39,7 +42,7 @@ func (g *Gate) Enter(ctx context.Context, op string) error {
 func (g *Gate) EnterWrite(ctx context.Context, collection, id string) error {
 	op := "update " + collection + "/" + id
 	switch {
-	case !ValidName(collection) || !ValidName(id):
+	case !ValidCollection(collection) || !ValidName(id):
 		return fmt.Errorf("store: update %q/%q: %w", collection, id, ErrInvalidKey)
 	case g.ReadOnly:
 		return fmt.Errorf("store: %s: %w", op, ErrReadOnly)
@@ -47,11 +50,55 @@ func (g *Gate) EnterWrite(ctx context.Context, collection, id string) error {
 	return g.Enter(ctx, op)
 }
 
+// EnterWriteMany is EnterWrite for an UpdateMany: it checks every key
+// (valid, distinct, at most MaxManyKeys) and returns the key indices in
+// lock order, the byte order of collection then id.
+func (g *Gate) EnterWriteMany(ctx context.Context, keys []Key) ([]int, error) {
+	order, err := LockOrder(keys)
+	if err != nil {
+		return nil, err
+	}
+	if g.ReadOnly {
+		return nil, fmt.Errorf("store: update many: %w", ErrReadOnly)
+	}
+	if err := g.Enter(ctx, "update many"); err != nil {
+		return nil, err
+	}
+	return order, nil
+}
+
+// LockOrder checks the keys of an UpdateMany and returns their indices
+// sorted by collection, then id, in byte order: the order in which every
+// backend locks them. It returns an error wrapping ErrInvalidKey for an
+// invalid or repeated key, no keys, or more than MaxManyKeys.
+func LockOrder(keys []Key) ([]int, error) {
+	if len(keys) == 0 || len(keys) > MaxManyKeys {
+		return nil, fmt.Errorf("store: update many: %d keys, want 1 to %d: %w", len(keys), MaxManyKeys, ErrInvalidKey)
+	}
+	order := make([]int, len(keys))
+	for i, k := range keys {
+		if !ValidCollection(k.Collection) || !ValidName(k.ID) {
+			return nil, fmt.Errorf("store: update many %q/%q: %w", k.Collection, k.ID, ErrInvalidKey)
+		}
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(strings.Compare(keys[a].Collection, keys[b].Collection), strings.Compare(keys[a].ID, keys[b].ID))
+	})
+	for i := 1; i < len(order); i++ {
+		if keys[order[i]] == keys[order[i-1]] {
+			k := keys[order[i]]
+			return nil, fmt.Errorf("store: update many: %s/%s given twice: %w", k.Collection, k.ID, ErrInvalidKey)
+		}
+	}
+	return order, nil
+}
+
 // EnterRead is Enter for a read of one document (op names it): a name no
 // store keeps gives an error wrapping ErrNotFound, which is what a read of
 // it means.
 func (g *Gate) EnterRead(ctx context.Context, op, collection, id string) error {
-	if !ValidName(collection) || !ValidName(id) {
+	if !ValidCollection(collection) || !ValidName(id) {
 		return fmt.Errorf("store: %s %q/%q: %w", op, collection, id, ErrNotFound)
 	}
 	return g.Enter(ctx, op+" "+collection+"/"+id)
@@ -87,5 +134,31 @@ func (g *Gate) Shut() error {
 	g.closed = true
 	g.mu.Unlock()
 	g.active.Wait()
+	return nil
+}
+
+// CheckMany checks the changes a ManyFunc returned for the documents it
+// was given: every index in range, every idempotency record valid, and no
+// delete of a document that does not exist at that point (an error
+// wrapping ErrNotFound). Every backend checks them this way before it
+// writes anything.
+func CheckMany(keys []Key, docs []Locked, mc *ManyChange) error {
+	exists := make([]bool, len(docs))
+	for i, d := range docs {
+		exists[i] = d.Doc != nil
+	}
+	for _, dc := range mc.Changes {
+		if dc.Doc < 0 || dc.Doc >= len(keys) || dc.Change == nil {
+			return fmt.Errorf("store: update many: change of document %d of %d: %w", dc.Doc, len(keys), ErrInvalidKey)
+		}
+		k := keys[dc.Doc]
+		if dc.Change.Body == nil && !exists[dc.Doc] {
+			return fmt.Errorf("store: delete %s/%s: %w", k.Collection, k.ID, ErrNotFound)
+		}
+		if err := dc.Change.Idempotency.Check(); err != nil {
+			return fmt.Errorf("store: update %s/%s: %w", k.Collection, k.ID, err)
+		}
+		exists[dc.Doc] = dc.Change.Body != nil
+	}
 	return nil
 }

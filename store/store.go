@@ -64,6 +64,8 @@ const (
 	KindJSONPatch  = "json-patch"
 	KindMergePatch = "merge-patch"
 	KindDelete     = "delete"
+	// KindRevert is a version that undid an earlier one (Version.Reverts).
+	KindRevert = "revert"
 )
 
 // Document is the current state of one document.
@@ -96,6 +98,13 @@ type Version struct {
 	Ops []byte
 	// RebasedFrom is the ETag the write was rebased from, or "".
 	RebasedFrom string
+	// Actor names who made the write, or "" when nobody was named.
+	Actor string
+	// RequestID is the id of the request that made the write, or "".
+	RequestID string
+	// Reverts is the seq of the version a KindRevert version undid; 0
+	// otherwise.
+	Reverts uint64
 }
 
 // Change is what an UpdateFunc decides to commit.
@@ -111,6 +120,16 @@ type Change struct {
 	// Idempotency, when not nil, is stored in the same transaction as the
 	// new version, so that the record exists exactly when the write does.
 	Idempotency *IdempotencyRecord
+	// Actor, RequestID and Reverts are recorded in the new version.
+	Actor     string
+	RequestID string
+	Reverts   uint64
+	// DryRun asks Update to decide everything it would for a commit and
+	// commit nothing: it returns the document as it would have been
+	// committed (its seq, ETag and commit time; nil for a delete), and no
+	// version, event or idempotency record is written. UpdateMany ignores
+	// it (see ManyChange.DryRun).
+	DryRun bool
 }
 
 // IdempotencyRecord remembers the answer to a write made with an
@@ -153,6 +172,11 @@ type History interface {
 	// first. Returns ErrBaseUnknown if no retained version matches. An
 	// empty ETag (that of a delete) matches nothing.
 	Since(ctx context.Context, etags []string) (base Version, later []Version, err error)
+
+	// SinceSeq returns the retained version seq together with every
+	// version committed after it, oldest first. Returns ErrBaseUnknown if
+	// version seq is not retained: pruned, or never committed.
+	SinceSeq(ctx context.Context, seq uint64) (v Version, later []Version, err error)
 }
 
 // UpdateFunc decides the next version of a document. cur is nil when the
@@ -161,6 +185,52 @@ type History interface {
 // nothing. A backend may call it more than once (to retry after a concurrent
 // commit), so everything it decides must come from its arguments.
 type UpdateFunc func(ctx context.Context, cur *Document, h History) (*Change, error)
+
+// Key names one document.
+type Key struct {
+	Collection string
+	ID         string
+}
+
+// Locked is one document of an UpdateMany as its ManyFunc sees it, under
+// the document's lock.
+type Locked struct {
+	// Doc is the current document; nil when it does not exist.
+	Doc *Document
+	// Seq is the seq of the document's newest version (a delete's, when
+	// it was deleted); 0 when it has no history.
+	Seq uint64
+	// History reads the document's history; it is valid only during the
+	// ManyFunc call.
+	History History
+}
+
+// DocChange is one change of an UpdateMany: Doc is the index, in the keys
+// given to UpdateMany, of the document it changes.
+type DocChange struct {
+	Doc    int
+	Change *Change
+}
+
+// ManyChange is what a ManyFunc decides to commit.
+type ManyChange struct {
+	// Changes are committed in order, each as a new version of its
+	// document: several may change the same one, each building on the one
+	// before.
+	Changes []DocChange
+	// DryRun asks UpdateMany to commit nothing, as Change.DryRun does for
+	// Update: it returns the documents as they would have been committed.
+	DryRun bool
+}
+
+// ManyFunc decides the next versions of several documents, given them in
+// the order of UpdateMany's keys. It returns the changes to commit, nil to
+// commit nothing, or an error, which UpdateMany returns unchanged after
+// committing nothing. Like an UpdateFunc, it may be called more than once.
+type ManyFunc func(ctx context.Context, docs []Locked) (*ManyChange, error)
+
+// MaxManyKeys bounds the documents of one UpdateMany.
+const MaxManyKeys = 10_000
 
 // ListEntry is one row of a collection listing.
 type ListEntry struct {
@@ -190,6 +260,21 @@ type Store interface {
 	// a change whose idempotency record is invalid, one wrapping
 	// ErrInvalidIdempotency; an invalid collection or id, ErrInvalidKey.
 	Update(ctx context.Context, collection, id string, fn UpdateFunc) (*Document, error)
+
+	// UpdateMany runs fn on the current state of several documents and
+	// commits its changes atomically, all or none, in one transaction,
+	// durably, before returning. It locks the documents in the byte order
+	// of their collection and id, whatever the order of keys, so that two
+	// UpdateManys never wait for each other in a cycle; no other write to
+	// any of them commits between fn reading them and the commit. It
+	// returns, for each change, the document as that change committed it
+	// (nil after a delete); nil when fn committed nothing. Errors returned
+	// by fn are returned unchanged. Keys must be distinct, valid, and at
+	// most MaxManyKeys, else an error wrapping ErrInvalidKey; a change of a
+	// key index out of range, an error too; a delete of a document that
+	// does not exist (then), one wrapping ErrNotFound; an invalid
+	// idempotency record, one wrapping ErrInvalidIdempotency.
+	UpdateMany(ctx context.Context, keys []Key, fn ManyFunc) ([]*Document, error)
 
 	// List returns up to limit documents of a collection whose id sorts
 	// after the given one ("" for the start), in byte order of ids, and
@@ -309,6 +394,20 @@ func ETagOf(body []byte) string {
 	b[0], b[33] = '"', '"'
 	hex.Encode(b[1:33], sum[:16])
 	return string(b[:])
+}
+
+// SchemaCollection is the collection in which patchd keeps the JSON
+// Schemas of the other collections: one document per collection, with the
+// collection's name as its id. Its name is outside ValidName, so that no
+// client request reaches it as a collection of documents; stores keep it
+// like any other collection (see ValidCollection), so that it is versioned,
+// exported, copied and seen by every replica as documents are.
+const SchemaCollection = "$schemas"
+
+// ValidCollection reports whether s is a collection a store keeps: a
+// ValidName, or SchemaCollection.
+func ValidCollection(s string) bool {
+	return s == SchemaCollection || ValidName(s)
 }
 
 // ValidName reports whether s is a collection or id that patchd accepts:

@@ -44,6 +44,8 @@ type serveConfig struct {
 	writeTimeout      time.Duration
 	idleTimeout       time.Duration
 	maxHeaderBytes    int64
+
+	maxBatch int
 }
 
 // serveFlags declares serve's flags into cfg.
@@ -80,6 +82,7 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(durationValue{&cfg.writeTimeout}, "write-timeout", "30s", "how long a request may take from the end of its headers to the end of the answer")
 	f.add(durationValue{&cfg.idleTimeout}, "idle-timeout", "2m", "how long an idle keep-alive connection is kept")
 	f.add(byteSize{&cfg.maxHeaderBytes}, "max-header-bytes", "64KiB", "largest request line and headers; more is 431")
+	f.add(intValue{&cfg.maxBatch}, "max-batch", "100", "most writes in one POST /batch")
 	return f
 }
 
@@ -114,6 +117,8 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 		return bad("--read-header-timeout, --read-timeout, --write-timeout and --idle-timeout must be positive")
 	case cfg.maxHeaderBytes < 1 || cfg.maxHeaderBytes > 1<<30:
 		return bad("--max-header-bytes must be from 1 to 1GiB")
+	case cfg.maxBatch < 1 || cfg.maxBatch > store.MaxManyKeys:
+		return bad(fmt.Sprintf("--max-batch must be from 1 to %d", store.MaxManyKeys))
 	}
 	return cfg, nil
 }
@@ -170,6 +175,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	hcfg.Tokens = tokens
 	hcfg.CORSOrigins = handlers.ParseOrigins(cfg.corsOrigins)
 	hcfg.Rate = cfg.rate
+	hcfg.MaxBatch = cfg.maxBatch
 	if b, ok := st.(store.Backuper); ok {
 		hcfg.Backup = b
 	}

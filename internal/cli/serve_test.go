@@ -23,17 +23,17 @@ func TestParseFlags(t *testing.T) {
 			logFormat: "auto", logLevel: "info", ui: true,
 			idempotencyTTL:    24 * time.Hour,
 			readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
-			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10}
+			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
 		}
 	})
 	t.Run("FlagsAndServe", func(t *testing.T) {
-		cfg, err := parseFlags([]string{"serve", "--addr", ":9", "--require-if-match=false", "--max-body", "64KiB", "--history-age", "1h"}, noEnv, io.Discard)
+		cfg, err := parseFlags([]string{"serve", "--addr", ":9", "--require-if-match=false", "--max-body", "64KiB", "--history-age", "1h", "--max-batch", "7"}, noEnv, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.addr != ":9" || cfg.requireIfMatch || cfg.maxBody != 64<<10 || cfg.historyAge != time.Hour {
+		if cfg.addr != ":9" || cfg.requireIfMatch || cfg.maxBody != 64<<10 || cfg.historyAge != time.Hour || cfg.maxBatch != 7 {
 			t.Fatalf("cfg=%+v", cfg)
 		}
 	})
@@ -53,7 +53,7 @@ func TestParseFlags(t *testing.T) {
 		}
 	})
 	t.Run("Errors", func(t *testing.T) {
-		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"stray"}} {
+		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"}} {
 			var usage strings.Builder
 			if _, err := parseFlags(args, noEnv, &usage); err == nil {
 				t.Errorf("%v: no error", args)
@@ -115,4 +115,42 @@ func TestRun(t *testing.T) {
 			t.Fatalf("body %s", b)
 		}
 	})
+}
+
+// TestMaxBatch: --max-batch reaches the server.
+func TestMaxBatch(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "p.db"), "--max-batch", "2"}, noEnv, io.Discard, ready)
+	}()
+	var base string
+	select {
+	case addr := <-ready:
+		base = "http://" + addr
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	batch := func(n int) int {
+		w := strings.TrimSuffix(strings.Repeat(`{"method":"POST","path":"/docs/c","body":{}},`, n), ",")
+		res, err := http.Post(base+"/batch", "application/json", strings.NewReader(`{"writes":[`+w+`]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := batch(2); got != http.StatusOK {
+		t.Fatalf("a batch of 2: %d", got)
+	}
+	if got := batch(3); got != http.StatusBadRequest {
+		t.Fatalf("a batch of 3 with --max-batch 2: %d", got)
+	}
 }

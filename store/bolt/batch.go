@@ -61,9 +61,16 @@ type commitReq struct {
 	histVal    []byte                   // encoded history value
 	idem       *store.IdempotencyRecord // written with the version; nil for none
 	prev       *commitReq               // the pending version this one was built on; nil once settled
+	group      *commitGroup             // the UpdateMany it belongs to; nil for an Update
 	done       chan struct{}
 	err        error // valid once done is closed
 	pruned     int   // set by the committer
+}
+
+// commitGroup is the writes of one UpdateMany: they are queued together,
+// taken into the same transaction, and committed all or none.
+type commitGroup struct {
+	reqs []*commitReq
 }
 
 // failed reports whether r is settled with an error. Only the committer
@@ -163,17 +170,48 @@ func (c *committer) enqueue(r *commitReq) {
 	}
 }
 
-// take removes the next batch from the queue.
+// enqueueGroup queues the writes of an UpdateMany, in order, together:
+// take never splits them.
+func (c *committer) enqueueGroup(reqs []*commitReq) {
+	g := &commitGroup{reqs: reqs}
+	c.mu.Lock()
+	for _, r := range reqs {
+		r.group = g
+		pd := c.pending[r.key]
+		if pd == nil {
+			pd = &pendingDoc{}
+			c.pending[r.key] = pd
+		}
+		pd.reqs = append(pd.reqs, r)
+	}
+	c.queue = append(c.queue, reqs...)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take removes the next batch from the queue. A group is taken whole, even
+// past the bounds when it comes first.
 func (c *committer) take() []*commitReq {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, size := 0, 0
-	for n < len(c.queue) && n < maxBatchWrites {
-		size += len(c.queue[n].docVal) + len(c.queue[n].histVal)
-		if n > 0 && size > maxBatchBytes {
+	for n < len(c.queue) {
+		unit := c.queue[n : n+1]
+		if g := c.queue[n].group; g != nil {
+			unit = c.queue[n : n+len(g.reqs)]
+		}
+		add := 0
+		for _, r := range unit {
+			add += len(r.docVal) + len(r.histVal)
+		}
+		if n > 0 && (n+len(unit) > maxBatchWrites || size+add > maxBatchBytes) {
 			break
 		}
-		n++
+		n += len(unit)
+		size += add
 	}
 	batch := make([]*commitReq, n)
 	copy(batch, c.queue)
@@ -201,52 +239,97 @@ func (c *committer) run() {
 	}
 }
 
-// commit writes a batch in one transaction, or, if that fails, each write
-// in its own, and settles every request.
+// commit writes a batch in one transaction, or, if that fails, each unit
+// (a write, or the group of an UpdateMany) in its own, and settles every
+// request.
 func (c *committer) commit(batch []*commitReq) {
 	if c.beforeCommit != nil {
 		c.beforeCommit(batch)
 	}
+	units := splitUnits(batch)
 	start := time.Now()
 	err := c.b.db.Update(func(tx *bbolt.Tx) error {
-		for _, r := range batch {
-			if r.prev != nil && r.prev.failed() {
+		for _, u := range units {
+			if baseFailed(u) {
 				continue // settled below
 			}
-			if err := c.b.put(tx, r); err != nil {
-				return err
+			for _, r := range u {
+				if err := c.b.put(tx, r); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
 	if err == nil {
 		c.b.log.Debug("group commit", "writes", len(batch), "took", time.Since(start))
-		for _, r := range batch {
-			c.settle(r, nil)
+		for _, u := range units {
+			c.settleUnit(u, nil)
 		}
 		return
 	}
-	if len(batch) > 1 {
+	if len(units) > 1 {
 		c.b.log.Debug("group commit failed; committing one by one", "writes", len(batch), "err", err)
 	}
-	for _, r := range batch {
-		if len(batch) > 1 {
-			if r.prev != nil && r.prev.failed() {
-				c.settle(r, nil)
+	for _, u := range units {
+		if len(units) > 1 {
+			if baseFailed(u) {
+				c.settleUnit(u, nil)
 				continue
 			}
-			err = c.b.db.Update(func(tx *bbolt.Tx) error { return c.b.put(tx, r) })
+			err = c.b.db.Update(func(tx *bbolt.Tx) error {
+				for _, r := range u {
+					if err := c.b.put(tx, r); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		}
+		c.settleUnit(u, err)
+	}
+}
+
+// splitUnits cuts a batch into its units: each write alone, except the
+// writes of a group, which stay together.
+func splitUnits(batch []*commitReq) [][]*commitReq {
+	units := make([][]*commitReq, 0, len(batch))
+	for i := 0; i < len(batch); {
+		n := 1
+		if g := batch[i].group; g != nil {
+			n = len(g.reqs)
+		}
+		units = append(units, batch[i:i+n])
+		i += n
+	}
+	return units
+}
+
+// baseFailed reports whether a write of the unit was built on a pending
+// write, outside the unit, that failed.
+func baseFailed(unit []*commitReq) bool {
+	for _, r := range unit {
+		if r.prev != nil && (r.group == nil || r.prev.group != r.group) && r.prev.failed() {
+			return true
+		}
+	}
+	return false
+}
+
+// settleUnit settles every request of a unit with the same outcome: err,
+// or errBaseFailed when the unit was built on a write that failed.
+func (c *committer) settleUnit(unit []*commitReq, err error) {
+	if err == nil && baseFailed(unit) {
+		err = errBaseFailed
+	}
+	for _, r := range unit {
 		c.settle(r, err)
 	}
 }
 
 // settle records the outcome of r, removes it from the pending overlay and
-// wakes its Update. A request whose base failed fails with errBaseFailed.
+// wakes its Update.
 func (c *committer) settle(r *commitReq, err error) {
-	if err == nil && r.prev != nil && r.prev.failed() {
-		err = errBaseFailed
-	}
 	r.err = err
 	r.prev = nil // settled: no longer needed, and it would chain every version of a hot document
 	c.mu.Lock()

@@ -29,7 +29,8 @@ import (
 //	idemexp/<expiry (8)><key>      empty: idem records in expiry order
 //
 // Ids never contain 0x00, so each document's history keys are contiguous
-// and ordered by seq.
+// and ordered by seq. The collection store.SchemaCollection holds the
+// collections' schemas as documents, like any other.
 const boltFormat = "1"
 
 var (
@@ -349,9 +350,15 @@ func (b *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 		}
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
 	}
+	r := b.prepare(collection, id, last+1, change, base)
+	if change.DryRun {
+		if err := settled(); err != nil {
+			return nil, err
+		}
+		return r.cloneDoc(), nil
+	}
 	// From here the write goes to disk whatever happens to ctx: later
 	// writes of the document may build on it as soon as it is queued.
-	r := b.prepare(collection, id, last+1, change, base)
 	b.committer.enqueue(r)
 	unlock()
 	locked = false
@@ -363,12 +370,18 @@ func (b *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 		b.log.Debug("pruned history", "collection", collection, "id", id, "versions", r.pruned, "seq", r.version.Seq)
 	}
 	b.feed.Publish(store.Event{Collection: collection, ID: id, Seq: r.version.Seq})
+	return r.cloneDoc(), nil
+}
+
+// cloneDoc returns a copy of the document r writes, owning its body; nil
+// for a delete.
+func (r *commitReq) cloneDoc() *store.Document {
 	if r.doc == nil {
-		return nil, nil
+		return nil
 	}
 	doc := *r.doc
 	doc.Body = bytes.Clone(r.doc.Body)
-	return &doc, nil
+	return &doc
 }
 
 // current returns the state an Update of a document starts from: the
@@ -412,6 +425,9 @@ func (b *Store) prepare(collection, id string, seq uint64, change *store.Change,
 			Kind:        change.Kind,
 			Ops:         change.Ops, // until encoded below
 			RebasedFrom: change.RebasedFrom,
+			Actor:       change.Actor,
+			RequestID:   change.RequestID,
+			Reverts:     change.Reverts,
 		},
 		idem: change.Idempotency,
 		prev: prev,
@@ -515,7 +531,7 @@ func (b *Store) List(ctx context.Context, collection, after string, limit int) (
 		return nil, false, err
 	}
 	defer b.gate.Leave()
-	if !store.ValidName(collection) {
+	if !store.ValidCollection(collection) {
 		return nil, false, nil
 	}
 	var (
@@ -704,6 +720,73 @@ func (h *boltHistory) Since(ctx context.Context, etags []string) (store.Version,
 	return h.b.since(h.collection, h.id, etags)
 }
 
+// SinceSeq returns the retained version seq with every later version,
+// oldest first. Returns ErrBaseUnknown if version seq is not retained.
+func (h *boltHistory) SinceSeq(ctx context.Context, seq uint64) (store.Version, []store.Version, error) {
+	if h.done.Load() {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: history used after its store.UpdateFunc returned", h.collection, h.id)
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, err)
+	}
+	return h.b.sinceSeq(h.collection, h.id, seq)
+}
+
+// sinceSeq implements History.SinceSeq for one document.
+func (b *Store) sinceSeq(collection, id string, seq uint64) (store.Version, []store.Version, error) {
+	unknown := func() (store.Version, []store.Version, error) {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s seq %d: %w", collection, id, seq, store.ErrBaseUnknown)
+	}
+	// As in since: the pending versions are read first, and deduplicated
+	// by seq against what was committed meanwhile.
+	pending := b.committer.pendingVersions(lockKey(collection, id))
+	if len(pending) > 0 && seq >= pending[0].Seq {
+		i := int(seq - pending[0].Seq) // #nosec G115 -- pending seqs are contiguous and few
+		if seq > pending[len(pending)-1].Seq {
+			return unknown()
+		}
+		later := make([]store.Version, 0, len(pending)-i-1)
+		for _, v := range pending[i+1:] {
+			later = append(later, cloneVersion(v))
+		}
+		return cloneVersion(pending[i]), later, nil
+	}
+	var versions []store.Version
+	err := b.db.View(func(tx *bbolt.Tx) error {
+		hist := tx.Bucket(bucketHist).Bucket([]byte(collection))
+		if hist == nil || seq == 0 {
+			return store.ErrBaseUnknown
+		}
+		prefix := histPrefix(id)
+		c := hist.Cursor()
+		k, v := c.Seek(histKey(id, seq))
+		if k == nil || !isHistKey(k, prefix) || binary.BigEndian.Uint64(k[len(prefix):]) != seq {
+			return store.ErrBaseUnknown
+		}
+		for ; k != nil && isHistKey(k, prefix); k, v = c.Next() {
+			ver, err := decodeVersion(k[len(prefix):], v)
+			if err != nil {
+				return err
+			}
+			versions = append(versions, ver)
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrBaseUnknown) {
+		return unknown()
+	}
+	if err != nil {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", collection, id, err)
+	}
+	seen := versions[len(versions)-1].Seq
+	for _, v := range pending {
+		if v.Seq > seen {
+			versions = append(versions, cloneVersion(v))
+		}
+	}
+	return versions[0], versions[1:], nil
+}
+
 // histPrefix returns the prefix of every history key of a document.
 func histPrefix(id string) []byte {
 	k := make([]byte, 0, len(id)+1+seqLen)
@@ -771,16 +854,35 @@ func decodeDoc(collection, id string, v []byte) (*store.Document, error) {
 // ETag, Kind and RebasedFrom each as a uvarint length and bytes, then Ops
 // to the end. Seq lives in the key. The header comes first so that At and
 // ETag can be read without touching Ops.
+//
+// A version with an Actor, a RequestID or Reverts has, after At, the byte
+// versionExt, then ETag, Kind, RebasedFrom, Actor and RequestID as above,
+// Reverts as a uvarint, then Ops. Records written before these fields
+// existed have no versionExt: the byte after At is the uvarint length of an
+// ETag, 0 or 34, never versionExt, so both forms read back.
 func encodeVersion(v *store.Version) []byte {
-	n := 8 + 3*binary.MaxVarintLen64 + len(v.ETag) + len(v.Kind) + len(v.RebasedFrom) + len(v.Ops)
+	ext := v.Actor != "" || v.RequestID != "" || v.Reverts != 0
+	n := 8 + 1 + 6*binary.MaxVarintLen64 + len(v.ETag) + len(v.Kind) + len(v.RebasedFrom) + len(v.Actor) + len(v.RequestID) + len(v.Ops)
 	buf := make([]byte, 0, n)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(v.At.UnixNano()))
-	for _, s := range []string{v.ETag, v.Kind, v.RebasedFrom} {
+	fields := []string{v.ETag, v.Kind, v.RebasedFrom}
+	if ext {
+		buf = append(buf, versionExt)
+		fields = append(fields, v.Actor, v.RequestID)
+	}
+	for _, s := range fields {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
 	}
+	if ext {
+		buf = binary.AppendUvarint(buf, v.Reverts)
+	}
 	return append(buf, v.Ops...)
 }
+
+// versionExt marks a history value with the fields added after format "1"
+// was first released (see encodeVersion).
+const versionExt = 0xff
 
 // errBadVersion reports a history value that does not decode.
 var errBadVersion = errors.New("corrupt history value")
@@ -804,10 +906,14 @@ func versionField(v []byte) (field, rest []byte, err error) {
 
 // versionETag returns the ETag of a history value, aliasing v.
 func versionETag(v []byte) ([]byte, error) {
-	if len(v) < 8 {
+	if len(v) < 9 {
 		return nil, errBadVersion
 	}
-	etag, _, err := versionField(v[8:])
+	rest := v[8:]
+	if rest[0] == versionExt {
+		rest = rest[1:]
+	}
+	etag, _, err := versionField(rest)
 	return etag, err
 }
 
@@ -819,11 +925,24 @@ func decodeVersion(seqBytes, v []byte) (store.Version, error) {
 		return store.Version{}, err
 	}
 	rest := v[8:]
-	var fields [3][]byte
-	for i := range fields {
+	nfields := 3
+	ext := len(rest) > 0 && rest[0] == versionExt
+	if ext {
+		rest, nfields = rest[1:], 5
+	}
+	var fields [5][]byte
+	for i := range nfields {
 		if fields[i], rest, err = versionField(rest); err != nil {
 			return store.Version{}, err
 		}
+	}
+	var reverts uint64
+	if ext {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 {
+			return store.Version{}, errBadVersion
+		}
+		reverts, rest = n, rest[w:]
 	}
 	var ops []byte
 	if len(rest) > 0 {
@@ -836,5 +955,8 @@ func decodeVersion(seqBytes, v []byte) (store.Version, error) {
 		Kind:        string(fields[1]),
 		Ops:         ops,
 		RebasedFrom: string(fields[2]),
+		Actor:       string(fields[3]),
+		RequestID:   string(fields[4]),
+		Reverts:     reverts,
 	}, nil
 }

@@ -38,14 +38,18 @@ func boltWith(t *testing.T, n int) (*bolt.Store, [][2]string) {
 	// Varied histories: patches with ops, a rebase, a delete, a re-creation,
 	// literal-preserving numbers.
 	v1 := storetest.Commit(t, b, "mixed", "a", &store.Change{Body: []byte(`{"n":1e400,"z":-0}`), Kind: store.KindPut, Ops: []byte(`[{"op":"replace","path":"","value":{"n":1e400,"z":-0}}]`)})
-	storetest.Commit(t, b, "mixed", "a", &store.Change{Body: []byte(`{"n":2,"z":-0}`), Kind: store.KindJSONPatch, Ops: []byte(`[{"op":"replace","path":"/n","value":2}]`)})
+	storetest.Commit(t, b, "mixed", "a", &store.Change{Body: []byte(`{"n":2,"z":-0}`), Kind: store.KindJSONPatch, Ops: []byte(`[{"op":"replace","path":"/n","value":2}]`),
+		Actor: "alice", RequestID: "r-2"})
 	storetest.Commit(t, b, "mixed", "a", &store.Change{Body: []byte(`{"m":1,"n":2,"z":-0}`), Kind: store.KindMergePatch, Ops: []byte(`[{"op":"add","path":"/m","value":1}]`), RebasedFrom: v1.ETag})
+	storetest.Commit(t, b, "mixed", "a", &store.Change{Body: []byte(`{"m":1,"n":1e400,"z":-0}`), Kind: store.KindRevert, Ops: []byte(`[{"op":"replace","path":"/n","value":1e400}]`),
+		RebasedFrom: v1.ETag, Actor: "token:0a1b2c3d", RequestID: "r-4", Reverts: 2})
+	storetest.Commit(t, b, store.SchemaCollection, "forms", &store.Change{Body: []byte(`{"type":"object"}`), Kind: store.KindPut, Actor: "admin"})
 	storetest.Commit(t, b, "mixed", "gone", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
 	storetest.Commit(t, b, "mixed", "gone", &store.Change{Kind: store.KindDelete, Ops: []byte(`[{"op":"remove","path":""}]`)})
 	storetest.Commit(t, b, "mixed", "back", &store.Change{Body: []byte(`{"v":1}`), Kind: store.KindPut})
 	storetest.Commit(t, b, "mixed", "back", &store.Change{Kind: store.KindDelete})
 	storetest.Commit(t, b, "mixed", "back", &store.Change{Body: []byte(`{"v":3}`), Kind: store.KindPut})
-	names = append(names, [2]string{"mixed", "a"}, [2]string{"mixed", "gone"}, [2]string{"mixed", "back"})
+	names = append(names, [2]string{"mixed", "a"}, [2]string{"mixed", "gone"}, [2]string{"mixed", "back"}, [2]string{store.SchemaCollection, "forms"})
 	return b, names
 }
 
@@ -85,10 +89,10 @@ func TestCopyFromBolt(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CopyFromBolt: %v", err)
 	}
-	if st.Documents != 23 || st.Copied != 23 || st.Versions != 20+3+2+3 {
-		t.Errorf("stats %+v, want 23 documents, 23 copied, 28 versions", st)
+	if st.Documents != 24 || st.Copied != 24 || st.Versions != 20+4+2+3+1 {
+		t.Errorf("stats %+v, want 24 documents, 24 copied, 30 versions", st)
 	}
-	if last != (store.CopyProgress{Phase: "verify", Done: 23, Total: 23}) {
+	if last != (store.CopyProgress{Phase: "verify", Done: 24, Total: 24}) {
 		t.Errorf("last progress %+v", last)
 	}
 	sameDocuments(t, src, dst, names)
@@ -102,7 +106,7 @@ func TestCopyFromBolt(t *testing.T) {
 	a, _ := src.Get(context.Background(), "mixed", "a")
 	_, err = dst.Update(context.Background(), "mixed", "a", func(ctx context.Context, _ *store.Document, h store.History) (*store.Change, error) {
 		base, later, err := h.Since(ctx, []string{store.ETagOf([]byte(`{"n":1e400,"z":-0}`))})
-		if err != nil || base.Seq != 1 || len(later) != 2 || later[1].ETag != a.ETag {
+		if err != nil || base.Seq != 1 || len(later) != 3 || later[2].ETag != a.ETag || later[2].Reverts != 2 || later[0].Actor != "alice" {
 			t.Errorf("Since over copied history = %+v, %d later, %v", base, len(later), err)
 		}
 		return nil, nil

@@ -89,7 +89,8 @@ func dumpVersions(ctx context.Context, tx pgx.Tx, recs []*store.Record) error {
 		byKey[[2]string{r.Collection, r.ID}] = r
 	}
 	rows, err := tx.Query(ctx,
-		`SELECT v.collection, v.id, v.seq, v.etag, v.at_ns, v.kind, v.ops, v.rebased_from FROM document_versions v
+		`SELECT v.collection, v.id, v.seq, v.etag, v.at_ns, v.kind, v.ops, v.rebased_from, v.actor, v.request_id, v.reverts
+		 FROM document_versions v
 		 JOIN unnest($1::text[], $2::text[]) AS k(c, i)
 		   ON v.collection = k.c COLLATE "C" AND v.id = k.i COLLATE "C"
 		 ORDER BY v.collection, v.id, v.seq`, cs, ids)
@@ -99,15 +100,16 @@ func dumpVersions(ctx context.Context, tx pgx.Tx, recs []*store.Record) error {
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			c, id   string
-			v       store.Version
-			seq, ns int64
-			etag    []byte
+			c, id            string
+			v                store.Version
+			seq, ns, reverts int64
+			etag             []byte
 		)
-		if err := rows.Scan(&c, &id, &seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom); err != nil {
+		if err := rows.Scan(&c, &id, &seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom, &v.Actor, &v.RequestID, &reverts); err != nil {
 			return err
 		}
 		v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
+		v.Reverts = uint64(reverts)                                                 // #nosec G115 -- as seq
 		if len(v.Ops) == 0 {
 			v.Ops = nil
 		}
@@ -157,7 +159,7 @@ func (s *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error)
 			for _, v := range r.History {
 				vetag, _ := etagBytes(v.ETag)
 				versions = append(versions, []any{r.Collection, r.ID, int64(v.Seq), nonNil(vetag), // #nosec G115 -- as above
-					v.Kind, nonNil(v.Ops), v.RebasedFrom, []byte{}, v.At.UnixNano()})
+					v.Kind, nonNil(v.Ops), v.RebasedFrom, []byte{}, v.At.UnixNano(), v.Actor, v.RequestID, int64(v.Reverts)}) // #nosec G115 -- as above
 			}
 		}
 		if len(docs) == 0 {
@@ -169,7 +171,7 @@ func (s *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error)
 			return err
 		}
 		_, err = tx.CopyFrom(ctx, pgx.Identifier{"document_versions"},
-			[]string{"collection", "id", "seq", "etag", "kind", "ops", "rebased_from", "token", "at_ns"},
+			[]string{"collection", "id", "seq", "etag", "kind", "ops", "rebased_from", "token", "at_ns", "actor", "request_id", "reverts"},
 			pgx.CopyFromRows(versions))
 		return err
 	})

@@ -5,6 +5,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/patchd/patchd/store"
 )
 
 // SetBeforeCommit installs a fault injected after a write's statements,
@@ -20,3 +21,11 @@ func (s *Store) SetAfterCommit(f func() error) { s.hooks.afterCommit = f }
 // Pool returns the store's connection pool, for tests that reach into the
 // database.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// SetAfterLock makes every write call f after it locks each document's
+// row. Tests only; call before using the store.
+func (s *Store) SetAfterLock(f func(k store.Key)) { s.hooks.afterLock = f }
+
+// SetOnRetry makes every write call f with the error of each failed
+// attempt. Tests only; call before using the store.
+func (s *Store) SetOnRetry(f func(err error)) { s.hooks.onRetry = f }

@@ -100,6 +100,11 @@ type hooks struct {
 	// afterCommit runs after a successful COMMIT; an error it returns is
 	// treated as a commit whose outcome is unknown.
 	afterCommit func() error
+	// afterLock runs after each document's row is locked.
+	afterLock func(k store.Key)
+	// onRetry runs with the error of each failed try before retry is
+	// decided.
+	onRetry func(err error)
 }
 
 var (
@@ -240,7 +245,7 @@ func (s *Store) List(ctx context.Context, collection, after string, limit int) (
 		return nil, false, err
 	}
 	defer s.gate.Leave()
-	if !store.ValidName(collection) || (after != "" && !store.ValidName(after)) {
+	if !store.ValidCollection(collection) || (after != "" && !store.ValidName(after)) {
 		return nil, false, nil
 	}
 	n := int64(math.MaxInt64)
@@ -279,19 +284,20 @@ func (s *Store) List(ctx context.Context, collection, after string, limit int) (
 }
 
 // versionColumns are the columns scanVersion reads, in order.
-const versionColumns = `seq, etag, at_ns, kind, ops, rebased_from`
+const versionColumns = `seq, etag, at_ns, kind, ops, rebased_from, actor, request_id, reverts`
 
 // scanVersion reads one row of versionColumns.
 func scanVersion(row pgx.Row) (store.Version, error) {
 	var (
-		v       store.Version
-		seq, ns int64
-		etag    []byte
+		v                store.Version
+		seq, ns, reverts int64
+		etag             []byte
 	)
-	if err := row.Scan(&seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom); err != nil {
+	if err := row.Scan(&seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom, &v.Actor, &v.RequestID, &reverts); err != nil {
 		return store.Version{}, err
 	}
 	v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
+	v.Reverts = uint64(reverts)                                                 // #nosec G115 -- as seq
 	if len(v.Ops) == 0 {
 		v.Ops = nil
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -44,62 +45,118 @@ const (
 // change with a nil Body deletes the document; it returns an error
 // wrapping ErrNotFound if the document does not exist. If ctx is done
 // before the commit, Update commits nothing and returns an error wrapping
-// ctx.Err().
+// ctx.Err(). A change with DryRun is rolled back: Update returns the
+// document as it would have been committed.
 func (s *Store) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
 	if err := s.gate.EnterWrite(ctx, collection, id); err != nil {
 		return nil, err
 	}
 	defer s.gate.Leave()
+	var cur *store.Document // as the last call of fn saw it
+	one := func(ctx context.Context, docs []store.Locked) (*store.ManyChange, error) {
+		cur = docs[0].Doc
+		ch, err := fn(ctx, cur, docs[0].History)
+		if err != nil || ch == nil {
+			return nil, err
+		}
+		return &store.ManyChange{Changes: []store.DocChange{{Doc: 0, Change: ch}}, DryRun: ch.DryRun}, nil
+	}
+	res, err := s.run(ctx, []store.Key{{Collection: collection, ID: id}}, []int{0}, one)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.docs) == 0 {
+		return cur, nil
+	}
+	return res.docs[0], nil
+}
 
-	// The token identifies this call's version across its attempts.
+// UpdateMany runs fn on the current state of several documents and
+// commits its changes, all or none, in one READ COMMITTED transaction that
+// locks their rows in the byte order of collection and id: two
+// UpdateManys, from any replicas, lock in the same order, so they never
+// deadlock. Otherwise it behaves as Update (see store.Store).
+func (s *Store) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyFunc) ([]*store.Document, error) {
+	order, err := s.gate.EnterWriteMany(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	defer s.gate.Leave()
+	res, err := s.run(ctx, keys, order, fn)
+	if err != nil {
+		return nil, err
+	}
+	return res.docs, nil
+}
+
+// run runs the transaction of an Update or UpdateMany until it commits,
+// fails for good, or has been tried defaultMaxAttempts times, and then
+// publishes what it committed.
+func (s *Store) run(ctx context.Context, keys []store.Key, order []int, fn store.ManyFunc) (attempt, error) {
+	what := keys[0].Collection + "/" + keys[0].ID
+	if len(keys) > 1 {
+		what = fmt.Sprintf("%s and %d more", what, len(keys)-1)
+	}
+	// The token identifies this call's versions across its attempts.
 	token := make([]byte, 16)
 	_, _ = rand.Read(token)
 	var pending *attempt // the last attempt, when its commit outcome is unknown
 	for n := 1; ; n++ {
-		res, err := s.try(ctx, collection, id, fn, token, pending)
+		res, err := s.try(ctx, keys, order, fn, token, pending)
 		if err == nil {
-			if res.seq != 0 {
+			for _, ev := range res.events {
 				// This process's own subscribers hear of it at once; the
 				// other replicas through the hint.
-				s.feed.Publish(store.Event{Collection: collection, ID: id, Seq: res.seq})
-				s.queueHint(collection, id, res.seq)
+				s.feed.Publish(ev)
+				s.queueHint(ev.Collection, ev.ID, ev.Seq)
 			}
-			return res.doc, nil
+			return res, nil
 		}
 		var final *finalError
 		if errors.As(err, &final) {
-			return nil, final.err
+			return attempt{}, final.err
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, cerr)
+			return attempt{}, fmt.Errorf("store: update %s: %w", what, cerr)
 		}
 		var amb *ambiguousError
 		if errors.As(err, &amb) {
 			pending = amb.attempt
 			s.log.Warn("commit outcome unknown; checking before retrying",
-				"collection", collection, "id", id, "seq", amb.attempt.seq, "err", amb.err)
+				"collection", keys[amb.attempt.check.doc].Collection, "id", keys[amb.attempt.check.doc].ID,
+				"seq", amb.attempt.check.seq, "err", amb.err)
+		}
+		if s.hooks.onRetry != nil {
+			s.hooks.onRetry(err)
 		}
 		if !retryable(err) || n >= defaultMaxAttempts {
 			var hist *historyError
 			if errors.As(err, &hist) {
-				return nil, hist.fnErr
+				return attempt{}, hist.fnErr
 			}
-			return nil, fmt.Errorf("store: update %s/%s (attempt %d): %w", collection, id, n, err)
+			return attempt{}, fmt.Errorf("store: update %s (attempt %d): %w", what, n, err)
 		}
-		s.log.Debug("retrying update", "collection", collection, "id", id, "attempt", n, "err", err)
+		s.log.Debug("retrying update", "documents", what, "attempt", n, "err", err)
 		wait := min(retryCap, retryBase<<(n-1))
 		select {
 		case <-time.After(mrand.N(wait) + time.Millisecond): // #nosec G404 -- retry jitter, not a secret
 		case <-ctx.Done():
-			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, ctx.Err())
+			return attempt{}, fmt.Errorf("store: update %s: %w", what, ctx.Err())
 		}
 	}
 }
 
 // attempt is what one try would commit.
 type attempt struct {
-	seq uint64          // seq of the version written; 0 if none
-	doc *store.Document // what Update returns
+	docs   []*store.Document // per change, the document it commits (nil after a delete)
+	events []store.Event     // per change, its version; none for a dry run
+	check  versionCheck      // a version the attempt writes, with the call's token
+}
+
+// versionCheck names a version by the index of its document and its seq.
+type versionCheck struct {
+	doc int
+	seq uint64
 }
 
 // finalError carries an error that Update returns as it is, without retry:
@@ -213,9 +270,9 @@ func lockRow(ctx context.Context, tx pgx.Tx, collection, id string) (docRow, err
 	return r, scan()
 }
 
-// try runs one transaction of Update. pending is the previous attempt
-// when its commit outcome is unknown.
-func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateFunc, token []byte, pending *attempt) (_ attempt, err error) {
+// try runs one transaction of Update or UpdateMany. pending is the
+// previous attempt when its commit outcome is unknown.
+func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store.ManyFunc, token []byte, pending *attempt) (_ attempt, err error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		var pgErr *pgconn.PgError
@@ -234,95 +291,133 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		_ = tx.Rollback(rctx) // a no-op after Commit
 	}()
 
-	row, err := lockRow(ctx, tx, collection, id)
-	if err != nil {
-		return attempt{}, err
-	}
-	if pending != nil && uint64(row.seq) >= pending.seq { // #nosec G115 -- a seq from the database is non-negative
-		// The lock waits out the lost session, so the version is there
-		// now if that commit happened.
-		var got []byte
-		err := tx.QueryRow(ctx,
-			`SELECT token FROM document_versions WHERE collection = $1 AND id = $2 AND seq = $3`,
-			collection, id, int64(pending.seq)).Scan(&got) // #nosec G115 -- pending.seq came from an int64 seq + 1 (below 2^63)
-		switch {
-		case err == nil && bytes.Equal(got, token):
-			s.log.Info("lost commit acknowledgment: the write had committed",
-				"collection", collection, "id", id, "seq", pending.seq)
-			return *pending, nil
-		case err == nil:
-			// Another write took that seq: ours did not commit.
-		case errors.Is(err, pgx.ErrNoRows):
-			return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: version %d pruned before it could be checked: %w",
-				collection, id, pending.seq, ErrCommitUnknown)}
-		default:
+	rows := make([]docRow, len(keys))
+	for _, i := range order {
+		if rows[i], err = lockRow(ctx, tx, keys[i].Collection, keys[i].ID); err != nil {
 			return attempt{}, err
+		}
+		if s.hooks.afterLock != nil {
+			s.hooks.afterLock(keys[i])
+		}
+	}
+	if pending != nil {
+		k, seq := keys[pending.check.doc], pending.check.seq
+		if uint64(rows[pending.check.doc].seq) >= seq { // #nosec G115 -- a seq from the database is non-negative
+			// The lock waits out the lost session, so the version is there
+			// now if that commit happened.
+			var got []byte
+			err := tx.QueryRow(ctx,
+				`SELECT token FROM document_versions WHERE collection = $1 AND id = $2 AND seq = $3`,
+				k.Collection, k.ID, int64(seq)).Scan(&got) // #nosec G115 -- seq came from an int64 seq + n (below 2^63)
+			switch {
+			case err == nil && bytes.Equal(got, token):
+				s.log.Info("lost commit acknowledgment: the write had committed",
+					"collection", k.Collection, "id", k.ID, "seq", seq)
+				return *pending, nil
+			case err == nil:
+				// Another write took that seq: ours did not commit.
+			case errors.Is(err, pgx.ErrNoRows):
+				return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: version %d pruned before it could be checked: %w",
+					k.Collection, k.ID, seq, ErrCommitUnknown)}
+			default:
+				return attempt{}, err
+			}
 		}
 	}
 
-	cur := row.document(collection, id)
-	h := &txHistory{tx: tx, collection: collection, id: id}
-	change, err := fn(ctx, cur, h)
-	h.done.Store(true)
+	docs := make([]store.Locked, len(keys))
+	hists := make([]*txHistory, len(keys))
+	for i, k := range keys {
+		hists[i] = &txHistory{tx: tx, collection: k.Collection, id: k.ID}
+		docs[i] = store.Locked{Doc: rows[i].document(k.Collection, k.ID), Seq: uint64(rows[i].seq), History: hists[i]} // #nosec G115 -- a seq from the database is non-negative
+	}
+	mc, err := fn(ctx, docs)
+	for _, h := range hists {
+		h.done.Store(true)
+	}
 	if err != nil {
-		if h.err != nil {
-			return attempt{}, &historyError{fnErr: err, dbErr: h.err}
+		for _, h := range hists {
+			if h.err != nil {
+				return attempt{}, &historyError{fnErr: err, dbErr: h.err}
+			}
 		}
 		return attempt{}, &finalError{err}
 	}
-	if change == nil {
-		return attempt{doc: cur}, nil // the deferred rollback drops any placeholder
+	if mc == nil || len(mc.Changes) == 0 {
+		return attempt{}, nil // the deferred rollback drops any placeholder
 	}
-	if change.Body == nil && cur == nil {
-		return attempt{}, &finalError{fmt.Errorf("store: delete %s/%s: %w", collection, id, store.ErrNotFound)}
+	if err := store.CheckMany(keys, docs, mc); err != nil {
+		return attempt{}, &finalError{err}
 	}
-	if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil && !mc.DryRun {
 		return attempt{}, err
 	}
 
-	seq := row.seq + 1
 	at := time.Unix(0, s.now().UnixNano()).UTC() // as stored: no monotonic reading
-	res := attempt{seq: uint64(seq)}             // #nosec G115 -- the database's non-negative seq + 1
-	var etag []byte
-	if change.Body != nil {
-		res.doc = &store.Document{
-			Collection: collection,
-			ID:         id,
-			Body:       bytes.Clone(change.Body),
-			ETag:       store.ETagOf(change.Body),
-			Seq:        uint64(seq), // #nosec G115 -- as for res.seq
-			UpdatedAt:  at,
-		}
-		etag, _ = etagBytes(res.doc.ETag)
+	res := attempt{docs: make([]*store.Document, len(mc.Changes))}
+	seqs := make([]int64, len(keys))
+	for i := range rows {
+		seqs[i] = rows[i].seq
 	}
-	if err := change.Idempotency.Check(); err != nil {
-		return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: %w", collection, id, err)}
-	}
-	// Everything the write commits goes in this one batch, in this
-	// transaction, the idempotency record included.
+	// Everything the call commits goes in this one batch, in this
+	// transaction, the idempotency records included.
 	b := &pgx.Batch{}
-	b.Queue(`UPDATE documents SET seq = $3, etag = $4, body = $5, deleted = $6, updated_ns = $7
-		WHERE collection = $1 AND id = $2`,
-		collection, id, seq, nonNil(etag), nonNil(change.Body), change.Body == nil, at.UnixNano())
-	b.Queue(`INSERT INTO document_versions
-		(collection, id, seq, etag, kind, ops, rebased_from, token, at_ns)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		collection, id, seq, nonNil(etag), change.Kind, nonNil(change.Ops), change.RebasedFrom, token, at.UnixNano())
-	if keep := int64(s.retention.Versions); seq > keep {
-		// Prune from the oldest while store.Retention.Prunable says so:
-		// never the newest Versions, and stop at the first version younger
-		// than Age.
-		b.Queue(`DELETE FROM document_versions
-			WHERE collection = $1 AND id = $2 AND seq < LEAST($3::bigint, COALESCE(
-				(SELECT seq FROM document_versions
-				 WHERE collection = $1 AND id = $2 AND seq < $3::bigint AND at_ns >= $4
-				 ORDER BY seq LIMIT 1), $3::bigint))`,
-			collection, id, seq-keep+1, at.UnixNano()-s.retention.Age.Nanoseconds())
+	touched := make([]bool, len(keys))
+	idem := false
+	for j, dc := range mc.Changes {
+		k, change := keys[dc.Doc], dc.Change
+		seqs[dc.Doc]++
+		seq := seqs[dc.Doc]
+		touched[dc.Doc] = true
+		var etag []byte
+		if change.Body != nil {
+			res.docs[j] = &store.Document{
+				Collection: k.Collection,
+				ID:         k.ID,
+				Body:       bytes.Clone(change.Body),
+				ETag:       store.ETagOf(change.Body),
+				Seq:        uint64(seq), // #nosec G115 -- the database's non-negative seq + n
+				UpdatedAt:  at,
+			}
+			etag, _ = etagBytes(res.docs[j].ETag)
+		}
+		res.events = append(res.events, store.Event{Collection: k.Collection, ID: k.ID, Seq: uint64(seq)}) // #nosec G115 -- as above
+		if j == 0 {
+			res.check = versionCheck{doc: dc.Doc, seq: uint64(seq)} // #nosec G115 -- as above
+		}
+		b.Queue(`UPDATE documents SET seq = $3, etag = $4, body = $5, deleted = $6, updated_ns = $7
+			WHERE collection = $1 AND id = $2`,
+			k.Collection, k.ID, seq, nonNil(etag), nonNil(change.Body), change.Body == nil, at.UnixNano())
+		b.Queue(`INSERT INTO document_versions
+			(collection, id, seq, etag, kind, ops, rebased_from, token, at_ns, actor, request_id, reverts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			k.Collection, k.ID, seq, nonNil(etag), change.Kind, nonNil(change.Ops), change.RebasedFrom, token, at.UnixNano(),
+			change.Actor, change.RequestID, int64(change.Reverts)) // #nosec G115 -- a seq the caller read from history
+		if r := change.Idempotency; r != nil {
+			idem = true
+			b.Queue(`INSERT INTO idempotency_keys (key, value, expires_ns) VALUES ($1, $2, $3)
+				ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_ns = EXCLUDED.expires_ns`,
+				[]byte(r.Key), nonNil(r.Value), r.Expires.UnixNano())
+		}
 	}
-	if r := change.Idempotency; r != nil {
-		b.Queue(`INSERT INTO idempotency_keys (key, value, expires_ns) VALUES ($1, $2, $3)
-			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_ns = EXCLUDED.expires_ns`,
-			[]byte(r.Key), nonNil(r.Value), r.Expires.UnixNano())
+	if mc.DryRun {
+		res.events = nil
+		return res, nil // the deferred rollback drops any placeholder
+	}
+	for i, k := range keys {
+		if keep := int64(s.retention.Versions); touched[i] && seqs[i] > keep {
+			// Prune from the oldest while store.Retention.Prunable says so:
+			// never the newest Versions, and stop at the first version
+			// younger than Age.
+			b.Queue(`DELETE FROM document_versions
+				WHERE collection = $1 AND id = $2 AND seq < LEAST($3::bigint, COALESCE(
+					(SELECT seq FROM document_versions
+					 WHERE collection = $1 AND id = $2 AND seq < $3::bigint AND at_ns >= $4
+					 ORDER BY seq LIMIT 1), $3::bigint))`,
+				k.Collection, k.ID, seqs[i]-keep+1, at.UnixNano()-s.retention.Age.Nanoseconds())
+		}
+	}
+	if idem {
 		// Expired records go a few at a time, as the writes that make
 		// records come, like the bbolt store's.
 		b.Queue(`DELETE FROM idempotency_keys WHERE key IN
@@ -425,6 +520,39 @@ func (h *txHistory) Since(ctx context.Context, etags []string) (store.Version, [
 	}
 	if len(vs) == 0 {
 		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, store.ErrBaseUnknown)
+	}
+	return vs[0], vs[1:], nil
+}
+
+// SinceSeq returns the retained version seq with every later version,
+// oldest first. Returns ErrBaseUnknown if version seq is not retained.
+func (h *txHistory) SinceSeq(ctx context.Context, seq uint64) (store.Version, []store.Version, error) {
+	if h.done.Load() {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: history used after its UpdateFunc returned", h.collection, h.id)
+	}
+	if err := ctx.Err(); err != nil {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, err)
+	}
+	if h.err != nil {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, h.err)
+	}
+	if seq == 0 || seq > math.MaxInt64 {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s seq %d: %w", h.collection, h.id, seq, store.ErrBaseUnknown)
+	}
+	rows, err := h.tx.Query(ctx,
+		`SELECT `+versionColumns+` FROM document_versions
+		 WHERE collection = $1 AND id = $2 AND seq >= $3 ORDER BY seq`,
+		h.collection, h.id, int64(seq))
+	var vs []store.Version
+	if err == nil {
+		vs, err = collectVersions(rows)
+	}
+	if err != nil {
+		h.err = err
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, ctxErr(ctx, err))
+	}
+	if len(vs) == 0 || vs[0].Seq != seq {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s seq %d: %w", h.collection, h.id, seq, store.ErrBaseUnknown)
 	}
 	return vs[0], vs[1:], nil
 }

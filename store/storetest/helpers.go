@@ -158,6 +158,10 @@ func wantVersion(t *testing.T, what string, got, want store.Version) {
 	if got.RebasedFrom != want.RebasedFrom {
 		t.Errorf("%s: RebasedFrom %q, want %q", what, got.RebasedFrom, want.RebasedFrom)
 	}
+	if got.Actor != want.Actor || got.RequestID != want.RequestID || got.Reverts != want.Reverts {
+		t.Errorf("%s: Actor %q, RequestID %q, Reverts %d; want %q, %q, %d", what,
+			got.Actor, got.RequestID, got.Reverts, want.Actor, want.RequestID, want.Reverts)
+	}
 }
 
 // wantVersions compares two lists of versions.

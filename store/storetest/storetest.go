@@ -98,6 +98,18 @@ func groups() []group {
 			{name: "Counter", fn: testUpdateCounter},
 			{name: "ConcurrentDocuments", fn: testUpdateConcurrentDocuments},
 			{name: "InvalidKey", fn: testUpdateInvalidKey},
+			{name: "DryRun", fn: testUpdateDryRun},
+			{name: "Who", fn: testVersionWho},
+		}},
+		{name: "Many", tests: []testCase{
+			{name: "Commit", fn: testManyCommit},
+			{name: "SameDocument", fn: testManySameDocument},
+			{name: "Nothing", fn: testManyNothing},
+			{name: "InvalidKeys", fn: testManyInvalidKeys},
+			{name: "DryRun", fn: testManyDryRun},
+			{name: "Idempotency", fn: testManyIdempotency},
+			{name: "History", fn: testManyHistory},
+			{name: "Concurrent", fn: testManyConcurrent},
 		}},
 		{name: "List", tests: []testCase{
 			{name: "UnknownCollection", fn: testListUnknownCollection},
@@ -118,6 +130,7 @@ func groups() []group {
 			{name: "Unknown", fn: testSinceUnknown},
 			{name: "Fields", fn: testSinceFields},
 			{name: "AcrossDelete", fn: testSinceAcrossDelete},
+			{name: "Seq", fn: testSinceSeq},
 		}},
 		{name: "Retention", tests: []testCase{
 			{name: "Versions", fn: testRetentionVersions},

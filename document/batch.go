@@ -1,0 +1,206 @@
+package document
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/patchd/patchd/store"
+)
+
+// BatchError is the write of a batch that was refused; nothing of the
+// batch was written. errors.Is and errors.As see the write's own error.
+type BatchError struct {
+	// Index is the write's position in the batch, from 0.
+	Index int
+	Err   error
+}
+
+func (e *BatchError) Error() string { return fmt.Sprintf("write %d: %v", e.Index, e.Err) }
+
+// Unwrap returns the write's error.
+func (e *BatchError) Unwrap() error { return e.Err }
+
+// Batch decides several writes, in order, each as Write would (its own
+// preconditions, rebase, schema and limits), each seeing what the writes
+// before it in the batch did, and commits them all in one transaction, or
+// none. A write that is refused refuses the batch: the error is a
+// *BatchError naming it. With dryRun nothing is written; the results say
+// what the writes would have done. Writes with an idempotency key whose
+// answer is stored are answered from it and not applied again; keys must
+// be distinct within a batch.
+func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result, error) {
+	results := make([]Result, len(ws))
+	ds := make([]*decision, len(ws))
+	keys := []store.Key{}
+	keyOf := make([]int, len(ws)) // index in keys; -1 for a replayed write
+	seen := map[store.Key]int{}
+	idem := map[string]int{}
+	defer func() {
+		for key := range idem {
+			s.inflight.release(key)
+		}
+	}()
+	for i := range ws {
+		w := &ws[i]
+		w.DryRun = dryRun
+		refuse := func(err error) ([]Result, error) { return nil, &BatchError{Index: i, Err: err} }
+		if w.Collection == store.SchemaCollection {
+			return refuse(fail(ErrInvalidRequest, "schemas are not written in batches"))
+		}
+		if w.Idempotency != nil {
+			key := w.Idempotency.Key
+			if j, dup := idem[key]; dup {
+				return refuse(fail(ErrInvalidRequest, fmt.Sprintf("Idempotency-Key used by write %d too: each write of a batch needs its own", j)))
+			}
+			if !s.inflight.take(key) {
+				return refuse(fail(ErrIdempotencyKeyInUse, "a request with this Idempotency-Key is still being processed; retry later"))
+			}
+			idem[key] = i
+			res, ok, err := s.replay(ctx, w.Idempotency)
+			if err != nil {
+				return refuse(err)
+			}
+			if ok {
+				res.DryRun = dryRun
+				results[i], keyOf[i] = res, -1
+				continue
+			}
+		}
+		d := &decision{s: s, w: w}
+		if err := d.parse(); err != nil {
+			return refuse(err)
+		}
+		if w.Kind == Post {
+			w.ID = s.ids.Next()
+		}
+		ds[i] = d
+		k := store.Key{Collection: w.Collection, ID: w.ID}
+		j, ok := seen[k]
+		if !ok {
+			j = len(keys)
+			seen[k] = j
+			keys = append(keys, k)
+		}
+		keyOf[i] = j
+	}
+	if len(keys) == 0 {
+		return results, nil // every write was replayed
+	}
+	// The schemas, once per collection.
+	schemas := map[string]*compiledSchema{}
+	for i, d := range ds {
+		if d == nil || d.w.Kind == Delete {
+			continue
+		}
+		sch, ok := schemas[d.w.Collection]
+		if !ok {
+			var err error
+			if sch, err = s.schemaFor(ctx, d.w.Collection); err != nil {
+				return nil, &BatchError{Index: i, Err: err}
+			}
+			schemas[d.w.Collection] = sch
+		}
+		d.schema = sch
+	}
+
+	// resultFrom[i] is the change whose document write i answers with: its
+	// own, or the last one before it of the same document; -1 for the
+	// document as it was before the batch.
+	resultFrom := make([]int, len(ws))
+	var initial []*store.Document
+	fn := func(ctx context.Context, locked []store.Locked) (*store.ManyChange, error) {
+		views := make([]*store.Document, len(locked))
+		seqs := make([]uint64, len(locked))
+		hists := make([]*overlayHistory, len(locked))
+		last := make([]int, len(locked))
+		for j, l := range locked {
+			views[j], seqs[j], last[j] = l.Doc, l.Seq, -1
+			hists[j] = &overlayHistory{base: l.History}
+		}
+		initial = append([]*store.Document(nil), views...)
+		mc := &store.ManyChange{DryRun: dryRun}
+		for i, d := range ds {
+			if d == nil {
+				continue
+			}
+			j := keyOf[i]
+			ch, err := d.decideAt(ctx, views[j], seqs[j], hists[j])
+			if err != nil {
+				return nil, &BatchError{Index: i, Err: err}
+			}
+			if ch != nil {
+				seqs[j]++
+				mc.Changes = append(mc.Changes, store.DocChange{Doc: j, Change: ch})
+				last[j] = len(mc.Changes) - 1
+				views[j] = nil
+				v := store.Version{Seq: seqs[j], Kind: ch.Kind, Ops: ch.Ops, RebasedFrom: ch.RebasedFrom,
+					Actor: ch.Actor, RequestID: ch.RequestID, Reverts: ch.Reverts}
+				if ch.Body != nil {
+					v.ETag = store.ETagOf(ch.Body)
+					views[j] = &store.Document{Collection: keys[j].Collection, ID: keys[j].ID, Body: ch.Body, ETag: v.ETag, Seq: seqs[j]}
+				}
+				hists[j].later = append(hists[j].later, v)
+			}
+			resultFrom[i] = last[j]
+		}
+		return mc, nil
+	}
+	docs, err := s.store.UpdateMany(ctx, keys, fn)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range ds {
+		if d == nil {
+			continue
+		}
+		doc := initial[keyOf[i]]
+		if resultFrom[i] >= 0 {
+			doc = docs[resultFrom[i]]
+		}
+		results[i] = Result{Doc: doc, Created: d.created, RebasedFrom: d.rebasedFrom, Before: d.before, DryRun: dryRun}
+		if doc == nil && d.w.Kind != Delete {
+			return nil, &BatchError{Index: i, Err: fail(store.ErrNotFound, "no such document")}
+		}
+	}
+	return results, nil
+}
+
+// overlayHistory is a document's history as a write of a batch sees it:
+// the store's, then the versions the writes before it in the batch made.
+type overlayHistory struct {
+	base  store.History
+	later []store.Version
+}
+
+// Since finds the newest version with one of etags, in the batch's
+// versions first.
+func (o *overlayHistory) Since(ctx context.Context, etags []string) (store.Version, []store.Version, error) {
+	for i := len(o.later) - 1; i >= 0; i-- {
+		for _, e := range etags {
+			if e != "" && o.later[i].ETag == e {
+				return o.later[i], o.later[i+1:], nil
+			}
+		}
+	}
+	base, later, err := o.base.Since(ctx, etags)
+	if err != nil {
+		return store.Version{}, nil, err
+	}
+	return base, append(later, o.later...), nil
+}
+
+// SinceSeq returns version seq and the later ones, the batch's included.
+func (o *overlayHistory) SinceSeq(ctx context.Context, seq uint64) (store.Version, []store.Version, error) {
+	if n := len(o.later); n > 0 && seq >= o.later[0].Seq {
+		i := seq - o.later[0].Seq
+		if i >= uint64(n) {
+			return store.Version{}, nil, fmt.Errorf("document: since seq %d: %w", seq, store.ErrBaseUnknown)
+		}
+		return o.later[i], o.later[i+1:], nil
+	}
+	v, later, err := o.base.SinceSeq(ctx, seq)
+	if err != nil {
+		return store.Version{}, nil, err
+	}
+	return v, append(later, o.later...), nil
+}

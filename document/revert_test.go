@@ -1,0 +1,278 @@
+package document_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/patchd/patchd/document"
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
+	"pgregory.net/rapid"
+)
+
+// Property tests of revert on a real store: random histories of JSON
+// Patches, Merge Patches and PUTs, then reverts.
+
+// openService returns a document service over a fresh bbolt file.
+func openService(t *testing.T) (*document.Service, store.Store) {
+	t.Helper()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return document.New(st, document.DefaultConfig()), st
+}
+
+// revKeys are the members of the random documents: few, so that edits
+// meet, and top-level, so that what a version touched is easy to name.
+var revKeys = []string{"a", "b", "c", "d", "e", "f"}
+
+// genValue draws a member's value: a scalar, a small object or an array.
+func genValue(t *rapid.T, label string) any {
+	scalar := func(l string) any {
+		return rapid.SampledFrom([]any{nil, true, "x", "y", json.Number("1"), json.Number("2.50"), json.Number("12345678901234567890123")}).Draw(t, l)
+	}
+	switch rapid.IntRange(0, 3).Draw(t, label+"Kind") {
+	case 0:
+		m := map[string]any{}
+		for _, k := range []string{"x", "y", "z"} {
+			if rapid.Bool().Draw(t, label+"Has"+k) {
+				m[k] = scalar(label + k)
+			}
+		}
+		return m
+	case 1:
+		a := []any{}
+		for i := range rapid.IntRange(0, 3).Draw(t, label+"Len") {
+			a = append(a, scalar(label+strconv.Itoa(i)))
+		}
+		return a
+	}
+	return scalar(label)
+}
+
+// genEdit draws a write against doc (decoded with json.Number): its kind
+// and body. Most edits stay inside one top-level member.
+func genEdit(t *rapid.T, doc map[string]any) (document.Kind, string) {
+	enc := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	k := rapid.SampledFrom(revKeys).Draw(t, "key")
+	switch rapid.IntRange(0, 9).Draw(t, "editKind") {
+	case 0: // a whole new body
+		body := map[string]any{}
+		for _, key := range revKeys {
+			if rapid.IntRange(0, 2).Draw(t, "putHas"+key) == 0 {
+				body[key] = genValue(t, "put"+key)
+			}
+		}
+		return document.Put, enc(body)
+	case 1, 2: // merge patch of one member, or its removal
+		if _, ok := doc[k]; ok && rapid.Bool().Draw(t, "mergeRemove") {
+			return document.MergePatch, enc(map[string]any{k: nil})
+		}
+		v := genValue(t, "merge")
+		if v == nil {
+			v = "null-free"
+		}
+		return document.MergePatch, enc(map[string]any{k: v})
+	}
+	var op map[string]any
+	switch cur := doc[k].(type) {
+	case nil:
+		op = map[string]any{"op": "add", "path": "/" + k, "value": genValue(t, "add")}
+	case []any:
+		switch i := rapid.IntRange(0, len(cur)+1).Draw(t, "index"); {
+		case i < len(cur) && rapid.Bool().Draw(t, "rm"):
+			op = map[string]any{"op": "remove", "path": fmt.Sprintf("/%s/%d", k, i)}
+		case i < len(cur):
+			op = map[string]any{"op": "replace", "path": fmt.Sprintf("/%s/%d", k, i), "value": genValue(t, "set")}
+		case i == len(cur):
+			op = map[string]any{"op": "add", "path": fmt.Sprintf("/%s/%d", k, i), "value": genValue(t, "ins")}
+		default:
+			op = map[string]any{"op": "add", "path": "/" + k + "/-", "value": genValue(t, "append")}
+		}
+	case map[string]any:
+		sub := rapid.SampledFrom([]string{"x", "y", "z"}).Draw(t, "sub")
+		if _, ok := cur[sub]; ok && rapid.Bool().Draw(t, "subRemove") {
+			op = map[string]any{"op": "remove", "path": "/" + k + "/" + sub}
+		} else {
+			op = map[string]any{"op": "add", "path": "/" + k + "/" + sub, "value": genValue(t, "subAdd")}
+		}
+	default:
+		if rapid.Bool().Draw(t, "remove") {
+			op = map[string]any{"op": "remove", "path": "/" + k}
+		} else {
+			op = map[string]any{"op": "replace", "path": "/" + k, "value": genValue(t, "replace")}
+		}
+	}
+	return document.JSONPatch, enc([]any{op})
+}
+
+// decode decodes a canonical body with json.Number.
+func decode(t *rapid.T, body []byte) map[string]any {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// history writes a document and draws up to maxEdits edits of it, written
+// through the service; it returns its body after each seq.
+func history(t *rapid.T, ctx context.Context, svc *document.Service, id string, maxEdits int) map[uint64][]byte {
+	bodies := map[uint64][]byte{}
+	res, err := svc.Write(ctx, document.Write{Kind: document.Put, Collection: "p", ID: id, Body: []byte(`{"a":1,"c":[1],"e":{"x":1}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies[res.Doc.Seq] = res.Doc.Body
+	cur := res.Doc
+	for range rapid.IntRange(1, maxEdits).Draw(t, "edits") {
+		kind, body := genEdit(t, decode(t, cur.Body))
+		pre := document.Preconditions{IfMatch: document.ETagList{Present: true, Tags: []document.EntityTag{{Opaque: cur.ETag}}}}
+		res, err := svc.Write(ctx, document.Write{Kind: kind, Collection: "p", ID: id, Body: []byte(body), Pre: pre})
+		if err != nil {
+			t.Logf("edit %s %s refused: %v", kind, body, err)
+			continue
+		}
+		if res.Doc.Seq == cur.Seq {
+			continue // changed nothing
+		}
+		t.Logf("seq %d: %s %s", res.Doc.Seq, kind, body)
+		bodies[res.Doc.Seq] = res.Doc.Body
+		cur = res.Doc
+	}
+	return bodies
+}
+
+// touched returns the top-level members a version's ops wrote, and whether
+// one of them wrote the whole document.
+func touched(t *rapid.T, v store.Version) (map[string]bool, bool) {
+	ops, err := patch.DecodeOps(v.Ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, o := range ops {
+		if len(o.Path) == 0 {
+			return out, true
+		}
+		out[o.Path[0].Key] = true
+	}
+	return out, false
+}
+
+// revertOf is the revert of version k made with If-Match etag.
+func revertOf(k uint64, etag string) document.Write {
+	return document.Write{Kind: document.Revert, Revert: k,
+		Pre: document.Preconditions{IfMatch: document.ETagList{Present: true, Tags: []document.EntityTag{{Opaque: etag}}}}}
+}
+
+// TestPropRevertNewest: reverting the newest version restores the body
+// before it, byte for byte.
+func TestPropRevertNewest(t *testing.T) {
+	svc, _ := openService(t)
+	n := 0
+	rapid.Check(t, func(t *rapid.T) {
+		ctx := context.Background()
+		n++
+		id := "d" + strconv.Itoa(n)
+		bodies := history(t, ctx, svc, id, 6)
+		newest := uint64(len(bodies))
+		if newest < 2 {
+			return
+		}
+		w := revertOf(newest, store.ETagOf(bodies[newest]))
+		w.Collection, w.ID = "p", id
+		res, err := svc.Write(ctx, w)
+		if err != nil {
+			t.Fatalf("revert %d: %v", newest, err)
+		}
+		if !bytes.Equal(res.Doc.Body, bodies[newest-1]) || res.Doc.Seq != newest+1 || res.RebasedFrom != "" {
+			t.Fatalf("revert %d: seq %d %s, want %s", newest, res.Doc.Seq, res.Doc.Body, bodies[newest-1])
+		}
+	})
+}
+
+// TestPropRevertUntouched: reverting an older version whose members no
+// later version wrote gives what its inverse gives applied to the current
+// body; and a revert never fails but by a conflict.
+func TestPropRevertUntouched(t *testing.T) {
+	svc, st := openService(t)
+	n, disjoint := 0, 0
+	rapid.Check(t, func(t *rapid.T) {
+		ctx := context.Background()
+		n++
+		id := "d" + strconv.Itoa(n)
+		bodies := history(t, ctx, svc, id, 8)
+		newest := uint64(len(bodies))
+		if newest < 3 {
+			return
+		}
+		k := rapid.Uint64Range(2, newest-1).Draw(t, "k")
+		vs, _, err := st.History(ctx, "p", id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine, whole := touched(t, vs[k-1])
+		clean := !whole
+		for _, v := range vs[k:] {
+			theirs, all := touched(t, v)
+			for m := range theirs {
+				clean = clean && !mine[m]
+			}
+			clean = clean && !all
+		}
+		w := revertOf(k, store.ETagOf(bodies[newest]))
+		w.Collection, w.ID = "p", id
+		res, err := svc.Write(ctx, w)
+		if !clean {
+			var pe *document.PreconditionError
+			if err != nil && !errors.As(err, &pe) {
+				t.Fatalf("revert %d: %v, want a result or a 412", k, err)
+			}
+			return
+		}
+		disjoint++
+		if err != nil {
+			t.Fatalf("revert %d, whose members nothing later wrote: %v", k, err)
+		}
+		ops, err := patch.DecodeOps(vs[k-1].Ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur, err := patch.Parse(bodies[newest], patch.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := patch.ApplyOps(cur, patch.Invert(ops))
+		if err != nil {
+			t.Fatalf("the inverse of %d does not apply to the current body: %v", k, err)
+		}
+		if got, w := res.Doc.Body, patch.Canonical(want); !bytes.Equal(got, w) {
+			t.Fatalf("revert %d: %s, want the inverse applied: %s", k, got, w)
+		}
+		if res.RebasedFrom != vs[k-1].ETag {
+			t.Fatalf("revert %d: Rebased-From %q, want %q", k, res.RebasedFrom, vs[k-1].ETag)
+		}
+	})
+	if disjoint == 0 {
+		t.Fatal("no history drawn had a version whose members nothing later wrote")
+	}
+	t.Logf("%d of %d histories had a version nothing later touched", disjoint, n)
+}

@@ -1,0 +1,371 @@
+package document
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+
+	"github.com/patchd/patchd/store"
+)
+
+// Schemas. Each collection may have a JSON Schema (draft 2020-12), kept in
+// the store as the document store.SchemaCollection/<collection>, so that
+// every replica reads the same one and it has an ETag, a history and a
+// place in exports like a document. Every write to the collection is
+// validated on its result. The compiled schema is cached per ETag, and
+// every write reads the schema's current ETag from the store (a cheap
+// read), so that a change made through any replica applies to the next
+// write everywhere.
+
+// Bounds of what a schema may ask for.
+const (
+	// maxPattern is the longest regular expression a schema may hold
+	// (pattern, patternProperties, format "regex"), in bytes. Go's regexp
+	// runs in linear time, but compiling a huge one takes memory.
+	maxPattern = 4096
+	// maxSchemaErrors bounds the errors one violation reports.
+	maxSchemaErrors = 50
+	// maxApplications bounds the subschemas a schema may apply to one
+	// value ($ref, allOf, anyOf... without going down the document): a
+	// schema whose applicators fan out level after level would make every
+	// write take exponential time.
+	maxApplications = 10_000
+)
+
+// draft2020 is the $schema of draft 2020-12, the one patchd takes.
+const draft2020 = "https://json-schema.org/draft/2020-12/schema"
+
+// compiledSchema is a collection's schema, compiled, with the ETag of the
+// document it was compiled from.
+type compiledSchema struct {
+	etag   string
+	schema *jsonschema.Schema
+}
+
+// schemaCache holds the compiled schema of each collection that has one.
+type schemaCache struct {
+	mu sync.Mutex
+	m  map[string]*compiledSchema
+}
+
+// printer formats the validator's messages.
+var printer = message.NewPrinter(language.English)
+
+// schemaLocation is the URL a collection's schema is compiled at: relative
+// references resolve against it, and nothing is ever loaded from it.
+func schemaLocation(coll string) string {
+	return "https://patchd.invalid/schemas/" + coll
+}
+
+// errNoLoad is what a schema that refers outside itself gets: the server
+// loads nothing from the network or the file system.
+var errNoLoad = errors.New("patchd loads no schema from outside the one given: every $ref must point inside it")
+
+// noLoader refuses every load.
+type noLoader struct{}
+
+func (noLoader) Load(string) (any, error) { return nil, errNoLoad }
+
+// boundedRegexp is Go's regexp with a bound on the pattern's size.
+func boundedRegexp(s string) (jsonschema.Regexp, error) {
+	if len(s) > maxPattern {
+		return nil, fmt.Errorf("a regular expression of %d bytes; the limit is %d", len(s), maxPattern)
+	}
+	return regexp.Compile(s)
+}
+
+// compileSchema compiles the schema of a collection. Errors wrap
+// ErrInvalidSchema and say what is wrong: not a JSON object, another draft,
+// a $ref outside the schema, a pattern too large or invalid, a $ref cycle
+// that never reaches into the document, or anything the draft's
+// meta-schema refuses.
+func compileSchema(coll string, body []byte) (*jsonschema.Schema, error) {
+	invalid := func(format string, args ...any) error {
+		return fail(ErrInvalidSchema, fmt.Sprintf(format, args...))
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		return nil, invalid("the schema is not JSON: %v", err)
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return nil, invalid("a schema must be a JSON object (use {} to accept every document)")
+	}
+	if v, ok := obj["$schema"]; ok {
+		if s, _ := v.(string); strings.TrimSuffix(s, "#") != draft2020 {
+			return nil, invalid("$schema %v: patchd takes JSON Schema draft 2020-12 (%q), or no $schema", v, draft2020)
+		}
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.UseLoader(noLoader{})
+	c.UseRegexpEngine(boundedRegexp)
+	c.AssertFormat()
+	loc := schemaLocation(coll)
+	if err := c.AddResource(loc, doc); err != nil {
+		return nil, invalid("%v", err)
+	}
+	sch, err := c.Compile(loc)
+	var sve *jsonschema.SchemaValidationError
+	var ve *jsonschema.ValidationError
+	switch {
+	case errors.As(err, &sve) && errors.As(sve.Err, &ve):
+		var errs []SchemaError
+		flattenErrors(ve, &errs)
+		var b strings.Builder
+		b.WriteString("not a valid JSON Schema (draft 2020-12)")
+		for i, e := range errs {
+			if i == 3 {
+				fmt.Fprintf(&b, "; and %d more", len(errs)-3)
+				break
+			}
+			fmt.Fprintf(&b, "; at %q: %s", e.InstancePath, shorten(e.Message))
+		}
+		return nil, invalid("%s", b.String())
+	case err != nil:
+		return nil, invalid("%s", shorten(strings.ReplaceAll(err.Error(), loc, "")))
+	}
+	if err := checkRefCycles(sch); err != nil {
+		return nil, invalid("%v", err)
+	}
+	return sch, nil
+}
+
+// shorten cuts a message that quotes a long value (a pattern, say) to its
+// start and its end, which says what is wrong.
+func shorten(s string) string {
+	if len(s) <= 240 {
+		return s
+	}
+	head, tail := s[:80], s[len(s)-140:]
+	return strings.ToValidUTF8(head, "") + " ... " + strings.ToValidUTF8(tail, "")
+}
+
+// checkRefCycles refuses a schema in which a subschema applies itself to
+// the same value again ($ref, allOf, anyOf, oneOf, not, if/then/else,
+// dependentSchemas) without descending into it: validation would never
+// end. Recursion through properties, items and the like is fine: each step
+// goes one level down the document, whose depth is bounded.
+func checkRefCycles(root *jsonschema.Schema) error {
+	// Every subschema reachable from the root, by any keyword.
+	var all []*jsonschema.Schema
+	seen := map[*jsonschema.Schema]bool{}
+	var reach func(s *jsonschema.Schema)
+	reach = func(s *jsonschema.Schema) {
+		if s == nil || seen[s] {
+			return
+		}
+		seen[s] = true
+		all = append(all, s)
+		for _, c := range sameValue(s) {
+			reach(c)
+		}
+		for _, c := range children(s) {
+			reach(c)
+		}
+	}
+	reach(root)
+	const (
+		unvisited = iota
+		onPath
+		done
+	)
+	state := make(map[*jsonschema.Schema]int, len(all))
+	var visit func(s *jsonschema.Schema) *jsonschema.Schema
+	visit = func(s *jsonschema.Schema) *jsonschema.Schema {
+		switch state[s] {
+		case onPath:
+			return s
+		case done:
+			return nil
+		}
+		state[s] = onPath
+		for _, c := range sameValue(s) {
+			if c != nil {
+				if loop := visit(c); loop != nil {
+					return loop
+				}
+			}
+		}
+		state[s] = done
+		return nil
+	}
+	where := func(s *jsonschema.Schema) string {
+		w := s.Location
+		if i := strings.IndexByte(w, '#'); i >= 0 {
+			w = w[i:]
+		}
+		return w
+	}
+	for _, s := range all {
+		if loop := visit(s); loop != nil {
+			return fmt.Errorf("the subschema at %s refers back to itself without descending into the document ($ref cycle)", where(loop))
+		}
+	}
+	// Without cycles, count the subschemas each one applies to its value,
+	// itself included.
+	count := make(map[*jsonschema.Schema]int, len(all))
+	var applications func(s *jsonschema.Schema) int
+	applications = func(s *jsonschema.Schema) int {
+		if n, ok := count[s]; ok {
+			return n
+		}
+		n := 1
+		for _, c := range sameValue(s) {
+			if c != nil && n <= maxApplications {
+				n += applications(c)
+			}
+		}
+		count[s] = n
+		return n
+	}
+	for _, s := range all {
+		if n := applications(s); n > maxApplications {
+			return fmt.Errorf("the subschema at %s applies more than %d subschemas to one value; the limit is %d", where(s), maxApplications, maxApplications)
+		}
+	}
+	return nil
+}
+
+// sameValue returns the subschemas that s applies to the value it
+// validates.
+func sameValue(s *jsonschema.Schema) []*jsonschema.Schema {
+	out := []*jsonschema.Schema{s.Ref, s.RecursiveRef, s.Not, s.If, s.Then, s.Else}
+	if s.DynamicRef != nil {
+		out = append(out, s.DynamicRef.Ref)
+	}
+	out = append(out, s.AllOf...)
+	out = append(out, s.AnyOf...)
+	out = append(out, s.OneOf...)
+	for _, c := range s.DependentSchemas {
+		out = append(out, c)
+	}
+	for _, d := range s.Dependencies {
+		if c, ok := d.(*jsonschema.Schema); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// children returns the subschemas that s applies to values inside the
+// value it validates (or to property names, or decoded content).
+func children(s *jsonschema.Schema) []*jsonschema.Schema {
+	out := []*jsonschema.Schema{s.PropertyNames, s.Contains, s.Items2020, s.UnevaluatedProperties, s.UnevaluatedItems, s.ContentSchema}
+	for _, c := range s.Properties {
+		out = append(out, c)
+	}
+	for _, c := range s.PatternProperties {
+		out = append(out, c)
+	}
+	out = append(out, s.PrefixItems...)
+	for _, v := range []any{s.AdditionalProperties, s.AdditionalItems, s.Items} {
+		switch v := v.(type) {
+		case *jsonschema.Schema:
+			out = append(out, v)
+		case []*jsonschema.Schema:
+			out = append(out, v...)
+		}
+	}
+	return out
+}
+
+// validate checks a canonical body against the schema and returns how it
+// fails (at most maxSchemaErrors ways), or nil.
+func (c *compiledSchema) validate(body []byte) ([]SchemaError, error) {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("schema validation: the body does not decode: %w", err)
+	}
+	err = c.schema.Validate(v)
+	if err == nil {
+		return nil, nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return nil, fmt.Errorf("schema validation: %w", err)
+	}
+	var out []SchemaError
+	flattenErrors(ve, &out)
+	if len(out) == 0 { // a failure with no detail: say so at the root
+		out = append(out, SchemaError{Keyword: "", Message: ve.ErrorKind.LocalizedString(printer)})
+	}
+	return out, nil
+}
+
+// flattenErrors appends the leaves of a validation error tree: the
+// keywords that failed, where they failed.
+func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
+	if len(*out) >= maxSchemaErrors {
+		return
+	}
+	if len(ve.Causes) > 0 {
+		for _, c := range ve.Causes {
+			flattenErrors(c, out)
+		}
+		return
+	}
+	if _, ok := ve.ErrorKind.(*kind.Schema); ok {
+		return
+	}
+	keyword := ""
+	if kp := ve.ErrorKind.KeywordPath(); len(kp) > 0 {
+		keyword = kp[0] // ["dependentRequired", "prop"]: the keyword first
+	}
+	var ptr strings.Builder
+	for _, tok := range ve.InstanceLocation {
+		ptr.WriteByte('/')
+		ptr.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
+	}
+	*out = append(*out, SchemaError{InstancePath: ptr.String(), Keyword: keyword, Message: ve.ErrorKind.LocalizedString(printer)})
+}
+
+// schemaFor returns the compiled schema of a collection, nil when it has
+// none. It reads the schema's current ETag from the store and compiles
+// the schema again only when that changed.
+func (s *Service) schemaFor(ctx context.Context, coll string) (*compiledSchema, error) {
+	etag, err := s.store.ETag(ctx, store.SchemaCollection, coll)
+	if errors.Is(err, store.ErrNotFound) {
+		s.schemas.mu.Lock()
+		delete(s.schemas.m, coll)
+		s.schemas.mu.Unlock()
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.schemas.mu.Lock()
+	c := s.schemas.m[coll]
+	s.schemas.mu.Unlock()
+	if c != nil && c.etag == etag {
+		return c, nil
+	}
+	doc, err := s.store.Get(ctx, store.SchemaCollection, coll)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil // deleted meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	sch, err := compileSchema(coll, doc.Body)
+	if err != nil {
+		// Only a schema put in place around the API (an import) can get
+		// here: writes to the collection fail until it is replaced.
+		s.log.Error("the stored schema does not compile", "collection", coll, "etag", doc.ETag, "err", err)
+		return nil, fmt.Errorf("the stored schema of collection %s does not compile: %v", coll, err)
+	}
+	c = &compiledSchema{etag: doc.ETag, schema: sch}
+	s.schemas.mu.Lock()
+	s.schemas.m[coll] = c
+	s.schemas.mu.Unlock()
+	return c, nil
+}
