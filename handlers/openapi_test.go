@@ -690,7 +690,7 @@ func (faultyStore) Update(context.Context, string, string, store.UpdateFunc) (*s
 func (faultyStore) List(context.Context, string, string, int) ([]store.ListEntry, bool, error) {
 	return nil, false, errInjected
 }
-func (faultyStore) History(context.Context, string, string, uint64, int) ([]store.Version, bool, error) {
+func (faultyStore) History(context.Context, string, string, uint64, int, int) ([]store.Version, bool, error) {
 	return nil, false, errInjected
 }
 func (faultyStore) Backup(context.Context, io.Writer, func(int64)) (int64, error) {

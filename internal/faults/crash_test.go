@@ -160,7 +160,7 @@ func checkFile(t *testing.T, path string, replay []string, acked map[string]map[
 		if !slices.Contains(replay, id) {
 			continue
 		}
-		vs, _, err := st.History(ctx, "crash", id, 0, 0)
+		vs, _, err := st.History(ctx, "crash", id, 0, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -208,7 +208,7 @@ func (c *committer) commit(batch []*commitReq) {
 		c.beforeCommit(batch)
 	}
 	start := time.Now()
-	err := c.b.db.Update(func(tx *bbolt.Tx) error {
+	err := c.b.update(func(tx *bbolt.Tx) error {
 		for _, r := range batch {
 			if r.prev != nil && r.prev.failed() {
 				continue // settled below
@@ -235,7 +235,7 @@ func (c *committer) commit(batch []*commitReq) {
 				c.settle(r, nil)
 				continue
 			}
-			err = c.b.db.Update(func(tx *bbolt.Tx) error { return c.b.put(tx, r) })
+			err = c.b.update(func(tx *bbolt.Tx) error { return c.b.put(tx, r) })
 		}
 		c.settle(r, err)
 	}
