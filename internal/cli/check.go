@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/patchd/patchd/document"
@@ -94,7 +95,7 @@ func (c *checker) record(r *store.Record) error {
 		c.docs++
 	}
 	if err := store.CheckRecord(r); err != nil {
-		c.problem(name, "%v", err)
+		c.problem(name, "%s", strings.TrimPrefix(err.Error(), name+": ")) // it names the document already
 		return nil
 	}
 	var body any

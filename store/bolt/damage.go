@@ -242,7 +242,7 @@ func checkFreelist(read func(off int64, n int) []byte, m meta, ps int64) error {
 		return fmt.Errorf("it names %d pages, more than its %d pages hold", count, overflow+1)
 	}
 	ids := read(off+start, int(count)*8) // #nosec G115 -- count is bounded above
-	if len(ids) != int(count)*8 {         // #nosec G115 -- as above
+	if len(ids) != int(count)*8 {        // #nosec G115 -- as above
 		return errors.New("the file ends in it")
 	}
 	var prev uint64
@@ -297,17 +297,6 @@ func (b *Store) checkRoot() error {
 		}
 		return nil
 	})
-}
-
-// fileProblems reads the file at path with checkFile; it is how an error
-// from bbolt.Open is explained.
-func fileProblems(path string) fileReport {
-	f, err := os.Open(path) // #nosec G304 -- the operator names the database
-	if err != nil {
-		return fileReport{fatal: []error{err}}
-	}
-	defer f.Close()
-	return checkFile(f)
 }
 
 // noSpace marks an error of a full device (ENOSPC, or EDQUOT for a quota)

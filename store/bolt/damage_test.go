@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/patchd/patchd/store"
 )
@@ -55,7 +57,7 @@ func put(t *testing.T, s *Store, c, id, body string) {
 }
 
 // filled makes a closed database with n documents of about size bytes in
-// collection c, and returns its path.
+// collection c, loaded in one transaction, and returns its path.
 func filled(t *testing.T, n, size int) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "patchd.db")
@@ -63,8 +65,18 @@ func filled(t *testing.T, n, size int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range n {
-		put(t, s, "c", fmt.Sprintf("d%05d", i), fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("p", size)))
+	at := time.Now().UTC()
+	recs := make([]*store.Record, n)
+	for i := range recs {
+		id := fmt.Sprintf("d%05d", i)
+		body := []byte(fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("p", size)))
+		etag := store.ETagOf(body)
+		recs[i] = &store.Record{Collection: "c", ID: id,
+			Doc:     &store.Document{Collection: "c", ID: id, Body: body, ETag: etag, Seq: 1, UpdatedAt: at},
+			History: []store.Version{{Seq: 1, ETag: etag, At: at, Kind: store.KindPut}}}
+	}
+	if errs, err := s.Load(context.Background(), recs); err != nil || errors.Join(errs...) != nil {
+		t.Fatalf("load: %v %v", err, errors.Join(errs...))
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -167,9 +179,8 @@ func TestOpenRefusesDamagedFiles(t *testing.T) {
 		{name: "freelist out of range", damage: func(t *testing.T, data []byte) []byte {
 			ps, cur, _ := pages(t, data)
 			off := int(cur.freelist) * ps
-			binary.LittleEndian.PutUint16(data[off+10:], 2)
-			binary.LittleEndian.PutUint64(data[off+pageHeaderLen:], cur.pgid-1)
-			binary.LittleEndian.PutUint64(data[off+pageHeaderLen+8:], cur.pgid+1000)
+			binary.LittleEndian.PutUint16(data[off+10:], 1)
+			binary.LittleEndian.PutUint64(data[off+pageHeaderLen:], cur.pgid+1000)
 			return data
 		}, want: "outside the file's pages"},
 		{name: "freelist page zeroed", damage: func(t *testing.T, data []byte) []byte {
@@ -389,5 +400,36 @@ func TestWritesStopAfterDamage(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "writes are refused from now on") {
 		t.Fatalf("the log does not say that writes stopped:\n%s", logs.String())
+	}
+}
+
+// TestNoSpace: a write that fails because the device is full (ENOSPC from
+// the file, injected here) fails with store.ErrNoSpace, which keeps the
+// system's error, commits nothing, and the same write succeeds once the
+// device has room again.
+func TestNoSpace(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.committer.putFault = func(string, string, uint64) error {
+		return &os.PathError{Op: "write", Path: s.path, Err: syscall.ENOSPC}
+	}
+	write := func() error {
+		_, err := s.Update(context.Background(), "c", "d", func(context.Context, *store.Document, store.History) (*store.Change, error) {
+			return &store.Change{Body: []byte(`{"a":1}`), Kind: store.KindPut}, nil
+		})
+		return err
+	}
+	if err := write(); !errors.Is(err, store.ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("a write on a full device: %v; want store.ErrNoSpace and ENOSPC", err)
+	}
+	if _, err := s.Get(context.Background(), "c", "d"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get after the failed write: %v", err)
+	}
+	s.committer.putFault = nil
+	if err := write(); err != nil {
+		t.Fatalf("the write once there is room: %v", err)
 	}
 }
