@@ -10,7 +10,20 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/handlers"
 )
+
+// waitBudgetHeld waits until h's body decode budget holds n bytes.
+func waitBudgetHeld(t *testing.T, h *handlers.Handler, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); h.BodyBudgetHeld() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the budget holds %d bytes after 10 s, want %d", h.BodyBudgetHeld(), n)
+		}
+	}
+}
 
 // slowUpload opens a PUT of a 1 MiB body and sends sent bytes of it, then
 // keeps the connection open, sending a byte now and then until stop is
@@ -46,8 +59,8 @@ func slowUpload(t *testing.T, addr, path string, sent int, stop <-chan struct{})
 // send them a byte at a time (together, the whole decode budget, had it been
 // reserved by Content-Length) do not hold up other writers: the p99 of 100
 // writes of 32 KiB bodies stays under 1 s. Then, with the budget really
-// taken (two uploads that sent all but their last byte), a writer is
-// refused at once with 503 overloaded and Retry-After instead of waiting.
+// taken (an upload that sent more than all of it), a writer is refused
+// soon with 503 overloaded and Retry-After instead of waiting.
 func TestSlowUploadsHoldNoBudget(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, func(c *config) { c.http.OverloadWait = 100 * time.Millisecond })
@@ -98,22 +111,18 @@ func TestSlowUploadsHoldNoBudget(t *testing.T) {
 		t.Fatalf("p99 %v with two slow uploads open", p99)
 	}
 
-	// Two uploads that sent all but their last byte hold the whole budget.
-	slowUpload(t, addr, "/docs/c/full1", 1<<20-1, stop)
-	slowUpload(t, addr, "/docs/c/full2", 1<<20-1, stop)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		r := s.do(t, "PUT", "/docs/c/refused", hdr{"Content-Type", ctJSON}, body)
-		if r.status == 503 {
-			expect(t, r, 503, "overloaded")
-			if r.header.Get("Retry-After") == "" {
-				t.Fatal("503 without Retry-After")
-			}
-			break
-		}
-		expect(t, r, 201, "") // the full uploads are not in yet: the write got through
-		if time.Now().After(deadline) {
-			t.Fatal("no 503 within 10 s while two uploads hold the budget")
-		}
-		s.do(t, "DELETE", "/docs/c/refused", hdr{"If-Match", r.header.Get("ETag")}, "")
+	// An upload that has sent more than a whole budget of 64 KiB holds all
+	// of it: a writer is refused at once, 503 overloaded with Retry-After.
+	var h *handlers.Handler
+	full := startServerWith(t, nil, func(hh *handlers.Handler, _ *echo.Echo) { h = hh },
+		func(c *config) { c.http.DecodeBudget, c.http.OverloadWait = 64<<10, 100*time.Millisecond })
+	slowUpload(t, full.Listener.Addr().String(), "/docs/c/full", 100<<10, stop)
+	waitBudgetHeld(t, h, 64<<10)
+	r := full.do(t, "PUT", "/docs/c/refused", hdr{"Content-Type", ctJSON}, body)
+	expect(t, r, 503, "overloaded")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
 	}
+	// A small body takes nothing from the budget: it goes through.
+	expect(t, full.do(t, "PUT", "/docs/c/small", hdr{"Content-Type", ctJSON}, `{"small":true}`), 201, "")
 }

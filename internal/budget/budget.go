@@ -95,6 +95,16 @@ func (b *Budget) give(n int64) {
 	b.mu.Unlock()
 }
 
+// Held returns the bytes taken from the budget now.
+func (b *Budget) Held() int64 {
+	if b == nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cap - b.free
+}
+
 // Reservation is a share of a Budget that grows with what its holder has
 // in hand: a request body reserves the bytes it has received, as they
 // arrive, so that a client that sends slowly holds no more of the budget
