@@ -56,17 +56,28 @@ func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, fail(ErrTooLarge, fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, limit))
 	}
+	if r.ContentLength == 0 {
+		return []byte{}, nil
+	}
+	if r.ContentLength > 0 && r.ContentLength < budget.Min {
+		// Too small to count against the budget: read it whole.
+		// net/http delivers exactly Content-Length bytes, or an error.
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, fail(ErrInvalidRequest, "could not read the request body")
+		}
+		return body, nil
+	}
 	res := h.bodies.Reserve()
 	context.AfterFunc(r.Context(), res.Release)
-	var (
-		scratch [readChunk]byte
-		body    []byte
-	)
+	chunk := int64(readChunk)
 	if r.ContentLength > 0 {
-		body = make([]byte, 0, min(r.ContentLength, readChunk))
+		chunk = min(r.ContentLength, chunk)
 	}
+	scratch := make([]byte, chunk)
+	body := []byte{}
 	for {
-		n, err := r.Body.Read(scratch[:])
+		n, err := r.Body.Read(scratch)
 		if n > 0 {
 			if int64(len(body)+n) > limit {
 				return nil, fail(ErrTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes", limit))
