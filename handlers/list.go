@@ -3,6 +3,7 @@ package handlers
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -115,6 +116,9 @@ func (h *Handler) history(c echo.Context) error {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
+		// Room for the version at once: it renders to at most about its
+		// stored size, and growing a buffer by doubling leaves garbage.
+		buf = slices.Grow(buf, len(versions[i].Ops)+256)
 		if buf, err = appendVersion(buf, versions[i]); err != nil {
 			err = fmt.Errorf("history %s/%s seq %d: %w", coll, id, versions[i].Seq, err)
 			if !res.Committed {
