@@ -256,8 +256,9 @@ type Backuper interface {
 type Checker interface {
 	// Check reads the whole store's storage structure and returns nil, or
 	// an error describing the problems found (several joined with
-	// errors.Join), which wraps ErrCorrupt. It does not decode documents:
-	// CheckDocuments does that through a Dumper.
+	// errors.Join), which wraps ErrCorrupt. It does not check documents
+	// against their ETags and histories: patchd check does that through a
+	// Dumper (CheckRecord, document.CheckHistory).
 	Check(ctx context.Context) error
 }
 
