@@ -57,7 +57,7 @@ func TestOpsCacheUnchanged(t *testing.T) {
 	if codes["200"] == 0 || codes["412"] == 0 {
 		t.Fatalf("outcomes %v: want both rebased and conflicting edits", codes)
 	}
-	vs, _, err := st.History(t.Context(), "c", "d", 0, 0)
+	vs, _, err := st.History(t.Context(), "c", "d", 0, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

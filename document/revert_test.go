@@ -225,7 +225,7 @@ func TestPropRevertUntouched(t *testing.T) {
 			return
 		}
 		k := rapid.Uint64Range(2, newest-1).Draw(t, "k")
-		vs, _, err := st.History(ctx, "p", id, 0, 0)
+		vs, _, err := st.History(ctx, "p", id, 0, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -119,10 +119,11 @@ func (s *Service) List(ctx context.Context, collection, after string, limit int)
 	return s.store.List(ctx, collection, after, limit)
 }
 
-// History returns a page of a document's retained versions (see
+// History returns a page of a document's retained versions, at most limit
+// of them and at most maxBytes of ops unless the first alone is more (see
 // store.Store).
-func (s *Service) History(ctx context.Context, collection, id string, after uint64, limit int) ([]store.Version, bool, error) {
-	return s.store.History(ctx, collection, id, after, limit)
+func (s *Service) History(ctx context.Context, collection, id string, after uint64, limit, maxBytes int) ([]store.Version, bool, error) {
+	return s.store.History(ctx, collection, id, after, limit, maxBytes)
 }
 
 // Subscribe returns the store's commit events (see store.Store).

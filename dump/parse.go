@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 )
@@ -130,53 +131,10 @@ func parseLine(line []byte, opts ImportOptions) (*store.Record, error) {
 			return nil, fmt.Errorf("updatedAt %s, but the last version is at %s", doc.UpdatedAt.Format(time.RFC3339Nano), last.At.Format(time.RFC3339Nano))
 		}
 	}
-	if err := checkChain(body, doc != nil, rec.History, ops); err != nil {
+	if err := document.CheckHistory(body, doc != nil, rec.History, ops); err != nil {
 		return nil, err
 	}
 	return rec, nil
-}
-
-// checkChain checks that the history leads to the body: the last version
-// has the body's ETag, and undoing each version's ops gives the ETag of the
-// version before it.
-func checkChain(body any, exists bool, hist []store.Version, ops [][]patch.Op) error {
-	state := patch.Clone(body)
-	for i := len(hist) - 1; i >= 0; i-- {
-		v := hist[i]
-		got := ""
-		if exists {
-			canon, err := patch.CheckDocument(state, patch.Limits{})
-			if err != nil {
-				return fmt.Errorf("history seq %d: the document before seq %d is not an object", v.Seq, v.Seq+1)
-			}
-			got = store.ETagOf(canon)
-		}
-		if got != v.ETag {
-			if i == len(hist)-1 {
-				return fmt.Errorf("history seq %d: etag %s, but the body's is %s", v.Seq, orNull(v.ETag), orNull(got))
-			}
-			return fmt.Errorf("history seq %d: etag %s, but undoing seq %d gives %s", v.Seq, orNull(v.ETag), v.Seq+1, orNull(got))
-		}
-		if i == 0 {
-			break
-		}
-		var err error
-		if !exists && (len(ops[i]) == 0 || ops[i][0].Kind != patch.OpDel) {
-			return fmt.Errorf("history seq %d: the document does not exist after it, but it is no delete", v.Seq)
-		}
-		state, exists, err = patch.Revert(state, ops[i])
-		if err != nil {
-			return fmt.Errorf("history seq %d: its ops do not undo: %w", v.Seq, err)
-		}
-	}
-	return nil
-}
-
-func orNull(etag string) string {
-	if etag == "" {
-		return "null"
-	}
-	return etag
 }
 
 // version checks one history version.

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -22,16 +23,33 @@ func (h *Handler) registerOps(e *echo.Echo) {
 	}
 }
 
+// backupWriteTimeout is how long one write of a backup stream may block
+// before the reader counts as gone and the stream is cut off.
+const backupWriteTimeout = 30 * time.Second
+
 // backup streams a consistent copy of the database file (GET
-// /admin/backup). The copy comes from one read transaction, so writes go on
-// while it streams.
+// /admin/backup). The store copies its snapshot at the pace of its own
+// disk, never of the client (see store.Backuper), so writes go on however
+// slowly the client reads; a client that stops reading for
+// backupWriteTimeout is cut off. One backup runs at a time (each may hold a
+// copy of the file on disk): another is refused with 503 overloaded.
 func (h *Handler) backup(b store.Backuper) echo.HandlerFunc {
+	running := make(chan struct{}, 1)
 	return func(c echo.Context) error {
+		select {
+		case running <- struct{}{}:
+			defer func() { <-running }()
+		default:
+			c.Response().Header().Set(echo.HeaderRetryAfter, "10")
+			return fail(ErrOverloaded, "a backup is being taken already; one runs at a time")
+		}
 		res := c.Response()
+		rc := http.NewResponseController(res)
 		// A large copy takes longer than the server's write timeout, which
-		// is for ordinary answers; the client's pace and ctx bound it.
-		_ = http.NewResponseController(res).SetWriteDeadline(time.Time{})
-		n, err := b.Backup(c.Request().Context(), res, func(size int64) {
+		// is for ordinary answers: each write gets its own deadline instead.
+		_ = rc.SetWriteDeadline(time.Time{})
+		w := deadlineWriter{w: res, rc: rc, timeout: backupWriteTimeout}
+		n, err := b.Backup(clientContext(c), w, func(size int64) {
 			hdr := res.Header()
 			hdr.Set(echo.HeaderContentType, "application/octet-stream")
 			hdr.Set("Cache-Control", "no-store")
@@ -50,4 +68,16 @@ func (h *Handler) backup(b store.Backuper) echo.HandlerFunc {
 		}
 		return nil
 	}
+}
+
+// deadlineWriter gives every write to a response its own deadline.
+type deadlineWriter struct {
+	w       io.Writer
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.w.Write(p)
 }

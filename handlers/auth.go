@@ -298,8 +298,10 @@ func forbidden(c echo.Context, detail string) error {
 	return fail(ErrForbidden, detail)
 }
 
-// authenticate is the middleware that enforces the tokens file: /healthz
-// and CORS preflights are open, /docs needs read (GET, HEAD, OPTIONS) or
+// authenticate is the middleware that enforces the tokens file: /healthz,
+// CORS preflights and the static files (the API's description, the demo
+// and its client, which hold no data) are open, /docs needs read (GET,
+// HEAD, OPTIONS) or
 // write (other methods) on the collection, and every other route an admin
 // token without a collection scope. Without tokens it lets every request
 // through.

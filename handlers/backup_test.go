@@ -1,10 +1,12 @@
 package handlers_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/bolt"
@@ -114,7 +117,8 @@ func TestAdminBackup(t *testing.T) {
 			}
 			after = fmt.Sprintf("&after=%d", *page.Next)
 		}
-		if !strings.Contains(all.String(), r.header.Get("ETag")) || strings.Count(all.String(), `"seq"`) == 0 {
+		quoted, _ := json.Marshal(r.header.Get("ETag")) // as the history's JSON spells it
+		if !strings.Contains(all.String(), string(quoted)) || strings.Count(all.String(), `"seq"`) == 0 {
 			t.Fatalf("w/%d: document %s not in its history", w, r.header.Get("ETag"))
 		}
 	}
@@ -140,4 +144,71 @@ func TestAdminBackupClientGone(t *testing.T) {
 	cancel()
 	res.Body.Close()
 	s.stop() // closes the server and the store: must not hang
+}
+
+// TestAdminBackupStalledReader: a backup whose reader takes the headers and
+// stops reading must not hold up writes, even writes that must grow the
+// file (bbolt cannot grow its mapping while a read transaction is open).
+// With the reader stalled, 200 KB documents are written until the file has
+// doubled: each must be answered within 1 s. A second backup meanwhile is
+// refused with 503 overloaded.
+func TestAdminBackupStalledReader(t *testing.T) {
+	t.Parallel()
+	s := startServerAt(t, filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	big := func(i int) string { return fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat("p", 200<<10)) }
+	for i := range 24 { // 5 MB of documents, 10 MB with their history: more than the socket buffers hold
+		s.create(t, fmt.Sprintf("/docs/c/a%d", i), big(i))
+	}
+	conn, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := io.WriteString(conn, "GET /admin/backup HTTP/1.1\r\nHost: patchd\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	head, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "HTTP/1.1 200") {
+		t.Fatalf("backup: %q, %v", head, err)
+	}
+	// The reader stops here.
+
+	if r := s.do(t, "GET", "/admin/backup", nil, ""); r.status != 503 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("a second backup: %d %v %s; want 503 with Retry-After", r.status, r.header, r.body)
+	} else {
+		expect(t, r, 503, "overloaded")
+	}
+
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := fi.Size()
+	client := &http.Client{Timeout: time.Second}
+	var size int64
+	for i := 0; i < 200 && size < 2*start; i++ { // bounded: at most 200 writes (80 MB)
+		req, _ := http.NewRequest("PUT", fmt.Sprintf("%s/docs/c/b%d", s.URL, i), strings.NewReader(big(i)))
+		req.Header.Set("Content-Type", ctJSON)
+		t0 := time.Now()
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("write %d with a backup stalled (file %d bytes, %d at the start): %v", i, size, start, err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 201 {
+			t.Fatalf("write %d: %d", i, res.StatusCode)
+		}
+		if d := time.Since(t0); d > time.Second {
+			t.Fatalf("write %d took %v", i, d)
+		}
+		if fi, err = os.Stat(s.path); err != nil {
+			t.Fatal(err)
+		}
+		size = fi.Size()
+	}
+	if size < 2*start {
+		t.Fatalf("the file grew from %d to %d bytes only: the test did not make it grow", start, size)
+	}
 }

@@ -35,7 +35,12 @@ func TestClientGoneIsNoInternalError(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	entered := make(chan struct{}, 1)
 	s := startServerWith(t, func(b store.Store) store.Store { return waitingStore{Store: b, entered: entered} }, nil,
-		func(c *config) { c.http.Logger, c.doc.Logger = logger, logger })
+		func(c *config) {
+			c.http.Logger, c.doc.Logger = logger, logger
+			// The request goes on this long after its client's end of
+			// stream, in case the client only half-closed.
+			c.http.HalfCloseGrace = 50 * time.Millisecond
+		})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, "PUT", s.URL+"/docs/c/d", strings.NewReader(`{"a":1}`))
 	if err != nil {

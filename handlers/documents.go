@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/document"
+	"github.com/patchd/patchd/internal/budget"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 )
@@ -39,55 +40,75 @@ func mediaType(c echo.Context) string {
 	return mt
 }
 
-// readBody reads the request body within the size limit.
+// readChunk is the most of a request body read at once, into a scratch
+// buffer, before the body's reservation grows to hold it.
+const readChunk = 32 << 10
+
+// readBody reads the request body within the size limit. Every body read
+// here is decoded next, so it takes its share of the decode budget, and
+// holds it until the request ends: the bytes it has received, reserved as
+// they arrive, so that a client that sends slowly holds no more of the
+// budget than it has sent (nor memory: the body grows as it comes). A body
+// that cannot get its share within Config.OverloadWait is refused with 503
+// overloaded and Retry-After, rather than waiting.
 func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 	r := c.Request()
 	limit := h.cfg.MaxBody
 	if r.ContentLength > limit {
 		return nil, fail(ErrTooLarge, fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, limit))
 	}
-	// Every body read here is decoded next: its share of the decode budget
-	// is taken before it is read (when its length is known) and held until
-	// the request ends.
-	reserved := false
-	if r.ContentLength > 0 {
-		if err := h.reserveBody(r, int(r.ContentLength)); err != nil {
-			return nil, err
-		}
-		reserved = true
+	if r.ContentLength == 0 {
+		return []byte{}, nil
 	}
-	var body []byte
-	var err error
-	if r.ContentLength > 0 {
+	if r.ContentLength > 0 && r.ContentLength < budget.Min {
+		// Too small to count against the budget: read it whole.
 		// net/http delivers exactly Content-Length bytes, or an error.
-		body = make([]byte, r.ContentLength)
-		_, err = io.ReadFull(r.Body, body)
-	} else {
-		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, fail(ErrInvalidRequest, "could not read the request body")
+		}
+		return body, nil
 	}
-	if err != nil {
-		return nil, fail(ErrInvalidRequest, "could not read the request body")
+	res := h.bodies.Reserve()
+	context.AfterFunc(r.Context(), res.Release)
+	chunk := int64(readChunk)
+	if r.ContentLength > 0 {
+		chunk = min(r.ContentLength, chunk)
 	}
-	if int64(len(body)) > limit {
-		return nil, fail(ErrTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes", limit))
-	}
-	if !reserved {
-		if err := h.reserveBody(r, len(body)); err != nil {
-			return nil, err
+	scratch := make([]byte, chunk)
+	body := []byte{}
+	for {
+		n, err := r.Body.Read(scratch)
+		if n > 0 {
+			if int64(len(body)+n) > limit {
+				return nil, fail(ErrTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes", limit))
+			}
+			if err := h.reserve(c, res, len(body)+n); err != nil {
+				return nil, err
+			}
+			body = append(body, scratch[:n]...)
+		}
+		if err == io.EOF {
+			return body, nil
+		}
+		if err != nil {
+			return nil, fail(ErrInvalidRequest, "could not read the request body")
 		}
 	}
-	return body, nil
 }
 
-// reserveBody takes n bytes of the body decode budget until the request
-// ends.
-func (h *Handler) reserveBody(r *http.Request, n int) error {
-	release, err := h.bodies.Acquire(r.Context(), n)
-	if err != nil {
-		return err
+// reserve grows a request's reservation of the decode budget to n bytes,
+// waiting at most Config.OverloadWait: past it, the request is refused with
+// 503 overloaded (and Retry-After).
+func (h *Handler) reserve(c echo.Context, res *budget.Reservation, n int) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), h.overloadWait)
+	defer cancel()
+	err := res.Grow(ctx, n)
+	if err == nil || c.Request().Context().Err() != nil {
+		return err // nil, or the client is gone
 	}
-	context.AfterFunc(r.Context(), release)
-	return nil
+	c.Response().Header().Set(echo.HeaderRetryAfter, "1")
+	return fail(ErrOverloaded, "the server is decoding as many request bodies as it may at once; retry after 1 s")
 }
 
 // preconditions reads a write's If-Match, If-None-Match and Prefer.

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -24,6 +27,9 @@ var (
 	ErrMethodNotAllowed     = errors.New("method not allowed")
 	ErrTooLarge             = errors.New("request body too large")
 	ErrUnsupportedMediaType = errors.New("unsupported media type")
+	// ErrOverloaded: the request could not get its share of a bounded
+	// resource soon enough (503 with Retry-After).
+	ErrOverloaded = errors.New("overloaded")
 )
 
 // problemKind is one row of API.md's error table.
@@ -62,9 +68,38 @@ var problemKinds = []problemKind{
 	{document.ErrSchemaViolation, http.StatusUnprocessableEntity, "schema-violation", "Document breaks the collection's schema"},
 	{document.ErrInvalidSchema, http.StatusUnprocessableEntity, "invalid-schema", "Invalid schema"},
 	{document.ErrCannotRevert, http.StatusUnprocessableEntity, "cannot-revert", "Version cannot be reverted"},
+	{ErrOverloaded, http.StatusServiceUnavailable, "overloaded", "Server overloaded"},
+	{store.ErrNoSpace, http.StatusInsufficientStorage, "insufficient-storage", "Insufficient storage"},
 }
 
 var internalKind = problemKind{nil, http.StatusInternalServerError, "internal", "Internal server error"}
+
+// diskFullRetry is the Retry-After of a 507: space comes back when an
+// operator frees it, not in a second.
+const diskFullRetry = 30 * time.Second
+
+// diskFullLog logs a full device at most once a minute, with the number of
+// writes refused since the last line.
+type diskFullLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	refused int
+}
+
+// diskFullEvery is how often a full device is logged while it lasts.
+const diskFullEvery = time.Minute
+
+// note counts a write refused for a full device and logs it when the last
+// line is a minute old.
+func (d *diskFullLog) note(log *slog.Logger, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refused++
+	if now := time.Now(); now.Sub(d.last) >= diskFullEvery {
+		log.Error("storage full: writes are refused with 507 until space is freed", slog.Int("refused", d.refused), slog.Any("err", err))
+		d.last, d.refused = now, 0
+	}
+}
 
 // fail returns sentinel with a detail for the client.
 func fail(sentinel error, detail string) error {
@@ -148,7 +183,7 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	p := problem{Type: "/problems/" + k.name, Title: k.title, Status: k.status, Detail: truncateDetail(err.Error())}
 	var he *echo.HTTPError
 	switch {
-	case k.status == http.StatusInternalServerError && errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+	case k.status == http.StatusInternalServerError && errors.Is(err, context.Canceled) && clientContext(c).Err() != nil:
 		// The client went away mid-request: nothing failed here, and
 		// nobody reads an answer. The request log and the metrics count
 		// it as 499 (client closed request), never as a 500.
@@ -160,6 +195,12 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		h.log.Error("internal error", slog.String("method", c.Request().Method),
 			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
 		p.Detail = "internal error"
+	case k.status == http.StatusInsufficientStorage:
+		// The device is full: every write fails alike until space is
+		// freed, so the condition is logged once a minute, not per request.
+		h.diskFull.note(h.log, err)
+		p.Detail = "the server's storage is full: nothing was written; retry once space is freed"
+		c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(int(diskFullRetry/time.Second)))
 	case errors.As(err, &he):
 		p.Detail = http.StatusText(he.Code)
 		if k.status == http.StatusNotFound {

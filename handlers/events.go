@@ -28,7 +28,8 @@ type EventsConfig struct {
 	// Retry is the reconnection delay suggested to clients (the SSE retry
 	// field). Default 2s.
 	Retry time.Duration
-	// Batch is how many versions one history read fetches. Default 100.
+	// Batch is how many versions one history read fetches (fewer when
+	// they are large: see historyPageBytes). Default 100.
 	Batch int
 }
 
@@ -220,7 +221,7 @@ func (h *Handler) state(ctx context.Context, coll, id string) (docState, error) 
 		}
 		var last *store.Version
 		for after := uint64(0); ; {
-			vs, more, err := h.svc.History(ctx, coll, id, after, maxPageSize)
+			vs, more, err := h.svc.History(ctx, coll, id, after, maxPageSize, historyPageBytes)
 			if err != nil {
 				return docState{}, err
 			}
@@ -250,7 +251,7 @@ func (h *Handler) events(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
+	ctx := clientContext(c) // a stream ends with its client, half-closed or gone
 	cfg := h.cfg.Events.withDefaults()
 
 	// Subscribe before the first read: a write that commits after it
@@ -264,7 +265,7 @@ func (h *Handler) events(c echo.Context) error {
 	var versions []store.Version
 	var more bool
 	if resume {
-		versions, more, err = h.svc.History(ctx, coll, id, after, cfg.Batch)
+		versions, more, err = h.svc.History(ctx, coll, id, after, cfg.Batch, historyPageBytes)
 		if err != nil {
 			return err
 		}
@@ -316,13 +317,14 @@ func (h *Handler) events(c echo.Context) error {
 	heartbeat := time.NewTicker(cfg.Heartbeat)
 	defer heartbeat.Stop()
 	for {
-		for _, v := range versions {
-			ops, err := patch.DecodeOps(v.Ops)
+		for i, v := range versions {
+			ev, err := appendVersion(eventHead(make([]byte, 0, len(v.Ops)+256), "version", v.Seq), v)
 			if err != nil {
 				h.log.Error("change feed: undecodable history", "collection", coll, "id", id, "seq", v.Seq, "err", err)
 				return nil // the stream ends; the client resumes from the last id
 			}
-			if err := s.write(event("version", v.Seq, patch.Canonical(versionJSON(v, ops)))); err != nil {
+			versions[i] = store.Version{} // its bytes go once sent
+			if err := s.write(append(ev, "\n\n"...)); err != nil {
 				return nil
 			}
 			after = v.Seq
@@ -353,7 +355,7 @@ func (h *Handler) events(c echo.Context) error {
 			return nil
 		default:
 		}
-		versions, more, err = h.svc.History(ctx, coll, id, after, cfg.Batch)
+		versions, more, err = h.svc.History(ctx, coll, id, after, cfg.Batch, historyPageBytes)
 		if err != nil {
 			if ctx.Err() == nil {
 				h.log.Warn("change feed: history read failed", "collection", coll, "id", id, "err", err)
@@ -382,14 +384,19 @@ func gap(after uint64, versions []store.Version) bool {
 // event renders one Server-Sent Event. data is one line of JSON (canonical
 // JSON has no line breaks).
 func event(name string, id uint64, data []byte) []byte {
-	b := make([]byte, 0, len(data)+48)
+	b := eventHead(make([]byte, 0, len(data)+48), name, id)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
+}
+
+// eventHead appends an event's lines up to its data, which the caller
+// appends, followed by a blank line.
+func eventHead(b []byte, name string, id uint64) []byte {
 	b = append(b, "id: "...)
 	b = strconv.AppendUint(b, id, 10)
 	b = append(b, "\nevent: "...)
 	b = append(b, name...)
-	b = append(b, "\ndata: "...)
-	b = append(b, data...)
-	return append(b, "\n\n"...)
+	return append(b, "\ndata: "...)
 }
 
 // stream writes to one consumer. Every write must finish within timeout:

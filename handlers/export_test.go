@@ -2,3 +2,6 @@ package handlers
 
 // OpenStreams returns the number of change feed streams open now.
 func (h *Handler) OpenStreams() int { return h.hub.count() }
+
+// BodyBudgetHeld returns the bytes of the body decode budget held now.
+func (h *Handler) BodyBudgetHeld() int64 { return h.bodies.Held() }

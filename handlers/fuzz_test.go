@@ -157,7 +157,7 @@ func checkDoc(t *testing.T, st *bolt.Store, id string, lim patch.Limits) {
 	if _, err := patch.CheckDocument(v, lim); err != nil {
 		t.Fatalf("%q: stored body over the limits: %v", id, err)
 	}
-	vs, _, err := st.History(t.Context(), "f", id, doc.Seq-1, 0)
+	vs, _, err := st.History(t.Context(), "f", id, doc.Seq-1, 0, 0)
 	if err != nil || len(vs) != 1 || vs[0].ETag != doc.ETag {
 		t.Fatalf("%q: newest version %+v (%v), want seq %d with ETag %s", id, vs, err, doc.Seq, doc.ETag)
 	}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -52,9 +53,20 @@ type Config struct {
 	Rate      float64
 	RateBurst int
 	// DecodeBudget bounds the bytes of request bodies held decoded as
-	// trees at once: past it, large requests wait for one another. Zero
-	// means 2 MiB.
+	// trees at once: past it, large requests wait for one another, each at
+	// most OverloadWait. Zero means 2 MiB.
 	DecodeBudget int64
+	// HalfCloseGrace is how long a request goes on after its client closed
+	// its side of the connection. net/http cancels a request's context as
+	// soon as it reads the end of the client's stream, which is also what a
+	// client sends that shuts down its writing side after a complete
+	// request and then reads the answer: such a request is still decided
+	// and answered, unless it takes longer than this. Zero means 5s.
+	HalfCloseGrace time.Duration
+	// OverloadWait is how long a request waits for its share of a bounded
+	// resource (the decode budget) before it is answered 503 overloaded
+	// with Retry-After. Zero means 1s.
+	OverloadWait time.Duration
 	// Backup, when not nil, serves GET /admin/backup: a consistent copy of
 	// the store while it serves (a bbolt file has one; a database server
 	// has its own tools).
@@ -80,8 +92,11 @@ type Handler struct {
 	// stopFollow stops following the store's commit notifications.
 	stopFollow context.CancelFunc
 
-	limiter *rateLimiter   // nil: no rate limit
-	bodies  *budget.Budget // decode budget of request bodies
+	diskFull     diskFullLog    // 507s, logged once a minute
+	limiter      *rateLimiter   // nil: no rate limit
+	bodies       *budget.Budget // decode budget of request bodies
+	overloadWait time.Duration
+	grace        time.Duration // HalfCloseGrace
 }
 
 // New returns a Handler serving svc.
@@ -111,6 +126,14 @@ func New(svc *document.Service, cfg Config) *Handler {
 		decode = 2 << 20
 	}
 	h.bodies = budget.New(decode)
+	h.grace = cfg.HalfCloseGrace
+	if h.grace <= 0 {
+		h.grace = 5 * time.Second
+	}
+	h.overloadWait = cfg.OverloadWait
+	if h.overloadWait <= 0 {
+		h.overloadWait = time.Second
+	}
 	if cfg.Rate > 0 {
 		h.limiter = newRateLimiter(cfg.Rate, cfg.RateBurst, nil)
 	}

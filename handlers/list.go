@@ -3,6 +3,7 @@ package handlers
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -64,6 +65,16 @@ func (h *Handler) list(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
+// historyPageBytes bounds the ops one page of history, and one read of
+// history by a change feed stream, carries: a page of large versions ends
+// early (next continues it), so that what a request holds does not grow
+// with its limit. A page always holds one version, whatever its size.
+const historyPageBytes = 1 << 20
+
+// historyFlush is how much of a history page is rendered before it is
+// sent: a page is streamed, not built whole.
+const historyFlush = 64 << 10
+
 func (h *Handler) history(c echo.Context) error {
 	coll, id, err := target(c, true)
 	if err != nil {
@@ -79,29 +90,102 @@ func (h *Handler) history(c echo.Context) error {
 			return fail(ErrInvalidRequest, "after must be a version seq (a non-negative integer)")
 		}
 	}
-	versions, more, err := h.svc.History(c.Request().Context(), coll, id, after, limit)
+	versions, more, err := h.svc.History(c.Request().Context(), coll, id, after, limit, historyPageBytes)
 	if err != nil {
 		return err
 	}
-	out := make([]any, len(versions))
-	for i, v := range versions {
-		ops, err := patch.DecodeOps(v.Ops)
-		if err != nil {
-			return fmt.Errorf("history %s/%s seq %d: %w", coll, id, v.Seq, err)
-		}
-		out[i] = versionJSON(v, ops)
-	}
-	var next any
-	if more && len(versions) > 0 {
-		next = patch.Number(strconv.FormatUint(versions[len(versions)-1].Seq, 10))
-	}
-	body := patch.Canonical(map[string]any{"versions": out, "next": next})
-	c.Response().Header().Set("Cache-Control", "no-cache")
+	res := c.Response()
+	res.Header().Set("Cache-Control", "no-cache")
+	res.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	if c.Request().Method == http.MethodHead {
-		c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 		return c.NoContent(http.StatusOK)
 	}
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
+	// {"next":...,"versions":[...]}: members in canonical order. The page
+	// is rendered version by version and sent in pieces, each version's
+	// bytes let go once rendered; a small page goes in one piece, with its
+	// Content-Length.
+	buf := make([]byte, 0, historyFlush)
+	buf = append(buf, `{"next":`...)
+	if more && len(versions) > 0 {
+		buf = strconv.AppendUint(buf, versions[len(versions)-1].Seq, 10)
+	} else {
+		buf = append(buf, "null"...)
+	}
+	buf = append(buf, `,"versions":[`...)
+	for i := range versions {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		// Room for the version at once: it renders to at most about its
+		// stored size, and growing a buffer by doubling leaves garbage.
+		buf = slices.Grow(buf, len(versions[i].Ops)+256)
+		if buf, err = appendVersion(buf, versions[i]); err != nil {
+			err = fmt.Errorf("history %s/%s seq %d: %w", coll, id, versions[i].Seq, err)
+			if !res.Committed {
+				return err
+			}
+			// The answer has started: cut the connection, so that the
+			// client sees a broken answer rather than a short one.
+			h.log.Error("history: a stored version does not render; answer cut off", "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		versions[i] = store.Version{}
+		if len(buf) >= historyFlush {
+			if !res.Committed {
+				res.WriteHeader(http.StatusOK)
+			}
+			if _, err := res.Write(buf); err != nil {
+				return nil // the client is gone; nothing to answer
+			}
+			buf = buf[:0]
+		}
+	}
+	buf = append(buf, "]}"...)
+	if !res.Committed {
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, buf)
+	}
+	_, _ = res.Write(buf)
+	return nil
+}
+
+// appendVersion appends a version as API.md's History section shows it:
+// the bytes patch.Canonical(versionJSON(v, ops)) gives, built without
+// decoding the ops' values (patch.AppendRFC6902), so that rendering a
+// version of a large document costs a copy, not a tree.
+func appendVersion(dst []byte, v store.Version) ([]byte, error) {
+	// Members in canonical order.
+	dst = append(dst, `{"actor":`...)
+	dst = appendNullable(dst, v.Actor)
+	dst = append(dst, `,"at":`...)
+	dst = patch.AppendCanonical(dst, v.At.UTC().Format(time.RFC3339Nano))
+	dst = append(dst, `,"etag":`...)
+	dst = appendNullable(dst, v.ETag)
+	dst = append(dst, `,"kind":`...)
+	dst = patch.AppendCanonical(dst, v.Kind)
+	dst = append(dst, `,"ops":`...)
+	dst, err := patch.AppendRFC6902(dst, v.Ops)
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, `,"rebasedFrom":`...)
+	dst = appendNullable(dst, v.RebasedFrom)
+	dst = append(dst, `,"requestId":`...)
+	dst = appendNullable(dst, v.RequestID)
+	if v.Reverts != 0 {
+		dst = append(dst, `,"reverts":`...)
+		dst = strconv.AppendUint(dst, v.Reverts, 10)
+	}
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, v.Seq, 10)
+	return append(dst, '}'), nil
+}
+
+// appendNullable appends s as a JSON string, or null when it is empty.
+func appendNullable(dst []byte, s string) []byte {
+	if s == "" {
+		return append(dst, "null"...)
+	}
+	return patch.AppendCanonical(dst, s)
 }
 
 // versionJSON renders a version as API.md's History section shows it. It is

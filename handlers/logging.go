@@ -36,6 +36,10 @@ type requestInfo struct {
 	// dryRun marks a write made with ?dryRun=true: it wrote nothing, so it
 	// counts in no metric of writes (rebases, replays).
 	dryRun bool
+	// client is the request's context as net/http made it: done as soon
+	// as the client's end of stream is read. Streams, which have no
+	// answer to finish, end with it (see clientContext).
+	client context.Context
 }
 
 // statusClientClosed is what the request log and the metrics record for a
@@ -68,6 +72,18 @@ func noteResult(c echo.Context, res document.Result) {
 	if res.Doc != nil {
 		ri.etagAfter = res.Doc.ETag
 	}
+}
+
+// clientContext returns the context of a request as net/http made it,
+// done as soon as the client's end of stream is read, for streams: a
+// stream has no answer to finish for a client that half-closed, and ends
+// when its client goes. Other handlers use the request's context, which
+// outlives the client by Config.HalfCloseGrace.
+func clientContext(c echo.Context) context.Context {
+	if ctx := info(c).client; ctx != nil {
+		return ctx
+	}
+	return c.Request().Context()
 }
 
 // noteRead tells the request log the ETag a read answered with.
@@ -113,13 +129,21 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		req := c.Request()
+		client := req.Context()
+		// The request's work runs under a context that outlives the
+		// client's end of stream by a grace period (Config.HalfCloseGrace):
+		// a complete request whose client half-closed is still answered.
+		ctx, cancel := outlive(client, h.grace)
+		defer cancel()
+		req = req.WithContext(ctx)
+		c.SetRequest(req)
 		id := req.Header.Get(HeaderRequestID)
 		if !saneRequestID(id) {
 			id = h.reqIDs.Next()
 		}
 		res := c.Response()
 		res.Header()[HeaderRequestID] = []string{id} // canonical already
-		o := &observed{Context: c, info: requestInfo{id: id}}
+		o := &observed{Context: c, info: requestInfo{id: id, client: client}}
 		ri := &o.info
 
 		err := next(o)
@@ -153,12 +177,41 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// outlive returns a context with parent's values that is cancelled grace
+// after parent is, or when the returned function is called. Call it before
+// parent ends on its own (net/http cancels a request's context once its
+// handler returns), so that no timer is left running.
+func outlive(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-ctx.Done():
+		}
+	})
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
 // logRequest writes the one log line of a request. It never logs bodies,
 // query strings or headers other than the request id.
 func (h *Handler) logRequest(ctx context.Context, id string, req *http.Request, x exchange, size int64) {
 	level := slog.LevelInfo
-	if x.status >= 500 {
-		level = slog.LevelError
+	switch x.status {
+	case http.StatusInsufficientStorage:
+		// Not a fault of the server's: the full device is logged on its
+		// own, once a minute (diskFullLog), not once per refused write.
+	case http.StatusServiceUnavailable:
+		level = slog.LevelWarn // retryable refusal, not a fault
+	default:
+		if x.status >= 500 {
+			level = slog.LevelError
+		}
 	}
 	if !h.log.Enabled(ctx, level) {
 		return

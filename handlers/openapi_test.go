@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
@@ -704,11 +707,40 @@ func (faultyStore) UpdateMany(context.Context, []store.Key, store.ManyFunc) ([]*
 func (faultyStore) List(context.Context, string, string, int) ([]store.ListEntry, bool, error) {
 	return nil, false, errInjected
 }
-func (faultyStore) History(context.Context, string, string, uint64, int) ([]store.Version, bool, error) {
+func (faultyStore) History(context.Context, string, string, uint64, int, int) ([]store.Version, bool, error) {
 	return nil, false, errInjected
 }
 func (faultyStore) Backup(context.Context, io.Writer, func(int64)) (int64, error) {
 	return 0, errInjected
+}
+
+// noSpaceStore fails every write and backup as the bbolt store does when
+// its device is full.
+type noSpaceStore struct{ store.Store }
+
+func errNoSpace() error {
+	return fmt.Errorf("store: %w: %w", store.ErrNoSpace, &os.PathError{Op: "write", Path: "patchd.db", Err: syscall.ENOSPC})
+}
+
+func (noSpaceStore) Update(context.Context, string, string, store.UpdateFunc) (*store.Document, error) {
+	return nil, errNoSpace()
+}
+func (noSpaceStore) Backup(context.Context, io.Writer, func(int64)) (int64, error) {
+	return 0, errNoSpace()
+}
+
+// blockingBackup holds every backup until released.
+type blockingBackup struct {
+	store.Backuper
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blockingBackup) Backup(ctx context.Context, w io.Writer, start func(int64)) (int64, error) {
+	b.once.Do(func() { close(b.entered) })
+	<-b.release
+	return b.Backuper.Backup(ctx, w, start)
 }
 
 // loadBrokenHistory stores a document whose history does not describe it,
@@ -762,6 +794,19 @@ func TestOpenAPIConformance(t *testing.T) {
 	t.Cleanup(func() { bst.Close() })
 	faulty := &server{Server: httptest.NewServer(newHandler(faultyStore{bst}, newConfig(withCORS, func(c *config) { c.http.Backup = faultyStore{bst} })).Echo())}
 	t.Cleanup(faulty.Close)
+	full := &server{Server: httptest.NewServer(newHandler(noSpaceStore{bst}, newConfig(withCORS, func(c *config) { c.http.Backup = noSpaceStore{bst} })).Echo())}
+	t.Cleanup(full.Close)
+	// A decode budget of 16 KiB that a slow upload holds: bodies of 16 KiB
+	// or more are refused (503 overloaded) after waiting 20 ms.
+	var busyH *handlers.Handler
+	busy := startServerWith(t, nil, func(h *handlers.Handler, _ *echo.Echo) { busyH = h }, withCORS,
+		func(c *config) { c.http.DecodeBudget, c.http.OverloadWait = 16<<10, 20*time.Millisecond })
+	busy.create(t, "/docs/c/d", `{"a":1}`)
+	stopUpload := make(chan struct{})
+	t.Cleanup(func() { close(stopUpload) })
+	slowUpload(t, busy.Listener.Addr().String(), "/docs/c/slow", 20<<10, stopUpload)
+	waitBudgetHeld(t, busyH, 16<<10)
+	big := `{"a":"` + strings.Repeat("x", 17<<10) + `"}`
 
 	// State the table's requests rely on.
 	e0 := s.create(t, "/docs/c/d", `{"a":{"b":1},"list":[1,2]}`)
@@ -823,6 +868,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"MetricsOpenMetrics", s, "GET", "/metrics", hdr{"Accept", "application/openmetrics-text; version=1.0.0"}, "", V, 200, ""},
 		{"Backup", s, "GET", "/admin/backup", nil, "", V, 200, ""},
 		{"Backup/Fault", faulty, "GET", "/admin/backup", nil, "", V, 500, "internal"},
+		{"Backup/Full", full, "GET", "/admin/backup", nil, "", V, 507, "insufficient-storage"},
 
 		{"List", s, "GET", "/docs/c", nil, "", V, 200, ""},
 		{"List/Page", s, "GET", "/docs/c?limit=1&after=", hdr{"X-Request-Id", "trace-1"}, "", V, 200, ""},
@@ -840,6 +886,8 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Post/MediaType", s, "POST", "/docs/p", hdr{"Content-Type", "text/plain"}, `{}`, I, 415, "unsupported-media-type"},
 		{"Post/NotObject", s, "POST", "/docs/p", hdr{"Content-Type", ctJSON}, `[1]`, I, 422, "invalid-document"},
 		{"Post/Fault", faulty, "POST", "/docs/p", hdr{"Content-Type", ctJSON}, `{}`, V, 500, "internal"},
+		{"Post/Full", full, "POST", "/docs/p", hdr{"Content-Type", ctJSON}, `{}`, V, 507, "insufficient-storage"},
+		{"Post/Overloaded", busy, "POST", "/docs/p", hdr{"Content-Type", ctJSON}, big, V, 503, "overloaded"},
 		{"Post/Idempotent", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"k-1"`}, `{"n":1}`, V, 201, ""},
 		{"Post/IdempotentReplay", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"k-1"`}, `{"n":1}`, V, 201, ""},
 		{"Post/IdempotentMinimal", s, "POST", "/docs/i", hdr{"Content-Type", ctJSON, "Idempotency-Key", "k-2", "Prefer", "return=minimal"}, `{"n":2}`, V, 201, ""},
@@ -889,6 +937,8 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Put/Size", s, "PUT", "/docs/c/new", hdr{"Content-Type", ctJSON}, `{"a":"` + strings.Repeat("x", 3000) + `"}`, A, 422, "invalid-document"},
 		{"Put/Required", s, "PUT", "/docs/c/d", hdr{"Content-Type", ctJSON}, `{}`, V, 428, "precondition-required"},
 		{"Put/Fault", faulty, "PUT", "/docs/c/d", hdr{"Content-Type", ctJSON}, `{}`, V, 500, "internal"},
+		{"Put/Full", full, "PUT", "/docs/c/d", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{}`, V, 507, "insufficient-storage"},
+		{"Put/Overloaded", busy, "PUT", "/docs/c/d", hdr{"Content-Type", ctJSON, "If-Match", "*"}, big, V, 503, "overloaded"},
 
 		{"Patch/Merge", lax, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge}, `{"m":[null]}`, V, 200, ""},
 		{"Patch/Rebased", s, "PATCH", "/docs/r/x", hdr{"Content-Type", ctMerge, "If-Match", r0}, `{"q":2}`, V, 200, ""},
@@ -919,6 +969,8 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Patch/JSONPatch", s, "PATCH", "/docs/c/d", hdr{"Content-Type", ctPatch, "If-Match", e0}, `[{"op":"add","path":"/n","value":12345678901234567890123}]`, V, 200, ""},
 		{"Patch/Required", s, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge}, `{}`, V, 428, "precondition-required"},
 		{"Patch/Fault", faulty, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge}, `{}`, V, 500, "internal"},
+		{"Patch/Full", full, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge, "If-Match", "*"}, `{}`, V, 507, "insufficient-storage"},
+		{"Patch/Overloaded", busy, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge, "If-Match", "*"}, big, V, 503, "overloaded"},
 		{"Patch/Idempotent", s, "PATCH", "/docs/i/p", hdr{"Content-Type", ctMerge, "If-Match", i0, "Idempotency-Key", `"p-1"`}, `{"a":1}`, V, 200, ""},
 		{"Patch/IdempotentReplay", s, "PATCH", "/docs/i/p", hdr{"Content-Type", ctMerge, "If-Match", i0, "Idempotency-Key", `"p-1"`}, `{"a":1}`, V, 200, ""},
 		{"Patch/IdempotentMinimal", s, "PATCH", "/docs/i/p", hdr{"Content-Type", ctMerge, "If-Match", "*", "Prefer", "return=minimal", "Idempotency-Key", `"p-2"`}, `{"b":1}`, V, 204, ""},
@@ -932,6 +984,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Delete/Required", s, "DELETE", "/docs/r/x", nil, "", V, 428, "precondition-required"},
 		{"Delete", s, "DELETE", "/docs/c/new2", hdr{"If-Match", etagOf(`{"z":1}`)}, "", V, 204, ""},
 		{"Delete/Fault", faulty, "DELETE", "/docs/c/d", hdr{"If-Match", "*"}, "", V, 500, "internal"},
+		{"Delete/Full", full, "DELETE", "/docs/c/d", hdr{"If-Match", "*"}, "", V, 507, "insufficient-storage"},
 		{"DocumentOptions", s, "OPTIONS", "/docs/c/d", nil, "", V, 204, ""},
 
 		{"Put/DryRun", s, "PUT", "/docs/c/dry?dryRun=true", hdr{"Content-Type", ctJSON}, `{"z":1}`, V, 201, ""},
@@ -1172,6 +1225,31 @@ func TestOpenAPIConformance(t *testing.T) {
 			x.check(t, first.req, []byte(tc.body), reqValid, first.r.status, first.r.header, first.r.body)
 		})
 	}
+
+	// A backup while another runs: 503 overloaded.
+	t.Run("Backup/Overloaded", func(t *testing.T) {
+		bst, err := bolt.Open(filepath.Join(t.TempDir(), "b.db"), store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bst.Close()
+		bb := &blockingBackup{Backuper: bst, entered: make(chan struct{}), release: make(chan struct{})}
+		srv := &server{Server: httptest.NewServer(newHandler(bst, newConfig(withCORS, func(c *config) { c.http.Backup = bb })).Echo())}
+		defer srv.Close()
+		release := sync.OnceFunc(func() { close(bb.release) })
+		defer release()
+		done := make(chan response, 1)
+		go func() {
+			_, r, _ := send(srv, "GET", "/admin/backup", nil, "")
+			done <- r
+		}()
+		<-bb.entered
+		x.exchange(t, srv, "GET", "/admin/backup", nil, "", reqValid, 503, "overloaded")
+		release()
+		if r := <-done; r.status != 200 {
+			t.Fatalf("the backup that ran: %d", r.status)
+		}
+	})
 
 	// Every operation with tokens: without one and with an unknown one (401
 	// unless it is open), with one its role does not allow (403), and with

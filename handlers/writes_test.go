@@ -349,7 +349,7 @@ func TestDryRunLeavesNoTrace(t *testing.T) {
 				if ev.Collection == "" {
 					break
 				}
-				vs, _, err := s.backend().History(t.Context(), ev.Collection, ev.ID, ev.Seq-1, 1)
+				vs, _, err := s.backend().History(t.Context(), ev.Collection, ev.ID, ev.Seq-1, 1, 0)
 				if err != nil || len(vs) == 0 || vs[0].Seq != ev.Seq {
 					t.Fatalf("event %+v of a version that was never committed (%v %v)", ev, vs, err)
 				}

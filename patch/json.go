@@ -129,6 +129,9 @@ func Canonical(v any) []byte {
 	return appendCanonical(make([]byte, 0, 256), v)
 }
 
+// AppendCanonical appends Canonical(v) to dst.
+func AppendCanonical(dst []byte, v any) []byte { return appendCanonical(dst, v) }
+
 // appendCanonical appends the canonical encoding of v to dst.
 func appendCanonical(dst []byte, v any) []byte {
 	switch v := v.(type) {

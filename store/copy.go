@@ -192,7 +192,7 @@ func sameState(ctx context.Context, dst Store, r *Record) error {
 	doc, err := dst.Get(ctx, r.Collection, r.ID)
 	switch {
 	case errors.Is(err, ErrNotFound) && r.Doc == nil:
-		vs, _, herr := dst.History(ctx, r.Collection, r.ID, last.Seq-1, 1)
+		vs, _, herr := dst.History(ctx, r.Collection, r.ID, last.Seq-1, 1, 0)
 		if herr == nil && len(vs) == 1 && vs[0].Seq == last.Seq && vs[0].ETag == "" {
 			return nil
 		}
@@ -224,7 +224,7 @@ func verify(ctx context.Context, dst Store, r *Record) error {
 	case doc.Seq != r.Doc.Seq:
 		return fail("seq %d, want %d", doc.Seq, r.Doc.Seq)
 	}
-	vs, _, err := dst.History(ctx, r.Collection, r.ID, r.History[0].Seq-1, len(r.History))
+	vs, _, err := dst.History(ctx, r.Collection, r.ID, r.History[0].Seq-1, len(r.History), 0)
 	if err != nil {
 		return fmt.Errorf("verify %s/%s: %w", r.Collection, r.ID, err)
 	}

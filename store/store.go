@@ -56,6 +56,14 @@ var (
 	ErrUnknownFormat = errors.New("unknown database format")
 	// ErrReadOnly means a write to a store opened with Options.ReadOnly.
 	ErrReadOnly = errors.New("store is read-only")
+	// ErrCorrupt means stored data is damaged: a file that is not a
+	// whole database, a page or record that does not decode, or a body
+	// whose bytes do not match its ETag. The store never returns such
+	// data as good.
+	ErrCorrupt = errors.New("stored data is damaged")
+	// ErrNoSpace means a write failed because the storage device is full.
+	// Nothing was committed; the same write succeeds once space is freed.
+	ErrNoSpace = errors.New("no space left on the store's device")
 )
 
 // Version kinds recorded in history.
@@ -284,9 +292,12 @@ type Store interface {
 
 	// History returns up to limit retained versions of a document with seq
 	// greater than after, oldest first, and whether more follow. A limit of
-	// zero or less means no limit. Returns ErrNotFound if the document has
-	// no history at all.
-	History(ctx context.Context, collection, id string, after uint64, limit int) (versions []Version, more bool, err error)
+	// zero or less means no limit. A positive maxBytes bounds the page by
+	// size too: it ends before the first version that would take the total
+	// length of the page's Ops past maxBytes (and more is set), but it
+	// always holds the first version, so that paging makes progress.
+	// Returns ErrNotFound if the document has no history at all.
+	History(ctx context.Context, collection, id string, after uint64, limit, maxBytes int) (versions []Version, more bool, err error)
 
 	// Idempotency returns the record committed with a write under key.
 	// Returns ErrNotFound if there is none or it has expired.
@@ -320,14 +331,19 @@ type Backuper interface {
 	// Backup writes a consistent snapshot of the whole store to w, in a
 	// form the backend opens as it is. start, when not nil, is called with
 	// its size in bytes before the first byte is written. It returns the
-	// number of bytes written.
+	// number of bytes written. A slow or stalled w must not hold up the
+	// store's writes: whatever the snapshot pins is released at the pace
+	// of the store's own storage, not of w.
 	Backup(ctx context.Context, w io.Writer, start func(size int64)) (int64, error)
 }
 
 // Checker is implemented by stores that can verify their own storage.
 type Checker interface {
-	// Check reads the whole store and returns an error describing the
-	// first problem found, or nil.
+	// Check reads the whole store's storage structure and returns nil, or
+	// an error describing the problems found (several joined with
+	// errors.Join), which wraps ErrCorrupt. It does not check documents
+	// against their ETags and histories: patchd check does that through a
+	// Dumper (CheckRecord, document.CheckHistory).
 	Check(ctx context.Context) error
 }
 
@@ -408,6 +424,16 @@ const SchemaCollection = "$schemas"
 // ValidName, or SchemaCollection.
 func ValidCollection(s string) bool {
 	return s == SchemaCollection || ValidName(s)
+}
+
+// VerifyBody returns nil if body's ETag is etag, else an error wrapping
+// ErrCorrupt that names both: the stored bytes are not those the ETag was
+// made from.
+func VerifyBody(body []byte, etag string) error {
+	if got := ETagOf(body); got != etag {
+		return fmt.Errorf("%w: the body's bytes hash to %s, not to its ETag %s", ErrCorrupt, got, etag)
+	}
+	return nil
 }
 
 // ValidName reports whether s is a collection or id that patchd accepts:

@@ -49,6 +49,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		{[]string{"import", "-h"}, []string{"db", "in", "max-doc", "max-depth", "max-line", "lock-timeout"}},
 		{[]string{"help", "migrate"}, []string{"from", "to"}},
 		{[]string{"migrate", "--help"}, []string{"from", "to"}},
+		{[]string{"check", "--help"}, []string{"db", "lock-timeout"}},
 	} {
 		err, _, usage := cli(t, "", tc.args...)
 		if !errors.Is(err, flag.ErrHelp) {

@@ -1,5 +1,5 @@
 // Package cli is the patchd command: it parses the command line once, runs
-// the command it names (serve, backup, export, import, migrate, version,
+// the command it names (serve, backup, export, import, migrate, check, version,
 // help), and closes what it opened. The root main package only
 // calls Main.
 package cli
@@ -84,6 +84,7 @@ func commands() []command {
 		{"export", "[flags]", "write every document, optionally with history, as NDJSON", (*Main).export},
 		{"import", "[flags]", "load NDJSON written by export, checking every line", (*Main).importCmd},
 		{"migrate", "[flags]", "copy every document and its history into another database (--from --to), resumable, verified", (*Main).migrate},
+		{"check", "[flags]", "verify a database (--db FILE): its storage, every document's ETag, every history", (*Main).check},
 		{"version", "", "print the version", (*Main).version},
 		{"help", "[COMMAND]", "describe patchd, or a command and its flags", (*Main).help},
 	}

@@ -150,6 +150,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Retention: store.Retention{Versions: cfg.historyVersions, Age: age},
 		Logger:    log,
 	})
+	if errors.Is(err, store.ErrCorrupt) {
+		return fmt.Errorf("--db %s: %w\n(patchd check --db %s lists the damage; restore a backup, or move the file away to start a new database)",
+			store.Redact(cfg.db), err, store.Redact(cfg.db))
+	}
 	if err != nil {
 		return fmt.Errorf("--db %s: %w", store.Redact(cfg.db), err)
 	}

@@ -4,25 +4,53 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	bbolt "go.etcd.io/bbolt"
 )
+
+// backupChunk is how much of a spooled copy one write to the destination
+// carries.
+const backupChunk = 256 << 10
 
 // Backup writes a consistent copy of the database file to w, from one read
 // transaction (bbolt's Tx.WriteTo), while writes go on. The copy is a
 // complete bbolt file that Open opens as it is. start, when not nil,
 // is called with the copy's exact size before anything is written.
 //
-// The read transaction is held until the copy is written: a slow writer w
-// keeps old pages from being reused, and can hold up a commit that needs
-// to grow the file. If ctx is done, the copy stops with ctx's error.
+// A read transaction keeps the pages it sees from being reused, and bbolt
+// cannot grow the file's mapping while one is open: every write that needs
+// more room waits for it. So the transaction is never held at the pace of
+// a remote reader: unless w is a regular file, the copy is first written
+// to a temporary file next to the database (unlinked at once, so that
+// nothing is left behind), the transaction ends, and w gets the temporary
+// file's bytes in chunks. If ctx is done, the copy stops with ctx's error.
 func (b *Store) Backup(ctx context.Context, w io.Writer, start func(size int64)) (int64, error) {
 	if err := b.gate.Enter(ctx, "backup"); err != nil {
 		return 0, err
 	}
 	defer b.gate.Leave()
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			n, err := b.snapshot(ctx, f, start)
+			if err != nil {
+				return n, fmt.Errorf("store: backup %s: %w", b.path, err)
+			}
+			return n, nil
+		}
+	}
+	n, err := b.spooled(ctx, w, start)
+	if err != nil {
+		return n, fmt.Errorf("store: backup %s: %w", b.path, noSpace(err))
+	}
+	return n, nil
+}
+
+// snapshot writes the database to w in one read transaction.
+func (b *Store) snapshot(ctx context.Context, w io.Writer, start func(size int64)) (int64, error) {
 	var n int64
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		if start != nil {
 			start(tx.Size())
 		}
@@ -30,11 +58,48 @@ func (b *Store) Backup(ctx context.Context, w io.Writer, start func(size int64))
 		n, err = tx.WriteTo(ctxWriter{ctx, w})
 		return err
 	})
+	if err != nil && ctx.Err() != nil {
+		err = ctx.Err() // bbolt does not wrap the writer's error
+	}
+	return n, err
+}
+
+// spooled copies the database into an unlinked temporary file in its
+// directory, then that file to w.
+func (b *Store) spooled(ctx context.Context, w io.Writer, start func(size int64)) (int64, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(b.path), "."+filepath.Base(b.path)+".backup*")
 	if err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err() // bbolt does not wrap the writer's error
+		return 0, err
+	}
+	defer tmp.Close()
+	if err := os.Remove(tmp.Name()); err != nil { // the open file lives on, nameless
+		return 0, err
+	}
+	size, err := b.snapshot(ctx, tmp, nil)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	if start != nil {
+		start(size)
+	}
+	buf := make([]byte, backupChunk)
+	var n int64
+	for n < size {
+		k, err := io.ReadFull(tmp, buf[:min(int64(len(buf)), size-n)])
+		if err != nil {
+			return n, err
 		}
-		return n, fmt.Errorf("store: backup %s: %w", b.path, err)
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		k, err = w.Write(buf[:k])
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
 	}
 	return n, nil
 }

@@ -52,7 +52,7 @@ func snapshot(t *testing.T, s store.Store) map[string]any {
 			out["doc "+c+"/"+e.ID] = *doc
 		}
 		for _, id := range []string{"d0", "d1", "d2", "x", "y"} {
-			vs, _, err := s.History(ctx, c, id, 0, 0)
+			vs, _, err := s.History(ctx, c, id, 0, 0, 0)
 			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
@@ -120,7 +120,7 @@ func TestBolt_BackupWhileWriting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		vs, _, err := cp.History(ctx, "c", id, 0, 0)
+		vs, _, err := cp.History(ctx, "c", id, 0, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

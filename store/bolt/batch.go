@@ -248,7 +248,7 @@ func (c *committer) commit(batch []*commitReq) {
 	}
 	units := splitUnits(batch)
 	start := time.Now()
-	err := c.b.db.Update(func(tx *bbolt.Tx) error {
+	err := c.b.update(func(tx *bbolt.Tx) error {
 		for _, u := range units {
 			if baseFailed(u) {
 				continue // settled below
@@ -277,7 +277,7 @@ func (c *committer) commit(batch []*commitReq) {
 				c.settleUnit(u, nil)
 				continue
 			}
-			err = c.b.db.Update(func(tx *bbolt.Tx) error {
+			err = c.b.update(func(tx *bbolt.Tx) error {
 				for _, r := range u {
 					if err := c.b.put(tx, r); err != nil {
 						return err

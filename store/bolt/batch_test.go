@@ -130,7 +130,7 @@ func TestBolt_GroupCommitHotDocument(t *testing.T) {
 	if err != nil || string(doc.Body) != fmt.Sprintf(`{"n":%d}`, n) || doc.Seq != n+1 {
 		t.Fatalf("final %+v %v", doc, err)
 	}
-	vs, _, err := s.History(t.Context(), "c", "hot", 0, 0)
+	vs, _, err := s.History(t.Context(), "c", "hot", 0, 0, 0)
 	if err != nil || len(vs) != n+1 {
 		t.Fatalf("history: %d versions, %v", len(vs), err)
 	}

@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,6 +78,16 @@ type Store struct {
 
 	committer *committer
 	metrics   *collector
+
+	// warnings are the problems Open found that the file can be served
+	// with (a damaged meta page); Check reports them.
+	warnings []error
+	// damaged is set by the first write transaction that failed on
+	// damaged data; writes are refused after it.
+	damaged atomic.Pointer[error]
+	// corruptReads counts reads refused because a stored body did not
+	// match its ETag.
+	corruptReads atomic.Int64
 }
 
 var (
@@ -94,12 +106,19 @@ type docLock struct {
 	refs int           // holders and waiters; guarded by Store.locksMu
 }
 
-// Open opens or creates the bbolt database at path (mode 0600). With
+// Open opens or creates the bbolt database at path (mode 0600). A missing
+// file is created (and the log says so); an existing one is never
+// initialized afresh: an empty (0-byte) file is refused. With
 // opts.ReadOnly it opens an existing file for reading only, and fails with
-// an error wrapping os.ErrNotExist when there is none. It returns an error
-// wrapping store.ErrUnknownFormat if the file holds a database of another
-// format, and one wrapping store.ErrLocked if another process holds the
-// file for longer than opts.LockTimeout.
+// an error wrapping os.ErrNotExist when there is none.
+//
+// Before it serves, Open checks the file: both meta pages, its length, its
+// freelist and its root structure (see damage.go). A file damaged there is
+// refused with an error wrapping store.ErrCorrupt, never a panic; a damaged
+// meta page next to a valid one is logged as an error and reported by
+// Check. It returns an error wrapping store.ErrUnknownFormat if the file
+// holds a database of another format, and one wrapping store.ErrLocked if
+// another process holds the file for longer than opts.LockTimeout.
 func Open(path string, opts store.Options) (*Store, error) {
 	opts = opts.WithDefaults()
 	b := &Store{
@@ -110,36 +129,126 @@ func Open(path string, opts store.Options) (*Store, error) {
 		locks:     make(map[string]*docLock),
 	}
 	b.gate.ReadOnly = opts.ReadOnly
-	if opts.ReadOnly {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("store: open %s: %w", path, err)
+	created := false
+	switch _, err := os.Stat(path); {
+	case errors.Is(err, fs.ErrNotExist) && !opts.ReadOnly:
+		if err := create(path); err != nil {
+			return nil, fmt.Errorf("store: create %s: %w", path, err)
 		}
+		created = true
+	case err != nil:
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
-		Timeout:      opts.LockTimeout,
-		FreelistType: bbolt.FreelistMapType,
-		ReadOnly:     opts.ReadOnly,
+	warnings, err := precheck(path, opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	var file *os.File // bbolt's, to release its lock if bbolt panics
+	var db *bbolt.DB
+	err = guard("open", func() (err error) {
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{
+			Timeout:      opts.LockTimeout,
+			FreelistType: bbolt.FreelistMapType,
+			ReadOnly:     opts.ReadOnly,
+			OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+				f, err := os.OpenFile(name, flag, mode) // #nosec G304 -- the operator names the database
+				file = f
+				return f, err
+			},
+		})
+		return err
 	})
-	if errors.Is(err, berrors.ErrTimeout) {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("store: open %s: %w%s", path, store.ErrLocked, lockHolder(path))
+	case errors.Is(err, store.ErrCorrupt):
+		if file != nil {
+			_ = file.Close()
+		}
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		err = fmt.Errorf("%w: %w", store.ErrCorrupt, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	check := db.Update
-	if opts.ReadOnly {
-		check = db.View
+	b.db = db
+	b.warnings = warnings
+	for _, w := range warnings {
+		b.log.Error("the database file is damaged", "path", path, "err", w)
 	}
-	if err := check(func(tx *bbolt.Tx) error { return initLayout(tx, !opts.ReadOnly) }); err != nil {
-		_ = db.Close()
+	err = b.checkRoot()
+	if err == nil {
+		check := b.update
+		if opts.ReadOnly {
+			check = b.view
+		}
+		err = check(func(tx *bbolt.Tx) error { return initLayout(tx, !opts.ReadOnly) })
+	}
+	if err != nil {
+		_ = guard("close", db.Close)
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	b.db = db
 	b.committer = newCommitter(b)
 	b.metrics = newCollector(b)
+	if created {
+		b.log.Info("created a new database", "path", path)
+	}
 	b.log.Debug("opened", "path", path, "read_only", opts.ReadOnly,
 		"history_versions", b.retention.Versions, "history_age", b.retention.Age)
 	return b, nil
+}
+
+// create makes an empty database at path: bbolt initializes it under a
+// temporary name in the same directory, and it is linked to path once it is
+// whole and synced, so that a crash never leaves a 0-byte or half-written
+// file at path (which Open would then refuse). If another process created
+// path meanwhile, create leaves that one.
+func create(path string) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new*")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	defer os.Remove(name)
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	db, err := bbolt.Open(name, 0o600, &bbolt.Options{Timeout: time.Second}) // writes and syncs the first pages
+	if err != nil {
+		return err
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(name, path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil { // #nosec G304 -- the directory of the database the operator named
+		err = d.Sync()
+		_ = d.Close()
+		return err
+	}
+	return nil
+}
+
+// precheck locks the file as bbolt will, reads it with checkFile and
+// unlocks it: fatal problems are returned as one error, warnings as a
+// list.
+func precheck(path string, opts store.Options) ([]error, error) {
+	f, err := os.Open(path) // #nosec G304 -- the operator names the database
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := lockFile(f, !opts.ReadOnly, opts.LockTimeout); err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("%w%s", store.ErrLocked, lockHolder(path))
+		}
+		return nil, err
+	}
+	r := checkFile(f)
+	return r.warnings, r.err()
 }
 
 // initLayout checks the format of a file and, when create is set, creates
@@ -197,23 +306,36 @@ func (b *Store) Close() error {
 	return nil
 }
 
-// Check runs bbolt's consistency check over the whole file and returns the
-// first problem it finds, or nil.
+// maxCheckProblems bounds the problems Check reports: a badly damaged
+// file has one per page.
+const maxCheckProblems = 100
+
+// Check runs bbolt's consistency check over the whole file and returns
+// every problem it finds (at most maxCheckProblems, joined), together with
+// those Open found (a damaged meta page), each wrapping store.ErrCorrupt;
+// nil when there are none.
 func (b *Store) Check(ctx context.Context) error {
 	if err := b.gate.Enter(ctx, "check"); err != nil {
 		return err
 	}
 	defer b.gate.Leave()
-	err := b.db.View(func(tx *bbolt.Tx) error {
-		var first error
+	problems := append([]error(nil), b.warnings...)
+	err := b.view(func(tx *bbolt.Tx) error {
+		n := 0
 		for err := range tx.Check() { // drain, so the checker goroutine ends
-			if first == nil {
-				first = err
+			if n++; n <= maxCheckProblems {
+				problems = append(problems, fmt.Errorf("%w: %w", store.ErrCorrupt, err))
 			}
 		}
-		return first
+		if n > maxCheckProblems {
+			problems = append(problems, fmt.Errorf("%w: %d more problems", store.ErrCorrupt, n-maxCheckProblems))
+		}
+		return nil
 	})
 	if err != nil {
+		problems = append(problems, err)
+	}
+	if err := errors.Join(problems...); err != nil {
 		return fmt.Errorf("store: check %s: %w", b.path, err)
 	}
 	return nil
@@ -225,15 +347,19 @@ func (b *Store) Subscribe(ctx context.Context) (<-chan store.Event, error) {
 }
 
 // Get returns the current document. Returns ErrNotFound if it does not
-// exist.
+// exist, and an error wrapping store.ErrCorrupt if its stored bytes do not
+// match its ETag (checkBody).
 func (b *Store) Get(ctx context.Context, collection, id string) (*store.Document, error) {
 	if err := b.gate.EnterRead(ctx, "get", collection, id); err != nil {
 		return nil, err
 	}
 	defer b.gate.Leave()
 	doc, err := b.load(collection, id)
-	if err == nil && doc == nil {
+	switch {
+	case err == nil && doc == nil:
 		err = store.ErrNotFound
+	case err == nil:
+		err = b.checkBody(doc)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, err)
@@ -241,11 +367,30 @@ func (b *Store) Get(ctx context.Context, collection, id string) (*store.Document
 	return doc, nil
 }
 
+// checkBody verifies a document read from the file: its body must hash to
+// its ETag. A mismatch (a damaged page, a flipped bit) is logged with the
+// document's name, counted in patchd_store_corrupt_reads_total, and
+// returned as an error wrapping store.ErrCorrupt, so that damaged bytes are
+// never served, nor patched into a new version, as good data. It costs one
+// SHA-256 of the body, which every read already copies
+// (BenchmarkGetVerify). Versions still pending in the group committer are
+// not checked again: their ETag was computed from those very bytes, which
+// nothing modifies.
+func (b *Store) checkBody(doc *store.Document) error {
+	err := store.VerifyBody(doc.Body, doc.ETag)
+	if err != nil {
+		b.corruptReads.Add(1)
+		b.log.Error("stored document is damaged: its bytes do not match its ETag; refused",
+			"collection", doc.Collection, "id", doc.ID, "seq", doc.Seq, "etag", doc.ETag, "err", err)
+	}
+	return err
+}
+
 // load reads the current document in its own read transaction. It returns
 // nil, nil if the document does not exist.
 func (b *Store) load(collection, id string) (*store.Document, error) {
 	var doc *store.Document
-	err := b.db.View(func(tx *bbolt.Tx) (err error) {
+	err := b.view(func(tx *bbolt.Tx) (err error) {
 		doc, err = getDoc(tx, collection, id)
 		return err
 	})
@@ -316,7 +461,7 @@ func (b *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 		}
 		<-base.done
 		if base.err != nil {
-			return fmt.Errorf("store: update %s/%s: %w: %w", collection, id, errBaseFailed, base.err)
+			return fmt.Errorf("store: update %s/%s: %w: %w", collection, id, errBaseFailed, noSpace(base.err))
 		}
 		return nil
 	}
@@ -364,7 +509,7 @@ func (b *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 	locked = false
 	<-r.done
 	if r.err != nil {
-		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, r.err)
+		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, noSpace(r.err))
 	}
 	if r.pruned > 0 {
 		b.log.Debug("pruned history", "collection", collection, "id", id, "versions", r.pruned, "seq", r.version.Seq)
@@ -401,13 +546,16 @@ func (b *Store) current(collection, id string) (*store.Document, uint64, *commit
 		doc  *store.Document
 		last uint64
 	)
-	err := b.db.View(func(tx *bbolt.Tx) (err error) {
+	err := b.view(func(tx *bbolt.Tx) (err error) {
 		if hist := tx.Bucket(bucketHist).Bucket([]byte(collection)); hist != nil {
 			last, _ = lastSeq(hist.Cursor(), id)
 		}
 		doc, err = getDoc(tx, collection, id)
 		return err
 	})
+	if err == nil && doc != nil {
+		err = b.checkBody(doc)
+	}
 	return doc, last, nil, err
 }
 
@@ -538,7 +686,7 @@ func (b *Store) List(ctx context.Context, collection, after string, limit int) (
 		entries []store.ListEntry
 		more    bool
 	)
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
 		if docs == nil {
 			return nil
@@ -554,7 +702,7 @@ func (b *Store) List(ctx context.Context, collection, after string, limit int) (
 				break
 			}
 			if len(v) < docHeaderLen {
-				return fmt.Errorf("document %s: %d-byte record", k, len(v))
+				return fmt.Errorf("document %s: %w: %d-byte record", k, store.ErrCorrupt, len(v))
 			}
 			entries = append(entries, store.ListEntry{
 				ID:   string(k),
@@ -571,9 +719,11 @@ func (b *Store) List(ctx context.Context, collection, after string, limit int) (
 
 // History returns up to limit retained versions of a document with seq
 // greater than after, oldest first, and whether more follow. A limit of
-// zero or less means no limit. Returns ErrNotFound if the document has no
-// history at all. The versions own their bytes.
-func (b *Store) History(ctx context.Context, collection, id string, after uint64, limit int) ([]store.Version, bool, error) {
+// zero or less means no limit; a positive maxBytes ends the page before the
+// first version that would take the total length of its Ops past maxBytes
+// (the first version is always returned). Returns ErrNotFound if the
+// document has no history at all. The versions own their bytes.
+func (b *Store) History(ctx context.Context, collection, id string, after uint64, limit, maxBytes int) ([]store.Version, bool, error) {
 	if err := b.gate.EnterRead(ctx, "history", collection, id); err != nil {
 		return nil, false, err
 	}
@@ -582,7 +732,7 @@ func (b *Store) History(ctx context.Context, collection, id string, after uint64
 		versions []store.Version
 		more     bool
 	)
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		hist := tx.Bucket(bucketHist).Bucket([]byte(collection))
 		if hist == nil {
 			return store.ErrNotFound
@@ -595,15 +745,27 @@ func (b *Store) History(ctx context.Context, collection, id string, after uint64
 		if after == math.MaxUint64 {
 			return nil
 		}
+		size := 0
 		for k, v := c.Seek(histKey(id, after+1)); k != nil && isHistKey(k, prefix); k, v = c.Next() {
 			if limit > 0 && len(versions) == limit {
 				more = true
 				break
 			}
+			if maxBytes > 0 && len(versions) > 0 {
+				n, err := versionOpsLen(v)
+				if err != nil {
+					return err
+				}
+				if size+n > maxBytes {
+					more = true
+					break
+				}
+			}
 			ver, err := decodeVersion(k[len(prefix):], v)
 			if err != nil {
 				return err
 			}
+			size += len(ver.Ops)
 			versions = append(versions, ver)
 		}
 		return nil
@@ -639,7 +801,7 @@ func (b *Store) since(collection, id string, etags []string) (store.Version, []s
 		base  store.Version
 		later []store.Version
 	)
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		hist := tx.Bucket(bucketHist).Bucket([]byte(collection))
 		if hist == nil || len(want) == 0 {
 			return store.ErrBaseUnknown
@@ -752,7 +914,7 @@ func (b *Store) sinceSeq(collection, id string, seq uint64) (store.Version, []st
 		return cloneVersion(pending[i]), later, nil
 	}
 	var versions []store.Version
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		hist := tx.Bucket(bucketHist).Bucket([]byte(collection))
 		if hist == nil || seq == 0 {
 			return store.ErrBaseUnknown
@@ -838,7 +1000,7 @@ func encodeDoc(seq uint64, at time.Time, etag string, body []byte) []byte {
 // decodeDoc decodes a document record into a Document that owns its bytes.
 func decodeDoc(collection, id string, v []byte) (*store.Document, error) {
 	if len(v) < docHeaderLen {
-		return nil, fmt.Errorf("document %s/%s: %d-byte record", collection, id, len(v))
+		return nil, fmt.Errorf("document %s/%s: %w: %d-byte record", collection, id, store.ErrCorrupt, len(v))
 	}
 	return &store.Document{
 		Collection: collection,
@@ -885,7 +1047,7 @@ func encodeVersion(v *store.Version) []byte {
 const versionExt = 0xff
 
 // errBadVersion reports a history value that does not decode.
-var errBadVersion = errors.New("corrupt history value")
+var errBadVersion = fmt.Errorf("%w: a history value does not decode", store.ErrCorrupt)
 
 // versionAt returns the commit time of a history value in unix nanos.
 func versionAt(v []byte) (int64, error) {
@@ -917,12 +1079,19 @@ func versionETag(v []byte) ([]byte, error) {
 	return etag, err
 }
 
-// decodeVersion decodes a history value whose key ends in seqBytes into a
-// Version that owns its bytes.
-func decodeVersion(seqBytes, v []byte) (store.Version, error) {
-	at, err := versionAt(v)
-	if err != nil {
-		return store.Version{}, err
+// versionOpsLen returns the length of the ops of a history value without
+// copying them.
+func versionOpsLen(v []byte) (int, error) {
+	_, _, ops, err := splitVersion(v)
+	return len(ops), err
+}
+
+// splitVersion splits a history value after its time into its fields
+// (ETag, Kind, RebasedFrom, and Actor and RequestID when it has them), the
+// seq it reverts, and its ops, aliasing v.
+func splitVersion(v []byte) (fields [5][]byte, reverts uint64, ops []byte, err error) {
+	if len(v) < 8 {
+		return fields, 0, nil, errBadVersion
 	}
 	rest := v[8:]
 	nfields := 3
@@ -930,19 +1099,31 @@ func decodeVersion(seqBytes, v []byte) (store.Version, error) {
 	if ext {
 		rest, nfields = rest[1:], 5
 	}
-	var fields [5][]byte
 	for i := range nfields {
 		if fields[i], rest, err = versionField(rest); err != nil {
-			return store.Version{}, err
+			return fields, 0, nil, err
 		}
 	}
-	var reverts uint64
 	if ext {
 		n, w := binary.Uvarint(rest)
 		if w <= 0 {
-			return store.Version{}, errBadVersion
+			return fields, 0, nil, errBadVersion
 		}
 		reverts, rest = n, rest[w:]
+	}
+	return fields, reverts, rest, nil
+}
+
+// decodeVersion decodes a history value whose key ends in seqBytes into a
+// Version that owns its bytes.
+func decodeVersion(seqBytes, v []byte) (store.Version, error) {
+	at, err := versionAt(v)
+	if err != nil {
+		return store.Version{}, err
+	}
+	fields, reverts, rest, err := splitVersion(v)
+	if err != nil {
+		return store.Version{}, err
 	}
 	var ops []byte
 	if len(rest) > 0 {

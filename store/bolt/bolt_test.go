@@ -89,7 +89,7 @@ func TestBolt_Reopen(t *testing.T) {
 		}
 		for _, name := range []string{"notes/a", "notes/b", "todo/c"} {
 			c, id, _ := strings.Cut(name, "/")
-			vs, _, err := s.History(ctx, c, id, 0, 100)
+			vs, _, err := s.History(ctx, c, id, 0, 100, 0)
 			if err != nil {
 				t.Fatalf("History(%s): %v", name, err)
 			}
@@ -262,7 +262,7 @@ func TestBolt_InvalidKey(t *testing.T) {
 			if _, err := s.Get(ctx, tc.collection, tc.id); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("Get error %v, want ErrNotFound", err)
 			}
-			if _, _, err := s.History(ctx, tc.collection, tc.id, 0, 10); !errors.Is(err, store.ErrNotFound) {
+			if _, _, err := s.History(ctx, tc.collection, tc.id, 0, 10, 0); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("History error %v, want ErrNotFound", err)
 			}
 		})

@@ -20,7 +20,7 @@ func (b *Store) Dump(ctx context.Context, withHistory bool, fn func(*store.Recor
 		return err
 	}
 	defer b.gate.Leave()
-	return b.db.View(func(tx *bbolt.Tx) error {
+	return b.view(func(tx *bbolt.Tx) error {
 		docsRoot := tx.Bucket(bucketDocs)
 		if !withHistory {
 			return docsRoot.ForEachBucket(func(coll []byte) error {
@@ -80,7 +80,7 @@ func (b *Store) Dump(ctx context.Context, withHistory bool, fn func(*store.Recor
 				}
 				ver, err := decodeVersion(k[len(k)-seqLen:], v)
 				if err != nil {
-					return err
+					return fmt.Errorf("%s/%s: history: %w", coll, id, err)
 				}
 				rec.History = append(rec.History, ver)
 			}
@@ -106,7 +106,7 @@ func (b *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error)
 		return nil, err
 	}
 	defer b.gate.Leave()
-	err = b.db.Update(func(tx *bbolt.Tx) error {
+	err = b.update(func(tx *bbolt.Tx) error {
 		for i, r := range recs {
 			if errs[i] != nil {
 				continue
@@ -143,7 +143,7 @@ func (b *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: load: %w", err)
+		return nil, fmt.Errorf("store: load: %w", noSpace(err))
 	}
 	return errs, nil
 }

@@ -18,7 +18,7 @@ func (b *Store) ETag(ctx context.Context, collection, id string) (string, error)
 	}
 	defer b.gate.Leave()
 	var etag string
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
 		if docs == nil {
 			return store.ErrNotFound
@@ -28,7 +28,7 @@ func (b *Store) ETag(ctx context.Context, collection, id string) (string, error)
 			return store.ErrNotFound
 		}
 		if len(v) < docHeaderLen {
-			return fmt.Errorf("document %s/%s: %d-byte record", collection, id, len(v))
+			return fmt.Errorf("document %s/%s: %w: %d-byte record", collection, id, store.ErrCorrupt, len(v))
 		}
 		etag = string(v[16:docHeaderLen])
 		return nil

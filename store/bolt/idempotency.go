@@ -85,7 +85,7 @@ func (b *Store) Idempotency(ctx context.Context, key string) (*store.Idempotency
 	defer b.gate.Leave()
 	now := uint64(b.now().UnixNano()) // #nosec G115 -- as in putIdempotency
 	var rec *store.IdempotencyRecord
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		idem := tx.Bucket(bucketIdem)
 		if idem == nil { // an older file opened read-only
 			return nil

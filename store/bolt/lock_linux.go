@@ -2,10 +2,14 @@ package bolt
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"syscall"
+	"time"
+
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // lockHolder names the process that holds the lock of the file at path, as
@@ -38,4 +42,27 @@ func lockHolder(path string) string {
 		}
 	}
 	return ""
+}
+
+// lockFile takes the flock of f that bbolt takes (exclusive for a writer,
+// shared for a reader), waiting up to timeout, then failing with
+// berrors.ErrTimeout. Closing f releases it.
+func lockFile(f *os.File, exclusive bool, timeout time.Duration) error {
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB) // #nosec G115 -- a file descriptor fits in an int
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, syscall.EWOULDBLOCK):
+			return err
+		case time.Now().After(deadline):
+			return berrors.ErrTimeout
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -59,7 +59,7 @@ func TestBolt_ManyAllOrNothing(t *testing.T) {
 	if doc, err := s.Get(t.Context(), "c", "a"); err != nil || string(doc.Body) != `{"v":1}` || doc.Seq != 1 {
 		t.Fatalf("a after the failed group: %+v %v", doc, err)
 	}
-	if _, _, err := s.History(t.Context(), "c", "b", 0, 0); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := s.History(t.Context(), "c", "b", 0, 0, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("b has history after the failed group: %v", err)
 	}
 	bolt.SetPutFault(s, nil)

@@ -66,7 +66,7 @@ func (b *Store) stats(ctx context.Context) (stats, error) {
 	}
 	defer b.gate.Leave()
 	s := stats{Buckets: make(map[string]bucketStats, 2)}
-	err := b.db.View(func(tx *bbolt.Tx) error {
+	err := b.view(func(tx *bbolt.Tx) error {
 		s.FileSize = tx.Size()
 		for _, name := range [][]byte{bucketDocs, bucketHist} {
 			bs := tx.Bucket(name).Stats()
@@ -126,10 +126,11 @@ const statsMaxAge = 10 * time.Second
 // once per statsMaxAge.
 type collector struct {
 	stats store.Reading[stats]
+	b     *Store
 }
 
 func newCollector(b *Store) *collector {
-	return &collector{stats: store.Reading[stats]{Read: b.stats, MaxAge: statsMaxAge, Logger: b.log}}
+	return &collector{stats: store.Reading[stats]{Read: b.stats, MaxAge: statsMaxAge, Logger: b.log}, b: b}
 }
 
 // Collector returns the store's Prometheus metrics: documents, versions and
@@ -155,19 +156,21 @@ var (
 	descTxCounters  = desc("patchd_bolt_tx_operations_total", "bbolt transaction counters, by operation: page_alloc, cursor, node, node_deref, rebalance, split, spill, page_write.", "op")
 	descTxAllocB    = desc("patchd_bolt_tx_page_alloc_bytes_total", "Bytes allocated for pages by transactions.")
 	descTxSeconds   = desc("patchd_bolt_tx_seconds_total", "Time transactions spent, by phase: rebalance, spill, write.", "phase")
+	descCorrupt     = desc("patchd_store_corrupt_reads_total", "Reads refused because a stored document's bytes did not match its ETag.")
 )
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	store.DescribeSizes(ch)
 	for _, d := range []*prometheus.Desc{descFileSize, descPages, descBucketBytes, descInline, descDepth, descFreePages,
-		descPending, descFreeBytes, descFreelist, descReadTx, descOpenReadTx, descTxCounters, descTxAllocB, descTxSeconds} {
+		descPending, descFreeBytes, descFreelist, descReadTx, descOpenReadTx, descTxCounters, descTxAllocB, descTxSeconds, descCorrupt} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descCorrupt, prometheus.CounterValue, float64(c.b.corruptReads.Load()))
 	st, at, ok := c.stats.Get()
 	if !ok {
 		return

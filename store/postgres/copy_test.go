@@ -67,11 +67,11 @@ func sameDocuments(t *testing.T, src, dst store.Store, names [][2]string) {
 		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("%v: documents differ:\n%+v\n%+v", n, a, b)
 		}
-		av, _, err := src.History(ctx, n[0], n[1], 0, 0)
+		av, _, err := src.History(ctx, n[0], n[1], 0, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		bv, _, err := dst.History(ctx, n[0], n[1], 0, 0)
+		bv, _, err := dst.History(ctx, n[0], n[1], 0, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -110,7 +110,7 @@ func TestManyLostAcknowledgmentAppliesOnce(t *testing.T) {
 		t.Fatalf("%d calls, docs %+v", calls.Load(), docs)
 	}
 	for _, id := range []string{"a", "b"} {
-		vs, _, err := s.History(context.Background(), "c", id, 0, 0)
+		vs, _, err := s.History(context.Background(), "c", id, 0, 0, 0)
 		if err != nil || int(vs[len(vs)-1].Seq) != len(vs) || (id == "a") != (len(vs) == 1) {
 			t.Fatalf("History(%s): %d versions, %v", id, len(vs), err)
 		}

@@ -342,9 +342,11 @@ func (s *Store) Idempotency(ctx context.Context, key string) (*store.Idempotency
 
 // History returns up to limit retained versions of a document with seq
 // greater than after, oldest first, and whether more follow. A limit of
-// zero or less means no limit. Returns ErrNotFound if the document has no
-// history at all.
-func (s *Store) History(ctx context.Context, collection, id string, after uint64, limit int) ([]store.Version, bool, error) {
+// zero or less means no limit; a positive maxBytes ends the page before the
+// first version that would take the total length of its ops past maxBytes
+// (the first version is always returned). Returns ErrNotFound if the
+// document has no history at all.
+func (s *Store) History(ctx context.Context, collection, id string, after uint64, limit, maxBytes int) ([]store.Version, bool, error) {
 	if err := s.gate.EnterRead(ctx, "history", collection, id); err != nil {
 		return nil, false, err
 	}
@@ -356,32 +358,68 @@ func (s *Store) History(ctx context.Context, collection, id string, after uint64
 	if limit > 0 {
 		n = int64(limit) + 1
 	}
+	budget := int64(math.MaxInt64)
+	if maxBytes > 0 {
+		budget = int64(maxBytes)
+	}
 	// One statement, so that "no versions after" and "no history" are
 	// told apart in the same snapshot: the first row (k = 0) is the newest
-	// version, a sentinel never returned, when any version exists.
+	// version's seq, a sentinel never returned, when any version exists.
+	// The running total of the ops' lengths (octet_length reads no
+	// TOASTed value) marks the rows past maxBytes: they come without their
+	// ops, and only tell that more follow.
 	rows, err := s.pool.Query(ctx,
-		`SELECT `+versionColumns+` FROM (
-		   (SELECT 0 AS k, `+versionColumns+` FROM document_versions
+		`SELECT k, `+versionColumns+` FROM (
+		   (SELECT 0 AS k, seq, etag, at_ns, kind, NULL::bytea AS ops, rebased_from, actor, request_id, reverts FROM document_versions
 		     WHERE collection = $1 AND id = $2 ORDER BY seq DESC LIMIT 1)
 		   UNION ALL
-		   (SELECT 1 AS k, `+versionColumns+` FROM document_versions
-		     WHERE collection = $1 AND id = $2 AND seq > $3 ORDER BY seq LIMIT $4)
-		 ) page ORDER BY k, seq`,
-		collection, id, int64(after), n)
+		   (SELECT CASE WHEN fits THEN 1 ELSE 2 END, seq, etag, at_ns, kind, CASE WHEN fits THEN ops END, rebased_from, actor, request_id, reverts FROM (
+		      SELECT seq, etag, at_ns, kind, ops, rebased_from, actor, request_id, reverts,
+		             row_number() OVER w = 1 OR sum(octet_length(ops)) OVER w <= $5 AS fits
+		        FROM document_versions
+		       WHERE collection = $1 AND id = $2 AND seq > $3
+		      WINDOW w AS (ORDER BY seq) ORDER BY seq LIMIT $4) page)
+		 ) versions ORDER BY k, seq`,
+		collection, id, int64(after), n, budget)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
 	}
-	vs, err := collectVersions(rows)
-	if err != nil {
+	defer rows.Close()
+	var (
+		vs    []store.Version
+		found bool
+		more  bool
+	)
+	for rows.Next() {
+		var (
+			k                int
+			v                store.Version
+			seq, ns, reverts int64
+			etag             []byte
+		)
+		if err := rows.Scan(&k, &seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom, &v.Actor, &v.RequestID, &reverts); err != nil {
+			return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
+		}
+		switch {
+		case k == 0:
+			found = true
+			continue
+		case k == 2 || (limit > 0 && len(vs) == limit):
+			more = true
+			continue
+		}
+		v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
+		v.Reverts = uint64(reverts)                                                 // #nosec G115 -- as seq
+		if len(v.Ops) == 0 {
+			v.Ops = nil
+		}
+		vs = append(vs, v)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
 	}
-	if len(vs) == 0 {
+	if !found {
 		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, store.ErrNotFound)
-	}
-	vs = vs[1:]
-	more := false
-	if limit > 0 && len(vs) > limit {
-		vs, more = vs[:limit], true
 	}
 	return vs, more, nil
 }

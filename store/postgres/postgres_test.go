@@ -183,7 +183,7 @@ func TestReplicasNoLostUpdate(t *testing.T) {
 	if created.Load() != 1 {
 		t.Fatalf("%d creates succeeded, want 1", created.Load())
 	}
-	vs, _, err := stores[1].History(context.Background(), "c", "new", 0, 0)
+	vs, _, err := stores[1].History(context.Background(), "c", "new", 0, 0, 0)
 	if err != nil || len(vs) != 1 {
 		t.Fatalf("History(new) = %d versions, %v; want 1", len(vs), err)
 	}
@@ -213,7 +213,7 @@ func TestLostAcknowledgmentAppliesOnce(t *testing.T) {
 	if calls.Load() != 1 {
 		t.Errorf("UpdateFunc called %d times, want 1", calls.Load())
 	}
-	vs, _, err := s.History(context.Background(), "c", "d", 0, 0)
+	vs, _, err := s.History(context.Background(), "c", "d", 0, 0, 0)
 	if err != nil || len(vs) != 2 {
 		t.Fatalf("History = %d versions, %v; want 2", len(vs), err)
 	}
@@ -249,7 +249,7 @@ func TestLostConnectionBeforeCommitRetries(t *testing.T) {
 	if calls.Load() != 2 {
 		t.Errorf("UpdateFunc called %d times, want 2 (one per attempt)", calls.Load())
 	}
-	vs, _, err := s.History(context.Background(), "c", "d", 0, 0)
+	vs, _, err := s.History(context.Background(), "c", "d", 0, 0, 0)
 	if err != nil || len(vs) != 2 {
 		t.Fatalf("History = %d versions, %v; want 2", len(vs), err)
 	}
@@ -321,7 +321,7 @@ func TestFeedAcrossReplicas(t *testing.T) {
 		if !ev.Resync && ev.Seq <= after {
 			continue // already read
 		}
-		vs, _, err := a.History(context.Background(), "notes", "shared", after, 0)
+		vs, _, err := a.History(context.Background(), "notes", "shared", after, 0, 0)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			t.Fatal(err)
 		}

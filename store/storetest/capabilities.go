@@ -315,7 +315,7 @@ func testLoadInvalid(t *testing.T, open opener) {
 				t.Fatalf("errs=%v, want the first only", errs)
 			}
 			e.get(t, testC, other.ID)
-			if _, _, err := e.s.History(t.Context(), testC, r.ID, 0, 0); !errors.Is(err, store.ErrNotFound) {
+			if _, _, err := e.s.History(t.Context(), testC, r.ID, 0, 0, 0); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("the bad record left history: %v", err)
 			}
 		})

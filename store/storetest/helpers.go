@@ -80,7 +80,7 @@ func (e *env) history(t *testing.T, c, id string) []store.Version {
 	var all []store.Version
 	var after uint64
 	for {
-		vs, more, err := e.s.History(t.Context(), c, id, after, 100)
+		vs, more, err := e.s.History(t.Context(), c, id, after, 100, 0)
 		if err != nil {
 			t.Fatalf("History(%s/%s, %d, 100): %v", c, id, after, err)
 		}

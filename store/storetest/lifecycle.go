@@ -107,7 +107,7 @@ func testCloseErrClosed(t *testing.T, open opener) {
 	if _, _, err := e.s.List(ctx, testC, "", 10); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("List after Close: error %v, want ErrClosed", err)
 	}
-	if _, _, err := e.s.History(ctx, testC, testID, 0, 10); !errors.Is(err, store.ErrClosed) {
+	if _, _, err := e.s.History(ctx, testC, testID, 0, 10, 0); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("History after Close: error %v, want ErrClosed", err)
 	}
 	if err := e.s.Close(); !errors.Is(err, store.ErrClosed) {

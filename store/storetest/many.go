@@ -43,7 +43,7 @@ func putChange(doc int, body string) store.DocChange {
 func (e *env) wantNoTrace(t *testing.T, c, id, key string) {
 	t.Helper()
 	e.wantNotFound(t, c, id)
-	if _, _, err := e.s.History(t.Context(), c, id, 0, 0); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.s.History(t.Context(), c, id, 0, 0, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("History(%s/%s): %v, want ErrNotFound", c, id, err)
 	}
 	if key != "" {

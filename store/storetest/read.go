@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -108,7 +110,7 @@ func testListCollectionsIsolated(t *testing.T, open opener) {
 		t.Errorf("Get(c2/a) body %s, want %s", got, want)
 	}
 	e.wantNotFound(t, "c2", "b")
-	if _, _, err := e.s.History(t.Context(), "c2", "b", 0, 10); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.s.History(t.Context(), "c2", "b", 0, 10, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("History(c2/b) error = %v, want ErrNotFound", err)
 	}
 }
@@ -137,14 +139,14 @@ func testListDeletedNotListed(t *testing.T, open opener) {
 
 func testHistoryNotFound(t *testing.T, open opener) {
 	e := newEnv(t, open, store.Retention{})
-	if _, _, err := e.s.History(t.Context(), testC, testID, 0, 10); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.s.History(t.Context(), testC, testID, 0, 10, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("History(empty store) error = %v, want ErrNotFound", err)
 	}
 	// Neighbours whose ids share a prefix with testID do not count.
 	e.put(t, testC, "doc", body(1))
 	e.put(t, testC, "doc-10", body(2))
 	e.put(t, "other", testID, body(3))
-	vs, more, err := e.s.History(t.Context(), testC, testID, 0, 10)
+	vs, more, err := e.s.History(t.Context(), testC, testID, 0, 10, 0)
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("History = %v, %v, %v; want ErrNotFound", seqs(vs), more, err)
 	}
@@ -177,7 +179,7 @@ func testHistoryPaging(t *testing.T, open opener) {
 		{name: "after the last", after: 5, limit: 2, want: []uint64{}, wantMore: false},
 		{name: "far after the last", after: 1 << 40, limit: 2, want: []uint64{}, wantMore: false},
 	} {
-		vs, more, err := e.s.History(t.Context(), testC, testID, tc.after, tc.limit)
+		vs, more, err := e.s.History(t.Context(), testC, testID, tc.after, tc.limit, 0)
 		if err != nil {
 			t.Fatalf("%s: History(after %d, limit %d): %v", tc.name, tc.after, tc.limit, err)
 		}
@@ -188,6 +190,54 @@ func testHistoryPaging(t *testing.T, open opener) {
 		for _, v := range vs {
 			if want := store.ETagOf([]byte(body(int(v.Seq)))); v.ETag != want { // #nosec G115 -- seqs of a test are small
 				t.Errorf("%s: version %d ETag %s, want %s", tc.name, v.Seq, v.ETag, want)
+			}
+		}
+	}
+}
+
+// testHistoryBytes pages a history by the size of its versions' ops: a
+// page ends before the version that would take it past maxBytes, but
+// always holds one version, and the limit still applies.
+func testHistoryBytes(t *testing.T, open opener) {
+	e := newEnv(t, open, store.Retention{})
+	// Seqs 1 to 6 with ops of 10, 20, 30, 40, 50 and 0 bytes; the even
+	// ones with an actor and a request id, which count for nothing.
+	for i := 1; i <= 6; i++ {
+		ops := bytes.Repeat([]byte{'x'}, 10*(i%6))
+		ch := &store.Change{Body: []byte(body(i)), Kind: store.KindPut, Ops: ops}
+		if i%2 == 0 {
+			ch.Actor, ch.RequestID = "alice", fmt.Sprintf("req-%d", i)
+		}
+		e.write(t, testC, testID, ch)
+	}
+	for _, tc := range []struct {
+		name     string
+		after    uint64
+		limit    int
+		maxBytes int
+		want     []uint64
+		wantMore bool
+	}{
+		{name: "exactly", after: 0, limit: 10, maxBytes: 30, want: []uint64{1, 2}, wantMore: true},
+		{name: "one short", after: 0, limit: 10, maxBytes: 29, want: []uint64{1}, wantMore: true},
+		{name: "first alone over", after: 3, limit: 10, maxBytes: 5, want: []uint64{4}, wantMore: true},
+		{name: "limit first", after: 0, limit: 2, maxBytes: 1000, want: []uint64{1, 2}, wantMore: true},
+		{name: "to the end", after: 3, limit: 10, maxBytes: 90, want: []uint64{4, 5, 6}, wantMore: false},
+		{name: "empty ops fit", after: 4, limit: 10, maxBytes: 50, want: []uint64{5, 6}, wantMore: false},
+		{name: "no bound", after: 0, limit: 10, maxBytes: 0, want: []uint64{1, 2, 3, 4, 5, 6}, wantMore: false},
+		{name: "after the last", after: 6, limit: 10, maxBytes: 1, want: []uint64{}, wantMore: false},
+	} {
+		vs, more, err := e.s.History(t.Context(), testC, testID, tc.after, tc.limit, tc.maxBytes)
+		if err != nil {
+			t.Fatalf("%s: History(after %d, limit %d, maxBytes %d): %v", tc.name, tc.after, tc.limit, tc.maxBytes, err)
+		}
+		if got := seqs(vs); !slices.Equal(got, tc.want) || more != tc.wantMore {
+			t.Errorf("%s: History(after %d, limit %d, maxBytes %d) = %v, more %v; want %v, more %v",
+				tc.name, tc.after, tc.limit, tc.maxBytes, got, more, tc.want, tc.wantMore)
+		}
+		for _, v := range vs {
+			if want := 10 * int(v.Seq%6); len(v.Ops) != want { // #nosec G115 -- seqs of a test are small
+				t.Errorf("%s: version %d has %d bytes of ops, want %d", tc.name, v.Seq, len(v.Ops), want)
 			}
 		}
 	}

@@ -121,6 +121,7 @@ func groups() []group {
 		{name: "History", tests: []testCase{
 			{name: "NotFound", fn: testHistoryNotFound},
 			{name: "Paging", fn: testHistoryPaging},
+			{name: "Bytes", fn: testHistoryBytes},
 			{name: "Fields", fn: testHistoryFields},
 		}},
 		{name: "Since", tests: []testCase{

@@ -117,7 +117,7 @@ func testUpdateNilChange(t *testing.T, open opener) {
 		t.Fatalf("Update(missing) = %+v, %v; want nil, nil", doc, err)
 	}
 	e.wantNotFound(t, testC, testID)
-	if _, _, err := e.s.History(t.Context(), testC, testID, 0, 10); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.s.History(t.Context(), testC, testID, 0, 10, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("History(missing) error = %v, want ErrNotFound", err)
 	}
 
@@ -160,7 +160,7 @@ func testUpdateFuncError(t *testing.T, open opener) {
 		}
 		if !tc.existing {
 			e.wantNotFound(t, testC, id)
-			if _, _, err := e.s.History(t.Context(), testC, id, 0, 10); !errors.Is(err, store.ErrNotFound) {
+			if _, _, err := e.s.History(t.Context(), testC, id, 0, 10, 0); !errors.Is(err, store.ErrNotFound) {
 				t.Fatalf("History(%s) error = %v, want ErrNotFound", tc.name, err)
 			}
 			continue
@@ -193,7 +193,7 @@ func testUpdateDeleteMissing(t *testing.T, open opener) {
 	if doc, err := e.s.Update(t.Context(), testC, testID, del); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Update(delete missing) = %+v, %v; want ErrNotFound", doc, err)
 	}
-	if _, _, err := e.s.History(t.Context(), testC, testID, 0, 10); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.s.History(t.Context(), testC, testID, 0, 10, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("History error = %v, want ErrNotFound", err)
 	}
 
@@ -265,7 +265,7 @@ func testUpdateCanceledContext(t *testing.T, open opener) {
 	wantDoc(t, "Get", e.get(t, testC, testID), first)
 	wantSeqs(t, "History", e.history(t, testC, testID), 1)
 	e.wantNotFound(t, testC, "doc-new")
-	if _, _, err := e.s.History(t.Context(), testC, "doc-new", 0, 10); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.s.History(t.Context(), testC, "doc-new", 0, 10, 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("History(doc-new) error = %v, want ErrNotFound", err)
 	}
 }

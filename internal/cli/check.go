@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/patchd/patchd/document"
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+)
+
+// errProblems is check's failure: it found damage, listed on stdout.
+var errProblems = errors.New("the database is damaged")
+
+func (m *Main) check(ctx context.Context, args []string) error {
+	var db string
+	var timeout time.Duration
+	f := m.newFlagSet("check", func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: patchd check [flags]\n  Verifies a database no server runs on (or a backup): the storage structure, every document's bytes against its ETag, and every document's retained history against the document. Each problem is printed on a line of its own, naming its document; the exit status is 1 if there is any.")
+	})
+	f.add(stringValue{&db}, "db", "./patchd.db", "database to check (no server may be running on a file)")
+	f.add(durationValue{&timeout}, "lock-timeout", "1s", "how long to wait for the database file's lock")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	st, err := openReadOnly(ctx, db, timeout)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	defer st.Close()
+	c := checker{out: m.Stdout}
+	if ck, ok := st.(store.Checker); ok {
+		if err := ck.Check(ctx); err != nil {
+			c.storage(err)
+		}
+	}
+	if d, ok := st.(store.Dumper); ok {
+		if err := d.Dump(ctx, true, c.record); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("check: %w", ctx.Err())
+			}
+			c.problem("", "reading the documents stopped here, the rest is unchecked: %v", err)
+		}
+	}
+	fmt.Fprintf(m.Stderr, "check: %s: %d documents, %d deleted with history, %d versions: %s\n",
+		store.Redact(db), c.docs, c.deleted, c.versions, plural(c.problems, "problem"))
+	if c.problems > 0 {
+		return fmt.Errorf("check: %w: %s (listed above)", errProblems, plural(c.problems, "problem"))
+	}
+	return nil
+}
+
+// checker counts what check reads and prints each problem.
+type checker struct {
+	out                     io.Writer
+	docs, deleted, versions int
+	problems                int
+}
+
+// problem prints one problem of a document ("" for the whole store).
+func (c *checker) problem(doc, format string, args ...any) {
+	c.problems++
+	if doc == "" {
+		doc = "storage"
+	}
+	fmt.Fprintf(c.out, "%s: %s\n", doc, fmt.Sprintf(format, args...))
+}
+
+// storage prints each problem of a store's Check.
+func (c *checker) storage(err error) {
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) {
+		c.problem("", "%v", err)
+		return
+	}
+	for _, e := range joined.Unwrap() {
+		c.problem("", "%v", e)
+	}
+}
+
+// record checks one document of a dump with history: that it is what its
+// last version produced (store.CheckRecord: its bytes against its ETag
+// among others), then that its history leads to it
+// (document.CheckHistory).
+func (c *checker) record(r *store.Record) error {
+	name := r.Collection + "/" + r.ID
+	c.versions += len(r.History)
+	if r.Doc == nil {
+		c.deleted++
+	} else {
+		c.docs++
+	}
+	if err := store.CheckRecord(r); err != nil {
+		c.problem(name, "%s", strings.TrimPrefix(err.Error(), name+": ")) // it names the document already
+		return nil
+	}
+	var body any
+	if r.Doc != nil {
+		var err error
+		if body, err = patch.Parse(r.Doc.Body, patch.Limits{}); err != nil {
+			c.problem(name, "the stored body is no JSON: %v", err)
+			return nil
+		}
+	}
+	if err := document.CheckHistory(body, r.Doc != nil, r.History, nil); err != nil {
+		c.problem(name, "%v", err)
+	}
+	return nil
+}
+
+// plural says n things.
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	if n == 0 {
+		return "no " + thing + "s"
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
