@@ -27,6 +27,10 @@ var (
 	// ErrIdempotencyKeyInUse: a request with the same key is still being
 	// processed (409 idempotency-key-in-use).
 	ErrIdempotencyKeyInUse = errors.New("idempotency key in use")
+	// ErrIdempotencyAnswerGone: the request with this key was applied, but
+	// the version it made is no longer in history, so its answer cannot
+	// be sent again (410 idempotency-answer-gone; see AnswerGoneError).
+	ErrIdempotencyAnswerGone = errors.New("idempotency answer gone")
 )
 
 // Error is an error whose message is meant for the client: a sentinel,

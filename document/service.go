@@ -123,6 +123,10 @@ func (s *Service) History(ctx context.Context, collection, id string, after uint
 	return s.store.History(ctx, collection, id, after, limit)
 }
 
+// Ping checks that the store can serve now (see store.Store): for
+// readiness probes.
+func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
+
 // Subscribe returns the store's commit events (see store.Store).
 func (s *Service) Subscribe(ctx context.Context) (<-chan store.Event, error) {
 	return s.store.Subscribe(ctx)

@@ -59,7 +59,13 @@ var problemKinds = []problemKind{
 	{ErrRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests"},
 	{document.ErrIdempotencyKeyInUse, http.StatusConflict, "idempotency-key-in-use", "Idempotency key in use"},
 	{document.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"},
+	{document.ErrIdempotencyAnswerGone, http.StatusGone, "idempotency-answer-gone", "Answer no longer available"},
+	{store.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
 }
+
+// unavailableRetryAfter is the Retry-After of a 503, in seconds: a
+// database restart takes about that long, and clients back off beyond it.
+const unavailableRetryAfter = "1"
 
 var internalKind = problemKind{nil, http.StatusInternalServerError, "internal", "Internal server error"}
 
@@ -77,6 +83,10 @@ type problem struct {
 	CurrentETag *string          `json:"currentEtag,omitempty"`
 	BaseETag    *string          `json:"baseEtag,omitempty"`
 	Conflicts   []patch.Conflict `json:"conflicts,omitempty"`
+	// AppliedETag and AppliedSeq name the version an idempotent request
+	// made, when its answer is gone (410).
+	AppliedETag *string `json:"appliedEtag,omitempty"`
+	AppliedSeq  *uint64 `json:"appliedSeq,omitempty"`
 }
 
 // maxDetail bounds the detail of a problem: details quote the client's
@@ -148,6 +158,25 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		h.log.Error("internal error", slog.String("method", c.Request().Method),
 			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
 		p.Detail = "internal error"
+	case k.status == http.StatusServiceUnavailable && errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+		// As above: the client went away while the store was slow.
+		info(c).clientGone = true
+		return
+	case k.status == http.StatusServiceUnavailable:
+		// The store's own words name hosts and drivers: they go to the
+		// log; the client learns what to do.
+		h.log.Warn("store unavailable", slog.String("method", c.Request().Method),
+			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
+		var de *document.Error
+		switch {
+		case errors.As(err, &de) && errors.Is(de.Err, store.ErrUnavailable):
+			p.Detail = de.Detail
+		case errors.Is(err, store.ErrCommitUnknown):
+			p.Detail = "the database did not confirm whether this write committed; retry it with the same Idempotency-Key to learn its outcome, or read the document"
+		default:
+			p.Detail = "the database is unavailable or did not answer in time; retry after the Retry-After delay"
+		}
+		c.Response().Header().Set(echo.HeaderRetryAfter, unavailableRetryAfter)
 	case errors.As(err, &he):
 		p.Detail = http.StatusText(he.Code)
 		if k.status == http.StatusNotFound {
@@ -166,6 +195,14 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	var ce *patch.ConflictError
 	if errors.As(err, &ce) {
 		p.Conflicts = ce.Conflicts
+	}
+	var ge *document.AnswerGoneError
+	if errors.As(err, &ge) {
+		p.AppliedETag, p.AppliedSeq = &ge.ETag, &ge.Seq
+		hdr.Set(replayedHeader, "true")
+		if ge.Created {
+			hdr.Set(echo.HeaderLocation, "/docs/"+ge.Collection+"/"+ge.ID)
+		}
 	}
 	if k.status == http.StatusUnsupportedMediaType || k.status == http.StatusMethodNotAllowed {
 		hdr.Set("Accept-Patch", acceptPatch)

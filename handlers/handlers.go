@@ -13,6 +13,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -41,7 +42,7 @@ type Config struct {
 	// UI serves the collaborative form demo at / (ui.go).
 	UI bool
 	// Tokens, when not nil, requires a bearer token on every request but
-	// /healthz, CORS preflights and the static files (auth.go).
+	// /healthz, /readyz, CORS preflights and the static files (auth.go).
 	Tokens *Tokens
 	// CORSOrigins lists the origins browsers may call from ("*": any);
 	// empty turns CORS off (cors.go).
@@ -59,6 +60,9 @@ type Config struct {
 	// the store while it serves (a bbolt file has one; a database server
 	// has its own tools).
 	Backup store.Backuper
+	// ReadyCache is how long GET /readyz reuses one check of the store, so
+	// that frequent probes cost one query; zero means 1s (ready.go).
+	ReadyCache time.Duration
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -79,6 +83,7 @@ type Handler struct {
 
 	limiter *rateLimiter   // nil: no rate limit
 	bodies  *budget.Budget // decode budget of request bodies
+	ready   *readiness     // GET /readyz
 }
 
 // New returns a Handler serving svc.
@@ -94,7 +99,7 @@ func New(svc *document.Service, cfg Config) *Handler {
 	hub := newHub()
 	ctx, stop := context.WithCancel(context.Background())
 	h := &Handler{svc: svc, cfg: cfg, log: log, reqIDs: ids.New(),
-		metrics: newMetrics(reg, svc, cfg, log), hub: hub, stopFollow: stop}
+		metrics: newMetrics(reg, svc, cfg, log, hub.count), hub: hub, stopFollow: stop}
 	// Every backend reports its commits, other replicas' included: they
 	// wake the change feed streams of the documents written. Subscribing
 	// here, before any request, misses none.
@@ -108,6 +113,7 @@ func New(svc *document.Service, cfg Config) *Handler {
 		decode = 2 << 20
 	}
 	h.bodies = budget.New(decode)
+	h.ready = newReadiness(svc.Ping, cfg.ReadyCache)
 	if cfg.Rate > 0 {
 		h.limiter = newRateLimiter(cfg.Rate, cfg.RateBurst, nil)
 	}
@@ -152,6 +158,7 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
+	e.GET("/readyz", h.readyz)
 	e.GET("/docs/:c", h.list)
 	e.HEAD("/docs/:c", h.list)
 	e.POST("/docs/:c", h.post)

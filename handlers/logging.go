@@ -152,7 +152,10 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 // query strings or headers other than the request id.
 func (h *Handler) logRequest(ctx context.Context, id string, req *http.Request, x exchange, size int64) {
 	level := slog.LevelInfo
-	if x.status >= 500 {
+	switch {
+	case x.status == http.StatusServiceUnavailable:
+		level = slog.LevelWarn // the store is out of reach: expected, retried by clients
+	case x.status >= 500:
 		level = slog.LevelError
 	}
 	if !h.log.Enabled(ctx, level) {

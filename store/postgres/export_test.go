@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,3 +21,20 @@ func (s *Store) SetAfterCommit(f func() error) { s.hooks.afterCommit = f }
 // Pool returns the store's connection pool, for tests that reach into the
 // database.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// SchemaVersions lists the versions of the embedded migrations, in order.
+func SchemaVersions() []int {
+	ms, err := loadMigrations()
+	if err != nil {
+		panic(err)
+	}
+	var vs []int
+	for _, m := range ms {
+		vs = append(vs, m.version)
+	}
+	return vs
+}
+
+// SetListenHealthy sets how long a change feed connection must stay up
+// for its reconnection backoff to start afresh.
+func (s *Store) SetListenHealthy(d time.Duration) { s.hooks.listenHealthy = d }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -15,20 +14,18 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
-// ErrCommitUnknown means a commit's acknowledgment was lost with its
-// connection and the version it would have written was pruned before it
-// could be checked, so whether the write happened cannot be told.
-var ErrCommitUnknown = errors.New("commit outcome unknown")
+// ErrCommitUnknown is store.ErrCommitUnknown: a commit's acknowledgment
+// was lost with its connection, and whether the write happened could not
+// be told before the store's deadline (the database stayed unreachable),
+// or the version it would have written was pruned before it could be
+// checked. Errors that wrap it also wrap store.ErrUnavailable: the
+// write's idempotency record, if it carried one, tells a retry what
+// happened.
+var ErrCommitUnknown = store.ErrCommitUnknown
 
-// Retry backoff: the n-th retry waits a random time up to
-// min(retryCap, retryBase * 2^n).
-const (
-	retryBase = 5 * time.Millisecond
-	retryCap  = 500 * time.Millisecond
-	// commitTimeout bounds COMMIT, which runs even if the caller's context
-	// ends meanwhile: once sent, its outcome should be known.
-	commitTimeout = 10 * time.Second
-)
+// minCommitWait is the least time COMMIT gets, even when the call's
+// deadline is nearer: once sent, its outcome should be known.
+const minCommitWait = time.Second
 
 // Update runs fn on the current state of one document and commits its
 // change together with a new history version, durably, before it returns.
@@ -42,27 +39,43 @@ const (
 //
 // Errors returned by fn are returned unchanged, with nothing committed. A
 // change with a nil Body deletes the document; it returns an error
-// wrapping ErrNotFound if the document does not exist. If ctx is done
-// before the commit, Update commits nothing and returns an error wrapping
-// ctx.Err().
+// wrapping ErrNotFound if the document does not exist. A change whose
+// idempotency key is taken (see store.Change) commits nothing and returns
+// an error wrapping store.ErrIdempotencyExists. If ctx is done before the
+// commit, Update commits nothing and returns an error wrapping ctx.Err().
+// When the database fails past the store's deadline, the error wraps
+// store.ErrUnavailable, and also ErrCommitUnknown if a commit was sent
+// whose outcome could not be checked.
 func (s *Store) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
 	if err := s.gate.EnterWrite(ctx, collection, id); err != nil {
 		return nil, err
 	}
 	defer s.gate.Leave()
+	dctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 
 	// The token identifies this call's version across its attempts.
 	token := make([]byte, 16)
 	_, _ = rand.Read(token)
 	var pending *attempt // the last attempt, when its commit outcome is unknown
 	for n := 1; ; n++ {
-		res, err := s.try(ctx, collection, id, fn, token, pending)
+		res, err := s.try(dctx, collection, id, fn, token, pending)
 		if err == nil {
+			if pending != nil {
+				outcome := lostNotCommitted
+				if res.doc == pending.doc && res.seq == pending.seq {
+					outcome = lostCommitted
+				}
+				s.metrics.lostCommits[outcome].Add(1)
+			}
 			if res.seq != 0 {
 				// This process's own subscribers hear of it at once; the
 				// other replicas through the hint.
 				s.feed.Publish(store.Event{Collection: collection, ID: id, Seq: res.seq})
 				s.queueHint(collection, id, res.seq)
+			}
+			if res.scope != nil {
+				s.boundScope(ctx, *res.scope)
 			}
 			return res.doc, nil
 		}
@@ -73,24 +86,33 @@ func (s *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, cerr)
 		}
+		s.metrics.dbError(err)
 		var amb *ambiguousError
 		if errors.As(err, &amb) {
 			pending = amb.attempt
 			s.log.Warn("commit outcome unknown; checking before retrying",
 				"collection", collection, "id", id, "seq", amb.attempt.seq, "err", amb.err)
 		}
-		if !retryable(err) || n >= defaultMaxAttempts {
+		if !retryable(err) || dctx.Err() != nil || n >= maxAttempts {
+			if pending != nil {
+				s.metrics.lostCommits[lostUnknown].Add(1)
+				return nil, fmt.Errorf("store: update %s/%s: version %d: %w: %w (after %d tries; last: %w)",
+					collection, id, pending.seq, ErrCommitUnknown, store.ErrUnavailable, n, err)
+			}
 			var hist *historyError
-			if errors.As(err, &hist) {
+			if errors.As(err, &hist) && !retryable(err) {
 				return nil, hist.fnErr
 			}
-			return nil, fmt.Errorf("store: update %s/%s (attempt %d): %w", collection, id, n, err)
+			if retryable(err) || dctx.Err() != nil {
+				// Still failing at the deadline: the database is
+				// unavailable, whatever this try's error was.
+				err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+			}
+			return nil, fmt.Errorf("store: update %s/%s (attempt %d): %w", collection, id, n, s.fail(ctx, err))
 		}
+		s.metrics.retries[retryWrite].Add(1)
 		s.log.Debug("retrying update", "collection", collection, "id", id, "attempt", n, "err", err)
-		wait := min(retryCap, retryBase<<(n-1))
-		select {
-		case <-time.After(mrand.N(wait) + time.Millisecond): // #nosec G404 -- retry jitter, not a secret
-		case <-ctx.Done():
+		if !pause(dctx, backoff(n)) && ctx.Err() != nil {
 			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, ctx.Err())
 		}
 	}
@@ -98,8 +120,9 @@ func (s *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 
 // attempt is what one try would commit.
 type attempt struct {
-	seq uint64          // seq of the version written; 0 if none
-	doc *store.Document // what Update returns
+	seq   uint64          // seq of the version written; 0 if none
+	doc   *store.Document // what Update returns
+	scope *string         // the scope of the idempotency record written; nil if none
 }
 
 // finalError carries an error that Update returns as it is, without retry:
@@ -136,31 +159,16 @@ type connError struct{ err error }
 func (e *connError) Error() string { return "connection lost: " + e.err.Error() }
 func (e *connError) Unwrap() error { return e.err }
 
-// retryable reports whether a failed try may succeed if run again.
+// retryable reports whether a failed try may succeed if run again: a
+// serialization failure, a deadlock, a concurrent first write of the
+// document, a lost connection, a server restarting or failing over, a
+// statement or lock timeout.
 func retryable(err error) bool {
-	var (
-		amb  *ambiguousError
-		conn *connError
-	)
-	if errors.As(err, &amb) || errors.As(err, &conn) {
+	switch errorKind(err) {
+	case errConnection, errTimeout, errSerialization, errConflict:
 		return true
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "40001", // serialization_failure
-			"40P01", // deadlock_detected
-			"55P03", // lock_not_available
-			"23505", // unique_violation: a concurrent first write of the document
-			"57P01", // admin_shutdown: the server is restarting
-			"57P02", // crash_shutdown
-			"57P03", // cannot_connect_now
-			"CR000": // CockroachDB's retry error
-			return true
-		}
-		return pgErr.Code[:2] == "08" // connection_exception
-	}
-	return pgconn.SafeToRetry(err)
+	return false
 }
 
 // docRow is a document's row as locked by a try.
@@ -253,8 +261,9 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		case err == nil:
 			// Another write took that seq: ours did not commit.
 		case errors.Is(err, pgx.ErrNoRows):
-			return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: version %d pruned before it could be checked: %w",
-				collection, id, pending.seq, ErrCommitUnknown)}
+			s.metrics.lostCommits[lostUnknown].Add(1)
+			return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: version %d pruned before it could be checked: %w: %w",
+				collection, id, pending.seq, ErrCommitUnknown, store.ErrUnavailable)}
 		default:
 			return attempt{}, err
 		}
@@ -319,17 +328,38 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 				 ORDER BY seq LIMIT 1), $3::bigint))`,
 			collection, id, seq-keep+1, at.UnixNano()-s.retention.Age.Nanoseconds())
 	}
+	claim := -1 // the index of the idempotency claim in the batch
 	if r := change.Idempotency; r != nil {
-		b.Queue(`INSERT INTO idempotency_keys (key, value, expires_ns) VALUES ($1, $2, $3)
-			ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_ns = EXCLUDED.expires_ns`,
-			[]byte(r.Key), nonNil(r.Value), r.Expires.UnixNano())
+		// The claim: a live record under the key, committed by any
+		// replica, refuses the write; an uncommitted one is waited for,
+		// then decides the same way. An expired one is replaced.
+		claim = b.Len()
+		b.Queue(`INSERT INTO idempotency_keys (key, scope, seq, value, expires_ns) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (key) DO UPDATE SET scope = EXCLUDED.scope, seq = EXCLUDED.seq, value = EXCLUDED.value, expires_ns = EXCLUDED.expires_ns
+			WHERE idempotency_keys.expires_ns <= $6`,
+			[]byte(r.Key), []byte(r.Scope), seq, nonNil(r.Value), r.Expires.UnixNano(), at.UnixNano())
 		// Expired records go a few at a time, as the writes that make
-		// records come, like the bbolt store's.
-		b.Queue(`DELETE FROM idempotency_keys WHERE key IN
-			(SELECT key FROM idempotency_keys WHERE expires_ns <= $1 ORDER BY expires_ns LIMIT $2)`,
+		// records come, like the bbolt store's; rows another write holds
+		// are left for later.
+		b.Queue(`DELETE FROM idempotency_keys WHERE expires_ns <= $1 AND key IN
+			(SELECT key FROM idempotency_keys WHERE expires_ns <= $1 ORDER BY expires_ns LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 			at.UnixNano(), store.IdempotencyPruneBatch)
+		scope := r.Scope
+		res.scope = &scope
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	br := tx.SendBatch(ctx, b)
+	for i := range b.Len() {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return attempt{}, err
+		}
+		if i == claim && tag.RowsAffected() == 0 {
+			_ = br.Close()
+			return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: %w", collection, id, store.ErrIdempotencyExists)}
+		}
+	}
+	if err := br.Close(); err != nil {
 		return attempt{}, err
 	}
 	if s.hooks.beforeCommit != nil {
@@ -338,7 +368,13 @@ func (s *Store) try(ctx context.Context, collection, id string, fn store.UpdateF
 		}
 	}
 
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	// COMMIT runs even if ctx ends meanwhile, until the call's deadline
+	// (at least minCommitWait).
+	deadline := time.Now().Add(minCommitWait)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
+	}
+	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	ended = true
 	if err := tx.Commit(cctx); err != nil {

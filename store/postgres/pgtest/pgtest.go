@@ -75,10 +75,18 @@ type Cluster struct {
 	dir    string // temporary directory of a throwaway server; "" otherwise
 	bindir string
 	cred   *syscall.Credential // who runs the server when we are root
-	cmd    *exec.Cmd           // the postmaster of a throwaway server
-	exited chan struct{}       // closed when cmd has exited
+	args   []string            // the postmaster's arguments
 	n      atomic.Int64        // databases made so far
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd     // the postmaster of a throwaway server; nil while down
+	exited chan struct{} // closed when cmd has exited
+	frozen bool          // stopped with SIGSTOP (Freeze)
 }
+
+// ErrNotLocal means an operation that needs a throwaway server (stopping,
+// starting, freezing it) was asked of an existing one.
+var ErrNotLocal = errors.New("pgtest: not a throwaway server")
 
 // BinDir returns the directory of the PostgreSQL binaries found, or "".
 func BinDir() string {
@@ -135,7 +143,7 @@ func startLocal(ctx context.Context, bindir string, opts Options) (_ *Cluster, e
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, bindir: bindir, exited: make(chan struct{})}
+	c := &Cluster{dir: dir, bindir: bindir}
 	defer func() {
 		if err != nil {
 			_ = os.RemoveAll(dir)
@@ -179,29 +187,51 @@ func startLocal(ctx context.Context, bindir string, opts Options) (_ *Cluster, e
 	for k, v := range opts.Settings {
 		settings[k] = v
 	}
-	args := []string{"-D", data}
+	c.args = []string{"-D", data}
 	for _, k := range slices.Sorted(mapKeys(settings)) {
-		args = append(args, "-c", k+"="+settings[k])
+		c.args = append(c.args, "-c", k+"="+settings[k])
 	}
-	logf, err := os.Create(filepath.Join(dir, "server.log")) // #nosec G304 -- in the temporary directory made above
-	if err != nil {
+	c.admin = (&url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/postgres",
+		RawQuery: url.Values{"host": {dir}, "sslmode": {"disable"}}.Encode()}).String()
+	if err := c.Up(ctx); err != nil {
 		return nil, err
+	}
+	return c, nil
+}
+
+// Up starts the postmaster of a throwaway server (again, after Down) and
+// waits until it accepts connections.
+func (c *Cluster) Up(ctx context.Context) error {
+	if c.dir == "" {
+		return ErrNotLocal
+	}
+	c.mu.Lock()
+	if c.cmd != nil {
+		c.mu.Unlock()
+		return errors.New("pgtest: the server is up already")
+	}
+	logf, err := os.OpenFile(filepath.Join(c.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) // #nosec G304 -- in the temporary directory made by Start
+	if err != nil {
+		c.mu.Unlock()
+		return err
 	}
 	defer logf.Close()
 	// Not CommandContext: the server outlives ctx, until Stop. If this
 	// process dies first, the server gets SIGQUIT (immediate shutdown).
-	c.cmd = exec.Command(filepath.Join(bindir, "postgres"), args...) // #nosec G204 -- the PostgreSQL server from BinDir, with settings from the test
-	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("pgtest: start postgres: %w", err)
+	cmd := exec.Command(filepath.Join(c.bindir, "postgres"), c.args...) // #nosec G204 -- the PostgreSQL server from BinDir, with settings from the test
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
+	exited := make(chan struct{})
 	go func() {
-		_ = c.cmd.Wait()
-		close(c.exited)
+		_ = cmd.Wait()
+		close(exited)
 	}()
-	c.admin = (&url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/postgres",
-		RawQuery: url.Values{"host": {dir}, "sslmode": {"disable"}}.Encode()}).String()
+	c.cmd, c.exited = cmd, exited
+	c.mu.Unlock()
 
 	// Wait until it accepts connections.
 	deadline := time.Now().Add(30 * time.Second)
@@ -211,21 +241,136 @@ func startLocal(ctx context.Context, bindir string, opts Options) (_ *Cluster, e
 		cancel()
 		if cerr == nil {
 			_ = conn.Close(ctx)
-			return c, nil
+			return nil
 		}
 		select {
-		case <-c.exited:
-			return nil, fmt.Errorf("pgtest: postgres exited at start:\n%s", c.Log())
+		case <-exited:
+			c.mu.Lock()
+			c.cmd = nil
+			c.mu.Unlock()
+			return fmt.Errorf("pgtest: postgres exited at start:\n%s", c.Log())
 		case <-ctx.Done():
 			c.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			c.Stop()
-			return nil, fmt.Errorf("pgtest: postgres not ready after 30s: %v\n%s", cerr, c.Log())
+			return fmt.Errorf("pgtest: postgres not ready after 30s: %v\n%s", cerr, c.Log())
 		}
 	}
+}
+
+// Down stops a throwaway server as an operator's fast shutdown does
+// (SIGINT: sessions are ended, the data is kept), and waits until it has
+// exited. Up starts it again.
+func (c *Cluster) Down() error {
+	if c.dir == "" {
+		return ErrNotLocal
+	}
+	c.mu.Lock()
+	cmd, exited := c.cmd, c.exited
+	c.cmd = nil
+	if c.frozen && cmd != nil {
+		thaw(cmd.Process.Pid)
+		c.frozen = false
+	}
+	c.mu.Unlock()
+	if cmd == nil {
+		return errors.New("pgtest: the server is down already")
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	return nil
+}
+
+// Freeze stops every process of a throwaway server with SIGSTOP: it
+// accepts connections (the kernel queues them) but answers nothing, as a
+// server stalled on its disk or its host would. Thaw resumes it; Stop and
+// Down thaw it first. Callers arrange a Thaw in their cleanup. It reads
+// /proc to find the server's processes (Linux).
+func (c *Cluster) Freeze() error {
+	if c.dir == "" {
+		return ErrNotLocal
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return errors.New("pgtest: the server is down")
+	}
+	// The postmaster first, so that it starts no process meanwhile; each
+	// backend is a process group of its own.
+	pid := c.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("pgtest: freeze: %w", err)
+	}
+	c.frozen = true
+	kids, err := children(pid)
+	if err != nil {
+		return fmt.Errorf("pgtest: freeze: %w", err)
+	}
+	for _, k := range kids {
+		_ = syscall.Kill(k, syscall.SIGSTOP) // one that exited meanwhile needs nothing
+	}
+	return nil
+}
+
+// Thaw resumes a server stopped by Freeze.
+func (c *Cluster) Thaw() error {
+	if c.dir == "" {
+		return ErrNotLocal
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil || !c.frozen {
+		return nil
+	}
+	thaw(c.cmd.Process.Pid)
+	c.frozen = false
+	return nil
+}
+
+// thaw sends SIGCONT to the children of pid, then to pid.
+func thaw(pid int) {
+	kids, _ := children(pid)
+	for _, k := range kids {
+		_ = syscall.Kill(k, syscall.SIGCONT)
+	}
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+}
+
+// children returns the processes whose parent is pid, from /proc.
+func children(pid int) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")) // #nosec G304 -- a /proc entry
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 func mapKeys(m map[string]string) func(func(string) bool) {
@@ -262,17 +407,26 @@ func (c *Cluster) AdminURL() string { return c.admin }
 // Stop stops a throwaway server at once (immediate shutdown) and removes
 // its files. For an existing server it does nothing.
 func (c *Cluster) Stop() {
-	if c.cmd == nil {
+	if c.dir == "" {
 		return
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
-	select {
-	case <-c.exited:
-	case <-time.After(10 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-	}
+	c.mu.Lock()
+	cmd, exited := c.cmd, c.exited
 	c.cmd = nil
+	if c.frozen && cmd != nil {
+		thaw(cmd.Process.Pid)
+		c.frozen = false
+	}
+	c.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
 	_ = os.RemoveAll(c.dir)
 }
 
@@ -344,6 +498,30 @@ func (e *Env) RunWith(m *testing.M, opts Options) int {
 		c.Stop()
 	}
 	return code
+}
+
+// Own starts a throwaway server for t alone, stopped when t ends, so that
+// t may stop, start or freeze it without disturbing other tests. It needs
+// the PostgreSQL binaries (an existing server named by
+// PATCHD_TEST_POSTGRES cannot be stopped): without them it skips t, or
+// fails it when PATCHD_REQUIRE_POSTGRES=1.
+func (e *Env) Own(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	bindir := BinDir()
+	if bindir == "" {
+		if os.Getenv(EnvRequire) == "1" {
+			t.Fatalf("PostgreSQL binaries required (%s=1): %v", EnvRequire, ErrNoServer)
+		}
+		t.Skipf("skipping: %v", ErrNoServer)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := startLocal(ctx, bindir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c
 }
 
 // Cluster returns the shared server, or skips t (fails it when
