@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -63,6 +65,17 @@ func errorKind(err error) string {
 		}
 		return errOther
 	}
+	// A certificate that does not verify is a mistake of the
+	// configuration, which no retry mends.
+	var (
+		certErr   *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	if errors.As(err, &certErr) || errors.As(err, &authority) || errors.As(err, &hostname) || errors.As(err, &invalid) {
+		return errOther
+	}
 	var netErr net.Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err), errors.As(err, &netErr) && netErr.Timeout():
@@ -73,12 +86,13 @@ func errorKind(err error) string {
 		pgconn.SafeToRetry(err):
 		return errConnection
 	}
+	// A failed connection attempt counts only for the causes above: a
+	// server that refuses TLS, say, needs its configuration mended.
 	var (
-		connect *pgconn.ConnectError
-		conn    *connError
-		amb     *ambiguousError
+		conn *connError
+		amb  *ambiguousError
 	)
-	if errors.As(err, &connect) || errors.As(err, &conn) || errors.As(err, &amb) {
+	if errors.As(err, &conn) || errors.As(err, &amb) {
 		return errConnection
 	}
 	return errOther

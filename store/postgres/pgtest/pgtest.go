@@ -26,9 +26,17 @@ package pgtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -66,6 +74,13 @@ type Options struct {
 	// Settings are extra server settings (name, value), such as
 	// max_connections.
 	Settings map[string]string
+	// TCP makes the server listen on 127.0.0.1 too, at a free port (see
+	// Addr), besides its Unix socket.
+	TCP bool
+	// TLS makes it listen on 127.0.0.1 with TLS, with a server certificate
+	// for 127.0.0.1 and localhost signed by a certificate authority of its
+	// own (see RootCert).
+	TLS bool
 }
 
 // Cluster is a PostgreSQL server: a throwaway one started by Start, or an
@@ -76,6 +91,7 @@ type Cluster struct {
 	bindir string
 	cred   *syscall.Credential // who runs the server when we are root
 	args   []string            // the postmaster's arguments
+	port   int                 // its TCP port on 127.0.0.1; 0 for none
 	n      atomic.Int64        // databases made so far
 
 	mu     sync.Mutex
@@ -135,10 +151,40 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 // startLocal initializes and starts a server in a new temporary directory.
-// The directory is short (a socket path is limited to 107 bytes) and owned
-// by the user that runs the server: as root that is postgres (or nobody),
-// since PostgreSQL refuses to run as root.
 func startLocal(ctx context.Context, bindir string, opts Options) (_ *Cluster, err error) {
+	c, err := newLocal(bindir, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(c.dir)
+		}
+	}()
+	// #nosec G204 -- initdb from the PostgreSQL installation BinDir found, on our own temporary directory
+	initdb := exec.CommandContext(ctx, filepath.Join(bindir, "initdb"),
+		"-D", c.data(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
+	}
+	if opts.TLS {
+		if err := c.makeCertificates(); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.Up(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newLocal prepares a throwaway server in a new temporary directory: its
+// owner, settings and arguments. The directory is short (a socket path is
+// limited to 107 bytes) and owned by the user that runs the server: as
+// root that is postgres (or nobody), since PostgreSQL refuses to run as
+// root.
+func newLocal(bindir string, opts Options) (_ *Cluster, err error) {
 	dir, err := os.MkdirTemp("", "patchd-pg")
 	if err != nil {
 		return nil, err
@@ -164,20 +210,25 @@ func startLocal(ctx context.Context, bindir string, opts Options) (_ *Cluster, e
 			return nil, err
 		}
 	}
-	data := filepath.Join(dir, "data")
-	// #nosec G204 -- initdb from the PostgreSQL installation BinDir found, on our own temporary directory
-	initdb := exec.CommandContext(ctx, filepath.Join(bindir, "initdb"),
-		"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale", "--no-sync")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
-	}
-
 	settings := map[string]string{
 		"listen_addresses":        "",
 		"unix_socket_directories": dir,
 		"max_connections":         "200",
 		"log_min_messages":        "warning",
+	}
+	if opts.TCP || opts.TLS {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		c.port = port
+		settings["listen_addresses"] = "127.0.0.1"
+		settings["port"] = strconv.Itoa(port)
+	}
+	if opts.TLS {
+		settings["ssl"] = "on"
+		settings["ssl_cert_file"] = "server.crt"
+		settings["ssl_key_file"] = "server.key"
 	}
 	if !opts.Durable {
 		settings["fsync"] = "off"
@@ -187,16 +238,156 @@ func startLocal(ctx context.Context, bindir string, opts Options) (_ *Cluster, e
 	for k, v := range opts.Settings {
 		settings[k] = v
 	}
-	c.args = []string{"-D", data}
+	c.args = []string{"-D", c.data()}
 	for _, k := range slices.Sorted(mapKeys(settings)) {
 		c.args = append(c.args, "-c", k+"="+settings[k])
 	}
-	c.admin = (&url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/postgres",
-		RawQuery: url.Values{"host": {dir}, "sslmode": {"disable"}}.Encode()}).String()
-	if err := c.Up(ctx); err != nil {
+	q := url.Values{"host": {dir}, "sslmode": {"disable"}}
+	if c.port != 0 {
+		q.Set("port", strconv.Itoa(c.port))
+	}
+	c.admin = (&url.URL{Scheme: "postgres", User: url.User("postgres"), Path: "/postgres", RawQuery: q.Encode()}).String()
+	return c, nil
+}
+
+// data is the data directory of a throwaway server.
+func (c *Cluster) data() string { return filepath.Join(c.dir, "data") }
+
+// freePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Addr returns the TCP address (127.0.0.1:port) of a throwaway server
+// started with Options.TCP or TLS, or "".
+func (c *Cluster) Addr() string {
+	if c.port == 0 {
+		return ""
+	}
+	return "127.0.0.1:" + strconv.Itoa(c.port)
+}
+
+// RootCert returns the file of the certificate authority that signed the
+// server certificate of a server started with Options.TLS, or "".
+func (c *Cluster) RootCert() string {
+	if c.dir == "" || c.port == 0 {
+		return ""
+	}
+	p := filepath.Join(c.dir, "root.crt")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// makeCertificates writes a certificate authority (root.crt, for clients)
+// and a server certificate for 127.0.0.1 and localhost that it signed
+// (server.crt and server.key in the data directory, owned by the server's
+// user and private, as PostgreSQL demands).
+func (c *Cluster) makeCertificates() error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pgtest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	write := func(path, typ string, b []byte, mode os.FileMode, server bool) error {
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), mode); err != nil {
+			return err
+		}
+		if server && c.cred != nil {
+			return os.Chown(path, int(c.cred.Uid), int(c.cred.Gid))
+		}
+		return nil
+	}
+	if err := write(filepath.Join(c.dir, "root.crt"), "CERTIFICATE", caDER, 0o644, false); err != nil {
+		return err
+	}
+	if err := write(filepath.Join(c.data(), "server.crt"), "CERTIFICATE", der, 0o644, true); err != nil {
+		return err
+	}
+	return write(filepath.Join(c.data(), "server.key"), "EC PRIVATE KEY", keyDER, 0o600, true)
+}
+
+// Standby makes a streaming standby of a throwaway server started with
+// Options.TCP (with pg_basebackup), in a new temporary directory, listening
+// on a port of its own, and starts it. The primary waits for it to confirm
+// each commit when its settings say so (synchronous_standby_names). The
+// caller stops it.
+func (c *Cluster) Standby(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	if c.dir == "" || c.port == 0 {
+		return nil, ErrNotLocal
+	}
+	opts.TCP = true
+	s, err := newLocal(c.bindir, opts)
+	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(s.dir)
+		}
+	}()
+	// #nosec G204 -- pg_basebackup from BinDir, into our own temporary directory
+	bb := exec.CommandContext(ctx, filepath.Join(c.bindir, "pg_basebackup"),
+		"-h", c.dir, "-p", strconv.Itoa(c.port), "-U", "postgres", "-D", s.data(), "-R", "-X", "stream", "-c", "fast", "--no-sync")
+	bb.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	if out, err := bb.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pgtest: pg_basebackup: %w\n%s", err, out)
+	}
+	if err := s.Up(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Promote makes a standby a primary, and waits until it accepts writes.
+func (c *Cluster) Promote(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, c.admin)
+	if err != nil {
+		return fmt.Errorf("pgtest: promote: %w", err)
+	}
+	defer conn.Close(ctx)
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_promote(true, 60)`).Scan(&ok); err != nil || !ok {
+		return fmt.Errorf("pgtest: promote: %v (promoted: %v)", err, ok)
+	}
+	return nil
 }
 
 // Up starts the postmaster of a throwaway server (again, after Down) and
@@ -433,7 +624,7 @@ func (c *Cluster) Stop() {
 // CreateDatabase makes a new empty database and returns its URL.
 func (c *Cluster) CreateDatabase(ctx context.Context) (string, error) {
 	// Unique across Clusters naming one server, and across processes.
-	name := fmt.Sprintf("patchd_test_%d_%d_%08x", os.Getpid(), c.n.Add(1), rand.Uint32()) // #nosec G404 -- only to make the name unique, not a secret
+	name := fmt.Sprintf("patchd_test_%d_%d_%08x", os.Getpid(), c.n.Add(1), mrand.Uint32()) // #nosec G404 -- only to make the name unique, not a secret
 	conn, err := pgx.Connect(ctx, c.admin)
 	if err != nil {
 		return "", fmt.Errorf("pgtest: %w", err)
