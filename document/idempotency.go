@@ -22,14 +22,10 @@ import (
 // (created, rebased), never the body. A replay rebuilds the body from the
 // document: the current body when the document is still at that version,
 // else by reverting the versions committed since, at most
-// MaxReplayVersions of them. When that version has been pruned from
+// Config.ReplayVersions of them. When that version has been pruned from
 // history, or more versions followed it, the replay is a
 // *AnswerGoneError: the write was applied, but its answer cannot be sent
 // again.
-
-// MaxReplayVersions bounds the versions a replay reverts to rebuild the
-// body of an answer.
-const MaxReplayVersions = 1000
 
 // inflight is the set of idempotency keys whose first request is being
 // processed by this process: a second one is refused at once, without a
@@ -78,7 +74,7 @@ type answer struct {
 // AnswerGoneError is the replay of a write that was applied, as version
 // Seq of its document with ETag ETag, but whose answer can no longer be
 // rebuilt: that version was pruned from history, or too many versions
-// followed it (MaxReplayVersions). It wraps ErrIdempotencyAnswerGone.
+// followed it (Config.ReplayVersions). It wraps ErrIdempotencyAnswerGone.
 type AnswerGoneError struct {
 	Err        error
 	Collection string
@@ -161,7 +157,8 @@ func (s *Service) rebuild(ctx context.Context, a answer, seq uint64) ([]byte, er
 		if doc != nil && doc.Seq < seq {
 			return nil, broken("the document is at version %d, before the record's %d", doc.Seq, seq)
 		}
-		vs, more, err := s.store.History(ctx, a.Collection, a.ID, seq-1, MaxReplayVersions+1)
+		limit := uint64(s.cfg.ReplayVersions) // #nosec G115 -- positive (New)
+		vs, more, err := s.store.History(ctx, a.Collection, a.ID, seq-1, s.cfg.ReplayVersions+1)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && (len(vs) == 0 || vs[0].Seq != seq)) {
 			return nil, gone("that version is no longer in the document's history")
 		}
@@ -176,8 +173,8 @@ func (s *Service) rebuild(ctx context.Context, a answer, seq uint64) ([]byte, er
 		if doc != nil {
 			top = doc.Seq
 		}
-		if top-seq > MaxReplayVersions || (doc == nil && more) {
-			return nil, gone(fmt.Sprintf("more than %d versions followed it", MaxReplayVersions))
+		if top-seq > limit || (doc == nil && more) {
+			return nil, gone(fmt.Sprintf("more than %d versions followed it", limit))
 		}
 		if vs[len(vs)-1].Seq < top || (doc == nil && vs[len(vs)-1].Kind != store.KindDelete) {
 			continue // a write committed between the reads

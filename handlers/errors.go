@@ -158,10 +158,6 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		h.log.Error("internal error", slog.String("method", c.Request().Method),
 			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
 		p.Detail = "internal error"
-	case k.status == http.StatusServiceUnavailable && errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
-		// As above: the client went away while the store was slow.
-		info(c).clientGone = true
-		return
 	case k.status == http.StatusServiceUnavailable:
 		// The store's own words name hosts and drivers: they go to the
 		// log; the client learns what to do.

@@ -331,6 +331,32 @@ func TestIdempotencyRecordsAreSmall(t *testing.T) {
 	}
 }
 
+// TestIdempotencyReplayWorkBound: a replay reverts at most ReplayVersions
+// later versions to rebuild its answer; past that, even with the version
+// still in history, it is 410 idempotency-answer-gone.
+func TestIdempotencyReplayWorkBound(t *testing.T) {
+	s := startServer(t, func(c *config) { c.doc.ReplayVersions = 2 })
+	e0 := s.create(t, "/docs/c/d", `{"n":0}`)
+	h := hdr{"Content-Type", ctMerge, "If-Match", e0, "Idempotency-Key", `"bounded"`}
+	first := s.do(t, "PATCH", "/docs/c/d", h, `{"n":1}`)
+	expect(t, first, http.StatusOK, "")
+	cur := first.header.Get("ETag")
+	for i := 2; i <= 4; i++ {
+		r := s.do(t, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge, "If-Match", cur}, fmt.Sprintf(`{"n":%d}`, i))
+		expect(t, r, http.StatusOK, "")
+		cur = r.header.Get("ETag")
+		again := s.do(t, "PATCH", "/docs/c/d", h, `{"n":1}`)
+		if i <= 3 { // 1 or 2 versions to revert
+			expect(t, again, http.StatusOK, "")
+			if again.header.Get("ETag") != first.header.Get("ETag") || !bytes.Equal(again.body, first.body) {
+				t.Fatalf("replay after %d later versions: %s %s", i-1, again.header.Get("ETag"), again.body)
+			}
+			continue
+		}
+		expect(t, again, http.StatusGone, "idempotency-answer-gone")
+	}
+}
+
 // TestIdempotencyBoundPerClient: each client (token) keeps its newest
 // records up to the bound; an older key is forgotten, so its retry is a
 // new request, while other clients' keys are untouched.

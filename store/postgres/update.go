@@ -94,28 +94,38 @@ func (s *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 				"collection", collection, "id", id, "seq", amb.attempt.seq, "err", amb.err)
 		}
 		if !retryable(err) || dctx.Err() != nil || n >= maxAttempts {
-			if pending != nil {
-				s.metrics.lostCommits[lostUnknown].Add(1)
-				return nil, fmt.Errorf("store: update %s/%s: version %d: %w: %w (after %d tries; last: %w)",
-					collection, id, pending.seq, ErrCommitUnknown, store.ErrUnavailable, n, err)
-			}
-			var hist *historyError
-			if errors.As(err, &hist) && !retryable(err) {
-				return nil, hist.fnErr
-			}
-			if retryable(err) || dctx.Err() != nil {
-				// Still failing at the deadline: the database is
-				// unavailable, whatever this try's error was.
-				err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-			}
-			return nil, fmt.Errorf("store: update %s/%s (attempt %d): %w", collection, id, n, s.fail(ctx, err))
+			return nil, s.giveUp(ctx, collection, id, n, err, pending)
 		}
 		s.metrics.retries[retryWrite].Add(1)
 		s.log.Debug("retrying update", "collection", collection, "id", id, "attempt", n, "err", err)
-		if !pause(dctx, backoff(n)) && ctx.Err() != nil {
-			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, ctx.Err())
+		if !pause(dctx, backoff(n)) {
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, cerr)
+			}
+			return nil, s.giveUp(ctx, collection, id, n, err, pending) // the deadline passed meanwhile
 		}
 	}
+}
+
+// giveUp returns the error of an Update that stops after n tries, the last
+// of which failed with err; pending is the attempt whose commit outcome is
+// unknown, if any.
+func (s *Store) giveUp(ctx context.Context, collection, id string, n int, err error, pending *attempt) error {
+	if pending != nil {
+		s.metrics.lostCommits[lostUnknown].Add(1)
+		return fmt.Errorf("store: update %s/%s: version %d: %w: %w (after %d tries; last: %w)",
+			collection, id, pending.seq, ErrCommitUnknown, store.ErrUnavailable, n, err)
+	}
+	var hist *historyError
+	if errors.As(err, &hist) && !retryable(err) {
+		return hist.fnErr
+	}
+	if retryable(err) {
+		// Still failing at the deadline, or after maxAttempts: the
+		// database is unavailable, whatever this try's error was.
+		err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("store: update %s/%s (attempt %d): %w", collection, id, n, s.fail(ctx, err))
 }
 
 // attempt is what one try would commit.
