@@ -108,7 +108,7 @@ func TestStoreUnavailableIs503(t *testing.T) {
 	s := startServerWith(t, func(st store.Store) store.Store { sw = &switchableStore{Store: st}; return sw }, nil,
 		func(c *config) {
 			c.http.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
-			c.http.ReadyCache = time.Millisecond
+			c.http.ReadyCache = time.Nanosecond // every probe checks
 		})
 	e0 := s.create(t, "/docs/c/d", `{"a":0}`)
 	expect(t, s.do(t, "GET", "/readyz", nil, ""), http.StatusOK, "")
