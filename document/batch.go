@@ -56,7 +56,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 				return refuse(fail(ErrIdempotencyKeyInUse, "a request with this Idempotency-Key is still being processed; retry later"))
 			}
 			idem[key] = i
-			res, ok, err := s.replay(ctx, w.Idempotency)
+			res, ok, err := s.replay(ctx, w)
 			if err != nil {
 				return refuse(err)
 			}

@@ -43,6 +43,10 @@ var (
 	// editing the document, such as the one that created it (422
 	// cannot-revert).
 	ErrCannotRevert = errors.New("version cannot be reverted")
+	// ErrIdempotencyAnswerGone: the request with this key was applied, but
+	// the version it made is no longer in history, so its answer cannot
+	// be sent again (410 idempotency-answer-gone; see AnswerGoneError).
+	ErrIdempotencyAnswerGone = errors.New("idempotency answer gone")
 )
 
 // Error is an error whose message is meant for the client: a sentinel,

@@ -36,6 +36,10 @@ type Config struct {
 	// IdempotencyTTL is how long the answer to a write with an idempotency
 	// key is kept for retries. Zero means 24h.
 	IdempotencyTTL time.Duration
+	// ReplayVersions bounds the versions a replay of such an answer reverts
+	// to rebuild its body; past it the replay is an *AnswerGoneError. Zero
+	// means 1000.
+	ReplayVersions int
 	// DecodeBudget bounds the bytes of stored documents held decoded as
 	// trees at once; past it, writes of large documents wait for one
 	// another. Zero means 2 MiB.
@@ -53,6 +57,7 @@ func DefaultConfig() Config {
 		Limits:         patch.Limits{MaxDepth: 64, MaxDoc: 1 << 20, MaxOps: 1000},
 		Rebase:         patch.RebaseLimits{MaxOps: 10_000, MaxWork: 1_000_000},
 		IdempotencyTTL: 24 * time.Hour,
+		ReplayVersions: 1000,
 		DecodeBudget:   2 << 20,
 	}
 }
@@ -85,6 +90,9 @@ func New(st store.Store, cfg Config) *Service {
 	}
 	if cfg.DecodeBudget <= 0 {
 		cfg.DecodeBudget = 2 << 20
+	}
+	if cfg.ReplayVersions <= 0 {
+		cfg.ReplayVersions = 1000
 	}
 	return &Service{
 		store:    st,
@@ -125,6 +133,10 @@ func (s *Service) List(ctx context.Context, collection, after string, limit int)
 func (s *Service) History(ctx context.Context, collection, id string, after uint64, limit, maxBytes int) ([]store.Version, bool, error) {
 	return s.store.History(ctx, collection, id, after, limit, maxBytes)
 }
+
+// Ping checks that the store can serve now (see store.Store): for
+// readiness probes.
+func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
 
 // Subscribe returns the store's commit events (see store.Store).
 func (s *Service) Subscribe(ctx context.Context) (<-chan store.Event, error) {

@@ -63,7 +63,7 @@ type Write struct {
 	// what the first one did instead of applying it again.
 	Idempotency *IdempotencyKey
 	// Minimal says the answer carries no body (Prefer: return=minimal), so
-	// an idempotency record need not keep one.
+	// a replay need not rebuild one.
 	Minimal bool
 	// Revert is the seq of the version a Revert undoes.
 	Revert uint64
@@ -82,6 +82,9 @@ type IdempotencyKey struct {
 	// Key is the client's key, qualified by whoever sent it, so that two
 	// clients' keys never collide.
 	Key string
+	// Scope names whoever sent it: the store keeps a bounded number of
+	// records per scope (store.Options.IdempotencyPerScope).
+	Scope string
 	// Fingerprint hashes what makes two requests the same; a retry with
 	// another fingerprint is ErrIdempotencyKeyReused.
 	Fingerprint string
@@ -112,8 +115,9 @@ type Result struct {
 // Write decides and commits one write. The errors it returns wrap the
 // sentinels listed in errors.go, package patch's (invalid JSON or patch,
 // a patch that fails, a rebase conflict, an invalid document) and package
-// store's (not found, base unknown); a 412 or 428 is a *PreconditionError
-// and a rebase conflict a *patch.ConflictError within it.
+// store's (not found, base unknown, unavailable); a 412 or 428 is a
+// *PreconditionError and a rebase conflict a *patch.ConflictError within
+// it; a replay whose answer cannot be rebuilt, an *AnswerGoneError.
 func (s *Service) Write(ctx context.Context, w Write) (Result, error) {
 	if w.Collection == store.SchemaCollection {
 		return Result{}, fail(ErrInvalidRequest, "schemas are written with WriteSchema")
@@ -127,10 +131,10 @@ func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result,
 	if w.Idempotency != nil {
 		key := w.Idempotency.Key
 		if !s.inflight.take(key) {
-			return Result{}, fail(ErrIdempotencyKeyInUse, "a request with this Idempotency-Key is still being processed; retry later")
+			return Result{}, errInUse
 		}
 		defer s.inflight.release(key)
-		if res, ok, err := s.replay(ctx, w.Idempotency); ok || err != nil {
+		if res, ok, err := s.replay(ctx, &w); ok || err != nil {
 			return res, err
 		}
 	}
@@ -157,6 +161,19 @@ func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result,
 	}
 	doc, err := s.store.Update(ctx, w.Collection, d.w.ID, d.decide)
 	res := Result{Doc: doc, Created: d.created, RebasedFrom: d.rebasedFrom, Before: d.before, DryRun: w.DryRun}
+	if errors.Is(err, store.ErrIdempotencyExists) && w.Idempotency != nil {
+		// Another request with the key, on this replica or another, got
+		// there first: answer as it was answered, once it has been.
+		rres, ok, rerr := s.replay(ctx, &w)
+		switch {
+		case rerr != nil:
+			return rres, rerr
+		case !ok:
+			return Result{Before: d.before}, errInUse
+		}
+		rres.Before = d.before
+		return rres, nil
+	}
 	if err != nil {
 		return res, err
 	}
@@ -165,6 +182,9 @@ func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result,
 	}
 	return res, nil
 }
+
+// errInUse answers a request whose idempotency key another request holds.
+var errInUse = fail(ErrIdempotencyKeyInUse, "a request with this Idempotency-Key is still being processed; retry later")
 
 // decision is one write's decision function and what it found. decide may
 // run more than once (a backend retries after a concurrent commit), so it

@@ -246,7 +246,8 @@ func need(c echo.Context) (role Role, coll string, ok bool) {
 	r := c.Request()
 	route := c.Path()
 	switch {
-	case r.URL.Path == "/healthz" || isPreflight(r):
+	case r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || isPreflight(r):
+		// Probes, and preflights, which carry no credentials.
 		return 0, "", false
 	case route == "/openapi.json" || route == "/" || strings.HasPrefix(route, "/ui/"):
 		// Static files: the API's description and the demo page with its
@@ -298,10 +299,10 @@ func forbidden(c echo.Context, detail string) error {
 	return fail(ErrForbidden, detail)
 }
 
-// authenticate is the middleware that enforces the tokens file: /healthz,
-// CORS preflights and the static files (the API's description, the demo
-// and its client, which hold no data) are open, /docs needs read (GET,
-// HEAD, OPTIONS) or
+// authenticate is the middleware that enforces the tokens file: the probes
+// /healthz and /readyz, CORS preflights and the static files (the API's
+// description, the demo and its client, which hold no data) are open, /docs
+// needs read (GET, HEAD, OPTIONS) or
 // write (other methods) on the collection, and every other route an admin
 // token without a collection scope. Without tokens it lets every request
 // through.

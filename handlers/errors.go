@@ -63,6 +63,7 @@ var problemKinds = []problemKind{
 	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "Authentication required"},
 	{ErrForbidden, http.StatusForbidden, "forbidden", "Not allowed"},
 	{ErrRateLimited, http.StatusTooManyRequests, "rate-limited", "Too many requests"},
+	{store.ErrIdempotencyExists, http.StatusConflict, "idempotency-key-in-use", "Idempotency key in use"},
 	{document.ErrIdempotencyKeyInUse, http.StatusConflict, "idempotency-key-in-use", "Idempotency key in use"},
 	{document.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency key reused"},
 	{document.ErrSchemaViolation, http.StatusUnprocessableEntity, "schema-violation", "Document breaks the collection's schema"},
@@ -70,7 +71,13 @@ var problemKinds = []problemKind{
 	{document.ErrCannotRevert, http.StatusUnprocessableEntity, "cannot-revert", "Version cannot be reverted"},
 	{ErrOverloaded, http.StatusServiceUnavailable, "overloaded", "Server overloaded"},
 	{store.ErrNoSpace, http.StatusInsufficientStorage, "insufficient-storage", "Insufficient storage"},
+	{document.ErrIdempotencyAnswerGone, http.StatusGone, "idempotency-answer-gone", "Answer no longer available"},
+	{store.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
 }
+
+// unavailableRetryAfter is the Retry-After of a 503, in seconds: a
+// database restart takes about that long, and clients back off beyond it.
+const unavailableRetryAfter = "1"
 
 var internalKind = problemKind{nil, http.StatusInternalServerError, "internal", "Internal server error"}
 
@@ -117,6 +124,10 @@ type problem struct {
 	Conflicts   []conflict             `json:"conflicts,omitempty"`
 	Errors      []document.SchemaError `json:"errors,omitempty"`
 	Index       *int                   `json:"index,omitempty"`
+	// AppliedETag and AppliedSeq name the version an idempotent request
+	// made, when its answer is gone (410).
+	AppliedETag *string `json:"appliedEtag,omitempty"`
+	AppliedSeq  *uint64 `json:"appliedSeq,omitempty"`
 }
 
 // conflict is one conflict of a rebase-conflict problem; one of reason
@@ -201,6 +212,21 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		h.diskFull.note(h.log, err)
 		p.Detail = "the server's storage is full: nothing was written; retry once space is freed"
 		c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(int(diskFullRetry/time.Second)))
+	case errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrCommitUnknown):
+		// The store's own words name hosts and drivers: they go to the
+		// log; the client learns what to do.
+		h.log.Warn("store unavailable", slog.String("method", c.Request().Method),
+			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
+		var de *document.Error
+		switch {
+		case errors.As(err, &de) && errors.Is(de.Err, store.ErrUnavailable):
+			p.Detail = de.Detail
+		case errors.Is(err, store.ErrCommitUnknown):
+			p.Detail = "the database did not confirm whether this write committed; retry it with the same Idempotency-Key to learn its outcome, or read the document"
+		default:
+			p.Detail = "the database is unavailable or did not answer in time; retry after the Retry-After delay"
+		}
+		c.Response().Header().Set(echo.HeaderRetryAfter, unavailableRetryAfter)
 	case errors.As(err, &he):
 		p.Detail = http.StatusText(he.Code)
 		if k.status == http.StatusNotFound {
@@ -235,6 +261,14 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 			p.Conflicts = append(p.Conflicts, conflict{Conflict: *sv.Conflict, Errors: sv.Errors})
 		} else {
 			p.Errors = sv.Errors
+		}
+	}
+	var ge *document.AnswerGoneError
+	if errors.As(err, &ge) {
+		p.AppliedETag, p.AppliedSeq = &ge.ETag, &ge.Seq
+		hdr.Set(replayedHeader, "true")
+		if ge.Created {
+			hdr.Set(echo.HeaderLocation, "/docs/"+ge.Collection+"/"+ge.ID)
 		}
 	}
 	if k.status == http.StatusUnsupportedMediaType || k.status == http.StatusMethodNotAllowed {

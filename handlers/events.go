@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
@@ -316,6 +317,24 @@ func (h *Handler) events(c echo.Context) error {
 
 	heartbeat := time.NewTicker(cfg.Heartbeat)
 	defer heartbeat.Stop()
+	// A read that fails (the store restarting, failing over, slow) does not
+	// end the stream: it is tried again after a backoff, or at a wake-up,
+	// while heartbeats keep the connection open, and the stream goes on
+	// where it was. Clients thus do not all reconnect at once after a
+	// failover.
+	var (
+		failures int
+		retry    <-chan time.Time // fires when a failed read is due again; nil otherwise
+	)
+	failed := func(err error) {
+		if failures == 0 {
+			h.log.Warn("change feed: read failed; retrying", "collection", coll, "id", id, "err", err)
+		}
+		failures++
+		h.metrics.feedRetries.Inc()
+		retry = time.After(feedRetryWait(failures))
+		versions, more = nil, false
+	}
 	for {
 		for i, v := range versions {
 			ev, err := appendVersion(eventHead(make([]byte, 0, len(v.Ops)+256), "version", v.Seq), v)
@@ -337,6 +356,7 @@ func (h *Handler) events(c echo.Context) error {
 		if !more {
 			select {
 			case <-sub.wake:
+			case <-retry:
 			case <-heartbeat.C:
 				if err := s.write([]byte(": heartbeat\n\n")); err != nil {
 					return nil
@@ -357,22 +377,39 @@ func (h *Handler) events(c echo.Context) error {
 		}
 		versions, more, err = h.svc.History(ctx, coll, id, after, cfg.Batch, historyPageBytes)
 		if err != nil {
-			if ctx.Err() == nil {
-				h.log.Warn("change feed: history read failed", "collection", coll, "id", id, "err", err)
+			if ctx.Err() != nil {
+				return nil
 			}
-			return nil
+			failed(err)
+			continue
 		}
 		if gap(after, versions) {
 			snap, err := h.state(ctx, coll, id)
 			if err != nil {
-				return nil
+				if ctx.Err() != nil {
+					return nil
+				}
+				failed(err)
+				continue
 			}
 			if err := s.write(event("reset", snap.seq, snap.data())); err != nil {
 				return nil
 			}
 			after, versions, more = snap.seq, nil, true
 		}
+		if failures > 0 {
+			h.log.Info("change feed: reading again", "collection", coll, "id", id, "failures", failures)
+			failures, retry = 0, nil
+		}
 	}
+}
+
+// feedRetryWait is how long a stream waits before it reads again after its
+// n-th failed read in a row: from 100ms, doubling up to 5s, with jitter so
+// that the streams of a replica do not all read at once.
+func feedRetryWait(n int) time.Duration {
+	wait := min(5*time.Second, 100*time.Millisecond<<min(n-1, 6))
+	return wait/2 + rand.N(wait/2) // #nosec G404 -- jitter, not a secret
 }
 
 // gap reports whether versions, read after seq after, do not start right

@@ -42,7 +42,7 @@ type Config struct {
 	// UI serves the collaborative form demo at / (ui.go).
 	UI bool
 	// Tokens, when not nil, requires a bearer token on every request but
-	// /healthz, CORS preflights and the static files (auth.go).
+	// /healthz, /readyz, CORS preflights and the static files (auth.go).
 	Tokens *Tokens
 	// CORSOrigins lists the origins browsers may call from ("*": any);
 	// empty turns CORS off (cors.go).
@@ -74,6 +74,9 @@ type Config struct {
 	// MaxBatch is the most writes one POST /batch may hold; zero means
 	// 100.
 	MaxBatch int
+	// ReadyCache is how long GET /readyz reuses one check of the store, so
+	// that frequent probes cost one query; zero means 1s (ready.go).
+	ReadyCache time.Duration
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -97,6 +100,7 @@ type Handler struct {
 	bodies       *budget.Budget // decode budget of request bodies
 	overloadWait time.Duration
 	grace        time.Duration // HalfCloseGrace
+	ready        *readiness    // GET /readyz
 }
 
 // New returns a Handler serving svc.
@@ -112,7 +116,7 @@ func New(svc *document.Service, cfg Config) *Handler {
 	hub := newHub()
 	ctx, stop := context.WithCancel(context.Background())
 	h := &Handler{svc: svc, cfg: cfg, log: log, reqIDs: ids.New(),
-		metrics: newMetrics(reg, svc, cfg, log), hub: hub, stopFollow: stop}
+		metrics: newMetrics(reg, svc, cfg, log, hub.count), hub: hub, stopFollow: stop}
 	// Every backend reports its commits, other replicas' included: they
 	// wake the change feed streams of the documents written. Subscribing
 	// here, before any request, misses none.
@@ -134,6 +138,7 @@ func New(svc *document.Service, cfg Config) *Handler {
 	if h.overloadWait <= 0 {
 		h.overloadWait = time.Second
 	}
+	h.ready = newReadiness(svc.Ping, cfg.ReadyCache)
 	if cfg.Rate > 0 {
 		h.limiter = newRateLimiter(cfg.Rate, cfg.RateBurst, nil)
 	}
@@ -178,6 +183,7 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
+	e.GET("/readyz", h.readyz)
 	e.GET("/docs/:c", h.list)
 	e.HEAD("/docs/:c", h.list)
 	e.POST("/docs/:c", h.post)

@@ -109,5 +109,6 @@ func idempotencyKey(c echo.Context, body []byte) (*document.IdempotencyKey, erro
 	if err != nil || !ok {
 		return nil, err
 	}
-	return &document.IdempotencyKey{Key: principal(c).Name + "\x00" + key, Fingerprint: fingerprint(r, body)}, nil
+	who := principal(c).Name
+	return &document.IdempotencyKey{Key: who + "\x00" + key, Scope: who, Fingerprint: fingerprint(r, body)}, nil
 }

@@ -21,7 +21,9 @@ type metrics struct {
 	problems *prometheus.CounterVec
 	rebases  *prometheus.CounterVec
 	replays  prometheus.Counter
-	handler  http.Handler // serves reg
+	// feedRetries counts change feed reads tried again after a failure.
+	feedRetries prometheus.Counter
+	handler     http.Handler // serves reg
 }
 
 // rebaseOutcomes maps the answers to a stale If-Match to the outcome label
@@ -33,9 +35,10 @@ var rebaseOutcomes = map[string]string{
 	"rebase-apply-failed": "apply-failed",
 }
 
-// newMetrics registers the HTTP, rebase and store metrics in reg; the
-// store's are its backend's own collector.
-func newMetrics(reg *prometheus.Registry, svc *document.Service, cfg Config, log *slog.Logger) *metrics {
+// newMetrics registers the HTTP, rebase, change feed and store metrics in
+// reg; the store's are its backend's own collector. streams counts the
+// open change feed streams.
+func newMetrics(reg *prometheus.Registry, svc *document.Service, cfg Config, log *slog.Logger, streams func() int) *metrics {
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -59,14 +62,22 @@ func newMetrics(reg *prometheus.Registry, svc *document.Service, cfg Config, log
 			Name: "patchd_idempotent_replays_total",
 			Help: "Answers replayed for a repeated idempotency key.",
 		}),
+		feedRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "patchd_feed_read_retries_total",
+			Help: "Change feed reads tried again after the store failed them (the stream stays open).",
+		}),
 	}
+	feedStreams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "patchd_feed_streams",
+		Help: "Open change feed streams.",
+	}, func() float64 { return float64(streams()) })
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "patchd_build_info",
 		Help:        "Always 1; the labels name the build.",
 		ConstLabels: prometheus.Labels{"version": cfg.Version, "goversion": runtime.Version()},
 	})
 	buildInfo.Set(1)
-	reg.MustRegister(m.requests, m.duration, m.problems, m.rebases, m.replays, buildInfo, svc.Collector(),
+	reg.MustRegister(m.requests, m.duration, m.problems, m.rebases, m.replays, m.feedRetries, feedStreams, buildInfo, svc.Collector(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range rebaseOutcomes { // every outcome shows, at 0 at first

@@ -743,6 +743,29 @@ func (b *blockingBackup) Backup(ctx context.Context, w io.Writer, start func(int
 	return b.Backuper.Backup(ctx, w, start)
 }
 
+// unavailableStore fails every call as a store whose database is down.
+type unavailableStore struct{ store.Store }
+
+var errDown = fmt.Errorf("%w: injected: connection refused", store.ErrUnavailable)
+
+func (unavailableStore) Get(context.Context, string, string) (*store.Document, error) {
+	return nil, errDown
+}
+func (unavailableStore) ETag(context.Context, string, string) (string, error) { return "", errDown }
+func (unavailableStore) Update(context.Context, string, string, store.UpdateFunc) (*store.Document, error) {
+	return nil, errDown
+}
+func (unavailableStore) List(context.Context, string, string, int) ([]store.ListEntry, bool, error) {
+	return nil, false, errDown
+}
+func (unavailableStore) History(context.Context, string, string, uint64, int, int) ([]store.Version, bool, error) {
+	return nil, false, errDown
+}
+func (unavailableStore) Idempotency(context.Context, string) (*store.IdempotencyRecord, error) {
+	return nil, errDown
+}
+func (unavailableStore) Ping(context.Context) error { return errDown }
+
 // loadBrokenHistory stores a document whose history does not describe it,
 // so that rebasing over it fails (412 rebase-apply-failed). It returns the
 // ETag of the older version.
@@ -807,6 +830,11 @@ func TestOpenAPIConformance(t *testing.T) {
 	slowUpload(t, busy.Listener.Addr().String(), "/docs/c/slow", 20<<10, stopUpload)
 	waitBudgetHeld(t, busyH, 16<<10)
 	big := `{"a":"` + strings.Repeat("x", 17<<10) + `"}`
+	down := &server{Server: httptest.NewServer(newHandler(unavailableStore{bst}, newConfig(withCORS)).Echo())}
+	t.Cleanup(down.Close)
+	// Keeps one version per document: the answers of idempotent requests
+	// are gone as soon as another write follows them.
+	gone := startServerAt(t, filepath.Join(t.TempDir(), "g.db"), store.Options{Retention: store.Retention{Versions: 1, Age: -1}}, withCORS)
 
 	// State the table's requests rely on.
 	e0 := s.create(t, "/docs/c/d", `{"a":{"b":1},"list":[1,2]}`)
@@ -822,6 +850,13 @@ func TestOpenAPIConformance(t *testing.T) {
 	i0 := s.create(t, "/docs/i/p", `{"a":0}`)
 	x.exchange(t, authd, "PUT", "/docs/a/x", append(bearer(tokWriteA), "Content-Type", ctJSON), `{"a":1}`, reqValid, 201, "")
 	x.exchange(t, limited, "GET", "/docs/c", nil, "", reqValid, 200, "") // takes the one request allowed
+	g0 := gone.create(t, "/docs/g/p", `{"a":0}`)
+	goneP := hdr{"Content-Type", ctMerge, "If-Match", g0, "Idempotency-Key", `"gone-1"`}
+	g1 := x.exchange(t, gone, "PATCH", "/docs/g/p", goneP, `{"a":1}`, reqValid, 200, "").header.Get("ETag")
+	expect(t, gone.do(t, "PUT", "/docs/g/p", hdr{"Content-Type", ctJSON, "If-Match", g1}, `{"a":2}`), 200, "")
+	goneC := hdr{"Content-Type", ctJSON, "Idempotency-Key", `"gone-2"`}
+	created := x.exchange(t, gone, "POST", "/docs/g", goneC, `{"n":1}`, reqValid, 201, "")
+	expect(t, gone.do(t, "PUT", created.header.Get("Location"), hdr{"Content-Type", ctJSON, "If-Match", created.header.Get("ETag")}, `{"n":2}`), 200, "")
 
 	// Reverts, schemas and batches.
 	rv := func(id string, bodies ...string) string {
@@ -863,6 +898,22 @@ func TestOpenAPIConformance(t *testing.T) {
 	V, I, A := reqValid, reqInvalid, reqAny
 	cases := []apiCase{
 		{"Health", s, "GET", "/healthz", nil, "", V, 200, ""},
+		{"Health/StoreDown", down, "GET", "/healthz", nil, "", V, 200, ""},
+		{"Ready", s, "GET", "/readyz", nil, "", V, 200, ""},
+		{"Ready/StoreDown", down, "GET", "/readyz", nil, "", V, 503, "unavailable"},
+		{"List/Unavailable", down, "GET", "/docs/c", nil, "", V, 503, "unavailable"},
+		{"ListHead/Unavailable", down, "HEAD", "/docs/c", nil, "", V, 503, ""},
+		{"Post/Unavailable", down, "POST", "/docs/p", hdr{"Content-Type", ctJSON}, `{}`, V, 503, "unavailable"},
+		{"Post/AnswerGone", gone, "POST", "/docs/g", goneC, `{"n":1}`, V, 410, "idempotency-answer-gone"},
+		{"Get/Unavailable", down, "GET", "/docs/c/d", nil, "", V, 503, "unavailable"},
+		{"Head/Unavailable", down, "HEAD", "/docs/c/d", nil, "", V, 503, ""},
+		{"Put/Unavailable", down, "PUT", "/docs/c/d", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{}`, V, 503, "unavailable"},
+		{"Patch/Unavailable", down, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge, "If-Match", "*"}, `{}`, V, 503, "unavailable"},
+		{"Patch/AnswerGone", gone, "PATCH", "/docs/g/p", goneP, `{"a":1}`, V, 410, "idempotency-answer-gone"},
+		{"Delete/Unavailable", down, "DELETE", "/docs/c/d", hdr{"If-Match", "*"}, "", V, 503, "unavailable"},
+		{"History/Unavailable", down, "GET", "/docs/c/d/history", nil, "", V, 503, "unavailable"},
+		{"HistoryHead/Unavailable", down, "HEAD", "/docs/c/d/history", nil, "", V, 503, ""},
+		{"Events/Unavailable", down, "GET", "/docs/c/d/events", nil, "", V, 503, "unavailable"},
 		{"OpenAPI", s, "GET", "/openapi.json", nil, "", V, 200, ""},
 		{"Metrics", s, "GET", "/metrics", nil, "", V, 200, ""},
 		{"MetricsOpenMetrics", s, "GET", "/metrics", hdr{"Accept", "application/openmetrics-text; version=1.0.0"}, "", V, 200, ""},

@@ -108,10 +108,10 @@ func clientKey(r *http.Request) string {
 }
 
 // rateLimit is the middleware that answers 429 with Retry-After to a
-// client over its rate. /healthz is not limited.
+// client over its rate. The probes /healthz and /readyz are not limited.
 func (h *Handler) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if h.limiter == nil || c.Request().URL.Path == "/healthz" {
+		if path := c.Request().URL.Path; h.limiter == nil || path == "/healthz" || path == "/readyz" {
 			return next(c)
 		}
 		ok, wait := h.limiter.allow(clientKey(c.Request()))

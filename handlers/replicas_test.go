@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/postgres"
@@ -71,6 +72,12 @@ func startReplicas(t *testing.T, dsn string, sopts store.Options, opts ...func(*
 		n = 3
 	}
 	cfg := newConfig(opts...)
+	if sopts.Timeout == 0 {
+		// The suites test behaviour, not deadlines: many clients on one
+		// document, on a machine running other tests, can wait for the
+		// row lock longer than the default 5s, which is a 503.
+		sopts.Timeout = 30 * time.Second
+	}
 	r := &replicas{}
 	for range n {
 		st, err := postgres.Open(context.Background(), dsn, postgres.Options{Options: sopts})

@@ -89,6 +89,9 @@ type CopyStats struct {
 	// included; Copied how many this run wrote (the rest were there from
 	// an earlier run); Versions how many history versions were read.
 	Documents, Copied, Versions int
+	// Keys is how many live idempotency records the source holds, and
+	// KeysCopied how many of them this run wrote.
+	Keys, KeysCopied int
 }
 
 // Destination is a store a copy can write into and read back from.
@@ -101,6 +104,7 @@ type Destination interface {
 const (
 	copyBatchDocs  = 256
 	copyBatchBytes = 8 << 20
+	copyBatchKeys  = 1024
 )
 
 // Copy copies every document of src, deleted ones included, with its
@@ -110,8 +114,11 @@ const (
 // transaction, and documents dst already holds in the same state (from an
 // earlier, interrupted copy) are skipped, so an interrupted copy is resumed
 // by running it again. A document dst holds in another state fails the copy
-// with an error wrapping ErrCopyConflict. progress, if not nil, is called
-// after each batch.
+// with an error wrapping ErrCopyConflict. When both stores are
+// IdempotencyCopiers, the idempotency records that have not expired are
+// copied too (those dst holds already are kept), so that a retry of a
+// write made before the copy is still answered from its record. progress,
+// if not nil, is called after each batch.
 //
 // The source must not change meanwhile: stop the server that uses it.
 func Copy(ctx context.Context, src Dumper, dst Destination, progress func(CopyProgress)) (CopyStats, error) {
@@ -167,6 +174,9 @@ func Copy(ctx context.Context, src Dumper, dst Destination, progress func(CopyPr
 	if err != nil {
 		return st, fmt.Errorf("copy: %w", err)
 	}
+	if err := copyIdempotency(ctx, src, dst, &st); err != nil {
+		return st, fmt.Errorf("copy: idempotency records: %w", err)
+	}
 
 	done = 0
 	report(CopyProgress{Phase: "verify", Total: st.Documents})
@@ -183,6 +193,39 @@ func Copy(ctx context.Context, src Dumper, dst Destination, progress func(CopyPr
 		return st, fmt.Errorf("copy: %w", err)
 	}
 	return st, nil
+}
+
+// copyIdempotency copies the live idempotency records of src into dst, when
+// both can.
+func copyIdempotency(ctx context.Context, src Dumper, dst Destination, st *CopyStats) error {
+	from, ok := src.(IdempotencyCopier)
+	if !ok {
+		return nil
+	}
+	to, ok := dst.(IdempotencyCopier)
+	if !ok {
+		return nil
+	}
+	var batch []*IdempotencyRecord
+	flush := func() error {
+		n, err := to.LoadIdempotency(ctx, batch)
+		st.KeysCopied += n
+		batch = batch[:0]
+		return err
+	}
+	err := from.DumpIdempotency(ctx, func(r *IdempotencyRecord) error {
+		st.Keys++
+		c := *r
+		c.Value = slices.Clone(r.Value)
+		if batch = append(batch, &c); len(batch) >= copyBatchKeys {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil && len(batch) > 0 {
+		err = flush()
+	}
+	return err
 }
 
 // sameState checks that dst holds r's document at the same seq and ETag

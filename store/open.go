@@ -16,6 +16,10 @@ const (
 	DefaultRetentionVersions = 1000
 	DefaultRetentionAge      = 24 * time.Hour
 	DefaultLockTimeout       = time.Second
+	DefaultTimeout           = 5 * time.Second
+	// DefaultIdempotencyPerScope bounds the live idempotency records of
+	// one scope (one client).
+	DefaultIdempotencyPerScope = 100_000
 )
 
 // Options configures a store, whatever its backend. The zero value is
@@ -36,6 +40,20 @@ type Options struct {
 	// for itself (an embedded file), before failing with an error wrapping
 	// ErrLocked. Zero means DefaultLockTimeout.
 	LockTimeout time.Duration
+	// Timeout bounds how long one call waits on the database, a wait for
+	// a pooled connection, locks and retries included; past it the call
+	// fails with an error wrapping ErrUnavailable. A database server also
+	// gets it as its statement and lock timeouts; an embedded file bounds
+	// with it the wait for a document's lock. Zero means DefaultTimeout.
+	Timeout time.Duration
+	// IdempotencyPerScope is how many live idempotency records one
+	// IdempotencyRecord.Scope keeps: a record written beyond it deletes the
+	// scope's oldest ones. An embedded file keeps the bound exactly; a
+	// database server shared by replicas enforces it after every
+	// IdempotencyPerScope/8 records a replica writes for the scope, so a
+	// scope may briefly hold that many more per replica. Zero means
+	// DefaultIdempotencyPerScope; a negative value, no bound.
+	IdempotencyPerScope int
 }
 
 // WithDefaults returns o with every zero field set to its default.
@@ -54,6 +72,12 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.IdempotencyPerScope == 0 {
+		o.IdempotencyPerScope = DefaultIdempotencyPerScope
 	}
 	return o
 }

@@ -64,6 +64,24 @@ var (
 	// ErrNoSpace means a write failed because the storage device is full.
 	// Nothing was committed; the same write succeeds once space is freed.
 	ErrNoSpace = errors.New("no space left on the store's device")
+	// ErrUnavailable means the store cannot serve the call now: its
+	// database cannot be reached, is restarting or failing over, or did
+	// not answer within Options.Timeout. A write that fails with it
+	// committed nothing, unless the error says that its outcome is unknown;
+	// then its idempotency record, if it carried one, tells. A retry later
+	// may succeed.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrCommitUnknown means a write's commit was sent but its outcome
+	// could not be learned (the connection was lost with the answer, and
+	// the database stayed out of reach until the deadline): the write may
+	// or may not have committed. Errors wrapping it also wrap
+	// ErrUnavailable; the write's idempotency record, if it carried one,
+	// exists exactly when the write committed.
+	ErrCommitUnknown = errors.New("commit outcome unknown")
+	// ErrIdempotencyExists means a Change carried an IdempotencyRecord
+	// whose key is taken: by a record that has not expired, or by another
+	// write in progress with the same key. The write committed nothing.
+	ErrIdempotencyExists = errors.New("idempotency key exists")
 )
 
 // Version kinds recorded in history.
@@ -127,6 +145,10 @@ type Change struct {
 	RebasedFrom string
 	// Idempotency, when not nil, is stored in the same transaction as the
 	// new version, so that the record exists exactly when the write does.
+	// Its key is claimed by the write: if a record under it has not
+	// expired, or another write with it is in progress, Update commits
+	// nothing and returns an error wrapping ErrIdempotencyExists, on every
+	// replica sharing the database.
 	Idempotency *IdempotencyRecord
 	// Actor, RequestID and Reverts are recorded in the new version.
 	Actor     string
@@ -147,11 +169,20 @@ type IdempotencyRecord struct {
 	// Key names the record. The store does not interpret it; it must not
 	// be empty and is at most MaxIdempotencyKey bytes.
 	Key string
+	// Scope groups the records of one client, opaque to the store: a
+	// scope keeps at most Options.IdempotencyPerScope live records, and
+	// writing more deletes its oldest ones (see Options).
+	Scope string
 	// Value is the caller's encoding of the answer, opaque to the store.
 	Value []byte
 	// Expires is when the record stops being returned; the store deletes
 	// expired records as it goes.
 	Expires time.Time
+	// Seq is the seq of the version committed with the record, which the
+	// caller cannot know in advance: Update sets it (whatever the Change
+	// carried), Idempotency and DumpIdempotency return it, and
+	// LoadIdempotency keeps it as given.
+	Seq uint64
 }
 
 // MaxIdempotencyKey is the longest IdempotencyRecord.Key a store accepts.
@@ -303,6 +334,12 @@ type Store interface {
 	// Returns ErrNotFound if there is none or it has expired.
 	Idempotency(ctx context.Context, key string) (*IdempotencyRecord, error)
 
+	// Ping checks, with a cheap read, that the store can serve now: for
+	// readiness probes. It returns nil, an error wrapping ErrUnavailable
+	// when the database cannot be reached or does not answer in time, or
+	// one wrapping ErrClosed.
+	Ping(ctx context.Context) error
+
 	// Subscribe returns a channel of Events for the commits after the call
 	// (and possibly some before), those of other processes sharing the
 	// store's database included. It is closed when ctx is done or the store
@@ -384,6 +421,22 @@ type Loader interface {
 	// that error there. The other records are written. The error result is
 	// for failures of the store itself, after which nothing was written.
 	Load(ctx context.Context, recs []*Record) ([]error, error)
+}
+
+// IdempotencyCopier is implemented by stores whose idempotency records a
+// copy carries along with the documents, so that a retry after a
+// migration is still answered from its record.
+type IdempotencyCopier interface {
+	// DumpIdempotency calls fn for every record that has not expired, in
+	// key order. The record passed to fn is valid only during the call; an
+	// error from fn stops DumpIdempotency, which returns it.
+	DumpIdempotency(ctx context.Context, fn func(*IdempotencyRecord) error) error
+	// LoadIdempotency writes records as they are, in one transaction that
+	// is durable before it returns, and returns how many it wrote: a
+	// record whose key the store holds already (and has not expired) is
+	// kept as it is. A record with an invalid key fails the whole load
+	// with an error wrapping ErrInvalidIdempotency.
+	LoadIdempotency(ctx context.Context, recs []*IdempotencyRecord) (int, error)
 }
 
 // Retention bounds the history kept per document. A version is pruned only

@@ -17,7 +17,7 @@ import (
 func (m *Main) migrate(ctx context.Context, args []string) error {
 	var from, to string
 	f := m.newFlagSet("migrate", func(w io.Writer) {
-		fmt.Fprintln(w, "Usage: patchd migrate --from FILE|URL --to FILE|URL\n  Copies every document, deleted ones included, with its retained history, from one database into another: a bbolt file into PostgreSQL (postgres://...) to serve it from several replicas, or back. Stop the servers of --from first. Every copied document is read back and checked; running it again resumes an interrupted copy.")
+		fmt.Fprintln(w, "Usage: patchd migrate --from FILE|URL --to FILE|URL\n  Copies every document, deleted ones included, with its retained history, and the idempotency keys that have not expired, from one database into another: a bbolt file into PostgreSQL (postgres://...) to serve it from several replicas, or back. Stop the servers of --from first. Every copied document is read back and checked; running it again resumes an interrupted copy.")
 	})
 	f.add(stringValue{&from}, "from", "", "database to copy: a bbolt file or a postgres:// URL (stop the server using it first)")
 	f.add(stringValue{&to}, "to", "", "database to copy into: a postgres:// URL or a bbolt file (created if missing)")
@@ -56,8 +56,8 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	fmt.Fprintf(m.Stderr, "done: %d documents (%d copied now, %d already there), %d versions; every ETag verified\n",
-		st.Documents, st.Copied, st.Documents-st.Copied, st.Versions)
+	fmt.Fprintf(m.Stderr, "done: %d documents (%d copied now, %d already there), %d versions; every ETag verified; %d idempotency keys (%d copied now)\n",
+		st.Documents, st.Copied, st.Documents-st.Copied, st.Versions, st.Keys, st.KeysCopied)
 	return nil
 }
 

@@ -39,7 +39,7 @@ func listen(cfg serveConfig, log *slog.Logger) (net.Listener, error) {
 		return nil, err
 	}
 	if cfg.tokens != "" {
-		log.Info("authentication on: every request but /healthz, preflights and the static files needs a bearer token")
+		log.Info("authentication on: every request but /healthz, /readyz, preflights and the static files needs a bearer token")
 		return ln, nil
 	}
 	if loopback(ln.Addr()) {

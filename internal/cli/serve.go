@@ -39,6 +39,9 @@ type serveConfig struct {
 	idempotencyTTL time.Duration
 	insecureNoAuth bool
 
+	dbTimeout        time.Duration
+	idempotencyLimit int
+
 	readHeaderTimeout time.Duration
 	readTimeout       time.Duration
 	writeTimeout      time.Duration
@@ -83,6 +86,8 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(durationValue{&cfg.idleTimeout}, "idle-timeout", "2m", "how long an idle keep-alive connection is kept")
 	f.add(byteSize{&cfg.maxHeaderBytes}, "max-header-bytes", "64KiB", "largest request line and headers; more is 431")
 	f.add(intValue{&cfg.maxBatch}, "max-batch", "100", "most writes in one POST /batch")
+	f.add(durationValue{&cfg.dbTimeout}, "db-timeout", "5s", "longest a request waits on the database (pooled connection, locks, retries), after which it is 503 with Retry-After; also PostgreSQL's statement and lock timeouts")
+	f.add(intValue{&cfg.idempotencyLimit}, "idempotency-max-per-client", "100000", "idempotency records kept per client (token); more deletes the client's oldest")
 	return f
 }
 
@@ -119,8 +124,40 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 		return bad("--max-header-bytes must be from 1 to 1GiB")
 	case cfg.maxBatch < 1 || cfg.maxBatch > store.MaxManyKeys:
 		return bad(fmt.Sprintf("--max-batch must be from 1 to %d", store.MaxManyKeys))
+	case cfg.dbTimeout < 100*time.Millisecond:
+		return bad("--db-timeout must be at least 100ms")
+	case cfg.idempotencyLimit < 1:
+		return bad("--idempotency-max-per-client must be at least 1")
 	}
 	return cfg, nil
+}
+
+// Waits between attempts to open a store whose database is unreachable.
+const (
+	openRetryMin = 250 * time.Millisecond
+	openRetryMax = 5 * time.Second
+)
+
+// openStore opens the store at location. While its database cannot be
+// reached (it is starting, restarting, or not there yet, as when services
+// start together), it tries again with backoff, saying so in the log,
+// until ctx ends; any other failure ends it at once.
+func openStore(ctx context.Context, location string, opts store.Options, log *slog.Logger) (store.Store, error) {
+	wait := openRetryMin
+	for attempt := 1; ; attempt++ {
+		st, err := store.Open(ctx, location, opts)
+		if err == nil || !errors.Is(err, store.ErrUnavailable) || ctx.Err() != nil {
+			return st, err
+		}
+		log.Warn("database unavailable; trying again", slog.String("db", store.Redact(location)),
+			slog.Int("attempt", attempt), slog.Duration("in", wait), slog.Any("err", err))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (gave up waiting: %w)", err, ctx.Err())
+		}
+		wait = min(2*wait, openRetryMax)
+	}
 }
 
 // serve runs the server until ctx ends: it binds the address first, so
@@ -146,10 +183,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if age == 0 {
 		age = -1 // 0 means no age guarantee; the store reads 0 as its default
 	}
-	st, err := store.Open(ctx, cfg.db, store.Options{
-		Retention: store.Retention{Versions: cfg.historyVersions, Age: age},
-		Logger:    log,
-	})
+	st, err := openStore(ctx, cfg.db, store.Options{
+		Retention:           store.Retention{Versions: cfg.historyVersions, Age: age},
+		Logger:              log,
+		Timeout:             cfg.dbTimeout,
+		IdempotencyPerScope: cfg.idempotencyLimit,
+	}, log)
 	if errors.Is(err, store.ErrCorrupt) {
 		return fmt.Errorf("--db %s: %w\n(patchd check --db %s lists the damage; restore a backup, or move the file away to start a new database)",
 			store.Redact(cfg.db), err, store.Redact(cfg.db))

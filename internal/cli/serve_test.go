@@ -21,7 +21,7 @@ func TestParseFlags(t *testing.T) {
 		want := serveConfig{addr: "127.0.0.1:8080", db: "./patchd.db", requireIfMatch: true, maxBody: 1 << 20, maxDoc: 1 << 20,
 			maxDepth: 64, maxOps: 1000, historyVersions: 1000, maxRebaseOps: 10000, maxRebaseWork: 1000000, historyAge: 24 * time.Hour, shutdownTimeout: 10 * time.Second,
 			logFormat: "auto", logLevel: "info", ui: true,
-			idempotencyTTL:    24 * time.Hour,
+			idempotencyTTL: 24 * time.Hour, dbTimeout: 5 * time.Second, idempotencyLimit: 100_000,
 			readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
 			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100}
 		if cfg != want {
@@ -53,7 +53,8 @@ func TestParseFlags(t *testing.T) {
 		}
 	})
 	t.Run("Errors", func(t *testing.T) {
-		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"}} {
+		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"},
+			{"--db-timeout", "0"}, {"--db-timeout", "5ms"}, {"--idempotency-max-per-client", "0"}} {
 			var usage strings.Builder
 			if _, err := parseFlags(args, noEnv, &usage); err == nil {
 				t.Errorf("%v: no error", args)

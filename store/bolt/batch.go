@@ -332,6 +332,9 @@ func (c *committer) settleUnit(unit []*commitReq, err error) {
 func (c *committer) settle(r *commitReq, err error) {
 	r.err = err
 	r.prev = nil // settled: no longer needed, and it would chain every version of a hot document
+	if r.idem != nil {
+		c.b.unclaim(r.idem.Key) // committed, so the record holds the key now; or failed
+	}
 	c.mu.Lock()
 	if pd := c.pending[r.key]; pd != nil {
 		// Requests of one document settle in queue order, so r is first.
@@ -389,7 +392,7 @@ func (b *Store) put(tx *bbolt.Tx, r *commitReq) error {
 	if err := hist.Put(histKey(r.id, seq), r.histVal); err != nil {
 		return err
 	}
-	if err := putIdempotency(tx, r.idem, r.version.At); err != nil {
+	if err := putIdempotency(tx, r.idem, seq, r.version.At, b.idemPerScope); err != nil {
 		return err
 	}
 	r.pruned, err = b.prune(hist, r.id, seq, r.version.At)

@@ -28,7 +28,9 @@ import (
 //	docs/<collection>/<id>         seq (8, big endian) | unix nanos (8, big endian) | ETag (34) | body
 //	hist/<collection>/<id>\x00<seq> version value (see encodeVersion)
 //	idem/<key>                     expiry unix nanos (8, big endian) | value
-//	idemexp/<expiry (8)><key>      empty: idem records in expiry order
+//	idemexp/<expiry (8)><key>      the record's seq (8) and scope: idem records in expiry order
+//	idemscope/<scope><expiry><key> empty: each scope's records in expiry order (see scopeKey)
+//	idemcount/<scope>              the number of records in idemscope of the scope (8, big endian)
 //
 // Ids never contain 0x00, so each document's history keys are contiguous
 // and ordered by seq. The collection store.SchemaCollection holds the
@@ -88,6 +90,11 @@ type Store struct {
 	// corruptReads counts reads refused because a stored body did not
 	// match its ETag.
 	corruptReads atomic.Int64
+	timeout      time.Duration // bounds the wait for a document's lock
+	idemPerScope int           // live idempotency records kept per scope; < 1: no bound
+
+	claimsMu sync.Mutex
+	claims   map[string]struct{} // idempotency keys of queued writes (see claim)
 }
 
 var (
@@ -127,6 +134,10 @@ func Open(path string, opts store.Options) (*Store, error) {
 		now:       opts.Now,
 		log:       opts.Logger.With("component", "store"),
 		locks:     make(map[string]*docLock),
+
+		timeout:      opts.Timeout,
+		idemPerScope: opts.IdempotencyPerScope,
+		claims:       make(map[string]struct{}),
 	}
 	b.gate.ReadOnly = opts.ReadOnly
 	created := false
@@ -276,7 +287,7 @@ func initLayout(tx *bbolt.Tx, create bool) error {
 	if v := meta.Get(keyFormat); string(v) != boltFormat {
 		return fmt.Errorf("%w: format %q, want %q", store.ErrUnknownFormat, v, boltFormat)
 	}
-	for _, name := range [][]byte{bucketDocs, bucketHist, bucketIdem, bucketIdemExp} {
+	for _, name := range [][]byte{bucketDocs, bucketHist, bucketIdem, bucketIdemExp, bucketIdemScope, bucketIdemCount} {
 		if !create {
 			if tx.Bucket(name) == nil && (bytes.Equal(name, bucketDocs) || bytes.Equal(name, bucketHist)) {
 				return fmt.Errorf("%w: no %q bucket", store.ErrUnknownFormat, name)
@@ -337,6 +348,19 @@ func (b *Store) Check(ctx context.Context) error {
 	}
 	if err := errors.Join(problems...); err != nil {
 		return fmt.Errorf("store: check %s: %w", b.path, err)
+	}
+	return nil
+}
+
+// Ping checks that the file can be read (see store.Store); an open bbolt
+// file is always available.
+func (b *Store) Ping(ctx context.Context) error {
+	if err := b.gate.Enter(ctx, "ping"); err != nil {
+		return err
+	}
+	defer b.gate.Leave()
+	if err := b.db.View(func(*bbolt.Tx) error { return nil }); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
 	}
 	return nil
 }
@@ -428,14 +452,22 @@ func getDoc(tx *bbolt.Tx, collection, id string) (*store.Document, error) {
 // deletes the document; it returns an error wrapping ErrNotFound if the
 // document does not exist. If ctx is done before the write is queued,
 // Update commits nothing and returns an error wrapping ctx.Err(); once it
-// is queued, it is committed.
+// is queued, it is committed. A wait for the document's lock longer than
+// Options.Timeout fails with an error wrapping store.ErrUnavailable; a
+// change whose idempotency key is taken, with one wrapping
+// store.ErrIdempotencyExists.
 func (b *Store) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
 	if err := b.gate.EnterWrite(ctx, collection, id); err != nil {
 		return nil, err
 	}
 	defer b.gate.Leave()
 
-	unlock, err := b.lockDoc(ctx, collection, id)
+	lctx, cancel := context.WithTimeout(ctx, b.timeout)
+	unlock, err := b.lockDoc(lctx, collection, id)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w: the document stayed locked for %v", store.ErrUnavailable, b.timeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
 	}
@@ -501,6 +533,14 @@ func (b *Store) Update(ctx context.Context, collection, id string, fn store.Upda
 			return nil, err
 		}
 		return r.cloneDoc(), nil
+	}
+	if rec := change.Idempotency; rec != nil {
+		if err := b.claim(rec.Key); err != nil {
+			if serr := settled(); serr != nil {
+				return nil, serr
+			}
+			return nil, fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+		}
 	}
 	// From here the write goes to disk whatever happens to ctx: later
 	// writes of the document may build on it as soon as it is queued.

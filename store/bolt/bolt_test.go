@@ -43,8 +43,10 @@ func mustOpenBolt(tb testing.TB, path string, opts store.Options) *bolt.Store {
 func TestBolt_Conformance(t *testing.T) {
 	storetest.RunConformance(t, func(t *testing.T, opts storetest.Options) store.Store {
 		return mustOpenBolt(t, filepath.Join(t.TempDir(), "patchd.db"), store.Options{
-			Retention: opts.Retention,
-			Now:       opts.Now,
+			Retention:           opts.Retention,
+			Now:                 opts.Now,
+			Timeout:             opts.Timeout,
+			IdempotencyPerScope: opts.IdempotencyPerScope,
 		})
 	})
 }

@@ -112,6 +112,23 @@ func (b *Store) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyF
 		}
 		return out, nil
 	}
+	// Every idempotency key of the group is claimed, or none is.
+	for j, r := range reqs {
+		if r.idem == nil {
+			continue
+		}
+		if err := b.claim(r.idem.Key); err != nil {
+			for _, c := range reqs[:j] {
+				if c.idem != nil {
+					b.unclaim(c.idem.Key)
+				}
+			}
+			if serr := settled(); serr != nil {
+				return nil, serr
+			}
+			return nil, fmt.Errorf("store: update many: %s/%s: %w", r.collection, r.id, err)
+		}
+	}
 	b.committer.enqueueGroup(reqs)
 	unlockAll()
 	for _, r := range reqs {

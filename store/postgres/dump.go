@@ -22,6 +22,9 @@ func (s *Store) Dump(ctx context.Context, withHistory bool, fn func(*store.Recor
 	}
 	defer s.gate.Leave()
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := noTimeouts(ctx, tx); err != nil {
+			return err
+		}
 		var afterC, afterID string
 		for {
 			recs, err := dumpDocuments(ctx, tx, afterC, afterID, withHistory)
@@ -45,7 +48,7 @@ func (s *Store) Dump(ctx context.Context, withHistory bool, fn func(*store.Recor
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("store: dump: %w", ctxErr(ctx, err))
+		return fmt.Errorf("store: dump: %w", s.fail(ctx, err))
 	}
 	return nil
 }
@@ -130,6 +133,9 @@ func (s *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error)
 	}
 	defer s.gate.Leave()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := noTimeouts(ctx, tx); err != nil {
+			return err
+		}
 		valid := make([]*store.Record, 0, len(recs))
 		for i, r := range recs {
 			if errs[i] == nil {
@@ -176,7 +182,7 @@ func (s *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: load: %w", ctxErr(ctx, err))
+		return nil, fmt.Errorf("store: load: %w", s.fail(ctx, err))
 	}
 	return errs, nil
 }

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,3 +30,20 @@ func (s *Store) SetAfterLock(f func(k store.Key)) { s.hooks.afterLock = f }
 // SetOnRetry makes every write call f with the error of each failed
 // attempt. Tests only; call before using the store.
 func (s *Store) SetOnRetry(f func(err error)) { s.hooks.onRetry = f }
+
+// SchemaVersions lists the versions of the embedded migrations, in order.
+func SchemaVersions() []int {
+	ms, err := loadMigrations()
+	if err != nil {
+		panic(err)
+	}
+	var vs []int
+	for _, m := range ms {
+		vs = append(vs, m.version)
+	}
+	return vs
+}
+
+// SetListenHealthy sets how long a change feed connection must stay up
+// for its reconnection backoff to start afresh.
+func (s *Store) SetListenHealthy(d time.Duration) { s.hooks.listenHealthy = d }

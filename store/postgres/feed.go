@@ -43,30 +43,61 @@ func (s *Store) Subscribe(ctx context.Context) (<-chan store.Event, error) {
 	return ch, nil
 }
 
+// listenHealthy is how long a change feed connection must stay up for its
+// reconnection backoff to start afresh: a connection lost now and then
+// (a failover a day) reconnects at once each time, one lost again and
+// again backs off.
+const listenHealthy = 30 * time.Second
+
+// Reconnection backoff of the change feed: the n-th reconnection in a row
+// waits between half and all of min(listenMaxWait, listenBaseWait * 2^n).
+const (
+	listenBaseWait = 50 * time.Millisecond
+	listenMaxWait  = 5 * time.Second
+)
+
+// listenBackoff is the change feed's reconnection policy.
+type listenBackoff struct {
+	healthy  time.Duration // uptime that forgets earlier failures
+	failures int           // connections lost in a row
+}
+
+// lost records a connection that was up for up (zero if it never
+// listened) and returns the longest wait before the next one.
+func (b *listenBackoff) lost(up time.Duration) time.Duration {
+	if up >= b.healthy {
+		b.failures = 0
+	}
+	b.failures++
+	return min(listenMaxWait, listenBaseWait<<min(b.failures, 7))
+}
+
 // listen keeps a LISTEN connection open until ctx is done, reconnecting
 // with backoff, and publishes other replicas' hints.
 func (s *Store) listen(ctx context.Context) {
 	defer close(s.listenDone)
-	failures := 0
+	b := listenBackoff{healthy: s.hooks.listenHealthy}
+	if b.healthy <= 0 {
+		b.healthy = listenHealthy
+	}
 	for ctx.Err() == nil {
-		err := s.listenOnceConn(ctx)
+		up, err := s.listenOnceConn(ctx)
+		s.metrics.listenUp.Store(false)
 		if ctx.Err() != nil {
 			return
 		}
-		failures++
-		wait := min(5*time.Second, 50*time.Millisecond<<min(failures, 7))
-		s.log.Warn("change feed connection lost; reconnecting", "err", err, "in", wait)
-		select {
-		case <-time.After(wait/2 + mrand.N(wait/2)): // #nosec G404 -- reconnect jitter, not a secret
-		case <-ctx.Done():
+		s.metrics.listenReconnects.Add(1)
+		wait := b.lost(up)
+		s.log.Warn("change feed connection lost; reconnecting", "err", err, "up", up, "in", wait)
+		if !pause(ctx, wait/2+mrand.N(wait/2)) { // #nosec G404 -- reconnect jitter, not a secret
 			return
 		}
 	}
 }
 
 // listenOnceConn runs one listening connection until it fails or ctx is
-// done.
-func (s *Store) listenOnceConn(ctx context.Context) error {
+// done, and returns how long it listened.
+func (s *Store) listenOnceConn(ctx context.Context) (up time.Duration, err error) {
 	cfg := s.pool.Config().ConnConfig.Copy()
 	// A poll tick ends the wait by a read deadline, which leaves the
 	// connection usable; a cancel request would have nothing to cancel.
@@ -75,16 +106,25 @@ func (s *Store) listenOnceConn(ctx context.Context) error {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	var since time.Time
 	defer func() {
+		if !since.IsZero() {
+			up = time.Since(since)
+		}
 		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_ = conn.Close(cctx)
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
-		return err
+	lctx, cancel := context.WithTimeout(ctx, s.timeout)
+	_, err = conn.Exec(lctx, "LISTEN "+pgx.Identifier{channel}.Sanitize())
+	cancel()
+	if err != nil {
+		return 0, err
 	}
+	since = time.Now()
+	s.metrics.listenUp.Store(true)
 	// Listening now: whatever was committed before is in History.
 	s.feed.Publish(store.Event{Resync: true})
 	for {
@@ -93,12 +133,12 @@ func (s *Store) listenOnceConn(ctx context.Context) error {
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			return ctx.Err()
+			return 0, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
 			s.feed.Publish(store.Event{Resync: true}) // the safety-net tick
 			continue
 		case err != nil:
-			return err
+			return 0, err
 		}
 		var h hint
 		if err := json.Unmarshal([]byte(n.Payload), &h); err != nil {

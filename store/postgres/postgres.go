@@ -9,10 +9,19 @@
 // Every write is one READ COMMITTED transaction that locks the document's
 // row (SELECT ... FOR UPDATE, or inserts a placeholder row to lock when the
 // document has never existed), runs the UpdateFunc on the locked state,
-// and writes the document and its new version. Serialization failures and
-// deadlocks are retried with jitter; a per-call token recorded with the
-// version tells, after a commit whose outcome was lost with its
+// and writes the document, its new version and its idempotency record,
+// whose key the insert claims: a key taken on any replica fails the write
+// with store.ErrIdempotencyExists. Serialization failures, deadlocks, lost
+// connections and a restarting server are retried with jitter until the
+// store's deadline (store.Options.Timeout); a per-call token recorded with
+// the version tells, after a commit whose outcome was lost with its
 // connection, whether it happened, so that a write is never applied twice.
+//
+// Every call is bounded by that deadline, the wait for a pooled
+// connection included, and the server gets it as its statement and lock
+// timeouts; a database that cannot be reached or does not answer in time
+// gives errors wrapping store.ErrUnavailable. Reads are retried like
+// writes within the deadline.
 //
 // The schema is created and upgraded at Open by embedded SQL migrations
 // under an advisory lock, so several replicas may start at once.
@@ -29,6 +38,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +55,13 @@ import (
 const (
 	defaultMaxConns     = 16
 	defaultPollInterval = 15 * time.Second
-	defaultMaxAttempts  = 10
+	// maxAttempts bounds the tries of one write; the deadline usually
+	// ends them first.
+	maxAttempts = 100
+	// cancelDelay is how long a statement whose context ended may take to
+	// answer the cancel request before its connection is closed: a frozen
+	// server answers nothing, and the caller must not wait for it.
+	cancelDelay = time.Second
 )
 
 func init() {
@@ -77,6 +93,10 @@ type Store struct {
 	now       func() time.Time
 	log       *slog.Logger
 	poll      time.Duration
+	timeout   time.Duration // bounds every call (store.Options.Timeout)
+
+	idemPerScope int         // live idempotency records kept per scope; < 1: no bound
+	evictTicks   scopeTicker // when to bound a scope's records
 
 	gate store.Gate // calls in progress; Close waits for them
 
@@ -105,22 +125,29 @@ type hooks struct {
 	// onRetry runs with the error of each failed try before retry is
 	// decided.
 	onRetry func(err error)
+	// listenHealthy is how long a change feed connection must stay up for
+	// its reconnection backoff to start afresh; zero means listenHealthy.
+	listenHealthy time.Duration
 }
 
 var (
-	_ store.Store  = (*Store)(nil)
-	_ store.Dumper = (*Store)(nil)
-	_ store.Loader = (*Store)(nil)
+	_ store.Store             = (*Store)(nil)
+	_ store.Dumper            = (*Store)(nil)
+	_ store.Loader            = (*Store)(nil)
+	_ store.IdempotencyCopier = (*Store)(nil)
 )
 
 // Open connects to the database at url (a postgres:// URL; pgx's
 // parameters such as pool_max_conns and sslmode apply), applies the
-// schema migrations it lacks, and returns the Store.
+// schema migrations it lacks, and returns the Store. When the database
+// cannot be reached, the error wraps store.ErrUnavailable, and a later
+// Open may succeed.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
+	so := opts.WithDefaults()
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = opts.MaxConns
 		if cfg.MaxConns <= 0 {
@@ -136,18 +163,32 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if rp["idle_in_transaction_session_timeout"] == "" {
 		rp["idle_in_transaction_session_timeout"] = "60000"
 	}
+	// No statement and no lock wait outlives a call's deadline on the
+	// server either; migrations, dumps and loads lift them (noTimeouts).
+	ms := strconv.FormatInt(so.Timeout.Milliseconds(), 10)
+	for _, p := range []string{"statement_timeout", "lock_timeout"} {
+		if rp[p] == "" {
+			rp[p] = ms
+		}
+	}
+	if !strings.Contains(url, "connect_timeout") {
+		cfg.ConnConfig.ConnectTimeout = so.Timeout
+	}
 	// A canceled context cancels the statement on the server (a waiter for
-	// a row lock stops waiting), and the connection stays usable.
+	// a row lock stops waiting), and the connection stays usable; a server
+	// that does not answer the cancel in time loses the connection.
 	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
-		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: 5 * time.Second}
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: cancelDelay}
 	}
 
-	so := opts.WithDefaults()
 	s := &Store{
-		retention: so.Retention,
-		now:       so.Now,
-		log:       so.Logger.With("component", "store"),
-		poll:      opts.PollInterval,
+		retention:    so.Retention,
+		now:          so.Now,
+		log:          so.Logger.With("component", "store"),
+		poll:         opts.PollInterval,
+		timeout:      so.Timeout,
+		idemPerScope: so.IdempotencyPerScope,
+		evictTicks:   scopeTicker{every: max(1, so.IdempotencyPerScope/8)},
 	}
 	s.gate.ReadOnly = so.ReadOnly
 	if s.poll <= 0 {
@@ -160,7 +201,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if !so.ReadOnly {
 		if err := migrate(ctx, pool, s.log); err != nil {
 			pool.Close()
-			return nil, fmt.Errorf("postgres: %w", err)
+			if cerr := ctx.Err(); cerr != nil {
+				err = cerr
+			}
+			return nil, fmt.Errorf("postgres: %w", wrapUnavailable(err))
 		}
 	}
 	s.pool = pool
@@ -168,7 +212,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.hints, s.hintsDone = make(chan string, hintQueue), make(chan struct{})
 	go s.sendHints() // #nosec G118 -- outlives Open, whose ctx may end when Open returns; Close stops it, and each batch has its own timeout
 	s.log.Debug("opened", "host", cfg.ConnConfig.Host, "database", cfg.ConnConfig.Database,
-		"max_conns", cfg.MaxConns, "history_versions", s.retention.Versions, "history_age", s.retention.Age)
+		"max_conns", cfg.MaxConns, "timeout", s.timeout, "history_versions", s.retention.Versions, "history_age", s.retention.Age)
 	return s, nil
 }
 
@@ -203,15 +247,17 @@ func (s *Store) Get(ctx context.Context, collection, id string) (*store.Document
 		seq, ns int64
 		etag    []byte
 	)
-	err := s.pool.QueryRow(ctx,
-		`SELECT seq, etag, body, updated_ns FROM documents
-		 WHERE collection = $1 AND id = $2 AND NOT deleted`,
-		collection, id).Scan(&seq, &etag, &doc.Body, &ns)
+	err := s.read(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx,
+			`SELECT seq, etag, body, updated_ns FROM documents
+			 WHERE collection = $1 AND id = $2 AND NOT deleted`,
+			collection, id).Scan(&seq, &etag, &doc.Body, &ns)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, ctxErr(ctx, err))
+		return nil, fmt.Errorf("store: get %s/%s: %w", collection, id, err)
 	}
 	doc.Seq, doc.ETag, doc.UpdatedAt = uint64(seq), etagString(etag), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
 	return doc, nil
@@ -225,14 +271,16 @@ func (s *Store) ETag(ctx context.Context, collection, id string) (string, error)
 	}
 	defer s.gate.Leave()
 	var etag []byte
-	err := s.pool.QueryRow(ctx,
-		`SELECT etag FROM documents WHERE collection = $1 AND id = $2 AND NOT deleted`,
-		collection, id).Scan(&etag)
+	err := s.read(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx,
+			`SELECT etag FROM documents WHERE collection = $1 AND id = $2 AND NOT deleted`,
+			collection, id).Scan(&etag)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		return "", fmt.Errorf("store: etag %s/%s: %w", collection, id, ctxErr(ctx, err))
+		return "", fmt.Errorf("store: etag %s/%s: %w", collection, id, err)
 	}
 	return etagString(etag), nil
 }
@@ -252,29 +300,33 @@ func (s *Store) List(ctx context.Context, collection, after string, limit int) (
 	if limit > 0 {
 		n = int64(limit) + 1
 	}
-	rows, err := s.pool.Query(ctx,
-		`SELECT id, etag FROM documents
-		 WHERE collection = $1 AND id > $2 AND NOT deleted
-		 ORDER BY id LIMIT $3`,
-		collection, after, n)
-	if err != nil {
-		return nil, false, fmt.Errorf("store: list %s: %w", collection, ctxErr(ctx, err))
-	}
 	var entries []store.ListEntry
-	for rows.Next() {
-		var (
-			e    store.ListEntry
-			etag []byte
-		)
-		if err := rows.Scan(&e.ID, &etag); err != nil {
-			rows.Close()
-			return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
+	err := s.read(ctx, func(ctx context.Context) error {
+		entries = entries[:0]
+		rows, err := s.pool.Query(ctx,
+			`SELECT id, etag FROM documents
+			 WHERE collection = $1 AND id > $2 AND NOT deleted
+			 ORDER BY id LIMIT $3`,
+			collection, after, n)
+		if err != nil {
+			return err
 		}
-		e.ETag = etagString(etag)
-		entries = append(entries, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("store: list %s: %w", collection, ctxErr(ctx, err))
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				e    store.ListEntry
+				etag []byte
+			)
+			if err := rows.Scan(&e.ID, &etag); err != nil {
+				return err
+			}
+			e.ETag = etagString(etag)
+			entries = append(entries, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
 	}
 	more := false
 	if limit > 0 && len(entries) > limit {
@@ -326,18 +378,39 @@ func (s *Store) Idempotency(ctx context.Context, key string) (*store.Idempotency
 	}
 	defer s.gate.Leave()
 	rec := &store.IdempotencyRecord{Key: key}
-	var ns int64
-	err := s.pool.QueryRow(ctx,
-		`SELECT value, expires_ns FROM idempotency_keys WHERE key = $1 AND expires_ns > $2`,
-		[]byte(key), s.now().UnixNano()).Scan(&rec.Value, &ns)
+	var (
+		ns, seq int64
+		scope   []byte
+	)
+	err := s.read(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx,
+			`SELECT scope, seq, value, expires_ns FROM idempotency_keys WHERE key = $1 AND expires_ns > $2`,
+			[]byte(key), s.now().UnixNano()).Scan(&scope, &seq, &rec.Value, &ns)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: idempotency: %w", ctxErr(ctx, err))
+		return nil, fmt.Errorf("store: idempotency: %w", err)
 	}
-	rec.Expires = time.Unix(0, ns).UTC()
+	rec.Scope, rec.Seq, rec.Expires = string(scope), uint64(seq), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
 	return rec, nil
+}
+
+// Ping checks that the database answers a trivial query within the store's
+// deadline (see store.Store).
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.gate.Enter(ctx, "ping"); err != nil {
+		return err
+	}
+	defer s.gate.Leave()
+	dctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.pool.Ping(dctx); err != nil {
+		s.metrics.dbError(err)
+		return fmt.Errorf("store: ping: %w", s.fail(ctx, err))
+	}
+	return nil
 }
 
 // History returns up to limit retained versions of a document with seq
@@ -368,55 +441,59 @@ func (s *Store) History(ctx context.Context, collection, id string, after uint64
 	// The running total of the ops' lengths (octet_length reads no
 	// TOASTed value) marks the rows past maxBytes: they come without their
 	// ops, and only tell that more follow.
-	rows, err := s.pool.Query(ctx,
-		`SELECT k, `+versionColumns+` FROM (
-		   (SELECT 0 AS k, seq, etag, at_ns, kind, NULL::bytea AS ops, rebased_from, actor, request_id, reverts FROM document_versions
-		     WHERE collection = $1 AND id = $2 ORDER BY seq DESC LIMIT 1)
-		   UNION ALL
-		   (SELECT CASE WHEN fits THEN 1 ELSE 2 END, seq, etag, at_ns, kind, CASE WHEN fits THEN ops END, rebased_from, actor, request_id, reverts FROM (
-		      SELECT seq, etag, at_ns, kind, ops, rebased_from, actor, request_id, reverts,
-		             row_number() OVER w = 1 OR sum(octet_length(ops)) OVER w <= $5 AS fits
-		        FROM document_versions
-		       WHERE collection = $1 AND id = $2 AND seq > $3
-		      WINDOW w AS (ORDER BY seq) ORDER BY seq LIMIT $4) page)
-		 ) versions ORDER BY k, seq`,
-		collection, id, int64(after), n, budget)
-	if err != nil {
-		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
-	}
-	defer rows.Close()
 	var (
 		vs    []store.Version
 		found bool
 		more  bool
 	)
-	for rows.Next() {
-		var (
-			k                int
-			v                store.Version
-			seq, ns, reverts int64
-			etag             []byte
-		)
-		if err := rows.Scan(&k, &seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom, &v.Actor, &v.RequestID, &reverts); err != nil {
-			return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
+	err := s.read(ctx, func(ctx context.Context) error {
+		vs, found, more = nil, false, false
+		rows, err := s.pool.Query(ctx,
+			`SELECT k, `+versionColumns+` FROM (
+			   (SELECT 0 AS k, seq, etag, at_ns, kind, NULL::bytea AS ops, rebased_from, actor, request_id, reverts FROM document_versions
+			     WHERE collection = $1 AND id = $2 ORDER BY seq DESC LIMIT 1)
+			   UNION ALL
+			   (SELECT CASE WHEN fits THEN 1 ELSE 2 END, seq, etag, at_ns, kind, CASE WHEN fits THEN ops END, rebased_from, actor, request_id, reverts FROM (
+			      SELECT seq, etag, at_ns, kind, ops, rebased_from, actor, request_id, reverts,
+			             row_number() OVER w = 1 OR sum(octet_length(ops)) OVER w <= $5 AS fits
+			        FROM document_versions
+			       WHERE collection = $1 AND id = $2 AND seq > $3
+			      WINDOW w AS (ORDER BY seq) ORDER BY seq LIMIT $4) page)
+			 ) versions ORDER BY k, seq`,
+			collection, id, int64(after), n, budget)
+		if err != nil {
+			return err
 		}
-		switch {
-		case k == 0:
-			found = true
-			continue
-		case k == 2 || (limit > 0 && len(vs) == limit):
-			more = true
-			continue
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				k                int
+				v                store.Version
+				seq, ns, reverts int64
+				etag             []byte
+			)
+			if err := rows.Scan(&k, &seq, &etag, &ns, &v.Kind, &v.Ops, &v.RebasedFrom, &v.Actor, &v.RequestID, &reverts); err != nil {
+				return err
+			}
+			switch {
+			case k == 0:
+				found = true
+				continue
+			case k == 2 || (limit > 0 && len(vs) == limit):
+				more = true
+				continue
+			}
+			v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
+			v.Reverts = uint64(reverts)                                                 // #nosec G115 -- as seq
+			if len(v.Ops) == 0 {
+				v.Ops = nil
+			}
+			vs = append(vs, v)
 		}
-		v.Seq, v.ETag, v.At = uint64(seq), etagString(etag), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
-		v.Reverts = uint64(reverts)                                                 // #nosec G115 -- as seq
-		if len(v.Ops) == 0 {
-			v.Ops = nil
-		}
-		vs = append(vs, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, ctxErr(ctx, err))
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, err)
 	}
 	if !found {
 		return nil, false, fmt.Errorf("store: history %s/%s: %w", collection, id, store.ErrNotFound)

@@ -16,8 +16,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// migrations are the schema's SQL files, NNNN_name.sql, applied in order.
-// A file, once released, is never edited: changes go in a new file.
+// migrations are the schema's SQL files, NNNN_name.sql, applied in order of
+// their numbers, each once. Numbers need not be contiguous (lines of
+// development take numbers apart), and a database records which ones it
+// has: a file that sorts before one already applied is still applied, when
+// it was not. A file, once released, is never edited: changes go in a new
+// file.
 //
 //go:embed migrations/*.sql
 var migrations embed.FS
@@ -58,33 +62,38 @@ func loadMigrations() ([]migration, error) {
 		ms = append(ms, migration{version: v, name: base, sql: string(b)})
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: expected version %d", m.name, i+1)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s: the same version", ms[i-1].name, ms[i].name)
 		}
 	}
 	return ms, nil
 }
 
-// SchemaVersion is the schema version this build migrates to.
+// SchemaVersion is the newest schema version this build migrates to.
 func SchemaVersion() int {
 	ms, err := loadMigrations()
-	if err != nil {
+	if err != nil || len(ms) == 0 {
 		return 0
 	}
-	return len(ms)
+	return ms[len(ms)-1].version
 }
 
 // migrate applies the migrations the database lacks, all in one
 // transaction under an advisory lock: replicas starting at once wait for
 // the first, then find nothing left to do. PostgreSQL's DDL is
-// transactional, so a failed migration leaves the schema as it was.
+// transactional, so a failed migration leaves the schema as it was. A
+// database that has a version this build does not know is refused with
+// ErrSchemaTooNew.
 func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return err
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := noTimeouts(ctx, tx); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLock)); err != nil {
 			return fmt.Errorf("migrate: lock: %w", err)
 		}
@@ -94,14 +103,29 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		var have int
-		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM patchd_schema`).Scan(&have); err != nil {
+		rows, err := tx.Query(ctx, `SELECT version FROM patchd_schema ORDER BY version`)
+		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		if have > len(ms) {
-			return fmt.Errorf("migrate: %w: version %d, this build knows %d", ErrSchemaTooNew, have, len(ms))
+		have, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
 		}
-		for _, m := range ms[have:] {
+		applied := make(map[int]bool, len(have))
+		known := make(map[int]bool, len(ms))
+		for _, m := range ms {
+			known[m.version] = true
+		}
+		for _, v := range have {
+			if !known[int(v)] {
+				return fmt.Errorf("migrate: %w: it has version %d, which this build does not know (newest known: %d)", ErrSchemaTooNew, v, SchemaVersion())
+			}
+			applied[int(v)] = true
+		}
+		for _, m := range ms {
+			if applied[m.version] {
+				continue
+			}
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return fmt.Errorf("migrate: %s: %w", m.name, err)
 			}

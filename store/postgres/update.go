@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	mrand "math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -16,20 +15,18 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
-// ErrCommitUnknown means a commit's acknowledgment was lost with its
-// connection and the version it would have written was pruned before it
-// could be checked, so whether the write happened cannot be told.
-var ErrCommitUnknown = errors.New("commit outcome unknown")
+// ErrCommitUnknown is store.ErrCommitUnknown: a commit's acknowledgment
+// was lost with its connection, and whether the write happened could not
+// be told before the store's deadline (the database stayed unreachable),
+// or the version it would have written was pruned before it could be
+// checked. Errors that wrap it also wrap store.ErrUnavailable: the
+// write's idempotency record, if it carried one, tells a retry what
+// happened.
+var ErrCommitUnknown = store.ErrCommitUnknown
 
-// Retry backoff: the n-th retry waits a random time up to
-// min(retryCap, retryBase * 2^n).
-const (
-	retryBase = 5 * time.Millisecond
-	retryCap  = 500 * time.Millisecond
-	// commitTimeout bounds COMMIT, which runs even if the caller's context
-	// ends meanwhile: once sent, its outcome should be known.
-	commitTimeout = 10 * time.Second
-)
+// minCommitWait is the least time COMMIT gets, even when the call's
+// deadline is nearer: once sent, its outcome should be known.
+const minCommitWait = time.Second
 
 // Update runs fn on the current state of one document and commits its
 // change together with a new history version, durably, before it returns.
@@ -43,10 +40,14 @@ const (
 //
 // Errors returned by fn are returned unchanged, with nothing committed. A
 // change with a nil Body deletes the document; it returns an error
-// wrapping ErrNotFound if the document does not exist. If ctx is done
-// before the commit, Update commits nothing and returns an error wrapping
-// ctx.Err(). A change with DryRun is rolled back: Update returns the
-// document as it would have been committed.
+// wrapping ErrNotFound if the document does not exist. A change whose
+// idempotency key is taken (see store.Change) commits nothing and returns
+// an error wrapping store.ErrIdempotencyExists. If ctx is done before the
+// commit, Update commits nothing and returns an error wrapping ctx.Err().
+// When the database fails past the store's deadline, the error wraps
+// store.ErrUnavailable, and also ErrCommitUnknown if a commit was sent
+// whose outcome could not be checked. A change with DryRun is rolled back:
+// Update returns the document as it would have been committed.
 func (s *Store) Update(ctx context.Context, collection, id string, fn store.UpdateFunc) (*store.Document, error) {
 	if err := s.gate.EnterWrite(ctx, collection, id); err != nil {
 		return nil, err
@@ -90,25 +91,37 @@ func (s *Store) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyF
 }
 
 // run runs the transaction of an Update or UpdateMany until it commits,
-// fails for good, or has been tried defaultMaxAttempts times, and then
-// publishes what it committed.
+// fails for good, or the store's deadline passes, and then publishes what
+// it committed.
 func (s *Store) run(ctx context.Context, keys []store.Key, order []int, fn store.ManyFunc) (attempt, error) {
 	what := keys[0].Collection + "/" + keys[0].ID
 	if len(keys) > 1 {
 		what = fmt.Sprintf("%s and %d more", what, len(keys)-1)
 	}
+	dctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	// The token identifies this call's versions across its attempts.
 	token := make([]byte, 16)
 	_, _ = rand.Read(token)
 	var pending *attempt // the last attempt, when its commit outcome is unknown
 	for n := 1; ; n++ {
-		res, err := s.try(ctx, keys, order, fn, token, pending)
+		res, err := s.try(dctx, keys, order, fn, token, pending)
 		if err == nil {
+			if pending != nil {
+				outcome := lostNotCommitted
+				if res.recovered {
+					outcome = lostCommitted
+				}
+				s.metrics.lostCommits[outcome].Add(1)
+			}
 			for _, ev := range res.events {
 				// This process's own subscribers hear of it at once; the
 				// other replicas through the hint.
 				s.feed.Publish(ev)
 				s.queueHint(ev.Collection, ev.ID, ev.Seq)
+			}
+			for _, scope := range res.scopes {
+				s.boundScope(ctx, scope)
 			}
 			return res, nil
 		}
@@ -119,6 +132,7 @@ func (s *Store) run(ctx context.Context, keys []store.Key, order []int, fn store
 		if cerr := ctx.Err(); cerr != nil {
 			return attempt{}, fmt.Errorf("store: update %s: %w", what, cerr)
 		}
+		s.metrics.dbError(err)
 		var amb *ambiguousError
 		if errors.As(err, &amb) {
 			pending = amb.attempt
@@ -129,21 +143,39 @@ func (s *Store) run(ctx context.Context, keys []store.Key, order []int, fn store
 		if s.hooks.onRetry != nil {
 			s.hooks.onRetry(err)
 		}
-		if !retryable(err) || n >= defaultMaxAttempts {
-			var hist *historyError
-			if errors.As(err, &hist) {
-				return attempt{}, hist.fnErr
-			}
-			return attempt{}, fmt.Errorf("store: update %s (attempt %d): %w", what, n, err)
+		if !retryable(err) || dctx.Err() != nil || n >= maxAttempts {
+			return attempt{}, s.giveUp(ctx, what, n, err, pending)
 		}
+		s.metrics.retries[retryWrite].Add(1)
 		s.log.Debug("retrying update", "documents", what, "attempt", n, "err", err)
-		wait := min(retryCap, retryBase<<(n-1))
-		select {
-		case <-time.After(mrand.N(wait) + time.Millisecond): // #nosec G404 -- retry jitter, not a secret
-		case <-ctx.Done():
-			return attempt{}, fmt.Errorf("store: update %s: %w", what, ctx.Err())
+		if !pause(dctx, backoff(n)) {
+			if cerr := ctx.Err(); cerr != nil {
+				return attempt{}, fmt.Errorf("store: update %s: %w", what, cerr)
+			}
+			return attempt{}, s.giveUp(ctx, what, n, err, pending) // the deadline passed meanwhile
 		}
 	}
+}
+
+// giveUp returns the error of a write that stops after n tries, the last
+// of which failed with err; pending is the attempt whose commit outcome is
+// unknown, if any.
+func (s *Store) giveUp(ctx context.Context, what string, n int, err error, pending *attempt) error {
+	if pending != nil {
+		s.metrics.lostCommits[lostUnknown].Add(1)
+		return fmt.Errorf("store: update %s: version %d: %w: %w (after %d tries; last: %w)",
+			what, pending.check.seq, ErrCommitUnknown, store.ErrUnavailable, n, err)
+	}
+	var hist *historyError
+	if errors.As(err, &hist) && !retryable(err) {
+		return hist.fnErr
+	}
+	if retryable(err) {
+		// Still failing at the deadline, or after maxAttempts: the
+		// database is unavailable, whatever this try's error was.
+		err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("store: update %s (attempt %d): %w", what, n, s.fail(ctx, err))
 }
 
 // attempt is what one try would commit.
@@ -151,6 +183,9 @@ type attempt struct {
 	docs   []*store.Document // per change, the document it commits (nil after a delete)
 	events []store.Event     // per change, its version; none for a dry run
 	check  versionCheck      // a version the attempt writes, with the call's token
+	scopes []string          // the scopes of the idempotency records written
+	// recovered marks the attempt a lost commit turned out to have made.
+	recovered bool
 }
 
 // versionCheck names a version by the index of its document and its seq.
@@ -193,31 +228,16 @@ type connError struct{ err error }
 func (e *connError) Error() string { return "connection lost: " + e.err.Error() }
 func (e *connError) Unwrap() error { return e.err }
 
-// retryable reports whether a failed try may succeed if run again.
+// retryable reports whether a failed try may succeed if run again: a
+// serialization failure, a deadlock, a concurrent first write of the
+// document, a lost connection, a server restarting or failing over, a
+// statement or lock timeout.
 func retryable(err error) bool {
-	var (
-		amb  *ambiguousError
-		conn *connError
-	)
-	if errors.As(err, &amb) || errors.As(err, &conn) {
+	switch errorKind(err) {
+	case errConnection, errTimeout, errSerialization, errConflict:
 		return true
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "40001", // serialization_failure
-			"40P01", // deadlock_detected
-			"55P03", // lock_not_available
-			"23505", // unique_violation: a concurrent first write of the document
-			"57P01", // admin_shutdown: the server is restarting
-			"57P02", // crash_shutdown
-			"57P03", // cannot_connect_now
-			"CR000": // CockroachDB's retry error
-			return true
-		}
-		return pgErr.Code[:2] == "08" // connection_exception
-	}
-	return pgconn.SafeToRetry(err)
+	return false
 }
 
 // docRow is a document's row as locked by a try.
@@ -313,12 +333,15 @@ func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store
 			case err == nil && bytes.Equal(got, token):
 				s.log.Info("lost commit acknowledgment: the write had committed",
 					"collection", k.Collection, "id", k.ID, "seq", seq)
-				return *pending, nil
+				res := *pending
+				res.recovered = true
+				return res, nil
 			case err == nil:
 				// Another write took that seq: ours did not commit.
 			case errors.Is(err, pgx.ErrNoRows):
-				return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: version %d pruned before it could be checked: %w",
-					k.Collection, k.ID, seq, ErrCommitUnknown)}
+				s.metrics.lostCommits[lostUnknown].Add(1)
+				return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: version %d pruned before it could be checked: %w: %w",
+					k.Collection, k.ID, seq, ErrCommitUnknown, store.ErrUnavailable)}
 			default:
 				return attempt{}, err
 			}
@@ -364,6 +387,7 @@ func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store
 	b := &pgx.Batch{}
 	touched := make([]bool, len(keys))
 	idem := false
+	claims := map[int]store.Key{} // the batch index of each idempotency claim
 	for j, dc := range mc.Changes {
 		k, change := keys[dc.Doc], dc.Change
 		seqs[dc.Doc]++
@@ -394,10 +418,16 @@ func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store
 			k.Collection, k.ID, seq, nonNil(etag), change.Kind, nonNil(change.Ops), change.RebasedFrom, token, at.UnixNano(),
 			change.Actor, change.RequestID, int64(change.Reverts)) // #nosec G115 -- a seq the caller read from history
 		if r := change.Idempotency; r != nil {
+			// The claim: a live record under the key, committed by any
+			// replica, refuses the write; an uncommitted one is waited for,
+			// then decides the same way. An expired one is replaced.
 			idem = true
-			b.Queue(`INSERT INTO idempotency_keys (key, value, expires_ns) VALUES ($1, $2, $3)
-				ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires_ns = EXCLUDED.expires_ns`,
-				[]byte(r.Key), nonNil(r.Value), r.Expires.UnixNano())
+			claims[b.Len()] = k
+			b.Queue(`INSERT INTO idempotency_keys (key, scope, seq, value, expires_ns) VALUES ($1, $2, $3, $4, $5)
+				ON CONFLICT (key) DO UPDATE SET scope = EXCLUDED.scope, seq = EXCLUDED.seq, value = EXCLUDED.value, expires_ns = EXCLUDED.expires_ns
+				WHERE idempotency_keys.expires_ns <= $6`,
+				[]byte(r.Key), []byte(r.Scope), seq, nonNil(r.Value), r.Expires.UnixNano(), at.UnixNano())
+			res.scopes = append(res.scopes, r.Scope)
 		}
 	}
 	if mc.DryRun {
@@ -419,12 +449,25 @@ func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store
 	}
 	if idem {
 		// Expired records go a few at a time, as the writes that make
-		// records come, like the bbolt store's.
-		b.Queue(`DELETE FROM idempotency_keys WHERE key IN
-			(SELECT key FROM idempotency_keys WHERE expires_ns <= $1 ORDER BY expires_ns LIMIT $2)`,
+		// records come, like the bbolt store's; rows another write holds
+		// are left for later.
+		b.Queue(`DELETE FROM idempotency_keys WHERE expires_ns <= $1 AND key IN
+			(SELECT key FROM idempotency_keys WHERE expires_ns <= $1 ORDER BY expires_ns LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 			at.UnixNano(), store.IdempotencyPruneBatch)
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	br := tx.SendBatch(ctx, b)
+	for i := range b.Len() {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return attempt{}, err
+		}
+		if k, ok := claims[i]; ok && tag.RowsAffected() == 0 {
+			_ = br.Close()
+			return attempt{}, &finalError{fmt.Errorf("store: update %s/%s: %w", k.Collection, k.ID, store.ErrIdempotencyExists)}
+		}
+	}
+	if err := br.Close(); err != nil {
 		return attempt{}, err
 	}
 	if s.hooks.beforeCommit != nil {
@@ -433,7 +476,13 @@ func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store
 		}
 	}
 
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	// COMMIT runs even if ctx ends meanwhile, until the call's deadline
+	// (at least minCommitWait).
+	deadline := time.Now().Add(minCommitWait)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
+	}
+	cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	ended = true
 	if err := tx.Commit(cctx); err != nil {

@@ -347,3 +347,63 @@ func testCopy(t *testing.T, open opener) {
 		t.Fatalf("copy over a changed document: %v, want ErrCopyConflict", err)
 	}
 }
+
+// testCopyIdempotency: a copy carries the live idempotency records, with
+// their scopes and expiries; expired ones stay behind, and the records the
+// destination holds already are kept.
+func testCopyIdempotency(t *testing.T, open opener) {
+	src := newEnv(t, open, store.Retention{})
+	if _, ok := src.s.(store.IdempotencyCopier); !ok {
+		t.Skip("the backend does not copy idempotency records")
+	}
+	exp := src.clock.Now().Add(time.Hour)
+	for i, k := range []string{"k1", "k2", "gone"} {
+		e := exp
+		if k == "gone" {
+			e = src.clock.Now().Add(time.Second)
+		}
+		if _, err := src.writeWithRecord(t, []byte(body(i)), &store.IdempotencyRecord{Key: k, Scope: "s" + k, Value: []byte("v" + k), Expires: e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.clock.Advance(2 * time.Second)
+	dst := newEnv(t, open, store.Retention{})
+	dst.clock.Advance(2 * time.Second)
+	// The destination already answers k2 with its own record.
+	if _, err := dst.s.Update(t.Context(), "elsewhere", "x", func(context.Context, *store.Document, store.History) (*store.Change, error) {
+		return &store.Change{Body: []byte(`{}`), Kind: store.KindPut, Idempotency: &store.IdempotencyRecord{Key: "k2", Value: []byte("mine"), Expires: exp}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Copy(t.Context(), dumper(t, src.s), dumper(t, dst.s), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Keys != 2 || st.KeysCopied != 1 {
+		t.Fatalf("copy stats %+v, want 2 keys, 1 copied", st)
+	}
+	rec, err := dst.s.Idempotency(t.Context(), "k1")
+	if err != nil || string(rec.Value) != "vk1" || rec.Scope != "sk1" || !rec.Expires.Equal(exp) || rec.Seq != 1 {
+		t.Fatalf("copied record k1: %+v, %v", rec, err)
+	}
+	dst.wantRecord(t, "k2", "mine")
+	dst.wantNoRecord(t, "gone")
+	// Copying again changes nothing.
+	if st, err := store.Copy(t.Context(), dumper(t, src.s), dumper(t, dst.s), nil); err != nil || st.KeysCopied != 0 {
+		t.Fatalf("second copy: %+v, %v; want no key copied", st, err)
+	}
+}
+
+// testPing: an open store answers Ping; a closed one says so.
+func testPing(t *testing.T, open opener) {
+	e := newEnv(t, open, store.Retention{})
+	if err := e.s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if err := e.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.s.Ping(t.Context()); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Ping after Close: %v, want ErrClosed", err)
+	}
+}

@@ -53,10 +53,20 @@ func (e *env) wantNoTrace(t *testing.T, c, id, key string) {
 
 // wantOnlyEvent checks that the next event of ch (Resyncs aside) is want:
 // a marker committed after what must not have published one.
-func wantOnlyEvent(t *testing.T, ch <-chan store.Event, want store.Event) {
+// Events are hints that may arrive twice (a backend over a shared database
+// also hears its own commits back), so an event of a version that was
+// committed before, in seen, is passed over.
+func wantOnlyEvent(t *testing.T, ch <-chan store.Event, want store.Event, seen ...store.Event) {
 	t.Helper()
-	if ev := nextEvent(t, ch); ev != want {
-		t.Fatalf("event %+v, want %+v first: something else published an event", ev, want)
+	for {
+		ev := nextEvent(t, ch)
+		if slices.Contains(seen, ev) {
+			continue
+		}
+		if ev != want {
+			t.Fatalf("event %+v, want %+v first: something else published an event", ev, want)
+		}
+		return
 	}
 }
 
@@ -100,7 +110,7 @@ func testUpdateDryRun(t *testing.T, open opener) {
 
 	// No event for any of them: the next one is the marker's.
 	e.put(t, testC, "marker", body(9))
-	wantOnlyEvent(t, ch, store.Event{Collection: testC, ID: "marker", Seq: 1})
+	wantOnlyEvent(t, ch, store.Event{Collection: testC, ID: "marker", Seq: 1}, store.Event{Collection: testC, ID: testID, Seq: 1})
 }
 
 func testVersionWho(t *testing.T, open opener) {
@@ -343,7 +353,7 @@ func testManyDryRun(t *testing.T, open opener) {
 	wantSeqs(t, "History", e.history(t, testC, testID), 1)
 	e.wantNoTrace(t, "other", "new", "dry-many")
 	e.put(t, testC, "marker", body(9))
-	wantOnlyEvent(t, ch, store.Event{Collection: testC, ID: "marker", Seq: 1})
+	wantOnlyEvent(t, ch, store.Event{Collection: testC, ID: "marker", Seq: 1}, store.Event{Collection: testC, ID: testID, Seq: 1})
 }
 
 func testManyIdempotency(t *testing.T, open opener) {

@@ -37,6 +37,13 @@ type Options struct {
 	// UpdatedAt and Version.At). The suite always sets it, to a fake clock
 	// at whole seconds, so microsecond precision is enough.
 	Now func() time.Time
+	// Timeout is the store's deadline for one call (store.Options.Timeout);
+	// zero means the backend's default.
+	Timeout time.Duration
+	// IdempotencyPerScope is the store's bound on the idempotency records
+	// of one scope (store.Options.IdempotencyPerScope); zero means the
+	// default.
+	IdempotencyPerScope int
 }
 
 // RunConformance runs the conformance suite as subtests of t, each against
@@ -94,6 +101,7 @@ func groups() []group {
 			{name: "Recreate", fn: testUpdateRecreate},
 			{name: "CanceledContext", fn: testUpdateCanceledContext},
 			{name: "ContextDoneWhileWaiting", fn: testUpdateContextDoneWhileWaiting},
+			{name: "LockWaitTimeout", fn: testUpdateLockWaitTimeout},
 			{name: "HistoryInFunc", fn: testUpdateHistoryInFunc},
 			{name: "Counter", fn: testUpdateCounter},
 			{name: "ConcurrentDocuments", fn: testUpdateConcurrentDocuments},
@@ -143,6 +151,9 @@ func groups() []group {
 			{name: "OnlyWithCommit", fn: testIdempotencyOnlyWithCommit},
 			{name: "Expiry", fn: testIdempotencyExpiry},
 			{name: "Replace", fn: testIdempotencyReplace},
+			{name: "Claim", fn: testIdempotencyClaim},
+			{name: "ClaimConcurrent", fn: testIdempotencyClaimConcurrent},
+			{name: "PerScope", fn: testIdempotencyPerScope},
 			{name: "Invalid", fn: testIdempotencyInvalid},
 			{name: "Closed", fn: testIdempotencyClosed},
 		}},
@@ -158,8 +169,10 @@ func groups() []group {
 			{name: "LoadRoundTrip", fn: testLoadRoundTrip},
 			{name: "LoadInvalid", fn: testLoadInvalid},
 			{name: "Copy", fn: testCopy},
+			{name: "CopyIdempotency", fn: testCopyIdempotency},
 		}},
 		{name: "Close", tests: []testCase{
+			{name: "Ping", fn: testPing},
 			{name: "ErrClosed", fn: testCloseErrClosed},
 			{name: "WaitsForUpdate", fn: testCloseWaitsForUpdate},
 		}},
@@ -200,8 +213,15 @@ type env struct {
 // newEnv opens a store with the given retention and a fresh fake clock.
 func newEnv(t *testing.T, open opener, r store.Retention) *env {
 	t.Helper()
+	return newEnvWith(t, open, Options{Retention: r})
+}
+
+// newEnvWith opens a store with opts and a fresh fake clock.
+func newEnvWith(t *testing.T, open opener, opts Options) *env {
+	t.Helper()
 	c := newClock()
-	s := open(t, Options{Retention: r, Now: c.Now})
+	opts.Now = c.Now
+	s := open(t, opts)
 	if s == nil {
 		t.Fatal("open returned a nil store")
 	}

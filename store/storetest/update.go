@@ -311,6 +311,56 @@ func testUpdateContextDoneWhileWaiting(t *testing.T, open opener) {
 	wantSeqs(t, "History", e.history(t, testC, testID), 1, 2)
 }
 
+// testUpdateLockWaitTimeout: a write that waits for a document's lock
+// longer than the store's Timeout gives up with ErrUnavailable, having
+// committed nothing.
+func testUpdateLockWaitTimeout(t *testing.T, open opener) {
+	e := newEnvWith(t, open, Options{Timeout: 300 * time.Millisecond})
+	e.put(t, testC, testID, body(1))
+
+	// A first Update holds the document until the second has given up.
+	in := make(chan struct{})
+	releaseCh := make(chan struct{})
+	release := sync.OnceFunc(func() { close(releaseCh) })
+	defer release()
+	done := make(chan error, 1)
+	go func() {
+		var entered sync.Once
+		_, err := e.s.Update(t.Context(), testC, testID, func(context.Context, *store.Document, store.History) (*store.Change, error) {
+			entered.Do(func() { close(in) })
+			<-releaseCh
+			return &store.Change{Body: []byte(body(2)), Kind: store.KindPut}, nil
+		})
+		done <- err
+	}()
+	<-in
+	called := false
+	// The context only guards the test: the store's Timeout ends the wait.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, err := e.s.Update(ctx, testC, testID, func(context.Context, *store.Document, store.History) (*store.Change, error) {
+		called = true
+		return &store.Change{Body: []byte(body(3)), Kind: store.KindPut}, nil
+	})
+	release()
+	if !errors.Is(err, store.ErrUnavailable) || called {
+		t.Fatalf("waiting Update: %v (func called: %v), want ErrUnavailable before the func", err, called)
+	}
+	// The holder outlived the deadline too: a backend may refuse it
+	// (its transaction's deadline passed) or commit it.
+	first := <-done
+	if first != nil && !errors.Is(first, store.ErrUnavailable) {
+		t.Fatalf("holding Update: %v", first)
+	}
+	want := body(2)
+	if first != nil {
+		want = body(1)
+	}
+	if got := string(e.get(t, testC, testID).Body); got != want {
+		t.Fatalf("Body = %s, want %s", got, want)
+	}
+}
+
 func testUpdateHistoryInFunc(t *testing.T, open opener) {
 	e := newEnv(t, open, store.Retention{})
 	v1 := e.put(t, testC, testID, body(1))
