@@ -460,7 +460,7 @@ func (s *Store) History(ctx context.Context, collection, id string, after uint64
 			       WHERE collection = $1 AND id = $2 AND seq > $3
 			      WINDOW w AS (ORDER BY seq) ORDER BY seq LIMIT $4) page)
 			 ) versions ORDER BY k, seq`,
-			collection, id, int64(after), n, budget)
+			collection, id, int64(after), n, budget) // #nosec G115 -- after is capped at MaxInt64 above
 		if err != nil {
 			return err
 		}

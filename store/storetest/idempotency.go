@@ -213,7 +213,8 @@ func testIdempotencyClaimConcurrent(t *testing.T, open opener) {
 				<-start
 				_, err := e.s.Update(context.Background(), testC, id, func(_ context.Context, cur *store.Document, _ store.History) (*store.Change, error) {
 					return &store.Change{Body: fmt.Appendf(nil, `{"w":%d,"k":%q}`, i, key), Kind: store.KindPut,
-						Idempotency: &store.IdempotencyRecord{Key: key, Value: []byte{byte(i)}, Expires: e.clock.Now().Add(time.Hour)}}, nil
+						Idempotency: &store.IdempotencyRecord{Key: key, Value: []byte{byte(i)}, // #nosec G115 -- a small test index
+							Expires: e.clock.Now().Add(time.Hour)}}, nil
 				})
 				switch {
 				case err == nil:
