@@ -329,23 +329,29 @@ func TestListOptionsAreSent(t *testing.T) {
 	cl := client.New(base)
 	ctx := testContext(t)
 	mustCreate(t, cl, "l", "a", `{"status":"open"}`)
-	opts := client.ListOptions{Limit: 5, After: "0", Where: map[string]any{"/status": "open"}, Order: "-/total"}
-	if _, err := cl.List(ctx, "l", opts); err != nil {
+	opts := client.ListOptions{Limit: 5, Where: map[string]any{"/status": "open"}, Order: "-/total"}
+	page, err := cl.List(ctx, "l", opts)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if len(page.Items) != 1 || page.Items[0].ID != "a" {
+		t.Fatalf("filtered, ordered page %+v", page)
+	}
 	q := *query.Load()
-	for name, want := range map[string]string{"limit": "5", "after": "0", "where": `{"/status":"open"}`, "order": "-/total"} {
+	for name, want := range map[string]string{"limit": "5", "where": `{"/status":"open"}`, "order": "-/total"} {
 		if got := q[name]; len(got) != 1 || got[0] != want {
 			t.Errorf("%s=%q, want %q", name, got, want)
 		}
 	}
-	// Today's server sends no bodies: List says so rather than returning
-	// items without values.
-	if _, err := cl.List(ctx, "l", client.ListOptions{IncludeBody: true}); !errors.Is(err, client.ErrUnsupported) {
-		t.Fatalf("IncludeBody: err=%v, want ErrUnsupported", err)
+	bodies, err := cl.List(ctx, "l", client.ListOptions{IncludeBody: true})
+	if err != nil || len(bodies.Items) != 1 || string(bodies.Items[0].Value) != `{"status":"open"}` {
+		t.Fatalf("IncludeBody: %+v, %v", bodies, err)
 	}
 	if q := *query.Load(); q["include"] == nil || q["include"][0] != "body" {
 		t.Fatalf("include=%q, want body", q["include"])
+	}
+	if _, err := cl.List(ctx, "l", client.ListOptions{After: "0", Order: "-/total"}); err == nil {
+		t.Fatal("an After that no ordered page gave was accepted")
 	}
 }
 

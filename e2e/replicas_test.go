@@ -42,13 +42,15 @@ func TestHandlerSuitesOverReplicas(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// The core and rebase suites (handlers/api_test.go, rebase_test.go),
-	// and schemas, dry runs, revert, batches and actors (writes_test.go):
-	// a schema put through one replica is enforced by the next, a batch
-	// is one PostgreSQL transaction. The rest of the package tests
-	// bbolt-specific parts.
+	// schemas, dry runs, revert, batches and actors (writes_test.go): a
+	// schema put through one replica is enforced by the next, a batch is
+	// one PostgreSQL transaction; and the change feed of many
+	// subscriptions and the listing (subscriptions_test.go, list_test.go).
+	// The rest of the package tests bbolt-specific parts.
 	suites := "^(TestDocumentLifecycle|TestNumbersKeepTheirLiterals|TestErrorTable|TestPreconditions|TestOptionsAndAllow|" +
 		"TestPostAndList|TestRestartKeepsEverything|TestLimits|TestRebaseTooFar|TestRebaseCasesOverHTTP|TestCollaborativeForm|TestContestedFields|" +
-		"TestSchemaRefusals|TestSchemas|TestWriteSkewPlanSeats|TestDryRunLeavesNoTrace|TestRevert|TestBatch|TestBatchAuthorization|TestActors)$"
+		"TestSchemaRefusals|TestSchemas|TestWriteSkewPlanSeats|TestDryRunLeavesNoTrace|TestRevert|TestBatch|TestBatchAuthorization|TestActors|" +
+		"TestEventsMany.*|TestStreamLimits|TestList(BodiesAndWhere|BodiesBounded|Order))$"
 	args := []string{"test", "-count=1", "-v", "-run", suites}
 	if raceEnabled {
 		args = append(args, "-race")

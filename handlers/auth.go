@@ -257,6 +257,10 @@ func need(c echo.Context) (role Role, coll string, ok bool) {
 		// No route, or a method the route does not have (echo leaves the
 		// parameters empty then): any valid token may learn that.
 		return RoleRead, "", true
+	case route == "/events":
+		// Any read token may open a stream; each of its subscriptions is
+		// checked against the token's collections (subscriptions.go).
+		return RoleRead, "", true
 	case strings.HasPrefix(route, "/docs/:c"):
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:

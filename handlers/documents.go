@@ -44,33 +44,50 @@ func mediaType(c echo.Context) string {
 // buffer, before the body's reservation grows to hold it.
 const readChunk = 32 << 10
 
-// readBody reads the request body within the size limit. Every body read
-// here is decoded next, so it takes its share of the decode budget, and
-// holds it until the request ends: the bytes it has received, reserved as
-// they arrive, so that a client that sends slowly holds no more of the
-// budget than it has sent (nor memory: the body grows as it comes). A body
-// that cannot get its share within Config.OverloadWait is refused with 503
-// overloaded and Retry-After, rather than waiting.
+// readBody reads the request body within the size limit. Its share of the
+// decode budget (see readBodyHeld) is held until the request ends.
 func (h *Handler) readBody(c echo.Context) ([]byte, error) {
+	body, release, err := h.readBodyHeld(c)
+	if err != nil {
+		return nil, err
+	}
+	context.AfterFunc(c.Request().Context(), release)
+	return body, nil
+}
+
+// readBodyHeld reads the request body within the size limit and returns it
+// with the release of its share of the decode budget. Every body read here
+// is decoded next, so it takes its share: the bytes it has received,
+// reserved as they arrive, so that a client that sends slowly holds no
+// more of the budget than it has sent (nor memory: the body grows as it
+// comes). A body that cannot get its share within Config.OverloadWait is
+// refused with 503 overloaded and Retry-After, rather than waiting. A
+// stream, which outlives its body by far, releases the share once the body
+// is parsed.
+func (h *Handler) readBodyHeld(c echo.Context) (_ []byte, release func(), err error) {
 	r := c.Request()
 	limit := h.cfg.MaxBody
 	if r.ContentLength > limit {
-		return nil, fail(ErrTooLarge, fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, limit))
+		return nil, nil, fail(ErrTooLarge, fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, limit))
 	}
 	if r.ContentLength == 0 {
-		return []byte{}, nil
+		return []byte{}, func() {}, nil
 	}
 	if r.ContentLength > 0 && r.ContentLength < budget.Min {
 		// Too small to count against the budget: read it whole.
 		// net/http delivers exactly Content-Length bytes, or an error.
 		body := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, fail(ErrInvalidRequest, "could not read the request body")
+			return nil, nil, fail(ErrInvalidRequest, "could not read the request body")
 		}
-		return body, nil
+		return body, func() {}, nil
 	}
 	res := h.bodies.Reserve()
-	context.AfterFunc(r.Context(), res.Release)
+	defer func() {
+		if err != nil {
+			res.Release()
+		}
+	}()
 	chunk := int64(readChunk)
 	if r.ContentLength > 0 {
 		chunk = min(r.ContentLength, chunk)
@@ -81,18 +98,18 @@ func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 		n, err := r.Body.Read(scratch)
 		if n > 0 {
 			if int64(len(body)+n) > limit {
-				return nil, fail(ErrTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes", limit))
+				return nil, nil, fail(ErrTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes", limit))
 			}
 			if err := h.reserve(c, res, len(body)+n); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			body = append(body, scratch[:n]...)
 		}
 		if err == io.EOF {
-			return body, nil
+			return body, res.Release, nil
 		}
 		if err != nil {
-			return nil, fail(ErrInvalidRequest, "could not read the request body")
+			return nil, nil, fail(ErrInvalidRequest, "could not read the request body")
 		}
 	}
 }

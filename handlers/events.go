@@ -59,65 +59,124 @@ type hub struct {
 	subs   map[string]map[*waker]struct{}
 	closed chan struct{} // closed by close: every stream ends
 	once   sync.Once
+	// reads shares the change log reads of collection streams; notify
+	// raises a collection's generation there before it wakes them.
+	reads *changeReads
 }
 
 // waker is one stream's wake-up channel. It holds at most one pending
-// wake-up: several writes while the stream is busy coalesce into one.
+// wake-up: several writes while the stream is busy coalesce into one. A
+// stream of many subscriptions also learns which of its keys were woken
+// (track), so that it reads only what changed.
 type waker struct {
 	wake chan struct{}
+
+	track bool       // record the keys woken
+	mu    sync.Mutex // guards dirty and all
+	dirty map[string]struct{}
+	all   bool // every key: commits may have been missed
+}
+
+// notify records key (when tracking) and wakes the stream without
+// blocking.
+func (w *waker) notify(key string) {
+	if w.track {
+		w.mu.Lock()
+		if key == "" {
+			w.all = true
+		} else if !w.all {
+			w.dirty[key] = struct{}{}
+		}
+		w.mu.Unlock()
+	}
+	select {
+	case w.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// take returns the keys woken since the last take, or all when commits
+// may have been missed, and forgets them.
+func (w *waker) take() (keys map[string]struct{}, all bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys, all = w.dirty, w.all
+	w.dirty, w.all = make(map[string]struct{}), false
+	return keys, all
 }
 
 func newHub() *hub {
-	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{})}
+	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{}), reads: newChangeReads()}
 }
 
+// hubKey is the key of a document's streams; collKey that of a
+// collection's. Names never contain 0x00 and are never empty, so the two
+// kinds of keys never meet.
 func hubKey(coll, id string) string { return coll + "\x00" + id }
+func collKey(coll string) string    { return "\x00" + coll }
 
 // subscribe registers a stream for a document; the returned function
 // unregisters it.
 func (h *hub) subscribe(coll, id string) (*waker, func()) {
-	s := &waker{wake: make(chan struct{}, 1)}
-	key := hubKey(coll, id)
+	w := &waker{wake: make(chan struct{}, 1)}
+	return w, h.register(w, []string{hubKey(coll, id)})
+}
+
+// subscribeKeys registers a stream of many subscriptions under every key
+// (hubKey and collKey values), with one waker that tracks which were woken.
+func (h *hub) subscribeKeys(keys []string) (*waker, func()) {
+	w := &waker{wake: make(chan struct{}, 1), track: true, dirty: make(map[string]struct{})}
+	return w, h.register(w, keys)
+}
+
+// register adds w under keys; the returned function removes it.
+func (h *hub) register(w *waker, keys []string) func() {
 	h.mu.Lock()
-	m := h.subs[key]
-	if m == nil {
-		m = make(map[*waker]struct{})
-		h.subs[key] = m
+	for _, key := range keys {
+		m := h.subs[key]
+		if m == nil {
+			m = make(map[*waker]struct{})
+			h.subs[key] = m
+		}
+		m[w] = struct{}{}
 	}
-	m[s] = struct{}{}
 	h.mu.Unlock()
-	return s, func() {
+	return func() {
 		h.mu.Lock()
-		// m stays in subs while it holds s, so it is still subs[key].
-		delete(m, s)
-		if len(m) == 0 {
-			delete(h.subs, key)
+		for _, key := range keys {
+			if m := h.subs[key]; m != nil {
+				delete(m, w)
+				if len(m) == 0 {
+					delete(h.subs, key)
+				}
+			}
 		}
 		h.mu.Unlock()
 	}
 }
 
-// notify wakes every stream of a document without blocking.
+// notify wakes every stream of a document, and of its collection, without
+// blocking.
 func (h *hub) notify(coll, id string) {
+	h.reads.bump(coll)
+	dk, ck := hubKey(coll, id), collKey(coll)
 	h.mu.RLock()
-	for s := range h.subs[hubKey(coll, id)] {
-		select {
-		case s.wake <- struct{}{}:
-		default: // a wake-up is already pending
-		}
+	for w := range h.subs[dk] {
+		w.notify(dk)
+	}
+	for w := range h.subs[ck] {
+		w.notify(ck)
 	}
 	h.mu.RUnlock()
 }
 
 // notifyAll wakes every stream, for when writes may have been missed.
 func (h *hub) notifyAll() {
+	h.reads.bump("")
 	h.mu.RLock()
 	for _, m := range h.subs {
-		for s := range m {
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
+		for w := range m {
+			w.notify("")
 		}
 	}
 	h.mu.RUnlock()
@@ -139,11 +198,13 @@ func (h *hub) follow(events <-chan store.Event) {
 func (h *hub) count() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	n := 0
+	seen := make(map[*waker]struct{})
 	for _, m := range h.subs {
-		n += len(m)
+		for w := range m {
+			seen[w] = struct{}{}
+		}
 	}
-	return n
+	return len(seen)
 }
 
 // close ends every stream, present and future.
@@ -186,13 +247,27 @@ type docState struct {
 }
 
 // data renders {"etag","seq","value"} with the body's bytes as they are.
-func (s docState) data() []byte {
+func (s docState) data() []byte { return s.dataOf("", "") }
+
+// dataOf renders data with "c" and "id" (when coll is not ""), members in
+// canonical order.
+func (s docState) dataOf(coll, id string) []byte {
 	var b bytes.Buffer
-	b.WriteString(`{"etag":`)
+	b.WriteByte('{')
+	if coll != "" {
+		b.WriteString(`"c":`)
+		b.Write(patch.Canonical(coll))
+		b.WriteByte(',')
+	}
+	b.WriteString(`"etag":`)
 	if s.etag == "" {
 		b.WriteString("null")
 	} else {
 		b.Write(patch.Canonical(s.etag))
+	}
+	if coll != "" {
+		b.WriteString(`,"id":`)
+		b.Write(patch.Canonical(id))
 	}
 	b.WriteString(`,"seq":`)
 	b.WriteString(strconv.FormatUint(s.seq, 10))
@@ -252,6 +327,11 @@ func (h *Handler) events(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	release, err := h.admitStream(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	ctx := clientContext(c) // a stream ends with its client, half-closed or gone
 	cfg := h.cfg.Events.withDefaults()
 
@@ -375,7 +455,8 @@ func (h *Handler) events(c echo.Context) error {
 			return nil
 		default:
 		}
-		versions, more, err = h.svc.History(ctx, coll, id, after, cfg.Batch, historyPageBytes)
+		var reset *docState
+		versions, more, reset, err = h.nextVersions(ctx, coll, id, after, cfg.Batch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -383,19 +464,11 @@ func (h *Handler) events(c echo.Context) error {
 			failed(err)
 			continue
 		}
-		if gap(after, versions) {
-			snap, err := h.state(ctx, coll, id)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				failed(err)
-				continue
-			}
-			if err := s.write(event("reset", snap.seq, snap.data())); err != nil {
+		if reset != nil {
+			if err := s.write(event("reset", reset.seq, reset.data())); err != nil {
 				return nil
 			}
-			after, versions, more = snap.seq, nil, true
+			after = reset.seq
 		}
 		if failures > 0 {
 			h.log.Info("change feed: reading again", "collection", coll, "id", id, "failures", failures)
@@ -410,6 +483,26 @@ func (h *Handler) events(c echo.Context) error {
 func feedRetryWait(n int) time.Duration {
 	wait := min(5*time.Second, 100*time.Millisecond<<min(n-1, 6))
 	return wait/2 + rand.N(wait/2) // #nosec G404 -- jitter, not a secret
+
+}
+
+// nextVersions reads up to batch versions of a document after seq after,
+// and whether more follow. When the versions right after it were pruned,
+// it returns instead the document's current state to reset to (with more
+// set: versions after that state may follow).
+func (h *Handler) nextVersions(ctx context.Context, coll, id string, after uint64, batch int) ([]store.Version, bool, *docState, error) {
+	versions, more, err := h.svc.History(ctx, coll, id, after, batch, historyPageBytes)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	if gap(after, versions) {
+		snap, err := h.state(ctx, coll, id)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		return nil, true, &snap, nil
+	}
+	return versions, more, nil, nil
 }
 
 // gap reports whether versions, read after seq after, do not start right
@@ -444,13 +537,19 @@ type stream struct {
 	timeout time.Duration
 }
 
+// The deadline is lifted again after each write: over HTTP/2 a deadline
+// that passes resets the stream even while nothing is being written, and
+// a stream may rightly stay idle for longer than timeout.
 func (s *stream) write(b []byte) error {
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
 	_, err := s.w.Write(b)
+	_ = s.rc.SetWriteDeadline(time.Time{})
 	return err
 }
 
 func (s *stream) flush() error {
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	return s.rc.Flush()
+	err := s.rc.Flush()
+	_ = s.rc.SetWriteDeadline(time.Time{})
+	return err
 }

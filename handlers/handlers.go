@@ -77,6 +77,9 @@ type Config struct {
 	// ReadyCache is how long GET /readyz reuses one check of the store, so
 	// that frequent probes cost one query; zero means 1s (ready.go).
 	ReadyCache time.Duration
+	// Streams bounds the change feed streams; the zero value takes its
+	// defaults (streams.go).
+	Streams StreamLimits
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -99,8 +102,11 @@ type Handler struct {
 	limiter      *rateLimiter   // nil: no rate limit
 	bodies       *budget.Budget // decode budget of request bodies
 	overloadWait time.Duration
-	grace        time.Duration // HalfCloseGrace
-	ready        *readiness    // GET /readyz
+	grace        time.Duration  // HalfCloseGrace
+	ready        *readiness     // GET /readyz
+	streams      *streamLimiter // open change feed streams
+	// following is true while the hub hears of the store's commits.
+	following bool
 }
 
 // New returns a Handler serving svc.
@@ -123,8 +129,10 @@ func New(svc *document.Service, cfg Config) *Handler {
 	if events, err := svc.Subscribe(ctx); err != nil {
 		log.Warn("change feed: cannot follow the store's commits; streams catch up at each heartbeat", slog.Any("err", err))
 	} else {
+		h.following = true
 		go hub.follow(events)
 	}
+	h.streams = newStreamLimiter(cfg.Streams, h.metrics.reg)
 	decode := cfg.DecodeBudget
 	if decode <= 0 {
 		decode = 2 << 20
@@ -212,6 +220,8 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/schemas/:c/violations", h.violations)
 	e.HEAD("/schemas/:c/violations", h.violations)
 	e.OPTIONS("/schemas/:c/violations", h.options("GET, HEAD, OPTIONS"))
+	e.POST("/events", h.eventsMany)
+	e.OPTIONS("/events", h.options("POST, OPTIONS"))
 	if h.cfg.UI {
 		h.registerUI(e)
 	}

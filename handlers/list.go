@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"slices"
@@ -8,7 +9,9 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/query"
 	"github.com/patchd/patchd/store"
 )
 
@@ -30,6 +33,8 @@ func pageLimit(c echo.Context) (int, error) {
 	return n, nil
 }
 
+// list serves GET /docs/{c}: ids and ETags in id order, or, with include,
+// where or order, a page of document.Service.Query.
 func (h *Handler) list(c echo.Context) error {
 	coll, _, err := target(c, false)
 	if err != nil {
@@ -39,30 +44,63 @@ func (h *Handler) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	after := c.QueryParam("after")
-	if after != "" && !store.ValidName(after) {
-		return fail(ErrInvalidRequest, "after must be a document id")
+	q := document.ListQuery{Collection: coll, Limit: limit, After: c.QueryParam("after")}
+	switch inc := c.QueryParam("include"); inc {
+	case "":
+	case "body":
+		q.Bodies = true
+	default:
+		return fail(ErrInvalidRequest, fmt.Sprintf("include must be body, not %q", inc))
 	}
-	entries, more, err := h.svc.List(c.Request().Context(), coll, after, limit)
+	if q.Where, err = query.ParseWhere(c.QueryParam("where")); err != nil {
+		return fail(ErrInvalidRequest, err.Error())
+	}
+	if s := c.QueryParam("order"); s != "" {
+		o, err := query.ParseOrder(s)
+		if err != nil {
+			return fail(ErrInvalidRequest, err.Error())
+		}
+		q.Order = &o
+	} else if q.After != "" && !store.ValidName(q.After) {
+		return fail(ErrInvalidRequest, "after must be a document id (the next of the previous page)")
+	}
+	page, err := h.svc.Query(c.Request().Context(), q)
 	if err != nil {
 		return err
 	}
-	type item struct {
-		ID   string `json:"id"`
-		ETag string `json:"etag"`
+	// Built by hand, so that each value is the document's canonical bytes
+	// exactly as GET answers them.
+	var b bytes.Buffer
+	b.WriteString(`{"items":[`)
+	for i, it := range page.Items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"etag":`)
+		b.Write(patch.Canonical(it.ETag))
+		b.WriteString(`,"id":`)
+		b.Write(patch.Canonical(it.ID))
+		b.WriteString(`,"seq":`)
+		b.WriteString(strconv.FormatUint(it.Seq, 10))
+		if q.Bodies {
+			b.WriteString(`,"value":`)
+			b.Write(it.Body)
+		}
+		b.WriteByte('}')
 	}
-	resp := struct {
-		Items []item  `json:"items"`
-		Next  *string `json:"next"`
-	}{Items: make([]item, len(entries))}
-	for i, e := range entries {
-		resp.Items[i] = item{ID: e.ID, ETag: e.ETag}
+	b.WriteString(`],"next":`)
+	if page.Next == "" {
+		b.WriteString("null")
+	} else {
+		b.Write(patch.Canonical(page.Next))
 	}
-	if more && len(entries) > 0 {
-		resp.Next = &entries[len(entries)-1].ID
-	}
+	b.WriteString("}")
 	c.Response().Header().Set("Cache-Control", "no-cache")
-	return c.JSON(http.StatusOK, resp)
+	if c.Request().Method == http.MethodHead {
+		c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+		return c.NoContent(http.StatusOK)
+	}
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b.Bytes())
 }
 
 // historyPageBytes bounds the ops one page of history, and one read of

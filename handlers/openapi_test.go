@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -238,13 +239,8 @@ func (x *exchangeChecker) check(t *testing.T, req *http.Request, reqBody []byte,
 	x.checkExchange(t, req, reqBody, want, status, hdr, body, false)
 }
 
-// checkStream validates the request, status and headers of a change feed
-// whose body was not read whole.
-func (x *exchangeChecker) checkStream(t *testing.T, req *http.Request, status int, hdr http.Header) {
-	t.Helper()
-	x.checkExchange(t, req, nil, reqValid, status, hdr, nil, true)
-}
-
+// checkExchange validates one exchange; with streamed, the body of a
+// change feed, which was not read whole, is not checked.
 func (x *exchangeChecker) checkExchange(t *testing.T, req *http.Request, reqBody []byte, want reqCheck, status int, hdr http.Header, body []byte, streamed bool) {
 	t.Helper()
 	ctx := context.Background()
@@ -456,9 +452,9 @@ func (x *exchangeChecker) checkAuth(t *testing.T, key string, route *routers.Rou
 		t.Fatalf("%s: the operation needs no token", key)
 	case status == http.StatusUnauthorized && known:
 		t.Fatalf("%s: a valid token refused", key)
-	case status == http.StatusForbidden && known && route.Path == "/batch" && entry.allows(role, ""):
-		// A write of the batch to a collection the token may not write to:
-		// the description's info says so.
+	case status == http.StatusForbidden && known && (route.Path == "/batch" || route.Path == "/events") && entry.allows(role, ""):
+		// A write of the batch, or a subscription of the stream, to a
+		// collection the token may not use: the description's info says so.
 	case status == http.StatusForbidden && (!known || entry.allows(role, params["c"])):
 		t.Fatalf("%s: a %s token for %v refused, which the description's role %s allows", key, entry.role, entry.collections, role)
 	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusTooManyRequests:
@@ -517,14 +513,22 @@ var sseField = regexp.MustCompile(`^([a-z]+): (.*)$`)
 // event.
 func (x *exchangeChecker) stream(t *testing.T, srv *server, path string, h hdr, wantEvent string) sseEvent {
 	t.Helper()
+	return x.streamReq(t, srv, "GET", path, h, "", wantEvent)
+}
+
+// streamReq is stream for any method, with a request body: POST /events
+// streams too, whose events carry no id field.
+func (x *exchangeChecker) streamReq(t *testing.T, srv *server, method, path string, h hdr, body, wantEvent string) sseEvent {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	addHeaders(req, h)
 	check := req.Clone(context.Background())
+	check.Body = io.NopCloser(strings.NewReader(body))
 	res, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -574,10 +578,14 @@ func (x *exchangeChecker) stream(t *testing.T, srv *server, path string, h hdr, 
 			ev.Data = m[2]
 		}
 	}
-	if !slices.Equal(names, []string{"id", "event", "data"}) {
-		t.Fatalf("GET %s: event %q, want the fields id, event and data once each", path, rec)
+	wantNames := []string{"id", "event", "data"}
+	if method != "GET" {
+		wantNames = wantNames[1:] // resumed by the request body, not Last-Event-ID
 	}
-	x.checkStream(t, check, res.StatusCode, res.Header)
+	if !slices.Equal(names, wantNames) {
+		t.Fatalf("%s %s: event %q, want the fields %v once each", method, path, rec, wantNames)
+	}
+	x.checkExchange(t, check, []byte(body), reqValid, res.StatusCode, res.Header, nil, true)
 	if ev.Event != wantEvent {
 		t.Fatalf("GET %s: first event %q, want %q", path, ev.Event, wantEvent)
 	}
@@ -603,7 +611,7 @@ func (x *exchangeChecker) stream(t *testing.T, srv *server, path string, h hdr, 
 		t.Fatalf("GET %s: %s data does not follow %s: %v\n%s", path, ev.Event, ref, err, ev.Data)
 	}
 	var seq struct{ Seq json.Number }
-	if err := json.Unmarshal([]byte(ev.Data), &seq); err != nil || seq.Seq.String() != ev.ID {
+	if err := json.Unmarshal([]byte(ev.Data), &seq); method == "GET" && (err != nil || seq.Seq.String() != ev.ID) {
 		t.Fatalf("GET %s: id %q, data seq %q", path, ev.ID, seq.Seq)
 	}
 	return ev
@@ -673,6 +681,8 @@ func (o operation) request(coll string) (string, hdr, string) {
 		return path, hdr{"Content-Type", ctJSON}, `{"writes":[{"method":"PUT","path":"/docs/` + coll + `/x","headers":{"If-Match":"*"},"body":{"k":1}}]}`
 	case o.method == "POST" && strings.HasSuffix(o.path, "/revert"):
 		return path, hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":1}`
+	case o.method == "POST" && o.path == "/events":
+		return path, hdr{"Content-Type", ctJSON}, `{"docs":[{"c":"` + coll + `","id":"x"}]}`
 	}
 	switch o.method {
 	case "POST":
@@ -810,6 +820,12 @@ func TestOpenAPIConformance(t *testing.T) {
 	// however slow the machine.
 	limited := startServer(t, withCORS, func(c *config) { c.http.Rate = 0.001 })
 	uiOff := startServer(t, withCORS, func(c *config) { c.http.UI = false })
+	// A server with room for one stream, and one with too few file
+	// descriptors left for any.
+	oneStream := startServer(t, withCORS, func(c *config) { c.http.Streams.Max = 1 })
+	noFiles := startServer(t, withCORS, func(c *config) {
+		c.http.Streams.OpenFiles = func() (int, int, error) { return 1000, 1024, nil }
+	})
 	bst, err := bolt.Open(filepath.Join(t.TempDir(), "f.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -883,6 +899,22 @@ func TestOpenAPIConformance(t *testing.T) {
 	scSchema := `{"type":"object"}`
 	lax.create(t, "/docs/c/t", `{"a":1}`)
 	batchOf := func(writes ...string) string { return `{"writes":[` + strings.Join(writes, ",") + `]}` }
+	oneStream.create(t, "/docs/c/d", `{"a":1}`)
+	holdStream(t, oneStream, "/docs/c/d/events") // takes the one stream allowed
+	s.create(t, "/docs/o/a", `{"n":2,"s":"x"}`)
+	s.create(t, "/docs/o/b", `{"n":1}`)
+	s.create(t, "/docs/o/c", `{"s":"y"}`)
+	orderedNext := func() string { // the next of an ordered first page
+		r := s.do(t, "GET", "/docs/o?order=/n&limit=1", nil, "")
+		expect(t, r, 200, "")
+		var page struct{ Next string }
+		if err := json.Unmarshal(r.body, &page); err != nil || page.Next == "" {
+			t.Fatalf("ordered page %s: %v", r.body, err)
+		}
+		return page.Next
+	}()
+	sub := func(v string) string { return url.QueryEscape(v) }
+	docsSub := `{"docs":[{"c":"c","id":"d"}]}`
 
 	type apiCase struct {
 		name    string
@@ -927,6 +959,15 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"List/BadLimit", s, "GET", "/docs/c?limit=0", nil, "", I, 400, "invalid-request"},
 		{"List/BadAfter", s, "GET", "/docs/c?after=..", nil, "", I, 400, "invalid-request"},
 		{"List/Fault", faulty, "GET", "/docs/c", nil, "", V, 500, "internal"},
+		{"List/Bodies", s, "GET", "/docs/o?include=body", nil, "", V, 200, ""},
+		{"List/Where", s, "GET", "/docs/o?include=body&where=" + sub(`{"/n":{"ge":1},"/s":{"exists":true}}`), nil, "", V, 200, ""},
+		{"List/Order", s, "GET", "/docs/o?order=-/n&limit=2", nil, "", V, 200, ""},
+		{"List/OrderNext", s, "GET", "/docs/o?order=/n&limit=1&after=" + orderedNext, nil, "", V, 200, ""},
+		{"List/BadInclude", s, "GET", "/docs/o?include=all", nil, "", I, 400, "invalid-request"},
+		{"List/BadWhere", s, "GET", "/docs/o?where=" + sub(`{"n":1}`), nil, "", V, 400, "invalid-request"},
+		{"List/BadOperator", s, "GET", "/docs/o?where=" + sub(`{"/n":{"lt":[1]}}`), nil, "", V, 400, "invalid-request"},
+		{"List/BadOrder", s, "GET", "/docs/o?order=n", nil, "", I, 400, "invalid-request"},
+		{"List/BadOrderAfter", s, "GET", "/docs/o?order=/n&after=x", nil, "", V, 400, "invalid-request"},
 		{"ListHead", s, "HEAD", "/docs/c", nil, "", V, 200, ""},
 		{"ListHead/BadCollection", s, "HEAD", "/docs/%24x", nil, "", I, 400, ""},
 		{"ListHead/Fault", faulty, "HEAD", "/docs/c", nil, "", V, 500, ""},
@@ -1158,6 +1199,19 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Events/Fault", faulty, "GET", "/docs/c/d/events", nil, "", V, 500, "internal"},
 		{"Events/FaultResume", faulty, "GET", "/docs/c/d/events?after=1", nil, "", V, 500, "internal"},
 		{"EventsOptions", s, "OPTIONS", "/docs/c/d/events", nil, "", V, 204, ""},
+		{"Events/TooManyStreams", oneStream, "GET", "/docs/c/d/events", nil, "", V, 429, "rate-limited"},
+		{"Events/Overloaded", noFiles, "GET", "/docs/c/d/events", nil, "", V, 503, "overloaded"},
+		{"EventsMany/InvalidJSON", s, "POST", "/events", hdr{"Content-Type", ctJSON}, `{"docs":`, I, 400, "invalid-json"},
+		{"EventsMany/Nothing", s, "POST", "/events", hdr{"Content-Type", ctJSON}, `{}`, V, 400, "invalid-request"},
+		{"EventsMany/BadName", s, "POST", "/events", hdr{"Content-Type", ctJSON}, `{"docs":[{"c":"c","id":".."}]}`, I, 400, "invalid-request"},
+		{"EventsMany/BadCursor", s, "POST", "/events", hdr{"Content-Type", ctJSON}, `{"collections":[{"c":"c","after":"bm90IGEgY3Vyc29y"}]}`, V, 400, "invalid-request"},
+		{"EventsMany/BadWhere", s, "POST", "/events", hdr{"Content-Type", ctJSON}, `{"collections":[{"c":"c","where":{"/a":{"in":1}}}]}`, V, 400, "invalid-request"},
+		{"EventsMany/Twice", s, "POST", "/events", hdr{"Content-Type", ctJSON}, `{"collections":[{"c":"c"},{"c":"c"}]}`, V, 400, "invalid-request"},
+		{"EventsMany/TooLarge", s, "POST", "/events", hdr{"Content-Type", ctJSON}, `{"docs":[` + strings.Repeat(`{"c":"c","id":"d"},`, 300) + `{"c":"c","id":"d"}]}`, A, 413, "too-large"},
+		{"EventsMany/MediaType", s, "POST", "/events", hdr{"Content-Type", "text/plain"}, docsSub, I, 415, "unsupported-media-type"},
+		{"EventsMany/TooManyStreams", oneStream, "POST", "/events", hdr{"Content-Type", ctJSON}, docsSub, V, 429, "rate-limited"},
+		{"EventsMany/Overloaded", noFiles, "POST", "/events", hdr{"Content-Type", ctJSON}, docsSub, V, 503, "overloaded"},
+		{"EventsManyOptions", s, "OPTIONS", "/events", nil, "", V, 204, ""},
 
 		{"Demo", s, "GET", "/", nil, "", V, 200, ""},
 		{"Demo/Document", s, "GET", "/?c=demo&id=order", nil, "", V, 200, ""},
@@ -1230,6 +1284,26 @@ func TestOpenAPIConformance(t *testing.T) {
 		if ev := x.stream(t, s, "/docs/c/new2/events", hdr{"Origin", ""}, "snapshot"); !strings.Contains(ev.Data, `"etag":null`) {
 			t.Fatalf("snapshot of a deleted document: %s", ev.Data)
 		}
+		post := func(body, want string) sseEvent {
+			return x.streamReq(t, s, "POST", "/events", hdr{"Content-Type", ctJSON}, body, want)
+		}
+		post(`{"docs":[{"c":"c","id":"d"}]}`, "snapshot")
+		post(`{"docs":[{"c":"c","id":"never"}]}`, "snapshot")
+		post(`{"docs":[{"c":"r","id":"x","after":0}]}`, "version")
+		post(`{"docs":[{"c":"r","id":"x","after":1000}]}`, "reset")
+		ready := post(`{"collections":[{"c":"o","where":{"/n":1}}],"presence":false}`, "ready")
+		var cursors struct{ Cursors []string }
+		if err := json.Unmarshal([]byte(ready.Data), &cursors); err != nil || len(cursors.Cursors) != 1 {
+			t.Fatalf("ready %s: %v", ready.Data, err)
+		}
+		// From that cursor: the change after it.
+		s.do(t, "PATCH", "/docs/o/b", hdr{"Content-Type", ctMerge, "If-Match", "*"}, `{"n":3}`)
+		ch := post(`{"collections":[{"c":"o","after":"`+cursors.Cursors[0]+`","where":{"/n":1}}]}`, "change")
+		if !strings.Contains(ch.Data, `"match":false`) {
+			t.Fatalf("change of a document that stopped matching: %s", ch.Data)
+		}
+		s.do(t, "PATCH", "/docs/o/b", hdr{"Content-Type", ctMerge, "If-Match", "*"}, `{"n":4}`)
+		post(`{"collections":[{"c":"o","after":"`+cursors.Cursors[0]+`"}]}`, "change")
 	})
 
 	// Idempotency keys in use: the first request waits in the store while
@@ -1321,13 +1395,13 @@ func TestOpenAPIConformance(t *testing.T) {
 					t.Fatalf("%s without a valid token: %d (role %q)", path, r.status, role)
 				}
 			}
-			if role != "" && (role != "read" || strings.Contains(o.path, "{c}")) {
+			if role != "" && o.op.Responses.Status(http.StatusForbidden) != nil { // OPTIONS /events concerns no collection
 				in := insufficient[role]
 				path, h, body := o.request(in[1])
 				x.exchange(t, authd, o.method, path, append(bearer(in[0]), h...), body, reqValid, 403, "forbidden")
 			}
 			if o.streams() {
-				x.stream(t, authd, path, bearer(sufficient[role]), "snapshot")
+				x.streamReq(t, authd, o.method, path, append(bearer(sufficient[role]), h...), body, "snapshot")
 				return
 			}
 			r := x.exchange(t, authd, o.method, path, append(bearer(sufficient[role]), h...), body, reqValid, 0, "")

@@ -1,10 +1,4 @@
 package patch
 
-// What the external tests use that the package does not export.
-var (
-	ParsePointer = parsePointer
-	Identical    = identical
-)
-
-// Pointer is pointer, for the external tests.
-type Pointer = pointer
+// Identical is identical, for the external tests.
+var Identical = identical

@@ -314,6 +314,74 @@ func numbersEqual(a, b string) bool {
 	return na == nb
 }
 
+// CompareNumbers compares two valid JSON number literals by their
+// mathematical value, exactly, without converting through float64 and
+// without expanding exponents: it returns -1 when a < b, 0 when they are
+// equal (1, 1.0 and 10e-1 are), and +1 when a > b.
+func CompareNumbers(a, b Number) int {
+	if a == b {
+		return 0
+	}
+	na, nb := normNumber(string(a)), normNumber(string(b))
+	sign := func(d decimal) int {
+		switch {
+		case d.digits == "":
+			return 0
+		case d.neg:
+			return -1
+		}
+		return 1
+	}
+	sa, sb := sign(na), sign(nb)
+	if sa != sb || sa == 0 {
+		return cmpInt(sa, sb)
+	}
+	// Same sign, both non-zero: the larger exponent of the leading digit
+	// is the larger magnitude; then the digits decide.
+	c := compareDecimalInts(na.exp, nb.exp)
+	if c == 0 {
+		c = strings.Compare(na.digits, nb.digits)
+	}
+	return c * sa
+}
+
+func cmpInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// compareDecimalInts compares two integers written in canonical decimal
+// (as addDecimal returns them: an optional "-", no leading zeros).
+func compareDecimalInts(a, b string) int {
+	an, bn := strings.HasPrefix(a, "-"), strings.HasPrefix(b, "-")
+	a, b = strings.TrimLeft(strings.TrimPrefix(a, "-"), "0"), strings.TrimLeft(strings.TrimPrefix(b, "-"), "0")
+	if a == "" {
+		an = false
+	}
+	if b == "" {
+		bn = false
+	}
+	if an != bn {
+		if an {
+			return -1
+		}
+		return 1
+	}
+	c := cmpInt(len(a), len(b))
+	if c == 0 {
+		c = strings.Compare(a, b)
+	}
+	if an {
+		return -c
+	}
+	return c
+}
+
 type decimal struct {
 	neg    bool
 	digits string // significant digits, no leading or trailing zeros; "" for zero

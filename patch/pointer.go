@@ -4,12 +4,20 @@ import (
 	"strings"
 )
 
-// pointer is a parsed RFC 6901 JSON Pointer: its reference tokens, unescaped.
-// The empty pointer refers to the whole document.
-type pointer []string
+// Pointer is a parsed RFC 6901 JSON Pointer: its reference tokens,
+// unescaped. The empty pointer refers to the whole document.
+type Pointer []string
 
-// parsePointer parses an RFC 6901 JSON Pointer. It returns ErrInvalidPatch
-// unless s is "" or starts with "/" and every "~" is followed by "0" or "1".
+// pointer is the package's name for Pointer.
+type pointer = Pointer
+
+// ParsePointer parses an RFC 6901 JSON Pointer. It returns an error
+// wrapping ErrInvalidPatch, whose message names the pointer and what is
+// wrong with it, unless s is "" or starts with "/" and every "~" is
+// followed by "0" or "1".
+func ParsePointer(s string) (Pointer, error) { return parsePointer(s) }
+
+// parsePointer parses an RFC 6901 JSON Pointer (see ParsePointer).
 func parsePointer(s string) (pointer, error) {
 	if s == "" {
 		return pointer{}, nil
@@ -47,6 +55,49 @@ func escapeToken(t string) string {
 		return t
 	}
 	return strings.ReplaceAll(strings.ReplaceAll(t, "~", "~0"), "/", "~1")
+}
+
+// Get returns the value p refers to in the JSON value doc (a tree of this
+// package's values), and false when there is none: a missing member, an
+// index that is not one or is out of range (RFC 6901 array indices, no
+// "-"), or a token applied to a string, number, boolean or null. The value
+// is doc's own: the caller must not modify it.
+func (p Pointer) Get(doc any) (any, bool) {
+	cur := doc
+	for _, tok := range p {
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[tok]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i := parseIndex(tok, len(c))
+			if i < 0 || i >= len(c) {
+				return nil, false
+			}
+			cur = c[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// Lookup is Get on the canonical encoding of a document (as CheckDocument
+// returns it and stores keep it) without decoding the whole document: it
+// scans to the value and decodes only that. It returns false when there is
+// no such value or doc is not canonical JSON.
+func (p Pointer) Lookup(doc []byte) (any, bool) {
+	if len(doc) == 0 {
+		return nil, false
+	}
+	t, ok := find(doc, p)
+	if !ok || !t.found {
+		return nil, false
+	}
+	return parseSpan(doc[t.start:t.end])
 }
 
 // isProperPrefix reports whether a is a proper prefix of b.

@@ -275,6 +275,8 @@ const MaxManyKeys = 10_000
 type ListEntry struct {
 	ID   string
 	ETag string
+	// Seq is the seq of the document's current version.
+	Seq uint64
 }
 
 // Store is implemented by every storage backend.
@@ -320,6 +322,33 @@ type Store interface {
 	// whether more follow. A limit of zero or less means no limit. An
 	// empty or unknown collection gives an empty list.
 	List(ctx context.Context, collection, after string, limit int) (entries []ListEntry, more bool, err error)
+
+	// ListDocuments is List with the documents themselves: up to limit
+	// current documents of a collection whose id sorts after the given one
+	// ("" for the start), in byte order of ids, with their bodies, and
+	// whether more follow. It stops early, after at least one document,
+	// once the bodies exceed MaxListBytes. When since is not nil, each
+	// document says whether its current version comes after since in the
+	// collection's change log (see Changes); since must be a cursor of that
+	// collection (ErrInvalidCursor otherwise).
+	ListDocuments(ctx context.Context, collection, after string, limit int, since Cursor) (docs []ListedDocument, more bool, err error)
+
+	// Changes reads a collection's change log: every version committed to
+	// any of its documents (creates, changes, deletes), each exactly once,
+	// in an order that keeps each document's versions in seq order and
+	// that every process sharing the store's database sees the same. It
+	// returns up to limit changes after the cursor after, bounded by
+	// MaxChangesBytes (at least one). A nil after is the present: no
+	// changes, and Next is a cursor before every change committed after
+	// the call; a backend whose log is not in commit order may place it
+	// before changes committed shortly before the call too (at most those
+	// committed since the oldest write transaction still running began).
+	// A change stays in the log as long as its
+	// version is retained in history: when one after the cursor was
+	// pruned, Changes returns an error wrapping ErrCursorGone; malformed
+	// bytes or a cursor of another collection, one wrapping
+	// ErrInvalidCursor.
+	Changes(ctx context.Context, collection string, after Cursor, limit int) (ChangeLog, error)
 
 	// History returns up to limit retained versions of a document with seq
 	// greater than after, oldest first, and whether more follow. A limit of

@@ -48,7 +48,12 @@ type serveConfig struct {
 	idleTimeout       time.Duration
 	maxHeaderBytes    int64
 
-	maxBatch int
+	maxBatch            int
+	maxStreams          int
+	maxStreamsPerClient int
+	maxSubscriptions    int
+	tlsCert             string
+	tlsKey              string
 }
 
 // serveFlags declares serve's flags into cfg.
@@ -88,6 +93,11 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(intValue{&cfg.maxBatch}, "max-batch", "100", "most writes in one POST /batch")
 	f.add(durationValue{&cfg.dbTimeout}, "db-timeout", "5s", "longest a request waits on the database (pooled connection, locks, retries), after which it is 503 with Retry-After; also PostgreSQL's statement and lock timeouts")
 	f.add(intValue{&cfg.idempotencyLimit}, "idempotency-max-per-client", "100000", "idempotency records kept per client (token); more deletes the client's oldest")
+	f.add(intValue{&cfg.maxStreams}, "max-streams", "10000", "most change feed streams open at once; more is 429")
+	f.add(intValue{&cfg.maxStreamsPerClient}, "max-streams-per-client", "64", "most change feed streams of one client (its token, or its IP address without --tokens); more is 429")
+	f.add(intValue{&cfg.maxSubscriptions}, "max-subscriptions", "1000", "most documents and collections one POST /events stream follows; more is 400")
+	f.add(stringValue{&cfg.tlsCert}, "tls-cert", "", "certificate (PEM, with its chain) to serve HTTPS and HTTP/2; needs --tls-key")
+	f.add(stringValue{&cfg.tlsKey}, "tls-key", "", "private key (PEM) of --tls-cert")
 	return f
 }
 
@@ -128,6 +138,10 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 		return bad("--db-timeout must be at least 100ms")
 	case cfg.idempotencyLimit < 1:
 		return bad("--idempotency-max-per-client must be at least 1")
+	case cfg.maxStreams < 1, cfg.maxStreamsPerClient < 1, cfg.maxSubscriptions < 1:
+		return bad("--max-streams, --max-streams-per-client and --max-subscriptions must be positive")
+	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):
+		return cfg, usageError{errTLSPair}
 	}
 	return cfg, nil
 }
@@ -170,6 +184,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	log := newLogger(cfg.logFormat, cfg.logLevel, m.Stderr)
 	tokens, err := loadTokens(cfg.tokens)
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := tlsConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -222,6 +240,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if b, ok := st.(store.Backuper); ok {
 		hcfg.Backup = b
 	}
+	hcfg.Streams = streamLimits(cfg, log)
 	h := handlers.New(svc, hcfg)
 
 	srv := &http.Server{
@@ -232,12 +251,20 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		IdleTimeout:       cfg.idleTimeout,
 		MaxHeaderBytes:    int(cfg.maxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsCfg,
 	}
 	// Change feed streams never go idle: end them when shutdown starts.
 	srv.RegisterOnShutdown(h.CloseStreams)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("db", store.Redact(cfg.db)), slog.String("version", version()))
+	scheme := "http"
+	if tlsCfg != nil {
+		// The certificate is in TLSConfig; net/http adds HTTP/2 (h2).
+		scheme = "https"
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme), slog.String("db", store.Redact(cfg.db)), slog.String("version", version()))
 	if m.Ready != nil {
 		m.Ready <- ln.Addr().String()
 	}

@@ -23,7 +23,8 @@ func TestParseFlags(t *testing.T) {
 			logFormat: "auto", logLevel: "info", ui: true,
 			idempotencyTTL: 24 * time.Hour, dbTimeout: 5 * time.Second, idempotencyLimit: 100_000,
 			readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
-			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100}
+			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100,
+			maxStreams: 10000, maxStreamsPerClient: 64, maxSubscriptions: 1000}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
 		}
@@ -54,7 +55,9 @@ func TestParseFlags(t *testing.T) {
 	})
 	t.Run("Errors", func(t *testing.T) {
 		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"},
-			{"--db-timeout", "0"}, {"--db-timeout", "5ms"}, {"--idempotency-max-per-client", "0"}} {
+			{"--db-timeout", "0"}, {"--db-timeout", "5ms"}, {"--idempotency-max-per-client", "0"},
+			{"--max-streams", "0"}, {"--max-streams-per-client", "-1"}, {"--max-subscriptions", "0"},
+			{"--tls-cert", "cert.pem"}, {"--tls-key", "key.pem"}} {
 			var usage strings.Builder
 			if _, err := parseFlags(args, noEnv, &usage); err == nil {
 				t.Errorf("%v: no error", args)

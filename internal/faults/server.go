@@ -34,6 +34,10 @@ type Server struct {
 	Bin, DB string
 	// Args are extra command-line flags.
 	Args []string
+	// Wrap, when not empty, is a command that runs the binary: its name
+	// and arguments, before the binary's path (prlimit, say). It must
+	// exec the binary, so that signals reach it.
+	Wrap []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -51,7 +55,11 @@ var ErrNotRunning = errors.New("patchd is not running")
 // logs that it is serving. It returns the address it listens on.
 func (s *Server) Start() (string, error) {
 	args := append([]string{"--addr", "127.0.0.1:0", "--db", s.DB}, s.Args...)
-	cmd := exec.Command(s.Bin, args...) // #nosec G204 -- the test's own binary
+	name := s.Bin
+	if len(s.Wrap) > 0 {
+		name, args = s.Wrap[0], append(append(append([]string(nil), s.Wrap[1:]...), s.Bin), args...)
+	}
+	cmd := exec.Command(name, args...) // #nosec G204 -- the test's own binary, and the test's own wrapper
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return "", err

@@ -389,12 +389,16 @@ func (b *Store) put(tx *bbolt.Tx, r *commitReq) error {
 	if err != nil {
 		return err
 	}
-	if err := hist.Put(histKey(r.id, seq), r.histVal); err != nil {
+	hk := histKey(r.id, seq)
+	if err := hist.Put(hk, r.histVal); err != nil {
+		return err
+	}
+	if err := logChange(tx, r.collection, hk); err != nil {
 		return err
 	}
 	if err := putIdempotency(tx, r.idem, seq, r.version.At, b.idemPerScope); err != nil {
 		return err
 	}
-	r.pruned, err = b.prune(hist, r.id, seq, r.version.At)
+	r.pruned, err = b.prune(tx, r.collection, hist, r.id, seq, r.version.At)
 	return err
 }

@@ -22,20 +22,30 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
-// The bbolt layout, format "1":
+// The bbolt layout, format "2":
 //
-//	meta/format                    "1"
+//	meta/format                    "2"
 //	docs/<collection>/<id>         seq (8, big endian) | unix nanos (8, big endian) | ETag (34) | body
 //	hist/<collection>/<id>\x00<seq> version value (see encodeVersion)
 //	idem/<key>                     expiry unix nanos (8, big endian) | value
 //	idemexp/<expiry (8)><key>      the record's seq (8) and scope: idem records in expiry order
 //	idemscope/<scope><expiry><key> empty: each scope's records in expiry order (see scopeKey)
 //	idemcount/<scope>              the number of records in idemscope of the scope (8, big endian)
+//	chlog/..., chidx/...           the collection change log (changes.go)
 //
 // Ids never contain 0x00, so each document's history keys are contiguous
 // and ordered by seq. The collection store.SchemaCollection holds the
 // collections' schemas as documents, like any other.
-const boltFormat = "1"
+//
+// Format "2" added the change log to format "1": a writable Open upgrades a
+// format "1" file by creating its buckets (what was written before has no
+// log entry, and comes before every cursor); a build that knows only
+// format "1" refuses the file, since writes it made would be missing from
+// the log.
+const (
+	boltFormat   = "2"
+	boltFormatV1 = "1"
+)
 
 var (
 	bucketMeta = []byte("meta")
@@ -284,10 +294,18 @@ func initLayout(tx *bbolt.Tx, create bool) error {
 			return err
 		}
 	}
-	if v := meta.Get(keyFormat); string(v) != boltFormat {
+	switch v := meta.Get(keyFormat); string(v) {
+	case boltFormat:
+	case boltFormatV1:
+		if create {
+			if err := meta.Put(keyFormat, []byte(boltFormat)); err != nil {
+				return err
+			}
+		}
+	default:
 		return fmt.Errorf("%w: format %q, want %q", store.ErrUnknownFormat, v, boltFormat)
 	}
-	for _, name := range [][]byte{bucketDocs, bucketHist, bucketIdem, bucketIdemExp, bucketIdemScope, bucketIdemCount} {
+	for _, name := range [][]byte{bucketDocs, bucketHist, bucketIdem, bucketIdemExp, bucketIdemScope, bucketIdemCount, bucketChLog, bucketChIdx} {
 		if !create {
 			if tx.Bucket(name) == nil && (bytes.Equal(name, bucketDocs) || bytes.Equal(name, bucketHist)) {
 				return fmt.Errorf("%w: no %q bucket", store.ErrUnknownFormat, name)
@@ -644,7 +662,7 @@ func (b *Store) prepare(collection, id string, seq uint64, change *store.Change,
 // than Retention.Versions of them and the oldest is older than
 // Retention.Age. The newest version, last, is never deleted. Seqs are
 // contiguous because versions are only ever pruned from the front.
-func (b *Store) prune(hist *bbolt.Bucket, id string, last uint64, now time.Time) (int, error) {
+func (b *Store) prune(tx *bbolt.Tx, collection string, hist *bbolt.Bucket, id string, last uint64, now time.Time) (int, error) {
 	prefix := histPrefix(id)
 	c := hist.Cursor()
 	var dead [][]byte
@@ -668,7 +686,7 @@ func (b *Store) prune(hist *bbolt.Bucket, id string, last uint64, now time.Time)
 			return 0, err
 		}
 	}
-	return len(dead), nil
+	return len(dead), unlogChanges(tx, collection, dead)
 }
 
 // lockDoc takes the per-document lock, waiting until it is free or ctx is
@@ -747,6 +765,7 @@ func (b *Store) List(ctx context.Context, collection, after string, limit int) (
 			entries = append(entries, store.ListEntry{
 				ID:   string(k),
 				ETag: string(v[16:docHeaderLen]),
+				Seq:  binary.BigEndian.Uint64(v[0:8]),
 			})
 		}
 		return nil

@@ -129,7 +129,11 @@ func (b *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error)
 			}
 			for j := range r.History {
 				v := &r.History[j]
-				if err := hist.Put(histKey(r.ID, v.Seq), encodeVersion(v)); err != nil {
+				hk := histKey(r.ID, v.Seq)
+				if err := hist.Put(hk, encodeVersion(v)); err != nil {
+					return err
+				}
+				if err := logChange(tx, r.Collection, hk); err != nil {
 					return err
 				}
 			}

@@ -32,3 +32,29 @@ func Queued(b *Store) int {
 	defer b.committer.mu.Unlock()
 	return len(b.committer.queue)
 }
+
+// LogEntries returns the number of entries in a collection's change log.
+func LogEntries(tb interface{ Fatal(...any) }, b *Store, collection string) int {
+	n := 0
+	if err := b.db.View(func(tx *bbolt.Tx) error {
+		if lb := tx.Bucket(bucketChLog).Bucket([]byte(collection)); lb != nil {
+			n = lb.Stats().KeyN
+		}
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// Format returns the format recorded in the file.
+func Format(tb interface{ Fatal(...any) }, b *Store) string {
+	var f string
+	if err := b.db.View(func(tx *bbolt.Tx) error {
+		f = string(tx.Bucket(bucketMeta).Get(keyFormat))
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}

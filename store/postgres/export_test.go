@@ -15,6 +15,12 @@ func (s *Store) SetBeforeCommit(f func(ctx context.Context, tx pgx.Tx) error) {
 	s.hooks.beforeCommit = f
 }
 
+// SetBeforeLock installs a hook run at the start of each write's
+// transaction, before it locks the document's row. Tests only.
+func (s *Store) SetBeforeLock(f func(ctx context.Context, tx pgx.Tx, collection, id string) error) {
+	s.hooks.beforeLock = f
+}
+
 // SetAfterCommit installs a fault injected after a successful COMMIT: an
 // error it returns is handled as a lost acknowledgment. Tests only.
 func (s *Store) SetAfterCommit(f func() error) { s.hooks.afterCommit = f }

@@ -149,6 +149,8 @@ func (s *Store) listenOnceConn(ctx context.Context) (up time.Duration, err error
 		switch {
 		case h.Collection == "" || h.ID == "":
 			s.feed.Publish(store.Event{Resync: true})
+		case h.Origin == s.origin:
+			// This store's own commit: its subscribers heard of it then.
 		default:
 			s.feed.Publish(store.Event{Collection: h.Collection, ID: h.ID, Seq: h.Seq})
 		}

@@ -20,18 +20,21 @@ const (
 	hintBatch = 256
 )
 
-// hint is a NOTIFY payload: which document got which version. One without
-// a document ({}) tells listeners to resync.
+// hint is a NOTIFY payload: which document got which version, and which
+// store sent it. One without a document ({}) tells listeners to resync.
 type hint struct {
 	Collection string `json:"c,omitempty"`
 	ID         string `json:"i,omitempty"`
 	Seq        uint64 `json:"s,omitempty"`
+	// Origin names the Store that committed the version: it told its own
+	// subscribers at the commit, so it passes over its own hints.
+	Origin string `json:"o,omitempty"`
 }
 
 // encodeHint returns the NOTIFY payload of a commit; one too large for
 // NOTIFY names no document, which listeners read as a Resync.
-func encodeHint(collection, id string, seq uint64) string {
-	b, _ := json.Marshal(hint{Collection: collection, ID: id, Seq: seq})
+func encodeHint(origin, collection, id string, seq uint64) string {
+	b, _ := json.Marshal(hint{Collection: collection, ID: id, Seq: seq, Origin: origin})
 	if len(b) > maxHint {
 		return `{}`
 	}
@@ -48,7 +51,7 @@ func encodeHint(collection, id string, seq uint64) string {
 // covered by the listeners' periodic Resync.
 func (s *Store) queueHint(collection, id string, seq uint64) {
 	select {
-	case s.hints <- encodeHint(collection, id, seq):
+	case s.hints <- encodeHint(s.origin, collection, id, seq):
 	default:
 		s.hintsDropped.Store(true)
 	}

@@ -33,6 +33,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -100,6 +101,7 @@ type Store struct {
 
 	gate store.Gate // calls in progress; Close waits for them
 
+	origin       string        // names this Store in its hints
 	hints        chan string   // commit hints waiting for sendHints
 	hintsDropped atomic.Bool   // a hint was dropped: send a Resync hint
 	hintsDone    chan struct{} // closed when sendHints has ended
@@ -115,6 +117,9 @@ type Store struct {
 
 // hooks let tests inject faults around a commit.
 type hooks struct {
+	// beforeLock runs at the start of a write's transaction, before it
+	// locks the document's row.
+	beforeLock func(ctx context.Context, tx pgx.Tx, collection, id string) error
 	// beforeCommit runs after the write statements, before COMMIT.
 	beforeCommit func(ctx context.Context, tx pgx.Tx) error
 	// afterCommit runs after a successful COMMIT; an error it returns is
@@ -171,8 +176,11 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 			rp[p] = ms
 		}
 	}
+	// Connecting (a server forking a backend, TLS, authentication) may
+	// take longer than one statement should on a loaded host; a call's own
+	// deadline still bounds a connect made for it.
 	if !strings.Contains(url, "connect_timeout") {
-		cfg.ConnConfig.ConnectTimeout = so.Timeout
+		cfg.ConnConfig.ConnectTimeout = max(so.Timeout, minConnectTimeout)
 	}
 	// A canceled context cancels the statement on the server (a waiter for
 	// a row lock stops waiting), and the connection stays usable; a server
@@ -210,6 +218,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.pool = pool
 	s.metrics = newCollector(s)
 	s.hints, s.hintsDone = make(chan string, hintQueue), make(chan struct{})
+	var origin [8]byte
+	_, _ = rand.Read(origin[:]) // crypto/rand.Read never fails
+	s.origin = hex.EncodeToString(origin[:])
 	go s.sendHints() // #nosec G118 -- outlives Open, whose ctx may end when Open returns; Close stops it, and each batch has its own timeout
 	s.log.Debug("opened", "host", cfg.ConnConfig.Host, "database", cfg.ConnConfig.Database,
 		"max_conns", cfg.MaxConns, "timeout", s.timeout, "history_versions", s.retention.Versions, "history_age", s.retention.Age)
@@ -304,7 +315,7 @@ func (s *Store) List(ctx context.Context, collection, after string, limit int) (
 	err := s.read(ctx, func(ctx context.Context) error {
 		entries = entries[:0]
 		rows, err := s.pool.Query(ctx,
-			`SELECT id, etag FROM documents
+			`SELECT id, etag, seq FROM documents
 			 WHERE collection = $1 AND id > $2 AND NOT deleted
 			 ORDER BY id LIMIT $3`,
 			collection, after, n)
@@ -316,11 +327,12 @@ func (s *Store) List(ctx context.Context, collection, after string, limit int) (
 			var (
 				e    store.ListEntry
 				etag []byte
+				seq  int64
 			)
-			if err := rows.Scan(&e.ID, &etag); err != nil {
+			if err := rows.Scan(&e.ID, &etag, &seq); err != nil {
 				return err
 			}
-			e.ETag = etagString(etag)
+			e.ETag, e.Seq = etagString(etag), uint64(seq) // #nosec G115 -- a seq from the database is non-negative
 			entries = append(entries, e)
 		}
 		return rows.Err()
@@ -337,6 +349,9 @@ func (s *Store) List(ctx context.Context, collection, after string, limit int) (
 
 // versionColumns are the columns scanVersion reads, in order.
 const versionColumns = `seq, etag, at_ns, kind, ops, rebased_from, actor, request_id, reverts`
+
+// minConnectTimeout is the least time a connection attempt is given.
+const minConnectTimeout = 5 * time.Second
 
 // scanVersion reads one row of versionColumns.
 func scanVersion(row pgx.Row) (store.Version, error) {

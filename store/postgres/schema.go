@@ -42,6 +42,10 @@ type migration struct {
 }
 
 // loadMigrations returns the embedded migrations in version order.
+// Versions need not be contiguous: migrate applies each one the database
+// lacks, whatever versions it has, so that migrations written side by side
+// can be released in any order. A migration must therefore not depend on
+// one with a smaller number that it does not name itself.
 func loadMigrations() ([]migration, error) {
 	files, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {

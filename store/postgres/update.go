@@ -313,6 +313,11 @@ func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store
 
 	rows := make([]docRow, len(keys))
 	for _, i := range order {
+		if s.hooks.beforeLock != nil {
+			if err := s.hooks.beforeLock(ctx, tx, keys[i].Collection, keys[i].ID); err != nil {
+				return attempt{}, err
+			}
+		}
 		if rows[i], err = lockRow(ctx, tx, keys[i].Collection, keys[i].ID); err != nil {
 			return attempt{}, err
 		}
@@ -409,12 +414,18 @@ func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store
 		if j == 0 {
 			res.check = versionCheck{doc: dc.Doc, seq: uint64(seq)} // #nosec G115 -- as above
 		}
-		b.Queue(`UPDATE documents SET seq = $3, etag = $4, body = $5, deleted = $6, updated_ns = $7
+		// The version's position in the collection's change log (migration
+		// 0005): this transaction's id, or the previous version's position
+		// if that is greater, so that the document's versions stay in seq
+		// order.
+		b.Queue(`UPDATE documents SET seq = $3, etag = $4, body = $5, deleted = $6, updated_ns = $7,
+				pos = GREATEST(pg_current_xact_id(), pos)
 			WHERE collection = $1 AND id = $2`,
 			k.Collection, k.ID, seq, nonNil(etag), nonNil(change.Body), change.Body == nil, at.UnixNano())
 		b.Queue(`INSERT INTO document_versions
-			(collection, id, seq, etag, kind, ops, rebased_from, token, at_ns, actor, request_id, reverts)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			(collection, id, seq, etag, kind, ops, rebased_from, token, at_ns, actor, request_id, reverts, pos)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+				(SELECT pos FROM documents WHERE collection = $1 AND id = $2))`,
 			k.Collection, k.ID, seq, nonNil(etag), change.Kind, nonNil(change.Ops), change.RebasedFrom, token, at.UnixNano(),
 			change.Actor, change.RequestID, int64(change.Reverts)) // #nosec G115 -- a seq the caller read from history
 		if r := change.Idempotency; r != nil {
@@ -439,11 +450,19 @@ func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store
 			// Prune from the oldest while store.Retention.Prunable says so:
 			// never the newest Versions, and stop at the first version
 			// younger than Age.
-			b.Queue(`DELETE FROM document_versions
-				WHERE collection = $1 AND id = $2 AND seq < LEAST($3::bigint, COALESCE(
-					(SELECT seq FROM document_versions
-					 WHERE collection = $1 AND id = $2 AND seq < $3::bigint AND at_ns >= $4
-					 ORDER BY seq LIMIT 1), $3::bigint))`,
+			// The document remembers the position of the newest version
+			// pruned, so that a change log reader learns that a change it
+			// has not read is gone.
+			b.Queue(`WITH gone AS (
+					DELETE FROM document_versions
+					WHERE collection = $1 AND id = $2 AND seq < LEAST($3::bigint, COALESCE(
+						(SELECT seq FROM document_versions
+						 WHERE collection = $1 AND id = $2 AND seq < $3::bigint AND at_ns >= $4
+						 ORDER BY seq LIMIT 1), $3::bigint))
+					RETURNING pos, seq)
+				UPDATE documents d SET pruned_pos = g.pos, pruned_seq = g.seq
+				FROM (SELECT pos, seq FROM gone ORDER BY seq DESC LIMIT 1) g
+				WHERE d.collection = $1 AND d.id = $2`,
 				k.Collection, k.ID, seqs[i]-keep+1, at.UnixNano()-s.retention.Age.Nanoseconds())
 		}
 	}

@@ -78,10 +78,18 @@ func testSubscribeCommits(t *testing.T, open opener) {
 	// Nothing committed: no event.
 	e.write(t, testC, testID, nil)
 	e.put(t, testC, testID, body(3))
+	// Events are hints and may come twice (never out of order for one
+	// document from one store): a repeat of the last one is passed over.
+	var last store.Event
 	for _, want := range []uint64{1, 2, 3} {
-		if ev := nextEvent(t, ch); ev != (store.Event{Collection: testC, ID: testID, Seq: want}) {
+		ev := nextEvent(t, ch)
+		for ev == last {
+			ev = nextEvent(t, ch)
+		}
+		if ev != (store.Event{Collection: testC, ID: testID, Seq: want}) {
 			t.Fatalf("event %+v, want %s/%s seq %d", ev, testC, testID, want)
 		}
+		last = ev
 	}
 	cancel()
 	for range ch { // closed once ctx is done

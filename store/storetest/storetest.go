@@ -157,6 +157,14 @@ func groups() []group {
 			{name: "Invalid", fn: testIdempotencyInvalid},
 			{name: "Closed", fn: testIdempotencyClosed},
 		}},
+		{name: "Changes", tests: []testCase{
+			{name: "FromPresent", fn: testChangesFromPresent},
+			{name: "Resume", fn: testChangesResume},
+			{name: "Cursors", fn: testChangesCursors},
+			{name: "Pruned", fn: testChangesPruned},
+			{name: "Concurrent", fn: testChangesConcurrent},
+			{name: "ListDocuments", fn: testListDocuments},
+		}},
 		{name: "Subscribe", tests: []testCase{
 			{name: "Commits", fn: testSubscribeCommits},
 			{name: "Closed", fn: testSubscribeClosed},

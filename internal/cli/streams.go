@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/patchd/patchd/handlers"
+	"github.com/patchd/patchd/internal/fdlimit"
+)
+
+// streamLimits sets up the limits of change feed streams: it raises the
+// soft limit of open files to the hard one, and has the handlers keep a
+// reserve of descriptors for requests other than streams.
+func streamLimits(cfg serveConfig, log *slog.Logger) handlers.StreamLimits {
+	l := handlers.StreamLimits{
+		Max:              cfg.maxStreams,
+		PerClient:        cfg.maxStreamsPerClient,
+		MaxSubscriptions: cfg.maxSubscriptions,
+	}
+	limit, err := fdlimit.Raise()
+	if err != nil {
+		log.Warn("cannot read the limit of open files; streams are limited by --max-streams only", slog.Any("err", err))
+		return l
+	}
+	if _, err := fdlimit.Open(); err != nil {
+		log.Warn("cannot count open files; streams are limited by --max-streams only", slog.Any("err", err))
+		return l
+	}
+	l.OpenFiles = func() (int, int, error) {
+		open, err := fdlimit.Open()
+		return open, limit, err
+	}
+	log.Info("open files", slog.Int("limit", limit))
+	return l
+}
+
+// tlsConfig loads --tls-cert and --tls-key, or returns nil when neither is
+// given. Serving with it, net/http offers HTTP/2 (ALPN h2) and HTTP/1.1.
+func tlsConfig(cfg serveConfig) (*tls.Config, error) {
+	if cfg.tlsCert == "" && cfg.tlsKey == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert %s, --tls-key %s: %w", cfg.tlsCert, cfg.tlsKey, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// errTLSPair is a --tls-cert without --tls-key, or the other way round.
+var errTLSPair = errors.New("--tls-cert and --tls-key go together")

@@ -1,0 +1,173 @@
+package faults
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestStreamsAtFileLimit runs patchd with 1,024 file descriptors
+// (prlimit --nofile=1024:1024) and opens 1,500 change feed streams, 50 at
+// a time, while probes read and write: every stream attempt is answered
+// (200, or 503 overloaded once the descriptors left are those kept for
+// other requests), every probe is answered, and the streams admitted
+// still deliver.
+func TestStreamsAtFileLimit(t *testing.T) {
+	needBinary(t)
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("needs prlimit (util-linux)")
+	}
+	s := &Server{Bin: patchdBin, DB: filepath.Join(t.TempDir(), "patchd.db"),
+		Args: []string{"--max-streams-per-client", "100000"},
+		Wrap: []string{prlimit, "--nofile=1024:1024"}}
+	addr, err := s.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	if limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", s.cmd.Process.Pid)); err != nil || !strings.Contains(string(limits), "Max open files            1024                 1024") {
+		t.Fatalf("the server's limits: %v\n%s", err, limits)
+	}
+	base := "http://" + addr
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	probe := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	if r := call(ctx, probe, "PUT", base+"/docs/c/d", `{"n":0}`, "Content-Type", "application/json"); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %v", r.status, r.err)
+	}
+
+	const attempts, parallel = 1500, 50
+	var (
+		mu       sync.Mutex
+		held     []net.Conn
+		statuses = map[int]int{}
+		failures []string
+	)
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	attempt := func() {
+		conn, err := net.DialTimeout("tcp", addr, 20*time.Second)
+		if err != nil {
+			mu.Lock()
+			failures = append(failures, "dial: "+err.Error())
+			mu.Unlock()
+			return
+		}
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintf(conn, "GET /docs/c/d/events HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		br := bufio.NewReader(conn)
+		res, err := http.ReadResponse(br, nil)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failures = append(failures, "no answer: "+err.Error())
+			conn.Close()
+			return
+		}
+		statuses[res.StatusCode]++
+		if res.StatusCode == http.StatusOK {
+			conn.SetDeadline(time.Time{})
+			held = append(held, conn)
+			return
+		}
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+			failures = append(failures, fmt.Sprintf("status %d, Retry-After %q", res.StatusCode, res.Header.Get("Retry-After")))
+		}
+		conn.Close()
+	}
+	// Probes: a read and a write on a fresh connection, one after the
+	// other, for as long as the attempts go on and once more after.
+	var (
+		probes        int
+		probeFailures []string
+	)
+	probeOnce := func(n int) {
+		if r := call(ctx, probe, "GET", base+"/docs/c/d", ""); r.status != http.StatusOK {
+			probeFailures = append(probeFailures, fmt.Sprintf("GET: %d %v", r.status, r.err))
+		}
+		if r := call(ctx, probe, "PUT", base+fmt.Sprintf("/docs/p/%d", n), `{}`, "Content-Type", "application/json"); r.status != http.StatusCreated {
+			probeFailures = append(probeFailures, fmt.Sprintf("PUT: %d %v", r.status, r.err))
+		}
+		probes++
+	}
+	attemptsDone := make(chan struct{})
+	probesDone := make(chan struct{})
+	go func() {
+		defer close(probesDone)
+		for n := 0; ; n++ {
+			select {
+			case <-attemptsDone:
+				probeOnce(n)
+				return
+			default:
+			}
+			probeOnce(n)
+			if len(probeFailures) > 0 {
+				<-attemptsDone
+				return
+			}
+		}
+	}()
+	work := make(chan struct{})
+	var wg sync.WaitGroup
+	for range parallel {
+		wg.Go(func() {
+			for range work {
+				attempt()
+			}
+		})
+	}
+	for range attempts {
+		mu.Lock()
+		failed := len(failures) > 0
+		mu.Unlock()
+		if failed {
+			break // one is enough: the rest would wait for their deadlines too
+		}
+		work <- struct{}{}
+	}
+	close(work)
+	wg.Wait()
+	close(attemptsDone)
+	<-probesDone
+
+	t.Logf("%d attempts: %v; %d streams held; %d probes", attempts, statuses, len(held), probes)
+	if len(failures) > 0 {
+		t.Fatalf("%d stream attempts not answered as they should be, first: %s", len(failures), failures[0])
+	}
+	if len(probeFailures) > 0 {
+		t.Fatalf("%d of %d probes failed, first: %s", len(probeFailures), 2*probes, probeFailures[0])
+	}
+	if statuses[http.StatusServiceUnavailable] == 0 || len(held) < 500 {
+		t.Fatalf("answers %v: want streams up to the reserve, then 503", statuses)
+	}
+	// The streams admitted still deliver: a write reaches the last one.
+	if r := call(ctx, probe, "PATCH", base+"/docs/c/d", `{"n":1}`, "Content-Type", "application/merge-patch+json", "If-Match", "*"); r.status != http.StatusOK {
+		t.Fatalf("PATCH: %d %v", r.status, r.err)
+	}
+	last := held[len(held)-1]
+	last.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(last)
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the last stream admitted: %v", err)
+		}
+		if strings.HasPrefix(line, "event: version") {
+			break
+		}
+	}
+}

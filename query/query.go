@@ -1,0 +1,381 @@
+// Package query parses and evaluates the filters and the order of a
+// collection listing (API.md, "Listing with bodies, filters and order"):
+// a where object that maps JSON Pointers to values or to operators, and an
+// order that names one pointer. The same filter decides which changes a
+// collection subscription of the change feed sends. Nothing here does I/O.
+package query
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/patchd/patchd/patch"
+)
+
+// ErrInvalid is wrapped by every error of ParseWhere and ParseOrder; the
+// message says what is wrong, for the client.
+var ErrInvalid = errors.New("invalid query")
+
+// Limits of a filter, so that evaluating it stays cheap whatever a client
+// sends.
+const (
+	// MaxConditions is the most pointers one where object may name.
+	MaxConditions = 64
+	// MaxIn is the most values one "in" operator may list.
+	MaxIn = 1000
+	// maxDepth bounds the nesting of a where object.
+	maxDepth = 32
+)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Where is a parsed filter: every condition must hold. The zero value (and
+// nil) matches every document.
+type Where struct {
+	conds []condition
+}
+
+// condition is what one pointer of a where object must satisfy.
+type condition struct {
+	raw string
+	ptr patch.Pointer
+	ops []operator // all must hold
+}
+
+// operator is one test of a condition.
+type operator struct {
+	name string
+	val  any   // eq, ne, lt, le, gt, ge; the prefix string of prefix
+	vals []any // in
+	want bool  // exists
+}
+
+// operators are the names an operator object may use.
+var operators = []string{"eq", "ne", "lt", "le", "gt", "ge", "in", "exists", "prefix"}
+
+// ParseWhere parses a where parameter: a JSON object mapping JSON Pointers
+// to either a value that is not an object (JSON equality: 1 equals 1.0) or
+// an object of operators (eq, ne, lt, le, gt, ge, in, exists, prefix), all
+// of which must hold. An object is always read as operators, so that a
+// mistyped operator is an error rather than an equality that never holds:
+// to compare with an object, use {"eq": {...}}. An empty text gives a nil
+// Where, which matches everything. Errors wrap ErrInvalid and say what is
+// wrong.
+func ParseWhere(s string) (*Where, error) {
+	if s == "" {
+		return nil, nil
+	}
+	v, err := patch.Parse([]byte(s), patch.Limits{MaxDepth: maxDepth})
+	if err != nil {
+		return nil, invalid("where is not valid JSON: %v", err)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, invalid("where must be a JSON object mapping JSON Pointers to values or operators")
+	}
+	if len(obj) > MaxConditions {
+		return nil, invalid("where names %d pointers; at most %d", len(obj), MaxConditions)
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	w := &Where{}
+	for _, k := range keys {
+		ptr, err := patch.ParsePointer(k)
+		if err != nil {
+			return nil, invalid("where: %q is not a JSON Pointer (RFC 6901: empty, or \"/\" then tokens, \"~\" only as ~0 or ~1)", k)
+		}
+		c := condition{raw: k, ptr: ptr}
+		if c.ops, err = parseOperators(k, obj[k]); err != nil {
+			return nil, err
+		}
+		w.conds = append(w.conds, c)
+	}
+	return w, nil
+}
+
+// parseOperators reads the value a pointer maps to.
+func parseOperators(ptr string, v any) ([]operator, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return []operator{{name: "eq", val: v}}, nil
+	}
+	if len(m) == 0 {
+		return nil, invalid("where %q: {} names no operator (%s); to compare with an object, use {\"eq\": {...}}", ptr, strings.Join(operators, ", "))
+	}
+	var other []string
+	for k := range m {
+		if !slices.Contains(operators, k) {
+			other = append(other, fmt.Sprintf("%q", k))
+		}
+	}
+	if len(other) > 0 {
+		sort.Strings(other)
+		return nil, invalid("where %q: %s is not an operator (%s); to compare with an object, use {\"eq\": {...}}",
+			ptr, strings.Join(other, ", "), strings.Join(operators, ", "))
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	ops := make([]operator, 0, len(m))
+	for _, name := range names {
+		arg := m[name]
+		op := operator{name: name}
+		switch name {
+		case "eq", "ne":
+			op.val = arg
+		case "lt", "le", "gt", "ge":
+			switch arg.(type) {
+			case patch.Number, string:
+			default:
+				return nil, invalid("where %q: %s takes a number or a string", ptr, name)
+			}
+			op.val = arg
+		case "in":
+			a, ok := arg.([]any)
+			if !ok {
+				return nil, invalid("where %q: in takes an array of values", ptr)
+			}
+			if len(a) > MaxIn {
+				return nil, invalid("where %q: in lists %d values; at most %d", ptr, len(a), MaxIn)
+			}
+			op.vals = a
+		case "exists":
+			b, ok := arg.(bool)
+			if !ok {
+				return nil, invalid("where %q: exists takes true or false", ptr)
+			}
+			op.want = b
+		case "prefix":
+			s, ok := arg.(string)
+			if !ok {
+				return nil, invalid("where %q: prefix takes a string", ptr)
+			}
+			op.val = s
+		}
+		ops = append(ops, op)
+	}
+	return ops, nil
+}
+
+// Pointers returns the members the filter reads. The slice is the
+// filter's own: the caller must not modify it.
+func (w *Where) Pointers() []patch.Pointer {
+	if w == nil {
+		return nil
+	}
+	out := make([]patch.Pointer, len(w.conds))
+	for i, c := range w.conds {
+		out[i] = c.ptr
+	}
+	return out
+}
+
+// Match reports whether the document doc (a tree of package patch's
+// values; nil when it does not exist) satisfies every condition. A
+// document that does not exist matches nothing.
+func (w *Where) Match(doc any) bool {
+	if doc == nil {
+		return false
+	}
+	return w.match(func(p patch.Pointer) (any, bool) { return p.Get(doc) })
+}
+
+// MatchCanonical is Match on a document's canonical bytes (as stored),
+// which it reads without decoding the whole document. nil bytes are a
+// document that does not exist.
+func (w *Where) MatchCanonical(doc []byte) bool {
+	if doc == nil {
+		return false
+	}
+	return w.match(func(p patch.Pointer) (any, bool) { return p.Lookup(doc) })
+}
+
+func (w *Where) match(get func(patch.Pointer) (any, bool)) bool {
+	if w == nil {
+		return true
+	}
+	for _, c := range w.conds {
+		v, ok := get(c.ptr)
+		for _, op := range c.ops {
+			if !op.holds(v, ok) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// holds evaluates op on the value found (ok false: no member there).
+func (op operator) holds(v any, ok bool) bool {
+	switch op.name {
+	case "exists":
+		return ok == op.want
+	case "ne":
+		return !ok || !patch.Equal(v, op.val)
+	}
+	if !ok {
+		return false
+	}
+	switch op.name {
+	case "eq":
+		return patch.Equal(v, op.val)
+	case "in":
+		for _, x := range op.vals {
+			if patch.Equal(v, x) {
+				return true
+			}
+		}
+		return false
+	case "prefix":
+		s, isStr := v.(string)
+		return isStr && strings.HasPrefix(s, op.val.(string))
+	}
+	c, comparable := compareSameType(v, op.val)
+	if !comparable {
+		return false
+	}
+	switch op.name {
+	case "lt":
+		return c < 0
+	case "le":
+		return c <= 0
+	case "gt":
+		return c > 0
+	case "ge":
+		return c >= 0
+	}
+	return false
+}
+
+// compareSameType compares two numbers by value or two strings by code
+// point; other pairs do not compare.
+func compareSameType(a, b any) (int, bool) {
+	switch a := a.(type) {
+	case patch.Number:
+		if b, ok := b.(patch.Number); ok {
+			return patch.CompareNumbers(a, b), true
+		}
+	case string:
+		if b, ok := b.(string); ok {
+			return strings.Compare(a, b), true // UTF-8 byte order is code point order
+		}
+	}
+	return 0, false
+}
+
+// Order is a parsed order parameter: a JSON Pointer, descending with a "-"
+// in front. Ties are broken by id, ascending; documents without the member
+// sort last in either direction.
+type Order struct {
+	// Raw is the parameter as given, "-" included.
+	Raw string
+	// Ptr is the member the documents are sorted by.
+	Ptr patch.Pointer
+	// Desc sorts from the greatest value down.
+	Desc bool
+}
+
+// ParseOrder parses an order parameter. Errors wrap ErrInvalid.
+func ParseOrder(s string) (Order, error) {
+	o := Order{Raw: s}
+	raw := s
+	if strings.HasPrefix(raw, "-") {
+		o.Desc, raw = true, raw[1:]
+	}
+	if raw == "" {
+		return o, invalid("order must name a member with a JSON Pointer such as /name, or -/name for descending")
+	}
+	p, err := patch.ParsePointer(raw)
+	if err != nil {
+		return o, invalid("order: %q is not a JSON Pointer (RFC 6901), with an optional \"-\" in front for descending", raw)
+	}
+	o.Ptr = p
+	return o, nil
+}
+
+// Key is where a document sorts in an Order: the value of its member, or
+// none.
+type Key struct {
+	// Value is the member's value; Missing is true when there is none.
+	Value   any
+	Missing bool
+	// ID breaks ties.
+	ID string
+}
+
+// KeyOf returns the sort key of a document from its canonical bytes.
+func (o Order) KeyOf(id string, doc []byte) Key {
+	v, ok := o.Ptr.Lookup(doc)
+	return Key{Value: v, Missing: !ok, ID: id}
+}
+
+// Compare orders two keys: by value (descending when the order says so),
+// documents without the member last, then by id ascending. Values of
+// different types sort null, false, true, numbers (by value), strings (by
+// code point), arrays, objects (these two by their canonical encoding).
+func (o Order) Compare(a, b Key) int {
+	switch {
+	case a.Missing && !b.Missing:
+		return 1
+	case !a.Missing && b.Missing:
+		return -1
+	case !a.Missing:
+		c := compareValues(a.Value, b.Value)
+		if o.Desc {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return strings.Compare(a.ID, b.ID)
+}
+
+// rank is the place of a JSON type in the order of mixed values.
+func rank(v any) int {
+	switch v := v.(type) {
+	case nil:
+		return 0
+	case bool:
+		if v {
+			return 2
+		}
+		return 1
+	case patch.Number:
+		return 3
+	case string:
+		return 4
+	case []any:
+		return 5
+	}
+	return 6
+}
+
+// compareValues is a total order on JSON values (see Order.Compare).
+func compareValues(a, b any) int {
+	ra, rb := rank(a), rank(b)
+	if ra != rb {
+		if ra < rb {
+			return -1
+		}
+		return 1
+	}
+	if c, ok := compareSameType(a, b); ok {
+		return c
+	}
+	if ra >= 5 {
+		return bytes.Compare(patch.Canonical(a), patch.Canonical(b))
+	}
+	return 0
+}

@@ -1,0 +1,148 @@
+package query_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/query"
+)
+
+const doc = `{"a":{"b":[1,2]},"n":1.0,"neg":-3,"s":"open","t":"ab\u00e9","x":null,"o":{"eq":1}}`
+
+func TestWhereMatch(t *testing.T) {
+	tree, err := patch.Parse([]byte(doc), patch.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	canonical := patch.Canonical(tree)
+	for _, tc := range []struct {
+		name, where string
+		want        bool
+	}{
+		{name: "Empty", where: `{}`, want: true},
+		{name: "EqualArray", where: `{"/a/b":[1,2]}`, want: true},
+		{name: "Equal", where: `{"/s":"open"}`, want: true},
+		{name: "EqualNumberByValue", where: `{"/n":1}`, want: true},
+		{name: "NotEqual", where: `{"/s":"closed"}`, want: false},
+		{name: "EqualObject", where: `{"/a":{"eq":{"b":[1,2.0]}}}`, want: true},
+		{name: "EqualNull", where: `{"/x":null}`, want: true},
+		{name: "MissingIsNotNull", where: `{"/missing":null}`, want: false},
+		{name: "EqOperatorObject", where: `{"/o":{"eq":{"eq":1}}}`, want: true},
+		{name: "Ne", where: `{"/s":{"ne":"closed"}}`, want: true},
+		{name: "NeMissing", where: `{"/missing":{"ne":1}}`, want: true},
+		{name: "Lt", where: `{"/neg":{"lt":-2}}`, want: true},
+		{name: "LtExact", where: `{"/n":{"lt":1.0}}`, want: false},
+		{name: "Le", where: `{"/n":{"le":1}}`, want: true},
+		{name: "GtGe", where: `{"/n":{"gt":0,"ge":1}}`, want: true},
+		{name: "RangeFails", where: `{"/n":{"gt":0,"lt":1}}`, want: false},
+		{name: "StringsByCodePoint", where: `{"/t":{"gt":"abz"}}`, want: true},
+		{name: "NoCrossType", where: `{"/s":{"gt":1}}`, want: false},
+		{name: "NoCrossTypeLe", where: `{"/n":{"le":"z"}}`, want: false},
+		{name: "In", where: `{"/s":{"in":["closed","open"]}}`, want: true},
+		{name: "InNumbers", where: `{"/n":{"in":[2,1e0]}}`, want: true},
+		{name: "NotIn", where: `{"/s":{"in":[]}}`, want: false},
+		{name: "Exists", where: `{"/x":{"exists":true},"/nope":{"exists":false}}`, want: true},
+		{name: "ExistsFails", where: `{"/nope":{"exists":true}}`, want: false},
+		{name: "Prefix", where: `{"/s":{"prefix":"op"}}`, want: true},
+		{name: "PrefixNotString", where: `{"/n":{"prefix":"1"}}`, want: false},
+		{name: "ArrayIndex", where: `{"/a/b/1":2}`, want: true},
+		{name: "AllMustHold", where: `{"/s":"open","/n":2}`, want: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := query.ParseWhere(tc.where)
+			if err != nil {
+				t.Fatalf("ParseWhere(%s): %v", tc.where, err)
+			}
+			if got := w.Match(tree); got != tc.want {
+				t.Errorf("Match = %v, want %v", got, tc.want)
+			}
+			if got := w.MatchCanonical(canonical); got != tc.want {
+				t.Errorf("MatchCanonical = %v, want %v", got, tc.want)
+			}
+			if w.Match(nil) || w.MatchCanonical(nil) {
+				t.Errorf("a document that does not exist matches")
+			}
+		})
+	}
+}
+
+func TestWhereInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		name, where, says string
+	}{
+		{name: "NotJSON", where: `{"/a":`, says: "not valid JSON"},
+		{name: "NotObject", where: `["/a"]`, says: "must be a JSON object"},
+		{name: "BadPointer", where: `{"a":1}`, says: `"a" is not a JSON Pointer`},
+		{name: "BadEscape", where: `{"/a~2":1}`, says: "not a JSON Pointer"},
+		{name: "Mixed", where: `{"/a":{"eq":1,"b":2}}`, says: `"b" is not an operator`},
+		{name: "ObjectValue", where: `{"/a":{"gte":1}}`, says: `"gte" is not an operator`},
+		{name: "EmptyOperators", where: `{"/a":{}}`, says: "names no operator"},
+		{name: "LtTakesScalar", where: `{"/a":{"lt":[1]}}`, says: "lt takes a number or a string"},
+		{name: "InTakesArray", where: `{"/a":{"in":1}}`, says: "in takes an array"},
+		{name: "ExistsTakesBool", where: `{"/a":{"exists":1}}`, says: "exists takes true or false"},
+		{name: "PrefixTakesString", where: `{"/a":{"prefix":1}}`, says: "prefix takes a string"},
+		{name: "Duplicate", where: `{"/a":1,"/a":2}`, says: "not valid JSON"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := query.ParseWhere(tc.where)
+			if !errors.Is(err, query.ErrInvalid) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("ParseWhere(%s) = %v, want ErrInvalid saying %q", tc.where, err, tc.says)
+			}
+		})
+	}
+	many := "{"
+	for i := range query.MaxConditions + 1 {
+		if i > 0 {
+			many += ","
+		}
+		many += `"/k` + strings.Repeat("x", i) + `":1`
+	}
+	if _, err := query.ParseWhere(many + "}"); !errors.Is(err, query.ErrInvalid) {
+		t.Fatalf("%d conditions: %v", query.MaxConditions+1, err)
+	}
+}
+
+func TestOrder(t *testing.T) {
+	docs := map[string]string{
+		"a": `{"p":2}`, "b": `{"p":10}`, "c": `{}`, "d": `{"p":"x"}`, "e": `{"p":2.0}`,
+		"f": `{"p":null}`, "g": `{"p":true}`, "h": `{"p":[1]}`,
+	}
+	sorted := func(o query.Order) string {
+		var keys []query.Key
+		for id, body := range docs {
+			keys = append(keys, o.KeyOf(id, []byte(body)))
+		}
+		for i := range keys { // insertion sort with o.Compare
+			for j := i; j > 0 && o.Compare(keys[j-1], keys[j]) > 0; j-- {
+				keys[j-1], keys[j] = keys[j], keys[j-1]
+			}
+		}
+		var ids []string
+		for _, k := range keys {
+			ids = append(ids, k.ID)
+		}
+		return strings.Join(ids, "")
+	}
+	asc, err := query.ParseOrder("/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sorted(asc), "fgaebdhc"; got != want {
+		t.Errorf("ascending: %s, want %s", got, want)
+	}
+	desc, err := query.ParseOrder("-/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Equal values (2 and 2.0) still tie-break by id; missing stays last.
+	if got, want := sorted(desc), "hdbaegfc"; got != want {
+		t.Errorf("descending: %s, want %s", got, want)
+	}
+	for _, bad := range []string{"", "-", "p", "-p", "/a~"} {
+		if _, err := query.ParseOrder(bad); !errors.Is(err, query.ErrInvalid) {
+			t.Errorf("ParseOrder(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
