@@ -216,6 +216,9 @@ func (h *hub) close() { h.once.Do(func() { close(h.closed) }) }
 func (h *Handler) CloseStreams() {
 	h.hub.close()
 	h.stopFollow()
+	if h.ownPresence != nil {
+		h.ownPresence.Close()
+	}
 }
 
 // resumePoint reads where a stream starts: the Last-Event-ID header, else

@@ -80,6 +80,14 @@ type Config struct {
 	// Streams bounds the change feed streams; the zero value takes its
 	// defaults (streams.go).
 	Streams StreamLimits
+	// Presence keeps the presence sessions (presence.go); nil means a
+	// registry in this process's memory, with DefaultPresenceLimits, which
+	// CloseStreams closes. A store shared by several processes gives one
+	// that they share (store.PresenceStore).
+	Presence store.Presence
+	// PresenceTTL is how long a session lives unless renewed; zero means
+	// DefaultPresenceTTL.
+	PresenceTTL time.Duration
 }
 
 // DefaultConfig returns the defaults API.md documents.
@@ -107,6 +115,10 @@ type Handler struct {
 	streams      *streamLimiter // open change feed streams
 	// following is true while the hub hears of the store's commits.
 	following bool
+
+	presence    store.Presence        // presence sessions
+	presenceTTL time.Duration         // PresenceTTL
+	ownPresence *store.MemoryPresence // the registry New made, if it did
 }
 
 // New returns a Handler serving svc.
@@ -131,6 +143,19 @@ func New(svc *document.Service, cfg Config) *Handler {
 	} else {
 		h.following = true
 		go hub.follow(events)
+	}
+	h.presence, h.presenceTTL = cfg.Presence, cfg.PresenceTTL
+	if h.presence == nil {
+		h.ownPresence = store.NewMemoryPresence(DefaultPresenceLimits, nil)
+		h.presence = h.ownPresence
+	}
+	if h.presenceTTL <= 0 {
+		h.presenceTTL = DefaultPresenceTTL
+	}
+	if events, err := h.presence.WatchPresence(ctx); err != nil {
+		log.Warn("presence: cannot follow sessions; streams see them at each heartbeat", slog.Any("err", err))
+	} else {
+		go hub.followPresence(events)
 	}
 	h.streams = newStreamLimiter(cfg.Streams, h.metrics.reg)
 	decode := cfg.DecodeBudget
@@ -220,6 +245,12 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.GET("/schemas/:c/violations", h.violations)
 	e.HEAD("/schemas/:c/violations", h.violations)
 	e.OPTIONS("/schemas/:c/violations", h.options("GET, HEAD, OPTIONS"))
+	e.GET("/docs/:c/:id/presence", h.getPresence)
+	e.HEAD("/docs/:c/:id/presence", h.getPresence)
+	e.OPTIONS("/docs/:c/:id/presence", h.options("GET, HEAD, OPTIONS"))
+	e.PUT("/docs/:c/:id/presence/:session", h.putPresence)
+	e.DELETE("/docs/:c/:id/presence/:session", h.deletePresence)
+	e.OPTIONS("/docs/:c/:id/presence/:session", h.options("PUT, DELETE, OPTIONS"))
 	e.POST("/events", h.eventsMany)
 	e.OPTIONS("/events", h.options("POST, OPTIONS"))
 	if h.cfg.UI {

@@ -672,7 +672,7 @@ func (o operation) streams() bool {
 // request returns a valid request for the operation on collection coll:
 // its path, headers and body.
 func (o operation) request(coll string) (string, hdr, string) {
-	path := strings.NewReplacer("{c}", coll, "{id}", "x", "{file}", "app.js").Replace(o.path)
+	path := strings.NewReplacer("{c}", coll, "{id}", "x", "{file}", "app.js", "{session}", testSession).Replace(o.path)
 	if o.path == "/ui/client/{file}" {
 		path = "/ui/client/patchd.js"
 	}
@@ -681,6 +681,8 @@ func (o operation) request(coll string) (string, hdr, string) {
 		return path, hdr{"Content-Type", ctJSON}, `{"writes":[{"method":"PUT","path":"/docs/` + coll + `/x","headers":{"If-Match":"*"},"body":{"k":1}}]}`
 	case o.method == "POST" && strings.HasSuffix(o.path, "/revert"):
 		return path, hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":1}`
+	case o.method == "PUT" && strings.Contains(o.path, "/presence/"):
+		return path, hdr{"Content-Type", ctJSON}, `{"name":"Ann"}`
 	case o.method == "POST" && o.path == "/events":
 		return path, hdr{"Content-Type", ctJSON}, `{"docs":[{"c":"` + coll + `","id":"x"}]}`
 	}
@@ -696,6 +698,21 @@ func (o operation) request(coll string) (string, hdr, string) {
 	}
 	return path, nil, ""
 }
+
+// testSession is a valid presence session id.
+const testSession = "0123456789abcdef"
+
+// faultyPresence fails every call with err.
+type faultyPresence struct{ err error }
+
+func (f faultyPresence) PutPresence(context.Context, store.PresenceSession, time.Duration) (time.Time, error) {
+	return time.Time{}, f.err
+}
+func (f faultyPresence) EndPresence(context.Context, string, string, string) error { return f.err }
+func (f faultyPresence) ListPresence(context.Context, string, string) ([]store.PresenceSession, error) {
+	return nil, f.err
+}
+func (f faultyPresence) WatchPresence(context.Context) (<-chan store.Event, error) { return nil, f.err }
 
 // faultyStore fails every call: it injects the faults that give 500s.
 type faultyStore struct{ store.Store }
@@ -831,7 +848,10 @@ func TestOpenAPIConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bst.Close() })
-	faulty := &server{Server: httptest.NewServer(newHandler(faultyStore{bst}, newConfig(withCORS, func(c *config) { c.http.Backup = faultyStore{bst} })).Echo())}
+	faulty := &server{Server: httptest.NewServer(newHandler(faultyStore{bst}, newConfig(withCORS, func(c *config) {
+		c.http.Backup = faultyStore{bst}
+		c.http.Presence = faultyPresence{errInjected}
+	})).Echo())}
 	t.Cleanup(faulty.Close)
 	full := &server{Server: httptest.NewServer(newHandler(noSpaceStore{bst}, newConfig(withCORS, func(c *config) { c.http.Backup = noSpaceStore{bst} })).Echo())}
 	t.Cleanup(full.Close)
@@ -846,7 +866,14 @@ func TestOpenAPIConformance(t *testing.T) {
 	slowUpload(t, busy.Listener.Addr().String(), "/docs/c/slow", 20<<10, stopUpload)
 	waitBudgetHeld(t, busyH, 16<<10)
 	big := `{"a":"` + strings.Repeat("x", 17<<10) + `"}`
-	down := &server{Server: httptest.NewServer(newHandler(unavailableStore{bst}, newConfig(withCORS)).Echo())}
+	down := &server{Server: httptest.NewServer(newHandler(unavailableStore{bst}, newConfig(withCORS, func(c *config) {
+		c.http.Presence = faultyPresence{store.ErrUnavailable}
+	})).Echo())}
+	// Room for one presence session per document.
+	crowded := startServer(t, withCORS, func(c *config) {
+		c.http.Presence = store.NewMemoryPresence(store.PresenceLimits{PerDocument: 1}, nil)
+	})
+	expect(t, crowded.do(t, "PUT", "/docs/c/d/presence/"+testSession, hdr{"Content-Type", ctJSON}, `{}`), 200, "")
 	t.Cleanup(down.Close)
 	// Keeps one version per document: the answers of idempotent requests
 	// are gone as soon as another write follows them.
@@ -1213,6 +1240,35 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"EventsMany/Overloaded", noFiles, "POST", "/events", hdr{"Content-Type", ctJSON}, docsSub, V, 503, "overloaded"},
 		{"EventsManyOptions", s, "OPTIONS", "/events", nil, "", V, 204, ""},
 
+		{"PutPresence", s, "PUT", "/docs/c/d/presence/" + testSession, hdr{"Content-Type", ctJSON}, `{"name":"Ann","color":"#c33","focus":"/a/b","data":{"typing":true}}`, V, 200, ""},
+		{"PutPresence/Renew", s, "PUT", "/docs/c/d/presence/" + testSession, hdr{"Content-Type", ctJSON}, `{"name":"Ann","focus":null}`, V, 200, ""},
+		{"PutPresence/NoDocument", s, "PUT", "/docs/c/never/presence/" + testSession, hdr{"Content-Type", ctJSON}, `{}`, V, 200, ""},
+		{"PutPresence/ShortSession", s, "PUT", "/docs/c/d/presence/short", hdr{"Content-Type", ctJSON}, `{}`, I, 400, "invalid-request"},
+		{"PutPresence/BadFocus", s, "PUT", "/docs/c/d/presence/" + testSession, hdr{"Content-Type", ctJSON}, `{"focus":"a/b"}`, I, 400, "invalid-request"},
+		{"PutPresence/Unknown", s, "PUT", "/docs/c/d/presence/" + testSession, hdr{"Content-Type", ctJSON}, `{"nick":"a"}`, I, 400, "invalid-request"},
+		{"PutPresence/InvalidJSON", s, "PUT", "/docs/c/d/presence/" + testSession, hdr{"Content-Type", ctJSON}, `{"name":`, I, 400, "invalid-json"},
+		{"PutPresence/TooLarge", s, "PUT", "/docs/c/d/presence/" + testSession, hdr{"Content-Type", ctJSON}, `{"data":"` + strings.Repeat("x", 1100) + `"}`, A, 413, "too-large"},
+		{"PutPresence/MediaType", s, "PUT", "/docs/c/d/presence/" + testSession, hdr{"Content-Type", "text/plain"}, `{}`, I, 415, "unsupported-media-type"},
+		{"PutPresence/Full", crowded, "PUT", "/docs/c/d/presence/" + testSession + "2", hdr{"Content-Type", ctJSON}, `{}`, V, 429, "rate-limited"},
+		{"PutPresence/Fault", faulty, "PUT", "/docs/c/d/presence/" + testSession, hdr{"Content-Type", ctJSON}, `{}`, V, 500, "internal"},
+		{"PutPresence/Unavailable", down, "PUT", "/docs/c/d/presence/" + testSession, hdr{"Content-Type", ctJSON}, `{}`, V, 503, "unavailable"},
+		{"GetPresence", s, "GET", "/docs/c/d/presence", nil, "", V, 200, ""},
+		{"GetPresence/NoDocument", s, "GET", "/docs/c/none/presence", nil, "", V, 200, ""},
+		{"GetPresence/BadID", s, "GET", "/docs/c/a%20b/presence", nil, "", I, 400, "invalid-request"},
+		{"GetPresence/Fault", faulty, "GET", "/docs/c/d/presence", nil, "", V, 500, "internal"},
+		{"GetPresence/Unavailable", down, "GET", "/docs/c/d/presence", nil, "", V, 503, "unavailable"},
+		{"HeadPresence", s, "HEAD", "/docs/c/d/presence", nil, "", V, 200, ""},
+		{"HeadPresence/BadID", s, "HEAD", "/docs/c/a%20b/presence", nil, "", I, 400, ""},
+		{"HeadPresence/Fault", faulty, "HEAD", "/docs/c/d/presence", nil, "", V, 500, ""},
+		{"HeadPresence/Unavailable", down, "HEAD", "/docs/c/d/presence", nil, "", V, 503, ""},
+		{"PresenceOptions", s, "OPTIONS", "/docs/c/d/presence", nil, "", V, 204, ""},
+		{"PresenceSessionOptions", s, "OPTIONS", "/docs/c/d/presence/" + testSession, nil, "", V, 204, ""},
+		{"DeletePresence", s, "DELETE", "/docs/c/d/presence/" + testSession, nil, "", V, 204, ""},
+		{"DeletePresence/NotFound", s, "DELETE", "/docs/c/d/presence/" + testSession, nil, "", V, 404, "not-found"},
+		{"DeletePresence/BadSession", s, "DELETE", "/docs/c/d/presence/a%20b", nil, "", I, 400, "invalid-request"},
+		{"DeletePresence/Fault", faulty, "DELETE", "/docs/c/d/presence/" + testSession, nil, "", V, 500, "internal"},
+		{"DeletePresence/Unavailable", down, "DELETE", "/docs/c/d/presence/" + testSession, nil, "", V, 503, "unavailable"},
+
 		{"Demo", s, "GET", "/", nil, "", V, 200, ""},
 		{"Demo/Document", s, "GET", "/?c=demo&id=order", nil, "", V, 200, ""},
 		{"DemoFile/HTML", s, "GET", "/ui/index.html", nil, "", V, 200, ""},
@@ -1291,6 +1347,8 @@ func TestOpenAPIConformance(t *testing.T) {
 		post(`{"docs":[{"c":"c","id":"never"}]}`, "snapshot")
 		post(`{"docs":[{"c":"r","id":"x","after":0}]}`, "version")
 		post(`{"docs":[{"c":"r","id":"x","after":1000}]}`, "reset")
+		expect(t, s.do(t, "PUT", "/docs/c/p/presence/"+testSession, hdr{"Content-Type", ctJSON}, `{"name":"Ann","focus":"/a"}`), 200, "")
+		post(`{"docs":[{"c":"c","id":"p"}],"presence":true}`, "presence")
 		ready := post(`{"collections":[{"c":"o","where":{"/n":1}}],"presence":false}`, "ready")
 		var cursors struct{ Cursors []string }
 		if err := json.Unmarshal([]byte(ready.Data), &cursors); err != nil || len(cursors.Cursors) != 1 {

@@ -29,6 +29,7 @@ type docSub struct {
 	key      string // hubKey
 	resume   bool   // after was given
 	after    uint64 // the last seq sent (or given)
+	presence presenceSub
 }
 
 // collSub is a subscription to a collection's changes.
@@ -44,8 +45,9 @@ type collSub struct {
 
 // eventsRequest is a parsed POST /events body.
 type eventsRequest struct {
-	docs  []*docSub
-	colls []*collSub
+	docs     []*docSub
+	colls    []*collSub
+	presence bool // presence events for the document subscriptions
 }
 
 // encodeCursor is a cursor as the API shows it: base64url without padding.
@@ -65,8 +67,9 @@ func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
 	if err := onlyMembers("the body", top, "docs", "collections", "presence"); err != nil {
 		return nil, err
 	}
+	var presence bool
 	if p, ok := top["presence"]; ok {
-		if _, ok := p.(bool); !ok {
+		if presence, ok = p.(bool); !ok {
 			return nil, fail(ErrInvalidRequest, "presence must be true or false")
 		}
 	}
@@ -84,7 +87,7 @@ func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
 	case n > maxSubs:
 		return nil, fail(ErrInvalidRequest, fmt.Sprintf("%d subscriptions; a stream may have at most %d (--max-subscriptions)", n, maxSubs))
 	}
-	req := &eventsRequest{}
+	req := &eventsRequest{presence: presence}
 	seen := map[string]int{}
 	for i, e := range docs {
 		where := fmt.Sprintf("docs[%d]", i)
@@ -111,6 +114,7 @@ func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
 			d.resume, d.after = true, seq
 		}
 		d.key = hubKey(d.coll, d.id)
+		d.presence.key = presenceKey(d.coll, d.id)
 		if j, dup := seen[d.key]; dup {
 			return nil, fail(ErrInvalidRequest, fmt.Sprintf("%s names the document of docs[%d] again", where, j))
 		}
@@ -220,9 +224,12 @@ func (h *Handler) eventsMany(c echo.Context) error {
 	}
 	defer done()
 
-	keys := make([]string, 0, len(req.docs)+len(req.colls))
+	keys := make([]string, 0, 2*len(req.docs)+len(req.colls))
 	for _, d := range req.docs {
 		keys = append(keys, d.key)
+		if req.presence {
+			keys = append(keys, d.presence.key)
+		}
 	}
 	for _, cs := range req.colls {
 		keys = append(keys, cs.key)
@@ -361,6 +368,11 @@ func (m *multiStream) start(ctx context.Context) error {
 		if err := m.pumpDoc(ctx, d); err != nil {
 			return err
 		}
+		if m.req.presence {
+			if err := m.pumpPresence(ctx, d, true); err != nil {
+				return err
+			}
+		}
 	}
 	for _, cs := range m.req.colls {
 		if cs.cursor == nil {
@@ -386,6 +398,11 @@ func (m *multiStream) pump(ctx context.Context, keys map[string]struct{}, all bo
 	for _, d := range m.req.docs {
 		if _, ok := keys[d.key]; ok || all {
 			if err := m.pumpDoc(ctx, d); err != nil {
+				return err
+			}
+		}
+		if _, ok := keys[d.presence.key]; m.req.presence && (ok || all) {
+			if err := m.pumpPresence(ctx, d, false); err != nil {
 				return err
 			}
 		}

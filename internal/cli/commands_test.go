@@ -37,7 +37,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		"history-age", "max-rebase-ops", "max-rebase-work", "shutdown-timeout", "log-format", "log-level", "ui",
 		"tokens", "cors-origins", "rate", "idempotency-ttl", "insecure-no-auth", "read-header-timeout", "read-timeout",
 		"write-timeout", "idle-timeout", "max-header-bytes", "max-batch", "db-timeout", "idempotency-max-per-client",
-		"max-streams", "max-streams-per-client", "max-subscriptions", "tls-cert", "tls-key"}
+		"max-streams", "max-streams-per-client", "max-subscriptions", "tls-cert", "tls-key", "presence-ttl"}
 	for _, tc := range []struct {
 		args  []string
 		flags []string

@@ -54,6 +54,7 @@ type serveConfig struct {
 	maxSubscriptions    int
 	tlsCert             string
 	tlsKey              string
+	presenceTTL         time.Duration
 }
 
 // serveFlags declares serve's flags into cfg.
@@ -96,6 +97,7 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(intValue{&cfg.maxStreams}, "max-streams", "10000", "most change feed streams open at once; more is 429")
 	f.add(intValue{&cfg.maxStreamsPerClient}, "max-streams-per-client", "64", "most change feed streams of one client (its token, or its IP address without --tokens); more is 429")
 	f.add(intValue{&cfg.maxSubscriptions}, "max-subscriptions", "1000", "most documents and collections one POST /events stream follows; more is 400")
+	f.add(durationValue{&cfg.presenceTTL}, "presence-ttl", "30s", "how long a presence session lives unless its client renews it")
 	f.add(stringValue{&cfg.tlsCert}, "tls-cert", "", "certificate (PEM, with its chain) to serve HTTPS and HTTP/2; needs --tls-key")
 	f.add(stringValue{&cfg.tlsKey}, "tls-key", "", "private key (PEM) of --tls-cert")
 	return f
@@ -128,6 +130,8 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 		return bad("--rate must not be negative")
 	case cfg.idempotencyTTL <= 0:
 		return bad("--idempotency-ttl must be positive")
+	case cfg.presenceTTL < time.Second || cfg.presenceTTL > 24*time.Hour:
+		return bad("--presence-ttl must be from 1s to 24h")
 	case cfg.readHeaderTimeout <= 0, cfg.readTimeout <= 0, cfg.writeTimeout <= 0, cfg.idleTimeout <= 0:
 		return bad("--read-header-timeout, --read-timeout, --write-timeout and --idle-timeout must be positive")
 	case cfg.maxHeaderBytes < 1 || cfg.maxHeaderBytes > 1<<30:
@@ -241,6 +245,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		hcfg.Backup = b
 	}
 	hcfg.Streams = streamLimits(cfg, log)
+	hcfg.PresenceTTL = cfg.presenceTTL
+	if ps, ok := st.(store.PresenceStore); ok {
+		hcfg.Presence = ps.Presence(handlers.DefaultPresenceLimits)
+	}
 	h := handlers.New(svc, hcfg)
 
 	srv := &http.Server{

@@ -126,7 +126,7 @@ func (s *Store) listenOnceConn(ctx context.Context) (up time.Duration, err error
 	since = time.Now()
 	s.metrics.listenUp.Store(true)
 	// Listening now: whatever was committed before is in History.
-	s.feed.Publish(store.Event{Resync: true})
+	s.resync()
 	for {
 		wctx, cancel := context.WithTimeout(ctx, s.poll)
 		n, err := conn.WaitForNotification(wctx)
@@ -135,7 +135,7 @@ func (s *Store) listenOnceConn(ctx context.Context) (up time.Duration, err error
 		case ctx.Err() != nil:
 			return 0, ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
-			s.feed.Publish(store.Event{Resync: true}) // the safety-net tick
+			s.resync() // the safety-net tick
 			continue
 		case err != nil:
 			return 0, err
@@ -143,16 +143,25 @@ func (s *Store) listenOnceConn(ctx context.Context) (up time.Duration, err error
 		var h hint
 		if err := json.Unmarshal([]byte(n.Payload), &h); err != nil {
 			s.log.Warn("change feed: bad hint", "payload", n.Payload, "err", err)
-			s.feed.Publish(store.Event{Resync: true})
+			s.resync()
 			continue
 		}
 		switch {
 		case h.Collection == "" || h.ID == "":
-			s.feed.Publish(store.Event{Resync: true})
+			s.resync()
 		case h.Origin == s.origin:
 			// This store's own commit: its subscribers heard of it then.
+		case h.Presence:
+			s.presenceFeed.Publish(store.Event{Collection: h.Collection, ID: h.ID})
 		default:
 			s.feed.Publish(store.Event{Collection: h.Collection, ID: h.ID, Seq: h.Seq})
 		}
 	}
+}
+
+// resync tells every subscriber, of commits and of presence, that hints
+// may have been missed.
+func (s *Store) resync() {
+	s.feed.Publish(store.Event{Resync: true})
+	s.presenceFeed.Publish(store.Event{Resync: true})
 }

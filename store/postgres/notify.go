@@ -26,6 +26,9 @@ type hint struct {
 	Collection string `json:"c,omitempty"`
 	ID         string `json:"i,omitempty"`
 	Seq        uint64 `json:"s,omitempty"`
+	// Presence means the document's presence sessions changed, not its
+	// versions.
+	Presence bool `json:"p,omitempty"`
 	// Origin names the Store that committed the version: it told its own
 	// subscribers at the commit, so it passes over its own hints.
 	Origin string `json:"o,omitempty"`
@@ -34,7 +37,12 @@ type hint struct {
 // encodeHint returns the NOTIFY payload of a commit; one too large for
 // NOTIFY names no document, which listeners read as a Resync.
 func encodeHint(origin, collection, id string, seq uint64) string {
-	b, _ := json.Marshal(hint{Collection: collection, ID: id, Seq: seq, Origin: origin})
+	return encode(hint{Collection: collection, ID: id, Seq: seq, Origin: origin})
+}
+
+// encode returns the NOTIFY payload of h ({} when too large).
+func encode(h hint) string {
+	b, _ := json.Marshal(h)
 	if len(b) > maxHint {
 		return `{}`
 	}
@@ -52,6 +60,15 @@ func encodeHint(origin, collection, id string, seq uint64) string {
 func (s *Store) queueHint(collection, id string, seq uint64) {
 	select {
 	case s.hints <- encodeHint(s.origin, collection, id, seq):
+	default:
+		s.hintsDropped.Store(true)
+	}
+}
+
+// queueHintOf queues h without waiting, as queueHint does.
+func (s *Store) queueHintOf(h hint) {
+	select {
+	case s.hints <- encode(h):
 	default:
 		s.hintsDropped.Store(true)
 	}

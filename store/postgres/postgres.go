@@ -111,6 +111,11 @@ type Store struct {
 	stopListen context.CancelFunc // ends the listener; set by listenOnce
 	listenDone chan struct{}      // closed when the listener has ended
 
+	presenceFeed store.Broadcaster  // hints of changed presence sessions
+	sweepOnce    sync.Once          // starts the sweeper of expired sessions
+	stopSweep    context.CancelFunc // ends the sweeper; set by sweepOnce
+	sweepDone    chan struct{}      // closed when the sweeper has ended
+
 	metrics *collector
 	hooks   hooks // fault injection for tests; zero in production
 }
@@ -234,6 +239,10 @@ func (s *Store) Close() error {
 	if err := s.gate.Shut(); err != nil {
 		return fmt.Errorf("postgres: close: %w", err)
 	}
+	if s.stopSweep != nil {
+		s.stopSweep()
+		<-s.sweepDone
+	}
 	close(s.hints) // no Update is in progress; send what is queued
 	<-s.hintsDone
 	if s.stopListen != nil {
@@ -241,6 +250,7 @@ func (s *Store) Close() error {
 		<-s.listenDone
 	}
 	s.feed.Close()
+	s.presenceFeed.Close()
 	s.pool.Close()
 	s.log.Debug("closed")
 	return nil

@@ -1,0 +1,274 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+)
+
+// Presence (API.md, "Presence"): who has a document open, and where in it.
+// Sessions live in a store.Presence registry (Config.Presence); handlers
+// only translate HTTP, and streams that asked for presence follow it.
+
+// maxPresenceBody is the largest PUT .../presence/{session} body.
+const maxPresenceBody = 1024
+
+// Bounds of a session id, of the characters of document ids.
+const (
+	minSessionLen = 16
+	maxSessionLen = 64
+)
+
+// DefaultPresenceTTL is how long a session lives unless renewed.
+const DefaultPresenceTTL = 30 * time.Second
+
+// DefaultPresenceLimits bound the presence sessions of a server.
+var DefaultPresenceLimits = store.PresenceLimits{PerDocument: 100, PerClient: 500, Total: 10000}
+
+// presenceTarget reads and checks the collection, id and session of a
+// presence request.
+func presenceTarget(c echo.Context) (coll, id, session string, err error) {
+	if coll, id, err = target(c, true); err != nil {
+		return "", "", "", err
+	}
+	session = c.Param("session")
+	if len(session) < minSessionLen || len(session) > maxSessionLen || !store.ValidName(session) {
+		return "", "", "", fail(ErrInvalidRequest, fmt.Sprintf("session %q must match [A-Za-z0-9._~-]{%d,%d}", session, minSessionLen, maxSessionLen))
+	}
+	return coll, id, session, nil
+}
+
+// presenceMembers are the members of a presence body, all optional.
+var presenceMembers = []string{"name", "color", "focus", "data"}
+
+// parsePresence checks a presence body and returns its canonical state:
+// every member, null when absent.
+func parsePresence(body []byte) ([]byte, error) {
+	v, err := patch.Parse(body, patch.Limits{MaxDepth: 16})
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fail(ErrInvalidRequest, `the body must be a JSON object {"name", "color", "focus", "data"}`)
+	}
+	if err := onlyMembers("the body", m, presenceMembers...); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"name", "color"} {
+		switch m[k].(type) {
+		case nil, string:
+		default:
+			return nil, fail(ErrInvalidRequest, k+" must be a string or null")
+		}
+	}
+	switch f := m["focus"].(type) {
+	case nil:
+	case string:
+		if _, err := patch.ParsePointer(f); err != nil {
+			return nil, fail(ErrInvalidRequest, fmt.Sprintf("focus %q must be a JSON Pointer (RFC 6901) or null", f))
+		}
+	default:
+		return nil, fail(ErrInvalidRequest, "focus must be a JSON Pointer (RFC 6901) string or null")
+	}
+	state := make(map[string]any, len(presenceMembers))
+	for _, k := range presenceMembers {
+		state[k] = m[k]
+	}
+	return patch.Canonical(state), nil
+}
+
+// sessionJSON is a session as the API shows it.
+func sessionJSON(s store.PresenceSession) (map[string]any, error) {
+	v, err := patch.Parse(s.State, patch.Limits{MaxDepth: 64})
+	if err != nil {
+		return nil, fmt.Errorf("presence %s: stored state: %w", s.Session, err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("presence %s: stored state is not an object", s.Session)
+	}
+	m["session"] = s.Session
+	m["actor"] = nil
+	if s.Actor != "" {
+		m["actor"] = s.Actor
+	}
+	m["expires"] = s.Expires.UTC().Format(time.RFC3339Nano)
+	return m, nil
+}
+
+// sessionsJSON is a document's sessions as the API shows them.
+func sessionsJSON(ss []store.PresenceSession) ([]any, error) {
+	out := make([]any, 0, len(ss))
+	for _, s := range ss {
+		m, err := sessionJSON(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// presenceClient names the client of a request for the per-client bound:
+// its token with --tokens, else its address (as for streams).
+func presenceClient(c echo.Context, tokens bool) string {
+	if tokens {
+		if p := principal(c); p.Name != "" {
+			return "token " + p.Name
+		}
+	}
+	return clientKey(c.Request())
+}
+
+// putPresence serves PUT /docs/{c}/{id}/presence/{session}.
+func (h *Handler) putPresence(c echo.Context) error {
+	coll, id, session, err := presenceTarget(c)
+	if err != nil {
+		return err
+	}
+	if mediaType(c) != echo.MIMEApplicationJSON {
+		return fail(ErrUnsupportedMediaType, fmt.Sprintf("presence is sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+	}
+	r := c.Request()
+	if r.ContentLength > maxPresenceBody {
+		return fail(ErrTooLarge, fmt.Sprintf("the body is %d bytes; presence is at most %d", r.ContentLength, maxPresenceBody))
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxPresenceBody+1))
+	if err != nil {
+		return fail(ErrInvalidRequest, "could not read the request body")
+	}
+	if len(body) > maxPresenceBody {
+		return fail(ErrTooLarge, fmt.Sprintf("presence is at most %d bytes", maxPresenceBody))
+	}
+	state, err := parsePresence(body)
+	if err != nil {
+		return err
+	}
+	s := store.PresenceSession{Collection: coll, ID: id, Session: session, State: state,
+		Client: presenceClient(c, h.cfg.Tokens != nil), Actor: principal(c).Actor}
+	s.Expires, err = h.presence.PutPresence(r.Context(), s, h.presenceTTL)
+	var full *store.PresenceFullError
+	if errors.As(err, &full) {
+		secs := int(math.Ceil(h.presenceTTL.Seconds()))
+		c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(max(secs, 1)))
+		return fail(ErrRateLimited, fmt.Sprintf("%d presence sessions already (the %s limit); retry after %d s, when sessions may have expired", full.Limit, full.Scope, max(secs, 1)))
+	}
+	if err != nil {
+		return err
+	}
+	m, err := sessionJSON(s)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	return c.JSONBlob(http.StatusOK, patch.Canonical(m))
+}
+
+// deletePresence serves DELETE /docs/{c}/{id}/presence/{session}.
+func (h *Handler) deletePresence(c echo.Context) error {
+	coll, id, session, err := presenceTarget(c)
+	if err != nil {
+		return err
+	}
+	err = h.presence.EndPresence(c.Request().Context(), coll, id, session)
+	if errors.Is(err, store.ErrNotFound) {
+		return fail(store.ErrNotFound, fmt.Sprintf("no presence session %s on %s/%s (ended, or expired)", session, coll, id))
+	}
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	return c.NoContent(http.StatusNoContent)
+}
+
+// getPresence serves GET /docs/{c}/{id}/presence.
+func (h *Handler) getPresence(c echo.Context) error {
+	coll, id, err := target(c, true)
+	if err != nil {
+		return err
+	}
+	ss, err := h.presence.ListPresence(c.Request().Context(), coll, id)
+	if err != nil {
+		return err
+	}
+	list, err := sessionsJSON(ss)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	return c.JSONBlob(http.StatusOK, patch.Canonical(map[string]any{"sessions": list}))
+}
+
+// presenceKey is the hub key of a document's presence: it never meets
+// hubKey and collKey values (names never contain 0x00, nor start with it).
+func presenceKey(coll, id string) string { return "\x00\x00" + coll + "\x00" + id }
+
+// followPresence wakes the streams that follow a document's presence when
+// events hint that it changed, until the channel closes.
+func (h *hub) followPresence(events <-chan store.Event) {
+	for ev := range events {
+		if ev.Resync {
+			h.notifyAll()
+			continue
+		}
+		k := presenceKey(ev.Collection, ev.ID)
+		h.mu.RLock()
+		for w := range h.subs[k] {
+			w.notify(k)
+		}
+		h.mu.RUnlock()
+	}
+}
+
+// presenceSub is what a stream last sent of a document's presence.
+type presenceSub struct {
+	key  string // presenceKey
+	sent []byte // fingerprint of the sessions last sent; nil: none sent
+}
+
+// presenceFingerprint identifies what a client sees of sessions, expiry times
+// aside: renewing a session alone changes nothing to show.
+func presenceFingerprint(ss []store.PresenceSession) []byte {
+	b := []byte{'['}
+	for _, s := range ss {
+		b = strconv.AppendQuote(b, s.Session)
+		b = strconv.AppendQuote(b, s.Actor)
+		b = append(b, s.State...)
+		b = append(b, ',')
+	}
+	return b
+}
+
+// pumpPresence sends a presence event for d when its sessions differ from
+// those last sent. At the start (start), an empty list is not sent.
+func (m *multiStream) pumpPresence(ctx context.Context, d *docSub, start bool) error {
+	ss, err := m.h.presence.ListPresence(ctx, d.coll, d.id)
+	if err != nil {
+		return err
+	}
+	fp := presenceFingerprint(ss)
+	if (start && len(ss) == 0) || bytes.Equal(fp, d.presence.sent) {
+		d.presence.sent = fp
+		return nil
+	}
+	list, err := sessionsJSON(ss)
+	if err != nil {
+		return err
+	}
+	if err := m.write("presence", patch.Canonical(map[string]any{"c": d.coll, "id": d.id, "sessions": list})); err != nil {
+		return err
+	}
+	d.presence.sent = fp
+	return nil
+}
