@@ -1348,7 +1348,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		post(`{"docs":[{"c":"r","id":"x","after":0}]}`, "version")
 		post(`{"docs":[{"c":"r","id":"x","after":1000}]}`, "reset")
 		expect(t, s.do(t, "PUT", "/docs/c/p/presence/"+testSession, hdr{"Content-Type", ctJSON}, `{"name":"Ann","focus":"/a"}`), 200, "")
-		post(`{"docs":[{"c":"c","id":"p"}],"presence":true}`, "presence")
+		post(`{"docs":[{"c":"c","id":"p","after":0}],"presence":true}`, "presence")
 		ready := post(`{"collections":[{"c":"o","where":{"/n":1}}],"presence":false}`, "ready")
 		var cursors struct{ Cursors []string }
 		if err := json.Unmarshal([]byte(ready.Data), &cursors); err != nil || len(cursors.Cursors) != 1 {
