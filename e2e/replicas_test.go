@@ -50,7 +50,7 @@ func TestHandlerSuitesOverReplicas(t *testing.T) {
 	suites := "^(TestDocumentLifecycle|TestNumbersKeepTheirLiterals|TestErrorTable|TestPreconditions|TestOptionsAndAllow|" +
 		"TestPostAndList|TestRestartKeepsEverything|TestLimits|TestRebaseTooFar|TestRebaseCasesOverHTTP|TestCollaborativeForm|TestContestedFields|" +
 		"TestSchemaRefusals|TestSchemas|TestWriteSkewPlanSeats|TestDryRunLeavesNoTrace|TestRevert|TestBatch|TestBatchAuthorization|TestActors|" +
-		"TestEventsMany.*|TestStreamLimits|TestList(BodiesAndWhere|BodiesBounded|Order))$"
+		"TestEventsMany.*|TestStreamLimits|TestPresence(Lifecycle|Errors|Actor|Events|Expires)|TestList(BodiesAndWhere|BodiesBounded|Order))$"
 	args := []string{"test", "-count=1", "-v", "-run", suites}
 	if raceEnabled {
 		args = append(args, "-race")

@@ -42,6 +42,9 @@ func newConfig(opts ...func(*config)) config {
 
 // newHandler wires st to a handler, as the binary does.
 func newHandler(st store.Store, cfg config) *handlers.Handler {
+	if ps, ok := st.(store.PresenceStore); ok && cfg.http.Presence == nil {
+		cfg.http.Presence = ps.Presence(handlers.DefaultPresenceLimits)
+	}
 	return handlers.New(document.New(st, cfg.doc), cfg.http)
 }
 
