@@ -153,7 +153,7 @@ func New(svc *document.Service, cfg Config) *Handler {
 		h.presenceTTL = DefaultPresenceTTL
 	}
 	if events, err := h.presence.WatchPresence(ctx); err != nil {
-		log.Warn("presence: cannot follow sessions; streams see them at each heartbeat", slog.Any("err", err))
+		log.Warn("presence: cannot follow sessions; streams send presence events only when they look again", slog.Any("err", err))
 	} else {
 		go hub.followPresence(events)
 	}
