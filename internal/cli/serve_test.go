@@ -24,7 +24,7 @@ func TestParseFlags(t *testing.T) {
 			idempotencyTTL: 24 * time.Hour, dbTimeout: 5 * time.Second, idempotencyLimit: 100_000,
 			readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
 			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100,
-			maxStreams: 10000, maxStreamsPerClient: 64, maxSubscriptions: 1000}
+			maxStreams: 10000, maxStreamsPerClient: 64, maxSubscriptions: 1000, presenceTTL: 30 * time.Second}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
 		}
@@ -57,7 +57,7 @@ func TestParseFlags(t *testing.T) {
 		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"},
 			{"--db-timeout", "0"}, {"--db-timeout", "5ms"}, {"--idempotency-max-per-client", "0"},
 			{"--max-streams", "0"}, {"--max-streams-per-client", "-1"}, {"--max-subscriptions", "0"},
-			{"--tls-cert", "cert.pem"}, {"--tls-key", "key.pem"}} {
+			{"--tls-cert", "cert.pem"}, {"--tls-key", "key.pem"}, {"--presence-ttl", "500ms"}, {"--presence-ttl", "25h"}} {
 			var usage strings.Builder
 			if _, err := parseFlags(args, noEnv, &usage); err == nil {
 				t.Errorf("%v: no error", args)
