@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -212,20 +213,29 @@ func (h *Handler) getPresence(c echo.Context) error {
 
 // presenceKey is the hub key of a document's presence: it never meets
 // hubKey and collKey values (names never contain 0x00, nor start with it).
-func presenceKey(coll, id string) string { return "\x00\x00" + coll + "\x00" + id }
+func presenceKey(coll, id string) string { return presencePrefix + coll + "\x00" + id }
+
+// presencePrefix begins every presenceKey.
+const presencePrefix = "\x00\x00"
 
 // followPresence wakes the streams that follow a document's presence when
 // events hint that it changed, until the channel closes.
 func (h *hub) followPresence(events <-chan store.Event) {
 	for ev := range events {
-		if ev.Resync {
-			h.notifyAll()
-			continue
-		}
-		k := presenceKey(ev.Collection, ev.ID)
 		h.mu.RLock()
-		for w := range h.subs[k] {
-			w.notify(k)
+		if ev.Resync { // hints may have been missed: every follower looks again
+			for k, ws := range h.subs {
+				if strings.HasPrefix(k, presencePrefix) {
+					for w := range ws {
+						w.notify(k)
+					}
+				}
+			}
+		} else {
+			k := presenceKey(ev.Collection, ev.ID)
+			for w := range h.subs[k] {
+				w.notify(k)
+			}
 		}
 		h.mu.RUnlock()
 	}
