@@ -204,6 +204,35 @@ func BenchmarkGet(b *testing.B) {
 	})
 }
 
+// BenchmarkPresence: a renewal of a presence session (PUT), and the
+// listing of a document's 10 sessions (GET), beside BenchmarkGet.
+func BenchmarkPresence(b *testing.B) {
+	s := newBenchServer(b)
+	body := []byte(`{"name":"Ann","color":"#c33","focus":"/items/3/qty","data":{"typing":true}}`)
+	ct := []string{"Content-Type", "application/json"}
+	for i := range 10 {
+		if status, _ := s.do(b, http.MethodPut, fmt.Sprintf("/docs/b/d/presence/session-%012d", i), ct, body); status != http.StatusOK {
+			b.Fatal(status)
+		}
+	}
+	b.Run("Put", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if status, _ := s.do(b, http.MethodPut, "/docs/b/d/presence/session-000000000000", ct, body); status != http.StatusOK {
+				b.Fatal(status)
+			}
+		}
+	})
+	b.Run("Get10", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if status, _ := s.do(b, http.MethodGet, "/docs/b/d/presence", nil, nil); status != http.StatusOK {
+				b.Fatal(status)
+			}
+		}
+	})
+}
+
 // The targets of issue 4 that compare two costs are measured interleaved,
 // iteration by iteration, so that noise on a shared machine hits both
 // sides alike; each reports both costs and their ratio.
