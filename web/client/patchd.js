@@ -297,6 +297,7 @@ export class Doc {
     this._undo = []; // this client's committed versions, oldest first: {etag, rid, seq}
     this._seqs = new Map(); // etag -> {seq, rid, tick} of the versions the feed brought
     this._undoing = Promise.resolve();
+    this._reverting = []; // seqs of the reverts in flight
     this._listeners.add((ev) => this._sawVersion(ev));
   }
 
@@ -628,6 +629,9 @@ export class Doc {
   _sawVersion(ev) {
     const v = ev.version;
     if (ev.type !== 'change' || !v?.etag) return;
+    // A revert in flight whose version the feed brings before its answer:
+    // this client's own (listeners are told after this one).
+    if (ev.source === 'remote' && v.kind === 'revert' && this._reverting.includes(v.reverts)) ev.source = 'own';
     const u = this._undo.find((u) => u.seq === null && ownVersion(u, v));
     if (u) u.seq = v.seq;
     this._seqs.delete(v.etag);
@@ -668,13 +672,11 @@ export class Doc {
       }
       let r;
       try {
-        r = await this._revertRequest(u.seq, signal);
+        r = await this._revertRequest(u.seq, signal, forget);
       } catch (err) {
         if (err instanceof PatchdError && err.type === 'base-unknown') forget(); // it left history
         throw err;
       }
-      forget();
-      this._answered(r);
       return { etag: r.etag, value: r.value, rebasedFrom: r.rebasedFrom, seq: u.seq };
     }
   }
@@ -688,13 +690,13 @@ export class Doc {
    * created the document; not-found).
    */
   async revert(seq, { signal } = {}) {
-    const r = await this._revertRequest(seq, signal);
-    this._own(r.etag, r.rid, r.replayed, r.sentTick);
-    this._answered(r);
+    const r = await this._revertRequest(seq, signal, (r) => this._own(r.etag, r.rid, r.replayed, r.sentTick));
     return { etag: r.etag, value: r.value, rebasedFrom: r.rebasedFrom };
   }
 
-  async _revertRequest(seq, signal) {
+  // _revertRequest sends a revert; on success it calls done(answer) and
+  // shows the answer.
+  async _revertRequest(seq, signal, done) {
     if (this._closed) throw new NetworkError('closed');
     const c = this.client;
     const body = { seq };
@@ -703,7 +705,18 @@ export class Doc {
     if (this.etag) headers['If-Match'] = this.etag;
     const s = anySignal(this._abortSends.signal, signal);
     const sentTick = c._tick();
-    const res = await c._request(c._url(this.collection, this.id, '/revert'), { method: 'POST', headers, body: JSON.stringify(body) }, { signal: s });
+    // Until its answer is shown: the feed may bring its version first.
+    this._reverting.push(seq);
+    try {
+      const res = await c._request(c._url(this.collection, this.id, '/revert'), { method: 'POST', headers, body: JSON.stringify(body) }, { signal: s });
+      return await this._revertAnswer(res, body, s, sentTick, done);
+    } finally {
+      this._reverting.splice(this._reverting.indexOf(seq), 1);
+    }
+  }
+
+  async _revertAnswer(res, body, s, sentTick, done) {
+    const c = this.client;
     if (!res.ok) {
       const problem = await readProblem(res);
       const current = res.status === 412 ? await c._current(this.collection, this.id, s) : null;
@@ -716,7 +729,10 @@ export class Doc {
     }
     const value = freeze(await res.json());
     const h = (k) => res.headers.get(k);
-    return { value, etag: h('ETag'), rebasedFrom: h('Rebased-From'), rid: h('X-Request-Id'), replayed: h('Idempotent-Replayed') === 'true', sentTick };
+    const r = { value, etag: h('ETag'), rebasedFrom: h('Rebased-From'), rid: h('X-Request-Id'), replayed: h('Idempotent-Replayed') === 'true', sentTick };
+    done(r);
+    this._answered(r);
+    return r;
   }
 
   // _answered shows a revert's answer: the new base when not following,

@@ -19,9 +19,9 @@ let n = 0;
 const newID = () => `undo-${process.pid}-${++n}`;
 
 /** Two people on one new document, both following its change feed. */
-async function twoPeople(value) {
+async function twoPeople(value, aliceFetch) {
   const id = newID();
-  const alice = await new Client({ baseURL: server.url }).create('t', id, value, { follow: true });
+  const alice = await new Client({ baseURL: server.url, fetch: aliceFetch }).create('t', id, value, { follow: true });
   const bob = await new Client({ baseURL: server.url }).open('t', id, { follow: true });
   opened.add(alice);
   opened.add(bob);
@@ -57,12 +57,29 @@ async function history(id) {
 }
 
 test('undo over a concurrent edit of another field: the revert and the other edit both hold', async () => {
-  const { id, alice, bob } = await twoPeople({ title: 'Draft', customer: '' });
+  // The body of the answer to Alice's revert comes after her feed brought
+  // its version (its headers before).
+  let doc = null;
+  const feedFirst = async (url, init) => {
+    const res = await fetch(url, init);
+    if (!String(url).endsWith('/revert')) return res;
+    const text = await res.text();
+    const later = async () => {
+      await waitFor(doc, (d) => d.seq >= 4, 'the revert at Alice’s feed');
+      return text;
+    };
+    return { ok: res.ok, status: res.status, headers: res.headers, text: later, json: async () => JSON.parse(await later()) };
+  };
+  const { id, alice, bob } = await twoPeople({ title: 'Draft', customer: '' }, feedFirst);
+  doc = alice;
   await alice.patch([{ op: 'replace', path: '/title', value: 'Final' }]);
   await waitFor(bob, (d) => d.value.title === 'Final', "Alice's edit at Bob's");
   await bob.patch([{ op: 'replace', path: '/customer', value: 'Bob & Co' }]);
   assert.equal(alice.undoable, 1);
   assert.equal(bob.undoable, 1);
+  const sources = { alice: [], bob: [] };
+  alice.subscribe((ev) => ev.version?.kind === 'revert' && sources.alice.push(ev.source));
+  bob.subscribe((ev) => ev.version?.kind === 'revert' && sources.bob.push(ev.source));
 
   const r = await alice.undo();
   assert.equal(r.seq, 2, "Alice's edit was version 2");
@@ -72,6 +89,9 @@ test('undo over a concurrent edit of another field: the revert and the other edi
   assert.deepEqual((await serverGet(id)).value, { title: 'Draft', customer: 'Bob & Co' });
   for (const d of [alice, bob]) await waitFor(d, (d) => d.value.title === 'Draft' && d.value.customer === 'Bob & Co', 'the undo everywhere');
 
+  // The feed's version of the undo is Alice's own, though it came before
+  // the answer.
+  assert.deepEqual(sources, { alice: ['own'], bob: ['remote'] });
   const last = (await history(id)).pop();
   assert.equal(last.kind, 'revert');
   assert.equal(last.reverts, 2);

@@ -1,0 +1,121 @@
+// Undo and the history panel, end to end in Chromium with three people
+// (browser contexts) on one document: Alice and Bob edit, Carol watches
+// and reverts from the history panel.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPatchd } from '../client/test/support/patchd.js';
+import { launch } from './browser.js';
+import { WAIT, people, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
+
+let server;
+let browser;
+before(async () => {
+  server = await startPatchd();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function edit(page, selector, value) {
+  await page.fill(selector, value);
+  await page.evaluate(() => globalThis.patchdDemo.flush());
+  await settled(page);
+}
+
+/** The history panel's rows as text, newest first. */
+function historyRows(page) {
+  return page.$$eval('#history .version', (lis) => lis.map((li) => `${li.dataset.seq} ${li.querySelector('.action').textContent}`));
+}
+
+function rowsAre(page, want) {
+  return page
+    .waitForFunction((n) => document.querySelectorAll('#history .version').length === n, want.length, { timeout: WAIT })
+    .then(async () => assert.deepEqual(await historyRows(page), want));
+}
+
+function msgHas(page, selector, text) {
+  return page.waitForFunction(([s, t]) => document.querySelector(s)?.textContent.includes(t), [selector, text], { timeout: WAIT });
+}
+
+test('Alice undoes her edit while Bob edits another field: all see hers gone and his kept; history shows it and a Revert works', { timeout: 120_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob', 'carol']);
+  const { alice, bob, carol } = pages;
+  const all = [alice, bob, carol];
+
+  await edit(alice, '#title', 'Title by Alice'); // version 2
+  await valueIs(bob, '#title', 'Title by Alice');
+  await edit(bob, '#customer', 'Bob Ltd'); // version 3
+  for (const p of all) await valueIs(p, '#customer', 'Bob Ltd');
+  await Promise.all(all.map((p) => shot(t, p, '1-both-edited')));
+
+  await alice.click('#undo'); // version 4 reverts 2
+  for (const p of all) {
+    await valueIs(p, '#title', '');
+    await valueIs(p, '#customer', 'Bob Ltd');
+  }
+  await msgHas(alice, '#undo-msg', 'Undid your change (version 2)');
+  assert.doesNotMatch(await alice.textContent('#activity'), /Title/, 'her own undo is not "someone else"');
+  const saved = await serverDoc(server, id);
+  assert.equal(saved.title, '');
+  assert.equal(saved.customer, 'Bob Ltd');
+  const versions = await serverHistory(server, id);
+  assert.equal(versions.at(-1).kind, 'revert');
+  assert.equal(versions.at(-1).reverts, 2);
+  await Promise.all(all.map((p) => shot(t, p, '2-alice-undid')));
+
+  // Every page's panel shows who changed which field, newest first, live.
+  const want = ['4 undid version 2 (Title)', '3 changed Customer', '2 changed Title', '1 created the form'];
+  for (const p of all) await rowsAre(p, want);
+  // Without tokens there is no actor: the panel names the request instead.
+  const whos = await carol.$$eval('#history .version .who', (els) => els.map((e) => e.textContent));
+  for (const w of whos) assert.match(w, /^someone \(request .{6}\)$/);
+  assert.equal(new Set(whos.slice(0, 3)).size, 3, 'three writes, three request ids');
+  assert.equal(await carol.locator('#history .version[data-seq="1"] button.revert').count(), 0, 'the creation cannot be reverted');
+
+  // Carol reverts Bob's version 3 from her panel.
+  await carol.click('#history .version[data-seq="3"] button.revert'); // version 5
+  for (const p of all) await valueIs(p, '#customer', '');
+  await msgHas(carol, '#history .history-msg', 'Reverted version 3.');
+  await serverUntil(server, id, (d) => d.customer === '', 'the revert of version 3');
+  for (const p of all) await rowsAre(p, ['5 undid version 3 (Customer)', ...want]);
+  await Promise.all(all.map((p) => shot(t, p, '3-carol-reverted')));
+});
+
+test('an undo or a revert of a field someone changed later is refused, says so, and changes nothing', { timeout: 120_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob', 'carol']);
+  const { alice, bob, carol } = pages;
+
+  await edit(alice, '#title', 'Alice'); // version 2
+  await valueIs(bob, '#title', 'Alice');
+  await edit(bob, '#title', 'Bob'); // version 3
+  await valueIs(alice, '#title', 'Bob');
+  const before = await serverHistory(server, id);
+
+  await alice.click('#undo');
+  await msgHas(alice, '#undo-msg', 'Cannot undo your last change: Title was changed again later (version 3); that change is kept.');
+  await shot(t, alice, '1-undo-refused');
+  assert.deepEqual(await serverHistory(server, id), before, 'nothing was written');
+  assert.equal(await alice.inputValue('#title'), 'Bob');
+
+  await carol.waitForSelector('#history .version[data-seq="3"]', { timeout: WAIT });
+  await carol.click('#history .version[data-seq="2"] button.revert');
+  await msgHas(carol, '#history .history-msg', 'Could not revert version 2: Title was changed again later (version 3)');
+  await shot(t, carol, '2-revert-refused');
+  assert.deepEqual(await serverHistory(server, id), before, 'nothing was written');
+
+  // Alice skips the edit she could not undo: Undo then has nothing left.
+  await alice.click('#undo-msg button.skip-undo');
+  await alice.click('#undo');
+  await msgHas(alice, '#undo-msg', 'Nothing of yours to undo.');
+
+  // Ctrl+Z outside a text field undoes (here: the checkbox she just ticked).
+  await alice.click('#urgent');
+  await settled(alice);
+  await serverUntil(server, id, (d) => d.urgent === true, 'urgent ticked');
+  await alice.keyboard.press('Control+z');
+  await serverUntil(server, id, (d) => d.urgent === false, 'urgent undone by Ctrl+Z');
+  await bob.waitForFunction(() => document.querySelector('#urgent').checked === false, null, { timeout: WAIT });
+  await shot(t, bob, '3-ctrl-z');
+});
