@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPatchd } from '../client/test/support/patchd.js';
 import { launch } from './browser.js';
-import { WAIT, people, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
+import { WAIT, live, people, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
 
 let server;
 let browser;
@@ -110,12 +110,51 @@ test('an undo or a revert of a field someone changed later is refused, says so, 
   await alice.click('#undo');
   await msgHas(alice, '#undo-msg', 'Nothing of yours to undo.');
 
-  // Ctrl+Z outside a text field undoes (here: the checkbox she just ticked).
-  await alice.click('#urgent');
-  await settled(alice);
+  // Ctrl+Z outside a text field undoes (here: the checkbox Carol just
+  // ticked); in a text field it is the browser's own undo of typing.
+  await carol.click('#urgent');
+  await settled(carol);
   await serverUntil(server, id, (d) => d.urgent === true, 'urgent ticked');
-  await alice.keyboard.press('Control+z');
+  await carol.focus('#notes');
+  await carol.keyboard.press('Control+z');
+  // An undo disables the button at once, before any request.
+  assert.equal(await carol.isDisabled('#undo'), false, 'Ctrl+Z in a text field left Undo alone');
+  assert.equal(await carol.evaluate(() => globalThis.patchdDemo.doc().undoable), 1);
+  await carol.focus('#urgent');
+  await carol.keyboard.press('Control+z');
   await serverUntil(server, id, (d) => d.urgent === false, 'urgent undone by Ctrl+Z');
   await bob.waitForFunction(() => document.querySelector('#urgent').checked === false, null, { timeout: WAIT });
   await shot(t, bob, '3-ctrl-z');
+});
+
+test('the history panel loads the newest versions first and older ones on demand', { timeout: 60_000 }, async (t) => {
+  const id = `e2e-history-${process.pid}-${Date.now().toString(36)}`;
+  const url = `${server.url}/docs/demo/${id}`;
+  let res = await fetch(url, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ title: '', customer: '', email: '', notes: '', urgent: false, items: [] }) });
+  assert.equal(res.status, 201);
+  for (let i = 1; i <= 24; i++) {
+    const field = i % 2 ? 'notes' : 'email';
+    res = await fetch(url, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/json-patch+json', 'If-Match': res.headers.get('ETag') },
+      body: JSON.stringify([{ op: 'replace', path: `/${field}`, value: `v${i}` }]),
+    });
+    assert.equal(res.status, 200);
+  }
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.who = 'dana';
+  await page.goto(`${server.url}/?id=${id}`);
+  await live(page);
+  const seqs = () => page.$$eval('#history .version', (lis) => lis.map((li) => Number(li.dataset.seq)));
+  await page.waitForFunction(() => document.querySelectorAll('#history .version').length === 20, null, { timeout: WAIT });
+  assert.deepEqual(await seqs(), Array.from({ length: 20 }, (_, i) => 25 - i));
+  assert.equal(await page.textContent('#history .version[data-seq="25"] .action'), 'changed Email');
+  assert.equal(await page.textContent('#history .version[data-seq="24"] .action'), 'changed Notes');
+  await page.click('#history .history-older');
+  await page.waitForFunction(() => document.querySelectorAll('#history .version').length === 25, null, { timeout: WAIT });
+  assert.deepEqual(await seqs(), Array.from({ length: 25 }, (_, i) => 25 - i));
+  assert.equal(await page.isHidden('#history .history-older'), true, 'nothing older than the first version');
+  await shot(t, page, '1-all-versions');
 });
