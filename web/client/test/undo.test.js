@@ -172,3 +172,23 @@ test('revert of anyone’s version: undoable by its author; a version that left 
     await pruned.stop();
   }
 });
+
+test('a Doc that does not follow the feed finds its versions in history, and shows the undo at once', async () => {
+  const id = newID();
+  const client = new Client({ baseURL: server.url });
+  const doc = await client.create('t', id, { a: 0, b: 0 });
+  opened.add(doc);
+  await doc.patch([{ op: 'replace', path: '/a', value: 1 }]);
+  // Someone else's edit, and an edit that changes nothing (no version).
+  const other = await new Client({ baseURL: server.url }).open('t', id);
+  opened.add(other);
+  await other.patch([{ op: 'replace', path: '/b', value: 2 }]);
+  await doc.patch([{ op: 'replace', path: '/a', value: 1 }]);
+  assert.equal(doc.undoable, 2);
+
+  const r = await doc.undo();
+  assert.equal(r.seq, 2, 'the no-op edit was skipped, the one before undone');
+  assert.deepEqual(doc.value, { a: 0, b: 2 });
+  assert.equal(doc.etag, (await serverGet(id)).etag);
+  assert.equal(doc.undoable, 0);
+});
