@@ -3,6 +3,9 @@
 // and reverts from the history panel.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startPatchd } from '../client/test/support/patchd.js';
 import { launch } from './browser.js';
 import { WAIT, live, people, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
@@ -157,4 +160,35 @@ test('the history panel loads the newest versions first and older ones on demand
   assert.deepEqual(await seqs(), Array.from({ length: 25 }, (_, i) => 25 - i));
   assert.equal(await page.isHidden('#history .history-older'), true, 'nothing older than the first version');
   await shot(t, page, '1-all-versions');
+});
+
+test('with tokens the history panel names the people', { timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tokens = { alice: 'alice-token-0123456789', bob: 'bob-token-0123456789ab' };
+  writeFileSync(join(dir, 'tokens'), `${tokens.alice} write name=alice\n${tokens.bob} write name=bob\n`, { mode: 0o600 });
+  const authd = await startPatchd(['--tokens', join(dir, 'tokens')]);
+  t.after(() => authd.stop());
+  const id = `e2e-actors-${process.pid}-${Date.now().toString(36)}`;
+  const pages = {};
+  for (const who of ['alice', 'bob']) {
+    // The demo sends no token itself: the browser adds it to every request.
+    const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 }, extraHTTPHeaders: { Authorization: `Bearer ${tokens[who]}` } });
+    t.after(() => ctx.close());
+    const page = await ctx.newPage();
+    page.who = who;
+    await page.goto(`${authd.url}/?id=${id}&debounce=300`);
+    await live(page);
+    pages[who] = page;
+  }
+  const { alice, bob } = pages;
+  await edit(alice, '#title', 'Hello');
+  await valueIs(bob, '#title', 'Hello');
+  await edit(bob, '#customer', 'Bob Ltd');
+  for (const p of [alice, bob]) {
+    await p.waitForFunction(() => document.querySelectorAll('#history .version').length === 3, null, { timeout: WAIT });
+    const rows = await p.$$eval('#history .version', (lis) => lis.map((li) => `${li.querySelector('.who').textContent} ${li.querySelector('.action').textContent}`));
+    assert.deepEqual(rows, ['bob changed Customer', 'alice changed Title', 'alice created the form']);
+  }
+  await shot(t, alice, '1-named');
 });
