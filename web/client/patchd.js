@@ -295,7 +295,7 @@ export class Doc {
     /** Edits restored from the store by open(): [{kind, body, result}]. */
     this.restored = [];
     this._undo = []; // this client's committed versions, oldest first: {etag, rid, seq}
-    this._seqs = new Map(); // etag -> {seq, rid, tick} of the versions the feed brought
+    this._seqs = new Map(); // etag -> {etag, seq, requestId, tick} of the versions the feed brought
     this._undoing = Promise.resolve();
     this._reverting = []; // seqs of the reverts in flight
     this._listeners.add((ev) => this._sawVersion(ev));
