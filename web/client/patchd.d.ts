@@ -138,9 +138,15 @@ export interface VersionEvent {
   /** null after a delete. */
   etag: string | null;
   at: string;
-  kind: 'put' | 'json-patch' | 'merge-patch' | 'delete';
+  kind: 'put' | 'json-patch' | 'merge-patch' | 'delete' | 'revert';
   ops: Operation[];
   rebasedFrom: string | null;
+  /** The token's name (or "token:" and 8 hex digits); null without tokens. */
+  actor?: string | null;
+  /** The X-Request-Id of the write. */
+  requestId?: string | null;
+  /** On a version of kind revert: the seq it undid. */
+  reverts?: number;
 }
 
 export type Status = 'idle' | 'connecting' | 'live' | 'offline' | 'closed';
@@ -200,6 +206,11 @@ export interface WriteResult<T = JSONObject> {
   rebasedFrom: string | null;
 }
 
+/** What undo() resolves with: the revert's answer, and the seq of the version it undid. */
+export interface UndoResult<T = JSONObject> extends WriteResult<T> {
+  seq: number;
+}
+
 /** An edit restored from the store by open(), sent again; result settles with its answer. */
 export interface RestoredEdit<T = JSONObject> {
   kind: 'json-patch' | 'merge-patch';
@@ -247,6 +258,18 @@ export class Doc<T extends object = JSONObject> {
   patch(ops: readonly Operation[], options?: WriteOptions): Promise<WriteResult<T>>;
   /** RFC 7396 Merge Patch under If-Match, with an Idempotency-Key. */
   merge(patch: JSONObject, options?: WriteOptions): Promise<WriteResult<T>>;
+  /** How many of this client's committed edits undo() can still revert. */
+  readonly undoable: number;
+  /**
+   * Reverts this client's most recent committed edit (after its edits in flight are answered),
+   * rebased over later versions; null when there is none. ConflictError when a later version
+   * changed the same thing: the edit stays next to undo (forgetUndo() drops it).
+   */
+  undo(options?: { signal?: AbortSignal }): Promise<UndoResult<T> | null>;
+  /** Drops the edit undo() would revert next; false when there is none. */
+  forgetUndo(): boolean;
+  /** Reverts version seq, anyone's (POST .../revert); undo() can take it back. */
+  revert(seq: number, options?: { signal?: AbortSignal }): Promise<WriteResult<T>>;
   /** Follows the change feed; remote versions are applied to value. */
   follow(): this;
   unfollow(): void;

@@ -2,7 +2,7 @@
 // Merge Patch under If-Match, and follow its change feed. No dependencies;
 // runs in browsers and in Node.js 18+ (it needs fetch and web streams).
 
-import { applyMerge, applyPatch, clone, deepEqual } from './json.js';
+import { applyMerge, applyPatch, clone, deepEqual, diff } from './json.js';
 import { readEvents } from './sse.js';
 
 export { applyMerge, applyPatch, clone, deepEqual, diff, escapeToken, parsePointer, pointer, PatchApplyError } from './json.js';
@@ -294,6 +294,11 @@ export class Doc {
     this._value = this._base.value;
     /** Edits restored from the store by open(): [{kind, body, result}]. */
     this.restored = [];
+    this._undo = []; // this client's committed versions, oldest first: {etag, rid, seq}
+    this._seqs = new Map(); // etag -> {etag, seq, requestId, tick} of the versions the feed brought
+    this._undoing = Promise.resolve();
+    this._reverting = []; // seqs of the reverts in flight
+    this._listeners.add((ev) => this._sawVersion(ev));
   }
 
   /** The last server state with this client's unacknowledged edits laid over it (frozen). */
@@ -554,6 +559,7 @@ export class Doc {
     }
     if (res.ok) {
       const value = freeze(await res.json());
+      entry.rid = res.headers.get('X-Request-Id');
       this._ack(entry, value, res.headers.get('ETag'), res.headers.get('Rebased-From'), res.headers.get('Idempotent-Replayed') === 'true');
       return;
     }
@@ -592,10 +598,184 @@ export class Doc {
       if (!this._feed) this._setBase({ value, etag, seq: null });
     }
     entry.landed = false;
+    this._own(etag, entry.rid, replayed, entry.sentTick);
     // Following: the edit stays laid over the base until the feed brings
     // the version with this ETag, so that the value never goes back.
     this._render('ack', { rebasedFrom });
     entry.resolve({ etag, value, rebasedFrom });
+  }
+
+  // --- undo: reverting versions ------------------------------------------
+
+  /** How many of this client's committed edits undo() can still revert. */
+  get undoable() {
+    return this._undo.length;
+  }
+
+  // _own notes a committed edit of this client. Its seq comes with the
+  // feed, or from history when undo() needs it first. A replayed answer
+  // carries another request id than its version.
+  _own(etag, rid, replayed, since) {
+    if (!etag) return;
+    const u = { etag, rid: replayed ? null : rid, seq: null };
+    const v = this._seqs.get(etag);
+    if (v && v.tick > since && ownVersion(u, v)) u.seq = v.seq;
+    this._undo.push(u);
+    if (this._undo.length > 100) this._undo.shift();
+  }
+
+  // _sawVersion is told every change: a version the feed brought may be
+  // one of this client's, its answer here already or still on its way.
+  _sawVersion(ev) {
+    const v = ev.version;
+    if (ev.type !== 'change' || !v?.etag) return;
+    // A revert in flight whose version the feed brings before its answer:
+    // this client's own (listeners are told after this one).
+    if (ev.source === 'remote' && v.kind === 'revert' && this._reverting.includes(v.reverts)) ev.source = 'own';
+    const u = this._undo.find((u) => u.seq === null && ownVersion(u, v));
+    if (u) u.seq = v.seq;
+    this._seqs.delete(v.etag);
+    this._seqs.set(v.etag, { etag: v.etag, seq: v.seq, requestId: v.requestId ?? null, tick: this.client._tick() });
+    if (this._seqs.size > 256) this._seqs.delete(this._seqs.keys().next().value);
+  }
+
+  /**
+   * Reverts this client's most recent committed edit, once its edits in
+   * flight are answered: POST .../revert, rebased over what others did
+   * since. Resolves with {etag, value, rebasedFrom, seq} (seq: the version
+   * undone), or null when there is nothing to undo. A 412 rebase-conflict
+   * (someone changed the same thing later) rejects with ConflictError and
+   * leaves the edit to undo where it was; forgetUndo() drops it.
+   */
+  undo({ signal } = {}) {
+    const run = this._undoing.then(() => this._undoNext(signal));
+    this._undoing = run.catch(() => {});
+    return run;
+  }
+
+  /** Forgets the edit undo() would revert next; false when there is none. */
+  forgetUndo() {
+    return this._undo.pop() !== undefined;
+  }
+
+  async _undoNext(signal) {
+    await this._idle(signal);
+    for (;;) {
+      const u = this._undo[this._undo.length - 1];
+      if (!u) return null;
+      if (u.seq === null) u.seq = await this._findSeq(u, signal);
+      const forget = () => (this._undo = this._undo.filter((x) => x !== u));
+      // Not in history: an edit that changed nothing has no version.
+      if (u.seq === null) {
+        forget();
+        continue;
+      }
+      let r;
+      try {
+        r = await this._revertRequest(u.seq, signal, forget);
+      } catch (err) {
+        if (err instanceof PatchdError && err.type === 'base-unknown') forget(); // it left history
+        throw err;
+      }
+      return { etag: r.etag, value: r.value, rebasedFrom: r.rebasedFrom, seq: u.seq };
+    }
+  }
+
+  /**
+   * Reverts version seq, anyone's (POST .../revert with {"seq"}), rebased
+   * over the versions after it; an edit of this client like any other
+   * (undo() reverts it). Resolves with {etag, value, rebasedFrom};
+   * rejects with ConflictError (a later version changed the same thing)
+   * or PatchdError (base-unknown: seq left history; cannot-revert: it
+   * created the document; not-found).
+   */
+  async revert(seq, { signal } = {}) {
+    const r = await this._revertRequest(seq, signal, (r) => this._own(r.etag, r.rid, r.replayed, r.sentTick));
+    return { etag: r.etag, value: r.value, rebasedFrom: r.rebasedFrom };
+  }
+
+  // _revertRequest sends a revert; on success it calls done(answer) and
+  // shows the answer.
+  async _revertRequest(seq, signal, done) {
+    if (this._closed) throw new NetworkError('closed');
+    const c = this.client;
+    const body = { seq };
+    // Its own key, kept across retries: a retry never reverts twice.
+    const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': randomKey(), Accept: 'application/json' };
+    if (this.etag) headers['If-Match'] = this.etag;
+    const s = anySignal(this._abortSends.signal, signal);
+    const sentTick = c._tick();
+    // Until its answer is shown: the feed may bring its version first.
+    this._reverting.push(seq);
+    try {
+      const res = await c._request(c._url(this.collection, this.id, '/revert'), { method: 'POST', headers, body: JSON.stringify(body) }, { signal: s });
+      return await this._revertAnswer(res, body, s, sentTick, done);
+    } finally {
+      this._reverting.splice(this._reverting.indexOf(seq), 1);
+    }
+  }
+
+  async _revertAnswer(res, body, s, sentTick, done) {
+    const c = this.client;
+    if (!res.ok) {
+      const problem = await readProblem(res);
+      const current = res.status === 412 ? await c._current(this.collection, this.id, s) : null;
+      if (current) freeze(current.value);
+      if (current && !this._feed) {
+        this._setBase({ ...current, seq: null });
+        this._render('revert');
+      }
+      throw res.status === 412 && problem?.type?.endsWith('/rebase-conflict') ? new ConflictError(res.status, problem, current, body) : new PatchdError(res.status, problem, current);
+    }
+    const value = freeze(await res.json());
+    const h = (k) => res.headers.get(k);
+    const r = { value, etag: h('ETag'), rebasedFrom: h('Rebased-From'), rid: h('X-Request-Id'), replayed: h('Idempotent-Replayed') === 'true', sentTick };
+    done(r);
+    this._answered(r);
+    return r;
+  }
+
+  // _answered shows a revert's answer: the new base when not following,
+  // else laid over the base until the feed brings its version.
+  _answered(r) {
+    if (!this._feed) this._setBase({ value: r.value, etag: r.etag, seq: null });
+    else if (r.etag !== this._base.etag && !(this._seqs.get(r.etag)?.tick > r.sentTick)) {
+      this._pending.push({ kind: 'json-patch', body: diff(this._base.value, r.value), state: 'acked', etag: r.etag, value: r.value, ackTick: this.client._tick() });
+    }
+    this._render('ack', { rebasedFrom: r.rebasedFrom });
+  }
+
+  // _findSeq looks an edit's version up in history: the newest that is
+  // its (the feed has not brought it yet, or brought a reset instead).
+  async _findSeq(u, signal) {
+    const c = this.client;
+    let after = Math.max(0, (this.seq ?? 0) - 100);
+    let found = null;
+    for (;;) {
+      const res = await c._request(c._url(this.collection, this.id, `/history?after=${after}&limit=1000`), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
+      if (!res.ok) throw new PatchdError(res.status, await readProblem(res));
+      const page = await res.json();
+      for (const v of page.versions) if (ownVersion(u, v)) found = v.seq;
+      if (page.next == null) return found;
+      after = page.next;
+    }
+  }
+
+  // _idle resolves once no edit of this client is unanswered.
+  _idle(signal) {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (signal?.aborted) reject(signal.reason);
+        else if (this._closed) reject(new NetworkError('closed'));
+        else if (this.pendingCount === 0) resolve();
+        else return;
+        off();
+        signal?.removeEventListener('abort', check);
+      };
+      const off = this.subscribe(check);
+      signal?.addEventListener('abort', check);
+      check();
+    });
   }
 
   /** Starts following the change feed (idempotent). Returns this. */
@@ -773,6 +953,13 @@ export class Doc {
     this._render(mine || sending?.landed ? 'own' : 'remote', { version: d });
     return true;
   }
+}
+
+// ownVersion: is history entry (or feed version) v the version of this
+// client's edit u? Its ETag, and its request id when both are known (the
+// answer's X-Request-Id is not readable across origins).
+function ownVersion(u, v) {
+  return u.etag === v.etag && (!u.rid || !v.requestId || u.rid === v.requestId);
 }
 
 /** Shorthand for new Client(options). */

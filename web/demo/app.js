@@ -3,6 +3,7 @@
 // serves it; there is no build step.
 import { Client, ConflictError, PatchdError, deepEqual, pointer } from '/ui/client/patchd.js';
 import { indexedDBStore } from '/ui/client/idb.js';
+import { mountHistory, mountUndo } from '/ui/history.js';
 
 const params = new URLSearchParams(location.search);
 const collection = params.get('c') || 'demo';
@@ -600,6 +601,9 @@ async function start() {
   }
   if (doc.restored.length) say(`${doc.restored.length === 1 ? 'An edit' : `${doc.restored.length} edits`} from your last visit ${doc.restored.length === 1 ? 'was' : 'were'} not saved yet: sending ${doc.restored.length === 1 ? 'it' : 'them'} now.`);
   render({ source: 'snapshot' });
+  const fieldLabel = (m) => LABELS[m] ?? (m === 'items' ? 'Line items' : null);
+  mountHistory(doc, $('#history'), fieldLabel);
+  mountUndo(doc, $('#undo'), $('#undo-msg'), { before: flush, label: fieldLabel });
   doc.follow();
   updateStatus();
 }

@@ -29,6 +29,18 @@ async function example(): Promise<void> {
   await doc.patch([{ op: 'remove' }]);
   // @ts-expect-error: values are JSON
   await doc.merge({ when: new Date() });
+  if (doc.undoable > 0) {
+    try {
+      const u = await doc.undo();
+      if (u) console.log(u.seq satisfies number, u.etag);
+    } catch (err) {
+      if (err instanceof ConflictError) doc.forgetUndo();
+    }
+  }
+  const r2 = await doc.revert(3, { signal: AbortSignal.timeout(5000) });
+  console.log(r2.rebasedFrom);
+  // @ts-expect-error: revert names a seq
+  await doc.revert('3');
   off();
   doc.close();
 }

@@ -1,0 +1,194 @@
+// Undo and the history panel, end to end in Chromium with three people
+// (browser contexts) on one document: Alice and Bob edit, Carol watches
+// and reverts from the history panel.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startPatchd } from '../client/test/support/patchd.js';
+import { launch } from './browser.js';
+import { WAIT, live, people, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
+
+let server;
+let browser;
+before(async () => {
+  server = await startPatchd();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function edit(page, selector, value) {
+  await page.fill(selector, value);
+  await page.evaluate(() => globalThis.patchdDemo.flush());
+  await settled(page);
+}
+
+/** The history panel's rows as text, newest first. */
+function historyRows(page) {
+  return page.$$eval('#history .version', (lis) => lis.map((li) => `${li.dataset.seq} ${li.querySelector('.action').textContent}`));
+}
+
+function rowsAre(page, want) {
+  return page
+    .waitForFunction((n) => document.querySelectorAll('#history .version').length === n, want.length, { timeout: WAIT })
+    .then(async () => assert.deepEqual(await historyRows(page), want));
+}
+
+function msgHas(page, selector, text) {
+  return page.waitForFunction(([s, t]) => document.querySelector(s)?.textContent.includes(t), [selector, text], { timeout: WAIT });
+}
+
+test('Alice undoes her edit while Bob edits another field: all see hers gone and his kept; history shows it and a Revert works', { timeout: 120_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob', 'carol']);
+  const { alice, bob, carol } = pages;
+  const all = [alice, bob, carol];
+
+  await edit(alice, '#title', 'Title by Alice'); // version 2
+  await valueIs(bob, '#title', 'Title by Alice');
+  await edit(bob, '#customer', 'Bob Ltd'); // version 3
+  for (const p of all) await valueIs(p, '#customer', 'Bob Ltd');
+  await Promise.all(all.map((p) => shot(t, p, '1-both-edited')));
+
+  await alice.click('#undo'); // version 4 reverts 2
+  for (const p of all) {
+    await valueIs(p, '#title', '');
+    await valueIs(p, '#customer', 'Bob Ltd');
+  }
+  await msgHas(alice, '#undo-msg', 'Undid your change (version 2)');
+  assert.doesNotMatch(await alice.textContent('#activity'), /Title/, 'her own undo is not "someone else"');
+  const saved = await serverDoc(server, id);
+  assert.equal(saved.title, '');
+  assert.equal(saved.customer, 'Bob Ltd');
+  const versions = await serverHistory(server, id);
+  assert.equal(versions.at(-1).kind, 'revert');
+  assert.equal(versions.at(-1).reverts, 2);
+  await Promise.all(all.map((p) => shot(t, p, '2-alice-undid')));
+
+  // Every page's panel shows who changed which field, newest first, live.
+  const want = ['4 undid version 2 (Title)', '3 changed Customer', '2 changed Title', '1 created the form'];
+  for (const p of all) await rowsAre(p, want);
+  // Without tokens there is no actor: the panel names the request instead.
+  const whos = await carol.$$eval('#history .version .who', (els) => els.map((e) => e.textContent));
+  for (const w of whos) assert.match(w, /^someone \(request .{6}\)$/);
+  assert.equal(new Set(whos.slice(0, 3)).size, 3, 'three writes, three request ids');
+  assert.equal(await carol.locator('#history .version[data-seq="1"] button.revert').count(), 0, 'the creation cannot be reverted');
+
+  // Carol reverts Bob's version 3 from her panel.
+  await carol.click('#history .version[data-seq="3"] button.revert'); // version 5
+  for (const p of all) await valueIs(p, '#customer', '');
+  await msgHas(carol, '#history .history-msg', 'Reverted version 3.');
+  await serverUntil(server, id, (d) => d.customer === '', 'the revert of version 3');
+  for (const p of all) await rowsAre(p, ['5 undid version 3 (Customer)', ...want]);
+  await Promise.all(all.map((p) => shot(t, p, '3-carol-reverted')));
+});
+
+test('an undo or a revert of a field someone changed later is refused, says so, and changes nothing', { timeout: 120_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob', 'carol']);
+  const { alice, bob, carol } = pages;
+
+  await edit(alice, '#title', 'Alice'); // version 2
+  await valueIs(bob, '#title', 'Alice');
+  await edit(bob, '#title', 'Bob'); // version 3
+  await valueIs(alice, '#title', 'Bob');
+  const before = await serverHistory(server, id);
+
+  await alice.click('#undo');
+  await msgHas(alice, '#undo-msg', 'Cannot undo your last change: Title was changed again later (version 3); that change is kept.');
+  await shot(t, alice, '1-undo-refused');
+  assert.deepEqual(await serverHistory(server, id), before, 'nothing was written');
+  assert.equal(await alice.inputValue('#title'), 'Bob');
+
+  await carol.waitForSelector('#history .version[data-seq="3"]', { timeout: WAIT });
+  await carol.click('#history .version[data-seq="2"] button.revert');
+  await msgHas(carol, '#history .history-msg', 'Could not revert version 2: Title was changed again later (version 3)');
+  await shot(t, carol, '2-revert-refused');
+  assert.deepEqual(await serverHistory(server, id), before, 'nothing was written');
+
+  // Alice skips the edit she could not undo: Undo then has nothing left.
+  await alice.click('#undo-msg button.skip-undo');
+  await alice.click('#undo');
+  await msgHas(alice, '#undo-msg', 'Nothing of yours to undo.');
+
+  // Ctrl+Z outside a text field undoes (here: the checkbox Carol just
+  // ticked); in a text field it is the browser's own undo of typing.
+  await carol.click('#urgent');
+  await settled(carol);
+  await serverUntil(server, id, (d) => d.urgent === true, 'urgent ticked');
+  await carol.focus('#notes');
+  await carol.keyboard.press('Control+z');
+  // An undo disables the button at once, before any request.
+  assert.equal(await carol.isDisabled('#undo'), false, 'Ctrl+Z in a text field left Undo alone');
+  assert.equal(await carol.evaluate(() => globalThis.patchdDemo.doc().undoable), 1);
+  await carol.focus('#urgent');
+  await carol.keyboard.press('Control+z');
+  await serverUntil(server, id, (d) => d.urgent === false, 'urgent undone by Ctrl+Z');
+  await bob.waitForFunction(() => document.querySelector('#urgent').checked === false, null, { timeout: WAIT });
+  await shot(t, bob, '3-ctrl-z');
+});
+
+test('the history panel loads the newest versions first and older ones on demand', { timeout: 60_000 }, async (t) => {
+  const id = `e2e-history-${process.pid}-${Date.now().toString(36)}`;
+  const url = `${server.url}/docs/demo/${id}`;
+  let res = await fetch(url, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ title: '', customer: '', email: '', notes: '', urgent: false, items: [] }) });
+  assert.equal(res.status, 201);
+  for (let i = 1; i <= 24; i++) {
+    const field = i % 2 ? 'notes' : 'email';
+    res = await fetch(url, {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/json-patch+json', 'If-Match': res.headers.get('ETag') },
+      body: JSON.stringify([{ op: 'replace', path: `/${field}`, value: `v${i}` }]),
+    });
+    assert.equal(res.status, 200);
+  }
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.who = 'dana';
+  await page.goto(`${server.url}/?id=${id}`);
+  await live(page);
+  const seqs = () => page.$$eval('#history .version', (lis) => lis.map((li) => Number(li.dataset.seq)));
+  await page.waitForFunction(() => document.querySelectorAll('#history .version').length === 20, null, { timeout: WAIT });
+  assert.deepEqual(await seqs(), Array.from({ length: 20 }, (_, i) => 25 - i));
+  assert.equal(await page.textContent('#history .version[data-seq="25"] .action'), 'changed Email');
+  assert.equal(await page.textContent('#history .version[data-seq="24"] .action'), 'changed Notes');
+  await page.click('#history .history-older');
+  await page.waitForFunction(() => document.querySelectorAll('#history .version').length === 25, null, { timeout: WAIT });
+  assert.deepEqual(await seqs(), Array.from({ length: 25 }, (_, i) => 25 - i));
+  assert.equal(await page.isHidden('#history .history-older'), true, 'nothing older than the first version');
+  await shot(t, page, '1-all-versions');
+});
+
+test('with tokens the history panel names the people', { timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tokens = { alice: 'alice-token-0123456789', bob: 'bob-token-0123456789ab' };
+  writeFileSync(join(dir, 'tokens'), `${tokens.alice} write name=alice\n${tokens.bob} write name=bob\n`, { mode: 0o600 });
+  const authd = await startPatchd(['--tokens', join(dir, 'tokens')]);
+  t.after(() => authd.stop());
+  const id = `e2e-actors-${process.pid}-${Date.now().toString(36)}`;
+  const pages = {};
+  for (const who of ['alice', 'bob']) {
+    // The demo sends no token itself: the browser adds it to every request.
+    const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 }, extraHTTPHeaders: { Authorization: `Bearer ${tokens[who]}` } });
+    t.after(() => ctx.close());
+    const page = await ctx.newPage();
+    page.who = who;
+    await page.goto(`${authd.url}/?id=${id}&debounce=300`);
+    await live(page);
+    pages[who] = page;
+  }
+  const { alice, bob } = pages;
+  await edit(alice, '#title', 'Hello');
+  await valueIs(bob, '#title', 'Hello');
+  await edit(bob, '#customer', 'Bob Ltd');
+  for (const p of [alice, bob]) {
+    await p.waitForFunction(() => document.querySelectorAll('#history .version').length === 3, null, { timeout: WAIT });
+    const rows = await p.$$eval('#history .version', (lis) => lis.map((li) => `${li.querySelector('.who').textContent} ${li.querySelector('.action').textContent}`));
+    assert.deepEqual(rows, ['bob changed Customer', 'alice changed Title', 'alice created the form']);
+  }
+  await shot(t, alice, '1-named');
+});
