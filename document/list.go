@@ -140,7 +140,7 @@ type orderToken struct {
 	Value   json.RawMessage `json:"v,omitempty"` // the last key's value (canonical JSON)
 	Missing bool            `json:"m,omitempty"` // the last key has no value
 	ID      string          `json:"i"`           // the last key's id
-	Pass    []byte          `json:"p"`           // cursor of the change log when the pass began
+	Start   []byte          `json:"p"`           // cursor of the change log when the pass began
 }
 
 // errBadAfter is the error of an After that is not one of ours.
@@ -160,7 +160,7 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 		if err == nil {
 			err = json.Unmarshal(raw, &tok)
 		}
-		if err != nil || tok.Order != o.Raw || tok.Pass == nil {
+		if err != nil || tok.Order != o.Raw || tok.Start == nil {
 			return ListPage{}, errBadAfter(o.Raw)
 		}
 		k := query.Key{ID: tok.ID, Missing: tok.Missing}
@@ -169,7 +169,7 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 				return ListPage{}, errBadAfter(o.Raw)
 			}
 		}
-		after, pass = &k, tok.Pass
+		after, pass = &k, tok.Start
 	} else {
 		log, err := s.store.Changes(ctx, q.Collection, nil, 0)
 		if err != nil {
@@ -235,7 +235,7 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 		}
 	}
 	if bound != nil && len(page.Items) > 0 {
-		tok := orderToken{Order: o.Raw, ID: lastKey.ID, Missing: lastKey.Missing, Pass: pass}
+		tok := orderToken{Order: o.Raw, ID: lastKey.ID, Missing: lastKey.Missing, Start: pass}
 		if !lastKey.Missing {
 			tok.Value = patch.Canonical(lastKey.Value)
 		}

@@ -126,15 +126,15 @@ func start(cfg config, dir string) (*server, error) {
 			return nil, err
 		}
 		db = f.Name()
-		f.Close()
-		os.Remove(db)
+		_ = f.Close()
+		_ = os.Remove(db)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	addr := ln.Addr().String()
-	ln.Close()
+	_ = ln.Close()
 	cmd := exec.Command(cfg.patchd, "--addr", addr, "--db", db, "--log-level", "warn", // #nosec G204 -- the binary we built or the one named with -patchd
 		"--max-streams-per-client", "100000", "--max-subscriptions", "1000")
 	cmd.Stderr = os.Stderr
@@ -145,7 +145,7 @@ func start(cfg config, dir string) (*server, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if res, err := http.Get(s.url + "/healthz"); err == nil {
-			res.Body.Close()
+			_ = res.Body.Close()
 			return s, nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -178,7 +178,7 @@ func do(method, url, body string, hdr ...string) (int, string, time.Time, error)
 	}
 	at := time.Now()
 	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
+	_ = res.Body.Close()
 	return res.StatusCode, res.Header.Get("ETag"), at, nil
 }
 
@@ -211,11 +211,11 @@ func open(s *server, method, path, body string, record bool) (*stream, error) {
 	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", method, path, len(body), body)
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	if res.StatusCode != http.StatusOK {
-		conn.Close()
+		_ = conn.Close()
 		return nil, fmt.Errorf("%s %s: %d", method, path, res.StatusCode)
 	}
 	st := &stream{conn: conn, seen: map[string]time.Time{}}
@@ -406,7 +406,7 @@ func measureMemory(cfg config, dir string) (memory, error) {
 		}
 		m, err := s.measure()
 		for _, st := range streams {
-			st.conn.Close()
+			_ = st.conn.Close()
 		}
 		s.stop()
 		if err != nil {
@@ -423,7 +423,7 @@ func openMany(s *server, n int, method, path, body string) ([]*stream, error) {
 		st, err := open(s, method, path, body, false)
 		if err != nil {
 			for _, o := range out {
-				o.conn.Close()
+				_ = o.conn.Close()
 			}
 			return nil, err
 		}

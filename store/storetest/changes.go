@@ -283,14 +283,14 @@ func testChangesConcurrent(t *testing.T, open opener) {
 		}
 		next[ch.ID] = ch.Version.Seq
 	}
-	total := 0
+	var total uint64
 	for id, last := range next {
 		if n := uint64(len(e.history(t, testC, id))); n != last {
 			t.Errorf("%s: read up to seq %d, history has %d", id, last, n)
 		}
-		total += int(last)
+		total += last
 	}
-	if total != writers*each {
+	if total != uint64(writers*each) {
 		t.Fatalf("read %d changes, want %d", total, writers*each)
 	}
 }
