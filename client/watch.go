@@ -49,7 +49,8 @@ type CollectionSubscription struct {
 	// After is the cursor of the last change the caller has (an Event's
 	// Cursor, of a change, reset-collection or ready event): the feed
 	// resumes right after it, with no gap and no duplicate, on any replica
-	// and across restarts. "" starts at the present.
+	// and across restarts. "" starts at the present: that of the first
+	// stream to send ready.
 	After string
 	// Where, when not nil, filters the changes as ListOptions.Where does
 	// listings: only the changes of documents that match it before or
@@ -157,6 +158,11 @@ func (e Event) Deleted() bool {
 // and each collection after the last cursor it sent, so that no version
 // or change is skipped or sent twice; a resume point past the retained
 // history gives a reset or reset-collection event.
+//
+// The server refuses (400) a stream of more subscriptions than its
+// --max-subscriptions (1000 by default), and one whose Where it cannot
+// parse: a refused stream ends the Watch with one error event, as 401 and
+// 403 do.
 //
 // A server that answers POST /events with 404 or 405 (one older than the
 // route) gets one change feed per document instead (GET

@@ -53,7 +53,8 @@ func BenchmarkListFilteredOrdered(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		st, err := postgres.Open(ctx, dsn, postgres.Options{})
+		// The fixture writes ten thousand documents a transaction.
+		st, err := postgres.Open(ctx, dsn, postgres.Options{Options: store.Options{Timeout: 10 * time.Minute}})
 		if err != nil {
 			b.Fatal(err)
 		}
