@@ -21,9 +21,9 @@
 // Update is a typed read-modify-write: it decodes the document into a Go
 // value, lets a function change it, sends one JSON Patch op per changed
 // member, and runs the function again when a concurrent edit of the same
-// members conflicts. Watch follows documents' change feeds and resumes
-// across reconnections and server restarts without skipping or repeating
-// a version.
+// members conflicts. Watch follows documents and collections (filtered
+// by Where) over one stream, and resumes across reconnections and server
+// restarts without skipping or repeating a version or a change.
 //
 // # Retries
 //
@@ -32,10 +32,9 @@
 // an Idempotency-Key kept across its retries, so a write whose answer was
 // lost is applied once.
 //
-// # Caveats
+// # Older servers
 //
-// The server this package was written against has no POST /events stream,
-// no include=body, where or order on listings, and no dry run (API-2):
-// Watch follows each document over its own feed, and ListOptions'
-// IncludeBody, Where and Order and DryRun need a server that has them.
+// Watch falls back to one change feed per document on a server that
+// answers POST /events with 404 or 405; collection subscriptions then end
+// with an error wrapping ErrUnsupported.
 package client

@@ -82,9 +82,9 @@ func IdempotencyKey(key string) WriteOption {
 }
 
 // DryRun asks the server to run the write (authorization, preconditions,
-// rebase, limits) and answer exactly as it would, without writing
-// anything (?dryRun=true). It needs a server that supports dry runs (API-2
-// section 3); a server that does not would apply the write.
+// rebase, schema, limits) and answer exactly as it would, without writing
+// anything (?dryRun=true): no version, no feed event, no idempotency
+// record. A dry-run POST names an id it then does not use.
 func DryRun() WriteOption {
 	return func(o *writeOptions) { o.dryRun = true }
 }
@@ -314,10 +314,7 @@ func (cl *Client) Delete(ctx context.Context, coll, id string, opts ...WriteOpti
 	return cl.fail(a, coll, id)
 }
 
-// ListOptions select a page of a collection's listing. IncludeBody, Where
-// and Order need a server that supports them (API-2 section 2); a server
-// that does not ignores Where and Order, and List returns an error when
-// IncludeBody was asked for and the server sent no bodies.
+// ListOptions select a page of a collection's listing.
 type ListOptions struct {
 	// Limit is the most items on the page, 1 to 1000; zero takes the
 	// server's default (100).
@@ -331,7 +328,9 @@ type ListOptions struct {
 	// map[string]any{"/status": "open", "/total": map[string]any{"gt": 100}}.
 	Where any
 	// Order sorts by the member at a JSON Pointer, "-" in front for
-	// descending, such as "-/total"; ties are broken by id.
+	// descending, such as "-/total"; ties are broken by id, and documents
+	// without the member come last. The server refuses (400) to sort a
+	// collection of more than 100,000 documents.
 	Order string
 }
 
@@ -340,6 +339,9 @@ type ListItem struct {
 	// ID is the document's id and ETag its current ETag.
 	ID   string `json:"id"`
 	ETag string `json:"etag"`
+	// Seq is the seq of the document's current version: a change of a
+	// collection Watch with a Seq up to it is already in the listing.
+	Seq uint64 `json:"seq"`
 	// Value is the document, with IncludeBody; else nil.
 	Value json.RawMessage `json:"value,omitempty"`
 }
@@ -396,13 +398,6 @@ func (cl *Client) List(ctx context.Context, coll string, opts ListOptions) (*Lis
 	out := &ListPage{Items: page.Items}
 	if page.Next != nil {
 		out.Next = *page.Next
-	}
-	if opts.IncludeBody {
-		for _, it := range out.Items {
-			if it.Value == nil {
-				return nil, fmt.Errorf("patchd: %s: include=body: %w", c, ErrUnsupported)
-			}
-		}
 	}
 	return out, nil
 }

@@ -372,3 +372,95 @@ func TestNewWithBadURL(t *testing.T) {
 		})
 	}
 }
+
+func TestListFilteredOrderedWithBodies(t *testing.T) {
+	url, _ := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	for id, v := range map[string]string{
+		"a": `{"status":"open","total":5}`,
+		"b": `{"status":"paid","total":50}`,
+		"c": `{"status":"open","total":30}`,
+		"d": `{"status":"open"}`,
+		"e": `{"status":"open","total":12}`,
+	} {
+		mustCreate(t, cl, "o", id, v)
+	}
+	var got []string
+	opts := client.ListOptions{Limit: 2, IncludeBody: true, Where: map[string]any{"/status": "open"}, Order: "-/total"}
+	for it, err := range cl.ListAll(ctx, "o", opts) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := mustGet(t, cl, "o", it.ID)
+		if string(it.Value) != string(doc.Value) || it.ETag != doc.ETag || it.Seq != 1 {
+			t.Fatalf("item %+v, want %s %s seq 1", it, doc.Value, doc.ETag)
+		}
+		got = append(got, it.ID)
+	}
+	// Descending total, the document without one last, paid left out.
+	if want := []string{"c", "e", "a", "d"}; !slices.Equal(got, want) {
+		t.Fatalf("listed %v, want %v", got, want)
+	}
+	page, err := cl.List(ctx, "o", client.ListOptions{Where: map[string]any{"/total": map[string]any{"gt": 10, "lt": 40}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for _, it := range page.Items {
+		if it.Value != nil {
+			t.Fatalf("item %+v has a value without IncludeBody", it)
+		}
+		got = append(got, it.ID)
+	}
+	if want := []string{"c", "e"}; !slices.Equal(got, want) {
+		t.Fatalf("listed %v, want %v", got, want)
+	}
+	_, err = cl.List(ctx, "o", client.ListOptions{Where: map[string]any{"/total": map[string]any{"greater": 1}}})
+	var p *client.Problem
+	if !errors.As(err, &p) || p.Status != http.StatusBadRequest || p.Name() != "invalid-request" {
+		t.Fatalf("a bad where: %v, want 400 invalid-request", err)
+	}
+}
+
+func TestDryRunWritesNothing(t *testing.T) {
+	url, _ := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	doc := mustCreate(t, cl, "dry", "a", `{"n":1}`)
+
+	p, err := cl.Patch(ctx, "dry", "a", []client.Op{{Op: "replace", Path: "/n", Value: json.RawMessage(`2`)}}, client.IfMatch(doc.ETag), client.DryRun())
+	if err != nil || string(p.Value) != `{"n":2}` || p.ETag == doc.ETag {
+		t.Fatalf("dry-run patch: %+v, %v", p, err)
+	}
+	m, err := cl.Merge(ctx, "dry", "a", map[string]int{"m": 1}, client.IfMatch(doc.ETag), client.DryRun())
+	if err != nil || string(m.Value) != `{"m":1,"n":1}` {
+		t.Fatalf("dry-run merge: %+v, %v", m, err)
+	}
+	c, err := cl.Create(ctx, "dry", "b", map[string]int{"n": 1}, client.DryRun())
+	if err != nil || !c.Created {
+		t.Fatalf("dry-run create: %+v, %v", c, err)
+	}
+	if err := cl.Delete(ctx, "dry", "a", client.IfMatch(doc.ETag), client.DryRun()); err != nil {
+		t.Fatalf("dry-run delete: %v", err)
+	}
+	// A dry run answers as the write would, refusals included.
+	_, err = cl.Patch(ctx, "dry", "a", []client.Op{{Op: "test", Path: "/n", Value: json.RawMessage(`7`)}}, client.IfMatch(doc.ETag), client.DryRun())
+	var prob *client.Problem
+	if !errors.As(err, &prob) || prob.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("dry-run failing patch: %v, want 422", err)
+	}
+
+	// Nothing was written: the document, its history and the collection
+	// are as before.
+	if got := mustGet(t, cl, "dry", "a"); got.ETag != doc.ETag || string(got.Value) != `{"n":1}` {
+		t.Fatalf("after dry runs: %+v", got)
+	}
+	h, err := cl.History(ctx, "dry", "a", client.HistoryOptions{})
+	if err != nil || len(h.Versions) != 1 {
+		t.Fatalf("history %+v, %v: want one version", h, err)
+	}
+	if _, err := cl.Get(ctx, "dry", "b"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("dry-run create left a document: %v", err)
+	}
+}

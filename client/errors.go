@@ -19,8 +19,8 @@ var (
 	// ErrPreconditionRequired: a write to an existing document without
 	// IfMatch, on a server that requires it (428).
 	ErrPreconditionRequired = errors.New("precondition required")
-	// ErrUnsupported: the server ignored something it does not support
-	// yet (List with IncludeBody on a server without include=body).
+	// ErrUnsupported: the server lacks something asked for (a Watch of a
+	// collection, on a server without POST /events).
 	ErrUnsupported = errors.New("not supported by the server")
 )
 

@@ -294,6 +294,35 @@ func ExampleClient_Watch() {
 	// version 2 [{"op":"add","path":"/phone","value":"555-0100"}]
 }
 
+func ExampleClient_Watch_collection() {
+	srv := newExampleServer()
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cl := client.New(srv.URL)
+
+	// The open orders: every change of a document that is open before or
+	// after it. Keep the last Cursor to resume later (After).
+	events := cl.Watch(ctx, client.Subscriptions{
+		Collections: []client.CollectionSubscription{client.Collection("orders", map[string]any{"/status": "open"})},
+		Ready:       true,
+	})
+	<-events // ready: from here on, changes are live
+
+	doc, _ := cl.Create(ctx, "orders", "7", map[string]any{"status": "open", "total": 12})
+	_, _ = cl.Merge(ctx, "orders", "7", map[string]any{"status": "paid"}, client.IfMatch(doc.ETag))
+	_, _ = cl.Create(ctx, "orders", "8", map[string]any{"status": "paid"}) // never open: not sent
+	_, _ = cl.Create(ctx, "orders", "9", map[string]any{"status": "open"})
+	for range 3 {
+		ev := <-events
+		fmt.Println(ev.Type, ev.ID, ev.Seq, ev.Match, ev.Cursor != "")
+	}
+	// Output:
+	// change 7 1 true true
+	// change 7 2 false true
+	// change 9 1 true true
+}
+
 func ExampleDiff() {
 	before := json.RawMessage(`{"name":"Ann","items":[{"id":"a","qty":1},{"id":"b","qty":1}]}`)
 	after := json.RawMessage(`{"name":"Ann B.","items":[{"id":"b","qty":5}]}`)

@@ -470,8 +470,6 @@ func TestRequestHeadersAndQuery(t *testing.T) {
 	cl := client.New(base, client.WithUserAgent("orders-service/2"))
 	ctx := testContext(t)
 	doc := mustCreate(t, cl, "h", "d", `{"a":1}`)
-	// Today's server ignores dryRun and applies the write: this only
-	// checks what is sent.
 	if _, err := cl.Patch(ctx, "h", "d", []client.Op{{Op: "remove", Path: "/a"}}, client.IfMatch(strings.Trim(doc.ETag, `"`)), client.Strict(), client.DryRun()); err != nil {
 		t.Fatal(err)
 	}

@@ -15,17 +15,18 @@ import (
 	"time"
 )
 
-// Subscriptions lists what Watch follows.
-//
-// Today it holds documents, each followed over its own change feed (GET
-// /docs/{c}/{id}/events). Collection subscriptions, and one stream for
-// all of them over POST /events, will be added as new fields once the
-// server serves that route (API-2 section 1); code that fills Docs keeps
-// compiling and working.
+// Subscriptions lists what Watch follows: documents and collections, all
+// over one stream (POST /events).
 type Subscriptions struct {
 	// Docs are the documents to follow. A document listed twice is
 	// followed once, as its first entry says.
 	Docs []DocSubscription
+	// Collections are the collections whose changes to follow. A
+	// collection listed twice is followed once, as its first entry says.
+	Collections []CollectionSubscription
+	// Ready asks for an EventReady event each time a stream has sent the
+	// snapshots and replays it had to send first.
+	Ready bool
 }
 
 // DocSubscription follows one document.
@@ -39,27 +40,70 @@ type DocSubscription struct {
 	After uint64
 }
 
+// CollectionSubscription follows the changes of a collection's documents:
+// every version committed to any of them (creates, changes, deletes), as
+// change events.
+type CollectionSubscription struct {
+	// Collection names the collection.
+	Collection string
+	// After is the cursor of the last change the caller has (an Event's
+	// Cursor, of a change, reset-collection or ready event): the feed
+	// resumes right after it, with no gap and no duplicate, on any replica
+	// and across restarts. "" starts at the present: that of the first
+	// stream to send ready.
+	After string
+	// Where, when not nil, filters the changes as ListOptions.Where does
+	// listings: only the changes of documents that match it before or
+	// after the change are sent, and Event.Match says which.
+	Where any
+}
+
+// Collection returns the subscription to a collection's changes from the
+// present, filtered by where (nil: every change).
+func Collection(c string, where any) CollectionSubscription {
+	return CollectionSubscription{Collection: c, Where: where}
+}
+
 // EventType says what an Event reports.
 type EventType string
 
-// Event types. More will come with collection subscriptions (change,
-// ready, reset-collection); a consumer should ignore types it does not
-// know.
+// Event types. A consumer should ignore types it does not know: servers
+// may add more.
 const (
 	// EventSnapshot is the document as it is when the feed starts without
-	// a resume point: Seq, ETag and Value.
+	// a resume point: Seq, ETag and Value. A document never written has
+	// Seq 0 and is Deleted.
 	EventSnapshot EventType = "snapshot"
-	// EventVersion is one committed version, in seq order, each exactly
-	// once: Seq, ETag and Version (whose Ops turn the previous version
-	// into this one).
+	// EventVersion is one committed version of a followed document, in
+	// seq order, each exactly once: Seq, ETag and Version (whose Ops turn
+	// the previous version into this one).
 	EventVersion EventType = "version"
 	// EventReset replaces the caller's copy: the versions after its resume
 	// point are no longer in history (or the server never had them). Seq,
 	// ETag and Value, as a snapshot.
 	EventReset EventType = "reset"
-	// EventError ends a subscription that cannot go on (the document never
-	// existed, 401, 403...): Err says why. Network failures and server
-	// restarts are not errors: the feed reconnects and resumes.
+	// EventChange is one version committed to a document of a followed
+	// collection: Collection, ID, Seq, ETag, Version, Match and Cursor.
+	// Each document's changes arrive in seq order, and every change
+	// exactly once.
+	EventChange EventType = "change"
+	// EventResetCollection says that changes after the subscription's
+	// cursor are no longer retained: list the collection again. The feed
+	// goes on from Cursor, the present.
+	EventResetCollection EventType = "reset-collection"
+	// EventReady says that every snapshot and replay the stream had to
+	// send first has been sent: what follows is live. It comes only when
+	// Subscriptions.Ready asks for it, once per stream Watch opens (again
+	// after each reconnection; never over per-document feeds); Collection
+	// and ID are "".
+	EventReady EventType = "ready"
+	// EventError ends subscriptions that cannot go on (the document never
+	// existed on a server without POST /events, a malformed subscription,
+	// 401, 403...): Err says why. It names the subscription in Collection
+	// and ID when it ends only that one (or the Watch has only one);
+	// otherwise they are "" and it ends the whole Watch. Network failures
+	// and server restarts are not errors: the feed reconnects and
+	// resumes.
 	EventError EventType = "error"
 )
 
@@ -67,7 +111,8 @@ const (
 type Event struct {
 	// Type says what the event reports.
 	Type EventType
-	// Collection and ID name the document.
+	// Collection and ID name the document (for reset-collection, only
+	// Collection is set).
 	Collection, ID string
 	// Seq is the version the event brings the caller to; pass the last
 	// one received as DocSubscription.After to resume later.
@@ -77,59 +122,395 @@ type Event struct {
 	// Value is the document, for snapshot and reset; nil when it is
 	// deleted.
 	Value json.RawMessage
-	// Version is the committed version, for version events.
+	// Version is the committed version, for version and change events.
 	Version *Version
+	// Cursor, for change and reset-collection events, is the position
+	// in the collection's change log just after the event: pass the last
+	// one received as CollectionSubscription.After to resume later.
+	Cursor string
+	// Match, for change events, reports whether the document matches the
+	// subscription's Where after the change: true when it entered or
+	// stayed in the filtered set, false when it left it (a delete
+	// included). Without Where, it is false for deletes only.
+	Match bool
 	// Err is why the subscription ended, for error events.
 	Err error
 }
 
 // Deleted reports whether the event leaves the document deleted.
 func (e Event) Deleted() bool {
-	return (e.Type == EventSnapshot || e.Type == EventReset || e.Type == EventVersion) && e.ETag == ""
+	switch e.Type {
+	case EventSnapshot, EventReset, EventVersion, EventChange:
+		return e.ETag == ""
+	}
+	return false
 }
 
-// Watch follows documents and sends their events on the returned channel:
-// for each document a snapshot (or, with After, the versions since), then
-// every version as it is committed, in order. When a stream breaks (the
-// network, a server restart, an idle stream), Watch reconnects with the
-// retry policy's backoff (or the server's retry hint after a stream that
-// was open) and resumes after the last version it sent, so that no
-// version is skipped or sent twice; a resume point past the retained
-// history gives a reset event.
+// Watch follows documents and collections and sends their events on the
+// returned channel, over one stream (POST /events): for each document a
+// snapshot (or, with After, the versions since), then every version as it
+// is committed, in order; for each collection every change from its
+// cursor (or the present); a ready event once the snapshots and replays
+// are sent. When the stream breaks (the network, a server restart, an
+// idle stream), Watch reconnects with the retry policy's backoff (or the
+// server's hint: Retry-After on a 429 or 503, the SSE retry delay after a
+// stream that was open) and resumes each document after the last version
+// and each collection after the last cursor it sent, so that no version
+// or change is skipped or sent twice; a resume point past the retained
+// history gives a reset or reset-collection event.
+//
+// The server refuses (400) a stream of more subscriptions than its
+// --max-subscriptions (1000 by default), and one whose Where it cannot
+// parse: a refused stream ends the Watch with one error event, as 401 and
+// 403 do.
+//
+// A server that answers POST /events with 404 or 405 (one older than the
+// route) gets one change feed per document instead (GET
+// /docs/{c}/{id}/events), with the same guarantees; its collection
+// subscriptions end with an error event wrapping ErrUnsupported.
 //
 // Events of one document arrive in seq order; those of different documents
 // interleave. The channel is unbuffered: a consumer that does not keep up
-// slows the streams down and loses nothing. It is closed when ctx ends, or
+// slows the stream down and loses nothing. It is closed when ctx ends, or
 // when every subscription has ended with an error event. Cancel ctx to
 // stop; Watch's goroutines then end without the channel being drained.
 func (cl *Client) Watch(ctx context.Context, subs Subscriptions) <-chan Event {
 	out := make(chan Event)
-	var wg sync.WaitGroup
-	seen := map[[2]string]bool{}
+	f := &eventsFeed{cl: cl, out: out, docs: map[[2]string]*docState{}, colls: map[string]*collState{}, ready: subs.Ready}
+	var bad []Event
 	for _, s := range subs.Docs {
 		k := [2]string{s.Collection, s.ID}
-		if seen[k] {
+		if f.docs[k] != nil {
 			continue
 		}
-		seen[k] = true
-		w := &docFeed{cl: cl, sub: s, out: out, last: s.After}
-		wg.Go(func() { w.run(ctx) })
+		if err := cl.checkNames(s.Collection, s.ID, true); err != nil {
+			bad = append(bad, Event{Type: EventError, Collection: s.Collection, ID: s.ID, Err: err})
+			continue
+		}
+		d := &docState{sub: s, last: s.After, started: s.After > 0}
+		f.docs[k] = d
+		f.docOrder = append(f.docOrder, d)
+	}
+	for _, s := range subs.Collections {
+		if f.colls[s.Collection] != nil {
+			continue
+		}
+		err := cl.checkNames(s.Collection, "", false)
+		var where json.RawMessage
+		if err == nil && s.Where != nil {
+			where, err = encodeJSON(s.Where)
+		}
+		if err != nil {
+			bad = append(bad, Event{Type: EventError, Collection: s.Collection, Err: err})
+			continue
+		}
+		c := &collState{sub: s, where: where, cursor: s.After}
+		f.colls[s.Collection] = c
+		f.collOrder = append(f.collOrder, c)
 	}
 	go func() {
-		wg.Wait()
-		close(out)
+		defer close(out)
+		for _, ev := range bad {
+			if !f.deliver(ctx, ev) {
+				return
+			}
+		}
+		if len(f.docOrder)+len(f.collOrder) > 0 {
+			f.run(ctx)
+		}
 	}()
 	return out
 }
 
-// docFeed follows one document's change feed.
+// docState is where a document subscription of an eventsFeed stands.
+type docState struct {
+	sub     DocSubscription
+	last    uint64 // the seq of the last event sent
+	started bool   // an event was sent (or After given): resume after last
+}
+
+// collState is where a collection subscription of an eventsFeed stands.
+type collState struct {
+	sub    CollectionSubscription
+	where  json.RawMessage // sub.Where's JSON; nil: none
+	cursor string          // after the last change sent; "": the present
+}
+
+// eventsFeed follows every subscription of a Watch over POST /events.
+type eventsFeed struct {
+	cl        *Client
+	out       chan<- Event
+	docs      map[[2]string]*docState
+	colls     map[string]*collState
+	docOrder  []*docState
+	collOrder []*collState
+	ready     bool // send EventReady
+}
+
+// errFallback ends the POST /events feed of a server that lacks the route.
+var errFallback = errors.New("patchd: POST /events not served")
+
+// deliver sends ev unless ctx ends first.
+func (f *eventsFeed) deliver(ctx context.Context, ev Event) bool {
+	select {
+	case f.out <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// run connects and reconnects until ctx ends or the subscriptions fail
+// for good.
+func (f *eventsFeed) run(ctx context.Context) {
+	err := reconnect(ctx, f.cl, f.stream)
+	if ctx.Err() != nil {
+		return
+	}
+	if errors.Is(err, errFallback) {
+		f.fallback(ctx)
+		return
+	}
+	ev := Event{Type: EventError, Err: err}
+	switch {
+	case len(f.docOrder) == 1 && len(f.collOrder) == 0:
+		ev.Collection, ev.ID = f.docOrder[0].sub.Collection, f.docOrder[0].sub.ID
+	case len(f.docOrder) == 0 && len(f.collOrder) == 1:
+		ev.Collection = f.collOrder[0].sub.Collection
+	}
+	f.deliver(ctx, ev)
+}
+
+// fallback follows the documents over their own feeds, and ends the
+// collection subscriptions with ErrUnsupported.
+func (f *eventsFeed) fallback(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, d := range f.docOrder {
+		sub := d.sub
+		sub.After = d.last
+		w := &docFeed{cl: f.cl, sub: sub, out: f.out, last: d.last}
+		wg.Go(func() { w.run(ctx) })
+	}
+	for _, c := range f.collOrder {
+		err := fmt.Errorf("patchd: following collection %s needs POST /events: %w", c.sub.Collection, ErrUnsupported)
+		if !f.deliver(ctx, Event{Type: EventError, Collection: c.sub.Collection, Err: err}) {
+			break
+		}
+	}
+	wg.Wait()
+}
+
+// reconnect calls stream until ctx ends or it fails for good (a
+// *permanentError, whose error it returns), waiting between attempts as
+// the retry policy or the server says.
+func reconnect(ctx context.Context, cl *Client, stream func(ctx context.Context, hint *time.Duration) (opened bool, wait time.Duration, err error)) error {
+	failures := 0
+	hint := 2 * time.Second
+	for {
+		opened, wait, err := stream(ctx, &hint)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return perm.err
+		}
+		switch {
+		case wait > 0:
+			// The server said when (Retry-After).
+		case opened:
+			failures = 0
+			h := min(hint, cl.retry.MaxDelay)
+			wait = h/2 + time.Duration(float64(h/2)*jitter())
+		default:
+			wait = cl.retry.delay(failures)
+			failures++
+		}
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
+
+// body returns the POST /events request that resumes every subscription.
+func (f *eventsFeed) body() ([]byte, error) {
+	type docJSON struct {
+		C     string  `json:"c"`
+		ID    string  `json:"id"`
+		After *uint64 `json:"after,omitempty"`
+	}
+	type collJSON struct {
+		C     string          `json:"c"`
+		After string          `json:"after,omitempty"`
+		Where json.RawMessage `json:"where,omitempty"`
+	}
+	var req struct {
+		Docs        []docJSON  `json:"docs,omitempty"`
+		Collections []collJSON `json:"collections,omitempty"`
+	}
+	for _, d := range f.docOrder {
+		j := docJSON{C: d.sub.Collection, ID: d.sub.ID}
+		if d.started {
+			j.After = &d.last
+		}
+		req.Docs = append(req.Docs, j)
+	}
+	for _, c := range f.collOrder {
+		req.Collections = append(req.Collections, collJSON{C: c.sub.Collection, After: c.cursor, Where: c.where})
+	}
+	return encodeJSON(&req)
+}
+
+// stream opens POST /events once and reads it until it ends; see
+// docFeed.stream.
+func (f *eventsFeed) stream(ctx context.Context, hint *time.Duration) (opened bool, wait time.Duration, err error) {
+	body, err := f.body()
+	if err != nil {
+		return false, 0, &permanentError{err}
+	}
+	c := &call{method: http.MethodPost, path: "/events", body: body, header: http.Header{
+		"Accept": {"text/event-stream"}, "Cache-Control": {"no-cache"}, "Content-Type": {"application/json"},
+	}}
+	return readStream(ctx, f.cl, c, hint, func(a *answer) error {
+		if a.status == http.StatusNotFound || a.status == http.StatusMethodNotAllowed {
+			return errFallback
+		}
+		return f.cl.fail(a, "", "")
+	}, f.handle)
+}
+
+// handle checks one event's place and sends it on.
+func (f *eventsFeed) handle(ctx context.Context, ev sseEvent) error {
+	var names struct {
+		C  string `json:"c"`
+		ID string `json:"id"`
+	}
+	switch ev.name {
+	case "snapshot", "reset", "version":
+		if err := json.Unmarshal(ev.data, &names); err != nil {
+			return fmt.Errorf("patchd: %s event: %w", ev.name, err)
+		}
+		d := f.docs[[2]string{names.C, names.ID}]
+		if d == nil {
+			return fmt.Errorf("patchd: %s event of %s/%s, which was not asked for", ev.name, names.C, names.ID)
+		}
+		out, err := docEvent(ev, d.last, d.started)
+		if out == nil || err != nil {
+			return err
+		}
+		out.Collection, out.ID = d.sub.Collection, d.sub.ID
+		if !f.deliver(ctx, *out) {
+			return context.Cause(ctx)
+		}
+		d.last, d.started = out.Seq, true
+	case "change":
+		var d struct {
+			Version
+			C      string `json:"c"`
+			ID     string `json:"id"`
+			Cursor string `json:"cursor"`
+			Match  *bool  `json:"match"`
+		}
+		if err := json.Unmarshal(ev.data, &d); err != nil {
+			return fmt.Errorf("patchd: change event: %w", err)
+		}
+		c := f.colls[d.C]
+		if c == nil || d.Cursor == "" {
+			return fmt.Errorf("patchd: change event of collection %q, cursor %q: not asked for", d.C, d.Cursor)
+		}
+		v := d.Version
+		out := Event{Type: EventChange, Collection: d.C, ID: d.ID, Seq: v.Seq, ETag: v.ETag, Version: &v, Cursor: d.Cursor, Match: v.ETag != ""}
+		if d.Match != nil {
+			out.Match = *d.Match
+		}
+		if !f.deliver(ctx, out) {
+			return context.Cause(ctx)
+		}
+		c.cursor = d.Cursor
+	case "reset-collection":
+		var d struct {
+			C      string `json:"c"`
+			Cursor string `json:"cursor"`
+		}
+		if err := json.Unmarshal(ev.data, &d); err != nil {
+			return fmt.Errorf("patchd: reset-collection event: %w", err)
+		}
+		c := f.colls[d.C]
+		if c == nil || d.Cursor == "" {
+			return fmt.Errorf("patchd: reset-collection event of collection %q, cursor %q: not asked for", d.C, d.Cursor)
+		}
+		if !f.deliver(ctx, Event{Type: EventResetCollection, Collection: d.C, Cursor: d.Cursor}) {
+			return context.Cause(ctx)
+		}
+		c.cursor = d.Cursor
+	case "ready":
+		var d struct {
+			Cursors []string `json:"cursors"`
+		}
+		if err := json.Unmarshal(ev.data, &d); err != nil {
+			return fmt.Errorf("patchd: ready event: %w", err)
+		}
+		if len(d.Cursors) != len(f.collOrder) {
+			return fmt.Errorf("patchd: ready event with %d cursors for %d collections", len(d.Cursors), len(f.collOrder))
+		}
+		// Each cursor is at or after the last change sent before ready.
+		for i, c := range f.collOrder {
+			if d.Cursors[i] != "" {
+				c.cursor = d.Cursors[i]
+			}
+		}
+		if f.ready && !f.deliver(ctx, Event{Type: EventReady}) {
+			return context.Cause(ctx)
+		}
+	}
+	return nil
+}
+
+// docEvent decodes a snapshot, reset or version event of a document whose
+// last event sent had seq last (started: one was sent). It returns nil
+// for a version sent already, and errGap for one that skips a version.
+func docEvent(ev sseEvent, last uint64, started bool) (*Event, error) {
+	switch ev.name {
+	case "snapshot", "reset":
+		var d struct {
+			Seq   uint64          `json:"seq"`
+			ETag  *string         `json:"etag"`
+			Value json.RawMessage `json:"value"`
+		}
+		if err := json.Unmarshal(ev.data, &d); err != nil {
+			return nil, fmt.Errorf("patchd: change feed %s event: %w", ev.name, err)
+		}
+		out := &Event{Type: EventType(ev.name), Seq: d.Seq}
+		if d.ETag != nil {
+			out.ETag = *d.ETag
+		}
+		if string(d.Value) != "null" {
+			out.Value = d.Value
+		}
+		return out, nil // a reset may go back (another database)
+	case "version":
+		var v Version
+		if err := json.Unmarshal(ev.data, &v); err != nil {
+			return nil, fmt.Errorf("patchd: change feed version event: %w", err)
+		}
+		if started && v.Seq <= last {
+			return nil, nil // sent already
+		}
+		if started && v.Seq != last+1 {
+			return nil, errGap // reconnect: the server replays from last or resets
+		}
+		return &Event{Type: EventVersion, Seq: v.Seq, ETag: v.ETag, Version: &v}, nil
+	}
+	return nil, nil
+}
+
+// docFeed follows one document's own change feed (GET
+// /docs/{c}/{id}/events), for servers without POST /events.
 type docFeed struct {
 	cl   *Client
 	sub  DocSubscription
 	out  chan<- Event
 	last uint64 // the seq of the last event sent; 0: none yet
-	// hint is the server's reconnection delay (the SSE retry field).
-	hint time.Duration
 }
 
 // permanentError ends a subscription.
@@ -147,37 +528,11 @@ var errGap = errors.New("patchd: change feed skipped a version")
 // run connects and reconnects until ctx ends or the subscription fails
 // for good.
 func (f *docFeed) run(ctx context.Context) {
-	if err := f.cl.checkNames(f.sub.Collection, f.sub.ID, true); err != nil {
-		f.send(ctx, Event{Type: EventError, Err: err})
+	err := reconnect(ctx, f.cl, f.stream)
+	if ctx.Err() != nil {
 		return
 	}
-	failures := 0
-	f.hint = 2 * time.Second
-	for {
-		opened, wait, err := f.stream(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		var perm *permanentError
-		if errors.As(err, &perm) {
-			f.send(ctx, Event{Type: EventError, Err: perm.err})
-			return
-		}
-		switch {
-		case wait > 0:
-			// The server said when (Retry-After).
-		case opened:
-			failures = 0
-			h := min(f.hint, f.cl.retry.MaxDelay)
-			wait = h/2 + time.Duration(float64(h/2)*jitter())
-		default:
-			wait = f.cl.retry.delay(failures)
-			failures++
-		}
-		if !sleep(ctx, wait) {
-			return
-		}
-	}
+	f.send(ctx, Event{Type: EventError, Err: err})
 }
 
 // send delivers ev unless ctx ends first.
@@ -194,21 +549,46 @@ func (f *docFeed) send(ctx context.Context, ev Event) bool {
 // stream opens the feed once and reads it until it ends. opened reports
 // that the server answered with a stream; wait, when not zero, is how long
 // the server asked to wait before the next attempt.
-func (f *docFeed) stream(ctx context.Context) (opened bool, wait time.Duration, err error) {
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+func (f *docFeed) stream(ctx context.Context, hint *time.Duration) (opened bool, wait time.Duration, err error) {
 	h := http.Header{"Accept": {"text/event-stream"}, "Cache-Control": {"no-cache"}}
 	if f.last > 0 {
 		h.Set("Last-Event-ID", strconv.FormatUint(f.last, 10))
 	}
 	c := &call{method: http.MethodGet, path: docPath(f.sub.Collection, f.sub.ID) + "/events", header: h}
-	req, err := f.cl.request(sctx, c)
+	return readStream(ctx, f.cl, c, hint, func(a *answer) error {
+		return f.cl.fail(a, f.sub.Collection, f.sub.ID)
+	}, f.handle)
+}
+
+// handle checks one event's place in the sequence and sends it on.
+func (f *docFeed) handle(ctx context.Context, ev sseEvent) error {
+	out, err := docEvent(ev, f.last, f.last > 0)
+	if out == nil || err != nil {
+		return err
+	}
+	if !f.send(ctx, *out) {
+		return context.Cause(ctx)
+	}
+	f.last = out.Seq
+	return nil
+}
+
+// readStream sends c once and reads the event stream it answers until it
+// ends, passing each event to handle. An answer other than a stream is
+// turned into an error by fail: retried when the status is, else
+// permanent. opened reports that the server answered with a stream; wait,
+// when not zero, is how long the server asked to wait before the next
+// attempt (Retry-After); *hint becomes the stream's retry delay.
+func readStream(ctx context.Context, cl *Client, c *call, hint *time.Duration, fail func(*answer) error, handle func(context.Context, sseEvent) error) (opened bool, wait time.Duration, err error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := cl.request(sctx, c)
 	if err != nil {
 		return false, 0, &permanentError{err}
 	}
-	idle := time.AfterFunc(f.cl.idle, func() { cancel(errIdle) })
+	idle := time.AfterFunc(cl.idle, func() { cancel(errIdle) })
 	defer idle.Stop()
-	res, err := f.cl.hc.Do(req)
+	res, err := cl.hc.Do(req)
 	if err != nil {
 		return false, 0, err
 	}
@@ -218,14 +598,14 @@ func (f *docFeed) stream(ctx context.Context) (opened bool, wait time.Duration, 
 		a := &answer{status: res.StatusCode, header: res.Header, body: body}
 		if retryable(a) {
 			d, _ := retryAfter(res.Header)
-			return false, d, f.cl.fail(a, f.sub.Collection, f.sub.ID)
+			return false, d, fail(a)
 		}
-		return false, 0, &permanentError{f.cl.fail(a, f.sub.Collection, f.sub.ID)}
+		return false, 0, &permanentError{fail(a)}
 	}
 	if mt, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type")); mt != "text/event-stream" {
 		return false, 0, &permanentError{fmt.Errorf("patchd: %s: answered %q, not an event stream", c, mt)}
 	}
-	r := &sseReader{r: bufio.NewReaderSize(res.Body, 64<<10), touch: func() { idle.Reset(f.cl.idle) }}
+	r := &sseReader{r: bufio.NewReaderSize(res.Body, 64<<10), touch: func() { idle.Reset(cl.idle) }}
 	for {
 		ev, err := r.next()
 		if err != nil {
@@ -235,58 +615,16 @@ func (f *docFeed) stream(ctx context.Context) (opened bool, wait time.Duration, 
 			return true, 0, err
 		}
 		if r.retry > 0 {
-			f.hint = r.retry
+			*hint = r.retry
 		}
 		// A consumer that is slow to take the event does not make the
 		// stream idle.
 		idle.Stop()
-		if err := f.handle(ctx, ev); err != nil {
+		if err := handle(ctx, ev); err != nil {
 			return true, 0, err
 		}
-		idle.Reset(f.cl.idle)
+		idle.Reset(cl.idle)
 	}
-}
-
-// handle checks one event's place in the sequence and sends it on.
-func (f *docFeed) handle(ctx context.Context, ev sseEvent) error {
-	switch ev.name {
-	case "snapshot", "reset":
-		var d struct {
-			Seq   uint64          `json:"seq"`
-			ETag  *string         `json:"etag"`
-			Value json.RawMessage `json:"value"`
-		}
-		if err := json.Unmarshal(ev.data, &d); err != nil {
-			return fmt.Errorf("patchd: change feed %s event: %w", ev.name, err)
-		}
-		out := Event{Type: EventType(ev.name), Seq: d.Seq}
-		if d.ETag != nil {
-			out.ETag = *d.ETag
-		}
-		if string(d.Value) != "null" {
-			out.Value = d.Value
-		}
-		if !f.send(ctx, out) {
-			return context.Cause(ctx)
-		}
-		f.last = d.Seq // a reset may go back (another database)
-	case "version":
-		var v Version
-		if err := json.Unmarshal(ev.data, &v); err != nil {
-			return fmt.Errorf("patchd: change feed version event: %w", err)
-		}
-		if f.last > 0 && v.Seq <= f.last {
-			return nil // sent already
-		}
-		if f.last > 0 && v.Seq != f.last+1 {
-			return errGap // reconnect: the server replays from f.last or resets
-		}
-		if !f.send(ctx, Event{Type: EventVersion, Seq: v.Seq, ETag: v.ETag, Version: &v}) {
-			return context.Cause(ctx)
-		}
-		f.last = v.Seq
-	}
-	return nil
 }
 
 // sseEvent is one dispatched Server-Sent Event.

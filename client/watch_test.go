@@ -215,8 +215,6 @@ func TestWatchErrors(t *testing.T) {
 		sub  client.DocSubscription
 		want func(error) bool
 	}{
-		{name: "NeverExisted", sub: client.DocSubscription{Collection: "w", ID: "nothing"},
-			want: func(err error) bool { return errors.Is(err, client.ErrNotFound) }},
 		{name: "BadName", sub: client.DocSubscription{Collection: "w", ID: "a b"},
 			want: func(err error) bool { var p *client.Problem; return errors.As(err, &p) && p.Status == 400 }},
 		{name: "EmptyID", sub: client.DocSubscription{Collection: "w"},
