@@ -4,6 +4,7 @@
 
 import { applyMerge, applyPatch, clone, deepEqual } from './json.js';
 import { readEvents } from './sse.js';
+import { Hub } from './hub.js';
 
 export { applyMerge, applyPatch, clone, deepEqual, diff, escapeToken, parsePointer, pointer, PatchApplyError } from './json.js';
 export { readEvents } from './sse.js';
@@ -113,6 +114,7 @@ export class Client {
    * @param {object} [options.retry] {base, max, attempts}: backoff for network failures and 429/502/503/504
    * @param {number} [options.idleTimeout] ms without a byte on a change feed before it reconnects (default 45000)
    * @param {object} [options.store] where unsent edits are kept across reloads ({load, put, delete, release}; see idb.js)
+   * @param {boolean} [options.share] one stream for all tabs of the origin (default: where Web Locks and BroadcastChannel exist)
    */
   constructor(options = {}) {
     this.baseURL = (options.baseURL ?? '').replace(/\/+$/, '');
@@ -121,6 +123,7 @@ export class Client {
     this.retry = { base: 250, max: 10_000, attempts: Infinity, ...options.retry };
     this.idleTimeout = options.idleTimeout ?? 45_000;
     this.store = options.store ?? null;
+    this.share = options.share ?? !!(globalThis.document && globalThis.BroadcastChannel && globalThis.navigator?.locks);
     this._online = new Set(); // wake-ups waiting for the network to come back
     this._ticks = 0; // orders local happenings; only compared, never shown
     this._onOnline = () => {
@@ -132,6 +135,41 @@ export class Client {
   /** Stops listening for the browser's online events. Open documents stay open. */
   close() {
     globalThis.removeEventListener?.('online', this._onOnline);
+    this._hub?.close();
+    this._hub = null;
+  }
+
+  // _hubFor returns the stream every followed document and collection
+  // shares, made on first use.
+  _hubFor() {
+    return (this._hub ??= new Hub(this, this.share));
+  }
+
+  async _problem(res) {
+    return new PatchdError(res.status, await readProblem(res));
+  }
+
+  _retryAfter(res) {
+    return retryAfter(res);
+  }
+
+  _backoff(attempt) {
+    return backoffDelay(attempt, this.retry);
+  }
+
+  /**
+   * Lists a page of a collection: GET /docs/{c} with where (an object),
+   * order (a JSON Pointer, "-" in front for descending), limit, after (the
+   * previous page's next) and include ("body" adds each value). Resolves
+   * to {items: [{id, etag, seq, value?}], next}.
+   */
+  async list(collection, { signal, where, ...q } = {}) {
+    if (where) q.where = JSON.stringify(where);
+    for (const k in q) if (q[k] == null) delete q[k];
+    const query = new URLSearchParams(q).toString();
+    const res = await this._request(this._url(collection, undefined, query && '?' + query), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
+    if (!res.ok) throw await this._problem(res);
+    return res.json();
   }
 
   _tick() {
@@ -602,14 +640,27 @@ export class Doc {
   follow() {
     if (this._feed || this._closed) return this;
     this._feed = new AbortController();
-    this._runFeed(this._feed.signal);
+    const hub = this.client._hubFor();
+    if (hub.legacy) this._runFeed(this._feed.signal);
+    else hub.addDoc(this);
     return this;
+  }
+
+  // The server has no POST /events: this document's own change feed.
+  _legacyFollow() {
+    if (this._feed) this._runFeed(this._feed.signal);
+  }
+
+  _feedError(error) {
+    this._emit({ type: 'error', error });
+    this.unfollow();
   }
 
   /** Stops following the change feed; edits go on without it. */
   unfollow() {
     this._feed?.abort();
     this._feed = null;
+    this.client._hub?.removeDoc(this);
     this._settleAcks();
     if (!this._closed) this._setStatus('idle');
   }
@@ -720,12 +771,15 @@ export class Doc {
   // _onEvent applies one feed event; false means local state is out of step
   // and the feed must restart from a snapshot.
   _onEvent(ev, connectTick) {
-    let d;
+    let d = ev.d;
     try {
-      d = JSON.parse(ev.data);
+      d ??= JSON.parse(ev.data);
     } catch {
       return true;
     }
+    // Two streams overlap while the set of subscriptions changes: a
+    // snapshot no newer than what was applied is old news.
+    if (ev.event === 'snapshot' && this._base.seq !== null && d.seq <= this._base.seq) return true;
     if (ev.event === 'snapshot' || ev.event === 'reset') {
       this._setBase({ value: d.value, etag: d.etag, seq: d.seq });
       // Acknowledged edits are in this state if they were acknowledged
