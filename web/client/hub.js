@@ -14,8 +14,9 @@ const RETRY = new Set([429, 502, 503, 504]);
  * sent ready, so that nothing is skipped.
  */
 export class Hub {
-  constructor(client, share) {
+  constructor(client, share, one) {
     this.client = client;
+    this.one = one; // a document following its own feed, on a server without POST /events
     this.docs = new Map(); // "c\0id" -> Set<Doc>
     this.cols = new Map(); // c -> Set<col subscription>
     this.cursors = new Map(); // c -> the cursor of the last change handled
@@ -41,6 +42,8 @@ export class Hub {
 
   close() {
     this.closed = true;
+    for (const set of this.docs.values()) for (const d of set) d.unfollow();
+    for (const set of this.cols.values()) for (const s of set) s.status('closed');
     this._off();
     this.conns = [];
     clearTimeout(this.timer);
@@ -172,14 +175,18 @@ export class Hub {
     let got = false;
     try {
       watch();
-      const res = await client._fetch(`${client.baseURL}/events`, {
-        method: 'POST',
-        headers: await client._headersFor({ 'Content-Type': 'application/json', Accept: 'text/event-stream' }),
-        body: JSON.stringify(body),
+      const one = this.one;
+      const h = { Accept: 'text/event-stream' };
+      if (!one) h['Content-Type'] = 'application/json';
+      else if (one._base.seq !== null) h['Last-Event-ID'] = String(one._base.seq);
+      const res = await client._fetch(one ? client._url(one.collection, one.id, '/events') : `${client.baseURL}/events`, {
+        method: one ? 'GET' : 'POST',
+        headers: await client._headersFor(h),
+        body: one ? undefined : JSON.stringify(body),
         signal: conn.ac.signal,
         cache: 'no-store',
       });
-      if (res.status === 404 || res.status === 405) return this._legacy();
+      if (!one && (res.status === 404 || res.status === 405)) return this._legacy();
       if (RETRY.has(res.status)) {
         wait = client._retryAfter(res);
         throw new Error(String(res.status));
@@ -205,7 +212,8 @@ export class Hub {
           continue;
         }
         got = true;
-        if (ev.event === 'ready') {
+        if (one) Object.assign(d, { c: one.collection, id: one.id });
+        if (ev.event === 'ready' || (one && !conn.ready)) {
           const named = {};
           cols.forEach((c, i) => (named[c] = d.cursors?.[i]));
           this._dispatch('ready', named, tick);
@@ -216,7 +224,8 @@ export class Hub {
           this._post({ t: 'ready', covers });
           this._ready(tick);
           if (this.dirty) this.kick();
-        } else this._dispatch(ev.event, d, tick);
+        }
+        if (ev.event !== 'ready') this._dispatch(ev.event, d, tick);
       }
     } catch {
       // network failure, idle timeout, abort, or an answer to retry

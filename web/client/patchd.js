@@ -3,7 +3,6 @@
 // runs in browsers and in Node.js 18+ (it needs fetch and web streams).
 
 import { applyMerge, applyPatch, clone, deepEqual } from './json.js';
-import { readEvents } from './sse.js';
 import { Hub } from './hub.js';
 
 export { applyMerge, applyPatch, clone, deepEqual, diff, escapeToken, parsePointer, pointer, PatchApplyError } from './json.js';
@@ -132,7 +131,11 @@ export class Client {
     globalThis.addEventListener?.('online', this._onOnline);
   }
 
-  /** Stops listening for the browser's online events. Open documents stay open. */
+  /**
+   * Stops listening for the browser's online events, and closes the
+   * stream: followed documents stop following (they stay open for
+   * writes), watches stop.
+   */
   close() {
     globalThis.removeEventListener?.('online', this._onOnline);
     this._hub?.close();
@@ -641,14 +644,17 @@ export class Doc {
     if (this._feed || this._closed) return this;
     this._feed = new AbortController();
     const hub = this.client._hubFor();
-    if (hub.legacy) this._runFeed(this._feed.signal);
+    if (hub.legacy) this._legacyFollow();
     else hub.addDoc(this);
     return this;
   }
 
-  // The server has no POST /events: this document's own change feed.
+  // The server has no POST /events: this document's own change feed
+  // (GET /docs/{c}/{id}/events), run by a hub of its own.
   _legacyFollow() {
-    if (this._feed) this._runFeed(this._feed.signal);
+    if (!this._feed) return;
+    this._own = new Hub(this.client, false, this);
+    this._own.addDoc(this);
   }
 
   _feedError(error) {
@@ -660,6 +666,9 @@ export class Doc {
   unfollow() {
     this._feed?.abort();
     this._feed = null;
+    const own = this._own;
+    this._own = null;
+    own?.close();
     this.client._hub?.removeDoc(this);
     this._settleAcks();
     if (!this._closed) this._setStatus('idle');
@@ -682,90 +691,6 @@ export class Doc {
       e.reject(new NetworkError('closed'));
     }
     this._setStatus('closed');
-  }
-
-  async _runFeed(signal) {
-    const c = this.client;
-    let retryMs = 2000;
-    let attempt = 0;
-    const onOffline = () => this._conn?.abort();
-    globalThis.addEventListener?.('offline', onOffline);
-    try {
-      while (!signal.aborted) {
-        if (globalThis.navigator?.onLine === false) {
-          this._setStatus('offline');
-          await c._sleep(60_000, signal);
-          continue;
-        }
-        this._setStatus('connecting');
-        const conn = new AbortController();
-        this._conn = conn;
-        const stop = () => conn.abort();
-        signal.addEventListener('abort', stop);
-        let gotEvent = false;
-        let wait = null; // a Retry-After
-        let idle;
-        const watch = () => {
-          clearTimeout(idle);
-          idle = setTimeout(() => conn.abort(), c.idleTimeout);
-        };
-        try {
-          const headers = { Accept: 'text/event-stream' };
-          if (this._base.seq !== null) headers['Last-Event-ID'] = String(this._base.seq);
-          const connectTick = c._tick();
-          watch();
-          const res = await c._fetch(c._url(this.collection, this.id, '/events'), {
-            headers: await c._headersFor(headers),
-            signal: conn.signal,
-            cache: 'no-store',
-          });
-          if (RETRY_STATUS.has(res.status)) {
-            // Too many requests or streams, or overloaded: come back later.
-            wait = retryAfter(res);
-            throw new PatchdError(res.status, null);
-          }
-          if (res.status >= 400 && res.status < 500) {
-            // Never retried: the request itself is wrong (or the document gone).
-            const err = new PatchdError(res.status, await readProblem(res));
-            this._emit({ type: 'error', error: err });
-            this._feed = null;
-            this._settleAcks();
-            this._setStatus('idle');
-            return;
-          }
-          if (!res.ok || !res.body) throw new PatchdError(res.status, null);
-          for await (const ev of readEvents(res.body)) {
-            watch();
-            if (ev.retry !== undefined) {
-              retryMs = ev.retry;
-              continue;
-            }
-            if (ev.comment !== undefined) continue;
-            if (!gotEvent) {
-              gotEvent = true;
-              attempt = 0;
-              this._setStatus('live');
-            }
-            if (!this._onEvent(ev, connectTick)) break; // out of step: reconnect for a snapshot
-          }
-        } catch {
-          // network failure, idle timeout, abort or an answer to retry: reconnect below
-        } finally {
-          clearTimeout(idle);
-          signal.removeEventListener('abort', stop);
-        }
-        if (signal.aborted) return;
-        const offline = globalThis.navigator?.onLine === false;
-        this._setStatus(offline ? 'offline' : 'connecting');
-        // A stream that delivered events and then ended (a server restart,
-        // a cut-off) reconnects after the server's retry hint; failures to
-        // connect back off further each time, and wait out a Retry-After.
-        const delay = wait ?? (gotEvent ? retryMs * (0.5 + Math.random() / 2) : Math.max(retryMs / 4, backoffDelay(attempt++, c.retry)));
-        await c._sleep(delay, signal, wait === null);
-      }
-    } finally {
-      globalThis.removeEventListener?.('offline', onOffline);
-    }
   }
 
   // _onEvent applies one feed event; false means local state is out of step

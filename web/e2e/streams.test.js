@@ -138,3 +138,40 @@ test('one page follows 500 documents and watches their collection over one strea
   assert.ok(requests.length < 20, `${requests.length} streams opened`);
   await streamsAre(before + 1);
 });
+
+test('the list page: live rows, a filter and an order, a row opens the form; one stream for both pages', { timeout: 90_000 }, async (t) => {
+  await streamsAre(0);
+  const c = `orders${process.pid}`;
+  await put(c, 'a', { title: 'Apples', customer: 'Zoe', urgent: false, items: [] });
+  await put(c, 'b', { title: 'Bread', customer: 'Yan', urgent: true, items: [{ id: 'x', desc: 'rye', qty: 1 }] });
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 900 } });
+  t.after(() => ctx.close());
+  const list = await ctx.newPage();
+  const errors = [];
+  list.on('pageerror', (e) => errors.push(e.message));
+  await list.goto(`${server.url}/ui/list.html?c=${c}`);
+  await list.waitForSelector('#status[data-state="live"]', { timeout: WAIT });
+  const rows = () => list.$$eval('#list tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent).join('|')));
+  const rowsAre = (want) => list.waitForFunction((w) => [...document.querySelectorAll('#list tbody tr')].map((tr) => tr.dataset.id).join() === w, want, { timeout: WAIT });
+  await rowsAre('a,b');
+  assert.deepEqual(await rows(), ['Apples|Zoe||0', 'Bread|Yan|yes|1']);
+  // A row opens the order's form, in the same browser: the two pages share one stream.
+  const [form] = await Promise.all([ctx.waitForEvent('page'), list.click('#list tbody tr[data-id="a"] a', { modifiers: ['Control'] })]);
+  await form.waitForLoadState();
+  assert.match(form.url(), new RegExp(`\\?c=${c}&id=a$`));
+  await live(form);
+  await form.fill('#title', 'Avocados');
+  await form.locator('#title').blur();
+  await list.waitForFunction(() => document.querySelector('#list tbody tr[data-id="a"] a').textContent === 'Avocados', null, { timeout: WAIT });
+  await streamsAre(1);
+  // Ordered by customer: Yan before Zoe; urgent only: Bread alone; a new urgent order enters.
+  await list.selectOption('#order', '/customer');
+  await rowsAre('b,a');
+  await list.selectOption('#urgent', 'true');
+  await rowsAre('b');
+  await put(c, 'c', { title: 'Cheese', customer: 'Xia', urgent: true, items: [] });
+  await rowsAre('c,b');
+  await merge(c, 'b', { urgent: false });
+  await rowsAre('c');
+  assert.deepEqual(errors, []);
+});

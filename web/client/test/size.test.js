@@ -28,7 +28,8 @@ test('the core client is under 8 KB minified and gzipped', async (t) => {
   const share = await size('share.js');
   const watch = await size('watch.js', ['./json.js']);
   const idb = await size('idb.js');
-  const react = await size('react.js', ['react']);
+  // react.js imports watch.js, measured on its own.
+  const react = await size('react.js', ['react', './watch.js']);
   t.diagnostic(`patchd.js ${core} B, share.js ${share} B, watch.js ${watch} B, idb.js ${idb} B, react.js ${react} B (min+gzip -9)`);
   assert.ok(core < 8192, `core is ${core} B`);
   assert.ok(idb < 2048, `idb.js is ${idb} B`);
