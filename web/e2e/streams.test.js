@@ -98,10 +98,18 @@ test('twenty tabs of the demo in one browser: all live over one stream, each edi
     await p.waitForFunction(() => Array.from({ length: 20 }, (_, i) => globalThis.patchdDemo.doc().value[`tab${i}`] === i).every(Boolean), null, { timeout: WAIT });
   }
   // The tab holding the stream closes: another takes over, and nothing is lost.
+  // Edits made while the stream changes hands all arrive.
   await pages.shift().close();
-  await streamsAre(before + 1);
+  for (let i = 0; i < 5; i++) await merge('demo', id, { [`handover${i}`]: i });
   await merge('demo', id, { title: 'After the first tab closed' });
-  for (const p of pages) await p.waitForFunction(() => document.querySelector('#title').value === 'After the first tab closed', null, { timeout: WAIT });
+  for (const p of pages) {
+    await p.waitForFunction(
+      () => document.querySelector('#title').value === 'After the first tab closed' && [0, 1, 2, 3, 4].every((i) => globalThis.patchdDemo.doc().value[`handover${i}`] === i),
+      null,
+      { timeout: WAIT },
+    );
+  }
+  await streamsAre(before + 1);
   for (const p of pages) assert.deepEqual(p.errors, []);
 });
 

@@ -184,6 +184,52 @@ test('a watch and documents share the one stream', async () => {
   writer.close();
 });
 
+test('a watch misses and doubles no change while the set changes and the stream is cut', { timeout: 60_000 }, async () => {
+  const c = `y${process.pid}`;
+  // A fetch whose streams the test can cut, like a network failure.
+  const bodies = new Set();
+  const f = async (url, init) => {
+    const res = await fetch(url, init);
+    if (!String(url).endsWith('/events')) return res;
+    const reader = res.body.getReader();
+    let ctl;
+    const body = new ReadableStream({
+      start: (c) => void (ctl = c),
+      async pull(c) {
+        const r = await reader.read().catch(() => ({ done: true }));
+        if (r.done) c.close();
+        else c.enqueue(r.value);
+      },
+      cancel: () => reader.cancel(),
+    });
+    const cut = () => {
+      reader.cancel().catch(() => {});
+      ctl.error(new TypeError('network error'));
+    };
+    bodies.add(cut);
+    return new Response(body, { status: res.status, headers: res.headers });
+  };
+  const client = new Client({ baseURL: server.url, fetch: f, retry: { base: 1, max: 20 } });
+  const writer = new Client({ baseURL: server.url });
+  const logs = [await writer.create(c, 'a', { log: [] }), await writer.create(c, 'b', { log: [] })];
+  const w = watch(client, c);
+  await until(w, () => w.status === 'live' && w.items.length === 2, 'live');
+  const others = [];
+  for (let i = 1; i <= 30; i++) {
+    await logs[i % 2].patch([{ op: 'add', path: '/log/-', value: i }]);
+    if (i % 3 === 0) others.push(await client.open('m', newID(), { follow: true }).catch(() => null));
+    if (i % 10 === 5) for (const cut of bodies) cut(); // every stream so far, cut
+  }
+  const want = (k) => Array.from({ length: 15 }, (_, j) => 2 * j + 1 + k);
+  await until(w, () => w.items[0]?.value.log.length === 15 && w.items[1]?.value.log.length === 15, 'every change', 20_000);
+  assert.deepEqual(w.items[0].value.log, want(1)); // a has the even writes
+  assert.deepEqual(w.items[1].value.log, want(0));
+  for (const o of others) o?.close();
+  w.close();
+  client.close();
+  writer.close();
+});
+
 test('a server without POST /events: each document follows its own feed', async () => {
   const { f, calls } = recordingFetch((call) => (call.method === 'POST' && call.url.endsWith('/events') ? new Response('', { status: 404 }) : null));
   const client = new Client({ baseURL: server.url, fetch: f });
