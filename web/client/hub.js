@@ -22,13 +22,13 @@ export class Hub {
     this.cursors = new Map(); // c -> the cursor of the last change handled
     this.conns = []; // streams open or opening, oldest first
     this.legacy = false; // the server has no POST /events
-    this.tick = 0; // the tick of the last stream (or set message) that covers every subscription
     this.retryMs = 2000;
     this.attempt = 0;
     this.peers = new Map(); // leader: tab -> its subscriptions
     this.leader = !share;
+    // Offline: drop the streams (not a wait to reconnect, which online ends).
     this._off = () => {
-      for (const c of this.conns) c.ac.abort();
+      for (const c of this.conns) c.gate || c.ac.abort();
     };
     globalThis.addEventListener?.('offline', this._off);
     // Sharing is loaded when used: pages that follow nothing, and
@@ -44,7 +44,7 @@ export class Hub {
     this.closed = true;
     for (const set of this.docs.values()) for (const d of set) d.unfollow();
     for (const set of this.cols.values()) for (const s of set) s.status('closed');
-    this._off();
+    for (const c of this.conns) c.ac.abort();
     this.conns = [];
     clearTimeout(this.timer);
     globalThis.removeEventListener?.('offline', this._off);
@@ -82,11 +82,12 @@ export class Hub {
 
   removeCol(sub) {
     const s = this.cols.get(sub.c);
-    if (s?.delete(sub) && !s.size) {
+    if (!s?.delete(sub)) return;
+    if (!s.size) {
       this.cols.delete(sub.c);
       this.cursors.delete(sub.c);
-      this.kick();
     }
+    this.kick(); // the filter may change too
   }
 
   // _mine is this tab's subscription set: documents with the seq they
@@ -239,7 +240,7 @@ export class Hub {
     if (!this.conns.length) this._status(globalThis.navigator?.onLine === false ? 'offline' : 'connecting');
     const delay = wait ?? (got ? this.retryMs * (0.5 + Math.random() / 2) : Math.max(this.retryMs / 4, client._backoff(this.attempt++)));
     const gate = new AbortController();
-    this.conns.push({ ac: gate, ready: false });
+    this.conns.push({ ac: gate, ready: false, gate: true });
     await client._sleep(delay, gate.signal, wait === null);
     if (gate.signal.aborted) return;
     this.conns = this.conns.filter((c) => c.ac !== gate);
@@ -247,6 +248,7 @@ export class Hub {
   }
 
   _legacy() {
+    if (this.legacy) return;
     this.legacy = true;
     this._post({ t: 'legacy' });
     this.conns = [];

@@ -58,9 +58,18 @@ export class Watch {
       status: (s) => this._set(s),
       error: (err) => this._fail(err),
     };
-    const hub = client._hubFor();
-    if (hub.legacy) queueMicrotask(() => this._fail(new Error('this server has no POST /events')));
-    else hub.addCol(this._sub);
+    // A bad where or order is refused here, by a listing of one item,
+    // rather than by the stream, which the client's documents (and other
+    // tabs) share.
+    client.list(collection, { where, order, limit: 1, signal: this._ac.signal }).then(
+      () => {
+        const hub = client._hubFor();
+        if (this._ac.signal.aborted) return;
+        if (hub.legacy) this._fail(new Error('this server has no POST /events'));
+        else hub.addCol(this._sub);
+      },
+      (err) => this._ac.signal.aborted || this._fail(err),
+    );
     signal?.addEventListener('abort', () => this.close(), { once: true });
   }
 

@@ -230,6 +230,24 @@ test('a watch misses and doubles no change while the set changes and the stream 
   writer.close();
 });
 
+test('a watch with a bad filter fails alone: the documents on the stream go on', async () => {
+  const client = new Client({ baseURL: server.url });
+  const writer = new Client({ baseURL: server.url });
+  const id = newID();
+  const w0 = await writer.create('m', id, { n: 0 });
+  const doc = await client.open('m', id, { follow: true });
+  await until(doc, () => doc.status === 'live', 'live');
+  const bad = watch(client, 'm', { where: { '/n': { near: 1 } } });
+  await until(bad, () => bad.status === 'error', 'the error');
+  assert.equal(bad.error.status, 400);
+  await w0.merge({ n: 1 });
+  await until(doc, () => doc.value.n === 1, 'the change');
+  assert.equal(doc.status, 'live');
+  doc.close();
+  client.close();
+  writer.close();
+});
+
 test('a server without POST /events: each document follows its own feed', async () => {
   const { f, calls } = recordingFetch((call) => (call.method === 'POST' && call.url.endsWith('/events') ? new Response('', { status: 404 }) : null));
   const client = new Client({ baseURL: server.url, fetch: f });
