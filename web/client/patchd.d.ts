@@ -216,6 +216,8 @@ export class Client {
   retry: Required<RetryOptions>;
   idleTimeout: number;
   readonly store: EditStore | null;
+  /** Whether the tabs of the origin share one stream. */
+  readonly share: boolean;
   /** GET a document. */
   get<T extends object = JSONObject>(collection: string, id: string, options?: { signal?: AbortSignal }): Promise<{ value: T; etag: string }>;
   /** Reads a document and keeps it; {follow: true} also follows its change feed. Restores the store's unsent edits. */
