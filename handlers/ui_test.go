@@ -17,6 +17,11 @@ func TestUI(t *testing.T) {
 		{"/ui/client/patchd.js", "text/javascript; charset=utf-8", "export class Client"},
 		{"/ui/client/json.js", "text/javascript; charset=utf-8", "export function diff"},
 		{"/ui/client/sse.js", "text/javascript; charset=utf-8", "export async function* readEvents"},
+		{"/ui/list.html", "text/html; charset=utf-8", `<script type="module" src="/ui/list.js">`},
+		{"/ui/list.js", "text/javascript; charset=utf-8", "from '/ui/client/watch.js'"},
+		{"/ui/client/hub.js", "text/javascript; charset=utf-8", "export class Hub"},
+		{"/ui/client/share.js", "text/javascript; charset=utf-8", "export function share"},
+		{"/ui/client/watch.js", "text/javascript; charset=utf-8", "export function watch"},
 	} {
 		r := s.do(t, "GET", tc.path, nil, "")
 		expect(t, r, http.StatusOK, "")

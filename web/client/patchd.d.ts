@@ -104,6 +104,8 @@ export interface ClientOptions {
   idleTimeout?: number;
   /** Where unsent edits are kept across reloads: indexedDBStore() from "@patchd/client/idb", or your own. */
   store?: EditStore | null;
+  /** One stream for all tabs of the origin (Web Locks + BroadcastChannel); default true where both exist in a page. */
+  share?: boolean;
 }
 
 /** An unsent edit as a store keeps it: what its replay needs to be the same request. */
@@ -225,14 +227,61 @@ export class Client {
   retry: Required<RetryOptions>;
   idleTimeout: number;
   readonly store: EditStore | null;
+  /** Whether the tabs of the origin share one stream. */
+  readonly share: boolean;
   /** GET a document. */
   get<T extends object = JSONObject>(collection: string, id: string, options?: { signal?: AbortSignal }): Promise<{ value: T; etag: string }>;
   /** Reads a document and keeps it; {follow: true} also follows its change feed. Restores the store's unsent edits. */
   open<T extends object = JSONObject>(collection: string, id: string, options?: { follow?: boolean; signal?: AbortSignal }): Promise<Doc<T>>;
   /** Creates a document that must not exist yet (PUT with If-None-Match: *); 412 with current if it does. */
   create<T extends object = JSONObject>(collection: string, id: string, value: T, options?: { follow?: boolean; signal?: AbortSignal }): Promise<Doc<T>>;
-  /** Stops listening for the browser's online events. */
+  /** Lists a page of a collection (GET /docs/{c}); pass the answer's next as after for the next page. */
+  list<T extends object = JSONObject>(collection: string, options?: ListOptions): Promise<ListPage<T>>;
+  /** Stops listening for the browser's online events and closes the stream. */
   close(): void;
+}
+
+/** A listing filter: JSON Pointers mapped to a value (equality) or to operators. */
+export type Where = { [pointer: string]: JSONValue | WhereOps };
+
+/** The operators of a where filter; all must hold. */
+export interface WhereOps {
+  eq?: JSONValue;
+  ne?: JSONValue;
+  lt?: JSONValue;
+  le?: JSONValue;
+  gt?: JSONValue;
+  ge?: JSONValue;
+  in?: JSONValue[];
+  exists?: boolean;
+  prefix?: string;
+}
+
+export interface ListOptions {
+  where?: Where;
+  /** A JSON Pointer, "-" in front for descending. */
+  order?: string;
+  /** 1 to 1000 (default 100). */
+  limit?: number;
+  /** The next of the previous page. */
+  after?: string | null;
+  /** "body" adds each document's value. */
+  include?: 'body';
+  signal?: AbortSignal;
+}
+
+/** One listed document; value with include: "body". */
+export interface ListItem<T = JSONObject> {
+  id: string;
+  etag: string;
+  seq: number;
+  value?: T;
+}
+
+export interface ListPage<T = JSONObject> {
+  items: ListItem<T>[];
+  /** Pass as after for the next page; null on the last page. */
+  next: string | null;
 }
 
 /** One document, kept up to date. */

@@ -3,7 +3,7 @@
 // runs in browsers and in Node.js 18+ (it needs fetch and web streams).
 
 import { applyMerge, applyPatch, clone, deepEqual, diff } from './json.js';
-import { readEvents } from './sse.js';
+import { Hub } from './hub.js';
 
 export { applyMerge, applyPatch, clone, deepEqual, diff, escapeToken, parsePointer, pointer, PatchApplyError } from './json.js';
 export { readEvents } from './sse.js';
@@ -113,6 +113,7 @@ export class Client {
    * @param {object} [options.retry] {base, max, attempts}: backoff for network failures and 429/502/503/504
    * @param {number} [options.idleTimeout] ms without a byte on a change feed before it reconnects (default 45000)
    * @param {object} [options.store] where unsent edits are kept across reloads ({load, put, delete, release}; see idb.js)
+   * @param {boolean} [options.share] one stream for all tabs of the origin (default: where Web Locks and BroadcastChannel exist)
    */
   constructor(options = {}) {
     this.baseURL = (options.baseURL ?? '').replace(/\/+$/, '');
@@ -121,6 +122,7 @@ export class Client {
     this.retry = { base: 250, max: 10_000, attempts: Infinity, ...options.retry };
     this.idleTimeout = options.idleTimeout ?? 45_000;
     this.store = options.store ?? null;
+    this.share = options.share ?? !!(globalThis.document && globalThis.BroadcastChannel && globalThis.navigator?.locks);
     this._online = new Set(); // wake-ups waiting for the network to come back
     this._ticks = 0; // orders local happenings; only compared, never shown
     this._onOnline = () => {
@@ -129,9 +131,48 @@ export class Client {
     globalThis.addEventListener?.('online', this._onOnline);
   }
 
-  /** Stops listening for the browser's online events. Open documents stay open. */
+  /**
+   * Stops listening for the browser's online events, and closes the
+   * stream: followed documents stop following (they stay open for
+   * writes), watches stop.
+   */
   close() {
     globalThis.removeEventListener?.('online', this._onOnline);
+    this._hub?.close();
+    this._hub = null;
+  }
+
+  // _hubFor returns the stream every followed document and collection
+  // shares, made on first use.
+  _hubFor() {
+    return (this._hub ??= new Hub(this, this.share));
+  }
+
+  async _problem(res) {
+    return new PatchdError(res.status, await readProblem(res));
+  }
+
+  _retryAfter(res) {
+    return retryAfter(res);
+  }
+
+  _backoff(attempt) {
+    return backoffDelay(attempt, this.retry);
+  }
+
+  /**
+   * Lists a page of a collection: GET /docs/{c} with where (an object),
+   * order (a JSON Pointer, "-" in front for descending), limit, after (the
+   * previous page's next) and include ("body" adds each value). Resolves
+   * to {items: [{id, etag, seq, value?}], next}.
+   */
+  async list(collection, { signal, where, ...q } = {}) {
+    if (where) q.where = JSON.stringify(where);
+    for (const k in q) if (q[k] == null) delete q[k];
+    const query = new URLSearchParams(q).toString();
+    const res = await this._request(this._url(collection, undefined, query && '?' + query), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
+    if (!res.ok) throw await this._problem(res);
+    return res.json();
   }
 
   _tick() {
@@ -782,14 +823,33 @@ export class Doc {
   follow() {
     if (this._feed || this._closed) return this;
     this._feed = new AbortController();
-    this._runFeed(this._feed.signal);
+    const hub = this.client._hubFor();
+    if (hub.legacy) this._legacyFollow();
+    else hub.addDoc(this);
     return this;
+  }
+
+  // The server has no POST /events: this document's own change feed
+  // (GET /docs/{c}/{id}/events), run by a hub of its own.
+  _legacyFollow() {
+    if (!this._feed) return;
+    this._feedHub = new Hub(this.client, false, this);
+    this._feedHub.addDoc(this);
+  }
+
+  _feedError(error) {
+    this._emit({ type: 'error', error });
+    this.unfollow();
   }
 
   /** Stops following the change feed; edits go on without it. */
   unfollow() {
     this._feed?.abort();
     this._feed = null;
+    const own = this._feedHub;
+    this._feedHub = null;
+    own?.close();
+    this.client._hub?.removeDoc(this);
     this._settleAcks();
     if (!this._closed) this._setStatus('idle');
   }
@@ -813,99 +873,18 @@ export class Doc {
     this._setStatus('closed');
   }
 
-  async _runFeed(signal) {
-    const c = this.client;
-    let retryMs = 2000;
-    let attempt = 0;
-    const onOffline = () => this._conn?.abort();
-    globalThis.addEventListener?.('offline', onOffline);
-    try {
-      while (!signal.aborted) {
-        if (globalThis.navigator?.onLine === false) {
-          this._setStatus('offline');
-          await c._sleep(60_000, signal);
-          continue;
-        }
-        this._setStatus('connecting');
-        const conn = new AbortController();
-        this._conn = conn;
-        const stop = () => conn.abort();
-        signal.addEventListener('abort', stop);
-        let gotEvent = false;
-        let wait = null; // a Retry-After
-        let idle;
-        const watch = () => {
-          clearTimeout(idle);
-          idle = setTimeout(() => conn.abort(), c.idleTimeout);
-        };
-        try {
-          const headers = { Accept: 'text/event-stream' };
-          if (this._base.seq !== null) headers['Last-Event-ID'] = String(this._base.seq);
-          const connectTick = c._tick();
-          watch();
-          const res = await c._fetch(c._url(this.collection, this.id, '/events'), {
-            headers: await c._headersFor(headers),
-            signal: conn.signal,
-            cache: 'no-store',
-          });
-          if (RETRY_STATUS.has(res.status)) {
-            // Too many requests or streams, or overloaded: come back later.
-            wait = retryAfter(res);
-            throw new PatchdError(res.status, null);
-          }
-          if (res.status >= 400 && res.status < 500) {
-            // Never retried: the request itself is wrong (or the document gone).
-            const err = new PatchdError(res.status, await readProblem(res));
-            this._emit({ type: 'error', error: err });
-            this._feed = null;
-            this._settleAcks();
-            this._setStatus('idle');
-            return;
-          }
-          if (!res.ok || !res.body) throw new PatchdError(res.status, null);
-          for await (const ev of readEvents(res.body)) {
-            watch();
-            if (ev.retry !== undefined) {
-              retryMs = ev.retry;
-              continue;
-            }
-            if (ev.comment !== undefined) continue;
-            if (!gotEvent) {
-              gotEvent = true;
-              attempt = 0;
-              this._setStatus('live');
-            }
-            if (!this._onEvent(ev, connectTick)) break; // out of step: reconnect for a snapshot
-          }
-        } catch {
-          // network failure, idle timeout, abort or an answer to retry: reconnect below
-        } finally {
-          clearTimeout(idle);
-          signal.removeEventListener('abort', stop);
-        }
-        if (signal.aborted) return;
-        const offline = globalThis.navigator?.onLine === false;
-        this._setStatus(offline ? 'offline' : 'connecting');
-        // A stream that delivered events and then ended (a server restart,
-        // a cut-off) reconnects after the server's retry hint; failures to
-        // connect back off further each time, and wait out a Retry-After.
-        const delay = wait ?? (gotEvent ? retryMs * (0.5 + Math.random() / 2) : Math.max(retryMs / 4, backoffDelay(attempt++, c.retry)));
-        await c._sleep(delay, signal, wait === null);
-      }
-    } finally {
-      globalThis.removeEventListener?.('offline', onOffline);
-    }
-  }
-
   // _onEvent applies one feed event; false means local state is out of step
   // and the feed must restart from a snapshot.
   _onEvent(ev, connectTick) {
-    let d;
+    let d = ev.d;
     try {
-      d = JSON.parse(ev.data);
+      d ??= JSON.parse(ev.data);
     } catch {
       return true;
     }
+    // Two streams overlap while the set of subscriptions changes: a
+    // snapshot no newer than what was applied is old news.
+    if (ev.event === 'snapshot' && this._base.seq !== null && d.seq <= this._base.seq) return true;
     if (ev.event === 'snapshot' || ev.event === 'reset') {
       this._setBase({ value: d.value, etag: d.etag, seq: d.seq });
       // Acknowledged edits are in this state if they were acknowledged

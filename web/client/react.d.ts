@@ -1,6 +1,7 @@
 // Type declarations for react.js: React bindings for patchd's client.
 // They need no React types: the hook's result is plain data and functions.
-import type { Client, Doc, Frozen, JSONObject, Operation, Status, WriteOptions, WriteResult } from './patchd.js';
+import type { Client, Doc, Frozen, JSONObject, Operation, Status, Where, WriteOptions, WriteResult } from './patchd.js';
+import type { WatchItem, WatchStatus } from './watch.js';
 
 export interface UseDocumentOptions {
   /** Follow the change feed (default true). */
@@ -27,3 +28,13 @@ export interface DocumentState<T extends object = JSONObject> {
 
 /** Opens and follows collection/id while the component is mounted; re-renders on every change. */
 export function useDocument<T extends object = JSONObject>(client: Client, collection: string, id: string, options?: UseDocumentOptions): DocumentState<T>;
+
+export interface CollectionState<T = JSONObject> {
+  items: ReadonlyArray<WatchItem<T>>;
+  /** "loading" before the first render's watch exists, then the watch's status. */
+  status: WatchStatus | 'loading';
+  error: unknown;
+}
+
+/** Watches collection (filtered by where, ordered by order) while the component is mounted. */
+export function useCollection<T extends object = JSONObject>(client: Client, collection: string, options?: { where?: Where; order?: string }): CollectionState<T>;

@@ -1,8 +1,10 @@
 // React bindings for patchd's client: useDocument(client, c, id) opens and
 // follows a document for as long as a component shows it, and re-renders
-// on every change, through useSyncExternalStore. React is a peer
+// on every change, through useSyncExternalStore; useCollection(client, c,
+// {where, order}) does the same for a live result set. React is a peer
 // dependency of this entry only: the core client has no dependencies.
 import { useCallback, useEffect, useState, useSyncExternalStore } from 'react';
+import { watch } from './watch.js';
 
 const NONE = Object.freeze({ value: null, etag: null, seq: null, status: 'loading', pendingCount: 0 });
 const snapshots = new WeakMap(); // Doc -> its last snapshot
@@ -68,4 +70,31 @@ export function useDocument(client, collection, id, options = {}) {
     patch,
     merge,
   };
+}
+
+const EMPTY = Object.freeze({ items: Object.freeze([]), status: 'loading', error: null });
+
+/**
+ * Watches collection with client while the component is mounted: the
+ * documents matching options.where, ordered by options.order, kept live.
+ * Returns {items, status, error}; items are {id, etag, seq, value}.
+ */
+export function useCollection(client, collection, options = {}) {
+  const key = JSON.stringify([collection, options.where ?? null, options.order ?? null]);
+  const [w, setW] = useState(null);
+  useEffect(() => {
+    const made = watch(client, collection, { where: options.where, order: options.order });
+    setW(made);
+    return () => made.close();
+  }, [client, key]);
+  const subscribe = useCallback((onChange) => (w ? w.subscribe(onChange) : noop()), [w]);
+  const get = () => {
+    if (!w) return EMPTY;
+    const last = snapshots.get(w);
+    if (last && last.items === w.items && last.status === w.status) return last;
+    const s = Object.freeze({ items: w.items, status: w.status, error: w.error });
+    snapshots.set(w, s);
+    return s;
+  };
+  return useSyncExternalStore(subscribe, get, get);
 }

@@ -571,6 +571,7 @@ document.addEventListener('visibilitychange', () => document.visibilityState ===
 async function start() {
   $('#doc-name').textContent = `${collection}/${docID}`;
   $('#new-window').href = location.href;
+  $('#all').href = `/ui/list.html?c=${encodeURIComponent(collection)}`;
   try {
     doc = await client.open(collection, docID);
   } catch (err) {

@@ -36,7 +36,7 @@ const APP = `
 import { StrictMode, createElement as h, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { Client } from '../client/patchd.js';
-import { useDocument } from '../client/react.js';
+import { useCollection, useDocument } from '../client/react.js';
 
 const client = new Client();
 window.renders = [];
@@ -60,6 +60,18 @@ function App() {
   return shown ? h(Order, { id }) : h('p', { id: 'gone' }, 'unmounted');
 }
 createRoot(document.getElementById('root')).render(h(StrictMode, null, h(App)));
+
+// ?list=C also renders collection C, live, ordered by title.
+function List({ c }) {
+  const { items, status } = useCollection(client, c, { order: '/title' });
+  return h('div', null, h('p', { id: 'list-status' }, status), h('ul', { id: 'list' }, items.map((it) => h('li', { key: it.id }, it.value.title))));
+}
+const listed = new URLSearchParams(location.search).get('list');
+if (listed) {
+  const el = document.createElement('div');
+  document.body.append(el);
+  createRoot(el).render(h(StrictMode, null, h(List, { c: listed })));
+}
 `;
 
 async function put(id, value) {
@@ -68,7 +80,7 @@ async function put(id, value) {
   return res.headers.get('ETag');
 }
 
-async function reactPage(t, who, id) {
+async function reactPage(t, who, id, query = '') {
   const ctx = await browser.newContext();
   t.after(() => ctx.close());
   await ctx.route('**/react-test/**', (route) => {
@@ -85,7 +97,7 @@ async function reactPage(t, who, id) {
   // React's warnings are console errors; the 404 of the missing document
   // (the last step) is the browser's own log line, expected.
   page.on('console', (m) => m.type() === 'error' && !m.text().includes('status of 404') && page.errors.push(m.text()));
-  await page.goto(`${server.url}/react-test/?id=${id}`);
+  await page.goto(`${server.url}/react-test/?id=${id}${query}`);
   t.after(() => assert.deepEqual(page.errors, [], `${who}: errors on the page`));
   return page;
 }
@@ -150,4 +162,26 @@ test('useDocument renders a live document, its edits and others\', and lets go o
   });
   await text(alice, '#error', 'not-found');
   await shot(t, alice, '3-not-found');
+});
+
+test('useCollection renders a live, ordered list of a collection', { timeout: 60_000 }, async (t) => {
+  const c = `rl-${process.pid}`;
+  const id = `r3-${process.pid}`;
+  await put(id, { title: 'Third', items: [] });
+  const add = async (doc, title) => {
+    const etag = (await fetch(`${server.url}/docs/${c}/${doc}`)).headers.get('ETag');
+    const headers = { 'Content-Type': 'application/json', ...(etag ? { 'If-Match': etag } : {}) };
+    const res = await fetch(`${server.url}/docs/${c}/${doc}`, { method: 'PUT', headers, body: JSON.stringify({ title }) });
+    assert.ok(res.ok);
+  };
+  await add('x', 'Banana');
+  await add('y', 'Apple');
+  const page = await reactPage(t, 'carol', id, `&list=${c}`);
+  await text(page, '#list-status', 'live');
+  await text(page, '#list', 'AppleBanana');
+  await add('z', 'Avocado');
+  await text(page, '#list', 'AppleAvocadoBanana');
+  await add('y', 'Cherry');
+  await text(page, '#list', 'AvocadoBananaCherry');
+  await text(page, '#title', 'Third');
 });

@@ -64,3 +64,25 @@ async function generics(): Promise<void> {
   if (state.status === 'ready') console.log('never');
 }
 void generics;
+
+// Listings and live result sets keep the document type.
+import { watch } from '@patchd/client/watch';
+import { useCollection } from '@patchd/client/react';
+interface Row {
+  status: string;
+  total: number;
+}
+async function rows(client: Client): Promise<number> {
+  const page = await client.list<Row>('orders', { where: { '/status': 'open', '/total': { gt: 10 } }, order: '-/total', include: 'body', limit: 50 });
+  let sum = page.items.reduce((s, x) => s + (x.value?.total ?? 0), 0);
+  const w = watch<Row>(client, 'orders', { where: { '/status': 'open' }, order: '/total' });
+  const off = w.subscribe((ev) => {
+    if (ev.type === 'change') sum += ev.items[0]?.value.total ?? 0;
+  });
+  off();
+  w.close();
+  const state = useCollection<Row>(client, 'orders', { order: '/total' });
+  const first: string | undefined = state.items[0]?.value.status;
+  return sum + (page.next === null ? 0 : 1) + (first ? 1 : 0);
+}
+void rows;

@@ -1,0 +1,62 @@
+// The list page of the demo: a live list of a collection's documents,
+// filtered by one field and ordered by another, each row opening the
+// document's form. It follows the collection over the same one stream as
+// every other page of this browser.
+import { Client } from '/ui/client/patchd.js';
+import { watch } from '/ui/client/watch.js';
+
+const $ = (s) => document.querySelector(s);
+const params = new URLSearchParams(location.search);
+const collection = params.get('c') || 'demo';
+const client = new Client();
+let current = null;
+
+function text(v) {
+  return typeof v === 'string' ? v : '';
+}
+
+function render() {
+  const rows = current.items.map((it) => {
+    const v = it.value ?? {};
+    const tr = document.createElement('tr');
+    tr.dataset.id = it.id;
+    const a = document.createElement('a');
+    a.href = `/?c=${encodeURIComponent(collection)}&id=${encodeURIComponent(it.id)}`;
+    a.textContent = text(v.title) || it.id;
+    const cells = [a, text(v.customer), v.urgent === true ? 'yes' : '', Array.isArray(v.items) ? String(v.items.length) : ''];
+    for (const c of cells) {
+      const td = document.createElement('td');
+      td.append(c);
+      tr.append(td);
+    }
+    return tr;
+  });
+  $('#list tbody').replaceChildren(...rows);
+  $('#count').textContent = `${rows.length} ${rows.length === 1 ? 'order' : 'orders'}`;
+}
+
+function status() {
+  const s = current.status;
+  const el = $('#status');
+  el.dataset.state = s === 'live' ? 'live' : s === 'offline' ? 'offline' : 'connecting';
+  el.textContent = s === 'live' ? 'Live' : s === 'offline' ? 'Offline: waiting for the network' : s === 'error' ? `Stopped: ${current.error?.message}` : 'Connecting…';
+}
+
+function query() {
+  current?.close();
+  const urgent = $('#urgent').value;
+  const order = $('#order').value;
+  current = watch(client, collection, { where: urgent ? { '/urgent': urgent === 'true' } : null, order: order || null });
+  current.subscribe((ev) => (ev.type === 'change' ? render() : status()));
+  render();
+  status();
+}
+
+$('#collection').textContent = collection;
+const sel = { urgent: params.get('urgent'), order: params.get('order') };
+for (const [k, v] of Object.entries(sel)) if (v !== null) $(`#${k}`).value = v;
+$('#query').addEventListener('change', query);
+query();
+
+// For the browser tests: the live result set.
+globalThis.patchdList = { watch: () => current };

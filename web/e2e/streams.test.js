@@ -1,0 +1,185 @@
+// Many documents, one connection, in Chromium: a page following more
+// documents than the browser's six HTTP/1.1 connections per origin, twenty
+// tabs of the demo in one browser, and one page following 500 documents
+// and a collection. The server counts its open streams (patchd_streams).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPatchd } from '../client/test/support/patchd.js';
+import { launch } from './browser.js';
+import { WAIT, live } from './support.js';
+
+let server;
+let browser;
+before(async () => {
+  server = await startPatchd();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function openStreams() {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  return Number(/^patchd_streams (\d+)/m.exec(text)[1]);
+}
+
+/** Waits until the server has want streams open. */
+async function streamsAre(want) {
+  const t0 = Date.now();
+  for (;;) {
+    const n = await openStreams();
+    if (n === want) return;
+    if (Date.now() - t0 > WAIT) assert.fail(`${n} streams open, want ${want}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function put(c, id, value) {
+  const res = await fetch(`${server.url}/docs/${c}/${id}`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(value) });
+  assert.ok(res.ok, `PUT ${c}/${id}: ${res.status}`);
+}
+
+async function merge(c, id, value) {
+  const etag = (await fetch(`${server.url}/docs/${c}/${id}`)).headers.get('ETag');
+  const res = await fetch(`${server.url}/docs/${c}/${id}`, { method: 'PATCH', headers: { 'Content-Type': 'application/merge-patch+json', 'If-Match': etag }, body: JSON.stringify(value) });
+  assert.ok(res.ok, `PATCH ${c}/${id}: ${res.status}`);
+}
+
+async function blankPage(t) {
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  t.after(() => assert.deepEqual(errors, [], 'errors on the page'));
+  await page.goto(`${server.url}/ui/list.html?c=none-${process.pid}`);
+  return page;
+}
+
+test('one page follows seven documents: every one gets its changes', { timeout: 60_000 }, async (t) => {
+  const c = `seven${process.pid}`;
+  const ids = Array.from({ length: 7 }, (_, i) => `d${i}`);
+  for (const id of ids) await put(c, id, { n: 0 });
+  const page = await blankPage(t);
+  await page.evaluate(
+    async ([c, ids]) => {
+      const { Client } = await import('/ui/client/patchd.js');
+      const client = new Client();
+      globalThis.docs = await Promise.all(ids.map((id) => client.open(c, id, { follow: true })));
+    },
+    [c, ids],
+  );
+  await page.waitForFunction(() => globalThis.docs.every((d) => d.status === 'live'), null, { timeout: WAIT });
+  for (const [i, id] of ids.entries()) await merge(c, id, { n: i + 1 });
+  await page.waitForFunction((n) => globalThis.docs.every((d, i) => d.value.n === i + 1) && globalThis.docs.length === n, ids.length, { timeout: WAIT });
+});
+
+test('twenty tabs of the demo in one browser: all live over one stream, each edit seen by all', { timeout: 180_000 }, async (t) => {
+  await streamsAre(0); // the pages of the tests before are gone
+  const before = 0;
+  const id = `tabs-${process.pid}`;
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 700 } });
+  t.after(() => ctx.close());
+  const pages = [];
+  for (let i = 0; i < 20; i++) {
+    const page = await ctx.newPage();
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(e.message));
+    await page.goto(`${server.url}/?id=${id}&debounce=50`);
+    await live(page);
+    pages.push(page);
+  }
+  // One tab holds the stream for all.
+  await streamsAre(before + 1);
+  // Each tab saves an edit of its own: a line of notes in a field of its own.
+  await Promise.all(pages.map((p, i) => p.evaluate((i) => globalThis.patchdDemo.doc().merge({ [`tab${i}`]: i }), i)));
+  for (const p of pages) {
+    await p.waitForFunction(() => Array.from({ length: 20 }, (_, i) => globalThis.patchdDemo.doc().value[`tab${i}`] === i).every(Boolean), null, { timeout: WAIT });
+  }
+  // The tab holding the stream closes: another takes over, and nothing is lost.
+  // Edits made while the stream changes hands all arrive.
+  await pages.shift().close();
+  for (let i = 0; i < 5; i++) await merge('demo', id, { [`handover${i}`]: i });
+  await merge('demo', id, { title: 'After the first tab closed' });
+  for (const p of pages) {
+    await p.waitForFunction(
+      () => document.querySelector('#title').value === 'After the first tab closed' && [0, 1, 2, 3, 4].every((i) => globalThis.patchdDemo.doc().value[`handover${i}`] === i),
+      null,
+      { timeout: WAIT },
+    );
+  }
+  await streamsAre(before + 1);
+  for (const p of pages) assert.deepEqual(p.errors, []);
+});
+
+test('one page follows 500 documents and watches their collection over one stream', { timeout: 180_000 }, async (t) => {
+  const c = `many${process.pid}`;
+  const ids = Array.from({ length: 500 }, (_, i) => `d${String(i).padStart(3, '0')}`);
+  for (let i = 0; i < ids.length; i += 50) await Promise.all(ids.slice(i, i + 50).map((id, j) => put(c, id, { n: 0, k: i + j })));
+  await streamsAre(0);
+  const before = 0;
+  const page = await blankPage(t);
+  const requests = [];
+  page.on('request', (r) => r.url().endsWith('/events') && requests.push(r.method()));
+  await page.evaluate(
+    async ([c, ids]) => {
+      const { Client } = await import('/ui/client/patchd.js');
+      const { watch } = await import('/ui/client/watch.js');
+      const client = new Client();
+      globalThis.docs = await Promise.all(ids.map((id) => client.open(c, id, { follow: true })));
+      globalThis.w = watch(client, c, { where: { '/n': { gt: 0 } }, order: '-/k' });
+    },
+    [c, ids],
+  );
+  await page.waitForFunction(() => globalThis.docs.every((d) => d.status === 'live') && globalThis.w.status === 'live', null, { timeout: 60_000 });
+  // The list page's own (empty) watch and the 500 documents: one stream.
+  await streamsAre(before + 1);
+  const changed = [0, 99, 250, 498, 499];
+  for (const i of changed) await merge(c, ids[i], { n: i + 1 });
+  await page.waitForFunction((changed) => changed.every((i) => globalThis.docs[i].value.n === i + 1), changed, { timeout: WAIT });
+  await page.waitForFunction(() => globalThis.w.items.map((x) => x.value.k).join() === '499,498,250,99,0', null, { timeout: WAIT });
+  assert.ok(
+    requests.every((m) => m === 'POST'),
+    'no per-document feeds',
+  );
+  assert.ok(requests.length < 20, `${requests.length} streams opened`);
+  await streamsAre(before + 1);
+});
+
+test('the list page: live rows, a filter and an order, a row opens the form; one stream for both pages', { timeout: 90_000 }, async (t) => {
+  await streamsAre(0);
+  const c = `orders${process.pid}`;
+  await put(c, 'a', { title: 'Apples', customer: 'Zoe', urgent: false, items: [] });
+  await put(c, 'b', { title: 'Bread', customer: 'Yan', urgent: true, items: [{ id: 'x', desc: 'rye', qty: 1 }] });
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 900 } });
+  t.after(() => ctx.close());
+  const list = await ctx.newPage();
+  const errors = [];
+  list.on('pageerror', (e) => errors.push(e.message));
+  await list.goto(`${server.url}/ui/list.html?c=${c}`);
+  await list.waitForSelector('#status[data-state="live"]', { timeout: WAIT });
+  const rows = () => list.$$eval('#list tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent).join('|')));
+  const rowsAre = (want) => list.waitForFunction((w) => [...document.querySelectorAll('#list tbody tr')].map((tr) => tr.dataset.id).join() === w, want, { timeout: WAIT });
+  await rowsAre('a,b');
+  assert.deepEqual(await rows(), ['Apples|Zoe||0', 'Bread|Yan|yes|1']);
+  // A row opens the order's form, in the same browser: the two pages share one stream.
+  const [form] = await Promise.all([ctx.waitForEvent('page'), list.click('#list tbody tr[data-id="a"] a', { modifiers: ['Control'] })]);
+  await form.waitForLoadState();
+  assert.match(form.url(), new RegExp(`\\?c=${c}&id=a$`));
+  await live(form);
+  await form.fill('#title', 'Avocados');
+  await form.locator('#title').blur();
+  await list.waitForFunction(() => document.querySelector('#list tbody tr[data-id="a"] a').textContent === 'Avocados', null, { timeout: WAIT });
+  await streamsAre(1);
+  // Ordered by customer: Yan before Zoe; urgent only: Bread alone; a new urgent order enters.
+  await list.selectOption('#order', '/customer');
+  await rowsAre('b,a');
+  await list.selectOption('#urgent', 'true');
+  await rowsAre('b');
+  await put(c, 'c', { title: 'Cheese', customer: 'Xia', urgent: true, items: [] });
+  await rowsAre('c,b');
+  await merge(c, 'b', { urgent: false });
+  await rowsAre('c');
+  assert.deepEqual(errors, []);
+});
