@@ -22,9 +22,9 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
-// The bbolt layout, format "2":
+// The bbolt layout, format "3":
 //
-//	meta/format                    "2"
+//	meta/format                    "3"
 //	docs/<collection>/<id>         seq (8, big endian) | unix nanos (8, big endian) | ETag (34) | body
 //	hist/<collection>/<id>\x00<seq> version value (see encodeVersion)
 //	idem/<key>                     expiry unix nanos (8, big endian) | value
@@ -42,8 +42,16 @@ import (
 // log entry, and comes before every cursor); a build that knows only
 // format "1" refuses the file, since writes it made would be missing from
 // the log.
+//
+// Format "3" records in each history value the number of its change log
+// entry, which format "2" kept in a second index (chidx), so that a write
+// touches one page less. A writable Open upgrades a file of format "1" or
+// "2" by setting the format: versions written before keep their entries
+// where they are. A build that knows only format "2" refuses the file,
+// since it cannot read the new history values.
 const (
-	boltFormat   = "2"
+	boltFormat   = "3"
+	boltFormatV2 = "2"
 	boltFormatV1 = "1"
 )
 
@@ -296,7 +304,7 @@ func initLayout(tx *bbolt.Tx, create bool) error {
 	}
 	switch v := meta.Get(keyFormat); string(v) {
 	case boltFormat:
-	case boltFormatV1:
+	case boltFormatV1, boltFormatV2:
 		if create {
 			if err := meta.Put(keyFormat, []byte(boltFormat)); err != nil {
 				return err
@@ -653,7 +661,8 @@ func (b *Store) prepare(collection, id string, seq uint64, change *store.Change,
 	}
 	r.histVal = encodeVersion(&r.version)
 	// The pending version's ops are the tail of its record, which nothing
-	// modifies: no copy of the caller's bytes is kept.
+	// modifies (the committer writes only the change log entry's number,
+	// in the header): no copy of the caller's bytes is kept.
 	r.version.Ops = r.histVal[len(r.histVal)-len(change.Ops):]
 	return r
 }
@@ -665,7 +674,11 @@ func (b *Store) prepare(collection, id string, seq uint64, change *store.Change,
 func (b *Store) prune(tx *bbolt.Tx, collection string, hist *bbolt.Bucket, id string, last uint64, now time.Time) (int, error) {
 	prefix := histPrefix(id)
 	c := hist.Cursor()
-	var dead [][]byte
+	var (
+		dead     [][]byte
+		logged   []uint64 // their change log entries
+		unlogged [][]byte // those of the dead written before format "3"
+	)
 	for k, v := c.Seek(prefix); k != nil && isHistKey(k, prefix); k, v = c.Next() {
 		seq := binary.BigEndian.Uint64(k[len(prefix):])
 		if seq >= last || last-seq > math.MaxInt32 {
@@ -679,6 +692,11 @@ func (b *Store) prune(tx *bbolt.Tx, collection string, hist *bbolt.Bucket, id st
 			break
 		}
 		dead = append(dead, bytes.Clone(k))
+		if cseq, ok := versionLogSeq(v); ok {
+			logged = append(logged, cseq)
+		} else {
+			unlogged = append(unlogged, dead[len(dead)-1])
+		}
 	}
 	// Delete after iterating: deleting under a bbolt cursor can skip keys.
 	for _, k := range dead {
@@ -686,7 +704,7 @@ func (b *Store) prune(tx *bbolt.Tx, collection string, hist *bbolt.Bucket, id st
 			return 0, err
 		}
 	}
-	return len(dead), unlogChanges(tx, collection, dead)
+	return len(dead), unlogChanges(tx, collection, logged, unlogged)
 }
 
 // lockDoc takes the per-document lock, waiting until it is free or ctx is
@@ -1072,37 +1090,73 @@ func decodeDoc(collection, id string, v []byte) (*store.Document, error) {
 }
 
 // encodeVersion returns a history value: At as big-endian unix nanos, then
-// ETag, Kind and RebasedFrom each as a uvarint length and bytes, then Ops
-// to the end. Seq lives in the key. The header comes first so that At and
-// ETag can be read without touching Ops.
+// the byte versionLogged and the number of the version's change log entry
+// (8, big endian; zero here, set by putVersion when the entry is made),
+// then ETag, Kind, RebasedFrom, Actor and RequestID each as a uvarint
+// length and bytes, Reverts as a uvarint, then Ops to the end. Seq lives in
+// the key. The header comes first so that At, the entry and ETag can be
+// read without touching Ops.
 //
-// A version with an Actor, a RequestID or Reverts has, after At, the byte
-// versionExt, then ETag, Kind, RebasedFrom, Actor and RequestID as above,
-// Reverts as a uvarint, then Ops. Records written before these fields
-// existed have no versionExt: the byte after At is the uvarint length of an
-// ETag, 0 or 34, never versionExt, so both forms read back.
+// Earlier forms still read back. Format "2" wrote, after At, the byte
+// versionExt and the fields as above without the entry (whose number
+// chidx held); format "1" wrote only ETag, Kind and RebasedFrom, then Ops.
+// In those the byte after At is versionExt or the uvarint length of an
+// ETag, 0 or 34, never versionLogged.
 func encodeVersion(v *store.Version) []byte {
-	ext := v.Actor != "" || v.RequestID != "" || v.Reverts != 0
-	n := 8 + 1 + 6*binary.MaxVarintLen64 + len(v.ETag) + len(v.Kind) + len(v.RebasedFrom) + len(v.Actor) + len(v.RequestID) + len(v.Ops)
+	n := logSeqEnd + 6*binary.MaxVarintLen64 + len(v.ETag) + len(v.Kind) + len(v.RebasedFrom) + len(v.Actor) + len(v.RequestID) + len(v.Ops)
 	buf := make([]byte, 0, n)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(v.At.UnixNano()))
-	fields := []string{v.ETag, v.Kind, v.RebasedFrom}
-	if ext {
-		buf = append(buf, versionExt)
-		fields = append(fields, v.Actor, v.RequestID)
-	}
-	for _, s := range fields {
+	buf = append(buf, versionLogged)
+	buf = binary.BigEndian.AppendUint64(buf, 0)
+	for _, s := range []string{v.ETag, v.Kind, v.RebasedFrom, v.Actor, v.RequestID} {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
 	}
-	if ext {
-		buf = binary.AppendUvarint(buf, v.Reverts)
-	}
+	buf = binary.AppendUvarint(buf, v.Reverts)
 	return append(buf, v.Ops...)
 }
 
-// versionExt marks a history value with the fields added after format "1"
-// was first released (see encodeVersion).
+// versionLogged marks a history value that records the number of its
+// change log entry (format "3", see encodeVersion).
+const versionLogged = 0xfe
+
+// The number of a version's change log entry sits at v[logSeqAt:logSeqEnd]
+// of a value marked versionLogged.
+const (
+	logSeqAt  = 8 + 1
+	logSeqEnd = logSeqAt + 8
+)
+
+// versionLogSeq returns the number of the change log entry that a history
+// value records; ok is false for a value written before format "3", whose
+// entry chidx finds.
+func versionLogSeq(v []byte) (cseq uint64, ok bool) {
+	if len(v) < logSeqEnd || v[8] != versionLogged {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(v[logSeqAt:logSeqEnd]), true
+}
+
+// versionFields returns what follows At (and the change log entry) in a
+// history value, and whether it has the fields added in format "2".
+func versionFields(v []byte) (rest []byte, ext bool, err error) {
+	if len(v) < 9 {
+		return nil, false, errBadVersion
+	}
+	switch v[8] {
+	case versionLogged:
+		if len(v) < logSeqEnd {
+			return nil, false, errBadVersion
+		}
+		return v[logSeqEnd:], true, nil
+	case versionExt:
+		return v[9:], true, nil
+	}
+	return v[8:], false, nil
+}
+
+// versionExt marks a history value of format "2" with the fields added
+// after format "1" was first released (see encodeVersion).
 const versionExt = 0xff
 
 // errBadVersion reports a history value that does not decode.
@@ -1127,12 +1181,9 @@ func versionField(v []byte) (field, rest []byte, err error) {
 
 // versionETag returns the ETag of a history value, aliasing v.
 func versionETag(v []byte) ([]byte, error) {
-	if len(v) < 9 {
-		return nil, errBadVersion
-	}
-	rest := v[8:]
-	if rest[0] == versionExt {
-		rest = rest[1:]
+	rest, _, err := versionFields(v)
+	if err != nil {
+		return nil, err
 	}
 	etag, _, err := versionField(rest)
 	return etag, err
@@ -1152,11 +1203,15 @@ func splitVersion(v []byte) (fields [5][]byte, reverts uint64, ops []byte, err e
 	if len(v) < 8 {
 		return fields, 0, nil, errBadVersion
 	}
-	rest := v[8:]
+	rest, ext := v[8:], false
+	if len(rest) > 0 {
+		if rest, ext, err = versionFields(v); err != nil {
+			return fields, 0, nil, err
+		}
+	}
 	nfields := 3
-	ext := len(rest) > 0 && rest[0] == versionExt
 	if ext {
-		rest, nfields = rest[1:], 5
+		nfields = 5
 	}
 	for i := range nfields {
 		if fields[i], rest, err = versionField(rest); err != nil {
