@@ -1152,11 +1152,12 @@ func decodeDoc(collection, id string, v []byte) (*store.Document, error) {
 // the key. The header comes first so that At, the entry and ETag can be
 // read without touching Ops.
 //
-// Earlier forms still read back. Format "2" wrote, after At, the byte
-// versionExt and the fields as above without the entry (whose number
-// chidx held); format "1" wrote only ETag, Kind and RebasedFrom, then Ops.
-// In those the byte after At is versionExt or the uvarint length of an
-// ETag, 0 or 34, never versionLogged.
+// Earlier forms still read back. Before format "3", a version with an
+// Actor, a RequestID or Reverts had, after At, the byte versionExt and the
+// fields as above without the entry (whose number chidx held, if any);
+// any other had only ETag, Kind and RebasedFrom, then Ops. In those the
+// byte after At is versionExt or the uvarint length of an ETag, 0 or 34,
+// never versionLogged.
 func encodeVersion(v *store.Version) []byte {
 	n := logSeqEnd + 6*binary.MaxVarintLen64 + len(v.ETag) + len(v.Kind) + len(v.RebasedFrom) + len(v.Actor) + len(v.RequestID) + len(v.Ops)
 	buf := make([]byte, 0, n)
@@ -1193,7 +1194,7 @@ func versionLogSeq(v []byte) (cseq uint64, ok bool) {
 }
 
 // versionFields returns what follows At (and the change log entry) in a
-// history value, and whether it has the fields added in format "2".
+// history value, and whether it has Actor, RequestID and Reverts.
 func versionFields(v []byte) (rest []byte, ext bool, err error) {
 	if len(v) < 9 {
 		return nil, false, errBadVersion
@@ -1210,8 +1211,8 @@ func versionFields(v []byte) (rest []byte, ext bool, err error) {
 	return v[8:], false, nil
 }
 
-// versionExt marks a history value of format "2" with the fields added
-// after format "1" was first released (see encodeVersion).
+// versionExt marks a history value written before format "3" with the
+// fields added after format "1" was first released (see encodeVersion).
 const versionExt = 0xff
 
 // errBadVersion reports a history value that does not decode.
