@@ -37,6 +37,9 @@ func TestSmoke(t *testing.T) {
 		`1 fresh\s+patchd`, `1 fresh\s+echo`, `1 fresh\s+naive `, `1 fresh\s+naive-batch`, `1 fresh\s+naive-nosync`,
 		`2 rebase\s+patchd`, `3 strict\s+patchd`, `4 304\s+patchd`, `4 304\s+echo`, `5 1MB\s+patchd`,
 		`scenario 2 412s\s+0`, `scenario 2 lost edits\s+0`,
+		`scenario 1 / naive-batch throughput\s+[0-9.]+\s+>= 1.50`, `scenario 1 / naive-nosync throughput \(not durable\)\s+[0-9.]+\s+>= 0.90`,
+		`scenario 1 p99\s+[0-9.]+ms\s+< 10ms`, `scenario 2 / scenario 1 throughput\s+[0-9.]+\s+>= 1.00`,
+		`scenario 4 / no-op Echo throughput\s+[0-9.]+\s+>= 0.85`,
 	} {
 		if !regexp.MustCompile(want).MatchString(s) {
 			t.Errorf("output lacks %q:\n%s", want, s)

@@ -58,7 +58,7 @@ type commitReq struct {
 	version    store.Version            // as store.History will return it; Seq set
 	doc        *store.Document          // the document after this version; nil after a delete
 	docVal     []byte                   // encoded document record; nil for a delete
-	histVal    []byte                   // encoded history value
+	histVal    []byte                   // encoded history value; put sets its change log entry's number
 	idem       *store.IdempotencyRecord // written with the version; nil for none
 	prev       *commitReq               // the pending version this one was built on; nil once settled
 	group      *commitGroup             // the UpdateMany it belongs to; nil for an Update
@@ -389,11 +389,7 @@ func (b *Store) put(tx *bbolt.Tx, r *commitReq) error {
 	if err != nil {
 		return err
 	}
-	hk := histKey(r.id, seq)
-	if err := hist.Put(hk, r.histVal); err != nil {
-		return err
-	}
-	if err := logChange(tx, r.collection, hk); err != nil {
+	if err := putVersion(tx, hist, r.collection, histKey(r.id, seq), r.histVal); err != nil {
 		return err
 	}
 	if err := putIdempotency(tx, r.idem, seq, r.version.At, b.idemPerScope); err != nil {

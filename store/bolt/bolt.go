@@ -22,9 +22,9 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
-// The bbolt layout, format "2":
+// The bbolt layout, format "3":
 //
-//	meta/format                    "2"
+//	meta/format                    "3"
 //	docs/<collection>/<id>         seq (8, big endian) | unix nanos (8, big endian) | ETag (34) | body
 //	hist/<collection>/<id>\x00<seq> version value (see encodeVersion)
 //	idem/<key>                     expiry unix nanos (8, big endian) | value
@@ -42,8 +42,16 @@ import (
 // log entry, and comes before every cursor); a build that knows only
 // format "1" refuses the file, since writes it made would be missing from
 // the log.
+//
+// Format "3" records in each history value the number of its change log
+// entry, which format "2" kept in a second index (chidx), so that a write
+// touches one page less. A writable Open upgrades a file of format "1" or
+// "2" by setting the format: versions written before keep their entries
+// where they are. A build that knows only format "2" refuses the file,
+// since it cannot read the new history values.
 const (
-	boltFormat   = "2"
+	boltFormat   = "3"
+	boltFormatV2 = "2"
 	boltFormatV1 = "1"
 )
 
@@ -160,9 +168,14 @@ func Open(path string, opts store.Options) (*Store, error) {
 	case err != nil:
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	warnings, err := precheck(path, opts)
+	warnings, noFreelist, err := precheck(path, opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if noFreelist && !opts.ReadOnly {
+		if err := walkTree(path, opts.LockTimeout); err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
 	}
 	var file *os.File // bbolt's, to release its lock if bbolt panics
 	var db *bbolt.DB
@@ -170,7 +183,13 @@ func Open(path string, opts store.Options) (*Store, error) {
 		db, err = bbolt.Open(path, 0o600, &bbolt.Options{
 			Timeout:      opts.LockTimeout,
 			FreelistType: bbolt.FreelistMapType,
-			ReadOnly:     opts.ReadOnly,
+			// The freelist is written at Close only, not at each commit:
+			// on a file with many free pages it was a third of the bytes
+			// a write cost (BenchmarkUpdateSpread/Fragmented). After a
+			// crash bbolt rebuilds it by walking the file's pages, which
+			// walkTree has walked first under guard.
+			NoFreelistSync: !opts.ReadOnly,
+			ReadOnly:       opts.ReadOnly,
 			OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
 				f, err := os.OpenFile(name, flag, mode) // #nosec G304 -- the operator names the database
 				file = f
@@ -255,21 +274,57 @@ func create(path string) (err error) {
 
 // precheck locks the file as bbolt will, reads it with checkFile and
 // unlocks it: fatal problems are returned as one error, warnings as a
-// list.
-func precheck(path string, opts store.Options) ([]error, error) {
+// list. noFreelist reports a file whose freelist was not written (one
+// that was not closed by Close).
+func precheck(path string, opts store.Options) (warnings []error, noFreelist bool, err error) {
 	f, err := os.Open(path) // #nosec G304 -- the operator names the database
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer f.Close()
 	if err := lockFile(f, !opts.ReadOnly, opts.LockTimeout); err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("%w%s", store.ErrLocked, lockHolder(path))
+			return nil, false, fmt.Errorf("%w%s", store.ErrLocked, lockHolder(path))
 		}
-		return nil, err
+		return nil, false, err
 	}
 	r := checkFile(f)
-	return r.warnings, r.err()
+	return r.warnings, r.noFreelist, r.err()
+}
+
+// walkTree reads every branch and leaf page of the bbolt file at path, in
+// a read-only open, under guard. bbolt rebuilds the freelist of a file
+// that has none by walking the same pages in a goroutine of its own, where
+// a damaged page is a panic that nothing can recover: after walkTree, a
+// damaged page is an error wrapping store.ErrCorrupt instead.
+func walkTree(path string, timeout time.Duration) error {
+	var db *bbolt.DB
+	err := guard("open", func() (err error) {
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: timeout})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	err = guard("read", func() error {
+		return db.View(func(tx *bbolt.Tx) error { return walkBucket(tx.Cursor()) })
+	})
+	return errors.Join(err, db.Close())
+}
+
+// walkBucket visits every key of a bucket and of the buckets in it.
+func walkBucket(c *bbolt.Cursor) error {
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v != nil {
+			continue
+		}
+		if nb := c.Bucket().Bucket(k); nb != nil {
+			if err := walkBucket(nb.Cursor()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // initLayout checks the format of a file and, when create is set, creates
@@ -296,7 +351,7 @@ func initLayout(tx *bbolt.Tx, create bool) error {
 	}
 	switch v := meta.Get(keyFormat); string(v) {
 	case boltFormat:
-	case boltFormatV1:
+	case boltFormatV1, boltFormatV2:
 		if create {
 			if err := meta.Put(keyFormat, []byte(boltFormat)); err != nil {
 				return err
@@ -328,6 +383,14 @@ func (b *Store) Close() error {
 	}
 	b.committer.stop()
 	b.feed.Close()
+	if !b.db.IsReadOnly() && b.damaged.Load() == nil {
+		// Write the freelist, so that the next Open reads it rather than
+		// walking the whole file to rebuild it.
+		b.db.NoFreelistSync = false
+		if err := b.update(func(*bbolt.Tx) error { return nil }); err != nil {
+			b.log.Warn("the freelist was not written; the next open rebuilds it", "path", b.path, "err", err)
+		}
+	}
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", b.path, err)
 	}
@@ -653,7 +716,8 @@ func (b *Store) prepare(collection, id string, seq uint64, change *store.Change,
 	}
 	r.histVal = encodeVersion(&r.version)
 	// The pending version's ops are the tail of its record, which nothing
-	// modifies: no copy of the caller's bytes is kept.
+	// modifies (the committer writes only the change log entry's number,
+	// in the header): no copy of the caller's bytes is kept.
 	r.version.Ops = r.histVal[len(r.histVal)-len(change.Ops):]
 	return r
 }
@@ -665,7 +729,11 @@ func (b *Store) prepare(collection, id string, seq uint64, change *store.Change,
 func (b *Store) prune(tx *bbolt.Tx, collection string, hist *bbolt.Bucket, id string, last uint64, now time.Time) (int, error) {
 	prefix := histPrefix(id)
 	c := hist.Cursor()
-	var dead [][]byte
+	var (
+		dead     [][]byte
+		logged   []uint64 // their change log entries
+		unlogged [][]byte // those of the dead written before format "3"
+	)
 	for k, v := c.Seek(prefix); k != nil && isHistKey(k, prefix); k, v = c.Next() {
 		seq := binary.BigEndian.Uint64(k[len(prefix):])
 		if seq >= last || last-seq > math.MaxInt32 {
@@ -679,6 +747,11 @@ func (b *Store) prune(tx *bbolt.Tx, collection string, hist *bbolt.Bucket, id st
 			break
 		}
 		dead = append(dead, bytes.Clone(k))
+		if cseq, ok := versionLogSeq(v); ok {
+			logged = append(logged, cseq)
+		} else {
+			unlogged = append(unlogged, dead[len(dead)-1])
+		}
 	}
 	// Delete after iterating: deleting under a bbolt cursor can skip keys.
 	for _, k := range dead {
@@ -686,7 +759,7 @@ func (b *Store) prune(tx *bbolt.Tx, collection string, hist *bbolt.Bucket, id st
 			return 0, err
 		}
 	}
-	return len(dead), unlogChanges(tx, collection, dead)
+	return len(dead), unlogChanges(tx, collection, logged, unlogged)
 }
 
 // lockDoc takes the per-document lock, waiting until it is free or ctx is
@@ -1072,37 +1145,74 @@ func decodeDoc(collection, id string, v []byte) (*store.Document, error) {
 }
 
 // encodeVersion returns a history value: At as big-endian unix nanos, then
-// ETag, Kind and RebasedFrom each as a uvarint length and bytes, then Ops
-// to the end. Seq lives in the key. The header comes first so that At and
-// ETag can be read without touching Ops.
+// the byte versionLogged and the number of the version's change log entry
+// (8, big endian; zero here, set by putVersion when the entry is made),
+// then ETag, Kind, RebasedFrom, Actor and RequestID each as a uvarint
+// length and bytes, Reverts as a uvarint, then Ops to the end. Seq lives in
+// the key. The header comes first so that At, the entry and ETag can be
+// read without touching Ops.
 //
-// A version with an Actor, a RequestID or Reverts has, after At, the byte
-// versionExt, then ETag, Kind, RebasedFrom, Actor and RequestID as above,
-// Reverts as a uvarint, then Ops. Records written before these fields
-// existed have no versionExt: the byte after At is the uvarint length of an
-// ETag, 0 or 34, never versionExt, so both forms read back.
+// Earlier forms still read back. Before format "3", a version with an
+// Actor, a RequestID or Reverts had, after At, the byte versionExt and the
+// fields as above without the entry (whose number chidx held, if any);
+// any other had only ETag, Kind and RebasedFrom, then Ops. In those the
+// byte after At is versionExt or the uvarint length of an ETag, 0 or 34,
+// never versionLogged.
 func encodeVersion(v *store.Version) []byte {
-	ext := v.Actor != "" || v.RequestID != "" || v.Reverts != 0
-	n := 8 + 1 + 6*binary.MaxVarintLen64 + len(v.ETag) + len(v.Kind) + len(v.RebasedFrom) + len(v.Actor) + len(v.RequestID) + len(v.Ops)
+	n := logSeqEnd + 6*binary.MaxVarintLen64 + len(v.ETag) + len(v.Kind) + len(v.RebasedFrom) + len(v.Actor) + len(v.RequestID) + len(v.Ops)
 	buf := make([]byte, 0, n)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(v.At.UnixNano()))
-	fields := []string{v.ETag, v.Kind, v.RebasedFrom}
-	if ext {
-		buf = append(buf, versionExt)
-		fields = append(fields, v.Actor, v.RequestID)
-	}
-	for _, s := range fields {
+	buf = append(buf, versionLogged)
+	buf = binary.BigEndian.AppendUint64(buf, 0)
+	for _, s := range []string{v.ETag, v.Kind, v.RebasedFrom, v.Actor, v.RequestID} {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
 	}
-	if ext {
-		buf = binary.AppendUvarint(buf, v.Reverts)
-	}
+	buf = binary.AppendUvarint(buf, v.Reverts)
 	return append(buf, v.Ops...)
 }
 
-// versionExt marks a history value with the fields added after format "1"
-// was first released (see encodeVersion).
+// versionLogged marks a history value that records the number of its
+// change log entry (format "3", see encodeVersion).
+const versionLogged = 0xfe
+
+// The number of a version's change log entry sits at v[logSeqAt:logSeqEnd]
+// of a value marked versionLogged.
+const (
+	logSeqAt  = 8 + 1
+	logSeqEnd = logSeqAt + 8
+)
+
+// versionLogSeq returns the number of the change log entry that a history
+// value records; ok is false for a value written before format "3", whose
+// entry chidx finds.
+func versionLogSeq(v []byte) (cseq uint64, ok bool) {
+	if len(v) < logSeqEnd || v[8] != versionLogged {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(v[logSeqAt:logSeqEnd]), true
+}
+
+// versionFields returns what follows At (and the change log entry) in a
+// history value, and whether it has Actor, RequestID and Reverts.
+func versionFields(v []byte) (rest []byte, ext bool, err error) {
+	if len(v) < 9 {
+		return nil, false, errBadVersion
+	}
+	switch v[8] {
+	case versionLogged:
+		if len(v) < logSeqEnd {
+			return nil, false, errBadVersion
+		}
+		return v[logSeqEnd:], true, nil
+	case versionExt:
+		return v[9:], true, nil
+	}
+	return v[8:], false, nil
+}
+
+// versionExt marks a history value written before format "3" with the
+// fields added after format "1" was first released (see encodeVersion).
 const versionExt = 0xff
 
 // errBadVersion reports a history value that does not decode.
@@ -1127,12 +1237,9 @@ func versionField(v []byte) (field, rest []byte, err error) {
 
 // versionETag returns the ETag of a history value, aliasing v.
 func versionETag(v []byte) ([]byte, error) {
-	if len(v) < 9 {
-		return nil, errBadVersion
-	}
-	rest := v[8:]
-	if rest[0] == versionExt {
-		rest = rest[1:]
+	rest, _, err := versionFields(v)
+	if err != nil {
+		return nil, err
 	}
 	etag, _, err := versionField(rest)
 	return etag, err
@@ -1152,11 +1259,15 @@ func splitVersion(v []byte) (fields [5][]byte, reverts uint64, ops []byte, err e
 	if len(v) < 8 {
 		return fields, 0, nil, errBadVersion
 	}
-	rest := v[8:]
+	rest, ext := v[8:], false
+	if len(rest) > 0 {
+		if rest, ext, err = versionFields(v); err != nil {
+			return fields, 0, nil, err
+		}
+	}
 	nfields := 3
-	ext := len(rest) > 0 && rest[0] == versionExt
 	if ext {
-		rest, nfields = rest[1:], 5
+		nfields = 5
 	}
 	for i := range nfields {
 		if fields[i], rest, err = versionField(rest); err != nil {

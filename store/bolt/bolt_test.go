@@ -178,7 +178,7 @@ func TestBolt_Format(t *testing.T) {
 					t.Fatal(err)
 				}
 				rawUpdate(t, path, func(tx *bbolt.Tx) error {
-					return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte("3"))
+					return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte("4"))
 				})
 			},
 			wantErr: store.ErrUnknownFormat,

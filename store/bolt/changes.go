@@ -11,19 +11,23 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
-// The collection change log (format "2"):
+// The collection change log (format "3"):
 //
 //	chlog/<collection>/<cseq (8, big endian)>   history key of the version: id 0x00 seq (8)
-//	chidx/<collection>/<id>\x00<seq>            cseq (8, big endian)
+//	chidx/<collection>/<id>\x00<seq>            cseq (8, big endian); versions of format "2" only
 //
 // The group committer numbers every version it writes with the next
 // sequence number of its collection's chlog bucket (bbolt's
 // NextSequence), inside the transaction that writes the version, so the
-// numbers are dense and in commit order. chidx finds the entry of a
-// version, so that pruning a version deletes its entry in the same
-// transaction: an entry exists exactly as long as its version. A reader
-// that finds a number missing after its cursor knows a change was pruned.
+// numbers are dense and in commit order. The version's history value
+// records its number (see encodeVersion), so that pruning a version
+// deletes its entry in the same transaction: an entry exists exactly as
+// long as its version. A reader that finds a number missing after its
+// cursor knows a change was pruned.
 //
+// Format "2" kept the numbers in chidx instead, a second index keyed by
+// history key: one more page scattered over the file for every write.
+// Versions written then keep their chidx entry until they are pruned.
 // Versions written before the log existed (files of format "1") have no
 // entry; they come before every cursor.
 var (
@@ -31,14 +35,17 @@ var (
 	bucketChIdx = []byte("chidx")
 )
 
-// logChange appends the version at histKey of a collection to its change
-// log, in a write transaction.
-func logChange(tx *bbolt.Tx, collection string, hk []byte) error {
-	logb, err := tx.Bucket(bucketChLog).CreateBucketIfNotExists([]byte(collection))
-	if err != nil {
-		return err
+// putVersion writes the history value val of a collection's version at
+// history key hk, in a write transaction, and appends the version to the
+// collection's change log. val is as encodeVersion returns it; putVersion
+// records the log entry's number in it, in place, so val must not change
+// until the transaction ends, and only its bytes from logSeqEnd on may be
+// read meanwhile.
+func putVersion(tx *bbolt.Tx, hist *bbolt.Bucket, collection string, hk, val []byte) error {
+	if len(val) < logSeqEnd || val[8] != versionLogged {
+		return fmt.Errorf("store: %s: a history value without room for its change log entry", collection)
 	}
-	idx, err := tx.Bucket(bucketChIdx).CreateBucketIfNotExists([]byte(collection))
+	logb, err := tx.Bucket(bucketChLog).CreateBucketIfNotExists([]byte(collection))
 	if err != nil {
 		return err
 	}
@@ -46,23 +53,31 @@ func logChange(tx *bbolt.Tx, collection string, hk []byte) error {
 	if err != nil {
 		return err
 	}
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], cseq)
-	if err := logb.Put(k[:], hk); err != nil {
+	binary.BigEndian.PutUint64(val[logSeqAt:logSeqEnd], cseq)
+	if err := logb.Put(binary.BigEndian.AppendUint64(nil, cseq), hk); err != nil {
 		return err
 	}
-	return idx.Put(hk, k[:])
+	return hist.Put(hk, val)
 }
 
-// unlogChanges deletes the change log entries of pruned versions (their
-// history keys), in a write transaction.
-func unlogChanges(tx *bbolt.Tx, collection string, hks [][]byte) error {
+// unlogChanges deletes the change log entries of pruned versions, in a
+// write transaction: those numbered cseqs, and those of the versions at
+// the history keys unindexed, written before format "3", found in chidx.
+func unlogChanges(tx *bbolt.Tx, collection string, cseqs []uint64, unindexed [][]byte) error {
 	logb := tx.Bucket(bucketChLog).Bucket([]byte(collection))
-	idx := tx.Bucket(bucketChIdx).Bucket([]byte(collection))
-	if logb == nil || idx == nil {
+	if logb == nil {
 		return nil
 	}
-	for _, hk := range hks {
+	for _, cseq := range cseqs {
+		if err := logb.Delete(binary.BigEndian.AppendUint64(nil, cseq)); err != nil {
+			return err
+		}
+	}
+	idx := tx.Bucket(bucketChIdx).Bucket([]byte(collection))
+	if idx == nil {
+		return nil
+	}
+	for _, hk := range unindexed {
 		cseq := idx.Get(hk)
 		if cseq == nil {
 			continue // written before the log existed
@@ -75,6 +90,23 @@ func unlogChanges(tx *bbolt.Tx, collection string, hks [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// logSeqOf returns the number of the change log entry of the version at
+// history key hk, recorded in its value or, for a version written before
+// format "3", in idx (chidx of its collection, nil if there is none); ok
+// is false if the version has no entry.
+func logSeqOf(hist, idx *bbolt.Bucket, hk []byte) (cseq uint64, ok bool) {
+	if cseq, ok := versionLogSeq(hist.Get(hk)); ok {
+		return cseq, true
+	}
+	if idx == nil {
+		return 0, false
+	}
+	if v := idx.Get(hk); len(v) == 8 {
+		return binary.BigEndian.Uint64(v), true
+	}
+	return 0, false
 }
 
 // boltCursor returns the cursor after change cseq of a collection.
@@ -208,6 +240,7 @@ func (b *Store) ListDocuments(ctx context.Context, collection, after string, lim
 		if bucket == nil {
 			return nil
 		}
+		hist := tx.Bucket(bucketHist).Bucket([]byte(collection))
 		var idx *bbolt.Bucket
 		if root := tx.Bucket(bucketChIdx); root != nil {
 			idx = root.Bucket([]byte(collection))
@@ -228,9 +261,9 @@ func (b *Store) ListDocuments(ctx context.Context, collection, after string, lim
 				return err
 			}
 			d := store.ListedDocument{Document: *doc}
-			if since != nil && idx != nil {
-				if cseq := idx.Get(histKey(doc.ID, doc.Seq)); len(cseq) == 8 {
-					d.ChangedSince = binary.BigEndian.Uint64(cseq) > sinceSeq
+			if since != nil && hist != nil {
+				if cseq, ok := logSeqOf(hist, idx, histKey(doc.ID, doc.Seq)); ok {
+					d.ChangedSince = cseq > sinceSeq
 				}
 			}
 			docs = append(docs, d)

@@ -1,6 +1,7 @@
 package bolt_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -75,7 +76,7 @@ func TestBolt_ChangesPrunedWithHistory(t *testing.T) {
 	}
 }
 
-// TestBolt_FormatUpgrade: a file of format "1" opens, becomes format "2",
+// TestBolt_FormatUpgrade: a file of format "1" opens, becomes format "3",
 // and logs the writes made from then on; what it held comes before every
 // cursor. A build of format "1" would refuse it from then on.
 func TestBolt_FormatUpgrade(t *testing.T) {
@@ -104,12 +105,110 @@ func TestBolt_FormatUpgrade(t *testing.T) {
 	if got, _ := readAll(t, s, "c", start); fmt.Sprint(got) != "[new/1 old/2]" {
 		t.Fatalf("changes after the upgrade: %v", got)
 	}
-	if f := bolt.Format(t, s); f != "2" {
-		t.Fatalf("format %q after a writable open, want 2", f)
+	if f := bolt.Format(t, s); f != "3" {
+		t.Fatalf("format %q after a writable open, want 3", f)
 	}
 	deadline, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.Check(deadline); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBolt_FormatUpgradeFrom2: in a file of format "2" the change log
+// entries' numbers are in chidx, not in the history values. After the
+// upgrade to format "3", listings still tell which documents changed since
+// a cursor, and pruning an old version deletes its entry, whichever of the
+// two places holds its number.
+func TestBolt_FormatUpgradeFrom2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "patchd.db")
+	s, err := bolt.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		for _, id := range []string{"a", "b"} {
+			storetest.Commit(t, s, "c", id, &store.Change{Body: fmt.Appendf(nil, `{"v":%d}`, i), Kind: store.KindPut})
+		}
+	}
+	mid := mustPresent(t, s, "c")
+	storetest.Commit(t, s, "c", "a", &store.Change{Body: []byte(`{"v":3}`), Kind: store.KindPut})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// What format "2" wrote: history values with the byte 0xff after At and
+	// no entry number, which chidx holds.
+	converted := 0
+	rawUpdate(t, path, func(tx *bbolt.Tx) error {
+		hist := tx.Bucket([]byte("hist")).Bucket([]byte("c"))
+		idx, err := tx.Bucket([]byte("chidx")).CreateBucketIfNotExists([]byte("c"))
+		if err != nil {
+			return err
+		}
+		type kv struct{ k, v []byte }
+		var all []kv
+		if err := hist.ForEach(func(k, v []byte) error {
+			all = append(all, kv{bytes.Clone(k), bytes.Clone(v)})
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, e := range all {
+			if len(e.v) < 17 || e.v[8] != 0xfe {
+				return fmt.Errorf("history value %q is not of format 3", e.v)
+			}
+			if err := idx.Put(e.k, e.v[9:17]); err != nil {
+				return err
+			}
+			old := append(append(e.v[:8:8], 0xff), e.v[17:]...)
+			if err := hist.Put(e.k, old); err != nil {
+				return err
+			}
+			converted++
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("format"), []byte("2"))
+	})
+	if converted != 7 {
+		t.Fatalf("converted %d versions, want 7", converted)
+	}
+
+	s = mustOpenBolt(t, path, store.Options{Retention: store.Retention{Versions: 2, Age: -1}})
+	if f := bolt.Format(t, s); f != "3" {
+		t.Fatalf("format %q after a writable open, want 3", f)
+	}
+	listed, _, err := s.ListDocuments(context.Background(), "c", "", 0, mid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	for _, d := range listed {
+		changed = append(changed, fmt.Sprintf("%s:%v", d.ID, d.ChangedSince))
+	}
+	if fmt.Sprint(changed) != "[a:true b:false]" {
+		t.Fatalf("changed since the cursor, from chidx: %v", changed)
+	}
+	// Each new version prunes the oldest ones: their entries were in chidx.
+	storetest.Commit(t, s, "c", "a", &store.Change{Body: []byte(`{"v":4}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "c", "b", &store.Change{Body: []byte(`{"v":4}`), Kind: store.KindPut})
+	if got := bolt.LogIDs(t, s, "c"); fmt.Sprint(got) != "[b/3 a/4 a/5 b/4]" {
+		t.Fatalf("change log after pruning the versions of format 2: %v", got)
+	}
+	// Then versions of format 3 are pruned: their entries' numbers are in
+	// their values.
+	storetest.Commit(t, s, "c", "a", &store.Change{Body: []byte(`{"v":5}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "c", "a", &store.Change{Body: []byte(`{"v":6}`), Kind: store.KindPut})
+	if got := bolt.LogIDs(t, s, "c"); fmt.Sprint(got) != "[b/3 b/4 a/6 a/7]" {
+		t.Fatalf("change log after pruning the versions of format 3: %v", got)
+	}
+	listed, _, err = s.ListDocuments(context.Background(), "c", "", 0, mid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed = changed[:0]
+	for _, d := range listed {
+		changed = append(changed, fmt.Sprintf("%s:%v", d.ID, d.ChangedSince))
+	}
+	if fmt.Sprint(changed) != "[a:true b:true]" {
+		t.Fatalf("changed since the cursor, from the history values: %v", changed)
 	}
 }

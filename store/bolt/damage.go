@@ -123,6 +123,9 @@ type fileReport struct {
 	// fatal are problems that make the file unusable; warnings are
 	// problems it can be served with (one damaged meta page).
 	fatal, warnings []error
+	// noFreelist: the newest meta page names no freelist page, which
+	// bbolt then rebuilds from the file's pages.
+	noFreelist bool
 }
 
 func (r *fileReport) fail(format string, args ...any) {
@@ -212,6 +215,8 @@ func checkFile(f *os.File) fileReport {
 		if err := checkFreelist(read, cur, ps); err != nil {
 			r.fail("the freelist (page %d): %v", cur.freelist, err)
 		}
+	} else {
+		r.noFreelist = true
 	}
 	return r
 }

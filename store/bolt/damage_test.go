@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -107,6 +108,18 @@ func pages(t *testing.T, data []byte) (ps int, cur meta, flags map[uint64]uint16
 	return ps, cur, flags
 }
 
+// dropFreelist makes both meta pages name no freelist, as commits leave
+// them until Close writes the freelist: the file as a crash leaves it.
+func dropFreelist(data []byte, ps int) {
+	for _, off := range []int{0, ps} {
+		m := data[off+pageHeaderLen : off+pageHeaderLen+metaLen]
+		binary.LittleEndian.PutUint64(m[32:], noFreelist)
+		h := fnv.New64a()
+		_, _ = h.Write(m[:metaSumLen])
+		binary.LittleEndian.PutUint64(m[metaSumLen:], h.Sum64())
+	}
+}
+
 // damage rewrites the file at path with f.
 func damage(t *testing.T, path string, f func(data []byte) []byte) {
 	t.Helper()
@@ -166,6 +179,16 @@ func TestOpenRefusesDamagedFiles(t *testing.T) {
 			}
 			if n == 0 {
 				t.Fatal("the file has no branch page")
+			}
+			return data
+		}, want: "bbolt failed on it"},
+		{name: "zeroed branch pages, no freelist written (a crash)", damage: func(t *testing.T, data []byte) []byte {
+			ps, _, flags := pages(t, data)
+			dropFreelist(data, ps)
+			for id, f := range flags {
+				if f == flagBranch {
+					clear(data[int(id)*ps : int(id+1)*ps])
+				}
 			}
 			return data
 		}, want: "bbolt failed on it"},
@@ -431,5 +454,62 @@ func TestNoSpace(t *testing.T) {
 	s.committer.putFault = nil
 	if err := write(); err != nil {
 		t.Fatalf("the write once there is room: %v", err)
+	}
+}
+
+// TestFreelistWrittenAtClose: commits leave the freelist unwritten; the
+// file as a crash leaves it (copied while the store is open) opens, with
+// every committed write, passes Check and takes writes, and Close writes
+// the freelist, so that the next Open need not rebuild it.
+func TestFreelistWrittenAtClose(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "patchd.db")
+	s, err := Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		put(t, s, "c", fmt.Sprintf("d%d", i%50), fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("p", 300)))
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, cur, _ := pages(t, data); cur.freelist != noFreelist {
+		t.Fatalf("an open store's file names freelist page %d, want none", cur.freelist)
+	}
+	closed, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, cur, _ := pages(t, closed); cur.freelist == noFreelist {
+		t.Fatal("Close wrote no freelist")
+	}
+
+	crashed := filepath.Join(dir, "crashed.db")
+	if err := os.WriteFile(crashed, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(crashed, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		doc, err := s.Get(context.Background(), "c", fmt.Sprintf("d%d", i))
+		if err != nil || doc.Seq != 4 {
+			t.Fatalf("d%d after the crash: %+v %v", i, doc, err)
+		}
+	}
+	for i := range 100 {
+		put(t, s, "c", fmt.Sprintf("e%d", i), fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("q", 300)))
+	}
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -129,11 +129,7 @@ func (b *Store) Load(ctx context.Context, recs []*store.Record) ([]error, error)
 			}
 			for j := range r.History {
 				v := &r.History[j]
-				hk := histKey(r.ID, v.Seq)
-				if err := hist.Put(hk, encodeVersion(v)); err != nil {
-					return err
-				}
-				if err := logChange(tx, r.Collection, hk); err != nil {
+				if err := putVersion(tx, hist, r.Collection, histKey(r.ID, v.Seq), encodeVersion(v)); err != nil {
 					return err
 				}
 			}

@@ -1,6 +1,12 @@
 package bolt
 
-import bbolt "go.etcd.io/bbolt"
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+)
 
 // Test hooks into the group commit. Set them before the first Update.
 
@@ -57,4 +63,32 @@ func Format(tb interface{ Fatal(...any) }, b *Store) string {
 		tb.Fatal(err)
 	}
 	return f
+}
+
+// WriteStats returns what bbolt's write transactions have written since
+// the file was opened: the pages written (a run of contiguous pages counts
+// once) and the bytes of the pages they allocated.
+func WriteStats(b *Store) (writes, bytes int64) {
+	st := b.db.Stats().TxStats
+	return st.GetWrite(), st.GetPageAlloc()
+}
+
+// LogIDs returns the entries of a collection's change log in order, as
+// id/seq.
+func LogIDs(tb interface{ Fatal(...any) }, b *Store, collection string) []string {
+	var out []string
+	if err := b.db.View(func(tx *bbolt.Tx) error {
+		lb := tx.Bucket(bucketChLog).Bucket([]byte(collection))
+		if lb == nil {
+			return nil
+		}
+		return lb.ForEach(func(_, hk []byte) error {
+			id, seq, _ := bytes.Cut(hk, []byte{0})
+			out = append(out, fmt.Sprintf("%s/%d", id, binary.BigEndian.Uint64(seq)))
+			return nil
+		})
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }

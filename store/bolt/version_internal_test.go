@@ -32,6 +32,25 @@ func TestVersionEncoding(t *testing.T) {
 		if e, err := versionETag(enc); err != nil || string(e) != v.ETag {
 			t.Errorf("versionETag: %q %v, want %q", e, err, v.ETag)
 		}
+		// The committer records the change log entry in place; the ops,
+		// which the pending version aliases, do not move.
+		ops := enc[len(enc)-len(v.Ops):]
+		binary.BigEndian.PutUint64(enc[logSeqAt:logSeqEnd], 1<<33+5)
+		if cseq, ok := versionLogSeq(enc); !ok || cseq != 1<<33+5 {
+			t.Errorf("versionLogSeq: %d %v, want %d", cseq, ok, uint64(1<<33+5))
+		}
+		if got2, err := decodeVersion(seq, enc); err != nil || got2.Actor != v.Actor || string(got2.Ops) != string(v.Ops) || string(ops) != string(v.Ops) {
+			t.Errorf("after the entry is set: %+v %v", got2, err)
+		}
+		// As format "2" wrote it: versionExt and no entry.
+		v2 := append(append(enc[:8:8], versionExt), enc[logSeqEnd:]...)
+		got2, err := decodeVersion(seq, v2)
+		if err != nil || got2.ETag != v.ETag || got2.Kind != v.Kind || got2.RequestID != v.RequestID || got2.Reverts != v.Reverts || string(got2.Ops) != string(v.Ops) {
+			t.Errorf("format 2 record: %+v %v, want %+v", got2, err, v)
+		}
+		if _, ok := versionLogSeq(v2); ok {
+			t.Errorf("versionLogSeq found an entry in a format 2 record")
+		}
 	}
 	// A record as format "1" wrote it before actors: At, ETag, Kind,
 	// RebasedFrom, Ops.
@@ -49,7 +68,11 @@ func TestVersionEncoding(t *testing.T) {
 		t.Fatalf("old record: %+v", got)
 	}
 	// Damaged records are errors, not panics.
-	for _, bad := range [][]byte{old[:8], append(old[:8:8], versionExt), append(old[:8:8], versionExt, 0, 0, 0, 0, 0)} {
+	if _, ok := versionLogSeq(old); ok {
+		t.Errorf("versionLogSeq found an entry in a format 1 record")
+	}
+	for _, bad := range [][]byte{old[:8], append(old[:8:8], versionExt), append(old[:8:8], versionExt, 0, 0, 0, 0, 0),
+		append(old[:8:8], versionLogged, 0, 0, 0), append(old[:8:8], versionLogged, 0, 0, 0, 0, 0, 0, 0, 1)} {
 		if _, err := decodeVersion(seq, bad); err == nil {
 			t.Errorf("decodeVersion(%q) succeeded", bad)
 		}
