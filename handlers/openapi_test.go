@@ -869,9 +869,11 @@ func TestOpenAPIConformance(t *testing.T) {
 	down := &server{Server: httptest.NewServer(newHandler(unavailableStore{bst}, newConfig(withCORS, func(c *config) {
 		c.http.Presence = faultyPresence{store.ErrUnavailable}
 	})).Echo())}
-	// Room for one presence session per document.
+	// Room for one presence session per document, taken by a session
+	// that outlives the test however slowly it runs.
 	crowded := startServer(t, withCORS, func(c *config) {
 		c.http.Presence = store.NewMemoryPresence(store.PresenceLimits{PerDocument: 1}, nil)
+		c.http.PresenceTTL = time.Hour
 	})
 	expect(t, crowded.do(t, "PUT", "/docs/c/d/presence/"+testSession, hdr{"Content-Type", ctJSON}, `{}`), 200, "")
 	t.Cleanup(down.Close)
