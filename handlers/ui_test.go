@@ -22,6 +22,8 @@ func TestUI(t *testing.T) {
 		{"/ui/client/hub.js", "text/javascript; charset=utf-8", "export class Hub"},
 		{"/ui/client/share.js", "text/javascript; charset=utf-8", "export function share"},
 		{"/ui/client/watch.js", "text/javascript; charset=utf-8", "export function watch"},
+		{"/ui/client/undo.js", "text/javascript; charset=utf-8", "export async function undoNext"},
+		{"/ui/client/restore.js", "text/javascript; charset=utf-8", "export async function restore"},
 	} {
 		r := s.do(t, "GET", tc.path, nil, "")
 		expect(t, r, http.StatusOK, "")

@@ -4,7 +4,9 @@
 // others get its events over a BroadcastChannel).
 import { readEvents } from './sse.js';
 
-const RETRY = new Set([429, 502, 503, 504]);
+// Answers retried like a network failure: 429 and 503 (the server did not
+// take the request; Retry-After says when to come back), 502 and 504.
+export const RETRY = new Set([429, 502, 503, 504]);
 
 /**
  * The stream of one Client. Documents register themselves with addDoc
