@@ -162,13 +162,9 @@ export class Client {
    * previous page's next) and include ("body" adds each value). Resolves
    * to {items: [{id, etag, seq, value?}], next}.
    */
-  async list(collection, { signal, where, ...q } = {}) {
-    if (where) q.where = JSON.stringify(where);
-    for (const k in q) if (q[k] == null) delete q[k];
-    const query = new URLSearchParams(q).toString();
-    const res = await this._request(this._url(collection, undefined, query && '?' + query), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
-    if (!res.ok) throw await this._problem(res);
-    return res.json();
+  async list(collection, options) {
+    // list.js: loaded on the first call.
+    return (await import('./list.js')).list(this, collection, options);
   }
 
   _tick() {
