@@ -22,6 +22,10 @@ func TestUI(t *testing.T) {
 		{"/ui/client/hub.js", "text/javascript; charset=utf-8", "export class Hub"},
 		{"/ui/client/share.js", "text/javascript; charset=utf-8", "export function share"},
 		{"/ui/client/watch.js", "text/javascript; charset=utf-8", "export function watch"},
+		{"/ui/client/undo.js", "text/javascript; charset=utf-8", "export async function undoNext"},
+		{"/ui/client/restore.js", "text/javascript; charset=utf-8", "export async function restore"},
+		{"/ui/client/list.js", "text/javascript; charset=utf-8", "export async function list"},
+		{"/ui/client/presence.js", "text/javascript; charset=utf-8", "export function presence"},
 	} {
 		r := s.do(t, "GET", tc.path, nil, "")
 		expect(t, r, http.StatusOK, "")

@@ -4,7 +4,9 @@
 // others get its events over a BroadcastChannel).
 import { readEvents } from './sse.js';
 
-const RETRY = new Set([429, 502, 503, 504]);
+// Answers retried like a network failure: 429 and 503 (the server did not
+// take the request; Retry-After says when to come back), 502 and 504.
+export const RETRY = new Set([429, 502, 503, 504]);
 
 /**
  * The stream of one Client. Documents register themselves with addDoc
@@ -107,7 +109,8 @@ export class Hub {
       const wheres = new Set([...set].map((s) => JSON.stringify(s.where ?? null)));
       cols.push({ c, where: wheres.size === 1 ? JSON.parse([...wheres][0]) : null, after: this.cursors.get(c) ?? null });
     }
-    return { docs, cols };
+    // p: presence.js wants the documents' presence events.
+    return { docs, cols, p: this.pres?.size > 0 };
   }
 
   /** The set changed: (re)open the stream soon, once for many changes. */
@@ -148,6 +151,7 @@ export class Hub {
     }
     for (const c of cols.values()) c.after = this.cursors.get(c.c) ?? c.after;
     return {
+      ...(sets.some((s) => s.p) && { presence: true }),
       docs: [...docs.values()].map(({ c, id, after }) => (after === null ? { c, id } : { c, id, after })),
       collections: [...cols.values()].map(({ c, where, after }) => ({ c, ...(where && { where }), ...(after && { after }) })),
     };
@@ -280,7 +284,9 @@ export class Hub {
       for (const s of [...this.cols.get(d.c)]) s.event(e, d);
       return;
     }
-    const set = this.docs.get(d.c + '\0' + d.id);
+    const k = d.c + '\0' + d.id;
+    if (e === 'presence') return this.pres?.get(k)?.forEach((f) => f(d.sessions));
+    const set = this.docs.get(k);
     if (!set) return;
     for (const doc of [...set]) if (!doc._onEvent({ event: e, d }, tick)) this.kick(); // out of step: reopen for a snapshot
   }

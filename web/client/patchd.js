@@ -3,7 +3,7 @@
 // runs in browsers and in Node.js 18+ (it needs fetch and web streams).
 
 import { applyMerge, applyPatch, clone, deepEqual, diff } from './json.js';
-import { Hub } from './hub.js';
+import { Hub, RETRY } from './hub.js';
 
 export { applyMerge, applyPatch, clone, deepEqual, diff, escapeToken, parsePointer, pointer, PatchApplyError } from './json.js';
 export { readEvents } from './sse.js';
@@ -48,10 +48,6 @@ export class NetworkError extends Error {
     this.name = 'NetworkError';
   }
 }
-
-// Answers retried like a network failure: 429 and 503 (the server did not
-// take the request; Retry-After says when to come back), 502 and 504.
-const RETRY_STATUS = new Set([429, 502, 503, 504]);
 
 // retryAfter reads Retry-After (seconds or an HTTP date) as ms, or null.
 function retryAfter(res) {
@@ -166,13 +162,9 @@ export class Client {
    * previous page's next) and include ("body" adds each value). Resolves
    * to {items: [{id, etag, seq, value?}], next}.
    */
-  async list(collection, { signal, where, ...q } = {}) {
-    if (where) q.where = JSON.stringify(where);
-    for (const k in q) if (q[k] == null) delete q[k];
-    const query = new URLSearchParams(q).toString();
-    const res = await this._request(this._url(collection, undefined, query && '?' + query), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
-    if (!res.ok) throw await this._problem(res);
-    return res.json();
+  async list(collection, options) {
+    // list.js: loaded on the first call.
+    return (await import('./list.js')).list(this, collection, options);
   }
 
   _tick() {
@@ -228,13 +220,13 @@ export class Client {
       let wait = null;
       try {
         res = await this._fetch(url, { ...init, headers: await this._headersFor(init.headers), signal });
-        let retry = RETRY_STATUS.has(res.status);
+        let retry = RETRY.has(res.status);
         if (res.status === 409 && init.headers?.['Idempotency-Key']) {
           retry = (await readProblem(res.clone()))?.type?.endsWith('/idempotency-key-in-use');
         }
         if (!retry) return res;
         wait = retryAfter(res);
-        err = new PatchdError(res.status, await readProblem(res));
+        err = await this._problem(res);
       } catch (e) {
         signal?.throwIfAborted();
         err = e;
@@ -254,7 +246,7 @@ export class Client {
   /** Reads a document: GET. Throws PatchdError("not-found") when there is none. */
   async get(collection, id, { signal } = {}) {
     const res = await this._request(this._url(collection, id), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
-    if (!res.ok) throw new PatchdError(res.status, await readProblem(res));
+    if (!res.ok) throw await this._problem(res);
     return { value: await res.json(), etag: res.headers.get('ETag') };
   }
 
@@ -277,7 +269,8 @@ export class Client {
   async open(collection, id, { follow = false, signal } = {}) {
     const { value, etag } = await this.get(collection, id, { signal });
     const doc = new Doc(this, collection, id, value, etag);
-    await doc._restore();
+    // restore.js reads the store: loaded only with one.
+    if (this.store) await (await import('./restore.js')).restore(doc);
     if (follow) doc.follow();
     return doc;
   }
@@ -489,33 +482,6 @@ export class Doc {
     this._store('delete', entry.key);
   }
 
-  async _restore() {
-    const s = this.client.store;
-    if (!s) return;
-    let recs;
-    try {
-      recs = [...((await s.load(this.collection, this.id)) ?? [])].sort((a, b) => a.n - b.n);
-    } catch {
-      return; // a store that fails loses durability, not the document
-    }
-    const byKey = new Map();
-    for (const r of recs) {
-      const e = { kind: r.kind, body: r.body, key: r.key, n: r.n, seen: r.seen, landed: r.landed, restored: true, state: 'queued' };
-      // Queued behind an edit that is no longer stored (answered before
-      // its successor learnt so): the version seen when it was made.
-      e.base = r.after == null ? r.ifMatch : byKey.has(r.after) ? { after: byKey.get(r.after) } : r.seen;
-      const result = new Promise((resolve, reject) => Object.assign(e, { resolve, reject }));
-      result.catch(() => {});
-      byKey.set(r.key, e);
-      this._pending.push(e);
-      this.restored.push({ kind: e.kind, body: e.body, result });
-    }
-    if (recs.length) {
-      this._render('restore');
-      this._pump();
-    }
-  }
-
   // --- writes -----------------------------------------------------------
 
   /**
@@ -689,7 +655,7 @@ export class Doc {
    * leaves the edit to undo where it was; forgetUndo() drops it.
    */
   undo({ signal } = {}) {
-    const run = this._undoing.then(() => this._undoNext(signal));
+    const run = this._undoing.then(async () => (await undoModule()).undoNext(this, signal, H));
     this._undoing = run.catch(() => {});
     return run;
   }
@@ -697,29 +663,6 @@ export class Doc {
   /** Forgets the edit undo() would revert next; false when there is none. */
   forgetUndo() {
     return this._undo.pop() !== undefined;
-  }
-
-  async _undoNext(signal) {
-    await this._idle(signal);
-    for (;;) {
-      const u = this._undo[this._undo.length - 1];
-      if (!u) return null;
-      if (u.seq === null) u.seq = await this._findSeq(u, signal);
-      const forget = () => (this._undo = this._undo.filter((x) => x !== u));
-      // Not in history: an edit that changed nothing has no version.
-      if (u.seq === null) {
-        forget();
-        continue;
-      }
-      let r;
-      try {
-        r = await this._revertRequest(u.seq, signal, forget);
-      } catch (err) {
-        if (err instanceof PatchdError && err.type === 'base-unknown') forget(); // it left history
-        throw err;
-      }
-      return { etag: r.etag, value: r.value, rebasedFrom: r.rebasedFrom, seq: u.seq };
-    }
   }
 
   /**
@@ -731,93 +674,9 @@ export class Doc {
    * created the document; not-found).
    */
   async revert(seq, { signal } = {}) {
-    const r = await this._revertRequest(seq, signal, (r) => this._own(r.etag, r.rid, r.replayed, r.sentTick));
-    return { etag: r.etag, value: r.value, rebasedFrom: r.rebasedFrom };
+    return (await undoModule()).revert(this, seq, signal, H);
   }
 
-  // _revertRequest sends a revert; on success it calls done(answer) and
-  // shows the answer.
-  async _revertRequest(seq, signal, done) {
-    if (this._closed) throw new NetworkError('closed');
-    const c = this.client;
-    const body = { seq };
-    // Its own key, kept across retries: a retry never reverts twice.
-    const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': randomKey(), Accept: 'application/json' };
-    if (this.etag) headers['If-Match'] = this.etag;
-    const s = anySignal(this._abortSends.signal, signal);
-    const sentTick = c._tick();
-    // Until its answer is shown: the feed may bring its version first.
-    this._reverting.push(seq);
-    try {
-      const res = await c._request(c._url(this.collection, this.id, '/revert'), { method: 'POST', headers, body: JSON.stringify(body) }, { signal: s });
-      return await this._revertAnswer(res, body, s, sentTick, done);
-    } finally {
-      this._reverting.splice(this._reverting.indexOf(seq), 1);
-    }
-  }
-
-  async _revertAnswer(res, body, s, sentTick, done) {
-    const c = this.client;
-    if (!res.ok) {
-      const problem = await readProblem(res);
-      const current = res.status === 412 ? await c._current(this.collection, this.id, s) : null;
-      if (current) freeze(current.value);
-      if (current && !this._feed) {
-        this._setBase({ ...current, seq: null });
-        this._render('revert');
-      }
-      throw res.status === 412 && problem?.type?.endsWith('/rebase-conflict') ? new ConflictError(res.status, problem, current, body) : new PatchdError(res.status, problem, current);
-    }
-    const value = freeze(await res.json());
-    const h = (k) => res.headers.get(k);
-    const r = { value, etag: h('ETag'), rebasedFrom: h('Rebased-From'), rid: h('X-Request-Id'), replayed: h('Idempotent-Replayed') === 'true', sentTick };
-    done(r);
-    this._answered(r);
-    return r;
-  }
-
-  // _answered shows a revert's answer: the new base when not following,
-  // else laid over the base until the feed brings its version.
-  _answered(r) {
-    if (!this._feed) this._setBase({ value: r.value, etag: r.etag, seq: null });
-    else if (r.etag !== this._base.etag && !(this._seqs.get(r.etag)?.tick > r.sentTick)) {
-      this._pending.push({ kind: 'json-patch', body: diff(this._base.value, r.value), state: 'acked', etag: r.etag, value: r.value, ackTick: this.client._tick() });
-    }
-    this._render('ack', { rebasedFrom: r.rebasedFrom });
-  }
-
-  // _findSeq looks an edit's version up in history: the newest that is
-  // its (the feed has not brought it yet, or brought a reset instead).
-  async _findSeq(u, signal) {
-    const c = this.client;
-    let after = Math.max(0, (this.seq ?? 0) - 100);
-    let found = null;
-    for (;;) {
-      const res = await c._request(c._url(this.collection, this.id, `/history?after=${after}&limit=1000`), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
-      if (!res.ok) throw new PatchdError(res.status, await readProblem(res));
-      const page = await res.json();
-      for (const v of page.versions) if (ownVersion(u, v)) found = v.seq;
-      if (page.next == null) return found;
-      after = page.next;
-    }
-  }
-
-  // _idle resolves once no edit of this client is unanswered.
-  _idle(signal) {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        if (signal?.aborted) reject(signal.reason);
-        else if (this._closed) reject(new NetworkError('closed'));
-        else if (this.pendingCount === 0) resolve();
-        else return;
-        off();
-        signal?.removeEventListener('abort', check);
-      };
-      const off = this.subscribe(check);
-      signal?.addEventListener('abort', check);
-      check();
-    });
-  }
 
   /** Starts following the change feed (idempotent). Returns this. */
   follow() {
@@ -940,6 +799,12 @@ export class Doc {
 function ownVersion(u, v) {
   return u.etag === v.etag && (!u.rid || !v.requestId || u.rid === v.requestId);
 }
+
+// undo.js holds the requests of undo() and revert(), loaded on the first
+// call; H is what it needs of this module (passed, not imported: a
+// second copy of this module, under another URL, has other classes).
+const undoModule = () => import('./undo.js');
+const H = { PatchdError, ConflictError, NetworkError, readProblem, freeze, randomKey, anySignal, ownVersion };
 
 /** Shorthand for new Client(options). */
 export function createClient(options) {

@@ -16,10 +16,10 @@ export function share(hub) {
   // A follower tells the leader its set; the leader's ready says when a
   // stream covers it.
   hub.tell = () => {
-    const { docs, cols } = hub._mine();
+    const { docs, cols, p } = hub._mine();
     hub.sent = ++hub.client._ticks;
     hub.dirty = false;
-    hub._post({ t: 'set', tab: hub.tab, tick: hub.sent, docs, cols });
+    hub._post({ t: 'set', tab: hub.tab, tick: hub.sent, docs, cols, p });
   };
   bc.onmessage = ({ data: m }) => {
     if (m.t === 'leader') {

@@ -3,6 +3,7 @@
 // serves it; there is no build step.
 import { Client, ConflictError, PatchdError, deepEqual, pointer } from '/ui/client/patchd.js';
 import { indexedDBStore } from '/ui/client/idb.js';
+import { presence } from '/ui/client/presence.js';
 import { mountHistory, mountUndo } from '/ui/history.js';
 
 const params = new URLSearchParams(location.search);
@@ -606,11 +607,81 @@ async function start() {
   mountHistory(doc, $('#history'), fieldLabel);
   mountUndo(doc, $('#undo'), $('#undo-msg'), { before: flush, label: fieldLabel });
   doc.follow();
+  startPresence();
   updateStatus();
 }
 
+// --- presence: who else is here, and in which field ----------------------
+
+// This tab's name and color: ?name= or a friendly one picked once per tab.
+function me() {
+  const names = ['Ann', 'Ben', 'Cleo', 'Dev', 'Eli', 'Fay', 'Gus', 'Ida', 'Jo', 'Kit', 'Lou', 'Max'];
+  const colors = ['#b3261e', '#1f6feb', '#2e7d32', '#8e24aa', '#ef6c00', '#00838f'];
+  const pick = (a) => a[crypto.getRandomValues(new Uint32Array(1))[0] % a.length];
+  const name = params.get('name') || sessionStorage.getItem('patchd-demo-name') || pick(names);
+  const color = sessionStorage.getItem('patchd-demo-color') || pick(colors);
+  sessionStorage.setItem('patchd-demo-name', name);
+  sessionStorage.setItem('patchd-demo-color', color);
+  return { name, color };
+}
+
+// The JSON Pointer of a field key ("customer" -> /customer, a line item's
+// description -> /items/<id>/desc), and back.
+const pointerOf = (key) => {
+  const k = parseKey(key);
+  return k.item ? pointer('items', k.item, k.field) : pointer(k.field);
+};
+const keyOfPointer = (p) => {
+  const m = /^\/items\/([^/]+)\/(desc|qty)$/.exec(p ?? '');
+  if (m) return `item:${m[1].replaceAll('~1', '/').replaceAll('~0', '~')}:${m[2]}`;
+  const f = (p ?? '').slice(1);
+  return FIELDS.includes(f) ? f : null;
+};
+
+let here = null;
+
+function renderPresence() {
+  const others = here?.others ?? [];
+  const people = $('#people');
+  people.replaceChildren(
+    ...others.map((s) => {
+      const a = document.createElement('span');
+      a.className = 'avatar';
+      a.textContent = (s.name || '?').slice(0, 1).toUpperCase();
+      a.title = s.name || 'someone';
+      a.setAttribute('aria-label', s.name || 'someone');
+      if (/^#[0-9a-fA-F]{3,8}$/.test(s.color)) a.style.background = s.color;
+      return a;
+    }),
+  );
+  people.hidden = others.length === 0;
+  for (const el of document.querySelectorAll('.editing')) el.remove();
+  for (const s of others) {
+    const key = keyOfPointer(s.focus);
+    const field = key && controlFor(key)?.closest('.field');
+    if (!field) continue;
+    const tag = document.createElement('span');
+    tag.className = 'editing';
+    tag.textContent = `${s.name || 'Someone'} is editing`;
+    if (/^#[0-9a-fA-F]{3,8}$/.test(s.color)) tag.style.borderColor = s.color;
+    field.append(tag);
+  }
+}
+
+function startPresence() {
+  // ?renew= (ms) for servers with a short --presence-ttl.
+  here = presence(doc, { ...me(), renew: Number(params.get('renew')) || 10_000 });
+  here.subscribe(renderPresence);
+  doc.subscribe((ev) => ev.type === 'change' && renderPresence());
+  form.addEventListener('focusin', (e) => {
+    const key = keyOf(e.target);
+    here.focus(key ? pointerOf(key) : null);
+  });
+  form.addEventListener('focusout', () => here.focus(null));
+}
+
 // For the browser tests and the curious: the open document.
-globalThis.patchdDemo = { doc: () => doc, flush, unsent: () => dirty.size + (doc?.pendingCount ?? 0) };
+globalThis.patchdDemo = { doc: () => doc, presence: () => here, flush, unsent: () => dirty.size + (doc?.pendingCount ?? 0) };
 
 start().catch((err) => {
   statusEl.dataset.state = 'offline';

@@ -23,17 +23,26 @@ async function size(entry, external = []) {
 
 test('the core client is under 8 KB minified and gzipped', async (t) => {
   // share.js (one stream for all tabs) is imported by browsers only, when
-  // the first document or collection is followed.
-  const core = await size('patchd.js', ['./share.js']);
+  // the first document or collection is followed; undo.js on the first
+  // undo() or revert(); restore.js by open() with a store; list.js by
+  // list(). They are
+  // measured on their own.
+  const core = await size('patchd.js', ['./share.js', './undo.js', './restore.js', './list.js']);
+  const restore = await size('restore.js');
   const share = await size('share.js');
+  const undo = await size('undo.js', ['./json.js']);
   const watch = await size('watch.js', ['./json.js']);
+  const pres = await size('presence.js');
   const idb = await size('idb.js');
   // react.js imports watch.js, measured on its own.
   const react = await size('react.js', ['react', './watch.js']);
-  t.diagnostic(`patchd.js ${core} B, share.js ${share} B, watch.js ${watch} B, idb.js ${idb} B, react.js ${react} B (min+gzip -9)`);
+  t.diagnostic(`patchd.js ${core} B, share.js ${share} B, undo.js ${undo} B, restore.js ${restore} B, watch.js ${watch} B, presence.js ${pres} B, idb.js ${idb} B, react.js ${react} B (min+gzip -9)`);
   assert.ok(core < 8192, `core is ${core} B`);
   assert.ok(idb < 2048, `idb.js is ${idb} B`);
   assert.ok(react < 2048, `react.js is ${react} B`);
   assert.ok(share < 1024, `share.js is ${share} B`);
+  assert.ok(undo < 2048, `undo.js is ${undo} B`);
+  assert.ok(restore < 1024, `restore.js is ${restore} B`);
   assert.ok(watch < 2048, `watch.js is ${watch} B`);
+  assert.ok(pres < 1536, `presence.js is ${pres} B`);
 });

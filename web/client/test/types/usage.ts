@@ -45,3 +45,18 @@ async function example(): Promise<void> {
   doc.close();
 }
 void example;
+
+// Presence: announce, move focus, see the others, end.
+import { presence, type PresenceSession } from '@patchd/client/presence';
+async function presenceUsage(client: Client) {
+  const doc = await client.open('forms', '42');
+  const p = presence(doc, { name: 'Ann', color: '#c33', focus: null });
+  const off = p.subscribe((others: readonly PresenceSession[]) => {
+    for (const s of others) console.log(s.name, s.focus ?? '-', s.expires);
+  });
+  p.focus('/customer');
+  await p.set({ data: { typing: true } });
+  off();
+  p.close();
+}
+void presenceUsage;

@@ -1,0 +1,82 @@
+// Presence in the demo, end to end in Chromium with three people (browser
+// contexts) on one document: avatars of the others, "… is editing" on the
+// field someone is in, gone on blur, on close (DELETE: sooner than the
+// server's 30 s TTL) and, for a page that died without saying so, on
+// expiry (a second server with a 2 s TTL).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPatchd } from '../client/test/support/patchd.js';
+import { launch } from './browser.js';
+import { WAIT, live, shot } from './support.js';
+
+let server;
+let shortTTL;
+let browser;
+before(async () => {
+  server = await startPatchd(); // --presence-ttl 30s
+  shortTTL = await startPatchd(['--presence-ttl', '2s']);
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  await shortTTL?.stop();
+});
+
+/** Opens the demo on document id of srv for each name, in a context each. */
+async function open(t, srv, id, names, renew) {
+  const pages = {};
+  for (const name of names) {
+    const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+    t.after(() => ctx.close().catch(() => {}));
+    const page = await ctx.newPage();
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(e.message));
+    page.who = name;
+    page.ctx = ctx;
+    await page.goto(`${srv.url}/?id=${id}&name=${name}${renew ? `&renew=${renew}` : ''}`);
+    await live(page);
+    pages[name] = page;
+  }
+  return pages;
+}
+
+test('Ben sees Ann and Cy, where Ann is editing, gone on blur, and Ann gone when she closes her page', async (t) => {
+  const id = `e2e-presence-${process.pid}-${Date.now().toString(36)}`;
+  const { Ann: ann, Ben: ben } = await open(t, server, id, ['Ann', 'Ben', 'Cy']);
+  await ben.waitForSelector('#people .avatar[aria-label="Ann"]', { timeout: WAIT });
+  await ben.waitForSelector('#people .avatar[aria-label="Cy"]', { timeout: WAIT });
+  assert.equal(await ben.locator('#people .avatar[aria-label="Ben"]').count(), 0, 'Ben does not see himself');
+  assert.equal(await ben.locator('#people .avatar[aria-label="Ann"]').textContent(), 'A');
+  await shot(t, ben, '1-avatars');
+
+  await ann.focus('#customer');
+  const mark = ben.locator('.field:has(#customer) .editing');
+  await mark.waitFor({ timeout: WAIT });
+  assert.equal(await mark.textContent(), 'Ann is editing');
+  assert.equal(await ann.locator('.editing').count(), 0, 'Ann sees no mark of her own');
+  await shot(t, ben, '2-ann-editing-customer');
+
+  await ann.locator('#customer').blur();
+  await mark.waitFor({ state: 'detached', timeout: WAIT });
+
+  // Gone well before the 30 s TTL: the page ended its session.
+  await ann.close({ runBeforeUnload: false });
+  await ben.waitForSelector('#people .avatar[aria-label="Ann"]', { state: 'detached', timeout: WAIT });
+  assert.equal(await ben.locator('#people .avatar[aria-label="Cy"]').count(), 1, 'Cy is still here');
+  await shot(t, ben, '3-ann-gone');
+  for (const p of [ann, ben]) assert.deepEqual(p.errors, [], `${p.who}: errors on the page`);
+});
+
+test("a page that dies without ending its session goes from the others' forms when it expires", async (t) => {
+  const id = `e2e-presence-ttl-${process.pid}-${Date.now().toString(36)}`;
+  const { Ben: ben, Cy: cy } = await open(t, shortTTL, id, ['Ben', 'Cy'], 500);
+  // Cy's page dies without ending its session: its DELETE never leaves.
+  await cy.route('**/presence/**', (route) => (route.request().method() === 'DELETE' ? route.abort() : route.continue()));
+  await ben.waitForSelector('#people .avatar[aria-label="Cy"]', { timeout: WAIT });
+  await cy.ctx.close();
+  await ben.waitForSelector('#people .avatar[aria-label="Cy"]', { state: 'detached', timeout: WAIT });
+  assert.ok(await ben.locator('#people').isHidden(), 'nobody else is here');
+  await shot(t, ben, 'cy-expired');
+  assert.deepEqual(ben.errors, [], 'Ben: errors on the page');
+});
