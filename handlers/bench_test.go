@@ -233,7 +233,7 @@ func BenchmarkPresence(b *testing.B) {
 	})
 }
 
-// The targets of issue 4 that compare two costs are measured interleaved,
+// The performance targets that compare two costs are measured interleaved,
 // iteration by iteration, so that noise on a shared machine hits both
 // sides alike; each reports both costs and their ratio.
 

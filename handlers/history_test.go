@@ -118,7 +118,7 @@ func TestHistoryPagesByBytes(t *testing.T) {
 	}
 }
 
-var historyVersions = flag.Int("history.versions", 41, "versions of the 900 KB document BenchmarkHistoryLargeVersions reads (401 in the issue's scenario)")
+var historyVersions = flag.Int("history.versions", 41, "versions of the 900 KB document BenchmarkHistoryLargeVersions reads (401 for the figure in README)")
 
 // BenchmarkHistoryLargeVersions: four clients at once read the history of
 // a document with 41 versions of 900 KB each (-history.versions=401 for

@@ -345,7 +345,7 @@ func BenchmarkRebase(b *testing.B) {
 	}
 }
 
-// BenchmarkTargetRebase100CPU is the CPU side of issue 4's rebase target,
+// BenchmarkTargetRebase100CPU is the CPU side of README's rebase target,
 // interleaved: the work of a patch rebased over 100 single-field versions
 // (decoded ops cached, as on a hot document), against the work of the same
 // patch with the current ETag, through the tree (freshWrite) and through

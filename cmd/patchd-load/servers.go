@@ -152,7 +152,7 @@ func noopEcho() *echo.Echo {
 	return e
 }
 
-// naive is the reference durable handler of the issue: each write is one
+// naive is the reference durable handler: each write is one
 // bbolt transaction that reads the document, checks If-Match, applies the
 // JSON Patch with evanphx/json-patch, hashes the result with SHA-256 and
 // stores it. Records are the 64 hex digits of the hash, then the body.

@@ -1,5 +1,5 @@
 // The client under rate limits, overload, aborts and token refresh, against
-// a real patchd process (issue 14, client side).
+// a real patchd process.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
