@@ -43,7 +43,12 @@ func (d *decision) rebase(ctx context.Context, cur *store.Document, h store.Hist
 	if err != nil {
 		return nil, err
 	}
-	result, ops, err := patch.RebaseOnto(doc, since, d.edit.apply, s.cfg.Rebase)
+	onBase := func(base any) (any, []patch.Op, error) {
+		r, ops, err := d.edit.apply(base)
+		d.baseResult = r
+		return r, ops, err
+	}
+	result, ops, err := patch.RebaseOnto(doc, since, onBase, s.cfg.Rebase)
 	if errors.Is(err, patch.ErrRebaseConflict) || errors.Is(err, patch.ErrRebaseTooFar) || errors.Is(err, patch.ErrRebaseApplyFailed) {
 		if errors.Is(err, patch.ErrRebaseApplyFailed) {
 			s.log.Warn("rebased patch did not apply", "collection", cur.Collection, "id", cur.ID, "err", err)

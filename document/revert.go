@@ -88,6 +88,7 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 	inverse := patch.Invert(ops)
 	edit := func(base any) (any, []patch.Op, error) {
 		res, err := patch.ApplyOps(base, inverse)
+		d.baseResult = res
 		return res, inverse, err
 	}
 	release, err := d.s.docs.Acquire(ctx, 2*len(cur.Body))

@@ -3,9 +3,13 @@ package document
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -39,6 +43,12 @@ const (
 	// schema whose applicators fan out level after level would make every
 	// write take exponential time.
 	maxApplications = 10_000
+	// maxNumberDigits and maxNumberExponent bound the numbers of a schema
+	// and of the documents of a collection that has one. The validator
+	// compares numbers exactly, as fractions of big integers: 1e999999
+	// costs it 35 ms, and past about 1e1000000 it cannot compare at all.
+	maxNumberDigits   = 1000
+	maxNumberExponent = 1000
 )
 
 // draft2020 is the $schema of draft 2020-12, the one patchd takes.
@@ -99,6 +109,9 @@ func compileSchema(coll string, body []byte) (*jsonschema.Schema, error) {
 	obj, ok := doc.(map[string]any)
 	if !ok {
 		return nil, invalid("a schema must be a JSON object (use {} to accept every document)")
+	}
+	if e := checkNumbers(doc); e != nil {
+		return nil, invalid("the schema's number at %q: %s", e.path, e.problem)
 	}
 	if v, ok := obj["$schema"]; ok {
 		if s, _ := v.(string); strings.TrimSuffix(s, "#") != draft2020 {
@@ -279,12 +292,94 @@ func children(s *jsonschema.Schema) []*jsonschema.Schema {
 	return out
 }
 
+// numberError is a number beyond maxNumberDigits or maxNumberExponent.
+type numberError struct {
+	path    string // JSON Pointer
+	problem string
+}
+
+// Error says where the number is and what is wrong with it.
+func (e *numberError) Error() string {
+	return fmt.Sprintf("the number at %q %s", e.path, e.problem)
+}
+
+// detail is the detail of the 422 a write with such a number gets.
+func (e *numberError) detail() string {
+	return fmt.Sprintf("the number at %q %s; in a collection with a schema, numbers have at most %d digits and a decimal exponent within ±%d, so that they can be validated",
+		e.path, e.problem, maxNumberDigits, maxNumberExponent)
+}
+
+// checkNumbers returns the first number in a decoded value (depth first,
+// members in the decoder's order) that the validator cannot compare at a
+// bounded cost, or nil.
+func checkNumbers(v any) *numberError {
+	ordered := false
+	var walk func(v any, path string) *numberError
+	walk = func(v any, path string) *numberError {
+		switch v := v.(type) {
+		case map[string]any:
+			keys := slices.Collect(maps.Keys(v))
+			if ordered {
+				slices.Sort(keys)
+			}
+			for _, k := range keys {
+				if e := walk(v[k], path+"/"+pointerEscaper.Replace(k)); e != nil {
+					return e
+				}
+			}
+		case []any:
+			for i, x := range v {
+				if e := walk(x, path+"/"+strconv.Itoa(i)); e != nil {
+					return e
+				}
+			}
+		case json.Number:
+			if p := numberProblem(string(v)); p != "" {
+				return &numberError{path: path, problem: p}
+			}
+		}
+		return nil
+	}
+	if walk(v, "") == nil {
+		return nil
+	}
+	// Found one: walk again with members in sorted order, so that the
+	// answer names the same number every time.
+	ordered = true
+	return walk(v, "")
+}
+
+// numberProblem says what puts a JSON number beyond the validator's
+// bounds, or returns "".
+func numberProblem(n string) string {
+	mant, exp, _ := strings.Cut(strings.ToLower(n), "e")
+	digits := len(mant) - strings.Count(mant, "-") - strings.Count(mant, ".")
+	if digits > maxNumberDigits {
+		return fmt.Sprintf("has %d digits", digits)
+	}
+	if exp == "" {
+		return ""
+	}
+	e := strings.TrimLeft(strings.TrimLeft(exp, "+-"), "0")
+	if x, err := strconv.Atoi(e); e != "" && (err != nil || x > maxNumberExponent) {
+		return "has an exponent beyond ±" + strconv.Itoa(maxNumberExponent)
+	}
+	return ""
+}
+
+// pointerEscaper escapes a member name as a JSON Pointer token.
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
 // validate checks a canonical body against the schema and returns how it
-// fails (at most maxSchemaErrors ways), or nil.
+// fails (at most maxSchemaErrors ways), or nil. A number the validator
+// cannot compare at a bounded cost is an error *numberError.
 func (c *compiledSchema) validate(body []byte) ([]SchemaError, error) {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("schema validation: the body does not decode: %w", err)
+	}
+	if e := checkNumbers(v); e != nil {
+		return nil, e
 	}
 	err = c.schema.Validate(v)
 	if err == nil {
@@ -318,13 +413,20 @@ func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
 		return
 	}
 	keyword := ""
-	if kp := ve.ErrorKind.KeywordPath(); len(kp) > 0 {
-		keyword = kp[0] // ["dependentRequired", "prop"]: the keyword first
+	switch k := ve.ErrorKind.(type) {
+	case *kind.Not:
+		keyword = "not" // the library names no keyword for these two
+	case *kind.FalseSchema:
+		keyword = "false" // the subschema false, which nothing matches
+	default:
+		if kp := k.KeywordPath(); len(kp) > 0 {
+			keyword = kp[0] // ["dependentRequired", "prop"]: the keyword first
+		}
 	}
 	var ptr strings.Builder
 	for _, tok := range ve.InstanceLocation {
 		ptr.WriteByte('/')
-		ptr.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(tok))
+		ptr.WriteString(pointerEscaper.Replace(tok))
 	}
 	*out = append(*out, SchemaError{InstancePath: ptr.String(), Keyword: keyword, Message: ve.ErrorKind.LocalizedString(printer)})
 }

@@ -104,6 +104,11 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 				return nil, "", err
 			}
 			errs, err := sch.validate(doc.Body)
+			if ne := (*numberError)(nil); errors.As(err, &ne) {
+				// Stored before the schema: it cannot match until the
+				// number is changed. No keyword failed.
+				errs, err = []SchemaError{{InstancePath: ne.path, Message: ne.Error() + ", beyond what validation compares"}}, nil
+			}
 			if err != nil {
 				return nil, "", err
 			}

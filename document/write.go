@@ -203,6 +203,10 @@ type decision struct {
 	before      string
 	created     bool
 	rebasedFrom string
+	// baseResult is, for a rebased write, the edit's result on its own
+	// base: a result that breaks the schema is 422, not a conflict, when
+	// the edit broke it already there.
+	baseResult any
 }
 
 // loadSchema reads the schema the write's result must follow.
@@ -256,7 +260,7 @@ func (d *decision) decide(ctx context.Context, cur *store.Document, h store.Hist
 // newest version (0 when it has none, or when it is deleted and the
 // caller cannot tell; only a revert needs it then).
 func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64, h store.History) (*store.Change, error) {
-	d.before, d.created, d.rebasedFrom = "", false, ""
+	d.before, d.created, d.rebasedFrom, d.baseResult = "", false, "", nil
 	if cur != nil {
 		d.before = cur.ETag
 	}
@@ -283,6 +287,9 @@ func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64
 	}
 	if d.schema != nil {
 		errs, err := d.schema.validate(ch.Body)
+		if ne := (*numberError)(nil); errors.As(err, &ne) {
+			return nil, fail(patch.ErrInvalidDocument, ne.detail())
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -306,6 +313,9 @@ func (d *decision) violation(cur *store.Document, seq uint64, errs []SchemaError
 	if d.rebasedFrom == "" || cur == nil {
 		return &SchemaViolationError{Errors: errs}
 	}
+	if own := d.baseViolations(); len(own) > 0 {
+		return &SchemaViolationError{Errors: own} // invalid on its own base
+	}
 	return &PreconditionError{
 		Err: &SchemaViolationError{Errors: errs, Conflict: &patch.Conflict{
 			ClientOp:          0,
@@ -317,6 +327,23 @@ func (d *decision) violation(cur *store.Document, seq uint64, errs []SchemaError
 		Current: cur.ETag,
 		Base:    d.rebasedFrom,
 	}
+}
+
+// baseViolations returns how a rebased edit's result on its own base
+// breaks the schema, or nil (also when that cannot be told).
+func (d *decision) baseViolations() []SchemaError {
+	if d.baseResult == nil {
+		return nil
+	}
+	body, err := patch.CheckDocument(d.baseResult, d.s.cfg.Limits)
+	if err != nil {
+		return nil
+	}
+	errs, err := d.schema.validate(body)
+	if err != nil {
+		return nil
+	}
+	return errs
 }
 
 // delete decides a Delete.
@@ -419,7 +446,7 @@ func (d *decision) precondition(etag string) error {
 	}
 	if pre.IfMatch.Present && !pre.IfMatch.MatchStrong(etag) && pre.Strict {
 		return &PreconditionError{
-			Err:     fail(ErrPreconditionFailed, "If-Match does not match the current ETag, and Prefer: handling=strict turns rebase off"),
+			Err:     fail(ErrPreconditionFailed, strictDetail(d.schemaWrite != nil)),
 			Current: etag,
 			Base:    pre.client(),
 		}
@@ -461,4 +488,13 @@ func (s *Service) commit(cur *store.Document, result any, ops []patch.Op, kind K
 	}
 	s.trees.put(cur.Collection, cur.ID, body, result)
 	return change(cur, body, ops, kind, rebasedFrom)
+}
+
+// strictDetail is the detail of a stale If-Match on a write that is not
+// rebased: a schema's, or one sent with Prefer: handling=strict.
+func strictDetail(schema bool) string {
+	if schema {
+		return "If-Match does not match the schema's current ETag; a schema is never rebased: read it again and resend"
+	}
+	return "If-Match does not match the current ETag, and Prefer: handling=strict turns rebase off"
 }

@@ -1,12 +1,15 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
 	"strings"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/patch"
@@ -55,6 +58,13 @@ func (h *Handler) batch(c echo.Context) error {
 	lim := h.svc.Limits()
 	// The bodies of the writes nest three levels down.
 	v, err := patch.Parse(body, patch.Limits{MaxDepth: lim.MaxDepth + 3})
+	if errors.Is(err, patch.ErrInvalidDocument) {
+		if i := tooDeepWrite(body, lim.MaxDepth+3); i >= 0 {
+			return &document.BatchError{Index: i, Err: fail(patch.ErrInvalidDocument,
+				fmt.Sprintf("the write's body nests deeper than the limit of %d", lim.MaxDepth))}
+		}
+		return fail(patch.ErrInvalidDocument, fmt.Sprintf("the batch nests deeper than the limit of %d levels (--max-depth and the three of the batch around a body)", lim.MaxDepth+3))
+	}
 	if err != nil {
 		return err
 	}
@@ -278,4 +288,38 @@ func (h *Handler) batchWrite(c echo.Context, e any) (document.Write, preferences
 		w.Idempotency = &document.IdempotencyKey{Key: principal(c).Name + "\x00" + key, Fingerprint: fingerprintOf(method, path, hdr, w.Body)}
 	}
 	return w, pref, key, nil
+}
+
+// tooDeepWrite returns the index in the writes array of the first write
+// whose value nests deeper than limit (counting from the batch's outer
+// object), or -1. It reads tokens one at a time: a body refused for its
+// depth is never built.
+func tooDeepWrite(body []byte, limit int) int {
+	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	depth, index := 0, -1
+	for {
+		k := dec.PeekKind()
+		if k == 0 {
+			return -1 // the end, or not JSON: Parse says what is wrong
+		}
+		switch k {
+		case '{', '[':
+			if depth == 2 {
+				index++ // a write begins
+			}
+			depth++
+			if depth > limit {
+				return index
+			}
+		case '}', ']':
+			depth--
+		default:
+			if depth == 2 {
+				index++
+			}
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return -1
+		}
+	}
 }

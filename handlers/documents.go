@@ -280,14 +280,30 @@ func (h *Handler) write(c echo.Context, kind document.Kind, withID bool) error {
 // writing anything. It marks the request as one, for the log and the
 // metrics.
 func dryRun(c echo.Context) (bool, error) {
-	switch c.QueryParam("dryRun") {
-	case "", "false":
+	vs, ok := c.QueryParams()["dryRun"]
+	if !ok {
+		return false, nil
+	}
+	if len(vs) != 1 {
+		return false, fail(ErrInvalidRequest, "dryRun is given more than once; give it once, true or false")
+	}
+	switch vs[0] {
+	case "false":
 		return false, nil
 	case "true":
 		info(c).dryRun = true
 		return true, nil
 	}
-	return false, fail(ErrInvalidRequest, "dryRun must be true or false")
+	return false, fail(ErrInvalidRequest, fmt.Sprintf("dryRun must be true or false, not %q", vs[0]))
+}
+
+// noDryRun refuses dryRun on a write that has no dry run (presence), so
+// that a client asking for one never gets a real change instead.
+func noDryRun(c echo.Context, what string) error {
+	if _, ok := c.QueryParams()["dryRun"]; ok {
+		return fail(ErrInvalidRequest, "dryRun does not apply to "+what+": it writes no document version; send it without dryRun")
+	}
+	return nil
 }
 
 // revert serves POST /docs/{c}/{id}/revert: undo the version {"seq": K}.

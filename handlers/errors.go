@@ -47,7 +47,7 @@ var problemKinds = []problemKind{
 	{patch.ErrInvalidPatch, http.StatusBadRequest, "invalid-patch", "Malformed patch document"},
 	{ErrInvalidRequest, http.StatusBadRequest, "invalid-request", "Invalid request"},
 	{store.ErrInvalidKey, http.StatusBadRequest, "invalid-request", "Invalid request"},
-	{store.ErrNotFound, http.StatusNotFound, "not-found", "No such document"},
+	{store.ErrNotFound, http.StatusNotFound, "not-found", "Not found"},
 	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"},
 	{document.ErrPatchConflict, http.StatusConflict, "patch-conflict", "Patch does not apply to the current version"},
 	{document.ErrPreconditionFailed, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed"},
@@ -227,6 +227,10 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 			p.Detail = "the database is unavailable or did not answer in time; retry after the Retry-After delay"
 		}
 		c.Response().Header().Set(echo.HeaderRetryAfter, unavailableRetryAfter)
+	case k.status == http.StatusNotFound && !errors.As(err, new(*document.Error)) && !errors.As(err, &he):
+		// The store's own words ("store: get c/id: not found") name
+		// its internals; say what is missing instead.
+		p.Detail = "no such document"
 	case errors.As(err, &he):
 		p.Detail = http.StatusText(he.Code)
 		if k.status == http.StatusNotFound {

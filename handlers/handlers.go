@@ -11,8 +11,10 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -206,9 +208,32 @@ func (h *Handler) Echo() *echo.Echo {
 			return next(c)
 		}
 	})
-	e.Use(h.cors, h.rateLimit, h.authenticate)
+	e.Use(h.cors, checkQuery, h.rateLimit, h.authenticate)
 	h.Register(e)
 	return e
+}
+
+// checkQuery answers 400 to a query string that does not parse (a bad
+// percent-escape, a raw ";") or that gives a parameter twice. Echo's
+// QueryParam drops what it cannot parse, so that ?dryRun=true; would be a
+// real write and ?where=%ZZ an unfiltered listing.
+func checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		raw := c.Request().URL.RawQuery
+		if raw == "" {
+			return next(c)
+		}
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return fail(ErrInvalidRequest, fmt.Sprintf("the query string does not parse: %v", err))
+		}
+		for name, vs := range q {
+			if len(vs) > 1 {
+				return fail(ErrInvalidRequest, fmt.Sprintf("query parameter %q is given %d times; give it once", name, len(vs)))
+			}
+		}
+		return next(c)
+	}
 }
 
 // Register adds the API's routes to e.

@@ -138,6 +138,9 @@ func (h *Handler) putPresence(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := noDryRun(c, "presence"); err != nil {
+		return err
+	}
 	if mediaType(c) != echo.MIMEApplicationJSON {
 		return fail(ErrUnsupportedMediaType, fmt.Sprintf("presence is sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
 	}
@@ -180,6 +183,9 @@ func (h *Handler) putPresence(c echo.Context) error {
 func (h *Handler) deletePresence(c echo.Context) error {
 	coll, id, session, err := presenceTarget(c)
 	if err != nil {
+		return err
+	}
+	if err := noDryRun(c, "presence"); err != nil {
 		return err
 	}
 	err = h.presence.EndPresence(c.Request().Context(), coll, id, session)

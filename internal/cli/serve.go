@@ -81,7 +81,7 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(stringValue{&cfg.logFormat}, "log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), json or text")
 	f.add(stringValue{&cfg.logLevel}, "log-level", "info", "least level logged: debug, info (one line per request), warn or error")
 	f.add(boolValue{&cfg.ui}, "ui", "true", "serve the collaborative form demo at /")
-	f.add(stringValue{&cfg.tokens}, "tokens", "", "bearer tokens file, one a line: TOKEN ROLE [COLLECTION...] (read, write or admin); without it the server serves loopback only")
+	f.add(stringValue{&cfg.tokens}, "tokens", "", "bearer tokens file, one a line: TOKEN ROLE [COLLECTION...] [name=NAME] (ROLE read, write or admin); without it the server serves loopback only")
 	f.add(stringValue{&cfg.corsOrigins}, "cors-origins", "", "comma-separated origins allowed to call from a browser (* for any)")
 	f.add(floatValue{&cfg.rate}, "rate", "0", "requests per second per client before 429, 0 for no limit")
 	f.add(durationValue{&cfg.idempotencyTTL}, "idempotency-ttl", "24h", "how long the answer to a POST or PATCH with an Idempotency-Key is kept for retries")

@@ -1,0 +1,197 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// Edges of the contract found by trying it from outside: each answer here
+// was once a 500, a real write where none was asked for, or a problem that
+// named the wrong thing.
+
+// TestSchemaNumbersBeyondValidation: the validator compares numbers
+// exactly, and past about 1e1000000 it cannot (it panicked: 500). Numbers
+// of a collection with a schema, and of the schema, are bounded instead,
+// with a 4xx that says so.
+func TestSchemaNumbersBeyondValidation(t *testing.T) {
+	s := startServer(t)
+	h := hdr{"Content-Type", ctJSON}
+	// Stored before the schema exists: any number is fine.
+	old := s.create(t, "/docs/n/old", `{"m":1e4000000,"k":1}`)
+	s.create(t, "/docs/n/z", `{"m":2e3000000}`)
+	expect(t, s.do(t, "PUT", "/schemas/n", h, `{"properties":{"m":{"maximum":5}},"uniqueItems":true}`), http.StatusCreated, "")
+
+	for _, body := range []string{`{"m":1e4000000}`, `{"m":-1E+2000}`, `{"m":1e-1001}`, `{"m":` + strings.Repeat("7", 1001) + `}`, `{"a":[` + strings.Repeat("1e2000000,", 21) + `1]}`} {
+		r := s.do(t, "PUT", "/docs/n/x", h, body)
+		expect(t, r, http.StatusUnprocessableEntity, "invalid-document")
+		if d, _ := r.problem(t)["detail"].(string); !strings.Contains(d, "schema") {
+			t.Errorf("%.40s: detail %q does not say why", body, d)
+		}
+	}
+	expect(t, s.do(t, "GET", "/docs/n/x", nil, ""), http.StatusNotFound, "not-found")
+	// Within the bounds, compared exactly.
+	expect(t, s.do(t, "PUT", "/docs/n/x", h, `{"m":1e1000}`), http.StatusUnprocessableEntity, "schema-violation")
+	expect(t, s.do(t, "PUT", "/docs/n/x", h, `{"m":-1e1000}`), http.StatusCreated, "")
+
+	// An edit of the old document that leaves the number alone cannot
+	// be validated either: 422, not 500; one that replaces it passes.
+	r := s.do(t, "PATCH", "/docs/n/old", hdr{"Content-Type", ctMerge, "If-Match", old}, `{"k":2}`)
+	expect(t, r, http.StatusUnprocessableEntity, "invalid-document")
+	expect(t, s.do(t, "PATCH", "/docs/n/old", hdr{"Content-Type", ctMerge, "If-Match", old}, `{"m":4}`), http.StatusOK, "")
+	expect(t, s.do(t, "PUT", "/docs/n/y", hdr{"Content-Type", ctJSON}, `{"m":3}`), http.StatusCreated, "")
+	// The other document stored before the schema: listed as a violation.
+	r = s.do(t, "GET", "/schemas/n/violations", nil, "")
+	expect(t, r, http.StatusOK, "")
+	var page struct {
+		Items []struct {
+			ID     string
+			Errors []struct{ InstancePath, Keyword, Message string }
+		}
+	}
+	if err := json.Unmarshal(r.body, &page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || page.Items[0].ID != "z" || page.Items[0].Errors[0].InstancePath != "/m" {
+		t.Fatalf("violations %s", r.body)
+	}
+
+	// The schema's own numbers.
+	for _, sch := range []string{`{"multipleOf":1e-10000000}`, `{"maximum":1e1001}`, `{"enum":[` + strings.Repeat("9", 1001) + `]}`} {
+		r := s.do(t, "PUT", "/schemas/m", h, sch)
+		expect(t, r, http.StatusUnprocessableEntity, "invalid-schema")
+	}
+}
+
+// TestStaleWriteInvalidOnItsBase: a stale write whose edit breaks the
+// schema on the very version it was made against is the client's own
+// mistake, 422 schema-violation, not a conflict with someone else's edit.
+func TestStaleWriteInvalidOnItsBase(t *testing.T) {
+	s := startServer(t)
+	expect(t, s.do(t, "PUT", "/schemas/s1", hdr{"Content-Type", ctJSON}, `{"properties":{"b":{"type":"integer"}},"required":["a"]}`), http.StatusCreated, "")
+	e1 := s.create(t, "/docs/s1/d", `{"a":1,"b":1}`)
+	expect(t, s.do(t, "PATCH", "/docs/s1/d", hdr{"Content-Type", ctMerge, "If-Match", e1}, `{"a":2}`), http.StatusOK, "")
+
+	r := s.do(t, "PATCH", "/docs/s1/d", hdr{"Content-Type", ctMerge, "If-Match", e1}, `{"b":"x"}`)
+	expect(t, r, http.StatusUnprocessableEntity, "schema-violation")
+	if errs := schemaErrors(t, r); len(errs) != 1 || errs[0]["instancePath"] != "/b" || errs[0]["keyword"] != "type" {
+		t.Fatalf("errors %s", r.body)
+	}
+
+	// Revert: version 2 set a; with a schema that now requires a to
+	// be 2, undoing it breaks the schema on version 2 itself (whatever
+	// came after): 422 as well.
+	cur := s.do(t, "GET", "/docs/s1/d", nil, "").header.Get("ETag")
+	expect(t, s.do(t, "PATCH", "/docs/s1/d", hdr{"Content-Type", ctMerge, "If-Match", cur}, `{"b":5}`), http.StatusOK, "")
+	sch := s.do(t, "GET", "/schemas/s1", nil, "").header.Get("ETag")
+	expect(t, s.do(t, "PUT", "/schemas/s1", hdr{"Content-Type", ctJSON, "If-Match", sch}, `{"properties":{"a":{"const":2}}}`), http.StatusOK, "")
+	cur = s.do(t, "GET", "/docs/s1/d", nil, "").header.Get("ETag")
+	r = s.do(t, "POST", "/docs/s1/d/revert", hdr{"Content-Type", ctJSON, "If-Match", cur}, `{"seq":2}`)
+	expect(t, r, http.StatusUnprocessableEntity, "schema-violation")
+	if errs := schemaErrors(t, r); len(errs) != 1 || errs[0]["instancePath"] != "/a" || errs[0]["keyword"] != "const" {
+		t.Fatalf("errors %s", r.body)
+	}
+}
+
+// TestSchemaErrorsNameTheirKeyword: not and false schemas fail with a
+// keyword too.
+func TestSchemaErrorsNameTheirKeyword(t *testing.T) {
+	s := startServer(t)
+	expect(t, s.do(t, "PUT", "/schemas/kw", hdr{"Content-Type", ctJSON}, `{"properties":{"n":{"not":{}},"f":false}}`), http.StatusCreated, "")
+	r := s.do(t, "PUT", "/docs/kw/x", hdr{"Content-Type", ctJSON}, `{"n":1,"f":1}`)
+	expect(t, r, http.StatusUnprocessableEntity, "schema-violation")
+	got := map[string]any{}
+	for _, e := range schemaErrors(t, r) {
+		got[e["instancePath"].(string)] = e["keyword"]
+	}
+	if got["/n"] != "not" || got["/f"] != "false" {
+		t.Fatalf("keywords %v in %s", got, r.body)
+	}
+}
+
+// TestQueryThatDoesNotParse: Echo drops a query string it cannot parse;
+// the server answers 400 instead of acting as if nothing were asked (a
+// real write for ?dryRun=true;, an unfiltered page for ?where=%ZZ).
+func TestQueryThatDoesNotParse(t *testing.T) {
+	s := startServer(t)
+	s.create(t, "/docs/q/a", `{"s":"a;b","n":1}`)
+	s.create(t, "/docs/q/b", `{"s":"c","n":2}`)
+	for _, q := range []string{
+		"/docs/q?where=%ZZ",
+		"/docs/q?where=%7B%22%2Fn%22:1%7D;x",
+		"/docs/q?order=%ZZ",
+		"/docs/q?limit=1&after=%ZZ",
+		"/docs/q?limit=1&limit=2",
+		"/docs/q?where=%7B%7D&where=%7B%22%2Fn%22:1%7D",
+		"/docs/q/a/events?after=%ZZ",
+		"/docs/q/a/history?limit=%ZZ",
+	} {
+		expect(t, s.do(t, "GET", q, nil, ""), http.StatusBadRequest, "invalid-request")
+	}
+	for _, q := range []string{"?dryRun=true;", "?dryRun", "?dryRun=", "?dryRun=false&dryRun=true"} {
+		expect(t, s.do(t, "PUT", "/docs/q/dry"+q, hdr{"Content-Type", ctJSON}, `{"a":1}`), http.StatusBadRequest, "invalid-request")
+		e := s.do(t, "GET", "/docs/q/a", nil, "").header.Get("ETag")
+		expect(t, s.do(t, "DELETE", "/docs/q/a"+q, hdr{"If-Match", e}, ""), http.StatusBadRequest, "invalid-request")
+	}
+	expect(t, s.do(t, "GET", "/docs/q/dry", nil, ""), http.StatusNotFound, "not-found")
+	expect(t, s.do(t, "GET", "/docs/q/a", nil, ""), http.StatusOK, "")
+	// A where that nests deeper than its limit says so, not "not JSON".
+	deep := strings.Repeat(`[`, 70) + strings.Repeat(`]`, 70)
+	r := s.do(t, "GET", "/docs/q?where="+url.QueryEscape(`{"/n":{"eq":`+deep+`}}`), nil, "")
+	expect(t, r, http.StatusBadRequest, "invalid-request")
+	if d, _ := r.problem(t)["detail"].(string); !strings.Contains(d, "deeper") {
+		t.Errorf("detail %q", d)
+	}
+}
+
+// TestPresenceRefusesDryRun: presence has no dry run; asking for one is
+// 400, never a real announcement or end.
+func TestPresenceRefusesDryRun(t *testing.T) {
+	s := startServer(t)
+	s.create(t, "/docs/p/d", `{}`)
+	const path = "/docs/p/d/presence/session-0123456789abcdef"
+	expect(t, s.do(t, "PUT", path+"?dryRun=true", hdr{"Content-Type", ctJSON}, `{"name":"Ann"}`), http.StatusBadRequest, "invalid-request")
+	r := s.do(t, "GET", "/docs/p/d/presence", nil, "")
+	if !strings.Contains(string(r.body), `"sessions":[]`) {
+		t.Fatalf("presence after a refused dry run: %s", r.body)
+	}
+	expect(t, s.do(t, "PUT", path, hdr{"Content-Type", ctJSON}, `{"name":"Ann"}`), http.StatusOK, "")
+	expect(t, s.do(t, "DELETE", path+"?dryRun=true", nil, ""), http.StatusBadRequest, "invalid-request")
+	if r := s.do(t, "GET", "/docs/p/d/presence", nil, ""); !strings.Contains(string(r.body), "Ann") {
+		t.Fatalf("presence after a refused dry run: %s", r.body)
+	}
+}
+
+// TestBatchTooDeepNamesItsWrite: a write whose body nests too deeply is
+// refused like any other refused write of a batch, with its index and the
+// limit a plain request has.
+func TestBatchTooDeepNamesItsWrite(t *testing.T) {
+	s := startServer(t)
+	deep := strings.Repeat(`{"a":`, 65) + "1" + strings.Repeat("}", 65)
+	body := `{"writes":[{"method":"PUT","path":"/docs/b/ok","body":{"x":1}},{"method":"PUT","path":"/docs/b/deep","body":` + deep + `}]}`
+	r := s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, body)
+	expect(t, r, http.StatusUnprocessableEntity, "invalid-document")
+	p := r.problem(t)
+	if p["index"] != float64(1) || !strings.Contains(p["detail"].(string), "limit of 64") {
+		t.Fatalf("problem %s", r.body)
+	}
+	expect(t, s.do(t, "GET", "/docs/b/ok", nil, ""), http.StatusNotFound, "not-found")
+	// The same body on its own request: the same problem.
+	r = s.do(t, "PUT", "/docs/b/deep", hdr{"Content-Type", ctJSON}, deep)
+	expect(t, r, http.StatusUnprocessableEntity, "invalid-document")
+}
+
+// TestNotFoundSaysWhat: a 404 names what is missing in the API's words,
+// not the store's.
+func TestNotFoundSaysWhat(t *testing.T) {
+	s := startServer(t)
+	for path, want := range map[string]string{"/docs/p/nodoc": "no such document", "/schemas/p": "collection p has no schema"} {
+		r := s.do(t, "GET", path, nil, "")
+		expect(t, r, http.StatusNotFound, "not-found")
+		if p := r.problem(t); p["detail"] != want || p["title"] != "Not found" {
+			t.Errorf("%s: %s", path, r.body)
+		}
+	}
+}
