@@ -195,3 +195,17 @@ func TestNotFoundSaysWhat(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyRefusals: a content coding is 415 (RFC 9110 section 15.5.16),
+// and a POST /events body nested too deeply is a bad request, not a
+// document.
+func TestBodyRefusals(t *testing.T) {
+	s := startServer(t)
+	for _, path := range []string{"/docs/e/x", "/docs/e/x/presence/session-0123456789abcdef"} {
+		expect(t, s.do(t, "PUT", path, hdr{"Content-Type", ctJSON, "Content-Encoding", "gzip"}, `{"a":1}`), http.StatusUnsupportedMediaType, "unsupported-media-type")
+	}
+	expect(t, s.do(t, "POST", "/docs/e", hdr{"Content-Type", ctJSON, "Content-Encoding", "br"}, `{"a":1}`), http.StatusUnsupportedMediaType, "unsupported-media-type")
+	expect(t, s.do(t, "PUT", "/docs/e/x", hdr{"Content-Type", ctJSON, "Content-Encoding", "identity"}, `{"a":1}`), http.StatusCreated, "")
+	deep := strings.Repeat("[", 1000) + strings.Repeat("]", 1000)
+	expect(t, s.do(t, "POST", "/events", hdr{"Content-Type", ctJSON}, deep), http.StatusBadRequest, "invalid-request")
+}

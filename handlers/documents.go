@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/document"
@@ -55,6 +56,16 @@ func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 	return body, nil
 }
 
+// plainBody refuses a body with a content coding: RFC 9110 section
+// 15.5.16 makes one the server does not decode a 415, not a body that
+// fails to parse.
+func plainBody(r *http.Request) error {
+	if ce := r.Header.Get(echo.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
+		return fail(ErrUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q: request bodies are taken without a content coding", ce))
+	}
+	return nil
+}
+
 // readBodyHeld reads the request body within the size limit and returns it
 // with the release of its share of the decode budget. Every body read here
 // is decoded next, so it takes its share: the bytes it has received,
@@ -66,6 +77,9 @@ func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 // is parsed.
 func (h *Handler) readBodyHeld(c echo.Context) (_ []byte, release func(), err error) {
 	r := c.Request()
+	if err := plainBody(r); err != nil {
+		return nil, nil, err
+	}
 	limit := h.cfg.MaxBody
 	if r.ContentLength > limit {
 		return nil, nil, fail(ErrTooLarge, fmt.Sprintf("the body is %d bytes; the limit is %d", r.ContentLength, limit))

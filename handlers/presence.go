@@ -145,6 +145,9 @@ func (h *Handler) putPresence(c echo.Context) error {
 		return fail(ErrUnsupportedMediaType, fmt.Sprintf("presence is sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
 	}
 	r := c.Request()
+	if err := plainBody(r); err != nil {
+		return err
+	}
 	if r.ContentLength > maxPresenceBody {
 		return fail(ErrTooLarge, fmt.Sprintf("the body is %d bytes; presence is at most %d", r.ContentLength, maxPresenceBody))
 	}

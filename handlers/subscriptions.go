@@ -57,6 +57,9 @@ func encodeCursor(c store.Cursor) string { return base64.RawURLEncoding.EncodeTo
 // invalid-request (or invalid-json) naming what is wrong.
 func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
 	v, err := patch.Parse(body, patch.Limits{MaxDepth: 64})
+	if errors.Is(err, patch.ErrInvalidDocument) {
+		return nil, fail(ErrInvalidRequest, "the body nests deeper than the limit of 64 levels")
+	}
 	if err != nil {
 		return nil, err
 	}
