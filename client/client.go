@@ -37,7 +37,9 @@ type Option func(*Client)
 
 // RetryPolicy says how requests are retried. A request is retried after a
 // network error, a 502, 503 or 504 answer, or a 429 answer, and never after
-// any other answer (no other 4xx is retried). The delay before retry n
+// any other answer, with one exception: a 409 idempotency-key-in-use (the
+// write's own earlier attempt, whose answer was lost, is still in
+// progress on the server; the retry gets its answer once it is done). The delay before retry n
 // (from 0) is random between zero and min(MaxDelay, BaseDelay·2ⁿ): "full
 // jitter". A 429 or 503 with Retry-After waits as long as it says instead;
 // when that is past the context's deadline, the answer is returned at once.

@@ -28,7 +28,8 @@
 // # Retries
 //
 // Network errors and 502, 503, 504 and 429 answers are retried with "full
-// jitter" backoff (see RetryPolicy); no other 4xx is. Every write carries
+// jitter" backoff (see RetryPolicy); no other 4xx is, except a 409
+// idempotency-key-in-use: the write's own earlier attempt still in progress. Every write carries
 // an Idempotency-Key kept across its retries, so a write whose answer was
 // lost is applied once.
 //

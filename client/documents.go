@@ -8,6 +8,7 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -210,7 +211,8 @@ func (cl *Client) put(ctx context.Context, coll, id string, value any, opts []Wr
 	if err != nil {
 		return nil, err
 	}
-	c, err := writeCall(http.MethodPut, docPath(coll, id), "application/json", body, append(opts, create...))
+	// A new slice: appending to opts could write into the caller's array.
+	c, err := writeCall(http.MethodPut, docPath(coll, id), "application/json", body, slices.Concat(opts, create))
 	if err != nil {
 		return nil, err
 	}

@@ -464,3 +464,22 @@ func TestDryRunWritesNothing(t *testing.T) {
 		t.Fatalf("dry-run create left a document: %v", err)
 	}
 }
+
+// TestCreateLeavesCallersOptionsAlone: Create adds its own option to the
+// caller's, and must not do it in the caller's array (several goroutines
+// sharing one options slice raced on it).
+func TestCreateLeavesCallersOptionsAlone(t *testing.T) {
+	url, _ := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	opts := make([]client.WriteOption, 1, 4)
+	opts[0] = client.DryRun()
+	if _, err := cl.Create(ctx, "opts", "a", map[string]int{"n": 1}, opts...); err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range opts[:cap(opts)] {
+		if i > 0 && o != nil {
+			t.Fatalf("Create wrote option %d into the caller's array", i)
+		}
+	}
+}
