@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,13 +86,66 @@ type noLoader struct{}
 
 func (noLoader) Load(string) (any, error) { return nil, errNoLoad }
 
-// boundedRegexp is Go's regexp with a bound on the pattern's size.
+// Bounds of a regular expression's cost. Go's regexp runs in time
+// linear in the input, times the size of the compiled program: about
+// 5.5 ns per byte and instruction here, so [a-z]{0,1000}x (2003
+// instructions) took 11 s on a string of 900 KB.
+const (
+	// maxPatternInsts bounds a pattern's compiled program.
+	maxPatternInsts = 1000
+	// maxPatternWork bounds the length of a string times the program's
+	// size for one match (about 0.1 s): a longer string fails the
+	// pattern, with a message that says why.
+	maxPatternWork = 20_000_000
+)
+
+// boundedRegexp is Go's regexp with bounds on the pattern's size, its
+// compiled program, and the work of one match.
 func boundedRegexp(s string) (jsonschema.Regexp, error) {
 	if len(s) > maxPattern {
 		return nil, fmt.Errorf("a regular expression of %d bytes; the limit is %d", len(s), maxPattern)
 	}
-	return regexp.Compile(s)
+	re, err := regexp.Compile(s)
+	if err != nil {
+		return nil, err
+	}
+	insts := patternInsts(s)
+	if insts > maxPatternInsts {
+		return nil, fmt.Errorf("the regular expression %q compiles to %d instructions; the limit is %d (a bounded repeat such as {0,1000} copies its operand that many times)", shorten(s), insts, maxPatternInsts)
+	}
+	return &costlyRegexp{re, insts}, nil
 }
+
+// patternInsts returns the size of a pattern's compiled program (0 if it
+// does not compile).
+func patternInsts(s string) int {
+	re, err := syntax.Parse(s, syntax.Perl)
+	if err != nil {
+		return 0
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0
+	}
+	return len(prog.Inst)
+}
+
+// costlyRegexp refuses a match whose work would pass maxPatternWork.
+type costlyRegexp struct {
+	*regexp.Regexp
+	insts int
+}
+
+// MatchString reports whether s holds a match; a string too long to
+// check against this pattern fails it.
+func (r *costlyRegexp) MatchString(s string) bool {
+	if r.tooCostly(len(s)) {
+		return false
+	}
+	return r.Regexp.MatchString(s)
+}
+
+func (r *costlyRegexp) tooCostly(n int) bool { return n > maxPatternWork/max(r.insts, 1) }
 
 // compileSchema compiles the schema of a collection. Errors wrap
 // ErrInvalidSchema and say what is wrong: not a JSON object, another draft,
@@ -246,7 +300,80 @@ func checkRefCycles(root *jsonschema.Schema) error {
 			return fmt.Errorf("the subschema at %s applies more than %d subschemas to one value; the limit is %d", where(s), maxApplications, maxApplications)
 		}
 	}
+	// The same bound for the values below: applicators that also
+	// descend (properties and a $ref each level, say) fan out across the
+	// levels of the document. perValue(s, k) bounds the subschemas that
+	// applying s to a value applies to one value k levels below it.
+	type at struct {
+		s *jsonschema.Schema
+		k int
+	}
+	memo := map[at]int{}
+	var perValue func(s *jsonschema.Schema, k int) int
+	perValue = func(s *jsonschema.Schema, k int) int {
+		if s == nil {
+			return 0
+		}
+		if k == 0 {
+			return count[s]
+		}
+		if n, ok := memo[at{s, k}]; ok {
+			return n
+		}
+		n := below(s, k, perValue)
+		for _, c := range sameValue(s) {
+			if n > maxApplications {
+				break
+			}
+			n += perValue(c, k)
+		}
+		n = min(n, maxApplications+1)
+		memo[at{s, k}] = n
+		return n
+	}
+	for k := 1; k <= schemaDepth; k++ {
+		if n := perValue(root, k); n > maxApplications {
+			return fmt.Errorf("the schema applies more than %d subschemas to one value %d levels down (applicators that also descend into the document fan out level after level); the limit is %d", maxApplications, k, maxApplications)
+		}
+	}
 	return nil
+}
+
+// schemaDepth is how deep checkRefCycles follows a schema into the
+// document: the default --max-depth.
+const schemaDepth = 64
+
+// below bounds the subschemas s applies to one value one level down, each
+// with the count f gives for it k-1 levels further: at most one of the
+// properties or prefixItems applies to a given member or element, the
+// other keywords may all apply.
+func below(s *jsonschema.Schema, k int, f func(*jsonschema.Schema, int) int) int {
+	one := 0
+	for _, c := range s.Properties {
+		one = max(one, f(c, k-1))
+	}
+	items := 0
+	for _, c := range s.PrefixItems {
+		items = max(items, f(c, k-1))
+	}
+	n := one + items
+	for _, c := range s.PatternProperties {
+		n += f(c, k-1)
+	}
+	for _, c := range []*jsonschema.Schema{s.PropertyNames, s.Contains, s.Items2020, s.UnevaluatedProperties, s.UnevaluatedItems, s.ContentSchema} {
+		n += f(c, k-1)
+	}
+	for _, v := range []any{s.AdditionalProperties, s.AdditionalItems, s.Items} {
+		switch v := v.(type) {
+		case *jsonschema.Schema:
+			n += f(v, k-1)
+		case []*jsonschema.Schema:
+			for _, c := range v {
+				n += f(c, k-1)
+			}
+		}
+	}
+	return n
 }
 
 // sameValue returns the subschemas that s applies to the value it
@@ -423,12 +550,17 @@ func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
 			keyword = kp[0] // ["dependentRequired", "prop"]: the keyword first
 		}
 	}
+	msg := shorten(ve.ErrorKind.LocalizedString(printer)) // it may quote a whole value
+	if p, ok := ve.ErrorKind.(*kind.Pattern); ok && (&costlyRegexp{insts: patternInsts(p.Want)}).tooCostly(len(p.Got)) {
+		msg = fmt.Sprintf("a string of %d bytes is too long to check against pattern %q (at most %d bytes for it)",
+			len(p.Got), shorten(p.Want), maxPatternWork/max(patternInsts(p.Want), 1))
+	}
 	var ptr strings.Builder
 	for _, tok := range ve.InstanceLocation {
 		ptr.WriteByte('/')
 		ptr.WriteString(pointerEscaper.Replace(tok))
 	}
-	*out = append(*out, SchemaError{InstancePath: ptr.String(), Keyword: keyword, Message: ve.ErrorKind.LocalizedString(printer)})
+	*out = append(*out, SchemaError{InstancePath: ptr.String(), Keyword: keyword, Message: msg})
 }
 
 // schemaFor returns the compiled schema of a collection, nil when it has

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -208,4 +209,59 @@ func TestBodyRefusals(t *testing.T) {
 	expect(t, s.do(t, "PUT", "/docs/e/x", hdr{"Content-Type", ctJSON, "Content-Encoding", "identity"}, `{"a":1}`), http.StatusCreated, "")
 	deep := strings.Repeat("[", 1000) + strings.Repeat("]", 1000)
 	expect(t, s.do(t, "POST", "/events", hdr{"Content-Type", ctJSON}, deep), http.StatusBadRequest, "invalid-request")
+}
+
+// TestSchemaFanOutAcrossLevels: applicators that also descend (a $ref in
+// anyOf beside properties that $ref the next level) apply C(n, k)
+// subschemas to a value k levels down. Such a schema was accepted, and a
+// 46-byte write then took seconds and gigabytes; it is refused when put.
+func TestSchemaFanOutAcrossLevels(t *testing.T) {
+	s := startServer(t)
+	var b strings.Builder
+	const n = 24
+	b.WriteString(`{"$ref":"#/$defs/d0","$defs":{`)
+	for i := range n {
+		fmt.Fprintf(&b, `"d%d":{"properties":{"a":{"$ref":"#/$defs/d%d"}},"anyOf":[{"$ref":"#/$defs/d%d"},{"required":["zz"]}]},`, i, i+1, i+1)
+	}
+	fmt.Fprintf(&b, `"d%d":{"type":"string"}}}`, n)
+	r := s.do(t, "PUT", "/schemas/exp", hdr{"Content-Type", ctJSON}, b.String())
+	expect(t, r, http.StatusUnprocessableEntity, "invalid-schema")
+	if d, _ := r.problem(t)["detail"].(string); !strings.Contains(d, "levels down") {
+		t.Errorf("detail %q", d)
+	}
+	// Recursion that descends one level per step stays small: a tree.
+	tree := `{"$ref":"#/$defs/node","$defs":{"node":{"type":"object","required":["name"],"properties":{"name":{"type":"string"},"children":{"type":"array","items":{"$ref":"#/$defs/node"}}}}}}`
+	expect(t, s.do(t, "PUT", "/schemas/tree", hdr{"Content-Type", ctJSON}, tree), http.StatusCreated, "")
+	deep := strings.Repeat(`{"name":"n","children":[`, 20) + `{"name":"leaf"}` + strings.Repeat("]}", 20)
+	expect(t, s.do(t, "PUT", "/docs/tree/t", hdr{"Content-Type", ctJSON}, deep), http.StatusCreated, "")
+}
+
+// TestPatternCostBounded: Go's regexp is linear in the input times the
+// compiled program. A pattern whose program is large is refused when the
+// schema is put, and a string too long for a pattern fails it at once,
+// saying so, instead of holding the document for seconds.
+func TestPatternCostBounded(t *testing.T) {
+	s := startServer(t)
+	h := hdr{"Content-Type", ctJSON}
+	r := s.do(t, "PUT", "/schemas/rx", h, `{"properties":{"s":{"pattern":"[a-z]{0,1000}x"}}}`)
+	expect(t, r, http.StatusUnprocessableEntity, "invalid-schema")
+	if d, _ := r.problem(t)["detail"].(string); !strings.Contains(d, "instructions") {
+		t.Errorf("detail %q", d)
+	}
+	expect(t, s.do(t, "PUT", "/schemas/rx", h, `{"properties":{"s":{"pattern":"^[a-z]{0,300}x$"}}}`), http.StatusCreated, "")
+	long := strings.Repeat("ab", 400_000)
+	r = s.do(t, "PUT", "/docs/rx/a", h, `{"s":"`+long+`"}`)
+	expect(t, r, http.StatusUnprocessableEntity, "schema-violation")
+	errs := schemaErrors(t, r)
+	if len(errs) != 1 || errs[0]["keyword"] != "pattern" || !strings.Contains(errs[0]["message"].(string), "too long to check") || len(r.body) > 2000 {
+		t.Fatalf("answer of %d bytes: %.300s", len(r.body), r.body)
+	}
+	// Short strings are checked as ever, and a long one that does not
+	// match is reported without quoting all of it.
+	expect(t, s.do(t, "PUT", "/docs/rx/b", h, `{"s":"abcx"}`), http.StatusCreated, "")
+	r = s.do(t, "PUT", "/docs/rx/c", h, `{"s":"`+strings.Repeat("A", 5000)+`"}`)
+	expect(t, r, http.StatusUnprocessableEntity, "schema-violation")
+	if len(r.body) > 2000 {
+		t.Fatalf("answer of %d bytes", len(r.body))
+	}
 }
