@@ -226,6 +226,18 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		return err
 	}
 	defer done()
+	// A cursor's head was checked with the body; its position is the
+	// store's to read. One that does not parse is refused now, before the
+	// stream starts, rather than reset later as if changes were pruned.
+	for i, cs := range req.colls {
+		if cs.cursor == nil {
+			continue
+		}
+		_, err := h.svc.Changes(c.Request().Context(), cs.coll, cs.cursor, 1)
+		if errors.Is(err, store.ErrInvalidCursor) {
+			return fail(ErrInvalidRequest, fmt.Sprintf("collections[%d].after must be a cursor of collection %s, as a change event gave it", i, cs.coll))
+		}
+	}
 
 	keys := make([]string, 0, 2*len(req.docs)+len(req.colls))
 	for _, d := range req.docs {

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -313,6 +314,12 @@ func TestEventsManyErrors(t *testing.T) {
 	s := startServer(t, withTokens(t), func(c *config) { c.http.Streams.MaxSubscriptions = 2 })
 	f := subscribe(t, s, `{"collections":[{"c":"a"}]}`, "Authorization", "Bearer "+tokWriteA)
 	cursor := f.many(t).Cursors[0]
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	longer := base64.RawURLEncoding.EncodeToString(append(raw[:len(raw):len(raw)], make([]byte, 100)...))
+	shorter := base64.RawURLEncoding.EncodeToString(raw[:6])
 	for _, tc := range []struct {
 		name, body, token string
 		status            int
@@ -326,6 +333,8 @@ func TestEventsManyErrors(t *testing.T) {
 		{"Twice", `{"docs":[{"c":"a","id":"x"},{"c":"a","id":"x"}]}`, tokRead, 400, "invalid-request", "docs[0] again"},
 		{"BadSeq", `{"docs":[{"c":"a","id":"x","after":1.5}]}`, tokRead, 400, "invalid-request", "docs[0].after"},
 		{"CursorOfAnother", `{"collections":[{"c":"a2","after":"` + cursor + `"}]}`, tokRead, 400, "invalid-request", "collections[0].after"},
+		{"CursorLonger", `{"collections":[{"c":"a","after":"` + longer + `"}]}`, tokRead, 400, "invalid-request", "collections[0].after"},
+		{"CursorCut", `{"collections":[{"c":"a","after":"` + shorter + `"}]}`, tokRead, 400, "invalid-request", "collections[0].after"},
 		{"BadWhere", `{"collections":[{"c":"a","where":{"/x":{"lt":{}}}}]}`, tokRead, 400, "invalid-request", "lt takes a number or a string"},
 		{"Nothing", `{"docs":[]}`, tokRead, 400, "invalid-request", "nothing to follow"},
 		{"NotObject", `[]`, tokRead, 400, "invalid-request", "JSON object"},
