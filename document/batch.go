@@ -20,6 +20,11 @@ func (e *BatchError) Error() string { return fmt.Sprintf("write %d: %v", e.Index
 // Unwrap returns the write's error.
 func (e *BatchError) Unwrap() error { return e.Err }
 
+// MaxBatchBytes bounds the bytes of the documents the writes of one batch
+// produce together: every version of the batch is held until the batch
+// commits, and its answer holds them all.
+const MaxBatchBytes = 32 << 20
+
 // Batch decides several writes, in order, each as Write would (its own
 // preconditions, rebase, schema and limits), each seeing what the writes
 // before it in the batch did, and commits them all in one transaction, or
@@ -119,6 +124,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 		}
 		initial = append([]*store.Document(nil), views...)
 		mc := &store.ManyChange{DryRun: dryRun}
+		size := 0
 		for i, d := range ds {
 			if d == nil {
 				continue
@@ -129,6 +135,10 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 				return nil, &BatchError{Index: i, Err: err}
 			}
 			if ch != nil {
+				if size += len(ch.Body); size > MaxBatchBytes {
+					return nil, &BatchError{Index: i, Err: fail(ErrBatchTooLarge, fmt.Sprintf(
+						"the documents this batch's writes produce pass %d MiB by this write; send the writes in smaller batches", MaxBatchBytes>>20))}
+				}
 				seqs[j]++
 				mc.Changes = append(mc.Changes, store.DocChange{Doc: j, Change: ch})
 				last[j] = len(mc.Changes) - 1

@@ -47,6 +47,10 @@ var (
 	// the version it made is no longer in history, so its answer cannot
 	// be sent again (410 idempotency-answer-gone; see AnswerGoneError).
 	ErrIdempotencyAnswerGone = errors.New("idempotency answer gone")
+
+	// ErrBatchTooLarge: the documents a batch's writes produce pass
+	// MaxBatchBytes.
+	ErrBatchTooLarge = errors.New("batch too large")
 )
 
 // Error is an error whose message is meant for the client: a sentinel,

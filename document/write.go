@@ -261,6 +261,7 @@ func (d *decision) decide(ctx context.Context, cur *store.Document, h store.Hist
 // caller cannot tell; only a revert needs it then).
 func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64, h store.History) (*store.Change, error) {
 	d.before, d.created, d.rebasedFrom, d.baseResult = "", false, "", nil
+	defer func() { d.baseResult = nil }() // a tree: a batch keeps its decisions
 	if cur != nil {
 		d.before = cur.ETag
 	}

@@ -56,6 +56,7 @@ var problemKinds = []problemKind{
 	{patch.ErrRebaseTooFar, http.StatusPreconditionFailed, "rebase-too-far", "Base version too far behind"},
 	{patch.ErrRebaseApplyFailed, http.StatusPreconditionFailed, "rebase-apply-failed", "Rebased edit does not apply"},
 	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too-large", "Request body too large"},
+	{document.ErrBatchTooLarge, http.StatusRequestEntityTooLarge, "too-large", "Batch too large"},
 	{ErrUnsupportedMediaType, http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type"},
 	{patch.ErrPatchFailed, http.StatusUnprocessableEntity, "patch-failed", "Patch does not apply"},
 	{patch.ErrInvalidDocument, http.StatusUnprocessableEntity, "invalid-document", "Invalid document"},
