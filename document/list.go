@@ -23,6 +23,9 @@ const (
 	// listing in id order examines; past it the page ends early (possibly
 	// empty) and next says where to go on.
 	MaxFilterScan = 10_000
+	// MaxFilterScanBytes bounds the bytes of the documents one request of
+	// a filtered listing in id order examines, likewise.
+	MaxFilterScanBytes = 64 << 20
 	// MaxOrderScan is the largest collection a listing can sort by a
 	// member: each page reads the whole collection.
 	MaxOrderScan = 100_000
@@ -93,9 +96,13 @@ func (s *Service) Query(ctx context.Context, q ListQuery) (ListPage, error) {
 		page    ListPage
 		size    int
 		scanned int
+		bytes   int
 		after   = q.After
 	)
 	for {
+		if err := ctx.Err(); err != nil {
+			return ListPage{}, err
+		}
 		docs, more, err := s.store.ListDocuments(ctx, q.Collection, after, listChunk, nil)
 		if err != nil {
 			return ListPage{}, err
@@ -113,7 +120,8 @@ func (s *Service) Query(ctx context.Context, q ListQuery) (ListPage, error) {
 			}
 			after = d.ID
 			scanned++
-			if rest && (len(page.Items) == q.Limit || scanned >= MaxFilterScan) {
+			bytes += len(d.Body)
+			if rest && (len(page.Items) == q.Limit || scanned >= MaxFilterScan || bytes >= MaxFilterScanBytes) {
 				// A full page, or the request's share of the scan is
 				// spent: the next page goes on after the last one read.
 				page.Next = after
@@ -137,7 +145,9 @@ func item(d *store.Document, bodies bool) ListItem {
 // orderToken is the Next of a page sorted by a member.
 type orderToken struct {
 	Order   string          `json:"o"`           // the order parameter
-	Value   json.RawMessage `json:"v,omitempty"` // the last key's value (canonical JSON)
+	Value   json.RawMessage `json:"v,omitempty"` // the last key's value (canonical JSON), unless an array or object
+	Canon   []byte          `json:"c,omitempty"` // the last key's array or object (query.Key.Canon)
+	Array   bool            `json:"a,omitempty"` // Canon is of an array, not an object
 	Missing bool            `json:"m,omitempty"` // the last key has no value
 	ID      string          `json:"i"`           // the last key's id
 	Start   []byte          `json:"p"`           // cursor of the change log when the pass began
@@ -164,10 +174,22 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 			return ListPage{}, errBadAfter(o.Raw)
 		}
 		k := query.Key{ID: tok.ID, Missing: tok.Missing}
-		if !tok.Missing {
-			if k.Value, err = patch.Parse(tok.Value, patch.Limits{MaxDepth: 64}); err != nil {
+		switch {
+		case tok.Missing:
+		case tok.Canon != nil:
+			if len(tok.Canon) > query.MaxKeyBytes {
 				return ListPage{}, errBadAfter(o.Raw)
 			}
+			k.Value, k.Canon = map[string]any(nil), tok.Canon
+			if tok.Array {
+				k.Value = []any(nil)
+			}
+		default:
+			v, err := patch.Parse(tok.Value, patch.Limits{MaxDepth: 64})
+			if err != nil {
+				return ListPage{}, errBadAfter(o.Raw)
+			}
+			k = query.MakeKey(tok.ID, v, true)
 		}
 		after, pass = &k, tok.Start
 	} else {
@@ -188,6 +210,9 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 		cursor  string
 	)
 	for {
+		if err := ctx.Err(); err != nil {
+			return ListPage{}, err // the client is gone: stop sorting for it
+		}
 		docs, more, err := s.store.ListDocuments(ctx, q.Collection, cursor, listChunk, since)
 		if errors.Is(err, store.ErrInvalidCursor) || errors.Is(err, store.ErrCursorGone) {
 			return ListPage{}, errBadAfter(o.Raw)
@@ -236,7 +261,11 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 	}
 	if bound != nil && len(page.Items) > 0 {
 		tok := orderToken{Order: o.Raw, ID: lastKey.ID, Missing: lastKey.Missing, Start: pass}
-		if !lastKey.Missing {
+		switch _, isArray := lastKey.Value.([]any); {
+		case lastKey.Missing:
+		case lastKey.Canon != nil:
+			tok.Canon, tok.Array = lastKey.Canon, isArray
+		default:
 			tok.Value = patch.Canonical(lastKey.Value)
 		}
 		raw, err := json.Marshal(tok)

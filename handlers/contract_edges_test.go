@@ -297,3 +297,94 @@ func TestBatchOutputBounded(t *testing.T) {
 		t.Fatal("a refused batch changed the document")
 	}
 }
+
+// TestOrderByLargeMember: sorting by a member that holds a large object
+// compared it by re-encoding both sides at every comparison (seconds for
+// 40 documents) and put all of it in next, which then did not fit in a
+// request line. Strings, arrays and objects sort by their first
+// query.MaxKeyBytes bytes; next stays small and pages cover every
+// document once.
+func TestOrderByLargeMember(t *testing.T) {
+	s := startServer(t)
+	const n = 7
+	for i := range n {
+		// Equal in their first 2 KiB but for one: ties beyond the first
+		// 1 KiB go by id.
+		lead := "same"
+		if i == 3 {
+			lead = "aaaa"
+		}
+		big := fmt.Sprintf(`{"a":{"k":%q,"pad":%q}}`, lead, strings.Repeat("x", 200_000)+fmt.Sprint(n-i))
+		s.create(t, fmt.Sprintf("/docs/ol/d%d", i), big)
+	}
+	var ids []string
+	next := ""
+	for page := 0; page < n; page++ {
+		q := "/docs/ol?order=/a&limit=2"
+		if next != "" {
+			q += "&after=" + next
+		}
+		r := s.do(t, "GET", q, nil, "")
+		expect(t, r, http.StatusOK, "")
+		var p struct {
+			Items []struct{ ID string }
+			Next  *string
+		}
+		if err := json.Unmarshal(r.body, &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range p.Items {
+			ids = append(ids, it.ID)
+		}
+		if p.Next == nil {
+			break
+		}
+		if len(*p.Next) > 4096 {
+			t.Fatalf("next of %d bytes", len(*p.Next))
+		}
+		next = *p.Next
+	}
+	if got := strings.Join(ids, ","); got != "d3,d0,d1,d2,d4,d5,d6" {
+		t.Fatalf("order %s", got)
+	}
+}
+
+// TestFilterScanBoundedByBytes: a filtered listing examines at most
+// MaxFilterScanBytes of documents per request, however few they are; the
+// page ends early with next, and the pages go on to the end.
+func TestFilterScanBoundedByBytes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 70 MB")
+	}
+	s := startServer(t)
+	pad := strings.Repeat("x", 1000_000)
+	for i := range 70 {
+		s.create(t, fmt.Sprintf("/docs/fb/d%02d", i), `{"n":`+fmt.Sprint(i)+`,"pad":"`+pad+`"}`)
+	}
+	where := url.QueryEscape(`{"/n":69}`)
+	pages, found, next := 0, 0, ""
+	for pages < 10 {
+		q := "/docs/fb?where=" + where
+		if next != "" {
+			q += "&after=" + next
+		}
+		r := s.do(t, "GET", q, nil, "")
+		expect(t, r, http.StatusOK, "")
+		pages++
+		var p struct {
+			Items []struct{ ID string }
+			Next  *string
+		}
+		if err := json.Unmarshal(r.body, &p); err != nil {
+			t.Fatal(err)
+		}
+		found += len(p.Items)
+		if p.Next == nil {
+			break
+		}
+		next = *p.Next
+	}
+	if pages != 2 || found != 1 {
+		t.Fatalf("%d pages, %d found: want the scan cut once, d69 on the second page", pages, found)
+	}
+}

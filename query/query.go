@@ -202,8 +202,22 @@ func (w *Where) MatchCanonical(doc []byte) bool {
 	if doc == nil {
 		return false
 	}
+	if w != nil && len(w.conds) > lookupsBeforeDecode {
+		// Each lookup scans the document: past a few, decoding it once
+		// costs less ("", "/a", "/a/a"... scanned a large document once
+		// per pointer).
+		tree, err := patch.Parse(doc, patch.Limits{})
+		if err != nil {
+			return false
+		}
+		return w.Match(tree)
+	}
 	return w.match(func(p patch.Pointer) (any, bool) { return p.Lookup(doc) })
 }
+
+// lookupsBeforeDecode is how many pointers MatchCanonical looks up in a
+// document's bytes; with more, it decodes the document once.
+const lookupsBeforeDecode = 3
 
 func (w *Where) match(get func(patch.Pointer) (any, bool)) bool {
 	if w == nil {
@@ -308,12 +322,23 @@ func ParseOrder(s string) (Order, error) {
 	return o, nil
 }
 
+// MaxKeyBytes is how much of a string (its UTF-8), an array or an object
+// (its canonical encoding) sorts: values equal in their first MaxKeyBytes
+// bytes tie, and ties are broken by id. It keeps a sort key, the pages'
+// heap and the next token small whatever the member holds.
+const MaxKeyBytes = 1024
+
 // Key is where a document sorts in an Order: the value of its member, or
 // none.
 type Key struct {
-	// Value is the member's value; Missing is true when there is none.
+	// Value is the member's value, a string cut to MaxKeyBytes; for an
+	// array or an object, a nil []any or map[string]any that only says
+	// which, the value being in Canon. Missing is true when there is none.
 	Value   any
 	Missing bool
+	// Canon is the canonical encoding of an array or object value, cut
+	// to MaxKeyBytes.
+	Canon []byte
 	// ID breaks ties.
 	ID string
 }
@@ -321,13 +346,32 @@ type Key struct {
 // KeyOf returns the sort key of a document from its canonical bytes.
 func (o Order) KeyOf(id string, doc []byte) Key {
 	v, ok := o.Ptr.Lookup(doc)
-	return Key{Value: v, Missing: !ok, ID: id}
+	return MakeKey(id, v, ok)
+}
+
+// MakeKey returns the sort key of a document whose member holds v (ok
+// false: it has none).
+func MakeKey(id string, v any, ok bool) Key {
+	k := Key{ID: id, Missing: !ok}
+	cut := func(b []byte) []byte { return b[:min(len(b), MaxKeyBytes)] }
+	switch x := v.(type) {
+	case string:
+		k.Value = x[:min(len(x), MaxKeyBytes)]
+	case []any:
+		k.Value, k.Canon = []any(nil), cut(patch.Canonical(x))
+	case map[string]any:
+		k.Value, k.Canon = map[string]any(nil), cut(patch.Canonical(x))
+	default:
+		k.Value = v
+	}
+	return k
 }
 
 // Compare orders two keys: by value (descending when the order says so),
 // documents without the member last, then by id ascending. Values of
 // different types sort null, false, true, numbers (by value), strings (by
-// code point), arrays, objects (these two by their canonical encoding).
+// code point), arrays, objects (these two by their canonical encoding);
+// strings, arrays and objects by their first MaxKeyBytes bytes.
 func (o Order) Compare(a, b Key) int {
 	switch {
 	case a.Missing && !b.Missing:
@@ -336,6 +380,9 @@ func (o Order) Compare(a, b Key) int {
 		return -1
 	case !a.Missing:
 		c := compareValues(a.Value, b.Value)
+		if c == 0 && a.Canon != nil {
+			c = bytes.Compare(a.Canon, b.Canon)
+		}
 		if o.Desc {
 			c = -c
 		}
@@ -378,8 +425,5 @@ func compareValues(a, b any) int {
 	if c, ok := compareSameType(a, b); ok {
 		return c
 	}
-	if ra >= 5 {
-		return bytes.Compare(patch.Canonical(a), patch.Canonical(b))
-	}
-	return 0
+	return 0 // arrays and objects: Compare compares their Canon
 }

@@ -49,6 +49,9 @@ func TestWhereMatch(t *testing.T) {
 		{name: "PrefixNotString", where: `{"/n":{"prefix":"1"}}`, want: false},
 		{name: "ArrayIndex", where: `{"/a/b/1":2}`, want: true},
 		{name: "AllMustHold", where: `{"/s":"open","/n":2}`, want: false},
+		{name: "ManyPointers", where: `{"":{"exists":true},"/a":{"exists":true},"/a/b":[1,2],"/a/b/0":{"lt":2},"/s":"open"}`, want: true},
+		{name: "ManyPointersOneFails", where: `{"":{"exists":true},"/a":{"exists":true},"/a/b/0":{"lt":2},"/s":"open","/x":{"ne":null}}`, want: false},
+		{name: "ManyPointersMissing", where: `{"/a":{"exists":true},"/n":1,"/s":"open","/missing":{"ne":1},"/gone":{"exists":false}}`, want: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := query.ParseWhere(tc.where)
