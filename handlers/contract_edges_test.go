@@ -158,7 +158,7 @@ func TestPresenceRefusesDryRun(t *testing.T) {
 	if !strings.Contains(string(r.body), `"sessions":[]`) {
 		t.Fatalf("presence after a refused dry run: %s", r.body)
 	}
-	expect(t, s.do(t, "PUT", path, hdr{"Content-Type", ctJSON}, `{"name":"Ann"}`), http.StatusOK, "")
+	expect(t, s.do(t, "PUT", path+"?dryRun=false", hdr{"Content-Type", ctJSON}, `{"name":"Ann"}`), http.StatusOK, "")
 	expect(t, s.do(t, "DELETE", path+"?dryRun=true", nil, ""), http.StatusBadRequest, "invalid-request")
 	if r := s.do(t, "GET", "/docs/p/d/presence", nil, ""); !strings.Contains(string(r.body), "Ann") {
 		t.Fatalf("presence after a refused dry run: %s", r.body)

@@ -314,7 +314,7 @@ func dryRun(c echo.Context) (bool, error) {
 // noDryRun refuses dryRun on a write that has no dry run (presence), so
 // that a client asking for one never gets a real change instead.
 func noDryRun(c echo.Context, what string) error {
-	if _, ok := c.QueryParams()["dryRun"]; ok {
+	if vs, ok := c.QueryParams()["dryRun"]; ok && (len(vs) != 1 || vs[0] != "false") {
 		return fail(ErrInvalidRequest, "dryRun does not apply to "+what+": it writes no document version; send it without dryRun")
 	}
 	return nil
