@@ -167,6 +167,9 @@ func compileSchema(coll string, body []byte) (*jsonschema.Schema, error) {
 	if e := checkNumbers(doc); e != nil {
 		return nil, invalid("the schema's number at %q: %s", e.path, e.problem)
 	}
+	if n := longestEnum(doc); n > maxEnum {
+		return nil, invalid("an enum of %d values; the limit is %d (each value is compared with every one)", n, maxEnum)
+	}
 	if v, ok := obj["$schema"]; ok {
 		if s, _ := v.(string); strings.TrimSuffix(s, "#") != draft2020 {
 			return nil, invalid("$schema %v: patchd takes JSON Schema draft 2020-12 (%q), or no $schema", v, draft2020)
@@ -223,6 +226,21 @@ func shorten(s string) string {
 // end. Recursion through properties, items and the like is fine: each step
 // goes one level down the document, whose depth is bounded.
 func checkRefCycles(root *jsonschema.Schema) error {
+	// A $dynamicRef resolves at validation time to a $dynamicAnchor of
+	// the same name in the dynamic scope: count every subschema that
+	// declares one as a target, not only its static one.
+	var dyn map[string][]*jsonschema.Schema
+	same := func(s *jsonschema.Schema) []*jsonschema.Schema {
+		out := sameValue(s)
+		if s.DynamicRef != nil && dyn != nil {
+			for _, t := range dyn[s.DynamicRef.Anchor] {
+				if t != s.DynamicRef.Ref { // counted by sameValue already
+					out = append(out, t)
+				}
+			}
+		}
+		return out
+	}
 	// Every subschema reachable from the root, by any keyword.
 	var all []*jsonschema.Schema
 	seen := map[*jsonschema.Schema]bool{}
@@ -233,7 +251,7 @@ func checkRefCycles(root *jsonschema.Schema) error {
 		}
 		seen[s] = true
 		all = append(all, s)
-		for _, c := range sameValue(s) {
+		for _, c := range same(s) {
 			reach(c)
 		}
 		for _, c := range children(s) {
@@ -241,6 +259,18 @@ func checkRefCycles(root *jsonschema.Schema) error {
 		}
 	}
 	reach(root)
+	for _, s := range all {
+		if s.DynamicAnchor != "" {
+			if dyn == nil {
+				dyn = map[string][]*jsonschema.Schema{}
+			}
+			dyn[s.DynamicAnchor] = append(dyn[s.DynamicAnchor], s)
+		}
+	}
+	if dyn != nil { // again, with the dynamic targets
+		all, seen = nil, map[*jsonschema.Schema]bool{}
+		reach(root)
+	}
 	const (
 		unvisited = iota
 		onPath
@@ -256,7 +286,7 @@ func checkRefCycles(root *jsonschema.Schema) error {
 			return nil
 		}
 		state[s] = onPath
-		for _, c := range sameValue(s) {
+		for _, c := range same(s) {
 			if c != nil {
 				if loop := visit(c); loop != nil {
 					return loop
@@ -287,7 +317,7 @@ func checkRefCycles(root *jsonschema.Schema) error {
 			return n
 		}
 		n := 1
-		for _, c := range sameValue(s) {
+		for _, c := range same(s) {
 			if c != nil && n <= maxApplications {
 				n += applications(c)
 			}
@@ -321,7 +351,7 @@ func checkRefCycles(root *jsonschema.Schema) error {
 			return n
 		}
 		n := below(s, k, perValue)
-		for _, c := range sameValue(s) {
+		for _, c := range same(s) {
 			if n > maxApplications {
 				break
 			}
@@ -417,6 +447,30 @@ func children(s *jsonschema.Schema) []*jsonschema.Schema {
 		}
 	}
 	return out
+}
+
+// maxEnum bounds the values of one enum: validation compares a value
+// with each.
+const maxEnum = 1000
+
+// longestEnum returns the length of the longest "enum" array in a decoded
+// schema.
+func longestEnum(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if a, ok := x.([]any); ok && k == "enum" {
+				n = max(n, len(a))
+			}
+			n = max(n, longestEnum(x))
+		}
+	case []any:
+		for _, x := range v {
+			n = max(n, longestEnum(x))
+		}
+	}
+	return n
 }
 
 // numberError is a number beyond maxNumberDigits or maxNumberExponent.

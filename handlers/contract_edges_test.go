@@ -388,3 +388,27 @@ func TestFilterScanBoundedByBytes(t *testing.T) {
 		t.Fatalf("%d pages, %d found: want the scan cut once, d69 on the second page", pages, found)
 	}
 }
+
+// TestSchemaDynamicRefFanOut: a $dynamicRef resolves, while validating, to
+// any $dynamicAnchor of its name in scope; counted by its static target
+// only, two of them per level passed the check and doubled the work at
+// every level of the document.
+func TestSchemaDynamicRefFanOut(t *testing.T) {
+	s := startServer(t)
+	h := hdr{"Content-Type", ctJSON}
+	dyn := `{"$dynamicAnchor":"n","properties":{"a":{"$ref":"i.json"}},"$defs":{"i":{"$id":"i.json","allOf":[{"$dynamicRef":"#n"},{"$dynamicRef":"#n"}],"$defs":{"leaf":{"$dynamicAnchor":"n"}}}}}`
+	expect(t, s.do(t, "PUT", "/schemas/dy", h, dyn), http.StatusUnprocessableEntity, "invalid-schema")
+	// One dynamic reference per level is a plain recursion.
+	one := `{"$dynamicAnchor":"n","properties":{"a":{"$dynamicRef":"#n"},"s":{"type":"string"}}}`
+	expect(t, s.do(t, "PUT", "/schemas/dy", h, one), http.StatusCreated, "")
+	deep := strings.Repeat(`{"a":`, 30) + `{"s":"x"}` + strings.Repeat("}", 30)
+	expect(t, s.do(t, "PUT", "/docs/dy/x", h, deep), http.StatusCreated, "")
+	// Large enums are refused: each value is compared with every one.
+	var b strings.Builder
+	b.WriteString(`{"properties":{"a":{"items":{"enum":[0`)
+	for i := 1; i <= 1000; i++ {
+		fmt.Fprintf(&b, ",%d", i)
+	}
+	b.WriteString(`]}}}}`)
+	expect(t, s.do(t, "PUT", "/schemas/en", h, b.String()), http.StatusUnprocessableEntity, "invalid-schema")
+}

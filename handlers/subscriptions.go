@@ -139,7 +139,7 @@ func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
 		}
 		if a, ok := m["after"]; ok {
 			s, isStr := a.(string)
-			cur, derr := base64.RawURLEncoding.DecodeString(s)
+			cur, derr := base64.RawURLEncoding.Strict().DecodeString(s) // Strict: no aliases with other padding bits
 			if derr == nil {
 				derr = store.CheckCursorOf(cur, cs.coll)
 			}
