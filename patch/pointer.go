@@ -100,6 +100,20 @@ func (p Pointer) Lookup(doc []byte) (any, bool) {
 	return parseSpan(doc[t.start:t.end])
 }
 
+// LookupRaw is Lookup without decoding: it returns the bytes of the value
+// in doc, which in a canonical document are the value's canonical
+// encoding.
+func (p Pointer) LookupRaw(doc []byte) ([]byte, bool) {
+	if len(doc) == 0 {
+		return nil, false
+	}
+	t, ok := find(doc, p)
+	if !ok || !t.found {
+		return nil, false
+	}
+	return doc[t.start:t.end], true
+}
+
 // isProperPrefix reports whether a is a proper prefix of b.
 func (p pointer) isProperPrefix(b pointer) bool {
 	if len(p) >= len(b) {

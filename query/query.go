@@ -49,6 +49,9 @@ type condition struct {
 	ops []operator // all must hold
 }
 
+// existsOnly reports whether the condition is one exists test.
+func (c condition) existsOnly() bool { return len(c.ops) == 1 && c.ops[0].name == "exists" }
+
 // operator is one test of a condition.
 type operator struct {
 	name string
@@ -192,7 +195,10 @@ func (w *Where) Match(doc any) bool {
 	if doc == nil {
 		return false
 	}
-	return w.match(func(p patch.Pointer) (any, bool) { return p.Get(doc) })
+	return w.match(func(p patch.Pointer) (any, bool) { return p.Get(doc) }, func(p patch.Pointer) bool {
+		_, ok := p.Get(doc)
+		return ok
+	})
 }
 
 // MatchCanonical is Match on a document's canonical bytes (as stored),
@@ -202,7 +208,7 @@ func (w *Where) MatchCanonical(doc []byte) bool {
 	if doc == nil {
 		return false
 	}
-	if w != nil && len(w.conds) > lookupsBeforeDecode {
+	if w != nil && w.valueLookups() > lookupsBeforeDecode {
 		// Each lookup scans the document: past a few, decoding it once
 		// costs less ("", "/a", "/a/a"... scanned a large document once
 		// per pointer).
@@ -212,18 +218,40 @@ func (w *Where) MatchCanonical(doc []byte) bool {
 		}
 		return w.Match(tree)
 	}
-	return w.match(func(p patch.Pointer) (any, bool) { return p.Lookup(doc) })
+	return w.match(func(p patch.Pointer) (any, bool) { return p.Lookup(doc) }, func(p patch.Pointer) bool {
+		_, ok := p.LookupRaw(doc)
+		return ok
+	})
+}
+
+// valueLookups counts the conditions that need a value (exists needs
+// none).
+func (w *Where) valueLookups() int {
+	n := 0
+	for _, c := range w.conds {
+		if !c.existsOnly() {
+			n++
+		}
+	}
+	return n
 }
 
 // lookupsBeforeDecode is how many pointers MatchCanonical looks up in a
 // document's bytes; with more, it decodes the document once.
 const lookupsBeforeDecode = 3
 
-func (w *Where) match(get func(patch.Pointer) (any, bool)) bool {
+func (w *Where) match(get func(patch.Pointer) (any, bool), has func(patch.Pointer) bool) bool {
 	if w == nil {
 		return true
 	}
 	for _, c := range w.conds {
+		if c.existsOnly() {
+			// exists needs no value: do not decode one.
+			if !c.ops[0].holds(nil, has(c.ptr)) {
+				return false
+			}
+			continue
+		}
 		v, ok := get(c.ptr)
 		for _, op := range c.ops {
 			if !op.holds(v, ok) {
@@ -345,6 +373,16 @@ type Key struct {
 
 // KeyOf returns the sort key of a document from its canonical bytes.
 func (o Order) KeyOf(id string, doc []byte) Key {
+	raw, ok := o.Ptr.LookupRaw(doc)
+	if ok && len(raw) > 0 && (raw[0] == '[' || raw[0] == '{') {
+		// The stored bytes are canonical: cut them instead of decoding
+		// a large value to encode it again.
+		k := Key{ID: id, Canon: raw[:min(len(raw), MaxKeyBytes):min(len(raw), MaxKeyBytes)], Value: map[string]any(nil)}
+		if raw[0] == '[' {
+			k.Value = []any(nil)
+		}
+		return k
+	}
 	v, ok := o.Ptr.Lookup(doc)
 	return MakeKey(id, v, ok)
 }

@@ -149,3 +149,27 @@ func TestOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyOfCutsStoredBytes: an array or object sort key is cut from the
+// stored canonical bytes, without decoding; it must be the key that the
+// decoded value gives.
+func TestKeyOfCutsStoredBytes(t *testing.T) {
+	big := `{"a":{"k":"` + strings.Repeat("z", 3000) + `","b":[1,2.50,{"x":null}]},"l":[3,"` + strings.Repeat("y", 2000) + `"],"s":"short"}`
+	tree, err := patch.Parse([]byte(big), patch.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	canonical := patch.Canonical(tree)
+	for _, ptr := range []string{"/a", "/a/b", "/l", "/s", "/missing"} {
+		o, err := query.ParseOrder(ptr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := o.KeyOf("id", canonical)
+		v, ok := o.Ptr.Get(tree)
+		want := query.MakeKey("id", v, ok)
+		if string(got.Canon) != string(want.Canon) || got.Missing != want.Missing || o.Compare(got, want) != 0 || len(got.Canon) > query.MaxKeyBytes {
+			t.Errorf("%s: key %+.80v, want %+.80v", ptr, got, want)
+		}
+	}
+}
