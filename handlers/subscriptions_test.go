@@ -320,12 +320,17 @@ func TestEventsManyErrors(t *testing.T) {
 	}
 	longer := base64.RawURLEncoding.EncodeToString(append(raw[:len(raw):len(raw)], make([]byte, 100)...))
 	shorter := base64.RawURLEncoding.EncodeToString(raw[:6])
-	// The last character of an unpadded cursor has bits that carry
-	// nothing: another value there is another text for the same bytes.
+	// When the cursor's length is not a multiple of three bytes, the last
+	// character of its text has bits that carry nothing: another value
+	// there would be another text for the same bytes.
 	alias := []byte(cursor)
-	alias[len(alias)-1] = map[bool]byte{true: 'B', false: 'A'}[alias[len(alias)-1] == 'A']
-	if _, err := base64.RawURLEncoding.Strict().DecodeString(string(alias)); err == nil {
-		t.Fatalf("%s is not an alias of %s", alias, cursor)
+	if len(raw)%3 != 0 {
+		alias[len(alias)-1] = map[bool]byte{true: 'B', false: 'A'}[alias[len(alias)-1] == 'A']
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(string(alias)); err == nil {
+			t.Fatalf("%s is not an alias of %s", alias, cursor)
+		}
+	} else {
+		alias = append(alias, '!') // no spare bits (PostgreSQL's cursors): a bad character
 	}
 	for _, tc := range []struct {
 		name, body, token string
