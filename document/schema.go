@@ -60,6 +60,9 @@ const draft2020 = "https://json-schema.org/draft/2020-12/schema"
 type compiledSchema struct {
 	etag   string
 	schema *jsonschema.Schema
+	// perDepth[k] bounds the subschemas applied to one value k levels
+	// down the document (checkRefCycles), for the work estimate.
+	perDepth []int
 }
 
 // schemaCache holds the compiled schema of each collection that has one.
@@ -152,7 +155,7 @@ func (r *costlyRegexp) tooCostly(n int) bool { return n > maxPatternWork/max(r.i
 // a $ref outside the schema, a pattern too large or invalid, a $ref cycle
 // that never reaches into the document, or anything the draft's
 // meta-schema refuses.
-func compileSchema(coll string, body []byte) (*jsonschema.Schema, error) {
+func compileSchema(coll string, body []byte) (*compiledSchema, error) {
 	invalid := func(format string, args ...any) error {
 		return fail(ErrInvalidSchema, fmt.Sprintf(format, args...))
 	}
@@ -204,10 +207,11 @@ func compileSchema(coll string, body []byte) (*jsonschema.Schema, error) {
 	case err != nil:
 		return nil, invalid("%s", shorten(strings.ReplaceAll(err.Error(), loc, "")))
 	}
-	if err := checkRefCycles(sch); err != nil {
+	depths, err := checkRefCycles(sch)
+	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	return sch, nil
+	return &compiledSchema{schema: sch, perDepth: depths}, nil
 }
 
 // shorten cuts a message that quotes a long value (a pattern, say) to its
@@ -225,7 +229,7 @@ func shorten(s string) string {
 // dependentSchemas) without descending into it: validation would never
 // end. Recursion through properties, items and the like is fine: each step
 // goes one level down the document, whose depth is bounded.
-func checkRefCycles(root *jsonschema.Schema) error {
+func checkRefCycles(root *jsonschema.Schema) ([]int, error) {
 	// A $dynamicRef resolves at validation time to a $dynamicAnchor of
 	// the same name in the dynamic scope: count every subschema that
 	// declares one as a target, not only its static one.
@@ -305,7 +309,7 @@ func checkRefCycles(root *jsonschema.Schema) error {
 	}
 	for _, s := range all {
 		if loop := visit(s); loop != nil {
-			return fmt.Errorf("the subschema at %s refers back to itself without descending into the document ($ref cycle)", where(loop))
+			return nil, fmt.Errorf("the subschema at %s refers back to itself without descending into the document ($ref cycle)", where(loop))
 		}
 	}
 	// Without cycles, count the subschemas each one applies to its value,
@@ -327,7 +331,7 @@ func checkRefCycles(root *jsonschema.Schema) error {
 	}
 	for _, s := range all {
 		if n := applications(s); n > maxApplications {
-			return fmt.Errorf("the subschema at %s applies more than %d subschemas to one value; the limit is %d", where(s), maxApplications, maxApplications)
+			return nil, fmt.Errorf("the subschema at %s applies more than %d subschemas to one value; the limit is %d", where(s), maxApplications, maxApplications)
 		}
 	}
 	// The same bound for the values below: applicators that also
@@ -361,12 +365,13 @@ func checkRefCycles(root *jsonschema.Schema) error {
 		memo[at{s, k}] = n
 		return n
 	}
-	for k := 1; k <= schemaDepth; k++ {
-		if n := perValue(root, k); n > maxApplications {
-			return fmt.Errorf("the schema applies more than %d subschemas to one value %d levels down (applicators that also descend into the document fan out level after level); the limit is %d", maxApplications, k, maxApplications)
+	depths := make([]int, schemaDepth+1)
+	for k := range depths {
+		if depths[k] = perValue(root, k); depths[k] > maxApplications {
+			return nil, fmt.Errorf("the schema applies more than %d subschemas to one value %d levels down (applicators that also descend into the document fan out level after level); the limit is %d", maxApplications, k, maxApplications)
 		}
 	}
-	return nil
+	return depths, nil
 }
 
 // schemaDepth is how deep checkRefCycles follows a schema into the
@@ -548,6 +553,46 @@ func numberProblem(n string) string {
 	return ""
 }
 
+// maxValidationWork bounds the subschemas one validation may apply, as
+// work estimates them: about 0.4 s here.
+const maxValidationWork = 2_000_000
+
+// workError is a document whose validation would pass maxValidationWork.
+type workError struct{ n int }
+
+// Error says how much work the validation would take.
+func (e *workError) Error() string {
+	return fmt.Sprintf("validating the document against its collection's schema would apply up to %d subschemas; the limit is %d (a schema that applies many subschemas to each of many values)", e.n, maxValidationWork)
+}
+
+// work bounds the subschemas validating v applies: for each value, those
+// the schema applies at its depth.
+func (c *compiledSchema) work(v any) int {
+	if c.perDepth == nil {
+		return 0
+	}
+	n := 0
+	var walk func(v any, depth int)
+	walk = func(v any, depth int) {
+		n += c.perDepth[min(depth, len(c.perDepth)-1)]
+		if n > maxValidationWork {
+			return
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			for _, x := range v {
+				walk(x, depth+1)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x, depth+1)
+			}
+		}
+	}
+	walk(v, 0)
+	return n
+}
+
 // pointerEscaper escapes a member name as a JSON Pointer token.
 var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
@@ -561,6 +606,9 @@ func (c *compiledSchema) validate(body []byte) ([]SchemaError, error) {
 	}
 	if e := checkNumbers(v); e != nil {
 		return nil, e
+	}
+	if n := c.work(v); n > maxValidationWork {
+		return nil, &workError{n}
 	}
 	err = c.schema.Validate(v)
 	if err == nil {
@@ -651,7 +699,8 @@ func (s *Service) schemaFor(ctx context.Context, coll string) (*compiledSchema, 
 		s.log.Error("the stored schema does not compile", "collection", coll, "etag", doc.ETag, "err", err)
 		return nil, fmt.Errorf("the stored schema of collection %s does not compile: %v", coll, err)
 	}
-	c = &compiledSchema{etag: doc.ETag, schema: sch}
+	c = sch
+	c.etag = doc.ETag
 	s.schemas.mu.Lock()
 	s.schemas.m[coll] = c
 	s.schemas.mu.Unlock()

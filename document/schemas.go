@@ -109,6 +109,9 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 				// number is changed. No keyword failed.
 				errs, err = []SchemaError{{InstancePath: ne.path, Message: ne.Error() + ", beyond what validation compares"}}, nil
 			}
+			if we := (*workError)(nil); errors.As(err, &we) {
+				errs, err = []SchemaError{{Message: we.Error()}}, nil // no keyword failed
+			}
 			if err != nil {
 				return nil, "", err
 			}

@@ -291,6 +291,9 @@ func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64
 		if ne := (*numberError)(nil); errors.As(err, &ne) {
 			return nil, fail(patch.ErrInvalidDocument, ne.detail())
 		}
+		if we := (*workError)(nil); errors.As(err, &we) {
+			return nil, fail(patch.ErrInvalidDocument, we.Error())
+		}
 		if err != nil {
 			return nil, err
 		}
