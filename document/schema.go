@@ -44,6 +44,9 @@ const (
 	// schema whose applicators fan out level after level would make every
 	// write take exponential time.
 	maxApplications = 10_000
+	// maxEnum bounds the values of one enum: validation compares a value
+	// with each.
+	maxEnum = 1000
 	// maxNumberDigits and maxNumberExponent bound the numbers of a schema
 	// and of the documents of a collection that has one. The validator
 	// compares numbers exactly, as fractions of big integers: 1e999999
@@ -169,9 +172,6 @@ func compileSchema(coll string, body []byte) (*compiledSchema, error) {
 	}
 	if e := checkNumbers(doc); e != nil {
 		return nil, invalid("the schema's number at %q: %s", e.path, e.problem)
-	}
-	if n := longestEnum(doc); n > maxEnum {
-		return nil, invalid("an enum of %d values; the limit is %d (each value is compared with every one)", n, maxEnum)
 	}
 	if v, ok := obj["$schema"]; ok {
 		if s, _ := v.(string); strings.TrimSuffix(s, "#") != draft2020 {
@@ -330,6 +330,9 @@ func checkRefCycles(root *jsonschema.Schema) ([]int, error) {
 		return n
 	}
 	for _, s := range all {
+		if s.Enum != nil && len(s.Enum.Values) > maxEnum {
+			return nil, fmt.Errorf("the enum at %s has %d values; the limit is %d (each value is compared with every one)", where(s), len(s.Enum.Values), maxEnum)
+		}
 		if n := applications(s); n > maxApplications {
 			return nil, fmt.Errorf("the subschema at %s applies more than %d subschemas to one value; the limit is %d", where(s), maxApplications, maxApplications)
 		}
@@ -452,30 +455,6 @@ func children(s *jsonschema.Schema) []*jsonschema.Schema {
 		}
 	}
 	return out
-}
-
-// maxEnum bounds the values of one enum: validation compares a value
-// with each.
-const maxEnum = 1000
-
-// longestEnum returns the length of the longest "enum" array in a decoded
-// schema.
-func longestEnum(v any) int {
-	n := 0
-	switch v := v.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if a, ok := x.([]any); ok && k == "enum" {
-				n = max(n, len(a))
-			}
-			n = max(n, longestEnum(x))
-		}
-	case []any:
-		for _, x := range v {
-			n = max(n, longestEnum(x))
-		}
-	}
-	return n
 }
 
 // numberError is a number beyond maxNumberDigits or maxNumberExponent.

@@ -436,3 +436,17 @@ func TestValidationWorkBounded(t *testing.T) {
 	expect(t, s.do(t, "PUT", "/docs/wk/small", h, `{"a":[1,2,3]}`), http.StatusCreated, "")
 	expect(t, s.do(t, "PUT", "/docs/wk/bad", h, `{"a":[1.5]}`), http.StatusUnprocessableEntity, "schema-violation")
 }
+
+// TestEnumBoundIsTheKeyword: the enum bound applies to the enum keyword of
+// a subschema, not to any member of that name (a default value may hold
+// one).
+func TestEnumBoundIsTheKeyword(t *testing.T) {
+	s := startServer(t)
+	long := "[0" + strings.Repeat(",1", 1000) + "]"
+	expect(t, s.do(t, "PUT", "/schemas/ek", hdr{"Content-Type", ctJSON}, `{"properties":{"a":{"default":{"enum":`+long+`}}}}`), http.StatusCreated, "")
+	r := s.do(t, "PUT", "/schemas/ek2", hdr{"Content-Type", ctJSON}, `{"$defs":{"x":{"enum":`+long+`}},"properties":{"a":{"$ref":"#/$defs/x"}}}`)
+	expect(t, r, http.StatusUnprocessableEntity, "invalid-schema")
+	if d, _ := r.problem(t)["detail"].(string); !strings.Contains(d, "1001 values") {
+		t.Errorf("detail %q", d)
+	}
+}
