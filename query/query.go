@@ -377,32 +377,36 @@ func (o Order) KeyOf(id string, doc []byte) Key {
 	if ok && len(raw) > 0 && (raw[0] == '[' || raw[0] == '{') {
 		// The stored bytes are canonical: cut them instead of decoding
 		// a large value to encode it again.
-		k := Key{ID: id, Canon: raw[:min(len(raw), MaxKeyBytes):min(len(raw), MaxKeyBytes)], Value: map[string]any(nil)}
-		if raw[0] == '[' {
-			k.Value = []any(nil)
-		}
-		return k
+		return containerKey(id, raw[0] == '[', raw)
 	}
 	v, ok := o.Ptr.Lookup(doc)
 	return MakeKey(id, v, ok)
 }
 
+// containerKey is the key of an array or object whose canonical encoding
+// starts with canon. It keeps a copy of at most MaxKeyBytes: a key held
+// by a page must not hold the whole document it was cut from.
+func containerKey(id string, array bool, canon []byte) Key {
+	k := Key{ID: id, Value: map[string]any(nil), Canon: bytes.Clone(canon[:min(len(canon), MaxKeyBytes)])}
+	if array {
+		k.Value = []any(nil)
+	}
+	return k
+}
+
 // MakeKey returns the sort key of a document whose member holds v (ok
 // false: it has none).
 func MakeKey(id string, v any, ok bool) Key {
-	k := Key{ID: id, Missing: !ok}
-	cut := func(b []byte) []byte { return b[:min(len(b), MaxKeyBytes)] }
 	switch x := v.(type) {
 	case string:
-		k.Value = x[:min(len(x), MaxKeyBytes)]
+		// A copy, not a substring, for the same reason as containerKey.
+		return Key{ID: id, Value: strings.Clone(x[:min(len(x), MaxKeyBytes)])}
 	case []any:
-		k.Value, k.Canon = []any(nil), cut(patch.Canonical(x))
+		return containerKey(id, true, patch.Canonical(x))
 	case map[string]any:
-		k.Value, k.Canon = map[string]any(nil), cut(patch.Canonical(x))
-	default:
-		k.Value = v
+		return containerKey(id, false, patch.Canonical(x))
 	}
-	return k
+	return Key{ID: id, Value: v, Missing: !ok}
 }
 
 // Compare orders two keys: by value (descending when the order says so),

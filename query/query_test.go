@@ -173,3 +173,23 @@ func TestKeyOfCutsStoredBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyHoldsNoDocument: a page keeps up to a thousand keys while it
+// reads a collection; a key cut from a document's bytes must not keep
+// those bytes alive (it shared them: a page of large documents held all
+// of them).
+func TestKeyHoldsNoDocument(t *testing.T) {
+	doc := []byte(`{"a":[` + strings.Repeat("1,", 2000) + `1]}`)
+	o, err := query.ParseOrder("/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := o.KeyOf("id", doc)
+	before := string(k.Canon)
+	for i := range doc {
+		doc[i] = ' '
+	}
+	if string(k.Canon) != before || cap(k.Canon) > query.MaxKeyBytes {
+		t.Fatalf("the key shares the document's bytes (cap %d)", cap(k.Canon))
+	}
+}
