@@ -248,19 +248,13 @@ func (c *committer) commit(batch []*commitReq) {
 	}
 	units := splitUnits(batch)
 	start := time.Now()
-	err := c.b.update(func(tx *bbolt.Tx) error {
-		for _, u := range units {
-			if baseFailed(u) {
-				continue // settled below
-			}
-			for _, r := range u {
-				if err := c.b.put(tx, r); err != nil {
-					return err
-				}
-			}
+	var reqs []*commitReq // the writes of units not built on a failed write
+	for _, u := range units {
+		if !baseFailed(u) {
+			reqs = append(reqs, u...)
 		}
-		return nil
-	})
+	}
+	err := c.write(reqs)
 	if err == nil {
 		c.b.log.Debug("group commit", "writes", len(batch), "took", time.Since(start))
 		for _, u := range units {
@@ -277,17 +271,32 @@ func (c *committer) commit(batch []*commitReq) {
 				c.settleUnit(u, nil)
 				continue
 			}
-			err = c.b.update(func(tx *bbolt.Tx) error {
-				for _, r := range u {
-					if err := c.b.put(tx, r); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			err = c.write(u)
 		}
 		c.settleUnit(u, err)
 	}
+}
+
+// write puts reqs in one transaction, through the log.
+func (c *committer) write(reqs []*commitReq) error {
+	var size int64
+	for _, r := range reqs {
+		size += int64(len(r.docVal) + len(r.histVal))
+		if r.idem != nil {
+			size += int64(len(r.idem.Value))
+		}
+	}
+	// A put copies the leaf pages it changes (and splits full ones), so a
+	// transaction adds at most a few times its bytes, plus branch pages.
+	growth := 4*size + int64(len(reqs))*64<<10 + 16<<20
+	return c.b.logUpdate(reqs, growth, func(tx *bbolt.Tx) error {
+		for _, r := range reqs {
+			if err := c.b.put(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // splitUnits cuts a batch into its units: each write alone, except the
@@ -372,7 +381,8 @@ func (b *Store) put(tx *bbolt.Tx, r *commitReq) error {
 		return err
 	}
 	seq := r.version.Seq
-	if f := b.committer.putFault; f != nil {
+	if c := b.committer; c != nil && c.putFault != nil {
+		f := c.putFault
 		if err := f(r.collection, r.id, seq); err != nil {
 			return err
 		}

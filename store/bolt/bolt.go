@@ -113,6 +113,19 @@ type Store struct {
 
 	claimsMu sync.Mutex
 	claims   map[string]struct{} // idempotency keys of queued writes (see claim)
+
+	// The write-ahead log (wal.go, wal_store.go); wal is nil for a
+	// read-only Store. wmu is held by every write transaction.
+	wmu       sync.Mutex
+	wal       *wal
+	pin       *bbolt.Tx // a read transaction on the log's checkpoint
+	file      *os.File  // bbolt's file, read for meta pages
+	mmapLimit int64     // the file may grow to this size without bbolt remapping it
+
+	// Test hooks, nil outside tests: walHook runs at each step of the log
+	// (wal_store.go); commitFault makes a logged commit fail.
+	walHook     func(step string)
+	commitFault func() error
 }
 
 var (
@@ -168,10 +181,18 @@ func Open(path string, opts store.Options) (*Store, error) {
 	case err != nil:
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	warnings, noFreelist, err := precheck(path, opts)
+	warnings, noFreelist, undo, err := precheck(path, opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	opened := false
+	defer func() {
+		if !opened && undo != nil {
+			if err := undo(); err != nil {
+				b.log.Error("the meta pages of a file that failed to open were not put back", "path", path, "err", err)
+			}
+		}
+	}()
 	if noFreelist && !opts.ReadOnly {
 		if err := walkTree(path, opts.LockTimeout); err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -190,6 +211,9 @@ func Open(path string, opts store.Options) (*Store, error) {
 			// walkTree has walked first under guard.
 			NoFreelistSync: !opts.ReadOnly,
 			ReadOnly:       opts.ReadOnly,
+			// Address space only: a writer that needs more waits for
+			// every reader, and the log's pin is one (wal_store.go).
+			InitialMmapSize: initialMmap(opts.ReadOnly),
 			OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
 				f, err := os.OpenFile(name, flag, mode) // #nosec G304 -- the operator names the database
 				file = f
@@ -212,11 +236,17 @@ func Open(path string, opts store.Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	b.db = db
+	b.file = file
 	b.warnings = warnings
 	for _, w := range warnings {
 		b.log.Error("the database file is damaged", "path", path, "err", w)
 	}
 	err = b.checkRoot()
+	if err == nil && !opts.ReadOnly {
+		if err = b.startWAL(fileSize(file)); err == nil {
+			undo = nil // the new log's checkpoint is the file's state now
+		}
+	}
 	if err == nil {
 		check := b.update
 		if opts.ReadOnly {
@@ -225,6 +255,11 @@ func Open(path string, opts store.Options) (*Store, error) {
 		err = check(func(tx *bbolt.Tx) error { return initLayout(tx, !opts.ReadOnly) })
 	}
 	if err != nil {
+		if b.wal != nil {
+			_ = b.wal.f.Close() // kept: a log that was replayed is replayed again
+			b.wal = nil
+		}
+		b.unpin()
 		_ = guard("close", db.Close)
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -235,6 +270,7 @@ func Open(path string, opts store.Options) (*Store, error) {
 	}
 	b.log.Debug("opened", "path", path, "read_only", opts.ReadOnly,
 		"history_versions", b.retention.Versions, "history_age", b.retention.Age)
+	opened = true
 	return b, nil
 }
 
@@ -272,24 +308,43 @@ func create(path string) (err error) {
 	return nil
 }
 
-// precheck locks the file as bbolt will, reads it with checkFile and
-// unlocks it: fatal problems are returned as one error, warnings as a
-// list. noFreelist reports a file whose freelist was not written (one
+// precheck locks the file as bbolt will, brings a file with a write-ahead
+// log back to the log's checkpoint (or, read-only, refuses one whose log
+// holds writes to replay), reads it with checkFile and unlocks it: fatal
+// problems are returned as one error, warnings as a list. noFreelist reports a file whose freelist was not written (one
 // that was not closed by Close).
-func precheck(path string, opts store.Options) (warnings []error, noFreelist bool, err error) {
-	f, err := os.Open(path) // #nosec G304 -- the operator names the database
+func precheck(path string, opts store.Options) (warnings []error, noFreelist bool, undo func() error, err error) {
+	flag := os.O_RDWR
+	if opts.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0) // #nosec G304 -- the operator names the database
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	defer f.Close()
 	if err := lockFile(f, !opts.ReadOnly, opts.LockTimeout); err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, false, fmt.Errorf("%w%s", store.ErrLocked, lockHolder(path))
+			return nil, false, nil, fmt.Errorf("%w%s", store.ErrLocked, lockHolder(path))
 		}
-		return nil, false, err
+		return nil, false, nil, err
+	}
+	if opts.ReadOnly {
+		err = pendingWAL(path)
+	} else {
+		undo, err = prepareWAL(path, f)
+	}
+	if err != nil {
+		return nil, false, nil, err
 	}
 	r := checkFile(f)
-	return r.warnings, r.noFreelist, r.err()
+	if err := r.err(); err != nil {
+		if undo != nil {
+			err = errors.Join(err, undo())
+		}
+		return nil, false, nil, err
+	}
+	return r.warnings, r.noFreelist, undo, nil
 }
 
 // walkTree reads every branch and leaf page of the bbolt file at path, in
@@ -383,7 +438,7 @@ func (b *Store) Close() error {
 	}
 	b.committer.stop()
 	b.feed.Close()
-	if !b.db.IsReadOnly() && b.damaged.Load() == nil {
+	if !b.db.IsReadOnly() && b.closeWAL() {
 		// Write the freelist, so that the next Open reads it rather than
 		// walking the whole file to rebuild it.
 		b.db.NoFreelistSync = false

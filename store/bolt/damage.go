@@ -44,22 +44,6 @@ func (b *Store) view(fn func(*bbolt.Tx) error) error {
 	return guard("read", func() error { return b.db.View(fn) })
 }
 
-// update runs fn in a write transaction under guard. Once a write
-// transaction has failed on damaged data, every later one is refused.
-func (b *Store) update(fn func(*bbolt.Tx) error) error {
-	if err := b.damaged.Load(); err != nil {
-		return fmt.Errorf("%w: writes stopped after an earlier failure: %w", store.ErrCorrupt, *err)
-	}
-	err := guard("write", func() error { return b.db.Update(fn) })
-	if errors.Is(err, store.ErrCorrupt) {
-		if b.damaged.CompareAndSwap(nil, &err) {
-			b.log.Error("the database file is damaged: writes are refused from now on; run patchd check on a copy, and restore from a backup",
-				"path", b.path, "err", err)
-		}
-	}
-	return err
-}
-
 // bbolt's on-disk format (go.etcd.io/bbolt/internal/common), read here
 // without bbolt so that a damaged file can be described rather than
 // crash the process.

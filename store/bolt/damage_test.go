@@ -160,7 +160,10 @@ func TestOpenRefusesDamagedFiles(t *testing.T) {
 			}
 			return data
 		}, want: "neither meta page is valid"},
-		{name: "truncated", damage: func(_ *testing.T, data []byte) []byte { return data[:len(data)/2] }, want: "truncated"},
+		{name: "truncated", damage: func(t *testing.T, data []byte) []byte {
+			ps, cur, _ := pages(t, data)
+			return data[:int(cur.pgid)*ps/2] // the file may run past its pages (bbolt grows it ahead)
+		}, want: "truncated"},
 		{name: "truncated within the meta pages", damage: func(_ *testing.T, data []byte) []byte { return data[:100] }, want: "truncated"},
 		{name: "both meta pages", damage: func(t *testing.T, data []byte) []byte {
 			ps, _, _ := pages(t, data)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 )
@@ -92,3 +94,59 @@ func LogIDs(tb interface{ Fatal(...any) }, b *Store, collection string) []string
 	}
 	return out
 }
+
+// SetWALHook makes the Store call f at each step of its write-ahead log:
+// "appended", "committed", "synced", "checkpointed", "close-synced",
+// "close-removed". f runs with the log's lock held.
+func SetWALHook(b *Store, f func(step string)) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	b.walHook = f
+}
+
+// SetCommitFault makes a logged commit fail when f returns an error.
+func SetCommitFault(b *Store, f func() error) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	b.commitFault = f
+}
+
+// SetCheckpointEvery sets when checkpoints are due: after every of time or
+// bytes of records.
+func SetCheckpointEvery(b *Store, every time.Duration, bytes int64) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	b.wal.every, b.wal.bytes = every, bytes
+}
+
+// Checkpoint takes a checkpoint of the write-ahead log now.
+func Checkpoint(tb interface{ Fatal(...any) }, b *Store) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	if err := b.checkpointLocked(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// WALRecords returns the seqs of the records after the checkpoint of the
+// log file at path, and where the last one starts.
+func WALRecords(tb interface{ Fatal(...any) }, path string) (seqs []uint64, lastAt int64) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := parseWAL(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, r := range c.recs {
+		seqs = append(seqs, r.seq)
+	}
+	if n := len(c.recs); n > 0 {
+		lastAt = c.end - int64(walRecHeader+len(c.recs[n-1].payload))
+	}
+	return seqs, lastAt
+}
+
+// WALPath names the write-ahead log of the database at path.
+func WALPath(path string) string { return walPath(path) }

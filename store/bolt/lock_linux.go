@@ -66,3 +66,13 @@ func lockFile(f *os.File, exclusive bool, timeout time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// fdatasync flushes f's data, and its size if that changed, to the device.
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd())) // #nosec G115 -- a file descriptor fits in an int
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}

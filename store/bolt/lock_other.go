@@ -14,3 +14,6 @@ func lockHolder(string) string { return "" }
 // lockFile would take the lock bbolt takes; here the check before bbolt
 // opens the file goes without it, and bbolt's own lock decides.
 func lockFile(*os.File, bool, time.Duration) error { return nil }
+
+// fdatasync flushes f to the device.
+func fdatasync(f *os.File) error { return f.Sync() }

@@ -1,0 +1,385 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/patchd/patchd/store"
+)
+
+// How the Store writes through its log (wal.go).
+//
+// Every write transaction runs under Store.wmu. The committer's batches go
+// through logUpdate: transaction, log record and its sync, then a commit
+// without sync. Every other write (layout, sweeps of expired records,
+// Load, the freelist at Close) goes through update, a plain synced bbolt
+// commit with the pin released, between two checkpoints: bbolt may then
+// reuse any free page and remap the file, and the commit is durable on its
+// own.
+
+// mmapReserve is the address space bbolt maps for a database opened for
+// writing. A write transaction that needs a larger map waits until every
+// read transaction has ended, the pin included, so a batch that could grow
+// the file past it is committed by update instead (synced, unpinned).
+func mmapReserve() int64 {
+	if strconv.IntSize == 32 {
+		return 1 << 29
+	}
+	return 1 << 34
+}
+
+// initialMmap is bbolt's InitialMmapSize for a database opened so.
+func initialMmap(readOnly bool) int {
+	if readOnly {
+		return 0
+	}
+	return int(mmapReserve())
+}
+
+// fileSize returns the size of f, 0 if unknown.
+func fileSize(f *os.File) int64 {
+	if f == nil {
+		return 0
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// errNoRoom sends a batch that could outgrow the map to update.
+var errNoRoom = errors.New("the batch could grow the file past its map")
+
+// logUpdate runs fn, which writes reqs, in one write transaction committed
+// through the log; growth bounds the bytes the transaction may add to the
+// file.
+func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) error) error {
+	if err := b.damaged.Load(); err != nil {
+		return fmt.Errorf("%w: writes stopped after an earlier failure: %w", store.ErrCorrupt, *err)
+	}
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	if b.wal == nil {
+		return b.updateLocked(fn)
+	}
+	if b.wal.err != nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, b.wal.err)
+	}
+	err := guard("write", func() error {
+		tx, err := b.db.Begin(true)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback() }() // ends it on every way out, a panic too; nothing after Commit
+		if tx.Size()+growth >= b.mmapLimit {
+			return errNoRoom
+		}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		seq, err := b.wal.append(recBatch, encodeBatch(reqs))
+		if err != nil {
+			return err
+		}
+		b.hook("appended")
+		if err := b.commitNoSync(tx); err != nil {
+			if _, aerr := b.wal.append(recAbort, binary.LittleEndian.AppendUint64(nil, seq)); aerr != nil {
+				b.log.Error("a batch in the write-ahead log failed to commit and could not be marked so; writes are refused until a restart", "err", aerr)
+			}
+			return err
+		}
+		b.wal.applied = seq
+		b.hook("committed")
+		return nil
+	})
+	if errors.Is(err, errNoRoom) {
+		return b.updateLocked(fn)
+	}
+	b.noteDamage(err)
+	if err == nil && b.wal.due() {
+		if cerr := b.checkpointLocked(); cerr != nil {
+			b.log.Error("write-ahead log checkpoint failed; writes are refused until a restart", "path", b.path, "err", cerr)
+		}
+	}
+	return err
+}
+
+// commitNoSync commits tx without syncing the file.
+func (b *Store) commitNoSync(tx *bbolt.Tx) error {
+	if b.commitFault != nil {
+		if err := b.commitFault(); err != nil {
+			return err // the caller rolls tx back
+		}
+	}
+	b.db.NoSync = true
+	defer func() { b.db.NoSync = false }()
+	return tx.Commit() // a failed Commit rolls back itself
+}
+
+// update runs fn in a synced write transaction under guard. Once a write
+// transaction has failed on damaged data, every later one is refused.
+func (b *Store) update(fn func(*bbolt.Tx) error) error {
+	if err := b.damaged.Load(); err != nil {
+		return fmt.Errorf("%w: writes stopped after an earlier failure: %w", store.ErrCorrupt, *err)
+	}
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	return b.updateLocked(fn)
+}
+
+// updateLocked is update with b.wmu held: with a log, it takes a
+// checkpoint, releases the pin, commits with sync, and takes a checkpoint
+// on the new state.
+func (b *Store) updateLocked(fn func(*bbolt.Tx) error) error {
+	if w := b.wal; w != nil {
+		if w.err != nil {
+			return fmt.Errorf("%w: %w", store.ErrUnavailable, w.err)
+		}
+		if err := b.checkpointLocked(); err != nil {
+			return err
+		}
+		b.unpin()
+	}
+	err := guard("write", func() error { return b.db.Update(fn) })
+	b.noteDamage(err)
+	if b.wal != nil {
+		if cerr := b.checkpointLocked(); cerr != nil {
+			b.log.Error("write-ahead log checkpoint failed; writes are refused until a restart", "path", b.path, "err", cerr)
+		}
+	}
+	return err
+}
+
+// noteDamage stops writes after one failed on damaged data.
+func (b *Store) noteDamage(err error) {
+	if errors.Is(err, store.ErrCorrupt) && b.damaged.CompareAndSwap(nil, &err) {
+		b.log.Error("the database file is damaged: writes are refused from now on; run patchd check on a copy, and restore from a backup",
+			"path", b.path, "err", err)
+	}
+}
+
+// checkpointLocked syncs the file, records its newest transaction as the
+// log's checkpoint and pins it. b.wmu is held.
+func (b *Store) checkpointLocked() error {
+	w := b.wal
+	if w.err != nil {
+		return w.err
+	}
+	if err := b.db.Sync(); err != nil {
+		return w.fail(fmt.Errorf("sync %s: %w", b.path, err))
+	}
+	b.hook("synced")
+	var tx *bbolt.Tx
+	err := guard("read", func() (err error) {
+		tx, err = b.db.Begin(false)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	txid := uint64(tx.ID()) // #nosec G115 -- bbolt's ids are positive
+	if b.pin != nil && txid == w.cp.txid && w.since == 0 {
+		_ = tx.Rollback() // nothing changed since the last one
+		return nil
+	}
+	meta, err := readMetaPage(b.file, b.db.Info().PageSize, txid)
+	if err == nil {
+		err = w.checkpoint(txid, meta)
+	}
+	if err != nil {
+		_ = tx.Rollback()
+		return w.fail(err)
+	}
+	b.hook("checkpointed")
+	b.unpin()
+	b.pin = tx
+	return nil
+}
+
+// hook runs the test hook, if any, at a step of the log.
+func (b *Store) hook(step string) {
+	if b.walHook != nil {
+		b.walHook(step)
+	}
+}
+
+// unpin ends the pin's read transaction.
+func (b *Store) unpin() {
+	if b.pin != nil {
+		_ = b.pin.Rollback()
+		b.pin = nil
+	}
+}
+
+// prepareWAL runs before Open checks the file f (open for writing and
+// locked): if the database has a log, the file's meta pages are brought
+// back to its checkpoint; undo (nil when nothing changed) puts them back
+// as they were, for an Open that fails later.
+func prepareWAL(path string, f *os.File) (undo func() error, err error) {
+	data, err := os.ReadFile(walPath(path)) // #nosec G304 -- next to the database the operator named
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := parseWAL(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w; it holds writes the database file may lack, so patchd does not open the file without it", store.ErrCorrupt, walPath(path), err)
+	}
+	undo, err = restoreMeta(f, c.cp)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", walPath(path), err)
+	}
+	return undo, nil
+}
+
+// pendingWAL reports whether the database at path has a log with writes
+// after its checkpoint, which only a writable Open replays.
+func pendingWAL(path string) error {
+	data, err := os.ReadFile(walPath(path)) // #nosec G304 -- next to the database the operator named
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c, err := parseWAL(data)
+	if err == nil {
+		var batches []walRecord
+		if batches, err = c.batches(); err == nil && len(batches) == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the database was not closed and its write-ahead log %s holds writes to replay; open it for writing once (start patchd on it) first", store.ErrUnavailable, walPath(path))
+}
+
+// startWAL replays the log of a database that was not closed, if any, and
+// starts a new one at the file's state, pinned. It runs in Open, after
+// bbolt opened the file and before any write.
+func (b *Store) startWAL(fileSize int64) error {
+	b.mmapLimit = max(mmapReserve(), fileSize)
+	var tx *bbolt.Tx
+	if err := guard("read", func() (err error) {
+		tx, err = b.db.Begin(false)
+		return err
+	}); err != nil {
+		return err
+	}
+	txid := uint64(tx.ID()) // #nosec G115 -- positive
+	_ = tx.Rollback()
+	cp := walCheckpoint{k: 1, gen: 1}
+	data, err := os.ReadFile(walPath(b.path))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		c, err := parseWAL(data)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", store.ErrCorrupt, walPath(b.path), err)
+		}
+		if c.cp.txid != txid {
+			return fmt.Errorf("%w: the write-ahead log %s starts at transaction %d, the file is at %d", store.ErrCorrupt, walPath(b.path), c.cp.txid, txid)
+		}
+		batches, err := c.batches()
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", store.ErrCorrupt, walPath(b.path), err)
+		}
+		cp.k, cp.gen, cp.seq = c.cp.k+1, c.cp.gen+1, c.cp.seq
+		if len(c.recs) > 0 {
+			cp.seq = c.recs[len(c.recs)-1].seq
+		}
+		if len(batches) > 0 {
+			if err := b.replay(batches); err != nil {
+				return fmt.Errorf("store: replay the write-ahead log %s: %w", walPath(b.path), err)
+			}
+			if err := guard("read", func() error {
+				return b.db.View(func(tx *bbolt.Tx) error {
+					txid = uint64(tx.ID()) // #nosec G115 -- positive
+					return nil
+				})
+			}); err != nil {
+				return err
+			}
+			b.log.Info("replayed the write-ahead log of a database that was not closed", "path", b.path, "batches", len(batches))
+		}
+	}
+	cp.txid = txid
+	meta, err := readMetaPage(b.file, b.db.Info().PageSize, txid)
+	cp.meta = meta
+	if err != nil {
+		return err
+	}
+	w, err := createWAL(walPath(b.path), cp)
+	if err != nil {
+		return fmt.Errorf("store: create the write-ahead log: %w", err)
+	}
+	if err := guard("read", func() (err error) {
+		b.pin, err = b.db.Begin(false)
+		return err
+	}); err != nil {
+		_ = w.f.Close()
+		return err
+	}
+	b.wal = w
+	return nil
+}
+
+// replay writes the batches of the log again, in one synced transaction.
+func (b *Store) replay(batches []walRecord) error {
+	return b.update(func(tx *bbolt.Tx) error {
+		for _, rec := range batches {
+			reqs, err := decodeBatch(rec.payload)
+			if err != nil {
+				return err
+			}
+			for _, r := range reqs {
+				if err := b.put(tx, r); err != nil {
+					return fmt.Errorf("record %d: %w", rec.seq, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// closeWAL syncs the file and removes the log: the file alone then holds
+// every write. It reports whether the file may still be written before it
+// is closed: not when the log stays (it failed, or the file is damaged),
+// for the next Open to replay from its checkpoint, whose pages no later
+// write may reuse.
+func (b *Store) closeWAL() (writable bool) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	w := b.wal
+	if w == nil {
+		return b.damaged.Load() == nil
+	}
+	b.wal = nil
+	defer b.unpin()
+	if w.err == nil {
+		if err := b.db.Sync(); err != nil {
+			w.err = err
+		}
+	}
+	b.hook("close-synced")
+	if w.err != nil || b.damaged.Load() != nil {
+		b.log.Warn("the write-ahead log stays for the next open to replay", "path", w.path, "err", w.err)
+		_ = w.f.Close()
+		return false
+	}
+	if err := w.remove(); err != nil {
+		b.log.Warn("the write-ahead log was not removed; the next open replays it", "path", w.path, "err", err)
+		return false
+	}
+	b.hook("close-removed")
+	return true
+}

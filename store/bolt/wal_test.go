@@ -1,0 +1,415 @@
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchd/patchd/store"
+)
+
+// walFixture is a Store whose write-ahead log takes checkpoints only when
+// the test says, and which copies its files, as kill -9 leaves them, at
+// every step of the log.
+type walFixture struct {
+	t    *testing.T
+	dir  string
+	path string
+	s    *Store
+
+	// acked[id] is the body of the newest acknowledged write of id ("" for
+	// none or a delete); inflight is the write under way.
+	acked    map[string]string
+	inflight struct{ id, body string }
+
+	snaps []walSnap
+	// lastCheckpoint is the copy taken when the newest checkpoint was
+	// recorded: the file as a sync left it.
+	lastCheckpoint string
+}
+
+// walSnap is a copy of the files taken at one step.
+type walSnap struct {
+	step       string
+	dir        string
+	acked      map[string]string
+	inflight   struct{ id, body string }
+	checkpoint string // lastCheckpoint when it was taken
+}
+
+func newWALFixture(t *testing.T) *walFixture {
+	t.Helper()
+	f := &walFixture{t: t, dir: t.TempDir(), acked: map[string]string{}}
+	f.path = filepath.Join(f.dir, "patchd.db")
+	s, err := Open(f.path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s = s
+	SetCheckpointEvery(s, time.Hour, 1<<40)
+	SetWALHook(s, f.snapshot)
+	return f
+}
+
+// copyFiles copies the database and its log (if any) from one directory to
+// another.
+func copyFiles(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"patchd.db", "patchd.db-wal"} {
+		data, err := os.ReadFile(filepath.Join(from, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (f *walFixture) snapshot(step string) {
+	dir := filepath.Join(f.t.TempDir(), fmt.Sprintf("%03d-%s", len(f.snaps), step))
+	copyFiles(f.t, f.dir, dir)
+	if step == "checkpointed" {
+		f.lastCheckpoint = dir
+	}
+	f.snaps = append(f.snaps, walSnap{step: step, dir: dir, acked: clone(f.acked), inflight: f.inflight, checkpoint: f.lastCheckpoint})
+}
+
+func clone(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// write puts body under id (deletes it when body is ""), with an
+// idempotency record when keyed.
+func (f *walFixture) write(id, body string, keyed bool) {
+	f.t.Helper()
+	f.inflight = struct{ id, body string }{id, body}
+	_, err := f.s.Update(context.Background(), "c", id, func(_ context.Context, cur *store.Document, _ store.History) (*store.Change, error) {
+		if body == "" {
+			return &store.Change{Kind: store.KindDelete}, nil
+		}
+		ch := &store.Change{Body: []byte(body), Kind: store.KindPut}
+		if keyed {
+			ch.Idempotency = &store.IdempotencyRecord{Key: fmt.Sprintf("k-%s-%d", id, len(f.snaps)), Scope: "s", Value: []byte(body), Expires: time.Now().Add(time.Hour)}
+		}
+		return ch, nil
+	})
+	if err != nil {
+		f.t.Fatalf("write %s: %v", id, err)
+	}
+	f.acked[id] = body
+	f.inflight = struct{ id, body string }{}
+}
+
+// check opens the database in dir and requires every acknowledged write,
+// and nothing but them and the write in flight.
+func checkSnap(t *testing.T, dir string, acked map[string]string, inflight struct{ id, body string }) {
+	t.Helper()
+	s, err := Open(filepath.Join(dir, "patchd.db"), store.Options{})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	ids := map[string]bool{inflight.id: inflight.id != ""}
+	for id := range acked {
+		ids[id] = true
+	}
+	for id := range ids {
+		var got string
+		doc, err := s.Get(ctx, "c", id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			t.Fatalf("get %s: %v", id, err)
+		default:
+			got = string(doc.Body)
+		}
+		if got != acked[id] && !(id == inflight.id && got == inflight.body) {
+			t.Fatalf("%s is %q; acknowledged %q (in flight: %q)", id, got, acked[id], inflight)
+		}
+	}
+}
+
+// TestWALCrashAtEveryStep kills the store (copies its files as kill -9
+// leaves them) at every step of the log: after a batch's record is synced
+// and before its commit, after the commit, inside checkpoints (after the
+// file's sync, after the checkpoint record), and inside Close (after the
+// last sync, after the log is removed). Every copy opens, passes bbolt's
+// check, and holds every acknowledged write and nothing unacknowledged but
+// the write in flight.
+func TestWALCrashAtEveryStep(t *testing.T) {
+	f := newWALFixture(t)
+	for i := range 40 {
+		id := fmt.Sprintf("d%d", i%7)
+		body := fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("x", i*50))
+		switch {
+		case i%11 == 10:
+			if f.acked[id] != "" {
+				body = "" // a delete
+			}
+		case i%5 == 4:
+			f.write(id, body, true)
+			continue
+		}
+		f.write(id, body, false)
+		if i%9 == 8 {
+			Checkpoint(t, f.s)
+		}
+	}
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	steps := map[string]int{}
+	for _, snap := range f.snaps {
+		steps[snap.step]++
+		t.Run(filepath.Base(snap.dir), func(t *testing.T) {
+			checkSnap(t, snap.dir, snap.acked, snap.inflight)
+		})
+	}
+	for _, step := range []string{"appended", "committed", "synced", "checkpointed", "close-synced", "close-removed"} {
+		if steps[step] == 0 {
+			t.Errorf("no copy was taken at step %q (%v)", step, steps)
+		}
+	}
+	if _, err := os.Stat(WALPath(f.path)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the log is still there after Close: %v", err)
+	}
+}
+
+// TestWALPowerLoss builds what a power loss can leave: the file's pages as
+// the last checkpoint synced them, but its meta pages from later unsynced
+// commits (which point to pages that never reached the disk), and the
+// log. The store opens it with every acknowledged write; without the log,
+// the same file is damaged or lacks writes (so the case is real).
+func TestWALPowerLoss(t *testing.T) {
+	f := newWALFixture(t)
+	for i := range 12 {
+		f.write(fmt.Sprintf("d%d", i%5), fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("y", 300)), i%3 == 0)
+	}
+	Checkpoint(t, f.s)
+	for i := 12; i < 30; i++ {
+		f.write(fmt.Sprintf("d%d", i%5), fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("y", 300)), i%3 == 0)
+	}
+	var last walSnap
+	for _, snap := range f.snaps {
+		if snap.step == "committed" {
+			last = snap
+		}
+	}
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if last.checkpoint == "" {
+		t.Fatal("no checkpoint before the last commit")
+	}
+	torn := filepath.Join(t.TempDir(), "torn")
+	copyFiles(t, last.checkpoint, torn)
+	synced, err := os.ReadFile(filepath.Join(last.checkpoint, "patchd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := os.ReadFile(filepath.Join(last.dir, "patchd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := int(decodeMeta(synced).pageSize)
+	copy(synced[:2*ps], later[:2*ps])
+	if err := os.WriteFile(filepath.Join(torn, "patchd.db"), synced, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logData, err := os.ReadFile(filepath.Join(last.dir, "patchd.db-wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noLog := filepath.Join(t.TempDir(), "nolog")
+	copyFiles(t, torn, noLog)
+	if err := os.Remove(filepath.Join(noLog, "patchd.db-wal")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(torn, "patchd.db-wal"), logData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	checkSnap(t, torn, last.acked, last.inflight)
+
+	// The control: the file alone.
+	s, err := Open(filepath.Join(noLog, "patchd.db"), store.Options{})
+	if err == nil {
+		err = s.Check(context.Background())
+		for id, body := range last.acked {
+			if err != nil {
+				break
+			}
+			doc, gerr := s.Get(context.Background(), "c", id)
+			if gerr != nil || string(doc.Body) != body {
+				err = fmt.Errorf("%s: %v, %v", id, doc, gerr)
+			}
+		}
+		s.Close()
+	}
+	if err == nil {
+		t.Fatal("the torn file opened whole without its log: the test does not build a power loss")
+	}
+	t.Logf("without the log: %v", err)
+}
+
+// TestWALTornRecord: a record cut short or with a changed byte (an append
+// a crash interrupted, never acknowledged) ends the log: the writes before
+// it are there, its own is not.
+func TestWALTornRecord(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tear func(data []byte, lastAt int64) []byte
+	}{
+		{"flipped", func(data []byte, lastAt int64) []byte { data[lastAt+walRecHeader+3] ^= 0x40; return data }},
+		{"cut", func(data []byte, lastAt int64) []byte { return data[:lastAt+walRecHeader+5] }},
+		{"zeroed", func(data []byte, lastAt int64) []byte { clear(data[lastAt:]); return data }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newWALFixture(t)
+			for i := range 6 {
+				f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d}`, i), false)
+			}
+			crash := filepath.Join(t.TempDir(), "crash")
+			copyFiles(t, f.dir, crash)
+			if err := f.s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			logPath := filepath.Join(crash, "patchd.db-wal")
+			seqs, lastAt := WALRecords(t, logPath)
+			if len(seqs) != 6 {
+				t.Fatalf("the log holds %d records after the checkpoint, want 6", len(seqs))
+			}
+			data, err := os.ReadFile(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(logPath, tc.tear(data, lastAt), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			acked := clone(f.acked)
+			delete(acked, "d5")
+			checkSnap(t, crash, acked, struct{ id, body string }{"d5", ""})
+		})
+	}
+}
+
+// TestWALAbortedBatch: a batch whose record reached the log but whose
+// commit failed is answered with the error and not replayed after a crash.
+func TestWALAbortedBatch(t *testing.T) {
+	f := newWALFixture(t)
+	f.write("a", `{"a":1}`, false)
+	boom := errors.New("injected commit failure")
+	SetCommitFault(f.s, func() error { return boom })
+	_, err := f.s.Update(context.Background(), "c", "b", func(context.Context, *store.Document, store.History) (*store.Change, error) {
+		return &store.Change{Body: []byte(`{"b":1}`), Kind: store.KindPut}, nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("the write whose commit failed: %v", err)
+	}
+	SetCommitFault(f.s, nil)
+	f.write("c", `{"c":1}`, false)
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyFiles(t, f.dir, crash)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if seqs, _ := WALRecords(t, filepath.Join(crash, "patchd.db-wal")); len(seqs) != 4 {
+		t.Fatalf("records %v; want a, b, b's abort, c", seqs)
+	}
+	acked := clone(f.acked)
+	acked["b"] = ""
+	checkSnap(t, crash, acked, struct{ id, body string }{})
+}
+
+// TestWALReadOnlyNeedsReplay: a read-only open of a database whose log
+// holds writes to replay is refused (the file alone may lack them); once a
+// writable open has replayed them, it works.
+func TestWALReadOnlyNeedsReplay(t *testing.T) {
+	f := newWALFixture(t)
+	f.write("a", `{"a":1}`, false)
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyFiles(t, f.dir, crash)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(crash, "patchd.db")
+	if s, err := Open(path, store.Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "write-ahead log") {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("read-only open with a log to replay: %v", err)
+	}
+	checkSnap(t, crash, f.acked, struct{ id, body string }{})
+	s, err := Open(path, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open after a writable one: %v", err)
+	}
+	defer s.Close()
+	if doc, err := s.Get(context.Background(), "c", "a"); err != nil || string(doc.Body) != `{"a":1}` {
+		t.Fatalf("get: %v, %v", doc, err)
+	}
+}
+
+// TestWALOfAnotherFile: a log next to a file older than its checkpoint (a
+// backup restored over the database after a crash) is refused, not
+// replayed over it, and the file is left as it was.
+func TestWALOfAnotherFile(t *testing.T) {
+	f := newWALFixture(t)
+	f.write("a", `{"a":1}`, false)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(f.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(f.path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.s = s
+	for i := range 5 {
+		f.write(fmt.Sprintf("b%d", i), `{"b":1}`, false)
+		Checkpoint(t, s)
+	}
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyFiles(t, f.dir, crash)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(crash, "patchd.db")
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, store.Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("a log was replayed over a file older than its checkpoint")
+	}
+	if !errors.Is(err, store.ErrCorrupt) || !strings.Contains(err.Error(), "does not belong to this file") {
+		t.Fatalf("open: %v", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(old) {
+		t.Fatal("the refused open changed the file")
+	}
+}
