@@ -121,6 +121,11 @@ type Store struct {
 	pin       *bbolt.Tx // a read transaction on the log's checkpoint
 	file      *os.File  // bbolt's file, read for meta pages
 	mmapLimit int64     // the file may grow to this size without bbolt remapping it
+	// walKick asks the checkpointer goroutine for a checkpoint; closing
+	// walQuit stops it, and it closes walDone when it has.
+	walKick chan struct{}
+	walQuit chan struct{}
+	walDone chan struct{}
 
 	// Test hooks, nil outside tests: walHook runs at each step of the log
 	// (wal_store.go); commitFault makes a logged commit fail.
@@ -256,7 +261,9 @@ func Open(path string, opts store.Options) (*Store, error) {
 	}
 	if err != nil {
 		if b.wal != nil {
-			_ = b.wal.f.Close() // kept: a log that was replayed is replayed again
+			close(b.walQuit)
+			<-b.walDone
+			_ = b.wal.f.Close() // kept: the next Open starts from its checkpoint
 			b.wal = nil
 		}
 		b.unpin()

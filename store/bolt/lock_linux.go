@@ -10,6 +10,7 @@ import (
 	"time"
 
 	berrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
 )
 
 // lockHolder names the process that holds the lock of the file at path, as
@@ -75,4 +76,10 @@ func fdatasync(f *os.File) error {
 			return err
 		}
 	}
+}
+
+// startWriteback asks the kernel to start writing f's dirty pages to the
+// device, without waiting for them.
+func startWriteback(f *os.File) {
+	_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE) // #nosec G115 -- a file descriptor fits in an int
 }

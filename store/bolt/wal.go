@@ -488,7 +488,7 @@ func decodeBatch(p []byte) ([]*commitReq, error) {
 		if n == 0 {
 			return nil, false, true
 		}
-		b := p[:n-1:n-1]
+		b := p[: n-1 : n-1]
 		p = p[n-1:]
 		return b, true, true
 	}

@@ -96,6 +96,7 @@ func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) er
 			return err
 		}
 		b.wal.applied = seq
+		startWriteback(b.file)
 		b.hook("committed")
 		return nil
 	})
@@ -104,11 +105,34 @@ func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) er
 	}
 	b.noteDamage(err)
 	if err == nil && b.wal.due() {
-		if cerr := b.checkpointLocked(); cerr != nil {
-			b.log.Error("write-ahead log checkpoint failed; writes are refused until a restart", "path", b.path, "err", cerr)
+		select {
+		case b.walKick <- struct{}{}:
+		default: // one is under way
 		}
 	}
 	return err
+}
+
+// checkpointer takes the checkpoints logUpdate asks for. It syncs the file
+// first without the lock, while batches go on, so that the sync under the
+// lock, in checkpointLocked, finds few pages left to write.
+func (b *Store) checkpointer(kick <-chan struct{}, quit <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case <-quit:
+			return
+		case <-kick:
+		}
+		_ = b.db.Sync() // an error shows again in checkpointLocked's sync
+		b.wmu.Lock()
+		if b.wal != nil && b.wal.due() {
+			if err := b.checkpointLocked(); err != nil {
+				b.log.Error("write-ahead log checkpoint failed; writes are refused until a restart", "path", b.path, "err", err)
+			}
+		}
+		b.wmu.Unlock()
+	}
 }
 
 // commitNoSync commits tx without syncing the file.
@@ -330,6 +354,8 @@ func (b *Store) startWAL(fileSize int64) error {
 		return err
 	}
 	b.wal = w
+	b.walKick, b.walQuit, b.walDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go b.checkpointer(b.walKick, b.walQuit, b.walDone)
 	return nil
 }
 
@@ -364,6 +390,10 @@ func (b *Store) closeWAL() (writable bool) {
 		return b.damaged.Load() == nil
 	}
 	b.wal = nil
+	close(b.walQuit)
+	b.wmu.Unlock()
+	<-b.walDone // the checkpointer takes wmu
+	b.wmu.Lock()
 	defer b.unpin()
 	if w.err == nil {
 		if err := b.db.Sync(); err != nil {
