@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,7 +116,7 @@ func TestCheckCommand(t *testing.T) {
 	// check and from serve.
 	for name, damage := range map[string]func([]byte) []byte{
 		"empty":     func([]byte) []byte { return nil },
-		"truncated": func(b []byte) []byte { return b[:len(b)/2] },
+		"truncated": func(b []byte) []byte { return b[:3*binary.LittleEndian.Uint32(b[24:])] }, // three pages: the meta pages and one more
 		"random": func(b []byte) []byte {
 			for i := range b {
 				b[i] = byte(i*31 + i/7)

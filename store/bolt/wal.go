@@ -272,9 +272,12 @@ func (w *wal) append(kind byte, payload []byte) (uint64, error) {
 	rec = append(rec, payload...)
 	le.PutUint32(rec[4:], crc32.ChecksumIEEE(rec[8:]))
 	end := w.off + int64(len(rec))
-	if end > w.size {
-		if err := w.grow(end); err != nil {
-			return 0, w.fail(err)
+	// A batch leaves room for its abort record, so that marking it failed
+	// never needs the file to grow. A failed grow changes nothing the log
+	// holds: the write fails, and the next one tries again.
+	if need := end + walRecHeader + 8; need > w.size {
+		if err := w.grow(need); err != nil {
+			return 0, err
 		}
 	}
 	if _, err := w.f.WriteAt(rec, w.off); err != nil {
