@@ -342,7 +342,7 @@ func (b *Store) LoadIdempotency(ctx context.Context, recs []*store.IdempotencyRe
 	defer b.claimsMu.Unlock()
 	now := b.now()
 	written := 0
-	err := b.db.Update(func(tx *bbolt.Tx) error {
+	err := b.update(func(tx *bbolt.Tx) error {
 		written = 0
 		for _, r := range recs {
 			if _, busy := b.claims[r.Key]; busy {
