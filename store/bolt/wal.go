@@ -225,7 +225,13 @@ func walPath(path string) string { return path + "-wal" }
 // temporary name, syncs it and renames it to path, replacing any older log.
 func createWAL(path string, cp walCheckpoint) (_ *wal, err error) {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".new*")
+	pattern := "." + filepath.Base(path) + ".new*"
+	if stale, _ := filepath.Glob(filepath.Join(dir, pattern)); len(stale) > 0 {
+		for _, name := range stale { // left by a crash inside createWAL
+			_ = os.Remove(name)
+		}
+	}
+	tmp, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return nil, err
 	}

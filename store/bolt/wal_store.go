@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	bbolt "go.etcd.io/bbolt"
@@ -343,6 +344,21 @@ func (b *Store) startWAL(fileSize int64) error {
 		return err
 	}
 	w, err := createWAL(walPath(b.path), cp)
+	if errors.Is(noSpace(err), store.ErrNoSpace) {
+		// A full device must not keep the database from opening: without
+		// a log every write is a synced commit of the file, as bbolt
+		// makes it. An older log goes first, for its checkpoint's pages
+		// are no longer kept; the file holds all it had (replayed and
+		// synced above).
+		if rerr := os.Remove(walPath(b.path)); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return fmt.Errorf("store: create the write-ahead log: %w; remove the old one: %w", err, rerr)
+		}
+		if serr := syncDir(filepath.Dir(b.path)); serr != nil {
+			return fmt.Errorf("store: create the write-ahead log: %w; remove the old one: %w", err, serr)
+		}
+		b.log.Warn("no space for the write-ahead log: until the next start, every write syncs the database file itself", "path", walPath(b.path), "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("store: create the write-ahead log: %w", err)
 	}
