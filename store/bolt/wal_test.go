@@ -261,7 +261,11 @@ func TestWALPowerLoss(t *testing.T) {
 			}
 			doc, gerr := s.Get(context.Background(), "c", id)
 			if gerr != nil || string(doc.Body) != body {
-				err = fmt.Errorf("%s: %v, %v", id, doc, gerr)
+				got := ""
+				if doc != nil {
+					got = string(doc.Body)
+				}
+				err = fmt.Errorf("%s lacks its acknowledged body %.24q...: got %.24q..., %v", id, body, got, gerr)
 			}
 		}
 		s.Close()
