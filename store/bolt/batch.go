@@ -287,8 +287,9 @@ func (c *committer) write(reqs []*commitReq) error {
 		}
 	}
 	// A put copies the leaf pages it changes (and splits full ones), so a
-	// transaction adds at most a few times its bytes, plus branch pages.
-	growth := 4*size + int64(len(reqs))*64<<10 + 16<<20
+	// transaction adds at most a few times its bytes, plus a few pages per
+	// write (documents, history, change log, their branches).
+	growth := 4*size + int64(len(reqs))*16*int64(c.b.db.Info().PageSize) + 16<<20
 	return c.b.logUpdate(reqs, growth, func(tx *bbolt.Tx) error {
 		for _, r := range reqs {
 			if err := c.b.put(tx, r); err != nil {

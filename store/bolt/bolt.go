@@ -126,6 +126,9 @@ type Store struct {
 	walKick chan struct{}
 	walQuit chan struct{}
 	walDone chan struct{}
+	walStop sync.Once
+	// walReplayed is set once Open has replayed a log into the file.
+	walReplayed bool
 
 	// Test hooks, nil outside tests: walHook runs at each step of the log
 	// (wal_store.go); commitFault makes a logged commit fail.
@@ -205,6 +208,7 @@ func Open(path string, opts store.Options) (*Store, error) {
 	}
 	var file *os.File // bbolt's, to release its lock if bbolt panics
 	var db *bbolt.DB
+	mapped := initialMmap(path, opts.ReadOnly)
 	err = guard("open", func() (err error) {
 		db, err = bbolt.Open(path, 0o600, &bbolt.Options{
 			Timeout:      opts.LockTimeout,
@@ -218,7 +222,7 @@ func Open(path string, opts store.Options) (*Store, error) {
 			ReadOnly:       opts.ReadOnly,
 			// Address space only: a writer that needs more waits for
 			// every reader, and the log's pin is one (wal_store.go).
-			InitialMmapSize: initialMmap(opts.ReadOnly),
+			InitialMmapSize: mapped,
 			OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
 				f, err := os.OpenFile(name, flag, mode) // #nosec G304 -- the operator names the database
 				file = f
@@ -248,8 +252,9 @@ func Open(path string, opts store.Options) (*Store, error) {
 	}
 	err = b.checkRoot()
 	if err == nil && !opts.ReadOnly {
-		if err = b.startWAL(fileSize(file)); err == nil {
-			undo = nil // the new log's checkpoint is the file's state now
+		err = b.startWAL(mapped)
+		if err == nil || b.walReplayed {
+			undo = nil // the file moved on from the checkpoint
 		}
 	}
 	if err == nil {
@@ -261,9 +266,14 @@ func Open(path string, opts store.Options) (*Store, error) {
 	}
 	if err != nil {
 		if b.wal != nil {
-			close(b.walQuit)
+			b.stopCheckpointer()
 			<-b.walDone
-			_ = b.wal.f.Close() // kept: the next Open starts from its checkpoint
+			// No batch went through it, and the file is synced at its
+			// checkpoint: a log left here would be restored over whatever
+			// writes the file next.
+			if rerr := b.wal.remove(); rerr != nil {
+				b.log.Warn("the write-ahead log of a file that failed to open was not removed", "path", b.wal.path, "err", rerr)
+			}
 			b.wal = nil
 		}
 		b.unpin()

@@ -281,7 +281,11 @@ func (w *wal) append(kind byte, payload []byte) (uint64, error) {
 	// A batch leaves room for its abort record, so that marking it failed
 	// never needs the file to grow. A failed grow changes nothing the log
 	// holds: the write fails, and the next one tries again.
-	if need := end + walRecHeader + 8; need > w.size {
+	need := end
+	if kind == recBatch {
+		need += walRecHeader + 8
+	}
+	if need > w.size {
 		if err := w.grow(need); err != nil {
 			return 0, err
 		}
@@ -342,11 +346,11 @@ func (w *wal) fail(err error) error {
 
 // remove closes the log and deletes its file.
 func (w *wal) remove() error {
-	err := w.f.Close()
-	if rerr := os.Remove(w.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		return errors.Join(err, rerr)
+	_ = w.f.Close() // what it holds no longer matters
+	if err := os.Remove(w.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
-	return errors.Join(err, syncDir(filepath.Dir(w.path)))
+	return syncDir(filepath.Dir(w.path))
 }
 
 // syncDir syncs a directory, so that a file created, renamed or removed in
@@ -421,7 +425,13 @@ func restoreMeta(f *os.File, cp walCheckpoint) (undo func() error, err error) {
 		if err != nil {
 			return err
 		}
-		return errors.Join(write(g, func(slot int64) []byte { return have[slot] }), g.Close())
+		defer g.Close()
+		// Only while no other process holds the file: one that opened it
+		// meanwhile has made the restored state its own.
+		if err := lockFile(g, true, 0); err != nil {
+			return fmt.Errorf("left as restored, for another process holds the file: %w", err)
+		}
+		return write(g, func(slot int64) []byte { return have[slot] })
 	}
 	return undo, write(f, func(slot int64) []byte {
 		want := bytes.Clone(cp.meta)

@@ -24,35 +24,32 @@ import (
 // reuse any free page and remap the file, and the commit is durable on its
 // own.
 
-// mmapReserve is the address space bbolt maps for a database opened for
-// writing. A write transaction that needs a larger map waits until every
-// read transaction has ended, the pin included, so a batch that could grow
-// the file past it is committed by update instead (synced, unpinned).
-func mmapReserve() int64 {
+// mmapReserve is the address space bbolt maps for a database of size bytes
+// opened for writing: 16 GiB, or twice the file. A write transaction that
+// needs a larger map waits until every read transaction has ended, the pin
+// included, so a batch that could come near it is committed by update
+// instead (synced, unpinned).
+func mmapReserve(size int64) int64 {
 	if strconv.IntSize == 32 {
 		return 1 << 29
 	}
-	return 1 << 34
+	return max(1<<34, 2*size)
 }
 
-// initialMmap is bbolt's InitialMmapSize for a database opened so.
-func initialMmap(readOnly bool) int {
+// mmapMargin is kept free below the map on top of a batch's estimate.
+const mmapMargin = 1 << 30
+
+// initialMmap is bbolt's InitialMmapSize for the database at path opened
+// so.
+func initialMmap(path string, readOnly bool) int {
 	if readOnly {
 		return 0
 	}
-	return int(mmapReserve())
-}
-
-// fileSize returns the size of f, 0 if unknown.
-func fileSize(f *os.File) int64 {
-	if f == nil {
-		return 0
-	}
-	fi, err := f.Stat()
+	fi, err := os.Stat(path)
 	if err != nil {
-		return 0
+		return int(mmapReserve(0))
 	}
-	return fi.Size()
+	return int(mmapReserve(fi.Size()))
 }
 
 // errNoRoom sends a batch that could outgrow the map to update.
@@ -79,7 +76,7 @@ func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) er
 			return err
 		}
 		defer func() { _ = tx.Rollback() }() // ends it on every way out, a panic too; nothing after Commit
-		if tx.Size()+growth >= b.mmapLimit {
+		if tx.Size()+growth+mmapMargin >= b.mmapLimit {
 			return errNoRoom
 		}
 		if err := fn(tx); err != nil {
@@ -91,9 +88,9 @@ func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) er
 		}
 		b.hook("appended")
 		if err := b.commitNoSync(tx); err != nil {
-			if _, aerr := b.wal.append(recAbort, binary.LittleEndian.AppendUint64(nil, seq)); aerr != nil {
-				b.log.Error("a batch in the write-ahead log failed to commit and could not be marked so; writes are refused until a restart", "err", aerr)
-			}
+			// Marked so, the batch is not replayed; if the mark fails, the
+			// log is dropped (w.err is set).
+			_, _ = b.wal.append(recAbort, binary.LittleEndian.AppendUint64(nil, seq))
 			return err
 		}
 		b.wal.applied = seq
@@ -105,6 +102,10 @@ func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) er
 		return b.updateLocked(fn)
 	}
 	b.noteDamage(err)
+	if b.wal.err != nil {
+		b.dropWAL(false)
+		return err
+	}
 	if err == nil && b.wal.due() {
 		select {
 		case b.walKick <- struct{}{}:
@@ -129,7 +130,7 @@ func (b *Store) checkpointer(kick <-chan struct{}, quit <-chan struct{}, done ch
 		b.wmu.Lock()
 		if b.wal != nil && b.wal.due() {
 			if err := b.checkpointLocked(); err != nil {
-				b.log.Error("write-ahead log checkpoint failed; writes are refused until a restart", "path", b.path, "err", err)
+				b.dropWAL(false)
 			}
 		}
 		b.wmu.Unlock()
@@ -163,12 +164,14 @@ func (b *Store) update(fn func(*bbolt.Tx) error) error {
 // checkpoint, releases the pin, commits with sync, and takes a checkpoint
 // on the new state.
 func (b *Store) updateLocked(fn func(*bbolt.Tx) error) error {
+	if b.wal != nil && b.wal.err == nil {
+		if err := b.checkpointLocked(); err != nil {
+			b.dropWAL(false)
+		}
+	}
 	if w := b.wal; w != nil {
 		if w.err != nil {
 			return fmt.Errorf("%w: %w", store.ErrUnavailable, w.err)
-		}
-		if err := b.checkpointLocked(); err != nil {
-			return err
 		}
 		b.unpin()
 	}
@@ -176,10 +179,46 @@ func (b *Store) updateLocked(fn func(*bbolt.Tx) error) error {
 	b.noteDamage(err)
 	if b.wal != nil {
 		if cerr := b.checkpointLocked(); cerr != nil {
-			b.log.Error("write-ahead log checkpoint failed; writes are refused until a restart", "path", b.path, "err", cerr)
+			// bbolt synced the file in its commit (or, if the commit
+			// failed, nothing changed since the last checkpoint).
+			b.dropWAL(true)
 		}
 	}
 	return err
+}
+
+// dropWAL ends a log that failed (w.err is set). Once the file is synced,
+// by bbolt's own commit when synced is set or here, it holds every batch
+// that committed, so the log, which may also hold a batch answered with an
+// error, is removed, and the Store goes on without one: every write a
+// synced commit, until the next start makes a new log. If the file cannot
+// be synced, the log stays and writes stay refused; the next start
+// replays it. b.wmu is held.
+func (b *Store) dropWAL(synced bool) {
+	w := b.wal
+	cause := w.err
+	if !synced {
+		if err := b.db.Sync(); err != nil {
+			b.log.Error("the write-ahead log failed and the database file could not be synced: writes are refused until a restart, which replays the log",
+				"path", w.path, "err", cause, "sync_err", err)
+			return
+		}
+	}
+	if err := w.remove(); err != nil {
+		b.log.Error("the write-ahead log failed and could not be removed: writes are refused until a restart", "path", w.path, "err", cause, "remove_err", err)
+		return
+	}
+	b.unpin()
+	b.wal = nil
+	b.stopCheckpointer()
+	b.log.Warn("the write-ahead log failed and was removed: until the next start, every write syncs the database file itself", "path", w.path, "err", cause)
+}
+
+// stopCheckpointer tells the checkpointer goroutine, if any, to end.
+func (b *Store) stopCheckpointer() {
+	if b.walQuit != nil {
+		b.walStop.Do(func() { close(b.walQuit) })
+	}
 }
 
 // noteDamage stops writes after one failed on damaged data.
@@ -289,8 +328,8 @@ func pendingWAL(path string) error {
 // startWAL replays the log of a database that was not closed, if any, and
 // starts a new one at the file's state, pinned. It runs in Open, after
 // bbolt opened the file and before any write.
-func (b *Store) startWAL(fileSize int64) error {
-	b.mmapLimit = max(mmapReserve(), fileSize)
+func (b *Store) startWAL(mapped int) error {
+	b.mmapLimit = int64(mapped) // bbolt maps at least this much
 	var tx *bbolt.Tx
 	if err := guard("read", func() (err error) {
 		tx, err = b.db.Begin(false)
@@ -326,6 +365,7 @@ func (b *Store) startWAL(fileSize int64) error {
 			if err := b.replay(batches); err != nil {
 				return fmt.Errorf("store: replay the write-ahead log %s: %w", walPath(b.path), err)
 			}
+			b.walReplayed = true
 			if err := guard("read", func() error {
 				return b.db.View(func(tx *bbolt.Tx) error {
 					txid = uint64(tx.ID()) // #nosec G115 -- positive
@@ -399,6 +439,10 @@ func (b *Store) replay(batches []walRecord) error {
 // for the next Open to replay from its checkpoint, whose pages no later
 // write may reuse.
 func (b *Store) closeWAL() (writable bool) {
+	b.stopCheckpointer()
+	if b.walDone != nil {
+		<-b.walDone // before wmu, which the checkpointer takes
+	}
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
 	w := b.wal
@@ -406,10 +450,6 @@ func (b *Store) closeWAL() (writable bool) {
 		return b.damaged.Load() == nil
 	}
 	b.wal = nil
-	close(b.walQuit)
-	b.wmu.Unlock()
-	<-b.walDone // the checkpointer takes wmu
-	b.wmu.Lock()
 	defer b.unpin()
 	if w.err == nil {
 		if err := b.db.Sync(); err != nil {

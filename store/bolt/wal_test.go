@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/patchd/patchd/store"
 )
 
@@ -415,5 +417,181 @@ func TestWALOfAnotherFile(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(path); string(after) != string(old) {
 		t.Fatal("the refused open changed the file")
+	}
+}
+
+// TestWALFailedCheckpointKeepsWrites: when the checkpoint after a write
+// outside the log (here LoadIdempotency) fails, the write stays: the log is
+// dropped (the file is synced by the write's own commit) rather than left
+// to bring the file back to the checkpoint before it at the next Open.
+func TestWALFailedCheckpointKeepsWrites(t *testing.T) {
+	f := newWALFixture(t)
+	f.write("a", `{"a":1}`, false)
+	synced := 0
+	SetWALHook(f.s, func(step string) {
+		if step == "synced" {
+			if synced++; synced == 2 { // the checkpoint after the write
+				_ = f.s.wal.f.Close() // its record cannot be written (EIO in real life)
+			}
+		}
+	})
+	ctx := context.Background()
+	rec := &store.IdempotencyRecord{Key: "k1", Scope: "s", Value: []byte("v"), Expires: time.Now().Add(time.Hour), Seq: 1}
+	if n, err := f.s.LoadIdempotency(ctx, []*store.IdempotencyRecord{rec}); n != 1 || err != nil {
+		t.Fatalf("LoadIdempotency: %d, %v", n, err)
+	}
+	if _, err := os.Stat(WALPath(f.path)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the failed log is still there: %v", err)
+	}
+	f.write("b", `{"b":1}`, false) // writes go on, synced by bbolt
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(f.path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if r, err := s.Idempotency(ctx, "k1"); err != nil || r == nil {
+		t.Fatalf("the loaded record after reopening: %v, %v", r, err)
+	}
+	if doc, err := s.Get(ctx, "c", "b"); err != nil || string(doc.Body) != `{"b":1}` {
+		t.Fatalf("b after reopening: %v, %v", doc, err)
+	}
+}
+
+// TestWALAbortFails: a batch whose commit failed, and whose abort record
+// could not be written, is answered with the error and never replayed: the
+// log is dropped once the file is synced without it.
+func TestWALAbortFails(t *testing.T) {
+	f := newWALFixture(t)
+	f.write("a", `{"a":1}`, false)
+	boom := errors.New("injected commit failure")
+	SetCommitFault(f.s, func() error {
+		_ = f.s.wal.f.Close() // the abort record cannot be written either
+		return boom
+	})
+	_, err := f.s.Update(context.Background(), "c", "b", func(context.Context, *store.Document, store.History) (*store.Change, error) {
+		return &store.Change{Body: []byte(`{"b":1}`), Kind: store.KindPut}, nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("the write whose commit failed: %v", err)
+	}
+	SetCommitFault(f.s, nil)
+	f.write("c", `{"c":1}`, false)
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyFiles(t, f.dir, crash)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	acked := clone(f.acked)
+	acked["b"] = ""
+	checkSnap(t, crash, acked, struct{ id, body string }{})
+}
+
+// TestWALAbortNeedsNoGrow: the abort record of a batch fits in the room the
+// batch reserved, so marking it failed never needs the log to grow (on the
+// full device that made the commit fail). Here the log's file is a full
+// device from the commit on: the abort fails, the log is dropped, and the
+// retry of the write commits; a kill -9 copy opens with the retry.
+func TestWALAbortNeedsNoGrow(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer full.Close()
+	f := newWALFixture(t)
+	f.write("a", `{"a":1}`, false)
+	SetCommitFault(f.s, func() error {
+		// The batch's record ended where its reserved room ends.
+		f.s.wal.size = f.s.wal.off + walRecHeader + 8
+		f.s.wal.f = full
+		return errors.New("injected ENOSPC in the commit")
+	})
+	if _, err := f.s.Update(context.Background(), "c", "a", func(context.Context, *store.Document, store.History) (*store.Change, error) {
+		return &store.Change{Body: []byte(`{"a":"failed"}`), Kind: store.KindPut}, nil
+	}); err == nil {
+		t.Fatal("the write whose commit failed succeeded")
+	}
+	SetCommitFault(f.s, nil)
+	f.write("a", `{"a":"retried"}`, false)
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyFiles(t, f.dir, crash)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkSnap(t, crash, f.acked, struct{ id, body string }{})
+}
+
+// TestWALUndoOnlyWithTheLock: an Open that restored a checkpoint and then
+// failed puts the meta pages back only while no other process holds the
+// file: here another Store opened it meanwhile (it lost the race for
+// bbolt's lock), and its file is left alone.
+func TestWALUndoOnlyWithTheLock(t *testing.T) {
+	f := newWALFixture(t)
+	for i := range 20 {
+		f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d,"p":%q}`, i, strings.Repeat("x", 2000)), false)
+	}
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyFiles(t, f.dir, crash)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(crash, "patchd.db")
+	opts := store.Options{}.WithDefaults()
+	if _, _, _, err := precheck(path, opts); err != nil { // one Open's check
+		t.Fatal(err)
+	}
+	_, _, undo, err := precheck(path, opts) // another's, in the gap before bbolt's lock
+	if err != nil || undo == nil {
+		t.Fatalf("precheck: %v (undo %v)", err, undo != nil)
+	}
+	s, err := Open(path, store.Options{}) // the first wins the lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 40 {
+		put(t, s, "c", fmt.Sprintf("e%d", i), fmt.Sprintf(`{"i":%d,"p":%q}`, i, strings.Repeat("y", 2000)))
+	}
+	Checkpoint(t, s)
+	if err := undo(); err == nil { // the loser's Open fails: its undo runs
+		t.Fatal("the undo of the Open that lost the lock wrote over the file of the one that won")
+	}
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatalf("the winner's file: %v", err)
+	}
+	put(t, s, "c", "g", `{"g":1}`)
+}
+
+// TestWALNotLeftByFailedOpen: an Open that fails after starting a log (a
+// bbolt file of another program) removes it, so that it is never restored
+// over that file later.
+func TestWALNotLeftByFailedOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "other.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("other"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("v"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(path, store.Options{}); err == nil || !errors.Is(err, store.ErrUnknownFormat) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("open of another program's file: %v", err)
+	}
+	if _, err := os.Stat(WALPath(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a log was left next to it: %v", err)
 	}
 }
