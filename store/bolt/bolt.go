@@ -131,9 +131,11 @@ type Store struct {
 	walReplayed bool
 
 	// Test hooks, nil outside tests: walHook runs at each step of the log
-	// (wal_store.go); commitFault makes a logged commit fail.
+	// (wal_store.go); commitFault makes a logged commit fail; syncFault a
+	// sync of the file.
 	walHook     func(step string)
 	commitFault func() error
+	syncFault   func() error // makes a sync of the database file fail
 }
 
 var (
@@ -357,6 +359,7 @@ func precheck(path string, opts store.Options) (warnings []error, noFreelist boo
 	r := checkFile(f)
 	if err := r.err(); err != nil {
 		if undo != nil {
+			_ = f.Close() // its lock too: undo takes the file's lock itself
 			err = errors.Join(err, undo())
 		}
 		return nil, false, nil, err

@@ -150,3 +150,11 @@ func WALRecords(tb interface{ Fatal(...any) }, path string) (seqs []uint64, last
 
 // WALPath names the write-ahead log of the database at path.
 func WALPath(path string) string { return walPath(path) }
+
+// SetSyncFault makes a sync of the database file fail when f returns an
+// error.
+func SetSyncFault(b *Store, f func() error) {
+	b.wmu.Lock()
+	defer b.wmu.Unlock()
+	b.syncFault = f
+}

@@ -216,6 +216,10 @@ type wal struct {
 	// err is set once a write or sync of the log failed: what the log
 	// holds is then unknown, and it takes no more records.
 	err error
+	// fileSyncErr is set once a sync of the database file failed: its
+	// unsynced pages may never reach the disk, whatever a later sync says,
+	// so the log must stay.
+	fileSyncErr error
 }
 
 // walPath names the log of the database at path.
@@ -419,6 +423,11 @@ func restoreMeta(f *os.File, cp walCheckpoint) (undo func() error, err error) {
 		}
 		return f.Sync()
 	}
+	restored := func(slot int64) []byte {
+		want := bytes.Clone(cp.meta)
+		binary.LittleEndian.PutUint64(want, uint64(slot)) // #nosec G115 -- 0 or 1: the page id
+		return want
+	}
 	name := f.Name()
 	undo = func() error {
 		g, err := os.OpenFile(name, os.O_RDWR, 0) // #nosec G304 -- the database the operator named
@@ -426,18 +435,24 @@ func restoreMeta(f *os.File, cp walCheckpoint) (undo func() error, err error) {
 			return err
 		}
 		defer g.Close()
-		// Only while no other process holds the file: one that opened it
-		// meanwhile has made the restored state its own.
+		// Only while no other process holds the file, and only if no one
+		// wrote it since: one that opened it meanwhile made the restored
+		// state its own.
 		if err := lockFile(g, true, 0); err != nil {
 			return fmt.Errorf("left as restored, for another process holds the file: %w", err)
 		}
+		for slot := range int64(2) {
+			now := make([]byte, len(cp.meta))
+			if _, err := g.ReadAt(now, slot*ps); err != nil {
+				return err
+			}
+			if !bytes.Equal(now, restored(slot)) {
+				return errors.New("left as it is, for it was written since it was restored")
+			}
+		}
 		return write(g, func(slot int64) []byte { return have[slot] })
 	}
-	return undo, write(f, func(slot int64) []byte {
-		want := bytes.Clone(cp.meta)
-		binary.LittleEndian.PutUint64(want, uint64(slot)) // #nosec G115 -- 0 or 1: the page id
-		return want
-	})
+	return undo, write(f, restored)
 }
 
 // encodeBatch encodes the writes of one bbolt transaction for the log:

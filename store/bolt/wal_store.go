@@ -126,11 +126,20 @@ func (b *Store) checkpointer(kick <-chan struct{}, quit <-chan struct{}, done ch
 			return
 		case <-kick:
 		}
-		_ = b.db.Sync() // an error shows again in checkpointLocked's sync
+		// A failed sync is reported once (Linux clears the error), so it is
+		// kept: a later sync's success does not mean these pages are on disk.
+		serr := b.syncFile()
 		b.wmu.Lock()
-		if b.wal != nil && b.wal.due() {
-			if err := b.checkpointLocked(); err != nil {
+		if w := b.wal; w != nil {
+			switch {
+			case serr != nil:
+				w.fileSyncErr = serr
+				_ = w.fail(fmt.Errorf("sync %s: %w", b.path, serr))
 				b.dropWAL(false)
+			case w.due():
+				if err := b.checkpointLocked(); err != nil {
+					b.dropWAL(false)
+				}
 			}
 		}
 		b.wmu.Unlock()
@@ -191,14 +200,21 @@ func (b *Store) updateLocked(fn func(*bbolt.Tx) error) error {
 // by bbolt's own commit when synced is set or here, it holds every batch
 // that committed, so the log, which may also hold a batch answered with an
 // error, is removed, and the Store goes on without one: every write a
-// synced commit, until the next start makes a new log. If the file cannot
-// be synced, the log stays and writes stay refused; the next start
-// replays it. b.wmu is held.
+// synced commit, until the next start makes a new log. If a sync of the
+// file has failed, now or before, the log stays and writes stay refused;
+// the next start replays it (a batch answered with an error whose abort
+// record failed too is then replayed: two failures). b.wmu is held.
 func (b *Store) dropWAL(synced bool) {
 	w := b.wal
 	cause := w.err
 	if !synced {
-		if err := b.db.Sync(); err != nil {
+		if w.fileSyncErr != nil {
+			b.log.Error("the database file failed to sync: writes are refused until a restart, which replays the write-ahead log",
+				"path", w.path, "err", cause)
+			return
+		}
+		if err := b.syncFile(); err != nil {
+			w.fileSyncErr = err
 			b.log.Error("the write-ahead log failed and the database file could not be synced: writes are refused until a restart, which replays the log",
 				"path", w.path, "err", cause, "sync_err", err)
 			return
@@ -212,6 +228,16 @@ func (b *Store) dropWAL(synced bool) {
 	b.wal = nil
 	b.stopCheckpointer()
 	b.log.Warn("the write-ahead log failed and was removed: until the next start, every write syncs the database file itself", "path", w.path, "err", cause)
+}
+
+// syncFile syncs the database file (fdatasync).
+func (b *Store) syncFile() error {
+	if f := b.syncFault; f != nil {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return b.db.Sync()
 }
 
 // stopCheckpointer tells the checkpointer goroutine, if any, to end.
@@ -236,7 +262,8 @@ func (b *Store) checkpointLocked() error {
 	if w.err != nil {
 		return w.err
 	}
-	if err := b.db.Sync(); err != nil {
+	if err := b.syncFile(); err != nil {
+		w.fileSyncErr = err
 		return w.fail(fmt.Errorf("sync %s: %w", b.path, err))
 	}
 	b.hook("synced")
@@ -246,7 +273,7 @@ func (b *Store) checkpointLocked() error {
 		return err
 	})
 	if err != nil {
-		return err
+		return w.fail(err)
 	}
 	txid := uint64(tx.ID()) // #nosec G115 -- bbolt's ids are positive
 	if b.pin != nil && txid == w.cp.txid && w.since == 0 {
@@ -452,7 +479,7 @@ func (b *Store) closeWAL() (writable bool) {
 	b.wal = nil
 	defer b.unpin()
 	if w.err == nil {
-		if err := b.db.Sync(); err != nil {
+		if err := b.syncFile(); err != nil {
 			w.err = err
 		}
 	}

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -594,4 +595,148 @@ func TestWALNotLeftByFailedOpen(t *testing.T) {
 	if _, err := os.Stat(WALPath(path)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a log was left next to it: %v", err)
 	}
+}
+
+// TestWALUndoAfterFailedCheck: when the checkpoint's own pages turn out
+// damaged, the Open that restored its meta page fails and puts the file's
+// newer meta pages back as they were (precheck's undo takes the file's lock
+// after precheck let go of it).
+func TestWALUndoAfterFailedCheck(t *testing.T) {
+	f := newWALFixture(t)
+	for i := range 10 {
+		f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d}`, i), false)
+	}
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyFiles(t, f.dir, crash)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(crash, "patchd.db")
+	data, err := os.ReadFile(walPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseWAL(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := decodeMeta(c.cp.meta)
+	before, _ := os.ReadFile(path)
+	ps := int(cm.pageSize)
+	m0 := decodeMeta(before[:pageHeaderLen+metaLen])
+	m1 := decodeMeta(before[ps : ps+pageHeaderLen+metaLen])
+	t.Logf("checkpoint txid %d root %d; metas txid %d root %d, txid %d root %d", cm.txid, cm.root, m0.txid, m0.root, m1.txid, m1.root)
+	if m0.root == cm.root || m1.root == cm.root {
+		t.Skip("checkpoint root shared")
+	}
+	// damage the checkpoint's root page header (flags)
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.WriteAt([]byte{0x77, 0x77}, int64(cm.root)*int64(ps)+8); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	before, _ = os.ReadFile(path)
+	_, err = Open(path, store.Options{})
+	t.Logf("open: %v", err)
+	if err == nil {
+		t.Fatal("open succeeded")
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before[:2*ps], after[:2*ps]) {
+		t.Fatalf("precheck's undo did not put the meta pages back: a = txid %d, b = txid %d",
+			decodeMeta(after[:pageHeaderLen+metaLen]).txid, decodeMeta(after[ps:ps+pageHeaderLen+metaLen]).txid)
+	}
+}
+
+// TestWALUndoAfterOtherOpenClosed: the undo of an Open that lost the race
+// runs after the winner opened the file, wrote and closed it: the lock is
+// free, but the file was written since it was restored, so it is left
+// alone.
+func TestWALUndoAfterOtherOpenClosed(t *testing.T) {
+	f := newWALFixture(t)
+	for i := range 20 {
+		f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d,"p":%q}`, i, bytes.Repeat([]byte("x"), 2000)), false)
+	}
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyFiles(t, f.dir, crash)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(crash, "patchd.db")
+	opts := store.Options{}.WithDefaults()
+	_, _, undo, err := precheck(path, opts) // the loser's check
+	if err != nil || undo == nil {
+		t.Fatalf("precheck: %v", err)
+	}
+	s, err := Open(path, store.Options{}) // the winner
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		put(t, s, "c", fmt.Sprintf("e%d", i), fmt.Sprintf(`{"i":%d,"p":%q}`, i, bytes.Repeat([]byte("y"), 2000)))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := undo(); err == nil { // the loser's Open failed (lock timeout); its undo runs now
+		t.Error("undo wrote the old meta pages over the winner's closed file")
+	}
+	s, err = Open(path, store.Options{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if _, err := s.Get(context.Background(), "c", "e39"); err != nil {
+		t.Fatalf("the winner's write e39: %v", err)
+	}
+}
+
+// TestWALFileSyncFailureKeepsLog: once a sync of the database file has
+// failed, its unsynced pages may never reach the disk whatever a later sync
+// says (Linux reports a writeback error once), so the log that holds those
+// writes stays, writes are refused, and the next start replays it.
+func TestWALFileSyncFailureKeepsLog(t *testing.T) {
+	f := newWALFixture(t)
+	for i := range 5 {
+		f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d}`, i), false)
+	}
+	failed := false
+	SetSyncFault(f.s, func() error {
+		if failed {
+			return nil // a second sync succeeds, as Linux says after a writeback error
+		}
+		failed = true
+		return errors.New("injected EIO")
+	})
+	f.s.wmu.Lock()
+	if err := f.s.checkpointLocked(); err == nil {
+		t.Fatal("the checkpoint whose sync failed succeeded")
+	}
+	f.s.dropWAL(false)
+	f.s.wmu.Unlock()
+	if _, err := os.Stat(WALPath(f.path)); err != nil {
+		t.Fatalf("the log was dropped after the file failed to sync: %v", err)
+	}
+	_, err := f.s.Update(context.Background(), "c", "x", func(context.Context, *store.Document, store.History) (*store.Change, error) {
+		return &store.Change{Body: []byte(`{"x":1}`), Kind: store.KindPut}, nil
+	})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("a write after the failed sync: %v; want store.ErrUnavailable", err)
+	}
+	crash := filepath.Join(t.TempDir(), "crash")
+	copyFiles(t, f.dir, crash)
+	if err := f.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(WALPath(f.path)); err != nil {
+		t.Fatalf("Close removed the log after the file failed to sync: %v", err)
+	}
+	checkSnap(t, crash, f.acked, struct{ id, body string }{})
+	checkSnap(t, f.dir, f.acked, struct{ id, body string }{})
 }
