@@ -97,6 +97,18 @@ func clone(m map[string]string) map[string]string {
 	return out
 }
 
+// crash copies the files as kill -9 leaves them, into a directory it
+// returns, then closes the Store.
+func (f *walFixture) crash() string {
+	f.t.Helper()
+	dir := filepath.Join(f.t.TempDir(), "crash")
+	copyFiles(f.t, f.dir, dir)
+	if err := f.s.Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	return dir
+}
+
 // write puts body under id (deletes it when body is ""), with an
 // idempotency record when keyed.
 func (f *walFixture) write(id, body string, keyed bool) {
@@ -296,11 +308,7 @@ func TestWALTornRecord(t *testing.T) {
 			for i := range 6 {
 				f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d}`, i), false)
 			}
-			crash := filepath.Join(t.TempDir(), "crash")
-			copyFiles(t, f.dir, crash)
-			if err := f.s.Close(); err != nil {
-				t.Fatal(err)
-			}
+			crash := f.crash()
 			logPath := filepath.Join(crash, "patchd.db-wal")
 			seqs, lastAt := WALRecords(t, logPath)
 			if len(seqs) != 6 {
@@ -335,11 +343,7 @@ func TestWALAbortedBatch(t *testing.T) {
 	}
 	SetCommitFault(f.s, nil)
 	f.write("c", `{"c":1}`, false)
-	crash := filepath.Join(t.TempDir(), "crash")
-	copyFiles(t, f.dir, crash)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash := f.crash()
 	if seqs, _ := WALRecords(t, filepath.Join(crash, "patchd.db-wal")); len(seqs) != 4 {
 		t.Fatalf("records %v; want a, b, b's abort, c", seqs)
 	}
@@ -354,11 +358,7 @@ func TestWALAbortedBatch(t *testing.T) {
 func TestWALReadOnlyNeedsReplay(t *testing.T) {
 	f := newWALFixture(t)
 	f.write("a", `{"a":1}`, false)
-	crash := filepath.Join(t.TempDir(), "crash")
-	copyFiles(t, f.dir, crash)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash := f.crash()
 	path := filepath.Join(crash, "patchd.db")
 	if s, err := Open(path, store.Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "write-ahead log") {
 		if err == nil {
@@ -480,11 +480,7 @@ func TestWALAbortFails(t *testing.T) {
 	}
 	SetCommitFault(f.s, nil)
 	f.write("c", `{"c":1}`, false)
-	crash := filepath.Join(t.TempDir(), "crash")
-	copyFiles(t, f.dir, crash)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash := f.crash()
 	acked := clone(f.acked)
 	acked["b"] = ""
 	checkSnap(t, crash, acked, struct{ id, body string }{})
@@ -516,11 +512,7 @@ func TestWALAbortNeedsNoGrow(t *testing.T) {
 	}
 	SetCommitFault(f.s, nil)
 	f.write("a", `{"a":"retried"}`, false)
-	crash := filepath.Join(t.TempDir(), "crash")
-	copyFiles(t, f.dir, crash)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash := f.crash()
 	checkSnap(t, crash, f.acked, struct{ id, body string }{})
 }
 
@@ -533,11 +525,7 @@ func TestWALUndoOnlyWithTheLock(t *testing.T) {
 	for i := range 20 {
 		f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d,"p":%q}`, i, strings.Repeat("x", 2000)), false)
 	}
-	crash := filepath.Join(t.TempDir(), "crash")
-	copyFiles(t, f.dir, crash)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash := f.crash()
 	path := filepath.Join(crash, "patchd.db")
 	opts := store.Options{}.WithDefaults()
 	if _, _, _, err := precheck(path, opts); err != nil { // one Open's check
@@ -606,11 +594,7 @@ func TestWALUndoAfterFailedCheck(t *testing.T) {
 	for i := range 10 {
 		f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d}`, i), false)
 	}
-	crash := filepath.Join(t.TempDir(), "crash")
-	copyFiles(t, f.dir, crash)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash := f.crash()
 	path := filepath.Join(crash, "patchd.db")
 	data, err := os.ReadFile(walPath(path))
 	if err != nil {
@@ -660,11 +644,7 @@ func TestWALUndoAfterOtherOpenClosed(t *testing.T) {
 	for i := range 20 {
 		f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d,"p":%q}`, i, bytes.Repeat([]byte("x"), 2000)), false)
 	}
-	crash := filepath.Join(t.TempDir(), "crash")
-	copyFiles(t, f.dir, crash)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash := f.crash()
 	path := filepath.Join(crash, "patchd.db")
 	opts := store.Options{}.WithDefaults()
 	_, _, undo, err := precheck(path, opts) // the loser's check
@@ -729,11 +709,7 @@ func TestWALFileSyncFailureKeepsLog(t *testing.T) {
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("a write after the failed sync: %v; want store.ErrUnavailable", err)
 	}
-	crash := filepath.Join(t.TempDir(), "crash")
-	copyFiles(t, f.dir, crash)
-	if err := f.s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	crash := f.crash()
 	if _, err := os.Stat(WALPath(f.path)); err != nil {
 		t.Fatalf("Close removed the log after the file failed to sync: %v", err)
 	}
