@@ -13,12 +13,13 @@ import (
 
 // Group commit.
 //
-// Every bbolt commit costs two fdatasyncs, and bbolt runs one write
-// transaction at a time. Updates therefore hand their prepared writes to one
-// committer goroutine, which writes everything queued in a single
-// transaction: while one commit syncs, the next batch gathers. Nothing waits
-// on a timer, so a lone writer commits at once and pays no batch delay;
-// under load, batches grow by themselves.
+// Every write transaction waits for a sync (of the write-ahead log, wal.go,
+// or of bbolt's file), and bbolt runs one write transaction at a time.
+// Updates therefore hand their prepared writes to one committer goroutine,
+// which writes everything queued in a single transaction: while one commit
+// syncs, the next batch gathers. Nothing waits on a timer, so a lone writer
+// commits at once and pays no batch delay; under load, batches grow by
+// themselves.
 //
 // An Update holds its document's lock only while its UpdateFunc runs and
 // its write is queued, not while the write syncs. The next Update of the
@@ -27,12 +28,13 @@ import (
 // document gets several versions per fsync, still in order and still one
 // at a time through the UpdateFunc, so the outcome of a rebase never
 // depends on timing. No Update returns before its write, and every queued
-// write it built on, is synced; one whose base write failed fails too.
+// write it built on, is durable and committed; one whose base write failed
+// fails too.
 //
 // Only Update sees pending state: Get, List and History read what is
 // committed. An Update that commits nothing but looked at a pending version
-// waits until that version is synced before it answers, so that no ETag
-// leaves the store before its version is durable.
+// waits until that version is durable and committed before it answers, so
+// that no ETag leaves the store before its version is durable.
 //
 // The queued writes are idempotent puts of fixed keys and values. When a
 // shared transaction fails, each write is retried in a transaction of its
