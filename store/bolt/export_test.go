@@ -24,11 +24,11 @@ func SetPutFault(b *Store, f func(collection, id string, seq uint64) error) { b.
 // TxID returns the id of the last committed bbolt write transaction: it
 // grows by one per commit, and every commit costs two fdatasyncs.
 func TxID(tb interface{ Fatal(...any) }, b *Store) uint64 {
-	var id int
-	if err := b.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+	id, err := b.lastTxID()
+	if err != nil {
 		tb.Fatal(err)
 	}
-	return uint64(id)
+	return id
 }
 
 // ErrBaseFailed is errBaseFailed, for errors.Is in tests.

@@ -59,8 +59,8 @@ var errNoRoom = errors.New("the batch could grow the file past its map")
 // through the log; growth bounds the bytes the transaction may add to the
 // file.
 func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) error) error {
-	if err := b.damaged.Load(); err != nil {
-		return fmt.Errorf("%w: writes stopped after an earlier failure: %w", store.ErrCorrupt, *err)
+	if err := b.writesStopped(); err != nil {
+		return err
 	}
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
@@ -161,8 +161,8 @@ func (b *Store) commitNoSync(tx *bbolt.Tx) error {
 // update runs fn in a synced write transaction under guard. Once a write
 // transaction has failed on damaged data, every later one is refused.
 func (b *Store) update(fn func(*bbolt.Tx) error) error {
-	if err := b.damaged.Load(); err != nil {
-		return fmt.Errorf("%w: writes stopped after an earlier failure: %w", store.ErrCorrupt, *err)
+	if err := b.writesStopped(); err != nil {
+		return err
 	}
 	b.wmu.Lock()
 	defer b.wmu.Unlock()
@@ -247,6 +247,15 @@ func (b *Store) stopCheckpointer() {
 	}
 }
 
+// writesStopped returns the error that refuses writes once one failed on
+// damaged data; nil before.
+func (b *Store) writesStopped() error {
+	if err := b.damaged.Load(); err != nil {
+		return fmt.Errorf("%w: writes stopped after an earlier failure: %w", store.ErrCorrupt, *err)
+	}
+	return nil
+}
+
 // noteDamage stops writes after one failed on damaged data.
 func (b *Store) noteDamage(err error) {
 	if errors.Is(err, store.ErrCorrupt) && b.damaged.CompareAndSwap(nil, &err) {
@@ -309,11 +318,18 @@ func (b *Store) unpin() {
 	}
 }
 
-// prepareWAL runs before Open checks the file f (open for writing and
-// locked): if the database has a log, the file's meta pages are brought
-// back to its checkpoint; undo (nil when nothing changed) puts them back
-// as they were, for an Open that fails later.
-func prepareWAL(path string, f *os.File) (undo func() error, err error) {
+// lastTxID returns the id of the newest committed transaction.
+func (b *Store) lastTxID() (uint64, error) {
+	var id int
+	err := b.view(func(tx *bbolt.Tx) error {
+		id = tx.ID()
+		return nil
+	})
+	return uint64(id), err // #nosec G115 -- bbolt's ids are positive
+}
+
+// readWAL reads the log of the database at path; nil when there is none.
+func readWAL(path string) (*walContents, error) {
 	data, err := os.ReadFile(walPath(path)) // #nosec G304 -- next to the database the operator named
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -325,6 +341,18 @@ func prepareWAL(path string, f *os.File) (undo func() error, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w; it holds writes the database file may lack, so patchd does not open the file without it", store.ErrCorrupt, walPath(path), err)
 	}
+	return &c, nil
+}
+
+// prepareWAL runs before Open checks the file f (open for writing and
+// locked): if the database has a log, the file's meta pages are brought
+// back to its checkpoint; undo (nil when nothing changed) puts them back
+// as they were, for an Open that fails later.
+func prepareWAL(path string, f *os.File) (undo func() error, err error) {
+	c, err := readWAL(path)
+	if c == nil || err != nil {
+		return nil, err
+	}
 	undo, err = restoreMeta(f, c.cp)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", walPath(path), err)
@@ -335,14 +363,10 @@ func prepareWAL(path string, f *os.File) (undo func() error, err error) {
 // pendingWAL reports whether the database at path has a log with writes
 // after its checkpoint, which only a writable Open replays.
 func pendingWAL(path string) error {
-	data, err := os.ReadFile(walPath(path)) // #nosec G304 -- next to the database the operator named
-	if errors.Is(err, fs.ErrNotExist) {
+	c, err := readWAL(path)
+	if c == nil && err == nil {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	c, err := parseWAL(data)
 	if err == nil {
 		var batches []walRecord
 		if batches, err = c.batches(); err == nil && len(batches) == 0 {
@@ -357,26 +381,16 @@ func pendingWAL(path string) error {
 // bbolt opened the file and before any write.
 func (b *Store) startWAL(mapped int) error {
 	b.mmapLimit = int64(mapped) // bbolt maps at least this much
-	var tx *bbolt.Tx
-	if err := guard("read", func() (err error) {
-		tx, err = b.db.Begin(false)
-		return err
-	}); err != nil {
+	txid, err := b.lastTxID()
+	if err != nil {
 		return err
 	}
-	txid := uint64(tx.ID()) // #nosec G115 -- positive
-	_ = tx.Rollback()
 	cp := walCheckpoint{k: 1, gen: 1}
-	data, err := os.ReadFile(walPath(b.path))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	c, err := readWAL(b.path)
+	if err != nil {
 		return err
-	default:
-		c, err := parseWAL(data)
-		if err != nil {
-			return fmt.Errorf("%w: %s: %w", store.ErrCorrupt, walPath(b.path), err)
-		}
+	}
+	if c != nil {
 		if c.cp.txid != txid {
 			return fmt.Errorf("%w: the write-ahead log %s starts at transaction %d, the file is at %d", store.ErrCorrupt, walPath(b.path), c.cp.txid, txid)
 		}
@@ -393,12 +407,7 @@ func (b *Store) startWAL(mapped int) error {
 				return fmt.Errorf("store: replay the write-ahead log %s: %w", walPath(b.path), err)
 			}
 			b.walReplayed = true
-			if err := guard("read", func() error {
-				return b.db.View(func(tx *bbolt.Tx) error {
-					txid = uint64(tx.ID()) // #nosec G115 -- positive
-					return nil
-				})
-			}); err != nil {
+			if txid, err = b.lastTxID(); err != nil {
 				return err
 			}
 			b.log.Info("replayed the write-ahead log of a database that was not closed", "path", b.path, "batches", len(batches))
