@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -47,5 +49,28 @@ func TestSmoke(t *testing.T) {
 	}
 	if n := strings.Count(s, ", 0 lost"); n != 10 {
 		t.Errorf("%d runs read back with nothing lost, want 10:\n%s", n, s)
+	}
+}
+
+// TestSmokeBinary drives the real patchd binary (-patchd), which logs a
+// JSON line per request on the pipe the load generator reads: it must find
+// the server's address there and finish with every edit read back.
+func TestSmokeBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds patchd")
+	}
+	bin := filepath.Join(t.TempDir(), "patchd")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/patchd/patchd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var out strings.Builder
+	err := run(t.Context(), []string{"-patchd", bin, "-scenarios", "1,4", "-refs", "none", "-duration", "300ms",
+		"-samples", "1", "-clients", "4", "-docs", "50", "-read-docs", "20"}, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if n := strings.Count(out.String(), ", 0 lost"); n != 2 {
+		t.Errorf("%d runs read back with nothing lost, want 2:\n%s", n, out.String())
 	}
 }

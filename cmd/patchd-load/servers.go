@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -386,23 +388,31 @@ func startServer(ctx context.Context, kind, dir, bin string, inproc bool, sd see
 	addrc := make(chan string, 2)
 	// serve prints "listening <addr>" on stdout; patchd logs a JSON
 	// "serving" line with the address on stderr.
+	// The scanners read every line the server logs (patchd logs one per
+	// request at its default level) on the cores the server runs on, so
+	// they parse only what they must: JSON until the address is known.
+	var found atomic.Bool
 	scan := func(r io.Reader) {
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
-			line := sc.Text()
-			if a, ok := strings.CutPrefix(line, "listening "); ok {
-				addrc <- a
-				continue
-			}
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving" {
-				addrc <- l.Addr
-				continue
+			line := sc.Bytes()
+			if !found.Load() {
+				if a, ok := bytes.CutPrefix(line, []byte("listening ")); ok {
+					found.Store(true)
+					addrc <- string(a)
+					continue
+				}
+				var l struct{ Msg, Addr string }
+				if json.Unmarshal(line, &l) == nil && l.Msg == "serving" {
+					found.Store(true)
+					addrc <- l.Addr
+					continue
+				}
 			}
 			// Requests cut off at the end of a run are logged as errors
 			// with "context canceled"; they are expected.
-			if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, `"level":"ERROR"`)) &&
-				!strings.Contains(line, "context canceled") {
+			if (bytes.Contains(line, []byte("level=WARN")) || bytes.Contains(line, []byte("level=ERROR")) || bytes.Contains(line, []byte(`"level":"ERROR"`))) &&
+				!bytes.Contains(line, []byte("context canceled")) {
 				fmt.Fprintf(os.Stderr, "[%s] %s\n", kind, line)
 			}
 		}
