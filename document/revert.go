@@ -100,7 +100,7 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 	if err != nil {
 		return nil, err
 	}
-	result, rops, err := patch.RebaseOnto(doc, since, edit, d.s.cfg.Rebase)
+	result, rops, err := patch.RevertOnto(doc, since, edit, d.s.cfg.Rebase)
 	if errors.Is(err, patch.ErrRebaseConflict) || errors.Is(err, patch.ErrRebaseTooFar) || errors.Is(err, patch.ErrRebaseApplyFailed) {
 		if errors.Is(err, patch.ErrRebaseApplyFailed) {
 			d.s.log.Warn("revert did not apply", "collection", coll, "id", id, "seq", k, "err", err)

@@ -523,6 +523,26 @@ func TestRevert(t *testing.T) {
 		t.Fatalf("revert of an undone version: %s, %d versions", answerOf(r), len(s.historyOf(t, "/docs/r/w")))
 	}
 
+	// Undone by a later version, then written again (a redo included): the
+	// later write conflicts; a success would leave version 2's write in
+	// the document, or claim an undo that another write overwrote.
+	for _, tc := range []struct {
+		name, redo string
+	}{{"redone", `{"a":2}`}, {"changed", `{"a":5}`}} {
+		v1 := s.create(t, "/docs/r/"+tc.name, `{"a":1}`)
+		v2 := s.do(t, "PATCH", "/docs/r/"+tc.name, hdr{"Content-Type", ctMerge, "If-Match", v1}, `{"a":2}`).header.Get("ETag")
+		v3 := s.do(t, "PATCH", "/docs/r/"+tc.name, hdr{"Content-Type", ctMerge, "If-Match", v2}, `{"a":1}`).header.Get("ETag")
+		v4 := s.do(t, "PATCH", "/docs/r/"+tc.name, hdr{"Content-Type", ctMerge, "If-Match", v3}, tc.redo).header.Get("ETag")
+		r = s.do(t, "POST", "/docs/r/"+tc.name+"/revert", hdr{"Content-Type", ctJSON, "If-Match", v4}, `{"seq":2}`)
+		expect(t, r, http.StatusPreconditionFailed, "rebase-conflict")
+		if p := r.problem(t); p["currentEtag"] != v4 || p["baseEtag"] != v2 || !strings.Contains(string(r.body), `"concurrentVersion":4`) {
+			t.Fatalf("%s: conflict %s", tc.name, r.body)
+		}
+		if n := len(s.historyOf(t, "/docs/r/"+tc.name)); n != 4 {
+			t.Fatalf("%s: %d versions after a refused revert, want 4", tc.name, n)
+		}
+	}
+
 	// An idempotency key: the retry is answered, not applied again.
 	z1 := s.create(t, "/docs/r/z", `{"a":1,"b":1}`)
 	expect(t, s.do(t, "PATCH", "/docs/r/z", hdr{"Content-Type", ctMerge, "If-Match", z1}, `{"a":2}`), http.StatusOK, "")

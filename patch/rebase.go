@@ -118,6 +118,11 @@ const (
 // ops exceed lim, it returns an error wrapping ErrRebaseTooFar. With no
 // concurrent ops, P′ is p without its Chk ops.
 func rebase(p []Op, since []Committed, lim RebaseLimits) ([]Op, error) {
+	return rebaseGrid(newGrid(p), p, since, lim)
+}
+
+// rebaseGrid is rebase with the grid g, made of p.
+func rebaseGrid(g *grid, p []Op, since []Committed, lim RebaseLimits) ([]Op, error) {
 	if err := checkLimits(len(p), since, lim); err != nil {
 		return nil, err
 	}
@@ -129,7 +134,6 @@ func rebase(p []Op, since []Committed, lim RebaseLimits) ([]Op, error) {
 			return nil, err
 		}
 	}
-	g := newGrid(p)
 	for _, c := range since {
 		for _, q := range c.Ops {
 			g.pass(q, c.Seq)
@@ -162,6 +166,24 @@ func rebase(p []Op, since []Committed, lim RebaseLimits) ([]Op, error) {
 // ErrRebaseApplyFailed when the base cannot be rebuilt from history or P′
 // does not apply to current, in which case current must be discarded.
 func RebaseOnto(current any, since []Committed, edit func(base any) (any, []Op, error), lim RebaseLimits) (result any, ops []Op, err error) {
+	return rebaseOnto(current, since, edit, lim, false)
+}
+
+// RevertOnto is RebaseOnto for the undo of a version: edit applies its
+// inverse. It differs in one rule. An op of the undo that a later version
+// already did (exemptions E1 and E2: the same value written, or the same
+// thing deleted) leaves P′ as in RebaseOnto, but it still conflicts with
+// every version after that one that touches its path: an undo that a later
+// version did and another then overwrote (a redo included) would otherwise
+// answer success with the undone write back in the document. An undo that
+// later versions did and nothing touched since changes nothing, as in
+// RebaseOnto.
+func RevertOnto(current any, since []Committed, edit func(base any) (any, []Op, error), lim RebaseLimits) (result any, ops []Op, err error) {
+	return rebaseOnto(current, since, edit, lim, true)
+}
+
+// rebaseOnto is RebaseOnto, or RevertOnto when undo is set.
+func rebaseOnto(current any, since []Committed, edit func(base any) (any, []Op, error), lim RebaseLimits, undo bool) (result any, ops []Op, err error) {
 	if err := checkLimits(0, since, lim); err != nil {
 		return nil, nil, err
 	}
@@ -180,7 +202,9 @@ func RebaseOnto(current any, since []Committed, edit func(base any) (any, []Op, 
 	if err != nil {
 		return nil, nil, err
 	}
-	ops, err = rebase(p, since, lim)
+	g := newGrid(p)
+	g.keepDone = undo
+	ops, err = rebaseGrid(g, p, since, lim)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -263,6 +287,11 @@ type gridOp struct {
 	// path runs through, so its indices no longer mean anything; it takes
 	// no further part.
 	orphan bool
+	// done: a concurrent op did what the op does (E1, E2), and the grid
+	// keeps it (grid.keepDone): it is no part of P′ and transforms no
+	// concurrent op, but a later concurrent op that touches its path
+	// conflicts with it.
+	done bool
 }
 
 // grid runs the OT grid of REBASE.md section 5: each concurrent op, in
@@ -272,6 +301,7 @@ type gridOp struct {
 type grid struct {
 	p         []gridOp
 	conflicts []Conflict
+	keepDone  bool // keep the ops made no-ops by an exemption, as done (RevertOnto)
 }
 
 func newGrid(p []Op) *grid {
@@ -300,16 +330,21 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 		}
 		p := e.op
 		switch {
+		case !conflicts(p, cur) && e.done:
+			e.op, _ = xf(p, cur) // it moves with cur's shifts; cur does not move past it
 		case !conflicts(p, cur):
 			e.op, cur = xf(p, cur)
+		case exempt(p, cur) && e.done:
+			// The concurrent op did it once more; it stays done.
 		case exempt(p, cur):
 			pNoop, cNoop := exemption(p, cur)
 			if cNoop {
 				alive = false
 			}
-			if pNoop {
+			if pNoop && !g.keepDone {
 				continue // dropped from P
 			}
+			e.done = pNoop
 		default:
 			g.conflicts = append(g.conflicts, Conflict{
 				ClientOp:          p.Client,
@@ -328,9 +363,11 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 			} else {
 				e.op = p2
 			}
-			if cLost {
+			switch {
+			case e.done: // cur does not move past an op that is no part of P′
+			case cLost:
 				alive = false
-			} else {
+			default:
 				cur = c2
 			}
 		}
@@ -346,7 +383,7 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 func (g *grid) result(withReads bool) []Op {
 	out := make([]Op, 0, len(g.p))
 	for _, e := range g.p {
-		if e.op.Kind == OpChk && !withReads {
+		if e.done || e.op.Kind == OpChk && !withReads {
 			continue
 		}
 		out = append(out, e.op)

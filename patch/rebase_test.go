@@ -654,3 +654,88 @@ func TestConflictErrorIs(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
+
+// TestRevertOnto: the undo of a version that a later version already did
+// still conflicts with every version after that one that touches its path
+// (RevertOnto), where a rebased edit would become a no-op (RebaseOnto).
+func TestRevertOnto(t *testing.T) {
+	// history builds the versions after k from the document k left: each
+	// patch is one version, numbered from k+1. It returns the current
+	// document, the versions, and the undo of k as an edit.
+	history := func(t *testing.T, before, k string, later ...string) (any, []Committed, func(any) (any, []Op, error)) {
+		t.Helper()
+		doc, kOps := rbMustApply(t, rbMustParse(t, before), k)
+		var since []Committed
+		for i, p := range later {
+			var ops []Op
+			doc, ops = rbMustApply(t, doc, p)
+			since = append(since, Committed{Seq: uint64(3 + i), Ops: ops})
+		}
+		inverse := Invert(kOps)
+		return doc, since, func(base any) (any, []Op, error) {
+			res, err := ApplyOps(base, inverse)
+			return res, inverse, err
+		}
+	}
+	conflictsWith := func(t *testing.T, err error, seq uint64, path string) {
+		t.Helper()
+		var ce *ConflictError
+		if !errors.As(err, &ce) {
+			t.Fatalf("error %v, want a conflict with version %d at %s", err, seq, path)
+		}
+		if len(ce.Conflicts) != 1 || ce.Conflicts[0].ConcurrentVersion != seq || ce.Conflicts[0].ConcurrentPath != path {
+			t.Fatalf("conflicts %+v, want one with version %d at %s", ce.Conflicts, seq, path)
+		}
+	}
+	set := func(path string, v string) string {
+		return `[{"op":"replace","path":"` + path + `","value":` + v + `}]`
+	}
+
+	t.Run("RedoneThenChanged", func(t *testing.T) {
+		// Version 3 wrote what the undo writes (a back to 1), version 4 a = 5.
+		cur, since, undo := history(t, `{"a":1}`, set("/a", "2"), set("/a", "1"), set("/a", "5"))
+		_, _, err := RevertOnto(Clone(cur), since, undo, RebaseLimits{})
+		conflictsWith(t, err, 4, "/a")
+		// A rebased edit follows REBASE.md's grid: made a no-op by version 3.
+		if _, ops, err := RebaseOnto(Clone(cur), since, undo, RebaseLimits{}); err != nil || len(ops) != 0 {
+			t.Fatalf("RebaseOnto: P′ %s, error %v; want no ops", EncodeOps(ops), err)
+		}
+	})
+	t.Run("UndoneThenRedone", func(t *testing.T) {
+		// Version 3 undid version 2, version 4 did it again.
+		cur, since, undo := history(t, `{"a":1}`, set("/a", "2"), set("/a", "1"), set("/a", "2"))
+		_, _, err := RevertOnto(Clone(cur), since, undo, RebaseLimits{})
+		conflictsWith(t, err, 4, "/a")
+	})
+	t.Run("AlreadyUndone", func(t *testing.T) {
+		cur, since, undo := history(t, `{"a":1,"b":1}`, set("/a", "2"), set("/a", "1"), set("/b", "3"))
+		res, ops, err := RevertOnto(Clone(cur), since, undo, RebaseLimits{})
+		if err != nil || len(ops) != 0 || string(Canonical(res)) != `{"a":1,"b":3}` {
+			t.Fatalf("result %s, P′ %s, error %v; want the document unchanged, no ops", Canonical(res), EncodeOps(ops), err)
+		}
+	})
+	t.Run("DeletedThenWritten", func(t *testing.T) {
+		// Version 2 added b; version 3 removed it (what the undo does);
+		// version 4 added it again.
+		cur, since, undo := history(t, `{"a":1}`, `[{"op":"add","path":"/b","value":1}]`,
+			`[{"op":"remove","path":"/b"}]`, `[{"op":"add","path":"/b","value":7}]`)
+		_, _, err := RevertOnto(Clone(cur), since, undo, RebaseLimits{})
+		conflictsWith(t, err, 4, "/b")
+	})
+	t.Run("DoneOpFollowsShifts", func(t *testing.T) {
+		// The undo writes items/1/x; version 3 did it; version 4 inserted
+		// an element before it, so that it is items/2 now; version 5
+		// wrote items/1/x, another element: no conflict. Version 6 wrote
+		// items/2/x, the undone element: a conflict.
+		before := `{"items":[{"x":0},{"x":0}]}`
+		later := []string{set("/items/1/x", "0"), `[{"op":"add","path":"/items/0","value":{"x":9}}]`, set("/items/1/x", "5")}
+		cur, since, undo := history(t, before, set("/items/1/x", "1"), later...)
+		res, ops, err := RevertOnto(Clone(cur), since, undo, RebaseLimits{})
+		if err != nil || len(ops) != 0 || !identical(res, cur) {
+			t.Fatalf("result %s, P′ %s, error %v; want the document unchanged, no ops", Canonical(res), EncodeOps(ops), err)
+		}
+		cur, since, undo = history(t, before, set("/items/1/x", "1"), append(later, set("/items/2/x", "7"))...)
+		_, _, err = RevertOnto(Clone(cur), since, undo, RebaseLimits{})
+		conflictsWith(t, err, 6, "/items/2/x")
+	})
+}
