@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // lockedHint explains what to do with a database a server holds.
@@ -46,6 +47,12 @@ func (m *Main) backup(ctx context.Context, args []string) error {
 	if out == "" {
 		return f.usageErrorf("backup: --out is required")
 	}
+	if from != "" {
+		db = ""
+	}
+	if err := checkOut(db, out); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
 	var n int64
 	var err error
 	if from != "" {
@@ -62,6 +69,21 @@ func (m *Main) backup(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(m.Stderr, "backup: wrote %d bytes to %s and checked them\n", n, out)
 	return nil
+}
+
+// checkOut refuses an output file that is the database db itself (when db
+// is not empty) or a file that may not be replaced (bolt.Replaceable): the
+// database of a running server, or one with a write-ahead log next to it.
+// A copy renamed over either would take the place of the live database.
+func checkOut(db, out string) error {
+	if db != "" {
+		dfi, derr := os.Stat(db)
+		ofi, oerr := os.Stat(out)
+		if derr == nil && oerr == nil && os.SameFile(dfi, ofi) {
+			return usageError{fmt.Errorf("--out %s is the database itself; write the copy to another file", out)}
+		}
+	}
+	return bolt.Replaceable(out)
 }
 
 // backupStore copies the store at db, which no server may be using, into

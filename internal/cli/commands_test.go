@@ -222,6 +222,79 @@ func TestBackupCommand(t *testing.T) {
 	}
 }
 
+// TestCopyOverDatabaseRefused: a backup or export whose --out is the live
+// database of a running server, the source itself, or a database with a
+// write-ahead log next to it is refused before anything is written, and
+// the database keeps every document.
+func TestCopyOverDatabaseRefused(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live.db")
+	base, stop := serveFor(t, live)
+	put(t, base, "/docs/c/before", `{"a":1}`)
+	stopped := filepath.Join(dir, "stopped.db")
+	if err, _, _ := cli(t, "", "backup", "--url", base, "--out", stopped); err != nil {
+		t.Fatal(err)
+	}
+	wantSame := func(path string, before []byte) {
+		t.Helper()
+		after, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(after, before) {
+			t.Fatalf("%s changed (%v)", path, err)
+		}
+	}
+	stoppedBytes, err := os.ReadFile(stopped)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Over the running server's own file: the hot copy, and a copy of
+	// another database.
+	for _, args := range [][]string{
+		{"backup", "--url", base, "--out", live},
+		{"backup", "--db", stopped, "--out", live},
+		{"export", "--db", stopped, "--out", live},
+	} {
+		err, _, _ := cli(t, "", args...)
+		if err == nil || !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), "in use") {
+			t.Fatalf("%v: %v, want a refusal: the file is in use", args, err)
+		}
+		put(t, base, "/docs/c/after-"+args[0]+args[1], `{"b":2}`)
+	}
+	stop()
+	base, stop = serveFor(t, live)
+	for _, path := range []string{"/docs/c/before", "/docs/c/after-backup--url", "/docs/c/after-backup--db", "/docs/c/after-export--db"} {
+		if code, body := get(t, base, path); code != 200 {
+			t.Fatalf("GET %s after the refused copies: %d %s", path, code, body)
+		}
+	}
+	stop()
+
+	// Over the source itself.
+	for _, args := range [][]string{
+		{"backup", "--db", stopped, "--out", stopped},
+		{"export", "--db", stopped, "--out", stopped},
+	} {
+		var ue usageError
+		if err, _, _ := cli(t, "", args...); !errors.As(err, &ue) || !strings.Contains(err.Error(), "the database itself") {
+			t.Fatalf("%v: %v, want a usage error", args, err)
+		}
+		wantSame(stopped, stoppedBytes)
+	}
+
+	// Over a database with a write-ahead log next to it.
+	if err := os.WriteFile(stopped+"-wal", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.db")
+	if err, _, _ := cli(t, "", "backup", "--db", live, "--out", other); err != nil {
+		t.Fatal(err)
+	}
+	if err, _, _ := cli(t, "", "backup", "--db", other, "--out", stopped); err == nil || !strings.Contains(err.Error(), "write-ahead log") {
+		t.Fatalf("backup over a database with a log: %v", err)
+	}
+	wantSame(stopped, stoppedBytes)
+}
+
 func TestExportImportCommands(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "p.db")

@@ -25,6 +25,11 @@ func (m *Main) export(ctx context.Context, args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
+	if out != "-" {
+		if err := checkOut(db, out); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+	}
 	st, err := openReadOnly(ctx, db, timeout)
 	if err != nil {
 		return fmt.Errorf("export: %w", err)

@@ -2,12 +2,17 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/patchd/patchd/store"
 )
 
 // backupChunk is how much of a spooled copy one write to the destination
@@ -115,4 +120,29 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.w.Write(p)
+}
+
+// Replaceable reports, with nil, that a new file may be put at path (by a
+// backup or an export): nothing is there, or a file that no process holds
+// (bbolt's lock, which a running patchd holds on its database) and that
+// has no write-ahead log next to it. A held file gives an error wrapping
+// store.ErrLocked.
+func Replaceable(path string) error {
+	f, err := os.Open(path) // #nosec G304 -- the file the operator named
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		defer f.Close()
+		if err := lockFile(f, false, 0); errors.Is(err, berrors.ErrTimeout) {
+			return fmt.Errorf("%w: %s is in use by another process%s, a running patchd server's database perhaps; choose another file", store.ErrLocked, path, lockHolder(path))
+		} else if err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(walPath(path)); err == nil {
+		return fmt.Errorf("%s has a write-ahead log next to it (%s): it is the database of a patchd that was not closed; start patchd on it once, or choose another file", path, walPath(path))
+	}
+	return nil
 }
