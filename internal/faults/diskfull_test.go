@@ -68,7 +68,7 @@ func TestDiskFull(t *testing.T) {
 		}
 	})
 	base := "http://" + srv.Addr()
-	diskFull(t, base, func() {
+	diskFull(t, base, true, func() {
 		if err := os.Remove(ballast); err != nil {
 			t.Fatal(err)
 		}
@@ -101,8 +101,9 @@ func tail(s string, n int) string {
 
 // diskFull writes documents of 64 KiB to the server at base until writes
 // are refused, checks the refusals and the log, calls free, and checks
-// that writes succeed again and that every acknowledged one is there.
-func diskFull(t *testing.T, base string, free func(), log func() string) {
+// that writes succeed again and that every acknowledged one is there. On
+// a real full device it checks a batch and a hot backup too.
+func diskFull(t *testing.T, base string, device bool, free func(), log func() string) {
 	t.Helper()
 	c := client(10 * time.Second)
 	pad := strings.Repeat("x", 64<<10)
@@ -131,6 +132,22 @@ func diskFull(t *testing.T, base string, free func(), log func() string) {
 	text := log()
 	if n := strings.Count(text, "storage full: writes are refused"); n != 1 {
 		t.Fatalf("%d writes refused, %d lines about it in the log; want one a minute:\n%s", refused, n, tail(text, 5000))
+	}
+	if device {
+		// A batch and a hot backup need room too: 507, as a single write.
+		var writes []string
+		for i := range 5 {
+			writes = append(writes, fmt.Sprintf(`{"method":"PUT","path":"/docs/full/batch%d","body":{"pad":%q}}`, i, pad))
+		}
+		r := call(context.Background(), c, "POST", base+"/batch", `{"writes":[`+strings.Join(writes, ",")+`]}`, "Content-Type", "application/json")
+		if r.err != nil || r.status != 507 || r.problem() != "insufficient-storage" || r.header.Get("Retry-After") == "" {
+			t.Fatalf("a batch on a full device: %d %v %s (Retry-After %q), want 507 insufficient-storage", r.status, r.err, r.body, r.header.Get("Retry-After"))
+		}
+		r = call(context.Background(), c, "GET", base+"/admin/backup", "")
+		if r.err != nil || r.status != 507 || r.problem() != "insufficient-storage" || r.header.Get("Retry-After") == "" {
+			t.Fatalf("a backup on a full device: %d %v %.300s (Retry-After %q), want 507 insufficient-storage", r.status, r.err, r.body, r.header.Get("Retry-After"))
+		}
+		text = log()
 	}
 	for _, bad := range []string{`"msg":"internal error"`, `"status":500`} {
 		if strings.Contains(text, bad) {
@@ -197,7 +214,7 @@ func diskFullInjected(t *testing.T) {
 	h := handlers.New(document.New(fs, dcfg), hcfg)
 	srv := httptest.NewServer(h.Echo())
 	t.Cleanup(srv.Close)
-	diskFull(t, srv.URL, func() { fs.freed.Store(true) }, func() string {
+	diskFull(t, srv.URL, false, func() { fs.freed.Store(true) }, func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return logs.String()

@@ -40,7 +40,7 @@ func (b *Store) Backup(ctx context.Context, w io.Writer, start func(size int64))
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 			n, err := b.snapshot(ctx, f, start)
 			if err != nil {
-				return n, fmt.Errorf("store: backup %s: %w", b.path, err)
+				return n, fmt.Errorf("store: backup %s: %w", b.path, noSpace(err))
 			}
 			return n, nil
 		}
@@ -59,13 +59,19 @@ func (b *Store) snapshot(ctx context.Context, w io.Writer, start func(size int64
 		if start != nil {
 			start(tx.Size())
 		}
+		cw := &ctxWriter{ctx: ctx, w: w}
 		var err error
-		n, err = tx.WriteTo(ctxWriter{ctx, w})
+		n, err = tx.WriteTo(cw)
+		if err != nil && cw.err != nil {
+			// bbolt formats some of the writer's errors as text ("meta 0
+			// copy: ..."), losing a full device's ENOSPC and the
+			// context's error; the writer's own error keeps them.
+			err = fmt.Errorf("%w (%v)", cw.err, err)
+		} else if err != nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return err
 	})
-	if err != nil && ctx.Err() != nil {
-		err = ctx.Err() // bbolt does not wrap the writer's error
-	}
 	return n, err
 }
 
@@ -109,17 +115,24 @@ func (b *Store) spooled(ctx context.Context, w io.Writer, start func(size int64)
 	return n, nil
 }
 
-// ctxWriter fails writes once its context is done.
+// ctxWriter fails writes once its context is done, and keeps the first
+// error of a write.
 type ctxWriter struct {
 	ctx context.Context
 	w   io.Writer
+	err error
 }
 
-func (c ctxWriter) Write(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if c.err == nil {
+		c.err = c.ctx.Err()
 	}
-	return c.w.Write(p)
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.err = err
+	return n, err
 }
 
 // Replaceable reports, with nil, that a new file may be put at path (by a

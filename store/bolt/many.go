@@ -62,7 +62,7 @@ func (b *Store) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyF
 			}
 			<-base.done
 			if base.err != nil {
-				return fmt.Errorf("store: update %s/%s: %w: %w", keys[i].Collection, keys[i].ID, errBaseFailed, base.err)
+				return fmt.Errorf("store: update %s/%s: %w: %w", keys[i].Collection, keys[i].ID, errBaseFailed, noSpace(base.err))
 			}
 		}
 		return nil
@@ -136,7 +136,7 @@ func (b *Store) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyF
 	}
 	for _, r := range reqs {
 		if r.err != nil {
-			return nil, fmt.Errorf("store: update many: %s/%s: %w", r.collection, r.id, r.err)
+			return nil, fmt.Errorf("store: update many: %s/%s: %w", r.collection, r.id, noSpace(r.err))
 		}
 	}
 	for j, r := range reqs {
