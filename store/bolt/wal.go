@@ -170,7 +170,43 @@ func parseWAL(data []byte) (walContents, error) {
 		off += walRecHeader + n
 	}
 	c.end = off
+	// The log ends at the first record that is cut short, fails its
+	// checksum or belongs to an older generation: an append torn by a
+	// crash, never acknowledged. Records are appended one after the other
+	// and each is synced before the next is written, so a valid record of
+	// this generation further on means that this one was damaged after it
+	// was written, and that later acknowledged writes would be dropped.
+	if seq, ok := laterRecord(data, off, c.cp.gen, last); ok {
+		return c, fmt.Errorf("%w: the record after record %d is damaged, but record %d, written after it, is whole: the log holds acknowledged writes after the damage", errWALDamaged, last, seq)
+	}
 	return c, nil
+}
+
+// laterRecord looks in data after off for a whole record of generation
+// gen with a seq after last, and returns its seq.
+func laterRecord(data []byte, off int64, gen, last uint64) (uint64, bool) {
+	le := binary.LittleEndian
+	pat := le.AppendUint64(nil, gen)
+	for from := off + 8; from < int64(len(data)); {
+		i := bytes.Index(data[from:], pat)
+		if i < 0 {
+			return 0, false
+		}
+		at := from + int64(i) - 8 // the generation is at 8 in a header
+		from += int64(i) + 1
+		if at < off || at+walRecHeader > int64(len(data)) {
+			continue
+		}
+		h := data[at:]
+		n, seq := int64(le.Uint32(h)), le.Uint64(h[16:])
+		if seq <= last || n == 0 || n > walMaxPayload || at+walRecHeader+n > int64(len(data)) {
+			continue
+		}
+		if crc32.ChecksumIEEE(h[8:walRecHeader+n]) == le.Uint32(h[4:]) {
+			return seq, true
+		}
+	}
+	return 0, false
 }
 
 // batches returns the batch records after the checkpoint that were not

@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -324,6 +325,65 @@ func TestWALTornRecord(t *testing.T) {
 			acked := clone(f.acked)
 			delete(acked, "d5")
 			checkSnap(t, crash, acked, struct{ id, body string }{"d5", ""})
+		})
+	}
+}
+
+// TestWALDamageBeforeLaterRecords: a record damaged after it was written
+// (a flipped byte, a wrong length, zeros), with whole records after it, is
+// not taken for a torn append: Open refuses the log, which holds
+// acknowledged writes after the damage, instead of dropping them, and
+// changes neither file.
+func TestWALDamageBeforeLaterRecords(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(rec []byte)
+	}{
+		{"flipped", func(rec []byte) { rec[walRecHeader+3] ^= 0x40 }},
+		{"length", func(rec []byte) { binary.LittleEndian.PutUint32(rec, binary.LittleEndian.Uint32(rec)+7) }},
+		{"zeroed", func(rec []byte) { clear(rec) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newWALFixture(t)
+			for i := range 6 {
+				f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d}`, i), false)
+			}
+			crash := f.crash()
+			logPath := filepath.Join(crash, "patchd.db-wal")
+			data, err := os.ReadFile(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := parseWAL(data)
+			if err != nil || len(c.recs) != 6 {
+				t.Fatalf("the log holds %d records (%v), want 6", len(c.recs), err)
+			}
+			at := int64(walDataStart) // the third record's offset
+			for _, r := range c.recs[:2] {
+				at += walRecHeader + int64(len(r.payload))
+			}
+			tc.damage(data[at : at+walRecHeader+int64(len(c.recs[2].payload))])
+			if err := os.WriteFile(logPath, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			dbPath := filepath.Join(crash, "patchd.db")
+			dbBefore, err := os.ReadFile(dbPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(dbPath, store.Options{})
+			if err == nil {
+				s.Close()
+				t.Fatal("opened a database whose log is damaged before acknowledged records")
+			}
+			if !errors.Is(err, store.ErrCorrupt) || !strings.Contains(err.Error(), "acknowledged writes after the damage") {
+				t.Fatalf("open: %v, want the damage named", err)
+			}
+			for path, before := range map[string][]byte{dbPath: dbBefore, logPath: data} {
+				if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+					t.Fatalf("%s changed by the refused open (%v)", path, err)
+				}
+			}
 		})
 	}
 }
