@@ -56,9 +56,11 @@ func encodeCursor(c store.Cursor) string { return base64.RawURLEncoding.EncodeTo
 // parseEventsRequest reads and checks a POST /events body. Errors are 400
 // invalid-request (or invalid-json) naming what is wrong.
 func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
-	v, err := patch.Parse(body, patch.Limits{MaxDepth: 64})
+	// A collection's where lies three levels down: the body, the
+	// collections array, the subscription. It may nest as a listing's.
+	v, err := patch.Parse(body, patch.Limits{MaxDepth: query.MaxDepth + 3})
 	if errors.Is(err, patch.ErrInvalidDocument) {
-		return nil, fail(ErrInvalidRequest, "the body nests deeper than the limit of 64 levels")
+		return nil, fail(ErrInvalidRequest, fmt.Sprintf("the body nests deeper than the limit of %d levels (a where's %d and the three around it)", query.MaxDepth+3, query.MaxDepth))
 	}
 	if err != nil {
 		return nil, err

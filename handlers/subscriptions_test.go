@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -275,6 +276,25 @@ func TestEventsManyWhere(t *testing.T) {
 	// Nothing else came: the next event is a change of a new document.
 	s.create(t, "/docs/o/z", `{"status":"open","n":2}`)
 	f.want(t, "change", "o", "z", 1)
+}
+
+// TestEventsManyWhereAsDeepAsListings: a where as deep as a listing takes
+// is taken by a subscription too, although it lies three levels down in
+// the body; one level more is refused by both.
+func TestEventsManyWhereAsDeepAsListings(t *testing.T) {
+	s := startServer(t)
+	where := func(levels int) string { // {"/a":{"eq":[...]}}: levels in all
+		return `{"/a":{"eq":` + strings.Repeat(`[`, levels-2) + strings.Repeat(`]`, levels-2) + `}}`
+	}
+	const deepest = 66
+	expect(t, s.do(t, "GET", "/docs/c?where="+url.QueryEscape(where(deepest)), nil, ""), http.StatusOK, "")
+	f := subscribe(t, s, `{"collections":[{"c":"c","where":`+where(deepest)+`}]}`)
+	if ev := f.many(t); ev.Name != "ready" {
+		t.Fatalf("first event %s", ev.Name)
+	}
+	expect(t, s.do(t, "GET", "/docs/c?where="+url.QueryEscape(where(deepest+1)), nil, ""), http.StatusBadRequest, "invalid-request")
+	_, r := openStream(t, s, "POST", "/events", nil, `{"collections":[{"c":"c","where":`+where(deepest+1)+`}]}`)
+	expect(t, r, http.StatusBadRequest, "invalid-request")
 }
 
 // TestEventsManyResetCollection: a cursor older than the retained history

@@ -27,9 +27,9 @@ const (
 	MaxConditions = 64
 	// MaxIn is the most values one "in" operator may list.
 	MaxIn = 1000
-	// maxDepth bounds the nesting of a where object: a value as deep as
+	// MaxDepth bounds the nesting of a where object: a value as deep as
 	// a document may be by default (64), inside {"/p": {"eq": ...}}.
-	maxDepth = 66
+	MaxDepth = 66
 )
 
 func invalid(format string, args ...any) error {
@@ -75,9 +75,9 @@ func ParseWhere(s string) (*Where, error) {
 	if s == "" {
 		return nil, nil
 	}
-	v, err := patch.Parse([]byte(s), patch.Limits{MaxDepth: maxDepth})
+	v, err := patch.Parse([]byte(s), patch.Limits{MaxDepth: MaxDepth})
 	if errors.Is(err, patch.ErrInvalidDocument) {
-		return nil, invalid("where nests deeper than the limit of %d levels", maxDepth)
+		return nil, invalid("where nests deeper than the limit of %d levels", MaxDepth)
 	}
 	if err != nil {
 		return nil, invalid("where is not valid JSON: %v", err)
