@@ -1,6 +1,7 @@
 package document
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/patchd/patchd/patch"
@@ -23,6 +24,16 @@ type edit struct {
 	canonical func(cur []byte) (body []byte, ops []patch.Op, ok bool)
 }
 
+// schemaError makes a schema's body that breaks a document's limits (its
+// depth, its size) an invalid schema; any other write's error is returned
+// as it is.
+func (d *decision) schemaError(err error) error {
+	if d.schemaWrite != nil && errors.Is(err, patch.ErrInvalidDocument) {
+		return fail(ErrInvalidSchema, "the schema breaks a document's limits: "+err.Error())
+	}
+	return err
+}
+
 // parse reads the write's body into its edit, within the limits.
 func (d *decision) parse() error {
 	lim := d.s.cfg.Limits
@@ -30,14 +41,14 @@ func (d *decision) parse() error {
 	case Put, Post:
 		doc, err := patch.Parse(d.w.Body, lim)
 		if err != nil {
-			return err
+			return d.schemaError(err)
 		}
 		if _, ok := doc.(map[string]any); !ok && d.schemaWrite != nil {
 			return fail(ErrInvalidSchema, "a schema must be a JSON object (use {} to accept every document)")
 		}
 		canonical, err := patch.CheckDocument(doc, lim)
 		if err != nil {
-			return err
+			return d.schemaError(err)
 		}
 		if d.schemaWrite != nil {
 			if _, err := compileSchema(d.schemaWrite.collection, canonical); err != nil {

@@ -143,6 +143,7 @@ func TestSchemaRefusals(t *testing.T) {
 		{"BadPattern", `{"patternProperties":{"(":{}}}`, "("},
 		{"RepeatTooLarge", `{"properties":{"a":{"pattern":"(a{1000}){1000}"}}}`, "pattern"},
 		{"Exponential", fanOut(20), "limit"},
+		{"DeeperThanADocument", strings.Repeat(`{"not":`, 70) + `{}` + strings.Repeat(`}`, 70), "limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := s.do(t, "PUT", "/schemas/c", hdr{"Content-Type", ctJSON}, tc.schema)
