@@ -52,10 +52,16 @@ func presenceTarget(c echo.Context) (coll, id, session string, err error) {
 // presenceMembers are the members of a presence body, all optional.
 var presenceMembers = []string{"name", "color", "focus", "data"}
 
+// presenceDepth bounds the nesting of a presence body, data included.
+const presenceDepth = 16
+
 // parsePresence checks a presence body and returns its canonical state:
 // every member, null when absent.
 func parsePresence(body []byte) ([]byte, error) {
-	v, err := patch.Parse(body, patch.Limits{MaxDepth: 16})
+	v, err := patch.Parse(body, patch.Limits{MaxDepth: presenceDepth})
+	if errors.Is(err, patch.ErrInvalidDocument) {
+		return nil, fail(ErrInvalidRequest, fmt.Sprintf("the body nests deeper than the limit of %d levels", presenceDepth))
+	}
 	if err != nil {
 		return nil, err
 	}

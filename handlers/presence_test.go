@@ -157,6 +157,7 @@ func TestPresenceErrors(t *testing.T) {
 		{"FocusRelative", base + sessionA, ctJSON, `{"focus":"a/b"}`, 400, "invalid-request", "focus"},
 		{"FocusEscape", base + sessionA, ctJSON, `{"focus":"/a~2"}`, 400, "invalid-request", "focus"},
 		{"FocusNumber", base + sessionA, ctJSON, `{"focus":3}`, 400, "invalid-request", "focus"},
+		{"TooDeep", base + sessionA, ctJSON, `{"data":` + strings.Repeat(`[`, 16) + strings.Repeat(`]`, 16) + `}`, 400, "invalid-request", "deeper"},
 		{"InvalidJSON", base + sessionA, ctJSON, `{"name":`, 400, "invalid-json", ""},
 		{"TooLarge", base + sessionA, ctJSON, `{"data":"` + strings.Repeat("x", 1020) + `"}`, 413, "too-large", "1024"},
 		{"MediaType", base + sessionA, "text/plain", `{}`, 415, "unsupported-media-type", ""},
