@@ -2,12 +2,15 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/document"
@@ -92,7 +95,7 @@ func (h *Handler) readBodyHeld(c echo.Context) (_ []byte, release func(), err er
 		// net/http delivers exactly Content-Length bytes, or an error.
 		body := make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, nil, fail(ErrInvalidRequest, "could not read the request body")
+			return nil, nil, bodyFailed(c, err)
 		}
 		return body, func() {}, nil
 	}
@@ -123,9 +126,25 @@ func (h *Handler) readBodyHeld(c echo.Context) (_ []byte, release func(), err er
 			return body, res.Release, nil
 		}
 		if err != nil {
-			return nil, nil, fail(ErrInvalidRequest, "could not read the request body")
+			return nil, nil, bodyFailed(c, err)
 		}
 	}
+}
+
+// bodyAnswerTime is how long the answer to a body that stopped arriving
+// may take to write.
+const bodyAnswerTime = 5 * time.Second
+
+// bodyFailed is the error of a body that could not be read. When it did
+// not arrive in time (the server's read timeout), the write deadline,
+// which passes about when the read deadline does, is moved on a little,
+// so that the client gets its answer rather than a closed connection.
+func bodyFailed(c echo.Context, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		_ = http.NewResponseController(c.Response().Writer).SetWriteDeadline(time.Now().Add(bodyAnswerTime))
+		return fail(ErrInvalidRequest, "the request body did not arrive in time (the server's read timeout)")
+	}
+	return fail(ErrInvalidRequest, "could not read the request body")
 }
 
 // reserve grows a request's reservation of the decode budget to n bytes,

@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,14 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -787,4 +791,39 @@ func firstFeedEvent(t *testing.T, s *server, path string, h hdr) string {
 	s2 := buf.String()
 	i := strings.Index(s2, "\ndata: ") + len("\ndata: ")
 	return s2[i : i+strings.Index(s2[i:], "\n")]
+}
+
+// TestStalledBodyAnswered: a body that stops arriving gets its 400 when the
+// server's read timeout passes, even where the write timeout has passed
+// too (here before it), rather than a closed connection.
+func TestStalledBodyAnswered(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv := httptest.NewUnstartedServer(newHandler(st, newConfig()).Echo())
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = time.Second, 500*time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	for _, length := range []int{1000, 1 << 20} { // read whole, and read as it comes
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "PUT /docs/c/d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"a\":", length)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("Content-Length %d, 5 bytes sent: no answer: %v", length, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		conn.Close()
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "did not arrive in time") {
+			t.Fatalf("Content-Length %d, 5 bytes sent: %d %s", length, res.StatusCode, body)
+		}
+	}
+	if _, err := st.Get(context.Background(), "c", "d"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a stalled body wrote something: %v", err)
+	}
 }
