@@ -76,12 +76,8 @@ func (m *Main) backup(ctx context.Context, args []string) error {
 // database of a running server, or one with a write-ahead log next to it.
 // A copy renamed over either would take the place of the live database.
 func checkOut(db, out string) error {
-	if db != "" {
-		dfi, derr := os.Stat(db)
-		ofi, oerr := os.Stat(out)
-		if derr == nil && oerr == nil && os.SameFile(dfi, ofi) {
-			return usageError{fmt.Errorf("--out %s is the database itself; write the copy to another file", out)}
-		}
+	if db != "" && sameFile(db, out) {
+		return usageError{fmt.Errorf("--out %s is the database itself; write the copy to another file", out)}
 	}
 	return bolt.Replaceable(out)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -27,7 +28,7 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 	switch {
 	case from == "" || to == "":
 		return f.usageErrorf("migrate: --from and --to are required")
-	case from == to:
+	case from == to || sameFile(from, to):
 		return f.usageErrorf("migrate: --from and --to are the same database")
 	}
 	src, err := openReadOnly(ctx, from, 0)
@@ -105,4 +106,11 @@ func (p *progress) finish() {
 		fmt.Fprintln(p.w)
 		p.open = false
 	}
+}
+
+// sameFile reports whether a and b name one existing file (by two paths).
+func sameFile(a, b string) bool {
+	ai, aerr := os.Stat(a)
+	bi, berr := os.Stat(b)
+	return aerr == nil && berr == nil && os.SameFile(ai, bi)
 }

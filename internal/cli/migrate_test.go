@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,7 +14,12 @@ import (
 )
 
 func TestMigrateFlags(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "missing.db")
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.db")
+	existing := filepath.Join(dir, "m.db")
+	if err := os.WriteFile(existing, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -21,6 +27,7 @@ func TestMigrateFlags(t *testing.T) {
 		{args: nil, want: "--from and --to are required"},
 		{args: []string{"--from", "x.db"}, want: "--from and --to are required"},
 		{args: []string{"--from", "x.db", "--to", "x.db"}, want: "the same database"},
+		{args: []string{"--from", existing, "--to", dir + "/../" + filepath.Base(dir) + "/m.db"}, want: "the same database"},
 		{args: []string{"--from", missing, "--to", "postgres://u@localhost/db"}, want: "no such file"},
 		{args: []string{"--from", "a", "--to", "postgres://h/db", "extra"}, want: "unexpected argument"},
 		{args: []string{"--bogus"}, want: "flag provided but not defined"},
