@@ -13,6 +13,7 @@ import (
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 // serveConfig is everything the command line sets for serve.
@@ -211,6 +212,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Timeout:             cfg.dbTimeout,
 		IdempotencyPerScope: cfg.idempotencyLimit,
 	}, log)
+	if errors.Is(err, bolt.ErrWALRefused) {
+		return fmt.Errorf("--db %s: %w\n(restore a backup, or move the log away to open the file as it is, without the writes the log holds)",
+			store.Redact(cfg.db), err)
+	}
 	if errors.Is(err, store.ErrCorrupt) {
 		return fmt.Errorf("--db %s: %w\n(patchd check --db %s lists the damage; restore a backup, or move the file away to start a new database)",
 			store.Redact(cfg.db), err, store.Redact(cfg.db))

@@ -6,10 +6,15 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
+	"github.com/patchd/patchd/store/storetest"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -156,5 +161,29 @@ func TestMaxBatch(t *testing.T) {
 	}
 	if got := batch(3); got != http.StatusBadRequest {
 		t.Fatalf("a batch of 3 with --max-batch 2: %d", got)
+	}
+}
+
+// TestRunRefusedForItsLog: a start refused for the database's write-ahead
+// log (here one without a valid checkpoint) says what to do with the log,
+// not that patchd check lists damage in the file, which is sound.
+func TestRunRefusedForItsLog(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "p.db")
+	st, err := bolt.Open(db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Commit(t, st, "c", "d", &store.Change{Body: []byte(`{"a":1}`), Kind: store.KindPut})
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db+"-wal", make([]byte, 1<<16), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = run(ctx, []string{"--addr", "127.0.0.1:0", "--db", db}, noEnv, io.Discard, make(chan string, 1))
+	if !errors.Is(err, bolt.ErrWALRefused) || !strings.Contains(err.Error(), "move the log away") || strings.Contains(err.Error(), "patchd check") {
+		t.Fatalf("start with a damaged log: %v", err)
 	}
 }

@@ -75,6 +75,11 @@ const (
 	recAbort byte = 2 // the batch with the seq in the payload was not committed
 )
 
+// ErrWALRefused marks an Open refused for the database's write-ahead log,
+// not its file: a log that is damaged or does not fit the file. The file
+// may be sound; the log holds writes it may lack.
+var ErrWALRefused = errors.New("refused for its write-ahead log")
+
 // errWALDamaged marks a log that cannot be read back.
 var errWALDamaged = errors.New("the write-ahead log is damaged")
 
@@ -449,7 +454,7 @@ func restoreMeta(f *os.File, cp walCheckpoint) (undo func() error, err error) {
 		}
 	}
 	if newest < cp.txid {
-		return nil, fmt.Errorf("%w: the write-ahead log does not belong to this file (its checkpoint is transaction %d with other pages): was the file replaced after a crash? Move the log away to open the file as it is", store.ErrCorrupt, cp.txid)
+		return nil, fmt.Errorf("%w: %w: the write-ahead log does not belong to this file (its checkpoint is transaction %d with other pages): was the file replaced after a crash? Move the log away to open the file as it is", store.ErrCorrupt, ErrWALRefused, cp.txid)
 	}
 	write := func(f *os.File, metas func(slot int64) []byte) error {
 		for slot := range int64(2) {

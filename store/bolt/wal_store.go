@@ -339,7 +339,7 @@ func readWAL(path string) (*walContents, error) {
 	}
 	c, err := parseWAL(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w; it holds writes the database file may lack, so patchd does not open the file without it", store.ErrCorrupt, walPath(path), err)
+		return nil, fmt.Errorf("%w: %w: %s: %w; it holds writes the database file may lack, so patchd does not open the file without it", store.ErrCorrupt, ErrWALRefused, walPath(path), err)
 	}
 	return &c, nil
 }
@@ -392,11 +392,11 @@ func (b *Store) startWAL(mapped int) error {
 	}
 	if c != nil {
 		if c.cp.txid != txid {
-			return fmt.Errorf("%w: the write-ahead log %s starts at transaction %d, the file is at %d", store.ErrCorrupt, walPath(b.path), c.cp.txid, txid)
+			return fmt.Errorf("%w: %w: the write-ahead log %s starts at transaction %d, the file is at %d", store.ErrCorrupt, ErrWALRefused, walPath(b.path), c.cp.txid, txid)
 		}
 		batches, err := c.batches()
 		if err != nil {
-			return fmt.Errorf("%w: %s: %w", store.ErrCorrupt, walPath(b.path), err)
+			return fmt.Errorf("%w: %w: %s: %w", store.ErrCorrupt, ErrWALRefused, walPath(b.path), err)
 		}
 		cp.k, cp.gen, cp.seq = c.cp.k+1, c.cp.gen+1, c.cp.seq
 		if len(c.recs) > 0 {
@@ -415,10 +415,10 @@ func (b *Store) startWAL(mapped int) error {
 	}
 	cp.txid = txid
 	meta, err := readMetaPage(b.file, b.db.Info().PageSize, txid)
-	cp.meta = meta
 	if err != nil {
 		return err
 	}
+	cp.meta = meta
 	w, err := createWAL(walPath(b.path), cp)
 	if errors.Is(noSpace(err), store.ErrNoSpace) {
 		// A full device must not keep the database from opening: without
