@@ -177,7 +177,9 @@ func RebaseOnto(current any, since []Committed, edit func(base any) (any, []Op, 
 // version did and another then overwrote (a redo included) would otherwise
 // answer success with the undone write back in the document. An undo that
 // later versions did and nothing touched since changes nothing, as in
-// RebaseOnto.
+// RebaseOnto. An array element's removal is the exception: once another
+// version removed the element, nothing names it any more (a later insert
+// is a new element), so it takes no further part, as in RebaseOnto.
 func RevertOnto(current any, since []Committed, edit func(base any) (any, []Op, error), lim RebaseLimits) (result any, ops []Op, err error) {
 	return rebaseOnto(current, since, edit, lim, true)
 }
@@ -341,7 +343,9 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 			if cNoop {
 				alive = false
 			}
-			if pNoop && !g.keepDone {
+			// An array removal done by another takes no further part:
+			// its index would name the element after the removed one.
+			if pNoop && (!g.keepDone || p.Kind == OpRm) {
 				continue // dropped from P
 			}
 			e.done = pNoop

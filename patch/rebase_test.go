@@ -722,6 +722,16 @@ func TestRevertOnto(t *testing.T) {
 		_, _, err := RevertOnto(Clone(cur), since, undo, RebaseLimits{})
 		conflictsWith(t, err, 4, "/b")
 	})
+	t.Run("ElementRemovedThenNextWritten", func(t *testing.T) {
+		// Version 2 inserted y at /a/1; version 3 removed it (the undo);
+		// version 4 wrote z, now at /a/1: another element.
+		cur, since, undo := history(t, `{"a":["x","z"]}`, `[{"op":"add","path":"/a/1","value":"y"}]`,
+			`[{"op":"remove","path":"/a/1"}]`, `[{"op":"replace","path":"/a/1","value":"z2"}]`)
+		res, ops, err := RevertOnto(Clone(cur), since, undo, RebaseLimits{})
+		if err != nil || len(ops) != 0 || !identical(res, cur) {
+			t.Fatalf("result %s, P′ %s, error %v; want the document unchanged, no ops", Canonical(res), EncodeOps(ops), err)
+		}
+	})
 	t.Run("DoneOpFollowsShifts", func(t *testing.T) {
 		// The undo writes items/1/x; version 3 did it; version 4 inserted
 		// an element before it, so that it is items/2 now; version 5
