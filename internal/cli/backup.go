@@ -50,11 +50,12 @@ func (m *Main) backup(ctx context.Context, args []string) error {
 	if from != "" {
 		db = ""
 	}
-	if err := checkOut(db, out); err != nil {
+	release, err := checkOut(db, out)
+	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
+	defer release()
 	var n int64
-	var err error
 	if from != "" {
 		n, err = backupURL(ctx, from, out, m.Getenv("PATCHD_TOKEN"))
 	} else {
@@ -73,11 +74,13 @@ func (m *Main) backup(ctx context.Context, args []string) error {
 
 // checkOut refuses an output file that is the database db itself (when db
 // is not empty) or a file that may not be replaced (bolt.Replaceable): the
-// database of a running server, or one with a write-ahead log next to it.
-// A copy renamed over either would take the place of the live database.
-func checkOut(db, out string) error {
-	if db != "" && sameFile(db, out) {
-		return usageError{fmt.Errorf("--out %s is the database itself; write the copy to another file", out)}
+// database of a running server, one with a write-ahead log next to it, a
+// database's log, or no regular file. A copy renamed over either would take
+// the place of the live database. release, never nil, ends the lock kept on
+// an existing out until the copy has replaced it.
+func checkOut(db, out string) (release func(), err error) {
+	if db = strings.TrimPrefix(db, "file://"); db != "" && sameFile(db, out) {
+		return func() {}, usageError{fmt.Errorf("--out %s is the database itself; write the copy to another file", out)}
 	}
 	return bolt.Replaceable(out)
 }

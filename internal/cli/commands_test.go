@@ -15,7 +15,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/bolt"
@@ -273,6 +275,7 @@ func TestCopyOverDatabaseRefused(t *testing.T) {
 	for _, args := range [][]string{
 		{"backup", "--db", stopped, "--out", stopped},
 		{"export", "--db", stopped, "--out", stopped},
+		{"export", "--db", "file://" + stopped, "--out", stopped},
 	} {
 		var ue usageError
 		if err, _, _ := cli(t, "", args...); !errors.As(err, &ue) || !strings.Contains(err.Error(), "the database itself") {
@@ -280,6 +283,42 @@ func TestCopyOverDatabaseRefused(t *testing.T) {
 		}
 		wantSame(stopped, stoppedBytes)
 	}
+
+	// Over a database's log, and over something that is no regular file
+	// (a FIFO, which an open would block on).
+	base, stop = serveFor(t, live)
+	err, _, _ = cli(t, "", "backup", "--db", stopped, "--out", live+"-wal")
+	if err == nil || !strings.Contains(err.Error(), "write-ahead log of the database") {
+		t.Fatalf("backup over a running database's log: %v", err)
+	}
+	put(t, base, "/docs/c/after-log", `{"c":3}`)
+	stop()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err, _, _ := cli(t, "", "export", "--db", stopped, "--out", fifo); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("export to a FIFO: %v", err)
+	}
+
+	// The check holds the file it allows until the copy replaced it: a
+	// server cannot start on it meanwhile.
+	release, err := checkOut(stopped, live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := store.Open(context.Background(), live, store.Options{LockTimeout: 100 * time.Millisecond}); !errors.Is(err, store.ErrLocked) {
+		if st != nil {
+			st.Close()
+		}
+		t.Fatalf("a writable open of a file the copy may replace: %v, want ErrLocked", err)
+	}
+	release()
+	st, err := store.Open(context.Background(), live, store.Options{LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	st.Close()
 
 	// Over a database with a write-ahead log next to it.
 	if err := os.WriteFile(stopped+"-wal", nil, 0o600); err != nil {

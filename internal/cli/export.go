@@ -26,9 +26,11 @@ func (m *Main) export(ctx context.Context, args []string) error {
 		return err
 	}
 	if out != "-" {
-		if err := checkOut(db, out); err != nil {
+		release, err := checkOut(db, out)
+		if err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
+		defer release()
 	}
 	st, err := openReadOnly(ctx, db, timeout)
 	if err != nil {

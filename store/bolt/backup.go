@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -136,26 +137,43 @@ func (c *ctxWriter) Write(p []byte) (int, error) {
 }
 
 // Replaceable reports, with nil, that a new file may be put at path (by a
-// backup or an export): nothing is there, or a file that no process holds
-// (bbolt's lock, which a running patchd holds on its database) and that
-// has no write-ahead log next to it. A held file gives an error wrapping
-// store.ErrLocked.
-func Replaceable(path string) error {
-	f, err := os.Open(path) // #nosec G304 -- the file the operator named
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return err
-	default:
-		defer f.Close()
-		if err := lockFile(f, false, 0); errors.Is(err, berrors.ErrTimeout) {
-			return fmt.Errorf("%w: %s is in use by another process%s, a running patchd server's database perhaps; choose another file", store.ErrLocked, path, lockHolder(path))
-		} else if err != nil {
-			return err
+// backup or an export): nothing is there, or a regular file that no process
+// holds (bbolt's lock, which a running patchd holds on its database), that
+// has no write-ahead log next to it and is not itself a database's log. A
+// held file gives an error wrapping store.ErrLocked. release ends the
+// shared lock Replaceable keeps on an existing file, so that no server
+// starts on it until the new file has replaced it; call it after the
+// rename (it is never nil).
+func Replaceable(path string) (release func(), err error) {
+	release = func() {}
+	if base, ok := strings.CutSuffix(path, "-wal"); ok {
+		if _, err := os.Stat(base); err == nil {
+			return release, fmt.Errorf("%s is the write-ahead log of the database %s; choose another file", path, base)
 		}
 	}
-	if _, err := os.Stat(walPath(path)); err == nil {
-		return fmt.Errorf("%s has a write-ahead log next to it (%s): it is the database of a patchd that was not closed; start patchd on it once, or choose another file", path, walPath(path))
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return release, nil
+	case err != nil:
+		return release, err
+	case !fi.Mode().IsRegular():
+		return release, fmt.Errorf("%s is not a regular file; choose a file to write (or - for standard output, where there is one)", path)
 	}
-	return nil
+	f, err := os.Open(path) // #nosec G304 -- the file the operator named
+	if err != nil {
+		return release, err
+	}
+	if err := lockFile(f, false, 0); err != nil {
+		_ = f.Close()
+		if errors.Is(err, berrors.ErrTimeout) {
+			return release, fmt.Errorf("%w: %s is in use by another process%s, a running patchd server's database perhaps; choose another file", store.ErrLocked, path, lockHolder(path))
+		}
+		return release, err
+	}
+	if _, err := os.Stat(walPath(path)); err == nil {
+		_ = f.Close()
+		return release, fmt.Errorf("%s has a write-ahead log next to it (%s): it is the database of a patchd that was not closed; start patchd on it once, or choose another file", path, walPath(path))
+	}
+	return func() { _ = f.Close() }, nil
 }
