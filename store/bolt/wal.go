@@ -153,6 +153,13 @@ func parseWAL(data []byte) (walContents, error) {
 	if !found {
 		return c, fmt.Errorf("%w: no valid checkpoint", errWALDamaged)
 	}
+	// A checkpoint is synced before any record of its generation is
+	// written, so a whole record of a newer generation means that the
+	// newer checkpoint, in the other slot, was damaged after it was
+	// written; the older one would drop the acknowledged writes since.
+	if gen, ok := recordAt(data, walDataStart); ok && gen > c.cp.gen {
+		return c, fmt.Errorf("%w: the checkpoint before records of generation %d is damaged (the newest valid one is of generation %d)", errWALDamaged, gen, c.cp.gen)
+	}
 	off := int64(walDataStart)
 	last := c.cp.seq
 	le := binary.LittleEndian
@@ -185,6 +192,24 @@ func parseWAL(data []byte) (walContents, error) {
 		return c, fmt.Errorf("%w: the record after record %d is damaged, but record %d, written after it, is whole: the log holds acknowledged writes after the damage", errWALDamaged, last, seq)
 	}
 	return c, nil
+}
+
+// recordAt reports whether a whole record starts at off in data, and its
+// generation.
+func recordAt(data []byte, off int64) (gen uint64, ok bool) {
+	le := binary.LittleEndian
+	if off+walRecHeader > int64(len(data)) {
+		return 0, false
+	}
+	h := data[off:]
+	n := int64(le.Uint32(h))
+	if n == 0 || n > walMaxPayload || off+walRecHeader+n > int64(len(data)) {
+		return 0, false
+	}
+	if crc32.ChecksumIEEE(h[8:walRecHeader+n]) != le.Uint32(h[4:]) {
+		return 0, false
+	}
+	return le.Uint64(h[8:]), true
 }
 
 // laterRecord looks in data after off for a whole record of generation

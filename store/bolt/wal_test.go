@@ -388,6 +388,53 @@ func TestWALDamageBeforeLaterRecords(t *testing.T) {
 	}
 }
 
+// TestWALDamagedNewestCheckpoint: a flipped byte in the newest checkpoint
+// slot, with records of its generation after it, does not make the start
+// fall back to the older checkpoint (and drop the writes since): it is
+// refused, and neither file changes.
+func TestWALDamagedNewestCheckpoint(t *testing.T) {
+	f := newWALFixture(t)
+	f.write("a0", `{"a":0}`, false)
+	Checkpoint(t, f.s)
+	f.write("a1", `{"a":1}`, false)
+	Checkpoint(t, f.s)
+	for i := range 6 {
+		f.write(fmt.Sprintf("b%d", i), `{"b":1}`, false)
+	}
+	crash := f.crash()
+	logPath := filepath.Join(crash, "patchd.db-wal")
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseWAL(data)
+	if err != nil || len(c.recs) != 6 {
+		t.Fatalf("the log holds %d records after its checkpoint (%v), want 6", len(c.recs), err)
+	}
+	data[int64(c.cp.k%2)*walSlotSize+40] ^= 1
+	if err := os.WriteFile(logPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dbPath := filepath.Join(crash, "patchd.db")
+	dbBefore, err := os.ReadFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dbPath, store.Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("opened at the older checkpoint, without the writes after the damaged one")
+	}
+	if !errors.Is(err, ErrWALRefused) || !strings.Contains(err.Error(), "checkpoint before records") {
+		t.Fatalf("open: %v", err)
+	}
+	for path, before := range map[string][]byte{dbPath: dbBefore, logPath: data} {
+		if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+			t.Fatalf("%s changed by the refused open (%v)", path, err)
+		}
+	}
+}
+
 // TestWALAbortedBatch: a batch whose record reached the log but whose
 // commit failed is answered with the error and not replayed after a crash.
 func TestWALAbortedBatch(t *testing.T) {
