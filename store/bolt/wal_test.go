@@ -348,42 +348,13 @@ func TestWALDamageBeforeLaterRecords(t *testing.T) {
 			for i := range 6 {
 				f.write(fmt.Sprintf("d%d", i), fmt.Sprintf(`{"i":%d}`, i), false)
 			}
-			crash := f.crash()
-			logPath := filepath.Join(crash, "patchd.db-wal")
-			data, err := os.ReadFile(logPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := parseWAL(data)
-			if err != nil || len(c.recs) != 6 {
-				t.Fatalf("the log holds %d records (%v), want 6", len(c.recs), err)
-			}
+			crash, data, c := crashLog(t, f, 6)
 			at := int64(walDataStart) // the third record's offset
 			for _, r := range c.recs[:2] {
 				at += walRecHeader + int64(len(r.payload))
 			}
 			tc.damage(data[at : at+walRecHeader+int64(len(c.recs[2].payload))])
-			if err := os.WriteFile(logPath, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			dbPath := filepath.Join(crash, "patchd.db")
-			dbBefore, err := os.ReadFile(dbPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := Open(dbPath, store.Options{})
-			if err == nil {
-				s.Close()
-				t.Fatal("opened a database whose log is damaged before acknowledged records")
-			}
-			if !errors.Is(err, store.ErrCorrupt) || !strings.Contains(err.Error(), "acknowledged writes after the damage") {
-				t.Fatalf("open: %v, want the damage named", err)
-			}
-			for path, before := range map[string][]byte{dbPath: dbBefore, logPath: data} {
-				if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
-					t.Fatalf("%s changed by the refused open (%v)", path, err)
-				}
-			}
+			openRefusedForLog(t, crash, data, "acknowledged writes after the damage")
 		})
 	}
 }
@@ -401,21 +372,36 @@ func TestWALDamagedNewestCheckpoint(t *testing.T) {
 	for i := range 6 {
 		f.write(fmt.Sprintf("b%d", i), `{"b":1}`, false)
 	}
-	crash := f.crash()
-	logPath := filepath.Join(crash, "patchd.db-wal")
-	data, err := os.ReadFile(logPath)
+	crash, data, c := crashLog(t, f, 6)
+	data[int64(c.cp.k%2)*walSlotSize+40] ^= 1
+	openRefusedForLog(t, crash, data, "checkpoint before records")
+}
+
+// crashLog copies f's files as a crash leaves them and returns the copy's
+// directory and its log, which must hold records records after its
+// checkpoint.
+func crashLog(t *testing.T, f *walFixture, records int) (dir string, log []byte, c walContents) {
+	t.Helper()
+	dir = f.crash()
+	log, err := os.ReadFile(walPath(filepath.Join(dir, "patchd.db")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := parseWAL(data)
-	if err != nil || len(c.recs) != 6 {
-		t.Fatalf("the log holds %d records after its checkpoint (%v), want 6", len(c.recs), err)
+	if c, err = parseWAL(log); err != nil || len(c.recs) != records {
+		t.Fatalf("the log holds %d records after its checkpoint (%v), want %d", len(c.recs), err, records)
 	}
-	data[int64(c.cp.k%2)*walSlotSize+40] ^= 1
-	if err := os.WriteFile(logPath, data, 0o600); err != nil {
+	return dir, log, c
+}
+
+// openRefusedForLog writes log as the log of the database in dir, opens
+// the database, and requires the open to be refused for its log with an
+// error that says want, changing neither file.
+func openRefusedForLog(t *testing.T, dir string, log []byte, want string) {
+	t.Helper()
+	dbPath := filepath.Join(dir, "patchd.db")
+	if err := os.WriteFile(walPath(dbPath), log, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dbPath := filepath.Join(crash, "patchd.db")
 	dbBefore, err := os.ReadFile(dbPath)
 	if err != nil {
 		t.Fatal(err)
@@ -423,12 +409,12 @@ func TestWALDamagedNewestCheckpoint(t *testing.T) {
 	s, err := Open(dbPath, store.Options{})
 	if err == nil {
 		s.Close()
-		t.Fatal("opened at the older checkpoint, without the writes after the damaged one")
+		t.Fatalf("opened a database whose log is damaged (%s)", want)
 	}
-	if !errors.Is(err, ErrWALRefused) || !strings.Contains(err.Error(), "checkpoint before records") {
-		t.Fatalf("open: %v", err)
+	if !errors.Is(err, ErrWALRefused) || !errors.Is(err, store.ErrCorrupt) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("open: %v, want the damage named (%s)", err, want)
 	}
-	for path, before := range map[string][]byte{dbPath: dbBefore, logPath: data} {
+	for path, before := range map[string][]byte{dbPath: dbBefore, walPath(dbPath): log} {
 		if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
 			t.Fatalf("%s changed by the refused open (%v)", path, err)
 		}
