@@ -125,6 +125,7 @@ func decodeCheckpoint(buf []byte) (walCheckpoint, bool) {
 
 // walRecord is one record of the log.
 type walRecord struct {
+	gen     uint64
 	seq     uint64
 	kind    byte
 	payload []byte
@@ -157,29 +158,22 @@ func parseWAL(data []byte) (walContents, error) {
 	// written, so a whole record of a newer generation means that the
 	// newer checkpoint, in the other slot, was damaged after it was
 	// written; the older one would drop the acknowledged writes since.
-	if gen, ok := recordAt(data, walDataStart); ok && gen > c.cp.gen {
-		return c, fmt.Errorf("%w: the checkpoint before records of generation %d is damaged (the newest valid one is of generation %d)", errWALDamaged, gen, c.cp.gen)
+	if r, ok := recordAt(data, walDataStart); ok && r.gen > c.cp.gen {
+		return c, fmt.Errorf("%w: the checkpoint before records of generation %d is damaged (the newest valid one is of generation %d)", errWALDamaged, r.gen, c.cp.gen)
 	}
 	off := int64(walDataStart)
 	last := c.cp.seq
-	le := binary.LittleEndian
-	for off+walRecHeader <= int64(len(data)) {
-		h := data[off:]
-		n := int64(le.Uint32(h))
-		if n == 0 || n > walMaxPayload || off+walRecHeader+n > int64(len(data)) {
+	for {
+		r, ok := recordAt(data, off)
+		if !ok || r.gen != c.cp.gen {
 			break
 		}
-		rec := h[:walRecHeader+n]
-		if crc32.ChecksumIEEE(rec[8:]) != le.Uint32(h[4:]) || le.Uint64(h[8:]) != c.cp.gen {
-			break
+		if r.seq <= last {
+			return c, fmt.Errorf("%w: record %d follows record %d", errWALDamaged, r.seq, last)
 		}
-		seq := le.Uint64(h[16:])
-		if seq <= last {
-			return c, fmt.Errorf("%w: record %d follows record %d", errWALDamaged, seq, last)
-		}
-		last = seq
-		c.recs = append(c.recs, walRecord{seq: seq, kind: h[24], payload: rec[walRecHeader:]})
-		off += walRecHeader + n
+		last = r.seq
+		c.recs = append(c.recs, r)
+		off += walRecHeader + int64(len(r.payload))
 	}
 	c.end = off
 	// The log ends at the first record that is cut short, fails its
@@ -194,29 +188,29 @@ func parseWAL(data []byte) (walContents, error) {
 	return c, nil
 }
 
-// recordAt reports whether a whole record starts at off in data, and its
-// generation.
-func recordAt(data []byte, off int64) (gen uint64, ok bool) {
+// recordAt returns the record that starts at off in data, with its
+// generation; ok is false unless one does, whole: its length within data
+// and its checksum right.
+func recordAt(data []byte, off int64) (r walRecord, ok bool) {
 	le := binary.LittleEndian
 	if off+walRecHeader > int64(len(data)) {
-		return 0, false
+		return r, false
 	}
 	h := data[off:]
 	n := int64(le.Uint32(h))
 	if n == 0 || n > walMaxPayload || off+walRecHeader+n > int64(len(data)) {
-		return 0, false
+		return r, false
 	}
 	if crc32.ChecksumIEEE(h[8:walRecHeader+n]) != le.Uint32(h[4:]) {
-		return 0, false
+		return r, false
 	}
-	return le.Uint64(h[8:]), true
+	return walRecord{gen: le.Uint64(h[8:]), seq: le.Uint64(h[16:]), kind: h[24], payload: h[walRecHeader : walRecHeader+n]}, true
 }
 
 // laterRecord looks in data after off for a whole record of generation
 // gen with a seq after last, and returns its seq.
 func laterRecord(data []byte, off int64, gen, last uint64) (uint64, bool) {
-	le := binary.LittleEndian
-	pat := le.AppendUint64(nil, gen)
+	pat := binary.LittleEndian.AppendUint64(nil, gen)
 	for from := off + 8; from < int64(len(data)); {
 		i := bytes.Index(data[from:], pat)
 		if i < 0 {
@@ -224,16 +218,11 @@ func laterRecord(data []byte, off int64, gen, last uint64) (uint64, bool) {
 		}
 		at := from + int64(i) - 8 // the generation is at 8 in a header
 		from += int64(i) + 1
-		if at < off || at+walRecHeader > int64(len(data)) {
+		if at < off {
 			continue
 		}
-		h := data[at:]
-		n, seq := int64(le.Uint32(h)), le.Uint64(h[16:])
-		if seq <= last || n == 0 || n > walMaxPayload || at+walRecHeader+n > int64(len(data)) {
-			continue
-		}
-		if crc32.ChecksumIEEE(h[8:walRecHeader+n]) == le.Uint32(h[4:]) {
-			return seq, true
+		if r, ok := recordAt(data, at); ok && r.gen == gen && r.seq > last {
+			return r.seq, true
 		}
 	}
 	return 0, false
