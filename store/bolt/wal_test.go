@@ -425,9 +425,26 @@ func openRefusedForLog(t *testing.T, dir string, log []byte, want string) {
 // commit failed is answered with the error and not replayed after a crash.
 func TestWALAbortedBatch(t *testing.T) {
 	f := newWALFixture(t)
+	failedCommit(t, f, func() {})
+	crash := f.crash()
+	if seqs, _ := WALRecords(t, filepath.Join(crash, "patchd.db-wal")); len(seqs) != 4 {
+		t.Fatalf("records %v; want a, b, b's abort, c", seqs)
+	}
+	acked := clone(f.acked)
+	acked["b"] = ""
+	checkSnap(t, crash, acked, struct{ id, body string }{})
+}
+
+// failedCommit writes a, then b, whose commit fails (after also runs,
+// when it does), answered with the error, then c.
+func failedCommit(t *testing.T, f *walFixture, also func()) {
+	t.Helper()
 	f.write("a", `{"a":1}`, false)
 	boom := errors.New("injected commit failure")
-	SetCommitFault(f.s, func() error { return boom })
+	SetCommitFault(f.s, func() error {
+		also()
+		return boom
+	})
 	_, err := f.s.Update(context.Background(), "c", "b", func(context.Context, *store.Document, store.History) (*store.Change, error) {
 		return &store.Change{Body: []byte(`{"b":1}`), Kind: store.KindPut}, nil
 	})
@@ -436,13 +453,6 @@ func TestWALAbortedBatch(t *testing.T) {
 	}
 	SetCommitFault(f.s, nil)
 	f.write("c", `{"c":1}`, false)
-	crash := f.crash()
-	if seqs, _ := WALRecords(t, filepath.Join(crash, "patchd.db-wal")); len(seqs) != 4 {
-		t.Fatalf("records %v; want a, b, b's abort, c", seqs)
-	}
-	acked := clone(f.acked)
-	acked["b"] = ""
-	checkSnap(t, crash, acked, struct{ id, body string }{})
 }
 
 // TestWALReadOnlyNeedsReplay: a read-only open of a database whose log
@@ -559,20 +569,9 @@ func TestWALFailedCheckpointKeepsWrites(t *testing.T) {
 // log is dropped once the file is synced without it.
 func TestWALAbortFails(t *testing.T) {
 	f := newWALFixture(t)
-	f.write("a", `{"a":1}`, false)
-	boom := errors.New("injected commit failure")
-	SetCommitFault(f.s, func() error {
+	failedCommit(t, f, func() {
 		_ = f.s.wal.f.Close() // the abort record cannot be written either
-		return boom
 	})
-	_, err := f.s.Update(context.Background(), "c", "b", func(context.Context, *store.Document, store.History) (*store.Change, error) {
-		return &store.Change{Body: []byte(`{"b":1}`), Kind: store.KindPut}, nil
-	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("the write whose commit failed: %v", err)
-	}
-	SetCommitFault(f.s, nil)
-	f.write("c", `{"c":1}`, false)
 	crash := f.crash()
 	acked := clone(f.acked)
 	acked["b"] = ""
