@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 // The bbolt layout, format "3":
 //
 //	meta/format                    "3"
+//	meta/id                        16 random bytes: the database's id, which the write-ahead log's checkpoints name
 //	docs/<collection>/<id>         seq (8, big endian) | unix nanos (8, big endian) | ETag (34) | body
 //	hist/<collection>/<id>\x00<seq> version value (see encodeVersion)
 //	idem/<key>                     expiry unix nanos (8, big endian) | value
@@ -60,7 +62,14 @@ var (
 	bucketDocs = []byte("docs")
 	bucketHist = []byte("hist")
 	keyFormat  = []byte("format")
+	// keyDBID holds the database's id: dbIDLen random bytes, written
+	// once, with which a write-ahead log's checkpoints name the database
+	// they belong to.
+	keyDBID = []byte("id")
 )
+
+// dbIDLen is the length of a database's id.
+const dbIDLen = 16
 
 const (
 	etagLen      = 34 // len(store.ETagOf(x))
@@ -259,12 +268,8 @@ func Open(path string, opts store.Options) (*Store, error) {
 			undo = nil // the file moved on from the checkpoint
 		}
 	}
-	if err == nil {
-		check := b.update
-		if opts.ReadOnly {
-			check = b.view
-		}
-		err = check(func(tx *bbolt.Tx) error { return initLayout(tx, !opts.ReadOnly) })
+	if err == nil && opts.ReadOnly {
+		err = b.view(func(tx *bbolt.Tx) error { return initLayout(tx, false) })
 	}
 	if err != nil {
 		if b.wal != nil {
@@ -434,6 +439,15 @@ func initLayout(tx *bbolt.Tx, create bool) error {
 		}
 	default:
 		return fmt.Errorf("%w: format %q, want %q", store.ErrUnknownFormat, v, boltFormat)
+	}
+	if create && len(meta.Get(keyDBID)) != dbIDLen {
+		id := make([]byte, dbIDLen)
+		if _, err := rand.Read(id); err != nil {
+			return err
+		}
+		if err := meta.Put(keyDBID, id); err != nil {
+			return err
+		}
 	}
 	for _, name := range [][]byte{bucketDocs, bucketHist, bucketIdem, bucketIdemExp, bucketIdemScope, bucketIdemCount, bucketChLog, bucketChIdx} {
 		if !create {

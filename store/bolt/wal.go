@@ -59,8 +59,10 @@ const (
 	walDataStart  = 2 * walSlotSize
 	walRecHeader  = 4 + 4 + 8 + 8 + 1 // length, checksum, generation, seq, kind
 	walMinSize    = 1 << 20           // a new log file's size, filled with zeros
-	walMagic      = "patchdwl"
-	walSlotLen    = len(walMagic) + 4*8 + pageHeaderLen + metaLen + 4
+	walMagic      = "patchdw2"        // a checkpoint naming its database
+	walMagicV1    = "patchdwl"        // written before checkpoints named their database
+	walSlotLenV1  = len(walMagicV1) + 4*8 + pageHeaderLen + metaLen + 4
+	walSlotLen    = walSlotLenV1 + dbIDLen
 	walMaxPayload = 1 << 30
 
 	// A checkpoint is taken after this many bytes of records, or this long
@@ -91,24 +93,40 @@ type walCheckpoint struct {
 	txid uint64
 	seq  uint64
 	meta []byte // transaction txid's meta page: page header and meta, as on disk
+	// id is the database's id (keyDBID in its meta bucket), nil in a
+	// checkpoint written before checkpoints named their database.
+	id []byte
 }
 
+// encode returns the checkpoint's slot: the magic, k, gen, txid, seq, the
+// meta page, the id and a CRC-32 of the rest. Without an id it has the
+// layout written before checkpoints named their database.
 func (cp *walCheckpoint) encode() []byte {
+	magic := walMagic
+	if cp.id == nil {
+		magic = walMagicV1
+	}
 	buf := make([]byte, 0, walSlotLen)
-	buf = append(buf, walMagic...)
+	buf = append(buf, magic...)
 	for _, v := range []uint64{cp.k, cp.gen, cp.txid, cp.seq} {
 		buf = binary.LittleEndian.AppendUint64(buf, v)
 	}
 	buf = append(buf, cp.meta...)
+	buf = append(buf, cp.id...)
 	return binary.LittleEndian.AppendUint32(buf, crc32.ChecksumIEEE(buf))
 }
 
 func decodeCheckpoint(buf []byte) (walCheckpoint, bool) {
-	if len(buf) < walSlotLen || string(buf[:len(walMagic)]) != walMagic {
+	n := walSlotLen
+	switch {
+	case len(buf) >= walSlotLen && string(buf[:len(walMagic)]) == walMagic:
+	case len(buf) >= walSlotLenV1 && string(buf[:len(walMagicV1)]) == walMagicV1:
+		n = walSlotLenV1
+	default:
 		return walCheckpoint{}, false
 	}
-	body := buf[:walSlotLen-4]
-	if crc32.ChecksumIEEE(body) != binary.LittleEndian.Uint32(buf[walSlotLen-4:]) {
+	body := buf[:n-4]
+	if crc32.ChecksumIEEE(body) != binary.LittleEndian.Uint32(buf[n-4:]) {
 		return walCheckpoint{}, false
 	}
 	le := binary.LittleEndian
@@ -116,6 +134,9 @@ func decodeCheckpoint(buf []byte) (walCheckpoint, bool) {
 	cp := walCheckpoint{
 		k: le.Uint64(p), gen: le.Uint64(p[8:]), txid: le.Uint64(p[16:]), seq: le.Uint64(p[24:]),
 		meta: bytes.Clone(p[32 : 32+pageHeaderLen+metaLen]),
+	}
+	if n == walSlotLen {
+		cp.id = bytes.Clone(p[32+pageHeaderLen+metaLen:])
 	}
 	if m := decodeMeta(cp.meta); m.err != nil || m.txid != cp.txid {
 		return walCheckpoint{}, false
@@ -382,7 +403,7 @@ func (w *wal) checkpoint(txid uint64, meta []byte) error {
 	if w.err != nil {
 		return w.err
 	}
-	cp := walCheckpoint{k: w.cp.k + 1, gen: w.cp.gen + 1, txid: txid, seq: w.applied, meta: meta}
+	cp := walCheckpoint{k: w.cp.k + 1, gen: w.cp.gen + 1, txid: txid, seq: w.applied, meta: meta, id: w.cp.id}
 	if _, err := w.f.WriteAt(cp.encode(), int64(cp.k%2)*walSlotSize); err != nil { // #nosec G115 -- 0 or 1
 		return w.fail(err)
 	}

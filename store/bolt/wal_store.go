@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -394,6 +395,9 @@ func (b *Store) startWAL(mapped int) error {
 		if c.cp.txid != txid {
 			return fmt.Errorf("%w: %w: the write-ahead log %s starts at transaction %d, the file is at %d", store.ErrCorrupt, ErrWALRefused, walPath(b.path), c.cp.txid, txid)
 		}
+		if err := b.sameDatabase(c.cp); err != nil {
+			return err
+		}
 		batches, err := c.batches()
 		if err != nil {
 			return fmt.Errorf("%w: %w: %s: %w", store.ErrCorrupt, ErrWALRefused, walPath(b.path), err)
@@ -412,6 +416,20 @@ func (b *Store) startWAL(mapped int) error {
 			}
 			b.log.Info("replayed the write-ahead log of a database that was not closed", "path", b.path, "batches", len(batches))
 		}
+	}
+	// The layout, the database's id included, is written before the new
+	// log's first checkpoint, which names the id.
+	if err := b.update(func(tx *bbolt.Tx) error {
+		if err := initLayout(tx, true); err != nil {
+			return err
+		}
+		cp.id = bytes.Clone(tx.Bucket(bucketMeta).Get(keyDBID))
+		return nil
+	}); err != nil {
+		return err
+	}
+	if txid, err = b.lastTxID(); err != nil {
+		return err
 	}
 	cp.txid = txid
 	meta, err := readMetaPage(b.file, b.db.Info().PageSize, txid)
@@ -448,6 +466,29 @@ func (b *Store) startWAL(mapped int) error {
 	b.wal = w
 	b.walKick, b.walQuit, b.walDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go b.checkpointer(b.walKick, b.walQuit, b.walDone)
+	return nil
+}
+
+// sameDatabase refuses the log whose checkpoint is cp if it names another
+// database than the file's (cp is the state the file was brought back
+// to). A checkpoint written before checkpoints named their database is
+// taken as the file's.
+func (b *Store) sameDatabase(cp walCheckpoint) error {
+	if cp.id == nil {
+		return nil
+	}
+	var id []byte
+	if err := b.view(func(tx *bbolt.Tx) error {
+		if meta := tx.Bucket(bucketMeta); meta != nil {
+			id = bytes.Clone(meta.Get(keyDBID))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if !bytes.Equal(id, cp.id) {
+		return fmt.Errorf("%w: %w: the write-ahead log %s belongs to another database (its checkpoint names database %x, the file is database %x): was the file replaced after a crash? Move the log away to open the file as it is", store.ErrCorrupt, ErrWALRefused, walPath(b.path), cp.id, id)
+	}
 	return nil
 }
 

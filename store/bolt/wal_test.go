@@ -48,9 +48,15 @@ type walSnap struct {
 
 func newWALFixture(t *testing.T) *walFixture {
 	t.Helper()
+	return newWALFixtureWith(t, store.Options{})
+}
+
+// newWALFixtureWith is newWALFixture with the Store opened with opts.
+func newWALFixtureWith(t *testing.T, opts store.Options) *walFixture {
+	t.Helper()
 	f := &walFixture{t: t, dir: t.TempDir(), acked: map[string]string{}}
 	f.path = filepath.Join(f.dir, "patchd.db")
-	s, err := Open(f.path, store.Options{})
+	s, err := Open(f.path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,6 +528,49 @@ func TestWALOfAnotherFile(t *testing.T) {
 	if after, _ := os.ReadFile(path); string(after) != string(old) {
 		t.Fatal("the refused open changed the file")
 	}
+}
+
+// TestWALOfAnotherDatabase: the log of another database is refused, even
+// next to a file made by the same steps up to the log's checkpoint (the
+// same transactions, pages and meta pages), whose own later writes the
+// log's checkpoint would take back.
+func TestWALOfAnotherDatabase(t *testing.T) {
+	opts := store.Options{Now: func() time.Time { return time.Unix(1_800_000_000, 0) }}
+	build := func() *walFixture {
+		f := newWALFixtureWith(t, opts)
+		f.write("a", `{"a":1}`, false)
+		Checkpoint(t, f.s)
+		return f
+	}
+	a, b := build(), build()
+	a.write("x", `{"from":"a"}`, false)
+	_, log, _ := crashLog(t, a, 1)
+	if err := b.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	openRefusedForLog(t, b.dir, log, "another database")
+}
+
+// TestWALCheckpointWithoutID: a log written before checkpoints named their
+// database (no id in the slot) is still replayed.
+func TestWALCheckpointWithoutID(t *testing.T) {
+	f := newWALFixture(t)
+	f.write("a", `{"a":1}`, false)
+	f.write("b", `{"b":1}`, false)
+	dir, log, c := crashLog(t, f, 2)
+	old := c.cp
+	old.id = nil
+	slot := int64(old.k%2) * walSlotSize // #nosec G115 -- 0 or 1
+	copy(log[slot:slot+walSlotSize], make([]byte, walSlotSize))
+	copy(log[slot:], old.encode())
+	if got, err := parseWAL(log); err != nil || got.cp.id != nil || len(got.recs) != 2 {
+		t.Fatalf("the slot without an id reads as %+v (%v)", got.cp, err)
+	}
+	path := filepath.Join(dir, "patchd.db")
+	if err := os.WriteFile(walPath(path), log, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkSnap(t, dir, f.acked, f.inflight)
 }
 
 // TestWALFailedCheckpointKeepsWrites: when the checkpoint after a write
