@@ -78,7 +78,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		}
 	}
 	_, _, usage := cli(t, "", "--help")
-	for _, want := range []string{"--max-body BYTES", "[env PATCHD_MAX_BODY, default 1MiB]", "--require-if-match ", "[env PATCHD_REQUIRE_IF_MATCH, default true]",
+	for _, want := range []string{"--max-body BYTES", "[env PATCHD_MAX_BODY, default 1MiB]", "--require-if-match BOOL", "--ui BOOL", "[env PATCHD_REQUIRE_IF_MATCH, default true]",
 		"--addr ADDR", "default 127.0.0.1:8080", "patchd backup", "patchd export", "patchd import", "patchd version"} {
 		if !strings.Contains(usage, want) {
 			t.Errorf("--help lacks %q", want)

@@ -59,7 +59,7 @@ func (f *flagSet) parse(args []string) error {
 	if err := errors.Join(f.errs...); err != nil {
 		return usageError{err}
 	}
-	if err := f.fs.Parse(args); err != nil {
+	if err := f.fs.Parse(f.joinBools(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
@@ -72,6 +72,38 @@ func (f *flagSet) parse(args []string) error {
 	return nil
 }
 
+// joinBools joins a boolean flag and the value after it (--ui false) into
+// one argument (--ui=false), as the usage writes them (--ui BOOL); the
+// flag package would read false as the first argument after the flags. No
+// command takes arguments after its flags, so the next word is the flag's
+// when it reads as a boolean.
+func (f *flagSet) joinBools(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		out = append(out, a)
+		if a == "--" {
+			return append(out, args[i+1:]...)
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if name == a || strings.Contains(name, "=") || i+1 == len(args) {
+			continue
+		}
+		if fl := f.fs.Lookup(name); fl == nil || !isBool(fl) {
+			if fl != nil {
+				i++ // the flag's value, whatever it looks like
+				out = append(out, args[i])
+			}
+			continue
+		}
+		if _, err := strconv.ParseBool(args[i+1]); err == nil {
+			i++
+			out[len(out)-1] = a + "=" + args[i]
+		}
+	}
+	return out
+}
+
 // usageErrorf prints the usage and returns a usage error.
 func (f *flagSet) usageErrorf(format string, args ...any) error {
 	f.fs.Usage()
@@ -81,10 +113,7 @@ func (f *flagSet) usageErrorf(format string, args ...any) error {
 // printFlags writes every flag with its variable and default.
 func (f *flagSet) printFlags() {
 	f.fs.VisitAll(func(fl *flag.Flag) {
-		head := "  --" + fl.Name
-		if !isBool(fl) {
-			head += " " + argName(fl)
-		}
+		head := "  --" + fl.Name + " " + argName(fl)
 		def := f.defaults[fl.Name]
 		if def == "" {
 			def = `""`
@@ -108,6 +137,9 @@ func argName(f *flag.Flag) string {
 		return "auto|json|text"
 	case "log-level":
 		return "LEVEL"
+	}
+	if isBool(f) {
+		return "BOOL"
 	}
 	switch f.Value.(type) {
 	case durationValue:

@@ -43,6 +43,25 @@ func TestParseFlags(t *testing.T) {
 			t.Fatalf("cfg=%+v", cfg)
 		}
 	})
+	t.Run("BoolWithValue", func(t *testing.T) {
+		// API.md writes the boolean flags --require-if-match BOOL and
+		// --ui BOOL: the value may follow as the next argument.
+		cfg, err := parseFlags([]string{"serve", "--require-if-match", "false", "--ui", "false", "--addr", ":9"}, noEnv, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.requireIfMatch || cfg.ui || cfg.addr != ":9" {
+			t.Fatalf("cfg=%+v", cfg)
+		}
+		cfg, err = parseFlags([]string{"-ui", "true", "--require-if-match"}, noEnv, io.Discard)
+		if err != nil || !cfg.ui || !cfg.requireIfMatch {
+			t.Fatalf("cfg=%+v, %v", cfg, err)
+		}
+		// A word that is no boolean after a boolean flag stays an argument.
+		if _, err := parseFlags([]string{"--ui", "stray"}, noEnv, io.Discard); err == nil || !strings.Contains(err.Error(), `unexpected argument "stray"`) {
+			t.Fatalf("--ui stray: %v", err)
+		}
+	})
 	t.Run("Environment", func(t *testing.T) {
 		env := map[string]string{"PATCHD_MAX_OPS": "7", "PATCHD_DB": "/x.db", "PATCHD_REQUIRE_IF_MATCH": "false"}
 		cfg, err := parseFlags(nil, func(k string) string { return env[k] }, io.Discard)
