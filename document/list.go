@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/query"
@@ -153,9 +154,39 @@ type orderToken struct {
 	Start   []byte          `json:"p"`           // cursor of the change log when the pass began
 }
 
-// errBadAfter is the error of an After that is not one of ours.
-func errBadAfter(order string) error {
+// orderTokenPrefix begins the Next of a page sorted by a member. No id
+// contains its ':', so such a Next is never read as the id of a listing in
+// id order.
+const orderTokenPrefix = "o:"
+
+// errBadAfter is the error of an After that is not the Next of a page
+// sorted by order.
+func errBadAfter(order, after string) error {
+	if o, ok := TokenOrder(after); ok && o != order {
+		return fail(ErrInvalidRequest, fmt.Sprintf("after is the next of a page sorted by order=%s, not order=%s: send the order of the page it came from", o, order))
+	}
 	return fail(ErrInvalidRequest, fmt.Sprintf("after must be the next of a previous page sorted by order=%s", order))
+}
+
+// decodeOrderToken reads the Next of a page sorted by a member.
+func decodeOrderToken(after string) (orderToken, bool) {
+	var tok orderToken
+	rest, ok := strings.CutPrefix(after, orderTokenPrefix)
+	if !ok {
+		return tok, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(rest)
+	if err == nil {
+		err = json.Unmarshal(raw, &tok)
+	}
+	return tok, err == nil && tok.Start != nil
+}
+
+// TokenOrder returns the order parameter of the listing whose page's Next
+// is after; ok is false if after is no such Next.
+func TokenOrder(after string) (order string, ok bool) {
+	tok, ok := decodeOrderToken(after)
+	return tok.Order, ok
 }
 
 func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error) {
@@ -165,20 +196,16 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 		pass  store.Cursor
 	)
 	if q.After != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(q.After)
-		var tok orderToken
-		if err == nil {
-			err = json.Unmarshal(raw, &tok)
-		}
-		if err != nil || tok.Order != o.Raw || tok.Start == nil {
-			return ListPage{}, errBadAfter(o.Raw)
+		tok, ok := decodeOrderToken(q.After)
+		if !ok || tok.Order != o.Raw {
+			return ListPage{}, errBadAfter(o.Raw, q.After)
 		}
 		k := query.Key{ID: tok.ID, Missing: tok.Missing}
 		switch {
 		case tok.Missing:
 		case tok.Canon != nil:
 			if len(tok.Canon) > query.MaxKeyBytes {
-				return ListPage{}, errBadAfter(o.Raw)
+				return ListPage{}, errBadAfter(o.Raw, q.After)
 			}
 			k.Value, k.Canon = map[string]any(nil), tok.Canon
 			if tok.Array {
@@ -187,7 +214,7 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 		default:
 			v, err := patch.Parse(tok.Value, patch.Limits{MaxDepth: 64})
 			if err != nil {
-				return ListPage{}, errBadAfter(o.Raw)
+				return ListPage{}, errBadAfter(o.Raw, q.After)
 			}
 			k = query.MakeKey(tok.ID, v, true)
 		}
@@ -215,7 +242,7 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 		}
 		docs, more, err := s.store.ListDocuments(ctx, q.Collection, cursor, listChunk, since)
 		if errors.Is(err, store.ErrInvalidCursor) || errors.Is(err, store.ErrCursorGone) {
-			return ListPage{}, errBadAfter(o.Raw)
+			return ListPage{}, errBadAfter(o.Raw, q.After)
 		}
 		if err != nil {
 			return ListPage{}, err
@@ -272,7 +299,7 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 		if err != nil {
 			return ListPage{}, err
 		}
-		page.Next = base64.RawURLEncoding.EncodeToString(raw)
+		page.Next = orderTokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
 	}
 	return page, nil
 }

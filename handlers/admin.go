@@ -16,8 +16,8 @@ import (
 // admin routes /metrics and /admin/backup (when the store has backups),
 // which need an admin token when tokens are configured (auth.go).
 func (h *Handler) registerOps(e *echo.Echo) {
-	e.GET("/openapi.json", h.openapi)
-	e.GET("/metrics", h.serveMetrics)
+	getHead(e, "/openapi.json", h.openapi)
+	getHead(e, "/metrics", h.serveMetrics)
 	if h.cfg.Backup != nil {
 		e.GET("/admin/backup", h.backup(h.cfg.Backup))
 	}

@@ -213,8 +213,15 @@ func (h *Handler) Echo() *echo.Echo {
 	return e
 }
 
+// valuedParams are the query parameters of the API that name something (a
+// filter, an order, a page size, a mode), which an empty value does not.
+// An empty after is the first page, as a client that pages with
+// after=<next> starts.
+var valuedParams = map[string]bool{"where": true, "order": true, "include": true, "limit": true, "dryRun": true}
+
 // checkQuery answers 400 to a query string that does not parse (a bad
-// percent-escape, a raw ";") or that gives a parameter twice. Echo's
+// percent-escape, a raw ";"), that gives a parameter twice, or that gives
+// a parameter of the API an empty value (where= is not "no filter"). Echo's
 // QueryParam drops what it cannot parse, so that ?dryRun=true; would be a
 // real write and ?where=%ZZ an unfiltered listing.
 func checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
@@ -231,17 +238,28 @@ func checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
 			if len(vs) > 1 {
 				return fail(ErrInvalidRequest, fmt.Sprintf("query parameter %q is given %d times; give it once", name, len(vs)))
 			}
+			if vs[0] == "" && valuedParams[name] {
+				return fail(ErrInvalidRequest, fmt.Sprintf("query parameter %q is empty; give it a value or leave it out", name))
+			}
 		}
 		return next(c)
 	}
 }
 
+// getHead routes GET and HEAD of path to fn, as RFC 9110 (section 9.1)
+// asks of every resource with a GET: net/http sends a HEAD answer's
+// headers and drops its body.
+func getHead(e *echo.Echo, path string, fn echo.HandlerFunc) {
+	e.GET(path, fn)
+	e.HEAD(path, fn)
+}
+
 // Register adds the API's routes to e.
 func (h *Handler) Register(e *echo.Echo) {
-	e.GET("/healthz", func(c echo.Context) error {
+	getHead(e, "/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
-	e.GET("/readyz", h.readyz)
+	getHead(e, "/readyz", h.readyz)
 	e.GET("/docs/:c", h.list)
 	e.HEAD("/docs/:c", h.list)
 	e.POST("/docs/:c", h.post)

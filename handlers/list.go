@@ -61,6 +61,8 @@ func (h *Handler) list(c echo.Context) error {
 			return fail(ErrInvalidRequest, err.Error())
 		}
 		q.Order = &o
+	} else if o, ok := document.TokenOrder(q.After); ok {
+		return fail(ErrInvalidRequest, fmt.Sprintf("after is the next of a page sorted by order=%s: send order=%s with it", o, o))
 	} else if q.After != "" && !store.ValidName(q.After) {
 		return fail(ErrInvalidRequest, "after must be a document id (the next of the previous page)")
 	}

@@ -217,4 +217,63 @@ func TestListOrder(t *testing.T) {
 	}
 	r := s.do(t, "GET", "/docs/lo?order=/n&after=k01", nil, "")
 	expect(t, r, http.StatusBadRequest, "invalid-request")
+	// The next of an ordered page sent without its order is refused, not
+	// read as an id (a listing that would end there, or skip documents).
+	var p listPage
+	r = s.do(t, "GET", "/docs/lo?order=/n&limit=2", nil, "")
+	if err := json.Unmarshal(r.body, &p); err != nil || p.Next == nil {
+		t.Fatalf("first page: %s (%v)", r.body, err)
+	}
+	for _, q := range []string{"", "&include=body", "&order=-/n", "&order=/other"} {
+		r = s.do(t, "GET", "/docs/lo?after="+url.QueryEscape(*p.Next)+q, nil, "")
+		expect(t, r, http.StatusBadRequest, "invalid-request")
+		if !strings.Contains(string(r.body), "order=/n") {
+			t.Errorf("after=<token of order=/n>%s: %s, want the token's order named", q, r.body)
+		}
+	}
+}
+
+// TestQueryParamEmpty: a query parameter of the API given with an empty
+// value (where=, limit=, ...) is a bad query parameter, 400, not the
+// parameter left out: an empty where is no JSON object, an empty limit no
+// number. An empty after is the first page.
+func TestQueryParamEmpty(t *testing.T) {
+	s := startServer(t)
+	s.create(t, "/docs/qe/a", `{"n":1}`)
+	for _, path := range []string{
+		"/docs/qe?where=", "/docs/qe?order=", "/docs/qe?include=", "/docs/qe?limit=", "/docs/qe?order=-",
+		"/docs/qe?limit=5&where=", "/docs/qe/a/history?limit=", "/docs/qe/a/events?limit=",
+		"/schemas/qe/violations?limit=", "/docs/qe/a?dryRun=",
+	} {
+		for _, method := range []string{"GET", "HEAD"} {
+			var r response
+			switch {
+			case !strings.Contains(path, "/events"):
+				r = s.do(t, method, path, nil, "")
+			case method == "HEAD":
+				continue
+			default:
+				var f *feed
+				if f, r = openStream(t, s, method, path, nil, ""); f != nil {
+					t.Errorf("%s %s: a stream, want 400", method, path)
+					continue
+				}
+			}
+			if r.status != http.StatusBadRequest {
+				t.Errorf("%s %s: %d %s, want 400", method, path, r.status, r.body)
+			} else if method == "GET" && !strings.Contains(string(r.body), "empty") && !strings.Contains(string(r.body), "must name a member") {
+				t.Errorf("%s %s: %s, want the empty parameter named", method, path, r.body)
+			}
+		}
+	}
+	// Parameters the API does not name are left alone, empty or not.
+	r := s.do(t, "GET", "/docs/qe?_=&limit=1", nil, "")
+	expect(t, r, http.StatusOK, "")
+	for _, path := range []string{"/docs/qe?after=", "/docs/qe?after=&include=body", "/docs/qe/a/history?after="} {
+		r := s.do(t, "GET", path, nil, "")
+		expect(t, r, http.StatusOK, "")
+		if !strings.Contains(string(r.body), `"seq":1`) {
+			t.Errorf("%s: %s, want the first page", path, r.body)
+		}
+	}
 }

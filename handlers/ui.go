@@ -14,9 +14,9 @@ import (
 // under /ui/, and the JavaScript client it imports under /ui/client/.
 func (h *Handler) registerUI(e *echo.Echo) {
 	demo, client := web.Demo(), web.Client()
-	e.GET("/", func(c echo.Context) error { return serveFile(c, demo, "index.html") })
-	e.GET("/ui/client/:file", func(c echo.Context) error { return serveFile(c, client, c.Param("file")) })
-	e.GET("/ui/:file", func(c echo.Context) error { return serveFile(c, demo, c.Param("file")) })
+	getHead(e, "/", func(c echo.Context) error { return serveFile(c, demo, "index.html") })
+	getHead(e, "/ui/client/:file", func(c echo.Context) error { return serveFile(c, client, c.Param("file")) })
+	getHead(e, "/ui/:file", func(c echo.Context) error { return serveFile(c, demo, c.Param("file")) })
 }
 
 // contentType gives the type of the only files the UI serves, or "".
