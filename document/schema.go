@@ -61,11 +61,71 @@ const draft2020 = "https://json-schema.org/draft/2020-12/schema"
 // compiledSchema is a collection's schema, compiled, with the ETag of the
 // document it was compiled from.
 type compiledSchema struct {
-	etag   string
-	schema *jsonschema.Schema
+	etag string
+	coll string
+	body []byte // the schema, to compile more instances
 	// perDepth[k] bounds the subschemas applied to one value k levels
 	// down the document (checkRefCycles), for the work estimate.
 	perDepth []int
+	// free holds compiled instances not in use. A validation takes one
+	// for itself, so that the schema's regular expressions count their
+	// work against that validation's meter.
+	free chan *schemaInstance
+}
+
+// schemaInstance is one compilation of a schema, used by one validation at
+// a time.
+type schemaInstance struct {
+	schema *jsonschema.Schema
+	meter  *patternMeter // the running validation's; nil while compiling
+}
+
+// maxFreeInstances bounds the instances of one schema kept for reuse.
+const maxFreeInstances = 64
+
+// take returns an instance of the schema for one validation: a free one,
+// or a new compilation.
+func (c *compiledSchema) take() (*schemaInstance, error) {
+	select {
+	case inst := <-c.free:
+		return inst, nil
+	default:
+	}
+	inst := &schemaInstance{}
+	sch, err := compileInstance(c.coll, c.body, inst)
+	if err != nil {
+		return nil, err
+	}
+	inst.schema = sch
+	return inst, nil
+}
+
+// give hands back an instance take returned.
+func (c *compiledSchema) give(inst *schemaInstance) {
+	inst.meter = nil
+	select {
+	case c.free <- inst:
+	default:
+	}
+}
+
+// patternMeter counts the work of the regular expressions of one
+// validation: a string's length times the size of its pattern's program,
+// for every match (about 6 ns per unit here).
+type patternMeter struct {
+	limit, used int
+	over        bool // a match was refused: the validation's result does not count
+}
+
+// spend counts n units, or reports false (and marks the meter over) if
+// they would pass its limit.
+func (m *patternMeter) spend(n int) bool {
+	if m.over || n > m.limit-m.used {
+		m.over = true
+		return false
+	}
+	m.used += n
+	return true
 }
 
 // schemaCache holds the compiled schema of each collection that has one.
@@ -106,8 +166,9 @@ const (
 )
 
 // boundedRegexp is Go's regexp with bounds on the pattern's size, its
-// compiled program, and the work of one match.
-func boundedRegexp(s string) (jsonschema.Regexp, error) {
+// compiled program, and the work of one match; its matches count against
+// the meter of inst's running validation.
+func boundedRegexp(s string, inst *schemaInstance) (jsonschema.Regexp, error) {
 	if len(s) > maxPattern {
 		return nil, fmt.Errorf("a regular expression of %d bytes; the limit is %d", len(s), maxPattern)
 	}
@@ -119,7 +180,7 @@ func boundedRegexp(s string) (jsonschema.Regexp, error) {
 	if insts > maxPatternInsts {
 		return nil, fmt.Errorf("the regular expression %q compiles to %d instructions; the limit is %d (a bounded repeat such as {0,1000} copies its operand that many times)", shorten(s), insts, maxPatternInsts)
 	}
-	return &costlyRegexp{re, insts}, nil
+	return &costlyRegexp{Regexp: re, insts: insts, inst: inst}, nil
 }
 
 // patternInsts returns the size of a pattern's compiled program (0 if it
@@ -136,16 +197,22 @@ func patternInsts(s string) int {
 	return len(prog.Inst)
 }
 
-// costlyRegexp refuses a match whose work would pass maxPatternWork.
+// costlyRegexp refuses a match whose work would pass maxPatternWork, or
+// the rest of its validation's meter.
 type costlyRegexp struct {
 	*regexp.Regexp
 	insts int
+	inst  *schemaInstance
 }
 
 // MatchString reports whether s holds a match; a string too long to
-// check against this pattern fails it.
+// check against this pattern fails it, and so does every string once the
+// validation's meter is spent.
 func (r *costlyRegexp) MatchString(s string) bool {
 	if r.tooCostly(len(s)) {
+		return false
+	}
+	if m := r.inst.meter; m != nil && !m.spend(len(s)*max(r.insts, 1)) {
 		return false
 	}
 	return r.Regexp.MatchString(s)
@@ -178,10 +245,35 @@ func compileSchema(coll string, body []byte) (*compiledSchema, error) {
 			return nil, invalid("$schema %v: patchd takes JSON Schema draft 2020-12 (%q), or no $schema", v, draft2020)
 		}
 	}
+	inst := &schemaInstance{}
+	sch, err := compileInstance(coll, body, inst)
+	if err != nil {
+		return nil, err
+	}
+	inst.schema = sch
+	depths, err := checkRefCycles(sch)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	cs := &compiledSchema{coll: coll, body: bytes.Clone(body), perDepth: depths, free: make(chan *schemaInstance, maxFreeInstances)}
+	cs.give(inst)
+	return cs, nil
+}
+
+// compileInstance compiles a schema that compileSchema checked, for inst.
+// Errors wrap ErrInvalidSchema.
+func compileInstance(coll string, body []byte, inst *schemaInstance) (*jsonschema.Schema, error) {
+	invalid := func(format string, args ...any) error {
+		return fail(ErrInvalidSchema, fmt.Sprintf(format, args...))
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		return nil, invalid("the schema is not JSON: %v", err)
+	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.UseLoader(noLoader{})
-	c.UseRegexpEngine(boundedRegexp)
+	c.UseRegexpEngine(func(s string) (jsonschema.Regexp, error) { return boundedRegexp(s, inst) })
 	c.AssertFormat()
 	loc := schemaLocation(coll)
 	if err := c.AddResource(loc, doc); err != nil {
@@ -207,11 +299,7 @@ func compileSchema(coll string, body []byte) (*compiledSchema, error) {
 	case err != nil:
 		return nil, invalid("%s", shorten(strings.ReplaceAll(err.Error(), loc, "")))
 	}
-	depths, err := checkRefCycles(sch)
-	if err != nil {
-		return nil, invalid("%v", err)
-	}
-	return &compiledSchema{schema: sch, perDepth: depths}, nil
+	return sch, nil
 }
 
 // shorten cuts a message that quotes a long value (a pattern, say) to its
@@ -555,11 +643,23 @@ func numberProblem(n string) string {
 // work estimates them: about 0.4 s here.
 const maxValidationWork = 2_000_000
 
-// workError is a document whose validation would pass maxValidationWork.
-type workError struct{ n int }
+// maxValidationPatternWork bounds the work of the regular expressions of
+// one validation (patternMeter's units): about 0.5 s here. maxPatternWork
+// bounds one match; this bounds a document of many strings.
+const maxValidationPatternWork = 4 * maxPatternWork
+
+// workError is a document whose validation would pass maxValidationWork or
+// maxValidationPatternWork.
+type workError struct {
+	n        int
+	patterns bool // the patterns' work, not the subschemas'
+}
 
 // Error says how much work the validation would take.
 func (e *workError) Error() string {
+	if e.patterns {
+		return fmt.Sprintf("checking the document's strings against the patterns of its collection's schema takes more than the limit of %d units of work (a string's length times the size of its pattern's compiled program, for every match); make the strings shorter or the patterns simpler", maxValidationPatternWork)
+	}
 	return fmt.Sprintf("validating the document against its collection's schema would apply up to %d subschemas; the limit is %d (a schema that applies many subschemas to each of many values)", e.n, maxValidationWork)
 }
 
@@ -568,34 +668,53 @@ var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 // validate checks a canonical body against the schema and returns how it
 // fails (at most maxSchemaErrors ways), or nil. A number the validator
-// cannot compare at a bounded cost is an error *numberError.
+// cannot compare at a bounded cost is an error *numberError; a validation
+// that would pass maxValidationWork, or whose patterns' work passes
+// maxValidationPatternWork, is an error *workError.
 func (c *compiledSchema) validate(body []byte) ([]SchemaError, error) {
+	errs, _, err := c.validateMetered(body)
+	return errs, err
+}
+
+// validateMetered is validate, which also returns the work its patterns
+// took (patternMeter's units).
+func (c *compiledSchema) validateMetered(body []byte) (_ []SchemaError, patternWork int, _ error) {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("schema validation: the body does not decode: %w", err)
+		return nil, 0, fmt.Errorf("schema validation: the body does not decode: %w", err)
 	}
 	// One walk for both bounds; paths are built only for a bad number.
 	work, badNumber := scan(v, c.perDepth)
 	if badNumber {
-		return nil, checkNumbers(v)
+		return nil, 0, checkNumbers(v)
 	}
 	if work > maxValidationWork {
-		return nil, &workError{work}
+		return nil, 0, &workError{n: work}
 	}
-	err = c.schema.Validate(v)
+	inst, err := c.take()
+	if err != nil {
+		return nil, 0, err
+	}
+	m := &patternMeter{limit: maxValidationPatternWork}
+	inst.meter = m
+	err = inst.schema.Validate(v)
+	c.give(inst)
+	if m.over {
+		return nil, m.used, &workError{patterns: true}
+	}
 	if err == nil {
-		return nil, nil
+		return nil, m.used, nil
 	}
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
-		return nil, fmt.Errorf("schema validation: %w", err)
+		return nil, m.used, fmt.Errorf("schema validation: %w", err)
 	}
 	var out []SchemaError
 	flattenErrors(ve, &out)
 	if len(out) == 0 { // a failure with no detail: say so at the root
 		out = append(out, SchemaError{Keyword: "", Message: ve.ErrorKind.LocalizedString(printer)})
 	}
-	return out, nil
+	return out, m.used, nil
 }
 
 // flattenErrors appends the leaves of a validation error tree: the

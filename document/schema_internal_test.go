@@ -2,9 +2,14 @@ package document
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/bolt"
 )
@@ -50,5 +55,63 @@ func TestSchemaCompiledOncePerETag(t *testing.T) {
 	put("c")
 	if c := cached(); c == first || c.etag != res.Doc.ETag {
 		t.Fatalf("cache after the schema changed: %+v", c)
+	}
+}
+
+// TestSchemaPatternWorkPerDocument: the work of a schema's regular
+// expressions is bounded per document, not only per string: a document of
+// many long strings, each within the bound of one match, is refused (422)
+// once their sum passes maxValidationPatternWork, and a page of violations
+// ends once its documents' sum passes violationsPatternWork.
+func TestSchemaPatternWorkPerDocument(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := New(st, DefaultConfig())
+	ctx := context.Background()
+	const pattern = `(a?){0,199}$`
+	insts := patternInsts(pattern)
+	str := strings.Repeat("a", maxPatternWork/insts-1) // one match: just within its bound
+	members := maxValidationPatternWork/(len(str)*insts) + 2
+	doc := map[string]string{}
+	for i := range members {
+		doc[fmt.Sprintf("k%d", i)] = str
+	}
+	body, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const docs = 8
+	for i := range docs {
+		if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: fmt.Sprintf("d%d", i), Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schema := `{"type":"object","additionalProperties":{"type":"string","pattern":"` + pattern + `"}}`
+	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "c", Body: []byte(schema)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "new", Body: body})
+	if !errors.Is(err, patch.ErrInvalidDocument) || !strings.Contains(err.Error(), "patterns") {
+		t.Fatalf("a write of %d strings of %d bytes against %q: %v, want 422 for the patterns' work", members, len(str), pattern, err)
+	}
+	vs, next, err := s.Violations(ctx, "c", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next == "" || len(vs) == 0 || len(vs) >= docs {
+		t.Fatalf("violations: %d documents, next %q; want a page that ends early", len(vs), next)
+	}
+	for _, v := range vs {
+		if len(v.Errors) != 1 || !strings.Contains(v.Errors[0].Message, "patterns") {
+			t.Fatalf("violation of %s: %+v, want the patterns' work named", v.ID, v.Errors)
+		}
+	}
+	// A document within the bound still validates.
+	small, _ := json.Marshal(map[string]string{"k": str})
+	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "small", Body: small}); err != nil {
+		t.Fatalf("one string within the bound: %v", err)
 	}
 }

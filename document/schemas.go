@@ -67,17 +67,21 @@ type Violation struct {
 	Errors []SchemaError `json:"errors"`
 }
 
-// Bounds of one Violations page: the documents it reads, and their bytes.
+// Bounds of one Violations page: the documents it reads, their bytes, and
+// the work of the schema's patterns on them (about 2 s here; one
+// document's own is bounded by maxValidationPatternWork).
 const (
-	violationsScanDocs  = 1000
-	violationsScanBytes = 8 << 20
+	violationsScanDocs    = 1000
+	violationsScanBytes   = 8 << 20
+	violationsPatternWork = 4 * maxValidationPatternWork
 )
 
 // Violations checks the documents of a collection whose id sorts after
 // the given one against the collection's schema, in id order, and returns
 // up to limit of those that break it. It reads at most 1000 documents (or
 // 8 MiB of them) per call: next, when not "", is the id to pass as after
-// to go on, and a page may hold fewer than limit violations, none even,
+// to go on (also once the schema's patterns took violationsPatternWork),
+// and a page may hold fewer than limit violations, none even,
 // before the end. Returns an error wrapping store.ErrNotFound if the
 // collection has no schema.
 func (s *Service) Violations(ctx context.Context, collection, after string, limit int) (vs []Violation, next string, err error) {
@@ -89,7 +93,7 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 		return nil, "", fail(store.ErrNotFound, fmt.Sprintf("collection %s has no schema", collection))
 	}
 	vs = []Violation{}
-	scanned, bytes := 0, 0
+	scanned, bytes, patternWork := 0, 0, 0
 	for {
 		page, more, err := s.store.List(ctx, collection, after, min(100, violationsScanDocs-scanned))
 		if err != nil {
@@ -103,7 +107,8 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 			if err != nil {
 				return nil, "", err
 			}
-			errs, err := sch.validate(doc.Body)
+			errs, work, err := sch.validateMetered(doc.Body)
+			patternWork += work
 			if ne := (*numberError)(nil); errors.As(err, &ne) {
 				// Stored before the schema: it cannot match until the
 				// number is changed. No keyword failed.
@@ -121,7 +126,7 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 			after = e.ID
 			scanned++
 			bytes += len(doc.Body)
-			if len(vs) == limit || scanned == violationsScanDocs || bytes >= violationsScanBytes {
+			if len(vs) == limit || scanned == violationsScanDocs || bytes >= violationsScanBytes || patternWork >= violationsPatternWork {
 				if i < len(page)-1 || more {
 					return vs, after, nil
 				}
