@@ -260,6 +260,15 @@ func compileSchema(coll string, body []byte) (*compiledSchema, error) {
 	return cs, nil
 }
 
+// CheckSchema reports whether body is a schema PUT /schemas/{collection}
+// would take: nil, or an error wrapping ErrInvalidSchema that says what is
+// wrong. Imports check stored schemas with it, for a schema the server
+// cannot compile makes every write to its collection fail.
+func CheckSchema(collection string, body []byte) error {
+	_, err := compileSchema(collection, body)
+	return err
+}
+
 // compileInstance compiles a schema that compileSchema checked, for inst.
 // Errors wrap ErrInvalidSchema.
 func compileInstance(coll string, body []byte, inst *schemaInstance) (*jsonschema.Schema, error) {

@@ -189,6 +189,10 @@ type ImportOptions struct {
 	Report func(*LineError)
 	// Progress, when not nil, is told of the bytes read.
 	Progress *Progress
+	// CheckSchema, when not nil, checks the body of every document of
+	// store.SchemaCollection (a collection's schema, id the collection):
+	// a line it refuses is reported and skipped.
+	CheckSchema func(collection string, body []byte) error
 }
 
 // Import reads NDJSON from r into dst. A line that fails its checks, or
@@ -264,6 +268,11 @@ func Import(ctx context.Context, dst store.Loader, r io.Reader, opts ImportOptio
 			continue // blank lines, a final newline included
 		}
 		rec, err := parseLine(line, opts)
+		if err == nil && opts.CheckSchema != nil && rec.Collection == store.SchemaCollection && rec.Doc != nil {
+			if serr := opts.CheckSchema(rec.ID, rec.Doc.Body); serr != nil {
+				err = fmt.Errorf("the schema of collection %s: %w", rec.ID, serr)
+			}
+		}
 		if err != nil {
 			report(&LineError{Line: n, Err: fmt.Errorf("%w: %w", ErrInvalidLine, err)})
 			continue

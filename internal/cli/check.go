@@ -109,6 +109,11 @@ func (c *checker) record(r *store.Record) error {
 	if err := document.CheckHistory(body, r.Doc != nil, r.History, nil); err != nil {
 		c.problem(name, "%v", err)
 	}
+	if r.Collection == store.SchemaCollection && r.Doc != nil {
+		if err := document.CheckSchema(r.ID, r.Doc.Body); err != nil {
+			c.problem(name, "the schema of collection %s does not compile, so every write to the collection fails: %v", r.ID, err)
+		}
+	}
 	return nil
 }
 

@@ -112,6 +112,18 @@ func TestCheckCommand(t *testing.T) {
 		t.Fatalf("check of a sound file: exit %d, %q, %q", code, out, errs)
 	}
 
+	// A stored schema the server cannot compile (put there around the
+	// API) is a problem: every write to its collection fails.
+	st, err = bolt.Open(good, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, st, store.SchemaCollection, "n", `{"pattern":"("}`)
+	st.Close()
+	if code, out, errs := exit(t, "check", "--db", good); code != 1 || !strings.HasPrefix(out, store.SchemaCollection+"/n: the schema of collection n does not compile") {
+		t.Fatalf("check of a schema that does not compile: exit %d, %q, %q", code, out, errs)
+	}
+
 	// Files that hold no database to read: exit 1 with a message, from
 	// check and from serve.
 	for name, damage := range map[string]func([]byte) []byte{

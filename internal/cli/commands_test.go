@@ -375,6 +375,16 @@ func TestExportImportCommands(t *testing.T) {
 	if !errors.Is(err, errRefused) || !strings.Contains(msg, "line 2: ") || !strings.Contains(msg, "import: 2 documents") {
 		t.Fatalf("import with a bad line: %v\n%s", err, msg)
 	}
+	// A stored schema the server would not compile is refused like a bad
+	// line: every write to its collection would fail.
+	in = `{"collection":"$schemas","id":"s1","body":{"pattern":"("}}` + "\n" +
+		`{"collection":"$schemas","id":"s2","body":{"$ref":"http://example.com/x"}}` + "\n" +
+		`{"collection":"$schemas","id":"s3","body":{"type":"object"}}` + "\n"
+	err, _, msg = cli(t, in, "import", "--db", fresh)
+	if !errors.Is(err, errRefused) || !strings.Contains(msg, "line 1: ") || !strings.Contains(msg, "line 2: ") ||
+		!strings.Contains(msg, "the schema of collection s1") || !strings.Contains(msg, "import: 1 documents") {
+		t.Fatalf("import of schemas that do not compile: %v\n%s", err, msg)
+	}
 	st, err := bolt.Open(fresh, store.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -383,6 +393,11 @@ func TestExportImportCommands(t *testing.T) {
 	for _, id := range []string{"ok", "ok2"} {
 		if _, err := st.Get(context.Background(), "n", id); err != nil {
 			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	for id, want := range map[string]bool{"s1": false, "s2": false, "s3": true} {
+		if _, err := st.Get(context.Background(), store.SchemaCollection, id); (err == nil) != want {
+			t.Fatalf("schema %s: %v, want it loaded: %v", id, err, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/dump"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
@@ -67,9 +68,10 @@ func (m *Main) importCmd(ctx context.Context, args []string) error {
 	p := dump.NewProgress(m.Stderr, isTerminal(m.Stderr), total, "bytes")
 	var refused []*dump.LineError
 	c, err := dump.Import(ctx, dst, r, dump.ImportOptions{
-		Limits:   patch.Limits{MaxDepth: maxDepth, MaxDoc: int(maxDoc)},
-		MaxLine:  int(min(maxLine, 1<<40)),
-		Progress: p,
+		Limits:      patch.Limits{MaxDepth: maxDepth, MaxDoc: int(maxDoc)},
+		MaxLine:     int(min(maxLine, 1<<40)),
+		Progress:    p,
+		CheckSchema: document.CheckSchema,
 		Report: func(le *dump.LineError) {
 			refused = append(refused, le)
 			if len(refused) <= 1000 {
