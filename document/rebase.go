@@ -9,6 +9,16 @@ import (
 	"github.com/patchd/patchd/store"
 )
 
+// tooFar is the 412 of a stale write whose base lies behind more history
+// than one rebase reads (store.Options.MaxHistoryRead).
+func tooFar(current, base string) error {
+	return &PreconditionError{
+		Err:     fail(patch.ErrRebaseTooFar, "the versions committed since the base hold more bytes of changes than one rebase reads (8 times the document size limit); read the document again and resend the edit"),
+		Current: current,
+		Base:    base,
+	}
+}
+
 // rebase decides a write whose If-Match names an older version: it finds
 // that base in history, and rebases the edit over every version committed
 // since (REBASE.md) with patch.RebaseOnto.
@@ -22,6 +32,9 @@ func (d *decision) rebase(ctx context.Context, cur *store.Document, h store.Hist
 			Current: cur.ETag,
 			Base:    client,
 		}
+	}
+	if errors.Is(err, store.ErrHistoryTooLarge) {
+		return nil, tooFar(cur.ETag, client)
 	}
 	if err != nil {
 		return nil, err

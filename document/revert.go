@@ -37,6 +37,9 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 	if errors.Is(err, store.ErrBaseUnknown) {
 		return nil, unknown(fmt.Sprintf("version %d is no longer in the retained history", k))
 	}
+	if errors.Is(err, store.ErrHistoryTooLarge) {
+		return nil, tooFar(current, "")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +75,9 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 				Current: cur.ETag,
 				Base:    pre.client(),
 			}
+		}
+		if errors.Is(err, store.ErrHistoryTooLarge) {
+			return nil, tooFar(cur.ETag, pre.client())
 		}
 		if err != nil {
 			return nil, err

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
 )
 
 // rebaseCase is one record of testdata/rebase/cases.json (see its README).
@@ -113,6 +114,40 @@ func TestRebaseTooFar(t *testing.T) {
 	}
 	// A nearer base is fine.
 	r = s.send(t, "/docs/c/d", "merge-patch", []byte(`{"x":1}`), lastETagBefore(t, s, "/docs/c/d", 2))
+	expect(t, r, 200, "")
+}
+
+// TestRebaseTooManyBytes: a base behind more bytes of changes than one
+// rebase reads (store.Options.MaxHistoryRead, 8 times --max-doc in the
+// binary) is a 412 rebase-too-far, for a stale PATCH and for a revert, and
+// nothing is written: the versions are neither read nor decoded, however
+// few ops they hold. A base within the bound is rebased as before.
+func TestRebaseTooManyBytes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "patchd.db")
+	if dsn := replicaDatabase(t); dsn != "" {
+		path = dsn
+	}
+	s := startServerAt(t, path, store.Options{MaxHistoryRead: 64 << 10})
+	base := s.create(t, "/docs/c/big", `{"s":"base","x":0}`)
+	cur := base
+	for i := range 4 { // each version replaces a 20 KB string: about 40 KB of ops
+		body := fmt.Sprintf(`{"s":%q}`, strings.Repeat(string(rune('a'+i)), 20_000))
+		r := s.send(t, "/docs/c/big", "merge-patch", []byte(body), cur)
+		expect(t, r, 200, "")
+		cur = r.header.Get("ETag")
+	}
+	r := s.send(t, "/docs/c/big", "merge-patch", []byte(`{"x":1}`), base)
+	expect(t, r, 412, "rebase-too-far")
+	if r.header.Get("ETag") != cur {
+		t.Fatalf("412 with ETag %q, want the current %q", r.header.Get("ETag"), cur)
+	}
+	r = s.do(t, "POST", "/docs/c/big/revert", hdr{"Content-Type", ctJSON, "If-Match", cur}, `{"seq":2}`)
+	expect(t, r, 412, "rebase-too-far")
+	if got := s.do(t, "GET", "/docs/c/big", nil, ""); got.header.Get("ETag") != cur {
+		t.Fatalf("a refused edit changed the document: %s", got.header.Get("ETag"))
+	}
+	// One version behind: about 40 KB, within the bound.
+	r = s.send(t, "/docs/c/big", "merge-patch", []byte(`{"x":1}`), lastETagBefore(t, s, "/docs/c/big", 1))
 	expect(t, r, 200, "")
 }
 

@@ -20,6 +20,9 @@ const (
 	// DefaultIdempotencyPerScope bounds the live idempotency records of
 	// one scope (one client).
 	DefaultIdempotencyPerScope = 100_000
+	// DefaultMaxHistoryRead bounds the bytes of ops of the versions one
+	// History.Since or SinceSeq returns after its base.
+	DefaultMaxHistoryRead = 8 << 20
 )
 
 // Options configures a store, whatever its backend. The zero value is
@@ -54,6 +57,11 @@ type Options struct {
 	// scope may briefly hold that many more per replica. Zero means
 	// DefaultIdempotencyPerScope; a negative value, no bound.
 	IdempotencyPerScope int
+	// MaxHistoryRead bounds the bytes of stored ops of the versions after
+	// the base that one History.Since or SinceSeq reads (a stale edit is
+	// rebased over them): past it, they fail with ErrHistoryTooLarge
+	// before reading them. Zero means DefaultMaxHistoryRead.
+	MaxHistoryRead int
 }
 
 // WithDefaults returns o with every zero field set to its default.
@@ -75,6 +83,9 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.MaxHistoryRead <= 0 {
+		o.MaxHistoryRead = DefaultMaxHistoryRead
 	}
 	if o.IdempotencyPerScope == 0 {
 		o.IdempotencyPerScope = DefaultIdempotencyPerScope

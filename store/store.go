@@ -37,6 +37,10 @@ var (
 	// ErrBaseUnknown means none of the ETags asked for names a version still
 	// in the document's retained history.
 	ErrBaseUnknown = errors.New("base version not in history")
+	// ErrHistoryTooLarge means the versions History.Since or SinceSeq would
+	// return after the base hold more bytes of ops than
+	// Options.MaxHistoryRead: they are not read.
+	ErrHistoryTooLarge = errors.New("the versions since the base are too large to read")
 	// ErrClosed means the store has been closed.
 	ErrClosed = errors.New("store closed")
 	// ErrInvalidKey means a collection or id that no store keeps (see

@@ -211,6 +211,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Logger:              log,
 		Timeout:             cfg.dbTimeout,
 		IdempotencyPerScope: cfg.idempotencyLimit,
+		// A stale edit whose base is further behind than this many bytes
+		// of changes is 412 rebase-too-far rather than read and decoded.
+		MaxHistoryRead: int(min(8*cfg.maxDoc, 1<<30)),
 	}, log)
 	if errors.Is(err, bolt.ErrWALRefused) {
 		return fmt.Errorf("--db %s: %w\n(restore a backup, or move the log away to open the file as it is, without the writes the log holds)",

@@ -119,6 +119,7 @@ type Store struct {
 	corruptReads atomic.Int64
 	timeout      time.Duration // bounds the wait for a document's lock
 	idemPerScope int           // live idempotency records kept per scope; < 1: no bound
+	maxHistory   int           // store.Options.MaxHistoryRead
 
 	claimsMu sync.Mutex
 	claims   map[string]struct{} // idempotency keys of queued writes (see claim)
@@ -187,6 +188,7 @@ func Open(path string, opts store.Options) (*Store, error) {
 
 		timeout:      opts.Timeout,
 		idemPerScope: opts.IdempotencyPerScope,
+		maxHistory:   opts.MaxHistoryRead,
 		claims:       make(map[string]struct{}),
 	}
 	b.gate.ReadOnly = opts.ReadOnly
@@ -1011,6 +1013,9 @@ func (b *Store) since(collection, id string, etags []string) (store.Version, []s
 	pending := b.committer.pendingVersions(lockKey(collection, id))
 	for i := len(pending) - 1; i >= 0; i-- {
 		if want[pending[i].ETag] {
+			if err := b.historyFits(collection, id, pending[i+1:]); err != nil {
+				return store.Version{}, nil, err
+			}
 			later := make([]store.Version, 0, len(pending)-i-1)
 			for _, v := range pending[i+1:] {
 				later = append(later, cloneVersion(v))
@@ -1021,6 +1026,7 @@ func (b *Store) since(collection, id string, etags []string) (store.Version, []s
 	var (
 		base  store.Version
 		later []store.Version
+		size  = opsBytes(pending) // an upper bound of the pending versions after the base
 	)
 	err := b.view(func(tx *bbolt.Tx) error {
 		hist := tx.Bucket(bucketHist).Bucket([]byte(collection))
@@ -1040,6 +1046,9 @@ func (b *Store) since(collection, id string, etags []string) (store.Version, []s
 				break
 			}
 			n++
+			if size += len(v); size > b.maxHistory {
+				return store.ErrHistoryTooLarge // read no further, and decode nothing
+			}
 		}
 		if k == nil || !isHistKey(k, prefix) {
 			return store.ErrBaseUnknown
@@ -1128,6 +1137,9 @@ func (b *Store) sinceSeq(collection, id string, seq uint64) (store.Version, []st
 		if seq > pending[len(pending)-1].Seq {
 			return unknown()
 		}
+		if err := b.historyFits(collection, id, pending[i+1:]); err != nil {
+			return store.Version{}, nil, err
+		}
 		later := make([]store.Version, 0, len(pending)-i-1)
 		for _, v := range pending[i+1:] {
 			later = append(later, cloneVersion(v))
@@ -1146,7 +1158,13 @@ func (b *Store) sinceSeq(collection, id string, seq uint64) (store.Version, []st
 		if k == nil || !isHistKey(k, prefix) || binary.BigEndian.Uint64(k[len(prefix):]) != seq {
 			return store.ErrBaseUnknown
 		}
+		size := opsBytes(pending) // an upper bound of the pending versions after seq
 		for ; k != nil && isHistKey(k, prefix); k, v = c.Next() {
+			if len(versions) > 0 { // a version after seq
+				if size += len(v); size > b.maxHistory {
+					return store.ErrHistoryTooLarge // read no further, and decode nothing
+				}
+			}
 			ver, err := decodeVersion(k[len(prefix):], v)
 			if err != nil {
 				return err
@@ -1168,6 +1186,24 @@ func (b *Store) sinceSeq(collection, id string, seq uint64) (store.Version, []st
 		}
 	}
 	return versions[0], versions[1:], nil
+}
+
+// opsBytes returns the bytes of the ops of vs.
+func opsBytes(vs []store.Version) int {
+	n := 0
+	for _, v := range vs {
+		n += len(v.Ops)
+	}
+	return n
+}
+
+// historyFits returns an error wrapping store.ErrHistoryTooLarge if the
+// versions vs after a base hold more bytes of ops than a Since may read.
+func (b *Store) historyFits(collection, id string, vs []store.Version) error {
+	if opsBytes(vs) > b.maxHistory {
+		return fmt.Errorf("store: since %s/%s: %w", collection, id, store.ErrHistoryTooLarge)
+	}
+	return nil
 }
 
 // histPrefix returns the prefix of every history key of a document.

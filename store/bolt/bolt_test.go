@@ -47,6 +47,7 @@ func TestBolt_Conformance(t *testing.T) {
 			Now:                 opts.Now,
 			Timeout:             opts.Timeout,
 			IdempotencyPerScope: opts.IdempotencyPerScope,
+			MaxHistoryRead:      opts.MaxHistoryRead,
 		})
 	})
 }

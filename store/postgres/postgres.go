@@ -97,6 +97,7 @@ type Store struct {
 	timeout   time.Duration // bounds every call (store.Options.Timeout)
 
 	idemPerScope int         // live idempotency records kept per scope; < 1: no bound
+	maxHistory   int         // store.Options.MaxHistoryRead
 	evictTicks   scopeTicker // when to bound a scope's records
 
 	gate store.Gate // calls in progress; Close waits for them
@@ -201,6 +202,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		poll:         opts.PollInterval,
 		timeout:      so.Timeout,
 		idemPerScope: so.IdempotencyPerScope,
+		maxHistory:   so.MaxHistoryRead,
 		evictTicks:   scopeTicker{every: max(1, so.IdempotencyPerScope/8)},
 	}
 	s.gate.ReadOnly = so.ReadOnly
@@ -389,6 +391,30 @@ func collectVersions(rows pgx.Rows) ([]store.Version, error) {
 		v, err := scanVersion(rows)
 		if err != nil {
 			return nil, err
+		}
+		vs = append(vs, v)
+	}
+	return vs, rows.Err()
+}
+
+// collectSince reads the rows of a base version and the versions after
+// it, and fails with store.ErrHistoryTooLarge, reading no further, once
+// the later versions' ops pass max bytes.
+func collectSince(rows pgx.Rows, max int) ([]store.Version, error) {
+	defer rows.Close()
+	var (
+		vs   []store.Version
+		size int
+	)
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, err
+		}
+		if len(vs) > 0 {
+			if size += len(v.Ops); size > max {
+				return nil, store.ErrHistoryTooLarge
+			}
 		}
 		vs = append(vs, v)
 	}

@@ -44,7 +44,7 @@ func TestConformance(t *testing.T) {
 	pg.Cluster(t)
 	storetest.RunConformance(t, func(t *testing.T, opts storetest.Options) store.Store {
 		return open(t, pg.Database(t), postgres.Options{Options: store.Options{Retention: opts.Retention, Now: opts.Now,
-			Timeout: opts.Timeout, IdempotencyPerScope: opts.IdempotencyPerScope}})
+			Timeout: opts.Timeout, IdempotencyPerScope: opts.IdempotencyPerScope, MaxHistoryRead: opts.MaxHistoryRead}})
 	})
 }
 

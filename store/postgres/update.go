@@ -356,7 +356,7 @@ func (s *Store) try(ctx context.Context, keys []store.Key, order []int, fn store
 	docs := make([]store.Locked, len(keys))
 	hists := make([]*txHistory, len(keys))
 	for i, k := range keys {
-		hists[i] = &txHistory{tx: tx, collection: k.Collection, id: k.ID}
+		hists[i] = &txHistory{tx: tx, collection: k.Collection, id: k.ID, max: s.maxHistory}
 		docs[i] = store.Locked{Doc: rows[i].document(k.Collection, k.ID), Seq: uint64(rows[i].seq), History: hists[i]} // #nosec G115 -- a seq from the database is non-negative
 	}
 	mc, err := fn(ctx, docs)
@@ -545,6 +545,7 @@ type txHistory struct {
 	id         string
 	done       atomic.Bool // set when the UpdateFunc returns
 	err        error       // the first database error, which aborted tx
+	max        int         // store.Options.MaxHistoryRead
 }
 
 // Since finds the newest retained version whose ETag is one of etags and
@@ -580,7 +581,10 @@ func (h *txHistory) Since(ctx context.Context, etags []string) (store.Version, [
 		h.collection, h.id, keys)
 	var vs []store.Version
 	if err == nil {
-		vs, err = collectVersions(rows)
+		vs, err = collectSince(rows, h.max)
+	}
+	if errors.Is(err, store.ErrHistoryTooLarge) {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, err)
 	}
 	if err != nil {
 		h.err = err
@@ -613,7 +617,10 @@ func (h *txHistory) SinceSeq(ctx context.Context, seq uint64) (store.Version, []
 		h.collection, h.id, int64(seq))
 	var vs []store.Version
 	if err == nil {
-		vs, err = collectVersions(rows)
+		vs, err = collectSince(rows, h.max)
+	}
+	if errors.Is(err, store.ErrHistoryTooLarge) {
+		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, err)
 	}
 	if err != nil {
 		h.err = err

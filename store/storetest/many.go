@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,6 +192,37 @@ func testSinceSeq(t *testing.T, open opener) {
 	if _, _, err := e.sinceSeq(t, testC, "never", 1); !errors.Is(err, store.ErrBaseUnknown) {
 		t.Errorf("SinceSeq of a document without history: %v, want ErrBaseUnknown", err)
 	}
+}
+
+// testSinceTooLarge: Since and SinceSeq refuse, with ErrHistoryTooLarge,
+// to read versions after the base whose ops pass MaxHistoryRead bytes, and
+// read those within it.
+func testSinceTooLarge(t *testing.T, open opener) {
+	e := newEnvWith(t, open, Options{Retention: store.Retention{Versions: 100, Age: -1}, MaxHistoryRead: 4000})
+	var etags []string
+	for i := 1; i <= 6; i++ {
+		ops := []byte(`["` + strings.Repeat("x", 1000) + `"]`)
+		doc := e.write(t, testC, testID, &store.Change{Body: []byte(body(i)), Kind: store.KindJSONPatch, Ops: ops})
+		etags = append(etags, doc.ETag)
+	}
+	// After version 1: five versions of about 1 KB of ops; after version
+	// 4, two.
+	if _, _, err := e.since(t, testC, testID, etags[0]); !errors.Is(err, store.ErrHistoryTooLarge) {
+		t.Errorf("Since(version 1): %v, want ErrHistoryTooLarge", err)
+	}
+	if _, _, err := e.sinceSeq(t, testC, testID, 1); !errors.Is(err, store.ErrHistoryTooLarge) {
+		t.Errorf("SinceSeq(1): %v, want ErrHistoryTooLarge", err)
+	}
+	base, later, err := e.since(t, testC, testID, etags[3])
+	if err != nil {
+		t.Fatalf("Since(version 4): %v", err)
+	}
+	wantSeqs(t, "Since(version 4)", append([]store.Version{base}, later...), 4, 5, 6)
+	base, later, err = e.sinceSeq(t, testC, testID, 4)
+	if err != nil {
+		t.Fatalf("SinceSeq(4): %v", err)
+	}
+	wantSeqs(t, "SinceSeq(4)", append([]store.Version{base}, later...), 4, 5, 6)
 }
 
 func testManyCommit(t *testing.T, open opener) {

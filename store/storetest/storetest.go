@@ -44,6 +44,9 @@ type Options struct {
 	// of one scope (store.Options.IdempotencyPerScope); zero means the
 	// default.
 	IdempotencyPerScope int
+	// MaxHistoryRead is store.Options.MaxHistoryRead; zero means the
+	// default.
+	MaxHistoryRead int
 }
 
 // RunConformance runs the conformance suite as subtests of t, each against
@@ -140,6 +143,7 @@ func groups() []group {
 			{name: "Fields", fn: testSinceFields},
 			{name: "AcrossDelete", fn: testSinceAcrossDelete},
 			{name: "Seq", fn: testSinceSeq},
+			{name: "TooLarge", fn: testSinceTooLarge},
 		}},
 		{name: "Retention", tests: []testCase{
 			{name: "Versions", fn: testRetentionVersions},
