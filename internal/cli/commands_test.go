@@ -39,7 +39,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		"history-age", "max-rebase-ops", "max-rebase-work", "shutdown-timeout", "log-format", "log-level", "ui",
 		"tokens", "cors-origins", "rate", "idempotency-ttl", "insecure-no-auth", "read-header-timeout", "read-timeout",
 		"write-timeout", "idle-timeout", "max-header-bytes", "max-batch", "db-timeout", "idempotency-max-per-client",
-		"max-streams", "max-streams-per-client", "max-subscriptions", "tls-cert", "tls-key", "presence-ttl"}
+		"max-streams", "max-streams-per-client", "max-conns-per-client", "max-subscriptions", "tls-cert", "tls-key", "presence-ttl"}
 	for _, tc := range []struct {
 		args  []string
 		flags []string
@@ -128,12 +128,13 @@ func TestLogFormat(t *testing.T) {
 
 // serveFor runs the server in-process on db until the test ends, and
 // returns its base URL.
-func serveFor(t *testing.T, db string) (base string, stop func()) {
+func serveFor(t *testing.T, db string, args ...string) (base string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--db", db}, noEnv, io.Discard, ready) }()
+	args = append([]string{"--addr", "127.0.0.1:0", "--db", db}, args...)
+	go func() { done <- run(ctx, args, noEnv, io.Discard, ready) }()
 	select {
 	case addr := <-ready:
 		stopped := false

@@ -11,6 +11,7 @@ import (
 
 	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/handlers"
+	"github.com/patchd/patchd/internal/connlimit"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/bolt"
@@ -52,6 +53,7 @@ type serveConfig struct {
 	maxBatch            int
 	maxStreams          int
 	maxStreamsPerClient int
+	maxConnsPerClient   int
 	maxSubscriptions    int
 	tlsCert             string
 	tlsKey              string
@@ -97,6 +99,7 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(intValue{&cfg.idempotencyLimit}, "idempotency-max-per-client", "100000", "idempotency records kept per client (token); more deletes the client's oldest")
 	f.add(intValue{&cfg.maxStreams}, "max-streams", "10000", "most change feed streams open at once; more is 429")
 	f.add(intValue{&cfg.maxStreamsPerClient}, "max-streams-per-client", "64", "most change feed streams of one client (its token, or its IP address without --tokens); more is 429")
+	f.add(intValue{&cfg.maxConnsPerClient}, "max-conns-per-client", "256", "most connections of one IP address: past it its oldest idle one is closed, or, none idle, the new one answered 503")
 	f.add(intValue{&cfg.maxSubscriptions}, "max-subscriptions", "1000", "most documents and collections one POST /events stream follows; more is 400")
 	f.add(durationValue{&cfg.presenceTTL}, "presence-ttl", "30s", "how long a presence session lives unless its client renews it")
 	f.add(stringValue{&cfg.tlsCert}, "tls-cert", "", "certificate (PEM, with its chain) to serve HTTPS and HTTP/2; needs --tls-key")
@@ -143,7 +146,7 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 		return bad("--db-timeout must be at least 100ms")
 	case cfg.idempotencyLimit < 1:
 		return bad("--idempotency-max-per-client must be at least 1")
-	case cfg.maxStreams < 1, cfg.maxStreamsPerClient < 1, cfg.maxSubscriptions < 1:
+	case cfg.maxStreams < 1, cfg.maxStreamsPerClient < 1, cfg.maxSubscriptions < 1, cfg.maxConnsPerClient < 1:
 		return bad("--max-streams, --max-streams-per-client and --max-subscriptions must be positive")
 	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):
 		return cfg, usageError{errTLSPair}
@@ -259,7 +262,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	h := handlers.New(svc, hcfg)
 
+	cl := connlimit.New(ln, connLimits(cfg, tlsCfg == nil, log))
 	srv := &http.Server{
+		ConnState:         cl.ConnState,
 		Handler:           h.Echo(),
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
 		ReadTimeout:       cfg.readTimeout,
@@ -276,9 +281,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if tlsCfg != nil {
 		// The certificate is in TLSConfig; net/http adds HTTP/2 (h2).
 		scheme = "https"
-		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+		go func() { errc <- srv.ServeTLS(cl, "", "") }()
 	} else {
-		go func() { errc <- srv.Serve(ln) }()
+		go func() { errc <- srv.Serve(cl) }()
 	}
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme), slog.String("db", store.Redact(cfg.db)), slog.String("version", version()))
 	if m.Ready != nil {

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,7 +31,7 @@ func TestParseFlags(t *testing.T) {
 			idempotencyTTL: 24 * time.Hour, dbTimeout: 5 * time.Second, idempotencyLimit: 100_000,
 			readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
 			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100,
-			maxStreams: 10000, maxStreamsPerClient: 64, maxSubscriptions: 1000, presenceTTL: 30 * time.Second}
+			maxStreams: 10000, maxStreamsPerClient: 64, maxConnsPerClient: 256, maxSubscriptions: 1000, presenceTTL: 30 * time.Second}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
 		}
@@ -80,7 +82,7 @@ func TestParseFlags(t *testing.T) {
 	t.Run("Errors", func(t *testing.T) {
 		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"},
 			{"--db-timeout", "0"}, {"--db-timeout", "5ms"}, {"--idempotency-max-per-client", "0"},
-			{"--max-streams", "0"}, {"--max-streams-per-client", "-1"}, {"--max-subscriptions", "0"},
+			{"--max-streams", "0"}, {"--max-streams-per-client", "-1"}, {"--max-subscriptions", "0"}, {"--max-conns-per-client", "0"},
 			{"--tls-cert", "cert.pem"}, {"--tls-key", "key.pem"}, {"--presence-ttl", "500ms"}, {"--presence-ttl", "25h"}} {
 			var usage strings.Builder
 			if _, err := parseFlags(args, noEnv, &usage); err == nil {
@@ -204,5 +206,79 @@ func TestRunRefusedForItsLog(t *testing.T) {
 	err = run(ctx, []string{"--addr", "127.0.0.1:0", "--db", db}, noEnv, io.Discard, make(chan string, 1))
 	if !errors.Is(err, bolt.ErrWALRefused) || !strings.Contains(err.Error(), "move the log away") || strings.Contains(err.Error(), "patchd check") {
 		t.Fatalf("start with a damaged log: %v", err)
+	}
+}
+
+// TestConnectionsPerClient: --max-conns-per-client bounds the connections
+// of one address. Busy ones (here change feed streams) hold their places,
+// and one more connection is answered 503 with Retry-After; idle
+// keep-alive ones give their places to new connections.
+func TestConnectionsPerClient(t *testing.T) {
+	base, _ := serveFor(t, filepath.Join(t.TempDir(), "p.db"), "--max-conns-per-client", "2")
+	addr := strings.TrimPrefix(base, "http://")
+	send := func(c net.Conn, br *bufio.Reader, req string) (*http.Response, string) {
+		t.Helper()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", req, err)
+		}
+		if res.Header.Get("Content-Type") == "text/event-stream" {
+			return res, ""
+		}
+		body, _ := io.ReadAll(res.Body)
+		return res, string(body)
+	}
+	dial := func() (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+	c, br := dial()
+	if res, body := send(c, br, "PUT /docs/c/d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"); res.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", res.StatusCode, body)
+	}
+	// Five more connections, one after the other, each kept open and idle:
+	// each takes the place of the oldest idle one.
+	for i := range 5 {
+		c, br := dial()
+		if res, body := send(c, br, "GET /docs/c/d HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != http.StatusOK {
+			t.Fatalf("connection %d: %d %s", i, res.StatusCode, body)
+		}
+	}
+	// Two streams hold both places.
+	var streams []net.Conn
+	for range 2 {
+		c, br := dial()
+		if res, body := send(c, br, "GET /docs/c/d/events HTTP/1.1\r\nHost: x\r\n\r\n"); res.StatusCode != http.StatusOK {
+			t.Fatalf("stream: %d %s", res.StatusCode, body)
+		}
+		streams = append(streams, c)
+	}
+	c, br = dial()
+	res, body := send(c, br, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || !strings.Contains(body, "overloaded") {
+		t.Fatalf("a third busy connection: %d %v %s, want 503 with Retry-After", res.StatusCode, res.Header, body)
+	}
+	// A stream ends: its place is free again.
+	streams[0].Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, br := dial()
+		res, body := send(c, br, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		if res.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a stream ended: %d %s", res.StatusCode, body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/patchd/patchd/handlers"
+	"github.com/patchd/patchd/internal/connlimit"
 	"github.com/patchd/patchd/internal/fdlimit"
 )
 
@@ -33,6 +34,24 @@ func streamLimits(cfg serveConfig, log *slog.Logger) handlers.StreamLimits {
 		return open, limit, err
 	}
 	log.Info("open files", slog.Int("limit", limit))
+	return l
+}
+
+// fileReserve is how many descriptors connections leave for the
+// database's files, a backup's copy and the log.
+const fileReserve = 64
+
+// connLimits bounds the connections the server holds: of one client, by
+// --max-conns-per-client; in all, by the limit of open files less
+// fileReserve (run after streamLimits, which raises that limit).
+func connLimits(cfg serveConfig, plain bool, log *slog.Logger) connlimit.Limits {
+	l := connlimit.Limits{PerClient: cfg.maxConnsPerClient, Plain: plain}
+	limit, err := fdlimit.Limit()
+	if err != nil {
+		log.Warn("cannot read the limit of open files; connections are limited per client only", slog.Any("err", err))
+		return l
+	}
+	l.Max = max(limit-fileReserve, 1)
 	return l
 }
 

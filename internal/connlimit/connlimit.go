@@ -1,0 +1,224 @@
+// Package connlimit bounds the connections a server holds, in all and per
+// client address, so that no client can take every file descriptor with
+// connections it keeps open and idle.
+//
+// A Listener counts the connections it accepted and not yet closed. When a
+// new connection would pass a bound, the oldest idle connection that holds
+// the place (the client's own for the per-client bound) is closed to make
+// room: an idle keep-alive connection may be closed at any time, and
+// clients open a new one. When none is idle, the new connection is refused:
+// over plain HTTP it is answered 503 with Retry-After, then closed.
+//
+// The http.Server must report connection states to ConnState.
+package connlimit
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Limits are the bounds of a Listener. A bound of zero or less is no bound.
+type Limits struct {
+	// Max is the most connections in all.
+	Max int
+	// PerClient is the most connections of one client address (IP).
+	PerClient int
+	// Plain says the connections carry plain HTTP/1 (no TLS), so that a
+	// refused one can be answered.
+	Plain bool
+}
+
+// Listener is a net.Listener that keeps to Limits.
+type Listener struct {
+	net.Listener
+	lim Limits
+
+	mu    sync.Mutex
+	total int
+	byIP  map[string]int
+	conns map[*conn]struct{}
+
+	refusing chan struct{} // bounds the answers to refused connections being written
+}
+
+// New returns a Listener that accepts from ln within lim.
+func New(ln net.Listener, lim Limits) *Listener {
+	return &Listener{Listener: ln, lim: lim, byIP: map[string]int{}, conns: map[*conn]struct{}{}, refusing: make(chan struct{}, 16)}
+}
+
+// conn is an accepted connection.
+type conn struct {
+	net.Conn
+	l    *Listener
+	ip   string
+	idle time.Time // when it went idle; zero while active or new. Guarded by l.mu.
+	gone bool      // released; guarded by l.mu
+}
+
+// Close closes the connection and gives its place back.
+func (c *conn) Close() error {
+	c.l.release(c)
+	return c.Conn.Close()
+}
+
+// Accept waits for a connection within the limits and returns it.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip, _, err := net.SplitHostPort(nc.RemoteAddr().String())
+		if err != nil {
+			ip = nc.RemoteAddr().String()
+		}
+		c := &conn{Conn: nc, l: l, ip: ip}
+		victims, ok := l.admit(c)
+		for _, v := range victims {
+			_ = v.Conn.Close() // its server goroutine sees the close and ends
+		}
+		if ok {
+			return c, nil
+		}
+		l.refuse(nc)
+	}
+}
+
+// admit takes a place for c, making room by releasing the oldest idle
+// connections that hold it, which the caller closes; ok is false if there
+// is no room.
+func (l *Listener) admit(c *conn) (victims []*conn, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lim.PerClient > 0 && l.byIP[c.ip] >= l.lim.PerClient {
+		v := l.oldestIdle(c.ip)
+		if v == nil {
+			return nil, false
+		}
+		l.releaseLocked(v)
+		victims = append(victims, v)
+	}
+	if l.lim.Max > 0 && l.total >= l.lim.Max {
+		v := l.oldestIdle("")
+		if v == nil {
+			for _, v := range victims { // keep what the client had
+				l.conns[v], v.gone = struct{}{}, false
+				l.total++
+				l.byIP[v.ip]++
+			}
+			return nil, false
+		}
+		l.releaseLocked(v)
+		victims = append(victims, v)
+	}
+	l.conns[c] = struct{}{}
+	l.total++
+	l.byIP[c.ip]++
+	return victims, true
+}
+
+// oldestIdle returns the connection idle the longest, of client ip ("" for
+// any), or nil. l.mu is held.
+func (l *Listener) oldestIdle(ip string) *conn {
+	var old *conn
+	for c := range l.conns {
+		if c.idle.IsZero() || (ip != "" && c.ip != ip) {
+			continue
+		}
+		if old == nil || c.idle.Before(old.idle) {
+			old = c
+		}
+	}
+	return old
+}
+
+func (l *Listener) release(c *conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.releaseLocked(c)
+}
+
+func (l *Listener) releaseLocked(c *conn) {
+	if c.gone {
+		return
+	}
+	c.gone = true
+	delete(l.conns, c)
+	l.total--
+	if l.byIP[c.ip]--; l.byIP[c.ip] <= 0 {
+		delete(l.byIP, c.ip)
+	}
+}
+
+// refusal is the answer to a refused plain HTTP connection.
+var refusal = func() []byte {
+	body := `{"type":"/problems/overloaded","title":"Overloaded","status":503,"detail":"the server holds as many connections as it takes (in all, or from this address); close idle ones, or retry"}`
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}()
+
+// refuse closes a connection there is no room for, after answering it 503
+// when it carries plain HTTP and few answers are being written.
+func (l *Listener) refuse(nc net.Conn) {
+	if !l.lim.Plain {
+		_ = nc.Close()
+		return
+	}
+	select {
+	case l.refusing <- struct{}{}:
+	default:
+		_ = nc.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.refusing }()
+		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = nc.Write(refusal)
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+			// Read what the client sent until it closes, briefly, so that
+			// the close does not reset the connection before the answer
+			// is read.
+			_ = tc.SetReadDeadline(time.Now().Add(time.Second))
+			buf := make([]byte, 1024)
+			for {
+				if _, err := tc.Read(buf); err != nil {
+					break
+				}
+			}
+		}
+		_ = nc.Close()
+	}()
+}
+
+// ConnState is the http.Server's ConnState hook: it tracks which
+// connections are idle.
+func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	c, ok := nc.(*conn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch st {
+	case http.StateIdle:
+		c.idle = time.Now()
+	case http.StateNew, http.StateActive:
+		c.idle = time.Time{}
+	case http.StateHijacked, http.StateClosed:
+		l.releaseLocked(c)
+	}
+}
+
+// Open returns the connections held, in all and of client ip.
+func (l *Listener) Open(ip string) (total, client int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total, l.byIP[ip]
+}

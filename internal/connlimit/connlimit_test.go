@@ -1,0 +1,180 @@
+package connlimit
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serve starts a server on loopback behind a Listener with lim; requests
+// to /block wait until release is closed.
+func serve(t *testing.T, lim Limits) (l *Listener, addr string, release chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release = make(chan struct{})
+	l = New(ln, lim)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/block" {
+				w.WriteHeader(http.StatusOK)
+				w.(http.Flusher).Flush()
+				<-release
+			}
+			fmt.Fprint(w, "ok")
+		}),
+		ConnState:         l.ConnState,
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		_ = srv.Close()
+	})
+	return l, ln.Addr().String(), release
+}
+
+// client is one connection sending requests by hand.
+type client struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{c: c, br: bufio.NewReader(c)}
+}
+
+// get sends GET path and reads the answer's status line and headers (and
+// its body unless the path blocks).
+func (c *client) get(t *testing.T, path string) (*http.Response, error) {
+	res, _, err := c.getBody(t, path)
+	return res, err
+}
+
+// getBody is get, which also returns the body read.
+func (c *client) getBody(t *testing.T, path string) (res *http.Response, body []byte, err error) {
+	t.Helper()
+	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c.c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
+		return nil, nil, err
+	}
+	if res, err = http.ReadResponse(c.br, nil); err != nil {
+		return nil, nil, err
+	}
+	if path != "/block" {
+		body, err = io.ReadAll(res.Body)
+	}
+	return res, body, err
+}
+
+// waitIdle waits until the listener counts n idle connections.
+func waitIdle(t *testing.T, l *Listener, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.mu.Lock()
+		idle := 0
+		for c := range l.conns {
+			if !c.idle.IsZero() {
+				idle++
+			}
+		}
+		l.mu.Unlock()
+		if idle >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle connections, want %d", idle, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPerClientIdleMakesRoom: a client at its bound that opens another
+// connection gets it; its oldest idle one is closed.
+func TestPerClientIdleMakesRoom(t *testing.T) {
+	for _, lim := range []Limits{{PerClient: 4, Plain: true}, {Max: 4, Plain: true}} {
+		t.Run(fmt.Sprintf("%+v", lim), func(t *testing.T) {
+			l, addr, _ := serve(t, lim)
+			var cs []*client
+			for range 4 {
+				c := dial(t, addr)
+				if _, err := c.get(t, "/"); err != nil {
+					t.Fatal(err)
+				}
+				cs = append(cs, c)
+			}
+			waitIdle(t, l, 4)
+			for i := range 8 { // each new connection takes the place of the oldest idle one
+				c := dial(t, addr)
+				res, err := c.get(t, "/")
+				if err != nil || res.StatusCode != http.StatusOK {
+					t.Fatalf("connection %d past the bound: %v %v", i, res, err)
+				}
+				cs = append(cs, c)
+				waitIdle(t, l, 4)
+				if total, _ := l.Open("127.0.0.1"); total > 4 {
+					t.Fatalf("%d connections held, bound 4", total)
+				}
+			}
+			// The first connection was closed by the server.
+			_ = cs[0].c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := cs[0].br.ReadByte(); err == nil {
+				t.Fatal("the oldest idle connection is still open")
+			}
+		})
+	}
+}
+
+// TestRefusedWhenNoneIdle: when every connection is busy, a new one is
+// answered 503 with Retry-After and closed, and the busy ones go on.
+func TestRefusedWhenNoneIdle(t *testing.T) {
+	for _, lim := range []Limits{{PerClient: 3, Plain: true}, {Max: 3, Plain: true}} {
+		t.Run(fmt.Sprintf("%+v", lim), func(t *testing.T) {
+			l, addr, release := serve(t, lim)
+			var busy []*http.Response
+			for range 3 {
+				c := dial(t, addr)
+				res, err := c.get(t, "/block")
+				if err != nil || res.StatusCode != http.StatusOK {
+					t.Fatalf("blocking request: %v %v", res, err)
+				}
+				busy = append(busy, res)
+			}
+			c := dial(t, addr)
+			res, body, err := c.getBody(t, "/")
+			if err != nil {
+				t.Fatalf("refused connection: %v, want a 503 answer", err)
+			}
+			if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "/problems/overloaded") {
+				t.Fatalf("refused connection: %d %v %s", res.StatusCode, res.Header, body)
+			}
+			if total, _ := l.Open("127.0.0.1"); total != 3 {
+				t.Fatalf("%d connections held, want the 3 busy ones", total)
+			}
+			close(release)
+			for _, res := range busy {
+				if body, err := io.ReadAll(res.Body); err != nil || string(body) != "ok" {
+					t.Fatalf("a busy connection failed: %q %v", body, err)
+				}
+			}
+		})
+	}
+}
