@@ -136,7 +136,7 @@ func start(cfg config, dir string) (*server, error) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	cmd := exec.Command(cfg.patchd, "--addr", addr, "--db", db, "--log-level", "warn", // #nosec G204 -- the binary we built or the one named with -patchd
-		"--max-streams-per-client", "100000", "--max-subscriptions", "1000")
+		"--max-streams-per-client", "100000", "--max-conns-per-client", "100000", "--max-subscriptions", "1000")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
