@@ -28,7 +28,7 @@ func TestStreamsAtFileLimit(t *testing.T) {
 		t.Skip("needs prlimit (util-linux)")
 	}
 	s := &Server{Bin: patchdBin, DB: filepath.Join(t.TempDir(), "patchd.db"),
-		Args: []string{"--max-streams-per-client", "100000"},
+		Args: []string{"--max-streams-per-client", "100000", "--max-conns-per-client", "100000"},
 		Wrap: []string{prlimit, "--nofile=1024:1024"}}
 	addr, err := s.Start()
 	if err != nil {
@@ -169,5 +169,65 @@ func TestStreamsAtFileLimit(t *testing.T) {
 		if strings.HasPrefix(line, "event: version") {
 			break
 		}
+	}
+}
+
+// TestIdleConnectionsAtFileLimit runs patchd with 1,024 file descriptors
+// and, from one address with no per-address bound, opens 1,100 keep-alive
+// connections that each send one request and stay open, idle: more than
+// the descriptors. Every connection is answered, the server holds no more
+// than its bound (the limit less 64), and a probe on a fresh connection
+// is served, since each new connection takes the place of the oldest idle
+// one. Before the bound, the server reached its limit and served nothing
+// until the idle connections timed out.
+func TestIdleConnectionsAtFileLimit(t *testing.T) {
+	needBinary(t)
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("needs prlimit (util-linux)")
+	}
+	s := &Server{Bin: patchdBin, DB: filepath.Join(t.TempDir(), "patchd.db"),
+		Args: []string{"--max-conns-per-client", "100000"},
+		Wrap: []string{prlimit, "--nofile=1024:1024"}}
+	addr, err := s.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	probe := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range 1100 {
+		conn, err := net.DialTimeout("tcp", addr, 20*time.Second)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		held = append(held, conn)
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("connection %d not answered: %v", i, err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("connection %d: %d", i, res.StatusCode)
+		}
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fds) > 1024-64+32 {
+		t.Fatalf("the server holds %d descriptors; its connections are bounded by 960", len(fds))
+	}
+	if r := call(ctx, probe, "PUT", "http://"+addr+"/docs/c/d", `{"n":0}`, "Content-Type", "application/json"); r.status != http.StatusCreated {
+		t.Fatalf("a probe after the flood: %d %v", r.status, r.err)
 	}
 }
