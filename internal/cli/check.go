@@ -33,8 +33,15 @@ func (m *Main) check(ctx context.Context, args []string) error {
 	}
 	defer st.Close()
 	c := checker{out: m.Stdout}
+	// A database that cannot be reached is not damaged: say so, and list
+	// no problem.
+	unreachable := func(err error) error {
+		return fmt.Errorf("check: %s cannot be read now, so nothing was checked: %w", store.Redact(db), err)
+	}
 	if ck, ok := st.(store.Checker); ok {
-		if err := ck.Check(ctx); err != nil {
+		if err := ck.Check(ctx); errors.Is(err, store.ErrUnavailable) {
+			return unreachable(err)
+		} else if err != nil {
 			c.storage(err)
 		}
 	}
@@ -42,6 +49,9 @@ func (m *Main) check(ctx context.Context, args []string) error {
 		if err := d.Dump(ctx, true, c.record); err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("check: %w", ctx.Err())
+			}
+			if errors.Is(err, store.ErrUnavailable) && c.docs+c.deleted == 0 {
+				return unreachable(err)
 			}
 			c.problem("", "reading the documents stopped here, the rest is unchecked: %v", err)
 		}

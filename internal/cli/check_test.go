@@ -112,6 +112,12 @@ func TestCheckCommand(t *testing.T) {
 		t.Fatalf("check of a sound file: exit %d, %q, %q", code, out, errs)
 	}
 
+	// A database that cannot be reached is not called damaged.
+	if code, out, errs := exit(t, "check", "--db", "postgres://u@127.0.0.1:1/x?connect_timeout=1"); code != 1 || out != "" ||
+		!strings.Contains(errs, "cannot be read now") || strings.Contains(errs, "damaged") {
+		t.Fatalf("check of an unreachable database: exit %d, %q, %q", code, out, errs)
+	}
+
 	// A stored schema the server cannot compile (put there around the
 	// API) is a problem: every write to its collection fails.
 	st, err = bolt.Open(good, store.Options{})

@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/mattn/go-isatty"
+
+	"github.com/patchd/patchd/store"
 )
 
 // writeFileAtomic creates the file path (mode 0600) with what write writes:
@@ -62,4 +67,24 @@ func newLogger(format, level string, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// newDatabaseFile reports whether db names a database file that does not
+// exist yet, which the command is about to create; done removes it again
+// (and the log a failed open may have left) if the command failed without
+// writing anything into it, so that a failed import or migrate leaves no
+// empty database behind. A URL (postgres://...) is left alone.
+func newDatabaseFile(db string) (done func(failed, wrote bool)) {
+	if store.Scheme(db) != store.PathScheme || strings.HasPrefix(db, "file://") {
+		return func(bool, bool) {}
+	}
+	if _, err := os.Lstat(db); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return func(bool, bool) {}
+	}
+	return func(failed, wrote bool) {
+		if failed && !wrote {
+			_ = os.Remove(db)
+			_ = os.Remove(db + "-wal")
+		}
+	}
 }

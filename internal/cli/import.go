@@ -46,13 +46,21 @@ func (m *Main) importCmd(ctx context.Context, args []string) error {
 			return fmt.Errorf("import: %w", err)
 		}
 		defer file.Close()
-		if fi, err := file.Stat(); err == nil && fi.Mode().IsRegular() {
+		fi, err := file.Stat()
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("import: --in %s is a directory; name the NDJSON file export wrote", in)
+		}
+		if fi.Mode().IsRegular() {
 			total = fi.Size()
 		}
 		r = file
 	} else if isTerminal(m.Stdin) {
 		fmt.Fprintln(m.Stderr, "import: reading NDJSON from standard input (end it with Ctrl-D; --in FILE reads a file)")
 	}
+	created := newDatabaseFile(db)
 	st, err := store.Open(ctx, db, store.Options{LockTimeout: timeout})
 	if errors.Is(err, store.ErrLocked) {
 		return fmt.Errorf("import: %s is in use by a running patchd server; stop it, or import into another file and start the server on that (%w)", db, err)
@@ -83,6 +91,7 @@ func (m *Main) importCmd(ctx context.Context, args []string) error {
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
+	created(err != nil || c.Rejected > 0, c.Documents+c.Deleted > 0)
 	if len(refused) > 1000 {
 		fmt.Fprintf(m.Stderr, "import: ... and %d more refused lines\n", len(refused)-1000)
 	}

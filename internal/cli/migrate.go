@@ -40,8 +40,10 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 	if !ok {
 		return fmt.Errorf("migrate: --from %s cannot list its documents", store.Redact(from))
 	}
+	created := newDatabaseFile(to)
 	dst, err := store.Open(ctx, to, store.Options{})
 	if err != nil {
+		created(true, false)
 		return fmt.Errorf("migrate: --to: %w", err)
 	}
 	defer dst.Close()
@@ -55,6 +57,11 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 	st, err := store.Copy(ctx, dumper, dest, p.report)
 	p.finish()
 	if err != nil {
+		if st.Copied == 0 && st.KeysCopied == 0 {
+			if cerr := dst.Close(); cerr == nil {
+				created(true, false)
+			}
+		}
 		return fmt.Errorf("migrate: %w", err)
 	}
 	fmt.Fprintf(m.Stderr, "done: %d documents (%d copied now, %d already there), %d versions; every ETag verified; %d idempotency keys (%d copied now)\n",

@@ -3,9 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +41,57 @@ func TestMigrateFlags(t *testing.T) {
 			t.Errorf("migrate %q: %v (stderr %q), want %q", tc.args, err, stderr.String(), tc.want)
 		}
 	}
+}
+
+// TestFailedCommandsLeaveNoDatabase: an import or a migrate that fails
+// before writing anything leaves no new (empty) database file behind; a
+// file that existed before is left as it was.
+func TestFailedCommandsLeaveNoDatabase(t *testing.T) {
+	dir := t.TempDir()
+	for name, args := range map[string][]string{
+		"ImportFromDirectory":    {"import", "--db", filepath.Join(dir, "i1.db"), "--in", dir},
+		"ImportAllRefused":       {"import", "--db", filepath.Join(dir, "i2.db"), "--in", writeTemp(t, dir, "bad.ndjson", "{\n")},
+		"MigrateFromUnreachable": {"migrate", "--from", "postgres://u@127.0.0.1:1/x?connect_timeout=1", "--to", filepath.Join(dir, "m.db")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			err := dispatch(context.Background(), args, noEnv, stdio{strings.NewReader(""), io.Discard, &stderr})
+			if err == nil {
+				t.Fatalf("%v succeeded", args)
+			}
+			db := args[slices.Index(args, "--db")+1:]
+			if i := slices.Index(args, "--to"); i >= 0 {
+				db = args[i+1:]
+			}
+			if _, serr := os.Stat(db[0]); !errors.Is(serr, fs.ErrNotExist) {
+				t.Fatalf("%v failed (%v) and left %s (%v)", args, err, db[0], serr)
+			}
+			if strings.Contains(name, "Directory") && !strings.Contains(err.Error(), "is a directory") {
+				t.Fatalf("import from a directory: %v", err)
+			}
+		})
+	}
+	// A database that existed keeps what it holds.
+	kept := filepath.Join(dir, "kept.db")
+	if err := dispatch(context.Background(), []string{"import", "--db", kept, "--in", writeTemp(t, dir, "ok.ndjson", `{"collection":"c","id":"a","body":{}}`+"\n")}, noEnv, stdio{nil, io.Discard, io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dispatch(context.Background(), []string{"import", "--db", kept, "--in", dir}, noEnv, stdio{nil, io.Discard, io.Discard}); err == nil {
+		t.Fatal("import from a directory succeeded")
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Fatalf("a database that existed was removed: %v", err)
+	}
+}
+
+// writeTemp writes a file in dir and returns its path.
+func writeTemp(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestMigrateProgress(t *testing.T) {
