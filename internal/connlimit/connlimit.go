@@ -15,6 +15,7 @@ package connlimit
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -63,6 +64,26 @@ type conn struct {
 func (c *conn) Close() error {
 	c.l.release(c)
 	return c.Conn.Close()
+}
+
+// CloseWrite shuts down the writing side of the connection, as
+// *net.TCPConn does: net/http half-closes a connection it refuses (a 431,
+// say) so that its answer is read before the close, which a connection
+// without CloseWrite would reset instead.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom copies from r to the connection with the underlying
+// connection's ReadFrom when it has one (sendfile, for a file).
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
 // Accept waits for a connection within the limits and returns it.

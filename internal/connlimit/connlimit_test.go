@@ -178,3 +178,32 @@ func TestRefusedWhenNoneIdle(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedRequestAnswered: a connection the server refuses a request on
+// (headers over MaxHeaderBytes: 431) gets the whole answer, not a reset:
+// the server half-closes it (CloseWrite) through the Listener's
+// connection, then closes it with the rest of the request unread.
+func TestRefusedRequestAnswered(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(ln, Limits{PerClient: 4, Plain: true})
+	srv := &http.Server{Handler: http.NotFoundHandler(), ConnState: l.ConnState, MaxHeaderBytes: 1 << 10}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	c := dial(t, ln.Addr().String())
+	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c.c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", 100<<10)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(c.br, nil)
+	if err != nil || res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a request with 100 KB of headers: %v %v, want 431", res, err)
+	}
+	// The answer has no length: it ends where the server closes its side,
+	// which must be a close, not a reset.
+	if body, err := io.ReadAll(res.Body); err != nil {
+		t.Fatalf("the 431's body: %q, %v", body, err)
+	}
+}
