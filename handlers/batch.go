@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
@@ -51,6 +52,12 @@ func (h *Handler) batch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// Before the body is read: a batch waiting for its turn holds nothing.
+	release, err := h.batchTurn(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	body, err := h.readBody(c)
 	if err != nil {
 		return err
@@ -145,6 +152,22 @@ func answer(res document.Result, pref preferences) batchResult {
 // batchWrite reads one write of a batch into a document.Write, with its
 // preferences and its idempotency key ("" for none), and checks that the
 // token may make it.
+// batchTurn waits up to OverloadWait for one of the MaxBatches turns of
+// POST /batch, or answers 503 overloaded; the returned function gives the
+// turn back.
+func (h *Handler) batchTurn(c echo.Context) (func(), error) {
+	t := time.NewTimer(h.overloadWait)
+	defer t.Stop()
+	select {
+	case h.batches <- struct{}{}:
+		return func() { <-h.batches }, nil
+	case <-t.C:
+		return nil, fail(ErrOverloaded, fmt.Sprintf("%d batches are being decided; retry after the Retry-After delay", cap(h.batches)))
+	case <-c.Request().Context().Done():
+		return nil, c.Request().Context().Err()
+	}
+}
+
 func (h *Handler) batchWrite(c echo.Context, e any) (document.Write, preferences, string, error) {
 	var w document.Write
 	bad := func(format string, args ...any) (document.Write, preferences, string, error) {

@@ -239,6 +239,9 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		}
 	}
 	hdr := c.Response().Header()
+	if k.status == http.StatusServiceUnavailable && hdr.Get(echo.HeaderRetryAfter) == "" {
+		hdr.Set(echo.HeaderRetryAfter, unavailableRetryAfter) // every 503 says when to retry
+	}
 	var be *document.BatchError
 	inBatch := errors.As(err, &be)
 	if inBatch {

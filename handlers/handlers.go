@@ -10,6 +10,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -76,6 +77,11 @@ type Config struct {
 	// MaxBatch is the most writes one POST /batch may hold; zero means
 	// 100.
 	MaxBatch int
+	// MaxBatches is the most POST /batch requests decided at once (each
+	// may hold up to document.MaxBatchBytes of results); another waits up
+	// to OverloadWait for its turn, then is answered 503 overloaded with
+	// Retry-After. Zero means 4.
+	MaxBatches int
 	// ReadyCache is how long GET /readyz reuses one check of the store, so
 	// that frequent probes cost one query; zero means 1s (ready.go).
 	ReadyCache time.Duration
@@ -115,6 +121,7 @@ type Handler struct {
 	grace        time.Duration  // HalfCloseGrace
 	ready        *readiness     // GET /readyz
 	streams      *streamLimiter // open change feed streams
+	batches      chan struct{}  // a token per POST /batch being decided (Config.MaxBatches)
 	// following is true while the hub hears of the store's commits.
 	following bool
 
@@ -169,6 +176,7 @@ func New(svc *document.Service, cfg Config) *Handler {
 	if h.grace <= 0 {
 		h.grace = 5 * time.Second
 	}
+	h.batches = make(chan struct{}, cmp.Or(max(cfg.MaxBatches, 0), 4))
 	h.overloadWait = cfg.OverloadWait
 	if h.overloadWait <= 0 {
 		h.overloadWait = time.Second

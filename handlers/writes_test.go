@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -826,4 +827,59 @@ func TestStalledBodyAnswered(t *testing.T) {
 	if _, err := st.Get(context.Background(), "c", "d"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a stalled body wrote something: %v", err)
 	}
+}
+
+// heldMany holds every UpdateMany until release is closed, after telling
+// in, so that a test can keep batches being decided.
+type heldMany struct {
+	store.Store
+	in      chan struct{}
+	release chan struct{}
+}
+
+func (h *heldMany) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyFunc) ([]*store.Document, error) {
+	h.in <- struct{}{}
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return h.Store.UpdateMany(ctx, keys, fn)
+}
+
+// TestBatchTurns: at most MaxBatches batches are decided at once (each may
+// hold 32 MiB of results); one more waits OverloadWait for its turn, then
+// is answered 503 overloaded with Retry-After, having read nothing. The
+// batches in flight are not disturbed.
+func TestBatchTurns(t *testing.T) {
+	held := &heldMany{in: make(chan struct{}, 8), release: make(chan struct{})}
+	s := startServerWith(t, func(st store.Store) store.Store { held.Store = st; return held }, nil, func(c *config) {
+		c.http.MaxBatches = 2
+		c.http.OverloadWait = 50 * time.Millisecond
+	})
+	var once sync.Once
+	release := func() { once.Do(func() { close(held.release) }) }
+	t.Cleanup(release) // before the server stops, should the test fail
+	batch := func(id string) string {
+		return `{"writes":[{"method":"PUT","path":"/docs/bt/` + id + `","body":{"n":1}}]}`
+	}
+	results := make(chan response, 2)
+	for _, id := range []string{"a", "b"} {
+		go func() { results <- s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, batch(id)) }()
+	}
+	<-held.in
+	<-held.in
+	r := s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, batch("c"))
+	expect(t, r, http.StatusServiceUnavailable, "overloaded")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatalf("503 without Retry-After: %v", r.header)
+	}
+	release()
+	for range 2 {
+		expect(t, <-results, http.StatusOK, "")
+	}
+	if _, err := held.Store.Get(context.Background(), "bt", "c"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused batch wrote: %v", err)
+	}
+	expect(t, s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, batch("c")), http.StatusOK, "")
 }
