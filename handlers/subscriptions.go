@@ -126,6 +126,7 @@ func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
 		seen[d.key] = i
 		req.docs = append(req.docs, d)
 	}
+	whereBytes := 0
 	for i, e := range colls {
 		where := fmt.Sprintf("collections[%d]", i)
 		m, ok := e.(map[string]any)
@@ -154,7 +155,12 @@ func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
 			if _, isObj := w.(map[string]any); !isObj {
 				return nil, fail(ErrInvalidRequest, where+".where must be an object mapping JSON Pointers to values or operators")
 			}
-			if cs.where, err = query.ParseWhere(string(patch.Canonical(w))); err != nil {
+			canon := patch.Canonical(w)
+			// The filters live as long as the stream: bound them in all.
+			if whereBytes += len(canon); whereBytes > maxStreamWhereBytes {
+				return nil, fail(ErrInvalidRequest, fmt.Sprintf("%s: the filters of one stream hold at most %d KiB of JSON in all; follow the collection with a smaller where, or in several streams", where, maxStreamWhereBytes>>10))
+			}
+			if cs.where, err = query.ParseWhere(string(canon)); err != nil {
 				return nil, fail(ErrInvalidRequest, where+": "+err.Error())
 			}
 		}
@@ -167,6 +173,11 @@ func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
 	}
 	return req, nil
 }
+
+// maxStreamWhereBytes bounds the where filters of one POST /events, as
+// canonical JSON, in all: parsed, they are held for the stream's life, at
+// about twenty times their size.
+const maxStreamWhereBytes = 64 << 10
 
 // onlyMembers refuses members of m other than names.
 func onlyMembers(where string, m map[string]any, names ...string) error {

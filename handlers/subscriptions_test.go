@@ -369,6 +369,7 @@ func TestEventsManyErrors(t *testing.T) {
 		{"CursorCut", `{"collections":[{"c":"a","after":"` + shorter + `"}]}`, tokRead, 400, "invalid-request", "collections[0].after"},
 		{"CursorAlias", `{"collections":[{"c":"a","after":"` + string(alias) + `"}]}`, tokRead, 400, "invalid-request", "collections[0].after"},
 		{"BadWhere", `{"collections":[{"c":"a","where":{"/x":{"lt":{}}}}]}`, tokRead, 400, "invalid-request", "lt takes a number or a string"},
+		{"WhereTooLarge", `{"collections":[{"c":"a","where":{"/x":{"in":["` + strings.Repeat("v", 40<<10) + `"]}}},{"c":"a2","where":{"/x":{"in":["` + strings.Repeat("w", 40<<10) + `"]}}}]}`, tokRead, 400, "invalid-request", "collections[1]: the filters of one stream hold at most 64 KiB"},
 		{"Nothing", `{"docs":[]}`, tokRead, 400, "invalid-request", "nothing to follow"},
 		{"NotObject", `[]`, tokRead, 400, "invalid-request", "JSON object"},
 		{"Presence", `{"docs":[{"c":"a","id":"x"}],"presence":"yes"}`, tokRead, 400, "invalid-request", "presence"},
