@@ -38,6 +38,9 @@ func (m *Main) importCmd(ctx context.Context, args []string) error {
 	if maxDoc < 1 || maxDepth < 1 || maxLine < 1 {
 		return f.usageErrorf("import: --max-doc, --max-depth and --max-line must be positive")
 	}
+	if maxDepth > maxDepthFlag {
+		return f.usageErrorf("import: --max-depth is at most %d, as the server's", maxDepthFlag)
+	}
 	r := m.Stdin
 	var total int64
 	if in != "-" {

@@ -108,6 +108,11 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 }
 
 // parseServe reads serve's command line, with defaults from the PATCHD_*
+// maxDepthFlag is the largest --max-depth: the JSON reader refuses bodies
+// past 10000 levels whatever the limit, and a batch (three levels) or a
+// filter nests a body deeper than the document itself.
+const maxDepthFlag = 1000
+
 // environment.
 func (m *Main) parseServe(args []string) (serveConfig, error) {
 	var cfg serveConfig
@@ -120,6 +125,8 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 		return bad("--max-body and --max-doc must be positive")
 	case cfg.maxDepth < 1, cfg.maxOps < 1:
 		return bad("--max-depth and --max-ops must be positive")
+	case cfg.maxDepth > maxDepthFlag:
+		return bad(fmt.Sprintf("--max-depth is at most %d (the JSON reader stops at 10000 levels, and a batch or a filter nests a body deeper)", maxDepthFlag))
 	case cfg.maxRebaseOps < 1, cfg.maxRebaseWork < 1:
 		return bad("--max-rebase-ops and --max-rebase-work must be positive")
 	case cfg.historyVersions < 1:
