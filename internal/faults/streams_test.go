@@ -231,3 +231,38 @@ func TestIdleConnectionsAtFileLimit(t *testing.T) {
 		t.Fatalf("a probe after the flood: %d %v", r.status, r.err)
 	}
 }
+
+// TestSmallAddressSpace runs patchd with 6 GB of address space (prlimit
+// --as), less than the 16 GiB it maps for a database: it maps less, says
+// so, and serves, and a write survives a restart. Before, it could not
+// open the database ("cannot allocate memory").
+func TestSmallAddressSpace(t *testing.T) {
+	needBinary(t)
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("needs prlimit (util-linux)")
+	}
+	s := &Server{Bin: patchdBin, DB: filepath.Join(t.TempDir(), "patchd.db"),
+		Wrap: []string{prlimit, "--as=6000000000"}}
+	addr, err := s.Start()
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, s.Log())
+	}
+	t.Cleanup(s.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := &http.Client{Timeout: 20 * time.Second}
+	if r := call(ctx, c, "PUT", "http://"+addr+"/docs/c/d", `{"n":1}`, "Content-Type", "application/json"); r.status != http.StatusCreated {
+		t.Fatalf("PUT: %d %v", r.status, r.err)
+	}
+	if !strings.Contains(s.Log(), "mapping less") {
+		t.Fatalf("the server did not say it maps less:\n%s", s.Log())
+	}
+	s.Stop()
+	if addr, err = s.Start(); err != nil {
+		t.Fatalf("restart: %v\n%s", err, s.Log())
+	}
+	if r := call(ctx, c, "GET", "http://"+addr+"/docs/c/d", ""); r.status != http.StatusOK {
+		t.Fatalf("GET after a restart: %d %v", r.status, r.err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -222,28 +223,18 @@ func Open(path string, opts store.Options) (*Store, error) {
 	var file *os.File // bbolt's, to release its lock if bbolt panics
 	var db *bbolt.DB
 	mapped := initialMmap(path, opts.ReadOnly)
-	err = guard("open", func() (err error) {
-		db, err = bbolt.Open(path, 0o600, &bbolt.Options{
-			Timeout:      opts.LockTimeout,
-			FreelistType: bbolt.FreelistMapType,
-			// The freelist is written at Close only, not at each commit:
-			// on a file with many free pages it was a third of the bytes
-			// a write cost (BenchmarkUpdateSpread/Fragmented). After a
-			// crash bbolt rebuilds it by walking the file's pages, which
-			// walkTree has walked first under guard.
-			NoFreelistSync: !opts.ReadOnly,
-			ReadOnly:       opts.ReadOnly,
-			// Address space only: a writer that needs more waits for
-			// every reader, and the log's pin is one (wal_store.go).
-			InitialMmapSize: mapped,
-			OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
-				f, err := os.OpenFile(name, flag, mode) // #nosec G304 -- the operator names the database
-				file = f
-				return f, err
-			},
-		})
-		return err
-	})
+	db, file, err = openBolt(path, opts, mapped)
+	for _, smaller := range mapFallbacks(mapped) {
+		if !errors.Is(err, syscall.ENOMEM) {
+			break
+		}
+		// The process may not have that much address space (ulimit -v):
+		// map less. A batch that could grow the file past the map then
+		// commits synced (wal_store.go), slower but as safe.
+		b.log.Warn("cannot map the database's address space (see ulimit -v); mapping less", "path", path, "bytes", mapped, "then", smaller)
+		mapped = smaller
+		db, file, err = openBolt(path, opts, mapped)
+	}
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("store: open %s: %w%s", path, store.ErrLocked, lockHolder(path))
@@ -298,6 +289,52 @@ func Open(path string, opts store.Options) (*Store, error) {
 		"history_versions", b.retention.Versions, "history_age", b.retention.Age)
 	opened = true
 	return b, nil
+}
+
+// openBolt opens the bbolt file at path as Open does, mapping mapped bytes
+// of address space; file is bbolt's file, to release its lock if bbolt
+// panics.
+func openBolt(path string, opts store.Options, mapped int) (db *bbolt.DB, file *os.File, err error) {
+	err = guard("open", func() (err error) {
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{
+			Timeout:      opts.LockTimeout,
+			FreelistType: bbolt.FreelistMapType,
+			// The freelist is written at Close only, not at each commit:
+			// on a file with many free pages it was a third of the bytes
+			// a write cost (BenchmarkUpdateSpread/Fragmented). After a
+			// crash bbolt rebuilds it by walking the file's pages, which
+			// walkTree has walked first under guard.
+			NoFreelistSync: !opts.ReadOnly,
+			ReadOnly:       opts.ReadOnly,
+			// Address space only: a writer that needs more waits for
+			// every reader, and the log's pin is one (wal_store.go).
+			InitialMmapSize: mapped,
+			OpenFile: func(name string, flag int, mode os.FileMode) (*os.File, error) {
+				f, err := os.OpenFile(name, flag, mode) // #nosec G304 -- the operator names the database
+				file = f
+				return f, err
+			},
+		})
+		return err
+	})
+	return db, file, err
+}
+
+// mapFallbacks returns the smaller maps to try, in order, when mapping
+// mapped bytes fails for want of address space: 4 GiB, 2 GiB, then bbolt's
+// own default (the file's size, rounded up). A batch that could come
+// within mmapMargin of the map commits synced, without the log.
+func mapFallbacks(mapped int) []int {
+	var out []int
+	for _, m := range []int64{4 << 30, 2 << 30} {
+		if m < int64(mapped) {
+			out = append(out, int(m))
+		}
+	}
+	if mapped > 0 {
+		out = append(out, 0)
+	}
+	return out
 }
 
 // create makes an empty database at path: bbolt initializes it under a
