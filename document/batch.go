@@ -93,6 +93,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 	}
 	// The schemas, once per collection.
 	schemas := map[string]*compiledSchema{}
+	patterns := &patternBudget{left: maxBatchPatternWork}
 	for i, d := range ds {
 		if d == nil || d.w.Kind == Delete {
 			continue
@@ -105,7 +106,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 			}
 			schemas[d.w.Collection] = sch
 		}
-		d.schema = sch
+		d.schema, d.patterns = sch, patterns
 	}
 
 	// resultFrom[i] is the change whose document write i answers with: its
@@ -123,6 +124,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 			hists[j] = &overlayHistory{base: l.History}
 		}
 		initial = append([]*store.Document(nil), views...)
+		patterns.left = maxBatchPatternWork // a store that calls fn again decides again
 		mc := &store.ManyChange{DryRun: dryRun}
 		size := 0
 		for i, d := range ds {

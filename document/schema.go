@@ -662,10 +662,14 @@ const maxValidationPatternWork = 4 * maxPatternWork
 type workError struct {
 	n        int
 	patterns bool // the patterns' work, not the subschemas'
+	batch    bool // the patterns' work of the whole batch
 }
 
 // Error says how much work the validation would take.
 func (e *workError) Error() string {
+	if e.batch {
+		return fmt.Sprintf("checking the strings of this batch's documents against the patterns of their collections' schemas takes more than the limit of %d units of work for one batch (a string's length times the size of its pattern's compiled program, for every match); send the writes in smaller batches", maxBatchPatternWork)
+	}
 	if e.patterns {
 		return fmt.Sprintf("checking the document's strings against the patterns of its collection's schema takes more than the limit of %d units of work (a string's length times the size of its pattern's compiled program, for every match); make the strings shorter or the patterns simpler", maxValidationPatternWork)
 	}
@@ -685,9 +689,41 @@ func (c *compiledSchema) validate(body []byte) ([]SchemaError, error) {
 	return errs, err
 }
 
+// maxBatchPatternWork bounds the work of the patterns of all the
+// validations of one batch (about 2 s here), so that a batch of many
+// writes, each within maxValidationPatternWork, is answered in time.
+const maxBatchPatternWork = 4 * maxValidationPatternWork
+
+// patternBudget is the pattern work the validations of one batch may still
+// take.
+type patternBudget struct{ left int }
+
+// validateWithin is validate, whose patterns also count against b (nil:
+// no budget beyond the validation's own).
+func (c *compiledSchema) validateWithin(body []byte, b *patternBudget) ([]SchemaError, error) {
+	limit := maxValidationPatternWork
+	if b != nil {
+		limit = min(limit, b.left)
+	}
+	errs, used, err := c.validateLimited(body, limit)
+	if b != nil {
+		b.left -= used
+		if we := (*workError)(nil); errors.As(err, &we) && we.patterns && limit < maxValidationPatternWork {
+			we.batch = true
+		}
+	}
+	return errs, err
+}
+
 // validateMetered is validate, which also returns the work its patterns
 // took (patternMeter's units).
 func (c *compiledSchema) validateMetered(body []byte) (_ []SchemaError, patternWork int, _ error) {
+	return c.validateLimited(body, maxValidationPatternWork)
+}
+
+// validateLimited is validate with limit on the work of its patterns; it
+// also returns the work they took.
+func (c *compiledSchema) validateLimited(body []byte, limit int) (_ []SchemaError, patternWork int, _ error) {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, fmt.Errorf("schema validation: the body does not decode: %w", err)
@@ -704,7 +740,7 @@ func (c *compiledSchema) validateMetered(body []byte) (_ []SchemaError, patternW
 	if err != nil {
 		return nil, 0, err
 	}
-	m := &patternMeter{limit: maxValidationPatternWork}
+	m := &patternMeter{limit: limit}
 	inst.meter = m
 	err = inst.schema.Validate(v)
 	c.give(inst)

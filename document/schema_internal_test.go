@@ -115,3 +115,47 @@ func TestSchemaPatternWorkPerDocument(t *testing.T) {
 		t.Fatalf("one string within the bound: %v", err)
 	}
 }
+
+// TestSchemaPatternWorkPerBatch: the writes of one batch share a bound on
+// their patterns' work (maxBatchPatternWork): a batch of writes each
+// within the bound of one validation, together past it, is refused whole,
+// naming the batch, and writes nothing.
+func TestSchemaPatternWorkPerBatch(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := New(st, DefaultConfig())
+	ctx := context.Background()
+	const pattern = `(a?){0,199}$`
+	insts := patternInsts(pattern)
+	str := strings.Repeat("a", maxPatternWork/insts-1)
+	// One document: a little under one validation's bound.
+	doc := map[string]string{}
+	for i := range maxValidationPatternWork/(len(str)*insts) - 1 {
+		doc[fmt.Sprintf("k%d", i)] = str
+	}
+	body, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := `{"type":"object","additionalProperties":{"type":"string","pattern":"` + pattern + `"}}`
+	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "c", Body: []byte(schema)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "one", Body: body}); err != nil {
+		t.Fatalf("one document within the bound: %v", err)
+	}
+	var ws []Write
+	for i := range maxBatchPatternWork/maxValidationPatternWork + 2 {
+		ws = append(ws, Write{Kind: Put, Collection: "c", ID: fmt.Sprintf("b%d", i), Body: body})
+	}
+	_, err = s.Batch(ctx, ws, false)
+	if !errors.Is(err, patch.ErrInvalidDocument) || !strings.Contains(err.Error(), "batch") {
+		t.Fatalf("a batch of %d such writes: %v, want 422 naming the batch's bound", len(ws), err)
+	}
+	if _, err := st.Get(ctx, "c", "b0"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused batch wrote: %v", err)
+	}
+}

@@ -199,6 +199,9 @@ type decision struct {
 	// schemaWrite is set when the write is of a schema.
 	schema      *compiledSchema
 	schemaWrite *schemaWrite
+	// patterns, when not nil, is the work its schema's patterns may still
+	// take, shared by the writes of one batch.
+	patterns *patternBudget
 
 	before      string
 	created     bool
@@ -287,7 +290,7 @@ func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64
 		return ch, nil
 	}
 	if d.schema != nil {
-		errs, err := d.schema.validate(ch.Body)
+		errs, err := d.schema.validateWithin(ch.Body, d.patterns)
 		if ne := (*numberError)(nil); errors.As(err, &ne) {
 			return nil, fail(patch.ErrInvalidDocument, ne.detail())
 		}
