@@ -93,7 +93,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 	}
 	// The schemas, once per collection.
 	schemas := map[string]*compiledSchema{}
-	patterns := &patternBudget{left: maxBatchPatternWork}
+	patterns := new(patternBudget)
 	for i, d := range ds {
 		if d == nil || d.w.Kind == Delete {
 			continue
@@ -124,7 +124,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 			hists[j] = &overlayHistory{base: l.History}
 		}
 		initial = append([]*store.Document(nil), views...)
-		patterns.left = maxBatchPatternWork // a store that calls fn again decides again
+		*patterns = newBatchBudget() // a store that calls fn again decides again
 		mc := &store.ManyChange{DryRun: dryRun}
 		size := 0
 		for i, d := range ds {

@@ -13,7 +13,7 @@ import (
 // than one rebase reads (store.Options.MaxHistoryRead).
 func tooFar(current, base string) error {
 	return &PreconditionError{
-		Err:     fail(patch.ErrRebaseTooFar, "the versions committed since the base hold more bytes of changes than one rebase reads (8 times the document size limit); read the document again and resend the edit"),
+		Err:     fail(patch.ErrRebaseTooFar, "the versions committed since the base hold more bytes of changes than the server reads for one rebase; read the document again and resend the edit"),
 		Current: current,
 		Base:    base,
 	}

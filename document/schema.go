@@ -9,6 +9,7 @@ import (
 	"maps"
 	"regexp"
 	"regexp/syntax"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,6 +72,8 @@ type compiledSchema struct {
 	// for itself, so that the schema's regular expressions count their
 	// work against that validation's meter.
 	free chan *schemaInstance
+	mu   sync.Mutex
+	made int // instances compiled, at most cap(free); guarded by mu
 }
 
 // schemaInstance is one compilation of a schema, used by one validation at
@@ -80,20 +83,33 @@ type schemaInstance struct {
 	meter  *patternMeter // the running validation's; nil while compiling
 }
 
-// maxFreeInstances bounds the instances of one schema kept for reuse.
-const maxFreeInstances = 64
+// maxInstances bounds the compiled instances of one schema: validations
+// take CPU, so more at once than cores only queue, and compiling a large
+// schema again costs as much as a write.
+func maxInstances() int { return max(2, runtime.GOMAXPROCS(0)) }
 
 // take returns an instance of the schema for one validation: a free one,
-// or a new compilation.
+// a new compilation while fewer than maxInstances exist, or else the first
+// one given back (every validation ends within its bounds).
 func (c *compiledSchema) take() (*schemaInstance, error) {
 	select {
 	case inst := <-c.free:
 		return inst, nil
 	default:
 	}
+	c.mu.Lock()
+	if c.made >= cap(c.free) {
+		c.mu.Unlock()
+		return <-c.free, nil
+	}
+	c.made++
+	c.mu.Unlock()
 	inst := &schemaInstance{}
 	sch, err := compileInstance(c.coll, c.body, inst)
 	if err != nil {
+		c.mu.Lock()
+		c.made--
+		c.mu.Unlock()
 		return nil, err
 	}
 	inst.schema = sch
@@ -103,10 +119,7 @@ func (c *compiledSchema) take() (*schemaInstance, error) {
 // give hands back an instance take returned.
 func (c *compiledSchema) give(inst *schemaInstance) {
 	inst.meter = nil
-	select {
-	case c.free <- inst:
-	default:
-	}
+	c.free <- inst // never blocks: at most cap(free) instances exist
 }
 
 // patternMeter counts the work of the regular expressions of one
@@ -255,7 +268,7 @@ func compileSchema(coll string, body []byte) (*compiledSchema, error) {
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	cs := &compiledSchema{coll: coll, body: bytes.Clone(body), perDepth: depths, free: make(chan *schemaInstance, maxFreeInstances)}
+	cs := &compiledSchema{coll: coll, body: bytes.Clone(body), perDepth: depths, free: make(chan *schemaInstance, maxInstances()), made: 1}
 	cs.give(inst)
 	return cs, nil
 }
@@ -667,6 +680,9 @@ type workError struct {
 
 // Error says how much work the validation would take.
 func (e *workError) Error() string {
+	if e.batch && !e.patterns {
+		return fmt.Sprintf("validating this batch's documents against their collections' schemas would apply more than %d subschemas in all, the limit for one batch; send the writes in smaller batches", maxBatchValidationWork)
+	}
 	if e.batch {
 		return fmt.Sprintf("checking the strings of this batch's documents against the patterns of their collections' schemas takes more than the limit of %d units of work for one batch (a string's length times the size of its pattern's compiled program, for every match); send the writes in smaller batches", maxBatchPatternWork)
 	}
@@ -689,27 +705,37 @@ func (c *compiledSchema) validate(body []byte) ([]SchemaError, error) {
 	return errs, err
 }
 
-// maxBatchPatternWork bounds the work of the patterns of all the
-// validations of one batch (about 2 s here), so that a batch of many
-// writes, each within maxValidationPatternWork, is answered in time.
-const maxBatchPatternWork = 4 * maxValidationPatternWork
+// maxBatchPatternWork and maxBatchValidationWork bound the work of all the
+// validations of one batch (about 2 s of patterns and 1.6 s of
+// subschemas here), so that a batch of many writes, each within the
+// bounds of one validation, is answered in time.
+const (
+	maxBatchPatternWork    = 4 * maxValidationPatternWork
+	maxBatchValidationWork = 4 * maxValidationWork
+)
 
-// patternBudget is the pattern work the validations of one batch may still
-// take.
-type patternBudget struct{ left int }
+// patternBudget is the work the validations of one batch may still take:
+// their patterns' (patternMeter's units) and their subschemas' (scan's).
+type patternBudget struct{ left, workLeft int }
 
-// validateWithin is validate, whose patterns also count against b (nil:
-// no budget beyond the validation's own).
+// newBatchBudget returns the budget of one batch's validations.
+func newBatchBudget() patternBudget {
+	return patternBudget{left: maxBatchPatternWork, workLeft: maxBatchValidationWork}
+}
+
+// validateWithin is validate, whose work also counts against b (nil: no
+// budget beyond the validation's own).
 func (c *compiledSchema) validateWithin(body []byte, b *patternBudget) ([]SchemaError, error) {
-	limit := maxValidationPatternWork
+	limit, workLimit := maxValidationPatternWork, maxValidationWork
 	if b != nil {
-		limit = min(limit, b.left)
+		limit, workLimit = min(limit, b.left), min(workLimit, b.workLeft)
 	}
-	errs, used, err := c.validateLimited(body, limit)
+	errs, used, work, err := c.validateLimited(body, limit, workLimit)
 	if b != nil {
 		b.left -= used
-		if we := (*workError)(nil); errors.As(err, &we) && we.patterns && limit < maxValidationPatternWork {
-			we.batch = true
+		b.workLeft -= min(work, b.workLeft)
+		if we := (*workError)(nil); errors.As(err, &we) {
+			we.batch = (we.patterns && limit < maxValidationPatternWork) || (!we.patterns && workLimit < maxValidationWork && work <= maxValidationWork)
 		}
 	}
 	return errs, err
@@ -718,48 +744,52 @@ func (c *compiledSchema) validateWithin(body []byte, b *patternBudget) ([]Schema
 // validateMetered is validate, which also returns the work its patterns
 // took (patternMeter's units).
 func (c *compiledSchema) validateMetered(body []byte) (_ []SchemaError, patternWork int, _ error) {
-	return c.validateLimited(body, maxValidationPatternWork)
+	errs, used, _, err := c.validateLimited(body, maxValidationPatternWork, maxValidationWork)
+	return errs, used, err
 }
 
-// validateLimited is validate with limit on the work of its patterns; it
-// also returns the work they took.
-func (c *compiledSchema) validateLimited(body []byte, limit int) (_ []SchemaError, patternWork int, _ error) {
+// validateLimited is validate with limit on the work of its patterns and
+// workLimit on its subschemas' (as scan estimates it); it also returns the
+// work its patterns took and the estimate.
+func (c *compiledSchema) validateLimited(body []byte, limit, workLimit int) (_ []SchemaError, patternWork, work int, _ error) {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
-		return nil, 0, fmt.Errorf("schema validation: the body does not decode: %w", err)
+		return nil, 0, 0, fmt.Errorf("schema validation: the body does not decode: %w", err)
 	}
 	// One walk for both bounds; paths are built only for a bad number.
 	work, badNumber := scan(v, c.perDepth)
 	if badNumber {
-		return nil, 0, checkNumbers(v)
+		return nil, 0, 0, checkNumbers(v)
 	}
-	if work > maxValidationWork {
-		return nil, 0, &workError{n: work}
+	if work > workLimit {
+		return nil, 0, work, &workError{n: work}
 	}
 	inst, err := c.take()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, work, err
 	}
 	m := &patternMeter{limit: limit}
-	inst.meter = m
-	err = inst.schema.Validate(v)
-	c.give(inst)
+	err = func() error {
+		inst.meter = m
+		defer c.give(inst) // also if the validator panics: an instance lost would be a turn lost
+		return inst.schema.Validate(v)
+	}()
 	if m.over {
-		return nil, m.used, &workError{patterns: true}
+		return nil, m.used, work, &workError{patterns: true}
 	}
 	if err == nil {
-		return nil, m.used, nil
+		return nil, m.used, work, nil
 	}
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
-		return nil, m.used, fmt.Errorf("schema validation: %w", err)
+		return nil, m.used, work, fmt.Errorf("schema validation: %w", err)
 	}
 	var out []SchemaError
 	flattenErrors(ve, &out)
 	if len(out) == 0 { // a failure with no detail: say so at the root
 		out = append(out, SchemaError{Keyword: "", Message: ve.ErrorKind.LocalizedString(printer)})
 	}
-	return out, m.used, nil
+	return out, m.used, work, nil
 }
 
 // flattenErrors appends the leaves of a validation error tree: the

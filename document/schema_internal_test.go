@@ -159,3 +159,45 @@ func TestSchemaPatternWorkPerBatch(t *testing.T) {
 		t.Fatalf("the refused batch wrote: %v", err)
 	}
 }
+
+// TestSchemaSubschemaWorkPerBatch: the writes of one batch share a bound
+// on the subschemas their validations apply (maxBatchValidationWork), as
+// scan estimates it: a batch of writes each within one validation's bound,
+// together past it, is refused whole, naming the batch.
+func TestSchemaSubschemaWorkPerBatch(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := New(st, DefaultConfig())
+	ctx := context.Background()
+	schema := `{"type":"object","properties":{"a":{"type":"array","items":{"allOf":[` + strings.TrimSuffix(strings.Repeat(`true,`, 1000), ",") + `]}}}}`
+	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "c", Body: []byte(schema)}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.schemaFor(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := 1
+	for ; ; items *= 2 { // the most items one validation takes
+		body := []byte(`{"a":[` + strings.TrimSuffix(strings.Repeat("1,", items*2), ",") + `]}`)
+		v, _ := patch.Parse(body, patch.Limits{})
+		if w, _ := scan(v, cs.perDepth); w > maxValidationWork {
+			break
+		}
+	}
+	body := []byte(`{"a":[` + strings.TrimSuffix(strings.Repeat("1,", items), ",") + `]}`)
+	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "one", Body: body}); err != nil {
+		t.Fatalf("one document within the bound: %v", err)
+	}
+	var ws []Write
+	for i := range 2 * maxBatchValidationWork / maxValidationWork {
+		ws = append(ws, Write{Kind: Put, Collection: "c", ID: fmt.Sprintf("b%d", i), Body: body})
+	}
+	_, err = s.Batch(ctx, ws, false)
+	if !errors.Is(err, patch.ErrInvalidDocument) || !strings.Contains(err.Error(), "batch") {
+		t.Fatalf("a batch of %d writes of %d items: %v, want 422 naming the batch's bound", len(ws), items, err)
+	}
+}

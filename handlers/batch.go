@@ -52,16 +52,17 @@ func (h *Handler) batch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// Before the body is read: a batch waiting for its turn holds nothing.
+	// The body first (bounded, and held only as it arrives): a client
+	// that sends it slowly must not hold a turn meanwhile.
+	body, err := h.readBody(c)
+	if err != nil {
+		return err
+	}
 	release, err := h.batchTurn(c)
 	if err != nil {
 		return err
 	}
 	defer release()
-	body, err := h.readBody(c)
-	if err != nil {
-		return err
-	}
 	lim := h.svc.Limits()
 	// The bodies of the writes nest three levels down.
 	v, err := patch.Parse(body, patch.Limits{MaxDepth: lim.MaxDepth + 3})
@@ -149,9 +150,6 @@ func answer(res document.Result, pref preferences) batchResult {
 	return r
 }
 
-// batchWrite reads one write of a batch into a document.Write, with its
-// preferences and its idempotency key ("" for none), and checks that the
-// token may make it.
 // batchTurn waits up to OverloadWait for one of the MaxBatches turns of
 // POST /batch, or answers 503 overloaded; the returned function gives the
 // turn back.
@@ -168,6 +166,9 @@ func (h *Handler) batchTurn(c echo.Context) (func(), error) {
 	}
 }
 
+// batchWrite reads one write of a batch into a document.Write, with its
+// preferences and its idempotency key ("" for none), and checks that the
+// token may make it.
 func (h *Handler) batchWrite(c echo.Context, e any) (document.Write, preferences, string, error) {
 	var w document.Write
 	bad := func(format string, args ...any) (document.Write, preferences, string, error) {

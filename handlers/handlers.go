@@ -78,7 +78,7 @@ type Config struct {
 	// 100.
 	MaxBatch int
 	// MaxBatches is the most POST /batch requests decided at once (each
-	// may hold up to document.MaxBatchBytes of results); another waits up
+	// may hold up to document.MaxBatchBytes of results; its body is read first); another waits up
 	// to OverloadWait for its turn, then is answered 503 overloaded with
 	// Retry-After. Zero means 4.
 	MaxBatches int

@@ -57,10 +57,12 @@ type Options struct {
 	// scope may briefly hold that many more per replica. Zero means
 	// DefaultIdempotencyPerScope; a negative value, no bound.
 	IdempotencyPerScope int
-	// MaxHistoryRead bounds the bytes of stored ops of the versions after
-	// the base that one History.Since or SinceSeq reads (a stale edit is
-	// rebased over them): past it, they fail with ErrHistoryTooLarge
-	// before reading them. Zero means DefaultMaxHistoryRead.
+	// MaxHistoryRead bounds the bytes of the versions after the base that
+	// one History.Since or SinceSeq returns (a stale edit is rebased over
+	// them; a backend counts their ops, or their stored form, ops and a few
+	// dozen bytes of metadata each): past it, they fail with
+	// ErrHistoryTooLarge without decoding them, unless the base is unknown
+	// (ErrBaseUnknown). Zero means DefaultMaxHistoryRead.
 	MaxHistoryRead int
 }
 

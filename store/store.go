@@ -38,8 +38,8 @@ var (
 	// in the document's retained history.
 	ErrBaseUnknown = errors.New("base version not in history")
 	// ErrHistoryTooLarge means the versions History.Since or SinceSeq would
-	// return after the base hold more bytes of ops than
-	// Options.MaxHistoryRead: they are not read.
+	// return after the base hold more bytes than Options.MaxHistoryRead:
+	// they are not decoded.
 	ErrHistoryTooLarge = errors.New("the versions since the base are too large to read")
 	// ErrClosed means the store has been closed.
 	ErrClosed = errors.New("store closed")

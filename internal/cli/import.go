@@ -69,6 +69,7 @@ func (m *Main) importCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("import: %s is in use by a running patchd server; stop it, or import into another file and start the server on that (%w)", db, err)
 	}
 	if err != nil {
+		created(true, false)
 		return fmt.Errorf("import: %w", err)
 	}
 	dst, ok := st.(store.Loader)

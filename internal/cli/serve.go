@@ -107,12 +107,12 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	return f
 }
 
-// parseServe reads serve's command line, with defaults from the PATCHD_*
 // maxDepthFlag is the largest --max-depth: the JSON reader refuses bodies
 // past 10000 levels whatever the limit, and a batch (three levels) or a
 // filter nests a body deeper than the document itself.
 const maxDepthFlag = 1000
 
+// parseServe reads serve's command line, with defaults from the PATCHD_*
 // environment.
 func (m *Main) parseServe(args []string) (serveConfig, error) {
 	var cfg serveConfig
@@ -154,7 +154,7 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 	case cfg.idempotencyLimit < 1:
 		return bad("--idempotency-max-per-client must be at least 1")
 	case cfg.maxStreams < 1, cfg.maxStreamsPerClient < 1, cfg.maxSubscriptions < 1, cfg.maxConnsPerClient < 1:
-		return bad("--max-streams, --max-streams-per-client and --max-subscriptions must be positive")
+		return bad("--max-streams, --max-streams-per-client, --max-subscriptions and --max-conns-per-client must be positive")
 	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):
 		return cfg, usageError{errTLSPair}
 	}

@@ -1083,12 +1083,13 @@ func (b *Store) since(collection, id string, etags []string) (store.Version, []s
 				break
 			}
 			n++
-			if size += len(v); size > b.maxHistory {
-				return store.ErrHistoryTooLarge // read no further, and decode nothing
-			}
+			size += len(v) // the stored version: its ops and a few dozen bytes more
 		}
 		if k == nil || !isHistKey(k, prefix) {
-			return store.ErrBaseUnknown
+			return store.ErrBaseUnknown // also when the versions after it are many
+		}
+		if size > b.maxHistory {
+			return store.ErrHistoryTooLarge // decode nothing
 		}
 		var err error
 		if base, err = decodeVersion(k[len(prefix):], v); err != nil {

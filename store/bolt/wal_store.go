@@ -411,9 +411,6 @@ func (b *Store) startWAL(mapped int) error {
 				return fmt.Errorf("store: replay the write-ahead log %s: %w", walPath(b.path), err)
 			}
 			b.walReplayed = true
-			if txid, err = b.lastTxID(); err != nil {
-				return err
-			}
 			b.log.Info("replayed the write-ahead log of a database that was not closed", "path", b.path, "batches", len(batches))
 		}
 	}

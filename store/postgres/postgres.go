@@ -383,24 +383,12 @@ func scanVersion(row pgx.Row) (store.Version, error) {
 	return v, nil
 }
 
-// collectVersions reads every row of a versions query.
-func collectVersions(rows pgx.Rows) ([]store.Version, error) {
-	defer rows.Close()
-	var vs []store.Version
-	for rows.Next() {
-		v, err := scanVersion(rows)
-		if err != nil {
-			return nil, err
-		}
-		vs = append(vs, v)
-	}
-	return vs, rows.Err()
-}
-
 // collectSince reads the rows of a base version and the versions after
-// it, and fails with store.ErrHistoryTooLarge, reading no further, once
-// the later versions' ops pass max bytes.
-func collectSince(rows pgx.Rows, max int) ([]store.Version, error) {
+// it, and fails with store.ErrHistoryTooLarge, decoding no further (the
+// rest of the rows are received and dropped), once the later versions'
+// ops pass max bytes. With base not 0, a first row of another seq is
+// store.ErrBaseUnknown (base was pruned).
+func collectSince(rows pgx.Rows, base uint64, max int) ([]store.Version, error) {
 	defer rows.Close()
 	var (
 		vs   []store.Version
@@ -410,6 +398,9 @@ func collectSince(rows pgx.Rows, max int) ([]store.Version, error) {
 		v, err := scanVersion(rows)
 		if err != nil {
 			return nil, err
+		}
+		if len(vs) == 0 && base != 0 && v.Seq != base {
+			return nil, store.ErrBaseUnknown
 		}
 		if len(vs) > 0 {
 			if size += len(v.Ops); size > max {

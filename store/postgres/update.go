@@ -581,9 +581,9 @@ func (h *txHistory) Since(ctx context.Context, etags []string) (store.Version, [
 		h.collection, h.id, keys)
 	var vs []store.Version
 	if err == nil {
-		vs, err = collectSince(rows, h.max)
+		vs, err = collectSince(rows, 0, h.max)
 	}
-	if errors.Is(err, store.ErrHistoryTooLarge) {
+	if errors.Is(err, store.ErrHistoryTooLarge) || errors.Is(err, store.ErrBaseUnknown) {
 		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, err)
 	}
 	if err != nil {
@@ -617,9 +617,9 @@ func (h *txHistory) SinceSeq(ctx context.Context, seq uint64) (store.Version, []
 		h.collection, h.id, int64(seq))
 	var vs []store.Version
 	if err == nil {
-		vs, err = collectSince(rows, h.max)
+		vs, err = collectSince(rows, seq, h.max)
 	}
-	if errors.Is(err, store.ErrHistoryTooLarge) {
+	if errors.Is(err, store.ErrHistoryTooLarge) || errors.Is(err, store.ErrBaseUnknown) {
 		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, err)
 	}
 	if err != nil {

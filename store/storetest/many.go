@@ -223,6 +223,19 @@ func testSinceTooLarge(t *testing.T, open opener) {
 		t.Fatalf("SinceSeq(4): %v", err)
 	}
 	wantSeqs(t, "SinceSeq(4)", append([]store.Version{base}, later...), 4, 5, 6)
+	// A base that is not there is base-unknown, however much history
+	// follows: an ETag never seen, and a pruned version.
+	if _, _, err := e.since(t, testC, testID, store.ETagOf([]byte(`{"never":1}`))); !errors.Is(err, store.ErrBaseUnknown) {
+		t.Errorf("Since(an ETag never seen): %v, want ErrBaseUnknown", err)
+	}
+	p := newEnvWith(t, open, Options{Retention: store.Retention{Versions: 3, Age: -1}, MaxHistoryRead: 2000})
+	for i := 1; i <= 6; i++ {
+		ops := []byte(`["` + strings.Repeat("x", 1000) + `"]`)
+		p.write(t, testC, testID, &store.Change{Body: []byte(body(i)), Kind: store.KindJSONPatch, Ops: ops})
+	}
+	if _, _, err := p.sinceSeq(t, testC, testID, 2); !errors.Is(err, store.ErrBaseUnknown) {
+		t.Errorf("SinceSeq(a pruned version): %v, want ErrBaseUnknown", err)
+	}
 }
 
 func testManyCommit(t *testing.T, open opener) {
