@@ -17,12 +17,7 @@ import (
 // TestSchemaCompiledOncePerETag: writes reuse the compiled schema until
 // the schema changes.
 func TestSchemaCompiledOncePerETag(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	s := New(st, DefaultConfig())
+	s, _ := newSchemaService(t)
 	ctx := context.Background()
 	put := func(id string) {
 		t.Helper()
@@ -64,15 +59,8 @@ func TestSchemaCompiledOncePerETag(t *testing.T) {
 // once their sum passes maxValidationPatternWork, and a page of violations
 // ends once its documents' sum passes violationsPatternWork.
 func TestSchemaPatternWorkPerDocument(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	s := New(st, DefaultConfig())
+	s, _, pattern, insts := newPatternService(t)
 	ctx := context.Background()
-	const pattern = `(a?){0,199}$`
-	insts := patternInsts(pattern)
 	str := strings.Repeat("a", maxPatternWork/insts-1) // one match: just within its bound
 	members := maxValidationPatternWork/(len(str)*insts) + 2
 	doc := map[string]string{}
@@ -121,15 +109,8 @@ func TestSchemaPatternWorkPerDocument(t *testing.T) {
 // within the bound of one validation, together past it, is refused whole,
 // naming the batch, and writes nothing.
 func TestSchemaPatternWorkPerBatch(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	s := New(st, DefaultConfig())
+	s, st, pattern, insts := newPatternService(t)
 	ctx := context.Background()
-	const pattern = `(a?){0,199}$`
-	insts := patternInsts(pattern)
 	str := strings.Repeat("a", maxPatternWork/insts-1)
 	// One document: a little under one validation's bound.
 	doc := map[string]string{}
@@ -165,12 +146,7 @@ func TestSchemaPatternWorkPerBatch(t *testing.T) {
 // scan estimates it: a batch of writes each within one validation's bound,
 // together past it, is refused whole, naming the batch.
 func TestSchemaSubschemaWorkPerBatch(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	s := New(st, DefaultConfig())
+	s, _ := newSchemaService(t)
 	ctx := context.Background()
 	schema := `{"type":"object","properties":{"a":{"type":"array","items":{"allOf":[` + strings.TrimSuffix(strings.Repeat(`true,`, 1000), ",") + `]}}}}`
 	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "c", Body: []byte(schema)}); err != nil {
@@ -200,4 +176,25 @@ func TestSchemaSubschemaWorkPerBatch(t *testing.T) {
 	if !errors.Is(err, patch.ErrInvalidDocument) || !strings.Contains(err.Error(), "batch") {
 		t.Fatalf("a batch of %d writes of %d items: %v, want 422 naming the batch's bound", len(ws), items, err)
 	}
+}
+
+// newSchemaService returns a Service on a new bbolt file, closed when the
+// test ends.
+func newSchemaService(t *testing.T) (*Service, *bolt.Store) {
+	t.Helper()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return New(st, DefaultConfig()), st
+}
+
+// newPatternService is newSchemaService with the costly pattern of the
+// pattern-work tests and the size of its compiled program.
+func newPatternService(t *testing.T) (s *Service, st *bolt.Store, pattern string, insts int) {
+	t.Helper()
+	s, st = newSchemaService(t)
+	pattern = `(a?){0,199}$`
+	return s, st, pattern, patternInsts(pattern)
 }
