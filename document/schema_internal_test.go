@@ -5,19 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
-	"github.com/patchd/patchd/store/bolt"
 )
 
 // TestSchemaCompiledOncePerETag: writes reuse the compiled schema until
 // the schema changes.
 func TestSchemaCompiledOncePerETag(t *testing.T) {
-	s, _ := newSchemaService(t)
+	s, _ := newService(t)
 	ctx := context.Background()
 	put := func(id string) {
 		t.Helper()
@@ -146,7 +144,7 @@ func TestSchemaPatternWorkPerBatch(t *testing.T) {
 // scan estimates it: a batch of writes each within one validation's bound,
 // together past it, is refused whole, naming the batch.
 func TestSchemaSubschemaWorkPerBatch(t *testing.T) {
-	s, _ := newSchemaService(t)
+	s, _ := newService(t)
 	ctx := context.Background()
 	schema := `{"type":"object","properties":{"a":{"type":"array","items":{"allOf":[` + strings.TrimSuffix(strings.Repeat(`true,`, 1000), ",") + `]}}}}`
 	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "c", Body: []byte(schema)}); err != nil {
@@ -178,23 +176,11 @@ func TestSchemaSubschemaWorkPerBatch(t *testing.T) {
 	}
 }
 
-// newSchemaService returns a Service on a new bbolt file, closed when the
-// test ends.
-func newSchemaService(t *testing.T) (*Service, *bolt.Store) {
-	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return New(st, DefaultConfig()), st
-}
-
-// newPatternService is newSchemaService with the costly pattern of the
+// newPatternService is newService with the costly pattern of the
 // pattern-work tests and the size of its compiled program.
-func newPatternService(t *testing.T) (s *Service, st *bolt.Store, pattern string, insts int) {
+func newPatternService(t *testing.T) (s *Service, st store.Store, pattern string, insts int) {
 	t.Helper()
-	s, st = newSchemaService(t)
+	s, st = newService(t)
 	pattern = `(a?){0,199}$`
 	return s, st, pattern, patternInsts(pattern)
 }
