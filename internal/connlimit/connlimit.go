@@ -40,15 +40,14 @@ type Listener struct {
 
 	mu    sync.Mutex
 	total int
-	byIP  map[string]int
-	conns map[*conn]struct{}
+	byIP  map[string]map[*conn]struct{} // the connections of each client address
 
 	refusing chan struct{} // bounds the answers to refused connections being written
 }
 
 // New returns a Listener that accepts from ln within lim.
 func New(ln net.Listener, lim Limits) *Listener {
-	return &Listener{Listener: ln, lim: lim, byIP: map[string]int{}, conns: map[*conn]struct{}{}, refusing: make(chan struct{}, 16)}
+	return &Listener{Listener: ln, lim: lim, byIP: map[string]map[*conn]struct{}{}, refusing: make(chan struct{}, 16)}
 }
 
 // conn is an accepted connection.
@@ -115,7 +114,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 func (l *Listener) admit(c *conn) (victims []*conn, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.lim.PerClient > 0 && l.byIP[c.ip] >= l.lim.PerClient {
+	if l.lim.PerClient > 0 && len(l.byIP[c.ip]) >= l.lim.PerClient {
 		v := l.oldestIdle(c.ip)
 		if v == nil {
 			return nil, false
@@ -127,32 +126,47 @@ func (l *Listener) admit(c *conn) (victims []*conn, ok bool) {
 		v := l.oldestIdle("")
 		if v == nil {
 			for _, v := range victims { // keep what the client had
-				l.conns[v], v.gone = struct{}{}, false
-				l.total++
-				l.byIP[v.ip]++
+				v.gone = false
+				l.add(v)
 			}
 			return nil, false
 		}
 		l.releaseLocked(v)
 		victims = append(victims, v)
 	}
-	l.conns[c] = struct{}{}
-	l.total++
-	l.byIP[c.ip]++
+	l.add(c)
 	return victims, true
 }
 
+// add counts c. l.mu is held.
+func (l *Listener) add(c *conn) {
+	set := l.byIP[c.ip]
+	if set == nil {
+		set = map[*conn]struct{}{}
+		l.byIP[c.ip] = set
+	}
+	set[c] = struct{}{}
+	l.total++
+}
+
 // oldestIdle returns the connection idle the longest, of client ip ("" for
-// any), or nil. l.mu is held.
+// any), or nil. It looks through the client's connections (at most
+// PerClient), or all of them at the bound in all. l.mu is held.
 func (l *Listener) oldestIdle(ip string) *conn {
 	var old *conn
-	for c := range l.conns {
-		if c.idle.IsZero() || (ip != "" && c.ip != ip) {
-			continue
+	visit := func(set map[*conn]struct{}) {
+		for c := range set {
+			if !c.idle.IsZero() && (old == nil || c.idle.Before(old.idle)) {
+				old = c
+			}
 		}
-		if old == nil || c.idle.Before(old.idle) {
-			old = c
-		}
+	}
+	if ip != "" {
+		visit(l.byIP[ip])
+		return old
+	}
+	for _, set := range l.byIP {
+		visit(set)
 	}
 	return old
 }
@@ -168,10 +182,12 @@ func (l *Listener) releaseLocked(c *conn) {
 		return
 	}
 	c.gone = true
-	delete(l.conns, c)
 	l.total--
-	if l.byIP[c.ip]--; l.byIP[c.ip] <= 0 {
-		delete(l.byIP, c.ip)
+	if set := l.byIP[c.ip]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(l.byIP, c.ip)
+		}
 	}
 }
 
@@ -241,5 +257,5 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 func (l *Listener) Open(ip string) (total, client int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.total, l.byIP[ip]
+	return l.total, len(l.byIP[ip])
 }

@@ -91,9 +91,11 @@ func waitIdle(t *testing.T, l *Listener, n int) {
 	for {
 		l.mu.Lock()
 		idle := 0
-		for c := range l.conns {
-			if !c.idle.IsZero() {
-				idle++
+		for _, set := range l.byIP {
+			for c := range set {
+				if !c.idle.IsZero() {
+					idle++
+				}
 			}
 		}
 		l.mu.Unlock()
