@@ -1390,7 +1390,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Batch", "POST", "/batch", hdr{"Content-Type", ctJSON}, `{"writes":[{"method":"POST","path":"/docs/s","headers":{"Idempotency-Key":"slow-4"},"body":{}}]}`, 200},
 	} {
 		t.Run("KeyInUse/"+tc.name, func(t *testing.T) {
-			bs := &blockingStore{entered: make(chan struct{}), release: make(chan struct{})}
+			bs := newBlockingStore()
 			srv := startServerWith(t, func(st store.Store) store.Store { bs.Store = st; return bs }, nil, withCORS)
 			release := sync.OnceFunc(func() { close(bs.release) })
 			defer release() // also when a check fails, so that the server can close

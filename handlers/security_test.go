@@ -329,17 +329,30 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-// blockingStore holds every Update until release is closed, after
-// signalling entered, so that a test can keep a write in flight.
+// blockingStore holds every Update and UpdateMany until release is
+// closed, after telling entered (one token a call, up to its buffer), so
+// that a test can keep writes in flight.
 type blockingStore struct {
 	store.Store
 	entered chan struct{}
 	release chan struct{}
-	once    sync.Once
+}
+
+// newBlockingStore returns a blockingStore; its Store is set by the test.
+func newBlockingStore() *blockingStore {
+	return &blockingStore{entered: make(chan struct{}, 16), release: make(chan struct{})}
+}
+
+// enter tells entered of a call, unless its buffer is full.
+func (b *blockingStore) enter() {
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
 }
 
 func (b *blockingStore) Update(ctx context.Context, c, id string, fn store.UpdateFunc) (*store.Document, error) {
-	b.once.Do(func() { close(b.entered) })
+	b.enter()
 	select {
 	case <-b.release:
 	case <-ctx.Done():
@@ -349,7 +362,7 @@ func (b *blockingStore) Update(ctx context.Context, c, id string, fn store.Updat
 }
 
 func (b *blockingStore) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyFunc) ([]*store.Document, error) {
-	b.once.Do(func() { close(b.entered) })
+	b.enter()
 	select {
 	case <-b.release:
 	case <-ctx.Done():
@@ -470,7 +483,7 @@ func TestIdempotency(t *testing.T) {
 		}
 	})
 	t.Run("InFlight", func(t *testing.T) {
-		bs := &blockingStore{entered: make(chan struct{}), release: make(chan struct{})}
+		bs := newBlockingStore()
 		s := startServerWith(t, func(st store.Store) store.Store { bs.Store = st; return bs }, nil)
 		h := hdr{"Content-Type", ctJSON, "Idempotency-Key", `"slow"`}
 		done := make(chan response, 1)

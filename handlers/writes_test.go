@@ -829,30 +829,12 @@ func TestStalledBodyAnswered(t *testing.T) {
 	}
 }
 
-// heldMany holds every UpdateMany until release is closed, after telling
-// in, so that a test can keep batches being decided.
-type heldMany struct {
-	store.Store
-	in      chan struct{}
-	release chan struct{}
-}
-
-func (h *heldMany) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyFunc) ([]*store.Document, error) {
-	h.in <- struct{}{}
-	select {
-	case <-h.release:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return h.Store.UpdateMany(ctx, keys, fn)
-}
-
 // TestBatchTurns: at most MaxBatches batches are decided at once (each may
 // hold 32 MiB of results); one more waits OverloadWait for its turn, then
 // is answered 503 overloaded with Retry-After, having read nothing. The
 // batches in flight are not disturbed.
 func TestBatchTurns(t *testing.T) {
-	held := &heldMany{in: make(chan struct{}, 8), release: make(chan struct{})}
+	held := newBlockingStore()
 	s := startServerWith(t, func(st store.Store) store.Store { held.Store = st; return held }, nil, func(c *config) {
 		c.http.MaxBatches = 2
 		c.http.OverloadWait = 50 * time.Millisecond
@@ -867,8 +849,8 @@ func TestBatchTurns(t *testing.T) {
 	for _, id := range []string{"a", "b"} {
 		go func() { results <- s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, batch(id)) }()
 	}
-	<-held.in
-	<-held.in
+	<-held.entered
+	<-held.entered
 	r := s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, batch("c"))
 	expect(t, r, http.StatusServiceUnavailable, "overloaded")
 	if r.header.Get("Retry-After") == "" {
