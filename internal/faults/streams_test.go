@@ -22,19 +22,7 @@ import (
 // other requests), every probe is answered, and the streams admitted
 // still deliver.
 func TestStreamsAtFileLimit(t *testing.T) {
-	needBinary(t)
-	prlimit, err := exec.LookPath("prlimit")
-	if err != nil {
-		t.Skip("needs prlimit (util-linux)")
-	}
-	s := &Server{Bin: patchdBin, DB: filepath.Join(t.TempDir(), "patchd.db"),
-		Args: []string{"--max-streams-per-client", "100000", "--max-conns-per-client", "100000"},
-		Wrap: []string{prlimit, "--nofile=1024:1024"}}
-	addr, err := s.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
+	s, addr := startLimited(t, "--nofile=1024:1024", "--max-streams-per-client", "100000", "--max-conns-per-client", "100000")
 	if limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", s.cmd.Process.Pid)); err != nil || !strings.Contains(string(limits), "Max open files            1024                 1024") {
 		t.Fatalf("the server's limits: %v\n%s", err, limits)
 	}
@@ -181,19 +169,7 @@ func TestStreamsAtFileLimit(t *testing.T) {
 // one. Before the bound, the server reached its limit and served nothing
 // until the idle connections timed out.
 func TestIdleConnectionsAtFileLimit(t *testing.T) {
-	needBinary(t)
-	prlimit, err := exec.LookPath("prlimit")
-	if err != nil {
-		t.Skip("needs prlimit (util-linux)")
-	}
-	s := &Server{Bin: patchdBin, DB: filepath.Join(t.TempDir(), "patchd.db"),
-		Args: []string{"--max-conns-per-client", "100000"},
-		Wrap: []string{prlimit, "--nofile=1024:1024"}}
-	addr, err := s.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
+	s, addr := startLimited(t, "--nofile=1024:1024", "--max-conns-per-client", "100000")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	probe := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -237,18 +213,7 @@ func TestIdleConnectionsAtFileLimit(t *testing.T) {
 // so, and serves, and a write survives a restart. Before, it could not
 // open the database ("cannot allocate memory").
 func TestSmallAddressSpace(t *testing.T) {
-	needBinary(t)
-	prlimit, err := exec.LookPath("prlimit")
-	if err != nil {
-		t.Skip("needs prlimit (util-linux)")
-	}
-	s := &Server{Bin: patchdBin, DB: filepath.Join(t.TempDir(), "patchd.db"),
-		Wrap: []string{prlimit, "--as=6000000000"}}
-	addr, err := s.Start()
-	if err != nil {
-		t.Fatalf("start: %v\n%s", err, s.Log())
-	}
-	t.Cleanup(s.Stop)
+	s, addr := startLimited(t, "--as=6000000000")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := &http.Client{Timeout: 20 * time.Second}
@@ -259,10 +224,30 @@ func TestSmallAddressSpace(t *testing.T) {
 		t.Fatalf("the server did not say it maps less:\n%s", s.Log())
 	}
 	s.Stop()
-	if addr, err = s.Start(); err != nil {
+	addr, err := s.Start()
+	if err != nil {
 		t.Fatalf("restart: %v\n%s", err, s.Log())
 	}
 	if r := call(ctx, c, "GET", "http://"+addr+"/docs/c/d", ""); r.status != http.StatusOK {
 		t.Fatalf("GET after a restart: %d %v", r.status, r.err)
 	}
+}
+
+// startLimited starts the binary on a new database under prlimit with
+// limit (skipping the test without prlimit), with extra flags args, and
+// stops it when the test ends.
+func startLimited(t *testing.T, limit string, args ...string) (*Server, string) {
+	t.Helper()
+	needBinary(t)
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("needs prlimit (util-linux)")
+	}
+	s := &Server{Bin: patchdBin, DB: filepath.Join(t.TempDir(), "patchd.db"), Args: args, Wrap: []string{prlimit, limit}}
+	addr, err := s.Start()
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, s.Log())
+	}
+	t.Cleanup(s.Stop)
+	return s, addr
 }
