@@ -701,8 +701,7 @@ var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 // that would pass maxValidationWork, or whose patterns' work passes
 // maxValidationPatternWork, is an error *workError.
 func (c *compiledSchema) validate(body []byte) ([]SchemaError, error) {
-	errs, _, err := c.validateMetered(body)
-	return errs, err
+	return c.validateWithin(body, nil)
 }
 
 // maxBatchPatternWork and maxBatchValidationWork bound the work of all the
@@ -739,13 +738,6 @@ func (c *compiledSchema) validateWithin(body []byte, b *patternBudget) ([]Schema
 		}
 	}
 	return errs, err
-}
-
-// validateMetered is validate, which also returns the work its patterns
-// took (patternMeter's units).
-func (c *compiledSchema) validateMetered(body []byte) (_ []SchemaError, patternWork int, _ error) {
-	errs, used, _, err := c.validateLimited(body, maxValidationPatternWork, maxValidationWork)
-	return errs, used, err
 }
 
 // validateLimited is validate with limit on the work of its patterns and

@@ -107,7 +107,7 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 			if err != nil {
 				return nil, "", err
 			}
-			errs, work, err := sch.validateMetered(doc.Body)
+			errs, work, _, err := sch.validateLimited(doc.Body, maxValidationPatternWork, maxValidationWork)
 			patternWork += work
 			if ne := (*numberError)(nil); errors.As(err, &ne) {
 				// Stored before the schema: it cannot match until the
