@@ -384,9 +384,9 @@ func scanVersion(row pgx.Row) (store.Version, error) {
 }
 
 // collectSince reads the rows of a base version and the versions after
-// it, and fails with store.ErrHistoryTooLarge, decoding no further (the
-// rest of the rows are received and dropped), once the later versions'
-// ops pass max bytes. With base not 0, a first row of another seq is
+// it, and fails with store.ErrHistoryTooLarge, decoding no further, once
+// the later versions' ops pass max bytes (sinceQuery sends no row past
+// the one that passes them). With base not 0, a first row of another seq is
 // store.ErrBaseUnknown (base was pruned).
 func collectSince(rows pgx.Rows, base uint64, max int) ([]store.Version, error) {
 	defer rows.Close()

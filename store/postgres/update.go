@@ -548,6 +548,21 @@ type txHistory struct {
 	max        int         // store.Options.MaxHistoryRead
 }
 
+// sinceQuery returns the query of the versions of document ($1, $2) from
+// seq base on (an SQL expression), oldest first, that collectSince needs
+// to tell whether the later ones pass $3 bytes of ops: the versions whose
+// predecessors after base stay within $3. The rest are not sent.
+// octet_length does not decompress or fetch a stored value.
+func sinceQuery(base string) string {
+	return `SELECT ` + versionColumns + ` FROM (
+		  SELECT ` + versionColumns + `,
+		    coalesce(sum(coalesce(octet_length(ops), 0)) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+		    - first_value(coalesce(octet_length(ops), 0)) OVER (ORDER BY seq) AS before
+		  FROM document_versions
+		  WHERE collection = $1 AND id = $2 AND seq >= ` + base + `) v
+		WHERE before <= $3 ORDER BY seq`
+}
+
 // Since finds the newest retained version whose ETag is one of etags and
 // returns it with every later version, oldest first. Returns
 // ErrBaseUnknown if no retained version matches. An empty ETag (that of a
@@ -571,14 +586,11 @@ func (h *txHistory) Since(ctx context.Context, etags []string) (store.Version, [
 	if len(keys) == 0 {
 		return store.Version{}, nil, fmt.Errorf("store: since %s/%s: %w", h.collection, h.id, store.ErrBaseUnknown)
 	}
-	rows, err := h.tx.Query(ctx,
-		`SELECT `+versionColumns+` FROM document_versions
-		 WHERE collection = $1 AND id = $2 AND seq >= (
+	rows, err := h.tx.Query(ctx, sinceQuery(`(
 		   SELECT seq FROM document_versions
-		   WHERE collection = $1 AND id = $2 AND etag = ANY($3)
-		   ORDER BY seq DESC LIMIT 1)
-		 ORDER BY seq`,
-		h.collection, h.id, keys)
+		   WHERE collection = $1 AND id = $2 AND etag = ANY($4)
+		   ORDER BY seq DESC LIMIT 1)`),
+		h.collection, h.id, h.max, keys)
 	var vs []store.Version
 	if err == nil {
 		vs, err = collectSince(rows, 0, h.max)
@@ -611,10 +623,7 @@ func (h *txHistory) SinceSeq(ctx context.Context, seq uint64) (store.Version, []
 	if seq == 0 || seq > math.MaxInt64 {
 		return store.Version{}, nil, fmt.Errorf("store: since %s/%s seq %d: %w", h.collection, h.id, seq, store.ErrBaseUnknown)
 	}
-	rows, err := h.tx.Query(ctx,
-		`SELECT `+versionColumns+` FROM document_versions
-		 WHERE collection = $1 AND id = $2 AND seq >= $3 ORDER BY seq`,
-		h.collection, h.id, int64(seq))
+	rows, err := h.tx.Query(ctx, sinceQuery(`$4`), h.collection, h.id, h.max, int64(seq))
 	var vs []store.Version
 	if err == nil {
 		vs, err = collectSince(rows, seq, h.max)
