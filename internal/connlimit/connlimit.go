@@ -13,6 +13,7 @@
 package connlimit
 
 import (
+	"container/list"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -40,23 +41,33 @@ type Listener struct {
 
 	mu    sync.Mutex
 	total int
-	byIP  map[string]map[*conn]struct{} // the connections of each client address
+	byIP  map[string]*address // the connections of each client address
+	idle  list.List           // of *conn idle, the longest idle first
 
 	refusing chan struct{} // bounds the answers to refused connections being written
 }
 
 // New returns a Listener that accepts from ln within lim.
 func New(ln net.Listener, lim Limits) *Listener {
-	return &Listener{Listener: ln, lim: lim, byIP: map[string]map[*conn]struct{}{}, refusing: make(chan struct{}, 16)}
+	return &Listener{Listener: ln, lim: lim, byIP: map[string]*address{}, refusing: make(chan struct{}, 16)}
+}
+
+// address is the connections of one client address.
+type address struct {
+	n    int       // connections held
+	idle list.List // of *conn idle, the longest idle first
 }
 
 // conn is an accepted connection.
 type conn struct {
 	net.Conn
-	l    *Listener
-	ip   string
-	idle time.Time // when it went idle; zero while active or new. Guarded by l.mu.
-	gone bool      // released; guarded by l.mu
+	l  *Listener
+	ip string
+	// Guarded by l.mu: the connection's places in l.idle and its
+	// client's idle list while it is idle (nil otherwise), and whether it
+	// was released.
+	idleAll, idleIP *list.Element
+	gone            bool
 }
 
 // Close closes the connection and gives its place back.
@@ -114,7 +125,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 func (l *Listener) admit(c *conn) (victims []*conn, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.lim.PerClient > 0 && len(l.byIP[c.ip]) >= l.lim.PerClient {
+	if l.lim.PerClient > 0 && l.byIP[c.ip] != nil && l.byIP[c.ip].n >= l.lim.PerClient {
 		v := l.oldestIdle(c.ip)
 		if v == nil {
 			return nil, false
@@ -125,9 +136,10 @@ func (l *Listener) admit(c *conn) (victims []*conn, ok bool) {
 	if l.lim.Max > 0 && l.total >= l.lim.Max {
 		v := l.oldestIdle("")
 		if v == nil {
-			for _, v := range victims { // keep what the client had
+			for _, v := range victims { // keep what the client had (never so: its release made room)
 				v.gone = false
 				l.add(v)
+				l.setIdle(v, true)
 			}
 			return nil, false
 		}
@@ -138,37 +150,46 @@ func (l *Listener) admit(c *conn) (victims []*conn, ok bool) {
 	return victims, true
 }
 
-// add counts c. l.mu is held.
+// add counts c, which is not idle. l.mu is held.
 func (l *Listener) add(c *conn) {
-	set := l.byIP[c.ip]
-	if set == nil {
-		set = map[*conn]struct{}{}
-		l.byIP[c.ip] = set
+	cl := l.byIP[c.ip]
+	if cl == nil {
+		cl = &address{}
+		l.byIP[c.ip] = cl
 	}
-	set[c] = struct{}{}
+	cl.n++
 	l.total++
 }
 
 // oldestIdle returns the connection idle the longest, of client ip ("" for
-// any), or nil. It looks through the client's connections (at most
-// PerClient), or all of them at the bound in all. l.mu is held.
+// any), or nil. l.mu is held.
 func (l *Listener) oldestIdle(ip string) *conn {
-	var old *conn
-	visit := func(set map[*conn]struct{}) {
-		for c := range set {
-			if !c.idle.IsZero() && (old == nil || c.idle.Before(old.idle)) {
-				old = c
-			}
-		}
-	}
+	idle := &l.idle
 	if ip != "" {
-		visit(l.byIP[ip])
-		return old
+		cl := l.byIP[ip]
+		if cl == nil {
+			return nil
+		}
+		idle = &cl.idle
 	}
-	for _, set := range l.byIP {
-		visit(set)
+	if e := idle.Front(); e != nil {
+		return e.Value.(*conn)
 	}
-	return old
+	return nil
+}
+
+// setIdle puts c at the back of the idle lists, or takes it out of them.
+// l.mu is held, and c is not released.
+func (l *Listener) setIdle(c *conn, idle bool) {
+	cl := l.byIP[c.ip]
+	if c.idleAll != nil {
+		l.idle.Remove(c.idleAll)
+		cl.idle.Remove(c.idleIP)
+		c.idleAll, c.idleIP = nil, nil
+	}
+	if idle {
+		c.idleAll, c.idleIP = l.idle.PushBack(c), cl.idle.PushBack(c)
+	}
 }
 
 func (l *Listener) release(c *conn) {
@@ -181,11 +202,11 @@ func (l *Listener) releaseLocked(c *conn) {
 	if c.gone {
 		return
 	}
+	l.setIdle(c, false)
 	c.gone = true
 	l.total--
-	if set := l.byIP[c.ip]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
+	if cl := l.byIP[c.ip]; cl != nil {
+		if cl.n--; cl.n == 0 {
 			delete(l.byIP, c.ip)
 		}
 	}
@@ -244,10 +265,10 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch st {
-	case http.StateIdle:
-		c.idle = time.Now()
-	case http.StateNew, http.StateActive:
-		c.idle = time.Time{}
+	case http.StateIdle, http.StateNew, http.StateActive:
+		if !c.gone {
+			l.setIdle(c, st == http.StateIdle)
+		}
 	case http.StateHijacked, http.StateClosed:
 		l.releaseLocked(c)
 	}
@@ -257,5 +278,8 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 func (l *Listener) Open(ip string) (total, client int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.total, len(l.byIP[ip])
+	if cl := l.byIP[ip]; cl != nil {
+		client = cl.n
+	}
+	return l.total, client
 }

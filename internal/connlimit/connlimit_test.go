@@ -90,14 +90,7 @@ func waitIdle(t *testing.T, l *Listener, n int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		l.mu.Lock()
-		idle := 0
-		for _, set := range l.byIP {
-			for c := range set {
-				if !c.idle.IsZero() {
-					idle++
-				}
-			}
-		}
+		idle := l.idle.Len()
 		l.mu.Unlock()
 		if idle >= n {
 			return
@@ -124,6 +117,12 @@ func TestPerClientIdleMakesRoom(t *testing.T) {
 				cs = append(cs, c)
 			}
 			waitIdle(t, l, 4)
+			// The first connection is used again: the second is now the
+			// one idle the longest.
+			if res, err := cs[0].get(t, "/"); err != nil || res.StatusCode != http.StatusOK {
+				t.Fatalf("the first connection again: %v %v", res, err)
+			}
+			waitIdle(t, l, 4)
 			for i := range 8 { // each new connection takes the place of the oldest idle one
 				c := dial(t, addr)
 				res, err := c.get(t, "/")
@@ -135,10 +134,16 @@ func TestPerClientIdleMakesRoom(t *testing.T) {
 				if total, _ := l.Open("127.0.0.1"); total > 4 {
 					t.Fatalf("%d connections held, bound 4", total)
 				}
+				if i == 0 { // the second connection made room, not the first
+					if res, err := cs[0].get(t, "/"); err != nil || res.StatusCode != http.StatusOK {
+						t.Fatalf("the first connection after one past the bound: %v %v", res, err)
+					}
+					waitIdle(t, l, 4)
+				}
 			}
-			// The first connection was closed by the server.
-			_ = cs[0].c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if _, err := cs[0].br.ReadByte(); err == nil {
+			// The second connection was closed by the server.
+			_ = cs[1].c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := cs[1].br.ReadByte(); err == nil {
 				t.Fatal("the oldest idle connection is still open")
 			}
 		})
@@ -207,5 +212,27 @@ func TestRefusedRequestAnswered(t *testing.T) {
 	// which must be a close, not a reset.
 	if body, err := io.ReadAll(res.Body); err != nil {
 		t.Fatalf("the 431's body: %q, %v", body, err)
+	}
+}
+
+// BenchmarkAdmitAtBound: a connection accepted at the bound in all, with
+// 100,000 idle connections held by 1,000 addresses, finds the oldest idle
+// one to close.
+func BenchmarkAdmitAtBound(b *testing.B) {
+	const n = 100_000
+	l := New(nil, Limits{Max: n, PerClient: n})
+	for i := range n {
+		c := &conn{l: l, ip: fmt.Sprint("10.0.", i%1000)}
+		l.admit(c)
+		l.setIdle(c, true)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		c := &conn{l: l, ip: fmt.Sprint("10.1.", i%1000)}
+		victims, ok := l.admit(c)
+		if !ok || len(victims) != 1 {
+			b.Fatalf("admit at the bound: %d victims, %v", len(victims), ok)
+		}
+		l.setIdle(c, true)
 	}
 }
