@@ -30,6 +30,9 @@ const (
 	// MaxOrderScan is the largest collection a listing can sort by a
 	// member: each page reads the whole collection.
 	MaxOrderScan = 100_000
+	// MaxOrderScanBytes bounds, likewise, the bytes of the documents of a
+	// collection a listing can sort by a member.
+	MaxOrderScanBytes = 128 << 20
 )
 
 // ListQuery is one request for a page of a collection's documents.
@@ -232,10 +235,13 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 	}
 	h := &keyHeap{order: o}
 	var (
-		bound   *query.Key // every key from here on is left out of the page
-		scanned int
-		cursor  string
+		bound        *query.Key // every key from here on is left out of the page
+		scanned      int
+		scannedBytes int
+		cursor       string
 	)
+	tooLarge := fail(ErrInvalidRequest, fmt.Sprintf("order sorts collections of up to %d documents and %d MiB; list %s in id order instead (without order)",
+		MaxOrderScan, MaxOrderScanBytes>>20, q.Collection))
 	for {
 		if err := ctx.Err(); err != nil {
 			return ListPage{}, err // the client is gone: stop sorting for it
@@ -250,8 +256,10 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 		for i := range docs {
 			d := &docs[i]
 			cursor = d.ID
-			if scanned++; scanned > MaxOrderScan {
-				return ListPage{}, fail(ErrInvalidRequest, fmt.Sprintf("order sorts collections of up to %d documents; list %s in id order instead (without order)", MaxOrderScan, q.Collection))
+			scanned++
+			scannedBytes += len(d.Body)
+			if scanned > MaxOrderScan || scannedBytes > MaxOrderScanBytes {
+				return ListPage{}, tooLarge
 			}
 			if d.ChangedSince || !q.Where.MatchCanonical(d.Body) {
 				continue
