@@ -332,7 +332,7 @@ type ListOptions struct {
 	// Order sorts by the member at a JSON Pointer, "-" in front for
 	// descending, such as "-/total"; ties are broken by id, and documents
 	// without the member come last. The server refuses (400) to sort a
-	// collection of more than 100,000 documents.
+	// collection of more than 100,000 documents or 128 MiB.
 	Order string
 }
 
