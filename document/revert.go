@@ -67,8 +67,11 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 	if err := d.precondition(cur.ETag); err != nil {
 		return nil, err
 	}
+	// A stale If-Match is a PATCH's: the revert is rebased over what the
+	// client had not seen, and Rebased-From names the version it sent.
+	var stale string
 	if pre := d.w.Pre; pre.IfMatch.Present && !pre.IfMatch.MatchStrong(cur.ETag) {
-		_, _, err := h.Since(ctx, pre.IfMatch.StrongTags())
+		base, _, err := h.Since(ctx, pre.IfMatch.StrongTags())
 		if errors.Is(err, store.ErrBaseUnknown) {
 			return nil, &PreconditionError{
 				Err:     fail(store.ErrBaseUnknown, "If-Match names no version in the retained history; read the document again and resend the revert"),
@@ -82,6 +85,7 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 		if err != nil {
 			return nil, err
 		}
+		stale = base.ETag
 	}
 	since := make([]patch.Committed, len(later))
 	for i, lv := range later {
@@ -116,7 +120,10 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 	if err != nil {
 		return nil, err
 	}
-	if len(later) > 0 {
+	switch {
+	case stale != "":
+		d.rebasedFrom = stale
+	case len(later) > 0:
 		d.rebasedFrom = v.ETag
 	}
 	ch, err := d.s.commit(cur, result, rops, Revert, d.rebasedFrom)

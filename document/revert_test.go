@@ -276,3 +276,59 @@ func TestPropRevertUntouched(t *testing.T) {
 	}
 	t.Logf("%d of %d histories had a version nothing later touched", disjoint, n)
 }
+
+// TestRevertStaleIfMatch: a revert's If-Match is a PATCH's: one that names
+// an older version is rebased over what followed and answered with
+// Rebased-From naming it, as API.md says of a rebase; with the current
+// If-Match, Rebased-From names version K when later versions were rebased
+// over (REBASE.md's base), and is absent when K is the newest.
+func TestRevertStaleIfMatch(t *testing.T) {
+	svc, _ := openService(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		name     string
+		k        uint64
+		ifMatch  int // version whose ETag If-Match names
+		rebased  int // version whose ETag Rebased-From names; 0 none
+		wantBody string
+	}{
+		{"newest, stale If-Match", 3, 1, 1, `{"a":2,"b":1,"c":1}`},
+		{"older, stale If-Match", 2, 1, 1, `{"a":1,"b":2,"c":1}`},
+		{"older, current If-Match", 2, 3, 2, `{"a":1,"b":2,"c":1}`},
+		{"newest, current If-Match", 3, 3, 0, `{"a":2,"b":1,"c":1}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := fmt.Sprintf("k%d-m%d", c.k, c.ifMatch)
+			etags := []string{""}
+			for i, w := range []document.Write{
+				{Kind: document.Put, Body: []byte(`{"a":1,"b":1,"c":1}`)},
+				{Kind: document.MergePatch, Body: []byte(`{"a":2}`)},
+				{Kind: document.MergePatch, Body: []byte(`{"b":2}`)},
+			} {
+				w.Collection, w.ID = "r", id
+				if i > 0 {
+					w.Pre.IfMatch = document.ETagList{Present: true, Tags: []document.EntityTag{{Opaque: etags[i]}}}
+				}
+				res, err := svc.Write(ctx, w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				etags = append(etags, res.Doc.ETag)
+			}
+			w := revertOf(c.k, etags[c.ifMatch])
+			w.Collection, w.ID = "r", id
+			res, err := svc.Write(ctx, w)
+			if err != nil {
+				t.Fatalf("revert %d with If-Match of version %d: %v", c.k, c.ifMatch, err)
+			}
+			want := ""
+			if c.rebased > 0 {
+				want = etags[c.rebased]
+			}
+			if string(res.Doc.Body) != c.wantBody || res.RebasedFrom != want {
+				t.Fatalf("revert %d with If-Match of version %d: %s, Rebased-From %q; want %s, Rebased-From %q (version %d)",
+					c.k, c.ifMatch, res.Doc.Body, res.RebasedFrom, c.wantBody, want, c.rebased)
+			}
+		})
+	}
+}
