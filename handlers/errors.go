@@ -249,9 +249,7 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	}
 	var pe *document.PreconditionError
 	if errors.As(err, &pe) && pe.Current != "" {
-		if !inBatch { // a batch's answer is no representation of the document
-			hdr.Set("ETag", pe.Current)
-		}
+		hdr.Set("ETag", pe.Current) // in a batch, that of the refused write's document
 		p.CurrentETag = &pe.Current
 		if pe.Base != "" {
 			p.BaseETag = &pe.Base
