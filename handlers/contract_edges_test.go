@@ -207,6 +207,15 @@ func TestBodyRefusals(t *testing.T) {
 	}
 	expect(t, s.do(t, "POST", "/docs/e", hdr{"Content-Type", ctJSON, "Content-Encoding", "br"}, `{"a":1}`), http.StatusUnsupportedMediaType, "unsupported-media-type")
 	expect(t, s.do(t, "PUT", "/docs/e/x", hdr{"Content-Type", ctJSON, "Content-Encoding", "identity"}, `{"a":1}`), http.StatusCreated, "")
+	// A coding in a second field line, or after identity in a list, is a
+	// coding all the same (RFC 9110 section 5.3: the lines are one list).
+	for _, h := range []hdr{
+		{"Content-Type", ctJSON, "Content-Encoding", "identity", "Content-Encoding", "gzip"},
+		{"Content-Type", ctJSON, "Content-Encoding", "identity, gzip"},
+	} {
+		expect(t, s.do(t, "PUT", "/docs/e/y", h, `{"a":1}`), http.StatusUnsupportedMediaType, "unsupported-media-type")
+	}
+	expect(t, s.do(t, "PUT", "/docs/e/y", hdr{"Content-Type", ctJSON, "Content-Encoding", "Identity", "Content-Encoding", "identity"}, `{"a":1}`), http.StatusCreated, "")
 	deep := strings.Repeat("[", 1000) + strings.Repeat("]", 1000)
 	expect(t, s.do(t, "POST", "/events", hdr{"Content-Type", ctJSON}, deep), http.StatusBadRequest, "invalid-request")
 }

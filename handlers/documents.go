@@ -62,9 +62,14 @@ func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 // plainBody refuses a body with a content coding: RFC 9110 section
 // 15.5.16 makes one the server does not decode a 415, not a body that
 // fails to parse.
+// Every field line counts: together they are one list.
 func plainBody(r *http.Request) error {
-	if ce := r.Header.Get(echo.HeaderContentEncoding); ce != "" && !strings.EqualFold(ce, "identity") {
-		return fail(ErrUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q: request bodies are taken without a content coding", ce))
+	for _, line := range r.Header.Values(echo.HeaderContentEncoding) {
+		for coding := range strings.SplitSeq(line, ",") {
+			if coding = strings.TrimSpace(coding); coding != "" && !strings.EqualFold(coding, "identity") {
+				return fail(ErrUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q: request bodies are taken without a content coding", coding))
+			}
+		}
 	}
 	return nil
 }
