@@ -54,7 +54,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		RequireIfMatch: true,
-		Limits:         patch.Limits{MaxDepth: 64, MaxDoc: 1 << 20, MaxOps: 1000},
+		Limits:         patch.Limits{MaxDepth: 64, MaxDoc: 1 << 20, MaxOps: 1000, MaxNumber: patch.DefaultMaxNumber},
 		Rebase:         patch.RebaseLimits{MaxOps: 10_000, MaxWork: 1_000_000},
 		IdempotencyTTL: 24 * time.Hour,
 		ReplayVersions: 1000,

@@ -30,15 +30,25 @@ type Limits struct {
 	MaxDoc int
 	// MaxOps is the most operations one JSON Patch may hold.
 	MaxOps int
+	// MaxNumber is the longest number literal Parse takes, in bytes.
+	// Numbers are kept and compared exactly, at a cost that grows with
+	// their length.
+	MaxNumber int
 }
+
+// DefaultMaxNumber is the usual Limits.MaxNumber: room for any number a
+// program writes (a float64 takes 24 bytes, a 256-bit integer 78), while
+// every comparison of two numbers stays cheap.
+const DefaultMaxNumber = 1024
 
 // Parse decodes one JSON value. It rejects what the canonical form cannot
 // represent faithfully: duplicate object member names, invalid UTF-8 and lone
-// surrogates (all ErrInvalidJSON). Nesting deeper than lim.MaxDepth is refused
-// with ErrInvalidDocument as soon as it is seen, before the rest is read.
+// surrogates (all ErrInvalidJSON). Nesting deeper than lim.MaxDepth, and a
+// number literal longer than lim.MaxNumber, are refused with
+// ErrInvalidDocument as soon as they are seen, before the rest is read.
 func Parse(data []byte, lim Limits) (any, error) {
 	dec := jsontext.NewDecoder(bytes.NewReader(data))
-	v, err := decodeValue(dec, lim.MaxDepth, 1)
+	v, err := decodeValue(dec, &lim, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -62,12 +72,12 @@ func invalidJSON(err error) error {
 	return &Error{Err: ErrInvalidJSON, Op: -1, Detail: err.Error()}
 }
 
-func decodeValue(dec *jsontext.Decoder, maxDepth, depth int) (any, error) {
+func decodeValue(dec *jsontext.Decoder, lim *Limits, depth int) (any, error) {
 	switch dec.PeekKind() {
 	case '{', '[':
-		if maxDepth > 0 && depth > maxDepth {
+		if lim.MaxDepth > 0 && depth > lim.MaxDepth {
 			return nil, &Error{Err: ErrInvalidDocument, Op: -1,
-				Detail: fmt.Sprintf("nesting is deeper than the limit of %d", maxDepth)}
+				Detail: fmt.Sprintf("nesting is deeper than the limit of %d", lim.MaxDepth)}
 		}
 	}
 	tok, err := dec.ReadToken()
@@ -84,7 +94,12 @@ func decodeValue(dec *jsontext.Decoder, maxDepth, depth int) (any, error) {
 	case '"':
 		return tok.String(), nil
 	case '0':
-		return Number(tok.String()), nil
+		n := tok.String()
+		if lim.MaxNumber > 0 && len(n) > lim.MaxNumber {
+			return nil, &Error{Err: ErrInvalidDocument, Op: -1,
+				Detail: fmt.Sprintf("a number of %d characters (at byte %d); the limit is %d: write longer ones as strings", len(n), dec.InputOffset()-int64(len(n)), lim.MaxNumber)}
+		}
+		return Number(n), nil
 	case '{':
 		obj := make(map[string]any)
 		for dec.PeekKind() != '}' {
@@ -93,7 +108,7 @@ func decodeValue(dec *jsontext.Decoder, maxDepth, depth int) (any, error) {
 				return nil, invalidJSON(err)
 			}
 			k := tok.String() // before the next read voids tok
-			v, err := decodeValue(dec, maxDepth, depth+1)
+			v, err := decodeValue(dec, lim, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -106,7 +121,7 @@ func decodeValue(dec *jsontext.Decoder, maxDepth, depth int) (any, error) {
 	case '[':
 		arr := make([]any, 0, 4)
 		for dec.PeekKind() != ']' {
-			v, err := decodeValue(dec, maxDepth, depth+1)
+			v, err := decodeValue(dec, lim, depth+1)
 			if err != nil {
 				return nil, err
 			}

@@ -244,7 +244,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 
 	dcfg := document.DefaultConfig()
 	dcfg.RequireIfMatch = cfg.requireIfMatch
-	dcfg.Limits = patch.Limits{MaxDepth: cfg.maxDepth, MaxDoc: int(cfg.maxDoc), MaxOps: cfg.maxOps}
+	dcfg.Limits = patch.Limits{MaxDepth: cfg.maxDepth, MaxDoc: int(cfg.maxDoc), MaxOps: cfg.maxOps, MaxNumber: patch.DefaultMaxNumber}
 	dcfg.Rebase = patch.RebaseLimits{MaxOps: cfg.maxRebaseOps, MaxWork: cfg.maxRebaseWork}
 	dcfg.IdempotencyTTL = cfg.idempotencyTTL
 	dcfg.Logger = log.With("component", "document")
