@@ -158,7 +158,7 @@ func (s *Service) rebuild(ctx context.Context, a answer, seq uint64) ([]byte, er
 			return nil, broken("the document is at version %d, before the record's %d", doc.Seq, seq)
 		}
 		limit := uint64(s.cfg.ReplayVersions) // #nosec G115 -- positive (New)
-		vs, more, err := s.store.History(ctx, a.Collection, a.ID, seq-1, s.cfg.ReplayVersions+1, 0)
+		vs, more, err := s.store.History(ctx, a.Collection, a.ID, seq-1, s.cfg.ReplayVersions+1, s.cfg.ReplayBytes)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && (len(vs) == 0 || vs[0].Seq != seq)) {
 			return nil, gone("that version is no longer in the document's history")
 		}
@@ -173,7 +173,13 @@ func (s *Service) rebuild(ctx context.Context, a answer, seq uint64) ([]byte, er
 		if doc != nil {
 			top = doc.Seq
 		}
-		if top-seq > limit || (doc == nil && more) {
+		cut := more && len(vs) <= s.cfg.ReplayVersions // the page stopped at its size, short of its count
+		switch {
+		case top-seq > limit:
+			return nil, gone(fmt.Sprintf("more than %d versions followed it", limit))
+		case cut:
+			return nil, gone(fmt.Sprintf("the versions that followed it hold more than %d bytes of changes", s.cfg.ReplayBytes))
+		case doc == nil && more:
 			return nil, gone(fmt.Sprintf("more than %d versions followed it", limit))
 		}
 		if vs[len(vs)-1].Seq < top || (doc == nil && vs[len(vs)-1].Kind != store.KindDelete) {

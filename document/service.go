@@ -40,6 +40,9 @@ type Config struct {
 	// to rebuild its body; past it the replay is an *AnswerGoneError. Zero
 	// means 1000.
 	ReplayVersions int
+	// ReplayBytes bounds, likewise, the bytes of the ops of those versions
+	// (read and decoded at once). Zero means 8 MiB.
+	ReplayBytes int
 	// DecodeBudget bounds the bytes of stored documents held decoded as
 	// trees at once; past it, writes of large documents wait for one
 	// another. Zero means 2 MiB.
@@ -58,6 +61,7 @@ func DefaultConfig() Config {
 		Rebase:         patch.RebaseLimits{MaxOps: 10_000, MaxWork: 1_000_000},
 		IdempotencyTTL: 24 * time.Hour,
 		ReplayVersions: 1000,
+		ReplayBytes:    8 << 20,
 		DecodeBudget:   2 << 20,
 	}
 }
@@ -93,6 +97,9 @@ func New(st store.Store, cfg Config) *Service {
 	}
 	if cfg.ReplayVersions <= 0 {
 		cfg.ReplayVersions = 1000
+	}
+	if cfg.ReplayBytes <= 0 {
+		cfg.ReplayBytes = 8 << 20
 	}
 	return &Service{
 		store:    st,

@@ -357,6 +357,36 @@ func TestIdempotencyReplayWorkBound(t *testing.T) {
 	}
 }
 
+// TestIdempotencyReplayBytesBound: a replay reverts later versions of at
+// most ReplayBytes of changes; past that, 410 idempotency-answer-gone,
+// before reading them all (200 versions of 500 KB took 374 MB of heap).
+func TestIdempotencyReplayBytesBound(t *testing.T) {
+	s := startServer(t, func(c *config) { c.doc.ReplayBytes = 10_000 })
+	e0 := s.create(t, "/docs/c/d", `{"n":0}`)
+	h := hdr{"Content-Type", ctMerge, "If-Match", e0, "Idempotency-Key", `"sized"`}
+	first := s.do(t, "PATCH", "/docs/c/d", h, `{"n":1}`)
+	expect(t, first, http.StatusOK, "")
+	cur := first.header.Get("ETag")
+	for i := 1; i <= 4; i++ {
+		pad := strings.Repeat("x", 3000)
+		r := s.do(t, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge, "If-Match", cur}, fmt.Sprintf(`{"pad":"%s%d"}`, pad, i))
+		expect(t, r, http.StatusOK, "")
+		cur = r.header.Get("ETag")
+		again := s.do(t, "PATCH", "/docs/c/d", h, `{"n":1}`)
+		if i <= 2 { // 3 or 6 KB of changes to revert
+			expect(t, again, http.StatusOK, "")
+			if again.header.Get("ETag") != first.header.Get("ETag") || !bytes.Equal(again.body, first.body) {
+				t.Fatalf("replay after %d later versions: %s %s", i, again.header.Get("ETag"), again.body)
+			}
+			continue
+		}
+		expect(t, again, http.StatusGone, "idempotency-answer-gone")
+		if p := again.problem(t); !strings.Contains(p["detail"].(string), "10000 bytes") {
+			t.Fatalf("replay after %d versions: %s", i, again.body)
+		}
+	}
+}
+
 // TestIdempotencyBoundPerClient: each client (token) keeps its newest
 // records up to the bound; an older key is forgotten, so its retry is a
 // new request, while other clients' keys are untouched.

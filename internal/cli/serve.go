@@ -247,6 +247,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	dcfg.Limits = patch.Limits{MaxDepth: cfg.maxDepth, MaxDoc: int(cfg.maxDoc), MaxOps: cfg.maxOps, MaxNumber: patch.DefaultMaxNumber}
 	dcfg.Rebase = patch.RebaseLimits{MaxOps: cfg.maxRebaseOps, MaxWork: cfg.maxRebaseWork}
 	dcfg.IdempotencyTTL = cfg.idempotencyTTL
+	dcfg.ReplayBytes = int(min(8*cfg.maxDoc, 1<<30)) // as the store's MaxHistoryRead
 	dcfg.Logger = log.With("component", "document")
 	svc := document.New(st, dcfg)
 
