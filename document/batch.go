@@ -93,8 +93,11 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 	}
 	// The schemas, once per collection.
 	schemas := map[string]*compiledSchema{}
-	patterns := new(patternBudget)
+	patterns, rebaseWork := new(patternBudget), new(int)
 	for i, d := range ds {
+		if d != nil {
+			d.rebaseWork = rebaseWork
+		}
 		if d == nil || d.w.Kind == Delete {
 			continue
 		}
@@ -125,6 +128,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 		}
 		initial = append([]*store.Document(nil), views...)
 		*patterns = newBatchBudget() // a store that calls fn again decides again
+		*rebaseWork = s.batchRebaseWork()
 		mc := &store.ManyChange{DryRun: dryRun}
 		size := 0
 		for i, d := range ds {

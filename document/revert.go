@@ -101,6 +101,7 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 		d.baseResult = res
 		return res, inverse, err
 	}
+	lim, done := d.rebaseLimits(since)
 	release, err := d.s.docs.Acquire(ctx, 2*len(cur.Body))
 	if err != nil {
 		return nil, err
@@ -110,7 +111,8 @@ func (d *decision) revert(ctx context.Context, cur *store.Document, seq uint64, 
 	if err != nil {
 		return nil, err
 	}
-	result, rops, err := patch.RevertOnto(doc, since, edit, d.s.cfg.Rebase)
+	result, rops, err := patch.RevertOnto(doc, since, edit, lim)
+	err = done(len(inverse), err)
 	if errors.Is(err, patch.ErrRebaseConflict) || errors.Is(err, patch.ErrRebaseTooFar) || errors.Is(err, patch.ErrRebaseApplyFailed) {
 		if errors.Is(err, patch.ErrRebaseApplyFailed) {
 			d.s.log.Warn("revert did not apply", "collection", coll, "id", id, "seq", k, "err", err)

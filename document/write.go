@@ -202,6 +202,9 @@ type decision struct {
 	// patterns, when not nil, is the work its schema's patterns may still
 	// take, shared by the writes of one batch.
 	patterns *patternBudget
+	// rebaseWork, when not nil, is the rebase work (|P|·|Q|) the writes of
+	// one batch may still take.
+	rebaseWork *int
 
 	before      string
 	created     bool

@@ -867,3 +867,43 @@ func TestBatchTurns(t *testing.T) {
 	}
 	expect(t, s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, batch("c")), http.StatusOK, "")
 }
+
+// TestBatchRebaseWorkBound: each stale write of a batch keeps within
+// --max-rebase-work, and the batch's writes together within four times
+// it; past that the write that passes it is 412 rebase-too-far naming the
+// batch, and nothing is written (100 writes of 100 ops rebased over each
+// other took 4 to 5 s of CPU).
+func TestBatchRebaseWorkBound(t *testing.T) {
+	s := startServer(t, func(c *config) { c.doc.Rebase.MaxWork = 100 })
+	const docs = 9
+	bases := make([]string, docs)
+	for d := range docs {
+		path := fmt.Sprintf("/docs/rw/d%d", d)
+		bases[d] = s.create(t, path, `{"q":0}`)
+		cur := bases[d]
+		for v := 1; v <= 10; v++ { // 10 versions of one op after the base
+			r := s.do(t, "PATCH", path, hdr{"Content-Type", ctMerge, "If-Match", cur}, fmt.Sprintf(`{"q":%d}`, v))
+			expect(t, r, http.StatusOK, "")
+			cur = r.header.Get("ETag")
+		}
+	}
+	// Each write: 5 ops over 10, 50 pairs; the batch's bound is 400.
+	writes := func(n int) string {
+		var ws []string
+		for d := range n {
+			ws = append(ws, fmt.Sprintf(`{"method":"PATCH","path":"/docs/rw/d%d","headers":{"Content-Type":"application/merge-patch+json","If-Match":%q},"body":{"a":1,"b":2,"c":3,"d":4,"e":5}}`, d, bases[d]))
+		}
+		return `{"writes":[` + strings.Join(ws, ",") + `]}`
+	}
+	h := hdr{"Content-Type", ctJSON}
+	r := s.do(t, "POST", "/batch?dryRun=true", h, writes(8))
+	expect(t, r, http.StatusOK, "")
+	r = s.do(t, "POST", "/batch", h, writes(9))
+	expect(t, r, http.StatusPreconditionFailed, "rebase-too-far")
+	if p := r.problem(t); p["index"] != float64(8) || !strings.Contains(p["detail"].(string), "batch") {
+		t.Fatalf("9 writes of 50 pairs: %s, want the ninth refused, naming the batch", r.body)
+	}
+	if got := s.do(t, "GET", "/docs/rw/d0", nil, ""); strings.Contains(string(got.body), `"a"`) {
+		t.Fatalf("a refused batch wrote: %s", got.body)
+	}
+}
