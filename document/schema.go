@@ -65,9 +65,8 @@ type compiledSchema struct {
 	etag string
 	coll string
 	body []byte // the schema, to compile more instances
-	// perDepth[k] bounds the subschemas applied to one value k levels
-	// down the document (checkRefCycles), for the work estimate.
-	perDepth []int
+	// work estimates the work of a validation (checkRefCycles).
+	work *schemaWork
 	// free holds compiled instances not in use. A validation takes one
 	// for itself, so that the schema's regular expressions count their
 	// work against that validation's meter.
@@ -264,11 +263,11 @@ func compileSchema(coll string, body []byte) (*compiledSchema, error) {
 		return nil, err
 	}
 	inst.schema = sch
-	depths, err := checkRefCycles(sch)
+	work, err := checkRefCycles(sch)
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	cs := &compiledSchema{coll: coll, body: bytes.Clone(body), perDepth: depths, free: make(chan *schemaInstance, maxInstances()), made: 1}
+	cs := &compiledSchema{coll: coll, body: bytes.Clone(body), work: work, free: make(chan *schemaInstance, maxInstances()), made: 1}
 	cs.give(inst)
 	return cs, nil
 }
@@ -339,7 +338,7 @@ func shorten(s string) string {
 // dependentSchemas) without descending into it: validation would never
 // end. Recursion through properties, items and the like is fine: each step
 // goes one level down the document, whose depth is bounded.
-func checkRefCycles(root *jsonschema.Schema) ([]int, error) {
+func checkRefCycles(root *jsonschema.Schema) (*schemaWork, error) {
 	// A $dynamicRef resolves at validation time to a $dynamicAnchor of
 	// the same name in the dynamic scope: count every subschema that
 	// declares one as a target, not only its static one.
@@ -422,69 +421,149 @@ func checkRefCycles(root *jsonschema.Schema) ([]int, error) {
 			return nil, fmt.Errorf("the subschema at %s refers back to itself without descending into the document ($ref cycle)", where(loop))
 		}
 	}
-	// Without cycles, count the subschemas each one applies to its value,
-	// itself included.
-	count := make(map[*jsonschema.Schema]int, len(all))
-	var applications func(s *jsonschema.Schema) int
-	applications = func(s *jsonschema.Schema) int {
-		if n, ok := count[s]; ok {
-			return n
-		}
-		n := 1
-		for _, c := range same(s) {
-			if c != nil && n <= maxApplications {
-				n += applications(c)
-			}
-		}
-		count[s] = n
-		return n
-	}
 	for _, s := range all {
 		if s.Enum != nil && len(s.Enum.Values) > maxEnum {
 			return nil, fmt.Errorf("the enum at %s has %d values; the limit is %d (each value is compared with every one)", where(s), len(s.Enum.Values), maxEnum)
 		}
-		if n := applications(s); n > maxApplications {
+	}
+	// Without cycles, bound the subschemas that applying one to a value
+	// applies to it, and to one value k levels below it: applicators that
+	// also descend (properties and a $ref each level, say) fan out across
+	// the levels of the document.
+	count := fan(same, func(*jsonschema.Schema) int { return 1 }, maxApplications)
+	for _, s := range all {
+		if count(s, 0) > maxApplications {
 			return nil, fmt.Errorf("the subschema at %s applies more than %d subschemas to one value; the limit is %d", where(s), maxApplications, maxApplications)
 		}
 	}
-	// The same bound for the values below: applicators that also
-	// descend (properties and a $ref each level, say) fan out across the
-	// levels of the document. perValue(s, k) bounds the subschemas that
-	// applying s to a value applies to one value k levels below it.
+	cost := fan(same, func(s *jsonschema.Schema) int { return 1 + comparedWork(s) }, maxValidationWork)
+	numbers := fan(same, func(s *jsonschema.Schema) int { return 1 + comparedValues(s) }, maxValidationWork)
+	w := &schemaWork{cost: make([]int, schemaDepth+1), numbers: make([]int, schemaDepth+1)}
+	for k := range w.cost {
+		if n := count(root, k); n > maxApplications {
+			return nil, fmt.Errorf("the schema applies more than %d subschemas to one value %d levels down (applicators that also descend into the document fan out level after level); the limit is %d", maxApplications, k, maxApplications)
+		}
+		w.cost[k], w.numbers[k] = cost(root, k), numbers(root, k)
+	}
+	return w, nil
+}
+
+// schemaWork is what checkRefCycles estimates of a schema's validation
+// work, per level of the document: cost[k] bounds the work of applying
+// it to one value k levels down (subschemas applied, and their enum and
+// const values compared), in units of about 0.2 us; numbers[k] bounds the
+// subschemas and enum or const values a number there is compared with,
+// each comparison taking longer the more digits it has.
+type schemaWork struct {
+	cost, numbers []int
+}
+
+// comparedWork is the work of comparing a value with s's enum and const
+// values, beyond applying s: about 1 us per number (more with its
+// digits), less per other value.
+func comparedWork(s *jsonschema.Schema) int {
+	n := 0
+	if s.Enum != nil {
+		for _, v := range s.Enum.Values {
+			n += valueWork(v)
+		}
+	}
+	if s.Const != nil {
+		n += valueWork(*s.Const)
+	}
+	return n
+}
+
+// comparedValues is how many values s compares a value with: its enum's
+// and its const.
+func comparedValues(s *jsonschema.Schema) int {
+	n := 0
+	if s.Enum != nil {
+		n += len(s.Enum.Values)
+	}
+	if s.Const != nil {
+		n++
+	}
+	return n
+}
+
+// valueWork is the work of comparing a value with v (an enum or const
+// value): the validator compares numbers as fractions of big integers.
+func valueWork(v any) int {
+	switch v := v.(type) {
+	case json.Number:
+		return 5 + numberWork(string(v))
+	case string:
+		return 1 + len(v)/3000
+	case []any:
+		n := 1
+		for _, x := range v {
+			n += valueWork(x)
+		}
+		return n
+	case map[string]any:
+		n := 1
+		for k, x := range v {
+			n += 1 + len(k)/3000 + valueWork(x)
+		}
+		return n
+	}
+	return 1
+}
+
+// numberWork is the work, beyond the first unit, of one comparison of a
+// number as the validator makes it, which grows with its digits.
+func numberWork(n string) int { return len(n) / 8 }
+
+// fan returns f(s, k): the sum of base over the subschemas that applying s
+// to a value applies to one value k levels below it (k = 0: to the value
+// itself, s included), capped just past limit. same lists the subschemas s
+// applies to the value itself.
+func fan(same func(*jsonschema.Schema) []*jsonschema.Schema, base func(*jsonschema.Schema) int, limit int) func(*jsonschema.Schema, int) int {
+	here := map[*jsonschema.Schema]int{}
+	var applied func(s *jsonschema.Schema) int
+	applied = func(s *jsonschema.Schema) int {
+		if n, ok := here[s]; ok {
+			return n
+		}
+		n := base(s)
+		for _, c := range same(s) {
+			if c != nil && n <= limit {
+				n += applied(c)
+			}
+		}
+		n = min(n, limit+1)
+		here[s] = n
+		return n
+	}
 	type at struct {
 		s *jsonschema.Schema
 		k int
 	}
 	memo := map[at]int{}
-	var perValue func(s *jsonschema.Schema, k int) int
-	perValue = func(s *jsonschema.Schema, k int) int {
+	var f func(s *jsonschema.Schema, k int) int
+	f = func(s *jsonschema.Schema, k int) int {
 		if s == nil {
 			return 0
 		}
 		if k == 0 {
-			return count[s]
+			return applied(s)
 		}
 		if n, ok := memo[at{s, k}]; ok {
 			return n
 		}
-		n := below(s, k, perValue)
+		n := below(s, k, f)
 		for _, c := range same(s) {
-			if n > maxApplications {
+			if n > limit {
 				break
 			}
-			n += perValue(c, k)
+			n += f(c, k)
 		}
-		n = min(n, maxApplications+1)
+		n = min(n, limit+1)
 		memo[at{s, k}] = n
 		return n
 	}
-	depths := make([]int, schemaDepth+1)
-	for k := range depths {
-		if depths[k] = perValue(root, k); depths[k] > maxApplications {
-			return nil, fmt.Errorf("the schema applies more than %d subschemas to one value %d levels down (applicators that also descend into the document fan out level after level); the limit is %d", maxApplications, k, maxApplications)
-		}
-	}
-	return depths, nil
+	return f
 }
 
 // schemaDepth is how deep checkRefCycles follows a schema into the
@@ -584,15 +663,17 @@ func (e *numberError) detail() string {
 		e.path, e.problem, maxNumberDigits, maxNumberExponent)
 }
 
-// scan walks a decoded value once: it returns the validation work the
-// schema's perDepth estimates for it (0 without perDepth; it stops
-// counting past maxValidationWork), and whether a number in it is beyond
-// what the validator compares at a bounded cost (see checkNumbers).
-func scan(v any, perDepth []int) (work int, badNumber bool) {
+// scan walks a decoded value once: it returns the validation work w
+// estimates for it (0 with w nil; it stops counting past
+// maxValidationWork), and whether a number in it is beyond what the
+// validator compares at a bounded cost (see checkNumbers).
+func scan(v any, w *schemaWork) (work int, badNumber bool) {
 	var walk func(v any, depth int)
 	walk = func(v any, depth int) {
-		if perDepth != nil && work <= maxValidationWork {
-			work += perDepth[min(depth, len(perDepth)-1)]
+		k := 0
+		if w != nil && work <= maxValidationWork {
+			k = min(depth, len(w.cost)-1)
+			work += w.cost[k]
 		}
 		switch v := v.(type) {
 		case map[string]any:
@@ -605,6 +686,9 @@ func scan(v any, perDepth []int) (work int, badNumber bool) {
 			}
 		case json.Number:
 			badNumber = badNumber || numberProblem(string(v)) != ""
+			if w != nil && work <= maxValidationWork {
+				work += w.numbers[k] * numberWork(string(v)) // each comparison reads its digits
+			}
 		}
 	}
 	walk(v, 0)
@@ -661,8 +745,9 @@ func numberProblem(n string) string {
 	return ""
 }
 
-// maxValidationWork bounds the subschemas one validation may apply, as
-// work estimates them: about 0.4 s here.
+// maxValidationWork bounds the work of one validation, as scan estimates
+// it (subschemas applied, enum and const values compared, more for long
+// numbers): about 0.4 s here.
 const maxValidationWork = 2_000_000
 
 // maxValidationPatternWork bounds the work of the regular expressions of
@@ -681,7 +766,7 @@ type workError struct {
 // Error says how much work the validation would take.
 func (e *workError) Error() string {
 	if e.batch && !e.patterns {
-		return fmt.Sprintf("validating this batch's documents against their collections' schemas would apply more than %d subschemas in all, the limit for one batch; send the writes in smaller batches", maxBatchValidationWork)
+		return fmt.Sprintf("validating this batch's documents against their collections' schemas would take more than %d units of work in all (subschemas applied and values compared), the limit for one batch; send the writes in smaller batches", maxBatchValidationWork)
 	}
 	if e.batch {
 		return fmt.Sprintf("checking the strings of this batch's documents against the patterns of their collections' schemas takes more than the limit of %d units of work for one batch (a string's length times the size of its pattern's compiled program, for every match); send the writes in smaller batches", maxBatchPatternWork)
@@ -689,7 +774,7 @@ func (e *workError) Error() string {
 	if e.patterns {
 		return fmt.Sprintf("checking the document's strings against the patterns of its collection's schema takes more than the limit of %d units of work (a string's length times the size of its pattern's compiled program, for every match); make the strings shorter or the patterns simpler", maxValidationPatternWork)
 	}
-	return fmt.Sprintf("validating the document against its collection's schema would apply up to %d subschemas; the limit is %d (a schema that applies many subschemas to each of many values)", e.n, maxValidationWork)
+	return fmt.Sprintf("validating the document against its collection's schema would take up to %d units of work; the limit is %d (a unit is a subschema applied or an enum or const value compared, more for long numbers: a schema that applies many subschemas or compares many values, to each of many values)", e.n, maxValidationWork)
 }
 
 // pointerEscaper escapes a member name as a JSON Pointer token.
@@ -749,7 +834,7 @@ func (c *compiledSchema) validateLimited(body []byte, limit, workLimit int) (_ [
 		return nil, 0, 0, fmt.Errorf("schema validation: the body does not decode: %w", err)
 	}
 	// One walk for both bounds; paths are built only for a bad number.
-	work, badNumber := scan(v, c.perDepth)
+	work, badNumber := scan(v, c.work)
 	if badNumber {
 		return nil, 0, 0, checkNumbers(v)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
@@ -158,7 +159,7 @@ func TestSchemaSubschemaWorkPerBatch(t *testing.T) {
 	for ; ; items *= 2 { // the most items one validation takes
 		body := []byte(`{"a":[` + strings.TrimSuffix(strings.Repeat("1,", items*2), ",") + `]}`)
 		v, _ := patch.Parse(body, patch.Limits{})
-		if w, _ := scan(v, cs.perDepth); w > maxValidationWork {
+		if w, _ := scan(v, cs.work); w > maxValidationWork {
 			break
 		}
 	}
@@ -183,4 +184,40 @@ func newPatternService(t *testing.T) (s *Service, st store.Store, pattern string
 	s, st = newService(t)
 	pattern = `(a?){0,199}$`
 	return s, st, pattern, patternInsts(pattern)
+}
+
+// TestSchemaEnumWork: the work estimate counts the values of an enum a
+// value is compared with, and the digits of numbers, which the validator
+// compares as fractions: an enum of 1000 numbers of 900 digits took 51 s
+// of CPU to validate a document of 1,100 members, counted as one
+// subschema each. Such a document is now refused before validating, and
+// one within the estimate validates in about its time (logged).
+func TestSchemaEnumWork(t *testing.T) {
+	s, _ := newService(t)
+	ctx := context.Background()
+	var vals []string
+	for i := range 1000 {
+		vals = append(vals, fmt.Sprintf("1.%s%03de-999", strings.Repeat("7", 893), i))
+	}
+	schema := `{"additionalProperties":{"enum":[` + strings.Join(vals, ",") + `]}}`
+	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "en", Body: []byte(schema)}); err != nil {
+		t.Fatal(err)
+	}
+	doc := func(members int) []byte {
+		var m []string
+		for i := range members {
+			m = append(m, fmt.Sprintf(`"k%d":%s`, i, vals[len(vals)-1]))
+		}
+		return []byte("{" + strings.Join(m, ",") + "}")
+	}
+	start := time.Now()
+	_, err := s.Write(ctx, Write{Kind: Put, Collection: "en", ID: "many", Body: doc(100)})
+	if !errors.Is(err, patch.ErrInvalidDocument) {
+		t.Fatalf("100 members compared with 1000 numbers of 900 digits each: %v after %v, want 422 before validating", err, time.Since(start))
+	}
+	start = time.Now()
+	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "en", ID: "one", Body: doc(1)}); err != nil {
+		t.Fatalf("one member: %v", err)
+	}
+	t.Logf("one member compared with 1000 numbers of 900 digits: %v", time.Since(start))
 }
