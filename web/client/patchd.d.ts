@@ -118,6 +118,8 @@ export interface StoredEdit {
   /** The If-Match to send; null while `after` names the stored edit it is queued behind. */
   ifMatch: string | null;
   after: string | null;
+  /** With after: the newest server version the value showed when the edit was made. */
+  known?: string | null;
   /** The ETag the document had when the edit was made. */
   seen: string | null;
   /** The change feed already brought its version (its answer was lost). */
@@ -191,8 +193,11 @@ export type DocEvent<T = JSONObject> =
       pending: number;
     };
 
-/** A version that an edit is made against: an ETag, or "after this client's edit in flight". */
-export type Base = string | { etag: string | null } | { after: unknown };
+/**
+ * A version that an edit is made against: an ETag, or "after this client's
+ * own edit" (with known, the newest server version the value showed then).
+ */
+export type Base = string | { etag: string | null } | { after: unknown; known?: string | null };
 
 export interface WriteOptions {
   /** The version the edit was made against (default: the value as it is now). */

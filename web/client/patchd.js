@@ -413,15 +413,7 @@ export class Doc {
   // that no longer applies locally is left out of the view; the server
   // decides whether it applies.
   _render(source, extra = {}) {
-    let v = this._base.value;
-    for (const e of this._pending) {
-      if (e.landed) continue;
-      try {
-        v = e.kind === 'merge-patch' ? applyMerge(v, e.body) : applyPatch(v, e.body);
-      } catch {
-        // left out of the view
-      }
-    }
+    const v = this._viewThrough(null);
     this._value = freeze(v);
     this._emit({ type: 'change', source, value: v, etag: this.etag, ...extra });
   }
@@ -430,11 +422,41 @@ export class Doc {
    * The version that the next edit is made against, to pass later as
    * {base} to patch or merge: a form takes it when a field starts being
    * edited, so that a concurrent change of that field is a conflict.
+   * Behind this client's own edits it is "after the last of them", and
+   * notes the newest server version the value shows (known): if that
+   * edit was rebased over others' changes the value did not show yet, an
+   * edit of the same things is made against known, so that the server
+   * sees it as the conflict it is.
    */
   version() {
     const last = this._pending[this._pending.length - 1];
     if (!last) return { etag: this._base.etag };
-    return last.state === 'acked' ? { etag: last.etag } : { after: last };
+    return last.state === 'acked' && !last.theirs ? { etag: last.etag } : { after: last, known: this._base.etag };
+  }
+
+  // _baseFor is the If-Match of entry: the version its base names, or the
+  // one the value showed when it was made (base.known) when the edit it
+  // is queued behind was rebased over changes of others that it touches.
+  _baseFor(entry) {
+    return (entry.base?.after?.theirs && rebased.known(entry)) || this._resolveBase(entry.base);
+  }
+
+  // _viewThrough is the value with the pending edits up to entry (all with
+  // null) laid over the base: what this client expects entry's version to
+  // hold. An edit that no longer applies locally is left out.
+  _viewThrough(entry) {
+    let v = this._base.value;
+    for (const e of this._pending) {
+      if (!e.landed) {
+        try {
+          v = e.kind === 'merge-patch' ? applyMerge(v, e.body) : applyPatch(v, e.body);
+        } catch {
+          // left out of the view
+        }
+      }
+      if (e === entry) break;
+    }
+    return v;
   }
 
   _resolveBase(b) {
@@ -468,8 +490,9 @@ export class Doc {
       n: e.n,
       kind: e.kind,
       body: e.body,
-      ifMatch: after ? null : this._resolveBase(b),
+      ifMatch: after ? null : this._baseFor(e),
       after,
+      known: b?.known,
       seen: e.seen,
       landed: !!e.landed,
     });
@@ -542,7 +565,8 @@ export class Doc {
 
   async _send(entry) {
     const c = this.client;
-    const etag = this._resolveBase(entry.base);
+    const etag = this._baseFor(entry);
+    entry.predicted = this._viewThrough(entry);
     const headers = {
       'Content-Type': entry.kind === 'merge-patch' ? 'application/merge-patch+json' : 'application/json-patch+json',
       'Idempotency-Key': entry.key,
@@ -566,8 +590,14 @@ export class Doc {
     }
     if (res.ok) {
       const value = freeze(await res.json());
+      const rebasedFrom = res.headers.get('Rebased-From');
       entry.rid = res.headers.get('X-Request-Id');
-      this._ack(entry, value, res.headers.get('ETag'), res.headers.get('Rebased-From'), res.headers.get('Idempotent-Replayed') === 'true');
+      // Rebased: the version holds changes of others that this client's
+      // value does not show yet, which edits queued behind it must not
+      // overwrite unseen (see _baseFor).
+      if (rebasedFrom) entry.theirs = (rebased = await import('./rebased.js')).theirs(entry.predicted, value);
+      entry.predicted = undefined;
+      this._ack(entry, value, res.headers.get('ETag'), rebasedFrom, res.headers.get('Idempotent-Replayed') === 'true');
       return;
     }
     const problem = await readProblem(res);
@@ -804,9 +834,13 @@ function ownVersion(u, v) {
 // call; H is what it needs of this module (passed, not imported: a
 // second copy of this module, under another URL, has other classes).
 const undoModule = () => import('./undo.js');
+
+// rebased.js, loaded by the first write that the server rebases.
+let rebased;
 const H = { PatchdError, ConflictError, NetworkError, readProblem, freeze, randomKey, anySignal, ownVersion };
 
 /** Shorthand for new Client(options). */
 export function createClient(options) {
   return new Client(options);
 }
+

@@ -18,7 +18,7 @@ export async function restore(d) {
     const e = { kind: r.kind, body: r.body, key: r.key, n: r.n, seen: r.seen, landed: r.landed, restored: true, state: 'queued' };
     // Queued behind an edit that is no longer stored (answered before
     // its successor learnt so): the version seen when it was made.
-    e.base = r.after == null ? r.ifMatch : byKey.has(r.after) ? { after: byKey.get(r.after) } : r.seen;
+    e.base = r.after == null ? r.ifMatch : byKey.has(r.after) ? { after: byKey.get(r.after), known: r.known ?? null } : r.seen;
     const result = new Promise((resolve, reject) => Object.assign(e, { resolve, reject }));
     result.catch(() => {});
     byKey.set(r.key, e);

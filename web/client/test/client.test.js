@@ -144,6 +144,50 @@ test('a stale edit of another field is rebased; of the same field is a ConflictE
   client.close();
 });
 
+for (const follow of [false, true]) test(`an edit queued behind one that the server rebased over a change of the same field is a conflict, not an overwrite (follow: ${follow})`, async () => {
+  // Alice's first edit is held on the way (a slow network, or offline):
+  // Bob changes the title meanwhile, and Alice, who has not seen it,
+  // edits the title too. Her first edit is rebased over Bob's; her title
+  // is made against what she saw, so it must not replace Bob's unseen.
+  let release;
+  const held = new Promise((r) => (release = r));
+  let first = true;
+  const { f, calls } = recordingFetch();
+  const slow = async (url, init = {}) => {
+    if ((init.method ?? 'GET') === 'PATCH' && first) {
+      first = false;
+      await held;
+    }
+    return f(url, init);
+  };
+  const id = newID();
+  const bobClient = new Client({ baseURL: server.url });
+  const creator = await bobClient.create('t', id, { customer: '', title: '', notes: '' });
+  const aliceClient = new Client({ baseURL: server.url, fetch: slow });
+  const alice = await aliceClient.open('t', id, { follow });
+  const e0 = alice.etag;
+
+  const customer = alice.patch([{ op: 'replace', path: '/customer', value: 'Acme' }], { base: alice.version() });
+  const titleBase = alice.version();
+  const notesBase = alice.version();
+  const again = alice.version();
+  await creator.patch([{ op: 'replace', path: '/title', value: 'Title by B' }]);
+  const title = alice.patch([{ op: 'replace', path: '/title', value: 'Title by A' }], { base: titleBase });
+  const notes = alice.patch([{ op: 'replace', path: '/notes', value: 'by A' }], { base: notesBase });
+  const customer2 = alice.patch([{ op: 'replace', path: '/customer', value: 'Acme Ltd' }], { base: again });
+  release();
+
+  assert.equal((await customer).rebasedFrom, e0, 'the first edit was rebased over Bob\'s');
+  await assert.rejects(title, (err) => err instanceof ConflictError && err.paths.includes('/title'));
+  await notes; // another field: kept
+  await customer2; // her own field again: no conflict with herself
+  const s = await serverGet('t', id);
+  assert.deepEqual(s.value, { customer: 'Acme Ltd', title: 'Title by B', notes: 'by A' });
+  assert.ok(calls.filter((c) => c.method === 'PATCH').length >= 4);
+  aliceClient.close();
+  bobClient.close();
+});
+
 test('other errors are PatchdError with the problem type, and are not retried', async () => {
   const { f, calls } = recordingFetch();
   const client = new Client({ baseURL: server.url, fetch: f });
