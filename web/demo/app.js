@@ -239,6 +239,8 @@ function render(ev) {
   }
   changed.push(...renderItems(Array.isArray(v.items) ? v.items : [], fromOthers));
   if (fromOthers && changed.length) say(`Someone else changed ${changed.join(', ')}.`);
+  // An open conflict shows their value as it is now.
+  if (fromOthers) for (const box of conflicted.values()) box.refresh();
   updateStatus();
 }
 
@@ -435,11 +437,15 @@ function conflict(err, sent, pathKey) {
     const theirs = valueAt(current, key);
     if (!controlFor(key)) continue;
     if (deepEqual(theirs, sent.get(key))) continue; // both made the same change
-    prompt(key, theirs, err.current?.etag ?? null);
+    prompt(key, theirs, err.current ?? null);
   }
 }
 
-function prompt(key, theirs, etag) {
+// prompt asks which value a conflicted field keeps: theirs, as current
+// (the document read after the 412; null if unreadable) holds it, or the
+// user's. Keep mine is sent against the version whose value the prompt
+// shows, so that a change made after it asks again.
+function prompt(key, theirs, current) {
   conflicted.get(key)?.remove();
   const el = controlFor(key);
   const box = $('#conflict-prompt').content.firstElementChild.cloneNode(true);
@@ -454,6 +460,15 @@ function prompt(key, theirs, etag) {
     : 'You and someone else changed this field at the same time. Which value should it keep?';
   box.querySelector('.theirs').textContent = show(theirs);
   box.querySelector('.mine').textContent = show(readControl(el));
+  // The version shown: current's, or, once the change feed brings a newer
+  // value of the field, the version that holds it.
+  let shown = { value: theirs, base: current?.etag ?? doc.version(), doc: current?.value ?? doc.value };
+  box.refresh = () => {
+    const now = valueAt(doc.value, key);
+    if (deepEqual(now, shown.value)) return;
+    shown = { value: now, base: doc.version(), doc: doc.value };
+    box.querySelector('.theirs').textContent = show(now);
+  };
   el.setAttribute('aria-invalid', 'true');
   el.setAttribute('aria-describedby', titleID);
   const ask = removed
@@ -474,7 +489,7 @@ function prompt(key, theirs, etag) {
     const c = controlFor(key);
     // Sent before the prompt goes: the field shows what is being kept
     // throughout, never theirs in between.
-    keepMine(key, readControl(c), etag);
+    keepMine(key, readControl(c), shown.base, shown.doc);
     done();
     c?.focus();
   });
@@ -492,7 +507,9 @@ function prompt(key, theirs, etag) {
   say(ask);
 }
 
-function keepMine(key, mine, etag) {
+// keepMine sends the user's value of a conflicted field against base, the
+// version the prompt showed, whose value is shown.
+function keepMine(key, mine, base, shown) {
   const k = parseKey(key);
   const sent = new Map([[key, mine]]);
   const pathKey = new Map();
@@ -507,12 +524,15 @@ function keepMine(key, mine, etag) {
     send([{ op: 'add', path: pointer('items', at), value: item }], doc.version(), sent, pathKey);
     return;
   }
-  const i = k.item ? itemIndex(doc.value, k.item) : -1;
+  // An item where it is in that version: the server rebases the index
+  // over later inserts and removals.
+  let i = k.item ? itemIndex(shown, k.item) : -1;
+  if (k.item && i < 0) [i, base] = [itemIndex(doc.value, k.item), doc.version()]; // not in it: as now
   const ops = opsFor(key, mine, i);
   for (const op of ops) pathKey.set(op.path, key);
   // Against the version that holds their value, so that this overwrites
   // it on purpose; a newer change by someone else asks again.
-  send(ops, etag && !k.item ? etag : doc.version(), sent, pathKey);
+  send(ops, base, sent, pathKey);
 }
 
 // --- events -------------------------------------------------------------

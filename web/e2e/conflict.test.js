@@ -153,3 +153,35 @@ test('keep mine on a line item someone removed puts it back with the text; the h
   assert.doesNotMatch(await alice.textContent('#activity'), /Choose which value/);
   await Promise.all([shot(t, alice, '3-item-back'), shot(t, bob, '3-item-back'), shot(t, carol, '3-item-back')]);
 });
+
+test('an open prompt shows their value as it changes; keep mine on a line item then keeps it over the value shown, not an older one', { timeout: 90_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob'], { debounce: 60_000 });
+  const { alice, bob } = pages;
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li input.desc:focus', { timeout: WAIT });
+  await alice.keyboard.type('Pens');
+  await flush(alice);
+  await settled(alice);
+  await valueIs(bob, '#items li:nth-child(1) input.desc', 'Pens');
+  // Both edit the description; Bob's is saved first.
+  await alice.fill('#items li:nth-child(1) input.desc', 'Pens (A)');
+  await bob.fill('#items li:nth-child(1) input.desc', 'Blue pens (B)');
+  await flush(bob);
+  await settled(bob);
+  await alice.locator('#notes').focus(); // leaving the field saves it
+  await alice.waitForSelector('.conflict', { timeout: WAIT });
+  assert.equal(await alice.textContent('.conflict .theirs'), 'Blue pens (B)');
+  // Bob changes it again while Alice's prompt is open: the prompt follows.
+  await bob.fill('#items li:nth-child(1) input.desc', 'Red pens (B, later)');
+  await flush(bob);
+  await settled(bob);
+  await new Promise((r) => setTimeout(r, 2000)); console.log('DEBUG', await alice.evaluate(() => [...document.querySelectorAll('.conflict .theirs')].map((e) => e.textContent)));
+  await alice.waitForFunction(() => document.querySelector('.conflict .theirs')?.textContent === 'Red pens (B, later)', null, { timeout: WAIT });
+  await shot(t, alice, '1-prompt-follows');
+  await alice.click('.conflict .keep-mine');
+  await settled(alice);
+  assert.equal(await alice.locator('.conflict').count(), 0);
+  const saved = await serverUntil(server, id, (d) => d.items[0].desc === 'Pens (A)', "Alice's value kept");
+  assert.equal(saved.items.length, 1);
+  await valueIs(bob, '#items li:nth-child(1) input.desc', 'Pens (A)');
+});
