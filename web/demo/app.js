@@ -148,8 +148,11 @@ function setMark(key, text, title = '') {
 
 function updateStatus() {
   if (!doc) return;
-  const waiting = doc.pendingCount + dirty.size;
-  guardUnload(waiting > 0);
+  // A conflicted field waits for the user's choice, not for the network;
+  // leaving the page would still lose what was typed in it.
+  let waiting = doc.pendingCount;
+  for (const key of dirty.keys()) if (!conflicted.has(key)) waiting++;
+  guardUnload(waiting > 0 || conflicted.size > 0);
   let state = doc.status;
   let text;
   if (waiting && retrying !== null && doc.pendingCount && doc.status !== 'offline') {

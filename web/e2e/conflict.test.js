@@ -57,6 +57,9 @@ test('a conflict arriving while Alice types never takes the focus nor a keystrok
   assert.equal(await alice.textContent('.conflict h2'), 'Customer was changed by someone else');
   assert.equal(await alice.textContent('.conflict .theirs'), 'Ann');
   assert.equal(await alice.textContent('.conflict .mine'), 'Bob and Sons');
+  // What was typed after the write went out waits for the choice, and the
+  // status says so rather than "saving" (it said "saving..." until then).
+  await alice.waitForFunction(() => document.querySelector('#status').textContent === 'Live · waiting for your choice', null, { timeout: WAIT });
   // No keystroke pressed a button: the server still has Bob's value.
   await settled(bob);
   assert.equal((await serverDoc(server, id)).customer, 'Ann');
