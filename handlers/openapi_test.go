@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +34,7 @@ import (
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/bolt"
+	"github.com/patchd/patchd/web"
 )
 
 // loadOpenAPI loads and validates the embedded OpenAPI document and returns
@@ -1288,6 +1290,12 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"ClientFile/JS", s, "GET", "/ui/client/sse.js", nil, "", V, 200, ""},
 		{"ClientFile/Types", s, "GET", "/ui/client/patchd.d.ts", nil, "", V, 200, ""},
 		{"ClientFile/NotFound", s, "GET", "/ui/client/package.json", nil, "", V, 404, "not-found"},
+		{"Demo/NotModified", s, "GET", "/", hdr{"If-None-Match", fileETag(t, web.Demo(), "index.html")}, "", V, 304, ""},
+		{"DemoHead/NotModified", s, "HEAD", "/", hdr{"If-None-Match", fileETag(t, web.Demo(), "index.html")}, "", V, 304, ""},
+		{"DemoFile/NotModified", s, "GET", "/ui/app.js", hdr{"If-None-Match", "W/" + fileETag(t, web.Demo(), "app.js")}, "", V, 304, ""},
+		{"DemoFileHead/NotModified", s, "HEAD", "/ui/app.js", hdr{"If-None-Match", fileETag(t, web.Demo(), "app.js")}, "", V, 304, ""},
+		{"ClientFile/NotModified", s, "GET", "/ui/client/sse.js", hdr{"If-None-Match", `"x", ` + fileETag(t, web.Client(), "sse.js")}, "", V, 304, ""},
+		{"ClientFileHead/NotModified", s, "HEAD", "/ui/client/sse.js", hdr{"If-None-Match", "*"}, "", V, 304, ""},
 		{"Demo/Off", uiOff, "GET", "/", nil, "", V, 404, "not-found"},
 		{"DemoOptions/Off", uiOff, "OPTIONS", "/", nil, "", V, 404, "not-found"},
 		{"DemoFile/Off", uiOff, "GET", "/ui/app.js", nil, "", V, 404, "not-found"},
@@ -1651,4 +1659,14 @@ func TestOpenAPIServed(t *testing.T) {
 	if !bytes.Equal(r.body, handlers.OpenAPI()) {
 		t.Fatal("served document differs from the embedded one")
 	}
+}
+
+// fileETag is the ETag the UI serves a file of fsys with.
+func fileETag(t *testing.T, fsys fs.FS, name string) string {
+	t.Helper()
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.ETagOf(b)
 }

@@ -108,10 +108,13 @@ func clientKey(r *http.Request) string {
 }
 
 // rateLimit is the middleware that answers 429 with Retry-After to a
-// client over its rate. The probes /healthz and /readyz are not limited.
+// client over its rate. The probes /healthz and /readyz, and the UI's
+// static files (GET and HEAD), are not limited.
 func (h *Handler) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if path := c.Request().URL.Path; h.limiter == nil || path == "/healthz" || path == "/readyz" {
+		r := c.Request()
+		if path := r.URL.Path; h.limiter == nil || path == "/healthz" || path == "/readyz" ||
+			(isUIPath(path) && (r.Method == http.MethodGet || r.Method == http.MethodHead)) {
 			return next(c)
 		}
 		ok, wait := h.limiter.allow(clientKey(c.Request()))

@@ -7,16 +7,43 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/document"
+	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/web"
 )
 
 // registerUI serves the collaborative form demo: the page at /, its files
 // under /ui/, and the JavaScript client it imports under /ui/client/.
 func (h *Handler) registerUI(e *echo.Echo) {
-	demo, client := web.Demo(), web.Client()
-	getHead(e, "/", func(c echo.Context) error { return serveFile(c, demo, "index.html") })
-	getHead(e, "/ui/client/:file", func(c echo.Context) error { return serveFile(c, client, c.Param("file")) })
-	getHead(e, "/ui/:file", func(c echo.Context) error { return serveFile(c, demo, c.Param("file")) })
+	demo, client := newUIFiles(web.Demo()), newUIFiles(web.Client())
+	getHead(e, "/", func(c echo.Context) error { return demo.serve(c, "index.html") })
+	getHead(e, "/ui/client/:file", func(c echo.Context) error { return client.serve(c, c.Param("file")) })
+	getHead(e, "/ui/:file", func(c echo.Context) error { return demo.serve(c, c.Param("file")) })
+}
+
+// isUIPath reports whether a request path is one of the UI's static files
+// (or would be): the rate limit leaves them alone, since they cost no more
+// than a probe, and a browser restoring ten tabs asks for a dozen each.
+func isUIPath(p string) bool { return p == "/" || strings.HasPrefix(p, "/ui/") }
+
+// uiFile is an embedded file with its strong ETag.
+type uiFile struct {
+	body []byte
+	etag string
+}
+
+// uiFiles are the files of one embedded directory, read once.
+type uiFiles map[string]uiFile
+
+func newUIFiles(fsys fs.FS) uiFiles {
+	files := uiFiles{}
+	entries, _ := fs.ReadDir(fsys, ".")
+	for _, e := range entries {
+		if b, err := fs.ReadFile(fsys, e.Name()); err == nil && !e.IsDir() && contentType(e.Name()) != "" {
+			files[e.Name()] = uiFile{body: b, etag: store.ETagOf(b)}
+		}
+	}
+	return files
 }
 
 // contentType gives the type of the only files the UI serves, or "".
@@ -34,17 +61,22 @@ func contentType(name string) string {
 	return ""
 }
 
-// serveFile answers one embedded file, or 404.
-func serveFile(c echo.Context, fsys fs.FS, name string) error {
-	ct := contentType(name)
-	b, err := fs.ReadFile(fsys, name)
-	if ct == "" || err != nil || strings.Contains(name, "/") {
+// serve answers one embedded file, or 404. Browsers revalidate it on every
+// load (no-cache) with its ETag, answered 304 while it is unchanged.
+func (files uiFiles) serve(c echo.Context, name string) error {
+	f, ok := files[name]
+	if !ok {
 		return echo.ErrNotFound
 	}
 	hdr := c.Response().Header()
 	hdr.Del("Accept-Patch")
 	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("ETag", f.etag)
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
-	return c.Blob(http.StatusOK, ct, b)
+	// A malformed If-None-Match is ignored: the file is served.
+	if inm, err := document.ParseETagList("If-None-Match", c.Request().Header.Values("If-None-Match")); err == nil && inm.MatchWeak(f.etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return c.Blob(http.StatusOK, contentType(name), f.body)
 }

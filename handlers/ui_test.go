@@ -50,3 +50,33 @@ func TestUIOff(t *testing.T) {
 		expect(t, s.do(t, "GET", path, nil, ""), http.StatusNotFound, "not-found")
 	}
 }
+
+// TestUIRevalidatedAndNotRateLimited: a browser restoring ten tabs asks
+// for a dozen files each. They carry a strong ETag and are answered 304
+// when unchanged, and --rate leaves them alone (ten tabs at once under
+// --rate stayed at "Connecting..." with modules answered 429); the API
+// is still limited.
+func TestUIRevalidatedAndNotRateLimited(t *testing.T) {
+	s := startServer(t, func(c *config) { c.http.Rate = 0.001 })
+	first := s.do(t, "GET", "/ui/client/patchd.js", nil, "")
+	expect(t, first, http.StatusOK, "")
+	etag := first.header.Get("ETag")
+	if !strings.HasPrefix(etag, `"`) {
+		t.Fatalf("ETag %q", etag)
+	}
+	for range 20 {
+		for _, path := range []string{"/", "/ui/app.js", "/ui/client/patchd.js"} {
+			r := s.do(t, "GET", path, nil, "")
+			expect(t, r, http.StatusOK, "")
+		}
+		r := s.do(t, "GET", "/ui/client/patchd.js", hdr{"If-None-Match", etag}, "")
+		if r.status != http.StatusNotModified || len(r.body) != 0 || r.header.Get("ETag") != etag {
+			t.Fatalf("revalidation: %d, ETag %q, %d bytes", r.status, r.header.Get("ETag"), len(r.body))
+		}
+	}
+	if r := s.do(t, "GET", "/ui/app.js", hdr{"If-None-Match", etag}, ""); r.status != http.StatusOK {
+		t.Fatalf("another file's ETag: %d", r.status)
+	}
+	expect(t, s.do(t, "GET", "/docs/c", nil, ""), http.StatusOK, "")
+	expect(t, s.do(t, "GET", "/docs/c", nil, ""), http.StatusTooManyRequests, "rate-limited")
+}

@@ -113,7 +113,9 @@ export function mountHistory(doc, root, label) {
 
   async function load(upTo) {
     const after = Math.max(0, upTo - PAGE);
-    const res = await fetch(`${doc.client.baseURL}/docs/${encodeURIComponent(doc.collection)}/${encodeURIComponent(doc.id)}/history?after=${after}&limit=${upTo - after}`, {
+    // Through the client: its headers (a token), and its retries of a 429
+    // or 503 after Retry-After.
+    const res = await doc.client._request(doc.client._url(doc.collection, doc.id, `/history?after=${after}&limit=${upTo - after}`), {
       headers: { Accept: 'application/json' },
       cache: 'no-store',
     });
