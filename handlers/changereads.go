@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"time"
 
@@ -157,6 +158,9 @@ func (r *changeReads) insert(key changeKey, e *changeRead) {
 	}
 	r.reads[key] = e
 	r.order = append(r.order, key)
+	if len(r.order) > 4*maxSharedReads {
+		r.compact()
+	}
 	for len(r.order) > 0 && (len(r.reads) > maxSharedReads || r.size > maxSharedReadsBytes) {
 		k := r.order[0]
 		r.order = r.order[1:]
@@ -165,6 +169,21 @@ func (r *changeReads) insert(key changeKey, e *changeRead) {
 			r.size -= old.size
 		}
 	}
+}
+
+// compact keeps in r.order only the last entry of each key still held: a
+// key read again is appended again. The caller holds r.mu.
+func (r *changeReads) compact() {
+	seen := make(map[changeKey]bool, len(r.reads))
+	kept := make([]changeKey, 0, len(r.reads))
+	for i := len(r.order) - 1; i >= 0; i-- {
+		if k := r.order[i]; !seen[k] && r.reads[k] != nil {
+			seen[k] = true
+			kept = append(kept, k)
+		}
+	}
+	slices.Reverse(kept)
+	r.order = kept
 }
 
 // settle publishes a finished read; a failed one is forgotten.

@@ -90,3 +90,29 @@ func TestChangeReadsSharedFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestChangeReadsOrderBounded: the eviction order of shared reads stays
+// bounded when a few keys are read again and again (it grew by one entry
+// per read while the reads themselves stayed under their bound: a stream
+// on a busy collection leaked an entry per wake-up).
+func TestChangeReadsOrderBounded(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc := document.New(st, document.DefaultConfig())
+	r := newChangeReads()
+	ctx := context.Background()
+	for i := range 10_000 {
+		r.bump("c")
+		if _, err := r.read(ctx, svc, []string{"c", "d"}[i%2], nil, 100, r.gen("c"), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.order) > 8*maxSharedReads {
+		t.Fatalf("%d entries in the eviction order for %d reads kept", len(r.order), len(r.reads))
+	}
+}
