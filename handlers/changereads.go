@@ -174,16 +174,22 @@ func (r *changeReads) insert(key changeKey, e *changeRead) {
 // compact keeps in r.order only the last entry of each key still held: a
 // key read again is appended again. The caller holds r.mu.
 func (r *changeReads) compact() {
-	seen := make(map[changeKey]bool, len(r.reads))
-	kept := make([]changeKey, 0, len(r.reads))
-	for i := len(r.order) - 1; i >= 0; i-- {
-		if k := r.order[i]; !seen[k] && r.reads[k] != nil {
+	r.order = compactOrder(r.order, func(k changeKey) bool { return r.reads[k] != nil })
+}
+
+// compactOrder returns the keys of an eviction order, oldest first, that
+// are still held, each once, at its last place.
+func compactOrder[K comparable](order []K, held func(K) bool) []K {
+	seen := make(map[K]bool)
+	var kept []K
+	for i := len(order) - 1; i >= 0; i-- {
+		if k := order[i]; !seen[k] && held(k) {
 			seen[k] = true
 			kept = append(kept, k)
 		}
 	}
 	slices.Reverse(kept)
-	r.order = kept
+	return kept
 }
 
 // settle publishes a finished read; a failed one is forgotten.

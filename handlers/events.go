@@ -62,6 +62,8 @@ type hub struct {
 	// reads shares the change log reads of collection streams; notify
 	// raises a collection's generation there before it wakes them.
 	reads *changeReads
+	// presence shares the presence reads of document streams, likewise.
+	presence *presenceReads
 }
 
 // waker is one stream's wake-up channel. It holds at most one pending
@@ -106,7 +108,7 @@ func (w *waker) take() (keys map[string]struct{}, all bool) {
 }
 
 func newHub() *hub {
-	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{}), reads: newChangeReads()}
+	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{}), reads: newChangeReads(), presence: newPresenceReads()}
 }
 
 // hubKey is the key of a document's streams; collKey that of a

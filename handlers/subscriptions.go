@@ -293,6 +293,9 @@ func (h *Handler) eventsMany(c echo.Context) error {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
+	presence := time.NewTimer(time.Hour) // the next presence event due
+	presence.Stop()
+	defer presence.Stop()
 	backoff := minPendingWait
 	if m.pending() { // the replay found changes still pending
 		retry.Reset(backoff)
@@ -304,6 +307,7 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		case <-w.wake:
 			keys, all = w.take()
 		case <-retry.C:
+		case <-presence.C:
 		case <-heartbeat.C:
 			if err := s.write([]byte(": heartbeat\n\n")); err != nil {
 				return nil
@@ -323,6 +327,14 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		if err := m.pump(ctx, keys, all); err != nil {
 			m.ended(ctx, err)
 			return nil
+		}
+		next, err := m.pumpDuePresence(ctx)
+		if err != nil {
+			m.ended(ctx, err)
+			return nil
+		}
+		if !next.IsZero() {
+			presence.Reset(time.Until(next))
 		}
 		if err := s.flush(); err != nil {
 			return nil
@@ -430,9 +442,7 @@ func (m *multiStream) pump(ctx context.Context, keys map[string]struct{}, all bo
 			}
 		}
 		if _, ok := keys[d.presence.key]; m.req.presence && (ok || all) {
-			if err := m.pumpPresence(ctx, d, false); err != nil {
-				return err
-			}
+			d.presence.due = true // sent by pumpDuePresence
 		}
 	}
 	for _, cs := range m.req.colls {
