@@ -440,15 +440,25 @@ function conflict(err, sent, pathKey) {
     const theirs = valueAt(current, key);
     if (!controlFor(key)) continue;
     if (deepEqual(theirs, sent.get(key))) continue; // both made the same change
-    prompt(key, theirs, err.current ?? null);
+    prompt(key, theirs, err.current ?? null, sentIndex(pathKey, key));
   }
+}
+
+// sentIndex is the index of the line item a write's ops named for key, in
+// the version the edit was made against; -1 for a field.
+function sentIndex(pathKey, key) {
+  for (const [path, k] of pathKey) {
+    const m = k === key && /^\/items\/(\d+)\//.exec(path);
+    if (m) return Number(m[1]);
+  }
+  return -1;
 }
 
 // prompt asks which value a conflicted field keeps: theirs, as current
 // (the document read after the 412; null if unreadable) holds it, or the
 // user's. Keep mine is sent against the version whose value the prompt
 // shows, so that a change made after it asks again.
-function prompt(key, theirs, current) {
+function prompt(key, theirs, current, index = -1) {
   conflicted.get(key)?.remove();
   const el = controlFor(key);
   const box = $('#conflict-prompt').content.firstElementChild.cloneNode(true);
@@ -457,7 +467,10 @@ function prompt(key, theirs, current) {
   box.setAttribute('aria-labelledby', titleID);
   box.dataset.key = key;
   const removed = theirs === undefined;
-  box.querySelector('h2').textContent = removed ? `${itemLabel(parseKey(key).item)} was removed by someone else` : `${label(key)} was changed by someone else`;
+  // A removed item is named by where it was when the edit was made: its
+  // row, kept while the prompt is, may have moved since.
+  const itemName = () => (index >= 0 ? `Line item ${index + 1}` : itemLabel(parseKey(key).item));
+  box.querySelector('h2').textContent = removed ? `${itemName()} was removed by someone else` : `${label(key)} was changed by someone else`;
   box.querySelector('.conflict-text').textContent = removed
     ? 'Someone else removed this line item while you were editing it. Keep mine puts it back with what you typed.'
     : 'You and someone else changed this field at the same time. Which value should it keep?';
@@ -475,7 +488,7 @@ function prompt(key, theirs, current) {
   el.setAttribute('aria-invalid', 'true');
   el.setAttribute('aria-describedby', titleID);
   const ask = removed
-    ? `${itemLabel(parseKey(key).item)}: someone else removed it while you were editing it. Choose whether to put it back.`
+    ? `${itemName()}: someone else removed it while you were editing it. Choose whether to put it back.`
     : `${label(key)}: someone else changed it too. Choose which value to keep.`;
   const done = () => {
     box.remove();
@@ -492,7 +505,7 @@ function prompt(key, theirs, current) {
     const c = controlFor(key);
     // Sent before the prompt goes: the field shows what is being kept
     // throughout, never theirs in between.
-    keepMine(key, readControl(c), shown.base, shown.doc);
+    keepMine(key, readControl(c), shown.base, shown.doc, index);
     done();
     c?.focus();
   });
@@ -511,8 +524,9 @@ function prompt(key, theirs, current) {
 }
 
 // keepMine sends the user's value of a conflicted field against base, the
-// version the prompt showed, whose value is shown.
-function keepMine(key, mine, base, shown) {
+// version the prompt showed, whose value is shown. A line item removed
+// meanwhile is put back where it was (index, when the edit named it).
+function keepMine(key, mine, base, shown, index = -1) {
   const k = parseKey(key);
   const sent = new Map([[key, mine]]);
   const pathKey = new Map();
@@ -523,7 +537,7 @@ function keepMine(key, mine, base, shown) {
     const item = { id: k.item, desc: li ? readControl(li.querySelector('input.desc')) : '', qty: li ? readControl(li.querySelector('input.qty')) : 1 };
     item[k.field] = mine;
     const items = Array.isArray(doc.value?.items) ? doc.value.items : [];
-    const at = Math.min(Math.max(0, [...itemsList.children].indexOf(li)), items.length);
+    const at = Math.min(Math.max(0, index >= 0 ? index : [...itemsList.children].indexOf(li)), items.length);
     send([{ op: 'add', path: pointer('items', at), value: item }], doc.version(), sent, pathKey);
     return;
   }

@@ -188,3 +188,35 @@ test('an open prompt shows their value as it changes; keep mine on a line item t
   assert.equal(saved.items.length, 1);
   await valueIs(bob, '#items li:nth-child(1) input.desc', 'Pens (A)');
 });
+
+test('a line item removed while Alice edits it is named and put back where it was, whatever was added since', { timeout: 90_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob'], { debounce: 60_000 });
+  const { alice, bob } = pages;
+  for (const desc of ['Apples', 'Bananas', 'Cherries']) {
+    await alice.click('#add-item');
+    await alice.waitForFunction((n) => document.querySelector(`#items li:nth-child(${n}) input.desc`) === document.activeElement, [desc === 'Apples' ? 1 : desc === 'Bananas' ? 2 : 3], { timeout: WAIT });
+    await alice.keyboard.type(desc);
+    await flush(alice);
+    await settled(alice);
+  }
+  await valueIs(bob, '#items li:nth-child(3) input.desc', 'Cherries');
+  // Alice edits the second item; Bob removes it and adds two more.
+  await alice.fill('#items li:nth-child(2) input.desc', 'Green bananas');
+  await bob.click('#items li:nth-child(2) button.remove');
+  await settled(bob);
+  for (const desc of ['Dates', 'Figs']) {
+    await bob.click('#add-item');
+    await bob.keyboard.type(desc);
+    await flush(bob);
+    await settled(bob);
+  }
+  await serverUntil(server, id, (d) => d.items.length === 4, "Bob's items");
+  await alice.waitForFunction(() => document.querySelectorAll('#items li').length === 5, null, { timeout: WAIT });
+  await flush(alice);
+  await alice.waitForSelector('.conflict', { timeout: WAIT });
+  assert.equal(await alice.textContent('.conflict h2'), 'Line item 2 was removed by someone else');
+  await alice.click('.conflict .keep-mine');
+  await settled(alice);
+  const saved = await serverUntil(server, id, (d) => d.items.length === 5, 'the item back');
+  assert.deepEqual(saved.items.map((it) => it.desc), ['Apples', 'Green bananas', 'Cherries', 'Dates', 'Figs']);
+});
