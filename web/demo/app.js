@@ -30,6 +30,9 @@ let doc = null;
 // When a write last failed to reach the server and will be tried again.
 let retrying = null;
 let retryTimer = null;
+// Why the last write was refused for good (not a conflict): the status
+// says the edit is not saved until a later write is.
+let notSaved = null;
 
 // A field key is a top-level member ("title") or a line item's member
 // ("item:<id>:desc"). dirty holds the fields edited and not yet sent, with
@@ -164,8 +167,14 @@ function updateStatus() {
   }
   switch (doc.status) {
     case 'live':
-      state = waiting ? 'saving' : 'live';
-      text = waiting ? 'Live · saving…' : conflicted.size ? 'Live · waiting for your choice' : 'Live · all changes saved';
+      state = waiting ? 'saving' : notSaved ? 'error' : 'live';
+      text = waiting
+        ? 'Live · saving…'
+        : conflicted.size
+          ? 'Live · waiting for your choice'
+          : notSaved
+            ? `Live · your last change was not saved: ${notSaved}`
+            : 'Live · all changes saved';
       break;
     case 'offline':
       text = waiting
@@ -364,6 +373,7 @@ async function send(ops, base, sent, pathKey, again = false) {
   for (const key of sent.keys()) inflight.set(key, (inflight.get(key) ?? 0) + 1);
   try {
     const r = await doc.patch(ops, { base });
+    notSaved = null;
     if (r.rebasedFrom) {
       for (const key of sent.keys()) {
         if (!dirty.has(key)) setMark(key, 'merged', 'Saved. Someone else edited this form at the same time; both edits were kept.');
@@ -402,6 +412,7 @@ async function failed(err, sent, pathKey, again) {
   } else if (err instanceof PatchdError && err.status === 412) {
     conflict(err, sent, pathKey);
   } else {
+    notSaved = err.message;
     say(`Could not save: ${err.message}`);
   }
 }

@@ -220,3 +220,20 @@ test('a line item removed while Alice edits it is named and put back where it wa
   const saved = await serverUntil(server, id, (d) => d.items.length === 5, 'the item back');
   assert.deepEqual(saved.items.map((it) => it.desc), ['Apples', 'Green bananas', 'Cherries', 'Dates', 'Figs']);
 });
+
+test('a change that cannot be saved (the form was deleted) says so in the status, not "all changes saved"', { timeout: 90_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice'], { debounce: 60_000 });
+  const { alice } = pages;
+  // Alice's write reaches the server only after the form is deleted.
+  const deleted = gate();
+  await routeWrites(alice, async (route) => {
+    await deleted.wait();
+    return route.continue();
+  });
+  await alice.fill('#title', 'Title by Alice');
+  await flush(alice);
+  const res = await fetch(`${server.url}/docs/demo/${id}`, { method: 'DELETE', headers: { 'If-Match': '*' } });
+  assert.equal(res.status, 204);
+  deleted.open();
+  await alice.waitForFunction(() => /not saved/.test(document.querySelector('#status').textContent), null, { timeout: WAIT });
+});
