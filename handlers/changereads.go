@@ -58,12 +58,11 @@ const genSlots = 1024
 
 // changeReads holds the recent reads of every collection.
 type changeReads struct {
-	mu    sync.Mutex
-	gens  [genSlots]uint64 // by slot of collection
-	all   uint64           // raised for every collection at once (resync)
-	reads map[changeKey]*changeRead
-	order []changeKey // oldest first
-	size  int
+	mu          sync.Mutex
+	generations // of collections; guarded by mu
+	reads       map[changeKey]*changeRead
+	order       []changeKey // oldest first
+	size        int
 
 	waiting func() // test hook: a reader waits for a shared read; nil outside tests
 }
@@ -72,35 +71,48 @@ func newChangeReads() *changeReads {
 	return &changeReads{reads: map[changeKey]*changeRead{}}
 }
 
-// slot returns the generation counter of a collection.
-func slot(coll string) int {
+// generations are the generation counters of keys (collections, or
+// documents' presence), which share genSlots counters: a change raises its
+// key's before it wakes the streams that follow it, so that a read begun
+// at that generation or later holds the change. The owner's mutex guards
+// them.
+type generations struct {
+	gens [genSlots]uint64 // by slot of key
+	all  uint64           // raised for every key at once (resync)
+}
+
+// slot returns the counter of key.
+func slot(key string) int {
 	h := fnv.New32a()
-	_, _ = h.Write([]byte(coll))
+	_, _ = h.Write([]byte(key))
 	return int(h.Sum32() % genSlots)
 }
+
+// bump raises key's generation ("" raises every key's).
+func (g *generations) bump(key string) {
+	if key == "" {
+		g.all++
+		return
+	}
+	g.gens[slot(key)]++
+}
+
+// of returns key's generation.
+func (g *generations) of(key string) uint64 { return g.gens[slot(key)] + g.all }
 
 // bump raises a collection's generation ("" raises every collection's).
 // The hub calls it before it wakes the collection's streams.
 func (r *changeReads) bump(coll string) {
-	i := 0
-	if coll != "" {
-		i = slot(coll)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if coll == "" {
-		r.all++
-		return
-	}
-	r.gens[i]++
+	r.generations.bump(coll)
 }
 
 // gen returns a collection's generation.
 func (r *changeReads) gen(coll string) uint64 {
-	i := slot(coll)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.gens[i] + r.all
+	return r.generations.of(coll)
 }
 
 // read returns the changes of coll after cursor, from a read that began at
@@ -116,17 +128,15 @@ func (r *changeReads) read(ctx context.Context, svc *document.Service, coll stri
 		if r.waiting != nil {
 			r.waiting()
 		}
-		select {
-		case <-e.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := awaitRead(ctx, e.done); err != nil {
+			return nil, err
 		}
 		if e.err == nil {
 			return e, nil
 		}
 		return r.readOwn(ctx, svc, key, cursor, minGen)
 	}
-	e := &changeRead{gen: r.gens[slot(coll)] + r.all, start: time.Now(), done: make(chan struct{})}
+	e := &changeRead{gen: r.generations.of(coll), start: time.Now(), done: make(chan struct{})}
 	r.insert(key, e)
 	r.mu.Unlock()
 	e.log, e.err = svc.Changes(ctx, coll, cursor, limit)
@@ -135,6 +145,16 @@ func (r *changeReads) read(ctx context.Context, svc *document.Service, coll stri
 		return nil, e.err
 	}
 	return e, nil
+}
+
+// awaitRead waits until a shared read is done, or ctx ends.
+func awaitRead(ctx context.Context, done <-chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // readOwn reads without sharing (after a shared read failed: its error may

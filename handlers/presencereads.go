@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"hash/fnv"
 	"sync"
 	"time"
 
@@ -18,12 +17,11 @@ import (
 // a stream takes a read that began at that generation or later, else
 // reads and renders once for the others.
 type presenceReads struct {
-	mu    sync.Mutex
-	gens  [genSlots]uint64 // by slot of presence key
-	all   uint64           // raised for every key at once (resync)
-	reads map[string]*presenceRead
-	order []string // oldest first; compacted
-	size  int
+	mu          sync.Mutex
+	generations // of presence keys; guarded by mu
+	reads       map[string]*presenceRead
+	order       []string // oldest first; compacted
+	size        int
 }
 
 // Bounds of the presence reads kept: a read is kept until newer ones push
@@ -60,35 +58,23 @@ func newPresenceReads() *presenceReads {
 	return &presenceReads{reads: map[string]*presenceRead{}}
 }
 
-func presenceSlot(key string) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % genSlots)
-}
-
 // bump raises key's generation ("" raises every key's). followPresence
 // calls it before it wakes the key's streams.
 func (r *presenceReads) bump(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if key == "" {
-		r.all++
-		return
-	}
-	r.gens[presenceSlot(key)]++
+	r.generations.bump(key)
 }
 
 // read returns the presence of document (coll, id), whose presence key is
 // key, from a read that began after its last change was announced.
 func (r *presenceReads) read(ctx context.Context, p store.Presence, key, coll, id string) (*presenceRead, error) {
 	r.mu.Lock()
-	gen := r.gens[presenceSlot(key)] + r.all
+	gen := r.generations.of(key)
 	if e := r.reads[key]; e != nil && e.gen >= gen && time.Since(e.start) < presenceReadFresh {
 		r.mu.Unlock()
-		select {
-		case <-e.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := awaitRead(ctx, e.done); err != nil {
+			return nil, err
 		}
 		if e.err == nil {
 			return e, nil
