@@ -132,9 +132,14 @@ func (r *presenceReads) evict() {
 	for len(r.order) > 0 && (len(r.reads) > maxPresenceReads || r.size > maxPresenceReadsBytes) {
 		k := r.order[0]
 		r.order = r.order[1:]
-		if e := r.reads[k]; e != nil && e.counted { // settled; one in flight stays for its readers
+		if e := r.reads[k]; e != nil {
+			// One in flight is dropped too: its readers hold it, and it
+			// is not counted when it settles (read checks it is still
+			// held).
 			delete(r.reads, k)
-			r.size -= e.bytes()
+			if e.counted {
+				r.size -= e.bytes()
+			}
 		}
 	}
 }
