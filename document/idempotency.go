@@ -173,7 +173,9 @@ func (s *Service) rebuild(ctx context.Context, a answer, seq uint64) ([]byte, er
 		if doc != nil {
 			top = doc.Seq
 		}
-		cut := more && len(vs) <= s.cfg.ReplayVersions // the page stopped at its size, short of its count
+		// The page stopped at its size before the current version (short
+		// of its count; a page that reached it may stop at a later write).
+		cut := more && len(vs) <= s.cfg.ReplayVersions && vs[len(vs)-1].Seq < top
 		switch {
 		case top-seq > limit:
 			return nil, gone(fmt.Sprintf("more than %d versions followed it", limit))

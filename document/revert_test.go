@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/patchd/patchd/document"
@@ -330,5 +332,52 @@ func TestRevertStaleIfMatch(t *testing.T) {
 					c.k, c.ifMatch, res.Doc.Body, res.RebasedFrom, c.wantBody, want, c.rebased)
 			}
 		})
+	}
+}
+
+// writeDuringHistory commits a large write to the document before the
+// first history read of it, as another request may between a replay's
+// two reads.
+type writeDuringHistory struct {
+	store.Store
+	once  sync.Once
+	write func()
+}
+
+func (w *writeDuringHistory) History(ctx context.Context, c, id string, after uint64, limit, maxBytes int) ([]store.Version, bool, error) {
+	w.once.Do(w.write)
+	return w.Store.History(ctx, c, id, after, limit, maxBytes)
+}
+
+// TestReplayWithLargeWriteMeanwhile: a replay whose history page stops at
+// its byte bound after a write committed meanwhile, but holds every version
+// up to the one it read as current, rebuilds its answer (it was 410).
+func TestReplayWithLargeWriteMeanwhile(t *testing.T) {
+	_, st := openService(t)
+	ctx := context.Background()
+	cfg := document.DefaultConfig()
+	cfg.ReplayBytes = 10_000
+	w := &writeDuringHistory{Store: st}
+	svc := document.New(w, cfg)
+	put := func(body string, key *document.IdempotencyKey) document.Result {
+		t.Helper()
+		res, err := svc.Write(ctx, document.Write{Kind: document.MergePatch, Collection: "r", ID: "big", Body: []byte(body),
+			Pre: document.Preconditions{IfMatch: document.ETagList{Present: true, Any: true}}, Idempotency: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if _, err := svc.Write(ctx, document.Write{Kind: document.Put, Collection: "r", ID: "big", Body: []byte(`{"n":0}`)}); err != nil {
+		t.Fatal(err)
+	}
+	key := &document.IdempotencyKey{Key: "k", Scope: "s", Fingerprint: "f"}
+	first := put(`{"n":1}`, key)
+	put(`{"m":1}`, nil)
+	w.write = func() { put(`{"pad":"`+strings.Repeat("x", 20_000)+`"}`, nil) }
+	again, err := svc.Write(ctx, document.Write{Kind: document.MergePatch, Collection: "r", ID: "big", Body: []byte(`{"n":1}`),
+		Pre: document.Preconditions{IfMatch: document.ETagList{Present: true, Any: true}}, Idempotency: key})
+	if err != nil || !again.Replayed || again.Doc.ETag != first.Doc.ETag || string(again.Doc.Body) != string(first.Doc.Body) {
+		t.Fatalf("replay: %+v %v, want the first answer %s", again, err, first.Doc.Body)
 	}
 }
