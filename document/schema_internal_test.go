@@ -220,4 +220,21 @@ func TestSchemaEnumWork(t *testing.T) {
 		t.Fatalf("one member: %v", err)
 	}
 	t.Logf("one member compared with 1000 numbers of 900 digits: %v", time.Since(start))
+
+	// Short numbers with large exponents compare as costly fractions too.
+	vals = vals[:0]
+	for i := 1; i <= 1000; i++ {
+		vals = append(vals, fmt.Sprintf("%de-999", i))
+	}
+	schema = `{"additionalProperties":{"enum":[` + strings.Join(vals, ",") + `]}}`
+	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "ex", Body: []byte(schema)}); err != nil {
+		t.Fatal(err)
+	}
+	var m []string
+	for i := range 100 {
+		m = append(m, fmt.Sprintf(`"k%d":7e-1000`, i))
+	}
+	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "ex", ID: "many", Body: []byte("{" + strings.Join(m, ",") + "}")}); !errors.Is(err, patch.ErrInvalidDocument) {
+		t.Fatalf("100 members of 7e-1000 compared with 1000 numbers of exponent -999: %v, want 422 before validating", err)
+	}
 }
