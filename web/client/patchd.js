@@ -431,7 +431,16 @@ export class Doc {
   version() {
     const last = this._pending[this._pending.length - 1];
     if (!last) return { etag: this._base.etag };
-    return last.state === 'acked' && !last.theirs ? { etag: last.etag } : { after: last, known: this._base.etag };
+    if (last.state === 'acked' && !last.theirs) return { etag: last.etag };
+    // The newest version the value shows: that of this client's last
+    // answered edit, unless one answered before it brought changes the
+    // value does not show yet.
+    let known = this._base.etag;
+    for (const e of this._pending) {
+      if (e.state !== 'acked' || e.theirs) break;
+      known = e.etag;
+    }
+    return { after: last, known };
   }
 
   // _baseFor is the If-Match of entry: the version its base names, or the
@@ -567,6 +576,8 @@ export class Doc {
     const c = this.client;
     const etag = this._baseFor(entry);
     entry.predicted = this._viewThrough(entry);
+    // Loaded ahead, for when the answer says the server rebased the edit.
+    rebasedModule().catch(() => {});
     const headers = {
       'Content-Type': entry.kind === 'merge-patch' ? 'application/merge-patch+json' : 'application/json-patch+json',
       'Idempotency-Key': entry.key,
@@ -595,7 +606,9 @@ export class Doc {
       // Rebased: the version holds changes of others that this client's
       // value does not show yet, which edits queued behind it must not
       // overwrite unseen (see _baseFor).
-      if (rebasedFrom) entry.theirs = (rebased = await import('./rebased.js')).theirs(entry.predicted, value);
+      // Without the module (a failed load) the edits queued behind go as
+      // before, against this one's version.
+      if (rebasedFrom) entry.theirs = (await rebasedModule().catch(() => null))?.theirs(entry.predicted, value);
       entry.predicted = undefined;
       this._ack(entry, value, res.headers.get('ETag'), rebasedFrom, res.headers.get('Idempotent-Replayed') === 'true');
       return;
@@ -835,8 +848,10 @@ function ownVersion(u, v) {
 // second copy of this module, under another URL, has other classes).
 const undoModule = () => import('./undo.js');
 
-// rebased.js, loaded by the first write that the server rebases.
+// rebased.js: what a rebased write brought (see Doc._baseFor), loaded
+// with the first write.
 let rebased;
+const rebasedModule = async () => (rebased ??= await import('./rebased.js'));
 const H = { PatchdError, ConflictError, NetworkError, readProblem, freeze, randomKey, anySignal, ownVersion };
 
 /** Shorthand for new Client(options). */

@@ -15,20 +15,27 @@ export function theirs(a, b) {
 // known is the If-Match of an edit queued behind one of this client's
 // that the server rebased over others' changes (its theirs): the version
 // the value showed when the edit was made, if the edit touches one of
-// those changes; else null.
+// those changes and nothing the edit ahead touched (which the user saw,
+// and which would be a conflict with themselves); else null.
 export function known(entry) {
   const b = entry.base;
-  return b.after.state === 'acked' && b.known && touches(entry, b.after.theirs) ? b.known : null;
+  const mine = paths(entry);
+  return b.after.state === 'acked' && b.known && overlap(mine, b.after.theirs) && !overlap(mine, paths(b.after)) ? b.known : null;
 }
 
-// touches reports whether an edit reads or writes a path at, above or
-// below one of paths.
-function touches(entry, paths) {
-  const mine = [];
-  if (entry.kind === 'merge-patch') mergePaths(entry.body, '', mine);
-  else for (const op of entry.body) mine.push(op.path, ...(typeof op.from === 'string' ? [op.from] : []));
-  const within = (a, b) => a === b || b.startsWith(a + '/');
-  return mine.some((m) => paths.some((p) => within(m, p) || within(p, m)));
+// paths lists what an edit reads or writes: its ops' paths and froms, or
+// a merge patch's members down to those whose value is not an object.
+function paths(entry) {
+  const out = [];
+  if (entry.kind === 'merge-patch') mergePaths(entry.body, '', out);
+  else for (const op of entry.body) out.push(op.path, ...(typeof op.from === 'string' ? [op.from] : []));
+  return out;
+}
+
+// overlap reports whether a path of a is at, above or below one of b.
+function overlap(a, b) {
+  const within = (x, y) => x === y || y.startsWith(x + '/');
+  return a.some((m) => b.some((p) => within(m, p) || within(p, m)));
 }
 
 // mergePaths lists the paths a merge patch writes: its members, down to

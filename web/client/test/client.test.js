@@ -188,6 +188,39 @@ for (const follow of [false, true]) test(`an edit queued behind one that the ser
   bobClient.close();
 });
 
+test('a second edit of the same line item queued behind the first, rebased over a change of another item, is no conflict with oneself', async () => {
+  let release;
+  const held = new Promise((r) => (release = r));
+  let first = true;
+  const slow = async (url, init = {}) => {
+    if ((init.method ?? 'GET') === 'PATCH' && first) {
+      first = false;
+      await held;
+    }
+    return fetch(url, init);
+  };
+  const id = newID();
+  const bobClient = new Client({ baseURL: server.url });
+  const bob = await bobClient.create('t', id, { items: [{ id: 'a', qty: 1 }, { id: 'b', qty: 1 }] });
+  const aliceClient = new Client({ baseURL: server.url, fetch: slow });
+  const alice = await aliceClient.open('t', id);
+  const qty = (v) => [
+    { op: 'test', path: '/items/0/id', value: 'a' },
+    { op: 'replace', path: '/items/0/qty', value: v },
+  ];
+  const one = alice.patch(qty(2), { base: alice.version() });
+  const again = alice.version(); // she types on in the same field
+  await bob.patch([{ op: 'replace', path: '/items/1/qty', value: 5 }]);
+  const two = alice.patch(qty(23), { base: again });
+  release();
+  assert.ok((await one).rebasedFrom, "the first edit was rebased over Bob's");
+  await two;
+  const s = await serverGet('t', id);
+  assert.deepEqual(s.value.items, [{ id: 'a', qty: 23 }, { id: 'b', qty: 5 }]);
+  aliceClient.close();
+  bobClient.close();
+});
+
 test('other errors are PatchdError with the problem type, and are not retried', async () => {
   const { f, calls } = recordingFetch();
   const client = new Client({ baseURL: server.url, fetch: f });

@@ -25,7 +25,7 @@ test('the core client is under 8.5 KB minified and gzipped', async (t) => {
   // share.js (one stream for all tabs) is imported by browsers only, when
   // the first document or collection is followed; undo.js on the first
   // undo() or revert(); restore.js by open() with a store; list.js by
-  // list(); rebased.js by the first write the server rebases. They are
+  // list(); rebased.js with the first write. They are
   // measured on their own.
   const core = await size('patchd.js', ['./share.js', './undo.js', './restore.js', './list.js', './rebased.js']);
   const reb = await size('rebased.js', ['./json.js']);
