@@ -252,7 +252,7 @@ function render(ev) {
   changed.push(...renderItems(Array.isArray(v.items) ? v.items : [], fromOthers));
   if (fromOthers && changed.length) say(`Someone else changed ${changed.join(', ')}.`);
   // An open conflict shows their value as it is now.
-  if (fromOthers) for (const box of conflicted.values()) box.refresh();
+  if (fromOthers) for (const box of conflicted.values()) box.refresh(ev);
   updateStatus();
 }
 
@@ -380,7 +380,7 @@ async function send(ops, base, sent, pathKey, again = false) {
       }
     }
   } catch (err) {
-    await failed(err, sent, pathKey, again);
+    await failed(err, sent, pathKey, again, base);
   } finally {
     for (const key of sent.keys()) {
       const n = inflight.get(key) - 1;
@@ -392,7 +392,7 @@ async function send(ops, base, sent, pathKey, again = false) {
   updateStatus();
 }
 
-async function failed(err, sent, pathKey, again) {
+async function failed(err, sent, pathKey, again, base = null) {
   if (err instanceof PatchdError && err.status === 422 && !again) {
     // A line item moved before this edit reached the server: make it
     // again against the version shown now. The test of the item's id
@@ -410,7 +410,7 @@ async function failed(err, sent, pathKey, again) {
     }
     if (ops2.length) await send(ops2, doc.version(), sent, pk, true);
   } else if (err instanceof PatchdError && err.status === 412) {
-    conflict(err, sent, pathKey);
+    conflict(err, sent, pathKey, base);
   } else {
     notSaved = err.message;
     say(`Could not save: ${err.message}`);
@@ -437,7 +437,7 @@ function sentOf(ops) {
 
 // --- conflicts --------------------------------------------------------
 
-function conflict(err, sent, pathKey) {
+function conflict(err, sent, pathKey, base = null) {
   let keys = err instanceof ConflictError ? [...new Set(err.conflicts.map((c) => pathKey.get(c.clientPath)).filter(Boolean))] : [];
   if (keys.length === 0) keys = [...sent.keys()];
   const current = err.current?.value ?? doc.value;
@@ -451,7 +451,7 @@ function conflict(err, sent, pathKey) {
     const theirs = valueAt(current, key);
     if (!controlFor(key)) continue;
     if (deepEqual(theirs, sent.get(key))) continue; // both made the same change
-    prompt(key, theirs, err.current ?? null, sentIndex(pathKey, key));
+    prompt(key, theirs, err.current ?? null, sentIndex(pathKey, key), base);
   }
 }
 
@@ -469,7 +469,7 @@ function sentIndex(pathKey, key) {
 // (the document read after the 412; null if unreadable) holds it, or the
 // user's. Keep mine is sent against the version whose value the prompt
 // shows, so that a change made after it asks again.
-function prompt(key, theirs, current, index = -1) {
+function prompt(key, theirs, current, index = -1, editBase = null) {
   conflicted.get(key)?.remove();
   const el = controlFor(key);
   const box = $('#conflict-prompt').content.firstElementChild.cloneNode(true);
@@ -490,7 +490,15 @@ function prompt(key, theirs, current, index = -1) {
   // The version shown: current's, or, once the change feed brings a newer
   // value of the field, the version that holds it.
   let shown = { value: theirs, base: current?.etag ?? doc.version(), doc: current?.value ?? doc.value };
-  box.refresh = () => {
+  // The feed may still be behind current: older versions it brings must
+  // not move the prompt back. It has caught up once it brings current's
+  // version (or shows current's value when the prompt opens).
+  let caughtUp = !current || deepEqual(valueAt(doc.value, key), theirs);
+  box.refresh = (ev) => {
+    if (!caughtUp) {
+      caughtUp = ev?.version ? ev.version.etag === current.etag : deepEqual(valueAt(doc.value, key), theirs);
+      return;
+    }
     const now = valueAt(doc.value, key);
     if (deepEqual(now, shown.value)) return;
     shown = { value: now, base: doc.version(), doc: doc.value };
@@ -516,7 +524,7 @@ function prompt(key, theirs, current, index = -1) {
     const c = controlFor(key);
     // Sent before the prompt goes: the field shows what is being kept
     // throughout, never theirs in between.
-    keepMine(key, readControl(c), shown.base, shown.doc, index);
+    keepMine(key, readControl(c), shown.base, shown.doc, index, editBase);
     done();
     c?.focus();
   });
@@ -536,8 +544,9 @@ function prompt(key, theirs, current, index = -1) {
 
 // keepMine sends the user's value of a conflicted field against base, the
 // version the prompt showed, whose value is shown. A line item removed
-// meanwhile is put back where it was (index, when the edit named it).
-function keepMine(key, mine, base, shown, index = -1) {
+// meanwhile is put back where it was: at index in editBase, the version
+// the edit was made against, when the edit named it.
+function keepMine(key, mine, base, shown, index = -1, editBase = null) {
   const k = parseKey(key);
   const sent = new Map([[key, mine]]);
   const pathKey = new Map();
@@ -548,7 +557,13 @@ function keepMine(key, mine, base, shown, index = -1) {
     const item = { id: k.item, desc: li ? readControl(li.querySelector('input.desc')) : '', qty: li ? readControl(li.querySelector('input.qty')) : 1 };
     item[k.field] = mine;
     const items = Array.isArray(doc.value?.items) ? doc.value.items : [];
-    const at = Math.min(Math.max(0, index >= 0 ? index : [...itemsList.children].indexOf(li)), items.length);
+    // Where the edit found it, in the version it was made against: the
+    // server moves the index over the inserts and removals since.
+    if (index >= 0 && editBase) {
+      send([{ op: 'add', path: pointer('items', index), value: item }], editBase, sent, pathKey);
+      return;
+    }
+    const at = Math.min(Math.max(0, [...itemsList.children].indexOf(li)), items.length);
     send([{ op: 'add', path: pointer('items', at), value: item }], doc.version(), sent, pathKey);
     return;
   }
