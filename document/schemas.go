@@ -32,7 +32,11 @@ func (s *Service) WriteSchema(ctx context.Context, w Write) (Result, error) {
 	w.Collection, w.ID = store.SchemaCollection, coll
 	w.Pre.Strict = true
 	w.Idempotency = nil
-	return s.write(ctx, w, &schemaWrite{collection: coll})
+	res, err := s.write(ctx, w, &schemaWrite{collection: coll})
+	if w.Kind == Delete && errors.Is(err, store.ErrNotFound) {
+		err = fail(store.ErrNotFound, fmt.Sprintf("collection %s has no schema", coll)) // as GET says
+	}
+	return res, err
 }
 
 // Schema returns the schema of a collection as stored. Returns an error

@@ -501,3 +501,18 @@ func TestLongNumbers(t *testing.T) {
 		t.Fatalf("the document changed: %s", got.body)
 	}
 }
+
+// TestSchemaNotFoundSaysSo: a collection without a schema is named as
+// such, by DELETE as by GET (DELETE said "no such document").
+func TestSchemaNotFoundSaysSo(t *testing.T) {
+	s := startServer(t)
+	for _, r := range []response{
+		s.do(t, "GET", "/schemas/nosuch", nil, ""),
+		s.do(t, "DELETE", "/schemas/nosuch", hdr{"If-Match", "*"}, ""),
+	} {
+		expect(t, r, http.StatusNotFound, "not-found")
+		if p := r.problem(t); p["detail"] != "collection nosuch has no schema" {
+			t.Errorf("detail %q", p["detail"])
+		}
+	}
+}
