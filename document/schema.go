@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/big"
 	"regexp"
 	"regexp/syntax"
 	"runtime"
@@ -907,7 +908,7 @@ func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
 			keyword = kp[0] // ["dependentRequired", "prop"]: the keyword first
 		}
 	}
-	msg := shorten(ve.ErrorKind.LocalizedString(printer)) // it may quote a whole value
+	msg := shorten(numberMessage(ve.ErrorKind)) // it may quote a whole value
 	if p, ok := ve.ErrorKind.(*kind.Pattern); ok {
 		if r := (&costlyRegexp{insts: patternInsts(p.Want)}); r.tooCostly(len(p.Got)) {
 			msg = fmt.Sprintf("a string of %d bytes is too long to check against pattern %q (at most %d bytes for it)",
@@ -920,6 +921,47 @@ func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
 		ptr.WriteString(pointerEscaper.Replace(tok))
 	}
 	*out = append(*out, SchemaError{InstancePath: ptr.String(), Keyword: keyword, Message: msg})
+}
+
+// numberMessage is the message of an error kind, with the numbers of the
+// numeric keywords written exactly: the validator's own messages go through
+// float64 ("got 9.007199254740992×10¹⁵, want 9.007199254740992×10¹⁵" for
+// 9007199254740993 against a maximum of 9007199254740992).
+func numberMessage(k jsonschema.ErrorKind) string {
+	var name string
+	var got, want *big.Rat
+	switch k := k.(type) {
+	case *kind.Minimum:
+		name, got, want = "minimum", k.Got, k.Want
+	case *kind.Maximum:
+		name, got, want = "maximum", k.Got, k.Want
+	case *kind.ExclusiveMinimum:
+		name, got, want = "exclusiveMinimum", k.Got, k.Want
+	case *kind.ExclusiveMaximum:
+		name, got, want = "exclusiveMaximum", k.Got, k.Want
+	case *kind.MultipleOf:
+		name, got, want = "multipleOf", k.Got, k.Want
+	default:
+		return k.LocalizedString(printer)
+	}
+	return fmt.Sprintf("%s: got %s, want %s", name, exactDecimal(got), exactDecimal(want))
+}
+
+// exactDecimal writes a rational number from a JSON number (its
+// denominator divides a power of ten) in decimal, exactly; another one to
+// 20 places.
+func exactDecimal(r *big.Rat) string {
+	if r.IsInt() {
+		return r.Num().String()
+	}
+	p, ten, rem := big.NewInt(10), big.NewInt(10), new(big.Int)
+	for places := 1; places <= 2*maxNumberExponent+maxNumberDigits; places++ {
+		if rem.Mod(p, r.Denom()).Sign() == 0 {
+			return r.FloatString(places)
+		}
+		p.Mul(p, ten)
+	}
+	return r.FloatString(20)
 }
 
 // schemaFor returns the compiled schema of a collection, nil when it has

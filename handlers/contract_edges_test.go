@@ -516,3 +516,29 @@ func TestSchemaNotFoundSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaNumbersExactInMessages: the messages of the numeric keywords
+// write their numbers exactly (the validator's own went through float64:
+// "got 9.007199254740992×10¹⁵, want 9.007199254740992×10¹⁵").
+func TestSchemaNumbersExactInMessages(t *testing.T) {
+	s := startServer(t)
+	expect(t, s.do(t, "PUT", "/schemas/nx", hdr{"Content-Type", ctJSON},
+		`{"properties":{"a":{"maximum":9007199254740992},"b":{"exclusiveMinimum":0.1},"c":{"multipleOf":0.25},"d":{"minimum":25}}}`), http.StatusCreated, "")
+	r := s.do(t, "PUT", "/docs/nx/x", hdr{"Content-Type", ctJSON}, `{"a":9007199254740993,"b":0.1,"c":1.3,"d":1e1}`)
+	expect(t, r, http.StatusUnprocessableEntity, "schema-violation")
+	got := map[string]any{}
+	for _, e := range schemaErrors(t, r) {
+		got[e["instancePath"].(string)] = e["message"]
+	}
+	want := map[string]any{
+		"/a": "maximum: got 9007199254740993, want 9007199254740992",
+		"/b": "exclusiveMinimum: got 0.1, want 0.1",
+		"/c": "multipleOf: got 1.3, want 0.25",
+		"/d": "minimum: got 10, want 25",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+}
