@@ -58,12 +58,6 @@ func TestSchemaCompiledOncePerETag(t *testing.T) {
 // once their sum passes maxValidationPatternWork, and a page of violations
 // ends once its documents' sum passes violationsPatternWork.
 func TestSchemaPatternWorkPerDocument(t *testing.T) {
-	if raceEnabled {
-		// Single-threaded regular expression work up to its real bounds:
-		// ten times slower under the race detector, which finds nothing
-		// in it; the plain run (go test ./...) checks it.
-		t.Skip("skipped under -race")
-	}
 	s, _, pattern, insts := newPatternService(t)
 	ctx := context.Background()
 	str := strings.Repeat("a", maxPatternWork/insts-1) // one match: just within its bound
@@ -114,12 +108,6 @@ func TestSchemaPatternWorkPerDocument(t *testing.T) {
 // within the bound of one validation, together past it, is refused whole,
 // naming the batch, and writes nothing.
 func TestSchemaPatternWorkPerBatch(t *testing.T) {
-	if raceEnabled {
-		// Single-threaded regular expression work up to its real bounds:
-		// ten times slower under the race detector, which finds nothing
-		// in it; the plain run (go test ./...) checks it.
-		t.Skip("skipped under -race")
-	}
 	s, st, pattern, insts := newPatternService(t)
 	ctx := context.Background()
 	str := strings.Repeat("a", maxPatternWork/insts-1)
@@ -191,8 +179,14 @@ func TestSchemaSubschemaWorkPerBatch(t *testing.T) {
 
 // newPatternService is newService with the costly pattern of the
 // pattern-work tests and the size of its compiled program.
+// Its tests run regular expressions up to their real bounds, single
+// threaded: ten times slower under the race detector, which finds nothing
+// in them, they skip under it (the plain run, go test ./..., has them).
 func newPatternService(t *testing.T) (s *Service, st store.Store, pattern string, insts int) {
 	t.Helper()
+	if raceEnabled {
+		t.Skip("regular expression work up to its bounds: skipped under -race")
+	}
 	s, st = newService(t)
 	pattern = `(a?){0,199}$`
 	return s, st, pattern, patternInsts(pattern)

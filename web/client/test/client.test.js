@@ -69,6 +69,21 @@ function recordingFetch(fail = () => null) {
   return { f, calls };
 }
 
+/** A fetch over f whose first PATCH waits until release() (a slow network, or offline). */
+function holdFirstWrite(f) {
+  let release;
+  const held = new Promise((r) => (release = r));
+  let first = true;
+  const slow = async (url, init = {}) => {
+    if ((init.method ?? 'GET') === 'PATCH' && first) {
+      first = false;
+      await held;
+    }
+    return f(url, init);
+  };
+  return { slow, release };
+}
+
 test('open, patch, merge: If-Match, Idempotency-Key, and the answer applied', async () => {
   const { f, calls } = recordingFetch();
   const client = new Client({ baseURL: server.url, fetch: f });
@@ -149,17 +164,8 @@ for (const follow of [false, true]) test(`an edit queued behind one that the ser
   // Bob changes the title meanwhile, and Alice, who has not seen it,
   // edits the title too. Her first edit is rebased over Bob's; her title
   // is made against what she saw, so it must not replace Bob's unseen.
-  let release;
-  const held = new Promise((r) => (release = r));
-  let first = true;
   const { f, calls } = recordingFetch();
-  const slow = async (url, init = {}) => {
-    if ((init.method ?? 'GET') === 'PATCH' && first) {
-      first = false;
-      await held;
-    }
-    return f(url, init);
-  };
+  const { slow, release } = holdFirstWrite(f);
   const id = newID();
   const bobClient = new Client({ baseURL: server.url });
   const creator = await bobClient.create('t', id, { customer: '', title: '', notes: '' });
@@ -189,16 +195,7 @@ for (const follow of [false, true]) test(`an edit queued behind one that the ser
 });
 
 test('a second edit of the same line item queued behind the first, rebased over a change of another item, is no conflict with oneself', async () => {
-  let release;
-  const held = new Promise((r) => (release = r));
-  let first = true;
-  const slow = async (url, init = {}) => {
-    if ((init.method ?? 'GET') === 'PATCH' && first) {
-      first = false;
-      await held;
-    }
-    return fetch(url, init);
-  };
+  const { slow, release } = holdFirstWrite(fetch);
   const id = newID();
   const bobClient = new Client({ baseURL: server.url });
   const bob = await bobClient.create('t', id, { items: [{ id: 'a', qty: 1 }, { id: 'b', qty: 1 }] });
