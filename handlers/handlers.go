@@ -114,9 +114,10 @@ type Handler struct {
 	// stopFollow stops following the store's commit notifications.
 	stopFollow context.CancelFunc
 
-	diskFull     diskFullLog    // 507s, logged once a minute
-	limiter      *rateLimiter   // nil: no rate limit
-	bodies       *budget.Budget // decode budget of request bodies
+	diskFull     diskFullLog     // 507s, logged once a minute
+	limiter      *rateLimiter    // nil: no rate limit
+	uiPaths      map[string]bool // the UI's static files (registerUI); GET and HEAD of them are not rate limited
+	bodies       *budget.Budget  // decode budget of request bodies
 	overloadWait time.Duration
 	grace        time.Duration  // HalfCloseGrace
 	ready        *readiness     // GET /readyz

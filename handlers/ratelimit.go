@@ -108,13 +108,15 @@ func clientKey(r *http.Request) string {
 }
 
 // rateLimit is the middleware that answers 429 with Retry-After to a
-// client over its rate. The probes /healthz and /readyz, and the UI's
-// static files (GET and HEAD), are not limited.
+// client over its rate. The probes /healthz and /readyz, and GET and HEAD
+// of the UI's static files (h.uiPaths), are not limited: they cost no more
+// than a probe, and a browser restoring ten tabs asks for a dozen files
+// each.
 func (h *Handler) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		if path := r.URL.Path; h.limiter == nil || path == "/healthz" || path == "/readyz" ||
-			(isUIPath(path) && (r.Method == http.MethodGet || r.Method == http.MethodHead)) {
+			(h.uiPaths[path] && (r.Method == http.MethodGet || r.Method == http.MethodHead)) {
 			return next(c)
 		}
 		ok, wait := h.limiter.allow(clientKey(c.Request()))

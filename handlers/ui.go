@@ -4,7 +4,6 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/document"
@@ -16,15 +15,17 @@ import (
 // under /ui/, and the JavaScript client it imports under /ui/client/.
 func (h *Handler) registerUI(e *echo.Echo) {
 	demo, client := newUIFiles(web.Demo()), newUIFiles(web.Client())
+	h.uiPaths = map[string]bool{"/": true}
+	for name := range demo {
+		h.uiPaths["/ui/"+name] = true
+	}
+	for name := range client {
+		h.uiPaths["/ui/client/"+name] = true
+	}
 	getHead(e, "/", func(c echo.Context) error { return demo.serve(c, "index.html") })
 	getHead(e, "/ui/client/:file", func(c echo.Context) error { return client.serve(c, c.Param("file")) })
 	getHead(e, "/ui/:file", func(c echo.Context) error { return demo.serve(c, c.Param("file")) })
 }
-
-// isUIPath reports whether a request path is one of the UI's static files
-// (or would be): the rate limit leaves them alone, since they cost no more
-// than a probe, and a browser restoring ten tabs asks for a dozen each.
-func isUIPath(p string) bool { return p == "/" || strings.HasPrefix(p, "/ui/") }
 
 // uiFile is an embedded file with its strong ETag.
 type uiFile struct {

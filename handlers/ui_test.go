@@ -79,4 +79,11 @@ func TestUIRevalidatedAndNotRateLimited(t *testing.T) {
 	}
 	expect(t, s.do(t, "GET", "/docs/c", nil, ""), http.StatusOK, "")
 	expect(t, s.do(t, "GET", "/docs/c", nil, ""), http.StatusTooManyRequests, "rate-limited")
+	// Only the files there are: a path that is none, or another method, is
+	// limited as any request.
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/ui/nope.js"}, {"GET", "/ui/../docs/c"}, {"GET", "/ui/client/nope.js"}, {"POST", "/ui/app.js"},
+	} {
+		expect(t, s.do(t, r.method, r.path, nil, ""), http.StatusTooManyRequests, "rate-limited")
+	}
 }
