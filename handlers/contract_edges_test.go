@@ -497,6 +497,16 @@ func TestLongNumbers(t *testing.T) {
 	}
 	expect(t, s.do(t, "GET", "/docs/n/y", nil, ""), http.StatusNotFound, "not-found")
 	expect(t, s.do(t, "GET", "/docs/n/x", nil, ""), http.StatusNotFound, "not-found")
+	// Filters compare with every document they examine: their numbers are
+	// bounded alike (400, naming the limit).
+	r = s.do(t, "GET", "/docs/n?where="+url.QueryEscape(`{"/n":`+long+`}`), nil, "")
+	expect(t, r, http.StatusBadRequest, "invalid-request")
+	expect(t, s.do(t, "GET", "/docs/n?where="+url.QueryEscape(`{"/n":`+fits+`}`), nil, ""), http.StatusOK, "")
+	r = s.do(t, "POST", "/events", h, `{"collections":[{"c":"n","where":{"/n":{"in":[`+long+`]}}}]}`)
+	expect(t, r, http.StatusBadRequest, "invalid-request")
+	if p := r.problem(t); !strings.Contains(p["detail"].(string), fmt.Sprint(patch.DefaultMaxNumber)) {
+		t.Errorf("POST /events: detail %q does not name the limit", p["detail"])
+	}
 	if got := s.do(t, "GET", "/docs/n/ok", nil, ""); got.header.Get("ETag") != etag {
 		t.Fatalf("the document changed: %s", got.body)
 	}

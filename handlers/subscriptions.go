@@ -58,7 +58,10 @@ func encodeCursor(c store.Cursor) string { return base64.RawURLEncoding.EncodeTo
 func parseEventsRequest(body []byte, maxSubs int) (*eventsRequest, error) {
 	// A collection's where lies three levels down: the body, the
 	// collections array, the subscription. It may nest as a listing's.
-	v, err := patch.Parse(body, patch.Limits{MaxDepth: query.MaxDepth + 3})
+	v, err := patch.Parse(body, patch.Limits{MaxDepth: query.MaxDepth + 3, MaxNumber: patch.DefaultMaxNumber})
+	if errors.Is(err, patch.ErrNumberTooLong) {
+		return nil, fail(ErrInvalidRequest, "the body: "+err.Error())
+	}
 	if errors.Is(err, patch.ErrInvalidDocument) {
 		return nil, fail(ErrInvalidRequest, fmt.Sprintf("the body nests deeper than the limit of %d levels (a where's %d and the three around it)", query.MaxDepth+3, query.MaxDepth))
 	}

@@ -20,6 +20,9 @@ var (
 	// ErrInvalidDocument: the result is not a JSON object, nests too deeply
 	// or is larger than the limit.
 	ErrInvalidDocument = errors.New("invalid document")
+	// ErrNumberTooLong: a number literal is longer than Limits.MaxNumber.
+	// It wraps ErrInvalidDocument.
+	ErrNumberTooLong = fmt.Errorf("%w: number literal too long", ErrInvalidDocument)
 	// ErrRebaseConflict: a rebase found edits that overlap concurrent edits. The
 	// error is a *ConflictError.
 	ErrRebaseConflict = errors.New("rebase conflict")

@@ -96,7 +96,7 @@ func decodeValue(dec *jsontext.Decoder, lim *Limits, depth int) (any, error) {
 	case '0':
 		n := tok.String()
 		if lim.MaxNumber > 0 && len(n) > lim.MaxNumber {
-			return nil, &Error{Err: ErrInvalidDocument, Op: -1,
+			return nil, &Error{Err: ErrNumberTooLong, Op: -1,
 				Detail: fmt.Sprintf("a number of %d characters (at byte %d); the limit is %d: write longer ones as strings", len(n), dec.InputOffset()-int64(len(n)), lim.MaxNumber)}
 		}
 		return Number(n), nil

@@ -75,7 +75,10 @@ func ParseWhere(s string) (*Where, error) {
 	if s == "" {
 		return nil, nil
 	}
-	v, err := patch.Parse([]byte(s), patch.Limits{MaxDepth: MaxDepth})
+	v, err := patch.Parse([]byte(s), patch.Limits{MaxDepth: MaxDepth, MaxNumber: patch.DefaultMaxNumber})
+	if errors.Is(err, patch.ErrNumberTooLong) {
+		return nil, invalid("where: %v", err)
+	}
 	if errors.Is(err, patch.ErrInvalidDocument) {
 		return nil, invalid("where nests deeper than the limit of %d levels", MaxDepth)
 	}
