@@ -575,7 +575,9 @@ export class Doc {
   async _send(entry) {
     const c = this.client;
     const etag = this._baseFor(entry);
-    entry.predicted = this._viewThrough(entry);
+    // What this edit's version should hold: the value shown, when nothing
+    // is queued behind it (the usual case; no second pass over the edits).
+    entry.predicted = this._pending[this._pending.length - 1] === entry ? this._value : this._viewThrough(entry);
     // Loaded ahead, for when the answer says the server rebased the edit.
     rebasedModule().catch(() => {});
     const headers = {
