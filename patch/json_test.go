@@ -108,6 +108,8 @@ func TestLibraryGaps(t *testing.T) {
 		{name: "NegativeIndex", doc: `{"a":[1,2]}`, patch: `[{"op":"add","path":"/a/-1","value":0}]`, wantErr: patch.ErrInvalidPatch},
 		{name: "LeadingZeroIndex", doc: `{"a":[1,2]}`, patch: `[{"op":"replace","path":"/a/01","value":0}]`, wantErr: patch.ErrInvalidPatch},
 		{name: "PlusIndex", doc: `{"a":[1,2]}`, patch: `[{"op":"remove","path":"/a/+1"}]`, wantErr: patch.ErrInvalidPatch},
+		{name: "IndexPastInt64", doc: `{"a":[1,2]}`, patch: `[{"op":"remove","path":"/a/99999999999999999999"}]`, wantErr: patch.ErrPatchFailed},
+		{name: "IndexPastInt64Add", doc: `{"a":[1,2]}`, patch: `[{"op":"add","path":"/a/9223372036854775808","value":0}]`, wantErr: patch.ErrPatchFailed},
 		{name: "LeadingZeroKeyOnObject", doc: `{"a":{"01":1}}`, patch: `[{"op":"remove","path":"/a/01"}]`, want: `{"a":{}}`},
 		{name: "TestWithoutValue", doc: `{"a":1}`, patch: `[{"op":"test","path":"/a"}]`, wantErr: patch.ErrInvalidPatch},
 		{name: "TestNullOnMissing", doc: `{"a":1}`, patch: `[{"op":"test","path":"/b","value":null}]`, wantErr: patch.ErrPatchFailed},

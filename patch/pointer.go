@@ -128,9 +128,10 @@ func (p pointer) isProperPrefix(b pointer) bool {
 }
 
 // parseIndex parses an RFC 6901 array index: "0" or a digit string without a
-// leading zero, and at most maxLen. It returns -1 when tok is not one.
+// leading zero. It returns -1 when tok is not one, and maxLen+1 for an
+// index past maxLen, however many digits it has.
 func parseIndex(tok string, maxLen int) int {
-	if tok == "" || len(tok) > 1 && tok[0] == '0' || len(tok) > 18 {
+	if tok == "" || len(tok) > 1 && tok[0] == '0' {
 		return -1
 	}
 	n := 0
@@ -139,7 +140,11 @@ func parseIndex(tok string, maxLen int) int {
 		if c < '0' || c > '9' {
 			return -1
 		}
-		n = n*10 + int(c-'0')
+		if n > maxLen/10 {
+			n = maxLen + 1 // past maxLen, whatever follows; no overflow
+		} else {
+			n = n*10 + int(c-'0')
+		}
 	}
 	if n > maxLen {
 		return maxLen + 1 // out of range, but syntactically an index
