@@ -194,6 +194,16 @@ func EncodeOps(ops []Op) []byte {
 	return Canonical(arr)
 }
 
+// Pointer returns the path of o as it was committed and as history
+// writes it: an append (an Ins the client addressed with "-") ends in
+// "/-", every other op's path is its typed path.
+func (o Op) Pointer() string {
+	if o.Kind == OpIns && o.Append && len(o.Path) > 0 {
+		return o.Path[:len(o.Path)-1].String() + "/-"
+	}
+	return o.Path.String()
+}
+
 // DecodeOps decodes what EncodeOps produced.
 func DecodeOps(data []byte) ([]Op, error) {
 	if len(data) == 0 {
@@ -263,10 +273,7 @@ func RFC6902(ops []Op) []any {
 			}
 			m = map[string]any{"op": op, "path": path, "value": o.Value}
 		case OpIns:
-			if o.Append {
-				path = o.Path[:len(o.Path)-1].String() + "/-"
-			}
-			m = map[string]any{"op": "add", "path": path, "value": o.Value}
+			m = map[string]any{"op": "add", "path": o.Pointer(), "value": o.Value}
 		case OpDel, OpRm:
 			m = map[string]any{"op": "remove", "path": path}
 		case OpSet:

@@ -353,7 +353,7 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 			g.conflicts = append(g.conflicts, Conflict{
 				ClientOp:          p.Client,
 				ClientPath:        p.Sent,
-				ConcurrentPath:    q.Path.String(),
+				ConcurrentPath:    q.Pointer(),
 				ConcurrentVersion: seq,
 				Reason:            reason(p, cur),
 			})

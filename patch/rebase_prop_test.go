@@ -773,7 +773,7 @@ func rbCheckSoundness(t *rapid.T, s *rbScenario, cs []Conflict) {
 				continue
 			}
 			for _, qf := range qfp[c.ConcurrentVersion] {
-				if qf.op.Path.String() != c.ConcurrentPath || !rbTable(pf, qf) {
+				if qf.op.Pointer() != c.ConcurrentPath || !rbTable(pf, qf) {
 					continue
 				}
 				switch c.Reason {
