@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -549,6 +550,117 @@ func TestSchemaNumbersExactInMessages(t *testing.T) {
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+// TestIndexBeyondAnyArray: an array index of the RFC's syntax is out of
+// range however many digits it has (it was refused as "not an array
+// index", 400): 422 patch-failed, as for any index past the end. On an
+// object the same token is a member name.
+func TestIndexBeyondAnyArray(t *testing.T) {
+	s := startServer(t)
+	etag := s.create(t, "/docs/ix/d", `{"arr":[0,1,2],"o":{}}`)
+	h := hdr{"Content-Type", ctPatch, "If-Match", etag}
+	for _, tok := range []string{"9223372036854775807", "99999999999999999999", "1000000000000000000"} {
+		for _, p := range []string{
+			`[{"op":"add","path":"/arr/` + tok + `","value":1}]`,
+			`[{"op":"remove","path":"/arr/` + tok + `"}]`,
+			`[{"op":"replace","path":"/arr/` + tok + `","value":1}]`,
+			`[{"op":"test","path":"/arr/` + tok + `","value":1}]`,
+		} {
+			r := s.do(t, "PATCH", "/docs/ix/d", h, p)
+			expect(t, r, http.StatusUnprocessableEntity, "patch-failed")
+			if d, _ := r.problem(t)["detail"].(string); !strings.Contains(d, "out of range") {
+				t.Errorf("%s: detail %q", p, d)
+			}
+		}
+	}
+	expect(t, s.do(t, "PATCH", "/docs/ix/d", h, `[{"op":"add","path":"/o/99999999999999999999","value":1}]`), http.StatusOK, "")
+}
+
+// TestPercentEncodedNames: a percent-encoded unreserved character in the
+// path is the character (RFC 3986 section 6.2.2.2): /docs/ct/%41bc is
+// /docs/ct/Abc (it was 400, "id %41bc must match").
+func TestPercentEncodedNames(t *testing.T) {
+	s := startServer(t)
+	etag := s.create(t, "/docs/ct/Abc", `{"a":1}`)
+	for _, p := range []string{"/docs/ct/%41bc", "/docs/%63t/Abc", "/docs/ct/Ab%63", "/docs/%63%74/%41%62%63"} {
+		r := s.do(t, "GET", p, nil, "")
+		expect(t, r, http.StatusOK, "")
+		if r.header.Get("ETag") != etag {
+			t.Errorf("GET %s: ETag %q, want %q", p, r.header.Get("ETag"), etag)
+		}
+	}
+	expect(t, s.do(t, "PUT", "/docs/ct/a%7E", hdr{"Content-Type", ctJSON}, `{}`), http.StatusCreated, "")
+	expect(t, s.do(t, "GET", "/docs/ct/a~", nil, ""), http.StatusOK, "")
+	expect(t, s.do(t, "GET", "/docs/ct/Abc/histor%79", nil, ""), http.StatusOK, "")
+	// Reserved and other characters stay what they are: not a name.
+	for _, p := range []string{"/docs/ct/a%2Fb", "/docs/ct/a%20b", "/docs/c%2ft/Abc"} {
+		expect(t, s.do(t, "GET", p, nil, ""), http.StatusBadRequest, "invalid-request")
+	}
+}
+
+// TestOptionsChecksNames: OPTIONS of a path whose collection or id is not
+// a name is 400 like every other method (it answered 204 with Allow).
+func TestOptionsChecksNames(t *testing.T) {
+	s := startServer(t)
+	for _, p := range []string{"/docs/ct/a%20b", "/docs/bad%20c", "/docs/bad%20c/x", "/docs/ct/a%20b/history", "/schemas/bad%20c"} {
+		expect(t, s.do(t, "OPTIONS", p, nil, ""), http.StatusBadRequest, "invalid-request")
+	}
+	expect(t, s.do(t, "OPTIONS", "/docs/ct/ok", nil, ""), http.StatusNoContent, "")
+}
+
+// TestEmptyNames: an empty collection or id is not a name: 400 (it was
+// 404 "no such resource").
+func TestEmptyNames(t *testing.T) {
+	s := startServer(t)
+	for _, m := range []string{"GET", "PUT", "DELETE"} {
+		for _, p := range []string{"/docs/ct/", "/docs//", "/docs//x"} {
+			r := s.do(t, m, p, hdr{"Content-Type", ctJSON}, `{}`)
+			expect(t, r, http.StatusBadRequest, "invalid-request")
+		}
+	}
+}
+
+// TestConflictNamesAppendAsCommitted: a conflict's concurrentPath is the
+// concurrent op's path as committed, "/-" for an append, as history shows
+// it (it named the index the element took).
+func TestConflictNamesAppendAsCommitted(t *testing.T) {
+	s := startServer(t)
+	base := s.create(t, "/docs/ap/d", `{"tags":["a"],"t":[]}`)
+	expect(t, s.do(t, "PATCH", "/docs/ap/d", hdr{"Content-Type", ctPatch, "If-Match", base}, `[{"op":"add","path":"/tags/-","value":"b"},{"op":"add","path":"/t/-","value":1}]`), http.StatusOK, "")
+	for _, tc := range []struct{ ct, body, path string }{
+		{ctMerge, `{"tags":["a","c"]}`, "/tags/-"},
+		{ctPatch, `[{"op":"replace","path":"/t","value":[2]}]`, "/t/-"},
+	} {
+		r := s.do(t, "PATCH", "/docs/ap/d", hdr{"Content-Type", tc.ct, "If-Match", base}, tc.body)
+		expect(t, r, http.StatusPreconditionFailed, "rebase-conflict")
+		cs, _ := r.problem(t)["conflicts"].([]any)
+		if len(cs) != 1 || cs[0].(map[string]any)["concurrentPath"] != tc.path {
+			t.Errorf("%s: conflicts %v, want one with concurrentPath %s", tc.body, cs, tc.path)
+		}
+	}
+}
+
+// TestHeadSendsContentLength: HEAD answers have the headers of GET's,
+// Content-Length included (listings and history lacked it).
+func TestHeadSendsContentLength(t *testing.T) {
+	s := startServer(t)
+	etag := s.create(t, "/docs/hl/a", `{"n":1}`)
+	expect(t, s.do(t, "PATCH", "/docs/hl/a", hdr{"Content-Type", ctMerge, "If-Match", etag}, `{"n":2}`), http.StatusOK, "")
+	s.create(t, "/docs/hl/b", `{"n":3}`)
+	expect(t, s.do(t, "PUT", "/schemas/hl", hdr{"Content-Type", ctJSON}, `{"properties":{"n":{"type":"integer"}}}`), http.StatusCreated, "")
+	expect(t, s.do(t, "PUT", "/docs/hl/a/presence/session-0001-abcdef", hdr{"Content-Type", ctJSON}, `{"name":"Ada"}`), http.StatusOK, "")
+	for _, p := range []string{"/docs/hl?limit=1", "/docs/hl?include=body", "/docs/hl/a/history", "/docs/hl/a", "/docs/hl/a/history?limit=1",
+		"/schemas/hl", "/schemas/hl/violations", "/docs/hl/a/presence", "/openapi.json", "/healthz", "/readyz", "/", "/ui/client/patchd.js"} {
+		g := s.do(t, "GET", p, nil, "")
+		expect(t, g, http.StatusOK, "")
+		hd := s.do(t, "HEAD", p, nil, "")
+		expect(t, hd, http.StatusOK, "")
+		want := strconv.Itoa(len(g.body))
+		if got := hd.header.Get("Content-Length"); got != want {
+			t.Errorf("HEAD %s: Content-Length %q, want %s (GET's)", p, got, want)
 		}
 	}
 }

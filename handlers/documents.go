@@ -34,6 +34,26 @@ func target(c echo.Context, withID bool) (coll, id string, err error) {
 	return coll, id, nil
 }
 
+// emptyName is the error of a path no route matched whose collection or
+// document id is empty (/docs//x, /docs/c/): not a name, 400 as for any
+// other, rather than 404.
+func emptyName(path string) error {
+	rest, ok := strings.CutPrefix(path, "/docs/")
+	if !ok {
+		if rest, ok = strings.CutPrefix(path, "/schemas/"); !ok {
+			return nil
+		}
+	}
+	segs := strings.Split(rest, "/")
+	switch {
+	case segs[0] == "":
+		return fail(ErrInvalidRequest, `collection "" must match [A-Za-z0-9._~-]{1,128} and not be . or ..`)
+	case len(segs) == 2 && segs[1] == "" && strings.HasPrefix(path, "/docs/"):
+		return fail(ErrInvalidRequest, `id "" must match [A-Za-z0-9._~-]{1,128} and not be . or ..`)
+	}
+	return nil
+}
+
 // mediaType returns the request's media type, lowercased, without
 // parameters ("" when absent or unparsable).
 func mediaType(c echo.Context) string {

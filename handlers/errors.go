@@ -191,6 +191,11 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
+	if errors.Is(err, echo.ErrNotFound) {
+		if e := emptyName(c.Request().URL.Path); e != nil {
+			err = e
+		}
+	}
 	k := classify(err)
 	p := problem{Type: "/problems/" + k.name, Title: k.title, Status: k.status, Detail: truncateDetail(err.Error())}
 	var he *echo.HTTPError

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -199,6 +200,7 @@ func (h *Handler) Echo() *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = h.errorHandler
+	e.Pre(unreservedPath)
 	e.Use(h.observe)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll:   true,
@@ -312,6 +314,17 @@ func (h *Handler) Register(e *echo.Echo) {
 
 func (h *Handler) options(allow string) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		// The names of the path are checked as for every other method.
+		var err error
+		switch names := c.ParamNames(); {
+		case slices.Contains(names, "session"):
+			_, _, _, err = presenceTarget(c)
+		case slices.Contains(names, "c"):
+			_, _, err = target(c, slices.Contains(names, "id"))
+		}
+		if err != nil {
+			return err
+		}
 		hdr := c.Response().Header()
 		hdr.Set("Allow", allow)
 		hdr.Set("Accept-Patch", acceptPatch)

@@ -100,6 +100,7 @@ func (h *Handler) list(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	if c.Request().Method == http.MethodHead {
 		c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+		c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(b.Len()))
 		return c.NoContent(http.StatusOK)
 	}
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b.Bytes())
@@ -137,13 +138,12 @@ func (h *Handler) history(c echo.Context) error {
 	res := c.Response()
 	res.Header().Set("Cache-Control", "no-cache")
 	res.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	if c.Request().Method == http.MethodHead {
-		return c.NoContent(http.StatusOK)
-	}
 	// {"next":...,"versions":[...]}: members in canonical order. The page
 	// is rendered version by version and sent in pieces, each version's
 	// bytes let go once rendered; a small page goes in one piece, with its
-	// Content-Length.
+	// Content-Length. HEAD renders it too, to send the same headers.
+	head := c.Request().Method == http.MethodHead
+	streamed := false
 	buf := make([]byte, 0, historyFlush)
 	buf = append(buf, `{"next":`...)
 	if more && len(versions) > 0 {
@@ -170,7 +170,9 @@ func (h *Handler) history(c echo.Context) error {
 			panic(http.ErrAbortHandler)
 		}
 		versions[i] = store.Version{}
-		if len(buf) >= historyFlush {
+		if len(buf) >= historyFlush && head {
+			streamed, buf = true, buf[:0] // GET sends this page without a length
+		} else if len(buf) >= historyFlush {
 			if !res.Committed {
 				res.WriteHeader(http.StatusOK)
 			}
@@ -181,6 +183,12 @@ func (h *Handler) history(c echo.Context) error {
 		}
 	}
 	buf = append(buf, "]}"...)
+	if head {
+		if !streamed {
+			res.Header().Set(echo.HeaderContentLength, strconv.Itoa(len(buf)))
+		}
+		return c.NoContent(http.StatusOK)
+	}
 	if !res.Committed {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, buf)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 )
@@ -20,5 +21,7 @@ func OpenAPI() []byte { return bytes.Clone(openapiJSON) }
 
 func (h *Handler) openapi(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-cache")
+	// Its length up front: a HEAD answer carries it too.
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(openapiJSON)))
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapiJSON)
 }

@@ -146,6 +146,7 @@ func (h *Handler) violations(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	if c.Request().Method == http.MethodHead {
 		c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+		c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 		return c.NoContent(http.StatusOK)
 	}
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)

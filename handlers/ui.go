@@ -4,6 +4,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 	"github.com/patchd/patchd/document"
@@ -79,5 +80,6 @@ func (files uiFiles) serve(c echo.Context, name string) error {
 	if inm, err := document.ParseETagList("If-None-Match", c.Request().Header.Values("If-None-Match")); err == nil && inm.MatchWeak(f.etag) {
 		return c.NoContent(http.StatusNotModified)
 	}
+	hdr.Set(echo.HeaderContentLength, strconv.Itoa(len(f.body))) // a HEAD answer carries it too
 	return c.Blob(http.StatusOK, contentType(name), f.body)
 }
