@@ -1,6 +1,7 @@
 package document
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -20,8 +21,11 @@ var ErrBrokenHistory = errors.New("history does not lead to the document")
 // the history starts at seq 1, undoing the first version leaves nothing.
 // body is the document's value (nil and exists false after a delete); ops,
 // when not nil, are the versions' ops already decoded (one slice per
-// version), else they are decoded from the versions. Errors wrap
-// ErrBrokenHistory and name the seq. Imports and patchd check use it.
+// version), else they are decoded from the versions. Each undone version
+// is then applied again to what undoing it gave, which must give back the
+// version: undoing reads only what ops overwrote, redoing what they wrote.
+// Errors wrap ErrBrokenHistory and name the seq. Imports and patchd check
+// use it.
 func CheckHistory(body any, exists bool, hist []store.Version, ops [][]patch.Op) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrBrokenHistory}, args...)...)
@@ -48,9 +52,10 @@ func CheckHistory(body any, exists bool, hist []store.Version, ops [][]patch.Op)
 	for i := len(hist) - 1; i >= 0; i-- {
 		v := hist[i]
 		got := ""
+		var canon []byte
 		if exists {
-			canon, err := patch.CheckDocument(state, patch.Limits{})
-			if err != nil {
+			var err error
+			if canon, err = patch.CheckDocument(state, patch.Limits{}); err != nil {
 				return bad("history seq %d: the document before seq %d is not an object", v.Seq, v.Seq+1)
 			}
 			got = store.ETagOf(canon)
@@ -71,8 +76,17 @@ func CheckHistory(body any, exists bool, hist []store.Version, ops [][]patch.Op)
 		if !exists && (len(o) == 0 || o[0].Kind != patch.OpDel) {
 			return bad("history seq %d: the document does not exist after it, but it is no delete", v.Seq)
 		}
+		after := exists
 		if state, exists, err = patch.Revert(state, o); err != nil {
 			return bad("history seq %d: its ops do not undo: %v", v.Seq, err)
+		}
+		redo, redoExists, err := patch.Redo(patch.Clone(state), exists, o)
+		var again []byte
+		if err == nil && redoExists {
+			again, err = patch.CheckDocument(redo, patch.Limits{})
+		}
+		if err != nil || redoExists != after || !bytes.Equal(again, canon) {
+			return bad("history seq %d: its ops, applied to the version before it, do not give it", v.Seq)
 		}
 	}
 	if hist[0].Seq == 1 && exists {

@@ -219,7 +219,11 @@ func TestImportRefusesBadLines(t *testing.T) {
 		}
 	}
 	tampered := strings.Replace(good, `"o":"Ann"`, `"o":"Bob"`, 1)
-	if tampered == good {
+	// The values versions wrote, where undoing reads only what they
+	// overwrote: the created body, and a merge's new value.
+	tamperedRoot := strings.Replace(good, `"name":"Ann",`, `"name":"Eve",`, 1)
+	tamperedNew := strings.Replace(good, `"v":"Anne"`, `"v":"Evan"`, 1)
+	if tampered == good || tamperedRoot == good || tamperedNew == good {
 		t.Fatalf("no Ann in %s", good)
 	}
 	deep := strings.Repeat(`{"a":`, 70) + "1" + strings.Repeat("}", 70)
@@ -241,7 +245,9 @@ func TestImportRefusesBadLines(t *testing.T) {
 		{`{"collection":"n","id":"ok2","body":{"b":12345678901234567890123},"seq":7,"updatedAt":"2025-01-02T03:04:05.5Z"}`, true},
 		{`{"collection":"n","id":"deleted-no-history","body":null}`, false},
 		{strings.Replace(good, `"seq":1,`, `"seq":9,`, 1), false}, // history gap
-		{tampered, false}, // ops that do not lead to the body
+		{tampered, false},     // ops that do not lead to the body
+		{tamperedRoot, false}, // a created body that is not the version's
+		{tamperedNew, false},  // a new value that does not lead to the next version
 		{good, true},
 		{good, false}, // exists now
 		{`{"collection":"n","id":"long","body":{"a":"` + strings.Repeat("y", 3<<20) + `"}}`, false},
@@ -284,8 +290,8 @@ func TestImportRefusesBadLines(t *testing.T) {
 		t.Fatalf("counts %+v, %d refused", c, len(bad))
 	}
 	for _, le := range bad {
-		if le.Line == 17 && !errors.Is(le, store.ErrExists) {
-			t.Errorf("line 17: %v, want ErrExists", le)
+		if le.Line == 19 && !errors.Is(le, store.ErrExists) {
+			t.Errorf("line 19: %v, want ErrExists", le)
 		}
 		if le.Line == 2 && !errors.Is(le, dump.ErrInvalidLine) {
 			t.Errorf("line 2: %v, want ErrInvalidLine", le)

@@ -313,6 +313,20 @@ func Invert(ops []Op) []Op {
 	return out
 }
 
+// Redo applies ops, as history records them, to doc (nil, with exists
+// false, for a document that did not exist) and returns the result; exists
+// is false if the ops deleted it. Where Revert reads what each op
+// overwrote, Redo reads what it wrote: together they check both halves of
+// a version. doc is modified in place.
+func Redo(doc any, exists bool, ops []Op) (later any, stillExists bool, err error) {
+	for _, o := range ops {
+		if doc, exists, err = applyOp(doc, exists, o); err != nil {
+			return nil, false, err
+		}
+	}
+	return doc, exists, nil
+}
+
 // Revert undoes ops, which turned some earlier document into doc, and
 // returns that earlier document; exists is false if it did not exist (ops
 // created it). doc is modified in place.
