@@ -153,10 +153,16 @@ func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result,
 	} else if d.w.Pre.fastDecidable() || w.Kind == Delete {
 		// A 412 or 428 that the current ETag decides is answered without
 		// the document lock; anything else is decided again under it.
-		if etag, err := s.store.ETag(ctx, w.Collection, w.ID); err == nil {
+		// A store that does not answer is not asked twice: each call may
+		// wait the store's whole timeout.
+		etag, err := s.store.ETag(ctx, w.Collection, w.ID)
+		switch {
+		case err == nil:
 			if err := d.precondition(etag); err != nil {
 				return Result{Before: etag}, err
 			}
+		case !errors.Is(err, store.ErrNotFound):
+			return Result{}, err
 		}
 	}
 	doc, err := s.store.Update(ctx, w.Collection, d.w.ID, d.decide)

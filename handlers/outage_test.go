@@ -25,10 +25,12 @@ type switchableStore struct {
 	store.Store
 	down, historyDown atomic.Bool
 	historyFailures   atomic.Int32 // History calls failed
+	failures          atomic.Int32 // calls failed while down
 }
 
 func (s *switchableStore) Get(ctx context.Context, c, id string) (*store.Document, error) {
 	if s.down.Load() {
+		s.failures.Add(1)
 		return nil, errDown
 	}
 	return s.Store.Get(ctx, c, id)
@@ -36,6 +38,7 @@ func (s *switchableStore) Get(ctx context.Context, c, id string) (*store.Documen
 
 func (s *switchableStore) ETag(ctx context.Context, c, id string) (string, error) {
 	if s.down.Load() {
+		s.failures.Add(1)
 		return "", errDown
 	}
 	return s.Store.ETag(ctx, c, id)
@@ -43,6 +46,7 @@ func (s *switchableStore) ETag(ctx context.Context, c, id string) (string, error
 
 func (s *switchableStore) Update(ctx context.Context, c, id string, fn store.UpdateFunc) (*store.Document, error) {
 	if s.down.Load() {
+		s.failures.Add(1)
 		return nil, errDown
 	}
 	return s.Store.Update(ctx, c, id, fn)
@@ -50,6 +54,7 @@ func (s *switchableStore) Update(ctx context.Context, c, id string, fn store.Upd
 
 func (s *switchableStore) List(ctx context.Context, c, after string, limit int) ([]store.ListEntry, bool, error) {
 	if s.down.Load() {
+		s.failures.Add(1)
 		return nil, false, errDown
 	}
 	return s.Store.List(ctx, c, after, limit)
@@ -58,6 +63,7 @@ func (s *switchableStore) List(ctx context.Context, c, after string, limit int) 
 func (s *switchableStore) History(ctx context.Context, c, id string, after uint64, limit, maxBytes int) ([]store.Version, bool, error) {
 	if s.down.Load() || s.historyDown.Load() {
 		s.historyFailures.Add(1)
+		s.failures.Add(1)
 		return nil, false, errDown
 	}
 	return s.Store.History(ctx, c, id, after, limit, maxBytes)
@@ -65,6 +71,7 @@ func (s *switchableStore) History(ctx context.Context, c, id string, after uint6
 
 func (s *switchableStore) Idempotency(ctx context.Context, key string) (*store.IdempotencyRecord, error) {
 	if s.down.Load() {
+		s.failures.Add(1)
 		return nil, errDown
 	}
 	return s.Store.Idempotency(ctx, key)
@@ -72,6 +79,7 @@ func (s *switchableStore) Idempotency(ctx context.Context, key string) (*store.I
 
 func (s *switchableStore) Ping(ctx context.Context) error {
 	if s.down.Load() {
+		s.failures.Add(1)
 		return errDown
 	}
 	return s.Store.Ping(ctx)
@@ -127,10 +135,20 @@ func TestStoreUnavailableIs503(t *testing.T) {
 		{"POST", "/docs/c", hdr{"Content-Type", ctJSON}, `{}`},
 		{"PUT", "/docs/c/d", hdr{"Content-Type", ctJSON, "If-Match", e0}, `{}`},
 		{"DELETE", "/docs/c/d", hdr{"If-Match", e0}, ""},
+		{"POST", "/events", hdr{"Content-Type", ctJSON}, `{"docs":[{"c":"c","id":"d"}]}`},
+		{"POST", "/events", hdr{"Content-Type", ctJSON}, `{"collections":[{"c":"c"}]}`},
+		{"PUT", "/schemas/c", hdr{"Content-Type", ctJSON}, `{"type":"object"}`},
+		{"DELETE", "/schemas/c", nil, ""},
 		{"GET", "/readyz", nil, ""},
 	} {
+		before := sw.failures.Load()
 		r := s.do(t, tc.method, tc.path, tc.h, tc.body)
 		expect(t, r, http.StatusServiceUnavailable, "unavailable")
+		// Each call may wait --db-timeout: a request that found the store
+		// down makes no second one.
+		if n := sw.failures.Load() - before; n != 1 {
+			t.Errorf("%s %s: %d calls to the store that is down, want 1", tc.method, tc.path, n)
+		}
 		if r.header.Get("Retry-After") != "1" {
 			t.Fatalf("%s %s: Retry-After %q, want 1", tc.method, tc.path, r.header.Get("Retry-After"))
 		}

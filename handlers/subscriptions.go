@@ -242,6 +242,16 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		return err
 	}
 	defer done()
+	// Errors come before the stream starts: a store that does not answer
+	// is 503 now, not a stream that opens and ends at once. (The reads
+	// below go on after the answer has started.)
+	if err := h.svc.Ping(c.Request().Context()); err != nil {
+		if c.Request().Context().Err() != nil {
+			return err // the client is gone
+		}
+		h.log.Warn("change feed: the store does not answer", "err", err)
+		return fail(store.ErrUnavailable, "the database is unavailable or did not answer in time; retry after the Retry-After delay")
+	}
 	// A cursor's head was checked with the body; its position is the
 	// store's to read. One that does not parse is refused now, before the
 	// stream starts, rather than reset later as if changes were pruned.
