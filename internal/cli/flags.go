@@ -19,13 +19,13 @@ type flagSet struct {
 	out      io.Writer
 	getenv   func(string) string
 	defaults map[string]string
-	errs     []error
+	envErrs  map[string]error // the variables that did not parse, by flag
 }
 
 // newFlagSet returns the flags of a command; head writes what the usage
 // says above the list of flags.
 func (m *Main) newFlagSet(name string, head func(w io.Writer)) *flagSet {
-	f := &flagSet{fs: flag.NewFlagSet("patchd "+name, flag.ContinueOnError), out: m.Stderr, getenv: m.Getenv, defaults: map[string]string{}}
+	f := &flagSet{fs: flag.NewFlagSet("patchd "+name, flag.ContinueOnError), out: m.Stderr, getenv: m.Getenv, defaults: map[string]string{}, envErrs: map[string]error{}}
 	f.fs.SetOutput(m.Stderr)
 	f.fs.Usage = func() {
 		head(f.out)
@@ -50,19 +50,27 @@ func (f *flagSet) add(v flag.Value, name, def, usage string) {
 		val = e
 	}
 	if err := v.Set(val); err != nil {
-		f.errs = append(f.errs, fmt.Errorf("%s=%q: %w", envName(name), val, err))
+		f.envErrs[name] = fmt.Errorf("%s=%q: %w", envName(name), val, err)
 	}
 }
 
-// parse parses args. Mistakes are usage errors; --help is flag.ErrHelp.
+// parse parses args. Mistakes are usage errors; --help is flag.ErrHelp. A
+// variable that does not parse is an error unless its flag is given.
 func (f *flagSet) parse(args []string) error {
-	if err := errors.Join(f.errs...); err != nil {
-		return usageError{err}
-	}
 	if err := f.fs.Parse(f.joinBools(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
+		return usageError{err}
+	}
+	f.fs.Visit(func(fl *flag.Flag) { delete(f.envErrs, fl.Name) })
+	var errs []error
+	f.fs.VisitAll(func(fl *flag.Flag) { // in the order of the flags' names
+		if err := f.envErrs[fl.Name]; err != nil {
+			errs = append(errs, err)
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
 		return usageError{err}
 	}
 	if f.fs.NArg() > 0 {

@@ -78,6 +78,16 @@ func TestParseFlags(t *testing.T) {
 		if err != nil || cfg.maxOps != 9 {
 			t.Fatalf("cfg=%+v, %v", cfg, err)
 		}
+		// Even a variable that does not parse: the flag wins, and only a
+		// variable no flag overrides is an error.
+		env["PATCHD_MAX_BODY"] = "abc"
+		cfg, err = parseFlags([]string{"--max-body", "2MiB"}, func(k string) string { return env[k] }, io.Discard)
+		if err != nil || cfg.maxBody != 2<<20 {
+			t.Fatalf("an invalid variable overridden by its flag: cfg=%+v, %v", cfg, err)
+		}
+		if _, err := parseFlags(nil, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "PATCHD_MAX_BODY") {
+			t.Fatalf("an invalid variable: %v", err)
+		}
 	})
 	t.Run("Errors", func(t *testing.T) {
 		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"--max-depth", "1001"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"},
