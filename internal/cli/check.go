@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/patch"
@@ -77,7 +79,24 @@ func (c *checker) problem(doc, format string, args ...any) {
 	if doc == "" {
 		doc = "storage"
 	}
-	fmt.Fprintf(c.out, "%s: %s\n", doc, fmt.Sprintf(format, args...))
+	fmt.Fprintf(c.out, "%s: %s\n", doc, printable(fmt.Sprintf(format, args...)))
+}
+
+// printable escapes what a terminal would act on or garble in s: control
+// characters and bytes that are not UTF-8, as damaged data may hold.
+func printable(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case !unicode.IsPrint(r) && r != ' ':
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // storage prints each problem of a store's Check.

@@ -158,3 +158,16 @@ func TestCheckCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckMessagesPrintable: what damaged data holds reaches the terminal
+// escaped (a damaged ETag printed raw sent its bytes to it).
+func TestCheckMessagesPrintable(t *testing.T) {
+	var out strings.Builder
+	c := &checker{out: &out}
+	c.problem("c/d", "etag %s", "\"\x1b[31mred\xff\x00\"")
+	c.problem("c/e", "é ok, \uFFFD kept")
+	want := "c/d: etag \"\\u001b[31mred\\xff\\u0000\"\nc/e: é ok, \uFFFD kept\n"
+	if out.String() != want {
+		t.Fatalf("got %q, want %q", out.String(), want)
+	}
+}

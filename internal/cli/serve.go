@@ -133,6 +133,8 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 		return bad("--history-versions must be at least 1")
 	case cfg.historyAge < 0:
 		return bad("--history-age must not be negative")
+	case cfg.shutdownTimeout < 0:
+		return bad("--shutdown-timeout must not be negative")
 	case cfg.logFormat != "auto" && cfg.logFormat != "json" && cfg.logFormat != "text":
 		return bad("--log-format must be auto, json or text")
 	case cfg.logLevel != "debug" && cfg.logLevel != "info" && cfg.logLevel != "warn" && cfg.logLevel != "error":

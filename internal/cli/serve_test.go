@@ -93,7 +93,7 @@ func TestParseFlags(t *testing.T) {
 		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"--max-depth", "1001"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"},
 			{"--db-timeout", "0"}, {"--db-timeout", "5ms"}, {"--idempotency-max-per-client", "0"},
 			{"--max-streams", "0"}, {"--max-streams-per-client", "-1"}, {"--max-subscriptions", "0"}, {"--max-conns-per-client", "0"},
-			{"--tls-cert", "cert.pem"}, {"--tls-key", "key.pem"}, {"--presence-ttl", "500ms"}, {"--presence-ttl", "25h"}} {
+			{"--tls-cert", "cert.pem"}, {"--tls-key", "key.pem"}, {"--presence-ttl", "500ms"}, {"--presence-ttl", "25h"}, {"--shutdown-timeout", "-1s"}} {
 			var usage strings.Builder
 			if _, err := parseFlags(args, noEnv, &usage); err == nil {
 				t.Errorf("%v: no error", args)
