@@ -165,6 +165,21 @@ type docLock struct {
 	refs int           // holders and waiters; guarded by Store.locksMu
 }
 
+// kindOfFile names a file's kind for a message.
+func kindOfFile(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
+}
+
 // Open opens or creates the bbolt database at path (mode 0600). A missing
 // file is created (and the log says so); an existing one is never
 // initialized afresh: an empty (0-byte) file is refused. With
@@ -194,7 +209,9 @@ func Open(path string, opts store.Options) (*Store, error) {
 	}
 	b.gate.ReadOnly = opts.ReadOnly
 	created := false
-	switch _, err := os.Stat(path); {
+	switch fi, err := os.Stat(path); {
+	case err == nil && !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("store: open %s: it is %s, not a database file", path, kindOfFile(fi.Mode()))
 	case errors.Is(err, fs.ErrNotExist) && !opts.ReadOnly:
 		if err := create(path); err != nil {
 			return nil, fmt.Errorf("store: create %s: %w", path, err)

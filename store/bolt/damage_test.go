@@ -269,6 +269,19 @@ func TestOpenCreatesOnlyMissingFiles(t *testing.T) {
 	}
 }
 
+// TestOpenRefusesADirectory: a directory named as the database is said to
+// be one (it was reported as a damaged bbolt file), for reading and for
+// writing, and it is not taken as an outage to wait out.
+func TestOpenRefusesADirectory(t *testing.T) {
+	dir := t.TempDir()
+	for _, ro := range []bool{false, true} {
+		_, err := Open(dir, store.Options{ReadOnly: ro})
+		if err == nil || !strings.Contains(err.Error(), "is a directory, not a database file") || errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("read-only %v: %v", ro, err)
+		}
+	}
+}
+
 // TestDamagedBody flips one byte of a stored body: the file opens (its
 // structure is sound), but the document is never served nor patched as
 // good data: Get and Update fail with store.ErrCorrupt, the log names the
