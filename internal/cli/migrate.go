@@ -62,6 +62,9 @@ func (m *Main) migrate(ctx context.Context, args []string) error {
 				created(true, false)
 			}
 		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("migrate: interrupted after %d documents copied now: %w; run the same command again to resume where it stopped", st.Copied, err)
+		}
 		return fmt.Errorf("migrate: %w", err)
 	}
 	fmt.Fprintf(m.Stderr, "done: %d documents (%d copied now, %d already there), %d versions; every ETag verified; %d idempotency keys (%d copied now)\n",

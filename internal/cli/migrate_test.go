@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 )
 
 func TestMigrateFlags(t *testing.T) {
@@ -129,5 +130,27 @@ func TestMigrateProgress(t *testing.T) {
 	want = "copy: 0/4 documents\ncopy: 4/4 documents\nverify: 0/4 documents\nverify: 4/4 documents\n"
 	if plain.String() != want {
 		t.Errorf("plain output:\n%q\nwant\n%q", plain.String(), want)
+	}
+}
+
+// TestMigrateInterrupted: a migrate stopped by a signal says so, and how
+// to go on (it said only "context canceled").
+func TestMigrateInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	from := filepath.Join(dir, "from.db")
+	st, err := bolt.Open(from, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, st, "n", "a", `{"a":1}`)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the signal came before the first document
+	var stderr bytes.Buffer
+	err = dispatch(ctx, []string{"migrate", "--from", from, "--to", filepath.Join(dir, "to.db")}, noEnv, stdio{nil, io.Discard, &stderr})
+	if err == nil || !strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), "run the same command again to resume") || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
 	}
 }
