@@ -710,7 +710,9 @@ type faultyPresence struct{ err error }
 func (f faultyPresence) PutPresence(context.Context, store.PresenceSession, time.Duration) (time.Time, error) {
 	return time.Time{}, f.err
 }
-func (f faultyPresence) EndPresence(context.Context, string, string, string) error { return f.err }
+func (f faultyPresence) EndPresence(context.Context, string, string, string, string) error {
+	return f.err
+}
 func (f faultyPresence) ListPresence(context.Context, string, string) ([]store.PresenceSession, error) {
 	return nil, f.err
 }

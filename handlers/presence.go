@@ -138,6 +138,11 @@ func presenceClient(c echo.Context, tokens bool) string {
 	return clientKey(c.Request())
 }
 
+// notYours refuses a client another's live session.
+func notYours(coll, id, session string) error {
+	return fail(ErrForbidden, fmt.Sprintf("presence session %s on %s/%s was announced by another client: only it may renew or end it (pick a session id of your own)", session, coll, id))
+}
+
 // putPresence serves PUT /docs/{c}/{id}/presence/{session}.
 func (h *Handler) putPresence(c echo.Context) error {
 	coll, id, session, err := presenceTarget(c)
@@ -171,6 +176,9 @@ func (h *Handler) putPresence(c echo.Context) error {
 	s := store.PresenceSession{Collection: coll, ID: id, Session: session, State: state,
 		Client: presenceClient(c, h.cfg.Tokens != nil), Actor: principal(c).Actor}
 	s.Expires, err = h.presence.PutPresence(r.Context(), s, h.presenceTTL)
+	if errors.Is(err, store.ErrPresenceNotYours) {
+		return notYours(coll, id, session)
+	}
 	var full *store.PresenceFullError
 	if errors.As(err, &full) {
 		secs := int(math.Ceil(h.presenceTTL.Seconds()))
@@ -197,7 +205,10 @@ func (h *Handler) deletePresence(c echo.Context) error {
 	if err := noDryRun(c, "presence"); err != nil {
 		return err
 	}
-	err = h.presence.EndPresence(c.Request().Context(), coll, id, session)
+	err = h.presence.EndPresence(c.Request().Context(), coll, id, session, presenceClient(c, h.cfg.Tokens != nil))
+	if errors.Is(err, store.ErrPresenceNotYours) {
+		return notYours(coll, id, session)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return fail(store.ErrNotFound, fmt.Sprintf("no presence session %s on %s/%s (ended, or expired)", session, coll, id))
 	}

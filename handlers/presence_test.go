@@ -370,3 +370,28 @@ func TestPresenceCoalesced(t *testing.T) {
 	}
 	t.Logf("%d writes in %v: %d events", writes, elapsed, events)
 }
+
+// TestPresenceSessionIsItsClients: every reader sees the session ids, so a
+// live session is renewed and ended only by the client (token) that
+// announced it: another is 403, and the session stays as it was (anyone
+// could end or speak for anyone).
+func TestPresenceSessionIsItsClients(t *testing.T) {
+	s := startServer(t, withTokens(t))
+	putPresence(t, s, "/docs/a/1/presence/"+sessionA, `{"name":"Ann"}`, bearer(tokWriteA)...)
+	r := s.do(t, "PUT", "/docs/a/1/presence/"+sessionA, append(bearer(tokAdmin), "Content-Type", ctJSON), `{"name":"Eve"}`)
+	expect(t, r, http.StatusForbidden, "forbidden")
+	if d, _ := r.problem(t)["detail"].(string); !strings.Contains(d, "another client") {
+		t.Errorf("detail %q", d)
+	}
+	expect(t, s.do(t, "DELETE", "/docs/a/1/presence/"+sessionA, bearer(tokAdmin), ""), http.StatusForbidden, "forbidden")
+	r = s.do(t, "GET", "/docs/a/1/presence", bearer(tokRead), "")
+	expect(t, r, http.StatusOK, "")
+	if !strings.Contains(string(r.body), `"name":"Ann"`) || strings.Contains(string(r.body), "Eve") {
+		t.Fatalf("after the refusals: %s", r.body)
+	}
+	// Its own client renews and ends it.
+	putPresence(t, s, "/docs/a/1/presence/"+sessionA, `{"name":"Ann B."}`, bearer(tokWriteA)...)
+	expect(t, s.do(t, "DELETE", "/docs/a/1/presence/"+sessionA, bearer(tokWriteA), ""), http.StatusNoContent, "")
+	// Once ended, the id is free.
+	putPresence(t, s, "/docs/a/1/presence/"+sessionA, `{}`, bearer(tokAdmin)...)
+}

@@ -56,6 +56,12 @@ func (e *PresenceFullError) Error() string {
 // ErrPresenceFull is matched by every *PresenceFullError (errors.Is).
 var ErrPresenceFull = errors.New("presence: too many sessions")
 
+// ErrPresenceNotYours refuses a client the renewal or the end of a live
+// session another client announced: session ids are shown to every reader
+// of the document, and they must not let one person speak or leave for
+// another.
+var ErrPresenceNotYours = errors.New("presence: the session was announced by another client")
+
 // Is makes errors.Is(err, ErrPresenceFull) true.
 func (e *PresenceFullError) Is(target error) bool { return target == ErrPresenceFull }
 
@@ -66,10 +72,14 @@ func (e *PresenceFullError) Is(target error) bool { return target == ErrPresence
 type Presence interface {
 	// PutPresence announces s, or renews it when the session is there,
 	// until ttl from now, and returns when it expires. A new session past
-	// a bound is a *PresenceFullError.
+	// a bound is a *PresenceFullError; a live session of another client
+	// (PresenceSession.Client) is ErrPresenceNotYours, and is left as it
+	// is. An expired one is anyone's.
 	PutPresence(ctx context.Context, s PresenceSession, ttl time.Duration) (time.Time, error)
-	// EndPresence ends a session; one that is not there is ErrNotFound.
-	EndPresence(ctx context.Context, collection, id, session string) error
+	// EndPresence ends a session of client (PresenceSession.Client); one
+	// that is not there is ErrNotFound, a live one of another client
+	// ErrPresenceNotYours.
+	EndPresence(ctx context.Context, collection, id, session, client string) error
 	// ListPresence returns the live sessions of a document in session
 	// order.
 	ListPresence(ctx context.Context, collection, id string) ([]PresenceSession, error)
@@ -147,6 +157,10 @@ func (m *MemoryPresence) PutPresence(ctx context.Context, s PresenceSession, ttl
 		m.removeLocked(k, old) // expired, not yet swept: a new session
 		sessions, ok = m.docs[k], false
 	}
+	if ok && old.Client != s.Client {
+		m.mu.Unlock()
+		return time.Time{}, fmt.Errorf("presence %s/%s %s: %w", s.Collection, s.ID, s.Session, ErrPresenceNotYours)
+	}
 	if !ok {
 		var full *PresenceFullError
 		switch l := m.limits; {
@@ -200,7 +214,7 @@ func (m *MemoryPresence) removeLocked(k string, s *PresenceSession) {
 }
 
 // EndPresence ends a session (see Presence).
-func (m *MemoryPresence) EndPresence(ctx context.Context, collection, id, session string) error {
+func (m *MemoryPresence) EndPresence(ctx context.Context, collection, id, session, client string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -208,6 +222,10 @@ func (m *MemoryPresence) EndPresence(ctx context.Context, collection, id, sessio
 	m.mu.Lock()
 	s, ok := m.docs[k][session]
 	live := ok && m.now().Before(s.Expires)
+	if live && s.Client != client {
+		m.mu.Unlock()
+		return fmt.Errorf("presence %s/%s %s: %w", collection, id, session, ErrPresenceNotYours)
+	}
 	if ok {
 		m.removeLocked(k, s)
 	}

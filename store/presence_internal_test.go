@@ -92,7 +92,7 @@ func TestMemoryPresence(t *testing.T) {
 	if err != nil || len(ss) != 1 || ss[0].Session != "s2" || !ss[0].Expires.Equal(clock.now().Add(10*time.Second)) {
 		t.Fatalf("sessions %+v, %v", ss, err)
 	}
-	if err := m.EndPresence(ctx, "f", "2", "s1"); !errors.Is(err, ErrNotFound) {
+	if err := m.EndPresence(ctx, "f", "2", "s1", "ann"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ending an expired session: %v", err)
 	}
 	if next := m.sweep(); !next.Equal(clock.now().Add(10 * time.Second)) {
@@ -103,11 +103,21 @@ func TestMemoryPresence(t *testing.T) {
 		t.Fatalf("room after the sweep: %v", err)
 	}
 	hint("f/3")
-	if err := m.EndPresence(ctx, "f", "3", "s1"); err != nil {
+	// A live session is its client's alone, to renew or to end.
+	if err := put("f", "3", "s1", "ann", time.Second); !errors.Is(err, ErrPresenceNotYours) {
+		t.Fatalf("another client renewing: %v", err)
+	}
+	if err := m.EndPresence(ctx, "f", "3", "s1", "ann"); !errors.Is(err, ErrPresenceNotYours) {
+		t.Fatalf("another client ending: %v", err)
+	}
+	if ss, _ := m.ListPresence(ctx, "f", "3"); len(ss) != 1 || ss[0].Client != "cat" {
+		t.Fatalf("after the refusals: %+v", ss)
+	}
+	if err := m.EndPresence(ctx, "f", "3", "s1", "cat"); err != nil {
 		t.Fatal(err)
 	}
 	hint("f/3")
-	if err := m.EndPresence(ctx, "f", "3", "s1"); !errors.Is(err, ErrNotFound) {
+	if err := m.EndPresence(ctx, "f", "3", "s1", "cat"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ending twice: %v", err)
 	}
 }

@@ -62,11 +62,15 @@ func (p *presence) PutPresence(ctx context.Context, ps store.PresenceSession, tt
 			    AND (SELECT count(*) FROM presence WHERE expires > now()) < $10)
 			 ON CONFLICT (collection, id, session) DO UPDATE
 			 SET client = excluded.client, actor = excluded.actor, state = excluded.state, expires = excluded.expires
+			 WHERE p.client = excluded.client OR p.expires <= now()
 			 RETURNING expires`,
 			ps.Collection, ps.ID, ps.Session, ps.Client, actor, string(ps.State), ttl.Seconds(),
 			bound(p.limits.PerDocument), bound(p.limits.PerClient), bound(p.limits.Total)).Scan(&expires)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
+		if owned, err := p.owned(ctx, ps.Collection, ps.ID, ps.Session, ps.Client); owned || err != nil {
+			return time.Time{}, err
+		}
 		return time.Time{}, p.full(ctx, ps)
 	}
 	if err != nil {
@@ -74,6 +78,24 @@ func (p *presence) PutPresence(ctx context.Context, ps store.PresenceSession, tt
 	}
 	p.changed(ps.Collection, ps.ID)
 	return expires.UTC(), nil
+}
+
+// owned reports, with an error wrapping store.ErrPresenceNotYours, whether
+// the session is live and another client's.
+func (p *presence) owned(ctx context.Context, collection, id, session, client string) (bool, error) {
+	var other bool
+	err := p.s.read(ctx, func(ctx context.Context) error {
+		return p.s.pool.QueryRow(ctx,
+			`SELECT EXISTS (SELECT 1 FROM presence WHERE collection = $1 AND id = $2 AND session = $3 AND expires > now() AND client <> $4)`,
+			collection, id, session, client).Scan(&other)
+	})
+	if err != nil {
+		return false, fmt.Errorf("store: presence %s/%s: %w", collection, id, err)
+	}
+	if other {
+		return true, fmt.Errorf("presence %s/%s %s: %w", collection, id, session, store.ErrPresenceNotYours)
+	}
+	return false, nil
 }
 
 // full returns the bound that refused a new session.
@@ -107,7 +129,7 @@ func (p *presence) changed(collection, id string) {
 }
 
 // EndPresence ends a session (see store.Presence).
-func (p *presence) EndPresence(ctx context.Context, collection, id, session string) error {
+func (p *presence) EndPresence(ctx context.Context, collection, id, session, client string) error {
 	s := p.s
 	if err := s.gate.Enter(ctx, "presence"); err != nil {
 		return err
@@ -116,9 +138,15 @@ func (p *presence) EndPresence(ctx context.Context, collection, id, session stri
 	var live bool
 	err := s.read(ctx, func(ctx context.Context) error {
 		return s.pool.QueryRow(ctx,
-			`DELETE FROM presence WHERE collection = $1 AND id = $2 AND session = $3 RETURNING expires > now()`,
-			collection, id, session).Scan(&live)
+			`DELETE FROM presence WHERE collection = $1 AND id = $2 AND session = $3 AND (client = $4 OR expires <= now())
+			 RETURNING expires > now()`,
+			collection, id, session, client).Scan(&live)
 	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		if owned, err := p.owned(ctx, collection, id, session, client); owned || err != nil {
+			return err
+		}
+	}
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !live) {
 		return fmt.Errorf("presence %s/%s %s: %w", collection, id, session, store.ErrNotFound)
 	}
