@@ -46,8 +46,9 @@ type DocSubscription struct {
 type CollectionSubscription struct {
 	// Collection names the collection.
 	Collection string
-	// After is the cursor of the last change the caller has (an Event's
-	// Cursor, of a change, reset-collection or ready event): the feed
+	// After is the cursor of the last change the caller has (the Cursor
+	// of a change or reset-collection event, or the collection's entry
+	// in the Cursors of a ready event that came after them): the feed
 	// resumes right after it, with no gap and no duplicate, on any replica
 	// and across restarts. "" starts at the present: that of the first
 	// stream to send ready.
@@ -95,7 +96,8 @@ const (
 	// send first has been sent: what follows is live. It comes only when
 	// Subscriptions.Ready asks for it, once per stream Watch opens (again
 	// after each reconnection; never over per-document feeds); Collection
-	// and ID are "".
+	// and ID are "", and Cursors holds the cursor of every collection
+	// subscription, for one that has had no change to resume from.
 	EventReady EventType = "ready"
 	// EventError ends subscriptions that cannot go on (the document never
 	// existed on a server without POST /events, a malformed subscription,
@@ -128,6 +130,12 @@ type Event struct {
 	// in the collection's change log just after the event: pass the last
 	// one received as CollectionSubscription.After to resume later.
 	Cursor string
+	// Cursors, for ready events, maps the name of each followed
+	// collection to its cursor at that point of the stream: at or after
+	// the last change or reset-collection event sent for it. A
+	// collection that has had no change since ready can resume from it
+	// (CollectionSubscription.After) without a gap.
+	Cursors map[string]string
 	// Match, for change events, reports whether the document matches the
 	// subscription's Where after the change: true when it entered or
 	// stayed in the filtered set, false when it left it (a delete
@@ -453,13 +461,18 @@ func (f *eventsFeed) handle(ctx context.Context, ev sseEvent) error {
 		if len(d.Cursors) != len(f.collOrder) {
 			return fmt.Errorf("patchd: ready event with %d cursors for %d collections", len(d.Cursors), len(f.collOrder))
 		}
-		// Each cursor is at or after the last change sent before ready.
+		// Each cursor is at or after the last change sent before ready:
+		// a collection without a change since resumes from it.
+		cursors := make(map[string]string, len(f.collOrder))
 		for i, c := range f.collOrder {
 			if d.Cursors[i] != "" {
 				c.cursor = d.Cursors[i]
 			}
+			if c.cursor != "" {
+				cursors[c.sub.Collection] = c.cursor
+			}
 		}
-		if f.ready && !f.deliver(ctx, Event{Type: EventReady}) {
+		if f.ready && !f.deliver(ctx, Event{Type: EventReady, Cursors: cursors}) {
 			return context.Cause(ctx)
 		}
 	}

@@ -492,3 +492,33 @@ func TestWatchCollectionCutBeforeAnyChange(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchReadyCursorResumes(t *testing.T) {
+	url, _ := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	mustCreate(t, cl, "other", "x", `{}`) // a change in another collection
+	wctx, cancel := context.WithCancel(ctx)
+	ch := cl.Watch(wctx, client.Subscriptions{
+		Collections: []client.CollectionSubscription{{Collection: "c"}, {Collection: "other"}},
+		Ready:       true,
+	})
+	ready := next(t, ch)
+	if ready.Type != client.EventReady || len(ready.Cursors) != 2 || ready.Cursors["c"] == "" || ready.Cursors["other"] == "" {
+		t.Fatalf("event %+v, want ready with the cursors of c and other", ready)
+	}
+	cancel()
+	closed(t, ch)
+
+	// A change while nobody watches: resuming from ready's cursor gets it.
+	mustCreate(t, cl, "c", "a", `{"n":1}`)
+	ch = cl.Watch(ctx, client.Subscriptions{Collections: []client.CollectionSubscription{{Collection: "c", After: ready.Cursors["c"]}}, Ready: true})
+	ev := next(t, ch)
+	if ev.Type != client.EventChange || ev.ID != "a" || ev.Seq != 1 {
+		t.Fatalf("event %+v, want the create of c/a", ev)
+	}
+	// Ready's cursor is at or after the change sent before it.
+	if r := next(t, ch); r.Type != client.EventReady || r.Cursors["c"] == "" || r.Cursors["c"] == ready.Cursors["c"] {
+		t.Fatalf("event %+v, want ready with c's cursor past %q", r, ready.Cursors["c"])
+	}
+}
