@@ -30,6 +30,8 @@ type Client struct {
 	retry     RetryPolicy
 	userAgent string
 	idle      time.Duration
+	// maxResponse bounds the body of an answer other than a stream.
+	maxResponse int64
 }
 
 // Option configures a Client; pass options to New.
@@ -140,6 +142,24 @@ func WithIdleTimeout(d time.Duration) Option {
 	}
 }
 
+// WithMaxResponse bounds the body of every answer other than a Watch
+// stream, error answers included, to n bytes; zero or less keeps the
+// default, 64 MiB (patchd answers with a document, bounded by the
+// server's --max-doc, 1 MiB by default, or a page of about 4 MiB at
+// most). A longer answer is not read further: the call fails with an
+// error wrapping ErrResponseTooLarge, is not retried, and its connection
+// is closed. Reading an answer ends when the call's context does.
+func WithMaxResponse(n int64) Option {
+	return func(cl *Client) {
+		if n > 0 {
+			cl.maxResponse = n
+		}
+	}
+}
+
+// defaultMaxResponse is the bound of WithMaxResponse's default.
+const defaultMaxResponse = 64 << 20
+
 // defaultUserAgent is the User-Agent of a Client created without
 // WithUserAgent.
 const defaultUserAgent = "patchd-go-client"
@@ -150,11 +170,12 @@ const defaultUserAgent = "patchd-go-client"
 // of the Client return an error saying so.
 func New(baseURL string, opts ...Option) *Client {
 	cl := &Client{
-		base:      strings.TrimRight(baseURL, "/"),
-		hc:        &http.Client{},
-		retry:     DefaultRetryPolicy(),
-		userAgent: defaultUserAgent,
-		idle:      45 * time.Second,
+		base:        strings.TrimRight(baseURL, "/"),
+		hc:          &http.Client{},
+		retry:       DefaultRetryPolicy(),
+		userAgent:   defaultUserAgent,
+		idle:        45 * time.Second,
+		maxResponse: defaultMaxResponse,
 	}
 	u, err := url.Parse(cl.base)
 	switch {
@@ -255,8 +276,8 @@ func (cl *Client) request(ctx context.Context, c *call) (*http.Request, error) {
 }
 
 // once sends one attempt of c and reads the whole answer. A failure to
-// build the request (the token function's error, say) is fatal; any other
-// error is the network's.
+// build the request (the token function's error, say) and an answer over
+// the size bound are fatal; any other error is the network's.
 func (cl *Client) once(ctx context.Context, c *call) (a *answer, fatal, err error) {
 	req, err := cl.request(ctx, c)
 	if err != nil {
@@ -273,12 +294,36 @@ func (cl *Client) once(ctx context.Context, c *call) (a *answer, fatal, err erro
 	if err != nil {
 		return nil, nil, err
 	}
+	// Closing a body that was not read to its end closes the connection.
 	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
+	body, err := cl.readBody(c, res)
+	if errors.Is(err, ErrResponseTooLarge) {
+		return nil, err, nil
+	}
 	if err != nil {
 		return nil, nil, err
 	}
 	return &answer{status: res.StatusCode, header: res.Header, body: body, unsure: writes.Load() > 1}, nil, nil
+}
+
+// readBody reads the body of an answer to c, up to the size bound; past
+// it, the error wraps ErrResponseTooLarge. A read ends when the request's
+// context does.
+func (cl *Client) readBody(c *call, res *http.Response) ([]byte, error) {
+	tooLarge := func() error {
+		return fmt.Errorf("patchd: %s: answer %d: body over %d bytes: %w", c, res.StatusCode, cl.maxResponse, ErrResponseTooLarge)
+	}
+	if res.ContentLength > cl.maxResponse {
+		return nil, tooLarge()
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, cl.maxResponse+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > cl.maxResponse {
+		return nil, tooLarge()
+	}
+	return body, nil
 }
 
 // send sends c, retrying as the policy says, and returns the first answer

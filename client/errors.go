@@ -22,6 +22,9 @@ var (
 	// ErrUnsupported: the server lacks something asked for (a Watch of a
 	// collection, on a server without POST /events).
 	ErrUnsupported = errors.New("not supported by the server")
+	// ErrResponseTooLarge: an answer's body is longer than the Client
+	// accepts (see WithMaxResponse).
+	ErrResponseTooLarge = errors.New("answer too large")
 )
 
 // Problem is an error answer from the server: its status and its RFC 9457

@@ -607,7 +607,13 @@ func readStream(ctx context.Context, cl *Client, c *call, hint *time.Duration, f
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		body, err := cl.readBody(c, res)
+		if errors.Is(err, ErrResponseTooLarge) {
+			return false, 0, &permanentError{err}
+		}
+		if err != nil {
+			return false, 0, err
+		}
 		a := &answer{status: res.StatusCode, header: res.Header, body: body}
 		if retryable(a) {
 			d, _ := retryAfter(res.Header)
