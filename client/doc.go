@@ -31,7 +31,9 @@
 // jitter" backoff (see RetryPolicy); no other 4xx is, except a 409
 // idempotency-key-in-use: the write's own earlier attempt still in progress. Every write carries
 // an Idempotency-Key kept across its retries, so a write whose answer was
-// lost is applied once.
+// lost is applied once. An answer whose body is longer than
+// WithMaxResponse's bound (64 MiB by default) fails the call with an
+// error wrapping ErrResponseTooLarge and is not retried.
 //
 // # Older servers
 //
