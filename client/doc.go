@@ -16,7 +16,10 @@
 // edits overlap, the error is a *ConflictError naming the conflicting
 // paths. Errors are values: use errors.As with *ConflictError,
 // *PreconditionError and *Problem, and errors.Is with ErrNotFound,
-// ErrPreconditionFailed and ErrPreconditionRequired.
+// ErrPreconditionFailed and ErrPreconditionRequired. A successful answer
+// that is not what the protocol says (a document without a strong ETag,
+// or whose body is not a JSON object) is an error wrapping
+// ErrInvalidResponse, never a Document.
 //
 // Update is a typed read-modify-write: it decodes the document into a Go
 // value, lets a function change it, sends one JSON Patch op per changed

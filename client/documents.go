@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,7 @@ type writeOptions struct {
 	strict  bool
 	key     string
 	dryRun  bool
+	err     error // an option that cannot be sent as given
 }
 
 // IfMatch makes the write conditional on the version with this ETag (as a
@@ -59,9 +61,16 @@ type writeOptions struct {
 // 428 otherwise). When the document has changed since, PUT and PATCH are
 // rebased over the versions committed since, and the result reports
 // RebasedFrom; overlapping edits give a *ConflictError. "*" matches any
-// current version.
+// current version. IfMatch("") makes the write fail without being sent,
+// rather than go out unconditional.
 func IfMatch(etag string) WriteOption {
-	return func(o *writeOptions) { o.ifMatch = quoteETag(etag) }
+	return func(o *writeOptions) {
+		if etag == "" {
+			o.err = errors.New("patchd: IfMatch with an empty ETag: the write would be unconditional")
+			return
+		}
+		o.ifMatch = quoteETag(etag)
+	}
 }
 
 // Strict turns the server's rebase off for this write (Prefer:
@@ -125,6 +134,9 @@ func writeCall(method, path, contentType string, body []byte, opts []WriteOption
 	for _, f := range opts {
 		f(&o)
 	}
+	if o.err != nil {
+		return nil, o.err
+	}
 	if o.key == "" {
 		o.key = newKey()
 	}
@@ -151,17 +163,45 @@ func writeCall(method, path, contentType string, body []byte, opts []WriteOption
 	return c, nil
 }
 
-// document builds the Document of a successful answer.
-func document(coll, id string, a *answer) *Document {
+// document builds the Document of a successful answer to c, which must
+// carry a strong ETag and a JSON object.
+func document(c *call, coll, id string, a *answer) (*Document, error) {
+	etag := a.header.Get("ETag")
+	if !strongETag(etag) {
+		return nil, fmt.Errorf("patchd: %s: answer %d with ETag %q, not a strong entity tag: %w", c, a.status, etag, ErrInvalidResponse)
+	}
+	if !jsonObject(a.body) {
+		return nil, fmt.Errorf("patchd: %s: answer %d: body %.64q is not a JSON object: %w", c, a.status, a.body, ErrInvalidResponse)
+	}
 	return &Document{
 		Collection:  coll,
 		ID:          id,
 		Value:       a.body,
-		ETag:        a.header.Get("ETag"),
+		ETag:        etag,
 		RebasedFrom: a.header.Get("Rebased-From"),
 		Replayed:    a.header.Get("Idempotent-Replayed") == "true",
 		Created:     a.status == http.StatusCreated,
+	}, nil
+}
+
+// strongETag reports whether s is a strong entity tag (RFC 9110 section
+// 8.8.3): a quoted string of etagc.
+func strongETag(s string) bool {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return false
 	}
+	for i := 1; i < len(s)-1; i++ {
+		if c := s[i]; c < 0x21 || c == '"' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonObject reports whether b is one valid JSON object.
+func jsonObject(b []byte) bool {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	return len(t) > 0 && t[0] == '{' && json.Valid(b)
 }
 
 // Get reads a document. It returns an error wrapping ErrNotFound (a
@@ -178,7 +218,7 @@ func (cl *Client) Get(ctx context.Context, coll, id string) (*Document, error) {
 	if a.status != http.StatusOK {
 		return nil, cl.fail(a, coll, id)
 	}
-	return document(coll, id, a), nil
+	return document(c, coll, id, a)
 }
 
 // Put creates or replaces a document with value (anything that marshals
@@ -225,7 +265,7 @@ func (cl *Client) put(ctx context.Context, coll, id string, value any, opts []Wr
 	}
 	switch a.status {
 	case http.StatusOK, http.StatusCreated:
-		return document(coll, id, a), nil
+		return document(c, coll, id, a)
 	case http.StatusPreconditionFailed, http.StatusPreconditionRequired:
 		if a.unsure && c.query.Get("dryRun") == "" {
 			if doc, ok := cl.holds(ctx, coll, id, body); ok {
@@ -287,7 +327,7 @@ func (cl *Client) patch(ctx context.Context, coll, id, contentType string, v any
 	if a.status != http.StatusOK {
 		return nil, cl.fail(a, coll, id)
 	}
-	return document(coll, id, a), nil
+	return document(c, coll, id, a)
 }
 
 // Delete deletes a document; it needs IfMatch on a server that requires it,

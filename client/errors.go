@@ -9,8 +9,10 @@ import (
 	"strings"
 )
 
-// Sentinels that errors.Is finds in the errors of this package's methods
-// (through *Problem and the types that wrap it).
+// Sentinels that errors.Is finds in the errors of this package's methods:
+// ErrNotFound, ErrPreconditionFailed and ErrPreconditionRequired through
+// *Problem and the types that wrap it, the others wrapped with the
+// details.
 var (
 	// ErrNotFound: the document does not exist (404 not-found).
 	ErrNotFound = errors.New("not found")
@@ -25,6 +27,10 @@ var (
 	// ErrResponseTooLarge: an answer's body is longer than the Client
 	// accepts (see WithMaxResponse).
 	ErrResponseTooLarge = errors.New("answer too large")
+	// ErrInvalidResponse: the server's answer is not what the protocol
+	// says it is, such as a document without a strong ETag or whose body
+	// is not a JSON object.
+	ErrInvalidResponse = errors.New("invalid answer")
 )
 
 // Problem is an error answer from the server: its status and its RFC 9457

@@ -25,6 +25,8 @@ type serverOptions struct {
 	config func(*handlers.Config)
 	// bolt changes the store's options.
 	bolt func(*store.Options)
+	// document changes the document service's configuration.
+	document func(*document.Config)
 	// wrap wraps the server's handler, to watch or disturb requests.
 	wrap func(http.Handler) http.Handler
 }
@@ -40,6 +42,11 @@ func withConfig(f func(*handlers.Config)) serverOption {
 // withBolt changes the store's options.
 func withBolt(f func(*store.Options)) serverOption {
 	return func(o *serverOptions) { o.bolt = f }
+}
+
+// withDocument changes the document service's configuration.
+func withDocument(f func(*document.Config)) serverOption {
+	return func(o *serverOptions) { o.document = f }
 }
 
 // withWrap wraps the server's handler.
@@ -75,7 +82,11 @@ func (s *testServer) serve(addr string) error {
 	if s.opts.config != nil {
 		s.opts.config(&cfg)
 	}
-	h := handlers.New(document.New(st, document.DefaultConfig()), cfg)
+	dcfg := document.DefaultConfig()
+	if s.opts.document != nil {
+		s.opts.document(&dcfg)
+	}
+	h := handlers.New(document.New(st, dcfg), cfg)
 	var handler http.Handler = h.Echo()
 	if s.opts.wrap != nil {
 		handler = s.opts.wrap(handler)
