@@ -43,8 +43,9 @@ type Option func(*Client)
 // write's own earlier attempt, whose answer was lost, is still in
 // progress on the server; the retry gets its answer once it is done). The delay before retry n
 // (from 0) is random between zero and min(MaxDelay, BaseDelay·2ⁿ): "full
-// jitter". A 429 or 503 with Retry-After waits as long as it says instead;
-// when that is past the context's deadline, the answer is returned at once.
+// jitter". A 429 or 503 with Retry-After waits as long as it says instead,
+// up to MaxRetryAfter; when that is past the context's deadline, the
+// answer is returned at once.
 //
 // Writes are safe to retry: every write carries an idempotency key kept
 // across its retries (see IdempotencyKey).
@@ -56,12 +57,15 @@ type RetryPolicy struct {
 	BaseDelay time.Duration
 	// MaxDelay caps the delay bound; zero means 10s.
 	MaxDelay time.Duration
+	// MaxRetryAfter caps the wait a Retry-After asks for; zero means 1
+	// minute.
+	MaxRetryAfter time.Duration
 }
 
 // DefaultRetryPolicy is the policy of a Client created without
 // WithRetry.
 func DefaultRetryPolicy() RetryPolicy {
-	return RetryPolicy{Attempts: 5, BaseDelay: 100 * time.Millisecond, MaxDelay: 10 * time.Second}
+	return RetryPolicy{Attempts: 5, BaseDelay: 100 * time.Millisecond, MaxDelay: 10 * time.Second, MaxRetryAfter: time.Minute}
 }
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
@@ -75,6 +79,9 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.MaxDelay <= 0 {
 		p.MaxDelay = d.MaxDelay
 	}
+	if p.MaxRetryAfter <= 0 {
+		p.MaxRetryAfter = d.MaxRetryAfter
+	}
 	return p
 }
 
@@ -85,6 +92,16 @@ func (p RetryPolicy) delay(n int) time.Duration {
 		bound = math.Min(bound, float64(p.BaseDelay)*math.Pow(2, float64(n)))
 	}
 	return time.Duration(jitter() * bound)
+}
+
+// growing returns a delay between half and all of retry n's delay bound
+// ("equal jitter"): one that grows with n whatever the jitter.
+func (p RetryPolicy) growing(n int) time.Duration {
+	bound := p.MaxDelay
+	if n < 62 {
+		bound = time.Duration(math.Min(float64(bound), float64(p.BaseDelay)*math.Pow(2, float64(n))))
+	}
+	return bound/2 + time.Duration(jitter()*float64(bound/2))
 }
 
 // jitter returns a random fraction in [0, 1).
@@ -120,8 +137,8 @@ func WithTokenFunc(fn func(ctx context.Context) (string, error)) Option {
 }
 
 // WithRetry sets the retry policy; zero fields take DefaultRetryPolicy's
-// values. Watch uses the policy's delays between reconnections, and
-// reconnects until its context ends.
+// values. Watch uses the policy's delays between reconnections, never
+// less than BaseDelay, and reconnects until its context ends.
 func WithRetry(p RetryPolicy) Option {
 	return func(cl *Client) { cl.retry = p.withDefaults() }
 }
@@ -356,7 +373,7 @@ func (cl *Client) send(ctx context.Context, c *call) (*answer, error) {
 				unsure = true // a gateway may have passed the request on
 			}
 			if d, ok := retryAfter(a.header); ok && (a.status == http.StatusTooManyRequests || a.status == http.StatusServiceUnavailable) {
-				wait = d
+				wait = min(d, cl.retry.MaxRetryAfter)
 			}
 			a.unsure = unsure
 		}

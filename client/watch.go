@@ -161,8 +161,11 @@ func (e Event) Deleted() bool {
 // cursor (or the present); a ready event once the snapshots and replays
 // are sent. When the stream breaks (the network, a server restart, an
 // idle stream), Watch reconnects with the retry policy's backoff (or the
-// server's hint: Retry-After on a 429 or 503, the SSE retry delay after a
-// stream that was open) and resumes each document after the last version
+// server's hint: Retry-After on a 429 or 503, up to the policy's
+// MaxRetryAfter; the SSE retry delay after a stream that was open, up to
+// MaxDelay, and longer after each stream in a row that failed: ended
+// before its first event, or sent one that is malformed), never sooner
+// than the policy's BaseDelay, and resumes each document after the last version
 // and each collection after the last cursor it sent, so that no version
 // or change is skipped or sent twice; a resume point past the retained
 // history gives a reset or reset-collection event.
@@ -310,8 +313,14 @@ func (f *eventsFeed) fallback(ctx context.Context) {
 
 // reconnect calls stream until ctx ends or it fails for good (a
 // *permanentError, whose error it returns), waiting between attempts as
-// the retry policy or the server says.
+// the retry policy or the server says, and never less than the policy's
+// BaseDelay: after a Retry-After, as long as it says, up to
+// MaxRetryAfter; after a stream that worked, the stream's retry delay
+// (capped by MaxDelay); after one that failed (a *streamFault), at
+// least as long, and longer with each failure in a row, as after a
+// failure to connect, which takes the policy's backoff.
 func reconnect(ctx context.Context, cl *Client, stream func(ctx context.Context, hint *time.Duration) (opened bool, wait time.Duration, err error)) error {
+	p := cl.retry
 	failures := 0
 	hint := 2 * time.Second
 	for {
@@ -323,18 +332,23 @@ func reconnect(ctx context.Context, cl *Client, stream func(ctx context.Context,
 		if errors.As(err, &perm) {
 			return perm.err
 		}
+		var fault *streamFault
+		h := min(hint, p.MaxDelay)
+		serverDelay := h/2 + time.Duration(float64(h/2)*jitter())
 		switch {
 		case wait > 0:
-			// The server said when (Retry-After).
+			wait = min(wait, p.MaxRetryAfter) // the server said when (Retry-After)
+		case opened && errors.As(err, &fault):
+			wait = max(serverDelay, p.growing(failures))
+			failures++
 		case opened:
 			failures = 0
-			h := min(hint, cl.retry.MaxDelay)
-			wait = h/2 + time.Duration(float64(h/2)*jitter())
+			wait = serverDelay
 		default:
-			wait = cl.retry.delay(failures)
+			wait = p.delay(failures)
 			failures++
 		}
-		if !sleep(ctx, wait) {
+		if !sleep(ctx, max(wait, p.BaseDelay)) {
 			return ctx.Err()
 		}
 	}
@@ -532,6 +546,15 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// streamFault ends a stream that failed once open: one that ended before
+// any event, or whose event could not be handled (malformed, not asked
+// for, out of sequence). Streams that fail in a row are reopened after a
+// growing delay.
+type streamFault struct{ err error }
+
+func (e *streamFault) Error() string { return e.err.Error() }
+func (e *streamFault) Unwrap() error { return e.err }
+
 // errIdle ends a stream on which nothing arrived for the idle timeout.
 var errIdle = errors.New("patchd: change feed idle")
 
@@ -625,22 +648,25 @@ func readStream(ctx context.Context, cl *Client, c *call, hint *time.Duration, f
 		return false, 0, &permanentError{fmt.Errorf("patchd: %s: answered %q, not an event stream", c, mt)}
 	}
 	r := &sseReader{r: bufio.NewReaderSize(res.Body, 64<<10), touch: func() { idle.Reset(cl.idle) }}
-	for {
+	for handled := false; ; handled = true {
 		ev, err := r.next()
+		if r.retry > 0 {
+			*hint = r.retry
+		}
 		if err != nil {
 			if cause := context.Cause(sctx); cause != nil && ctx.Err() == nil {
 				err = cause // the idle timer
 			}
+			if !handled {
+				err = &streamFault{err}
+			}
 			return true, 0, err
-		}
-		if r.retry > 0 {
-			*hint = r.retry
 		}
 		// A consumer that is slow to take the event does not make the
 		// stream idle.
 		idle.Stop()
 		if err := handle(ctx, ev); err != nil {
-			return true, 0, err
+			return true, 0, &streamFault{err}
 		}
 		idle.Reset(cl.idle)
 	}
