@@ -273,7 +273,7 @@ func (cl *Client) put(ctx context.Context, coll, id string, value any, opts []Wr
 			}
 		}
 	}
-	return nil, cl.fail(a, coll, id)
+	return nil, cl.failWrite(c, a, coll, id)
 }
 
 // holds reads the document and reports whether its value equals the JSON
@@ -325,7 +325,7 @@ func (cl *Client) patch(ctx context.Context, coll, id, contentType string, v any
 		return nil, err
 	}
 	if a.status != http.StatusOK {
-		return nil, cl.fail(a, coll, id)
+		return nil, cl.failWrite(c, a, coll, id)
 	}
 	return document(c, coll, id, a)
 }
@@ -353,7 +353,7 @@ func (cl *Client) Delete(ctx context.Context, coll, id string, opts ...WriteOpti
 	case a.status == http.StatusNotFound && a.unsure && c.query.Get("dryRun") == "":
 		return nil
 	}
-	return cl.fail(a, coll, id)
+	return cl.failWrite(c, a, coll, id)
 }
 
 // ListOptions select a page of a collection's listing.

@@ -31,6 +31,9 @@ var (
 	// says it is, such as a document without a strong ETag or whose body
 	// is not a JSON object.
 	ErrInvalidResponse = errors.New("invalid answer")
+	// ErrOutcomeUnknown: the write was refused, but an earlier attempt of
+	// it, whose answer was lost, may have been applied.
+	ErrOutcomeUnknown = errors.New("outcome unknown: an earlier attempt, whose answer was lost, may have been applied")
 )
 
 // Problem is an error answer from the server: its status and its RFC 9457
@@ -112,9 +115,11 @@ type Conflict struct {
 }
 
 // ConflictError is a 412 rebase-conflict: the write's If-Match named an
-// older version and its edit overlaps edits committed since. Nothing was
-// written. It wraps the *Problem, so errors.Is(err, ErrPreconditionFailed)
-// holds too.
+// older version and its edit overlaps edits committed since. The attempt
+// that got this answer wrote nothing; when an earlier attempt's answer was
+// lost, the error returned wraps ErrOutcomeUnknown too (see
+// PreconditionError). It wraps the *Problem, so errors.Is(err,
+// ErrPreconditionFailed) holds too.
 type ConflictError struct {
 	// Problem is the answer.
 	Problem *Problem
@@ -162,7 +167,15 @@ func (e *ConflictError) Current(ctx context.Context) (*Document, error) {
 // with Strict, a DELETE's If-Match, Create on an existing document;
 // base-unknown: the version If-Match names is no longer in history;
 // rebase-too-far; rebase-apply-failed) or a 428 (precondition-required).
-// Nothing was written. It wraps the *Problem.
+// It wraps the *Problem.
+//
+// The attempt that got this answer wrote nothing. But when an earlier
+// attempt of the same write was sent and its answer lost (the network, a
+// 502 or 504), that attempt may have been applied, and this refusal may be
+// due to it (a Delete's If-Match no longer matches because the first
+// attempt deleted, then someone wrote again): the error returned then
+// wraps ErrOutcomeUnknown as well as the *PreconditionError. Read the
+// document (Current) to find out what it holds.
 type PreconditionError struct {
 	// Problem is the answer; Problem.Name() says which of the above.
 	Problem *Problem
@@ -212,6 +225,17 @@ func parseProblem(a *answer) *Problem {
 		p.Detail = http.StatusText(a.status)
 	}
 	return p
+}
+
+// failWrite is fail for the answer to the write c: a refused precondition
+// after an attempt whose answer was lost also wraps ErrOutcomeUnknown.
+func (cl *Client) failWrite(c *call, a *answer, coll, id string) error {
+	err := cl.fail(a, coll, id)
+	precondition := a.status == http.StatusPreconditionFailed || a.status == http.StatusPreconditionRequired
+	if a.unsure && precondition && c.query.Get("dryRun") == "" {
+		return fmt.Errorf("%w; %w", err, ErrOutcomeUnknown)
+	}
+	return err
 }
 
 // fail turns an error answer about document coll/id into the error to

@@ -28,6 +28,9 @@ type answerCutter struct {
 	target string
 	armed  atomic.Bool
 	cuts   atomic.Int32
+	// before runs, when set, once the next cut answer has begun and
+	// before the client's connection is reset.
+	before atomic.Pointer[func()]
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -52,6 +55,14 @@ func (p *answerCutter) URL() string { return "http://" + p.ln.Addr().String() }
 
 // cutNextAnswer makes the next answer's connection reset.
 func (p *answerCutter) cutNextAnswer() { p.armed.Store(true) }
+
+// cutNextAnswerAfter makes the next answer's connection reset, once f
+// has run: the request has been processed, and the client can retry it
+// only after f.
+func (p *answerCutter) cutNextAnswerAfter(f func()) {
+	p.before.Store(&f)
+	p.armed.Store(true)
+}
 
 func (p *answerCutter) close() {
 	p.ln.Close()
@@ -105,6 +116,9 @@ func (p *answerCutter) serve(c net.Conn) {
 		n, err := s.Read(buf)
 		if n > 0 && p.armed.CompareAndSwap(true, false) {
 			p.cuts.Add(1)
+			if f := p.before.Swap(nil); f != nil {
+				(*f)()
+			}
 			reset(c)
 			reset(s)
 			break
@@ -488,5 +502,87 @@ func TestRequestHeadersAndQuery(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s=%q, want %q", name, tc.got, tc.want)
 		}
+	}
+}
+
+func TestAnswerLostThenPreconditionFailed(t *testing.T) {
+	base, _ := startServer(t)
+	direct := client.New(base)
+	cut := newAnswerCutter(t, strings.TrimPrefix(base, "http://"))
+	// other changes the document while the answer of the first attempt
+	// is lost: the retry then finds a version it did not write.
+	other := func(t *testing.T, id string) func() {
+		return func() {
+			ctx := testContext(t)
+			cur, err := direct.Get(ctx, "unknown", id)
+			if errors.Is(err, client.ErrNotFound) {
+				_, err = direct.Create(ctx, "unknown", id, map[string]int{"other": 1})
+			} else if err == nil {
+				_, err = direct.Merge(ctx, "unknown", id, map[string]int{"other": 1}, client.IfMatch(cur.ETag))
+			}
+			if err != nil {
+				t.Errorf("the concurrent write: %v", err)
+			}
+		}
+	}
+	tests := []struct {
+		name  string
+		setup string
+		write func(ctx context.Context, cl *client.Client, id, etag string) error
+		// want is the sentinel of the answer the retry gets.
+		want error
+	}{
+		{name: "Delete", setup: `{"n":1}`, write: func(ctx context.Context, cl *client.Client, id, etag string) error {
+			return cl.Delete(ctx, "unknown", id, client.IfMatch(etag))
+		}, want: client.ErrPreconditionFailed},
+		{name: "Create", write: func(ctx context.Context, cl *client.Client, id, _ string) error {
+			_, err := cl.Create(ctx, "unknown", id, map[string]int{"n": 1})
+			return err
+		}, want: client.ErrPreconditionFailed},
+		{name: "PutStrict", setup: `{"n":1}`, write: func(ctx context.Context, cl *client.Client, id, etag string) error {
+			_, err := cl.Put(ctx, "unknown", id, map[string]int{"n": 2}, client.IfMatch(etag), client.Strict())
+			return err
+		}, want: client.ErrPreconditionFailed},
+		{name: "PutNew", write: func(ctx context.Context, cl *client.Client, id, _ string) error {
+			_, err := cl.Put(ctx, "unknown", id, map[string]int{"n": 1})
+			return err
+		}, want: client.ErrPreconditionRequired},
+	}
+	conns := []struct {
+		name string
+		cl   *client.Client
+	}{
+		{name: "Reused", cl: client.New(cut.URL(), fastRetry)},
+		{name: "New", cl: client.New(cut.URL(), fastRetry, client.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))},
+	}
+	for _, conn := range conns {
+		for _, tc := range tests {
+			t.Run(conn.name+"/"+tc.name, func(t *testing.T) {
+				ctx := testContext(t)
+				id := conn.name + tc.name
+				var etag string
+				if tc.setup != "" {
+					etag = mustCreate(t, direct, "unknown", id, tc.setup).ETag
+				}
+				if _, err := conn.cl.List(ctx, "unknown", client.ListOptions{}); err != nil { // a connection to reuse
+					t.Fatal(err)
+				}
+				cut.cutNextAnswerAfter(other(t, id))
+				err := tc.write(ctx, conn.cl, id, etag)
+				var pe *client.PreconditionError
+				if !errors.Is(err, client.ErrOutcomeUnknown) || !errors.Is(err, tc.want) || !errors.As(err, &pe) {
+					t.Fatalf("err=%v, want a *PreconditionError (%v) that wraps ErrOutcomeUnknown", err, tc.want)
+				}
+			})
+		}
+	}
+	// Without a lost answer, the outcome is known: nothing was written.
+	doc := mustCreate(t, direct, "unknown", "known", `{"n":1}`)
+	if _, err := direct.Merge(testContext(t), "unknown", "known", map[string]int{"n": 2}, client.IfMatch(doc.ETag)); err != nil {
+		t.Fatal(err)
+	}
+	err := direct.Delete(testContext(t), "unknown", "known", client.IfMatch(doc.ETag))
+	if !errors.Is(err, client.ErrPreconditionFailed) || errors.Is(err, client.ErrOutcomeUnknown) {
+		t.Fatalf("err=%v, want a 412 without ErrOutcomeUnknown", err)
 	}
 }
