@@ -586,3 +586,44 @@ func TestAnswerLostThenPreconditionFailed(t *testing.T) {
 		t.Fatalf("err=%v, want a 412 without ErrOutcomeUnknown", err)
 	}
 }
+
+func TestUpdateStopsWhenOutcomeUnknown(t *testing.T) {
+	type counter struct {
+		N int `json:"n"`
+	}
+	increment := func(c *counter) error { c.N++; return nil }
+	var cut *answerCutter
+	var direct *client.Client
+	var cutPatch atomic.Bool
+	// A server that has lost its record of the first attempt's key (past
+	// --idempotency-max-per-client, say): a retried PATCH is not replayed.
+	base, _ := startServer(t, withWrap(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Idempotency-Key")
+			if r.Method == http.MethodPatch && cutPatch.CompareAndSwap(true, false) {
+				// Another increment lands between the first attempt and
+				// its retry.
+				cut.cutNextAnswerAfter(func() {
+					if _, err := client.Update(testContext(t), direct, "u", "n", increment); err != nil {
+						t.Errorf("the concurrent increment: %v", err)
+					}
+				})
+			}
+			next.ServeHTTP(w, r)
+		})
+	}))
+	direct = client.New(base)
+	cut = newAnswerCutter(t, strings.TrimPrefix(base, "http://"))
+	cl := client.New(cut.URL(), fastRetry, client.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))
+	mustCreate(t, direct, "u", "n", `{"n":0}`)
+	cutPatch.Store(true)
+	_, err := client.Update(testContext(t), cl, "u", "n", increment)
+	// The first attempt was applied; its retry conflicts with the other
+	// increment. Running the function again would count it twice.
+	if got := string(mustGet(t, direct, "u", "n").Value); got != `{"n":2}` {
+		t.Fatalf("document %s after two increments (err=%v)", got, err)
+	}
+	if !errors.Is(err, client.ErrOutcomeUnknown) {
+		t.Fatalf("err=%v, want ErrOutcomeUnknown", err)
+	}
+}
