@@ -19,7 +19,9 @@
 // ErrPreconditionFailed and ErrPreconditionRequired. A successful answer
 // that is not what the protocol says (a document without a strong ETag,
 // or whose body is not a JSON object) is an error wrapping
-// ErrInvalidResponse, never a Document.
+// ErrInvalidResponse, never a Document. A write refused (412, 428) on a
+// retry that followed an attempt whose answer was lost wraps
+// ErrOutcomeUnknown as well: that attempt may have been applied.
 //
 // Update is a typed read-modify-write: it decodes the document into a Go
 // value, lets a function change it, sends one JSON Patch op per changed
