@@ -27,6 +27,11 @@ type Subscriptions struct {
 	// Ready asks for an EventReady event each time a stream has sent the
 	// snapshots and replays it had to send first.
 	Ready bool
+	// Presence asks for EventPresence events: for each followed document,
+	// its live presence sessions at the start of each stream and whenever
+	// they change (see Client.SetPresence). Collections get none, nor do
+	// documents followed over per-document feeds (an older server).
+	Presence bool
 }
 
 // DocSubscription follows one document.
@@ -99,6 +104,12 @@ const (
 	// and ID are "", and Cursors holds the cursor of every collection
 	// subscription, for one that has had no change to resume from.
 	EventReady EventType = "ready"
+	// EventPresence is the whole list of a followed document's live
+	// presence sessions, in Sessions. It comes only when
+	// Subscriptions.Presence asks for it (never over per-document feeds):
+	// once at the start of each stream, before ready, when the document
+	// has sessions, then whenever the list changes.
+	EventPresence EventType = "presence"
 	// EventError ends subscriptions that cannot go on (the document never
 	// existed on a server without POST /events, a malformed subscription,
 	// 401, 403...): Err says why. It names the subscription in Collection
@@ -141,6 +152,9 @@ type Event struct {
 	// stayed in the filtered set, false when it left it (a delete
 	// included). Without Where, it is false for deletes only.
 	Match bool
+	// Sessions, for presence events, are the document's live presence
+	// sessions, in session order; empty when the last one has ended.
+	Sessions []PresenceSession
 	// Err is why the subscription ended, for error events.
 	Err error
 }
@@ -158,8 +172,9 @@ func (e Event) Deleted() bool {
 // returned channel, over one stream (POST /events): for each document a
 // snapshot (or, with After, the versions since), then every version as it
 // is committed, in order; for each collection every change from its
-// cursor (or the present); a ready event once the snapshots and replays
-// are sent. When the stream breaks (the network, a server restart, an
+// cursor (or the present); with Subscriptions.Presence, each document's
+// presence sessions as they change; a ready event once the snapshots and
+// replays are sent. When the stream breaks (the network, a server restart, an
 // idle stream), Watch reconnects with the retry policy's backoff (or the
 // server's hint: Retry-After on a 429 or 503, up to the policy's
 // MaxRetryAfter; the SSE retry delay after a stream that was open, up to
@@ -187,7 +202,7 @@ func (e Event) Deleted() bool {
 // stop; Watch's goroutines then end without the channel being drained.
 func (cl *Client) Watch(ctx context.Context, subs Subscriptions) <-chan Event {
 	out := make(chan Event)
-	f := &eventsFeed{cl: cl, out: out, docs: map[[2]string]*docState{}, colls: map[string]*collState{}, ready: subs.Ready}
+	f := &eventsFeed{cl: cl, out: out, docs: map[[2]string]*docState{}, colls: map[string]*collState{}, ready: subs.Ready, presence: subs.Presence}
 	var bad []Event
 	for _, s := range subs.Docs {
 		k := [2]string{s.Collection, s.ID}
@@ -256,6 +271,7 @@ type eventsFeed struct {
 	docOrder  []*docState
 	collOrder []*collState
 	ready     bool // send EventReady
+	presence  bool // ask for presence events
 }
 
 // errFallback ends the POST /events feed of a server that lacks the route.
@@ -369,7 +385,9 @@ func (f *eventsFeed) body() ([]byte, error) {
 	var req struct {
 		Docs        []docJSON  `json:"docs,omitempty"`
 		Collections []collJSON `json:"collections,omitempty"`
+		Presence    bool       `json:"presence,omitempty"`
 	}
+	req.Presence = f.presence
 	for _, d := range f.docOrder {
 		j := docJSON{C: d.sub.Collection, ID: d.sub.ID}
 		if d.started {
@@ -449,6 +467,24 @@ func (f *eventsFeed) handle(ctx context.Context, ev sseEvent) error {
 			return context.Cause(ctx)
 		}
 		c.cursor = d.Cursor
+	case "presence":
+		var d struct {
+			C        string            `json:"c"`
+			ID       string            `json:"id"`
+			Sessions []PresenceSession `json:"sessions"`
+		}
+		if err := json.Unmarshal(ev.data, &d); err != nil {
+			return fmt.Errorf("patchd: presence event: %w", err)
+		}
+		if !f.presence || f.docs[[2]string{d.C, d.ID}] == nil {
+			return fmt.Errorf("patchd: presence event of %s/%s, which was not asked for", d.C, d.ID)
+		}
+		if d.Sessions == nil {
+			d.Sessions = []PresenceSession{}
+		}
+		if !f.deliver(ctx, Event{Type: EventPresence, Collection: d.C, ID: d.ID, Sessions: d.Sessions}) {
+			return context.Cause(ctx)
+		}
 	case "reset-collection":
 		var d struct {
 			C      string `json:"c"`
