@@ -883,13 +883,27 @@ func (c *compiledSchema) validateLimited(body []byte, limit, workLimit int) (_ [
 }
 
 // flattenErrors appends the leaves of a validation error tree: the
-// keywords that failed, where they failed.
+// keywords that failed, where they failed. The validator gives the causes
+// of one error in map order: they are taken in the order of where they
+// failed (the instance path, token by token), then of the keyword, so
+// that one write always gets the same errors, in the same order, and the
+// same first maxSchemaErrors of them.
 func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
 	if len(*out) >= maxSchemaErrors {
 		return
 	}
 	if len(ve.Causes) > 0 {
-		for _, c := range ve.Causes {
+		causes := slices.Clone(ve.Causes)
+		slices.SortStableFunc(causes, func(a, b *jsonschema.ValidationError) int {
+			if c := slices.Compare(a.InstanceLocation, b.InstanceLocation); c != 0 {
+				return c
+			}
+			if c := slices.Compare(a.ErrorKind.KeywordPath(), b.ErrorKind.KeywordPath()); c != 0 {
+				return c
+			}
+			return strings.Compare(a.SchemaURL, b.SchemaURL)
+		})
+		for _, c := range causes {
 			flattenErrors(c, out)
 		}
 		return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -661,6 +662,40 @@ func TestHeadSendsContentLength(t *testing.T) {
 		want := strconv.Itoa(len(g.body))
 		if got := hd.header.Get("Content-Length"); got != want {
 			t.Errorf("HEAD %s: Content-Length %q, want %s (GET's)", p, got, want)
+		}
+	}
+}
+
+// TestSchemaErrorsDeterministic: the same write gets the same errors in
+// the same order, and, past 50, the same 50 (the validator walks
+// properties in map order: three orders came back for one request).
+func TestSchemaErrorsDeterministic(t *testing.T) {
+	s := startServer(t)
+	var props, doc []string
+	for i := range 60 {
+		props = append(props, fmt.Sprintf(`"p%02d":{"type":"integer"}`, i))
+		doc = append(doc, fmt.Sprintf(`"p%02d":"x"`, i))
+	}
+	expect(t, s.do(t, "PUT", "/schemas/de", hdr{"Content-Type", ctJSON},
+		`{"properties":{"b":{"enum":[1,2]},"c":{"const":"x"},"d":{"pattern":"^z"},"m":{"multipleOf":3},`+strings.Join(props, ",")+`}}`), http.StatusCreated, "")
+	for _, body := range []string{`{"b":3,"c":"y","d":"q","m":1}`, `{` + strings.Join(doc, ",") + `}`} {
+		var first string
+		for range 12 {
+			r := s.do(t, "PUT", "/docs/de/x", hdr{"Content-Type", ctJSON}, body)
+			expect(t, r, http.StatusUnprocessableEntity, "schema-violation")
+			var paths []string
+			for _, e := range schemaErrors(t, r) {
+				paths = append(paths, e["instancePath"].(string))
+			}
+			got := strings.Join(paths, " ")
+			if first == "" {
+				first = got
+				if !slices.IsSorted(paths) {
+					t.Errorf("errors not in path order: %s", got)
+				}
+			} else if got != first {
+				t.Fatalf("the same write got errors\n%s\nthen\n%s", first, got)
+			}
 		}
 	}
 }
