@@ -2,6 +2,7 @@ package document
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -895,7 +896,7 @@ func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
 	if len(ve.Causes) > 0 {
 		causes := slices.Clone(ve.Causes)
 		slices.SortStableFunc(causes, func(a, b *jsonschema.ValidationError) int {
-			if c := slices.Compare(a.InstanceLocation, b.InstanceLocation); c != 0 {
+			if c := slices.CompareFunc(a.InstanceLocation, b.InstanceLocation, compareTokens); c != 0 {
 				return c
 			}
 			if c := slices.Compare(a.ErrorKind.KeywordPath(), b.ErrorKind.KeywordPath()); c != 0 {
@@ -935,6 +936,29 @@ func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
 		ptr.WriteString(pointerEscaper.Replace(tok))
 	}
 	*out = append(*out, SchemaError{InstancePath: ptr.String(), Keyword: keyword, Message: msg})
+}
+
+// compareTokens orders two tokens of instance paths: array indices by
+// their numbers (/items/9 before /items/10), anything else by its bytes.
+func compareTokens(a, b string) int {
+	if digits(a) && digits(b) && len(a) != len(b) {
+		return cmp.Compare(len(a), len(b))
+	}
+	return strings.Compare(a, b)
+}
+
+// digits reports whether s is an array index: digits without a leading
+// zero.
+func digits(s string) bool {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // numberMessage is the message of an error kind, with the numbers of the
