@@ -596,6 +596,10 @@ func TestPercentEncodedNames(t *testing.T) {
 	expect(t, s.do(t, "PUT", "/docs/ct/a%7E", hdr{"Content-Type", ctJSON}, `{}`), http.StatusCreated, "")
 	expect(t, s.do(t, "GET", "/docs/ct/a~", nil, ""), http.StatusOK, "")
 	expect(t, s.do(t, "GET", "/docs/ct/Abc/histor%79", nil, ""), http.StatusOK, "")
+	// A batch's paths read the same.
+	r := s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, `{"writes":[{"method":"PATCH","path":"/docs/%63t/%41bc","headers":{"Content-Type":"application/merge-patch+json","If-Match":`+strconv.Quote(etag)+`},"body":{"b":2}}]}`)
+	expect(t, r, http.StatusOK, "")
+	expect(t, s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, `{"writes":[{"method":"PUT","path":"/docs/ct/a%20b","body":{}}]}`), http.StatusBadRequest, "invalid-request")
 	// Reserved and other characters stay what they are: not a name.
 	for _, p := range []string{"/docs/ct/a%2Fb", "/docs/ct/a%20b", "/docs/c%2ft/Abc"} {
 		expect(t, s.do(t, "GET", p, nil, ""), http.StatusBadRequest, "invalid-request")
