@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"os"
@@ -418,6 +419,11 @@ func revertSeq(body []byte, lim patch.Limits) (uint64, error) {
 		return 0, bad
 	}
 	k, err := strconv.ParseUint(string(n), 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		// A positive integer past any seq a document reaches: a version
+		// never reached, as any K beyond the newest is.
+		return math.MaxUint64, nil
+	}
 	if err != nil || k == 0 {
 		return 0, bad
 	}

@@ -496,6 +496,11 @@ func TestRevert(t *testing.T) {
 	before := s.historyOf(t, "/docs/r/x")
 	expect(t, revert(1, "If-Match", "*"), http.StatusUnprocessableEntity, "cannot-revert")
 	expect(t, revert(99, "If-Match", "*"), http.StatusPreconditionFailed, "base-unknown")
+	// K past any seq, even past what 64 bits hold: never reached too.
+	for _, k := range []string{"18446744073709551615", "99999999999999999999999"} {
+		expect(t, s.do(t, "POST", "/docs/r/x/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":`+k+`}`), http.StatusPreconditionFailed, "base-unknown")
+	}
+	expect(t, s.do(t, "POST", "/docs/r/x/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":2.0}`), http.StatusBadRequest, "invalid-request")
 	expect(t, revert(0, "If-Match", "*"), http.StatusBadRequest, "invalid-request")
 	expect(t, revert(2), http.StatusPreconditionRequired, "precondition-required")
 	expect(t, revert(2, "If-Match", "*", "If-None-Match", "*"), http.StatusPreconditionFailed, "precondition-failed")
