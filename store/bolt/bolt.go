@@ -96,6 +96,7 @@ func init() {
 type Store struct {
 	db        *bbolt.DB
 	path      string
+	dbTag     []byte // the first bytes of the database's id, for its cursors; nil without an id
 	retention store.Retention
 	now       func() time.Time
 	log       *slog.Logger
@@ -293,6 +294,16 @@ func Open(path string, opts store.Options) (*Store, error) {
 			}
 			b.wal = nil
 		}
+		b.unpin()
+		_ = guard("close", db.Close)
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := b.view(func(tx *bbolt.Tx) error {
+		if id := tx.Bucket(bucketMeta).Get(keyDBID); len(id) == dbIDLen {
+			b.dbTag = bytes.Clone(id[:cursorDBTagLen])
+		}
+		return nil
+	}); err != nil {
 		b.unpin()
 		_ = guard("close", db.Close)
 		return nil, fmt.Errorf("store: open %s: %w", path, err)

@@ -109,18 +109,32 @@ func logSeqOf(hist, idx *bbolt.Bucket, hk []byte) (cseq uint64, ok bool) {
 	return 0, false
 }
 
-// boltCursor returns the cursor after change cseq of a collection.
-func boltCursor(collection string, cseq uint64) store.Cursor {
-	return binary.BigEndian.AppendUint64(store.CursorHead(store.CursorBolt, collection, 8), cseq)
+// cursorDBTagLen is how many bytes of the database's id a cursor carries.
+const cursorDBTagLen = 4
+
+// cursor returns the cursor after change cseq of a collection: the head,
+// cseq, and the first bytes of the database's id, so that a cursor of
+// another database (a new file in the old one's place, an import) is
+// known for one rather than read as a position of this log.
+func (b *Store) cursor(collection string, cseq uint64) store.Cursor {
+	c := binary.BigEndian.AppendUint64(store.CursorHead(store.CursorBolt, collection, 8+len(b.dbTag)), cseq)
+	return append(c, b.dbTag...)
 }
 
-// parseCursor returns the change number of a cursor of collection.
-func parseCursor(collection string, c store.Cursor) (uint64, error) {
+// parseCursor returns the change number of a cursor of collection. One of
+// another database wraps store.ErrCursorGone; one made before cursors
+// named their database is taken as this one's.
+func (b *Store) parseCursor(collection string, c store.Cursor) (uint64, error) {
 	rest, err := store.CheckCursor(c, store.CursorBolt, collection)
 	if err != nil {
 		return 0, err
 	}
-	if len(rest) != 8 {
+	switch {
+	case len(rest) == 8+cursorDBTagLen:
+		if b.dbTag != nil && !bytes.Equal(rest[8:], b.dbTag) {
+			return 0, fmt.Errorf("%w: the cursor is of another database", store.ErrCursorGone)
+		}
+	case len(rest) != 8:
 		return 0, fmt.Errorf("%w: %d bytes", store.ErrInvalidCursor, len(c))
 	}
 	return binary.BigEndian.Uint64(rest), nil
@@ -140,7 +154,7 @@ func (b *Store) Changes(ctx context.Context, collection string, after store.Curs
 	)
 	if !present {
 		var err error
-		if from, err = parseCursor(collection, after); err != nil {
+		if from, err = b.parseCursor(collection, after); err != nil {
 			return store.ChangeLog{}, fmt.Errorf("store: changes %s: %w", collection, err)
 		}
 	}
@@ -155,7 +169,7 @@ func (b *Store) Changes(ctx context.Context, collection string, after store.Curs
 			last = logb.Sequence()
 		}
 		if present {
-			out.Next = boltCursor(collection, last)
+			out.Next = b.cursor(collection, last)
 			return nil
 		}
 		if from > last {
@@ -195,7 +209,7 @@ func (b *Store) Changes(ctx context.Context, collection string, after store.Curs
 			out.Changes = append(out.Changes, store.CollectionChange{
 				ID:      string(hk[:len(hk)-seqLen-1]),
 				Version: ver,
-				Cursor:  boltCursor(collection, cseq),
+				Cursor:  b.cursor(collection, cseq),
 			})
 			size += len(ver.Ops)
 			want++
@@ -224,7 +238,7 @@ func (b *Store) ListDocuments(ctx context.Context, collection, after string, lim
 	var sinceSeq uint64
 	if since != nil {
 		var err error
-		if sinceSeq, err = parseCursor(collection, since); err != nil {
+		if sinceSeq, err = b.parseCursor(collection, since); err != nil {
 			return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
 		}
 	}

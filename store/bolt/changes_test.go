@@ -3,6 +3,7 @@ package bolt_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -50,6 +51,34 @@ func TestBolt_ChangesSurviveRestart(t *testing.T) {
 	storetest.Commit(t, s, "c", "b", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
 	if got, _ := readAll(t, s, "c", cur); fmt.Sprint(got) != "[b/1]" {
 		t.Fatalf("after the restart: %v, want [b/1]", got)
+	}
+}
+
+// TestBolt_CursorOfAnotherDatabase: a cursor names its database. One of
+// another database (a new file in the old one's place) is gone, not read
+// as a position of this log, which skipped the changes before it; a
+// cursor made before cursors named their database still resumes.
+func TestBolt_CursorOfAnotherDatabase(t *testing.T) {
+	dir := t.TempDir()
+	a := mustOpenBolt(t, filepath.Join(dir, "a.db"), store.Options{})
+	storetest.Commit(t, a, "c", "a1", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	_, cur := readAll(t, a, "c", mustPresent(t, a, "c"))
+
+	b := mustOpenBolt(t, filepath.Join(dir, "b.db"), store.Options{})
+	for _, id := range []string{"b1", "b2", "b3"} {
+		storetest.Commit(t, b, "c", id, &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	}
+	if _, err := b.Changes(context.Background(), "c", cur, 100); !errors.Is(err, store.ErrCursorGone) {
+		t.Fatalf("a cursor of another database: %v, want ErrCursorGone", err)
+	}
+	// Its own database reads it, and a cursor without a database (the
+	// format before) is read as before.
+	if got, _ := readAll(t, a, "c", cur); len(got) != 0 {
+		t.Fatalf("its own database: %v", got)
+	}
+	old := cur[:len(cur)-4]
+	if got, _ := readAll(t, b, "c", old); fmt.Sprint(got) != "[b2/1 b3/1]" {
+		t.Fatalf("a cursor without a database: %v", got)
 	}
 }
 
