@@ -648,6 +648,19 @@ func TestConflictNamesAppendAsCommitted(t *testing.T) {
 	}
 }
 
+// TestConflictsOfTwoAppends: two appends in one version are two pairs,
+// though they read the same (/tags/-): REBASE.md records all conflicts.
+func TestConflictsOfTwoAppends(t *testing.T) {
+	s := startServer(t)
+	base := s.create(t, "/docs/ap2/d", `{"tags":["a"]}`)
+	expect(t, s.do(t, "PATCH", "/docs/ap2/d", hdr{"Content-Type", ctPatch, "If-Match", base}, `[{"op":"add","path":"/tags/-","value":"b"},{"op":"add","path":"/tags/-","value":"c"}]`), http.StatusOK, "")
+	r := s.do(t, "PATCH", "/docs/ap2/d", hdr{"Content-Type", ctPatch, "If-Match", base}, `[{"op":"replace","path":"/tags","value":[]}]`)
+	expect(t, r, http.StatusPreconditionFailed, "rebase-conflict")
+	if cs, _ := r.problem(t)["conflicts"].([]any); len(cs) != 2 {
+		t.Fatalf("conflicts %v, want two pairs", cs)
+	}
+}
+
 // TestHeadSendsContentLength: HEAD answers have the headers of GET's,
 // Content-Length included (listings and history lacked it).
 func TestHeadSendsContentLength(t *testing.T) {

@@ -140,7 +140,7 @@ func rebaseGrid(g *grid, p []Op, since []Committed, lim RebaseLimits) ([]Op, err
 		}
 	}
 	if len(g.conflicts) > 0 {
-		cs := sortConflicts(g.conflicts)
+		cs := sortConflicts(g.conflicts, g.concurrent)
 		if len(cs) > maxConflicts {
 			cs = cs[:maxConflicts:maxConflicts]
 		}
@@ -264,20 +264,35 @@ func checkOps(ops []Op) error {
 }
 
 // sortConflicts sorts conflicts by client op, concurrent version and
-// concurrent path (then the rest, for a total order) and drops exact
-// duplicates.
-func sortConflicts(cs []Conflict) []Conflict {
-	cs = slices.Clone(cs)
-	slices.SortFunc(cs, func(a, b Conflict) int {
+// concurrent path (then the concurrent op and the rest, for a total order)
+// and drops a pair found twice (a move's two halves). concurrent[i]
+// numbers the concurrent op of cs[i] among all those rebased over: two ops
+// of one version can read the same (two appends), and each is its own
+// pair.
+func sortConflicts(cs []Conflict, concurrent []int) []Conflict {
+	idx := make([]int, len(cs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(i, j int) int {
+		a, b := cs[i], cs[j]
 		return cmp.Or(
 			cmp.Compare(a.ClientOp, b.ClientOp),
 			cmp.Compare(a.ConcurrentVersion, b.ConcurrentVersion),
 			strings.Compare(a.ConcurrentPath, b.ConcurrentPath),
+			cmp.Compare(concurrent[i], concurrent[j]),
 			strings.Compare(a.ClientPath, b.ClientPath),
 			strings.Compare(a.Reason, b.Reason),
 		)
 	})
-	return slices.Compact(cs)
+	out := make([]Conflict, 0, len(cs))
+	for k, i := range idx {
+		if k > 0 && cs[idx[k-1]] == cs[i] && concurrent[idx[k-1]] == concurrent[i] {
+			continue
+		}
+		out = append(out, cs[i])
+	}
+	return out
 }
 
 // gridOp is one client op as the grid carries it.
@@ -301,9 +316,11 @@ type gridOp struct {
 // transformed at each step, so that each client op meets the concurrent op
 // in its own coordinates (after the client ops before it).
 type grid struct {
-	p         []gridOp
-	conflicts []Conflict
-	keepDone  bool // keep the ops made no-ops by an exemption, as done (RevertOnto)
+	p          []gridOp
+	conflicts  []Conflict
+	concurrent []int // for each conflict, its concurrent op's number (passes)
+	passes     int   // concurrent ops carried so far
+	keepDone   bool  // keep the ops made no-ops by an exemption, as done (RevertOnto)
 }
 
 func newGrid(p []Op) *grid {
@@ -322,6 +339,7 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 	if q.Kind == OpChk || q.Kind == 0 {
 		return Op{}, false // history records no reads
 	}
+	g.passes++
 	cur := q
 	alive := true
 	keep := g.p[:0]
@@ -357,6 +375,7 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 				ConcurrentVersion: seq,
 				Reason:            reason(p, cur),
 			})
+			g.concurrent = append(g.concurrent, g.passes)
 			// Carry on as if both happened, so that later pairs are judged
 			// in the right coordinates; an op whose anchor the other
 			// removed or replaced drops out.

@@ -967,9 +967,9 @@ func TestPropComposition(t *testing.T) {
 				first.pass(q, c.Seq)
 			}
 		}
-		all := rbSortAll(whole.conflicts)
+		all := rbSortAll(whole)
 		if len(first.conflicts) > 0 {
-			for _, c := range rbSortAll(first.conflicts) {
+			for _, c := range rbSortAll(first) {
 				if !slices.Contains(all, c) {
 					t.Fatalf("conflict %+v over Q1 is missing over Q1·Q2", c)
 				}
@@ -982,7 +982,7 @@ func TestPropComposition(t *testing.T) {
 				second.pass(q, c.Seq)
 			}
 		}
-		if got := rbSortAll(second.conflicts); !reflect.DeepEqual(got, all) {
+		if got := rbSortAll(second); !reflect.DeepEqual(got, all) {
 			t.Fatalf("conflicts over Q1 then Q2 %v, over Q1·Q2 %v", got, all)
 		}
 		if a, b := whole.result(true), second.result(true); !rbSameOps(a, b) {
@@ -1006,12 +1006,12 @@ func rbHasReads(ops []Op) bool {
 	return slices.ContainsFunc(ops, func(o Op) bool { return o.Kind == OpChk })
 }
 
-// rbSortAll sorts conflicts like rebase, without the cap.
-func rbSortAll(cs []Conflict) []Conflict {
-	if len(cs) == 0 {
+// rbSortAll sorts a grid's conflicts like rebase, without the cap.
+func rbSortAll(g *grid) []Conflict {
+	if len(g.conflicts) == 0 {
 		return nil
 	}
-	return sortConflicts(cs)
+	return sortConflicts(g.conflicts, g.concurrent)
 }
 
 // TestPropMergePatch: with nothing committed since, a rebased Merge Patch
