@@ -668,8 +668,19 @@ func TestHeadSendsContentLength(t *testing.T) {
 	etag := s.create(t, "/docs/hl/a", `{"n":1}`)
 	expect(t, s.do(t, "PATCH", "/docs/hl/a", hdr{"Content-Type", ctMerge, "If-Match", etag}, `{"n":2}`), http.StatusOK, "")
 	s.create(t, "/docs/hl/b", `{"n":3}`)
+	// Answers longer than net/http's buffer, which it sends without a
+	// length unless the handler gives one.
+	pad := strings.Repeat("x", 100)
+	for i := range 40 {
+		s.create(t, fmt.Sprintf("/docs/hl/p%02d", i), `{"n":"`+pad+`"}`)
+	}
+	for i := range 40 {
+		expect(t, s.do(t, "PATCH", "/docs/hl/a", hdr{"Content-Type", ctMerge, "If-Match", "*"}, fmt.Sprintf(`{"s%d":"%s"}`, i, pad)), http.StatusOK, "")
+	}
 	expect(t, s.do(t, "PUT", "/schemas/hl", hdr{"Content-Type", ctJSON}, `{"properties":{"n":{"type":"integer"}}}`), http.StatusCreated, "")
-	expect(t, s.do(t, "PUT", "/docs/hl/a/presence/session-0001-abcdef", hdr{"Content-Type", ctJSON}, `{"name":"Ada"}`), http.StatusOK, "")
+	for i := range 30 {
+		expect(t, s.do(t, "PUT", fmt.Sprintf("/docs/hl/a/presence/session-%04d-abcdef", i), hdr{"Content-Type", ctJSON}, `{"name":"`+pad+`"}`), http.StatusOK, "")
+	}
 	for _, p := range []string{"/docs/hl?limit=1", "/docs/hl?include=body", "/docs/hl/a/history", "/docs/hl/a", "/docs/hl/a/history?limit=1",
 		"/schemas/hl", "/schemas/hl/violations", "/docs/hl/a/presence", "/openapi.json", "/healthz", "/readyz", "/", "/ui/client/patchd.js"} {
 		g := s.do(t, "GET", p, nil, "")
@@ -677,6 +688,9 @@ func TestHeadSendsContentLength(t *testing.T) {
 		hd := s.do(t, "HEAD", p, nil, "")
 		expect(t, hd, http.StatusOK, "")
 		want := strconv.Itoa(len(g.body))
+		if got := g.header.Get("Content-Length"); got != want {
+			t.Errorf("GET %s: Content-Length %q, want %s (%d bytes)", p, got, want, len(g.body))
+		}
 		if got := hd.header.Get("Content-Length"); got != want {
 			t.Errorf("HEAD %s: Content-Length %q, want %s (GET's)", p, got, want)
 		}

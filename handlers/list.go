@@ -98,9 +98,9 @@ func (h *Handler) list(c echo.Context) error {
 	}
 	b.WriteString("}")
 	c.Response().Header().Set("Cache-Control", "no-cache")
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(b.Len()))
 	if c.Request().Method == http.MethodHead {
 		c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-		c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(b.Len()))
 		return c.NoContent(http.StatusOK)
 	}
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, b.Bytes())
@@ -183,10 +183,10 @@ func (h *Handler) history(c echo.Context) error {
 		}
 	}
 	buf = append(buf, "]}"...)
+	if !streamed && !res.Committed {
+		res.Header().Set(echo.HeaderContentLength, strconv.Itoa(len(buf)))
+	}
 	if head {
-		if !streamed {
-			res.Header().Set(echo.HeaderContentLength, strconv.Itoa(len(buf)))
-		}
 		return c.NoContent(http.StatusOK)
 	}
 	if !res.Committed {

@@ -233,8 +233,10 @@ func (h *Handler) getPresence(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	body := patch.Canonical(map[string]any{"sessions": list})
 	c.Response().Header().Set("Cache-Control", "no-cache")
-	return c.JSONBlob(http.StatusOK, patch.Canonical(map[string]any{"sessions": list}))
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
+	return c.JSONBlob(http.StatusOK, body)
 }
 
 // presenceKey is the hub key of a document's presence: it never meets

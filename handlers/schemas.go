@@ -144,9 +144,9 @@ func (h *Handler) violations(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-cache")
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 	if c.Request().Method == http.MethodHead {
 		c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-		c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 		return c.NoContent(http.StatusOK)
 	}
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, body)
