@@ -212,7 +212,8 @@ func (h *Handler) batchWrite(c echo.Context, e any) (document.Write, preferences
 
 	// The route: method and path, as the API's own (escaped unreserved
 	// characters are the characters, as in a request's path).
-	segs := strings.Split(strings.TrimPrefix(decodeUnreserved(path), "/"), "/")
+	path = decodeUnreserved(path)
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
 	switch {
 	case path == "/batch":
 		return bad("a batch cannot hold a batch")
