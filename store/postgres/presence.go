@@ -52,7 +52,7 @@ func (p *presence) PutPresence(ctx context.Context, ps store.PresenceSession, tt
 		actor = &ps.Actor
 	}
 	var expires time.Time
-	err := s.read(ctx, func(ctx context.Context) error {
+	upsert := func(ctx context.Context) error {
 		return s.pool.QueryRow(ctx,
 			`INSERT INTO presence AS p (collection, id, session, client, actor, state, expires)
 			 SELECT $1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)
@@ -66,12 +66,19 @@ func (p *presence) PutPresence(ctx context.Context, ps store.PresenceSession, tt
 			 RETURNING expires`,
 			ps.Collection, ps.ID, ps.Session, ps.Client, actor, string(ps.State), ttl.Seconds(),
 			bound(p.limits.PerDocument), bound(p.limits.PerClient), bound(p.limits.Total)).Scan(&expires)
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		if owned, err := p.owned(ctx, ps.Collection, ps.ID, ps.Session, ps.Client); owned || err != nil {
-			return time.Time{}, err
+	}
+	err := s.read(ctx, upsert)
+	for attempt := 0; errors.Is(err, pgx.ErrNoRows); attempt++ {
+		// Refused: another client's live session, or a bound.
+		if owned, oerr := p.owned(ctx, ps.Collection, ps.ID, ps.Session, ps.Client); owned || oerr != nil {
+			return time.Time{}, oerr
 		}
-		return time.Time{}, p.full(ctx, ps)
+		if attempt > 0 {
+			return time.Time{}, p.full(ctx, ps)
+		}
+		// No other client's now: its session ended or expired since the
+		// upsert, which may pass once more.
+		err = s.read(ctx, upsert)
 	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("store: presence %s/%s: %w", ps.Collection, ps.ID, err)
