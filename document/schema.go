@@ -42,6 +42,9 @@ const (
 	maxPattern = 4096
 	// maxSchemaErrors bounds the errors one violation reports.
 	maxSchemaErrors = 50
+	// maxCollectedErrors bounds the errors collected from one validation,
+	// sorted, of which the first maxSchemaErrors are reported.
+	maxCollectedErrors = 10000
 	// maxApplications bounds the subschemas a schema may apply to one
 	// value ($ref, allOf, anyOf... without going down the document): a
 	// schema whose applicators fan out level after level would make every
@@ -877,20 +880,27 @@ func (c *compiledSchema) validateLimited(body []byte, limit, workLimit int) (_ [
 	}
 	var out []SchemaError
 	flattenErrors(ve, &out)
+	// In the order of where they failed, then of the keyword; the first
+	// maxSchemaErrors of them.
+	slices.SortStableFunc(out, func(a, b SchemaError) int {
+		return cmp.Or(slices.CompareFunc(strings.Split(a.InstancePath, "/"), strings.Split(b.InstancePath, "/"), compareTokens),
+			strings.Compare(a.Keyword, b.Keyword))
+	})
+	out = out[:min(len(out), maxSchemaErrors)]
 	if len(out) == 0 { // a failure with no detail: say so at the root
 		out = append(out, SchemaError{Keyword: "", Message: ve.ErrorKind.LocalizedString(printer)})
 	}
 	return out, m.used, work, nil
 }
 
-// flattenErrors appends the leaves of a validation error tree: the
-// keywords that failed, where they failed. The validator gives the causes
-// of one error in map order: they are taken in the order of where they
-// failed (the instance path, token by token), then of the keyword, so
-// that one write always gets the same errors, in the same order, and the
-// same first maxSchemaErrors of them.
+// flattenErrors appends the leaves of a validation error tree, at most
+// maxCollectedErrors of them: the keywords that failed, where they failed.
+// The validator gives the causes of one error in map order: they are
+// taken in the order of where they failed (the instance path, token by
+// token), then of the keyword, so that one write always collects the same
+// errors.
 func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
-	if len(*out) >= maxSchemaErrors {
+	if len(*out) >= maxCollectedErrors {
 		return
 	}
 	if len(ve.Causes) > 0 {

@@ -729,6 +729,19 @@ func TestSchemaErrorsDeterministic(t *testing.T) {
 			}
 		}
 	}
+	// In path order across the schema's branches too (/z, from an allOf,
+	// came before /a).
+	expect(t, s.do(t, "PUT", "/schemas/de2", hdr{"Content-Type", ctJSON},
+		`{"allOf":[{"properties":{"z":{"type":"integer"}}}],"properties":{"a":{"type":"integer"}}}`), http.StatusCreated, "")
+	r := s.do(t, "PUT", "/docs/de2/x", hdr{"Content-Type", ctJSON}, `{"a":"x","z":"x"}`)
+	expect(t, r, http.StatusUnprocessableEntity, "schema-violation")
+	var paths []string
+	for _, e := range schemaErrors(t, r) {
+		paths = append(paths, e["instancePath"].(string))
+	}
+	if strings.Join(paths, " ") != "/a /z" {
+		t.Errorf("errors at %v, want /a then /z", paths)
+	}
 }
 
 // comparePaths orders JSON Pointers token by token, array indices by
