@@ -310,8 +310,7 @@ func compileInstance(coll string, body []byte, inst *schemaInstance) (*jsonschem
 	var ve *jsonschema.ValidationError
 	switch {
 	case errors.As(err, &sve) && errors.As(sve.Err, &ve):
-		var errs []SchemaError
-		flattenErrors(ve, &errs)
+		errs := schemaErrors(ve)
 		var b strings.Builder
 		b.WriteString("not a valid JSON Schema (draft 2020-12)")
 		for i, e := range errs {
@@ -878,19 +877,29 @@ func (c *compiledSchema) validateLimited(body []byte, limit, workLimit int) (_ [
 	if !errors.As(err, &ve) {
 		return nil, m.used, work, fmt.Errorf("schema validation: %w", err)
 	}
-	var out []SchemaError
-	flattenErrors(ve, &out)
-	// In the order of where they failed, then of the keyword; the first
-	// maxSchemaErrors of them.
-	slices.SortStableFunc(out, func(a, b SchemaError) int {
-		return cmp.Or(slices.CompareFunc(strings.Split(a.InstancePath, "/"), strings.Split(b.InstancePath, "/"), compareTokens),
-			strings.Compare(a.Keyword, b.Keyword))
-	})
-	out = out[:min(len(out), maxSchemaErrors)]
+	out := schemaErrors(ve)
 	if len(out) == 0 { // a failure with no detail: say so at the root
 		out = append(out, SchemaError{Keyword: "", Message: ve.ErrorKind.LocalizedString(printer)})
 	}
 	return out, m.used, work, nil
+}
+
+// schemaErrors returns how a validation failed: the leaves of its error
+// tree in the order of where they failed, then of the keyword; the first
+// maxSchemaErrors of them, whose messages alone are written (a number's
+// exact message can cost thousands of multiplications).
+func schemaErrors(ve *jsonschema.ValidationError) []SchemaError {
+	var leaves []*jsonschema.ValidationError
+	flattenErrors(ve, &leaves)
+	slices.SortStableFunc(leaves, func(a, b *jsonschema.ValidationError) int {
+		return cmp.Or(slices.CompareFunc(a.InstanceLocation, b.InstanceLocation, compareTokens),
+			strings.Compare(leafKeyword(a), leafKeyword(b)))
+	})
+	out := make([]SchemaError, 0, min(len(leaves), maxSchemaErrors))
+	for _, l := range leaves[:min(len(leaves), maxSchemaErrors)] {
+		out = append(out, schemaError(l))
+	}
+	return out
 }
 
 // flattenErrors appends the leaves of a validation error tree, at most
@@ -899,7 +908,7 @@ func (c *compiledSchema) validateLimited(body []byte, limit, workLimit int) (_ [
 // taken in the order of where they failed (the instance path, token by
 // token), then of the keyword, so that one write always collects the same
 // errors.
-func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
+func flattenErrors(ve *jsonschema.ValidationError, out *[]*jsonschema.ValidationError) {
 	if len(*out) >= maxCollectedErrors {
 		return
 	}
@@ -922,17 +931,26 @@ func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
 	if _, ok := ve.ErrorKind.(*kind.Schema); ok {
 		return
 	}
-	keyword := ""
+	*out = append(*out, ve)
+}
+
+// leafKeyword is the keyword a leaf of a validation error tree failed.
+func leafKeyword(ve *jsonschema.ValidationError) string {
 	switch k := ve.ErrorKind.(type) {
 	case *kind.Not:
-		keyword = "not" // the library names no keyword for these two
+		return "not" // the library names no keyword for these two
 	case *kind.FalseSchema:
-		keyword = "false" // the subschema false, which nothing matches
+		return "false" // the subschema false, which nothing matches
 	default:
 		if kp := k.KeywordPath(); len(kp) > 0 {
-			keyword = kp[0] // ["dependentRequired", "prop"]: the keyword first
+			return kp[0] // ["dependentRequired", "prop"]: the keyword first
 		}
 	}
+	return ""
+}
+
+// schemaError is the SchemaError of a leaf of a validation error tree.
+func schemaError(ve *jsonschema.ValidationError) SchemaError {
 	msg := shorten(numberMessage(ve.ErrorKind)) // it may quote a whole value
 	if p, ok := ve.ErrorKind.(*kind.Pattern); ok {
 		if r := (&costlyRegexp{insts: patternInsts(p.Want)}); r.tooCostly(len(p.Got)) {
@@ -945,7 +963,7 @@ func flattenErrors(ve *jsonschema.ValidationError, out *[]SchemaError) {
 		ptr.WriteByte('/')
 		ptr.WriteString(pointerEscaper.Replace(tok))
 	}
-	*out = append(*out, SchemaError{InstancePath: ptr.String(), Keyword: keyword, Message: msg})
+	return SchemaError{InstancePath: ptr.String(), Keyword: leafKeyword(ve), Message: msg}
 }
 
 // compareTokens orders two tokens of instance paths: array indices by
