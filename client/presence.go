@@ -66,7 +66,9 @@ func presencePath(coll, id, session string) string {
 // do). The document need not exist. A server with too many sessions
 // answers 429 with a Retry-After of the session lifetime: past ctx's
 // deadline, SetPresence returns the *Problem (rate-limited) rather than
-// wait.
+// wait. A live session is its client's: one announced by another client
+// (token, else address) is a *Problem 403 forbidden; pick an id of your
+// own.
 func (cl *Client) SetPresence(ctx context.Context, coll, id, session string, state PresenceState) (*PresenceSession, error) {
 	if err := cl.checkNames(coll, id, true); err != nil {
 		return nil, err
@@ -120,7 +122,8 @@ func (cl *Client) Presence(ctx context.Context, coll, id string) ([]PresenceSess
 // EndPresence ends a presence session. It returns an error wrapping
 // ErrNotFound if there is no such live session (never announced, ended,
 // or expired), unless a retry after a lost answer gets the 404: the first
-// attempt ended it, and EndPresence returns nil.
+// attempt ended it, and EndPresence returns nil. Another client's live
+// session is a *Problem 403 forbidden.
 func (cl *Client) EndPresence(ctx context.Context, coll, id, session string) error {
 	if err := cl.checkNames(coll, id, true); err != nil {
 		return err

@@ -227,9 +227,9 @@ func (h *Handler) batchWrite(c echo.Context, e any) (document.Write, preferences
 	var validErr error
 	switch {
 	case !store.ValidName(w.Collection):
-		validErr = fail(ErrInvalidRequest, fmt.Sprintf("collection %q must match [A-Za-z0-9._~-]{1,128} and not be . or ..", w.Collection))
+		validErr = badName("collection", w.Collection)
 	case len(segs) > 2 && !store.ValidName(w.ID):
-		validErr = fail(ErrInvalidRequest, fmt.Sprintf("id %q must match [A-Za-z0-9._~-]{1,128} and not be . or ..", w.ID))
+		validErr = badName("id", w.ID)
 	}
 	if validErr != nil {
 		return w, preferences{}, "", validErr

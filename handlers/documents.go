@@ -24,15 +24,20 @@ import (
 func target(c echo.Context, withID bool) (coll, id string, err error) {
 	coll = c.Param("c")
 	if !store.ValidName(coll) {
-		return "", "", fail(ErrInvalidRequest, fmt.Sprintf("collection %q must match [A-Za-z0-9._~-]{1,128} and not be . or ..", coll))
+		return "", "", badName("collection", coll)
 	}
 	if withID {
 		id = c.Param("id")
 		if !store.ValidName(id) {
-			return "", "", fail(ErrInvalidRequest, fmt.Sprintf("id %q must match [A-Za-z0-9._~-]{1,128} and not be . or ..", id))
+			return "", "", badName("id", id)
 		}
 	}
 	return coll, id, nil
+}
+
+// badName is the error of a collection or id (what) that is not a name.
+func badName(what, name string) error {
+	return fail(ErrInvalidRequest, fmt.Sprintf("%s %q must match [A-Za-z0-9._~-]{1,128} and not be . or ..", what, name))
 }
 
 // emptyName is the error of a path no route matched whose collection or
@@ -48,9 +53,9 @@ func emptyName(path string) error {
 	segs := strings.Split(rest, "/")
 	switch {
 	case segs[0] == "":
-		return fail(ErrInvalidRequest, `collection "" must match [A-Za-z0-9._~-]{1,128} and not be . or ..`)
+		return badName("collection", "")
 	case len(segs) == 2 && segs[1] == "" && strings.HasPrefix(path, "/docs/"):
-		return fail(ErrInvalidRequest, `id "" must match [A-Za-z0-9._~-]{1,128} and not be . or ..`)
+		return badName("id", "")
 	}
 	return nil
 }
