@@ -369,8 +369,13 @@ func (cl *Client) send(ctx context.Context, c *call) (*answer, error) {
 				unsure = true
 			}
 		} else {
-			if a.status == http.StatusBadGateway || a.status == http.StatusGatewayTimeout {
+			switch {
+			case a.status == http.StatusBadGateway || a.status == http.StatusGatewayTimeout:
 				unsure = true // a gateway may have passed the request on
+			case a.status == http.StatusServiceUnavailable && c.method != http.MethodGet && c.method != http.MethodHead:
+				// Among a write's 503s is the commit the database did
+				// not confirm: it may have been applied.
+				unsure = true
 			}
 			if d, ok := retryAfter(a.header); ok && (a.status == http.StatusTooManyRequests || a.status == http.StatusServiceUnavailable) {
 				wait = min(d, cl.retry.MaxRetryAfter)

@@ -19,9 +19,11 @@
 // ErrPreconditionFailed and ErrPreconditionRequired. A successful answer
 // that is not what the protocol says (a document without a strong ETag,
 // or whose body is not a JSON object) is an error wrapping
-// ErrInvalidResponse, never a Document. A write refused (412, 428) on a
-// retry that followed an attempt whose answer was lost wraps
-// ErrOutcomeUnknown as well: that attempt may have been applied.
+// ErrInvalidResponse, never a Document. A Put, Create or Delete refused
+// (412, 428) on a retry that followed an attempt whose answer was lost
+// wraps ErrOutcomeUnknown as well: that attempt may have been applied
+// (the other writes carry an idempotency key the server records, so a
+// refused retry means nothing was written).
 //
 // Update is a typed read-modify-write: it decodes the document into a Go
 // value, lets a function change it, sends one JSON Patch op per changed

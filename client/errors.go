@@ -31,8 +31,8 @@ var (
 	// says it is, such as a document without a strong ETag or whose body
 	// is not a JSON object.
 	ErrInvalidResponse = errors.New("invalid answer")
-	// ErrOutcomeUnknown: the write was refused, but an earlier attempt of
-	// it, whose answer was lost, may have been applied.
+	// ErrOutcomeUnknown: a Put, Create or Delete was refused, but an
+	// earlier attempt of it, whose answer was lost, may have been applied.
 	ErrOutcomeUnknown = errors.New("outcome unknown: an earlier attempt, whose answer was lost, may have been applied")
 )
 
@@ -116,8 +116,8 @@ type Conflict struct {
 
 // ConflictError is a 412 rebase-conflict: the write's If-Match named an
 // older version and its edit overlaps edits committed since. The attempt
-// that got this answer wrote nothing; when an earlier attempt's answer was
-// lost, the error returned wraps ErrOutcomeUnknown too (see
+// that got this answer wrote nothing; for a Put whose earlier attempt's
+// answer was lost, the error returned wraps ErrOutcomeUnknown too (see
 // PreconditionError). It wraps the *Problem, so errors.Is(err,
 // ErrPreconditionFailed) holds too.
 type ConflictError struct {
@@ -170,12 +170,16 @@ func (e *ConflictError) Current(ctx context.Context) (*Document, error) {
 // It wraps the *Problem.
 //
 // The attempt that got this answer wrote nothing. But when an earlier
-// attempt of the same write was sent and its answer lost (the network, a
-// 502 or 504), that attempt may have been applied, and this refusal may be
+// attempt of the same Put, Create or Delete was sent and its answer lost
+// (the network, a 502 or 504, a 503 such as a commit the database did not
+// confirm), that attempt may have been applied, and this refusal may be
 // due to it (a Delete's If-Match no longer matches because the first
 // attempt deleted, then someone wrote again): the error returned then
 // wraps ErrOutcomeUnknown as well as the *PreconditionError. Read the
-// document (Current) to find out what it holds.
+// document (Current) to find out what it holds. Patch, Merge and Revert
+// carry an idempotency key that the server records with the commit: a
+// retry of one that was applied gets its first answer again, so their
+// refusal means nothing was written.
 type PreconditionError struct {
 	// Problem is the answer; Problem.Name() says which of the above.
 	Problem *Problem
@@ -232,7 +236,11 @@ func parseProblem(a *answer) *Problem {
 func (cl *Client) failWrite(c *call, a *answer, coll, id string) error {
 	err := cl.fail(a, coll, id)
 	precondition := a.status == http.StatusPreconditionFailed || a.status == http.StatusPreconditionRequired
-	if a.unsure && precondition && c.query.Get("dryRun") == "" {
+	// PATCH, POST and revert carry an idempotency key the server records
+	// with the commit: a retry of one that was applied gets its answer
+	// again, so a refusal shows it was not. PUT and DELETE have none.
+	unkeyed := c.method == http.MethodPut || c.method == http.MethodDelete
+	if a.unsure && precondition && unkeyed && c.query.Get("dryRun") == "" {
 		return fmt.Errorf("%w; %w", err, ErrOutcomeUnknown)
 	}
 	return err

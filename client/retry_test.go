@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -587,43 +588,72 @@ func TestAnswerLostThenPreconditionFailed(t *testing.T) {
 	}
 }
 
-func TestUpdateStopsWhenOutcomeUnknown(t *testing.T) {
+// TestCommitUnknownThenPreconditionFailed: a 503 that says the database
+// did not confirm the commit leaves the outcome open, as a lost answer
+// does: a Delete refused on its retry says so.
+func TestCommitUnknownThenPreconditionFailed(t *testing.T) {
+	var direct *client.Client
+	var first atomic.Bool
+	first.Store(true)
+	base, _ := startServer(t, withWrap(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodDelete || !first.CompareAndSwap(true, false) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			// The delete commits, someone writes again, and the answer
+			// is the one of a commit the database did not confirm.
+			next.ServeHTTP(httptest.NewRecorder(), r)
+			if _, err := direct.Create(testContext(t), "cu", "d", map[string]int{"again": 1}); err != nil {
+				t.Errorf("the concurrent write: %v", err)
+			}
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"type":"/problems/unavailable","title":"Service unavailable","status":503,"detail":"the database did not confirm whether this write committed"}`)
+		})
+	}))
+	direct = client.New(base)
+	doc := mustCreate(t, direct, "cu", "d", `{"n":1}`)
+	err := client.New(base, fastRetry).Delete(testContext(t), "cu", "d", client.IfMatch(doc.ETag))
+	var pe *client.PreconditionError
+	if !errors.Is(err, client.ErrOutcomeUnknown) || !errors.As(err, &pe) {
+		t.Fatalf("err=%v, want a *PreconditionError that wraps ErrOutcomeUnknown", err)
+	}
+}
+
+// TestUpdateRedoesAfterUnappliedAttempt: a PATCH carries an idempotency
+// key, so a retry refused after a lost answer shows the first attempt was
+// not applied (the server would have answered as it did): Update reads
+// again and runs its function once more, as for any conflict.
+func TestUpdateRedoesAfterUnappliedAttempt(t *testing.T) {
 	type counter struct {
 		N int `json:"n"`
 	}
 	increment := func(c *counter) error { c.N++; return nil }
-	var cut *answerCutter
 	var direct *client.Client
-	var cutPatch atomic.Bool
-	// A server that has lost its record of the first attempt's key (past
-	// --idempotency-max-per-client, say): a retried PATCH is not replayed.
+	var first atomic.Bool
+	first.Store(true)
 	base, _ := startServer(t, withWrap(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r.Header.Del("Idempotency-Key")
-			if r.Method == http.MethodPatch && cutPatch.CompareAndSwap(true, false) {
-				// Another increment lands between the first attempt and
-				// its retry.
-				cut.cutNextAnswerAfter(func() {
-					if _, err := client.Update(testContext(t), direct, "u", "n", increment); err != nil {
-						t.Errorf("the concurrent increment: %v", err)
-					}
-				})
+			if r.Method == http.MethodPatch && first.CompareAndSwap(true, false) {
+				// Lost on the way (a gateway's 502), while another
+				// increment lands.
+				if _, err := client.Update(testContext(t), direct, "u", "n", increment); err != nil {
+					t.Errorf("the concurrent increment: %v", err)
+				}
+				w.WriteHeader(http.StatusBadGateway)
+				return
 			}
 			next.ServeHTTP(w, r)
 		})
 	}))
 	direct = client.New(base)
-	cut = newAnswerCutter(t, strings.TrimPrefix(base, "http://"))
-	cl := client.New(cut.URL(), fastRetry, client.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))
 	mustCreate(t, direct, "u", "n", `{"n":0}`)
-	cutPatch.Store(true)
-	_, err := client.Update(testContext(t), cl, "u", "n", increment)
-	// The first attempt was applied; its retry conflicts with the other
-	// increment. Running the function again would count it twice.
-	if got := string(mustGet(t, direct, "u", "n").Value); got != `{"n":2}` {
-		t.Fatalf("document %s after two increments (err=%v)", got, err)
+	if _, err := client.Update(testContext(t), client.New(base, fastRetry), "u", "n", increment); err != nil {
+		t.Fatalf("Update: %v", err)
 	}
-	if !errors.Is(err, client.ErrOutcomeUnknown) {
-		t.Fatalf("err=%v, want ErrOutcomeUnknown", err)
+	if got := string(mustGet(t, direct, "u", "n").Value); got != `{"n":2}` {
+		t.Fatalf("document %s after two increments", got)
 	}
 }

@@ -61,12 +61,11 @@ func Reads(pointers ...string) UpdateOption {
 // Update returns the document as its write left it, or as it was read when
 // fn changed nothing (no write is sent). Errors: fn's own, as it returned
 // it; an error wrapping ErrNotFound when the document does not exist; the
-// last *ConflictError, wrapped, when the attempts run out; an error
-// wrapping ErrOutcomeUnknown (and the *ConflictError or
-// *PreconditionError) when a write whose answer was lost, and which may
-// have been applied, is refused on its retry: fn is not run again, since
-// its change may be in already; a *Problem for anything else the server
-// refused.
+// last *ConflictError, wrapped, when the attempts run out; a *Problem for
+// anything else the server refused. A write whose answer was lost is
+// retried with its idempotency key: if it was applied, the retry gets its
+// answer; if it is refused, it was not, and fn runs again as for any
+// conflict.
 func Update[T any](ctx context.Context, cl *Client, c, id string, fn func(*T) error, opts ...UpdateOption) (*Document, error) {
 	o := updateOptions{attempts: 10, key: "id"}
 	for _, f := range opts {
@@ -149,12 +148,8 @@ func edit[T any](doc *Document, fn func(*T) error, o updateOptions) ([]Op, error
 
 // redo reports whether Update should read again and rerun its function
 // after err: a rebase conflict, or a 412 that says the version read can no
-// longer be rebased; never when an earlier attempt may have been applied,
-// whose change the function would make a second time.
+// longer be rebased.
 func redo(err error) bool {
-	if errors.Is(err, ErrOutcomeUnknown) {
-		return false
-	}
 	var ce *ConflictError
 	if errors.As(err, &ce) {
 		return true
