@@ -176,7 +176,7 @@ func (e *ConflictError) Current(ctx context.Context) (*Document, error) {
 // due to it (a Delete's If-Match no longer matches because the first
 // attempt deleted, then someone wrote again): the error returned then
 // wraps ErrOutcomeUnknown as well as the *PreconditionError. Read the
-// document (Current) to find out what it holds. Patch, Merge and Revert
+// document (Current) to find out what it holds. Patch and Merge
 // carry an idempotency key that the server records with the commit: a
 // retry of one that was applied gets its first answer again, so their
 // refusal means nothing was written.
