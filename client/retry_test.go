@@ -38,6 +38,22 @@ type answerCutter struct {
 	wg    sync.WaitGroup
 }
 
+// namedClient is a client of a subtest.
+type namedClient struct {
+	name string
+	cl   *client.Client
+}
+
+// cutClients are the two ways a client meets a cut answer: over a reused
+// connection, which net/http resends a write over by itself, and over a
+// new one (no keep-alives), where the client's retry does.
+func cutClients(cut *answerCutter) []namedClient {
+	return []namedClient{
+		{name: "Reused", cl: client.New(cut.URL(), fastRetry)},
+		{name: "New", cl: client.New(cut.URL(), fastRetry, client.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))},
+	}
+}
+
 // newAnswerCutter forwards a free loopback port to target (host:port).
 func newAnswerCutter(t *testing.T, target string) *answerCutter {
 	t.Helper()
@@ -174,15 +190,7 @@ func TestAnswerLostWriteAppliedOnce(t *testing.T) {
 			return nil, cl.Delete(ctx, "lost", id, client.IfMatch(etag))
 		}, want: "", versions: 2},
 	}
-	// Over a reused connection, net/http resends the write by itself;
-	// over a new one (no keep-alives), the client's retry does.
-	conns := []struct {
-		name string
-		cl   *client.Client
-	}{
-		{name: "Reused", cl: client.New(cut.URL(), fastRetry)},
-		{name: "New", cl: client.New(cut.URL(), fastRetry, client.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))},
-	}
+	conns := cutClients(cut)
 	for _, conn := range conns {
 		for _, tc := range tests {
 			t.Run(conn.name+"/"+tc.name, func(t *testing.T) {
@@ -549,13 +557,7 @@ func TestAnswerLostThenPreconditionFailed(t *testing.T) {
 			return err
 		}, want: client.ErrPreconditionRequired},
 	}
-	conns := []struct {
-		name string
-		cl   *client.Client
-	}{
-		{name: "Reused", cl: client.New(cut.URL(), fastRetry)},
-		{name: "New", cl: client.New(cut.URL(), fastRetry, client.WithHTTPClient(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}))},
-	}
+	conns := cutClients(cut)
 	for _, conn := range conns {
 		for _, tc := range tests {
 			t.Run(conn.name+"/"+tc.name, func(t *testing.T) {
