@@ -282,6 +282,14 @@ func Open(path string, opts store.Options) (*Store, error) {
 	if err == nil && opts.ReadOnly {
 		err = b.view(func(tx *bbolt.Tx) error { return initLayout(tx, false) })
 	}
+	if err == nil {
+		err = b.view(func(tx *bbolt.Tx) error {
+			if id := tx.Bucket(bucketMeta).Get(keyDBID); len(id) == dbIDLen {
+				b.dbTag = bytes.Clone(id[:cursorDBTagLen]) // for its cursors
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		if b.wal != nil {
 			b.stopCheckpointer()
@@ -294,16 +302,6 @@ func Open(path string, opts store.Options) (*Store, error) {
 			}
 			b.wal = nil
 		}
-		b.unpin()
-		_ = guard("close", db.Close)
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	if err := b.view(func(tx *bbolt.Tx) error {
-		if id := tx.Bucket(bucketMeta).Get(keyDBID); len(id) == dbIDLen {
-			b.dbTag = bytes.Clone(id[:cursorDBTagLen])
-		}
-		return nil
-	}); err != nil {
 		b.unpin()
 		_ = guard("close", db.Close)
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
