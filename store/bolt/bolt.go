@@ -284,8 +284,10 @@ func Open(path string, opts store.Options) (*Store, error) {
 	}
 	if err == nil {
 		err = b.view(func(tx *bbolt.Tx) error {
-			if id := tx.Bucket(bucketMeta).Get(keyDBID); len(id) == dbIDLen {
-				b.dbTag = bytes.Clone(id[:cursorDBTagLen]) // for its cursors
+			if meta := tx.Bucket(bucketMeta); meta != nil {
+				if id := meta.Get(keyDBID); len(id) == dbIDLen {
+					b.dbTag = bytes.Clone(id[:cursorDBTagLen]) // for its cursors
+				}
 			}
 			return nil
 		})
