@@ -291,6 +291,7 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	}
 	hdr.Set(echo.HeaderContentType, "application/problem+json")
 	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set(echo.HeaderContentLength, strconv.Itoa(len(body))) // a HEAD answer's too
 	if c.Request().Method == http.MethodHead {
 		c.Response().WriteHeader(k.status)
 		return
