@@ -262,11 +262,17 @@ func need(c echo.Context) (role Role, coll string, ok bool) {
 		// checked against the token's collections (subscriptions.go).
 		return RoleRead, "", true
 	case strings.HasPrefix(route, "/docs/:c"):
+		coll := c.Param("c")
+		if !store.ValidName(coll) {
+			// No collection: the role alone, and the handler's 400 for the
+			// name, as for every token.
+			coll = ""
+		}
 		switch r.Method {
 		case http.MethodGet, http.MethodHead, http.MethodOptions:
-			return RoleRead, c.Param("c"), true
+			return RoleRead, coll, true
 		}
-		return RoleWrite, c.Param("c"), true
+		return RoleWrite, coll, true
 	case route == "/batch":
 		// Any write token; each write of the batch is then checked against
 		// its own collection (batch.go).

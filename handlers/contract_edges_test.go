@@ -621,7 +621,7 @@ func TestOptionsChecksNames(t *testing.T) {
 func TestEmptyNames(t *testing.T) {
 	s := startServer(t)
 	for _, m := range []string{"GET", "PUT", "DELETE"} {
-		for _, p := range []string{"/docs/ct/", "/docs//", "/docs//x"} {
+		for _, p := range []string{"/docs/ct/", "/docs//", "/docs//x", "/docs/ct/x/presence/"} {
 			r := s.do(t, m, p, hdr{"Content-Type", ctJSON}, `{}`)
 			expect(t, r, http.StatusBadRequest, "invalid-request")
 		}
@@ -758,4 +758,20 @@ func comparePaths(a, b string) int {
 		}
 		return strings.Compare(x, y)
 	})
+}
+
+// TestBadNamesWithScopedToken: a name that is not one is 400 for a token
+// scoped to some collections too (it was 403, "may not read collection
+// ..", while an unscoped token got 400).
+func TestBadNamesWithScopedToken(t *testing.T) {
+	s := startServer(t, withTokens(t))
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/docs/%2E%2E/x"}, {"GET", "/docs/a%2Fb/x"}, {"OPTIONS", "/docs/%2E%2E"}, {"PUT", "/docs/a%20b/x"},
+	} {
+		expect(t, s.do(t, tc.method, tc.path, append(bearer(tokWriteA), "Content-Type", ctJSON), `{}`), http.StatusBadRequest, "invalid-request")
+	}
+	// A valid name of another collection stays forbidden, and no token
+	// is still 401.
+	expect(t, s.do(t, "GET", "/docs/other/x", bearer(tokWriteA), ""), http.StatusForbidden, "forbidden")
+	expect(t, s.do(t, "GET", "/docs/%2E%2E/x", nil, ""), http.StatusUnauthorized, "unauthorized")
 }

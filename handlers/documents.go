@@ -40,9 +40,9 @@ func badName(what, name string) error {
 	return fail(ErrInvalidRequest, fmt.Sprintf("%s %q must match [A-Za-z0-9._~-]{1,128} and not be . or ..", what, name))
 }
 
-// emptyName is the error of a path no route matched whose collection or
-// document id is empty (/docs//x, /docs/c/): not a name, 400 as for any
-// other, rather than 404.
+// emptyName is the error of a path no route matched whose collection,
+// document id or presence session is empty (/docs//x, /docs/c/,
+// /docs/c/x/presence/): not a name, 400 as for any other, rather than 404.
 func emptyName(path string) error {
 	rest, ok := strings.CutPrefix(path, "/docs/")
 	if !ok {
@@ -56,6 +56,8 @@ func emptyName(path string) error {
 		return badName("collection", "")
 	case len(segs) == 2 && segs[1] == "" && strings.HasPrefix(path, "/docs/"):
 		return badName("id", "")
+	case len(segs) == 4 && segs[2] == "presence" && segs[3] == "" && strings.HasPrefix(path, "/docs/"):
+		return fail(ErrInvalidRequest, fmt.Sprintf(`session "" must match [A-Za-z0-9._~-]{%d,%d}`, minSessionLen, maxSessionLen))
 	}
 	return nil
 }
