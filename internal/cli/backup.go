@@ -64,6 +64,11 @@ func (m *Main) backup(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
+	// The copy is a database of its own from now on (bolt.Reidentify).
+	if err := bolt.Reidentify(out); err != nil {
+		_ = os.Remove(out)
+		return fmt.Errorf("backup: the copy could not be given its own id, removed it: %w", err)
+	}
 	if err := verifyFile(ctx, out); err != nil {
 		_ = os.Remove(out)
 		return fmt.Errorf("backup: the copy does not check out, removed it: %w", err)

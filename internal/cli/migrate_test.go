@@ -154,3 +154,52 @@ func TestMigrateInterrupted(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestBackupIsItsOwnDatabase: a backup gets an id of its own. Restored in
+// the place of its original after both went on, a cursor a client got
+// from the original after the backup is of another database
+// (reset-collection), not a position in the copy's log, where it resumed
+// past changes the client never saw.
+func TestBackupIsItsOwnDatabase(t *testing.T) {
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "orig.db")
+	st, err := bolt.Open(orig, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, st, "c", "a", `{"n":1}`)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(dir, "copy.db")
+	if err := dispatch(context.Background(), []string{"backup", "--db", orig, "--out", cp}, noEnv, stdio{nil, io.Discard, io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	// The original goes on; a client follows it.
+	st, err = bolt.Open(orig, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, st, "c", "b", `{"n":2}`)
+	commit(t, st, "c", "c", `{"n":3}`)
+	log, err := st.Changes(context.Background(), "c", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cursor := log.Next
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The copy, restored, goes on otherwise.
+	rs, err := bolt.Open(cp, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for _, id := range []string{"x", "y", "z"} {
+		commit(t, rs, "c", id, `{}`)
+	}
+	if _, err := rs.Changes(context.Background(), "c", cursor, 100); !errors.Is(err, store.ErrCursorGone) {
+		t.Fatalf("the original's cursor on the restored copy: %v, want ErrCursorGone", err)
+	}
+}

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -176,4 +178,43 @@ func Replaceable(path string) (release func(), err error) {
 		return release, fmt.Errorf("%s has a write-ahead log next to it (%s): it is the database of a patchd that was not closed; start patchd on it once, or choose another file", path, walPath(path))
 	}
 	return func() { _ = f.Close() }, nil
+}
+
+// Reidentify gives the database file at path, a copy that Backup wrote
+// and nothing has opened yet, an id of its own. A copy restored in the
+// place of its original is another history from the moment it was taken:
+// with the original's id, a cursor a client got from the original after
+// that moment would resume in the copy's log at a change it never saw
+// (cursors name their database, see cursor), and the original's
+// write-ahead log would be taken for the copy's. No other process may
+// have the file open.
+func Reidentify(path string) error {
+	var db *bbolt.DB
+	err := guard("open", func() (err error) {
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, FreelistType: bbolt.FreelistMapType})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: reidentify %s: %w", path, err)
+	}
+	err = guard("update", func() error {
+		return db.Update(func(tx *bbolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil || len(meta.Get(keyDBID)) != dbIDLen {
+				return fmt.Errorf("%w: the file has no database id", store.ErrUnknownFormat)
+			}
+			id := make([]byte, dbIDLen)
+			if _, err := rand.Read(id); err != nil {
+				return err
+			}
+			return meta.Put(keyDBID, id)
+		})
+	})
+	if cerr := guard("close", db.Close); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store: reidentify %s: %w", path, err)
+	}
+	return nil
 }
