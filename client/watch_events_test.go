@@ -212,7 +212,7 @@ func TestWatchCollectionWhereAcrossRestart(t *testing.T) {
 		t.Fatalf("%d resets: the stream lost its place", fc.resets)
 	}
 	cancel()
-	closed(t, ch)
+	closedPastReady(t, ch)
 }
 
 func TestWatchCollectionResumesAfterCursor(t *testing.T) {

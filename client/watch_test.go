@@ -52,6 +52,28 @@ func closed(t *testing.T, ch <-chan client.Event) {
 	}
 }
 
+// closedPastReady is closed for a Watch that asked for ready events and
+// reconnected: a ready event already on its way when the context ended may
+// still be delivered (a send and the cancel race); any other is a failure.
+func closedPastReady(t *testing.T, ch <-chan client.Event) {
+	t.Helper()
+	timer := time.NewTimer(eventWait)
+	defer timer.Stop()
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				return
+			}
+			if ev.Type != client.EventReady {
+				t.Fatalf("event %+v, want the channel closed", ev)
+			}
+		case <-timer.C:
+			t.Fatalf("channel not closed within %v", eventWait)
+		}
+	}
+}
+
 // feedChecker checks that each document's events form one unbroken
 // sequence: a snapshot (or a resume point), then every seq once, in order.
 type feedChecker struct {
