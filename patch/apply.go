@@ -277,12 +277,9 @@ func kindName(v any) string {
 // there is an object, an index in range where there is an array. Errors wrap
 // ErrRebaseApplyFailed.
 func applyOps(doc any, ops []Op) (any, error) {
-	exists := true
-	var err error
-	for _, o := range ops {
-		if doc, exists, err = applyOp(doc, exists, o); err != nil {
-			return nil, err
-		}
+	doc, exists, err := Redo(doc, true, ops)
+	if err != nil {
+		return nil, err
 	}
 	if !exists {
 		return nil, fmt.Errorf("%w: the ops delete the document", ErrRebaseApplyFailed)
