@@ -57,7 +57,7 @@ func emptyName(path string) error {
 	case len(segs) == 2 && segs[1] == "" && strings.HasPrefix(path, "/docs/"):
 		return badName("id", "")
 	case len(segs) == 4 && segs[2] == "presence" && segs[3] == "" && strings.HasPrefix(path, "/docs/"):
-		return fail(ErrInvalidRequest, fmt.Sprintf(`session "" must match [A-Za-z0-9._~-]{%d,%d}`, minSessionLen, maxSessionLen))
+		return badSession("")
 	}
 	return nil
 }

@@ -44,9 +44,14 @@ func presenceTarget(c echo.Context) (coll, id, session string, err error) {
 	}
 	session = c.Param("session")
 	if len(session) < minSessionLen || len(session) > maxSessionLen || !store.ValidName(session) {
-		return "", "", "", fail(ErrInvalidRequest, fmt.Sprintf("session %q must match [A-Za-z0-9._~-]{%d,%d}", session, minSessionLen, maxSessionLen))
+		return "", "", "", badSession(session)
 	}
 	return coll, id, session, nil
+}
+
+// badSession is the error of a presence session id that is not one.
+func badSession(session string) error {
+	return fail(ErrInvalidRequest, fmt.Sprintf("session %q must match [A-Za-z0-9._~-]{%d,%d}", session, minSessionLen, maxSessionLen))
 }
 
 // presenceMembers are the members of a presence body, all optional.
