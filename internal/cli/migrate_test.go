@@ -138,18 +138,11 @@ func TestMigrateProgress(t *testing.T) {
 func TestMigrateInterrupted(t *testing.T) {
 	dir := t.TempDir()
 	from := filepath.Join(dir, "from.db")
-	st, err := bolt.Open(from, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	commit(t, st, "n", "a", `{"a":1}`)
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeDB(t, from, "n", "a", `{"a":1}`)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the signal came before the first document
 	var stderr bytes.Buffer
-	err = dispatch(ctx, []string{"migrate", "--from", from, "--to", filepath.Join(dir, "to.db")}, noEnv, stdio{nil, io.Discard, &stderr})
+	err := dispatch(ctx, []string{"migrate", "--from", from, "--to", filepath.Join(dir, "to.db")}, noEnv, stdio{nil, io.Discard, &stderr})
 	if err == nil || !strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), "run the same command again to resume") || !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}
@@ -163,20 +156,13 @@ func TestMigrateInterrupted(t *testing.T) {
 func TestBackupIsItsOwnDatabase(t *testing.T) {
 	dir := t.TempDir()
 	orig := filepath.Join(dir, "orig.db")
-	st, err := bolt.Open(orig, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	commit(t, st, "c", "a", `{"n":1}`)
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeDB(t, orig, "c", "a", `{"n":1}`)
 	cp := filepath.Join(dir, "copy.db")
 	if err := dispatch(context.Background(), []string{"backup", "--db", orig, "--out", cp}, noEnv, stdio{nil, io.Discard, io.Discard}); err != nil {
 		t.Fatal(err)
 	}
 	// The original goes on; a client follows it.
-	st, err = bolt.Open(orig, store.Options{})
+	st, err := bolt.Open(orig, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,5 +187,19 @@ func TestBackupIsItsOwnDatabase(t *testing.T) {
 	}
 	if _, err := rs.Changes(context.Background(), "c", cursor, 100); !errors.Is(err, store.ErrCursorGone) {
 		t.Fatalf("the original's cursor on the restored copy: %v, want ErrCursorGone", err)
+	}
+}
+
+// writeDB makes a bbolt database at path holding one document, and closes
+// it.
+func writeDB(t *testing.T, path, c, id, body string) {
+	t.Helper()
+	st, err := bolt.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, st, c, id, body)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
