@@ -25,13 +25,22 @@ type Gate struct {
 // ErrClosed once Shut was called, or ctx's error; op names the call in the
 // error. A successful Enter must be paired with Leave.
 func (g *Gate) Enter(ctx context.Context, op string) error {
+	if err := g.enter(ctx); err != nil {
+		return fmt.Errorf("store: %s: %w", op, err)
+	}
+	return nil
+}
+
+// enter is Enter without the error's op, so that no caller builds one
+// for a call that enters.
+func (g *Gate) enter(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		return fmt.Errorf("store: %s: %w", op, ErrClosed)
+		return ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: %s: %w", op, err)
+		return err
 	}
 	g.active.Add(1)
 	return nil
@@ -40,14 +49,16 @@ func (g *Gate) Enter(ctx context.Context, op string) error {
 // EnterWrite is Enter for a write of a document: it also refuses an
 // invalid name (ErrInvalidKey) and a read-only store (ErrReadOnly).
 func (g *Gate) EnterWrite(ctx context.Context, collection, id string) error {
-	op := "update " + collection + "/" + id
 	switch {
 	case !ValidCollection(collection) || !ValidName(id):
 		return fmt.Errorf("store: update %q/%q: %w", collection, id, ErrInvalidKey)
 	case g.ReadOnly:
-		return fmt.Errorf("store: %s: %w", op, ErrReadOnly)
+		return fmt.Errorf("store: update %s/%s: %w", collection, id, ErrReadOnly)
 	}
-	return g.Enter(ctx, op)
+	if err := g.enter(ctx); err != nil {
+		return fmt.Errorf("store: update %s/%s: %w", collection, id, err)
+	}
+	return nil
 }
 
 // EnterWriteMany is EnterWrite for an UpdateMany: it checks every key
@@ -101,7 +112,10 @@ func (g *Gate) EnterRead(ctx context.Context, op, collection, id string) error {
 	if !ValidCollection(collection) || !ValidName(id) {
 		return fmt.Errorf("store: %s %q/%q: %w", op, collection, id, ErrNotFound)
 	}
-	return g.Enter(ctx, op+" "+collection+"/"+id)
+	if err := g.enter(ctx); err != nil {
+		return fmt.Errorf("store: %s %s/%s: %w", op, collection, id, err)
+	}
+	return nil
 }
 
 // EnterLoad is Enter for a Load: it also refuses a read-only store and

@@ -109,6 +109,7 @@ type Store struct {
 
 	committer *committer
 	metrics   *collector
+	etags     etagCache // what ETag read, until the next write
 
 	// warnings are the problems Open found that the file can be served
 	// with (a damaged meta page); Check reports them.

@@ -17,7 +17,10 @@ func (b *Store) ETag(ctx context.Context, collection, id string) (string, error)
 		return "", err
 	}
 	defer b.gate.Leave()
-	var etag string
+	etag, gen, ok := b.etags.get(collection, id)
+	if ok {
+		return etag, nil
+	}
 	err := b.view(func(tx *bbolt.Tx) error {
 		docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
 		if docs == nil {
@@ -36,5 +39,6 @@ func (b *Store) ETag(ctx context.Context, collection, id string) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("store: etag %s/%s: %w", collection, id, err)
 	}
+	b.etags.put(collection, id, etag, gen)
 	return etag, nil
 }

@@ -72,6 +72,8 @@ func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) er
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, b.wal.err)
 	}
 	err := guard("write", func() error {
+		b.etags.writing()
+		defer b.etags.written()
 		tx, err := b.db.Begin(true)
 		if err != nil {
 			return err
@@ -185,7 +187,11 @@ func (b *Store) updateLocked(fn func(*bbolt.Tx) error) error {
 		}
 		b.unpin()
 	}
-	err := guard("write", func() error { return b.db.Update(fn) })
+	err := guard("write", func() error {
+		b.etags.writing()
+		defer b.etags.written()
+		return b.db.Update(fn)
+	})
 	b.noteDamage(err)
 	if b.wal != nil {
 		if cerr := b.checkpointLocked(); cerr != nil {
