@@ -42,6 +42,9 @@ const conflicted = new Map();
 // Fields with a write in flight, and how many: the form keeps showing what
 // was sent until the answer, even if the value briefly goes back.
 const inflight = new Map();
+// Fields whose last write was refused for good (a schema, a bad value):
+// the form keeps what was typed, marked, until the field is edited again.
+const refused = new Map();
 let flushTimer = null;
 let focusItem = null;
 
@@ -155,7 +158,7 @@ function updateStatus() {
   // leaving the page would still lose what was typed in it.
   let waiting = doc.pendingCount;
   for (const key of dirty.keys()) if (!conflicted.has(key)) waiting++;
-  guardUnload(waiting > 0 || conflicted.size > 0);
+  guardUnload(waiting > 0 || conflicted.size > 0 || refused.size > 0);
   let state = doc.status;
   let text;
   if (waiting && retrying !== null && doc.pendingCount && doc.status !== 'offline') {
@@ -222,7 +225,7 @@ function answered() {
 // --- rendering the document into the form -------------------------------
 
 function busy(key) {
-  return dirty.has(key) || conflicted.has(key) || inflight.has(key);
+  return dirty.has(key) || conflicted.has(key) || inflight.has(key) || refused.has(key);
 }
 
 function render(ev) {
@@ -321,6 +324,11 @@ function edited(key) {
     const k = parseKey(key);
     dirty.set(key, { base: doc.version(), index: k.item ? itemIndex(doc.value, k.item) : -1 });
   }
+  if (refused.delete(key)) {
+    controlFor(key)?.removeAttribute('aria-invalid');
+    markFor(key)?.removeAttribute('data-refused');
+    if (!refused.size) notSaved = null;
+  }
   setMark(key, '');
 }
 
@@ -373,7 +381,7 @@ async function send(ops, base, sent, pathKey, again = false) {
   for (const key of sent.keys()) inflight.set(key, (inflight.get(key) ?? 0) + 1);
   try {
     const r = await doc.patch(ops, { base });
-    notSaved = null;
+    if (!refused.size) notSaved = null;
     if (r.rebasedFrom) {
       for (const key of sent.keys()) {
         if (!dirty.has(key)) setMark(key, 'merged', 'Saved. Someone else edited this form at the same time; both edits were kept.');
@@ -393,7 +401,7 @@ async function send(ops, base, sent, pathKey, again = false) {
 }
 
 async function failed(err, sent, pathKey, again, base = null) {
-  if (err instanceof PatchdError && err.status === 422 && !again) {
+  if (err instanceof PatchdError && err.type === 'patch-failed' && !again) {
     // A line item moved before this edit reached the server: make it
     // again against the version shown now. The test of the item's id
     // keeps it from landing on another item.
@@ -412,9 +420,45 @@ async function failed(err, sent, pathKey, again, base = null) {
   } else if (err instanceof PatchdError && err.status === 412) {
     conflict(err, sent, pathKey, base);
   } else {
-    notSaved = err.message;
-    say(`Could not save: ${err.message}`);
+    refuse(err, sent, pathKey);
   }
+}
+
+// refuse keeps a refused edit's values in the form, marked, and says why
+// in the words of the form: the user corrects the text rather than type
+// it again. The field is sent again once it is edited.
+function refuse(err, sent, pathKey) {
+  const why = new Map(); // key -> the schema's messages about it
+  for (const e of Array.isArray(err.problem?.errors) ? err.problem.errors : []) {
+    const key = keyAt(e.instancePath, pathKey);
+    if (key && sent.has(key)) why.set(key, [...(why.get(key) ?? []), e.message]);
+  }
+  const keys = why.size ? [...why.keys()] : [...sent.keys()];
+  for (const key of keys) {
+    const el = controlFor(key);
+    if (!el) continue;
+    refused.set(key, err);
+    writeControl(el, sent.get(key));
+    el.setAttribute('aria-invalid', 'true');
+    setMark(key, 'not saved', (why.get(key) ?? [err.message]).join('; '));
+    markFor(key)?.setAttribute('data-refused', '');
+  }
+  // Fields refused only because they travelled with a refused one.
+  for (const key of sent.keys()) if (!keys.includes(key)) edited(key);
+  if (dirty.size) schedule();
+  notSaved = why.size
+    ? [...why].map(([key, msgs]) => `${label(key)}: ${msgs.join('; ')}`).join(' · ')
+    : err.message;
+  say(`Could not save: ${notSaved}`);
+}
+
+// keyAt is the field a JSON Pointer of the document falls in: a
+// top-level member, or a line item's member as the write named it.
+function keyAt(path, pathKey) {
+  if (typeof path !== 'string') return null;
+  for (const [p, key] of pathKey) if (path === p || path.startsWith(p + '/')) return key;
+  const top = /^\/([^/]*)/.exec(path)?.[1];
+  return top && LABELS[top] ? top : null;
 }
 
 // sentOf reads back which fields an edit of this page set, and to what:

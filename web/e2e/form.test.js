@@ -226,3 +226,53 @@ test('the page is plain and accessible: every control has a label, the status is
   assert.equal(await alice.getAttribute('#status', 'role'), 'status');
   assert.equal(await alice.getAttribute('html', 'lang'), 'en');
 });
+
+test('a save the schema refuses keeps what was typed, marked, sent once; the corrected text saves', { timeout: 90_000 }, async (t) => {
+  const c = `e2eschema${process.pid}`;
+  const put = await fetch(`${server.url}/schemas/${c}`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ type: 'object', properties: { title: { type: 'string', maxLength: 10 } } }),
+  });
+  assert.equal(put.status, 201);
+  const id = `refused-${process.pid}`;
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.who = 'alice';
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const patches = [];
+  page.on('response', (r) => r.request().method() === 'PATCH' && patches.push(r.status()));
+  await page.goto(`${server.url}/?c=${c}&id=${id}&debounce=100`);
+  await live(page);
+
+  await page.fill('#title', 'Quarterly report');
+  await page.locator('#title').blur();
+  await page.waitForSelector('#title[aria-invalid="true"]', { timeout: WAIT });
+  await page.waitForFunction(() => document.querySelector('#status').dataset.state === 'error', null, { timeout: WAIT });
+  await shot(t, page, '1-refused');
+  assert.equal(await page.inputValue('#title'), 'Quarterly report', 'the typed text is kept');
+  const status = await page.textContent('#status');
+  assert.match(status, /Title: /, 'the status names the field by its label');
+  assert.deepEqual(patches, [422], 'the refused write is sent once');
+  // A change from someone else to another field leaves the refused text alone.
+  const cur = await fetch(`${server.url}/docs/${c}/${id}`);
+  const res = await fetch(`${server.url}/docs/${c}/${id}`, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/json-patch+json', 'If-Match': cur.headers.get('ETag') },
+    body: JSON.stringify([{ op: 'replace', path: '/customer', value: 'Acme' }]),
+  });
+  assert.equal(res.status, 200);
+  await valueIs(page, '#customer', 'Acme');
+  assert.equal(await page.inputValue('#title'), 'Quarterly report');
+
+  await page.fill('#title', 'Quarterly');
+  await page.locator('#title').blur();
+  await settled(page);
+  assert.equal(await page.getAttribute('#title', 'aria-invalid'), null);
+  const saved = await (await fetch(`${server.url}/docs/${c}/${id}`)).json();
+  assert.equal(saved.title, 'Quarterly');
+  assert.equal(saved.customer, 'Acme');
+  assert.deepEqual(errors, []);
+});
