@@ -28,6 +28,12 @@ export class Hub {
     this.attempt = 0;
     this.peers = new Map(); // leader: tab -> its subscriptions
     this.leader = !share;
+    // A follower that streams on its own (share.js): 'stall' while the
+    // leader does not answer, 'told' when the leader's stream could not
+    // carry the others' subscriptions; null while it follows.
+    this.solo = null;
+    // A leader whose union was refused streams only its own set.
+    this.alone = false;
     // Offline: drop the streams (not a wait to reconnect, which online ends).
     this._off = () => {
       for (const c of this.conns) c.gate || c.ac.abort();
@@ -120,7 +126,7 @@ export class Hub {
     if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      if (!this.leader) return this.tell?.(); // share.js: tell the leader
+      if (!this.leader && !this.solo) return this.tell?.(); // share.js: tell the leader
       // One stream opening at a time: a change made meanwhile waits for its ready.
       if (this.conns.some((c) => !c.ready)) return;
       this._open();
@@ -132,7 +138,7 @@ export class Hub {
   _body() {
     const docs = new Map();
     const cols = new Map();
-    const sets = [this._mine(), ...this.peers.values()];
+    const sets = [this._mine(), ...(this.alone ? [] : this.peers.values())];
     for (const s of sets) {
       for (const d of s.docs) {
         const k = d.c + '\0' + d.id;
@@ -163,7 +169,7 @@ export class Hub {
     const body = this._body();
     const tick = ++client._ticks;
     const covers = {};
-    for (const [tab, p] of this.peers) covers[tab] = p.tick;
+    if (!this.alone) for (const [tab, p] of this.peers) covers[tab] = p.tick;
     if (!body.docs.length && !body.collections.length) {
       for (const c of this.conns) c.ac.abort();
       this.conns = [];
@@ -197,9 +203,17 @@ export class Hub {
         throw new Error(String(res.status));
       }
       if (res.status >= 400 && res.status < 500) {
+        this.conns = this.conns.filter((c) => c !== conn);
+        if (this.leader && !this.alone && Object.keys(covers).length) {
+          // Another tab's subscription may be what was refused: this
+          // tab goes on with its own, and each other tab on its own.
+          this.alone = true;
+          this._post({ t: 'solo' });
+          this.kick();
+          return;
+        }
         // Never retried: the request itself is wrong.
         const error = await client._problem(res);
-        this.conns = this.conns.filter((c) => c !== conn);
         for (const set of this.docs.values()) for (const d of set) d._feedError(error);
         for (const set of this.cols.values()) for (const s of set) s.error(error);
         return;
@@ -226,7 +240,7 @@ export class Hub {
           this.attempt = 0;
           // The older streams are covered by this one now.
           for (const c of this.conns.splice(0, this.conns.indexOf(conn))) c.ac.abort();
-          this._post({ t: 'ready', covers });
+          if (this.leader) this._post({ t: 'ready', covers });
           this._ready(tick);
           if (this.dirty) this.kick();
         }
@@ -248,7 +262,23 @@ export class Hub {
     await client._sleep(delay, gate.signal, wait === null);
     if (gate.signal.aborted) return;
     this.conns = this.conns.filter((c) => c.ac !== gate);
-    if (this.leader) this._open();
+    if (this.leader || this.solo) this._open();
+  }
+
+  // _solo starts (why: 'stall' or 'told') or ends (null) a follower's own
+  // stream (share.js).
+  _solo(why) {
+    if (this.solo === why || this.closed) return;
+    const was = this.solo;
+    this.solo = why;
+    if (why && !was) {
+      this._status('connecting', false);
+      this.kick();
+    } else if (!why) {
+      for (const c of this.conns) c.ac.abort();
+      this.conns = [];
+      this.alone = false;
+    }
   }
 
   _legacy() {
@@ -261,7 +291,7 @@ export class Hub {
   }
 
   _status(s, post = true) {
-    if (post) this._post({ t: 'status', s });
+    if (post && this.leader) this._post({ t: 'status', s });
     for (const set of this.docs.values()) for (const d of set) d._setStatus(s);
     for (const set of this.cols.values()) for (const c of set) c.status(s);
   }

@@ -4,6 +4,17 @@
 // over a BroadcastChannel. When the leader tab goes, another tab gets the
 // lock and opens the stream again from the seqs and cursors it has seen.
 // The hub (hub.js) loads this module in browsers only.
+//
+// A leader can hold the lock and pass nothing on: its page is blocked by
+// a dialog (alert, "Leave site?") or frozen. A visible follower asks it
+// every PING_MS whether it is there; without an answer within STALL_MS,
+// it opens a stream of its own ("solo") until the leader answers again.
+// And when the union is refused (400, 403: another tab's subscription,
+// under another token, may be what is wrong), the leader goes on with its
+// own subscriptions and tells the others to stream on their own.
+
+const PING_MS = 2000;
+const STALL_MS = 1500;
 
 /** Makes hub share its stream with the other tabs of the page's origin. */
 export function share(hub) {
@@ -21,20 +32,49 @@ export function share(hub) {
     hub.dirty = false;
     hub._post({ t: 'set', tab: hub.tab, tick: hub.sent, docs, cols, p });
   };
+  let heard = Date.now(); // when the leader last said anything
   bc.onmessage = ({ data: m }) => {
-    if (m.t === 'leader') {
-      if (!hub.leader) hub.kick();
-    } else if (hub.leader) {
+    if (hub.leader) {
+      if (m.t === 'ping') hub._post({ t: 'pong' });
+      // Alone, the leader's stream carries no other tab's set.
+      if (m.t === 'set' && hub.alone) hub._post({ t: 'solo' });
       if (m.t === 'set') hub.peers.set(m.tab, m);
       if (m.t === 'set' || (m.t === 'bye' && hub.peers.delete(m.tab))) hub.kick();
-    } else if (m.t === 'ev') hub._dispatch(m.e, m.d, hub.sent);
+      return;
+    }
+    if (m.t === 'set' || m.t === 'bye' || m.t === 'ping') return; // another follower's
+    heard = Date.now();
+    if (m.t === 'leader') {
+      // A new leader starts from every tab's set: this one's too.
+      hub._solo(null);
+      hub.kick();
+    } else if (m.t === 'solo') hub._solo('told');
+    else if (hub.solo === 'stall') {
+      // The leader answers again: its stream carries this tab's set.
+      hub._solo(null);
+      hub.kick();
+    } else if (hub.solo) return; // its stream is not this tab's
+    else if (m.t === 'ev') hub._dispatch(m.e, m.d, hub.sent);
     else if (m.t === 'ready') {
       if (m.covers[hub.tab] !== undefined) hub._ready(m.covers[hub.tab]);
     } else if (m.t === 'status') hub._status(m.s, false);
     else if (m.t === 'legacy') hub._legacy();
   };
+  const ping = () => {
+    const quiet = !globalThis.document || globalThis.document.visibilityState === 'visible';
+    if (hub.leader || hub.solo || hub.closed || !quiet || (!hub.docs.size && !hub.cols.size)) return;
+    const at = Date.now();
+    hub._post({ t: 'ping', tab: hub.tab });
+    setTimeout(() => {
+      if (!hub.leader && !hub.solo && !hub.closed && heard < at) hub._solo('stall');
+    }, STALL_MS);
+  };
+  const pinger = setInterval(ping, PING_MS);
+  globalThis.document?.addEventListener('visibilitychange', ping);
   hub.unshare = () => {
     bye();
+    clearInterval(pinger);
+    globalThis.document?.removeEventListener('visibilitychange', ping);
     globalThis.removeEventListener('pagehide', bye);
     quit.abort();
     bc.close();
@@ -43,6 +83,7 @@ export function share(hub) {
   hub.kick(); // a follower tells the leader its set
   navigator.locks
     .request(name, { signal: quit.signal }, () => {
+      hub._solo(null);
       hub.leader = true;
       hub._post({ t: 'leader' });
       hub.kick();

@@ -4,6 +4,9 @@
 // and a collection. The server counts its open streams (patchd_streams).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startPatchd } from '../client/test/support/patchd.js';
 import { launch } from './browser.js';
 import { WAIT, live } from './support.js';
@@ -182,4 +185,88 @@ test('the list page: live rows, a filter and an order, a row opens the form; one
   await merge(c, 'b', { urgent: false });
   await rowsAre('c');
   assert.deepEqual(errors, []);
+});
+
+test('a dialog left open in the tab holding the stream: the other tabs stream on their own meanwhile, then follow it again', { timeout: 120_000 }, async (t) => {
+  await streamsAre(0);
+  const id = `dialog-${process.pid}`;
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 700 } });
+  t.after(() => ctx.close());
+  const pages = [];
+  for (let i = 0; i < 3; i++) {
+    const page = await ctx.newPage();
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(e.message));
+    await page.goto(`${server.url}/?id=${id}&debounce=50`);
+    await live(page);
+    pages.push(page);
+  }
+  await streamsAre(1);
+  const isLeader = await Promise.all(pages.map((p) => p.evaluate(() => globalThis.patchdDemo.doc().client._hubFor().leader)));
+  assert.equal(isLeader.filter(Boolean).length, 1, 'one tab holds the stream');
+  const leader = pages[isLeader.indexOf(true)];
+  const followers = pages.filter((p) => p !== leader);
+
+  // A listener keeps the dialog open (Playwright dismisses it otherwise).
+  const dialog = new Promise((resolve) => leader.once('dialog', resolve));
+  await leader.evaluate(() => setTimeout(() => alert('Leave this open'), 0));
+  const open = await dialog;
+  await merge('demo', id, { title: 'While the dialog is open' });
+  for (const p of followers) await p.waitForFunction(() => document.querySelector('#title').value === 'While the dialog is open', null, { timeout: WAIT });
+  // A follower's edit still reaches the other follower.
+  await followers[0].evaluate(() => globalThis.patchdDemo.doc().merge({ customer: 'Typed in a follower' }));
+  await followers[1].waitForFunction(() => document.querySelector('#customer').value === 'Typed in a follower', null, { timeout: WAIT });
+  for (const p of followers) assert.equal(await p.getAttribute('#status', 'data-state'), 'live');
+
+  await open.dismiss();
+  await merge('demo', id, { title: 'After the dialog' });
+  for (const p of pages) await p.waitForFunction(() => document.querySelector('#title').value === 'After the dialog', null, { timeout: WAIT });
+  // The followers follow the leader's stream again: one stream for all.
+  await streamsAre(1);
+  for (const p of pages) assert.deepEqual(p.errors, []);
+});
+
+test('tabs under tokens of different scopes: the union the first tab opens is refused, and every tab streams what its token may read', { timeout: 90_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const tokens = { narrow: 'narrow-token-0123456789', wide: 'wide-token-0123456789ab' };
+  writeFileSync(join(dir, 'tokens'), `${tokens.narrow} write forms\n${tokens.wide} write forms demo\n`, { mode: 0o600 });
+  const authd = await startPatchd(['--tokens', join(dir, 'tokens')]);
+  t.after(() => authd.stop());
+  const send = async (method, path, body, headers = {}) => {
+    const res = await fetch(`${authd.url}${path}`, { method, headers: { Authorization: `Bearer ${tokens.wide}`, ...headers }, body: JSON.stringify(body) });
+    assert.ok(res.ok, `${method} ${path}: ${res.status}`);
+  };
+  await send('PUT', '/docs/forms/a', { n: 0 }, { 'Content-Type': 'application/json' });
+  await send('PUT', '/docs/demo/a', { n: 0 }, { 'Content-Type': 'application/json' });
+
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close());
+  const tabs = [];
+  // The first tab (the leader) may read forms only; the others read demo.
+  for (const [token, c] of [['narrow', 'forms'], ['wide', 'demo'], ['wide', 'demo']]) {
+    const page = await ctx.newPage();
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(e.message));
+    await page.goto(`${authd.url}/openapi.json`);
+    await page.evaluate(
+      async ([token, c]) => {
+        const { Client } = await import('/ui/client/patchd.js');
+        const client = new Client({ headers: { Authorization: `Bearer ${token}` } });
+        globalThis.doc = await client.open(c, 'a', { follow: true });
+        globalThis.hub = client._hubFor();
+      },
+      [tokens[token], c],
+    );
+    tabs.push(page);
+  }
+  assert.equal(await tabs[0].evaluate(() => globalThis.hub.leader), true);
+  for (const p of tabs) await p.waitForFunction(() => globalThis.doc.status === 'live', null, { timeout: WAIT });
+  const etag = async (c) => (await fetch(`${authd.url}/docs/${c}/a`, { headers: { Authorization: `Bearer ${tokens.wide}` } })).headers.get('ETag');
+  const mergeHeaders = { 'Content-Type': 'application/merge-patch+json' };
+  await send('PATCH', '/docs/demo/a', { n: 1 }, { ...mergeHeaders, 'If-Match': await etag('demo') });
+  await send('PATCH', '/docs/forms/a', { n: 2 }, { ...mergeHeaders, 'If-Match': await etag('forms') });
+  await tabs[0].waitForFunction(() => globalThis.doc.value.n === 2, null, { timeout: WAIT });
+  for (const p of tabs.slice(1)) await p.waitForFunction(() => globalThis.doc.value.n === 1, null, { timeout: WAIT });
+  for (const p of tabs) assert.deepEqual(p.errors, []);
 });
