@@ -10,6 +10,7 @@ const params = new URLSearchParams(location.search);
 const collection = params.get('c') || 'demo';
 const client = new Client();
 let current = null;
+let shown = null; // the choices the list follows
 
 function text(v) {
   return typeof v === 'string' ? v : '';
@@ -42,10 +43,17 @@ function status() {
   el.textContent = s === 'live' ? 'Live' : s === 'offline' ? 'Offline: waiting for the network' : s === 'error' ? `Stopped: ${current.error?.message}` : 'Connecting…';
 }
 
+// query follows the collection as the selects say, and puts their choice
+// in the address: a reload, a shared link and Back show the same list.
 function query() {
   current?.close();
   const urgent = $('#urgent').value;
   const order = $('#order').value;
+  shown = { urgent, order };
+  const url = new URL(location.href);
+  url.searchParams.set('urgent', urgent);
+  url.searchParams.set('order', order);
+  history.replaceState(null, '', url);
   current = watch(client, collection, { where: urgent ? { '/urgent': urgent === 'true' } : null, order: order || null });
   current.subscribe((ev) => (ev.type === 'change' ? render() : status()));
   render();
@@ -57,6 +65,11 @@ const sel = { urgent: params.get('urgent'), order: params.get('order') };
 for (const [k, v] of Object.entries(sel)) if (v !== null) $(`#${k}`).value = v;
 $('#query').addEventListener('change', query);
 query();
+// A page restored by Back keeps its script's state, but the browser may
+// have put other values back into the selects: follow what they show.
+addEventListener('pageshow', () => {
+  if ($('#urgent').value !== shown.urgent || $('#order').value !== shown.order) query();
+});
 
 // For the browser tests: the live result set.
 globalThis.patchdList = { watch: () => current };

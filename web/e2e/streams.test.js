@@ -184,6 +184,22 @@ test('the list page: live rows, a filter and an order, a row opens the form; one
   await rowsAre('c,b');
   await merge(c, 'b', { urgent: false });
   await rowsAre('c');
+  // The choices are in the address: a row opened in the same tab and Back
+  // show the list the selects say.
+  assert.match(list.url(), /[?&]urgent=true(&|$)/);
+  await list.selectOption('#order', '-/title');
+  await put(c, 'd', { title: 'Dates', customer: 'Wu', urgent: true, items: [] });
+  await rowsAre('d,c');
+  await Promise.all([list.waitForURL(/\?c=.*&id=d$/), list.click('#list tbody tr[data-id="d"] a')]);
+  await live(list);
+  await list.goBack();
+  await list.waitForSelector('#status[data-state="live"]', { timeout: WAIT });
+  await rowsAre('d,c');
+  assert.equal(await list.inputValue('#urgent'), 'true');
+  assert.equal(await list.inputValue('#order'), '-/title');
+  // The filter and order fit on one line at this width.
+  const tops = await list.$$eval('#query select', (els) => els.map((el) => Math.round(el.getBoundingClientRect().top)));
+  assert.equal(new Set(tops).size, 1, `the selects are on one line: ${tops}`);
   assert.deepEqual(errors, []);
 });
 
