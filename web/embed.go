@@ -14,7 +14,9 @@ import (
 //go:embed client/*.js client/*.d.ts demo
 var files embed.FS
 
-// Demo returns the demo page's files: index.html, app.js, history.js and style.css.
+// Demo returns the demo's files: the form (index.html, app.js, history.js),
+// the list page (list.html, list.js), the sign-in of a server with tokens
+// (token.js) and style.css.
 func Demo() fs.FS { return sub("demo") }
 
 // Client returns the JavaScript client's ES modules and type declarations.

@@ -5,6 +5,7 @@ import { Client, ConflictError, PatchdError, deepEqual, pointer } from '/ui/clie
 import { indexedDBStore } from '/ui/client/idb.js';
 import { presence } from '/ui/client/presence.js';
 import { mountHistory, mountUndo } from '/ui/history.js';
+import { askToken, authHeaders } from '/ui/token.js';
 
 const params = new URLSearchParams(location.search);
 const collection = params.get('c') || 'demo';
@@ -25,7 +26,7 @@ const conflictsEl = $('#conflicts');
 
 // Unsent edits are kept in IndexedDB: a reload (or a crash) sends them
 // later, each once, with the Idempotency-Key it was first sent with.
-const client = new Client({ store: globalThis.indexedDB ? indexedDBStore('patchd-demo') : null });
+const client = new Client({ headers: authHeaders, store: globalThis.indexedDB ? indexedDBStore('patchd-demo') : null });
 let doc = null;
 // When a write last failed to reach the server and will be tried again.
 let retrying = null;
@@ -793,4 +794,5 @@ globalThis.patchdDemo = { doc: () => doc, presence: () => here, flush, unsent: (
 start().catch((err) => {
   statusEl.dataset.state = 'offline';
   statusEl.textContent = `Could not open the document: ${err.message}`;
+  if (err instanceof PatchdError && (err.status === 401 || err.status === 403)) askToken($('#signin'), err.status, err.message);
 });

@@ -4,11 +4,12 @@
 // every other page of this browser.
 import { Client } from '/ui/client/patchd.js';
 import { watch } from '/ui/client/watch.js';
+import { askToken, authHeaders } from '/ui/token.js';
 
 const $ = (s) => document.querySelector(s);
 const params = new URLSearchParams(location.search);
 const collection = params.get('c') || 'demo';
-const client = new Client();
+const client = new Client({ headers: authHeaders });
 let current = null;
 let shown = null; // the choices the list follows
 
@@ -41,6 +42,8 @@ function status() {
   const el = $('#status');
   el.dataset.state = s === 'live' ? 'live' : s === 'offline' ? 'offline' : 'connecting';
   el.textContent = s === 'live' ? 'Live' : s === 'offline' ? 'Offline: waiting for the network' : s === 'error' ? `Stopped: ${current.error?.message}` : 'Connecting…';
+  const refused = current.error?.status;
+  if (s === 'error' && (refused === 401 || refused === 403)) askToken($('#signin'), refused, current.error.message);
 }
 
 // query follows the collection as the selects say, and puts their choice

@@ -172,7 +172,7 @@ test('with tokens the history panel names the people', { timeout: 60_000 }, asyn
   const id = `e2e-actors-${process.pid}-${Date.now().toString(36)}`;
   const pages = {};
   for (const who of ['alice', 'bob']) {
-    // The demo sends no token itself: the browser adds it to every request.
+    // The browser adds the token to every request (the sign-in test below types it).
     const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 }, extraHTTPHeaders: { Authorization: `Bearer ${tokens[who]}` } });
     t.after(() => ctx.close());
     const page = await ctx.newPage();
@@ -191,4 +191,45 @@ test('with tokens the history panel names the people', { timeout: 60_000 }, asyn
     assert.deepEqual(rows, ['bob changed Customer', 'alice changed Title', 'alice created the form']);
   }
   await shot(t, alice, '1-named');
+});
+
+test('with tokens the demo asks for one, and works with it; the list page too', { timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const token = 'carol-token-0123456789';
+  writeFileSync(join(dir, 'tokens'), `${token} write name=carol\n`, { mode: 0o600 });
+  const authd = await startPatchd(['--tokens', join(dir, 'tokens')]);
+  t.after(() => authd.stop());
+  const id = `e2e-signin-${process.pid}-${Date.now().toString(36)}`;
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.who = 'carol';
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${authd.url}/?id=${id}&debounce=100`);
+  await page.waitForSelector('#signin form #token', { timeout: WAIT });
+  assert.match(await page.textContent('#signin'), /needs a token/);
+  // A wrong token is refused and asked for again.
+  await page.fill('#token', 'not-a-token-0123456789');
+  await Promise.all([page.waitForEvent('load'), page.click('#signin button')]);
+  await page.waitForSelector('#signin form #token', { timeout: WAIT });
+  assert.match(await page.textContent('#signin'), /did not accept this token/);
+  await page.fill('#token', token);
+  await Promise.all([page.waitForEvent('load'), page.click('#signin button')]);
+  await live(page);
+  assert.equal(await page.$('#signin form'), null);
+  await edit(page, '#title', 'Signed in');
+  const res = await fetch(`${authd.url}/docs/demo/${id}/history`, { headers: { Authorization: `Bearer ${token}` } });
+  const { versions } = await res.json();
+  assert.deepEqual(
+    versions.map((v) => v.actor),
+    ['carol', 'carol'],
+  );
+  // The tab keeps the token: the list page of the same tab is live too.
+  await page.goto(`${authd.url}/ui/list.html?c=demo`);
+  await page.waitForSelector('#status[data-state="live"]', { timeout: WAIT });
+  await page.waitForFunction((id) => document.querySelector(`#list tbody tr[data-id="${id}"]`), id, { timeout: WAIT });
+  await shot(t, page, '1-list-signed-in');
+  assert.deepEqual(errors, []);
 });
