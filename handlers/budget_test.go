@@ -25,16 +25,27 @@ func waitBudgetHeld(t *testing.T, h *handlers.Handler, n int64) {
 	}
 }
 
-// slowUpload opens a PUT of a 1 MiB body and sends sent bytes of it, then
-// keeps the connection open, sending a byte now and then until stop is
-// closed.
+// slowClient is the address slow uploads come from: another client than
+// the tests' own requests (127.0.0.1), each client having its share of the
+// decode budget.
+var slowClient = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+
+// slowUpload opens a PUT of a 1 MiB body from slowClient and sends sent
+// bytes of it, then keeps the connection open, sending a byte now and then
+// until stop is closed.
 func slowUpload(t *testing.T, addr, path string, sent int, stop <-chan struct{}) {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	slowUploadOf(t, addr, path, 1<<20, sent, stop)
+}
+
+// slowUploadOf is slowUpload of a body of size bytes.
+func slowUploadOf(t *testing.T, addr, path string, size, sent int, stop <-chan struct{}) {
+	t.Helper()
+	conn, err := (&net.Dialer{LocalAddr: slowClient}).Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	head := fmt.Sprintf("PUT %s HTTP/1.1\r\nHost: patchd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, 1<<20)
+	head := fmt.Sprintf("PUT %s HTTP/1.1\r\nHost: patchd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", path, size)
 	if _, err := io.WriteString(conn, head+`{"pad":"`+strings.Repeat("p", sent-8)); err != nil {
 		t.Fatal(err)
 	}
@@ -125,4 +136,40 @@ func TestSlowUploadsHoldNoBudget(t *testing.T) {
 	}
 	// A small body takes nothing from the budget: it goes through.
 	expect(t, full.do(t, "PUT", "/docs/c/small", hdr{"Content-Type", ctJSON}, `{"small":true}`), 201, "")
+}
+
+// TestBodyShareOfOneClient: one client holds at most its share of the
+// decode budget (a quarter of it, or one largest body if that is more),
+// whatever the number of its connections: past it, its next body is
+// refused at once with 429 and Retry-After, and other clients still get
+// theirs.
+func TestBodyShareOfOneClient(t *testing.T) {
+	t.Parallel()
+	var h *handlers.Handler
+	s := startServerWith(t, nil, func(hh *handlers.Handler, _ *echo.Echo) { h = hh }, func(c *config) {
+		c.http.DecodeBudget, c.http.MaxBody, c.http.OverloadWait = 256<<10, 64<<10, 100*time.Millisecond
+	})
+	stop := make(chan struct{})
+	defer close(stop)
+	// The slow client sends 48 KiB of a 64 KiB body: of its share of
+	// 64 KiB, 16 KiB are left.
+	slowUploadOf(t, s.Listener.Addr().String(), "/docs/c/slow", 64<<10, 48<<10, stop)
+	waitBudgetHeld(t, h, 48<<10)
+	body := `{"pad":"` + strings.Repeat("w", 32<<10) + `"}`
+	from := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: slowClient}).DialContext}}
+	req, _ := http.NewRequest("PUT", s.URL+"/docs/c/more", strings.NewReader(body))
+	req.Header.Set("Content-Type", ctJSON)
+	res, err := from.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	problem, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 429 || !strings.Contains(string(problem), "rate-limited") || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("a body past the client's share: %d %.200s (Retry-After %q), want 429 rate-limited with Retry-After", res.StatusCode, problem, res.Header.Get("Retry-After"))
+	}
+	// Another client's body of the same size goes through, and the
+	// refused one holds nothing.
+	expect(t, s.do(t, "PUT", "/docs/c/other", hdr{"Content-Type", ctJSON}, body), 201, "")
+	waitBudgetHeld(t, h, 48<<10)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -132,10 +133,15 @@ func (h *Handler) readBodyHeld(c echo.Context) (_ []byte, release func(), err er
 		}
 		return body, func() {}, nil
 	}
+	// The client's share of the budget (see Config.DecodeBudget): what
+	// this body has taken of it, given back with the reservation.
+	client := presenceClient(c, h.cfg.Tokens != nil)
+	var mine int64
 	res := h.bodies.Reserve()
 	defer func() {
 		if err != nil {
 			res.Release()
+			h.shares.Give(client, mine)
 		}
 	}()
 	chunk := int64(readChunk)
@@ -150,13 +156,23 @@ func (h *Handler) readBodyHeld(c echo.Context) (_ []byte, release func(), err er
 			if int64(len(body)+n) > limit {
 				return nil, nil, fail(ErrTooLarge, fmt.Sprintf("the body is larger than the limit of %d bytes", limit))
 			}
+			if total := min(int64(len(body)+n), h.bodies.Capacity()); total >= budget.Min && total > mine {
+				if !h.shares.Take(client, total-mine) {
+					c.Response().Header().Set(echo.HeaderRetryAfter, "1")
+					return nil, nil, fail(ErrRateLimited, fmt.Sprintf("this client is sending %d bytes of request bodies at once already, its share of what the server decodes at a time; retry after 1 s", h.shares.Max()))
+				}
+				mine = total
+			}
 			if err := h.reserve(c, res, len(body)+n); err != nil {
 				return nil, nil, err
 			}
 			body = append(body, scratch[:n]...)
 		}
 		if err == io.EOF {
-			return body, res.Release, nil
+			return body, sync.OnceFunc(func() {
+				res.Release()
+				h.shares.Give(client, mine)
+			}), nil
 		}
 		if err != nil {
 			return nil, nil, bodyFailed(c, err)

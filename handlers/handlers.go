@@ -58,7 +58,9 @@ type Config struct {
 	RateBurst int
 	// DecodeBudget bounds the bytes of request bodies held decoded as
 	// trees at once: past it, large requests wait for one another, each at
-	// most OverloadWait. Zero means 2 MiB.
+	// most OverloadWait. One client (its token, else its address) holds at
+	// most a quarter of it, or one body of MaxBody if that is more: past
+	// that its request is refused with 429. Zero means 8 MiB.
 	DecodeBudget int64
 	// HalfCloseGrace is how long a request goes on after its client closed
 	// its side of the connection. net/http cancels a request's context as
@@ -119,6 +121,7 @@ type Handler struct {
 	limiter      *rateLimiter    // nil: no rate limit
 	uiPaths      map[string]bool // the UI's static files (registerUI); GET and HEAD of them are not rate limited
 	bodies       *budget.Budget  // decode budget of request bodies
+	shares       *budget.Shares  // each client's share of bodies
 	overloadWait time.Duration
 	grace        time.Duration  // HalfCloseGrace
 	ready        *readiness     // GET /readyz
@@ -171,9 +174,10 @@ func New(svc *document.Service, cfg Config) *Handler {
 	h.streams = newStreamLimiter(cfg.Streams, h.metrics.reg)
 	decode := cfg.DecodeBudget
 	if decode <= 0 {
-		decode = 2 << 20
+		decode = 8 << 20
 	}
 	h.bodies = budget.New(decode)
+	h.shares = budget.NewShares(max(decode/4, min(cfg.MaxBody, decode)))
 	h.grace = cfg.HalfCloseGrace
 	if h.grace <= 0 {
 		h.grace = 5 * time.Second

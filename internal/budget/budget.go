@@ -95,6 +95,15 @@ func (b *Budget) give(n int64) {
 	b.mu.Unlock()
 }
 
+// Capacity returns the budget's size in bytes: the most one Acquire or
+// Reservation takes, whatever it asks for.
+func (b *Budget) Capacity() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.cap
+}
+
 // Held returns the bytes taken from the budget now.
 func (b *Budget) Held() int64 {
 	if b == nil {
@@ -121,9 +130,13 @@ type Reservation struct {
 // Reserve returns an empty reservation of b.
 func (b *Budget) Reserve() *Reservation { return &Reservation{b: b} }
 
-// Grow makes the reservation n bytes (at most the budget's capacity),
-// waiting in line for the difference until it is free or ctx is done. It
-// never shrinks a reservation. After Release it takes nothing.
+// Grow makes the reservation n bytes (at most the budget's capacity). The
+// difference is taken at once if it is free. If it is not, the
+// reservation gives back what it holds and waits in line for all n bytes
+// until they are free or ctx is done (it then holds nothing): a
+// reservation never waits while it holds a share, so reservations that
+// grow at once cannot wait for one another. It never shrinks a
+// reservation. After Release it takes nothing.
 func (r *Reservation) Grow(ctx context.Context, n int) error {
 	if r.b == nil || n < Min {
 		return nil
@@ -135,18 +148,39 @@ func (r *Reservation) Grow(ctx context.Context, n int) error {
 		r.mu.Unlock()
 		return nil
 	}
+	if r.b.tryTake(more) {
+		r.held += more
+		r.mu.Unlock()
+		return nil
+	}
+	held := r.held
+	r.held = 0
 	r.mu.Unlock()
-	if err := r.b.take(ctx, more); err != nil {
+	if held > 0 {
+		r.b.give(held)
+	}
+	if err := r.b.take(ctx, want); err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.done { // released meanwhile: give it straight back
-		r.b.give(more)
+		r.b.give(want)
 		return nil
 	}
-	r.held += more
+	r.held = want
 	return nil
+}
+
+// tryTake takes n bytes if they are free and nobody waits for them.
+func (b *Budget) tryTake(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.waiters) > 0 || b.free < n {
+		return false
+	}
+	b.free -= n
+	return true
 }
 
 // Held returns the bytes the reservation holds.
@@ -179,5 +213,48 @@ func (b *Budget) grant() {
 		b.waiters = b.waiters[1:]
 		b.free -= w.n
 		close(w.ready)
+	}
+}
+
+// Shares bounds what each client holds of a Budget at once, so that one
+// client, over many connections that send slowly, cannot hold all of it
+// and make every other wait. The zero value is unusable; see NewShares.
+type Shares struct {
+	mu   sync.Mutex
+	max  int64
+	held map[string]int64 // only clients that hold something
+}
+
+// NewShares returns Shares that let each client hold at most max bytes.
+func NewShares(max int64) *Shares {
+	return &Shares{max: max, held: map[string]int64{}}
+}
+
+// Max returns the most one client may hold.
+func (s *Shares) Max() int64 { return s.max }
+
+// Take adds n bytes to client's share if it stays within the bound, and
+// reports whether it did.
+func (s *Shares) Take(client string, n int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held[client]+n > s.max {
+		return false
+	}
+	s.held[client] += n
+	return true
+}
+
+// Give gives back n bytes of client's share.
+func (s *Shares) Give(client string, n int64) {
+	if n <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if left := s.held[client] - n; left > 0 {
+		s.held[client] = left
+	} else {
+		delete(s.held, client)
 	}
 }

@@ -51,3 +51,59 @@ func TestBudget(t *testing.T) {
 		t.Fatalf("free %d of %d, %d waiters after everything was released", b.free, b.cap, len(b.waiters))
 	}
 }
+
+// Two reservations that both need more than is free do not wait for each
+// other while holding what they have (hold and wait): one gives its share
+// back and waits for the whole, and the other goes on.
+func TestReservationsGrowingAtOnce(t *testing.T) {
+	b := New(100 << 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r1, r2 := b.Reserve(), b.Reserve()
+	if err := r1.Grow(ctx, 50<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Grow(ctx, 40<<10); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		err := r1.Grow(ctx, 70<<10)
+		r1.Release()
+		done <- err
+	}()
+	if err := r2.Grow(ctx, 60<<10); err != nil {
+		t.Fatalf("the second reservation waited for the first: %v", err)
+	}
+	if got := r2.Held(); got != 60<<10 {
+		t.Errorf("r2 holds %d, want %d", got, 60<<10)
+	}
+	r2.Release()
+	if err := <-done; err != nil {
+		t.Fatalf("the first reservation: %v", err)
+	}
+	if h := b.Held(); h != 0 {
+		t.Errorf("%d bytes held after both released", h)
+	}
+	// One that cannot get its share in time holds nothing afterwards.
+	r3, r4 := b.Reserve(), b.Reserve()
+	if err := r3.Grow(ctx, 70<<10); err != nil {
+		t.Fatal(err)
+	}
+	if err := r4.Grow(ctx, 20<<10); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if err := r4.Grow(short, 40<<10); err == nil {
+		t.Fatal("grew past the budget")
+	}
+	if h := r4.Held(); h != 0 {
+		t.Errorf("a reservation that timed out holds %d", h)
+	}
+	r3.Release()
+	r4.Release()
+	if h := b.Held(); h != 0 {
+		t.Errorf("%d bytes held after all released", h)
+	}
+}
