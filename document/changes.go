@@ -131,23 +131,15 @@ func (s *Service) lastSeq(ctx context.Context, collection, id string, after uint
 // the version undone. ok is false when the version is not the current one
 // (or the document is deleted): WalkBack decides then.
 func (s *Service) Matches(ctx context.Context, collection string, ch store.CollectionChange, where *query.Where) (before, after, ok bool, err error) {
-	v := ch.Version
-	doc, err := s.store.Get(ctx, collection, ch.ID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return false, false, false, nil
-	case err != nil:
+	st, err := s.state(ctx, collection, ch.ID, ch.Version)
+	if err != nil || !st.current {
 		return false, false, false, err
-	case doc.Seq != v.Seq:
-		return false, false, false, nil
 	}
-	after = where.MatchCanonical(doc.Body)
-	ops, err := s.ops.decode(collection, ch.ID, v)
-	if err != nil {
+	if after, err = s.matchAfter(ctx, collection, ch.ID, st, where); err != nil {
 		return false, false, false, err
 	}
 	unrelated := true
-	for _, o := range ops {
+	for _, o := range st.ops {
 		if o.Kind == patch.OpRoot && !o.HadOld {
 			return false, after, true, nil // a creation: nothing before
 		}
@@ -163,20 +155,11 @@ func (s *Service) Matches(ctx context.Context, collection string, ch store.Colle
 		return after, after, true, nil
 	}
 	// The state before is the body with this version undone.
-	release, err := s.docs.Acquire(ctx, len(doc.Body))
-	if err != nil {
+	earlier, existed, undone, err := s.beforeTree(ctx, collection, ch.ID, st)
+	if err != nil || !undone {
 		return false, false, false, err
 	}
-	defer release()
-	tree, err := patch.Parse(doc.Body, patch.Limits{})
-	if err != nil {
-		return false, false, false, fmt.Errorf("stored document %s/%s: %w", collection, ch.ID, err)
-	}
-	earlier, exists, err := patch.Revert(tree, ops)
-	if err != nil {
-		return false, false, false, nil // WalkBack says why
-	}
-	return exists && where.Match(earlier), after, true, nil
+	return existed && where.Match(earlier), after, true, nil
 }
 
 // related reports whether a write at path can change the value at p: one

@@ -78,6 +78,7 @@ type Service struct {
 	schemas  schemaCache
 	ops      *opsCache
 	trees    *treeCache
+	states   *stateCache    // versions as collection filters judge them
 	docs     *budget.Budget // decode budget of stored documents
 }
 
@@ -110,6 +111,7 @@ func New(st store.Store, cfg Config) *Service {
 		schemas:  schemaCache{m: map[string]*compiledSchema{}},
 		ops:      newOpsCache(opsCacheBytes),
 		trees:    newTreeCache(treeCacheBytes),
+		states:   newStateCache(),
 		docs:     budget.New(cfg.DecodeBudget),
 	}
 }

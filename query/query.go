@@ -227,6 +227,20 @@ func (w *Where) MatchCanonical(doc []byte) bool {
 	})
 }
 
+// MatchLookups is Match on a document that the caller looks up in:
+// get returns the value at a pointer, has whether there is one (without
+// decoding it). MatchCanonical is MatchLookups on the canonical bytes.
+func (w *Where) MatchLookups(get func(patch.Pointer) (any, bool), has func(patch.Pointer) bool) bool {
+	return w.match(get, has)
+}
+
+// Decodes reports whether MatchCanonical decodes the whole document (the
+// filter reads more members than it looks up in the bytes): a caller
+// that has the document decoded already may call Match instead.
+func (w *Where) Decodes() bool {
+	return w != nil && w.valueLookups() > lookupsBeforeDecode
+}
+
 // valueLookups counts the conditions that need a value (exists needs
 // none).
 func (w *Where) valueLookups() int {
