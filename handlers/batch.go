@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -58,10 +59,13 @@ func (h *Handler) batch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	release, err := h.batchTurn(c)
+	turn, err := h.batchTurn(c)
 	if err != nil {
 		return err
 	}
+	// The turn is given back once the batch is decided, before its
+	// answer is written: a client that reads it slowly holds no turn.
+	release := sync.OnceFunc(turn)
 	defer release()
 	lim := h.svc.Limits()
 	// The bodies of the writes nest three levels down.
@@ -122,6 +126,7 @@ func (h *Handler) batch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	release()
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, resp)
 }

@@ -135,7 +135,7 @@ func (h *Handler) readBodyHeld(c echo.Context) (_ []byte, release func(), err er
 	}
 	// The client's share of the budget (see Config.DecodeBudget): what
 	// this body has taken of it, given back with the reservation.
-	client := presenceClient(c, h.cfg.Tokens != nil)
+	client := clientOf(c, h.cfg.Tokens != nil)
 	var mine int64
 	res := h.bodies.Reserve()
 	defer func() {

@@ -127,6 +127,8 @@ type Handler struct {
 	ready        *readiness     // GET /readyz
 	streams      *streamLimiter // open change feed streams
 	batches      chan struct{}  // a token per POST /batch being decided (Config.MaxBatches)
+	pages        *clientTurns   // per client: listings, history pages, violations in progress
+	batchesOf    *clientTurns   // per client: batches in progress, answers included
 	// following is true while the hub hears of the store's commits.
 	following bool
 
@@ -183,6 +185,8 @@ func New(svc *document.Service, cfg Config) *Handler {
 		h.grace = 5 * time.Second
 	}
 	h.batches = make(chan struct{}, cmp.Or(max(cfg.MaxBatches, 0), 4))
+	h.pages = newClientTurns("pages (listings, history, violations)", pageTurns)
+	h.batchesOf = newClientTurns("batches", batchTurns)
 	h.overloadWait = cfg.OverloadWait
 	if h.overloadWait <= 0 {
 		h.overloadWait = time.Second
@@ -275,8 +279,8 @@ func (h *Handler) Register(e *echo.Echo) {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	getHead(e, "/readyz", h.readyz)
-	e.GET("/docs/:c", h.list)
-	e.HEAD("/docs/:c", h.list)
+	e.GET("/docs/:c", h.inTurn(h.pages, h.list))
+	e.HEAD("/docs/:c", h.inTurn(h.pages, h.list))
 	e.POST("/docs/:c", h.post)
 	e.OPTIONS("/docs/:c", h.options("GET, HEAD, POST, OPTIONS"))
 	e.GET("/docs/:c/:id", h.get)
@@ -285,23 +289,23 @@ func (h *Handler) Register(e *echo.Echo) {
 	e.PATCH("/docs/:c/:id", h.patch)
 	e.DELETE("/docs/:c/:id", h.delete)
 	e.OPTIONS("/docs/:c/:id", h.options("GET, HEAD, PUT, PATCH, DELETE, OPTIONS"))
-	e.GET("/docs/:c/:id/history", h.history)
-	e.HEAD("/docs/:c/:id/history", h.history)
+	e.GET("/docs/:c/:id/history", h.inTurn(h.pages, h.history))
+	e.HEAD("/docs/:c/:id/history", h.inTurn(h.pages, h.history))
 	e.OPTIONS("/docs/:c/:id/history", h.options("GET, HEAD, OPTIONS"))
 	h.registerOps(e)
 	e.GET("/docs/:c/:id/events", h.events)
 	e.OPTIONS("/docs/:c/:id/events", h.options("GET, OPTIONS"))
 	e.POST("/docs/:c/:id/revert", h.revert)
 	e.OPTIONS("/docs/:c/:id/revert", h.options("POST, OPTIONS"))
-	e.POST("/batch", h.batch)
+	e.POST("/batch", h.inTurn(h.batchesOf, h.batch))
 	e.OPTIONS("/batch", h.options("POST, OPTIONS"))
 	e.GET("/schemas/:c", h.getSchema)
 	e.HEAD("/schemas/:c", h.getSchema)
 	e.PUT("/schemas/:c", h.putSchema)
 	e.DELETE("/schemas/:c", h.deleteSchema)
 	e.OPTIONS("/schemas/:c", h.options("GET, HEAD, PUT, DELETE, OPTIONS"))
-	e.GET("/schemas/:c/violations", h.violations)
-	e.HEAD("/schemas/:c/violations", h.violations)
+	e.GET("/schemas/:c/violations", h.inTurn(h.pages, h.violations))
+	e.HEAD("/schemas/:c/violations", h.inTurn(h.pages, h.violations))
 	e.OPTIONS("/schemas/:c/violations", h.options("GET, HEAD, OPTIONS"))
 	e.GET("/docs/:c/:id/presence", h.getPresence)
 	e.HEAD("/docs/:c/:id/presence", h.getPresence)

@@ -132,9 +132,10 @@ func sessionsJSON(ss []store.PresenceSession) ([]any, error) {
 	return out, nil
 }
 
-// presenceClient names the client of a request for the per-client bound:
-// its token with --tokens, else its address (as for streams).
-func presenceClient(c echo.Context, tokens bool) string {
+// clientOf names the client of a request for the per-client bounds
+// (presence sessions, request bodies, pages and batches in progress): its
+// token with --tokens, else its address (as for streams).
+func clientOf(c echo.Context, tokens bool) string {
 	if tokens {
 		if p := principal(c); p.Name != "" {
 			return "token " + p.Name
@@ -179,7 +180,7 @@ func (h *Handler) putPresence(c echo.Context) error {
 		return err
 	}
 	s := store.PresenceSession{Collection: coll, ID: id, Session: session, State: state,
-		Client: presenceClient(c, h.cfg.Tokens != nil), Actor: principal(c).Actor}
+		Client: clientOf(c, h.cfg.Tokens != nil), Actor: principal(c).Actor}
 	s.Expires, err = h.presence.PutPresence(r.Context(), s, h.presenceTTL)
 	if errors.Is(err, store.ErrPresenceNotYours) {
 		return notYours(coll, id, session)
@@ -210,7 +211,7 @@ func (h *Handler) deletePresence(c echo.Context) error {
 	if err := noDryRun(c, "presence"); err != nil {
 		return err
 	}
-	err = h.presence.EndPresence(c.Request().Context(), coll, id, session, presenceClient(c, h.cfg.Tokens != nil))
+	err = h.presence.EndPresence(c.Request().Context(), coll, id, session, clientOf(c, h.cfg.Tokens != nil))
 	if errors.Is(err, store.ErrPresenceNotYours) {
 		return notYours(coll, id, session)
 	}

@@ -1,0 +1,70 @@
+package handlers
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+)
+
+// A listing, a history page or a list of violations is rendered whole (a
+// few MiB at most), and a batch's answer too (up to 32 MiB), then held
+// until the client has read it: a client that opens many such requests and
+// reads none would hold memory without bound, over many connections or the
+// streams of one HTTP/2 connection alike. clientTurns bounds how many of
+// them one client has in progress at once.
+
+// Turns per client.
+const (
+	pageTurns  = 4 // GET of listings, history, violations
+	batchTurns = 2 // POST /batch
+)
+
+// clientTurns counts one kind of request in progress per client.
+type clientTurns struct {
+	what string // the requests, in a refusal: "pages", "batches"
+	max  int
+
+	mu sync.Mutex
+	n  map[string]int // only clients with some in progress
+}
+
+func newClientTurns(what string, max int) *clientTurns {
+	return &clientTurns{what: what, max: max, n: map[string]int{}}
+}
+
+// take counts one more request of client, if it has fewer than max.
+func (t *clientTurns) take(client string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n[client] >= t.max {
+		return false
+	}
+	t.n[client]++
+	return true
+}
+
+// give ends one request of client.
+func (t *clientTurns) give(client string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n[client] <= 1 {
+		delete(t.n, client)
+	} else {
+		t.n[client]--
+	}
+}
+
+// inTurn runs next while its client has a turn of t, until the answer is
+// written; a client without one is refused with 429 and Retry-After.
+func (h *Handler) inTurn(t *clientTurns, next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		client := clientOf(c, h.cfg.Tokens != nil)
+		if !t.take(client) {
+			c.Response().Header().Set(echo.HeaderRetryAfter, "1")
+			return fail(ErrRateLimited, fmt.Sprintf("this client has %d %s in progress already, the most one client may have at once; retry after 1 s", t.max, t.what))
+		}
+		defer t.give(client)
+		return next(c)
+	}
+}
