@@ -756,6 +756,9 @@ func errNoSpace() error {
 func (noSpaceStore) Update(context.Context, string, string, store.UpdateFunc) (*store.Document, error) {
 	return nil, errNoSpace()
 }
+func (noSpaceStore) UpdateMany(context.Context, []store.Key, store.ManyFunc) ([]*store.Document, error) {
+	return nil, errNoSpace()
+}
 func (noSpaceStore) Backup(context.Context, io.Writer, func(int64)) (int64, error) {
 	return 0, errNoSpace()
 }
@@ -784,6 +787,9 @@ func (unavailableStore) Get(context.Context, string, string) (*store.Document, e
 }
 func (unavailableStore) ETag(context.Context, string, string) (string, error) { return "", errDown }
 func (unavailableStore) Update(context.Context, string, string, store.UpdateFunc) (*store.Document, error) {
+	return nil, errDown
+}
+func (unavailableStore) UpdateMany(context.Context, []store.Key, store.ManyFunc) ([]*store.Document, error) {
 	return nil, errDown
 }
 func (unavailableStore) List(context.Context, string, string, int) ([]store.ListEntry, bool, error) {
@@ -1186,6 +1192,8 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Violations/BadLimit", s, "GET", "/schemas/sv/violations?limit=0", nil, "", I, 400, "invalid-request"},
 		{"Violations/NotFound", s, "GET", "/schemas/none/violations", nil, "", V, 404, "not-found"},
 		{"Violations/Fault", faulty, "GET", "/schemas/sv/violations", nil, "", V, 500, "internal"},
+		{"Violations/Unavailable", down, "GET", "/schemas/sv/violations", nil, "", V, 503, "unavailable"},
+		{"ViolationsHead/Unavailable", down, "HEAD", "/schemas/sv/violations", nil, "", V, 503, ""},
 		{"ViolationsHead", s, "HEAD", "/schemas/sv/violations", nil, "", V, 200, ""},
 		{"ViolationsHead/BadLimit", s, "HEAD", "/schemas/sv/violations?limit=0", nil, "", I, 400, ""},
 		{"ViolationsHead/NotFound", s, "HEAD", "/schemas/none/violations", nil, "", V, 404, ""},
@@ -1224,6 +1232,8 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"Batch/Unprocessable", s, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/c/arr","body":[1]}`), V, 422, "invalid-document"},
 		{"Batch/SchemaViolation", s, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/bt/ok","body":{}}`, `{"method":"PUT","path":"/docs/sv/b","body":{"n":11}}`), V, 422, "schema-violation"},
 		{"Batch/Required", s, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/c/d","body":{}}`), V, 428, "precondition-required"},
+		{"Batch/Unavailable", down, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/c/d","headers":{"If-Match":"*"},"body":{}}`), V, 503, "unavailable"},
+		{"Batch/Full", full, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/c/d","headers":{"If-Match":"*"},"body":{}}`), V, 507, "insufficient-storage"},
 		{"Batch/Fault", faulty, "POST", "/batch", hdr{"Content-Type", ctJSON}, batchOf(`{"method":"PUT","path":"/docs/c/d","body":{}}`), V, 500, "internal"},
 		{"Batch/Forbidden", authd, "POST", "/batch", append(bearer(tokWriteA), "Content-Type", ctJSON), batchOf(`{"method":"PUT","path":"/docs/a/y","body":{}}`, `{"method":"PUT","path":"/docs/b/y","body":{}}`), V, 403, "forbidden"},
 		{"BatchOptions", s, "OPTIONS", "/batch", nil, "", V, 204, ""},
