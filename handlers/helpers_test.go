@@ -122,6 +122,12 @@ type hdr []string
 
 func (s *server) do(t *testing.T, method, path string, h hdr, body string) response {
 	t.Helper()
+	return s.doWith(t, nil, method, path, h, body)
+}
+
+// doWith is do with client cl (nil: the server's own).
+func (s *server) doWith(t *testing.T, cl *http.Client, method, path string, h hdr, body string) response {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -130,6 +136,9 @@ func (s *server) do(t *testing.T, method, path string, h hdr, body string) respo
 	if s.pg != nil {
 		target = s.pg.next() // requests spread over the replicas in turn
 	}
+	if cl == nil {
+		cl = target.Client()
+	}
 	req, err := http.NewRequest(method, target.URL+path, rd)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +146,7 @@ func (s *server) do(t *testing.T, method, path string, h hdr, body string) respo
 	for i := 0; i+1 < len(h); i += 2 {
 		req.Header.Add(h[i], h[i+1])
 	}
-	res, err := target.Client().Do(req)
+	res, err := cl.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -837,9 +837,10 @@ func TestStalledBodyAnswered(t *testing.T) {
 }
 
 // TestBatchTurns: at most MaxBatches batches are decided at once (each may
-// hold 32 MiB of results); one more waits OverloadWait for its turn, then
-// is answered 503 overloaded with Retry-After, having read nothing. The
-// batches in flight are not disturbed.
+// hold 32 MiB of results); one more, of another client, waits
+// OverloadWait for its turn, then is answered 503 overloaded with
+// Retry-After, having read nothing. The batches in flight are not
+// disturbed.
 func TestBatchTurns(t *testing.T) {
 	held := newBlockingStore()
 	s := startServerWith(t, func(st store.Store) store.Store { held.Store = st; return held }, nil, func(c *config) {
@@ -858,7 +859,8 @@ func TestBatchTurns(t *testing.T) {
 	}
 	<-held.entered
 	<-held.entered
-	r := s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, batch("c"))
+	// From another client: this one has its two batches in progress.
+	r := s.doWith(t, fromClient(slowClient), "POST", "/batch", hdr{"Content-Type", ctJSON}, batch("c"))
 	expect(t, r, http.StatusServiceUnavailable, "overloaded")
 	if r.header.Get("Retry-After") == "" {
 		t.Fatalf("503 without Retry-After: %v", r.header)
