@@ -5,6 +5,10 @@
 import { applyMerge, applyPatch, clone, deepEqual, diff } from './json.js';
 import { Hub, RETRY } from './hub.js';
 
+// How long a failed request waits while the browser is offline, unless the
+// network comes back first (the online event ends the wait).
+const OFFLINE_RETRY = 60_000;
+
 export { applyMerge, applyPatch, clone, deepEqual, diff, escapeToken, parsePointer, pointer, PatchApplyError } from './json.js';
 export { readEvents } from './sse.js';
 
@@ -235,7 +239,10 @@ export class Client {
         if (res) return res;
         throw new NetworkError(`request failed: ${err?.message ?? err}`, err);
       }
-      const delay = wait ?? backoffDelay(attempt, this.retry);
+      // Offline (the browser says so), trying again before the network
+      // is back only fails again: wait for it, checking once a minute.
+      const offline = wait === null && globalThis.navigator?.onLine === false;
+      const delay = wait ?? (offline ? OFFLINE_RETRY : backoffDelay(attempt, this.retry));
       onRetry?.({ attempt: attempt + 1, delay, error: err });
       // A Retry-After says the server is not ready sooner: coming back
       // online does not cut it short.

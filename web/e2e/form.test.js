@@ -192,6 +192,8 @@ test('a page that went offline catches up on reconnect, and sends what was typed
   await alice.waitForSelector('#items li input.desc:focus', { timeout: WAIT });
   await alice.keyboard.type('Stapler');
   await settled(alice);
+  let failedWhileOffline = 0;
+  bob.on('requestfailed', (r) => r.method() === 'PATCH' && failedWhileOffline++);
   await bob.fill('#notes', 'Typed offline');
   await bob.locator('#notes').blur();
   // Bob saw none of it: the page was really cut off.
@@ -200,6 +202,9 @@ test('a page that went offline catches up on reconnect, and sends what was typed
   assert.equal((await serverDoc(id)).notes, '');
   await bob.waitForFunction(() => document.querySelector('#status').textContent.includes('your changes will be sent'), null, { timeout: WAIT });
   await Promise.all([shot(t, alice, '1-bob-offline'), shot(t, bob, '1-bob-offline')]);
+  // Offline, the edit is not sent again and again: it waits for the network.
+  await bob.waitForTimeout(3000);
+  assert.ok(failedWhileOffline <= 1, `${failedWhileOffline} PATCHes tried in 3 s offline`);
 
   await bob.context().setOffline(false);
   await valueIs(bob, '#customer', 'Changed while Bob was away');
