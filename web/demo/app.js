@@ -677,6 +677,23 @@ itemsList.addEventListener('click', (e) => {
 addEventListener('pagehide', () => flush());
 document.addEventListener('visibilitychange', () => document.visibilityState === 'hidden' && dirty.size && flush());
 
+// create makes the document the form shows. A collection whose schema
+// refuses an empty member (a format, a minimum length) gets the document
+// without those members: the form shows them empty all the same, and the
+// schema judges what is typed into them.
+async function create(body, again) {
+  try {
+    return await client.create(collection, docID, body);
+  } catch (err) {
+    if (err instanceof PatchdError && err.status === 412) return client.open(collection, docID);
+    if (!again || !(err instanceof PatchdError && err.type === 'schema-violation')) throw err;
+    const bad = new Set((err.problem?.errors ?? []).map((e) => /^\/([^/]*)/.exec(e.instancePath ?? '')?.[1]));
+    const rest = Object.fromEntries(Object.entries(body).filter(([k]) => !bad.has(k)));
+    if (Object.keys(rest).length === Object.keys(body).length) throw err;
+    return create(rest, false);
+  }
+}
+
 async function start() {
   $('#doc-name').textContent = `${collection}/${docID}`;
   $('#new-window').href = location.href;
@@ -685,12 +702,7 @@ async function start() {
     doc = await client.open(collection, docID);
   } catch (err) {
     if (!(err instanceof PatchdError && err.status === 404)) throw err;
-    try {
-      doc = await client.create(collection, docID, EMPTY);
-    } catch (err2) {
-      if (!(err2 instanceof PatchdError && err2.status === 412)) throw err2;
-      doc = await client.open(collection, docID);
-    }
+    doc = await create(EMPTY, true);
   }
   doc.subscribe((ev) => {
     if (ev.type === 'change') {

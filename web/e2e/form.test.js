@@ -281,3 +281,27 @@ test('a save the schema refuses keeps what was typed, marked, sent once; the cor
   assert.equal(saved.customer, 'Acme');
   assert.deepEqual(errors, []);
 });
+
+test('a collection whose schema refuses an empty email: the form opens all the same, and a typed email saves', { timeout: 60_000 }, async (t) => {
+  const c = `e2eemail${process.pid}`;
+  const put = await fetch(`${server.url}/schemas/${c}`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ type: 'object', properties: { email: { type: 'string', format: 'email' } } }),
+  });
+  assert.equal(put.status, 201);
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.who = 'alice';
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}/?c=${c}&id=new&debounce=100`);
+  await live(page);
+  await page.fill('#email', 'ann@example.com');
+  await page.locator('#email').blur();
+  await settled(page);
+  const saved = await (await fetch(`${server.url}/docs/${c}/new`)).json();
+  assert.equal(saved.email, 'ann@example.com');
+  assert.deepEqual(errors, []);
+});
