@@ -22,9 +22,16 @@ import (
 // filter, per version, so that the body is read, and each tree decoded,
 // once for all of them rather than once per stream.
 
-// stateCacheBytes bounds the cache, in estimated bytes of memory (a body,
-// and treeFactor times it for each tree decoded from it).
-const stateCacheBytes = 32 << 20
+// Bounds of the cache: stateCacheBytes of estimated memory (an entry's
+// overhead, its body, treeFactor times it for each tree decoded from it,
+// its remembered lookups) and stateCacheEntries entries. A state is of use
+// while streams judge a fresh change: a few thousand is plenty.
+const (
+	stateCacheBytes    = 32 << 20
+	stateCacheEntries  = 4096
+	stateEntryOverhead = 512
+	lookupOverhead     = 128
+)
 
 // stateCache is a bounded map from a version of a document to its
 // versionState, evicting the least recently made first.
@@ -89,13 +96,21 @@ func (s *Service) state(ctx context.Context, collection, id string, v store.Vers
 	c.m[key] = c.lru.PushBack(st)
 	c.mu.Unlock()
 
-	st.err = s.readState(ctx, st, collection, id, v)
-	close(st.ready)
-	if st.err != nil {
-		c.drop(st) // the next caller tries again
+	ok := false
+	defer func() {
+		if !ok { // an error, or a panic on its way up
+			if st.err == nil {
+				st.err = errors.New("document: reading a version for the collection filters failed")
+			}
+			c.drop(st) // the next caller tries again
+		}
+		close(st.ready)
+	}()
+	if st.err = s.readState(ctx, st, collection, id, v); st.err != nil {
 		return nil, st.err
 	}
-	c.grow(st, len(st.body))
+	ok = true
+	c.grow(st, stateEntryOverhead+len(key)+len(st.body))
 	return st, nil
 }
 
@@ -133,7 +148,10 @@ func (s *Service) matchAfter(ctx context.Context, collection, id string, st *ver
 	if where.Decodes() {
 		tree, err := s.afterTree(ctx, collection, id, st)
 		if err != nil {
-			return false, err
+			if ctx.Err() != nil {
+				return false, err
+			}
+			return false, nil // a stored body that does not parse matches nothing
 		}
 		return where.Match(tree), nil
 	}
@@ -143,9 +161,14 @@ func (s *Service) matchAfter(ctx context.Context, collection, id string, st *ver
 		key := p.String()
 		l, ok := st.lookups[key]
 		if !ok || !l.got {
-			v, found := p.Lookup(st.body)
+			raw, found := p.LookupRaw(st.body)
+			var v any
+			if found {
+				var root patch.Pointer // the value's own bytes, decoded
+				v, found = root.Lookup(raw)
+			}
 			l = lookup{got: true, ok: found, value: v}
-			st.remember(key, l)
+			s.remember(st, key, l, len(raw))
 		}
 		return l.value, l.ok
 	}
@@ -157,24 +180,34 @@ func (s *Service) matchAfter(ctx context.Context, collection, id string, st *ver
 		if !ok {
 			_, found := p.LookupRaw(st.body)
 			l = lookup{ok: found}
-			st.remember(key, l)
+			s.remember(st, key, l, 0)
 		}
 		return l.ok
 	}
 	return where.MatchLookups(get, has), nil
 }
 
-// maxLookups bounds the pointers a state remembers (filters read at most
-// a few each; the rest are looked up every time).
-const maxLookups = 256
+// Bounds of the lookups a state remembers: filters read a few members
+// each, and a large value is looked up again rather than kept.
+const (
+	maxLookups      = 64
+	maxLookupValue  = 4 << 10 // bytes of the value as stored
+	lookupValueCost = 4       // decoded, per stored byte
+)
 
-// remember keeps what a pointer found; st.mu is held.
-func (st *versionState) remember(key string, l lookup) {
+// remember keeps what a pointer found, counted in the cache; st.mu is
+// held. raw is the size of the value as stored.
+func (s *Service) remember(st *versionState, key string, l lookup, raw int) {
+	if len(st.lookups) >= maxLookups || raw > maxLookupValue {
+		return
+	}
 	if st.lookups == nil {
 		st.lookups = make(map[string]lookup)
 	}
-	if len(st.lookups) < maxLookups {
-		st.lookups[key] = l
+	_, had := st.lookups[key]
+	st.lookups[key] = l
+	if !had || l.got {
+		s.states.grow(st, lookupOverhead+len(key)+lookupValueCost*raw)
 	}
 }
 
@@ -241,7 +274,7 @@ func (c *stateCache) grow(st *versionState, n int) {
 	}
 	st.size += n
 	c.size += n
-	for c.size > stateCacheBytes && c.lru.Len() > 0 {
+	for (c.size > stateCacheBytes || c.lru.Len() > stateCacheEntries) && c.lru.Len() > 0 {
 		c.remove(c.lru.Front())
 	}
 }

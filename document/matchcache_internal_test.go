@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/patchd/patchd/query"
+	"github.com/patchd/patchd/store"
 )
 
 // TestMatchesSharesTheDocument: many filters judging one change of a large
@@ -72,5 +73,31 @@ func TestMatchesSharesTheDocument(t *testing.T) {
 	// (for the filter that reads six members).
 	if n := s.states.decodes.Load(); n != 2 {
 		t.Errorf("%d trees decoded for %d filters, want 2", n, streams)
+	}
+}
+
+// TestMatchesStatesBounded: the states kept for the filters are bounded in
+// number and counted in size whatever they hold, also those of versions
+// that are no longer current (a deleted document: nothing to judge).
+func TestMatchesStatesBounded(t *testing.T) {
+	s, _ := newService(t)
+	ctx := context.Background()
+	where, err := query.ParseWhere(`{"/n":1}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range stateCacheEntries + 1000 {
+		ch := store.CollectionChange{ID: "gone", Version: store.Version{Seq: uint64(i + 1), ETag: `"0123456789abcdef0123456789abcdef"`}}
+		if _, _, ok, err := s.Matches(ctx, "c", ch, where); err != nil || ok {
+			t.Fatalf("a change of a document that is gone: ok %v, err %v", ok, err)
+		}
+	}
+	s.states.mu.Lock()
+	defer s.states.mu.Unlock()
+	if n := s.states.lru.Len(); n > stateCacheEntries {
+		t.Errorf("%d states kept, want at most %d", n, stateCacheEntries)
+	}
+	if s.states.size <= 0 {
+		t.Errorf("states of %d entries counted as %d bytes", s.states.lru.Len(), s.states.size)
 	}
 }

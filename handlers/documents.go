@@ -138,8 +138,9 @@ func (h *Handler) readBodyHeld(c echo.Context) (_ []byte, release func(), err er
 	client := clientOf(c, h.cfg.Tokens != nil)
 	var mine int64
 	res := h.bodies.Reserve()
+	done := false // set on the way out with the body: its release gives both back
 	defer func() {
-		if err != nil {
+		if !done { // an error, or a panic on its way up
 			res.Release()
 			h.shares.Give(client, mine)
 		}
@@ -169,6 +170,7 @@ func (h *Handler) readBodyHeld(c echo.Context) (_ []byte, release func(), err er
 			body = append(body, scratch[:n]...)
 		}
 		if err == io.EOF {
+			done = true
 			return body, sync.OnceFunc(func() {
 				res.Release()
 				h.shares.Give(client, mine)

@@ -48,21 +48,28 @@ export function share(hub) {
       // A new leader starts from every tab's set: this one's too.
       hub._solo(null);
       hub.kick();
-    } else if (m.t === 'solo') hub._solo('told');
-    else if (hub.solo === 'stall') {
-      // The leader answers again: its stream carries this tab's set.
+      return;
+    }
+    if (m.t === 'solo') return hub._solo('told');
+    if (hub.solo === 'stall') {
+      // The leader answers again: its stream carries this tab's set. The
+      // message is handled too: an event may be one this tab's own
+      // stream had not brought yet.
       hub._solo(null);
       hub.kick();
-    } else if (hub.solo) return; // its stream is not this tab's
-    else if (m.t === 'ev') hub._dispatch(m.e, m.d, hub.sent);
+    }
+    if (hub.solo) return; // the leader's stream is not this tab's
+    if (m.t === 'ev') hub._dispatch(m.e, m.d, hub.sent);
     else if (m.t === 'ready') {
       if (m.covers[hub.tab] !== undefined) hub._ready(m.covers[hub.tab]);
     } else if (m.t === 'status') hub._status(m.s, false);
     else if (m.t === 'legacy') hub._legacy();
   };
+  // Pings go on while the tab streams on its own after a stall: the pong
+  // ends it, whether or not anything changes meanwhile.
   const ping = () => {
     const quiet = !globalThis.document || globalThis.document.visibilityState === 'visible';
-    if (hub.leader || hub.solo || hub.closed || !quiet || (!hub.docs.size && !hub.cols.size)) return;
+    if (hub.leader || hub.solo === 'told' || hub.closed || !quiet || (!hub.docs.size && !hub.cols.size)) return;
     const at = Date.now();
     hub._post({ t: 'ping', tab: hub.tab });
     setTimeout(() => {

@@ -434,7 +434,9 @@ function refuse(err, sent, pathKey) {
     const key = keyAt(e.instancePath, pathKey);
     if (key && sent.has(key)) why.set(key, [...(why.get(key) ?? []), e.message]);
   }
-  const keys = why.size ? [...why.keys()] : [...sent.keys()];
+  // A field edited again since it was sent keeps its newer text, which
+  // is sent (and judged) in its turn.
+  const keys = (why.size ? [...why.keys()] : [...sent.keys()]).filter((key) => !dirty.has(key));
   for (const key of keys) {
     const el = controlFor(key);
     if (!el) continue;
@@ -445,10 +447,14 @@ function refuse(err, sent, pathKey) {
     markFor(key)?.setAttribute('data-refused', '');
   }
   // Fields refused only because they travelled with a refused one.
-  for (const key of sent.keys()) if (!keys.includes(key)) edited(key);
+  for (const key of sent.keys()) if (!keys.includes(key) && !why.has(key)) edited(key);
   if (dirty.size) schedule();
+  if (!keys.length) return; // all edited again since: their new text is judged next
   notSaved = why.size
-    ? [...why].map(([key, msgs]) => `${label(key)}: ${msgs.join('; ')}`).join(' · ')
+    ? keys
+        .filter((key) => why.has(key))
+        .map((key) => `${label(key)}: ${why.get(key).join('; ')}`)
+        .join(' · ')
     : err.message;
   say(`Could not save: ${notSaved}`);
 }

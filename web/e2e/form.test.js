@@ -305,3 +305,44 @@ test('a collection whose schema refuses an empty email: the form opens all the s
   assert.equal(saved.email, 'ann@example.com');
   assert.deepEqual(errors, []);
 });
+
+test('text typed while a refused edit was on its way is kept and saved', { timeout: 60_000 }, async (t) => {
+  const c = `e2emin${process.pid}`;
+  const put = await fetch(`${server.url}/schemas/${c}`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ type: 'object', properties: { title: { type: 'string', maxLength: 3 } } }),
+  });
+  assert.equal(put.status, 201);
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.who = 'alice';
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${server.url}/?c=${c}&id=typing&debounce=100`);
+  await live(page);
+  // The first PATCH is held on its way until the user has typed on.
+  let letGo;
+  const held = new Promise((resolve) => (letGo = resolve));
+  let sent;
+  const first = new Promise((resolve) => (sent = resolve));
+  let patches = 0;
+  await page.route('**/docs/**', async (route) => {
+    if (route.request().method() === 'PATCH' && patches++ === 0) {
+      sent();
+      await held;
+    }
+    await route.continue();
+  });
+  await page.fill('#title', 'Too long');
+  await first;
+  await page.fill('#title', 'Ok');
+  letGo();
+  await settled(page);
+  assert.equal(await page.inputValue('#title'), 'Ok');
+  assert.equal(await page.getAttribute('#title', 'aria-invalid'), null);
+  const saved = await (await fetch(`${server.url}/docs/${c}/typing`)).json();
+  assert.equal(saved.title, 'Ok');
+  assert.deepEqual(errors, []);
+});
