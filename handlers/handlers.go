@@ -85,6 +85,12 @@ type Config struct {
 	// to OverloadWait for its turn, then is answered 503 overloaded with
 	// Retry-After. Zero means 4.
 	MaxBatches int
+	// PagesPerClient is the most listings, history pages and lists of
+	// violations one client (its token, else its address) has in progress
+	// at once, answers being written included; more is 429. Zero means 4.
+	PagesPerClient int
+	// BatchesPerClient is the same for POST /batch. Zero means 2.
+	BatchesPerClient int
 	// ReadyCache is how long GET /readyz reuses one check of the store, so
 	// that frequent probes cost one query; zero means 1s (ready.go).
 	ReadyCache time.Duration
@@ -185,8 +191,8 @@ func New(svc *document.Service, cfg Config) *Handler {
 		h.grace = 5 * time.Second
 	}
 	h.batches = make(chan struct{}, cmp.Or(max(cfg.MaxBatches, 0), 4))
-	h.pages = newClientTurns("pages (listings, history, violations)", pageTurns)
-	h.batchesOf = newClientTurns("batches", batchTurns)
+	h.pages = newClientTurns("pages (listings, history, violations)", "--max-pages-per-client", cmp.Or(max(cfg.PagesPerClient, 0), pageTurns))
+	h.batchesOf = newClientTurns("batches", "--max-batches-per-client", cmp.Or(max(cfg.BatchesPerClient, 0), batchTurns))
 	h.overloadWait = cfg.OverloadWait
 	if h.overloadWait <= 0 {
 		h.overloadWait = time.Second

@@ -14,7 +14,7 @@ import (
 // streams of one HTTP/2 connection alike. clientTurns bounds how many of
 // them one client has in progress at once.
 
-// Turns per client.
+// Turns per client, unless Config says otherwise.
 const (
 	pageTurns  = 4 // GET of listings, history, violations
 	batchTurns = 2 // POST /batch
@@ -23,14 +23,15 @@ const (
 // clientTurns counts one kind of request in progress per client.
 type clientTurns struct {
 	what string // the requests, in a refusal: "pages", "batches"
+	flag string // the flag that sets max, in a refusal
 	max  int
 
 	mu sync.Mutex
 	n  map[string]int // only clients with some in progress
 }
 
-func newClientTurns(what string, max int) *clientTurns {
-	return &clientTurns{what: what, max: max, n: map[string]int{}}
+func newClientTurns(what, flag string, max int) *clientTurns {
+	return &clientTurns{what: what, flag: flag, max: max, n: map[string]int{}}
 }
 
 // take counts one more request of client, if it has fewer than max.
@@ -62,7 +63,7 @@ func (h *Handler) inTurn(t *clientTurns, next echo.HandlerFunc) echo.HandlerFunc
 		client := clientOf(c, h.cfg.Tokens != nil)
 		if !t.take(client) {
 			c.Response().Header().Set(echo.HeaderRetryAfter, "1")
-			return fail(ErrRateLimited, fmt.Sprintf("this client has %d %s in progress already, the most one client may have at once; retry after 1 s", t.max, t.what))
+			return fail(ErrRateLimited, fmt.Sprintf("this client has %d %s in progress already, the most one client may have at once (%s); retry after 1 s", t.max, t.what, t.flag))
 		}
 		defer t.give(client)
 		return next(c)

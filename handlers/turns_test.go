@@ -39,10 +39,10 @@ func fromClient(addr *net.TCPAddr) *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: addr}).DialContext}}
 }
 
-// TestPagesInProgressPerClient: one client has at most 4 listings (and
-// history pages, violations) in progress at once, over any number of
-// connections: the fifth is 429 with Retry-After, while another client's
-// goes through.
+// TestPagesInProgressPerClient: one client has at most PagesPerClient
+// listings (and history pages, violations) in progress at once, over any
+// number of connections: one more is 429 with Retry-After, while another
+// client's goes through.
 func TestPagesInProgressPerClient(t *testing.T) {
 	t.Parallel()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
@@ -51,7 +51,7 @@ func TestPagesInProgressPerClient(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	stuck := stuckListStore{Store: st, entered: make(chan struct{}, 16), release: make(chan struct{})}
-	s := &server{Server: httptest.NewServer(newHandler(stuck, newConfig()).Echo())}
+	s := &server{Server: httptest.NewServer(newHandler(stuck, newConfig(func(c *config) { c.http.PagesPerClient = 3 })).Echo())}
 	t.Cleanup(s.Close)
 	type answer struct {
 		status int
@@ -69,18 +69,18 @@ func TestPagesInProgressPerClient(t *testing.T) {
 	}
 	one := fromClient(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	done := make(chan answer, 8)
-	for range 4 {
+	for range 3 {
 		go get(one, done)
 		<-stuck.entered
 	}
-	fifth := &http.Client{Timeout: 5 * time.Second}
-	res, err := fifth.Get(s.URL + "/docs/c")
+	more := &http.Client{Timeout: 5 * time.Second}
+	res, err := more.Get(s.URL + "/docs/c")
 	if err != nil {
-		t.Fatalf("a fifth listing of the client: %v, want 429 at once", err)
+		t.Fatalf("a fourth listing of the client: %v, want 429 at once", err)
 	}
 	res.Body.Close()
 	if res.StatusCode != 429 || res.Header.Get("Retry-After") == "" {
-		t.Fatalf("a fifth listing of the client: %d (Retry-After %q), want 429 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+		t.Fatalf("a fourth listing of the client: %d (Retry-After %q), want 429 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
 	}
 	// Another client is not held up by the first one's pages.
 	go get(fromClient(slowClient), done)
@@ -90,7 +90,7 @@ func TestPagesInProgressPerClient(t *testing.T) {
 		t.Fatal("another client's listing did not start")
 	}
 	close(stuck.release)
-	for range 5 {
+	for range 4 {
 		if a := <-done; a.err != nil || a.status != 200 {
 			t.Fatalf("a listing in progress: %d %v", a.status, a.err)
 		}

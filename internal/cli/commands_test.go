@@ -38,7 +38,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	serve := []string{"addr", "db", "require-if-match", "max-body", "max-doc", "max-depth", "max-ops", "history-versions",
 		"history-age", "max-rebase-ops", "max-rebase-work", "shutdown-timeout", "log-format", "log-level", "ui",
 		"tokens", "cors-origins", "rate", "idempotency-ttl", "insecure-no-auth", "read-header-timeout", "read-timeout",
-		"write-timeout", "idle-timeout", "max-header-bytes", "max-batch", "db-timeout", "idempotency-max-per-client",
+		"write-timeout", "idle-timeout", "max-header-bytes", "max-batch", "max-pages-per-client", "max-batches-per-client", "db-timeout", "idempotency-max-per-client",
 		"max-streams", "max-streams-per-client", "max-conns-per-client", "max-subscriptions", "tls-cert", "tls-key", "presence-ttl"}
 	for _, tc := range []struct {
 		args  []string

@@ -51,6 +51,8 @@ type serveConfig struct {
 	maxHeaderBytes    int64
 
 	maxBatch            int
+	maxPagesPerClient   int
+	maxBatchesPerClient int
 	maxStreams          int
 	maxStreamsPerClient int
 	maxConnsPerClient   int
@@ -95,6 +97,8 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(durationValue{&cfg.idleTimeout}, "idle-timeout", "2m", "how long an idle keep-alive connection is kept")
 	f.add(byteSize{&cfg.maxHeaderBytes}, "max-header-bytes", "64KiB", "largest request line and headers; more is 431")
 	f.add(intValue{&cfg.maxBatch}, "max-batch", "100", "most writes in one POST /batch")
+	f.add(intValue{&cfg.maxPagesPerClient}, "max-pages-per-client", "4", "most listings, history pages and violation lists of one client (its token, or its IP address without --tokens) in progress at once, answers being written included; more is 429")
+	f.add(intValue{&cfg.maxBatchesPerClient}, "max-batches-per-client", "2", "most POST /batch of one client in progress at once, answers being written included; more is 429")
 	f.add(durationValue{&cfg.dbTimeout}, "db-timeout", "5s", "longest a request waits on the database (pooled connection, locks, retries), after which it is 503 with Retry-After; also PostgreSQL's statement and lock timeouts")
 	f.add(intValue{&cfg.idempotencyLimit}, "idempotency-max-per-client", "100000", "idempotency records kept per client (token); more deletes the client's oldest")
 	f.add(intValue{&cfg.maxStreams}, "max-streams", "10000", "most change feed streams open at once; more is 429")
@@ -157,6 +161,8 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 		return bad("--idempotency-max-per-client must be at least 1")
 	case cfg.maxStreams < 1, cfg.maxStreamsPerClient < 1, cfg.maxSubscriptions < 1, cfg.maxConnsPerClient < 1:
 		return bad("--max-streams, --max-streams-per-client, --max-subscriptions and --max-conns-per-client must be positive")
+	case cfg.maxPagesPerClient < 1, cfg.maxBatchesPerClient < 1:
+		return bad("--max-pages-per-client and --max-batches-per-client must be positive")
 	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):
 		return cfg, usageError{errTLSPair}
 	}
@@ -262,6 +268,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	hcfg.CORSOrigins = handlers.ParseOrigins(cfg.corsOrigins)
 	hcfg.Rate = cfg.rate
 	hcfg.MaxBatch = cfg.maxBatch
+	hcfg.PagesPerClient = cfg.maxPagesPerClient
+	hcfg.BatchesPerClient = cfg.maxBatchesPerClient
 	if b, ok := st.(store.Backuper); ok {
 		hcfg.Backup = b
 	}

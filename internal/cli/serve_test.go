@@ -30,18 +30,20 @@ func TestParseFlags(t *testing.T) {
 			logFormat: "auto", logLevel: "info", ui: true,
 			idempotencyTTL: 24 * time.Hour, dbTimeout: 5 * time.Second, idempotencyLimit: 100_000,
 			readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
-			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100,
+			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100, maxPagesPerClient: 4, maxBatchesPerClient: 2,
 			maxStreams: 10000, maxStreamsPerClient: 64, maxConnsPerClient: 256, maxSubscriptions: 1000, presenceTTL: 30 * time.Second}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
 		}
 	})
 	t.Run("FlagsAndServe", func(t *testing.T) {
-		cfg, err := parseFlags([]string{"serve", "--addr", ":9", "--require-if-match=false", "--max-body", "64KiB", "--history-age", "1h", "--max-batch", "7"}, noEnv, io.Discard)
+		cfg, err := parseFlags([]string{"serve", "--addr", ":9", "--require-if-match=false", "--max-body", "64KiB", "--history-age", "1h", "--max-batch", "7",
+			"--max-pages-per-client", "9", "--max-batches-per-client", "3"}, noEnv, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.addr != ":9" || cfg.requireIfMatch || cfg.maxBody != 64<<10 || cfg.historyAge != time.Hour || cfg.maxBatch != 7 {
+		if cfg.addr != ":9" || cfg.requireIfMatch || cfg.maxBody != 64<<10 || cfg.historyAge != time.Hour || cfg.maxBatch != 7 ||
+			cfg.maxPagesPerClient != 9 || cfg.maxBatchesPerClient != 3 {
 			t.Fatalf("cfg=%+v", cfg)
 		}
 	})
