@@ -63,8 +63,6 @@ func (h *Handler) batch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// The turn is given back once the batch is decided, before its
-	// answer is written: a client that reads it slowly holds no turn.
 	release := sync.OnceFunc(turn)
 	defer release()
 	lim := h.svc.Limits()
@@ -126,7 +124,15 @@ func (h *Handler) batch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	release()
+	// The turn is given back once the batch is decided, before its answer
+	// is written, so that a client that reads it slowly holds none: the
+	// answer then holds its bytes of the answers' budget instead. With
+	// that budget full, the turn is held until the answer is written,
+	// which bounds the memory of answers no one reads.
+	if held, ok := h.answers.TryAcquire(len(resp)); ok {
+		defer held()
+		release()
+	}
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, resp)
 }

@@ -173,3 +173,49 @@ func TestBodyShareOfOneClient(t *testing.T) {
 	expect(t, s.do(t, "PUT", "/docs/c/other", hdr{"Content-Type", ctJSON}, body), 201, "")
 	waitBudgetHeld(t, h, 48<<10)
 }
+
+// TestBodyShareFreeOnAnswer: a body's share of the budget is free by the
+// time its client has the answer, so a client that sends its next body as
+// soon as it reads an answer, on each of as many connections as its share
+// holds bodies, is never refused.
+func TestBodyShareFreeOnAnswer(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, func(c *config) {
+		c.http.DecodeBudget, c.http.MaxBody, c.http.OverloadWait = 256<<10, 64<<10, 100*time.Millisecond
+	})
+	body := `{"pad":"` + strings.Repeat("w", 30<<10) + `"}` // two fit in the share of 64 KiB
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	refused := 0
+	for w := range 2 {
+		wg.Go(func() {
+			cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+			for i := range 300 {
+				req, _ := http.NewRequest("PUT", fmt.Sprintf("%s/docs/c/b%d", s.URL, w), strings.NewReader(body))
+				req.Header.Set("Content-Type", ctJSON)
+				if i > 0 {
+					req.Header.Set("If-Match", "*")
+				}
+				res, err := cl.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode == 429 {
+					mu.Lock()
+					refused++
+					mu.Unlock()
+				} else if res.StatusCode >= 300 {
+					t.Errorf("PUT: %d", res.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if refused > 0 {
+		t.Fatalf("%d of 600 bodies sent on reading the answer before were refused for the client's share", refused)
+	}
+}

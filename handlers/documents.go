@@ -78,13 +78,18 @@ func mediaType(c echo.Context) string {
 const readChunk = 32 << 10
 
 // readBody reads the request body within the size limit. Its share of the
-// decode budget (see readBodyHeld) is held until the request ends.
+// decode budget (see readBodyHeld) is held until the answer is written
+// (requestInfo.releases).
 func (h *Handler) readBody(c echo.Context) ([]byte, error) {
 	body, release, err := h.readBodyHeld(c)
 	if err != nil {
 		return nil, err
 	}
-	context.AfterFunc(c.Request().Context(), release)
+	if o, ok := c.(*observed); ok {
+		o.info.releases = append(o.info.releases, release)
+	} else {
+		context.AfterFunc(c.Request().Context(), release)
+	}
 	return body, nil
 }
 

@@ -87,10 +87,13 @@ type Config struct {
 	MaxBatches int
 	// PagesPerClient is the most listings, history pages and lists of
 	// violations one client (its token, else its address) has in progress
-	// at once, answers being written included; more is 429. Zero means 4.
+	// at once, answers being written included; more is 429. Zero means 8.
 	PagesPerClient int
 	// BatchesPerClient is the same for POST /batch. Zero means 2.
 	BatchesPerClient int
+	// AnswerBudget bounds the bytes of batch answers being written that
+	// no longer hold a batch turn (see MaxBatches). Zero means 64 MiB.
+	AnswerBudget int64
 	// ReadyCache is how long GET /readyz reuses one check of the store, so
 	// that frequent probes cost one query; zero means 1s (ready.go).
 	ReadyCache time.Duration
@@ -135,6 +138,7 @@ type Handler struct {
 	batches      chan struct{}  // a token per POST /batch being decided (Config.MaxBatches)
 	pages        *clientTurns   // per client: listings, history pages, violations in progress
 	batchesOf    *clientTurns   // per client: batches in progress, answers included
+	answers      *budget.Budget // batch answers being written without their turn
 	// following is true while the hub hears of the store's commits.
 	following bool
 
@@ -191,6 +195,7 @@ func New(svc *document.Service, cfg Config) *Handler {
 		h.grace = 5 * time.Second
 	}
 	h.batches = make(chan struct{}, cmp.Or(max(cfg.MaxBatches, 0), 4))
+	h.answers = budget.New(cmp.Or(max(cfg.AnswerBudget, 0), 64<<20))
 	h.pages = newClientTurns("pages (listings, history, violations)", "--max-pages-per-client", cmp.Or(max(cfg.PagesPerClient, 0), pageTurns))
 	h.batchesOf = newClientTurns("batches", "--max-batches-per-client", cmp.Or(max(cfg.BatchesPerClient, 0), batchTurns))
 	h.overloadWait = cfg.OverloadWait

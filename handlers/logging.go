@@ -40,6 +40,11 @@ type requestInfo struct {
 	// as the client's end of stream is read. Streams, which have no
 	// answer to finish, end with it (see clientContext).
 	client context.Context
+	// releases give back what the request held of bounded resources (its
+	// body's share of the decode budget) once its answer is written into
+	// the response, before net/http sends its last bytes: the client's
+	// next request, sent on reading the answer, finds them free.
+	releases []func()
 }
 
 // statusClientClosed is what the request log and the metrics record for a
@@ -145,6 +150,11 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		res.Header()[HeaderRequestID] = []string{id} // canonical already
 		o := &observed{Context: c, info: requestInfo{id: id, client: client}}
 		ri := &o.info
+		defer func() {
+			for _, release := range ri.releases {
+				release()
+			}
+		}()
 
 		err := next(o)
 		x := exchange{method: req.Method, route: c.Path()}

@@ -16,7 +16,7 @@ import (
 
 // Turns per client, unless Config says otherwise.
 const (
-	pageTurns  = 4 // GET of listings, history, violations
+	pageTurns  = 8 // GET of listings, history, violations
 	batchTurns = 2 // POST /batch
 )
 

@@ -101,11 +101,13 @@ func TestPagesInProgressPerClient(t *testing.T) {
 
 // TestBatchTurnFreeBeforeAnswer: a batch's turn (--max-batches) is given
 // back once it is decided, before its answer is written, so a client that
-// does not read a large answer holds none; and one client has at most two
-// batches in progress.
+// does not read a large answer holds none, while the answers' budget has
+// room for the answer; without room the turn is held (the memory of
+// unread answers stays bounded). One client has at most two batches in
+// progress.
 func TestBatchTurnFreeBeforeAnswer(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, func(c *config) { c.http.MaxBatches = 1 })
+	s := startServer(t, func(c *config) { c.http.MaxBatches, c.http.AnswerBudget = 1, 40<<20 })
 	s.create(t, "/docs/c/big", `{"n":0,"pad":"`+strings.Repeat("p", 1<<20-64)+`"}`)
 	// 30 dry-run merges of the 1 MB document: an answer of 30 MB.
 	var writes []string
@@ -127,9 +129,14 @@ func TestBatchTurnFreeBeforeAnswer(t *testing.T) {
 			t.Fatalf("the unread batch: %q %v", status, err)
 		}
 	}
-	unread()
-	unread()
 	small := `{"writes":[{"method":"PUT","path":"/docs/c/small","headers":{"Content-Type":"application/json"},"body":{"a":1}}]}`
+	unread()
+	// Another client's batch gets the one turn: the unread answer holds
+	// its bytes of the answers' budget, not the turn.
+	expect(t, s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, small), 200, "")
+	// A second unread answer does not fit in what is left of the budget:
+	// it keeps its turn while it is written.
+	unread()
 	// The slow client has two batches in progress: a third is refused.
 	res, err := fromClient(slowClient).Post(s.URL+"/batch", "application/json", strings.NewReader(small))
 	if err != nil {
@@ -140,6 +147,5 @@ func TestBatchTurnFreeBeforeAnswer(t *testing.T) {
 	if res.StatusCode != 429 || res.Header.Get("Retry-After") == "" {
 		t.Fatalf("the third batch of a client with two in progress: %d (Retry-After %q), want 429 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
 	}
-	// Another client's batch gets the one turn: the unread answers hold none.
-	expect(t, s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, small), 200, "")
+	expect(t, s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, strings.Replace(small, "/small", "/small2", 1)), 503, "overloaded")
 }

@@ -172,6 +172,19 @@ func (r *Reservation) Grow(ctx context.Context, n int) error {
 	return nil
 }
 
+// TryAcquire is Acquire without waiting: ok is false, and nothing is
+// taken, unless n bytes are free now and nobody waits for them.
+func (b *Budget) TryAcquire(n int) (release func(), ok bool) {
+	if b == nil || n < Min {
+		return func() {}, true
+	}
+	n64 := min(int64(n), b.cap)
+	if !b.tryTake(n64) {
+		return nil, false
+	}
+	return b.releaser(n64), true
+}
+
 // tryTake takes n bytes if they are free and nobody waits for them.
 func (b *Budget) tryTake(n int64) bool {
 	b.mu.Lock()

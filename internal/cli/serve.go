@@ -97,7 +97,7 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(durationValue{&cfg.idleTimeout}, "idle-timeout", "2m", "how long an idle keep-alive connection is kept")
 	f.add(byteSize{&cfg.maxHeaderBytes}, "max-header-bytes", "64KiB", "largest request line and headers; more is 431")
 	f.add(intValue{&cfg.maxBatch}, "max-batch", "100", "most writes in one POST /batch")
-	f.add(intValue{&cfg.maxPagesPerClient}, "max-pages-per-client", "4", "most listings, history pages and violation lists of one client (its token, or its IP address without --tokens) in progress at once, answers being written included; more is 429")
+	f.add(intValue{&cfg.maxPagesPerClient}, "max-pages-per-client", "8", "most listings, history pages and violation lists of one client (its token, or its IP address without --tokens) in progress at once, answers being written included; more is 429")
 	f.add(intValue{&cfg.maxBatchesPerClient}, "max-batches-per-client", "2", "most POST /batch of one client in progress at once, answers being written included; more is 429")
 	f.add(durationValue{&cfg.dbTimeout}, "db-timeout", "5s", "longest a request waits on the database (pooled connection, locks, retries), after which it is 503 with Retry-After; also PostgreSQL's statement and lock timeouts")
 	f.add(intValue{&cfg.idempotencyLimit}, "idempotency-max-per-client", "100000", "idempotency records kept per client (token); more deletes the client's oldest")

@@ -30,7 +30,7 @@ func TestParseFlags(t *testing.T) {
 			logFormat: "auto", logLevel: "info", ui: true,
 			idempotencyTTL: 24 * time.Hour, dbTimeout: 5 * time.Second, idempotencyLimit: 100_000,
 			readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
-			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100, maxPagesPerClient: 4, maxBatchesPerClient: 2,
+			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100, maxPagesPerClient: 8, maxBatchesPerClient: 2,
 			maxStreams: 10000, maxStreamsPerClient: 64, maxConnsPerClient: 256, maxSubscriptions: 1000, presenceTTL: 30 * time.Second}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
