@@ -328,7 +328,10 @@ function edited(key) {
   if (refused.delete(key)) {
     controlFor(key)?.removeAttribute('aria-invalid');
     markFor(key)?.removeAttribute('data-refused');
-    if (!refused.size) notSaved = null;
+    if (!refused.size) {
+      notSaved = null;
+      if (activity.textContent.startsWith('Could not save')) say('');
+    }
   }
   setMark(key, '');
 }
@@ -436,7 +439,8 @@ function refuse(err, sent, pathKey) {
   }
   // A field edited again since it was sent keeps its newer text, which
   // is sent (and judged) in its turn.
-  const keys = (why.size ? [...why.keys()] : [...sent.keys()]).filter((key) => !dirty.has(key));
+  // So is one whose newer text is on its way (this write counts one).
+  const keys = (why.size ? [...why.keys()] : [...sent.keys()]).filter((key) => !dirty.has(key) && (inflight.get(key) ?? 0) <= 1);
   for (const key of keys) {
     const el = controlFor(key);
     if (!el) continue;

@@ -54,8 +54,13 @@ function query() {
   const order = $('#order').value;
   shown = { urgent, order };
   const url = new URL(location.href);
-  url.searchParams.set('urgent', urgent);
-  url.searchParams.set('order', order);
+  // Only what differs from the page's defaults: an empty parameter is not
+  // one the server takes.
+  for (const [k, v] of Object.entries({ urgent, order })) {
+    if (v && v !== DEFAULTS[k]) url.searchParams.set(k, v);
+    else url.searchParams.delete(k);
+  }
+  if (!order) url.searchParams.set('order', 'id');
   history.replaceState(null, '', url);
   current = watch(client, collection, { where: urgent ? { '/urgent': urgent === 'true' } : null, order: order || null });
   current.subscribe((ev) => (ev.type === 'change' ? render() : status()));
@@ -64,8 +69,14 @@ function query() {
 }
 
 $('#collection').textContent = collection;
-const sel = { urgent: params.get('urgent'), order: params.get('order') };
-for (const [k, v] of Object.entries(sel)) if (v !== null) $(`#${k}`).value = v;
+// The address's choices, where the selects have them ("id" is the order
+// by id, whose option's value is empty).
+const DEFAULTS = { urgent: '', order: '/title' };
+const sel = { urgent: params.get('urgent'), order: params.get('order') === 'id' ? '' : params.get('order') };
+for (const [k, v] of Object.entries(sel)) {
+  const el = $(`#${k}`);
+  el.value = v !== null && [...el.options].some((o) => o.value === v) ? v : DEFAULTS[k];
+}
 $('#query').addEventListener('change', query);
 query();
 // A page restored by Back keeps its script's state, but the browser may

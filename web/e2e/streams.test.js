@@ -197,6 +197,19 @@ test('the list page: live rows, a filter and an order, a row opens the form; one
   await rowsAre('d,c');
   assert.equal(await list.inputValue('#urgent'), 'true');
   assert.equal(await list.inputValue('#order'), '-/title');
+  // Ordered by id: the address says so in a way the server takes, and a
+  // reload shows the same list.
+  await list.selectOption('#order', '');
+  await rowsAre('c,d');
+  await list.reload();
+  await list.waitForSelector('#status[data-state="live"]', { timeout: WAIT });
+  await rowsAre('c,d');
+  assert.equal(await list.inputValue('#order'), '');
+  // An address with values the page does not know shows the defaults.
+  await list.goto(`${server.url}/ui/list.html?c=${c}&urgent=bogus&order=/nope`);
+  await list.waitForSelector('#status[data-state="live"]', { timeout: WAIT });
+  assert.equal(await list.inputValue('#urgent'), '');
+  assert.equal(await list.inputValue('#order'), '/title');
   // The filter and order fit on one line at this width.
   const tops = await list.$$eval('#query select', (els) => els.map((el) => Math.round(el.getBoundingClientRect().top)));
   assert.equal(new Set(tops).size, 1, `the selects are on one line: ${tops}`);
