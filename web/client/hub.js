@@ -127,6 +127,8 @@ export class Hub {
     this.timer = setTimeout(() => {
       this.timer = null;
       if (!this.leader && !this.solo) return this.tell?.(); // share.js: tell the leader
+      // A tab told to stream on its own does so while it is visible.
+      if (this.solo === 'told' && globalThis.document?.visibilityState === 'hidden') return;
       // One stream opening at a time: a change made meanwhile waits for its ready.
       if (this.conns.some((c) => !c.ready)) return;
       this._open();
@@ -164,6 +166,7 @@ export class Hub {
   }
 
   async _open() {
+    if (this.solo === 'told' && globalThis.document?.visibilityState === 'hidden') return; // see kick
     this.dirty = false;
     const client = this.client;
     const body = this._body();
@@ -278,6 +281,8 @@ export class Hub {
       for (const c of this.conns) c.ac.abort();
       this.conns = [];
       this.alone = false;
+      this._soloEnded?.(); // share.js: the solo slot's lock is free again
+      this._soloEnded = null;
     }
   }
 

@@ -299,3 +299,46 @@ test('tabs under tokens of different scopes: the union the first tab opens is re
   for (const p of tabs.slice(1)) await p.waitForFunction(() => globalThis.doc.value.n === 1, null, { timeout: WAIT });
   for (const p of tabs) assert.deepEqual(p.errors, []);
 });
+
+test('a dialog in the leader of seven tabs: at most two others stream on their own, and every tab still saves', { timeout: 150_000 }, async (t) => {
+  await streamsAre(0);
+  const id = `dialog7-${process.pid}`;
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 700 } });
+  t.after(() => ctx.close());
+  const pages = [];
+  for (let i = 0; i < 7; i++) {
+    const page = await ctx.newPage();
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(e.message));
+    await page.goto(`${server.url}/?id=${id}&debounce=50`);
+    await live(page);
+    pages.push(page);
+  }
+  await streamsAre(1);
+  const isLeader = await Promise.all(pages.map((p) => p.evaluate(() => globalThis.patchdDemo.doc().client._hubFor().leader)));
+  const leader = pages[isLeader.indexOf(true)];
+  const followers = pages.filter((p) => p !== leader);
+  const dialog = new Promise((resolve) => leader.once('dialog', resolve));
+  await leader.evaluate(() => setTimeout(() => alert('Leave this open'), 0));
+  const open = await dialog;
+  await merge('demo', id, { title: 'While the dialog is open' });
+  // Followers that stream on their own see it.
+  const seen = () => Promise.all(followers.map((p) => p.evaluate(() => document.querySelector('#title').value === 'While the dialog is open')));
+  for (const t0 = Date.now(); (await seen()).filter(Boolean).length < 2; ) {
+    if (Date.now() - t0 > WAIT) assert.fail('no two followers saw the edit made while the leader was blocked');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Over the next pings of every follower (each every 2 s), no more than
+  // two of them open a stream: the browser keeps connections for writes.
+  let most = 0;
+  for (const t0 = Date.now(); Date.now() - t0 < 5000; await new Promise((r) => setTimeout(r, 100))) most = Math.max(most, await openStreams());
+  assert.ok(most <= 3, `${most} streams open: the leader's and more than two others`);
+  // Every follower still saves: the browser has connections left for writes.
+  await Promise.all(followers.map((p, i) => p.evaluate((i) => globalThis.patchdDemo.doc().merge({ [`f${i}`]: i }), i)));
+  await open.dismiss();
+  for (const p of pages) {
+    await p.waitForFunction((n) => Array.from({ length: n }, (_, i) => globalThis.patchdDemo.doc().value[`f${i}`] === i).every(Boolean), followers.length, { timeout: WAIT });
+  }
+  await streamsAre(1);
+  for (const p of pages) assert.deepEqual(p.errors, []);
+});
