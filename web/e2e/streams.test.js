@@ -60,6 +60,36 @@ async function blankPage(t) {
   return page;
 }
 
+/**
+ * Opens n tabs of the demo on document id in one browser context, live and
+ * sharing one stream, and returns them with the one that holds it.
+ */
+async function demoTabs(t, id, n) {
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 700 } });
+  t.after(() => ctx.close());
+  const pages = [];
+  for (let i = 0; i < n; i++) {
+    const page = await ctx.newPage();
+    page.errors = [];
+    page.on('pageerror', (e) => page.errors.push(e.message));
+    await page.goto(`${server.url}/?id=${id}&debounce=50`);
+    await live(page);
+    pages.push(page);
+  }
+  await streamsAre(1);
+  const isLeader = await Promise.all(pages.map((p) => p.evaluate(() => globalThis.patchdDemo.doc().client._hubFor().leader)));
+  assert.equal(isLeader.filter(Boolean).length, 1, 'one tab holds the stream');
+  const leader = pages[isLeader.indexOf(true)];
+  return { pages, leader, followers: pages.filter((p) => p !== leader) };
+}
+
+/** Opens an alert in page and returns it, left open (Playwright dismisses it otherwise). */
+async function alertLeftOpen(page) {
+  const dialog = new Promise((resolve) => page.once('dialog', resolve));
+  await page.evaluate(() => setTimeout(() => alert('Leave this open'), 0));
+  return dialog;
+}
+
 test('one page follows seven documents: every one gets its changes', { timeout: 60_000 }, async (t) => {
   const c = `seven${process.pid}`;
   const ids = Array.from({ length: 7 }, (_, i) => `d${i}`);
@@ -82,17 +112,7 @@ test('twenty tabs of the demo in one browser: all live over one stream, each edi
   await streamsAre(0); // the pages of the tests before are gone
   const before = 0;
   const id = `tabs-${process.pid}`;
-  const ctx = await browser.newContext({ viewport: { width: 820, height: 700 } });
-  t.after(() => ctx.close());
-  const pages = [];
-  for (let i = 0; i < 20; i++) {
-    const page = await ctx.newPage();
-    page.errors = [];
-    page.on('pageerror', (e) => page.errors.push(e.message));
-    await page.goto(`${server.url}/?id=${id}&debounce=50`);
-    await live(page);
-    pages.push(page);
-  }
+  const { pages } = await demoTabs(t, id, 20);
   // One tab holds the stream for all.
   await streamsAre(before + 1);
   // Each tab saves an edit of its own: a line of notes in a field of its own.
@@ -219,27 +239,8 @@ test('the list page: live rows, a filter and an order, a row opens the form; one
 test('a dialog left open in the tab holding the stream: the other tabs stream on their own meanwhile, then follow it again', { timeout: 120_000 }, async (t) => {
   await streamsAre(0);
   const id = `dialog-${process.pid}`;
-  const ctx = await browser.newContext({ viewport: { width: 820, height: 700 } });
-  t.after(() => ctx.close());
-  const pages = [];
-  for (let i = 0; i < 3; i++) {
-    const page = await ctx.newPage();
-    page.errors = [];
-    page.on('pageerror', (e) => page.errors.push(e.message));
-    await page.goto(`${server.url}/?id=${id}&debounce=50`);
-    await live(page);
-    pages.push(page);
-  }
-  await streamsAre(1);
-  const isLeader = await Promise.all(pages.map((p) => p.evaluate(() => globalThis.patchdDemo.doc().client._hubFor().leader)));
-  assert.equal(isLeader.filter(Boolean).length, 1, 'one tab holds the stream');
-  const leader = pages[isLeader.indexOf(true)];
-  const followers = pages.filter((p) => p !== leader);
-
-  // A listener keeps the dialog open (Playwright dismisses it otherwise).
-  const dialog = new Promise((resolve) => leader.once('dialog', resolve));
-  await leader.evaluate(() => setTimeout(() => alert('Leave this open'), 0));
-  const open = await dialog;
+  const { pages, leader, followers } = await demoTabs(t, id, 3);
+  const open = await alertLeftOpen(leader);
   await merge('demo', id, { title: 'While the dialog is open' });
   for (const p of followers) await p.waitForFunction(() => document.querySelector('#title').value === 'While the dialog is open', null, { timeout: WAIT });
   // A follower's edit still reaches the other follower.
@@ -303,24 +304,8 @@ test('tabs under tokens of different scopes: the union the first tab opens is re
 test('a dialog in the leader of seven tabs: at most two others stream on their own, and every tab still saves', { timeout: 150_000 }, async (t) => {
   await streamsAre(0);
   const id = `dialog7-${process.pid}`;
-  const ctx = await browser.newContext({ viewport: { width: 820, height: 700 } });
-  t.after(() => ctx.close());
-  const pages = [];
-  for (let i = 0; i < 7; i++) {
-    const page = await ctx.newPage();
-    page.errors = [];
-    page.on('pageerror', (e) => page.errors.push(e.message));
-    await page.goto(`${server.url}/?id=${id}&debounce=50`);
-    await live(page);
-    pages.push(page);
-  }
-  await streamsAre(1);
-  const isLeader = await Promise.all(pages.map((p) => p.evaluate(() => globalThis.patchdDemo.doc().client._hubFor().leader)));
-  const leader = pages[isLeader.indexOf(true)];
-  const followers = pages.filter((p) => p !== leader);
-  const dialog = new Promise((resolve) => leader.once('dialog', resolve));
-  await leader.evaluate(() => setTimeout(() => alert('Leave this open'), 0));
-  const open = await dialog;
+  const { pages, leader, followers } = await demoTabs(t, id, 7);
+  const open = await alertLeftOpen(leader);
   await merge('demo', id, { title: 'While the dialog is open' });
   // Followers that stream on their own see it.
   const seen = () => Promise.all(followers.map((p) => p.evaluate(() => document.querySelector('#title').value === 'While the dialog is open')));
