@@ -207,6 +207,9 @@ test('with tokens the demo asks for one, and works with it; the list page too', 
   page.who = 'carol';
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // No request but the API's is refused: no favicon.ico asked for.
+  const refused = [];
+  page.on('response', (r) => r.status() === 401 && !new URL(r.url()).pathname.startsWith('/docs/') && refused.push(r.url()));
   await page.goto(`${authd.url}/?id=${id}&debounce=100`);
   await page.waitForSelector('#signin form #token', { timeout: WAIT });
   assert.match(await page.textContent('#signin'), /needs a token/);
@@ -220,6 +223,12 @@ test('with tokens the demo asks for one, and works with it; the list page too', 
   await live(page);
   assert.equal(await page.$('#signin form'), null);
   await edit(page, '#title', 'Signed in');
+  // Another window opened from the page has the tab's token (same origin,
+  // its session storage copied): it needs no sign-in.
+  const [other] = await Promise.all([ctx.waitForEvent('page'), page.click('#new-window')]);
+  await live(other);
+  assert.equal(await other.$('#signin form'), null);
+  await other.close();
   const res = await fetch(`${authd.url}/docs/demo/${id}/history`, { headers: { Authorization: `Bearer ${token}` } });
   const { versions } = await res.json();
   assert.deepEqual(
@@ -232,4 +241,5 @@ test('with tokens the demo asks for one, and works with it; the list page too', 
   await page.waitForFunction((id) => document.querySelector(`#list tbody tr[data-id="${id}"]`), id, { timeout: WAIT });
   await shot(t, page, '1-list-signed-in');
   assert.deepEqual(errors, []);
+  assert.deepEqual(refused, [], 'requests outside the API refused for the token');
 });
