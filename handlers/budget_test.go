@@ -25,11 +25,6 @@ func waitBudgetHeld(t *testing.T, h *handlers.Handler, n int64) {
 	}
 }
 
-// slowClient is the address slow uploads come from: another client than
-// the tests' own requests (127.0.0.1), each client having its share of the
-// decode budget.
-var slowClient = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
-
 // slowUpload opens a PUT of a 1 MiB body from slowClient and sends sent
 // bytes of it, then keeps the connection open, sending a byte now and then
 // until stop is closed.
@@ -156,17 +151,9 @@ func TestBodyShareOfOneClient(t *testing.T) {
 	slowUploadOf(t, s.Listener.Addr().String(), "/docs/c/slow", 64<<10, 48<<10, stop)
 	waitBudgetHeld(t, h, 48<<10)
 	body := `{"pad":"` + strings.Repeat("w", 32<<10) + `"}`
-	from := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: slowClient}).DialContext}}
-	req, _ := http.NewRequest("PUT", s.URL+"/docs/c/more", strings.NewReader(body))
-	req.Header.Set("Content-Type", ctJSON)
-	res, err := from.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	problem, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 429 || !strings.Contains(string(problem), "rate-limited") || res.Header.Get("Retry-After") == "" {
-		t.Fatalf("a body past the client's share: %d %.200s (Retry-After %q), want 429 rate-limited with Retry-After", res.StatusCode, problem, res.Header.Get("Retry-After"))
+	r := s.doWith(t, fromClient(slowClient), "PUT", "/docs/c/more", hdr{"Content-Type", ctJSON}, body)
+	if r.status != 429 || !strings.Contains(string(r.body), "rate-limited") || r.header.Get("Retry-After") == "" {
+		t.Fatalf("a body past the client's share: %d %.200s (Retry-After %q), want 429 rate-limited with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
 	}
 	// Another client's body of the same size goes through, and the
 	// refused one holds nothing.

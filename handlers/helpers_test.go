@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/handlers"
@@ -156,6 +158,16 @@ func (s *server) doWith(t *testing.T, cl *http.Client, method, path string, h hd
 		t.Fatal(err)
 	}
 	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// slowClient is another client than the tests' own requests (127.0.0.1):
+// the per-client bounds (bodies' share of the decode budget, pages and
+// batches in progress) count it apart.
+var slowClient = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+
+// fromClient is an HTTP client whose connections come from addr.
+func fromClient(addr *net.TCPAddr) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: addr}).DialContext}}
 }
 
 // expect fails unless r has the status and, for errors, the problem type.

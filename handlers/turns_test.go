@@ -34,11 +34,6 @@ func (s stuckListStore) List(ctx context.Context, c, after string, limit int) ([
 	return s.Store.List(ctx, c, after, limit)
 }
 
-// fromClient is an HTTP client whose connections come from addr.
-func fromClient(addr *net.TCPAddr) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: addr}).DialContext}}
-}
-
 // TestPagesInProgressPerClient: one client has at most PagesPerClient
 // listings (and history pages, violations) in progress at once, over any
 // number of connections: one more is 429 with Retry-After, while another
@@ -138,14 +133,10 @@ func TestBatchTurnFreeBeforeAnswer(t *testing.T) {
 	// it keeps its turn while it is written.
 	unread()
 	// The slow client has two batches in progress: a third is refused.
-	res, err := fromClient(slowClient).Post(s.URL+"/batch", "application/json", strings.NewReader(small))
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	if res.StatusCode != 429 || res.Header.Get("Retry-After") == "" {
-		t.Fatalf("the third batch of a client with two in progress: %d (Retry-After %q), want 429 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+	r := s.doWith(t, fromClient(slowClient), "POST", "/batch", hdr{"Content-Type", ctJSON}, small)
+	expect(t, r, 429, "rate-limited")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
 	}
 	expect(t, s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, strings.Replace(small, "/small", "/small2", 1)), 503, "overloaded")
 }
