@@ -49,7 +49,11 @@ func ownDatabase(t *testing.T) (*pgtest.Cluster, string) {
 // the same version, one of them replayed, and the edit is applied once.
 func TestKeyedRetryAcrossReplicasAppliesOnce(t *testing.T) {
 	db := pg.Database(t)
-	rs := startReplicas(t, db, 2)
+	// Each replica's wait for the row lock ends after --db-timeout (a
+	// 503); the two waits must overlap, so they get longer than a loaded
+	// machine may take to start the second (at 5 s, a first that gave up
+	// before the second began waiting would leave waitFor never seeing two).
+	rs := startReplicas(t, db, 2, "--db-timeout", "25s")
 	const path = "/docs/orders/o1"
 	r := do(t, rs[0].URL, "PUT", path, `{"a":[]}`, "Content-Type", ctJSON)
 	want(t, r, http.StatusCreated)

@@ -76,3 +76,26 @@ func TestSettledForgetsBase(t *testing.T) {
 		t.Fatalf("%d of %d settled writes still refer to their base", withBase, len(seen))
 	}
 }
+
+// TestMapWithin: under an address-space limit the map leaves the runtime
+// half of it, in whole GiB (ulimit -v 6000000000 mapped 4 GiB before, and
+// a restart ran out of address space in its first allocations).
+func TestMapWithin(t *testing.T) {
+	const gib = 1 << 30
+	for _, c := range []struct {
+		want  int
+		limit uint64
+		got   int
+	}{
+		{16 * gib, 0, 16 * gib},
+		{16 * gib, 6_000_000_000, 2 * gib},
+		{16 * gib, 1_500_000_000, 0},
+		{1 * gib, 6_000_000_000, 1 * gib},
+		{16 * gib, 64 * gib, 16 * gib},
+		{16 * gib, 20 * gib, 10 * gib},
+	} {
+		if got := mapWithin(c.want, c.limit); got != c.got {
+			t.Errorf("mapWithin(%d, %d) = %d, want %d", c.want, c.limit, got, c.got)
+		}
+	}
+}

@@ -242,6 +242,14 @@ func Open(path string, opts store.Options) (*Store, error) {
 	var file *os.File // bbolt's, to release its lock if bbolt panics
 	var db *bbolt.DB
 	mapped := initialMmap(path, opts.ReadOnly)
+	if within := mapWithin(mapped, addressLimit()); within < mapped {
+		// Under ulimit -v the Go runtime, the heap and thread stacks need
+		// room beside the map: the runtime alone reserves about a
+		// gigabyte. Mapping all but that, a restart could run out of
+		// address space in its first allocations.
+		b.log.Warn("the address space is limited (see ulimit -v); mapping less", "path", path, "bytes", mapped, "then", within)
+		mapped = within
+	}
 	db, file, err = openBolt(path, opts, mapped)
 	for _, smaller := range mapFallbacks(mapped) {
 		if !errors.Is(err, syscall.ENOMEM) {

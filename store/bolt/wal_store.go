@@ -37,6 +37,19 @@ func mmapReserve(size int64) int64 {
 	return max(1<<34, 2*size)
 }
 
+// mapWithin returns the map to ask for when the process may hold at most
+// limit bytes of address space (0: no limit): want, or half the limit in
+// whole GiB if want is more (bbolt rounds a map above 1 GiB up to whole
+// GiB), or 0 (bbolt's default: the file's size, rounded up) if that is
+// none.
+func mapWithin(want int, limit uint64) int {
+	half := limit / 2
+	if limit == 0 || uint64(want) <= half { // #nosec G115 -- want is not negative
+		return want
+	}
+	return int(half &^ (1<<30 - 1)) // #nosec G115 -- at most want
+}
+
 // mmapMargin is kept free below the map on top of a batch's estimate.
 const mmapMargin = 1 << 30
 
