@@ -639,6 +639,13 @@ form.addEventListener('submit', (e) => e.preventDefault());
 
 form.addEventListener('input', (e) => {
   const key = keyOf(e.target);
+  if (key && drafting) {
+    e.target.removeAttribute('aria-invalid');
+    setMark(key, '');
+    markFor(key)?.removeAttribute('data-refused');
+    guardUnload(true);
+    return;
+  }
   if (!key || !doc) return;
   if (conflicted.has(key)) {
     conflicted.get(key).querySelector('.mine').textContent = show(readControl(e.target));
@@ -655,14 +662,28 @@ form.addEventListener('focusout', (e) => {
 
 $('#add-item').addEventListener('click', () => {
   const id = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join('');
+  const item = { id, desc: '', qty: 1 };
   focusItem = id;
-  doc.patch([{ op: 'add', path: '/items/-', value: { id, desc: '', qty: 1 } }]).catch((err) => say(`Could not add the line item: ${err.message}`));
+  if (drafting) {
+    renderItems([...draftBody().items, item], false);
+    return;
+  }
+  // A collection whose schema refused an empty list was created without
+  // one: the first item makes it.
+  const op = Array.isArray(doc.value?.items) ? { op: 'add', path: '/items/-', value: item } : { op: 'add', path: '/items', value: [item] };
+  doc.patch([op]).catch((err) => say(`Could not add the line item: ${err.message}`));
 });
 
 itemsList.addEventListener('click', (e) => {
   const btn = e.target.closest('button.remove');
   if (!btn) return;
   const id = btn.closest('li.item').dataset.id;
+  if (drafting) {
+    btn.closest('li.item').remove();
+    $('#no-items').hidden = itemsList.children.length > 0;
+    $('#add-item').focus();
+    return;
+  }
   const i = itemIndex(doc.value, id);
   for (const f of ['desc', 'qty']) {
     dirty.delete(`item:${id}:${f}`);
@@ -688,20 +709,145 @@ addEventListener('pagehide', () => flush());
 document.addEventListener('visibilitychange', () => document.visibilityState === 'hidden' && dirty.size && flush());
 
 // create makes the document the form shows. A collection whose schema
-// refuses an empty member (a format, a minimum length) gets the document
-// without those members: the form shows them empty all the same, and the
-// schema judges what is typed into them.
+// refuses an empty member (a format, a minimum length) or a member it does
+// not list (additionalProperties: false) gets the document without those
+// members: the form shows them empty all the same, and the schema judges
+// what is typed into them. A schema that still refuses (a required member
+// that may not be empty) leaves the form a draft: see drafting.
 async function create(body, again) {
   try {
     return await client.create(collection, docID, body);
   } catch (err) {
     if (err instanceof PatchdError && err.status === 412) return client.open(collection, docID);
     if (!again || !(err instanceof PatchdError && err.type === 'schema-violation')) throw err;
-    const bad = new Set((err.problem?.errors ?? []).map((e) => /^\/([^/]*)/.exec(e.instancePath ?? '')?.[1]));
+    const bad = new Set();
+    for (const e of err.problem?.errors ?? []) {
+      const top = /^\/([^/]*)/.exec(e.instancePath ?? '')?.[1];
+      if (top !== undefined) bad.add(top);
+      else if (e.keyword === 'additionalProperties') for (const m of String(e.message).matchAll(/'([^']*)'/g)) bad.add(m[1]);
+    }
     const rest = Object.fromEntries(Object.entries(body).filter(([k]) => !bad.has(k)));
     if (Object.keys(rest).length === Object.keys(body).length) throw err;
     return create(rest, false);
   }
+}
+
+// --- a draft: a document the schema refuses to create empty ---------------
+
+// While the collection's schema refuses every empty form, the form is a
+// draft kept in this page: nothing is sent until Create, which sends what
+// is typed as the new document, and the schema's refusals mark the fields
+// they name. If someone else created the document meanwhile, the draft's
+// fields join theirs: a field they left empty takes the draft's value, a
+// field both filled asks which to keep, the draft's line items are added.
+let drafting = false;
+
+function draftBody() {
+  const body = {};
+  for (const f of FIELDS) body[f] = readControl(controlFor(f));
+  body.items = [...itemsList.children].map((li) => ({ id: li.dataset.id, desc: readControl(li.querySelector('input.desc')), qty: readControl(li.querySelector('input.qty')) }));
+  return body;
+}
+
+function draftPaths() {
+  const pathKey = new Map(FIELDS.map((f) => [pointer(f), f]));
+  [...itemsList.children].forEach((li, i) => {
+    for (const f of ['desc', 'qty']) pathKey.set(pointer('items', i, f), `item:${li.dataset.id}:${f}`);
+  });
+  return pathKey;
+}
+
+function clearDraftMarks() {
+  for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+  for (const m of form.querySelectorAll('.mark')) {
+    m.textContent = '';
+    m.title = '';
+    m.removeAttribute('data-refused');
+  }
+}
+
+function draft(err) {
+  drafting = true;
+  for (const el of form.querySelectorAll('input, textarea, button')) el.disabled = false;
+  $('#create').hidden = false;
+  statusEl.dataset.state = 'draft';
+  statusEl.textContent = 'Not created yet · this collection needs more than an empty form: fill it in and press Create';
+  refusedDraft(err, 'The collection refuses an empty form');
+}
+
+// refusedDraft marks the fields a refusal of the draft names and says why.
+function refusedDraft(err, lead) {
+  clearDraftMarks();
+  const pathKey = draftPaths();
+  const said = [];
+  for (const e of Array.isArray(err.problem?.errors) ? err.problem.errors : []) {
+    const key = keyAt(e.instancePath, pathKey);
+    if (key && controlFor(key)) {
+      controlFor(key).setAttribute('aria-invalid', 'true');
+      const m = markFor(key);
+      if (m) {
+        m.textContent = 'not saved';
+        m.title = m.title ? `${m.title}; ${e.message}` : e.message;
+        m.setAttribute('data-refused', '');
+      }
+      said.push(`${label(key)}: ${e.message}`);
+    } else said.push(e.message);
+  }
+  say(`${lead}: ${said.length ? said.join(' · ') : err.message}`);
+  guardUnload(true);
+}
+
+$('#create').addEventListener('click', async () => {
+  if (!drafting) return;
+  const body = draftBody();
+  const button = $('#create');
+  button.disabled = true;
+  try {
+    doc = await client.create(collection, docID, body);
+  } catch (err) {
+    if (!(err instanceof PatchdError)) {
+      button.disabled = false;
+      say(`Could not create the form: ${err.message}. Press Create to try again.`);
+      return;
+    }
+    if (err.status !== 412) {
+      button.disabled = false;
+      refusedDraft(err, 'Could not create the form');
+      return;
+    }
+    doc = await client.open(collection, docID).catch((e) => {
+      button.disabled = false;
+      say(`Someone else created this form; it could not be read: ${e.message}. Press Create to try again.`);
+      return null;
+    });
+    if (!doc) return;
+  }
+  drafting = false;
+  button.hidden = true;
+  clearDraftMarks();
+  say('');
+  joinDraft(body);
+  begin();
+});
+
+// joinDraft makes the draft's fields edits of the document someone else
+// created meanwhile (nothing to do when this page created it).
+function joinDraft(body) {
+  const v = doc.value ?? {};
+  if (deepEqual(v, body)) return;
+  const current = { etag: doc.version(), value: v };
+  for (const f of FIELDS) {
+    const mine = body[f];
+    if (mine === EMPTY[f] || deepEqual(mine, v[f])) continue;
+    if (v[f] === undefined || v[f] === EMPTY[f]) dirty.set(f, { base: doc.version(), index: -1 });
+    else prompt(f, v[f], current);
+  }
+  const mine = body.items.filter((it) => itemIndex(v, it.id) < 0);
+  if (mine.length) {
+    const ops = Array.isArray(v.items) ? mine.map((it) => ({ op: 'add', path: '/items/-', value: it })) : [{ op: 'add', path: '/items', value: mine }];
+    doc.patch(ops).catch((err) => say(`Could not add your line items: ${err.message}`));
+  }
+  if (dirty.size) schedule();
 }
 
 async function start() {
@@ -712,8 +858,19 @@ async function start() {
     doc = await client.open(collection, docID);
   } catch (err) {
     if (!(err instanceof PatchdError && err.status === 404)) throw err;
-    doc = await create(EMPTY, true);
+    try {
+      doc = await create(EMPTY, true);
+    } catch (err) {
+      if (!(err instanceof PatchdError && err.type === 'schema-violation')) throw err;
+      draft(err);
+      return;
+    }
   }
+  begin();
+}
+
+// begin shows the open document and follows it.
+function begin() {
   doc.subscribe((ev) => {
     if (ev.type === 'change') {
       if (ev.source === 'ack' || ev.source === 'revert') answered();

@@ -80,21 +80,31 @@ async function serverDoc(id) {
  * of document id in it, in a context of its own; the test ends with no
  * error on the page. Returns the page and the collection.
  */
-async function schemaPage(t, prefix, schema, id, extra = async () => {}) {
+async function schemaPage(t, prefix, schema, id, extra = async () => {}, ready = live) {
   const c = `${prefix}${process.pid}`;
   const put = await fetch(`${server.url}/schemas/${c}`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(schema) });
   assert.equal(put.status, 201);
+  return { page: await formPage(t, c, id, 'alice', extra, ready), c };
+}
+
+/** Opens the form of document id of collection c in a context of its own. */
+async function formPage(t, c, id, who, extra = async () => {}, ready = live) {
   const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
   t.after(() => ctx.close());
   const page = await ctx.newPage();
-  page.who = 'alice';
+  page.who = who;
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  t.after(() => assert.deepEqual(errors, [], 'errors on the page'));
+  t.after(() => assert.deepEqual(errors, [], `${who}: errors on the page`));
   await extra(page);
   await page.goto(`${server.url}/?c=${c}&id=${id}&debounce=100`);
-  await live(page);
-  return { page, c };
+  await ready(page);
+  return page;
+}
+
+/** Waits until the page shows its form as a draft, not yet created. */
+function drafted(page) {
+  return page.waitForSelector('#status[data-state="draft"]', { timeout: WAIT });
 }
 
 /** Sends both pages' edits at the same moment. */
@@ -297,6 +307,76 @@ test('a collection whose schema refuses an empty email: the form opens all the s
   await settled(page);
   const saved = await (await fetch(`${server.url}/docs/${c}/new`)).json();
   assert.equal(saved.email, 'ann@example.com');
+});
+
+test('a schema that lists only some of the form and wants a line item: the form opens, and adding an item saves it', { timeout: 60_000 }, async (t) => {
+  const schema = {
+    type: 'object',
+    additionalProperties: false,
+    properties: { title: { type: 'string' }, customer: { type: 'string' }, items: { type: 'array', minItems: 1 } },
+  };
+  const { page, c } = await schemaPage(t, 'e2eclosed', schema, 'some');
+  await page.click('#add-item');
+  await page.waitForSelector('#items li.item input.desc', { timeout: WAIT });
+  await page.fill('#items li.item input.desc', 'Paper');
+  await page.locator('#items li.item input.desc').blur();
+  await settled(page);
+  const saved = await (await fetch(`${server.url}/docs/${c}/some`)).json();
+  assert.deepEqual(
+    saved.items.map((it) => it.desc),
+    ['Paper'],
+  );
+  assert.equal(saved.email, undefined, 'a member the schema does not list is left out');
+});
+
+test('a schema that refuses every empty form: the form is a draft until Create, and a draft joins a document created meanwhile', { timeout: 90_000 }, async (t) => {
+  const schema = {
+    type: 'object',
+    required: ['title'],
+    properties: { title: { type: 'string', minLength: 1 }, items: { type: 'array', items: { type: 'object', properties: { qty: { type: 'integer', minimum: 1 } } } } },
+  };
+  const { page: alice, c } = await schemaPage(t, 'e2edraft', schema, 'd', async () => {}, drafted);
+  const bob = await formPage(t, c, 'd', 'bob', async () => {}, drafted);
+  assert.equal((await fetch(`${server.url}/docs/${c}/d`)).status, 404, 'nothing is created before Create');
+  await shot(t, alice, '1-draft');
+
+  // Create with an empty title: refused, the field marked, nothing written.
+  await alice.fill('#customer', 'Acme');
+  await alice.click('#create');
+  await alice.waitForSelector('#title[aria-invalid="true"]', { timeout: WAIT });
+  assert.match(await alice.textContent('#activity'), /Title: /);
+  assert.equal((await fetch(`${server.url}/docs/${c}/d`)).status, 404);
+  await alice.fill('#title', 'Q1 order');
+  await alice.click('#add-item');
+  await alice.fill('#items li.item input.desc', 'Paper');
+  await alice.click('#create');
+  await settled(alice);
+  await shot(t, alice, '2-created');
+  let saved = await (await fetch(`${server.url}/docs/${c}/d`)).json();
+  assert.equal(saved.title, 'Q1 order');
+  assert.equal(saved.customer, 'Acme');
+  assert.deepEqual(
+    saved.items.map((it) => it.desc),
+    ['Paper'],
+  );
+
+  // Bob's draft, begun before Alice created the document: his notes join
+  // hers, his title asks which to keep, his line item is added.
+  await bob.fill('#title', 'Q1');
+  await bob.fill('#notes', 'deliver Monday');
+  await bob.click('#add-item');
+  await bob.fill('#items li.item input.desc', 'Ink');
+  await bob.click('#create');
+  await bob.waitForSelector('.conflict .keep-mine', { timeout: WAIT });
+  await shot(t, bob, '3-joined');
+  await bob.click('.conflict .keep-mine');
+  await settled(bob);
+  saved = await (await fetch(`${server.url}/docs/${c}/d`)).json();
+  assert.equal(saved.title, 'Q1');
+  assert.equal(saved.customer, 'Acme');
+  assert.equal(saved.notes, 'deliver Monday');
+  assert.deepEqual(saved.items.map((it) => it.desc).sort(), ['Ink', 'Paper']);
+  await valueIs(alice, '#notes', 'deliver Monday');
 });
 
 test('text typed while a refused edit was on its way is kept and saved', { timeout: 60_000 }, async (t) => {
