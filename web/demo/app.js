@@ -423,9 +423,27 @@ async function failed(err, sent, pathKey, again, base = null) {
     if (ops2.length) await send(ops2, doc.version(), sent, pk, true);
   } else if (err instanceof PatchdError && err.status === 412) {
     conflict(err, sent, pathKey, base);
+  } else if (err instanceof PatchdError && err.type === 'schema-violation' && !again && emptiedOnly(sent)) {
+    // A field emptied where the schema refuses an empty value ('' is no
+    // email): the member goes, as a new form leaves it out.
+    const ops2 = [];
+    const pk = new Map();
+    for (const [key, v] of sent) {
+      pk.set(pointer(key), key);
+      if (v !== '') ops2.push(...opsFor(key, v, -1));
+      else if (doc.value && Object.hasOwn(doc.value, key)) ops2.push({ op: 'remove', path: pointer(key) });
+    }
+    if (ops2.length) await send(ops2, base ?? doc.version(), sent, pk, true);
   } else {
     refuse(err, sent, pathKey);
   }
+}
+
+// emptiedOnly tells whether a write set only top-level fields, one of them
+// to the empty string.
+function emptiedOnly(sent) {
+  const keys = [...sent.keys()];
+  return keys.every((key) => !parseKey(key).item) && keys.some((key) => sent.get(key) === '');
 }
 
 // refuse keeps a refused edit's values in the form, marked, and says why

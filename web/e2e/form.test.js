@@ -307,6 +307,17 @@ test('a collection whose schema refuses an empty email: the form opens all the s
   await settled(page);
   const saved = await (await fetch(`${server.url}/docs/${c}/new`)).json();
   assert.equal(saved.email, 'ann@example.com');
+
+  // A wrong email is refused; emptying the field then removes it.
+  await page.fill('#email', 'not an email');
+  await page.locator('#email').blur();
+  await page.waitForSelector('#email[aria-invalid="true"]', { timeout: WAIT });
+  await page.fill('#email', '');
+  await page.locator('#email').blur();
+  await settled(page);
+  assert.equal(await page.getAttribute('#email', 'aria-invalid'), null);
+  const cleared = await (await fetch(`${server.url}/docs/${c}/new`)).json();
+  assert.equal(Object.hasOwn(cleared, 'email'), false, JSON.stringify(cleared));
 });
 
 test('a schema that lists only some of the form and wants a line item: the form opens, and adding an item saves it', { timeout: 60_000 }, async (t) => {
