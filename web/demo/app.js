@@ -46,6 +46,9 @@ const inflight = new Map();
 // Fields whose last write was refused for good (a schema, a bad value):
 // the form keeps what was typed, marked, until the field is edited again.
 const refused = new Map();
+// The version each refused field's edit was made against: sent again (after
+// signing in with a token that may write), it is judged against that one.
+const refusedBase = new Map();
 let flushTimer = null;
 let focusItem = null;
 
@@ -325,6 +328,7 @@ function edited(key) {
     const k = parseKey(key);
     dirty.set(key, { base: doc.version(), index: k.item ? itemIndex(doc.value, k.item) : -1 });
   }
+  refusedBase.delete(key);
   if (refused.delete(key)) {
     controlFor(key)?.removeAttribute('aria-invalid');
     markFor(key)?.removeAttribute('data-refused');
@@ -435,7 +439,7 @@ async function failed(err, sent, pathKey, again, base = null) {
     }
     if (ops2.length) await send(ops2, base ?? doc.version(), sent, pk, true);
   } else {
-    refuse(err, sent, pathKey);
+    refuse(err, sent, pathKey, base);
   }
 }
 
@@ -449,7 +453,7 @@ function emptiedOnly(sent) {
 // refuse keeps a refused edit's values in the form, marked, and says why
 // in the words of the form: the user corrects the text rather than type
 // it again. The field is sent again once it is edited.
-function refuse(err, sent, pathKey) {
+function refuse(err, sent, pathKey, base = null) {
   const why = new Map(); // key -> the schema's messages about it
   for (const e of Array.isArray(err.problem?.errors) ? err.problem.errors : []) {
     const key = keyAt(e.instancePath, pathKey);
@@ -463,6 +467,7 @@ function refuse(err, sent, pathKey) {
     const el = controlFor(key);
     if (!el) continue;
     refused.set(key, err);
+    if (base) refusedBase.set(key, base);
     writeControl(el, sent.get(key));
     el.setAttribute('aria-invalid', 'true');
     setMark(key, 'not saved', (why.get(key) ?? [err.message]).join('; '));
@@ -479,6 +484,21 @@ function refuse(err, sent, pathKey) {
         .join(' · ')
     : err.message;
   say(`Could not save: ${notSaved}`);
+  // A token that may read but not write here: sign in with another, and
+  // the refused fields are sent again.
+  if (err instanceof PatchdError && (err.status === 401 || err.status === 403)) askToken($('#signin'), err.status, err.message, { then: resendRefused });
+}
+
+// resendRefused sends every refused field again, each against the version
+// its edit was made against (a line item's against the version shown).
+function resendRefused() {
+  for (const key of [...refused.keys()]) {
+    const base = refusedBase.get(key);
+    edited(key);
+    if (base && !parseKey(key).item) dirty.get(key).base = base;
+  }
+  say('');
+  flush();
 }
 
 // keyAt is the field a JSON Pointer of the document falls in: a
@@ -831,6 +851,7 @@ $('#create').addEventListener('click', async () => {
     if (err.status !== 412) {
       button.disabled = false;
       refusedDraft(err, 'Could not create the form');
+      if (err.status === 401 || err.status === 403) askToken($('#signin'), err.status, err.message, { then: () => say('Signed in: press Create again.') });
       return;
     }
     doc = await client.open(collection, docID).catch((e) => {

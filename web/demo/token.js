@@ -12,10 +12,12 @@ export function authHeaders() {
 
 /**
  * Shows, in place of el's content, why the server refused the page and a
- * field for a token; a token given reloads the page with it. status is the
- * refusal's (401: none or not valid; 403: not allowed here).
+ * field for a token; a token given reloads the page with it, or, with
+ * then, is used from the next request on and then is called (a write
+ * refused to a read-only token is sent again without losing the page).
+ * status is the refusal's (401: none or not valid; 403: not allowed here).
  */
-export function askToken(el, status, message) {
+export function askToken(el, status, message, { then } = {}) {
   const had = sessionStorage.getItem(KEY) !== null;
   const form = document.createElement('form');
   form.className = 'token';
@@ -43,7 +45,12 @@ export function askToken(el, status, message) {
     const token = input.value.trim();
     if (!token) return;
     sessionStorage.setItem(KEY, token);
-    location.reload();
+    if (!then) {
+      location.reload();
+      return;
+    }
+    el.replaceChildren();
+    then();
   });
   el.replaceChildren(form);
   input.focus();

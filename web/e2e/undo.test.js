@@ -193,6 +193,52 @@ test('with tokens the history panel names the people', { timeout: 60_000 }, asyn
   await shot(t, alice, '1-named');
 });
 
+test('a write refused to a read-only token asks for another, and sends what was typed with it', { timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const reader = 'dave-reads-0123456789';
+  const writer = 'erin-writes-0123456789';
+  writeFileSync(join(dir, 'tokens'), `${reader} read name=dave\n${writer} write name=erin\n`, { mode: 0o600 });
+  const authd = await startPatchd(['--tokens', join(dir, 'tokens')]);
+  t.after(() => authd.stop());
+  const id = `e2e-reader-${process.pid}-${Date.now().toString(36)}`;
+  const made = await fetch(`${authd.url}/docs/demo/${id}`, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${writer}` },
+    body: JSON.stringify({ title: '', customer: '', email: '', notes: '', urgent: false, items: [] }),
+  });
+  assert.equal(made.status, 201);
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.who = 'dave';
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${authd.url}/?id=${id}&debounce=100`);
+  await page.waitForSelector('#signin form #token', { timeout: WAIT });
+  await page.fill('#token', reader);
+  await Promise.all([page.waitForEvent('load'), page.click('#signin button')]);
+  await live(page);
+  await page.fill('#title', 'Typed while reading');
+  await page.locator('#title').blur();
+  await page.waitForSelector('#signin form #token', { timeout: WAIT });
+  assert.match(await page.textContent('#signin'), /may not do this here/);
+  assert.equal(await page.inputValue('#title'), 'Typed while reading', 'the typed text is kept');
+  await page.fill('#token', writer);
+  await page.click('#signin button');
+  await settled(page);
+  assert.equal(await page.$('#signin form'), null);
+  const res = await fetch(`${authd.url}/docs/demo/${id}/history`, { headers: { Authorization: `Bearer ${writer}` } });
+  const { versions } = await res.json();
+  assert.deepEqual(
+    versions.map((v) => v.actor),
+    ['erin', 'erin'],
+  );
+  const doc = await (await fetch(`${authd.url}/docs/demo/${id}`, { headers: { Authorization: `Bearer ${writer}` } })).json();
+  assert.equal(doc.title, 'Typed while reading');
+  assert.deepEqual(errors, []);
+});
+
 test('with tokens the demo asks for one, and works with it; the list page too', { timeout: 60_000 }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
