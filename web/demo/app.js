@@ -764,10 +764,15 @@ async function create(body, again) {
       if (top !== undefined) bad.add(top);
       else if (e.keyword === 'additionalProperties') for (const m of String(e.message).matchAll(/'([^']*)'/g)) bad.add(m[1]);
     }
-    const rest = Object.fromEntries(Object.entries(body).filter(([k]) => !bad.has(k)));
+    // Only empty members: what was typed into a draft is judged, not dropped.
+    const rest = Object.fromEntries(Object.entries(body).filter(([k, v]) => !bad.has(k) || !isEmpty(v)));
     if (Object.keys(rest).length === Object.keys(body).length) throw err;
     return create(rest, false);
   }
+}
+
+function isEmpty(v) {
+  return v === '' || v === false || v === null || (Array.isArray(v) && v.length === 0);
 }
 
 // --- a draft: a document the schema refuses to create empty ---------------
@@ -818,13 +823,20 @@ function refusedDraft(err, lead) {
   clearDraftMarks();
   const pathKey = draftPaths();
   const said = [];
+  const errors = [];
   for (const e of Array.isArray(err.problem?.errors) ? err.problem.errors : []) {
+    // A required member missing is named in the message, at the root.
+    const named = e.keyword === 'required' && e.instancePath === '' ? [...String(e.message).matchAll(/'([^']*)'/g)].map((m) => m[1]) : [];
+    if (named.length && named.every((f) => FIELDS.includes(f))) for (const f of named) errors.push({ ...e, instancePath: pointer(f), message: 'required' });
+    else errors.push(e);
+  }
+  for (const e of errors) {
     const key = keyAt(e.instancePath, pathKey);
     if (key && controlFor(key)) {
       controlFor(key).setAttribute('aria-invalid', 'true');
       const m = markFor(key);
       if (m) {
-        m.textContent = 'not saved';
+        m.textContent = e.message === 'required' ? 'required' : 'not accepted';
         m.title = m.title ? `${m.title}; ${e.message}` : e.message;
         m.setAttribute('data-refused', '');
       }
@@ -841,25 +853,18 @@ $('#create').addEventListener('click', async () => {
   const button = $('#create');
   button.disabled = true;
   try {
-    doc = await client.create(collection, docID, body);
+    // Members left empty that the schema refuses so are left out; if
+    // someone else created the document meanwhile, it is opened.
+    doc = await create(body, true);
   } catch (err) {
-    if (!(err instanceof PatchdError)) {
-      button.disabled = false;
+    button.disabled = false;
+    if (!(err instanceof PatchdError) || err.status === 412) {
       say(`Could not create the form: ${err.message}. Press Create to try again.`);
       return;
     }
-    if (err.status !== 412) {
-      button.disabled = false;
-      refusedDraft(err, 'Could not create the form');
-      if (err.status === 401 || err.status === 403) askToken($('#signin'), err.status, err.message, { then: () => say('Signed in: press Create again.') });
-      return;
-    }
-    doc = await client.open(collection, docID).catch((e) => {
-      button.disabled = false;
-      say(`Someone else created this form; it could not be read: ${e.message}. Press Create to try again.`);
-      return null;
-    });
-    if (!doc) return;
+    refusedDraft(err, 'Could not create the form');
+    if (err.status === 401 || err.status === 403) askToken($('#signin'), err.status, err.message, { then: () => say('Signed in: press Create again.') });
+    return;
   }
   drafting = false;
   button.hidden = true;

@@ -344,7 +344,7 @@ test('a schema that refuses every empty form: the form is a draft until Create, 
   const schema = {
     type: 'object',
     required: ['title'],
-    properties: { title: { type: 'string', minLength: 1 }, items: { type: 'array', items: { type: 'object', properties: { qty: { type: 'integer', minimum: 1 } } } } },
+    properties: { title: { type: 'string', minLength: 1 }, email: { type: 'string', format: 'email' }, items: { type: 'array', items: { type: 'object', properties: { qty: { type: 'integer', minimum: 1 } } } } },
   };
   const { page: alice, c } = await schemaPage(t, 'e2edraft', schema, 'd', async () => {}, drafted);
   const bob = await formPage(t, c, 'd', 'bob', async () => {}, drafted);
