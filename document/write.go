@@ -438,6 +438,10 @@ func (d *decision) precondition(etag string) error {
 	refuse := func(sentinel error, detail string) error {
 		return &PreconditionError{Err: fail(sentinel, detail), Current: etag}
 	}
+	what := "a document"
+	if d.w.Collection == store.SchemaCollection {
+		what = "a schema"
+	}
 	if d.w.Kind == Delete { // never rebased
 		switch {
 		case pre.IfMatch.Present && !pre.IfMatch.MatchStrong(etag):
@@ -445,7 +449,7 @@ func (d *decision) precondition(etag string) error {
 		case pre.IfNoneMatch.Present && pre.IfNoneMatch.MatchWeak(etag):
 			return refuse(ErrPreconditionFailed, "If-None-Match matches the current ETag")
 		case !pre.IfMatch.Present && d.s.cfg.RequireIfMatch:
-			return refuse(ErrPreconditionRequired, "deleting a document needs If-Match with its current ETag")
+			return refuse(ErrPreconditionRequired, "deleting "+what+" needs If-Match with its current ETag")
 		}
 		return nil
 	}
@@ -453,12 +457,12 @@ func (d *decision) precondition(etag string) error {
 	// If-None-Match (weak), evaluated against the current version.
 	if pre.IfNoneMatch.Present && pre.IfNoneMatch.MatchWeak(etag) {
 		if pre.IfNoneMatch.Any {
-			return refuse(ErrPreconditionFailed, "If-None-Match: * and the document exists")
+			return refuse(ErrPreconditionFailed, "If-None-Match: * and the "+what[2:]+" exists")
 		}
 		return refuse(ErrPreconditionFailed, "If-None-Match matches the current ETag")
 	}
 	if !pre.IfMatch.Present && d.s.cfg.RequireIfMatch {
-		return refuse(ErrPreconditionRequired, "writes to an existing document need If-Match with its current ETag")
+		return refuse(ErrPreconditionRequired, "writes to an existing "+what[2:]+" need If-Match with its current ETag")
 	}
 	if pre.IfMatch.Present && !pre.IfMatch.MatchStrong(etag) && pre.Strict {
 		return &PreconditionError{

@@ -190,6 +190,16 @@ func TestSchemas(t *testing.T) {
 	}
 	// Preconditions as for a document; never rebased.
 	expect(t, s.do(t, "PUT", "/schemas/acct", hdr{"Content-Type", ctJSON, "If-None-Match", "*"}, planSchema), http.StatusPreconditionFailed, "precondition-failed")
+	// The refusals name a schema, not a document.
+	for _, r := range []response{
+		s.do(t, "PUT", "/schemas/acct", hdr{"Content-Type", ctJSON, "If-None-Match", "*"}, planSchema),
+		s.do(t, "PUT", "/schemas/acct", hdr{"Content-Type", ctJSON}, planSchema),
+		s.do(t, "DELETE", "/schemas/acct", nil, ""),
+	} {
+		if d := r.problem(t)["detail"]; !strings.Contains(fmt.Sprint(d), "schema") || strings.Contains(fmt.Sprint(d), "document") {
+			t.Errorf("%d %q: the detail should name the schema", r.status, d)
+		}
+	}
 	expect(t, s.do(t, "PUT", "/schemas/acct", hdr{"Content-Type", ctJSON}, planSchema), http.StatusPreconditionRequired, "precondition-required")
 
 	// Every write is validated on its result, and names where it fails.

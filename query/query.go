@@ -352,12 +352,12 @@ type Order struct {
 // ParseOrder parses an order parameter. Errors wrap ErrInvalid.
 func ParseOrder(s string) (Order, error) {
 	o := Order{Raw: s}
+	if s == "" { // as every parameter given empty: a mistake more likely than the whole document
+		return o, invalid("order must name a member with a JSON Pointer such as /name, or -/name for descending")
+	}
 	raw := s
 	if strings.HasPrefix(raw, "-") {
-		o.Desc, raw = true, raw[1:]
-	}
-	if raw == "" {
-		return o, invalid("order must name a member with a JSON Pointer such as /name, or -/name for descending")
+		o.Desc, raw = true, raw[1:] // "-" alone: the whole document (pointer ""), descending
 	}
 	p, err := patch.ParsePointer(raw)
 	if err != nil {

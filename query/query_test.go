@@ -143,7 +143,12 @@ func TestOrder(t *testing.T) {
 	if got, want := sorted(desc), "hdbaegfc"; got != want {
 		t.Errorf("descending: %s, want %s", got, want)
 	}
-	for _, bad := range []string{"", "-", "p", "-p", "/a~"} {
+	// "-" is the pointer "" (the whole document), descending.
+	whole, err := query.ParseOrder("-")
+	if err != nil || !whole.Desc || whole.Ptr.String() != "" {
+		t.Errorf(`ParseOrder("-") = %+v, %v; want the whole document, descending`, whole, err)
+	}
+	for _, bad := range []string{"", "p", "-p", "/a~", "--/p"} {
 		if _, err := query.ParseOrder(bad); !errors.Is(err, query.ErrInvalid) {
 			t.Errorf("ParseOrder(%q) = %v, want ErrInvalid", bad, err)
 		}
