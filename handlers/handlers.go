@@ -91,8 +91,9 @@ type Config struct {
 	PagesPerClient int
 	// BatchesPerClient is the same for POST /batch. Zero means 2.
 	BatchesPerClient int
-	// AnswerBudget bounds the bytes of batch answers being written that
-	// no longer hold a batch turn (see MaxBatches). Zero means 64 MiB.
+	// AnswerBudget bounds the bytes of answers being written of pages
+	// (listings, history, violations) and of batches that no longer hold
+	// a batch turn (see MaxBatches). Zero means 64 MiB.
 	AnswerBudget int64
 	// ReadyCache is how long GET /readyz reuses one check of the store, so
 	// that frequent probes cost one query; zero means 1s (ready.go).
@@ -138,7 +139,7 @@ type Handler struct {
 	batches      chan struct{}  // a token per POST /batch being decided (Config.MaxBatches)
 	pages        *clientTurns   // per client: listings, history pages, violations in progress
 	batchesOf    *clientTurns   // per client: batches in progress, answers included
-	answers      *budget.Budget // batch answers being written without their turn
+	answers      *budget.Budget // pages, and batch answers without their turn, being written
 	// following is true while the hub hears of the store's commits.
 	following bool
 

@@ -97,6 +97,13 @@ func (h *Handler) list(c echo.Context) error {
 		b.Write(patch.Canonical(page.Next))
 	}
 	b.WriteString("}")
+	if c.Request().Method != http.MethodHead {
+		held, err := h.holdAnswer(c, b.Len())
+		if err != nil {
+			return err
+		}
+		defer held()
+	}
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(b.Len()))
 	if c.Request().Method == http.MethodHead {
@@ -134,6 +141,17 @@ func (h *Handler) history(c echo.Context) error {
 	versions, more, err := h.svc.History(c.Request().Context(), coll, id, after, limit, historyPageBytes)
 	if err != nil {
 		return err
+	}
+	if c.Request().Method != http.MethodHead {
+		size := 0
+		for i := range versions {
+			size += len(versions[i].Ops) + 256
+		}
+		held, err := h.holdAnswer(c, min(size, historyPageBytes))
+		if err != nil {
+			return err
+		}
+		defer held()
 	}
 	res := c.Response()
 	res.Header().Set("Cache-Control", "no-cache")

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"fmt"
 	"sync"
 
@@ -68,4 +69,25 @@ func (h *Handler) inTurn(t *clientTurns, next echo.HandlerFunc) echo.HandlerFunc
 		defer t.give(client)
 		return next(c)
 	}
+}
+
+// holdAnswer takes n bytes of the answers' budget for a page about to be
+// written, held until the answer is written (the returned function gives
+// them back): the pages that many clients do not read hold at most the
+// budget between them, whatever the number of clients. It waits up to
+// OverloadWait for room, then refuses with 503 overloaded.
+func (h *Handler) holdAnswer(c echo.Context, n int) (func(), error) {
+	if held, ok := h.answers.TryAcquire(n); ok {
+		return held, nil
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), h.overloadWait)
+	defer cancel()
+	held, err := h.answers.Acquire(ctx, n)
+	if err == nil {
+		return held, nil
+	}
+	if err := c.Request().Context().Err(); err != nil {
+		return nil, err
+	}
+	return nil, fail(ErrOverloaded, fmt.Sprintf("the server holds as many answers being written as it may at once (%d MiB); retry after 1 s", h.answers.Capacity()>>20))
 }

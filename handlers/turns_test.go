@@ -140,3 +140,48 @@ func TestBatchTurnFreeBeforeAnswer(t *testing.T) {
 	}
 	expect(t, s.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, strings.Replace(small, "/small", "/small2", 1)), 503, "overloaded")
 }
+
+// TestPageAnswersBounded: pages being written hold their bytes of the
+// answers' budget, shared with batches, whatever the number of clients: a
+// page that does not fit waits, then is refused 503 overloaded (before,
+// unread pages from many addresses grew the heap without bound).
+func TestPageAnswersBounded(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, func(c *config) { c.http.AnswerBudget = 32 << 20 })
+	s.create(t, "/docs/c/big", `{"n":0,"pad":"`+strings.Repeat("p", 1<<20-64)+`"}`)
+	for i := range 3 {
+		s.create(t, fmt.Sprintf("/docs/pages/p%d", i), `{"pad":"`+strings.Repeat("q", 900<<10)+`"}`)
+	}
+	// A 30 MB batch answer that its client does not read holds 30 MiB.
+	var writes []string
+	for i := range 30 {
+		writes = append(writes, fmt.Sprintf(`{"method":"PATCH","path":"/docs/c/big","headers":{"Content-Type":"application/merge-patch+json","If-Match":"*"},"body":{"n":%d}}`, i))
+	}
+	big := `{"writes":[` + strings.Join(writes, ",") + `]}`
+	conn, err := (&net.Dialer{LocalAddr: slowClient}).Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /batch?dryRun=true HTTP/1.1\r\nHost: patchd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(big), big)
+	status := make([]byte, len("HTTP/1.1 200"))
+	if _, err := io.ReadFull(conn, status); err != nil || string(status) != "HTTP/1.1 200" {
+		t.Fatalf("the unread batch: %q %v", status, err)
+	}
+	// A page of 2.7 MB does not fit in what is left; a small one does.
+	expect(t, s.do(t, "GET", "/docs/pages?include=body", nil, ""), 503, "overloaded")
+	expect(t, s.do(t, "GET", "/docs/pages", nil, ""), 200, "")
+	expect(t, s.do(t, "GET", "/docs/pages/p0/history", nil, ""), 200, "")
+	// Once the batch's client goes, the page fits.
+	conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := s.do(t, "GET", "/docs/pages?include=body", nil, "")
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page after the batch's client went: %d %s", r.status, r.body)
+		}
+	}
+}
