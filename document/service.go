@@ -79,6 +79,7 @@ type Service struct {
 	ops      *opsCache
 	trees    *treeCache
 	states   *stateCache    // versions as collection filters judge them
+	walks    *walkGroup     // walks of past states shared by collection filters
 	docs     *budget.Budget // decode budget of stored documents
 }
 
@@ -112,6 +113,7 @@ func New(st store.Store, cfg Config) *Service {
 		ops:      newOpsCache(opsCacheBytes),
 		trees:    newTreeCache(treeCacheBytes),
 		states:   newStateCache(),
+		walks:    newWalkGroup(),
 		docs:     budget.New(cfg.DecodeBudget),
 	}
 }

@@ -637,7 +637,8 @@ func (m *multiStream) pumpColl(ctx context.Context, cs *collSub, notBefore time.
 // matches evaluates a subscription's filter on the document before and
 // after each change: from the stored body when that is enough
 // (document.Service.Matches), else on each document's states rebuilt
-// from its current one by undoing its versions (WalkBack), once per read.
+// from its current one by undoing its versions (WalkMatches: one walk per
+// read, shared with the other streams that judge the same document).
 func (m *multiStream) matches(ctx context.Context, cs *collSub, changes []store.CollectionChange) (before, after []bool, err error) {
 	first := map[string]uint64{} // per document, its oldest change here
 	for _, ch := range changes {
@@ -666,11 +667,7 @@ func (m *multiStream) matches(ctx context.Context, cs *collSub, changes []store.
 	}
 	match := make(map[string]map[uint64]bool, len(first))
 	for id, from := range first {
-		states := map[uint64]bool{}
-		err := m.h.svc.WalkBack(ctx, cs.coll, id, from, func(seq uint64, doc any) error {
-			states[seq] = cs.where.Match(doc)
-			return nil
-		})
+		states, err := m.h.svc.WalkMatches(ctx, cs.coll, id, from, cs.where)
 		if err != nil {
 			return nil, nil, err
 		}
