@@ -59,6 +59,8 @@ func contentType(name string) string {
 		return "text/css; charset=utf-8"
 	case ".ts":
 		return "text/plain; charset=utf-8"
+	case ".svg":
+		return "image/svg+xml"
 	}
 	return ""
 }

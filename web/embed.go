@@ -16,7 +16,7 @@ var files embed.FS
 
 // Demo returns the demo's files: the form (index.html, app.js, history.js),
 // the list page (list.html, list.js), the sign-in of a server with tokens
-// (token.js) and style.css.
+// (token.js), style.css and the pages' icon (icon.svg).
 func Demo() fs.FS { return sub("demo") }
 
 // Client returns the JavaScript client's ES modules and type declarations.

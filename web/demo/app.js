@@ -49,8 +49,15 @@ const refused = new Map();
 // The version each refused field's edit was made against: sent again (after
 // signing in with a token that may write), it is judged against that one.
 const refusedBase = new Map();
+// Refused fields whose refusal named only other fields (a rule across
+// fields, such as notes required when urgent): sent again once another
+// field saves, which may have met the rule.
+const refusedElsewhere = new Set();
 let flushTimer = null;
 let focusItem = null;
+// Line items added on this page that the schema refused empty: kept here,
+// and added to the document once filled in.
+const localItems = new Set();
 
 function parseKey(key) {
   const m = /^item:(.*):(desc|qty)$/.exec(key);
@@ -280,7 +287,7 @@ function renderItems(items, fromOthers) {
   // Rows of items that are gone, unless someone is editing them here.
   for (const li of [...itemsList.children]) {
     const id = li.dataset.id;
-    if (!want.has(id) && !busy(`item:${id}:desc`) && !busy(`item:${id}:qty`)) {
+    if (!want.has(id) && !localItems.has(id) && !busy(`item:${id}:desc`) && !busy(`item:${id}:qty`)) {
       li.remove();
       if (fromOthers) changed.push('the line items');
     }
@@ -329,6 +336,7 @@ function edited(key) {
     dirty.set(key, { base: doc.version(), index: k.item ? itemIndex(doc.value, k.item) : -1 });
   }
   refusedBase.delete(key);
+  refusedElsewhere.delete(key);
   if (refused.delete(key)) {
     controlFor(key)?.removeAttribute('aria-invalid');
     markFor(key)?.removeAttribute('data-refused');
@@ -365,11 +373,36 @@ function flush() {
     if (!groups.has(d.base)) groups.set(d.base, []);
     groups.get(d.base).push([key, d]);
   }
+  // A line item kept on this page (refused empty) is sent whole, added.
+  for (const id of localItems) {
+    const keys = [`item:${id}:desc`, `item:${id}:qty`];
+    if (!keys.some((key) => dirty.has(key) && !conflicted.has(key)) || keys.some((key) => inflight.has(key))) continue;
+    const li = rowOf(id);
+    if (!li) continue;
+    for (const key of keys) dirty.delete(key);
+    const item = { id, desc: readControl(li.querySelector('input.desc')), qty: readControl(li.querySelector('input.qty')) };
+    const at = Array.isArray(doc.value?.items) ? doc.value.items.length : 0;
+    const sent = new Map(keys.map((key) => [key, item[parseKey(key).field]]));
+    const pathKey = new Map(keys.map((key) => [pointer('items', at, parseKey(key).field), key]));
+    send([addItemOp(item)], doc.version(), sent, pathKey).then(() => {
+      const i = itemIndex(doc.value, id);
+      if (i < 0) return;
+      localItems.delete(id);
+      // What was typed in the row while it was on its way is an edit of
+      // the item now in the document.
+      for (const key of keys) {
+        const d = dirty.get(key);
+        if (d) Object.assign(d, { base: doc.version(), index: i });
+      }
+      if (keys.some((key) => dirty.has(key))) schedule();
+    });
+  }
   for (const [base, entries] of groups) {
     const ops = [];
     const sent = new Map();
     const pathKey = new Map();
     for (const [key, d] of entries) {
+      if (localItems.has(parseKey(key).item)) continue; // sent above
       dirty.delete(key);
       const el = controlFor(key);
       if (!el || (parseKey(key).item && d.index < 0)) continue;
@@ -387,6 +420,7 @@ function flush() {
 
 async function send(ops, base, sent, pathKey, again = false) {
   for (const key of sent.keys()) inflight.set(key, (inflight.get(key) ?? 0) + 1);
+  let error = null;
   try {
     const r = await doc.patch(ops, { base });
     if (!refused.size) notSaved = null;
@@ -395,8 +429,9 @@ async function send(ops, base, sent, pathKey, again = false) {
         if (!dirty.has(key)) setMark(key, 'merged', 'Saved. Someone else edited this form at the same time; both edits were kept.');
       }
     }
+    saved(sent);
   } catch (err) {
-    await failed(err, sent, pathKey, again, base);
+    error = err;
   } finally {
     for (const key of sent.keys()) {
       const n = inflight.get(key) - 1;
@@ -404,6 +439,9 @@ async function send(ops, base, sent, pathKey, again = false) {
       else inflight.delete(key);
     }
   }
+  // No longer on its way when its failure is handled: a field still in
+  // flight then has newer text on its way (and a retry counts anew).
+  if (error) await failed(error, sent, pathKey, again, base);
   if (doc.value !== null) render({ source: 'local' });
   updateStatus();
 }
@@ -425,6 +463,11 @@ async function failed(err, sent, pathKey, again, base = null) {
       }
     }
     if (ops2.length) await send(ops2, doc.version(), sent, pk, true);
+  } else if (err instanceof ConflictError && err.conflicts.some((c) => c.reason === 'schema-violation')) {
+    // Made against an older version, it merged with the changes since,
+    // but the two together break the collection's rules: a refusal of
+    // this edit, said as such, not someone else changing the field.
+    refuse(ruleRefusal(err), sent, pathKey, base);
   } else if (err instanceof PatchdError && err.status === 412) {
     conflict(err, sent, pathKey, base);
   } else if (err instanceof PatchdError && err.type === 'schema-violation' && !again && emptiedOnly(sent)) {
@@ -443,6 +486,59 @@ async function failed(err, sent, pathKey, again, base = null) {
   }
 }
 
+// ruleRefusal is a 412 whose edit, merged with the changes made since its
+// version, breaks the schema, as refuse reads a refusal: the schema's
+// errors, and a message that says the two together did.
+function ruleRefusal(err) {
+  const errors = err.conflicts.filter((c) => c.reason === 'schema-violation').flatMap((c) => (Array.isArray(c.errors) ? c.errors : []));
+  return { status: 412, problem: { errors }, message: 'together with a change someone else made meanwhile, it breaks the rules of this form', together: true };
+}
+
+// friendly says what a schema error means in the words of the form, for
+// the keywords a form's schema usually has; else the schema's own message.
+function friendly(e) {
+  const want = /want (.+)$/.exec(String(e?.message ?? ''))?.[1];
+  const n = want !== undefined && /^-?\d+(\.\d+)?$/.test(want) ? want : null;
+  switch (e?.keyword) {
+    case 'required':
+    case 'dependentRequired':
+      return 'required';
+    case 'minLength':
+      return n === null ? e.message : n === '1' ? 'may not be empty' : `needs at least ${n} characters`;
+    case 'maxLength':
+      return n === null ? e.message : `at most ${n} characters`;
+    case 'minimum':
+      return n === null ? e.message : `must be at least ${n}`;
+    case 'maximum':
+      return n === null ? e.message : `must be at most ${n}`;
+    case 'minItems':
+      return n === null ? e.message : `needs at least ${n} line item${n === '1' ? '' : 's'}`;
+    case 'format':
+      return /email/.test(e.message) ? 'is not a valid email address' : e.message;
+    case 'enum':
+    case 'const':
+      return 'is not one of the allowed values';
+    case 'type':
+      return 'has the wrong kind of value';
+    default:
+      return e?.message ?? '';
+  }
+}
+
+// fieldErrors spreads a schema's errors over the fields they name: a
+// missing required member is named in the message, at the parent.
+function fieldErrors(errors) {
+  const out = [];
+  for (const e of Array.isArray(errors) ? errors : []) {
+    // "missing property 'a'", "properties 'a', 'b' required, if 'c' exists"
+    const names = String(e.message).split(' required')[0];
+    const missing = (e.keyword === 'required' || e.keyword === 'dependentRequired') && e.instancePath === '' ? [...names.matchAll(/'([^']*)'/g)].map((m) => m[1]) : [];
+    if (missing.length && missing.every((f) => FIELDS.includes(f))) for (const f of missing) out.push({ ...e, instancePath: pointer(f) });
+    else out.push(e);
+  }
+  return out;
+}
+
 // emptiedOnly tells whether a write set only top-level fields, one of them
 // to the empty string.
 function emptiedOnly(sent) {
@@ -455,22 +551,26 @@ function emptiedOnly(sent) {
 // it again. The field is sent again once it is edited.
 function refuse(err, sent, pathKey, base = null) {
   const why = new Map(); // key -> the schema's messages about it
-  for (const e of Array.isArray(err.problem?.errors) ? err.problem.errors : []) {
+  const elsewhere = []; // its messages about other fields
+  for (const e of fieldErrors(err.problem?.errors)) {
     const key = keyAt(e.instancePath, pathKey);
-    if (key && sent.has(key)) why.set(key, [...(why.get(key) ?? []), e.message]);
+    if (key && sent.has(key)) why.set(key, [...(why.get(key) ?? []), friendly(e)]);
+    else elsewhere.push(key && label(key) ? `${label(key)} ${friendly(e)}` : friendly(e));
   }
   // A field edited again since it was sent keeps its newer text, which
-  // is sent (and judged) in its turn.
-  // So is one whose newer text is on its way (this write counts one).
-  const keys = (why.size ? [...why.keys()] : [...sent.keys()]).filter((key) => !dirty.has(key) && (inflight.get(key) ?? 0) <= 1);
+  // is sent (and judged) in its turn. So is one whose newer text is on its
+  // way.
+  const keys = (why.size ? [...why.keys()] : [...sent.keys()]).filter((key) => !dirty.has(key) && !inflight.has(key));
   for (const key of keys) {
     const el = controlFor(key);
     if (!el) continue;
     refused.set(key, err);
     if (base) refusedBase.set(key, base);
+    // Refused for what other fields hold: sent again once another saves.
+    if (!why.has(key) && elsewhere.length) refusedElsewhere.add(key);
     writeControl(el, sent.get(key));
     el.setAttribute('aria-invalid', 'true');
-    setMark(key, 'not saved', (why.get(key) ?? [err.message]).join('; '));
+    setMark(key, 'not saved', why.has(key) ? why.get(key).join('; ') : elsewhere.length ? `${err.message}: ${elsewhere.join('; ')}` : err.message);
     markFor(key)?.setAttribute('data-refused', '');
   }
   // Fields refused only because they travelled with a refused one.
@@ -482,17 +582,28 @@ function refuse(err, sent, pathKey, base = null) {
         .filter((key) => why.has(key))
         .map((key) => `${label(key)}: ${why.get(key).join('; ')}`)
         .join(' · ')
-    : err.message;
+    : elsewhere.length
+      ? `${keys.map(label).join(', ')}: ${err.together ? `${err.message}: ` : ''}${elsewhere.join('; ')}`
+      : err.message;
   say(`Could not save: ${notSaved}`);
   // A token that may read but not write here: sign in with another, and
   // the refused fields are sent again.
   if (err instanceof PatchdError && (err.status === 401 || err.status === 403)) askToken($('#signin'), err.status, err.message, { then: resendRefused });
 }
 
+// saved follows a write that saved: fields refused for what other fields
+// held are sent again, once each, as the write may have met the rule.
+function saved(sent) {
+  const again = [...refusedElsewhere].filter((key) => refused.has(key) && !sent.has(key) && !inflight.has(key) && !dirty.has(key));
+  if (!again.length) return;
+  for (const key of again) refusedElsewhere.delete(key);
+  queueMicrotask(() => resendRefused(again));
+}
+
 // resendRefused sends every refused field again, each against the version
 // its edit was made against (a line item's against the version shown).
-function resendRefused() {
-  for (const key of [...refused.keys()]) {
+function resendRefused(keys = [...refused.keys()]) {
+  for (const key of keys) {
     const base = refusedBase.get(key);
     edited(key);
     if (base && !parseKey(key).item) dirty.get(key).base = base;
@@ -708,15 +819,47 @@ $('#add-item').addEventListener('click', () => {
   }
   // A collection whose schema refused an empty list was created without
   // one: the first item makes it.
-  const op = Array.isArray(doc.value?.items) ? { op: 'add', path: '/items/-', value: item } : { op: 'add', path: '/items', value: [item] };
-  doc.patch([op]).catch((err) => say(`Could not add the line item: ${err.message}`));
+  doc.patch([addItemOp(item)]).catch((err) => {
+    if (!(err instanceof PatchdError && err.type === 'schema-violation')) {
+      say(`Could not add the line item: ${err.message}`);
+      return;
+    }
+    // The schema refuses an empty line item (a description it needs):
+    // the row is kept on this page, and saved once it is filled in.
+    localItems.add(id);
+    const li = newRow(id);
+    writeControl(li.querySelector('input.desc'), item.desc);
+    writeControl(li.querySelector('input.qty'), item.qty);
+    itemsList.append(li);
+    $('#no-items').hidden = true;
+    const at = itemsList.children.length - 1;
+    const why = fieldErrors(err.problem?.errors).map((e) => {
+      const f = /^\/items\/\d+\/(desc|qty)/.exec(e.instancePath ?? '')?.[1];
+      if (f) setMark(`item:${id}:${f}`, 'not saved yet', friendly(e));
+      return `${f === 'desc' ? 'its description' : f === 'qty' ? 'its quantity' : 'it'} ${friendly(e)}`;
+    });
+    say(`Line item ${at + 1} is not saved yet: ${why.join('; ')}. It is saved once filled in.`);
+    li.querySelector('input.desc').focus();
+    focusItem = null;
+    updateStatus();
+  });
 });
+
+// addItemOp appends item to the document's line items (or makes the list,
+// which a schema that refuses an empty one left out of a new form).
+function addItemOp(item) {
+  return Array.isArray(doc.value?.items) ? { op: 'add', path: '/items/-', value: item } : { op: 'add', path: '/items', value: [item] };
+}
 
 itemsList.addEventListener('click', (e) => {
   const btn = e.target.closest('button.remove');
   if (!btn) return;
   const id = btn.closest('li.item').dataset.id;
-  if (drafting) {
+  if (drafting || localItems.delete(id)) {
+    for (const f of ['desc', 'qty']) {
+      dirty.delete(`item:${id}:${f}`);
+      refused.delete(`item:${id}:${f}`);
+    }
     btn.closest('li.item').remove();
     $('#no-items').hidden = itemsList.children.length > 0;
     $('#add-item').focus();
@@ -738,7 +881,10 @@ itemsList.addEventListener('click', (e) => {
       { op: 'remove', path: pointer('items', i) },
     ])
     .catch((err) => {
-      if (!(err instanceof PatchdError && err.status === 412)) say(`Could not remove the line item: ${err.message}`);
+      if (err instanceof ConflictError && err.conflicts.some((c) => c.reason === 'schema-violation')) {
+        const r = ruleRefusal(err);
+        say(`Could not remove the line item: ${r.message}: ${fieldErrors(r.problem.errors).map(friendly).join('; ')}`);
+      } else if (!(err instanceof PatchdError && err.status === 412)) say(`Could not remove the line item: ${err instanceof PatchdError && err.type === 'schema-violation' ? fieldErrors(err.problem?.errors).map(friendly).join('; ') || err.message : err.message}`);
     });
   $('#add-item').focus();
 });
@@ -823,25 +969,19 @@ function refusedDraft(err, lead) {
   clearDraftMarks();
   const pathKey = draftPaths();
   const said = [];
-  const errors = [];
-  for (const e of Array.isArray(err.problem?.errors) ? err.problem.errors : []) {
-    // A required member missing is named in the message, at the root.
-    const named = e.keyword === 'required' && e.instancePath === '' ? [...String(e.message).matchAll(/'([^']*)'/g)].map((m) => m[1]) : [];
-    if (named.length && named.every((f) => FIELDS.includes(f))) for (const f of named) errors.push({ ...e, instancePath: pointer(f), message: 'required' });
-    else errors.push(e);
-  }
-  for (const e of errors) {
+  for (const e of fieldErrors(err.problem?.errors)) {
     const key = keyAt(e.instancePath, pathKey);
+    const why = friendly(e);
     if (key && controlFor(key)) {
       controlFor(key).setAttribute('aria-invalid', 'true');
       const m = markFor(key);
       if (m) {
-        m.textContent = e.message === 'required' ? 'required' : 'not accepted';
-        m.title = m.title ? `${m.title}; ${e.message}` : e.message;
+        m.textContent = why === 'required' ? 'required' : 'not accepted';
+        m.title = m.title ? `${m.title}; ${why}` : why;
         m.setAttribute('data-refused', '');
       }
-      said.push(`${label(key)}: ${e.message}`);
-    } else said.push(e.message);
+      said.push(`${label(key)}: ${why}`);
+    } else said.push(why);
   }
   say(`${lead}: ${said.length ? said.join(' · ') : err.message}`);
   guardUnload(true);

@@ -58,6 +58,14 @@ function what(v, label) {
 
 // whyNot says why a revert or an undo was refused, in the form's words.
 function whyNot(err, label) {
+  if (err instanceof ConflictError && err.conflicts.some((c) => c.reason === 'schema-violation')) {
+    const errors = err.conflicts.flatMap((c) => (Array.isArray(c.errors) ? c.errors : []));
+    const where = fieldsOf(
+      errors.map((e) => ({ path: e.instancePath })),
+      label,
+    );
+    return `with the changes made since, the form would break its rules${where.length ? ` (${where.join(', ')})` : ''}: ${errors.map((e) => e.message).join('; ') || 'the schema refuses it'}.`;
+  }
   if (err instanceof ConflictError) {
     const later = [...new Set(err.conflicts.map((c) => c.concurrentVersion).filter((n) => n > 0))];
     const fields = fieldsOf(

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { startPatchd } from '../client/test/support/patchd.js';
 import { artifacts, launch } from './browser.js';
+import { gate, routeWrites } from './support.js';
 
 let server;
 let browser;
@@ -95,6 +96,7 @@ async function formPage(t, c, id, who, extra = async () => {}, ready = live) {
   page.who = who;
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && /Content Security Policy/.test(m.text()) && errors.push(m.text()));
   t.after(() => assert.deepEqual(errors, [], `${who}: errors on the page`));
   await extra(page);
   await page.goto(`${server.url}/?c=${c}&id=${id}&debounce=100`);
@@ -388,6 +390,103 @@ test('a schema that refuses every empty form: the form is a draft until Create, 
   assert.equal(saved.notes, 'deliver Monday');
   assert.deepEqual(saved.items.map((it) => it.desc).sort(), ['Ink', 'Paper']);
   await valueIs(alice, '#notes', 'deliver Monday');
+});
+
+test('a required field emptied is refused once, marked, and saves when filled again', { timeout: 60_000 }, async (t) => {
+  const patches = [];
+  const schema = { type: 'object', required: ['customer'], properties: { customer: { type: 'string', minLength: 2 } } };
+  const c = `e2ereq${process.pid}`;
+  const put = await fetch(`${server.url}/schemas/${c}`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(schema) });
+  assert.equal(put.status, 201);
+  const made = await fetch(`${server.url}/docs/${c}/r`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ customer: 'Acme' }) });
+  assert.equal(made.status, 201);
+  const page = await formPage(t, c, 'r', 'alice', (p) => p.on('response', (r) => r.request().method() === 'PATCH' && patches.push(r.status())));
+  await page.fill('#customer', '');
+  await page.locator('#customer').blur();
+  await page.waitForSelector('#customer[aria-invalid="true"]', { timeout: WAIT });
+  await page.waitForFunction(() => document.querySelector('#status').dataset.state === 'error', null, { timeout: WAIT });
+  assert.match(await page.textContent('#status'), /Customer: required/);
+  // The refusal is final: nothing more is sent until the field changes.
+  const n = patches.length;
+  assert.ok(n <= 2, `${n} PATCHes for one emptied field`);
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 1500)));
+  assert.equal(patches.length, n, 'the refused field is not sent again by itself');
+  await page.fill('#customer', 'Acme Ltd');
+  await page.locator('#customer').blur();
+  await settled(page);
+  assert.equal((await (await fetch(`${server.url}/docs/${c}/r`)).json()).customer, 'Acme Ltd');
+});
+
+test('line items under a schema that needs their description: a new row waits on the page until it is filled in', { timeout: 60_000 }, async (t) => {
+  const schema = {
+    type: 'object',
+    properties: { items: { type: 'array', items: { type: 'object', required: ['desc'], properties: { desc: { type: 'string', minLength: 1 }, qty: { type: 'integer', minimum: 1 } } } } },
+  };
+  const { page, c } = await schemaPage(t, 'e2edesc', schema, 'lines');
+  await page.click('#add-item');
+  await page.waitForSelector('#items li.item input.desc', { timeout: WAIT });
+  assert.match(await page.textContent('#activity'), /not saved yet/);
+  assert.equal((await (await fetch(`${server.url}/docs/${c}/lines`)).json()).items.length, 0);
+  await page.fill('#items li.item input.desc', 'Paper');
+  await page.locator('#items li.item input.desc').blur();
+  await settled(page);
+  const saved = await (await fetch(`${server.url}/docs/${c}/lines`)).json();
+  assert.deepEqual(
+    saved.items.map((it) => [it.desc, it.qty]),
+    [['Paper', 1]],
+  );
+  // The row, now in the document, is edited as any other.
+  await page.fill('#items li.item input.qty', '3');
+  await page.locator('#items li.item input.qty').blur();
+  await settled(page);
+  assert.equal((await (await fetch(`${server.url}/docs/${c}/lines`)).json()).items[0].qty, 3);
+  assert.equal(await page.locator('#items li.item').count(), 1);
+});
+
+test('two edits that together break a rule across fields: refused as such, and saved once the other field meets it', { timeout: 90_000 }, async (t) => {
+  // Notes are required when the order is urgent.
+  const schema = {
+    type: 'object',
+    if: { properties: { urgent: { const: true } }, required: ['urgent'] },
+    then: { properties: { notes: { type: 'string', minLength: 1 } } },
+  };
+  const { page: alice, c } = await schemaPage(t, 'e2erule', schema, 'x');
+  await alice.fill('#notes', 'call first');
+  await alice.locator('#notes').blur();
+  await settled(alice);
+  // Bob's first write is held on its way until Alice's is saved: both
+  // are made against the same version.
+  const held = gate();
+  const bob = await formPage(t, c, 'x', 'bob', (p) => routeWrites(p, async (route, n) => (n === 1 ? held.wait().then(() => route.continue()) : route.continue())));
+  await valueIs(bob, '#notes', 'call first');
+  await bob.check('#urgent');
+  await alice.fill('#notes', '');
+  await alice.locator('#notes').blur();
+  await settled(alice);
+  held.open();
+  // Bob's edit merged with Alice's breaks the rule: refused with the
+  // rule's reason, and no conflict prompt blames Alice for Urgent.
+  await bob.waitForSelector('#urgent[aria-invalid="true"]', { timeout: WAIT });
+  await bob.waitForFunction(() => document.querySelector('#status').dataset.state === 'error', null, { timeout: WAIT });
+  await shot(t, bob, '1-refused');
+  assert.equal(await bob.$('.conflict'), null, 'no conflict prompt');
+  assert.match(await bob.textContent('#status'), /Urgent: .*someone else.*Notes may not be empty/);
+  assert.equal(await bob.isChecked('#urgent'), true, 'what Bob set is kept on his page');
+  let doc = await (await fetch(`${server.url}/docs/${c}/x`)).json();
+  assert.equal(doc.urgent, false);
+  // Alice fills the notes again; Bob saves another field: his refused
+  // Urgent is sent again, and now meets the rule.
+  await alice.fill('#notes', 'call first, then ship');
+  await alice.locator('#notes').blur();
+  await settled(alice);
+  await valueIs(bob, '#notes', 'call first, then ship');
+  await bob.fill('#customer', 'Acme');
+  await bob.locator('#customer').blur();
+  await bob.waitForFunction(() => document.querySelector('#urgent').getAttribute('aria-invalid') === null, null, { timeout: WAIT });
+  await settled(bob);
+  doc = await (await fetch(`${server.url}/docs/${c}/x`)).json();
+  assert.equal(doc.urgent, true, JSON.stringify(doc));
+  assert.equal(doc.customer, 'Acme');
 });
 
 test('text typed while a refused edit was on its way is kept and saved', { timeout: 60_000 }, async (t) => {
