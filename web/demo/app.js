@@ -793,6 +793,7 @@ form.addEventListener('input', (e) => {
     setMark(key, '');
     markFor(key)?.removeAttribute('data-refused');
     guardUnload(true);
+    keepDraft();
     return;
   }
   if (!key || !doc) return;
@@ -815,6 +816,7 @@ $('#add-item').addEventListener('click', () => {
   focusItem = id;
   if (drafting) {
     renderItems([...draftBody().items, item], false);
+    keepDraft();
     return;
   }
   // A collection whose schema refused an empty list was created without
@@ -863,6 +865,7 @@ itemsList.addEventListener('click', (e) => {
     btn.closest('li.item').remove();
     $('#no-items').hidden = itemsList.children.length > 0;
     $('#add-item').focus();
+    if (drafting) keepDraft();
     return;
   }
   const i = itemIndex(doc.value, id);
@@ -955,8 +958,42 @@ function clearDraftMarks() {
   }
 }
 
+// A draft is kept in the browser (localStorage) as it is typed: a reload
+// or a crash finds it again, until Create.
+const draftKey = `patchd-draft:${collection}/${docID}`;
+
+function keepDraft() {
+  try {
+    localStorage.setItem(draftKey, JSON.stringify(draftBody()));
+  } catch {
+    // Storage full or refused: the draft lives in the page only.
+  }
+}
+
+function storedDraft() {
+  try {
+    const body = JSON.parse(localStorage.getItem(draftKey) ?? 'null');
+    return body !== null && typeof body === 'object' && !Array.isArray(body) ? body : null;
+  } catch {
+    return null;
+  }
+}
+
+// restoreDraft shows the draft kept in the browser, if any; it returns
+// whether there was one.
+function restoreDraft() {
+  const body = storedDraft();
+  if (!body) return false;
+  for (const f of FIELDS) if (f in body) writeControl(controlFor(f), body[f]);
+  const items = Array.isArray(body.items) ? body.items.filter((it) => typeof it?.id === 'string') : [];
+  renderItems(items, false);
+  guardUnload(true);
+  return true;
+}
+
 function draft(err) {
   drafting = true;
+  restoreDraft();
   for (const el of form.querySelectorAll('input, textarea, button')) el.disabled = false;
   $('#create').hidden = false;
   statusEl.dataset.state = 'draft';
@@ -1007,6 +1044,7 @@ $('#create').addEventListener('click', async () => {
     return;
   }
   drafting = false;
+  localStorage.removeItem(draftKey);
   button.hidden = true;
   clearDraftMarks();
   say('');
@@ -1049,6 +1087,13 @@ async function start() {
       draft(err);
       return;
     }
+  }
+  // A draft kept from a visit before someone else created the document
+  // joins it, as a draft does when its Create finds the document made.
+  if (storedDraft() && restoreDraft()) {
+    localStorage.removeItem(draftKey);
+    say('Your draft of this form from an earlier visit joins the form someone else created meanwhile.');
+    joinDraft(draftBody());
   }
   begin();
 }

@@ -362,6 +362,13 @@ test('a schema that refuses every empty form: the form is a draft until Create, 
   await alice.fill('#title', 'Q1 order');
   await alice.click('#add-item');
   await alice.fill('#items li.item input.desc', 'Paper');
+  // A reload finds the draft again.
+  alice.once('dialog', (d) => d.accept());
+  await alice.reload();
+  await drafted(alice);
+  assert.equal(await alice.inputValue('#title'), 'Q1 order');
+  assert.equal(await alice.inputValue('#customer'), 'Acme');
+  assert.equal(await alice.inputValue('#items li.item input.desc'), 'Paper');
   await alice.click('#create');
   await settled(alice);
   await shot(t, alice, '2-created');
@@ -390,6 +397,23 @@ test('a schema that refuses every empty form: the form is a draft until Create, 
   assert.equal(saved.notes, 'deliver Monday');
   assert.deepEqual(saved.items.map((it) => it.desc).sort(), ['Ink', 'Paper']);
   await valueIs(alice, '#notes', 'deliver Monday');
+});
+
+test('a draft left in the browser joins the document someone else created since', { timeout: 60_000 }, async (t) => {
+  const schema = { type: 'object', required: ['title'], properties: { title: { type: 'string', minLength: 1 } } };
+  const { page, c } = await schemaPage(t, 'e2eleft', schema, 'l', async () => {}, drafted);
+  await page.fill('#notes', 'typed in a draft');
+  const made = await fetch(`${server.url}/docs/${c}/l`, { method: 'PUT', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ title: 'Made elsewhere' }) });
+  assert.equal(made.status, 201);
+  page.once('dialog', (d) => d.accept());
+  await page.reload();
+  await settled(page);
+  await valueIs(page, '#notes', 'typed in a draft');
+  // The joined field is sent after the typing pause.
+  await page.waitForFunction(() => globalThis.patchdDemo.unsent() === 0, null, { timeout: WAIT });
+  await settled(page);
+  const doc = await (await fetch(`${server.url}/docs/${c}/l`)).json();
+  assert.deepEqual([doc.title, doc.notes], ['Made elsewhere', 'typed in a draft']);
 });
 
 test('a required field emptied is refused once, marked, and saves when filled again', { timeout: 60_000 }, async (t) => {
