@@ -775,3 +775,54 @@ func TestBadNamesWithScopedToken(t *testing.T) {
 	expect(t, s.do(t, "GET", "/docs/other/x", bearer(tokWriteA), ""), http.StatusForbidden, "forbidden")
 	expect(t, s.do(t, "GET", "/docs/%2E%2E/x", nil, ""), http.StatusUnauthorized, "unauthorized")
 }
+
+// TestPreconditionsOffTheDocument: If-Match and If-None-Match are read on
+// every route. Malformed, they are 400 (they were ignored on POST,
+// listings, history and streams). On POST, which creates a document under
+// a new id, If-Match with ETags is false (412, and nothing is made),
+// If-Match: * and If-None-Match hold. A 412 for a document that does not
+// exist says currentEtag null (it said nothing).
+func TestPreconditionsOffTheDocument(t *testing.T) {
+	s := startServer(t)
+	s.create(t, "/docs/pc/a", `{"n":1}`)
+	ct := hdr{"Content-Type", ctJSON}
+	for _, tc := range []struct{ method, path, body string }{
+		{"POST", "/docs/pc", `{"a":1}`},
+		{"GET", "/docs/pc", ""},
+		{"GET", "/docs/pc/a/history", ""},
+		{"GET", "/docs/pc/a/events", ""},
+		{"POST", "/events", `{"docs":[{"c":"pc","id":"a"}]}`},
+	} {
+		for _, h := range []string{"If-Match", "If-None-Match"} {
+			r := s.do(t, tc.method, tc.path, append(hdr{h, "bogus"}, ct...), tc.body)
+			expect(t, r, http.StatusBadRequest, "invalid-request")
+		}
+	}
+	r := s.do(t, "POST", "/docs/pc", append(hdr{"If-Match", `"0123456789abcdef0123456789abcdef"`}, ct...), `{"a":1}`)
+	expect(t, r, http.StatusPreconditionFailed, "precondition-failed")
+	if p := r.problem(t); p["currentEtag"] != nil || !strings.Contains(string(r.body), `"currentEtag":null`) {
+		t.Errorf("412 of a POST: %s, want currentEtag null", r.body)
+	}
+	expect(t, s.do(t, "POST", "/docs/pc", append(hdr{"If-Match", "*"}, ct...), `{"a":2}`), http.StatusCreated, "")
+	expect(t, s.do(t, "POST", "/docs/pc", append(hdr{"If-None-Match", "*"}, ct...), `{"a":3}`), http.StatusCreated, "")
+	var page struct{ Items []any }
+	if err := json.Unmarshal(s.do(t, "GET", "/docs/pc", nil, "").body, &page); err != nil || len(page.Items) != 3 {
+		t.Errorf("%d documents (%v), want 3: the refused POST made none", len(page.Items), err)
+	}
+	r = s.do(t, "PUT", "/docs/pc/missing", append(hdr{"If-Match", "*"}, ct...), `{}`)
+	expect(t, r, http.StatusPreconditionFailed, "precondition-failed")
+	if !strings.Contains(string(r.body), `"currentEtag":null`) {
+		t.Errorf("412 of a missing document: %s, want currentEtag null", r.body)
+	}
+}
+
+// TestPreferQuoted: RFC 7240 allows a preference's value as a
+// quoted-string; return="minimal" was ignored.
+func TestPreferQuoted(t *testing.T) {
+	s := startServer(t)
+	e := s.create(t, "/docs/pq/a", `{"n":1}`)
+	r := s.do(t, "PATCH", "/docs/pq/a", hdr{"Content-Type", ctMerge, "If-Match", e, "Prefer", `return="minimal"`}, `{"n":2}`)
+	if r.status != http.StatusNoContent || r.header.Get("Preference-Applied") != "return=minimal" {
+		t.Fatalf("%d, Preference-Applied %q; want 204 and return=minimal", r.status, r.header.Get("Preference-Applied"))
+	}
+}

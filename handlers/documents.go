@@ -235,6 +235,29 @@ func preconditions(c echo.Context) (document.Preconditions, preferences, error) 
 	return pre, prefer, nil
 }
 
+// postPreconditions checks the preconditions of a POST, which creates a
+// document under a new id: If-Match with ETags is false (no ETag names a
+// document not yet made), If-Match: * and If-None-Match hold (the new
+// document exists nowhere yet). Malformed headers are 400, as everywhere.
+func postPreconditions(c echo.Context) error {
+	pre, _, err := preconditions(c)
+	if err != nil {
+		return err
+	}
+	if pre.IfMatch.Present && !pre.IfMatch.Any {
+		return &document.PreconditionError{Err: fail(document.ErrPreconditionFailed, "If-Match names a version, but POST creates a new document, which has none yet (send If-Match: * or none)")}
+	}
+	return nil
+}
+
+// checkPreconditionSyntax refuses malformed If-Match and If-None-Match
+// headers (400) on the routes whose answers carry no ETag (listings,
+// history, streams), which do not evaluate them otherwise.
+func checkPreconditionSyntax(c echo.Context) error {
+	_, _, err := preconditions(c)
+	return err
+}
+
 // setDocHeaders sets the headers every document response carries.
 func setDocHeaders(c echo.Context, etag string) {
 	hdr := c.Response().Header()
@@ -342,11 +365,11 @@ func (h *Handler) write(c echo.Context, kind document.Kind, withID bool) error {
 	}
 	prefer := parsePrefer(c.Request().Header)
 	if kind != document.Post {
-		// The preconditions of a POST would apply to the collection, which
-		// has no representation: patchd ignores them.
 		if w.Pre, prefer, err = preconditions(c); err != nil {
 			return err
 		}
+	} else if err := postPreconditions(c); err != nil {
+		return err
 	}
 	if prefer.strict {
 		// Said on every answer, 412 included: rebase was off for this request.

@@ -120,7 +120,7 @@ type problem struct {
 	Title       string                 `json:"title"`
 	Status      int                    `json:"status"`
 	Detail      string                 `json:"detail"`
-	CurrentETag *string                `json:"currentEtag,omitempty"`
+	CurrentETag any                    `json:"currentEtag,omitempty"` // a string, or null: no current version
 	BaseETag    *string                `json:"baseEtag,omitempty"`
 	Conflicts   []conflict             `json:"conflicts,omitempty"`
 	Errors      []document.SchemaError `json:"errors,omitempty"`
@@ -255,10 +255,12 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	var pe *document.PreconditionError
 	if errors.As(err, &pe) && pe.Current != "" {
 		hdr.Set("ETag", pe.Current) // in a batch, that of the refused write's document
-		p.CurrentETag = &pe.Current
+		p.CurrentETag = pe.Current
 		if pe.Base != "" {
 			p.BaseETag = &pe.Base
 		}
+	} else if errors.As(err, &pe) && errors.Is(err, document.ErrPreconditionFailed) {
+		p.CurrentETag = json.RawMessage("null") // the document does not exist: no ETag is current
 	}
 	var ce *patch.ConflictError
 	if errors.As(err, &ce) {

@@ -328,6 +328,9 @@ func (h *Handler) events(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPreconditionSyntax(c); err != nil {
+		return err
+	}
 	after, resume, err := resumePoint(c)
 	if err != nil {
 		return err

@@ -40,6 +40,9 @@ func (h *Handler) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPreconditionSyntax(c); err != nil {
+		return err
+	}
 	limit, err := pageLimit(c)
 	if err != nil {
 		return err
@@ -126,6 +129,9 @@ const historyFlush = 64 << 10
 func (h *Handler) history(c echo.Context) error {
 	coll, id, err := target(c, true)
 	if err != nil {
+		return err
+	}
+	if err := checkPreconditionSyntax(c); err != nil {
 		return err
 	}
 	limit, err := pageLimit(c)

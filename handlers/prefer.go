@@ -17,7 +17,12 @@ func parsePrefer(h http.Header) preferences {
 	for _, line := range h.Values("Prefer") {
 		for _, pref := range strings.Split(line, ",") {
 			tok, _, _ := strings.Cut(pref, ";")
-			switch strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tok), " ", "")) {
+			name, value, _ := strings.Cut(strings.ReplaceAll(strings.TrimSpace(tok), " ", ""), "=")
+			// RFC 7240: a value may be a quoted-string (return="minimal").
+			if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			switch strings.ToLower(name + "=" + value) {
 			case "return=minimal":
 				p.minimal = true
 			case "handling=strict":

@@ -120,6 +120,9 @@ func (h *Handler) violations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPreconditionSyntax(c); err != nil {
+		return err
+	}
 	limit, err := pageLimit(c)
 	if err != nil {
 		return err
