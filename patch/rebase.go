@@ -64,11 +64,17 @@ const maxConflicts = 50
 // errors.Is(err, ErrRebaseConflict) holds.
 type ConflictError struct {
 	Conflicts []Conflict
+	// Total is how many pairs conflict, when more than Conflicts lists.
+	Total int
 }
 
 func (e *ConflictError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "rebase conflict: %d conflicting pair(s)", len(e.Conflicts))
+	if e.Total > len(e.Conflicts) {
+		fmt.Fprintf(&b, "rebase conflict: %d conflicting pairs (the first %d listed)", e.Total, len(e.Conflicts))
+	} else {
+		fmt.Fprintf(&b, "rebase conflict: %d conflicting pair(s)", len(e.Conflicts))
+	}
 	for i, c := range e.Conflicts {
 		if i == 3 {
 			b.WriteString("; ...")
@@ -141,10 +147,11 @@ func rebaseGrid(g *grid, p []Op, since []Committed, lim RebaseLimits) ([]Op, err
 	}
 	if len(g.conflicts) > 0 {
 		cs := sortConflicts(g.conflicts, g.concurrent)
+		total := len(cs)
 		if len(cs) > maxConflicts {
 			cs = cs[:maxConflicts:maxConflicts]
 		}
-		return nil, &ConflictError{Conflicts: cs}
+		return nil, &ConflictError{Conflicts: cs, Total: total}
 	}
 	return g.result(false), nil
 }

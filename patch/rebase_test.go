@@ -441,6 +441,9 @@ func TestRebaseConflictOrderAndCap(t *testing.T) {
 	if len(ce.Conflicts) != 50 {
 		t.Fatalf("%d conflicts, want the cap of 50", len(ce.Conflicts))
 	}
+	if ce.Total != 120 {
+		t.Errorf("total %d, want 120", ce.Total)
+	}
 	for i, c := range ce.Conflicts {
 		// clientOp i/4; versions 3 then 5; paths /a before /z.
 		wantOp := i / 4
@@ -458,7 +461,7 @@ func TestRebaseConflictOrderAndCap(t *testing.T) {
 			t.Fatalf("conflict %d = %+v, want %+v", i, c, want)
 		}
 	}
-	if msg := err.Error(); !strings.HasPrefix(msg, "rebase conflict: 50 conflicting pair(s): operation 0") {
+	if msg := err.Error(); !strings.HasPrefix(msg, "rebase conflict: 120 conflicting pairs (the first 50 listed): operation 0") {
 		t.Errorf("message %q", msg)
 	}
 }
