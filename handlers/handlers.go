@@ -91,9 +91,10 @@ type Config struct {
 	PagesPerClient int
 	// BatchesPerClient is the same for POST /batch. Zero means 2.
 	BatchesPerClient int
-	// AnswerBudget bounds the bytes of answers being written of pages
-	// (listings, history, violations) and of batches that no longer hold
-	// a batch turn (see MaxBatches). Zero means 64 MiB.
+	// AnswerBudget bounds the bytes of answers being written of documents
+	// (GET), pages (listings, history, violations) and batches that no
+	// longer hold a batch turn (see MaxBatches); one client holds at most
+	// a quarter of it. Zero means 64 MiB.
 	AnswerBudget int64
 	// ReadyCache is how long GET /readyz reuses one check of the store, so
 	// that frequent probes cost one query; zero means 1s (ready.go).
@@ -139,7 +140,8 @@ type Handler struct {
 	batches      chan struct{}  // a token per POST /batch being decided (Config.MaxBatches)
 	pages        *clientTurns   // per client: listings, history pages, violations in progress
 	batchesOf    *clientTurns   // per client: batches in progress, answers included
-	answers      *budget.Budget // pages, and batch answers without their turn, being written
+	answers      *budget.Budget // documents, pages, and batch answers without their turn, being written
+	answerShares *budget.Shares // per client: its documents and pages being written
 	// following is true while the hub hears of the store's commits.
 	following bool
 
@@ -197,6 +199,7 @@ func New(svc *document.Service, cfg Config) *Handler {
 	}
 	h.batches = make(chan struct{}, cmp.Or(max(cfg.MaxBatches, 0), 4))
 	h.answers = budget.New(cmp.Or(max(cfg.AnswerBudget, 0), 64<<20))
+	h.answerShares = budget.NewShares(h.answers.Capacity() / 4)
 	h.pages = newClientTurns("pages (listings, history, violations)", "--max-pages-per-client", cmp.Or(max(cfg.PagesPerClient, 0), pageTurns))
 	h.batchesOf = newClientTurns("batches", "--max-batches-per-client", cmp.Or(max(cfg.BatchesPerClient, 0), batchTurns))
 	h.overloadWait = cfg.OverloadWait

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/internal/budget"
 )
 
 // A listing, a history page or a list of violations is rendered whole (a
@@ -71,23 +72,38 @@ func (h *Handler) inTurn(t *clientTurns, next echo.HandlerFunc) echo.HandlerFunc
 	}
 }
 
-// holdAnswer takes n bytes of the answers' budget for a page about to be
-// written, held until the answer is written (the returned function gives
-// them back): the pages that many clients do not read hold at most the
-// budget between them, whatever the number of clients. It waits up to
-// OverloadWait for room, then refuses with 503 overloaded.
+// holdAnswer takes n bytes of the answers' budget for a document or a page
+// about to be written, held until the answer is written (the returned
+// function gives them back): the answers that clients do not read hold at
+// most the budget between them, and one client (its token, else its
+// address; every stream of an HTTP/2 connection alike) at most a quarter
+// of it, past which it is refused 429 at once. With the budget full it
+// waits up to OverloadWait for room, then refuses with 503 overloaded.
+// Answers under budget.Min are not counted.
 func (h *Handler) holdAnswer(c echo.Context, n int) (func(), error) {
-	if held, ok := h.answers.TryAcquire(n); ok {
-		return held, nil
+	if n < budget.Min {
+		return func() {}, nil
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), h.overloadWait)
-	defer cancel()
-	held, err := h.answers.Acquire(ctx, n)
-	if err == nil {
-		return held, nil
+	client := clientOf(c, h.cfg.Tokens != nil)
+	share := min(int64(n), h.answerShares.Max()) // one answer larger than a share still goes alone
+	if !h.answerShares.Take(client, share) {
+		c.Response().Header().Set(echo.HeaderRetryAfter, "1")
+		return nil, fail(ErrRateLimited, fmt.Sprintf("this client has %d MiB of answers not yet read, the most one client may have at once: read them before asking for more; retry after 1 s", h.answerShares.Max()>>20))
 	}
-	if err := c.Request().Context().Err(); err != nil {
-		return nil, err
+	give := func() { h.answerShares.Give(client, share) }
+	held, ok := h.answers.TryAcquire(n)
+	if !ok {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), h.overloadWait)
+		var err error
+		held, err = h.answers.Acquire(ctx, n)
+		cancel()
+		if err != nil {
+			give()
+			if err := c.Request().Context().Err(); err != nil {
+				return nil, err
+			}
+			return nil, fail(ErrOverloaded, fmt.Sprintf("the server holds as many answers being written as it may at once (%d MiB); retry after 1 s", h.answers.Capacity()>>20))
+		}
 	}
-	return nil, fail(ErrOverloaded, fmt.Sprintf("the server holds as many answers being written as it may at once (%d MiB); retry after 1 s", h.answers.Capacity()>>20))
+	return func() { held(); give() }, nil
 }
