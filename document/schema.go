@@ -189,6 +189,26 @@ func boundedRegexp(s string, inst *schemaInstance) (jsonschema.Regexp, error) {
 	if len(s) > maxPattern {
 		return nil, fmt.Errorf("a regular expression of %d bytes; the limit is %d", len(s), maxPattern)
 	}
+	// During a validation this is a document's string under format
+	// "regex": compiling it counts against the validation's meter, its
+	// size estimated from the parse before any compiling (a{999} compiles
+	// to a thousand instructions; a body of them took 17 s unbounded).
+	if m := inst.meter; m != nil {
+		if !m.spend(len(s) * compileUnitsPerByte) {
+			return nil, errCompileMeter
+		}
+		parsed, err := syntax.Parse(s, syntax.Perl)
+		if err != nil {
+			return nil, err
+		}
+		est := progSize(parsed)
+		if est > maxPatternEstimate {
+			return nil, fmt.Errorf("the regular expression %q would compile to more than %d instructions", shorten(s), maxPatternEstimate)
+		}
+		if !m.spend(est * compileUnitsPerInst) {
+			return nil, errCompileMeter
+		}
+	}
 	re, err := regexp.Compile(s)
 	if err != nil {
 		return nil, err
@@ -198,6 +218,48 @@ func boundedRegexp(s string, inst *schemaInstance) (jsonschema.Regexp, error) {
 		return nil, fmt.Errorf("the regular expression %q compiles to %d instructions; the limit is %d (a bounded repeat such as {0,1000} copies its operand that many times)", shorten(s), insts, maxPatternInsts)
 	}
 	return &costlyRegexp{Regexp: re, insts: insts, inst: inst}, nil
+}
+
+// The cost of compiling a document's string under format "regex", in a
+// validation meter's units (about 6 ns each): per byte parsed, and per
+// instruction of the program as progSize estimates it (two compilations,
+// about 60 ns each). maxPatternEstimate refuses a string whose program
+// would be far past maxPatternInsts before compiling it.
+const (
+	compileUnitsPerByte = 10
+	compileUnitsPerInst = 20
+	maxPatternEstimate  = 20 * maxPatternInsts
+)
+
+// errCompileMeter refuses a string under format "regex" once the
+// validation's meter is spent (the meter says why).
+var errCompileMeter = errors.New("the work of this validation's regular expressions is spent")
+
+// progSize estimates, from above, the instructions of a parsed regular
+// expression's program without compiling it: a repeat counts its operand
+// as many times as it may repeat. It saturates far above any bound.
+func progSize(re *syntax.Regexp) int {
+	const ceiling = 1 << 30
+	var n int64
+	switch re.Op {
+	case syntax.OpLiteral:
+		n = int64(len(re.Rune)) + 1
+	case syntax.OpRepeat:
+		times := re.Max
+		if times < 0 {
+			times = re.Min + 1
+		}
+		n = int64(progSize(re.Sub[0])+2) * int64(max(times, 1)) // at most 2^30 times 1000
+	default:
+		n = 2
+		for _, sub := range re.Sub {
+			n += int64(progSize(sub))
+			if n > ceiling {
+				return ceiling
+			}
+		}
+	}
+	return int(min(n, ceiling))
 }
 
 // patternInsts returns the size of a pattern's compiled program (0 if it
@@ -788,7 +850,7 @@ func (e *workError) Error() string {
 		return fmt.Sprintf("checking the strings of this batch's documents against the patterns of their collections' schemas takes more than the limit of %d units of work for one batch (a string's length times the size of its pattern's compiled program, for every match); send the writes in smaller batches", maxBatchPatternWork)
 	}
 	if e.patterns {
-		return fmt.Sprintf("checking the document's strings against the patterns of its collection's schema takes more than the limit of %d units of work (a string's length times the size of its pattern's compiled program, for every match); make the strings shorter or the patterns simpler", maxValidationPatternWork)
+		return fmt.Sprintf("checking the document's strings against the patterns of its collection's schema (and compiling those that must be regular expressions, format \"regex\") takes more than the limit of %d units of work (a string's length times the size of its pattern's compiled program, for every match); make the strings fewer, shorter or the patterns simpler", maxValidationPatternWork)
 	}
 	return fmt.Sprintf("validating the document against its collection's schema would take up to %d units of work; the limit is %d (a unit is a subschema applied or an enum or const value compared, more for long numbers: a schema that applies many subschemas or compares many values, to each of many values)", e.n, maxValidationWork)
 }
