@@ -329,6 +329,18 @@ func numbersEqual(a, b string) bool {
 	return na == nb
 }
 
+// NumberKey returns a string that two valid JSON number literals share
+// exactly when they are equal by value, as Equal compares them (1, 1.0 and
+// 10e-1 share one): a key for sets of numbers.
+func NumberKey(n Number) string {
+	d := normNumber(string(n))
+	sign := "+"
+	if d.neg {
+		sign = "-"
+	}
+	return sign + d.digits + "e" + d.exp
+}
+
 // CompareNumbers compares two valid JSON number literals by their
 // mathematical value, exactly, without converting through float64 and
 // without expanding exponents: it returns -1 when a < b, 0 when they are

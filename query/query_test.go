@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -196,5 +197,68 @@ func TestKeyHoldsNoDocument(t *testing.T) {
 	}
 	if string(k.Canon) != before || cap(k.Canon) > query.MaxKeyBytes {
 		t.Fatalf("the key shares the document's bytes (cap %d)", cap(k.Canon))
+	}
+}
+
+// TestInMatchesAsEquality: in holds exactly when one of its values is
+// equal (patch.Equal) to the member, whatever the number's spelling, also
+// for arrays and objects, which are compared one by one.
+func TestInMatchesAsEquality(t *testing.T) {
+	lits := []string{"0", "-0", "0.0", "1", "1.0", "10e-1", "0.1e1", "-1", "1e400", "10e399", "12345678901234567890123", "12345678901234567890123.000", "1.5", "15e-1", "2", "1E2", "100"}
+	for _, a := range lits {
+		for _, b := range lits {
+			w, err := query.ParseWhere(`{"/x":{"in":[` + b + `,"s",null,[1],{"k":` + b + `}]}}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, doc := range []string{`{"x":` + a + `}`, `{"x":{"k":` + a + `}}`} {
+				tree, err := patch.Parse([]byte(doc), patch.Limits{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				x := tree.(map[string]any)["x"]
+				want := patch.Equal(x, patch.Number(b))
+				if m, ok := x.(map[string]any); ok {
+					want = patch.Equal(m["k"], patch.Number(b))
+				}
+				if got := w.Match(tree); got != want {
+					t.Errorf("%s in [%s ...]: %v, want %v", doc, b, got, want)
+				}
+			}
+		}
+	}
+	for _, doc := range []string{`{"x":"s"}`, `{"x":null}`, `{"x":[1.0]}`} {
+		w, _ := query.ParseWhere(`{"/x":{"in":[7,"s",null,[1]]}}`)
+		tree, _ := patch.Parse([]byte(doc), patch.Limits{})
+		if !w.Match(tree) {
+			t.Errorf("%s: want a match", doc)
+		}
+	}
+	w, _ := query.ParseWhere(`{"/x":{"in":[7,"s",null,[1]]}}`)
+	for _, doc := range []string{`{"x":"t"}`, `{"x":false}`, `{"x":[2]}`, `{}`} {
+		tree, _ := patch.Parse([]byte(doc), patch.Limits{})
+		if w.Match(tree) {
+			t.Errorf("%s: want no match", doc)
+		}
+	}
+}
+
+// BenchmarkWhereInLongNumbers: a filter whose in lists 1000 numbers of 57
+// digits, judged on documents that match none of them.
+func BenchmarkWhereInLongNumbers(b *testing.B) {
+	var vals []string
+	for i := range 1000 {
+		vals = append(vals, fmt.Sprintf("9%056d", i))
+	}
+	w, err := query.ParseWhere(`{"/x":{"in":[` + strings.Join(vals, ",") + `]}}`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	doc := []byte(`{"x":123456789012345678901234567890123456789012345678901234567.5,"y":"pad"}`)
+	b.ResetTimer()
+	for range b.N {
+		if w.MatchCanonical(doc) {
+			b.Fatal("matched")
+		}
 	}
 }
