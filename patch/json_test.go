@@ -210,3 +210,18 @@ func BenchmarkParseDeep(b *testing.B) {
 		}
 	}
 }
+
+// TestJSONPatchDepthNamesItsLimit: a JSON Patch's values may nest as deep
+// as the limit, its own array and operation objects not counted; past it,
+// the refusal names the limit that was set (it named the limit plus two).
+func TestJSONPatchDepthNamesItsLimit(t *testing.T) {
+	lim := patch.Limits{MaxDepth: 5}
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	if _, err := patch.ParseJSONPatch([]byte(`[{"op":"add","path":"/a","value":`+nest(5)+`}]`), lim); err != nil {
+		t.Fatalf("a value nested 5 levels: %v", err)
+	}
+	_, err := patch.ParseJSONPatch([]byte(`[{"op":"add","path":"/a","value":`+nest(6)+`}]`), lim)
+	if !errors.Is(err, patch.ErrInvalidDocument) || !strings.Contains(err.Error(), "limit of 5") {
+		t.Fatalf("a value nested 6 levels: %v, want the limit of 5 named", err)
+	}
+}

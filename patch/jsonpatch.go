@@ -3,6 +3,7 @@ package patch
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // JSONPatchOp is one operation of an RFC 6902 JSON Patch, validated.
@@ -30,6 +31,10 @@ func ParseJSONPatch(body []byte, lim Limits) ([]JSONPatchOp, error) {
 		lim.MaxDepth += 2 // the patch's own array and operation objects
 	}
 	v, err := Parse(body, lim)
+	if pe := (*Error)(nil); errors.As(err, &pe) && errors.Is(pe.Err, ErrInvalidDocument) && strings.HasPrefix(pe.Detail, "nesting is deeper") {
+		// Say the limit the operator set, which applies to the values.
+		pe.Detail = fmt.Sprintf("a value of the patch nests deeper than the limit of %d (the patch's array and operation objects are not counted)", lim.MaxDepth-2)
+	}
 	if err != nil {
 		return nil, err
 	}
