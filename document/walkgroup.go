@@ -2,6 +2,7 @@ package document
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/patchd/patchd/query"
@@ -65,13 +66,32 @@ func (s *Service) WalkMatches(ctx context.Context, collection, id string, from u
 	}
 	select {
 	case <-b.done:
-		if b.err != nil {
-			return nil, b.err
-		}
-		return b.results[i], nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	if b.err != nil && errors.Is(b.err, ErrHistoryMoved) && from > b.from {
+		// The shared walk went further back than this caller needs, for
+		// another's sake, and found versions gone: this caller's own walk
+		// may well not need them.
+		return s.walkAlone(ctx, collection, id, from, where)
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	return b.results[i], nil
+}
+
+// walkAlone is WalkMatches for one caller, without sharing.
+func (s *Service) walkAlone(ctx context.Context, collection, id string, from uint64, where *query.Where) (map[uint64]bool, error) {
+	states := map[uint64]bool{}
+	err := s.WalkBack(ctx, collection, id, from, func(seq uint64, doc any) error {
+		states[seq] = where.Match(doc)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return states, nil
 }
 
 // lead waits for the walk under way of the document, if any, closes the

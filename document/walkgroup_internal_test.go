@@ -2,6 +2,7 @@ package document
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"runtime"
@@ -115,5 +116,77 @@ func TestWalkMatchesShared(t *testing.T) {
 	wg.Wait()
 	if n := s.walks.walks; n != 2 {
 		t.Errorf("%d walks for %d filters, want 2", n, more+1)
+	}
+}
+
+// prunedHistory is a store whose history has lost the versions up to seq
+// gone: a walk that needs them finds them moved.
+type prunedHistory struct {
+	*heldHistory
+	gone uint64
+}
+
+func (p *prunedHistory) History(ctx context.Context, collection, id string, after uint64, limit, maxBytes int) ([]store.Version, bool, error) {
+	vs, more, err := p.heldHistory.History(ctx, collection, id, after, limit, maxBytes)
+	kept := vs[:0:0]
+	for _, v := range vs {
+		if v.Seq > p.gone {
+			kept = append(kept, v)
+		}
+	}
+	return kept, more, err
+}
+
+// TestWalkMatchesSharedErrorStaysWithItsCaller: a walk shared with a
+// caller that needs versions gone from history fails for that caller
+// only; one that needs none of them gets its answers (it was failed too,
+// and its stream reset).
+func TestWalkMatchesSharedErrorStaysWithItsCaller(t *testing.T) {
+	_, st := newService(t)
+	held := &heldHistory{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
+	s := New(&prunedHistory{heldHistory: held, gone: 3}, DefaultConfig())
+	ctx := context.Background()
+	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":0}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 5; n++ {
+		w := Write{Kind: MergePatch, Collection: "c", ID: "d", Body: fmt.Appendf(nil, `{"n":%d}`, n)}
+		w.Pre.IfMatch, _ = ParseETagList("If-Match", []string{"*"})
+		if _, err := s.Write(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	where, _ := query.ParseWhere(`{"/n":{"ge":4}}`)
+	type answer struct {
+		m   map[uint64]bool
+		err error
+	}
+	first, lagging, current := make(chan answer, 1), make(chan answer, 1), make(chan answer, 1)
+	go func() { m, err := s.WalkMatches(ctx, "c", "d", 5, where); first <- answer{m, err} }()
+	<-held.entered // the first walk is under way; the next two gather
+	go func() { m, err := s.WalkMatches(ctx, "c", "d", 2, where); lagging <- answer{m, err} }()
+	go func() { m, err := s.WalkMatches(ctx, "c", "d", 5, where); current <- answer{m, err} }()
+	for {
+		s.walks.mu.Lock()
+		n := 0
+		if b := s.walks.pending["c\x00d"]; b != nil {
+			n = len(b.wheres)
+		}
+		s.walks.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(held.release)
+	want := map[uint64]bool{4: false, 5: true, 6: true} // seq s holds n = s-1
+	for name, ch := range map[string]chan answer{"first": first, "current": current} {
+		a := <-ch
+		if a.err != nil || !maps.Equal(a.m, want) {
+			t.Errorf("%s caller (from 5): %v %v, want %v", name, a.m, a.err, want)
+		}
+	}
+	if a := <-lagging; !errors.Is(a.err, ErrHistoryMoved) {
+		t.Errorf("lagging caller (from 2): %v %v, want ErrHistoryMoved", a.m, a.err)
 	}
 }

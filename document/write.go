@@ -379,7 +379,12 @@ func (d *decision) create() (*store.Change, error) {
 	if e.create == nil {
 		return nil, fail(store.ErrNotFound, "no such document")
 	}
-	if d.w.Kind != Post && d.w.Pre.IfMatch.Present {
+	switch {
+	case d.w.Kind == Post && d.w.Pre.IfMatch.Present && !d.w.Pre.IfMatch.Any:
+		// A new id: no version of it exists for an ETag to name, and
+		// If-Match: * holds for the collection the POST goes to.
+		return nil, &PreconditionError{Err: fail(ErrPreconditionFailed, "If-Match names a version, but POST creates a new document, which has none yet (send If-Match: * or none)")}
+	case d.w.Kind != Post && d.w.Pre.IfMatch.Present:
 		// If-Match is false when there is no current representation.
 		return nil, &PreconditionError{Err: fail(ErrPreconditionFailed, "If-Match given but the document does not exist")}
 	}

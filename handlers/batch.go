@@ -307,13 +307,11 @@ func (h *Handler) batchWrite(c echo.Context, e any) (document.Write, preferences
 		}
 	}
 	var pref preferences
-	if w.Kind != document.Post {
-		if w.Pre.IfMatch, err = document.ParseETagList("If-Match", hdr.Values("If-Match")); err != nil {
-			return w, preferences{}, "", err
-		}
-		if w.Pre.IfNoneMatch, err = document.ParseETagList("If-None-Match", hdr.Values("If-None-Match")); err != nil {
-			return w, preferences{}, "", err
-		}
+	if w.Pre.IfMatch, err = document.ParseETagList("If-Match", hdr.Values("If-Match")); err != nil {
+		return w, preferences{}, "", err
+	}
+	if w.Pre.IfNoneMatch, err = document.ParseETagList("If-None-Match", hdr.Values("If-None-Match")); err != nil {
+		return w, preferences{}, "", err
 	}
 	pref = parsePrefer(hdr)
 	w.Pre.Strict, w.Minimal = pref.strict, pref.minimal

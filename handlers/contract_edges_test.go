@@ -803,6 +803,14 @@ func TestPreconditionsOffTheDocument(t *testing.T) {
 	if p := r.problem(t); p["currentEtag"] != nil || !strings.Contains(string(r.body), `"currentEtag":null`) {
 		t.Errorf("412 of a POST: %s, want currentEtag null", r.body)
 	}
+	// A body that does not parse is 400 first, as on every write.
+	expect(t, s.do(t, "POST", "/docs/pc", append(hdr{"If-Match", `"0123456789abcdef0123456789abcdef"`}, ct...), `{x`), http.StatusBadRequest, "invalid-json")
+	// The same in a batch: each write keeps the preconditions of its own
+	// request.
+	r = s.do(t, "POST", "/batch", ct, `{"writes":[{"method":"POST","path":"/docs/pc","headers":{"If-Match":"\"0123456789abcdef0123456789abcdef\"","Content-Type":"application/json"},"body":{"y":1}}]}`)
+	expect(t, r, http.StatusPreconditionFailed, "precondition-failed")
+	r = s.do(t, "POST", "/batch", ct, `{"writes":[{"method":"POST","path":"/docs/pc","headers":{"If-Match":"bogus","Content-Type":"application/json"},"body":{"y":1}}]}`)
+	expect(t, r, http.StatusBadRequest, "invalid-request")
 	expect(t, s.do(t, "POST", "/docs/pc", append(hdr{"If-Match", "*"}, ct...), `{"a":2}`), http.StatusCreated, "")
 	expect(t, s.do(t, "POST", "/docs/pc", append(hdr{"If-None-Match", "*"}, ct...), `{"a":3}`), http.StatusCreated, "")
 	var page struct{ Items []any }

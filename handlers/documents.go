@@ -235,21 +235,6 @@ func preconditions(c echo.Context) (document.Preconditions, preferences, error) 
 	return pre, prefer, nil
 }
 
-// postPreconditions checks the preconditions of a POST, which creates a
-// document under a new id: If-Match with ETags is false (no ETag names a
-// document not yet made), If-Match: * and If-None-Match hold (the new
-// document exists nowhere yet). Malformed headers are 400, as everywhere.
-func postPreconditions(c echo.Context) error {
-	pre, _, err := preconditions(c)
-	if err != nil {
-		return err
-	}
-	if pre.IfMatch.Present && !pre.IfMatch.Any {
-		return &document.PreconditionError{Err: fail(document.ErrPreconditionFailed, "If-Match names a version, but POST creates a new document, which has none yet (send If-Match: * or none)")}
-	}
-	return nil
-}
-
 // checkPreconditionSyntax refuses malformed If-Match and If-None-Match
 // headers (400) on the routes whose answers carry no ETag (listings,
 // history, streams), which do not evaluate them otherwise.
@@ -370,12 +355,10 @@ func (h *Handler) write(c echo.Context, kind document.Kind, withID bool) error {
 			return err
 		}
 	}
-	prefer := parsePrefer(c.Request().Header)
-	if kind != document.Post {
-		if w.Pre, prefer, err = preconditions(c); err != nil {
-			return err
-		}
-	} else if err := postPreconditions(c); err != nil {
+	// On a POST, If-Match with ETags is false (the service says so) and
+	// If-Match: * and If-None-Match hold: the new id exists nowhere yet.
+	var prefer preferences
+	if w.Pre, prefer, err = preconditions(c); err != nil {
 		return err
 	}
 	if prefer.strict {

@@ -216,11 +216,11 @@ func nameMember(where string, m map[string]any, name string) (string, error) {
 
 // eventsMany serves POST /events.
 func (h *Handler) eventsMany(c echo.Context) error {
-	if err := checkPreconditionSyntax(c); err != nil {
-		return err
-	}
 	if mediaType(c) != echo.MIMEApplicationJSON {
 		return fail(ErrUnsupportedMediaType, fmt.Sprintf("POST /events takes application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+	}
+	if err := checkPreconditionSyntax(c); err != nil {
+		return err
 	}
 	body, release, err := h.readBodyHeld(c)
 	if err != nil {

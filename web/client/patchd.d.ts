@@ -27,7 +27,7 @@ export interface Problem {
   title: string;
   status: number;
   detail: string;
-  currentEtag?: string;
+  currentEtag?: string | null;
   baseEtag?: string;
   conflicts?: ConflictPair[];
   [member: string]: unknown;

@@ -165,6 +165,10 @@ function setMark(key, text, title = '') {
 
 function updateStatus() {
   if (!doc) return;
+  if (draftJoining && !dirty.size && !doc.pendingCount && !inflight.size && !conflicted.size && !refused.size && !localItems.size) {
+    draftJoining = false;
+    localStorage.removeItem(draftKey);
+  }
   // A conflicted field waits for the user's choice, not for the network;
   // leaving the page would still lose what was typed in it.
   let waiting = doc.pendingCount;
@@ -386,7 +390,11 @@ function flush() {
     const pathKey = new Map(keys.map((key) => [pointer('items', at, parseKey(key).field), key]));
     send([addItemOp(item)], doc.version(), sent, pathKey).then(() => {
       const i = itemIndex(doc.value, id);
-      if (i < 0) return;
+      if (i < 0) {
+        // Refused: text typed in the row meanwhile is sent in its turn.
+        if (keys.some((key) => dirty.has(key))) schedule();
+        return;
+      }
       localItems.delete(id);
       // What was typed in the row while it was on its way is an edit of
       // the item now in the document.
@@ -933,6 +941,9 @@ function isEmpty(v) {
 // fields join theirs: a field they left empty takes the draft's value, a
 // field both filled asks which to keep, the draft's line items are added.
 let drafting = false;
+// A stored draft joined to the document: it is removed from storage once
+// nothing of it waits to be sent, refused or chosen (updateStatus).
+let draftJoining = false;
 
 function draftBody() {
   const body = {};
@@ -1044,7 +1055,7 @@ $('#create').addEventListener('click', async () => {
     return;
   }
   drafting = false;
-  localStorage.removeItem(draftKey);
+  draftJoining = true; // the stored draft goes once what it holds is saved
   button.hidden = true;
   clearDraftMarks();
   say('');
@@ -1064,10 +1075,11 @@ function joinDraft(body) {
     if (v[f] === undefined || v[f] === EMPTY[f]) dirty.set(f, { base: doc.version(), index: -1 });
     else prompt(f, v[f], current);
   }
-  const mine = body.items.filter((it) => itemIndex(v, it.id) < 0);
-  if (mine.length) {
-    const ops = Array.isArray(v.items) ? mine.map((it) => ({ op: 'add', path: '/items/-', value: it })) : [{ op: 'add', path: '/items', value: mine }];
-    doc.patch(ops).catch((err) => say(`Could not add your line items: ${err.message}`));
+  // The draft's line items are kept on the page and added as line items
+  // added here are: one refused stays, marked, until it is filled in.
+  for (const it of body.items.filter((it) => itemIndex(v, it.id) < 0)) {
+    localItems.add(it.id);
+    dirty.set(`item:${it.id}:desc`, { base: doc.version(), index: -1 });
   }
   if (dirty.size) schedule();
 }
@@ -1091,9 +1103,9 @@ async function start() {
   // A draft kept from a visit before someone else created the document
   // joins it, as a draft does when its Create finds the document made.
   if (storedDraft() && restoreDraft()) {
-    localStorage.removeItem(draftKey);
     say('Your draft of this form from an earlier visit joins the form someone else created meanwhile.');
     joinDraft(draftBody());
+    draftJoining = true; // the stored draft goes once what it holds is saved
   }
   begin();
 }

@@ -414,6 +414,8 @@ test('a draft left in the browser joins the document someone else created since'
   await settled(page);
   const doc = await (await fetch(`${server.url}/docs/${c}/l`)).json();
   assert.deepEqual([doc.title, doc.notes], ['Made elsewhere', 'typed in a draft']);
+  // Saved: the stored draft is gone.
+  await page.waitForFunction((k) => localStorage.getItem(k) === null, `patchd-draft:${c}/l`, { timeout: WAIT });
 });
 
 test('a required field emptied is refused once, marked, and saves when filled again', { timeout: 60_000 }, async (t) => {
