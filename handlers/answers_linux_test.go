@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,14 +19,23 @@ import (
 // while another client is served.
 func TestDocumentAnswersPerClient(t *testing.T) {
 	t.Parallel()
+	// Larger than the kernel's sending buffer of a connection at most
+	// (tcp_wmem; the slow client takes a few KiB at a time): the answer
+	// stays being written while the client does not read.
+	size := 6 << 20
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			if most, err := strconv.Atoi(f[2]); err == nil {
+				size = max(size, most+2<<20)
+			}
+		}
+	}
 	s := startServer(t, func(c *config) {
-		c.http.AnswerBudget = 16 << 20 // a client's share: 4 MiB
-		c.http.MaxBody, c.doc.Limits.MaxDoc = 8<<20, 8<<20
+		c.http.AnswerBudget = int64(4 * size) // a client's share: one answer
+		c.http.MaxBody, c.doc.Limits.MaxDoc = int64(size+1<<20), size+1<<20
+		c.http.DecodeBudget = int64(2 * (size + 1<<20))
 	})
-	// Larger than the kernel buffers of a connection (4 MiB of sending
-	// buffer here at most, and the slow client takes a few KiB at a time):
-	// the answer stays being written while the client does not read.
-	s.create(t, "/docs/big/d", `{"pad":"`+strings.Repeat("p", 6<<20)+`"}`)
+	s.create(t, "/docs/big/d", `{"pad":"`+strings.Repeat("p", size)+`"}`)
 	dialer := &net.Dialer{LocalAddr: slowClient, Control: func(_, _ string, rc syscall.RawConn) error {
 		var err error
 		if cerr := rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); cerr != nil {
