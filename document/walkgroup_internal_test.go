@@ -30,14 +30,9 @@ func (h *heldHistory) History(ctx context.Context, collection, id string, after 
 	return h.Store.History(ctx, collection, id, after, limit, maxBytes)
 }
 
-// TestWalkMatchesShared: filters that judge a document's past states at
-// once share walks: those that come while a walk is under way gather and
-// are judged by one more walk, each with the answers its own walk would
-// give (before, each walked on its own: 33 walks here).
-func TestWalkMatchesShared(t *testing.T) {
-	_, st := newService(t)
-	held := &heldHistory{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
-	s := New(held, DefaultConfig())
+// sixVersions writes c/d six times: version seq holds n = seq-1.
+func sixVersions(t *testing.T, s *Service) {
+	t.Helper()
 	ctx := context.Background()
 	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":0}`)}); err != nil {
 		t.Fatal(err)
@@ -49,6 +44,34 @@ func TestWalkMatchesShared(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// gathered waits until n callers wait for the next walk of c/d.
+func gathered(s *Service, n int) {
+	for {
+		s.walks.mu.Lock()
+		got := 0
+		if b := s.walks.pending["c\x00d"]; b != nil {
+			got = len(b.wheres)
+		}
+		s.walks.mu.Unlock()
+		if got == n {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestWalkMatchesShared: filters that judge a document's past states at
+// once share walks: those that come while a walk is under way gather and
+// are judged by one more walk, each with the answers its own walk would
+// give (before, each walked on its own: 33 walks here).
+func TestWalkMatchesShared(t *testing.T) {
+	_, st := newService(t)
+	held := &heldHistory{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
+	s := New(held, DefaultConfig())
+	ctx := context.Background()
+	sixVersions(t, s)
 	// Version seq holds n = seq-1; before version 1 there was no document.
 	want := func(where string) map[uint64]bool {
 		w, err := query.ParseWhere(where)
@@ -100,18 +123,7 @@ func TestWalkMatchesShared(t *testing.T) {
 	}
 	// Every one of them has joined the gathering batch before the first
 	// walk goes on.
-	for {
-		s.walks.mu.Lock()
-		n := 0
-		if b := s.walks.pending["c\x00d"]; b != nil {
-			n = len(b.wheres)
-		}
-		s.walks.mu.Unlock()
-		if n == more {
-			break
-		}
-		runtime.Gosched()
-	}
+	gathered(s, more)
 	close(held.release)
 	wg.Wait()
 	if n := s.walks.walks; n != 2 {
@@ -146,16 +158,7 @@ func TestWalkMatchesSharedErrorStaysWithItsCaller(t *testing.T) {
 	held := &heldHistory{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
 	s := New(&prunedHistory{heldHistory: held, gone: 3}, DefaultConfig())
 	ctx := context.Background()
-	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":0}`)}); err != nil {
-		t.Fatal(err)
-	}
-	for n := 1; n <= 5; n++ {
-		w := Write{Kind: MergePatch, Collection: "c", ID: "d", Body: fmt.Appendf(nil, `{"n":%d}`, n)}
-		w.Pre.IfMatch, _ = ParseETagList("If-Match", []string{"*"})
-		if _, err := s.Write(ctx, w); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sixVersions(t, s)
 	where, _ := query.ParseWhere(`{"/n":{"ge":4}}`)
 	type answer struct {
 		m   map[uint64]bool
@@ -166,18 +169,7 @@ func TestWalkMatchesSharedErrorStaysWithItsCaller(t *testing.T) {
 	<-held.entered // the first walk is under way; the next two gather
 	go func() { m, err := s.WalkMatches(ctx, "c", "d", 2, where); lagging <- answer{m, err} }()
 	go func() { m, err := s.WalkMatches(ctx, "c", "d", 5, where); current <- answer{m, err} }()
-	for {
-		s.walks.mu.Lock()
-		n := 0
-		if b := s.walks.pending["c\x00d"]; b != nil {
-			n = len(b.wheres)
-		}
-		s.walks.mu.Unlock()
-		if n == 2 {
-			break
-		}
-		runtime.Gosched()
-	}
+	gathered(s, 2)
 	close(held.release)
 	want := map[uint64]bool{4: false, 5: true, 6: true} // seq s holds n = s-1
 	for name, ch := range map[string]chan answer{"first": first, "current": current} {

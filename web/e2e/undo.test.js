@@ -162,13 +162,19 @@ test('the history panel loads the newest versions first and older ones on demand
   await shot(t, page, '1-all-versions');
 });
 
-test('with tokens the history panel names the people', { timeout: 60_000 }, async (t) => {
+/** Starts patchd with --tokens and a tokens file holding lines; stopped when t ends. */
+async function tokenServer(t, lines) {
   const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const tokens = { alice: 'alice-token-0123456789', bob: 'bob-token-0123456789ab' };
-  writeFileSync(join(dir, 'tokens'), `${tokens.alice} write name=alice\n${tokens.bob} write name=bob\n`, { mode: 0o600 });
+  writeFileSync(join(dir, 'tokens'), lines, { mode: 0o600 });
   const authd = await startPatchd(['--tokens', join(dir, 'tokens')]);
   t.after(() => authd.stop());
+  return authd;
+}
+
+test('with tokens the history panel names the people', { timeout: 60_000 }, async (t) => {
+  const tokens = { alice: 'alice-token-0123456789', bob: 'bob-token-0123456789ab' };
+  const authd = await tokenServer(t, `${tokens.alice} write name=alice\n${tokens.bob} write name=bob\n`);
   const id = `e2e-actors-${process.pid}-${Date.now().toString(36)}`;
   const pages = {};
   for (const who of ['alice', 'bob']) {
@@ -194,13 +200,9 @@ test('with tokens the history panel names the people', { timeout: 60_000 }, asyn
 });
 
 test('a write refused to a read-only token asks for another, and sends what was typed with it', { timeout: 60_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const reader = 'dave-reads-0123456789';
   const writer = 'erin-writes-0123456789';
-  writeFileSync(join(dir, 'tokens'), `${reader} read name=dave\n${writer} write name=erin\n`, { mode: 0o600 });
-  const authd = await startPatchd(['--tokens', join(dir, 'tokens')]);
-  t.after(() => authd.stop());
+  const authd = await tokenServer(t, `${reader} read name=dave\n${writer} write name=erin\n`);
   const id = `e2e-reader-${process.pid}-${Date.now().toString(36)}`;
   const made = await fetch(`${authd.url}/docs/demo/${id}`, {
     method: 'PUT',
@@ -240,12 +242,8 @@ test('a write refused to a read-only token asks for another, and sends what was 
 });
 
 test('with tokens the demo asks for one, and works with it; the list page too', { timeout: 60_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const token = 'carol-token-0123456789';
-  writeFileSync(join(dir, 'tokens'), `${token} write name=carol\n`, { mode: 0o600 });
-  const authd = await startPatchd(['--tokens', join(dir, 'tokens')]);
-  t.after(() => authd.stop());
+  const authd = await tokenServer(t, `${token} write name=carol\n`);
   const id = `e2e-signin-${process.pid}-${Date.now().toString(36)}`;
   const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
   t.after(() => ctx.close());
