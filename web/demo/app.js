@@ -58,6 +58,9 @@ let focusItem = null;
 // Line items added on this page that the schema refused empty: kept here,
 // and added to the document once filled in.
 const localItems = new Set();
+// Kept line items removed on the page while their add was on its way: the
+// add's answer removes them again.
+const dropAfterAdd = new Set();
 
 function parseKey(key) {
   const m = /^item:(.*):(desc|qty)$/.exec(key);
@@ -167,13 +170,13 @@ function updateStatus() {
   if (!doc) return;
   if (draftJoining && !dirty.size && !doc.pendingCount && !inflight.size && !conflicted.size && !refused.size && !localItems.size) {
     draftJoining = false;
-    localStorage.removeItem(draftKey);
+    forgetDraft();
   }
   // A conflicted field waits for the user's choice, not for the network;
   // leaving the page would still lose what was typed in it.
   let waiting = doc.pendingCount;
   for (const key of dirty.keys()) if (!conflicted.has(key)) waiting++;
-  guardUnload(waiting > 0 || conflicted.size > 0 || refused.size > 0);
+  guardUnload(waiting > 0 || conflicted.size > 0 || refused.size > 0 || localItems.size > 0);
   let state = doc.status;
   let text;
   if (waiting && retrying !== null && doc.pendingCount && doc.status !== 'offline') {
@@ -185,14 +188,16 @@ function updateStatus() {
   }
   switch (doc.status) {
     case 'live':
-      state = waiting ? 'saving' : notSaved ? 'error' : 'live';
+      state = waiting ? 'saving' : notSaved || localItems.size ? 'error' : 'live';
       text = waiting
         ? 'Live · saving…'
         : conflicted.size
           ? 'Live · waiting for your choice'
           : notSaved
             ? `Live · your last change was not saved: ${notSaved}`
-            : 'Live · all changes saved';
+            : localItems.size
+              ? `Live · ${localItems.size === 1 ? 'a line item is' : `${localItems.size} line items are`} not saved yet: fill in what is marked`
+              : 'Live · all changes saved';
       break;
     case 'offline':
       text = waiting
@@ -306,7 +311,10 @@ function renderItems(items, fromOthers) {
         queueMicrotask(() => flash(li.querySelector('input.desc')));
       }
     }
-    if (itemsList.children[i] !== li) itemsList.insertBefore(li, itemsList.children[i] ?? null);
+    // In the document's order among the rows it holds; rows kept on this
+    // page only (not saved yet) stay where they are.
+    const placed = [...itemsList.children].filter((r) => r === li || !localItems.has(r.dataset.id));
+    if (placed[i] !== li) itemsList.insertBefore(li, placed[i] ?? null);
     for (const f of ['desc', 'qty']) {
       const key = `item:${it.id}:${f}`;
       if (busy(key)) continue;
@@ -385,10 +393,18 @@ function flush() {
     if (!li) continue;
     for (const key of keys) dirty.delete(key);
     const item = { id, desc: readControl(li.querySelector('input.desc')), qty: readControl(li.querySelector('input.qty')) };
-    const at = Array.isArray(doc.value?.items) ? doc.value.items.length : 0;
+    // Where the row is among the saved ones, so that it stays in place.
+    const rows = [...itemsList.children];
+    const at = rows.slice(0, rows.indexOf(li)).filter((r) => !localItems.has(r.dataset.id) && itemIndex(doc.value, r.dataset.id) >= 0).length;
     const sent = new Map(keys.map((key) => [key, item[parseKey(key).field]]));
     const pathKey = new Map(keys.map((key) => [pointer('items', at, parseKey(key).field), key]));
-    send([addItemOp(item)], doc.version(), sent, pathKey).then(() => {
+    send([addItemOp(item, at)], doc.version(), sent, pathKey).then(() => {
+      if (dropAfterAdd.delete(id)) {
+        // Removed on the page while its add was on its way: removed.
+        const i = itemIndex(doc.value, id);
+        if (i >= 0) doc.patch([{ op: 'test', path: pointer('items', i, 'id'), value: id }, { op: 'remove', path: pointer('items', i) }]).catch(() => {});
+        return;
+      }
       const i = itemIndex(doc.value, id);
       if (i < 0) {
         // Refused: text typed in the row meanwhile is sent in its turn.
@@ -403,6 +419,7 @@ function flush() {
         if (d) Object.assign(d, { base: doc.version(), index: i });
       }
       if (keys.some((key) => dirty.has(key))) schedule();
+      updateStatus();
     });
   }
   for (const [base, entries] of groups) {
@@ -450,6 +467,9 @@ async function send(ops, base, sent, pathKey, again = false) {
   // No longer on its way when its failure is handled: a field still in
   // flight then has newer text on its way (and a retry counts anew).
   if (error) await failed(error, sent, pathKey, again, base);
+  // Edits left waiting for this write (a line item's, kept on the page
+  // while its add was on its way) go now.
+  if (dirty.size && flushTimer === null) schedule();
   if (doc.value !== null) render({ source: 'local' });
   updateStatus();
 }
@@ -464,7 +484,14 @@ async function failed(err, sent, pathKey, again, base = null) {
     for (const [key, v] of sent) {
       const k = parseKey(key);
       const i = k.item ? itemIndex(doc.value, k.item) : -1;
-      if (k.item && i < 0) continue;
+      if (k.item && i < 0) {
+        // A line item kept on the page (its add refused): sent whole.
+        if (localItems.has(k.item) && !dirty.has(key)) {
+          dirty.set(key, { base: doc.version(), index: -1 });
+          schedule();
+        }
+        continue;
+      }
       for (const op of opsFor(key, v, i)) {
         ops2.push(op);
         pk.set(op.path, key);
@@ -581,8 +608,10 @@ function refuse(err, sent, pathKey, base = null) {
     setMark(key, 'not saved', why.has(key) ? why.get(key).join('; ') : elsewhere.length ? `${err.message}: ${elsewhere.join('; ')}` : err.message);
     markFor(key)?.setAttribute('data-refused', '');
   }
-  // Fields refused only because they travelled with a refused one.
-  for (const key of sent.keys()) if (!keys.includes(key) && !why.has(key)) edited(key);
+  // Fields refused only because they travelled with a refused one (not
+  // the members of a line item kept on the page: it is sent whole, once
+  // what is marked is edited).
+  for (const key of sent.keys()) if (!keys.includes(key) && !why.has(key) && !localItems.has(parseKey(key).item)) edited(key);
   if (dirty.size) schedule();
   if (!keys.length) return; // all edited again since: their new text is judged next
   notSaved = why.size
@@ -837,12 +866,20 @@ $('#add-item').addEventListener('click', () => {
     // The schema refuses an empty line item (a description it needs):
     // the row is kept on this page, and saved once it is filled in.
     localItems.add(id);
-    const li = newRow(id);
-    writeControl(li.querySelector('input.desc'), item.desc);
-    writeControl(li.querySelector('input.qty'), item.qty);
-    itemsList.append(li);
+    // Its row may be shown already (added while offline, typed in since):
+    // it is kept, with what was typed, and sent whole if anything was.
+    let li = rowOf(id);
+    if (!li) {
+      li = newRow(id);
+      writeControl(li.querySelector('input.desc'), item.desc);
+      writeControl(li.querySelector('input.qty'), item.qty);
+      itemsList.append(li);
+    } else if (readControl(li.querySelector('input.desc')) !== item.desc || readControl(li.querySelector('input.qty')) !== item.qty) {
+      dirty.set(`item:${id}:desc`, { base: doc.version(), index: -1 });
+      schedule();
+    }
     $('#no-items').hidden = true;
-    const at = itemsList.children.length - 1;
+    const at = [...itemsList.children].indexOf(li);
     const why = fieldErrors(err.problem?.errors).map((e) => {
       const f = /^\/items\/\d+\/(desc|qty)/.exec(e.instancePath ?? '')?.[1];
       if (f) setMark(`item:${id}:${f}`, 'not saved yet', friendly(e));
@@ -855,10 +892,12 @@ $('#add-item').addEventListener('click', () => {
   });
 });
 
-// addItemOp appends item to the document's line items (or makes the list,
-// which a schema that refuses an empty one left out of a new form).
-function addItemOp(item) {
-  return Array.isArray(doc.value?.items) ? { op: 'add', path: '/items/-', value: item } : { op: 'add', path: '/items', value: [item] };
+// addItemOp adds item to the document's line items, at index at or last
+// (or makes the list, which a schema that refuses an empty one left out
+// of a new form).
+function addItemOp(item, at = -1) {
+  if (!Array.isArray(doc.value?.items)) return { op: 'add', path: '/items', value: [item] };
+  return { op: 'add', path: at < 0 || at >= doc.value.items.length ? '/items/-' : pointer('items', at), value: item };
 }
 
 itemsList.addEventListener('click', (e) => {
@@ -866,6 +905,7 @@ itemsList.addEventListener('click', (e) => {
   if (!btn) return;
   const id = btn.closest('li.item').dataset.id;
   if (drafting || localItems.delete(id)) {
+    if (!drafting && ['desc', 'qty'].some((f) => inflight.has(`item:${id}:${f}`))) dropAfterAdd.add(id);
     for (const f of ['desc', 'qty']) {
       dirty.delete(`item:${id}:${f}`);
       refused.delete(`item:${id}:${f}`);
@@ -874,6 +914,7 @@ itemsList.addEventListener('click', (e) => {
     $('#no-items').hidden = itemsList.children.length > 0;
     $('#add-item').focus();
     if (drafting) keepDraft();
+    else updateStatus();
     return;
   }
   const i = itemIndex(doc.value, id);
@@ -969,32 +1010,60 @@ function clearDraftMarks() {
   }
 }
 
-// A draft is kept in the browser (localStorage) as it is typed: a reload
-// or a crash finds it again, until Create.
-const draftKey = `patchd-draft:${collection}/${docID}`;
+// A draft is kept in the browser (localStorage) as it is typed, under a
+// key of this tab's own (two tabs' drafts of one form do not overwrite
+// each other): a reload finds it, and so does a later visit (the newest
+// draft of the form, when this tab has none), until it is saved.
+const draftPrefix = `patchd-draft:${collection}/${docID}:`;
+// A reload keeps the tab's id; any other load takes a new one (a window
+// opened from this one starts with a copy of its session storage).
+const reloaded = performance.getEntriesByType?.('navigation')?.[0]?.type === 'reload';
+const tabID = (reloaded && sessionStorage.getItem('patchd-demo-tab')) || Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, '0')).join('');
+sessionStorage.setItem('patchd-demo-tab', tabID);
+const draftKey = draftPrefix + tabID;
+// The stored draft this page shows, if it took another tab's.
+let restoredKey = null;
 
 function keepDraft() {
   try {
-    localStorage.setItem(draftKey, JSON.stringify(draftBody()));
+    localStorage.setItem(draftKey, JSON.stringify({ at: Date.now(), body: draftBody() }));
   } catch {
     // Storage full or refused: the draft lives in the page only.
   }
 }
 
+function forgetDraft() {
+  localStorage.removeItem(draftKey);
+  if (restoredKey) localStorage.removeItem(restoredKey);
+  restoredKey = null;
+}
+
+// storedDraft returns this tab's stored draft of the form, else the newest
+// another tab left: {key, body}, or null.
 function storedDraft() {
-  try {
-    const body = JSON.parse(localStorage.getItem(draftKey) ?? 'null');
-    return body !== null && typeof body === 'object' && !Array.isArray(body) ? body : null;
-  } catch {
-    return null;
+  let best = null;
+  for (let i = 0; i < localStorage.length; i++) {
+    const key = localStorage.key(i);
+    if (!key?.startsWith(draftPrefix)) continue;
+    try {
+      const d = JSON.parse(localStorage.getItem(key));
+      if (d === null || typeof d.body !== 'object' || d.body === null || Array.isArray(d.body)) continue;
+      if (key === draftKey) return { key, body: d.body };
+      if (!best || d.at > best.at) best = { key, body: d.body, at: d.at };
+    } catch {
+      // Not a draft of this page's: left alone.
+    }
   }
+  return best && { key: best.key, body: best.body };
 }
 
 // restoreDraft shows the draft kept in the browser, if any; it returns
 // whether there was one.
 function restoreDraft() {
-  const body = storedDraft();
-  if (!body) return false;
+  const stored = storedDraft();
+  if (!stored) return false;
+  const body = stored.body;
+  if (stored.key !== draftKey) restoredKey = stored.key;
   for (const f of FIELDS) if (f in body) writeControl(controlFor(f), body[f]);
   const items = Array.isArray(body.items) ? body.items.filter((it) => typeof it?.id === 'string') : [];
   renderItems(items, false);
@@ -1002,13 +1071,15 @@ function restoreDraft() {
   return true;
 }
 
+const DRAFT_STATUS = 'Not created yet · this collection needs more than an empty form: fill it in and press Create';
+
 function draft(err) {
   drafting = true;
   restoreDraft();
   for (const el of form.querySelectorAll('input, textarea, button')) el.disabled = false;
   $('#create').hidden = false;
   statusEl.dataset.state = 'draft';
-  statusEl.textContent = 'Not created yet · this collection needs more than an empty form: fill it in and press Create';
+  statusEl.textContent = DRAFT_STATUS;
   refusedDraft(err, 'The collection refuses an empty form');
 }
 
@@ -1040,12 +1111,14 @@ $('#create').addEventListener('click', async () => {
   const body = draftBody();
   const button = $('#create');
   button.disabled = true;
+  statusEl.textContent = 'Creating… · what you type meanwhile is kept';
   try {
     // Members left empty that the schema refuses so are left out; if
     // someone else created the document meanwhile, it is opened.
     doc = await create(body, true);
   } catch (err) {
     button.disabled = false;
+    statusEl.textContent = DRAFT_STATUS;
     if (!(err instanceof PatchdError) || err.status === 412) {
       say(`Could not create the form: ${err.message}. Press Create to try again.`);
       return;
@@ -1059,21 +1132,37 @@ $('#create').addEventListener('click', async () => {
   button.hidden = true;
   clearDraftMarks();
   say('');
-  joinDraft(body);
+  // What was typed while Create was on its way joins as edits.
+  joinDraft(draftBody(), body);
   begin();
 });
 
 // joinDraft makes the draft's fields edits of the document someone else
 // created meanwhile (nothing to do when this page created it).
-function joinDraft(body) {
+// sent is what this page's Create sent, if it did: a member the document
+// holds as sent and the form shows otherwise was typed since, an edit.
+function joinDraft(body, sent = null) {
   const v = doc.value ?? {};
   if (deepEqual(v, body)) return;
   const current = { etag: doc.version(), value: v };
+  const ours = (a, b) => sent !== null && deepEqual(a, b);
   for (const f of FIELDS) {
     const mine = body[f];
-    if (mine === EMPTY[f] || deepEqual(mine, v[f])) continue;
-    if (v[f] === undefined || v[f] === EMPTY[f]) dirty.set(f, { base: doc.version(), index: -1 });
-    else prompt(f, v[f], current);
+    if (deepEqual(mine, v[f])) continue;
+    if (ours(v[f], sent?.[f]) || (mine !== EMPTY[f] && (v[f] === undefined || v[f] === EMPTY[f]))) dirty.set(f, { base: doc.version(), index: -1 });
+    else if (mine !== EMPTY[f]) prompt(f, v[f], current);
+  }
+  // Line items in the document whose row shows other text.
+  for (const it of body.items) {
+    const i = itemIndex(v, it.id);
+    if (i < 0) continue;
+    const was = sent?.items?.find((x) => x.id === it.id);
+    for (const f of ['desc', 'qty']) {
+      if (deepEqual(it[f], v.items[i][f])) continue;
+      const key = `item:${it.id}:${f}`;
+      if (was && deepEqual(v.items[i][f], was[f])) dirty.set(key, { base: doc.version(), index: i });
+      else prompt(key, v.items[i][f], current, i, doc.version());
+    }
   }
   // The draft's line items are kept on the page and added as line items
   // added here are: one refused stays, marked, until it is filled in.

@@ -469,6 +469,115 @@ test('line items under a schema that needs their description: a new row waits on
   assert.equal(await page.locator('#items li.item').count(), 1);
 });
 
+test('line items kept on the page: a quantity alone is sent once, rows stay in place, a row removed while on its way is not kept, one added offline keeps its text', { timeout: 90_000 }, async (t) => {
+  const schema = {
+    type: 'object',
+    properties: { items: { type: 'array', items: { type: 'object', required: ['desc'], properties: { desc: { type: 'string', minLength: 1 }, qty: { type: 'integer', minimum: 1 } } } } },
+  };
+  const patches = [];
+  let hold = null; // a gate for the next add of a whole line item
+  const { page, c } = await schemaPage(t, 'e2ekept', schema, 'k', (p) =>
+    routeWrites(p, async (route) => {
+      patches.push(route.request().postData());
+      const g = hold;
+      if (g && /"op":"add","path":"\/items\/\d+"/.test(route.request().postData() ?? '')) {
+        hold = null;
+        await g.wait();
+      }
+      return route.continue();
+    }),
+  );
+  const rows = () => page.$$eval('#items li.item', (lis) => lis.map((li) => [li.querySelector('input.desc').value, li.querySelector('input.qty').value]));
+  const serverItems = async () => (await (await fetch(`${server.url}/docs/${c}/k`)).json()).items.map((it) => it.desc);
+  // Three rows, none saved yet; a quantity typed alone is refused once.
+  for (let i = 0; i < 3; i++) {
+    await page.click('#add-item');
+    await page.waitForFunction((n) => document.querySelectorAll('#items li.item').length === n, i + 1, { timeout: WAIT });
+  }
+  const n0 = patches.length;
+  await page.locator('#items li.item input.qty').nth(0).fill('7');
+  await page.locator('#title').click();
+  await page.waitForFunction(() => document.querySelector('#items li.item .mark').textContent !== '', null, { timeout: WAIT });
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 1500)));
+  assert.ok(patches.length - n0 <= 1, `${patches.length - n0} PATCHes for one quantity typed`);
+  // The last row filled first stays where it is.
+  await page.locator('#items li.item input.desc').nth(2).fill('third');
+  await page.locator('#title').click();
+  await page.waitForFunction(async () => globalThis.patchdDemo.unsent() === 0, null, { timeout: WAIT });
+  await page.waitForFunction(() => document.querySelectorAll('#items li.item')[2].querySelector('input.desc').value === 'third', null, { timeout: WAIT });
+  await page.locator('#items li.item input.desc').nth(0).fill('first');
+  await page.locator('#title').click();
+  await page.locator('#items li.item input.desc').nth(1).fill('second');
+  await page.locator('#title').click();
+  await settled(page);
+  assert.deepEqual(
+    (await rows()).map((r) => r[0]),
+    ['first', 'second', 'third'],
+  );
+  assert.deepEqual(await serverItems(), ['first', 'second', 'third']);
+  // A row removed while its add is on its way is not kept.
+  hold = gate();
+  const held = hold;
+  await page.click('#add-item');
+  await page.waitForFunction(() => document.querySelectorAll('#items li.item').length === 4, null, { timeout: WAIT });
+  await page.locator('#items li.item input.desc').nth(3).fill('gone');
+  await page.locator('#title').click();
+  await page.locator('#items li.item .remove').nth(3).click();
+  held.open();
+  await settled(page);
+  await page.waitForFunction(() => document.querySelectorAll('#items li.item').length === 3, null, { timeout: WAIT });
+  assert.deepEqual(await serverItems(), ['first', 'second', 'third']);
+  // Added and typed offline: kept, and saved once back online.
+  await page.context().setOffline(true);
+  await page.click('#add-item');
+  await page.waitForFunction(() => document.querySelectorAll('#items li.item').length === 4, null, { timeout: WAIT });
+  await page.locator('#items li.item input.desc').nth(3).fill('offline item');
+  await page.locator('#title').click();
+  await page.context().setOffline(false);
+  await page.waitForFunction(() => globalThis.patchdDemo.unsent() === 0 && document.querySelector('#status').dataset.state === 'live', null, { timeout: 30_000 });
+  assert.deepEqual(await serverItems(), ['first', 'second', 'third', 'offline item']);
+  assert.equal((await rows()).length, 4);
+});
+
+test('text typed while Create is on its way is kept and saved, and two tabs keep drafts of their own', { timeout: 60_000 }, async (t) => {
+  const schema = { type: 'object', required: ['title'], properties: { title: { type: 'string', minLength: 1 } } };
+  const put = gate();
+  let holding = false; // Create's PUT is held, not the page's first try
+  const { page, c } = await schemaPage(
+    t,
+    'e2ecreating',
+    schema,
+    'w',
+    (p) =>
+      p.route('**/docs/**', async (route) => {
+        if (holding && route.request().method() === 'PUT') await put.wait();
+        return route.continue();
+      }),
+    drafted,
+  );
+  // Another tab of the same browser types a draft of its own after this
+  // one did.
+  await page.fill('#title', 'Q2');
+  const other = await page.context().newPage();
+  await other.goto(`${server.url}/?c=${c}&id=w&debounce=100`);
+  await drafted(other);
+  await other.fill('#title', '');
+  await other.fill('#notes', 'from the other tab');
+  page.once('dialog', (d) => d.accept());
+  await page.reload();
+  await drafted(page);
+  assert.equal(await page.inputValue('#title'), 'Q2', "the other tab's draft did not replace this one's");
+  holding = true;
+  await page.click('#create');
+  await page.fill('#customer', 'typed meanwhile');
+  put.open();
+  await page.waitForFunction(() => globalThis.patchdDemo.doc() !== null, null, { timeout: WAIT });
+  await settled(page);
+  await valueIs(page, '#customer', 'typed meanwhile');
+  const doc = await (await fetch(`${server.url}/docs/${c}/w`)).json();
+  assert.deepEqual([doc.title, doc.customer], ['Q2', 'typed meanwhile']);
+});
+
 test('two edits that together break a rule across fields: refused as such, and saved once the other field meets it', { timeout: 90_000 }, async (t) => {
   // Notes are required when the order is urgent.
   const schema = {
