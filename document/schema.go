@@ -193,14 +193,14 @@ func boundedRegexp(s string, inst *schemaInstance) (jsonschema.Regexp, error) {
 	// "regex": compiling it counts against the validation's meter, its
 	// size estimated from the parse before any compiling (a{999} compiles
 	// to a thousand instructions; a body of them took 17 s unbounded).
+	if m := inst.meter; m != nil && !m.spend(len(s)*compileUnitsPerByte) {
+		return nil, errCompileMeter
+	}
+	parsed, err := syntax.Parse(s, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
 	if m := inst.meter; m != nil {
-		if !m.spend(len(s) * compileUnitsPerByte) {
-			return nil, errCompileMeter
-		}
-		parsed, err := syntax.Parse(s, syntax.Perl)
-		if err != nil {
-			return nil, err
-		}
 		est := progSize(parsed)
 		if est > maxPatternEstimate {
 			return nil, fmt.Errorf("the regular expression %q would compile to more than %d instructions", shorten(s), maxPatternEstimate)
@@ -213,7 +213,7 @@ func boundedRegexp(s string, inst *schemaInstance) (jsonschema.Regexp, error) {
 	if err != nil {
 		return nil, err
 	}
-	insts := patternInsts(s)
+	insts := progInsts(parsed)
 	if insts > maxPatternInsts {
 		return nil, fmt.Errorf("the regular expression %q compiles to %d instructions; the limit is %d (a bounded repeat such as {0,1000} copies its operand that many times)", shorten(s), insts, maxPatternInsts)
 	}
@@ -269,6 +269,12 @@ func patternInsts(s string) int {
 	if err != nil {
 		return 0
 	}
+	return progInsts(re)
+}
+
+// progInsts returns the size of a parsed pattern's compiled program (0 if
+// it does not compile).
+func progInsts(re *syntax.Regexp) int {
 	prog, err := syntax.Compile(re.Simplify())
 	if err != nil {
 		return 0

@@ -3,6 +3,7 @@ package document
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/patchd/patchd/query"
@@ -83,15 +84,27 @@ func (s *Service) WalkMatches(ctx context.Context, collection, id string, from u
 
 // walkAlone is WalkMatches for one caller, without sharing.
 func (s *Service) walkAlone(ctx context.Context, collection, id string, from uint64, where *query.Where) (map[uint64]bool, error) {
-	states := map[uint64]bool{}
-	err := s.WalkBack(ctx, collection, id, from, func(seq uint64, doc any) error {
-		states[seq] = where.Match(doc)
-		return nil
-	})
+	results, err := s.judgeStates(ctx, collection, id, from, []*query.Where{where})
 	if err != nil {
 		return nil, err
 	}
-	return states, nil
+	return results[0], nil
+}
+
+// judgeStates judges each of wheres on the document's states WalkBack
+// rebuilds from its current version down to just before version from.
+func (s *Service) judgeStates(ctx context.Context, collection, id string, from uint64, wheres []*query.Where) ([]map[uint64]bool, error) {
+	results := make([]map[uint64]bool, len(wheres))
+	for j := range results {
+		results[j] = map[uint64]bool{}
+	}
+	err := s.WalkBack(ctx, collection, id, from, func(seq uint64, doc any) error {
+		for j, w := range wheres {
+			results[j][seq] = w.Match(doc)
+		}
+		return nil
+	})
+	return results, err
 }
 
 // lead waits for the walk under way of the document, if any, closes the
@@ -113,20 +126,17 @@ func (g *walkGroup) lead(ctx context.Context, s *Service, collection, id, key st
 	wheres, from := b.wheres, b.from
 	g.mu.Unlock()
 
-	results := make([]map[uint64]bool, len(wheres))
-	for j := range results {
-		results[j] = map[uint64]bool{}
-	}
-	err := s.WalkBack(ctx, collection, id, from, func(seq uint64, doc any) error {
-		for j, w := range wheres {
-			results[j][seq] = w.Match(doc)
+	// The walk runs outside any request, where nothing would recover a
+	// panic: it becomes the walk's error, and the waiters and the next
+	// walk of the document are let go whatever happens.
+	defer func() {
+		if r := recover(); r != nil {
+			b.results, b.err = nil, fmt.Errorf("document: the walk of %s/%s failed: %v", collection, id, r)
 		}
-		return nil
-	})
-	b.results, b.err = results, err
-
-	g.mu.Lock()
-	delete(g.running, key)
-	g.mu.Unlock()
-	close(b.done)
+		g.mu.Lock()
+		delete(g.running, key)
+		g.mu.Unlock()
+		close(b.done)
+	}()
+	b.results, b.err = s.judgeStates(ctx, collection, id, from, wheres)
 }

@@ -182,3 +182,31 @@ func TestWalkMatchesSharedErrorStaysWithItsCaller(t *testing.T) {
 		t.Errorf("lagging caller (from 2): %v %v, want ErrHistoryMoved", a.m, a.err)
 	}
 }
+
+// panicHistory is a store whose first History read panics.
+type panicHistory struct {
+	store.Store
+	once sync.Once
+}
+
+func (p *panicHistory) History(ctx context.Context, collection, id string, after uint64, limit, maxBytes int) ([]store.Version, bool, error) {
+	p.once.Do(func() { panic("a fault in the store") })
+	return p.Store.History(ctx, collection, id, after, limit, maxBytes)
+}
+
+// TestWalkMatchesPanicIsAnError: the shared walk runs outside any request,
+// where nothing recovered a panic (the whole server went down): its
+// callers get an error, and the document's next walk runs.
+func TestWalkMatchesPanicIsAnError(t *testing.T) {
+	_, st := newService(t)
+	s := New(&panicHistory{Store: st}, DefaultConfig())
+	sixVersions(t, s)
+	where, _ := query.ParseWhere(`{"/n":{"ge":4}}`)
+	if _, err := s.WalkMatches(context.Background(), "c", "d", 5, where); err == nil {
+		t.Fatal("a walk whose store read panicked: no error")
+	}
+	got, err := s.WalkMatches(context.Background(), "c", "d", 5, where)
+	if want := map[uint64]bool{4: false, 5: true, 6: true}; err != nil || !maps.Equal(got, want) {
+		t.Fatalf("the next walk: %v %v, want %v", got, err, want)
+	}
+}

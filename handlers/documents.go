@@ -277,13 +277,11 @@ func (h *Handler) get(c echo.Context) error {
 	if done, err := readPrecondition(c, pre, doc.ETag); done || err != nil {
 		return err
 	}
-	if c.Request().Method != http.MethodHead {
-		held, err := h.holdAnswer(c, len(doc.Body))
-		if err != nil {
-			return err
-		}
-		defer held()
+	held, err := h.holdAnswer(c, len(doc.Body))
+	if err != nil {
+		return err
 	}
+	defer held()
 	noteRead(c, doc.ETag)
 	setDocHeaders(c, doc.ETag)
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(doc.Body)))

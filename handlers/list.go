@@ -100,13 +100,11 @@ func (h *Handler) list(c echo.Context) error {
 		b.Write(patch.Canonical(page.Next))
 	}
 	b.WriteString("}")
-	if c.Request().Method != http.MethodHead {
-		held, err := h.holdAnswer(c, b.Len())
-		if err != nil {
-			return err
-		}
-		defer held()
+	held, err := h.holdAnswer(c, b.Len())
+	if err != nil {
+		return err
 	}
+	defer held()
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(b.Len()))
 	if c.Request().Method == http.MethodHead {
@@ -148,17 +146,15 @@ func (h *Handler) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Request().Method != http.MethodHead {
-		size := 0
-		for i := range versions {
-			size += len(versions[i].Ops) + 256
-		}
-		held, err := h.holdAnswer(c, min(size, historyPageBytes))
-		if err != nil {
-			return err
-		}
-		defer held()
+	size := 0
+	for i := range versions {
+		size += len(versions[i].Ops) + 256
 	}
+	held, err := h.holdAnswer(c, min(size, historyPageBytes))
+	if err != nil {
+		return err
+	}
+	defer held()
 	res := c.Response()
 	res.Header().Set("Cache-Control", "no-cache")
 	res.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)

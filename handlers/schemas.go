@@ -146,13 +146,11 @@ func (h *Handler) violations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.Request().Method != http.MethodHead {
-		held, err := h.holdAnswer(c, len(body))
-		if err != nil {
-			return err
-		}
-		defer held()
+	held, err := h.holdAnswer(c, len(body))
+	if err != nil {
+		return err
 	}
+	defer held()
 	c.Response().Header().Set("Cache-Control", "no-cache")
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 	if c.Request().Method == http.MethodHead {

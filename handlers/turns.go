@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 
 	"github.com/labstack/echo/v4"
@@ -79,9 +80,9 @@ func (h *Handler) inTurn(t *clientTurns, next echo.HandlerFunc) echo.HandlerFunc
 // address; every stream of an HTTP/2 connection alike) at most a quarter
 // of it, past which it is refused 429 at once. With the budget full it
 // waits up to OverloadWait for room, then refuses with 503 overloaded.
-// Answers under budget.Min are not counted.
+// Answers under budget.Min, and HEAD answers (no body), are not counted.
 func (h *Handler) holdAnswer(c echo.Context, n int) (func(), error) {
-	if n < budget.Min {
+	if n < budget.Min || c.Request().Method == http.MethodHead {
 		return func() {}, nil
 	}
 	client := clientOf(c, h.cfg.Tokens != nil)

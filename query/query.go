@@ -56,9 +56,8 @@ func (c condition) existsOnly() bool { return len(c.ops) == 1 && c.ops[0].name =
 type operator struct {
 	name string
 	val  any   // eq, ne, lt, le, gt, ge; the prefix string of prefix
-	vals []any // in
-	// set holds the keys (scalarKey) of in's values that are not arrays
-	// or objects, and rest those that are: a value is looked up in set,
+	// in: set holds the keys (scalarKey) of its values that are not
+	// arrays or objects, and rest those that are: a value is looked up in set,
 	// not compared with each of up to MaxIn values (a filter of 1000
 	// long numbers over 100,000 documents took 29 s).
 	set  map[string]struct{}
@@ -184,7 +183,7 @@ func parseOperators(ptr string, v any) ([]operator, error) {
 			if len(a) > MaxIn {
 				return nil, invalid("where %q: in lists %d values; at most %d", ptr, len(a), MaxIn)
 			}
-			op.vals, op.set = a, make(map[string]struct{}, len(a))
+			op.set = make(map[string]struct{}, len(a))
 			for _, x := range a {
 				if k, ok := scalarKey(x); ok {
 					op.set[k] = struct{}{}

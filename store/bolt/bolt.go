@@ -244,8 +244,8 @@ func Open(path string, opts store.Options) (*Store, error) {
 	mapped := initialMmap(path, opts.ReadOnly)
 	if within := mapWithin(mapped, addressLimit()); within < mapped {
 		// Under ulimit -v the Go runtime, the heap and thread stacks need
-		// room beside the map: an idle server reserves about 1.5 GiB of
-		// address space besides it. Mapping all but that, a restart could run out of
+		// room beside the map: an idle server reserves about 1.6 to
+		// 1.8 GiB of address space besides it. Mapping all but that, a restart could run out of
 		// address space in its first allocations.
 		b.log.Warn("the address space is limited (see ulimit -v); mapping less", "path", path, "bytes", mapped, "then", within)
 		mapped = within
