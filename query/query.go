@@ -55,7 +55,7 @@ func (c condition) existsOnly() bool { return len(c.ops) == 1 && c.ops[0].name =
 // operator is one test of a condition.
 type operator struct {
 	name string
-	val  any   // eq, ne, lt, le, gt, ge; the prefix string of prefix
+	val  any // eq, ne, lt, le, gt, ge; the prefix string of prefix
 	// in: set holds the keys (scalarKey) of its values that are not
 	// arrays or objects, and rest those that are: a value is looked up in set,
 	// not compared with each of up to MaxIn values (a filter of 1000
