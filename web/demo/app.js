@@ -1191,7 +1191,7 @@ async function start() {
   }
   // A draft kept from a visit before someone else created the document
   // joins it, as a draft does when its Create finds the document made.
-  if (storedDraft() && restoreDraft()) {
+  if (restoreDraft()) {
     say('Your draft of this form from an earlier visit joins the form someone else created meanwhile.');
     joinDraft(draftBody());
     draftJoining = true; // the stored draft goes once what it holds is saved
