@@ -221,7 +221,7 @@ test('a write refused to a read-only token asks for another, and sends what was 
     body: JSON.stringify({ title: '', customer: '', email: '', notes: '', urgent: false, items: [] }),
   });
   assert.equal(made.status, 201);
-  const { ctx, page, errors } = await ownPage(t, 'dave');
+  const { page, errors } = await ownPage(t, 'dave');
   await page.goto(`${authd.url}/?id=${id}&debounce=100`);
   await page.waitForSelector('#signin form #token', { timeout: WAIT });
   await page.fill('#token', reader);
