@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { startPatchd } from '../client/test/support/patchd.js';
 import { artifacts, launch } from './browser.js';
-import { gate, routeWrites } from './support.js';
+import { gate, ownPage, routeWrites } from './support.js';
 
 let server;
 let browser;
@@ -90,12 +90,7 @@ async function schemaPage(t, prefix, schema, id, extra = async () => {}, ready =
 
 /** Opens the form of document id of collection c in a context of its own. */
 async function formPage(t, c, id, who, extra = async () => {}, ready = live) {
-  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
-  t.after(() => ctx.close());
-  const page = await ctx.newPage();
-  page.who = who;
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
+  const { page, errors } = await ownPage(t, browser, who);
   page.on('console', (m) => m.type() === 'error' && /Content Security Policy/.test(m.text()) && errors.push(m.text()));
   t.after(() => assert.deepEqual(errors, [], `${who}: errors on the page`));
   await extra(page);

@@ -127,3 +127,17 @@ export async function routeWrites(page, handler) {
   });
   return seen;
 }
+
+/**
+ * Opens a page of who in a browser context of its own, closed when t ends;
+ * errors collects the page's errors.
+ */
+export async function ownPage(t, browser, who) {
+  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
+  t.after(() => ctx.close());
+  const page = await ctx.newPage();
+  page.who = who;
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  return { ctx, page, errors };
+}

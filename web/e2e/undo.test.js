@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPatchd } from '../client/test/support/patchd.js';
 import { launch } from './browser.js';
-import { WAIT, live, people, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
+import { WAIT, live, ownPage, people, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
 
 let server;
 let browser;
@@ -162,17 +162,6 @@ test('the history panel loads the newest versions first and older ones on demand
   await shot(t, page, '1-all-versions');
 });
 
-/** Opens a page in a browser context of its own, closed when t ends; errors collects its page errors. */
-async function ownPage(t, who) {
-  const ctx = await browser.newContext({ viewport: { width: 820, height: 1000 } });
-  t.after(() => ctx.close());
-  const page = await ctx.newPage();
-  page.who = who;
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  return { ctx, page, errors };
-}
-
 /** Starts patchd with --tokens and a tokens file holding lines; stopped when t ends. */
 async function tokenServer(t, lines) {
   const dir = mkdtempSync(join(tmpdir(), 'patchd-tokens-'));
@@ -221,7 +210,7 @@ test('a write refused to a read-only token asks for another, and sends what was 
     body: JSON.stringify({ title: '', customer: '', email: '', notes: '', urgent: false, items: [] }),
   });
   assert.equal(made.status, 201);
-  const { page, errors } = await ownPage(t, 'dave');
+  const { page, errors } = await ownPage(t, browser, 'dave');
   await page.goto(`${authd.url}/?id=${id}&debounce=100`);
   await page.waitForSelector('#signin form #token', { timeout: WAIT });
   await page.fill('#token', reader);
@@ -251,7 +240,7 @@ test('with tokens the demo asks for one, and works with it; the list page too', 
   const token = 'carol-token-0123456789';
   const authd = await tokenServer(t, `${token} write name=carol\n`);
   const id = `e2e-signin-${process.pid}-${Date.now().toString(36)}`;
-  const { ctx, page, errors } = await ownPage(t, 'carol');
+  const { ctx, page, errors } = await ownPage(t, browser, 'carol');
   // No request but the API's is refused: no favicon.ico asked for.
   const refused = [];
   page.on('response', (r) => r.status() === 401 && !new URL(r.url()).pathname.startsWith('/docs/') && refused.push(r.url()));
