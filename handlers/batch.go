@@ -44,7 +44,7 @@ type batchResult struct {
 
 func (h *Handler) batch(c echo.Context) error {
 	if mediaType(c) != "application/json" {
-		return fail(ErrUnsupportedMediaType, fmt.Sprintf("a batch must be sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+		return wrongType(c, "a batch must be sent as", "application/json")
 	}
 	if c.Request().Header.Get(idempotencyHeader) != "" {
 		return fail(ErrInvalidRequest, "a batch takes an Idempotency-Key per write, in its headers, not one for the whole batch")
@@ -247,9 +247,12 @@ func (h *Handler) batchWrite(c echo.Context, e any) (document.Write, preferences
 	}
 	ct := ""
 	if v := hdr.Get("Content-Type"); v != "" {
-		mt, _, err := mime.ParseMediaType(v)
-		if err != nil {
+		if _, _, err := mime.ParseMediaType(v); err != nil {
 			return w, preferences{}, "", fail(ErrUnsupportedMediaType, fmt.Sprintf("Content-Type %q does not parse", v))
+		}
+		mt, why := typeOf(hdr)
+		if why != "" {
+			return w, preferences{}, "", fail(ErrUnsupportedMediaType, fmt.Sprintf("Content-Type %q: %s", v, why))
 		}
 		ct = mt
 	}

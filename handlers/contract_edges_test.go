@@ -224,6 +224,39 @@ func TestBodyRefusals(t *testing.T) {
 	expect(t, s.do(t, "POST", "/events", hdr{"Content-Type", ctJSON}, deep), http.StatusBadRequest, "invalid-request")
 }
 
+// TestContentTypeCharset: JSON is UTF-8 (RFC 8259 section 8.1). A body
+// declared in another charset, or under two Content-Type fields, is 415
+// and changes nothing; charset=utf-8, in any case, is the same as none.
+func TestContentTypeCharset(t *testing.T) {
+	s := startServer(t)
+	e := s.create(t, "/docs/cs/a", `{"a":1}`)
+	for _, tc := range []struct {
+		method, path string
+		h            hdr
+		body         string
+	}{
+		{"PUT", "/docs/cs/a", hdr{"Content-Type", "application/json; charset=utf-16", "If-Match", e}, `{"a":2}`},
+		{"PUT", "/docs/cs/a", hdr{"Content-Type", "application/json; charset=iso-8859-1", "If-Match", e}, `{"a":2}`},
+		{"PATCH", "/docs/cs/a", hdr{"Content-Type", "application/merge-patch+json; charset=utf-16", "If-Match", e}, `{"a":2}`},
+		{"PATCH", "/docs/cs/a", hdr{"Content-Type", "application/merge-patch+json", "Content-Type", "application/json-patch+json", "If-Match", e}, `{"a":2}`},
+		{"PUT", "/docs/cs/a", hdr{"Content-Type", ctJSON, "Content-Type", ctJSON, "If-Match", e}, `{"a":2}`},
+		{"POST", "/docs/cs", hdr{"Content-Type", "application/json; charset=utf-32"}, `{"a":2}`},
+		{"POST", "/batch", hdr{"Content-Type", "application/json; charset=utf-16"}, `{"writes":[]}`},
+		{"POST", "/batch", hdr{"Content-Type", ctJSON}, `{"writes":[{"method":"PUT","path":"/docs/cs/a","headers":{"Content-Type":"application/json; charset=utf-16","If-Match":` + fmt.Sprintf("%q", e) + `},"body":{"a":2}}]}`},
+	} {
+		r := s.do(t, tc.method, tc.path, tc.h, tc.body)
+		expect(t, r, http.StatusUnsupportedMediaType, "unsupported-media-type")
+		d, _ := r.problem(t)["detail"].(string)
+		if !strings.Contains(d, "UTF-8") && !strings.Contains(d, "one Content-Type") {
+			t.Errorf("%s %s %v: detail %q says neither the charset nor the two fields", tc.method, tc.path, tc.h, d)
+		}
+	}
+	if r := s.do(t, "GET", "/docs/cs/a", nil, ""); r.header.Get("ETag") != e {
+		t.Fatalf("a refused write changed the document: %s", r.body)
+	}
+	expect(t, s.do(t, "PATCH", "/docs/cs/a", hdr{"Content-Type", "application/merge-patch+json; charset=UTF-8", "If-Match", e}, `{"a":2}`), http.StatusOK, "")
+}
+
 // TestSchemaFanOutAcrossLevels: applicators that also descend (a $ref in
 // anyOf beside properties that $ref the next level) apply C(n, k)
 // subschemas to a value k levels down. Such a schema was accepted, and a

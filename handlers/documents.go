@@ -64,13 +64,49 @@ func emptyName(path string) error {
 }
 
 // mediaType returns the request's media type, lowercased, without
-// parameters ("" when absent or unparsable).
+// parameters: "" when absent or unparsable, and when the request cannot be
+// taken as JSON whatever its type says (see typeProblem), so that each is
+// refused as an unsupported media type.
 func mediaType(c echo.Context) string {
-	mt, _, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
-	if err != nil {
+	mt, why := typeOf(c.Request().Header)
+	if why != "" {
 		return ""
 	}
 	return mt
+}
+
+// typeOf returns the media type of a request or batch write with headers
+// h, lowercased, and why it cannot be taken as JSON if it cannot: sent in
+// two Content-Type fields (which one is meant?), or in a charset other
+// than UTF-8, the only encoding of JSON between systems (RFC 8259 section
+// 8.1).
+func typeOf(h http.Header) (mt, why string) {
+	vs := h.Values(echo.HeaderContentType)
+	if len(vs) > 1 {
+		return "", "send one Content-Type"
+	}
+	if len(vs) == 0 {
+		return "", ""
+	}
+	mt, params, err := mime.ParseMediaType(vs[0])
+	if err != nil {
+		return "", ""
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return mt, "JSON is sent in UTF-8"
+	}
+	return mt, ""
+}
+
+// wrongType is the 415 for a body that must be sent as want (what names
+// the body: "a document must be sent as"): it quotes every Content-Type sent.
+func wrongType(c echo.Context, what, want string) error {
+	h := c.Request().Header
+	msg := fmt.Sprintf("%s %s, not %q", what, want, strings.Join(h.Values(echo.HeaderContentType), ", "))
+	if _, why := typeOf(h); why != "" {
+		msg += ": " + why
+	}
+	return fail(ErrUnsupportedMediaType, msg)
 }
 
 // readChunk is the most of a request body read at once, into a scratch
@@ -325,7 +361,7 @@ func (h *Handler) patch(c echo.Context) error {
 	if _, _, err := target(c, true); err != nil {
 		return err
 	}
-	return fail(ErrUnsupportedMediaType, fmt.Sprintf("PATCH takes %s, not %q", acceptPatch, c.Request().Header.Get(echo.HeaderContentType)))
+	return wrongType(c, "PATCH takes", acceptPatch)
 }
 
 func (h *Handler) delete(c echo.Context) error {
@@ -340,7 +376,7 @@ func (h *Handler) write(c echo.Context, kind document.Kind, withID bool) error {
 		return err
 	}
 	if (kind == document.Put || kind == document.Post) && mediaType(c) != "application/json" {
-		return fail(ErrUnsupportedMediaType, fmt.Sprintf("a document must be sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+		return wrongType(c, "a document must be sent as", "application/json")
 	}
 	w := document.Write{Kind: kind, Collection: coll, ID: id}
 	if kind != document.Delete {
@@ -410,7 +446,7 @@ func (h *Handler) revert(c echo.Context) error {
 		return err
 	}
 	if mediaType(c) != "application/json" {
-		return fail(ErrUnsupportedMediaType, fmt.Sprintf("a revert is sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+		return wrongType(c, "a revert is sent as", "application/json")
 	}
 	body, err := h.readBody(c)
 	if err != nil {

@@ -159,7 +159,7 @@ func (h *Handler) putPresence(c echo.Context) error {
 		return err
 	}
 	if mediaType(c) != echo.MIMEApplicationJSON {
-		return fail(ErrUnsupportedMediaType, fmt.Sprintf("presence is sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+		return wrongType(c, "presence is sent as", "application/json")
 	}
 	r := c.Request()
 	if err := plainBody(r); err != nil {

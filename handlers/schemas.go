@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 
@@ -24,7 +23,7 @@ func (h *Handler) putSchema(c echo.Context) error {
 		return err
 	}
 	if mediaType(c) != "application/json" {
-		return fail(ErrUnsupportedMediaType, fmt.Sprintf("a schema must be sent as application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+		return wrongType(c, "a schema must be sent as", "application/json")
 	}
 	return h.writeSchema(c, document.Write{Kind: document.Put, Collection: coll})
 }

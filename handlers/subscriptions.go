@@ -217,7 +217,7 @@ func nameMember(where string, m map[string]any, name string) (string, error) {
 // eventsMany serves POST /events.
 func (h *Handler) eventsMany(c echo.Context) error {
 	if mediaType(c) != echo.MIMEApplicationJSON {
-		return fail(ErrUnsupportedMediaType, fmt.Sprintf("POST /events takes application/json, not %q", c.Request().Header.Get(echo.HeaderContentType)))
+		return wrongType(c, "POST /events takes", "application/json")
 	}
 	if err := checkPreconditionSyntax(c); err != nil {
 		return err
