@@ -1,8 +1,10 @@
 package patch
 
 import (
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Apply applies a validated JSON Patch to doc under RFC 6902 rules and
@@ -53,7 +55,7 @@ func (a *applier) apply(i int, op JSONPatchOp) error {
 	case "move":
 		v, o, err := a.remove(i, op.From, op.RawFrom)
 		if err != nil {
-			return err
+			return fromError(err)
 		}
 		rec := Clone(v) // v lives on in the document; records must not change
 		o.Old, o.Moved = rec, true
@@ -62,7 +64,7 @@ func (a *applier) apply(i int, op JSONPatchOp) error {
 	case "copy":
 		v, segs, err := a.get(i, op.From, op.RawFrom)
 		if err != nil {
-			return err
+			return fromError(err)
 		}
 		a.copied += size(v)
 		if a.lim.MaxDoc > 0 && a.copied > a.lim.MaxDoc {
@@ -83,6 +85,16 @@ func (a *applier) apply(i int, op JSONPatchOp) error {
 		return nil
 	}
 	return errorf(ErrInvalidPatch, i, "unknown op %q", op.Op)
+}
+
+// fromError says "from" where err, an error in resolving the from of a
+// move or copy, says "path" (the resolving is the same for both members).
+func fromError(err error) error {
+	var e *Error
+	if errors.As(err, &e) && strings.HasPrefix(e.Detail, "path ") {
+		e.Detail = "from " + strings.TrimPrefix(e.Detail, "path ")
+	}
+	return err
 }
 
 // walk resolves every token of p and returns the nodes along the way
