@@ -515,13 +515,23 @@ type Version struct {
 	ETag string `json:"etag"`
 	// At is when it was committed.
 	At time.Time `json:"at"`
-	// Kind is put, json-patch, merge-patch or delete.
+	// Kind is put, json-patch, merge-patch, delete or revert.
 	Kind string `json:"kind"`
 	// Ops are the RFC 6902 ops that turn the previous version into this
 	// one.
 	Ops []Op `json:"ops"`
 	// RebasedFrom is the ETag the write named when it was rebased; else "".
 	RebasedFrom string `json:"rebasedFrom"`
+	// Actor is who wrote it, as the server's tokens name writers; "" when
+	// none did (no tokens) or before the server recorded actors.
+	Actor string `json:"actor"`
+	// RequestID is the X-Request-Id of the request that wrote it (the
+	// client's, or one the server made); "" before the server recorded
+	// them.
+	RequestID string `json:"requestId"`
+	// Reverts, for a version of kind revert, is the seq of the version it
+	// undid; else 0.
+	Reverts uint64 `json:"reverts,omitempty"`
 }
 
 // HistoryOptions select a page of a document's history.

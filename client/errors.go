@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Sentinels that errors.Is finds in the errors of this package's methods:
-// ErrNotFound, ErrPreconditionFailed and ErrPreconditionRequired through
-// *Problem and the types that wrap it, the others wrapped with the
-// details.
+// ErrNotFound, ErrPreconditionFailed, ErrPreconditionRequired,
+// ErrRateLimited and ErrUnavailable through *Problem and the types that
+// wrap it, the others wrapped with the details.
 var (
 	// ErrNotFound: the document does not exist (404 not-found).
 	ErrNotFound = errors.New("not found")
@@ -21,6 +22,13 @@ var (
 	// ErrPreconditionRequired: a write to an existing document without
 	// IfMatch, on a server that requires it (428).
 	ErrPreconditionRequired = errors.New("precondition required")
+	// ErrRateLimited: the client has sent more than its share (429), and
+	// retries, if any, ran out; Problem.RetryAfter says when to try again.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrUnavailable: the server could not serve the request for now
+	// (503: overloaded, or its database unreachable), and retries, if
+	// any, ran out; Problem.RetryAfter says when to try again.
+	ErrUnavailable = errors.New("unavailable")
 	// ErrUnsupported: the server lacks something asked for (a Watch of a
 	// collection, on a server without POST /events).
 	ErrUnsupported = errors.New("not supported by the server")
@@ -56,6 +64,9 @@ type Problem struct {
 	// ETag is the ETag field of the answer: the current version's ETag on
 	// a 412 or 428, else usually "".
 	ETag string
+	// RetryAfter is how long the answer's Retry-After field asked to
+	// wait (a 429 or 503), else 0.
+	RetryAfter time.Duration
 }
 
 // Name returns the problem's name: the last segment of Type, such as
@@ -77,9 +88,14 @@ func (p *Problem) Error() string {
 }
 
 // Is reports whether the problem is the one a sentinel of this package
-// names: ErrNotFound, ErrPreconditionFailed, ErrPreconditionRequired.
+// names: ErrNotFound, ErrPreconditionFailed, ErrPreconditionRequired,
+// ErrRateLimited, ErrUnavailable.
 func (p *Problem) Is(target error) bool {
 	switch target {
+	case ErrRateLimited:
+		return p.Status == http.StatusTooManyRequests
+	case ErrUnavailable:
+		return p.Status == http.StatusServiceUnavailable
 	case ErrNotFound:
 		return p.Status == http.StatusNotFound
 	case ErrPreconditionFailed:
@@ -218,6 +234,7 @@ func problemName(body []byte) string {
 // parseProblem builds the Problem of an error answer.
 func parseProblem(a *answer) *Problem {
 	p := &Problem{Status: a.status, ETag: a.header.Get("ETag")}
+	p.RetryAfter, _ = retryAfter(a.header)
 	var members map[string]json.RawMessage
 	if json.Unmarshal(a.body, &members) == nil && members != nil {
 		p.Members = members

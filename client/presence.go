@@ -31,7 +31,7 @@ type PresenceSession struct {
 	Expires time.Time `json:"expires"`
 }
 
-// UnmarshalJSON reads a session, its null actor included.
+// UnmarshalJSON reads a session, its null actor and data included.
 func (s *PresenceSession) UnmarshalJSON(b []byte) error {
 	type plain PresenceSession
 	var v struct {
@@ -44,6 +44,9 @@ func (s *PresenceSession) UnmarshalJSON(b []byte) error {
 	*s = PresenceSession(v.plain)
 	if v.Actor != nil {
 		s.Actor = *v.Actor
+	}
+	if string(s.Data) == "null" {
+		s.Data = nil
 	}
 	return nil
 }

@@ -32,6 +32,11 @@ type Subscriptions struct {
 	// they change (see Client.SetPresence). Collections get none, nor do
 	// documents followed over per-document feeds (an older server).
 	Presence bool
+	// Reconnects asks for an EventReconnect event each time the stream
+	// ends or cannot be opened, before Watch waits to open it again: a
+	// follower that should say "reconnecting" (or give up, if it must)
+	// learns of it there.
+	Reconnects bool
 }
 
 // DocSubscription follows one document.
@@ -110,6 +115,15 @@ const (
 	// once at the start of each stream, before ready, when the document
 	// has sessions, then whenever the list changes.
 	EventPresence EventType = "presence"
+	// EventReconnect says that the stream ended or could not be opened,
+	// and that Watch opens it again after Delay, resuming where it was:
+	// Err says why (the network's error, the server's answer as a
+	// *Problem, an event that did not parse, an idle stream), Failures how
+	// many attempts in a row have failed (0 after a stream that worked
+	// and then ended, as on a server restart). It comes only when
+	// Subscriptions.Reconnects asks for it; Collection and ID are set as
+	// for error events (of per-document feeds, the document).
+	EventReconnect EventType = "reconnect"
 	// EventError ends subscriptions that cannot go on (the document never
 	// existed on a server without POST /events, a malformed subscription,
 	// 401, 403...): Err says why. It names the subscription in Collection
@@ -155,8 +169,14 @@ type Event struct {
 	// Sessions, for presence events, are the document's live presence
 	// sessions, in session order; empty when the last one has ended.
 	Sessions []PresenceSession
-	// Err is why the subscription ended, for error events.
+	// Err is why the subscription ended, for error events, and why the
+	// stream is reopened, for reconnect events.
 	Err error
+	// Delay, for reconnect events, is how long Watch waits before it
+	// opens the stream again; Failures is how many attempts in a row have
+	// failed.
+	Delay    time.Duration
+	Failures int
 }
 
 // Deleted reports whether the event leaves the document deleted.
@@ -180,7 +200,8 @@ func (e Event) Deleted() bool {
 // MaxRetryAfter; the SSE retry delay after a stream that was open, up to
 // MaxDelay, and longer after each stream in a row that failed: ended
 // before its first event, or sent one that is malformed), never sooner
-// than the policy's BaseDelay, and resumes each document after the last version
+// than the policy's BaseDelay (a 500, which patchd does not send, is
+// retried as a failed stream is: a proxy's), and resumes each document after the last version
 // and each collection after the last cursor it sent, so that no version
 // or change is skipped or sent twice; a resume point past the retained
 // history gives a reset or reset-collection event.
@@ -202,7 +223,7 @@ func (e Event) Deleted() bool {
 // stop; Watch's goroutines then end without the channel being drained.
 func (cl *Client) Watch(ctx context.Context, subs Subscriptions) <-chan Event {
 	out := make(chan Event)
-	f := &eventsFeed{cl: cl, out: out, docs: map[[2]string]*docState{}, colls: map[string]*collState{}, ready: subs.Ready, presence: subs.Presence}
+	f := &eventsFeed{cl: cl, out: out, docs: map[[2]string]*docState{}, colls: map[string]*collState{}, ready: subs.Ready, presence: subs.Presence, reconnects: subs.Reconnects}
 	var bad []Event
 	for _, s := range subs.Docs {
 		k := [2]string{s.Collection, s.ID}
@@ -264,14 +285,15 @@ type collState struct {
 
 // eventsFeed follows every subscription of a Watch over POST /events.
 type eventsFeed struct {
-	cl        *Client
-	out       chan<- Event
-	docs      map[[2]string]*docState
-	colls     map[string]*collState
-	docOrder  []*docState
-	collOrder []*collState
-	ready     bool // send EventReady
-	presence  bool // ask for presence events
+	cl         *Client
+	out        chan<- Event
+	docs       map[[2]string]*docState
+	colls      map[string]*collState
+	docOrder   []*docState
+	collOrder  []*collState
+	ready      bool // send EventReady
+	presence   bool // ask for presence events
+	reconnects bool // send EventReconnect
 }
 
 // errFallback ends the POST /events feed of a server that lacks the route.
@@ -290,7 +312,11 @@ func (f *eventsFeed) deliver(ctx context.Context, ev Event) bool {
 // run connects and reconnects until ctx ends or the subscriptions fail
 // for good.
 func (f *eventsFeed) run(ctx context.Context) {
-	err := reconnect(ctx, f.cl, f.stream)
+	var notify func(Event) bool
+	if f.reconnects {
+		notify = func(ev Event) bool { return f.deliver(ctx, f.named(ev)) }
+	}
+	err := reconnect(ctx, f.cl, f.stream, notify)
 	if ctx.Err() != nil {
 		return
 	}
@@ -298,14 +324,19 @@ func (f *eventsFeed) run(ctx context.Context) {
 		f.fallback(ctx)
 		return
 	}
-	ev := Event{Type: EventError, Err: err}
+	f.deliver(ctx, f.named(Event{Type: EventError, Err: err}))
+}
+
+// named sets ev's Collection and ID when the Watch follows one document
+// or one collection: an event about the whole stream is then about it.
+func (f *eventsFeed) named(ev Event) Event {
 	switch {
 	case len(f.docOrder) == 1 && len(f.collOrder) == 0:
 		ev.Collection, ev.ID = f.docOrder[0].sub.Collection, f.docOrder[0].sub.ID
 	case len(f.docOrder) == 0 && len(f.collOrder) == 1:
 		ev.Collection = f.collOrder[0].sub.Collection
 	}
-	f.deliver(ctx, ev)
+	return ev
 }
 
 // fallback follows the documents over their own feeds, and ends the
@@ -315,7 +346,7 @@ func (f *eventsFeed) fallback(ctx context.Context) {
 	for _, d := range f.docOrder {
 		sub := d.sub
 		sub.After = d.last
-		w := &docFeed{cl: f.cl, sub: sub, out: f.out, last: d.last}
+		w := &docFeed{cl: f.cl, sub: sub, out: f.out, last: d.last, reconnects: f.reconnects}
 		wg.Go(func() { w.run(ctx) })
 	}
 	for _, c := range f.collOrder {
@@ -334,8 +365,10 @@ func (f *eventsFeed) fallback(ctx context.Context) {
 // MaxRetryAfter; after a stream that worked, the stream's retry delay
 // (capped by MaxDelay); after one that failed (a *streamFault), at
 // least as long, and longer with each failure in a row, as after a
-// failure to connect, which takes the policy's backoff.
-func reconnect(ctx context.Context, cl *Client, stream func(ctx context.Context, hint *time.Duration) (opened bool, wait time.Duration, err error)) error {
+// failure to connect, which takes the policy's backoff. Before each wait
+// it passes an EventReconnect to notify, unless notify is nil; notify
+// returns false when ctx has ended.
+func reconnect(ctx context.Context, cl *Client, stream func(ctx context.Context, hint *time.Duration) (opened bool, wait time.Duration, err error), notify func(Event) bool) error {
 	p := cl.retry
 	failures := 0
 	hint := 2 * time.Second
@@ -364,7 +397,11 @@ func reconnect(ctx context.Context, cl *Client, stream func(ctx context.Context,
 			wait = p.delay(failures)
 			failures++
 		}
-		if !sleep(ctx, max(wait, p.BaseDelay)) {
+		wait = max(wait, p.BaseDelay)
+		if notify != nil && !notify(Event{Type: EventReconnect, Err: err, Delay: wait, Failures: failures}) {
+			return ctx.Err()
+		}
+		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}
@@ -570,10 +607,11 @@ func docEvent(ev sseEvent, last uint64, started bool) (*Event, error) {
 // docFeed follows one document's own change feed (GET
 // /docs/{c}/{id}/events), for servers without POST /events.
 type docFeed struct {
-	cl   *Client
-	sub  DocSubscription
-	out  chan<- Event
-	last uint64 // the seq of the last event sent; 0: none yet
+	cl         *Client
+	sub        DocSubscription
+	out        chan<- Event
+	last       uint64 // the seq of the last event sent; 0: none yet
+	reconnects bool   // send EventReconnect
 }
 
 // permanentError ends a subscription.
@@ -600,7 +638,11 @@ var errGap = errors.New("patchd: change feed skipped a version")
 // run connects and reconnects until ctx ends or the subscription fails
 // for good.
 func (f *docFeed) run(ctx context.Context) {
-	err := reconnect(ctx, f.cl, f.stream)
+	var notify func(Event) bool
+	if f.reconnects {
+		notify = func(ev Event) bool { return f.send(ctx, ev) }
+	}
+	err := reconnect(ctx, f.cl, f.stream, notify)
 	if ctx.Err() != nil {
 		return
 	}
@@ -677,6 +719,11 @@ func readStream(ctx context.Context, cl *Client, c *call, hint *time.Duration, f
 		if retryable(a) {
 			d, _ := retryAfter(res.Header)
 			return false, d, fail(a)
+		}
+		if a.status == http.StatusInternalServerError {
+			// Not patchd's (it answers 503 for what a client may retry):
+			// a proxy's, say. A follower outlasts it, backing off.
+			return false, 0, fail(a)
 		}
 		return false, 0, &permanentError{fail(a)}
 	}

@@ -1,0 +1,150 @@
+package client_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchd/patchd/client"
+)
+
+// TestWatchReportsReconnects: a stream that breaks again and again (a
+// proxy's garbage, a 500, an event that does not parse) is reopened, and
+// a Watch that asks is told each time, with why and how many attempts in
+// a row have failed; a stream that worked and ended counts none.
+func TestWatchReportsReconnects(t *testing.T) {
+	times := newRequestTimes()
+	url, _ := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch times.add() {
+		case 0:
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "retry: 1\n\nevent: ready\ndata: {\"cursors\":[\"AA\"]}\n\n") // works, then ends
+		case 1:
+			w.WriteHeader(http.StatusInternalServerError) // a proxy's
+		case 2:
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "retry: 1\n\nevent: change\ndata: {not json\n\n")
+		case 3:
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "garbage\n") // ends before any event
+		default:
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "retry: 1\n\nevent: ready\ndata: {\"cursors\":[\"AB\"]}\n\n")
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}
+	})
+	cl := client.New(url, client.WithRetry(client.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}))
+	ch := cl.Watch(testContext(t), client.Subscriptions{Collections: []client.CollectionSubscription{{Collection: "c"}}, Ready: true, Reconnects: true})
+	var got []string
+	for len(got) < 6 {
+		ev := next(t, ch)
+		switch ev.Type {
+		case client.EventReady:
+			got = append(got, "ready")
+		case client.EventReconnect:
+			if ev.Err == nil || ev.Delay <= 0 || ev.Collection != "c" {
+				t.Fatalf("reconnect event %+v", ev)
+			}
+			got = append(got, fmt.Sprintf("reconnect %d", ev.Failures))
+			var p *client.Problem
+			if ev.Failures == 1 && (!errors.As(ev.Err, &p) || p.Status != http.StatusInternalServerError) {
+				t.Fatalf("after the 500: %v", ev.Err)
+			}
+		default:
+			t.Fatalf("event %+v", ev)
+		}
+	}
+	if want := "ready,reconnect 0,reconnect 1,reconnect 2,reconnect 3,ready"; strings.Join(got, ",") != want {
+		t.Fatalf("events %s, want %s", strings.Join(got, ","), want)
+	}
+}
+
+// TestWatchReconnectsUnasked: without Reconnects, a Watch sends no
+// reconnect events (a consumer written before them sees nothing new).
+func TestWatchReconnectsUnasked(t *testing.T) {
+	times := newRequestTimes()
+	url, _ := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		if times.add() < 3 {
+			fmt.Fprint(w, "garbage\n")
+			return
+		}
+		fmt.Fprint(w, "retry: 1\n\nevent: ready\ndata: {\"cursors\":[\"AB\"]}\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	cl := client.New(url, client.WithRetry(client.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}))
+	ch := cl.Watch(testContext(t), client.Subscriptions{Collections: []client.CollectionSubscription{{Collection: "c"}}, Ready: true})
+	if ev := next(t, ch); ev.Type != client.EventReady {
+		t.Fatalf("event %+v, want ready", ev)
+	}
+}
+
+// TestProblemRetryable: once retries run out, a 429 or 503 is found with
+// errors.Is, and the Problem says how long the server asked to wait.
+func TestProblemRetryable(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		want   error
+	}{
+		{http.StatusTooManyRequests, client.ErrRateLimited},
+		{http.StatusServiceUnavailable, client.ErrUnavailable},
+	} {
+		url, _ := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "7")
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(tc.status)
+			fmt.Fprint(w, `{"type":"/problems/overloaded","status":503}`)
+		})
+		cl := client.New(url, client.WithRetry(client.RetryPolicy{Attempts: 1}))
+		_, err := cl.Get(testContext(t), "c", "d")
+		var p *client.Problem
+		if !errors.Is(err, tc.want) || !errors.As(err, &p) || p.RetryAfter != 7*time.Second {
+			t.Fatalf("%d: %v (%+v), want %v with RetryAfter 7s", tc.status, err, p, tc.want)
+		}
+		if errors.Is(err, client.ErrNotFound) || (tc.want == client.ErrRateLimited && errors.Is(err, client.ErrUnavailable)) {
+			t.Fatalf("%d: %v matches another sentinel", tc.status, err)
+		}
+	}
+}
+
+// TestVersionWhoAndWhy: a version reports the request that made it and,
+// for a revert, the version it undid, as history records them.
+func TestVersionWhoAndWhy(t *testing.T) {
+	url, _ := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	d, err := cl.Create(ctx, "v", "a", map[string]int{"n": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err = cl.Merge(ctx, "v", "a", map[string]int{"n": 2}, client.IfMatch(d.ETag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/docs/v/a/revert", bytes.NewReader([]byte(`{"seq":2}`)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", "undo-42")
+	req.Header.Set("If-Match", d.ETag)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("revert: %s", res.Status)
+	}
+	h, err := cl.History(ctx, "v", "a", client.HistoryOptions{})
+	if err != nil || len(h.Versions) != 3 {
+		t.Fatalf("history %+v, %v", h, err)
+	}
+	v := h.Versions[2]
+	if v.Kind != "revert" || v.Reverts != 2 || v.RequestID != "undo-42" || v.Actor != "" || h.Versions[1].Reverts != 0 || h.Versions[1].RequestID == "" {
+		t.Fatalf("versions %+v", h.Versions)
+	}
+}
