@@ -230,7 +230,7 @@ func (cl *Client) Watch(ctx context.Context, subs Subscriptions) <-chan Event {
 		if f.docs[k] != nil {
 			continue
 		}
-		if err := cl.checkNames(s.Collection, s.ID, true); err != nil {
+		if err := cl.checkWatched(s.Collection, s.ID, true); err != nil {
 			bad = append(bad, Event{Type: EventError, Collection: s.Collection, ID: s.ID, Err: err})
 			continue
 		}
@@ -242,7 +242,7 @@ func (cl *Client) Watch(ctx context.Context, subs Subscriptions) <-chan Event {
 		if f.colls[s.Collection] != nil {
 			continue
 		}
-		err := cl.checkNames(s.Collection, "", false)
+		err := cl.checkWatched(s.Collection, "", false)
 		var where json.RawMessage
 		if err == nil && s.Where != nil {
 			where, err = encodeJSON(s.Where)
@@ -294,6 +294,39 @@ type eventsFeed struct {
 	ready      bool // send EventReady
 	presence   bool // ask for presence events
 	reconnects bool // send EventReconnect
+}
+
+// checkWatched is checkNames for a subscription, which also fails on a
+// name the server refuses (1 to 128 of A-Z, a-z, 0-9, ".", "_", "~" and
+// "-", not "." or ".."): refused by the server, it would end the stream
+// of every subscription, not its own.
+func (cl *Client) checkWatched(coll, id string, withID bool) error {
+	if err := cl.checkNames(coll, id, withID); err != nil {
+		return err
+	}
+	names := []string{coll}
+	if withID {
+		names = append(names, id)
+	}
+	for _, n := range names {
+		if !validName(n) {
+			return fmt.Errorf("patchd: %q is not a collection or document name (1 to 128 of A-Z a-z 0-9 . _ ~ -, not . or ..)", n)
+		}
+	}
+	return nil
+}
+
+// validName reports whether the server takes s as a collection or id.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 128 || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '~' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // errFallback ends the POST /events feed of a server that lacks the route.
