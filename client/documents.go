@@ -330,6 +330,43 @@ func (cl *Client) patch(ctx context.Context, coll, id, contentType string, v any
 	return document(c, coll, id, a)
 }
 
+// Revert undoes version seq of a document (anyone's): the inverse of its
+// ops, rebased over the versions after it, committed as a new version of
+// kind revert (POST /docs/{c}/{id}/revert). It needs IfMatch on a server
+// that requires it; an older ETag is rebased over as for Patch. A later
+// version that wrote what seq wrote gives a *ConflictError; a version no
+// longer in history a *PreconditionError; the version that created the
+// document a *Problem with Status 422 (cannot-revert: Delete it instead).
+// Reverting the delete that is the newest version brings the document
+// back (Created is true); undoing a version already undone changes
+// nothing and returns the current document.
+func (cl *Client) Revert(ctx context.Context, coll, id string, seq uint64, opts ...WriteOption) (*Document, error) {
+	if err := cl.checkNames(coll, id, true); err != nil {
+		return nil, err
+	}
+	if seq == 0 {
+		return nil, errors.New("patchd: revert of version 0: versions are numbered from 1")
+	}
+	body, err := encodeJSON(struct {
+		Seq uint64 `json:"seq"`
+	}{seq})
+	if err != nil {
+		return nil, err
+	}
+	c, err := writeCall(http.MethodPost, docPath(coll, id)+"/revert", "application/json", body, opts)
+	if err != nil {
+		return nil, err
+	}
+	a, err := cl.send(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if a.status != http.StatusOK && a.status != http.StatusCreated {
+		return nil, cl.failWrite(c, a, coll, id)
+	}
+	return document(c, coll, id, a)
+}
+
 // Delete deletes a document; it needs IfMatch on a server that requires it,
 // and is never rebased (an older ETag gives a *PreconditionError). It
 // returns an error wrapping ErrNotFound if there is no such document,

@@ -142,6 +142,25 @@ func ExampleClient_Merge() {
 	// Output: {"name":"Ann","phone":"555-0100"}
 }
 
+func ExampleClient_Revert() {
+	srv := newExampleServer()
+	defer srv.Close()
+	ctx := context.Background()
+	cl := client.New(srv.URL)
+	doc, _ := cl.Create(ctx, "forms", "42", map[string]string{"name": "Ann", "phone": "555-0100"})
+	doc, _ = cl.Merge(ctx, "forms", "42", map[string]string{"phone": "555-0199"}, client.IfMatch(doc.ETag)) // version 2
+	doc, _ = cl.Merge(ctx, "forms", "42", map[string]string{"name": "Ann Lee"}, client.IfMatch(doc.ETag))   // version 3
+
+	// Undo version 2 only: version 3 is kept.
+	doc, err := cl.Revert(ctx, "forms", "42", 2, client.IfMatch(doc.ETag))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(string(doc.Value))
+	// Output: {"name":"Ann Lee","phone":"555-0100"}
+}
+
 func ExampleConflictError() {
 	srv := newExampleServer()
 	defer srv.Close()

@@ -148,3 +148,47 @@ func TestVersionWhoAndWhy(t *testing.T) {
 		t.Fatalf("versions %+v", h.Versions)
 	}
 }
+
+// TestRevert: Revert undoes one version, rebased over the later ones; a
+// later write of the same member is a conflict, the create cannot be
+// reverted, and reverting the newest delete brings the document back.
+func TestRevert(t *testing.T) {
+	url, _ := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	d, err := cl.Create(ctx, "rv", "a", map[string]int{"n": 1, "m": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []map[string]int{{"n": 2}, {"m": 2}} {
+		if d, err = cl.Merge(ctx, "rv", "a", p, client.IfMatch(d.ETag)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err = cl.Revert(ctx, "rv", "a", 2, client.IfMatch(d.ETag))
+	if err != nil || string(d.Value) != `{"m":2,"n":1}` || d.RebasedFrom == "" || d.Created {
+		t.Fatalf("revert of 2: %+v, %v", d, err)
+	}
+	if d, err = cl.Merge(ctx, "rv", "a", map[string]int{"m": 3}, client.IfMatch(d.ETag)); err != nil {
+		t.Fatal(err)
+	}
+	var ce *client.ConflictError
+	if _, err := cl.Revert(ctx, "rv", "a", 3, client.IfMatch(d.ETag)); !errors.As(err, &ce) || len(ce.Paths()) != 1 || ce.Paths()[0] != "/m" {
+		t.Fatalf("revert of 3 after a later write of /m: %v", err)
+	}
+	var p *client.Problem
+	if _, err := cl.Revert(ctx, "rv", "a", 1, client.IfMatch(d.ETag)); !errors.As(err, &p) || p.Status != 422 || p.Name() != "cannot-revert" {
+		t.Fatalf("revert of the create: %v", err)
+	}
+	if err := cl.Delete(ctx, "rv", "a", client.IfMatch(d.ETag)); err != nil {
+		t.Fatal(err)
+	}
+	d, err = cl.Revert(ctx, "rv", "a", 6) // a deleted document has no version to match
+	if err != nil || !d.Created || string(d.Value) != `{"m":3,"n":1}` {
+		t.Fatalf("revert of the delete: %+v, %v", d, err)
+	}
+	h, err := cl.History(ctx, "rv", "a", client.HistoryOptions{})
+	if err != nil || len(h.Versions) != 7 || h.Versions[6].Kind != "revert" || h.Versions[6].Reverts != 6 {
+		t.Fatalf("history %+v, %v", h, err)
+	}
+}
