@@ -20,12 +20,23 @@ import (
 
 // switchableStore passes every call to its store until down is set; then
 // reads, writes and Ping fail as a store whose database is unreachable.
-// History fails alone while historyDown is set.
+// History fails alone while historyDown is set, Changes while changesDown
+// is.
 type switchableStore struct {
 	store.Store
-	down, historyDown atomic.Bool
-	historyFailures   atomic.Int32 // History calls failed
-	failures          atomic.Int32 // calls failed while down
+	down, historyDown, changesDown atomic.Bool
+	historyFailures                atomic.Int32 // History calls failed
+	changesFailures                atomic.Int32 // Changes calls failed
+	failures                       atomic.Int32 // calls failed while down
+}
+
+func (s *switchableStore) Changes(ctx context.Context, c string, after store.Cursor, limit int) (store.ChangeLog, error) {
+	if s.down.Load() || s.changesDown.Load() {
+		s.changesFailures.Add(1)
+		s.failures.Add(1)
+		return store.ChangeLog{}, errDown
+	}
+	return s.Store.Changes(ctx, c, after, limit)
 }
 
 func (s *switchableStore) Get(ctx context.Context, c, id string) (*store.Document, error) {
@@ -254,6 +265,66 @@ func TestFeedSurvivesStoreErrors(t *testing.T) {
 	if !strings.Contains(string(m.body), "patchd_feed_read_retries_total ") || !strings.Contains(string(m.body), "patchd_feed_streams 1") {
 		t.Fatalf("metrics lack the feed's retries or streams:\n%s", m.body)
 	}
+}
+
+// TestEventsManySurviveStoreErrors: a POST /events stream whose reads
+// fail for a while (the database restarting) stays open, at its start as
+// later, and delivers what was committed meanwhile once reads succeed
+// again, with no gap and nothing twice; a cursor that cannot be read
+// before the stream opens is 503, not a stream that ends at once.
+func TestEventsManySurviveStoreErrors(t *testing.T) {
+	var sw *switchableStore
+	s := startServerWith(t, func(st store.Store) store.Store { sw = &switchableStore{Store: st}; return sw }, nil,
+		func(c *config) { c.http.Events.Heartbeat = time.Hour })
+	e1 := s.create(t, "/docs/m/a", `{"n":1}`)
+	f := subscribe(t, s, `{"docs":[{"c":"m","id":"a"}],"collections":[{"c":"m"}]}`)
+	f.want(t, "snapshot", "m", "a", 1)
+	cursor := f.want(t, "ready", "", "", 0).Cursors[0]
+
+	waitFailures := func(t *testing.T, n *atomic.Int32, least int32) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for n.Load() < least { // the stream tried, and tried again
+			if time.Now().After(deadline) {
+				t.Fatalf("%d failed reads, want at least %d (history %d, changes %d)", n.Load(), least, sw.historyFailures.Load(), sw.changesFailures.Load())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	sw.historyDown.Store(true)
+	sw.changesDown.Store(true)
+	r := s.do(t, "PATCH", "/docs/m/a", hdr{"Content-Type", ctMerge, "If-Match", e1}, `{"n":2}`)
+	expect(t, r, http.StatusOK, "")
+	waitFailures(t, &sw.historyFailures, 3)
+	e3 := s.do(t, "PATCH", "/docs/m/a", hdr{"Content-Type", ctMerge, "If-Match", r.header.Get("ETag")}, `{"n":3}`)
+	expect(t, e3, http.StatusOK, "")
+	sw.historyDown.Store(false)
+	waitFailures(t, &sw.changesFailures, 3)
+	sw.changesDown.Store(false)
+	f.want(t, "version", "m", "a", 2)
+	f.want(t, "version", "m", "a", 3)
+	f.want(t, "change", "m", "a", 2)
+	f.want(t, "change", "m", "a", 3)
+
+	// Reads that fail at the start: the stream opens, waits, then sends
+	// its start and ready once.
+	sw.historyDown.Store(true)
+	f2 := subscribe(t, s, `{"docs":[{"c":"m","id":"a","after":1}]}`)
+	waitFailures(t, &sw.historyFailures, sw.historyFailures.Load()+2)
+	sw.historyDown.Store(false)
+	f2.want(t, "version", "m", "a", 2)
+	f2.want(t, "version", "m", "a", 3)
+	f2.want(t, "ready", "", "", 0)
+	expect(t, s.do(t, "PATCH", "/docs/m/a", hdr{"Content-Type", ctMerge, "If-Match", e3.header.Get("ETag")}, `{"n":4}`), http.StatusOK, "")
+	f2.want(t, "version", "m", "a", 4)
+
+	sw.changesDown.Store(true)
+	r = s.do(t, "POST", "/events", hdr{"Content-Type", ctJSON}, `{"collections":[{"c":"m","after":"`+cursor+`"}]}`)
+	expect(t, r, http.StatusServiceUnavailable, "unavailable")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	sw.changesDown.Store(false)
 }
 
 // storedRecord returns the idempotency record of key, sent without a token.

@@ -29,6 +29,7 @@ type docSub struct {
 	key      string // hubKey
 	resume   bool   // after was given
 	after    uint64 // the last seq sent (or given)
+	started  bool   // its snapshot or reset, if any, was sent
 	presence presenceSub
 }
 
@@ -263,8 +264,15 @@ func (h *Handler) eventsMany(c echo.Context) error {
 			continue
 		}
 		_, err := h.svc.Changes(c.Request().Context(), cs.coll, cs.cursor, 1)
-		if errors.Is(err, store.ErrInvalidCursor) {
+		switch {
+		case errors.Is(err, store.ErrInvalidCursor):
 			return fail(ErrInvalidRequest, fmt.Sprintf("collections[%d].after must be a cursor of collection %s, as a change event gave it", i, cs.coll))
+		case err != nil && !errors.Is(err, store.ErrCursorGone):
+			if c.Request().Context().Err() != nil {
+				return err // the client is gone
+			}
+			h.log.Warn("change feed: the store does not answer", "err", err)
+			return fail(store.ErrUnavailable, "the database is unavailable or did not answer in time; retry after the Retry-After delay")
 		}
 	}
 
@@ -296,8 +304,29 @@ func (h *Handler) eventsMany(c echo.Context) error {
 	}
 	m := &multiStream{h: h, s: s, req: req, batch: cfg.Batch}
 	ctx := clientContext(c) // a stream ends with its client, half-closed or gone
-	if err := m.start(ctx); err != nil {
-		m.ended(ctx, err)
+	// A read that fails (the store restarting, failing over, slow) does
+	// not end the stream, as on GET .../events: it is tried again after a
+	// backoff, or at a wake-up, while heartbeats keep the connection open,
+	// and every subscription goes on where it was. Clients thus do not all
+	// reconnect at once after a failover.
+	var (
+		failures int
+		again    <-chan time.Time // fires when a failed read is due again; nil otherwise
+	)
+	failed := func(err error) bool { // false: the stream ends
+		if errors.Is(err, errStreamWrite) || ctx.Err() != nil {
+			m.ended(ctx, err)
+			return false
+		}
+		if failures == 0 {
+			h.log.Warn("change feed: read failed; retrying", "err", err)
+		}
+		failures++
+		h.metrics.feedRetries.Inc()
+		again = time.After(feedRetryWait(failures))
+		return true
+	}
+	if err := m.start(ctx); err != nil && !failed(err) {
 		return nil
 	}
 	if err := s.flush(); err != nil {
@@ -323,6 +352,7 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		case <-w.wake:
 			keys, all = w.take()
 		case <-retry.C:
+		case <-again:
 		case <-presence.C:
 		case <-heartbeat.C:
 			if err := s.write([]byte(": heartbeat\n\n")); err != nil {
@@ -340,14 +370,31 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		case <-h.hub.closed:
 			return nil
 		}
-		if err := m.pump(ctx, keys, all); err != nil {
-			m.ended(ctx, err)
-			return nil
+		// After a failed read, every subscription is read again: the one
+		// that failed may not be among those woken.
+		all = all || failures > 0
+		var err error
+		if m.ready {
+			err = m.pump(ctx, keys, all)
+		} else {
+			err = m.start(ctx) // a read of the start failed: it goes on
 		}
-		next, err := m.pumpDuePresence(ctx)
+		var next time.Time
+		if err == nil {
+			next, err = m.pumpDuePresence(ctx)
+		}
 		if err != nil {
-			m.ended(ctx, err)
-			return nil
+			if !failed(err) {
+				return nil
+			}
+			if err := s.flush(); err != nil {
+				return nil
+			}
+			continue
+		}
+		if failures > 0 {
+			h.log.Info("change feed: reading again", "failures", failures)
+			failures, again = 0, nil
 		}
 		if !next.IsZero() {
 			presence.Reset(time.Until(next))
@@ -389,6 +436,7 @@ type multiStream struct {
 	s     *stream
 	req   *eventsRequest
 	batch int
+	ready bool // start has sent everything, ready included
 }
 
 // errStreamWrite is a failed write to the client: the stream ends quietly.
@@ -416,10 +464,15 @@ func (m *multiStream) ended(ctx context.Context, err error) {
 }
 
 // start sends every snapshot and replay the request asks for, then ready.
+// After a failed read it is called again, and goes on where it stopped:
+// each subscription keeps what it has sent.
 func (m *multiStream) start(ctx context.Context) error {
 	for _, d := range m.req.docs {
-		if err := m.startDoc(ctx, d); err != nil {
-			return err
+		if !d.started {
+			if err := m.startDoc(ctx, d); err != nil {
+				return err
+			}
+			d.started = true
 		}
 		if err := m.pumpDoc(ctx, d); err != nil {
 			return err
@@ -446,7 +499,11 @@ func (m *multiStream) start(ctx context.Context) error {
 	for i, cs := range m.req.colls {
 		cursors[i] = encodeCursor(cs.cursor)
 	}
-	return m.write("ready", patch.Canonical(map[string]any{"cursors": cursors}))
+	if err := m.write("ready", patch.Canonical(map[string]any{"cursors": cursors})); err != nil {
+		return err
+	}
+	m.ready = true
+	return nil
 }
 
 // pump sends what changed for the subscriptions under keys (or all).
