@@ -32,12 +32,16 @@ const (
 	// errConflict: a unique violation, met when two writes create one
 	// document at once.
 	errConflict = "conflict"
+	// errRefused: the database refused the store's credentials (SQLSTATE
+	// class 28: pg_hba.conf, a password or a role changed). No retry mends
+	// it, but the operator's fix does, without a restart.
+	errRefused = "refused"
 	// errOther: anything else, which no retry mends.
 	errOther = "other"
 )
 
 // errorKinds lists the kinds, for the metrics.
-var errorKinds = []string{errConnection, errTimeout, errSerialization, errConflict, errOther}
+var errorKinds = []string{errConnection, errTimeout, errSerialization, errConflict, errRefused, errOther}
 
 // errorKind classifies an error met talking to the database.
 func errorKind(err error) string {
@@ -53,6 +57,8 @@ func errorKind(err error) string {
 			return errSerialization
 		case code == "23505": // unique_violation
 			return errConflict
+		case code[:2] == "28": // invalid_authorization_specification, invalid_password
+			return errRefused
 		case code[:2] == "08", // connection_exception
 			code == "57P01",                  // admin_shutdown: the server is stopping or the session was ended
 			code == "57P02",                  // crash_shutdown
@@ -122,10 +128,16 @@ func wrapUnavailable(err error) error {
 // ctx: ctx's own error once it is done (the caller went away, or gave up;
 // nobody needs to hear why the database failed), else err, wrapping
 // store.ErrUnavailable when the database was unreachable or did not answer
-// within the store's deadline.
+// within the store's deadline, or refused the store's credentials: once
+// the store is open, that is the operator's to mend, and the client's to
+// retry after (a start with wrong credentials ends at once instead: Open
+// does not wrap it).
 func (s *Store) fail(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil && err != nil {
 		return cerr
+	}
+	if err != nil && !errors.Is(err, store.ErrUnavailable) && errorKind(err) == errRefused {
+		return fmt.Errorf("%w: the database refused this server's credentials: %w", store.ErrUnavailable, err)
 	}
 	return wrapUnavailable(err)
 }

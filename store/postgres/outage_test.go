@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -314,5 +316,65 @@ func TestOpenWhileDown(t *testing.T) {
 	}
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping after the restart: %v", err)
+	}
+}
+
+// TestRefusedCredentialsAreUnavailable: a database that starts refusing
+// the store's role (pg_hba.conf, a password or a role changed while the
+// server runs) makes calls fail with ErrUnavailable, a 503 the operator's
+// fix ends, not a 500; at Open the same refusal is not ErrUnavailable, so
+// that a start with wrong credentials ends at once rather than wait.
+func TestRefusedCredentialsAreUnavailable(t *testing.T) {
+	dsn := pg.Database(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if err := open(t, dsn, postgres.Options{}).Close(); err != nil { // the schema
+		t.Fatal(err)
+	}
+	role := fmt.Sprintf("refused_%d", time.Now().UnixNano())
+	for _, q := range []string{
+		`CREATE ROLE ` + role + ` LOGIN`,
+		`GRANT ALL ON SCHEMA public TO ` + role,
+		`GRANT ALL ON ALL TABLES IN SCHEMA public TO ` + role,
+		`GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO ` + role,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '`+role+`'`)
+		_, _ = admin.Exec(ctx, `DROP OWNED BY `+role)
+		_, _ = admin.Exec(ctx, `DROP ROLE `+role)
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	s := open(t, u.String(), postgres.Options{Options: store.Options{Timeout: 2 * time.Second}})
+	storetest.Commit(t, s, "c", "d", &store.Change{Body: []byte(`{"n":0}`), Kind: store.KindPut})
+
+	if _, err := admin.Exec(ctx, `ALTER ROLE `+role+` NOLOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '`+role+`'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "c", "d"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Get with the role refused: %v, want ErrUnavailable", err)
+	}
+	if _, err := postgres.Open(ctx, u.String(), postgres.Options{}); err == nil || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Open with the role refused: %v, want an error that is not ErrUnavailable", err)
+	}
+	if _, err := admin.Exec(ctx, `ALTER ROLE `+role+` LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Get(ctx, "c", "d"); err != nil || string(d.Body) != `{"n":0}` {
+		t.Fatalf("Get once the role is let in again: %v", err)
 	}
 }
