@@ -227,6 +227,8 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		switch {
 		case errors.As(err, &de) && errors.Is(de.Err, store.ErrUnavailable):
 			p.Detail = de.Detail
+		case errors.Is(err, store.ErrCommitUnknown) && (c.Request().Method == http.MethodPut || c.Request().Method == http.MethodDelete):
+			p.Detail = "the database did not confirm whether this write committed; read the document to learn its outcome (PUT and DELETE take no Idempotency-Key)"
 		case errors.Is(err, store.ErrCommitUnknown):
 			p.Detail = "the database did not confirm whether this write committed; retry it with the same Idempotency-Key to learn its outcome, or read the document"
 		default:

@@ -191,6 +191,14 @@ func TestStoreUnavailableIs503(t *testing.T) {
 	if d := r.problem(t)["detail"].(string); !strings.Contains(d, "same Idempotency-Key") {
 		t.Fatalf("detail %q", d)
 	}
+	// PUT and DELETE take no Idempotency-Key: reading is the way.
+	for _, method := range []string{"PUT", "DELETE"} {
+		r := s2.do(t, method, "/docs/c/d", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"a":1}`)
+		expect(t, r, http.StatusServiceUnavailable, "unavailable")
+		if d := r.problem(t)["detail"].(string); strings.Contains(d, "same Idempotency-Key") || !strings.Contains(d, "read the document") {
+			t.Fatalf("%s: detail %q", method, d)
+		}
+	}
 }
 
 // failingUpdates fails every Update but a document's creation with err.
