@@ -105,6 +105,12 @@ func TestLogFormat(t *testing.T) {
 	if !strings.HasPrefix(buf.String(), `{"time":`) {
 		t.Fatalf("auto off a terminal is not JSON: %q", buf.String())
 	}
+	// Durations read as durations, not as nanoseconds.
+	buf.Reset()
+	newLogger("json", "info", &buf).Info("hello", "in", 1500*time.Millisecond)
+	if !strings.Contains(buf.String(), `"in":"1.5s"`) {
+		t.Fatalf("a duration in JSON: %q", buf.String())
+	}
 	buf.Reset()
 	newLogger("text", "info", &buf).Info("hello")
 	if !strings.Contains(buf.String(), "msg=hello") {
