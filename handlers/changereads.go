@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/patchd/patchd/document"
-	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 )
 
@@ -252,14 +251,6 @@ func (e *changeRead) event(coll string, i int) ([]byte, error) {
 // changeData renders a change event's data: the history entry with c, id,
 // cursor and, when match is not nil, match.
 func changeData(coll string, ch store.CollectionChange, match *bool) ([]byte, error) {
-	ops, err := patch.DecodeOps(ch.Version.Ops)
-	if err != nil {
-		return nil, err
-	}
-	data := versionJSON(ch.Version, ops)
-	data["c"], data["id"], data["cursor"] = coll, ch.ID, encodeCursor(ch.Cursor)
-	if match != nil {
-		data["match"] = *match
-	}
-	return patch.Canonical(data), nil
+	t := eventTarget{c: coll, id: ch.ID, cursor: encodeCursor(ch.Cursor), match: match}
+	return appendVersionOf(make([]byte, 0, len(ch.Version.Ops)+384), ch.Version, &t)
 }

@@ -64,6 +64,8 @@ type hub struct {
 	reads *changeReads
 	// presence shares the presence reads of document streams, likewise.
 	presence *presenceReads
+	// versions shares the rendered version events of document streams.
+	versions *versionEvents
 }
 
 // waker is one stream's wake-up channel. It holds at most one pending
@@ -108,7 +110,7 @@ func (w *waker) take() (keys map[string]struct{}, all bool) {
 }
 
 func newHub() *hub {
-	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{}), reads: newChangeReads(), presence: newPresenceReads()}
+	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{}), reads: newChangeReads(), presence: newPresenceReads(), versions: newVersionEvents()}
 }
 
 // hubKey is the key of a document's streams; collKey that of a
@@ -424,17 +426,16 @@ func (h *Handler) events(c echo.Context) error {
 		versions, more = nil, false
 	}
 	for {
-		for i, v := range versions {
-			ev, err := appendVersion(eventHead(make([]byte, 0, len(v.Ops)+256), "version", v.Seq), v)
-			if err != nil {
-				h.log.Error("change feed: undecodable history", "collection", coll, "id", id, "seq", v.Seq, "err", err)
-				return nil // the stream ends; the client resumes from the last id
-			}
-			versions[i] = store.Version{} // its bytes go once sent
-			if err := s.write(append(ev, "\n\n"...)); err != nil {
+		events, err := h.hub.versions.all(coll, id, versions, false)
+		if err != nil {
+			h.log.Error("change feed: undecodable history", "err", err)
+			return nil // the stream ends; the client resumes from the last id
+		}
+		for _, ev := range events {
+			if err := s.write(eventHead(nil, "version", ev.seq), ev.data, []byte("\n\n")); err != nil {
 				return nil
 			}
-			after = v.Seq
+			after = ev.seq
 		}
 		if len(versions) > 0 {
 			if err := s.flush(); err != nil {
@@ -548,11 +549,15 @@ type stream struct {
 // The deadline is lifted again after each write: over HTTP/2 a deadline
 // that passes resets the stream even while nothing is being written, and
 // a stream may rightly stay idle for longer than timeout.
-func (s *stream) write(b []byte) error {
+func (s *stream) write(parts ...[]byte) error {
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, err := s.w.Write(b)
-	_ = s.rc.SetWriteDeadline(time.Time{})
-	return err
+	defer func() { _ = s.rc.SetWriteDeadline(time.Time{}) }()
+	for _, b := range parts {
+		if _, err := s.w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *stream) flush() error {

@@ -217,19 +217,50 @@ func (h *Handler) history(c echo.Context) error {
 }
 
 // appendVersion appends a version as API.md's History section shows it:
-// the bytes patch.Canonical(versionJSON(v, ops)) gives, built without
+// the bytes of the version's members in canonical JSON, built without
 // decoding the ops' values (patch.AppendRFC6902), so that rendering a
 // version of a large document costs a copy, not a tree.
 func appendVersion(dst []byte, v store.Version) ([]byte, error) {
+	return appendVersionOf(dst, v, nil)
+}
+
+// eventTarget is what a POST /events event adds to a version: the
+// document it is of, and for a change event its cursor and, under a
+// filter, whether the document matches after it.
+type eventTarget struct {
+	c, id  string
+	cursor string // "" : none
+	match  *bool  // nil: none
+}
+
+// appendVersionOf is appendVersion with t's members, when t is not nil,
+// each in its canonical place.
+func appendVersionOf(dst []byte, v store.Version, t *eventTarget) ([]byte, error) {
 	// Members in canonical order.
 	dst = append(dst, `{"actor":`...)
 	dst = appendNullable(dst, v.Actor)
 	dst = append(dst, `,"at":`...)
 	dst = patch.AppendCanonical(dst, v.At.UTC().Format(time.RFC3339Nano))
+	if t != nil {
+		dst = append(dst, `,"c":`...)
+		dst = patch.AppendCanonical(dst, t.c)
+		if t.cursor != "" {
+			dst = append(dst, `,"cursor":`...)
+			dst = patch.AppendCanonical(dst, t.cursor)
+		}
+	}
 	dst = append(dst, `,"etag":`...)
 	dst = appendNullable(dst, v.ETag)
+	if t != nil {
+		dst = append(dst, `,"id":`...)
+		dst = patch.AppendCanonical(dst, t.id)
+	}
 	dst = append(dst, `,"kind":`...)
 	dst = patch.AppendCanonical(dst, v.Kind)
+	if t != nil && t.match != nil {
+		dst = append(dst, `,"match":`...)
+		dst = strconv.AppendBool(dst, *t.match)
+	}
 	dst = append(dst, `,"ops":`...)
 	dst, err := patch.AppendRFC6902(dst, v.Ops)
 	if err != nil {
@@ -254,35 +285,4 @@ func appendNullable(dst []byte, s string) []byte {
 		return append(dst, "null"...)
 	}
 	return patch.AppendCanonical(dst, s)
-}
-
-// versionJSON renders a version as API.md's History section shows it. It is
-// built as a patch value so that the ops' number literals stay exact.
-func versionJSON(v store.Version, ops []patch.Op) map[string]any {
-	m := map[string]any{
-		"seq":         patch.Number(strconv.FormatUint(v.Seq, 10)),
-		"etag":        nil,
-		"at":          v.At.UTC().Format(time.RFC3339Nano),
-		"kind":        v.Kind,
-		"ops":         patch.RFC6902(ops),
-		"rebasedFrom": nil,
-		"actor":       nil,
-		"requestId":   nil,
-	}
-	if v.ETag != "" {
-		m["etag"] = v.ETag
-	}
-	if v.RebasedFrom != "" {
-		m["rebasedFrom"] = v.RebasedFrom
-	}
-	if v.Actor != "" {
-		m["actor"] = v.Actor
-	}
-	if v.RequestID != "" {
-		m["requestId"] = v.RequestID
-	}
-	if v.Reverts != 0 {
-		m["reverts"] = patch.Number(strconv.FormatUint(v.Reverts, 10))
-	}
-	return m
 }

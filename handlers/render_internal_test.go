@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"strconv"
 	"testing"
 	"time"
 
@@ -38,5 +39,58 @@ func TestAppendVersion(t *testing.T) {
 		if err != nil || !bytes.Equal(got, append([]byte("head"), want...)) {
 			t.Fatalf("seq %d: appendVersion = %s, %v\nwant %s", v.Seq, got, err, want)
 		}
+		// With the members of an event of POST /events, each in its place.
+		yes, no := true, false
+		for _, tg := range []eventTarget{
+			{c: "forms", id: "42"},
+			{c: "c\u00e9", id: "a~b", cursor: "YhwWitsAAAAAAAAAAKvNhaE"},
+			{c: "o", id: "1", cursor: "Yh", match: &yes},
+			{c: "o", id: "1", cursor: "Yh", match: &no},
+		} {
+			m := versionJSON(v, ops)
+			m["c"], m["id"] = tg.c, tg.id
+			if tg.cursor != "" {
+				m["cursor"] = tg.cursor
+			}
+			if tg.match != nil {
+				m["match"] = *tg.match
+			}
+			want := patch.Canonical(m)
+			got, err := appendVersionOf(nil, v, &tg)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("seq %d, %+v: appendVersionOf = %s, %v\nwant %s", v.Seq, tg, got, err, want)
+			}
+		}
 	}
+}
+
+// versionJSON renders a version as API.md's History section shows it,
+// through the tree: the reference appendVersion is held to.
+func versionJSON(v store.Version, ops []patch.Op) map[string]any {
+	m := map[string]any{
+		"seq":         patch.Number(strconv.FormatUint(v.Seq, 10)),
+		"etag":        nil,
+		"at":          v.At.UTC().Format(time.RFC3339Nano),
+		"kind":        v.Kind,
+		"ops":         patch.RFC6902(ops),
+		"rebasedFrom": nil,
+		"actor":       nil,
+		"requestId":   nil,
+	}
+	if v.ETag != "" {
+		m["etag"] = v.ETag
+	}
+	if v.RebasedFrom != "" {
+		m["rebasedFrom"] = v.RebasedFrom
+	}
+	if v.Actor != "" {
+		m["actor"] = v.Actor
+	}
+	if v.RequestID != "" {
+		m["requestId"] = v.RequestID
+	}
+	if v.Reverts != 0 {
+		m["reverts"] = patch.Number(strconv.FormatUint(v.Reverts, 10))
+	}
+	return m
 }

@@ -443,13 +443,11 @@ type multiStream struct {
 var errStreamWrite = errors.New("stream write failed")
 
 func (m *multiStream) write(name string, data []byte) error {
-	b := make([]byte, 0, len(data)+len(name)+16)
-	b = append(b, "event: "...)
-	b = append(b, name...)
-	b = append(b, "\ndata: "...)
-	b = append(b, data...)
-	b = append(b, "\n\n"...)
-	if err := m.s.write(b); err != nil {
+	head := make([]byte, 0, len(name)+16)
+	head = append(head, "event: "...)
+	head = append(head, name...)
+	head = append(head, "\ndata: "...)
+	if err := m.s.write(head, data, []byte("\n\n")); err != nil {
 		return errStreamWrite
 	}
 	return nil
@@ -601,17 +599,15 @@ func (m *multiStream) pumpDoc(ctx context.Context, d *docSub) error {
 				return err
 			}
 		}
-		for _, v := range vs {
-			ops, err := patch.DecodeOps(v.Ops)
-			if err != nil {
-				return fmt.Errorf("%s/%s seq %d: %w", d.coll, d.id, v.Seq, err)
-			}
-			data := versionJSON(v, ops)
-			data["c"], data["id"] = d.coll, d.id
-			if err := m.write("version", patch.Canonical(data)); err != nil {
+		events, err := m.h.hub.versions.all(d.coll, d.id, vs, true)
+		if err != nil {
+			return err
+		}
+		for _, ev := range events {
+			if err := m.write("version", ev.data); err != nil {
 				return err
 			}
-			d.after = v.Seq
+			d.after = ev.seq
 		}
 		if !more {
 			return nil

@@ -1,0 +1,83 @@
+package handlers
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/patchd/patchd/patch"
+	"github.com/patchd/patchd/store"
+)
+
+// TestVersionEventsSharedOnce: the streams that send one version event get
+// the same bytes, rendered once, as appendVersionOf renders them; the kept
+// events stay within their bounds, and a version too large to keep is
+// rendered for each.
+func TestVersionEventsSharedOnce(t *testing.T) {
+	ve := newVersionEvents()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	version := func(seq uint64, size int) store.Version {
+		body := patch.Canonical(map[string]any{"pad": strings.Repeat("x", size)})
+		return store.Version{Seq: seq, ETag: store.ETagOf(body), At: at, Kind: store.KindPut, Ops: patch.EncodeCreate(body)}
+	}
+	v := version(1, 1000)
+	want, err := appendVersionOf(nil, v, &eventTarget{c: "c", id: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const streams = 50
+	got := make([][]byte, streams)
+	var wg sync.WaitGroup
+	for i := range streams {
+		wg.Go(func() {
+			events, err := ve.all("c", "d", []store.Version{v}, true)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = events[0].data
+		})
+	}
+	wg.Wait()
+	for i, b := range got {
+		if !bytes.Equal(b, want) || &b[0] != &got[0][0] {
+			t.Fatalf("stream %d got %d bytes, not the shared %d", i, len(b), len(want))
+		}
+	}
+	if ve.renders != 1 {
+		t.Fatalf("%d renders for %d streams, want 1", ve.renders, streams)
+	}
+	// Without c and id (GET .../events): another event.
+	if d, _ := ve.data("c", "d", v, false); bytes.Contains(d, []byte(`"c":`)) || ve.renders != 2 {
+		t.Fatalf("GET's event %s (%d renders)", d, ve.renders)
+	}
+	// Bounds: 40 events of 1 MiB keep at most 32 MiB.
+	for seq := uint64(2); seq < 42; seq++ {
+		if _, err := ve.data("c", "big", version(seq, 1<<20), true); err != nil {
+			t.Fatal(err)
+		}
+		if ve.size > maxVersionEventsBytes || len(ve.events) > maxVersionEvents {
+			t.Fatalf("after seq %d: %d events of %d bytes kept", seq, len(ve.events), ve.size)
+		}
+	}
+	// One larger than half the bound is never kept.
+	before := ve.renders
+	huge := version(50, maxVersionEventsBytes/2+1)
+	for range 2 {
+		if _, err := ve.data("c", "huge", huge, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ve.renders != before || ve.events[versionEventKey{c: "c", id: "huge", seq: 50, etag: huge.ETag, target: true}] != nil {
+		t.Fatal("a version larger than half the bound was kept")
+	}
+	// A version that does not render is an error for each, and not kept.
+	bad := store.Version{Seq: 60, At: at, Kind: store.KindJSONPatch, Ops: []byte("not ops")}
+	for range 2 {
+		if _, err := ve.all("c", "bad", []store.Version{bad}, true); err == nil || !strings.Contains(err.Error(), "c/bad seq 60") {
+			t.Fatalf("bad ops: %v", err)
+		}
+	}
+}
