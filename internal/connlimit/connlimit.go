@@ -7,12 +7,14 @@
 // the place (the client's own for the per-client bound) is closed to make
 // room: an idle keep-alive connection may be closed at any time, and
 // clients open a new one. When none is idle, the new connection is refused:
-// over plain HTTP it is answered 503 with Retry-After, then closed.
+// over plain HTTP it is answered 503 with Retry-After once its request's
+// head has come (within a second), then closed.
 //
 // The http.Server must report connection states to ConnState.
 package connlimit
 
 import (
+	"bytes"
 	"container/list"
 	"crypto/tls"
 	"fmt"
@@ -233,6 +235,14 @@ func (l *Listener) refuse(nc net.Conn) {
 	}
 	go func() {
 		defer func() { <-l.refusing }()
+		// The answer goes after the request's head: net/http's client
+		// takes one that comes before its request for an unsolicited
+		// response, a network error, and never sees the 503. A client
+		// that sends no head within a second gets no answer.
+		if !readHead(nc, time.Now().Add(time.Second)) {
+			_ = nc.Close()
+			return
+		}
 		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = nc.Write(refusal)
 		if tc, ok := nc.(*net.TCPConn); ok {
@@ -250,6 +260,33 @@ func (l *Listener) refuse(nc net.Conn) {
 		}
 		_ = nc.Close()
 	}()
+}
+
+// maxRefusedHead is the most of a refused connection's request read for
+// the end of its head.
+const maxRefusedHead = 16 << 10
+
+// readHead reads from nc until the end of a request's head (an empty
+// line), and reports whether it came before deadline and within
+// maxRefusedHead bytes.
+func readHead(nc net.Conn, deadline time.Time) bool {
+	_ = nc.SetReadDeadline(deadline)
+	defer func() { _ = nc.SetReadDeadline(time.Time{}) }()
+	buf := make([]byte, 0, 1024)
+	for len(buf) < maxRefusedHead {
+		n, err := nc.Read(buf[len(buf):min(cap(buf), maxRefusedHead)])
+		buf = buf[:len(buf)+n]
+		if bytes.Contains(buf, []byte("\r\n\r\n")) || bytes.Contains(buf, []byte("\n\n")) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+	return false
 }
 
 // ConnState is the http.Server's ConnState hook: it tracks which

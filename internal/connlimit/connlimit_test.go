@@ -186,6 +186,36 @@ func TestRefusedWhenNoneIdle(t *testing.T) {
 	}
 }
 
+// TestRefusedAnswerAfterRequest: the 503 of a refused connection is
+// written after the client's request, not as soon as the connection is
+// accepted: net/http's client takes an answer that comes before its
+// request for an "unsolicited response" and reports a network error
+// instead of the 503 and its Retry-After. A client that sends nothing is
+// closed without an answer, after a second.
+func TestRefusedAnswerAfterRequest(t *testing.T) {
+	_, addr, release := serve(t, Limits{PerClient: 1, Plain: true})
+	defer close(release)
+	busy := dial(t, addr)
+	if res, err := busy.get(t, "/block"); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("blocking request: %v %v", res, err)
+	}
+	c := dial(t, addr)
+	_ = c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.br.Peek(1); err == nil {
+		t.Fatalf("the refusal came before the request: %q", n)
+	}
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, body, err := c.getBody(t, "/")
+	if err != nil || res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "/problems/overloaded") {
+		t.Fatalf("refused connection: %v %v %s", res, err, body)
+	}
+	silent := dial(t, addr)
+	_ = silent.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(silent.br); len(b) != 0 || err != nil {
+		t.Fatalf("a refused connection that sent nothing: %q %v, want closed without an answer", b, err)
+	}
+}
+
 // TestRefusedRequestAnswered: a connection the server refuses a request on
 // (headers over MaxHeaderBytes: 431) gets the whole answer, not a reset:
 // the server half-closes it (CloseWrite) through the Listener's
