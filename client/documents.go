@@ -243,6 +243,39 @@ func (cl *Client) Create(ctx context.Context, coll, id string, value any, opts .
 	return cl.put(ctx, coll, id, value, opts, func(o *writeOptions) { o.ifMatch = "" })
 }
 
+// Insert creates a document under an id the server picks (POST
+// /docs/{c}), and returns it with that ID. It carries an idempotency key
+// (see IdempotencyKey), so that a retry after a lost answer gets the
+// first attempt's document rather than a second one. IfMatch is refused
+// by the server (412): the document is new.
+func (cl *Client) Insert(ctx context.Context, coll string, value any, opts ...WriteOption) (*Document, error) {
+	if err := cl.checkNames(coll, "", false); err != nil {
+		return nil, err
+	}
+	body, err := encodeJSON(value)
+	if err != nil {
+		return nil, err
+	}
+	c, err := writeCall(http.MethodPost, docPath(coll, ""), "application/json", body, opts)
+	if err != nil {
+		return nil, err
+	}
+	a, err := cl.send(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if a.status != http.StatusCreated && a.status != http.StatusOK {
+		return nil, cl.failWrite(c, a, coll, "")
+	}
+	loc := a.header.Get("Location")
+	prefix := docPath(coll, "") + "/"
+	id, err := url.PathUnescape(strings.TrimPrefix(loc, prefix))
+	if !strings.HasPrefix(loc, prefix) || err != nil || id == "" || strings.Contains(id, "/") {
+		return nil, fmt.Errorf("patchd: %s: answer %d with Location %q, not a document of %s: %w", c, a.status, loc, coll, ErrInvalidResponse)
+	}
+	return document(c, coll, id, a)
+}
+
 func (cl *Client) put(ctx context.Context, coll, id string, value any, opts []WriteOption, create ...WriteOption) (*Document, error) {
 	if err := cl.checkNames(coll, id, true); err != nil {
 		return nil, err

@@ -142,6 +142,22 @@ func ExampleClient_Merge() {
 	// Output: {"name":"Ann","phone":"555-0100"}
 }
 
+func ExampleClient_Insert() {
+	srv := newExampleServer()
+	defer srv.Close()
+	ctx := context.Background()
+	cl := client.New(srv.URL)
+
+	// The server picks the id; a retry after a lost answer gets the same document.
+	doc, err := cl.Insert(ctx, "orders", map[string]any{"status": "open", "total": 12})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(doc.ID != "", doc.Created, string(doc.Value))
+	// Output: true true {"status":"open","total":12}
+}
+
 func ExampleClient_Revert() {
 	srv := newExampleServer()
 	defer srv.Close()

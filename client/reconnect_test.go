@@ -192,3 +192,37 @@ func TestRevert(t *testing.T) {
 		t.Fatalf("history %+v, %v", h, err)
 	}
 }
+
+// TestInsert: Insert creates under an id the server picks; the same
+// idempotency key gives the same document again, a dry run stores
+// nothing, and IfMatch on a new document is refused.
+func TestInsert(t *testing.T) {
+	url, _ := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	a, err := cl.Insert(ctx, "ins", map[string]int{"n": 1})
+	if err != nil || a.ID == "" || a.Collection != "ins" || !a.Created || string(a.Value) != `{"n":1}` {
+		t.Fatalf("Insert: %+v, %v", a, err)
+	}
+	if got, err := cl.Get(ctx, "ins", a.ID); err != nil || got.ETag != a.ETag {
+		t.Fatalf("Get of the inserted: %+v, %v", got, err)
+	}
+	b, err := cl.Insert(ctx, "ins", map[string]int{"n": 2}, client.IdempotencyKey("once"))
+	if err != nil || b.ID == a.ID {
+		t.Fatalf("second Insert: %+v, %v", b, err)
+	}
+	again, err := cl.Insert(ctx, "ins", map[string]int{"n": 2}, client.IdempotencyKey("once"))
+	if err != nil || again.ID != b.ID || !again.Replayed {
+		t.Fatalf("Insert with the same key: %+v, %v; want %s replayed", again, err, b.ID)
+	}
+	if _, err := cl.Insert(ctx, "ins", map[string]int{"n": 3}, client.DryRun()); err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if page, err := cl.List(ctx, "ins", client.ListOptions{}); err != nil || len(page.Items) != 2 {
+		t.Fatalf("after a dry run: %+v, %v; want the 2 inserted", page, err)
+	}
+	var pe *client.PreconditionError
+	if _, err := cl.Insert(ctx, "ins", map[string]int{"n": 4}, client.IfMatch(a.ETag)); !errors.As(err, &pe) {
+		t.Fatalf("Insert with IfMatch: %v", err)
+	}
+}
