@@ -158,6 +158,27 @@ func ExampleClient_Insert() {
 	// Output: true true {"status":"open","total":12}
 }
 
+func ExampleClient_Batch() {
+	srv := newExampleServer()
+	defer srv.Close()
+	ctx := context.Background()
+	cl := client.New(srv.URL)
+	order, _ := cl.Create(ctx, "orders", "7", map[string]any{"status": "open", "total": 12})
+
+	// All or nothing: the order is paid and its receipt made, or neither.
+	docs, err := cl.Batch(ctx, []client.BatchWrite{
+		client.BatchMerge("orders", "7", map[string]string{"status": "paid"}, client.IfMatch(order.ETag)),
+		client.BatchPut("receipts", "7", map[string]any{"order": "7", "total": 12}),
+	})
+	var be *client.BatchError
+	if errors.As(err, &be) {
+		fmt.Println("write", be.Index, "refused:", be.Err)
+		return
+	}
+	fmt.Println(string(docs[0].Value), docs[1].Created)
+	// Output: {"status":"paid","total":12} true
+}
+
 func ExampleClient_Revert() {
 	srv := newExampleServer()
 	defer srv.Close()

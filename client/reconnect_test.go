@@ -226,3 +226,65 @@ func TestInsert(t *testing.T) {
 		t.Fatalf("Insert with IfMatch: %v", err)
 	}
 }
+
+// TestBatch: a batch applies its writes in order, each seeing the ones
+// before it, and answers one document per write; a refused write refuses
+// it all, with the write's own error and index; a dry run writes nothing.
+func TestBatch(t *testing.T) {
+	url, _ := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	a, err := cl.Create(ctx, "b", "a", map[string]int{"n": 1, "m": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := cl.Batch(ctx, []client.BatchWrite{
+		client.BatchMerge("b", "a", map[string]int{"n": 2}, client.IfMatch(a.ETag)),
+		client.BatchMerge("b", "a", map[string]int{"m": 2}, client.IfMatch(a.ETag)), // rebased over the first
+		client.BatchInsert("b", map[string]string{"kind": "new"}),
+		client.BatchPut("b", "c", map[string]int{"x": 1}),
+		client.BatchDelete("b", "c", client.IfMatch("*")),
+		client.BatchRevert("b", "a", 2, client.IfMatch("*")),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 6 || string(docs[1].Value) != `{"m":2,"n":2}` || docs[1].RebasedFrom != a.ETag ||
+		docs[2].ID == "" || !docs[2].Created || string(docs[2].Value) != `{"kind":"new"}` ||
+		!docs[3].Created || docs[4] != nil || string(docs[5].Value) != `{"m":2,"n":1}` {
+		t.Fatalf("results %+v", docs)
+	}
+	if got, err := cl.Get(ctx, "b", docs[2].ID); err != nil || got.ETag != docs[2].ETag {
+		t.Fatalf("the inserted document: %+v, %v", got, err)
+	}
+	cur := docs[5]
+	// A conflict in the third write refuses the batch: nothing written.
+	_, err = cl.Batch(ctx, []client.BatchWrite{
+		client.BatchMerge("b", "a", map[string]int{"z": 1}, client.IfMatch(cur.ETag)),
+		client.BatchMerge("b", "a", map[string]int{"y": 1}, client.IfMatch(cur.ETag)),
+		client.BatchMerge("b", "a", map[string]int{"n": 9}, client.IfMatch(a.ETag)), // n changed since a
+	})
+	var be *client.BatchError
+	var ce *client.ConflictError
+	if !errors.As(err, &be) || be.Index != 2 || !errors.As(err, &ce) || len(ce.Paths()) != 1 || ce.Paths()[0] != "/n" || !errors.Is(err, client.ErrPreconditionFailed) {
+		t.Fatalf("a batch with a conflicting write: %v", err)
+	}
+	if got, err := cl.Get(ctx, "b", "a"); err != nil || got.ETag != cur.ETag {
+		t.Fatalf("a refused batch wrote: %+v, %v", got, err)
+	}
+	// A dry run answers, and writes nothing.
+	dry, err := cl.Batch(ctx, []client.BatchWrite{client.BatchMerge("b", "a", map[string]int{"n": 5}, client.IfMatch(cur.ETag))}, client.DryRun())
+	if err != nil || string(dry[0].Value) != `{"m":2,"n":5}` {
+		t.Fatalf("dry run: %+v, %v", dry, err)
+	}
+	if got, _ := cl.Get(ctx, "b", "a"); got.ETag != cur.ETag {
+		t.Fatal("a dry run wrote")
+	}
+	// Options that do not apply are refused before anything is sent.
+	if _, err := cl.Batch(ctx, []client.BatchWrite{client.BatchPatch("b", "a", []client.Op{}, client.DryRun())}); err == nil {
+		t.Fatal("DryRun on a write of a batch was accepted")
+	}
+	if _, err := cl.Batch(ctx, []client.BatchWrite{client.BatchPut("b", "d", 1)}, client.IfMatch("*")); err == nil {
+		t.Fatal("IfMatch on a whole batch was accepted")
+	}
+}
