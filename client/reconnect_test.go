@@ -288,3 +288,47 @@ func TestBatch(t *testing.T) {
 		t.Fatal("IfMatch on a whole batch was accepted")
 	}
 }
+
+// TestSchemas: a schema is put, read, replaced under IfMatch and deleted;
+// a write that breaks it is a 422 whose SchemaErrors say where; the
+// documents written before it that break it are listed.
+func TestSchemas(t *testing.T) {
+	url, _ := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	if _, err := cl.Create(ctx, "sc", "old", map[string]any{"name": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Schema(ctx, "sc"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("no schema yet: %v", err)
+	}
+	s, err := cl.PutSchema(ctx, "sc", map[string]any{"properties": map[string]any{"name": map[string]string{"type": "string"}}})
+	if err != nil || !s.Created || s.Collection != "sc" {
+		t.Fatalf("PutSchema: %+v, %v", s, err)
+	}
+	if got, err := cl.Schema(ctx, "sc"); err != nil || got.ETag != s.ETag {
+		t.Fatalf("Schema: %+v, %v", got, err)
+	}
+	_, err = cl.Create(ctx, "sc", "new", map[string]any{"name": 2})
+	var p *client.Problem
+	if !errors.As(err, &p) || p.Status != 422 || len(p.SchemaErrors()) != 1 || p.SchemaErrors()[0].InstancePath != "/name" || p.SchemaErrors()[0].Keyword != "type" {
+		t.Fatalf("a write that breaks the schema: %v (%+v)", err, p)
+	}
+	page, err := cl.Violations(ctx, "sc", "", 0)
+	if err != nil || len(page.Items) != 1 || page.Items[0].ID != "old" || page.Items[0].Errors[0].InstancePath != "/name" || page.Next != "" {
+		t.Fatalf("Violations: %+v, %v", page, err)
+	}
+	var pe *client.PreconditionError
+	if _, err := cl.PutSchema(ctx, "sc", map[string]any{}, client.IfMatch(`"stale"`)); !errors.As(err, &pe) && !errors.Is(err, client.ErrPreconditionFailed) {
+		t.Fatalf("a stale IfMatch: %v", err)
+	}
+	if _, err := cl.PutSchema(ctx, "sc", map[string]any{"type": 7}, client.IfMatch(s.ETag)); !errors.As(err, &p) || p.Name() != "invalid-schema" {
+		t.Fatalf("a schema that does not compile: %v", err)
+	}
+	if err := cl.DeleteSchema(ctx, "sc", client.IfMatch(s.ETag)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Create(ctx, "sc", "new", map[string]any{"name": 2}); err != nil {
+		t.Fatalf("a write once the schema is gone: %v", err)
+	}
+}
