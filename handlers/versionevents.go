@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/patchd/patchd/store"
@@ -33,17 +34,19 @@ type versionEventKey struct {
 
 // versionEvent is one event's data, rendered once.
 type versionEvent struct {
+	key  versionEventKey
 	done chan struct{} // closed when data and err are set
 	data []byte
 	err  error
+	size int // bytes counted in versionEvents.size; guarded by its mu
 }
 
 // versionEvents holds the recent rendered events.
 type versionEvents struct {
 	mu     sync.Mutex
 	events map[versionEventKey]*versionEvent
-	order  []versionEventKey // oldest first
-	size   int
+	order  []*versionEvent // oldest first; some may have left events
+	size   int             // bytes of the events rendered and kept
 
 	renders int // events rendered; for tests
 }
@@ -73,37 +76,44 @@ func (ve *versionEvents) data(coll, id string, v store.Version, target bool) ([]
 		<-e.done // a render, with no I/O: it ends
 		return e.data, e.err
 	}
-	e := &versionEvent{done: make(chan struct{})}
+	e := &versionEvent{key: key, done: make(chan struct{})}
 	ve.events[key] = e
-	ve.order = append(ve.order, key)
+	ve.order = append(ve.order, e)
 	ve.renders++
 	ve.mu.Unlock()
 
-	e.data, e.err = render()
-	close(e.done)
+	data, err := render()
 
 	ve.mu.Lock()
 	defer ve.mu.Unlock()
-	if ve.events[key] != e { // evicted while it rendered
-		return e.data, e.err
-	}
-	if e.err != nil {
+	e.data, e.err = data, err
+	close(e.done)
+	kept := ve.events[key] == e // not evicted while it rendered
+	switch {
+	case kept && err != nil:
 		delete(ve.events, key)
-		return nil, e.err
+	case kept:
+		e.size = len(data)
+		ve.size += e.size
 	}
-	ve.size += len(e.data)
+	ve.evict()
+	return data, err
+}
+
+// evict drops the oldest events past the bounds; one still rendering
+// counts no bytes yet. ve.mu is held.
+func (ve *versionEvents) evict() {
 	if len(ve.order) > 4*maxVersionEvents {
-		ve.order = compactOrder(ve.order, func(k versionEventKey) bool { return ve.events[k] != nil })
+		ve.order = slices.DeleteFunc(ve.order, func(e *versionEvent) bool { return ve.events[e.key] != e })
 	}
 	for len(ve.order) > 0 && (len(ve.events) > maxVersionEvents || ve.size > maxVersionEventsBytes) {
-		k := ve.order[0]
+		old := ve.order[0]
 		ve.order = ve.order[1:]
-		if old := ve.events[k]; old != nil {
-			delete(ve.events, k)
-			ve.size -= len(old.data)
+		if ve.events[old.key] == old {
+			delete(ve.events, old.key)
+			ve.size -= old.size
 		}
 	}
-	return e.data, nil
 }
 
 // renderedVersion is a version event's seq and shared data.

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -79,5 +80,33 @@ func TestVersionEventsSharedOnce(t *testing.T) {
 		if _, err := ve.all("c", "bad", []store.Version{bad}, true); err == nil || !strings.Contains(err.Error(), "c/bad seq 60") {
 			t.Fatalf("bad ops: %v", err)
 		}
+	}
+}
+
+// TestVersionEventsAccounting: under streams rendering different events
+// at once (and evicting each other's, some still rendering), the bytes
+// counted are those of the events kept, so that the bound holds.
+func TestVersionEventsAccounting(t *testing.T) {
+	ve := newVersionEvents()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	body := patch.Canonical(map[string]any{"pad": strings.Repeat("x", 80)})
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for seq := range 3000 {
+				v := store.Version{Seq: uint64(seq + 1), ETag: store.ETagOf(body), At: at, Kind: store.KindPut, Ops: patch.EncodeCreate(body)}
+				if _, err := ve.data("c", fmt.Sprint("d", g), v, true); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	sum := 0
+	for _, e := range ve.events {
+		sum += len(e.data)
+	}
+	if sum != ve.size || len(ve.events) > maxVersionEvents || len(ve.order) > 4*maxVersionEvents+1 {
+		t.Fatalf("%d bytes counted, %d kept in %d events (%d in order)", ve.size, sum, len(ve.events), len(ve.order))
 	}
 }
