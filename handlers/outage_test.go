@@ -3,8 +3,10 @@ package handlers_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -333,6 +335,65 @@ func TestEventsManySurviveStoreErrors(t *testing.T) {
 		t.Fatal("503 without Retry-After")
 	}
 	sw.changesDown.Store(false)
+}
+
+// badOpsStore returns undecodable ops for versions from 2 of documents
+// named "bad", and ErrCorrupt for reads of change logs after a cursor
+// while corrupt is set.
+type badOpsStore struct {
+	store.Store
+	corrupt atomic.Bool
+}
+
+func (s *badOpsStore) History(ctx context.Context, c, id string, after uint64, limit, maxBytes int) ([]store.Version, bool, error) {
+	vs, more, err := s.Store.History(ctx, c, id, after, limit, maxBytes)
+	for i := range vs {
+		if id == "bad" && vs[i].Seq >= 2 {
+			vs[i].Ops = []byte("not ops")
+		}
+	}
+	return vs, more, err
+}
+
+func (s *badOpsStore) Changes(ctx context.Context, c string, after store.Cursor, limit int) (store.ChangeLog, error) {
+	if s.corrupt.Load() && after != nil {
+		return store.ChangeLog{}, store.ErrCorrupt
+	}
+	return s.Store.Changes(ctx, c, after, limit)
+}
+
+// TestEventsManyEndOnLastingErrors: errors that trying again does not mend
+// end a POST /events stream, as before streams outlasted an unavailable
+// store: history that does not decode (the client reconnects, and the
+// other subscriptions go on there), and a damaged change log read before
+// the stream opens, which is 500, not a 503 to retry without end.
+func TestEventsManyEndOnLastingErrors(t *testing.T) {
+	var bs *badOpsStore
+	s := startServerWith(t, func(st store.Store) store.Store { bs = &badOpsStore{Store: st}; return bs }, nil,
+		func(c *config) { c.http.Events.Heartbeat = time.Hour })
+	eb := s.create(t, "/docs/m/bad", `{"n":1}`)
+	s.create(t, "/docs/m/good", `{"n":1}`)
+	f := subscribe(t, s, `{"docs":[{"c":"m","id":"bad"},{"c":"m","id":"good"}],"collections":[{"c":"m"}]}`)
+	f.want(t, "snapshot", "m", "bad", 1)
+	f.want(t, "snapshot", "m", "good", 1)
+	cursor := f.want(t, "ready", "", "", 0).Cursors[0]
+	expect(t, s.do(t, "PATCH", "/docs/m/bad", hdr{"Content-Type", ctMerge, "If-Match", eb}, `{"n":2}`), http.StatusOK, "")
+	for {
+		ev, err := f.next()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the stream is still open %v after the version that does not decode", feedWait)
+		}
+		if err != nil {
+			break // the stream ended
+		}
+		if ev.Event == "version" {
+			t.Fatalf("a version that does not decode was sent: %s", ev.Data)
+		}
+	}
+	bs.corrupt.Store(true)
+	r := s.do(t, "POST", "/events", hdr{"Content-Type", ctJSON}, `{"collections":[{"c":"m","after":"`+cursor+`"}]}`)
+	expect(t, r, http.StatusInternalServerError, "internal")
 }
 
 // storedRecord returns the idempotency record of key, sent without a token.

@@ -42,6 +42,10 @@ type collSub struct {
 	pending bool         // changes wait to be readable (store.ChangeLog.Pending)
 	gen     uint64       // the collection's generation when last woken (changeReads)
 	read    time.Time    // when the last read it used began
+	// atPresent says the stream's start set the cursor at the present (no
+	// after given): a start resumed after a failed read leaves its changes
+	// for after ready.
+	atPresent bool
 }
 
 // eventsRequest is a parsed POST /events body.
@@ -267,12 +271,10 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		switch {
 		case errors.Is(err, store.ErrInvalidCursor):
 			return fail(ErrInvalidRequest, fmt.Sprintf("collections[%d].after must be a cursor of collection %s, as a change event gave it", i, cs.coll))
-		case err != nil && !errors.Is(err, store.ErrCursorGone):
-			if c.Request().Context().Err() != nil {
-				return err // the client is gone
-			}
-			h.log.Warn("change feed: the store does not answer", "err", err)
-			return fail(store.ErrUnavailable, "the database is unavailable or did not answer in time; retry after the Retry-After delay")
+		case errors.Is(err, store.ErrUnavailable):
+			return err // 503, with Retry-After
+		case err != nil && !errors.Is(err, store.ErrCursorGone) && c.Request().Context().Err() == nil:
+			return err
 		}
 	}
 
@@ -304,17 +306,20 @@ func (h *Handler) eventsMany(c echo.Context) error {
 	}
 	m := &multiStream{h: h, s: s, req: req, batch: cfg.Batch}
 	ctx := clientContext(c) // a stream ends with its client, half-closed or gone
-	// A read that fails (the store restarting, failing over, slow) does
-	// not end the stream, as on GET .../events: it is tried again after a
-	// backoff, or at a wake-up, while heartbeats keep the connection open,
-	// and every subscription goes on where it was. Clients thus do not all
-	// reconnect at once after a failover.
+	// A read that fails because the store is unavailable (restarting,
+	// failing over, slow) does not end the stream, as on GET .../events:
+	// it is tried again after a backoff, or at a wake-up, while heartbeats
+	// keep the connection open, and every subscription goes on where it
+	// was. Clients thus do not all reconnect at once after a failover. Any
+	// other error (history that does not decode, changes pruned faster
+	// than read) ends the stream, as before: trying again would not mend
+	// it.
 	var (
 		failures int
 		again    <-chan time.Time // fires when a failed read is due again; nil otherwise
 	)
 	failed := func(err error) bool { // false: the stream ends
-		if errors.Is(err, errStreamWrite) || ctx.Err() != nil {
+		if !errors.Is(err, store.ErrUnavailable) || ctx.Err() != nil {
 			m.ended(ctx, err)
 			return false
 		}
@@ -376,8 +381,9 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		var err error
 		if m.ready {
 			err = m.pump(ctx, keys, all)
-		} else {
-			err = m.start(ctx) // a read of the start failed: it goes on
+		} else if err = m.start(ctx); err == nil { // a read of the start failed: it goes on
+			// Wake-ups taken while it failed are owed: read everything.
+			err = m.pump(ctx, nil, true)
 		}
 		var next time.Time
 		if err == nil {
@@ -486,7 +492,11 @@ func (m *multiStream) start(ctx context.Context) error {
 			if err := m.present(ctx, cs); err != nil {
 				return err
 			}
+			cs.atPresent = true
 			continue
+		}
+		if cs.atPresent {
+			continue // changes since the present are live: after ready
 		}
 		cs.gen = m.h.hub.reads.gen(cs.coll) // the stream is subscribed: reads from now on are new enough
 		if err := m.pumpColl(ctx, cs, time.Time{}); err != nil {
