@@ -332,3 +332,23 @@ func TestSchemas(t *testing.T) {
 		t.Fatalf("a write once the schema is gone: %v", err)
 	}
 }
+
+// TestWatchEndsOnLastingServerErrors: 500s that go on (a damaged
+// document) end the Watch with an error event after a few, rather than
+// retrying without end.
+func TestWatchEndsOnLastingServerErrors(t *testing.T) {
+	url, count := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	cl := client.New(url, client.WithRetry(client.RetryPolicy{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}))
+	ch := cl.Watch(testContext(t), client.Subscriptions{Docs: []client.DocSubscription{{Collection: "c", ID: "d"}}})
+	ev := next(t, ch)
+	var p *client.Problem
+	if ev.Type != client.EventError || !errors.As(ev.Err, &p) || p.Status != http.StatusInternalServerError {
+		t.Fatalf("event %+v, want an error event with the 500", ev)
+	}
+	closed(t, ch)
+	if n := count.Load(); n != 5 {
+		t.Fatalf("%d requests, want 5", n)
+	}
+}

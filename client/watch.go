@@ -200,8 +200,9 @@ func (e Event) Deleted() bool {
 // MaxRetryAfter; the SSE retry delay after a stream that was open, up to
 // MaxDelay, and longer after each stream in a row that failed: ended
 // before its first event, or sent one that is malformed), never sooner
-// than the policy's BaseDelay (a 500, which patchd does not send, is
-// retried as a failed stream is: a proxy's), and resumes each document after the last version
+// than the policy's BaseDelay (a 500, a proxy's or the server's, is
+// retried as a failed stream is, up to five in a row: then the Watch
+// ends with an error event), and resumes each document after the last version
 // and each collection after the last cursor it sent, so that no version
 // or change is skipped or sent twice; a resume point past the retained
 // history gives a reset or reset-collection event.
@@ -403,7 +404,7 @@ func (f *eventsFeed) fallback(ctx context.Context) {
 // returns false when ctx has ended.
 func reconnect(ctx context.Context, cl *Client, stream func(ctx context.Context, hint *time.Duration) (opened bool, wait time.Duration, err error), notify func(Event) bool) error {
 	p := cl.retry
-	failures := 0
+	failures, faults := 0, 0
 	hint := 2 * time.Second
 	for {
 		opened, wait, err := stream(ctx, &hint)
@@ -413,6 +414,16 @@ func reconnect(ctx context.Context, cl *Client, stream func(ctx context.Context,
 		var perm *permanentError
 		if errors.As(err, &perm) {
 			return perm.err
+		}
+		// A 500 may be a proxy's passing fault, or the server's lasting
+		// one (a damaged document): a few in a row are tried again.
+		var prob *Problem
+		if errors.As(err, &prob) && prob.Status == http.StatusInternalServerError {
+			if faults++; faults >= maxServerFaults {
+				return err
+			}
+		} else {
+			faults = 0
 		}
 		var fault *streamFault
 		h := min(hint, p.MaxDelay)
@@ -662,6 +673,9 @@ type streamFault struct{ err error }
 func (e *streamFault) Error() string { return e.err.Error() }
 func (e *streamFault) Unwrap() error { return e.err }
 
+// maxServerFaults is how many 500 answers in a row end a Watch.
+const maxServerFaults = 5
+
 // errIdle ends a stream on which nothing arrived for the idle timeout.
 var errIdle = errors.New("patchd: change feed idle")
 
@@ -754,8 +768,8 @@ func readStream(ctx context.Context, cl *Client, c *call, hint *time.Duration, f
 			return false, d, fail(a)
 		}
 		if a.status == http.StatusInternalServerError {
-			// Not patchd's (it answers 503 for what a client may retry):
-			// a proxy's, say. A follower outlasts it, backing off.
+			// A proxy's passing fault, say (patchd answers 503 for what a
+			// client may retry): a follower outlasts a few (reconnect).
 			return false, 0, fail(a)
 		}
 		return false, 0, &permanentError{fail(a)}
