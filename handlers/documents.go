@@ -65,7 +65,7 @@ func emptyName(path string) error {
 
 // mediaType returns the request's media type, lowercased, without
 // parameters: "" when absent or unparsable, and when the request cannot be
-// taken as JSON whatever its type says (see typeProblem), so that each is
+// taken as JSON whatever its type says (see typeOf), so that each is
 // refused as an unsupported media type.
 func mediaType(c echo.Context) string {
 	mt, why := typeOf(c.Request().Header)
@@ -92,7 +92,7 @@ func typeOf(h http.Header) (mt, why string) {
 	if err != nil {
 		return "", ""
 	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
 		return mt, "JSON is sent in UTF-8"
 	}
 	return mt, ""

@@ -229,6 +229,8 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 			p.Detail = de.Detail
 		case errors.Is(err, store.ErrCommitUnknown) && (c.Request().Method == http.MethodPut || c.Request().Method == http.MethodDelete):
 			p.Detail = "the database did not confirm whether this write committed; read the document to learn its outcome (PUT and DELETE take no Idempotency-Key)"
+		case errors.Is(err, store.ErrCommitUnknown) && c.Path() == "/batch":
+			p.Detail = "the database did not confirm whether this batch committed; retried, its writes with an Idempotency-Key get their real outcome, and its PUT and DELETE writes are learnt by reading their documents"
 		case errors.Is(err, store.ErrCommitUnknown):
 			p.Detail = "the database did not confirm whether this write committed; retry it with the same Idempotency-Key to learn its outcome, or read the document"
 		default:

@@ -193,6 +193,12 @@ func TestStoreUnavailableIs503(t *testing.T) {
 	if d := r.problem(t)["detail"].(string); !strings.Contains(d, "same Idempotency-Key") {
 		t.Fatalf("detail %q", d)
 	}
+	// A batch's keyed writes get their outcome again; the others are read.
+	r = s2.do(t, "POST", "/batch", hdr{"Content-Type", ctJSON}, `{"writes":[{"method":"PUT","path":"/docs/c/e","body":{"a":1}}]}`)
+	expect(t, r, http.StatusServiceUnavailable, "unavailable")
+	if d := r.problem(t)["detail"].(string); !strings.Contains(d, "batch") || !strings.Contains(d, "reading") {
+		t.Fatalf("batch: detail %q", d)
+	}
 	// PUT and DELETE take no Idempotency-Key: reading is the way.
 	for _, method := range []string{"PUT", "DELETE"} {
 		r := s2.do(t, method, "/docs/c/d", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"a":1}`)
@@ -203,10 +209,15 @@ func TestStoreUnavailableIs503(t *testing.T) {
 	}
 }
 
-// failingUpdates fails every Update but a document's creation with err.
+// failingUpdates fails every Update but a document's creation with err,
+// and every UpdateMany.
 type failingUpdates struct {
 	store.Store
 	err error
+}
+
+func (f failingUpdates) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyFunc) ([]*store.Document, error) {
+	return nil, f.err
 }
 
 func (f failingUpdates) Update(ctx context.Context, c, id string, fn store.UpdateFunc) (*store.Document, error) {
