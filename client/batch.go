@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 )
 
 // BatchWrite is one write of a batch (Client.Batch). Build it with
@@ -207,12 +206,9 @@ func (cl *Client) Batch(ctx context.Context, writes []BatchWrite, opts ...WriteO
 			return nil, fmt.Errorf("patchd: %s: result %d with ETag %q, not a strong entity tag: %w", c, i, d.ETag, ErrInvalidResponse)
 		}
 		if r.Location != nil && d.ID == "" {
-			prefix := docPath(w.coll, "") + "/"
-			id, err := url.PathUnescape(strings.TrimPrefix(*r.Location, prefix))
-			if !strings.HasPrefix(*r.Location, prefix) || err != nil || id == "" {
-				return nil, fmt.Errorf("patchd: %s: result %d with location %q: %w", c, i, *r.Location, ErrInvalidResponse)
+			if d.ID, err = idOf(w.coll, *r.Location); err != nil {
+				return nil, fmt.Errorf("patchd: %s: result %d: %w", c, i, err)
 			}
-			d.ID = id
 		}
 		if r.RebasedFrom != nil {
 			d.RebasedFrom = *r.RebasedFrom

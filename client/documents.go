@@ -243,6 +243,35 @@ func (cl *Client) Create(ctx context.Context, coll, id string, value any, opts .
 	return cl.put(ctx, coll, id, value, opts, func(o *writeOptions) { o.ifMatch = "" })
 }
 
+// getJSON GETs path with query q and decodes its 200 answer into v (what
+// names the answer in errors); another status is the error fail makes of
+// it, about document coll/id.
+func (cl *Client) getJSON(ctx context.Context, path string, q url.Values, coll, id, what string, v any) error {
+	c := &call{method: http.MethodGet, path: path, query: q, header: http.Header{"Accept": {"application/json"}}}
+	a, err := cl.send(ctx, c)
+	if err != nil {
+		return err
+	}
+	if a.status != http.StatusOK {
+		return cl.fail(a, coll, id)
+	}
+	if err := json.Unmarshal(a.body, v); err != nil {
+		return fmt.Errorf("patchd: %s: %s: %w", c, what, err)
+	}
+	return nil
+}
+
+// idOf returns the id of the document of coll that location (an answer's
+// Location, /docs/{c}/{id}) names.
+func idOf(coll, location string) (string, error) {
+	prefix := docPath(coll, "") + "/"
+	id, err := url.PathUnescape(strings.TrimPrefix(location, prefix))
+	if !strings.HasPrefix(location, prefix) || err != nil || id == "" || strings.Contains(id, "/") {
+		return "", fmt.Errorf("patchd: Location %q is not a document of %s: %w", location, coll, ErrInvalidResponse)
+	}
+	return id, nil
+}
+
 // Insert creates a document under an id the server picks (POST
 // /docs/{c}), and returns it with that ID. It carries an idempotency key
 // (see IdempotencyKey), so that a retry after a lost answer gets the
@@ -267,11 +296,9 @@ func (cl *Client) Insert(ctx context.Context, coll string, value any, opts ...Wr
 	if a.status != http.StatusCreated && a.status != http.StatusOK {
 		return nil, cl.failWrite(c, a, coll, "")
 	}
-	loc := a.header.Get("Location")
-	prefix := docPath(coll, "") + "/"
-	id, err := url.PathUnescape(strings.TrimPrefix(loc, prefix))
-	if !strings.HasPrefix(loc, prefix) || err != nil || id == "" || strings.Contains(id, "/") {
-		return nil, fmt.Errorf("patchd: %s: answer %d with Location %q, not a document of %s: %w", c, a.status, loc, coll, ErrInvalidResponse)
+	id, err := idOf(coll, a.header.Get("Location"))
+	if err != nil {
+		return nil, fmt.Errorf("patchd: %s: answer %d: %w", c, a.status, err)
 	}
 	return document(c, coll, id, a)
 }
@@ -492,20 +519,12 @@ func (cl *Client) List(ctx context.Context, coll string, opts ListOptions) (*Lis
 	if opts.Order != "" {
 		q.Set("order", opts.Order)
 	}
-	c := &call{method: http.MethodGet, path: docPath(coll, ""), query: q, header: http.Header{"Accept": {"application/json"}}}
-	a, err := cl.send(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	if a.status != http.StatusOK {
-		return nil, cl.fail(a, coll, "")
-	}
 	var page struct {
 		Items []ListItem `json:"items"`
 		Next  *string    `json:"next"`
 	}
-	if err := json.Unmarshal(a.body, &page); err != nil {
-		return nil, fmt.Errorf("patchd: %s: listing: %w", c, err)
+	if err := cl.getJSON(ctx, docPath(coll, ""), q, coll, "", "listing", &page); err != nil {
+		return nil, err
 	}
 	out := &ListPage{Items: page.Items}
 	if page.Next != nil {
@@ -636,20 +655,12 @@ func (cl *Client) History(ctx context.Context, coll, id string, opts HistoryOpti
 	if opts.Limit > 0 {
 		q.Set("limit", strconv.Itoa(opts.Limit))
 	}
-	c := &call{method: http.MethodGet, path: docPath(coll, id) + "/history", query: q, header: http.Header{"Accept": {"application/json"}}}
-	a, err := cl.send(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	if a.status != http.StatusOK {
-		return nil, cl.fail(a, coll, id)
-	}
 	var page struct {
 		Versions []Version `json:"versions"`
 		Next     *uint64   `json:"next"`
 	}
-	if err := json.Unmarshal(a.body, &page); err != nil {
-		return nil, fmt.Errorf("patchd: %s: history: %w", c, err)
+	if err := cl.getJSON(ctx, docPath(coll, id)+"/history", q, coll, id, "history", &page); err != nil {
+		return nil, err
 	}
 	out := &HistoryPage{Versions: page.Versions}
 	if page.Next != nil {

@@ -2,9 +2,7 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -133,20 +131,12 @@ func (cl *Client) Violations(ctx context.Context, coll, after string, limit int)
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	c := &call{method: http.MethodGet, path: schemaPath(coll) + "/violations", query: q, header: http.Header{"Accept": {"application/json"}}}
-	a, err := cl.send(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	if a.status != http.StatusOK {
-		return nil, cl.fail(a, coll, "")
-	}
 	var page struct {
 		ViolationsPage
 		Next *string `json:"next"`
 	}
-	if err := json.Unmarshal(a.body, &page); err != nil {
-		return nil, fmt.Errorf("patchd: %s: violations: %w", c, err)
+	if err := cl.getJSON(ctx, schemaPath(coll)+"/violations", q, coll, "", "violations", &page); err != nil {
+		return nil, err
 	}
 	if page.Next != nil {
 		page.ViolationsPage.Next = *page.Next
