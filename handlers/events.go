@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -388,6 +391,7 @@ func (h *Handler) events(c echo.Context) error {
 	res.WriteHeader(http.StatusOK)
 
 	s := &stream{rc: http.NewResponseController(res), w: res, timeout: cfg.WriteTimeout}
+	defer s.ended(h.log, c.Request())
 	// The server's read and write timeouts are meant for requests, not for
 	// a stream that lives for hours: lift them; each write below sets its
 	// own deadline instead. Errors mean the connection cannot set
@@ -544,6 +548,7 @@ type stream struct {
 	rc      *http.ResponseController
 	w       http.ResponseWriter
 	timeout time.Duration
+	stalled bool // a write timed out: the consumer stopped reading
 }
 
 // The deadline is lifted again after each write: over HTTP/2 a deadline
@@ -554,15 +559,35 @@ func (s *stream) write(parts ...[]byte) error {
 	defer func() { _ = s.rc.SetWriteDeadline(time.Time{}) }()
 	for _, b := range parts {
 		if _, err := s.w.Write(b); err != nil {
-			return err
+			return s.failed(err)
 		}
 	}
 	return nil
+}
+
+// failed notes a write that timed out, and returns err.
+func (s *stream) failed(err error) error {
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		s.stalled = true
+	}
+	return err
+}
+
+// ended logs, when the stream was cut off because its consumer stopped
+// reading, that it was: its request's log line says only 200.
+func (s *stream) ended(log *slog.Logger, r *http.Request) {
+	if s.stalled {
+		log.Info("change feed: closed a stream whose client stopped reading", "method", r.Method, "path", r.URL.Path, "write_timeout", s.timeout)
+	}
 }
 
 func (s *stream) flush() error {
 	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
 	err := s.rc.Flush()
 	_ = s.rc.SetWriteDeadline(time.Time{})
-	return err
+	if err != nil {
+		return s.failed(err)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -550,7 +551,11 @@ func TestEventsNoGapUnderConcurrentWrites(t *testing.T) {
 // writers; its stream is ended once a write to it blocks for longer than
 // the write timeout, and it resumes by id without a gap.
 func TestEventsSlowConsumer(t *testing.T) {
-	s := startFeedServer(t, feedOpts{cfg: func(c *config) { c.http.Events.WriteTimeout = time.Second }})
+	var logs logBuffer
+	s := startFeedServer(t, feedOpts{cfg: func(c *config) {
+		c.http.Events.WriteTimeout = time.Second
+		c.http.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	}})
 	s.create(t, "/docs/f/slow", `{"big":""}`)
 	// A small receive buffer, so that the server's writes block soon.
 	small := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
@@ -637,6 +642,10 @@ func TestEventsSlowConsumer(t *testing.T) {
 		t.Fatalf("the stalled consumer got every version (%d); the test did not stall it", lastID)
 	}
 	t.Logf("the stalled stream ended after seq %d of %d", lastID, writes+1)
+	// The log says why (its request's line says 200).
+	if n := strings.Count(logs.String(), "closed a stream whose client stopped reading"); n != 1 {
+		t.Fatalf("%d log lines say a stream was cut off for not reading, want 1", n)
+	}
 	resumed := mustOpenFeed(t, s, "/docs/f/slow/events", hdr{"Last-Event-ID", strconv.FormatUint(lastID, 10)})
 	for seq := lastID + 1; seq <= writes+1; seq++ {
 		decodeEvent(t, resumed.event(t), "version", seq)

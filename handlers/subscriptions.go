@@ -300,6 +300,7 @@ func (h *Handler) eventsMany(c echo.Context) error {
 	hdr.Set("X-Accel-Buffering", "no")
 	res.WriteHeader(http.StatusOK)
 	s := &stream{rc: http.NewResponseController(res), w: res, timeout: cfg.WriteTimeout}
+	defer s.ended(h.log, c.Request())
 	_ = s.rc.SetReadDeadline(time.Time{})
 	if err := s.write(fmt.Appendf(nil, "retry: %d\n\n", cfg.Retry.Milliseconds())); err != nil {
 		return nil
