@@ -103,7 +103,7 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(intValue{&cfg.idempotencyLimit}, "idempotency-max-per-client", "100000", "idempotency records kept per client (token); more deletes the client's oldest")
 	f.add(intValue{&cfg.maxStreams}, "max-streams", "10000", "most change feed streams open at once; more is 429")
 	f.add(intValue{&cfg.maxStreamsPerClient}, "max-streams-per-client", "64", "most change feed streams of one client (its token, or its IP address without --tokens); more is 429")
-	f.add(intValue{&cfg.maxConnsPerClient}, "max-conns-per-client", "256", "most connections of one IP address: past it its oldest idle one is closed, or, none idle, the new one answered 503")
+	f.add(intValue{&cfg.maxConnsPerClient}, "max-conns-per-client", "256", "most connections of one IP address (IPv6: its /64): past it its oldest idle one is closed, or one whose request head is 2s late, or else the new one is answered 503")
 	f.add(intValue{&cfg.maxSubscriptions}, "max-subscriptions", "1000", "most documents and collections one POST /events stream follows; more is 400")
 	f.add(durationValue{&cfg.presenceTTL}, "presence-ttl", "30s", "how long a presence session lives unless its client renews it")
 	f.add(stringValue{&cfg.tlsCert}, "tls-cert", "", "certificate (PEM, with its chain) to serve HTTPS and HTTP/2; needs --tls-key")
@@ -283,7 +283,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	cl := connlimit.New(ln, connLimits(cfg, tlsCfg == nil, log))
 	srv := &http.Server{
 		ConnState:         cl.ConnState,
-		Handler:           h.Echo(),
+		ConnContext:       cl.ConnContext,
+		Handler:           cl.Handler(h.Echo()),
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
 		ReadTimeout:       cfg.readTimeout,
 		WriteTimeout:      cfg.writeTimeout,

@@ -6,16 +6,26 @@
 // new connection would pass a bound, the oldest idle connection that holds
 // the place (the client's own for the per-client bound) is closed to make
 // room: an idle keep-alive connection may be closed at any time, and
-// clients open a new one. When none is idle, the new connection is refused:
-// over plain HTTP it is answered 503 with Retry-After once its request's
-// head has come (within a second), then closed.
+// clients open a new one. A connection that has not sent a whole request
+// head for longer than HeadGrace (its first, or its next one) makes room
+// likewise, so that clients that send their heads a line at a time
+// (slowloris) cannot hold every place. When there is none of either, the
+// new connection is refused: over plain HTTP it is answered 503 with
+// Retry-After once its request's head has come (within a second), then
+// closed.
 //
-// The http.Server must report connection states to ConnState.
+// A client is an IP address, or for IPv6 its /64 network, which one host
+// usually holds whole.
+//
+// The http.Server must report connection states to ConnState, pass its
+// connections' contexts through ConnContext, and serve its handler through
+// Handler.
 package connlimit
 
 import (
 	"bytes"
 	"container/list"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -34,6 +44,10 @@ type Limits struct {
 	// Plain says the connections carry plain HTTP/1 (no TLS), so that a
 	// refused one can be answered.
 	Plain bool
+	// HeadGrace is how long a connection may take to send a request's
+	// head (the TLS handshake included) before it makes room for others
+	// at a bound. Zero means 2s.
+	HeadGrace time.Duration
 }
 
 // Listener is a net.Listener that keeps to Limits.
@@ -45,19 +59,24 @@ type Listener struct {
 	total int
 	byIP  map[string]*address // the connections of each client address
 	idle  list.List           // of *conn idle, the longest idle first
+	heads list.List           // of *conn waiting for a request's head, the longest first
 
 	refusing chan struct{} // bounds the answers to refused connections being written
 }
 
 // New returns a Listener that accepts from ln within lim.
 func New(ln net.Listener, lim Limits) *Listener {
+	if lim.HeadGrace <= 0 {
+		lim.HeadGrace = 2 * time.Second
+	}
 	return &Listener{Listener: ln, lim: lim, byIP: map[string]*address{}, refusing: make(chan struct{}, 16)}
 }
 
 // address is the connections of one client address.
 type address struct {
-	n    int       // connections held
-	idle list.List // of *conn idle, the longest idle first
+	n     int       // connections held
+	idle  list.List // of *conn idle, the longest idle first
+	heads list.List // of *conn waiting for a request's head, the longest first
 }
 
 // conn is an accepted connection.
@@ -70,6 +89,11 @@ type conn struct {
 	// was released.
 	idleAll, idleIP *list.Element
 	gone            bool
+	// Guarded by l.mu: the connection's places in l.heads and its
+	// client's while it waits for a request's head (nil otherwise), and
+	// since when.
+	headAll, headIP *list.Element
+	headSince       time.Time
 }
 
 // Close closes the connection and gives its place back.
@@ -105,11 +129,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip, _, err := net.SplitHostPort(nc.RemoteAddr().String())
-		if err != nil {
-			ip = nc.RemoteAddr().String()
-		}
-		c := &conn{Conn: nc, l: l, ip: ip}
+		c := &conn{Conn: nc, l: l, ip: clientOf(nc.RemoteAddr().String())}
 		victims, ok := l.admit(c)
 		for _, v := range victims {
 			_ = v.Conn.Close() // its server goroutine sees the close and ends
@@ -130,6 +150,9 @@ func (l *Listener) admit(c *conn) (victims []*conn, ok bool) {
 	if l.lim.PerClient > 0 && l.byIP[c.ip] != nil && l.byIP[c.ip].n >= l.lim.PerClient {
 		v := l.oldestIdle(c.ip)
 		if v == nil {
+			v = l.slowestHead(c.ip)
+		}
+		if v == nil {
 			return nil, false
 		}
 		l.releaseLocked(v)
@@ -137,6 +160,9 @@ func (l *Listener) admit(c *conn) (victims []*conn, ok bool) {
 	}
 	if l.lim.Max > 0 && l.total >= l.lim.Max {
 		v := l.oldestIdle("")
+		if v == nil {
+			v = l.slowestHead("")
+		}
 		if v == nil {
 			for _, v := range victims { // keep what the client had (never so: its release made room)
 				v.gone = false
@@ -180,6 +206,41 @@ func (l *Listener) oldestIdle(ip string) *conn {
 	return nil
 }
 
+// slowestHead returns the connection of client ip ("" for any) that has
+// waited the longest for a request's head, if that is longer than
+// HeadGrace, or nil. l.mu is held.
+func (l *Listener) slowestHead(ip string) *conn {
+	heads := &l.heads
+	if ip != "" {
+		cl := l.byIP[ip]
+		if cl == nil {
+			return nil
+		}
+		heads = &cl.heads
+	}
+	if e := heads.Front(); e != nil {
+		if c := e.Value.(*conn); time.Since(c.headSince) > l.lim.HeadGrace {
+			return c
+		}
+	}
+	return nil
+}
+
+// setHead puts c at the back of the lists of connections waiting for a
+// request's head, from now, or takes it out of them. l.mu is held, and c
+// is not released.
+func (l *Listener) setHead(c *conn, waiting bool) {
+	cl := l.byIP[c.ip]
+	if c.headAll != nil {
+		l.heads.Remove(c.headAll)
+		cl.heads.Remove(c.headIP)
+		c.headAll, c.headIP = nil, nil
+	}
+	if waiting {
+		c.headAll, c.headIP, c.headSince = l.heads.PushBack(c), cl.heads.PushBack(c), time.Now()
+	}
+}
+
 // setIdle puts c at the back of the idle lists, or takes it out of them.
 // l.mu is held, and c is not released.
 func (l *Listener) setIdle(c *conn, idle bool) {
@@ -205,6 +266,7 @@ func (l *Listener) releaseLocked(c *conn) {
 		return
 	}
 	l.setIdle(c, false)
+	l.setHead(c, false)
 	c.gone = true
 	l.total--
 	if cl := l.byIP[c.ip]; cl != nil {
@@ -290,25 +352,82 @@ func readHead(nc net.Conn, deadline time.Time) bool {
 }
 
 // ConnState is the http.Server's ConnState hook: it tracks which
-// connections are idle.
+// connections are idle, and which wait for a request's head: a new one,
+// and one that was idle and begins its next request.
 func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	c, ok := nc.(*conn)
-	if !ok {
+	c := connOf(nc)
+	if c == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch st {
 	case http.StateIdle, http.StateNew, http.StateActive:
-		if !c.gone {
-			l.setIdle(c, st == http.StateIdle)
+		if c.gone {
+			return
 		}
+		if st == http.StateNew || st == http.StateActive && c.idleAll != nil {
+			l.setHead(c, true)
+		} else if st == http.StateIdle {
+			l.setHead(c, false)
+		}
+		l.setIdle(c, st == http.StateIdle)
 	case http.StateHijacked, http.StateClosed:
 		l.releaseLocked(c)
 	}
+}
+
+// connOf returns the *conn under nc, or nil.
+func connOf(nc net.Conn) *conn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	c, _ := nc.(*conn)
+	return c
+}
+
+// connKey is the context key of a request's connection.
+type connKey struct{}
+
+// ConnContext is the http.Server's ConnContext hook: it lets Handler find
+// a request's connection.
+func (l *Listener) ConnContext(ctx context.Context, nc net.Conn) context.Context {
+	if c := connOf(nc); c != nil {
+		return context.WithValue(ctx, connKey{}, c)
+	}
+	return ctx
+}
+
+// Handler wraps the server's handler: a request that reaches it has sent
+// its head, and its connection no longer waits for one.
+func (l *Listener) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(connKey{}).(*conn); ok {
+			l.mu.Lock()
+			if !c.gone {
+				l.setHead(c, false)
+			}
+			l.mu.Unlock()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clientOf returns the client of a remote address: its IP, or for IPv6
+// its /64 network.
+func clientOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return host
+	case ip.To4() == nil:
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return ip.String()
 }
 
 // Open returns the connections held, in all and of client ip.

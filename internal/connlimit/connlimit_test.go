@@ -2,6 +2,7 @@ package connlimit
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -31,8 +32,10 @@ func serve(t *testing.T, lim Limits) (l *Listener, addr string, release chan str
 			fmt.Fprint(w, "ok")
 		}),
 		ConnState:         l.ConnState,
+		ConnContext:       l.ConnContext,
 		ReadHeaderTimeout: 5 * time.Second,
 	}
+	srv.Handler = l.Handler(srv.Handler)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() {
 		select {
@@ -213,6 +216,76 @@ func TestRefusedAnswerAfterRequest(t *testing.T) {
 	_ = silent.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if b, err := io.ReadAll(silent.br); len(b) != 0 || err != nil {
 		t.Fatalf("a refused connection that sent nothing: %q %v, want closed without an answer", b, err)
+	}
+}
+
+// TestSlowHeadsMakeRoom: connections that have not sent a whole request
+// head for longer than HeadGrace (slowloris: a header line now and then)
+// make room as idle ones do, so that they cannot hold every place; busy
+// ones (a request being served) never do.
+func TestSlowHeadsMakeRoom(t *testing.T) {
+	for _, lim := range []Limits{{PerClient: 3, Plain: true, HeadGrace: 100 * time.Millisecond}, {Max: 3, Plain: true, HeadGrace: 100 * time.Millisecond}} {
+		t.Run(fmt.Sprintf("%+v", lim), func(t *testing.T) {
+			l, addr, release := serve(t, lim)
+			busy, err := dial(t, addr).get(t, "/block")
+			if err != nil || busy.StatusCode != http.StatusOK {
+				t.Fatalf("blocking request: %v %v", busy, err)
+			}
+			var slow []*client
+			for range 2 {
+				c := dial(t, addr)
+				if _, err := fmt.Fprint(c.c, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				slow = append(slow, c)
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+				if total, _ := l.Open("127.0.0.1"); total == 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the three connections were not counted")
+				}
+			}
+			time.Sleep(2 * lim.HeadGrace)
+			// Two clients whose requests stay busy: each takes a slow one's
+			// place (an idle one would be taken first).
+			for i := range 2 {
+				c := dial(t, addr)
+				if res, err := c.get(t, "/block"); err != nil || res.StatusCode != http.StatusOK {
+					t.Fatalf("client %d, with slow heads holding the places: %v %v", i, res, err)
+				}
+			}
+			// The slow ones were closed at once (the server's own header
+			// timeout, 5 s, would close them later).
+			for i, c := range slow {
+				_ = c.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				_, err := c.br.ReadByte()
+				var ne net.Error
+				if err == nil || errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("slow connection %d: %v, want it closed", i, err)
+				}
+			}
+			close(release)
+			if body, err := io.ReadAll(busy.Body); string(body) != "ok" {
+				t.Fatalf("the busy connection: %q %v", body, err)
+			}
+		})
+	}
+}
+
+// TestClientOfIPv6: an IPv6 client is its /64, as for rate limits and
+// streams: one host usually holds a whole /64, and its addresses cost it
+// nothing.
+func TestClientOfIPv6(t *testing.T) {
+	if a, b := clientOf("[2001:db8:1:2::1]:443"), clientOf("[2001:db8:1:2:ffff::9]:80"); a != b {
+		t.Fatalf("two addresses of one /64: %q and %q", a, b)
+	}
+	if a, b := clientOf("[2001:db8:1:2::1]:443"), clientOf("[2001:db8:1:3::1]:443"); a == b {
+		t.Fatalf("two /64s: both %q", a)
+	}
+	if got := clientOf("192.0.2.7:1234"); got != "192.0.2.7" {
+		t.Fatalf("IPv4: %q", got)
 	}
 }
 
