@@ -84,16 +84,45 @@ type conn struct {
 	net.Conn
 	l  *Listener
 	ip string
-	// Guarded by l.mu: the connection's places in l.idle and its
-	// client's idle list while it is idle (nil otherwise), and whether it
-	// was released.
-	idleAll, idleIP *list.Element
-	gone            bool
-	// Guarded by l.mu: the connection's places in l.heads and its
-	// client's while it waits for a request's head (nil otherwise), and
-	// since when.
-	headAll, headIP *list.Element
-	headSince       time.Time
+	// Guarded by l.mu: the connection's places in the idle lists while it
+	// is idle, and in the lists of those waiting for a request's head while
+	// it waits (since headSince); whether it was released.
+	idle, head place
+	headSince  time.Time
+	gone       bool
+}
+
+// place is a connection's place in a list of the Listener's and in the
+// same list of its client's: idle, or waiting for a request's head.
+type place struct{ all, client *list.Element }
+
+// set puts c at the back of all and client, or (in false) takes it out of
+// them.
+func (p *place) set(c *conn, in bool, all, client *list.List) {
+	if p.all != nil {
+		all.Remove(p.all)
+		client.Remove(p.client)
+		p.all, p.client = nil, nil
+	}
+	if in {
+		p.all, p.client = all.PushBack(c), client.PushBack(c)
+	}
+}
+
+// first returns the front connection of all, or for a client ("" for
+// none) of its own list of, or nil.
+func (l *Listener) first(client string, of func(*address) *list.List, all *list.List) *conn {
+	if client != "" {
+		cl := l.byIP[client]
+		if cl == nil {
+			return nil
+		}
+		all = of(cl)
+	}
+	if e := all.Front(); e != nil {
+		return e.Value.(*conn)
+	}
+	return nil
 }
 
 // Close closes the connection and gives its place back.
@@ -192,36 +221,15 @@ func (l *Listener) add(c *conn) {
 // oldestIdle returns the connection idle the longest, of client ip ("" for
 // any), or nil. l.mu is held.
 func (l *Listener) oldestIdle(ip string) *conn {
-	idle := &l.idle
-	if ip != "" {
-		cl := l.byIP[ip]
-		if cl == nil {
-			return nil
-		}
-		idle = &cl.idle
-	}
-	if e := idle.Front(); e != nil {
-		return e.Value.(*conn)
-	}
-	return nil
+	return l.first(ip, func(a *address) *list.List { return &a.idle }, &l.idle)
 }
 
 // slowestHead returns the connection of client ip ("" for any) that has
 // waited the longest for a request's head, if that is longer than
 // HeadGrace, or nil. l.mu is held.
 func (l *Listener) slowestHead(ip string) *conn {
-	heads := &l.heads
-	if ip != "" {
-		cl := l.byIP[ip]
-		if cl == nil {
-			return nil
-		}
-		heads = &cl.heads
-	}
-	if e := heads.Front(); e != nil {
-		if c := e.Value.(*conn); time.Since(c.headSince) > l.lim.HeadGrace {
-			return c
-		}
+	if c := l.first(ip, func(a *address) *list.List { return &a.heads }, &l.heads); c != nil && time.Since(c.headSince) > l.lim.HeadGrace {
+		return c
 	}
 	return nil
 }
@@ -230,29 +238,16 @@ func (l *Listener) slowestHead(ip string) *conn {
 // request's head, from now, or takes it out of them. l.mu is held, and c
 // is not released.
 func (l *Listener) setHead(c *conn, waiting bool) {
-	cl := l.byIP[c.ip]
-	if c.headAll != nil {
-		l.heads.Remove(c.headAll)
-		cl.heads.Remove(c.headIP)
-		c.headAll, c.headIP = nil, nil
-	}
+	c.head.set(c, waiting, &l.heads, &l.byIP[c.ip].heads)
 	if waiting {
-		c.headAll, c.headIP, c.headSince = l.heads.PushBack(c), cl.heads.PushBack(c), time.Now()
+		c.headSince = time.Now()
 	}
 }
 
 // setIdle puts c at the back of the idle lists, or takes it out of them.
 // l.mu is held, and c is not released.
 func (l *Listener) setIdle(c *conn, idle bool) {
-	cl := l.byIP[c.ip]
-	if c.idleAll != nil {
-		l.idle.Remove(c.idleAll)
-		cl.idle.Remove(c.idleIP)
-		c.idleAll, c.idleIP = nil, nil
-	}
-	if idle {
-		c.idleAll, c.idleIP = l.idle.PushBack(c), cl.idle.PushBack(c)
-	}
+	c.idle.set(c, idle, &l.idle, &l.byIP[c.ip].idle)
 }
 
 func (l *Listener) release(c *conn) {
@@ -366,7 +361,7 @@ func (l *Listener) ConnState(nc net.Conn, st http.ConnState) {
 		if c.gone {
 			return
 		}
-		if st == http.StateNew || st == http.StateActive && c.idleAll != nil {
+		if st == http.StateNew || st == http.StateActive && c.idle.all != nil {
 			l.setHead(c, true)
 		} else if st == http.StateIdle {
 			l.setHead(c, false)
