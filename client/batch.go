@@ -150,7 +150,7 @@ func (cl *Client) Batch(ctx context.Context, writes []BatchWrite, opts ...WriteO
 			return nil, &BatchError{Index: i, Err: w.err}
 		}
 		if w.method == "" {
-			return nil, &BatchError{Index: i, Err: errors.New("patchd: a BatchWrite must be built with BatchPut, BatchPatch...")}
+			return nil, &BatchError{Index: i, Err: errors.New("patchd: a BatchWrite must be built with BatchPut, BatchPatch or another Batch function")}
 		}
 		req.Writes[i] = wire{Method: w.method, Path: w.path, Headers: w.headers, Body: w.body}
 		unkeyed = unkeyed || w.method == http.MethodPut || w.method == http.MethodDelete
