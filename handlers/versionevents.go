@@ -16,11 +16,13 @@ import (
 // large document is that of one event, not one per stream.
 
 // Bounds of the rendered events kept: useful only while the streams woken
-// together take them. An event larger than maxVersionEventsBytes is
-// rendered by each stream for itself.
+// together take them, and kept small, since what is kept raises the heap
+// the collector lets grow (BenchmarkHistoryLargeVersions). An event larger
+// than half of maxVersionEventsBytes is rendered by each stream for itself;
+// a stream holds its events, shared or not, only while it writes them.
 const (
 	maxVersionEvents      = 256
-	maxVersionEventsBytes = 32 << 20
+	maxVersionEventsBytes = 4 << 20
 )
 
 // versionEventKey names a rendered event: a version of a document, with
