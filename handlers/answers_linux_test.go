@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestDocumentAnswersPerClient: a document being written holds its bytes of
@@ -19,35 +20,14 @@ import (
 // while another client is served.
 func TestDocumentAnswersPerClient(t *testing.T) {
 	t.Parallel()
-	// Larger than the kernel's sending buffer of a connection at most
-	// (tcp_wmem; the slow client takes a few KiB at a time): the answer
-	// stays being written while the client does not read.
-	size := 6 << 20
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 3 {
-			if most, err := strconv.Atoi(f[2]); err == nil {
-				size = max(size, most+2<<20)
-			}
-		}
-	}
+	size := unreadSize()
 	s := startServer(t, func(c *config) {
 		c.http.AnswerBudget = int64(4 * size) // a client's share: one answer
 		c.http.MaxBody, c.doc.Limits.MaxDoc = int64(size+1<<20), size+1<<20
 		c.http.DecodeBudget = int64(2 * (size + 1<<20))
 	})
 	s.create(t, "/docs/big/d", `{"pad":"`+strings.Repeat("p", size)+`"}`)
-	dialer := &net.Dialer{LocalAddr: slowClient, Control: func(_, _ string, rc syscall.RawConn) error {
-		var err error
-		if cerr := rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); cerr != nil {
-			return cerr
-		}
-		return err
-	}}
-	conn, err := dialer.Dial("tcp", s.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialUnread(t, s, slowClient)
 	fmt.Fprintf(conn, "GET /docs/big/d HTTP/1.1\r\nHost: patchd\r\n\r\n")
 	status := make([]byte, len("HTTP/1.1 200"))
 	if _, err := io.ReadFull(conn, status); err != nil || string(status) != "HTTP/1.1 200" {
@@ -61,4 +41,110 @@ func TestDocumentAnswersPerClient(t *testing.T) {
 	// Small documents are not counted.
 	s.create(t, "/docs/big/small", `{"n":1}`)
 	expect(t, s.doWith(t, fromClient(slowClient), "GET", "/docs/big/small", nil, ""), http.StatusOK, "")
+}
+
+// unreadSize returns a size larger than the kernel's sending buffer of a
+// connection at most (tcp_wmem; a client dialed by dialUnread takes a few
+// KiB at a time): an answer of that size stays being written while its
+// client does not read.
+func unreadSize() int {
+	size := 6 << 20
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			if most, err := strconv.Atoi(f[2]); err == nil {
+				size = max(size, most+2<<20)
+			}
+		}
+	}
+	return size
+}
+
+// dialUnread connects to s from addr with a receiving buffer of 4 KiB, for
+// a client that sends a request and then reads nothing.
+func dialUnread(t *testing.T, s *server, addr *net.TCPAddr) net.Conn {
+	t.Helper()
+	dialer := &net.Dialer{LocalAddr: addr, Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	conn, err := dialer.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TestStreamSnapshotsHoldAnswers: a snapshot a stream is writing holds its
+// bytes of the answers' budget, as a document being written does, and one
+// client's snapshots at most its share, the stream waiting for room rather
+// than reading more. Before, each stream held a copy of whatever snapshot
+// it was writing, uncounted: a POST /events of 300 large documents from
+// each of many clients that did not read held as many copies as streams.
+func TestStreamSnapshotsHoldAnswers(t *testing.T) {
+	t.Parallel()
+	size := unreadSize()
+	s := startServer(t, func(c *config) {
+		// Three snapshots fit (each stream holds the largest document
+		// there may be, size+1 MiB, while it reads one), a fourth does
+		// not, and a client's share is less than one.
+		c.http.AnswerBudget = int64(3*size + 3<<19)
+		c.http.MaxBody, c.doc.Limits.MaxDoc = int64(size+1<<20), size+1<<20
+		c.http.DecodeBudget = int64(2 * (size + 1<<20))
+		c.http.OverloadWait = 100 * time.Millisecond
+	})
+	var subs []string
+	for i := range 4 {
+		s.create(t, fmt.Sprintf("/docs/big/d%d", i), `{"pad":"`+strings.Repeat("p", size)+`"}`)
+		subs = append(subs, fmt.Sprintf(`{"c":"big","id":"d%d"}`, i))
+	}
+	body := `{"docs":[` + strings.Join(subs, ",") + `]}`
+	open := func(addr *net.TCPAddr) net.Conn {
+		conn := dialUnread(t, s, addr)
+		fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: patchd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		status := make([]byte, len("HTTP/1.1 200"))
+		if _, err := io.ReadFull(conn, status); err != nil || string(status) != "HTTP/1.1 200" {
+			t.Fatalf("the unread stream: %q %v", status, err)
+		}
+		return conn
+	}
+	// The stream of a client that reads nothing holds its share with the
+	// first snapshot it writes: the client's own large GET is refused.
+	open(slowClient)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := s.doWith(t, fromClient(slowClient), "GET", "/docs/big/d0", nil, "")
+		if r.status == http.StatusTooManyRequests {
+			break
+		}
+		if r.status != http.StatusOK || time.Now().After(deadline) {
+			t.Fatalf("a large GET of the client whose stream is unread: %d, want 429 once the stream writes its snapshot", r.status)
+		}
+	}
+	for range 3 { // held, not a GET of the loop above still being written
+		expect(t, s.doWith(t, fromClient(slowClient), "GET", "/docs/big/d0", nil, ""), http.StatusTooManyRequests, "rate-limited")
+	}
+	// Streams of two more clients that do not read hold the rest; a
+	// fourth's waits without reading its snapshot, and another client's
+	// large GET finds no room: 503 overloaded.
+	second := open(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	open(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 4)})
+	open(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)})
+	for {
+		r := s.do(t, "GET", "/docs/big/d0", nil, "")
+		if r.status == http.StatusServiceUnavailable {
+			expect(t, r, 503, "overloaded")
+			break
+		}
+		if r.status != http.StatusOK || time.Now().After(deadline) {
+			t.Fatalf("a large GET while unread streams hold the answers' budget: %d, want 503 overloaded", r.status)
+		}
+	}
+	// One unread stream gone makes room for the one that waited, and the
+	// budget stays full.
+	second.Close()
+	expect(t, s.do(t, "GET", "/docs/big/d0", nil, ""), 503, "overloaded")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/patchd/patchd/internal/budget"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 )
@@ -254,6 +256,16 @@ type docState struct {
 	seq  uint64
 	etag string // "" when deleted
 	body []byte // nil when deleted
+	// held gives back the bytes of the answers' budget the body holds
+	// until its event is written (heldState); nil when it holds none.
+	held func()
+}
+
+// release gives back what the state holds of the answers' budget.
+func (s docState) release() {
+	if s.held != nil {
+		s.held()
+	}
 }
 
 // data renders {"etag","seq","value"} with the body's bytes as they are.
@@ -291,6 +303,63 @@ func (s docState) dataOf(coll, id string) []byte {
 	return b.Bytes()
 }
 
+// heldState reads a document's state for a stream's snapshot or reset
+// event, holding its body's bytes of the answers' budget, and of its
+// client's share, until the state's release once the event is written: the
+// snapshots that streams hold while their clients do not read are bounded
+// as the documents being written are, in all and per client. The most a
+// read may return is held before the read, and the rest given back after
+// it, so that reads waiting for room hold no bytes. Unlike a GET, a stream
+// waits for room rather than being refused, until ctx is done or the
+// streams are closed.
+func (h *Handler) heldState(ctx context.Context, client, coll, id string) (docState, error) {
+	most := int64(h.svc.Limits().MaxDoc)
+	if most <= 0 || most > h.answers.Capacity() {
+		most = h.answers.Capacity()
+	}
+	if most < budget.Min {
+		return h.state(ctx, coll, id)
+	}
+	share := min(most, h.answerShares.Max())
+	// Waits end with the client, or when the streams are closed.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-h.hub.closed:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	if err := h.answerShares.Wait(wctx, client, share); err != nil {
+		return docState{}, err
+	}
+	r := h.answers.Reserve()
+	if err := r.Grow(wctx, int(most)); err != nil {
+		h.answerShares.Give(client, share)
+		return docState{}, err
+	}
+	st, err := h.state(ctx, coll, id)
+	if err != nil {
+		r.Release()
+		h.answerShares.Give(client, share)
+		return docState{}, err
+	}
+	r.Shrink(len(st.body))
+	keep := min(r.Held(), share)
+	h.answerShares.Give(client, share-keep)
+	if r.Held() > 0 {
+		var once sync.Once
+		st.held = func() {
+			once.Do(func() {
+				r.Release()
+				h.answerShares.Give(client, keep)
+			})
+		}
+	}
+	return st, nil
+}
+
 // state reads the current state of a document and the seq it is at.
 // Returns store.ErrNotFound when the document has no history at all.
 func (h *Handler) state(ctx context.Context, coll, id string) (docState, error) {
@@ -305,19 +374,9 @@ func (h *Handler) state(ctx context.Context, coll, id string) (docState, error) 
 		if !errors.Is(err, store.ErrNotFound) {
 			return docState{}, err
 		}
-		var last *store.Version
-		for after := uint64(0); ; {
-			vs, more, err := h.svc.History(ctx, coll, id, after, maxPageSize, historyPageBytes)
-			if err != nil {
-				return docState{}, err
-			}
-			if len(vs) > 0 {
-				last = &vs[len(vs)-1]
-				after = last.Seq
-			}
-			if !more || len(vs) == 0 {
-				break
-			}
+		last, err := h.lastVersion(ctx, coll, id)
+		if err != nil {
+			return docState{}, err
 		}
 		if last != nil && last.Kind == store.KindDelete {
 			return docState{seq: last.Seq}, nil
@@ -347,6 +406,7 @@ func (h *Handler) events(c echo.Context) error {
 	defer release()
 	ctx := clientContext(c) // a stream ends with its client, half-closed or gone
 	cfg := h.cfg.Events.withDefaults()
+	client := clientOf(c, h.cfg.Tokens != nil)
 
 	// Subscribe before the first read: a write that commits after it
 	// wakes this stream, and the read after the wake-up finds it.
@@ -355,7 +415,9 @@ func (h *Handler) events(c echo.Context) error {
 
 	// The first read happens before the answer starts, so that a missing
 	// document or a failing store is still a problem+json answer.
-	var first []byte // snapshot or reset event, if any
+	var first []byte  // snapshot or reset event, if any
+	var held docState // what first holds of the answers' budget, until written
+	defer func() { held.release() }()
 	var versions []store.Version
 	var more bool
 	if resume {
@@ -364,10 +426,11 @@ func (h *Handler) events(c echo.Context) error {
 			return err
 		}
 		if gap(after, versions) || len(versions) == 0 {
-			snap, err := h.state(ctx, coll, id)
+			snap, err := h.heldState(ctx, client, coll, id)
 			if err != nil {
 				return err
 			}
+			held = snap
 			// An empty read means "nothing new", unless the client names
 			// a seq this document never reached (another database, say).
 			if len(versions) > 0 || snap.seq < after {
@@ -375,10 +438,11 @@ func (h *Handler) events(c echo.Context) error {
 			}
 		}
 	} else {
-		snap, err := h.state(ctx, coll, id)
+		snap, err := h.heldState(ctx, client, coll, id)
 		if err != nil {
 			return err
 		}
+		held = snap
 		first, after, more = event("snapshot", snap.seq, snap.data()), snap.seq, true
 	}
 
@@ -401,7 +465,10 @@ func (h *Handler) events(c echo.Context) error {
 		return nil
 	}
 	if first != nil {
-		if err := s.write(first); err != nil {
+		err := s.write(first)
+		first = nil
+		held.release()
+		if err != nil {
 			return nil
 		}
 	}
@@ -469,7 +536,7 @@ func (h *Handler) events(c echo.Context) error {
 		default:
 		}
 		var reset *docState
-		versions, more, reset, err = h.nextVersions(ctx, coll, id, after, cfg.Batch)
+		versions, more, reset, err = h.nextVersions(ctx, client, coll, id, after, cfg.Batch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -478,7 +545,9 @@ func (h *Handler) events(c echo.Context) error {
 			continue
 		}
 		if reset != nil {
-			if err := s.write(event("reset", reset.seq, reset.data())); err != nil {
+			err := s.write(event("reset", reset.seq, reset.data()))
+			reset.release()
+			if err != nil {
 				return nil
 			}
 			after = reset.seq
@@ -488,6 +557,62 @@ func (h *Handler) events(c echo.Context) error {
 			failures, retry = 0, nil
 		}
 	}
+}
+
+// lastVersion returns the last version in a document's history, nil when
+// there is none, or store.ErrNotFound when the document never existed. A
+// history of one page is read whole; a longer one is searched, a version
+// at a time (at most about twice log2 of the last seq reads), so that the
+// snapshot of a deleted document whose history holds many large versions
+// costs no more than a few of them.
+func (h *Handler) lastVersion(ctx context.Context, coll, id string) (*store.Version, error) {
+	vs, more, err := h.svc.History(ctx, coll, id, 0, maxPageSize, historyPageBytes)
+	if err != nil || len(vs) == 0 {
+		return nil, err
+	}
+	last := vs[len(vs)-1]
+	if !more {
+		return &last, nil
+	}
+	// after reports the first version after seq, if any.
+	after := func(seq uint64) (*store.Version, error) {
+		vs, _, err := h.svc.History(ctx, coll, id, seq, 1, 0)
+		if err != nil || len(vs) == 0 {
+			return nil, err
+		}
+		return &vs[0], nil
+	}
+	// Gallop to a seq with no version after it (hi), then bisect between
+	// the last version found (lo) and hi.
+	var hi uint64
+	for step := uint64(1); ; step *= 2 {
+		if step > math.MaxUint64-last.Seq {
+			hi = math.MaxUint64
+			break
+		}
+		v, err := after(last.Seq + step)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			hi = last.Seq + step
+			break
+		}
+		last = *v
+	}
+	for lo := last.Seq; lo < hi; {
+		mid := lo + (hi-lo)/2
+		v, err := after(mid)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			hi = mid
+		} else {
+			last, lo = *v, v.Seq
+		}
+	}
+	return &last, nil
 }
 
 // feedRetryWait is how long a stream waits before it reads again after its
@@ -503,13 +628,13 @@ func feedRetryWait(n int) time.Duration {
 // and whether more follow. When the versions right after it were pruned,
 // it returns instead the document's current state to reset to (with more
 // set: versions after that state may follow).
-func (h *Handler) nextVersions(ctx context.Context, coll, id string, after uint64, batch int) ([]store.Version, bool, *docState, error) {
+func (h *Handler) nextVersions(ctx context.Context, client, coll, id string, after uint64, batch int) ([]store.Version, bool, *docState, error) {
 	versions, more, err := h.svc.History(ctx, coll, id, after, batch, historyPageBytes)
 	if err != nil {
 		return nil, false, nil, err
 	}
 	if gap(after, versions) {
-		snap, err := h.state(ctx, coll, id)
+		snap, err := h.heldState(ctx, client, coll, id)
 		if err != nil {
 			return nil, false, nil, err
 		}

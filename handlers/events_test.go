@@ -293,6 +293,28 @@ func TestEventsDeletedDocument(t *testing.T) {
 	decodeEvent(t, f.event(t), "version", 3)
 }
 
+// TestEventsDeletedLongHistory: the snapshot of a deleted document whose
+// history is longer than a page (by bytes here) is at the delete's seq,
+// whatever the number of versions: the last version is searched for, not
+// read through the whole history.
+func TestEventsDeletedLongHistory(t *testing.T) {
+	s := startFeedServer(t, feedOpts{})
+	for n := 2; n <= 12; n++ {
+		path := fmt.Sprintf("/docs/f/long%d", n)
+		etag := s.create(t, path, `{"n":0}`)
+		for i := 1; i < n; i++ { // versions of 300 KB: a page holds three or four
+			r := s.do(t, "PUT", path, hdr{"Content-Type", ctJSON, "If-Match", etag}, fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("p", 300<<10)))
+			expect(t, r, http.StatusOK, "")
+			etag = r.header.Get("ETag")
+		}
+		expect(t, s.do(t, "DELETE", path, hdr{"If-Match", etag}, ""), http.StatusNoContent, "")
+		ev := mustOpenFeed(t, s, path+"/events", nil).event(t)
+		if want := fmt.Sprintf(`{"etag":null,"seq":%d,"value":null}`, n+1); ev.Data != want {
+			t.Fatalf("snapshot of a deleted document after %d versions: %s, want %s", n+1, ev.Data, want)
+		}
+	}
+}
+
 // patchN creates path and patches it n times: versions 1 to n+1.
 func patchN(t *testing.T, s *feedServer, path string, n int) string {
 	t.Helper()

@@ -5,3 +5,6 @@ func (h *Handler) OpenStreams() int { return h.hub.count() }
 
 // BodyBudgetHeld returns the bytes of the body decode budget held now.
 func (h *Handler) BodyBudgetHeld() int64 { return h.bodies.Held() }
+
+// AnswersHeld returns the bytes of the answers' budget held now.
+func (h *Handler) AnswersHeld() int64 { return h.answers.Held() }

@@ -302,10 +302,15 @@ func (h *Handler) eventsMany(c echo.Context) error {
 	s := &stream{rc: http.NewResponseController(res), w: res, timeout: cfg.WriteTimeout}
 	defer s.ended(h.log, c.Request())
 	_ = s.rc.SetReadDeadline(time.Time{})
+	// The answer's head goes out at once: the client knows the stream is
+	// open while its start waits for room in the answers' budget.
 	if err := s.write(fmt.Appendf(nil, "retry: %d\n\n", cfg.Retry.Milliseconds())); err != nil {
 		return nil
 	}
-	m := &multiStream{h: h, s: s, req: req, batch: cfg.Batch}
+	if err := s.flush(); err != nil {
+		return nil
+	}
+	m := &multiStream{h: h, s: s, req: req, batch: cfg.Batch, client: clientOf(c, h.cfg.Tokens != nil)}
 	ctx := clientContext(c) // a stream ends with its client, half-closed or gone
 	// A read that fails because the store is unavailable (restarting,
 	// failing over, slow) does not end the stream, as on GET .../events:
@@ -439,11 +444,12 @@ func (r *eventsRequest) collections() []string {
 
 // multiStream writes the events of one POST /events stream.
 type multiStream struct {
-	h     *Handler
-	s     *stream
-	req   *eventsRequest
-	batch int
-	ready bool // start has sent everything, ready included
+	h      *Handler
+	s      *stream
+	req    *eventsRequest
+	batch  int
+	client string // clientOf the request: whose share its snapshots hold
+	ready  bool   // start has sent everything, ready included
 }
 
 // errStreamWrite is a failed write to the client: the stream ends quietly.
@@ -570,16 +576,17 @@ func (m *multiStream) startDoc(ctx context.Context, d *docSub) error {
 		if err != nil || len(vs) > 0 {
 			return err
 		}
-		snap, err := m.h.state(ctx, d.coll, d.id)
+		snap, err := m.h.heldState(ctx, m.client, d.coll, d.id)
 		if err != nil {
 			return err
 		}
 		if snap.seq < d.after { // a seq this document never reached
 			return m.docEvent("reset", d, snap)
 		}
+		snap.release()
 		return nil
 	}
-	snap, err := m.h.state(ctx, d.coll, d.id)
+	snap, err := m.h.heldState(ctx, m.client, d.coll, d.id)
 	if errors.Is(err, store.ErrNotFound) {
 		snap, err = docState{}, nil
 	}
@@ -589,8 +596,10 @@ func (m *multiStream) startDoc(ctx context.Context, d *docSub) error {
 	return m.docEvent("snapshot", d, snap)
 }
 
-// docEvent sends a snapshot or reset of a document and moves its seq.
+// docEvent sends a snapshot or reset of a document and moves its seq,
+// then releases what the state held.
 func (m *multiStream) docEvent(name string, d *docSub, st docState) error {
+	defer st.release()
 	d.after = st.seq
 	return m.write(name, st.dataOf(d.coll, d.id))
 }
@@ -598,7 +607,7 @@ func (m *multiStream) docEvent(name string, d *docSub, st docState) error {
 // pumpDoc sends the versions of a document after the last one sent.
 func (m *multiStream) pumpDoc(ctx context.Context, d *docSub) error {
 	for {
-		vs, more, reset, err := m.h.nextVersions(ctx, d.coll, d.id, d.after, m.batch)
+		vs, more, reset, err := m.h.nextVersions(ctx, m.client, d.coll, d.id, d.after, m.batch)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // never written: nothing to send yet
 		}

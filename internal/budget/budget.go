@@ -196,6 +196,25 @@ func (b *Budget) tryTake(n int64) bool {
 	return true
 }
 
+// Shrink gives back what the reservation holds past n bytes (all of it
+// when n is under Min), for a holder that reserved the most it could need
+// and then learned what it needs.
+func (r *Reservation) Shrink(n int) {
+	if r.b == nil {
+		return
+	}
+	keep := int64(max(n, 0))
+	if keep < Min {
+		keep = 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if less := r.held - keep; less > 0 {
+		r.held = keep
+		r.b.give(less)
+	}
+}
+
 // Held returns the bytes the reservation holds.
 func (r *Reservation) Held() int64 {
 	r.mu.Lock()
@@ -235,12 +254,13 @@ func (b *Budget) grant() {
 type Shares struct {
 	mu   sync.Mutex
 	max  int64
-	held map[string]int64 // only clients that hold something
+	held map[string]int64         // only clients that hold something
+	wake map[string]chan struct{} // closed at a client's next Give; only clients Wait waits for
 }
 
 // NewShares returns Shares that let each client hold at most max bytes.
 func NewShares(max int64) *Shares {
-	return &Shares{max: max, held: map[string]int64{}}
+	return &Shares{max: max, held: map[string]int64{}, wake: map[string]chan struct{}{}}
 }
 
 // Max returns the most one client may hold.
@@ -258,6 +278,32 @@ func (s *Shares) Take(client string, n int64) bool {
 	return true
 }
 
+// Wait is Take for a holder that can wait: it adds n bytes (at most Max)
+// to client's share once it stays within the bound, waiting until the
+// client gives enough back or ctx is done.
+func (s *Shares) Wait(ctx context.Context, client string, n int64) error {
+	n = min(n, s.max)
+	for {
+		s.mu.Lock()
+		if s.held[client]+n <= s.max {
+			s.held[client] += n
+			s.mu.Unlock()
+			return nil
+		}
+		wake := s.wake[client]
+		if wake == nil {
+			wake = make(chan struct{})
+			s.wake[client] = wake
+		}
+		s.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Give gives back n bytes of client's share.
 func (s *Shares) Give(client string, n int64) {
 	if n <= 0 {
@@ -265,6 +311,10 @@ func (s *Shares) Give(client string, n int64) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if wake := s.wake[client]; wake != nil {
+		close(wake)
+		delete(s.wake, client)
+	}
 	if left := s.held[client] - n; left > 0 {
 		s.held[client] = left
 	} else {

@@ -107,3 +107,73 @@ func TestReservationsGrowingAtOnce(t *testing.T) {
 		t.Errorf("%d bytes held after all released", h)
 	}
 }
+
+// A reservation shrunk to what its holder turned out to need gives the
+// rest back at once, to a waiter too; under Min it gives back everything.
+func TestReservationShrink(t *testing.T) {
+	b := New(100 << 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r := b.Reserve()
+	if err := r.Grow(ctx, 90<<10); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := b.Acquire(ctx, 60<<10)
+		got <- err
+	}()
+	r.Shrink(30 << 10)
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter after the shrink: %v", err)
+	}
+	if r.Held() != 30<<10 || b.Held() != 90<<10 {
+		t.Fatalf("held %d by the reservation, %d in all; want 30 KiB and 90 KiB", r.Held(), b.Held())
+	}
+	r.Shrink(Min - 1)
+	if r.Held() != 0 {
+		t.Fatalf("a reservation shrunk under Min holds %d", r.Held())
+	}
+	r.Shrink(50 << 10) // never grows
+	if r.Held() != 0 || b.Held() != 60<<10 {
+		t.Fatalf("held %d by the reservation, %d in all after shrinking upwards", r.Held(), b.Held())
+	}
+}
+
+// Wait takes a client's share once the client gives enough back, and not
+// before; another client's share is its own.
+func TestSharesWait(t *testing.T) {
+	s := NewShares(100)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if !s.Take("a", 80) {
+		t.Fatal("the first take")
+	}
+	got := make(chan error, 1)
+	go func() { got <- s.Wait(ctx, "a", 50) }()
+	if err := s.Wait(ctx, "b", 100); err != nil { // another client: at once
+		t.Fatal(err)
+	}
+	s.Give("a", 10) // 70 held: 50 more still does not fit
+	select {
+	case err := <-got:
+		t.Fatalf("Wait returned (%v) with 120 of 100 bytes asked for", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	s.Give("a", 30)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if !s.Take("a", 10) || s.Take("a", 1) {
+		t.Fatal("after the wait the client should hold 90 of 100")
+	}
+	// A wait that gives up returns its context's error and takes nothing.
+	short, stop := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer stop()
+	if err := s.Wait(short, "a", 20); err == nil {
+		t.Fatal("a wait past the share returned without error")
+	}
+	if !s.Take("a", 0) || s.Take("a", 1) {
+		t.Fatal("a wait that gave up took something")
+	}
+}
