@@ -61,15 +61,25 @@ type Listener struct {
 	idle  list.List           // of *conn idle, the longest idle first
 	heads list.List           // of *conn waiting for a request's head, the longest first
 
-	refusing chan struct{} // bounds the answers to refused connections being written
+	refusing   chan struct{}  // bounds the answers to refused connections being written
+	refusingBy map[string]int // of those, each client address's (under mu); only addresses with some
 }
+
+// maxRefusing is the most refused connections being answered at once, and
+// maxRefusingPerClient the most of one client address, so that one
+// address's connections that never send a request's head do not leave
+// every other refused client a bare close.
+const (
+	maxRefusing          = 16
+	maxRefusingPerClient = 4
+)
 
 // New returns a Listener that accepts from ln within lim.
 func New(ln net.Listener, lim Limits) *Listener {
 	if lim.HeadGrace <= 0 {
 		lim.HeadGrace = 2 * time.Second
 	}
-	return &Listener{Listener: ln, lim: lim, byIP: map[string]*address{}, refusing: make(chan struct{}, 16)}
+	return &Listener{Listener: ln, lim: lim, byIP: map[string]*address{}, refusing: make(chan struct{}, maxRefusing), refusingBy: map[string]int{}}
 }
 
 // address is the connections of one client address.
@@ -166,7 +176,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if ok {
 			return c, nil
 		}
-		l.refuse(nc)
+		l.refuse(nc, c.ip)
 	}
 }
 
@@ -278,20 +288,15 @@ var refusal = func() []byte {
 }()
 
 // refuse closes a connection there is no room for, after answering it 503
-// when it carries plain HTTP and few answers are being written.
-func (l *Listener) refuse(nc net.Conn) {
-	if !l.lim.Plain {
-		_ = nc.Close()
-		return
-	}
-	select {
-	case l.refusing <- struct{}{}:
-	default:
+// when it carries plain HTTP and few answers are being written, in all and
+// to its client address ip.
+func (l *Listener) refuse(nc net.Conn, ip string) {
+	if !l.lim.Plain || !l.takeRefusal(ip) {
 		_ = nc.Close()
 		return
 	}
 	go func() {
-		defer func() { <-l.refusing }()
+		defer l.giveRefusal(ip)
 		// The answer goes after the request's head: net/http's client
 		// takes one that comes before its request for an unsolicited
 		// response, a network error, and never sees the 503. A client
@@ -317,6 +322,33 @@ func (l *Listener) refuse(nc net.Conn) {
 		}
 		_ = nc.Close()
 	}()
+}
+
+// takeRefusal takes a place for answering a refused connection of ip, if
+// there is one within maxRefusing and maxRefusingPerClient.
+func (l *Listener) takeRefusal(ip string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.refusingBy[ip] >= maxRefusingPerClient {
+		return false
+	}
+	select {
+	case l.refusing <- struct{}{}:
+	default:
+		return false
+	}
+	l.refusingBy[ip]++
+	return true
+}
+
+// giveRefusal gives back ip's place taken by takeRefusal.
+func (l *Listener) giveRefusal(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	<-l.refusing
+	if l.refusingBy[ip]--; l.refusingBy[ip] <= 0 {
+		delete(l.refusingBy, ip)
+	}
 }
 
 // maxRefusedHead is the most of a refused connection's request read for

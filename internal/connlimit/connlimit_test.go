@@ -56,7 +56,17 @@ type client struct {
 
 func dial(t *testing.T, addr string) *client {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	return dialFrom(t, addr, nil)
+}
+
+// dialFrom connects from the loopback address from (any when nil).
+func dialFrom(t *testing.T, addr string, from net.IP) *client {
+	t.Helper()
+	d := net.Dialer{}
+	if from != nil {
+		d.LocalAddr = &net.TCPAddr{IP: from}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +226,27 @@ func TestRefusedAnswerAfterRequest(t *testing.T) {
 	_ = silent.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if b, err := io.ReadAll(silent.br); len(b) != 0 || err != nil {
 		t.Fatalf("a refused connection that sent nothing: %q %v, want closed without an answer", b, err)
+	}
+}
+
+// TestRefusalsShared: one address's refused connections that send nothing
+// hold at most maxRefusingPerClient of the places for answering refused
+// connections, so that another address's refused request still gets its
+// 503 rather than a bare close.
+func TestRefusalsShared(t *testing.T) {
+	_, addr, release := serve(t, Limits{Max: 1, Plain: true})
+	defer close(release)
+	if res, err := dial(t, addr).get(t, "/block"); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("blocking request: %v %v", res, err)
+	}
+	for range maxRefusing { // refused, and silent: each holds its place for a second
+		dialFrom(t, addr, net.IPv4(127, 0, 0, 2))
+	}
+	c := dialFrom(t, addr, net.IPv4(127, 0, 0, 3))
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, body, err := c.getBody(t, "/")
+	if err != nil || res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "/problems/overloaded") {
+		t.Fatalf("another address's refused request while one address's silent connections wait: %v %v %s, want 503", res, err, body)
 	}
 }
 
