@@ -386,7 +386,11 @@ func (d *decision) create() (*store.Change, error) {
 		return nil, &PreconditionError{Err: fail(ErrPreconditionFailed, "If-Match names a version, but POST creates a new document, which has none yet (send If-Match: * or none)")}
 	case d.w.Kind != Post && d.w.Pre.IfMatch.Present:
 		// If-Match is false when there is no current representation.
-		return nil, &PreconditionError{Err: fail(ErrPreconditionFailed, "If-Match given but the document does not exist")}
+		what := "document"
+		if d.w.Collection == store.SchemaCollection {
+			what = "collection's schema"
+		}
+		return nil, &PreconditionError{Err: fail(ErrPreconditionFailed, "If-Match given but the "+what+" does not exist")}
 	}
 	d.created = true
 	return &store.Change{Body: e.body, Kind: d.w.Kind.String(), Ops: patch.EncodeCreate(e.body)}, nil

@@ -263,7 +263,7 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		if pe.Base != "" {
 			p.BaseETag = &pe.Base
 		}
-	} else if errors.As(err, &pe) && errors.Is(err, document.ErrPreconditionFailed) {
+	} else if errors.As(err, &pe) && k.status == http.StatusPreconditionFailed {
 		p.CurrentETag = json.RawMessage("null") // the document does not exist: no ETag is current
 	}
 	var ce *patch.ConflictError

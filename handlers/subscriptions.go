@@ -510,11 +510,17 @@ func (m *multiStream) start(ctx context.Context) error {
 			return err
 		}
 	}
-	cursors := make([]any, len(m.req.colls))
-	for i, cs := range m.req.colls {
-		cursors[i] = encodeCursor(cs.cursor)
+	// ready is {} as API-2 writes it, with the collections' cursors when
+	// there are collection subscriptions.
+	data := map[string]any{}
+	if len(m.req.colls) > 0 {
+		cursors := make([]any, len(m.req.colls))
+		for i, cs := range m.req.colls {
+			cursors[i] = encodeCursor(cs.cursor)
+		}
+		data["cursors"] = cursors
 	}
-	if err := m.write("ready", patch.Canonical(map[string]any{"cursors": cursors})); err != nil {
+	if err := m.write("ready", patch.Canonical(data)); err != nil {
 		return err
 	}
 	m.ready = true

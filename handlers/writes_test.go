@@ -195,6 +195,7 @@ func TestSchemas(t *testing.T) {
 		s.do(t, "PUT", "/schemas/acct", hdr{"Content-Type", ctJSON, "If-None-Match", "*"}, planSchema),
 		s.do(t, "PUT", "/schemas/acct", hdr{"Content-Type", ctJSON}, planSchema),
 		s.do(t, "DELETE", "/schemas/acct", nil, ""),
+		s.do(t, "PUT", "/schemas/nothing", hdr{"Content-Type", ctJSON, "If-Match", v1}, planSchema),
 	} {
 		if d := r.problem(t)["detail"]; !strings.Contains(fmt.Sprint(d), "schema") || strings.Contains(fmt.Sprint(d), "document") {
 			t.Errorf("%d %q: the detail should name the schema", r.status, d)
@@ -527,6 +528,12 @@ func TestRevert(t *testing.T) {
 	expect(t, s.do(t, "DELETE", "/docs/r/x", hdr{"If-Match", cur.header.Get("ETag")}, ""), http.StatusNoContent, "")
 	del := len(s.historyOf(t, "/docs/r/x"))
 	expect(t, revert(3, "If-Match", "*"), http.StatusNotFound, "not-found") // deleted since
+	// A 412 on a deleted document: no ETag is current, and it says so.
+	r = revert(99)
+	expect(t, r, http.StatusPreconditionFailed, "base-unknown")
+	if p := r.problem(t); r.header.Get("ETag") != "" || !strings.Contains(string(r.body), `"currentEtag":null`) {
+		t.Fatalf("a 412 of a deleted document: ETag %q, %v; want no ETag and currentEtag null", r.header.Get("ETag"), p)
+	}
 	r = revert(del)
 	expect(t, r, http.StatusCreated, "")
 	if r.header.Get("Location") != "/docs/r/x" || !bytes.Equal(r.body, cur.body) || r.header.Get("ETag") != cur.header.Get("ETag") {
