@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -77,6 +79,16 @@ func noteResult(c echo.Context, res document.Result) {
 	if res.Doc != nil {
 		ri.etagAfter = res.Doc.ETag
 	}
+}
+
+// cutShort reports whether fewer bytes of an answer's body were written
+// than its Content-Length said.
+func cutShort(req *http.Request, res *echo.Response) bool {
+	if req.Method == http.MethodHead || res.Status == http.StatusNotModified {
+		return false
+	}
+	n, err := strconv.ParseInt(res.Header().Get(echo.HeaderContentLength), 10, 64)
+	return err == nil && res.Size < n
 }
 
 // clientContext returns the context of a request as net/http made it,
@@ -162,7 +174,20 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if errors.As(err, &pe) && ri.etagBefore == "" {
 			ri.etagBefore = pe.Current // a refused write names the current version
 		}
-		if err != nil {
+		switch {
+		case err != nil && res.Committed || cutShort(req, res):
+			// The answer had begun and could not be written whole: its
+			// status stands, and why goes to the log, unless the client
+			// left (a write that timed out was the server's deadline).
+			if clientContext(o).Err() == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				attrs := []any{slog.String("method", req.Method), slog.String("path", req.URL.Path),
+					slog.Int("status", res.Status), slog.Int64("bytes", res.Size)}
+				if err != nil {
+					attrs = append(attrs, slog.Any("err", err))
+				}
+				h.log.Warn("answer cut short", attrs...)
+			}
+		case err != nil:
 			x.problem = classify(err).name
 			if errors.Is(err, echo.ErrNotFound) {
 				x.route = "unmatched" // keep the label set bounded

@@ -117,7 +117,9 @@ type target struct {
 // exist; the last token may name a missing member (found is false) or, in
 // an array, the position just past the end or "-" (found is false).
 func find(data []byte, p pointer) (target, bool) {
-	t := target{path: make(Path, 0, len(p))}
+	// The path grows as the pointer resolves: most lookups of a long
+	// pointer end at its first tokens.
+	t := target{path: make(Path, 0, min(len(p), 8))}
 	start, end := 0, len(data)
 	for k, tok := range p {
 		lastTok := k == len(p)-1

@@ -30,6 +30,11 @@ const (
 	// MaxDepth bounds the nesting of a where object: a value as deep as
 	// a document may be by default (64), inside {"/p": {"eq": ...}}.
 	MaxDepth = 66
+	// MaxPointerTokens is the most reference tokens a pointer of a where
+	// or an order may have: no document nests deeper than --max-depth,
+	// itself at most 1000, so a longer pointer names nothing, and the
+	// cost of a lookup grows with its pointer.
+	MaxPointerTokens = 1000
 )
 
 func invalid(format string, args ...any) error {
@@ -126,6 +131,9 @@ func ParseWhere(s string) (*Where, error) {
 		ptr, err := patch.ParsePointer(k)
 		if err != nil {
 			return nil, invalid("where: %q is not a JSON Pointer (RFC 6901: empty, or \"/\" then tokens, \"~\" only as ~0 or ~1)", k)
+		}
+		if len(ptr) > MaxPointerTokens {
+			return nil, invalid("where: a pointer of %d tokens; at most %d (no document nests deeper)", len(ptr), MaxPointerTokens)
 		}
 		c := condition{raw: k, ptr: ptr}
 		if c.ops, err = parseOperators(k, obj[k]); err != nil {
@@ -397,6 +405,9 @@ func ParseOrder(s string) (Order, error) {
 	p, err := patch.ParsePointer(raw)
 	if err != nil {
 		return o, invalid("order: %q is not a JSON Pointer (RFC 6901), with an optional \"-\" in front for descending", raw)
+	}
+	if len(p) > MaxPointerTokens {
+		return o, invalid("order: a pointer of %d tokens; at most %d (no document nests deeper)", len(p), MaxPointerTokens)
 	}
 	o.Ptr = p
 	return o, nil

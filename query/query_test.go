@@ -88,6 +88,7 @@ func TestWhereInvalid(t *testing.T) {
 		{name: "ExistsTakesBool", where: `{"/a":{"exists":1}}`, says: "exists takes true or false"},
 		{name: "PrefixTakesString", where: `{"/a":{"prefix":1}}`, says: "prefix takes a string"},
 		{name: "Duplicate", where: `{"/a":1,"/a":2}`, says: "not valid JSON"},
+		{name: "LongPointer", where: `{"` + strings.Repeat("/a", query.MaxPointerTokens+1) + `":1}`, says: "a pointer of 1001 tokens; at most 1000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := query.ParseWhere(tc.where)
@@ -149,7 +150,10 @@ func TestOrder(t *testing.T) {
 	if err != nil || !whole.Desc || whole.Ptr.String() != "" {
 		t.Errorf(`ParseOrder("-") = %+v, %v; want the whole document, descending`, whole, err)
 	}
-	for _, bad := range []string{"", "p", "-p", "/a~", "--/p"} {
+	if _, err := query.ParseOrder(strings.Repeat("/a", query.MaxPointerTokens)); err != nil {
+		t.Errorf("an order pointer of %d tokens: %v", query.MaxPointerTokens, err)
+	}
+	for _, bad := range []string{"", "p", "-p", "/a~", "--/p", strings.Repeat("/a", query.MaxPointerTokens+1)} {
 		if _, err := query.ParseOrder(bad); !errors.Is(err, query.ErrInvalid) {
 			t.Errorf("ParseOrder(%q) = %v, want ErrInvalid", bad, err)
 		}
