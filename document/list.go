@@ -215,7 +215,13 @@ func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error
 				k.Value = []any(nil)
 			}
 		default:
-			v, err := patch.Parse(tok.Value, patch.Limits{MaxDepth: 64})
+			// A key's value is a scalar of a stored document, whose
+			// numbers are at most DefaultMaxNumber long: a longer one is
+			// forged, and would cost its length at every comparison.
+			if len(tok.Value) > 8*query.MaxKeyBytes { // a string cut to MaxKeyBytes, escaped
+				return ListPage{}, errBadAfter(o.Raw, q.After)
+			}
+			v, err := patch.Parse(tok.Value, patch.Limits{MaxDepth: 1, MaxNumber: patch.DefaultMaxNumber})
 			if err != nil {
 				return ListPage{}, errBadAfter(o.Raw, q.After)
 			}

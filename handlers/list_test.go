@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -253,6 +254,21 @@ func TestListOrder(t *testing.T) {
 			t.Errorf("after=<token of order=/n>%s: %s, want the token's order named", q, r.body)
 		}
 	}
+	// A token whose value was replaced with a number longer than any a
+	// document may hold (each comparison would cost its length) is
+	// refused, as where refuses such a number.
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(*p.Next, "o:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok map[string]any
+	if err := json.Unmarshal(raw, &tok); err != nil || tok["v"] == nil {
+		t.Fatalf("the token %s: %v", raw, err)
+	}
+	tok["v"] = json.RawMessage(strings.Repeat("9", 2000))
+	forged, _ := json.Marshal(tok)
+	r = s.do(t, "GET", "/docs/lo?order=/n&after=o:"+base64.RawURLEncoding.EncodeToString(forged), nil, "")
+	expect(t, r, http.StatusBadRequest, "invalid-request")
 }
 
 // TestQueryParamEmpty: a query parameter of the API given with an empty
