@@ -336,6 +336,9 @@ func TestOptionsAndAllow(t *testing.T) {
 	if !strings.Contains(r.header.Get("Allow"), "POST") {
 		t.Fatalf("405 Allow=%q", r.header.Get("Allow"))
 	}
+	if d := fmt.Sprint(r.problem(t)["detail"]); !strings.Contains(d, "PUT is not allowed") || !strings.Contains(d, r.header.Get("Allow")) {
+		t.Fatalf("405 detail %q: want the method and what is allowed", d)
+	}
 }
 
 func TestPostAndList(t *testing.T) {

@@ -81,7 +81,13 @@ func (h *Handler) batch(c echo.Context) error {
 	top, ok := v.(map[string]any)
 	arr, ok2 := top["writes"].([]any)
 	if !ok || !ok2 || len(top) != 1 {
-		return fail(ErrInvalidRequest, `a batch is {"writes": [{"method", "path", "headers", "body"}, ...]}`)
+		const shape = `a batch is {"writes": [{"method", "path", "headers", "body"}, ...]}`
+		for k := range top {
+			if k != "writes" {
+				return fail(ErrInvalidRequest, fmt.Sprintf("unknown member %.64q: %s", k, shape))
+			}
+		}
+		return fail(ErrInvalidRequest, shape)
 	}
 	maxBatch := h.cfg.MaxBatch
 	if maxBatch <= 0 {

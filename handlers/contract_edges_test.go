@@ -890,3 +890,23 @@ func TestFormatRegexCostBounded(t *testing.T) {
 		t.Errorf("detail %q: want it to say the regular expressions' work is over the limit", d)
 	}
 }
+
+// TestLongIfMatchNotEchoed: a 412 names the client's base ETag, unless it
+// is longer than any version's could be: a 100 KB If-Match does not make
+// a 100 KB answer.
+func TestLongIfMatchNotEchoed(t *testing.T) {
+	s := startServer(t)
+	s.create(t, "/docs/c/d", `{"a":1}`)
+	long := `"` + strings.Repeat("0", 2000) + `"`
+	r := s.do(t, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge, "If-Match", long}, `{"a":2}`)
+	expect(t, r, http.StatusPreconditionFailed, "base-unknown")
+	if len(r.body) > 1500 || r.problem(t)["baseEtag"] != nil {
+		t.Fatalf("a 412 of %d bytes, baseEtag %v", len(r.body), r.problem(t)["baseEtag"])
+	}
+	short := `"0123456789abcdef0123456789abcdef"`
+	r = s.do(t, "PATCH", "/docs/c/d", hdr{"Content-Type", ctMerge, "If-Match", short}, `{"a":2}`)
+	expect(t, r, http.StatusPreconditionFailed, "base-unknown")
+	if r.problem(t)["baseEtag"] != short {
+		t.Fatalf("baseEtag %v, want %s", r.problem(t)["baseEtag"], short)
+	}
+}

@@ -433,10 +433,14 @@ func dryRun(c echo.Context) (bool, error) {
 // noDryRun refuses dryRun on a write that has no dry run (presence), so
 // that a client asking for one never gets a real change instead.
 func noDryRun(c echo.Context, what string) error {
-	if vs, ok := c.QueryParams()["dryRun"]; ok && vs[0] != "false" {
-		return fail(ErrInvalidRequest, "dryRun does not apply to "+what+": it writes no document version; send it without dryRun")
+	vs, ok := c.QueryParams()["dryRun"]
+	switch {
+	case !ok || vs[0] == "false":
+		return nil
+	case vs[0] != "true":
+		return fail(ErrInvalidRequest, fmt.Sprintf("dryRun must be true or false, not %q", vs[0]))
 	}
-	return nil
+	return fail(ErrInvalidRequest, "dryRun does not apply to "+what+": it writes no document version; send it without dryRun")
 }
 
 // revert serves POST /docs/{c}/{id}/revert: undo the version {"seq": K}.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -243,8 +244,14 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		p.Detail = "no such document"
 	case errors.As(err, &he):
 		p.Detail = http.StatusText(he.Code)
-		if k.status == http.StatusNotFound {
+		switch k.status {
+		case http.StatusNotFound:
 			p.Detail = "no such resource"
+		case http.StatusMethodNotAllowed:
+			p.Detail = fmt.Sprintf("%.32s is not allowed on this resource", c.Request().Method)
+			if allow := c.Response().Header().Get(echo.HeaderAllow); allow != "" {
+				p.Detail += "; it allows " + allow
+			}
 		}
 	}
 	hdr := c.Response().Header()
@@ -260,7 +267,7 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	if errors.As(err, &pe) && pe.Current != "" {
 		hdr.Set("ETag", pe.Current) // in a batch, that of the refused write's document
 		p.CurrentETag = pe.Current
-		if pe.Base != "" {
+		if pe.Base != "" && len(pe.Base) <= maxDetail { // an ETag that long is no version's: not echoed
 			p.BaseETag = &pe.Base
 		}
 	} else if errors.As(err, &pe) && k.status == http.StatusPreconditionFailed {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -25,6 +26,10 @@ const idempotencyHeader = "Idempotency-Key"
 
 // replayedHeader marks an answer that was replayed from a stored record.
 const replayedHeader = "Idempotent-Replayed"
+
+// sfParams matches the parameters of a structured-field item (RFC 8941,
+// 3.1.2), which a key may carry and which are ignored.
+var sfParams = regexp.MustCompile(`^(; *[a-z*][a-z0-9_.*-]*(=("([^"\\]|\\["\\])*"|[^;"]+))?)+$`)
 
 // parseIdempotencyKey reads the Idempotency-Key field: a structured-field
 // string ("...", RFC 8941) as the draft defines it, or, leniently, a bare
@@ -57,8 +62,11 @@ func parseIdempotencyKey(h http.Header) (key string, ok bool, err error) {
 			}
 			b.WriteByte(c)
 		}
-		if i != len(v)-1 {
+		switch {
+		case i >= len(v):
 			return "", false, bad("a string must end with its closing quote")
+		case i != len(v)-1 && !sfParams.MatchString(v[i+1:]):
+			return "", false, bad(`after the string's closing quote only parameters may follow (;name or ;name=value, RFC 8941), not ` + fmt.Sprintf("%.64q", v[i+1:]))
 		}
 		key = b.String()
 	} else {

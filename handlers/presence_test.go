@@ -164,6 +164,8 @@ func TestPresenceErrors(t *testing.T) {
 		{"InvalidJSON", base + sessionA, ctJSON, `{"name":`, 400, "invalid-json", ""},
 		{"TooLarge", base + sessionA, ctJSON, `{"data":"` + strings.Repeat("x", 1020) + `"}`, 413, "too-large", "1024"},
 		{"MediaType", base + sessionA, "text/plain", `{}`, 415, "unsupported-media-type", ""},
+		{"DryRun", base + sessionA + "?dryRun=true", ctJSON, `{}`, 400, "invalid-request", "dryRun does not apply"},
+		{"DryRunValue", base + sessionA + "?dryRun=1", ctJSON, `{}`, 400, "invalid-request", "dryRun must be true or false"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := s.do(t, "PUT", tc.path, hdr{"Content-Type", tc.ct}, tc.body)

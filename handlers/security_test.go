@@ -454,6 +454,22 @@ func TestIdempotency(t *testing.T) {
 			expect(t, s.do(t, "POST", "/docs/p", hdr{"Content-Type", ctJSON, "Idempotency-Key", k}, `{}`), http.StatusBadRequest, "invalid-request")
 		}
 		expect(t, s.do(t, "POST", "/docs/p", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"a"`, "Idempotency-Key", `"b"`}, `{}`), http.StatusBadRequest, "invalid-request")
+		// What follows the string is named: parameters (RFC 8941) or not.
+		r := s.do(t, "POST", "/docs/p", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"k" ;x=1`}, `{}`)
+		expect(t, r, http.StatusBadRequest, "invalid-request")
+		if !strings.Contains(string(r.body), "only parameters may follow") {
+			t.Fatalf("a key with a space before its parameters: %s", r.body)
+		}
+	})
+	t.Run("KeyParameters", func(t *testing.T) {
+		// A structured-field string may carry parameters: they are ignored.
+		h := hdr{"Content-Type", ctJSON, "Idempotency-Key", `"with-params";x=1;y="a b";z`}
+		l1 := s.do(t, "POST", "/docs/p", h, `{}`)
+		expect(t, l1, http.StatusCreated, "")
+		l2 := s.do(t, "POST", "/docs/p", hdr{"Content-Type", ctJSON, "Idempotency-Key", `"with-params"`}, `{}`)
+		if l2.status != http.StatusCreated || l2.header.Get("Location") != l1.header.Get("Location") {
+			t.Fatalf("the same key without its parameters: %d %s, want the replay of %s", l2.status, l2.header.Get("Location"), l1.header.Get("Location"))
+		}
 	})
 	t.Run("Expiry", func(t *testing.T) {
 		var mu sync.Mutex

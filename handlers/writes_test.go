@@ -719,6 +719,9 @@ func TestBatch(t *testing.T) {
 			if got := r.problem(t)["index"]; got != tc.index {
 				t.Fatalf("index %v, want %v (%s)", got, tc.index, r.body)
 			}
+			if tc.name == "ExtraMember" && !strings.Contains(string(r.body), `unknown member \"atomic\"`) {
+				t.Fatalf("the detail should name the unknown member: %s", r.body)
+			}
 			expect(t, s.do(t, "GET", "/docs/c/bad", nil, ""), http.StatusNotFound, "")
 			expect(t, s.do(t, "GET", "/docs/c/x", nil, ""), http.StatusNotFound, "")
 		})
