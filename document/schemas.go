@@ -72,12 +72,12 @@ type Violation struct {
 }
 
 // Bounds of one Violations page: the documents it reads, their bytes, and
-// the work of the schema's patterns on them (about 2 s here; one
+// the work of the schema's patterns on them (about 1 s here; one
 // document's own is bounded by maxValidationPatternWork).
 const (
 	violationsScanDocs    = 1000
 	violationsScanBytes   = 8 << 20
-	violationsPatternWork = 4 * maxValidationPatternWork
+	violationsPatternWork = 2 * maxValidationPatternWork
 )
 
 // Violations checks the documents of a collection whose id sorts after
