@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -132,7 +133,7 @@ func TestStreamSnapshotsHoldAnswers(t *testing.T) {
 	// large GET finds no room: 503 overloaded.
 	second := open(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)})
 	open(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 4)})
-	open(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)})
+	fourth := open(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)})
 	for {
 		r := s.do(t, "GET", "/docs/big/d0", nil, "")
 		if r.status == http.StatusServiceUnavailable {
@@ -147,4 +148,104 @@ func TestStreamSnapshotsHoldAnswers(t *testing.T) {
 	// budget stays full.
 	second.Close()
 	expect(t, s.do(t, "GET", "/docs/big/d0", nil, ""), 503, "overloaded")
+	if !connReads(fourth, "event: snapshot\n") {
+		t.Fatal("the stream that waited sent no snapshot once another went")
+	}
+}
+
+// connReads reads conn until what it has read holds want (true), or for
+// 10 s.
+func connReads(conn net.Conn, want string) bool {
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var got []byte
+	buf := make([]byte, 4096)
+	for !strings.Contains(string(got), want) {
+		n, err := conn.Read(buf)
+		got = append(got, buf[:n]...)
+		if len(got) > 1<<16 {
+			got = got[len(got)-1<<15:]
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// fullAnswers starts a feed server whose answers' budget a client that
+// reads nothing fills with one large GET (left open), with 64 KiB to
+// spare; it returns the server and the size of the large document
+// /docs/big/d.
+func fullAnswers(t *testing.T) (*feedServer, int) {
+	t.Helper()
+	size := unreadSize()
+	s := startFeedServer(t, feedOpts{cfg: func(c *config) {
+		c.http.AnswerBudget = int64(size + 64<<10)
+		c.http.MaxBody, c.doc.Limits.MaxDoc = int64(size+1<<20), size+1<<20
+		c.http.DecodeBudget = int64(2 * (size + 1<<20))
+		c.http.OverloadWait = 100 * time.Millisecond
+	}})
+	s.create(t, "/docs/big/d", `{"pad":"`+strings.Repeat("p", size)+`"}`)
+	conn := dialUnread(t, s.server, slowClient)
+	fmt.Fprintf(conn, "GET /docs/big/d HTTP/1.1\r\nHost: patchd\r\n\r\n")
+	status := make([]byte, len("HTTP/1.1 200"))
+	if _, err := io.ReadFull(conn, status); err != nil || string(status) != "HTTP/1.1 200" {
+		t.Fatalf("the unread GET: %q %v", status, err)
+	}
+	return s, size
+}
+
+// TestSmallSnapshotsNeedNoRoom: a snapshot under 16 KiB holds nothing of
+// the answers' budget, so streams of small documents start while large
+// answers fill it (before, each snapshot first reserved the largest
+// document there may be, and waited for that much room).
+func TestSmallSnapshotsNeedNoRoom(t *testing.T) {
+	t.Parallel()
+	s, _ := fullAnswers(t)
+	s.create(t, "/docs/small/s", `{"n":1}`)
+	f := mustOpenFeed(t, s, "/docs/small/s/events", nil)
+	if ev := f.event(t); ev.Event != "snapshot" {
+		t.Fatalf("first event %+v, want the snapshot", ev)
+	}
+	if held := s.h.AnswersHeld(); held >= int64(unreadSize())+64<<10 {
+		t.Fatalf("answers' budget holds %d bytes", held)
+	}
+}
+
+// TestResumeCaughtUpHoldsNothing: a stream resumed at the document's
+// current seq sends no event at its start, and holds nothing of the
+// answers' budget while it waits for the next (before, it held the
+// document's bytes for as long as it stayed open).
+func TestResumeCaughtUpHoldsNothing(t *testing.T) {
+	t.Parallel()
+	s := startFeedServer(t, feedOpts{})
+	s.create(t, "/docs/f/big", `{"pad":"`+strings.Repeat("p", 100<<10)+`"}`)
+	for range 3 {
+		mustOpenFeed(t, s, "/docs/f/big/events", hdr{"Last-Event-ID", "1"})
+	}
+	if held := s.h.AnswersHeld(); held != 0 {
+		t.Fatalf("3 caught-up streams hold %d bytes of the answers' budget, want 0", held)
+	}
+}
+
+// TestStreamWaitingForRoomClosed: a stream whose snapshot waits for room
+// when the streams are closed (a shutdown) is answered 503 with
+// Retry-After, not 500.
+func TestStreamWaitingForRoomClosed(t *testing.T) {
+	t.Parallel()
+	s, _ := fullAnswers(t)
+	got := make(chan response, 1)
+	go func() {
+		_, r := openFeed(t, s, "/docs/big/d/events", nil, nil)
+		got <- r
+	}()
+	for s.h.OpenStreams() == 0 { // subscribed: any wait from now on sees the close
+		runtime.Gosched()
+	}
+	s.h.CloseStreams()
+	r := <-got
+	expect(t, r, http.StatusServiceUnavailable, "unavailable")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("a 503 without Retry-After")
+	}
 }

@@ -75,6 +75,7 @@ var problemKinds = []problemKind{
 	{store.ErrNoSpace, http.StatusInsufficientStorage, "insufficient-storage", "Insufficient storage"},
 	{document.ErrIdempotencyAnswerGone, http.StatusGone, "idempotency-answer-gone", "Answer no longer available"},
 	{store.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
+	{errStreamsClosed, http.StatusServiceUnavailable, "unavailable", "Service unavailable"},
 }
 
 // unavailableRetryAfter is the Retry-After of a 503, in seconds: a

@@ -307,21 +307,58 @@ func (s docState) dataOf(coll, id string) []byte {
 // event, holding its body's bytes of the answers' budget, and of its
 // client's share, until the state's release once the event is written: the
 // snapshots that streams hold while their clients do not read are bounded
-// as the documents being written are, in all and per client. The most a
-// read may return is held before the read, and the rest given back after
-// it, so that reads waiting for room hold no bytes. Unlike a GET, a stream
-// waits for room rather than being refused, until ctx is done or the
-// streams are closed.
+// as the documents being written are, in all and per client. Bodies under
+// budget.Min hold nothing. Unlike a GET, a stream is not refused when
+// there is no room: it lets the body go, waits for room, and reads the
+// document again, until ctx is done or the streams are closed
+// (errStreamsClosed).
 func (h *Handler) heldState(ctx context.Context, client, coll, id string) (docState, error) {
-	most := int64(h.svc.Limits().MaxDoc)
-	if most <= 0 || most > h.answers.Capacity() {
-		most = h.answers.Capacity()
+	st, err := h.state(ctx, coll, id)
+	for err == nil {
+		n := len(st.body)
+		if n < budget.Min {
+			return st, nil
+		}
+		if held, ok := h.tryHoldStream(client, n); ok {
+			st.held = held
+			return st, nil
+		}
+		st = docState{} // a stream waiting for room holds no body
+		var held func()
+		if held, err = h.waitHoldStream(ctx, client, n); err != nil {
+			break
+		}
+		if st, err = h.state(ctx, coll, id); err == nil && len(st.body) <= n {
+			st.held = held
+			return st, nil
+		}
+		held() // an error, or the document grew meanwhile
 	}
-	if most < budget.Min {
-		return h.state(ctx, coll, id)
+	return docState{}, err
+}
+
+// errStreamsClosed ends a stream's wait when the streams are closed.
+var errStreamsClosed = errors.New("the server closed its streams")
+
+// tryHoldStream takes n bytes of the answers' budget and of client's
+// share for a stream's event if they are free now; the returned function
+// gives them back.
+func (h *Handler) tryHoldStream(client string, n int) (func(), bool) {
+	share := min(int64(n), h.answerShares.Max())
+	if !h.answerShares.Take(client, share) {
+		return nil, false
 	}
-	share := min(most, h.answerShares.Max())
-	// Waits end with the client, or when the streams are closed.
+	held, ok := h.answers.TryAcquire(n)
+	if !ok {
+		h.answerShares.Give(client, share)
+		return nil, false
+	}
+	return releaseOnce(held, func() { h.answerShares.Give(client, share) }), true
+}
+
+// waitHoldStream is tryHoldStream that waits for room, until ctx is done
+// or the streams are closed.
+func (h *Handler) waitHoldStream(ctx context.Context, client string, n int) (func(), error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -331,33 +368,34 @@ func (h *Handler) heldState(ctx context.Context, client, coll, id string) (docSt
 		case <-wctx.Done():
 		}
 	}()
-	if err := h.answerShares.Wait(wctx, client, share); err != nil {
-		return docState{}, err
-	}
-	r := h.answers.Reserve()
-	if err := r.Grow(wctx, int(most)); err != nil {
-		h.answerShares.Give(client, share)
-		return docState{}, err
-	}
-	st, err := h.state(ctx, coll, id)
-	if err != nil {
-		r.Release()
-		h.answerShares.Give(client, share)
-		return docState{}, err
-	}
-	r.Shrink(len(st.body))
-	keep := min(r.Held(), share)
-	h.answerShares.Give(client, share-keep)
-	if r.Held() > 0 {
-		var once sync.Once
-		st.held = func() {
-			once.Do(func() {
-				r.Release()
-				h.answerShares.Give(client, keep)
-			})
+	closed := func(err error) error {
+		if ctx.Err() == nil {
+			return errStreamsClosed
 		}
+		return err
 	}
-	return st, nil
+	share := min(int64(n), h.answerShares.Max())
+	if err := h.answerShares.Wait(wctx, client, share); err != nil {
+		return nil, closed(err)
+	}
+	held, err := h.answers.Acquire(wctx, n)
+	if err != nil {
+		h.answerShares.Give(client, share)
+		return nil, closed(err)
+	}
+	return releaseOnce(held, func() { h.answerShares.Give(client, share) }), nil
+}
+
+// releaseOnce returns a function that calls each of fs, once.
+func releaseOnce(fs ...func()) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for _, f := range fs {
+				f()
+			}
+		})
+	}
 }
 
 // state reads the current state of a document and the seq it is at.
@@ -426,15 +464,16 @@ func (h *Handler) events(c echo.Context) error {
 			return err
 		}
 		if gap(after, versions) || len(versions) == 0 {
-			snap, err := h.heldState(ctx, client, coll, id)
-			if err != nil {
-				return err
-			}
-			held = snap
+			snap, err := h.state(ctx, coll, id)
 			// An empty read means "nothing new", unless the client names
 			// a seq this document never reached (another database, say).
-			if len(versions) > 0 || snap.seq < after {
+			if err == nil && (len(versions) > 0 || snap.seq < after) {
+				snap, err = h.heldState(ctx, client, coll, id) // a reset: read again, held until written
+				held = snap
 				first, after, versions, more = event("reset", snap.seq, snap.data()), snap.seq, nil, true
+			}
+			if err != nil {
+				return err
 			}
 		}
 	} else {
@@ -538,7 +577,7 @@ func (h *Handler) events(c echo.Context) error {
 		var reset *docState
 		versions, more, reset, err = h.nextVersions(ctx, client, coll, id, after, cfg.Batch)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, errStreamsClosed) {
 				return nil
 			}
 			failed(err)

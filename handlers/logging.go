@@ -175,7 +175,7 @@ func (h *Handler) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			ri.etagBefore = pe.Current // a refused write names the current version
 		}
 		switch {
-		case err != nil && res.Committed || cutShort(req, res):
+		case res.Committed && (err != nil || cutShort(req, res)):
 			// The answer had begun and could not be written whole: its
 			// status stands, and why goes to the log, unless the client
 			// left (a write that timed out was the server's deadline).

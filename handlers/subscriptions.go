@@ -468,7 +468,7 @@ func (m *multiStream) write(name string, data []byte) error {
 
 // ended logs why a stream ended, unless the client went away.
 func (m *multiStream) ended(ctx context.Context, err error) {
-	if errors.Is(err, errStreamWrite) || ctx.Err() != nil {
+	if errors.Is(err, errStreamWrite) || errors.Is(err, errStreamsClosed) || ctx.Err() != nil {
 		return
 	}
 	m.h.log.Warn("change feed: stream ended", "err", err)

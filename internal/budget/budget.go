@@ -196,25 +196,6 @@ func (b *Budget) tryTake(n int64) bool {
 	return true
 }
 
-// Shrink gives back what the reservation holds past n bytes (all of it
-// when n is under Min), for a holder that reserved the most it could need
-// and then learned what it needs.
-func (r *Reservation) Shrink(n int) {
-	if r.b == nil {
-		return
-	}
-	keep := int64(max(n, 0))
-	if keep < Min {
-		keep = 0
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if less := r.held - keep; less > 0 {
-		r.held = keep
-		r.b.give(less)
-	}
-}
-
 // Held returns the bytes the reservation holds.
 func (r *Reservation) Held() int64 {
 	r.mu.Lock()

@@ -108,38 +108,6 @@ func TestReservationsGrowingAtOnce(t *testing.T) {
 	}
 }
 
-// A reservation shrunk to what its holder turned out to need gives the
-// rest back at once, to a waiter too; under Min it gives back everything.
-func TestReservationShrink(t *testing.T) {
-	b := New(100 << 10)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r := b.Reserve()
-	if err := r.Grow(ctx, 90<<10); err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan error, 1)
-	go func() {
-		_, err := b.Acquire(ctx, 60<<10)
-		got <- err
-	}()
-	r.Shrink(30 << 10)
-	if err := <-got; err != nil {
-		t.Fatalf("the waiter after the shrink: %v", err)
-	}
-	if r.Held() != 30<<10 || b.Held() != 90<<10 {
-		t.Fatalf("held %d by the reservation, %d in all; want 30 KiB and 90 KiB", r.Held(), b.Held())
-	}
-	r.Shrink(Min - 1)
-	if r.Held() != 0 {
-		t.Fatalf("a reservation shrunk under Min holds %d", r.Held())
-	}
-	r.Shrink(50 << 10) // never grows
-	if r.Held() != 0 || b.Held() != 60<<10 {
-		t.Fatalf("held %d by the reservation, %d in all after shrinking upwards", r.Held(), b.Held())
-	}
-}
-
 // Wait takes a client's share once the client gives enough back, and not
 // before; another client's share is its own.
 func TestSharesWait(t *testing.T) {
