@@ -261,7 +261,9 @@ type docState struct {
 	held func()
 }
 
-// release gives back what the state holds of the answers' budget.
+// release gives back what the state holds of the answers' budget. A
+// caller that keeps only what to release, not the body, keeps
+// docState{held: s.held}.
 func (s docState) release() {
 	if s.held != nil {
 		s.held()
@@ -275,6 +277,7 @@ func (s docState) data() []byte { return s.dataOf("", "") }
 // canonical order.
 func (s docState) dataOf(coll, id string) []byte {
 	var b bytes.Buffer
+	b.Grow(len(s.body) + 6*(len(coll)+len(id)) + len(s.etag) + 64) // the body's bytes are copied once
 	b.WriteByte('{')
 	if coll != "" {
 		b.WriteString(`"c":`)
@@ -453,8 +456,8 @@ func (h *Handler) events(c echo.Context) error {
 
 	// The first read happens before the answer starts, so that a missing
 	// document or a failing store is still a problem+json answer.
-	var first []byte  // snapshot or reset event, if any
-	var held docState // what first holds of the answers' budget, until written
+	var first [][]byte // snapshot or reset event, if any, in parts
+	var held docState  // what first holds of the answers' budget (not its body), until written
 	defer func() { held.release() }()
 	var versions []store.Version
 	var more bool
@@ -469,8 +472,8 @@ func (h *Handler) events(c echo.Context) error {
 			// a seq this document never reached (another database, say).
 			if err == nil && (len(versions) > 0 || snap.seq < after) {
 				snap, err = h.heldState(ctx, client, coll, id) // a reset: read again, held until written
-				held = snap
-				first, after, versions, more = event("reset", snap.seq, snap.data()), snap.seq, nil, true
+				held = docState{held: snap.held}
+				first, after, versions, more = eventParts("reset", snap.seq, snap.data()), snap.seq, nil, true
 			}
 			if err != nil {
 				return err
@@ -481,8 +484,8 @@ func (h *Handler) events(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		held = snap
-		first, after, more = event("snapshot", snap.seq, snap.data()), snap.seq, true
+		held = docState{held: snap.held}
+		first, after, more = eventParts("snapshot", snap.seq, snap.data()), snap.seq, true
 	}
 
 	res := c.Response()
@@ -504,7 +507,7 @@ func (h *Handler) events(c echo.Context) error {
 		return nil
 	}
 	if first != nil {
-		err := s.write(first)
+		err := s.write(first...)
 		first = nil
 		held.release()
 		if err != nil {
@@ -584,7 +587,7 @@ func (h *Handler) events(c echo.Context) error {
 			continue
 		}
 		if reset != nil {
-			err := s.write(event("reset", reset.seq, reset.data()))
+			err := s.write(eventParts("reset", reset.seq, reset.data())...)
 			reset.release()
 			if err != nil {
 				return nil
@@ -688,12 +691,11 @@ func gap(after uint64, versions []store.Version) bool {
 	return len(versions) > 0 && versions[0].Seq != after+1
 }
 
-// event renders one Server-Sent Event. data is one line of JSON (canonical
-// JSON has no line breaks).
-func event(name string, id uint64, data []byte) []byte {
-	b := eventHead(make([]byte, 0, len(data)+48), name, id)
-	b = append(b, data...)
-	return append(b, "\n\n"...)
+// eventParts renders one Server-Sent Event in parts, for a stream's
+// write, without copying data: one line of JSON (canonical JSON has no
+// line breaks).
+func eventParts(name string, id uint64, data []byte) [][]byte {
+	return [][]byte{eventHead(nil, name, id), data, []byte("\n\n")}
 }
 
 // eventHead appends an event's lines up to its data, which the caller

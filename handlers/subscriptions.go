@@ -605,9 +605,11 @@ func (m *multiStream) startDoc(ctx context.Context, d *docSub) error {
 // docEvent sends a snapshot or reset of a document and moves its seq,
 // then releases what the state held.
 func (m *multiStream) docEvent(name string, d *docSub, st docState) error {
-	defer st.release()
+	defer docState{held: st.held}.release() // not the body, which data copies
 	d.after = st.seq
-	return m.write(name, st.dataOf(d.coll, d.id))
+	data := st.dataOf(d.coll, d.id)
+	st.body = nil
+	return m.write(name, data)
 }
 
 // pumpDoc sends the versions of a document after the last one sent.
