@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -23,16 +24,27 @@ type position struct {
 	seq uint64
 }
 
-// cursor encodes p as a cursor of collection.
-func (p position) cursor(collection string) store.Cursor {
-	c := store.CursorHead(store.CursorPostgres, collection, 16+len(p.id))
+// A cursor that names its database has, after pos and seq, a zero byte
+// (no id holds one) and the first dbTagLen bytes of the database's id
+// (migration 0017), then the id.
+const dbTagLen = 4
+
+// cursor encodes p as a cursor of collection in the database of tag (nil:
+// a cursor that names no database).
+func (p position) cursor(collection string, tag []byte) store.Cursor {
+	c := store.CursorHead(store.CursorPostgres, collection, 17+len(tag)+len(p.id))
 	c = binary.BigEndian.AppendUint64(c, p.pos)
 	c = binary.BigEndian.AppendUint64(c, p.seq)
+	if tag != nil {
+		c = append(append(c, 0), tag...)
+	}
 	return append(c, p.id...)
 }
 
-// parsePosition decodes a cursor of collection.
-func parsePosition(collection string, c store.Cursor) (position, error) {
+// parsePosition decodes a cursor of collection in the database of tag.
+// One of another database wraps store.ErrCursorGone; one that names no
+// database (made before cursors did) is taken as this one's.
+func parsePosition(collection string, c store.Cursor, tag []byte) (position, error) {
 	rest, err := store.CheckCursor(c, store.CursorPostgres, collection)
 	if err != nil {
 		return position{}, err
@@ -40,10 +52,20 @@ func parsePosition(collection string, c store.Cursor) (position, error) {
 	if len(rest) < 16 {
 		return position{}, fmt.Errorf("%w: %d bytes", store.ErrInvalidCursor, len(c))
 	}
+	id := rest[16:]
+	if len(id) > 0 && id[0] == 0 {
+		if len(id) < 1+dbTagLen {
+			return position{}, fmt.Errorf("%w: %d bytes", store.ErrInvalidCursor, len(c))
+		}
+		if tag != nil && !bytes.Equal(id[1:1+dbTagLen], tag) {
+			return position{}, fmt.Errorf("%w: the cursor is of another database", store.ErrCursorGone)
+		}
+		id = id[1+dbTagLen:]
+	}
 	p := position{
 		pos: binary.BigEndian.Uint64(rest),
 		seq: binary.BigEndian.Uint64(rest[8:]),
-		id:  string(rest[16:]),
+		id:  string(id),
 	}
 	if p.pos > math.MaxInt64 || p.seq > math.MaxInt64 || (p.id != "" && !store.ValidName(p.id)) || (p.id == "") != (p.seq == 0) {
 		return position{}, fmt.Errorf("%w: not a position", store.ErrInvalidCursor)
@@ -82,9 +104,9 @@ func (s *Store) Changes(ctx context.Context, collection string, after store.Curs
 		if err != nil {
 			return fail(err)
 		}
-		return store.ChangeLog{Next: position{pos: pos}.cursor(collection)}, nil
+		return store.ChangeLog{Next: position{pos: pos}.cursor(collection, s.dbTag)}, nil
 	}
-	from, err := parsePosition(collection, after)
+	from, err := parsePosition(collection, after, s.dbTag)
 	if err != nil {
 		return fail(err)
 	}
@@ -167,7 +189,7 @@ func (s *Store) Changes(ctx context.Context, collection string, after store.Curs
 		out.Changes = append(out.Changes, store.CollectionChange{
 			ID:      *id,
 			Version: v,
-			Cursor:  position{pos: p, id: *id, seq: v.Seq}.cursor(collection),
+			Cursor:  position{pos: p, id: *id, seq: v.Seq}.cursor(collection, s.dbTag),
 		})
 		size += len(ops)
 	}
@@ -193,7 +215,7 @@ func (s *Store) ListDocuments(ctx context.Context, collection, after string, lim
 	var from position
 	if since != nil {
 		var err error
-		if from, err = parsePosition(collection, since); err != nil {
+		if from, err = parsePosition(collection, since, s.dbTag); err != nil {
 			return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
 		}
 	}

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -240,5 +241,40 @@ func TestChangesKeepDocumentOrder(t *testing.T) {
 	f.drain(t, 2)
 	if want := []string{"k/2", "k/3"}; !slices.Equal(f.got, want) {
 		t.Fatalf("read %v, want %v", f.got, want)
+	}
+}
+
+// TestCursorOfAnotherDatabase: a cursor names its database. One of another
+// database (a restore, or an import into a new database at the same URL)
+// is gone, not read as a position of this log, where its transaction id
+// could skip every change or repeat them; a cursor made before cursors
+// named their database still resumes.
+func TestCursorOfAnotherDatabase(t *testing.T) {
+	ctx := context.Background()
+	a := open(t, pg.Database(t), postgres.Options{})
+	storetest.Commit(t, a, "c", "a1", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	log, err := a.Changes(ctx, "c", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := log.Next
+	b := open(t, pg.Database(t), postgres.Options{})
+	storetest.Commit(t, b, "c", "b1", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	if _, err := b.Changes(ctx, "c", cur, 0); !errors.Is(err, store.ErrCursorGone) {
+		t.Fatalf("a cursor of another database: %v, want ErrCursorGone", err)
+	}
+	if _, _, err := b.ListDocuments(ctx, "c", "", 10, cur); !errors.Is(err, store.ErrCursorGone) {
+		t.Fatalf("a listing since a cursor of another database: %v, want ErrCursorGone", err)
+	}
+	// Its own database reads it, and one that names no database (the
+	// format before: head, pos, seq, id) is read as before.
+	storetest.Commit(t, a, "c", "a2", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	got, err := a.Changes(ctx, "c", cur, 0)
+	if err != nil || len(got.Changes) != 1 || got.Changes[0].ID != "a2" {
+		t.Fatalf("its own database after it: %+v %v", got, err)
+	}
+	untagged := append(store.Cursor(nil), cur[:len(cur)-5]...)
+	if got, err := a.Changes(ctx, "c", untagged, 0); err != nil || len(got.Changes) != 1 {
+		t.Fatalf("an untagged cursor: %+v %v", got, err)
 	}
 }

@@ -102,6 +102,8 @@ type Store struct {
 
 	gate store.Gate // calls in progress; Close waits for them
 
+	dbTag []byte // the first bytes of the database's id, for its cursors; nil without one
+
 	origin       string        // names this Store in its hints
 	hints        chan string   // commit hints waiting for sendHints
 	hintsDropped atomic.Bool   // a hint was dropped: send a Resync hint
@@ -221,6 +223,13 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 			}
 			return nil, fmt.Errorf("postgres: %w", wrapUnavailable(err))
 		}
+	}
+	if s.dbTag, err = readDBTag(ctx, pool); err != nil {
+		pool.Close()
+		if cerr := ctx.Err(); cerr != nil {
+			err = cerr
+		}
+		return nil, fmt.Errorf("postgres: %w", wrapUnavailable(err))
 	}
 	s.pool = pool
 	s.metrics = newCollector(s)

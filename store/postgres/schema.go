@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -140,4 +141,22 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 		}
 		return nil
 	})
+}
+
+// readDBTag returns the first bytes of the database's id (migration 0017),
+// which its cursors carry, or nil when the schema predates it (a
+// read-only Open of a database not migrated yet).
+func readDBTag(ctx context.Context, pool *pgxpool.Pool) ([]byte, error) {
+	var id []byte
+	err := pool.QueryRow(ctx, `SELECT id FROM patchd_meta`).Scan(&id)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case len(id) < dbTagLen:
+		return nil, fmt.Errorf("the database's id (patchd_meta) is %d bytes, fewer than %d", len(id), dbTagLen)
+	}
+	return id[:dbTagLen], nil
 }
