@@ -102,7 +102,7 @@ type Store struct {
 
 	gate store.Gate // calls in progress; Close waits for them
 
-	dbTag []byte // the first bytes of the database's id, for its cursors; nil without one
+	dbTag []byte // the first bytes of the database's id, for its cursors; nil when read-only (no cursors made)
 
 	origin       string        // names this Store in its hints
 	hints        chan string   // commit hints waiting for sendHints
@@ -216,20 +216,17 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	if !so.ReadOnly {
-		if err := migrate(ctx, pool, s.log); err != nil {
+		err := migrate(ctx, pool, s.log)
+		if err == nil {
+			s.dbTag, err = readDBTag(ctx, pool)
+		}
+		if err != nil {
 			pool.Close()
 			if cerr := ctx.Err(); cerr != nil {
 				err = cerr
 			}
 			return nil, fmt.Errorf("postgres: %w", wrapUnavailable(err))
 		}
-	}
-	if s.dbTag, err = readDBTag(ctx, pool); err != nil {
-		pool.Close()
-		if cerr := ctx.Err(); cerr != nil {
-			err = cerr
-		}
-		return nil, fmt.Errorf("postgres: %w", wrapUnavailable(err))
 	}
 	s.pool = pool
 	s.metrics = newCollector(s)

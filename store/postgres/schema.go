@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -144,15 +143,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 }
 
 // readDBTag returns the first bytes of the database's id (migration 0017),
-// which its cursors carry, or nil when the schema predates it (a
-// read-only Open of a database not migrated yet).
+// which its cursors carry.
 func readDBTag(ctx context.Context, pool *pgxpool.Pool) ([]byte, error) {
 	var id []byte
 	err := pool.QueryRow(ctx, `SELECT id FROM patchd_meta`).Scan(&id)
-	var pgErr *pgconn.PgError
 	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table
-		return nil, nil
 	case err != nil:
 		return nil, err
 	case len(id) < dbTagLen:
