@@ -1,6 +1,7 @@
 package handlers_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -247,5 +248,76 @@ func TestStreamWaitingForRoomClosed(t *testing.T) {
 	expect(t, r, http.StatusServiceUnavailable, "unavailable")
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("a 503 without Retry-After")
+	}
+}
+
+// TestStreamReplaysHoldAnswers: the version events a stream replays hold
+// their bytes of the answers' budget while written, as snapshots do (a
+// version written by a PUT carries the whole document): before, 1,024
+// unread streams replaying versions of 900 KB held 1.5 GB.
+func TestStreamReplaysHoldAnswers(t *testing.T) {
+	t.Parallel()
+	size := unreadSize()
+	s := startFeedServer(t, feedOpts{cfg: func(c *config) {
+		c.http.AnswerBudget = int64(4 * (size + 1<<20))
+		c.http.MaxBody, c.doc.Limits.MaxDoc = int64(size+1<<20), size+1<<20
+		c.http.DecodeBudget = int64(2 * (size + 1<<20))
+	}})
+	s.create(t, "/docs/big/d", `{"pad":"`+strings.Repeat("p", size)+`"}`)
+	held := func(want int64, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for s.h.AnswersHeld() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the answers' budget holds %d bytes, want at least %d", what, s.h.AnswersHeld(), want)
+			}
+			runtime.Gosched()
+		}
+	}
+	body := `{"docs":[{"c":"big","id":"d","after":0}]}`
+	conn := dialUnread(t, s.server, slowClient)
+	fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: patchd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	held(int64(size), "an unread POST /events replaying a version")
+	conn = dialUnread(t, s.server, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	fmt.Fprintf(conn, "GET /docs/big/d/events?after=0 HTTP/1.1\r\nHost: patchd\r\n\r\n")
+	held(int64(2*size), "and an unread GET .../events?after=0")
+}
+
+// TestCloseStreamsStopsStart: closing the streams (a shutdown) ends a
+// POST /events still sending its snapshots at its next read, rather than
+// after all of them: a slow client on 300 large documents kept a graceful
+// shutdown waiting until its deadline.
+func TestCloseStreamsStopsStart(t *testing.T) {
+	t.Parallel()
+	s := startFeedServer(t, feedOpts{})
+	var subs []string
+	pad := strings.Repeat("p", 100<<10)
+	for i := range 300 {
+		s.create(t, fmt.Sprintf("/docs/many/d%d", i), `{"pad":"`+pad+`"}`)
+		subs = append(subs, fmt.Sprintf(`{"c":"many","id":"d%d"}`, i))
+	}
+	body := `{"docs":[` + strings.Join(subs, ",") + `]}`
+	conn, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: patchd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("the stream: %v %v", res, err)
+	}
+	head := make([]byte, len("retry: "))
+	if _, err := io.ReadFull(res.Body, head); err != nil { // open, and sending
+		t.Fatal(err)
+	}
+	s.h.CloseStreams()
+	rest, err := io.ReadAll(res.Body) // to the answer's end
+	if err != nil {
+		t.Fatalf("reading the rest of the stream: %v (a stream that does not end)", err)
+	}
+	if n := strings.Count(string(rest), "event: snapshot\n"); n >= 300 {
+		t.Fatalf("%d snapshots after the streams were closed: the stream sent them all", n)
 	}
 }

@@ -62,7 +62,9 @@ func (c EventsConfig) withDefaults() EventsConfig {
 type hub struct {
 	mu     sync.RWMutex
 	subs   map[string]map[*waker]struct{}
-	closed chan struct{} // closed by close: every stream ends
+	closed chan struct{}   // closed by close: every stream ends
+	ctx    context.Context // done when closed
+	cancel context.CancelFunc
 	once   sync.Once
 	// reads shares the change log reads of collection streams; notify
 	// raises a collection's generation there before it wakes them.
@@ -115,7 +117,9 @@ func (w *waker) take() (keys map[string]struct{}, all bool) {
 }
 
 func newHub() *hub {
-	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{}), reads: newChangeReads(), presence: newPresenceReads(), versions: newVersionEvents()}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{}), ctx: ctx, cancel: cancel,
+		reads: newChangeReads(), presence: newPresenceReads(), versions: newVersionEvents()}
 }
 
 // hubKey is the key of a document's streams; collKey that of a
@@ -217,7 +221,7 @@ func (h *hub) count() int {
 }
 
 // close ends every stream, present and future.
-func (h *hub) close() { h.once.Do(func() { close(h.closed) }) }
+func (h *hub) close() { h.once.Do(func() { close(h.closed); h.cancel() }) }
 
 // CloseStreams ends every change feed stream and makes new ones end at once.
 // Call it when the server shuts down: streams never go idle by themselves,
@@ -308,36 +312,69 @@ func (s docState) dataOf(coll, id string) []byte {
 
 // heldState reads a document's state for a stream's snapshot or reset
 // event, holding its body's bytes of the answers' budget, and of its
-// client's share, until the state's release once the event is written: the
-// snapshots that streams hold while their clients do not read are bounded
-// as the documents being written are, in all and per client. Bodies under
-// budget.Min hold nothing. Unlike a GET, a stream is not refused when
-// there is no room: it lets the body go, waits for room, and reads the
-// document again, until ctx is done or the streams are closed
-// (errStreamsClosed).
+// client's share, until the state's release once the event is written
+// (see heldRead).
 func (h *Handler) heldState(ctx context.Context, client, coll, id string) (docState, error) {
-	st, err := h.state(ctx, coll, id)
+	var st docState
+	held, err := h.heldRead(ctx, client, func() (n int, err error) {
+		st, err = h.state(ctx, coll, id)
+		return len(st.body), err
+	}, func() { st = docState{} })
+	if err != nil {
+		return docState{}, err
+	}
+	st.held = held
+	return st, nil
+}
+
+// heldRead has read read what a stream is about to send (a snapshot, a
+// page of versions) and return its size, and holds that many bytes of
+// the answers' budget and of client's share until the returned function
+// is called, once the stream has written it: what streams hold while
+// their clients do not read is bounded as the documents being written
+// are, in all and per client. Less than budget.Min holds nothing. Unlike
+// a GET, a stream is not refused when there is no room: heldRead has drop
+// let go of what read read, waits for room, and reads again, until ctx is
+// done (errStreamsClosed when the streams were closed).
+func (h *Handler) heldRead(ctx context.Context, client string, read func() (int, error), drop func()) (func(), error) {
+	n, err := read()
 	for err == nil {
-		n := len(st.body)
 		if n < budget.Min {
-			return st, nil
+			return func() {}, nil
 		}
 		if held, ok := h.tryHoldStream(client, n); ok {
-			st.held = held
-			return st, nil
+			return held, nil
 		}
-		st = docState{} // a stream waiting for room holds no body
+		drop() // a stream waiting for room holds nothing it read
 		var held func()
 		if held, err = h.waitHoldStream(ctx, client, n); err != nil {
 			break
 		}
-		if st, err = h.state(ctx, coll, id); err == nil && len(st.body) <= n {
-			st.held = held
-			return st, nil
+		var again int
+		if again, err = read(); err == nil && again <= n {
+			return held, nil
 		}
-		held() // an error, or the document grew meanwhile
+		held() // an error, or it grew meanwhile
+		n = again
 	}
-	return docState{}, err
+	return nil, h.streamErr(err)
+}
+
+// streamErr is err, or errStreamsClosed when the streams were closed: a
+// stream's context ends with them (streamContext).
+func (h *Handler) streamErr(err error) error {
+	if err != nil && h.hub.ctx.Err() != nil {
+		return errStreamsClosed
+	}
+	return err
+}
+
+// streamContext returns the context of a stream: done when its client
+// goes (half-closed or gone) or when the streams are closed.
+func (h *Handler) streamContext(c echo.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(clientContext(c))
+	stop := context.AfterFunc(h.hub.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // errStreamsClosed ends a stream's wait when the streams are closed.
@@ -359,32 +396,16 @@ func (h *Handler) tryHoldStream(client string, n int) (func(), bool) {
 	return releaseOnce(held, func() { h.answerShares.Give(client, share) }), true
 }
 
-// waitHoldStream is tryHoldStream that waits for room, until ctx is done
-// or the streams are closed.
+// waitHoldStream is tryHoldStream that waits for room, until ctx is done.
 func (h *Handler) waitHoldStream(ctx context.Context, client string, n int) (func(), error) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-h.hub.closed:
-			cancel()
-		case <-wctx.Done():
-		}
-	}()
-	closed := func(err error) error {
-		if ctx.Err() == nil {
-			return errStreamsClosed
-		}
-		return err
-	}
 	share := min(int64(n), h.answerShares.Max())
-	if err := h.answerShares.Wait(wctx, client, share); err != nil {
-		return nil, closed(err)
+	if err := h.answerShares.Wait(ctx, client, share); err != nil {
+		return nil, err
 	}
-	held, err := h.answers.Acquire(wctx, n)
+	held, err := h.answers.Acquire(ctx, n)
 	if err != nil {
 		h.answerShares.Give(client, share)
-		return nil, closed(err)
+		return nil, err
 	}
 	return releaseOnce(held, func() { h.answerShares.Give(client, share) }), nil
 }
@@ -445,7 +466,8 @@ func (h *Handler) events(c echo.Context) error {
 		return err
 	}
 	defer release()
-	ctx := clientContext(c) // a stream ends with its client, half-closed or gone
+	ctx, stop := h.streamContext(c) // a stream ends with its client, half-closed or gone, or with the streams
+	defer stop()
 	cfg := h.cfg.Events.withDefaults()
 	client := clientOf(c, h.cfg.Tokens != nil)
 
@@ -456,36 +478,39 @@ func (h *Handler) events(c echo.Context) error {
 
 	// The first read happens before the answer starts, so that a missing
 	// document or a failing store is still a problem+json answer.
-	var first [][]byte // snapshot or reset event, if any, in parts
-	var held docState  // what first holds of the answers' budget (not its body), until written
-	defer func() { held.release() }()
-	var versions []store.Version
-	var more bool
+	var first [][]byte   // snapshot or reset event, if any, in parts
+	var held docState    // what first holds of the answers' budget (not its body), until written
+	var page versionPage // versions to send, holding their bytes until written
+	defer func() { held.release(); page.release() }()
 	if resume {
-		versions, more, err = h.svc.History(ctx, coll, id, after, cfg.Batch, historyPageBytes)
+		page, err = h.nextVersions(ctx, client, coll, id, after, cfg.Batch)
 		if err != nil {
-			return err
+			return h.streamErr(err)
 		}
-		if gap(after, versions) || len(versions) == 0 {
-			snap, err := h.state(ctx, coll, id)
+		switch {
+		case page.reset != nil: // the versions after it were pruned
+			snap := *page.reset
+			first, after, page.reset = eventParts("reset", snap.seq, snap.data()), snap.seq, nil
+		case len(page.versions) == 0:
 			// An empty read means "nothing new", unless the client names
 			// a seq this document never reached (another database, say).
-			if err == nil && (len(versions) > 0 || snap.seq < after) {
+			snap, err := h.state(ctx, coll, id)
+			if err == nil && snap.seq < after {
 				snap, err = h.heldState(ctx, client, coll, id) // a reset: read again, held until written
 				held = docState{held: snap.held}
-				first, after, versions, more = eventParts("reset", snap.seq, snap.data()), snap.seq, nil, true
+				first, after, page.more = eventParts("reset", snap.seq, snap.data()), snap.seq, true
 			}
 			if err != nil {
-				return err
+				return h.streamErr(err)
 			}
 		}
 	} else {
 		snap, err := h.heldState(ctx, client, coll, id)
 		if err != nil {
-			return err
+			return h.streamErr(err)
 		}
 		held = docState{held: snap.held}
-		first, after, more = eventParts("snapshot", snap.seq, snap.data()), snap.seq, true
+		first, after, page.more = eventParts("snapshot", snap.seq, snap.data()), snap.seq, true
 	}
 
 	res := c.Response()
@@ -536,10 +561,10 @@ func (h *Handler) events(c echo.Context) error {
 		failures++
 		h.metrics.feedRetries.Inc()
 		retry = time.After(feedRetryWait(failures))
-		versions, more = nil, false
+		page = versionPage{}
 	}
 	for {
-		events, err := h.hub.versions.all(coll, id, versions, false)
+		events, err := h.hub.versions.all(coll, id, page.versions, false)
 		if err != nil {
 			h.log.Error("change feed: undecodable history", "err", err)
 			return nil // the stream ends; the client resumes from the last id
@@ -550,12 +575,13 @@ func (h *Handler) events(c echo.Context) error {
 			}
 			after = ev.seq
 		}
-		if len(versions) > 0 {
+		if len(page.versions) > 0 {
 			if err := s.flush(); err != nil {
 				return nil
 			}
 		}
-		if !more {
+		page.release()
+		if !page.more {
 			select {
 			case <-sub.wake:
 			case <-retry:
@@ -577,22 +603,19 @@ func (h *Handler) events(c echo.Context) error {
 			return nil
 		default:
 		}
-		var reset *docState
-		versions, more, reset, err = h.nextVersions(ctx, client, coll, id, after, cfg.Batch)
+		page, err = h.nextVersions(ctx, client, coll, id, after, cfg.Batch)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, errStreamsClosed) {
+			if ctx.Err() != nil {
 				return nil
 			}
 			failed(err)
 			continue
 		}
-		if reset != nil {
-			err := s.write(eventParts("reset", reset.seq, reset.data())...)
-			reset.release()
-			if err != nil {
+		if page.reset != nil {
+			if err := s.write(eventParts("reset", page.reset.seq, page.reset.data())...); err != nil {
 				return nil
 			}
-			after = reset.seq
+			after, page.reset = page.reset.seq, nil
 		}
 		if failures > 0 {
 			h.log.Info("change feed: reading again", "collection", coll, "id", id, "failures", failures)
@@ -666,23 +689,59 @@ func feedRetryWait(n int) time.Duration {
 
 }
 
-// nextVersions reads up to batch versions of a document after seq after,
-// and whether more follow. When the versions right after it were pruned,
-// it returns instead the document's current state to reset to (with more
-// set: versions after that state may follow).
-func (h *Handler) nextVersions(ctx context.Context, client, coll, id string, after uint64, batch int) ([]store.Version, bool, *docState, error) {
-	versions, more, err := h.svc.History(ctx, coll, id, after, batch, historyPageBytes)
-	if err != nil {
-		return nil, false, nil, err
+// versionPage is what a stream reads after the last seq it sent: the
+// versions to send, or, when the versions right after it were pruned from
+// history, the document's current state to reset to (more is then set:
+// versions after that state may follow). It holds its bytes of the
+// answers' budget (heldRead) until release, once written.
+type versionPage struct {
+	versions []store.Version
+	more     bool
+	reset    *docState
+	held     func()
+}
+
+// release gives back what the page holds of the answers' budget.
+func (p versionPage) release() {
+	if p.held != nil {
+		p.held()
 	}
-	if gap(after, versions) {
-		snap, err := h.heldState(ctx, client, coll, id)
+}
+
+// versionEventOverhead is about what a version event adds to its ops:
+// seq, etag, at, kind, actor, requestId and the rest.
+const versionEventOverhead = 256
+
+// nextVersions reads the page of up to batch versions of a document after
+// seq after, held for client.
+func (h *Handler) nextVersions(ctx context.Context, client, coll, id string, after uint64, batch int) (versionPage, error) {
+	var p versionPage
+	held, err := h.heldRead(ctx, client, func() (int, error) {
+		p = versionPage{}
+		vs, more, err := h.svc.History(ctx, coll, id, after, batch, historyPageBytes)
 		if err != nil {
-			return nil, false, nil, err
+			return 0, err
 		}
-		return nil, true, &snap, nil
+		if !gap(after, vs) {
+			p.versions, p.more = vs, more
+			n := 0
+			for _, v := range vs {
+				n += len(v.Ops) + versionEventOverhead
+			}
+			return n, nil
+		}
+		snap, err := h.state(ctx, coll, id)
+		if err != nil {
+			return 0, err
+		}
+		p.reset, p.more = &snap, true
+		return len(snap.body), nil
+	}, func() { p = versionPage{} })
+	if err != nil {
+		return versionPage{}, err
 	}
-	return versions, more, nil, nil
+	p.held = held
+	return p, nil
 }
 
 // gap reports whether versions, read after seq after, do not start right

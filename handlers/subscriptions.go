@@ -311,7 +311,8 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		return nil
 	}
 	m := &multiStream{h: h, s: s, req: req, batch: cfg.Batch, client: clientOf(c, h.cfg.Tokens != nil)}
-	ctx := clientContext(c) // a stream ends with its client, half-closed or gone
+	ctx, stop := h.streamContext(c) // a stream ends with its client, half-closed or gone, or with the streams
+	defer stop()
 	// A read that fails because the store is unavailable (restarting,
 	// failing over, slow) does not end the stream, as on GET .../events:
 	// it is tried again after a backoff, or at a wake-up, while heartbeats
@@ -479,6 +480,9 @@ func (m *multiStream) ended(ctx context.Context, err error) {
 // each subscription keeps what it has sent.
 func (m *multiStream) start(ctx context.Context) error {
 	for _, d := range m.req.docs {
+		if err := ctx.Err(); err != nil { // the client went, or the streams were closed
+			return err
+		}
 		if !d.started {
 			if err := m.startDoc(ctx, d); err != nil {
 				return err
@@ -615,32 +619,40 @@ func (m *multiStream) docEvent(name string, d *docSub, st docState) error {
 // pumpDoc sends the versions of a document after the last one sent.
 func (m *multiStream) pumpDoc(ctx context.Context, d *docSub) error {
 	for {
-		vs, more, reset, err := m.h.nextVersions(ctx, m.client, d.coll, d.id, d.after, m.batch)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p, err := m.h.nextVersions(ctx, m.client, d.coll, d.id, d.after, m.batch)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil // never written: nothing to send yet
 		}
 		if err != nil {
 			return err
 		}
-		if reset != nil {
-			if err := m.docEvent("reset", d, *reset); err != nil {
-				return err
-			}
-		}
-		events, err := m.h.hub.versions.all(d.coll, d.id, vs, true)
-		if err != nil {
+		err = m.sendPage(d, p)
+		p.release()
+		if err != nil || !p.more {
 			return err
 		}
-		for _, ev := range events {
-			if err := m.write("version", ev.data); err != nil {
-				return err
-			}
-			d.after = ev.seq
-		}
-		if !more {
-			return nil
-		}
 	}
+}
+
+// sendPage sends a page of a document's versions, or its reset.
+func (m *multiStream) sendPage(d *docSub, p versionPage) error {
+	if p.reset != nil {
+		return m.docEvent("reset", d, *p.reset)
+	}
+	events, err := m.h.hub.versions.all(d.coll, d.id, p.versions, true)
+	if err != nil {
+		return err
+	}
+	for _, ev := range events {
+		if err := m.write("version", ev.data); err != nil {
+			return err
+		}
+		d.after = ev.seq
+	}
+	return nil
 }
 
 // present sets a collection subscription at the present.
