@@ -240,7 +240,11 @@ func TestStreamWaitingForRoomClosed(t *testing.T) {
 		_, r := openFeed(t, s, "/docs/big/d/events", nil, nil)
 		got <- r
 	}()
-	for s.h.OpenStreams() == 0 { // subscribed: any wait from now on sees the close
+	deadline := time.Now().Add(10 * time.Second)
+	for s.h.AnswersWaiting() == 0 { // the stream waits for room
+		if time.Now().After(deadline) {
+			t.Fatal("the stream's snapshot never waited for room")
+		}
 		runtime.Gosched()
 	}
 	s.h.CloseStreams()
@@ -319,5 +323,25 @@ func TestCloseStreamsStopsStart(t *testing.T) {
 	}
 	if n := strings.Count(string(rest), "event: snapshot\n"); n >= 300 {
 		t.Fatalf("%d snapshots after the streams were closed: the stream sent them all", n)
+	}
+}
+
+// TestCaughtUpResumeNeedsNoRoom: a stream resumed at a large document's
+// current seq sends nothing at its start, so it does not wait for room in
+// a full answers' budget: over GET and POST /events alike it opens at
+// once (POST /events sends ready).
+func TestCaughtUpResumeNeedsNoRoom(t *testing.T) {
+	t.Parallel()
+	s, _ := fullAnswers(t)
+	mustOpenFeed(t, s, "/docs/big/d/events", hdr{"Last-Event-ID", "1"})
+	body := `{"docs":[{"c":"big","id":"d","after":1}]}`
+	conn, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /events HTTP/1.1\r\nHost: patchd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if !connReads(conn, "event: ready") {
+		t.Fatal("a caught-up POST /events sent no ready while the answers' budget was full")
 	}
 }

@@ -615,6 +615,9 @@ func (h *Handler) events(c echo.Context) error {
 			if err := s.write(eventParts("reset", page.reset.seq, page.reset.data())...); err != nil {
 				return nil
 			}
+			if err := s.flush(); err != nil {
+				return nil
+			}
 			after, page.reset = page.reset.seq, nil
 		}
 		if failures > 0 {

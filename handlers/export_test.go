@@ -8,3 +8,6 @@ func (h *Handler) BodyBudgetHeld() int64 { return h.bodies.Held() }
 
 // AnswersHeld returns the bytes of the answers' budget held now.
 func (h *Handler) AnswersHeld() int64 { return h.answers.Held() }
+
+// AnswersWaiting returns how many wait for room in the answers' budget.
+func (h *Handler) AnswersWaiting() int { return h.answers.Waiting() }

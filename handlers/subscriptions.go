@@ -586,15 +586,16 @@ func (m *multiStream) startDoc(ctx context.Context, d *docSub) error {
 		if err != nil || len(vs) > 0 {
 			return err
 		}
-		snap, err := m.h.heldState(ctx, m.client, d.coll, d.id)
-		if err != nil {
+		snap, err := m.h.state(ctx, d.coll, d.id)
+		if err != nil || snap.seq >= d.after {
+			return err // caught up: nothing to send, nothing held
+		}
+		// A seq this document never reached: a reset, read again, held
+		// until written.
+		if snap, err = m.h.heldState(ctx, m.client, d.coll, d.id); err != nil {
 			return err
 		}
-		if snap.seq < d.after { // a seq this document never reached
-			return m.docEvent("reset", d, snap)
-		}
-		snap.release()
-		return nil
+		return m.docEvent("reset", d, snap)
 	}
 	snap, err := m.h.heldState(ctx, m.client, d.coll, d.id)
 	if errors.Is(err, store.ErrNotFound) {

@@ -104,6 +104,16 @@ func (b *Budget) Capacity() int64 {
 	return b.cap
 }
 
+// Waiting returns how many Acquires wait for room now.
+func (b *Budget) Waiting() int {
+	if b == nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.waiters)
+}
+
 // Held returns the bytes taken from the budget now.
 func (b *Budget) Held() int64 {
 	if b == nil {
