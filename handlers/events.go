@@ -60,12 +60,12 @@ func (c EventsConfig) withDefaults() EventsConfig {
 // notification can never be lost to a full buffer, and a writer never waits
 // for a reader.
 type hub struct {
-	mu     sync.RWMutex
-	subs   map[string]map[*waker]struct{}
-	closed chan struct{}   // closed by close: every stream ends
-	ctx    context.Context // done when closed
+	mu   sync.RWMutex
+	subs map[string]map[*waker]struct{}
+	// ctx is done once close is called: every stream's context ends with
+	// it (streamContext).
+	ctx    context.Context
 	cancel context.CancelFunc
-	once   sync.Once
 	// reads shares the change log reads of collection streams; notify
 	// raises a collection's generation there before it wakes them.
 	reads *changeReads
@@ -118,7 +118,7 @@ func (w *waker) take() (keys map[string]struct{}, all bool) {
 
 func newHub() *hub {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &hub{subs: make(map[string]map[*waker]struct{}), closed: make(chan struct{}), ctx: ctx, cancel: cancel,
+	return &hub{subs: make(map[string]map[*waker]struct{}), ctx: ctx, cancel: cancel,
 		reads: newChangeReads(), presence: newPresenceReads(), versions: newVersionEvents()}
 }
 
@@ -221,7 +221,7 @@ func (h *hub) count() int {
 }
 
 // close ends every stream, present and future.
-func (h *hub) close() { h.once.Do(func() { close(h.closed); h.cancel() }) }
+func (h *hub) close() { h.cancel() }
 
 // CloseStreams ends every change feed stream and makes new ones end at once.
 // Call it when the server shuts down: streams never go idle by themselves,
@@ -592,16 +592,12 @@ func (h *Handler) events(c echo.Context) error {
 				if err := s.flush(); err != nil {
 					return nil
 				}
-			case <-ctx.Done():
-				return nil
-			case <-h.hub.closed:
+			case <-ctx.Done(): // the client went, or the streams were closed
 				return nil
 			}
 		}
-		select {
-		case <-h.hub.closed:
+		if ctx.Err() != nil {
 			return nil
-		default:
 		}
 		page, err = h.nextVersions(ctx, client, coll, id, after, cfg.Batch)
 		if err != nil {

@@ -377,9 +377,7 @@ func (h *Handler) eventsMany(c echo.Context) error {
 				continue
 			}
 			all = true // nobody tells this stream of commits: look
-		case <-ctx.Done():
-			return nil
-		case <-h.hub.closed:
+		case <-ctx.Done(): // the client went, or the streams were closed
 			return nil
 		}
 		// After a failed read, every subscription is read again: the one
