@@ -327,15 +327,16 @@ func (h *Handler) heldState(ctx context.Context, client, coll, id string) (docSt
 	return st, nil
 }
 
-// heldRead has read read what a stream is about to send (a snapshot, a
-// page of versions) and return its size, and holds that many bytes of
-// the answers' budget and of client's share until the returned function
-// is called, once the stream has written it: what streams hold while
-// their clients do not read is bounded as the documents being written
-// are, in all and per client. Less than budget.Min holds nothing. Unlike
-// a GET, a stream is not refused when there is no room: heldRead has drop
-// let go of what read read, waits for room, and reads again, until ctx is
-// done (errStreamsClosed when the streams were closed).
+// heldRead calls read, which reads what a stream is about to send (a
+// snapshot, a page of versions) and returns its size, and holds that many
+// bytes of the answers' budget and of client's share until the returned
+// function is called, once the stream has written it: what streams hold
+// while their clients do not read is bounded as the documents being
+// written are, in all and per client. Less than budget.Min holds nothing.
+// Unlike a GET, a stream is not refused when there is no room: heldRead
+// calls drop to let go of what was read, waits for room, and calls read
+// again, until ctx is done (errStreamsClosed when the streams were
+// closed).
 func (h *Handler) heldRead(ctx context.Context, client string, read func() (int, error), drop func()) (func(), error) {
 	n, err := read()
 	for err == nil {
@@ -377,7 +378,8 @@ func (h *Handler) streamContext(c echo.Context) (context.Context, context.Cancel
 	return ctx, func() { stop(); cancel() }
 }
 
-// errStreamsClosed ends a stream's wait when the streams are closed.
+// errStreamsClosed is the error of a stream's read or wait once the
+// streams are closed (503 before a stream's answer has begun).
 var errStreamsClosed = errors.New("the server closed its streams")
 
 // tryHoldStream takes n bytes of the answers' budget and of client's
