@@ -314,7 +314,20 @@ function renderItems(items, fromOthers) {
     // In the document's order among the rows it holds; rows kept on this
     // page only (not saved yet) stay where they are.
     const placed = [...itemsList.children].filter((r) => r === li || !localItems.has(r.dataset.id));
-    if (placed[i] !== li) itemsList.insertBefore(li, placed[i] ?? null);
+    if (placed[i] !== li) {
+      if (li.contains(document.activeElement)) {
+        // Moving the row that holds the cursor would take the focus out of
+        // it, and the keys typed next with it: the rows that must come
+        // after it move instead, in their order.
+        let after = li;
+        for (const r of placed.slice(i, placed.indexOf(li))) {
+          after.after(r);
+          after = r;
+        }
+      } else {
+        itemsList.insertBefore(li, placed[i] ?? null);
+      }
+    }
     for (const f of ['desc', 'qty']) {
       const key = `item:${it.id}:${f}`;
       if (busy(key)) continue;

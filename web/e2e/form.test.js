@@ -209,6 +209,36 @@ test('a line item added in one page appears in the other, and a removal too', { 
   await Promise.all([shot(t, alice, '2-removed'), shot(t, bob, '2-removed')]);
 });
 
+test('a line item moved by someone else while Alice types in it keeps her cursor and every key', { timeout: 90_000 }, async (t) => {
+  const { id, alice } = await twoPeople(t);
+  for (const text of ['First', 'Second']) {
+    await alice.click('#add-item');
+    await alice.waitForSelector('#items li:last-child input.desc:focus', { timeout: WAIT });
+    await alice.keyboard.type(text);
+    await settled(alice);
+  }
+  // Alice types in the second row; meanwhile someone takes the first row
+  // out and puts it back last (not a move of hers, which would conflict):
+  // her row comes first.
+  await alice.click('#items li:nth-child(2) input.desc');
+  await alice.keyboard.press('End');
+  await alice.keyboard.type(' row');
+  const first = (await serverDoc(id)).items[0];
+  const res = await fetch(`${server.url}/docs/demo/${id}`, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/json-patch+json', 'If-Match': '*' },
+    body: JSON.stringify([{ op: 'remove', path: '/items/0' }, { op: 'add', path: '/items/-', value: first }]),
+  });
+  assert.equal(res.status, 200, await res.text());
+  await valueIs(alice, '#items li:nth-child(2) input.desc', 'First');
+  // The row moved with the cursor in it: what she types next still lands there.
+  assert.equal(await alice.evaluate(() => document.activeElement?.closest('li')?.querySelector('input.desc')?.value), 'Second row');
+  await alice.keyboard.type(' and more');
+  await settled(alice);
+  const saved = await serverDoc(id);
+  assert.deepEqual(saved.items.map((it) => it.desc), ['Second row and more', 'First']);
+});
+
 test('a page that went offline catches up on reconnect, and sends what was typed meanwhile', { timeout: 90_000 }, async (t) => {
   const { id, alice, bob } = await twoPeople(t);
   await alice.fill('#customer', 'Before');
