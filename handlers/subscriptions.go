@@ -465,9 +465,10 @@ func (m *multiStream) write(name string, data []byte) error {
 	return nil
 }
 
-// ended logs why a stream ended, unless the client went away.
+// ended logs why a stream ended, unless the client went away or the
+// streams were closed (either ends ctx).
 func (m *multiStream) ended(ctx context.Context, err error) {
-	if errors.Is(err, errStreamWrite) || errors.Is(err, errStreamsClosed) || ctx.Err() != nil {
+	if errors.Is(err, errStreamWrite) || ctx.Err() != nil {
 		return
 	}
 	m.h.log.Warn("change feed: stream ended", "err", err)
