@@ -61,15 +61,23 @@ function heldFeed() {
   const f = async (url, init) => {
     const res = await fetch(url, init);
     if (!String(url).endsWith('/events')) return res;
+    // Everything up to the end of the snapshot event goes through, however
+    // the server splits it into chunks (its head may come alone); what
+    // follows waits for release.
     const reader = res.body.getReader();
-    let first = true;
+    const text = new TextDecoder();
+    let seen = '';
+    const started = () => {
+      const at = seen.indexOf('event: snapshot');
+      return at >= 0 && seen.indexOf('\n\n', at) >= 0;
+    };
     const body = new ReadableStream({
       async pull(ctl) {
-        if (!first) await held;
-        first = false;
+        if (started()) await held;
         const r = await reader.read();
-        if (r.done) ctl.close();
-        else ctl.enqueue(r.value);
+        if (r.done) return ctl.close();
+        seen += text.decode(r.value, { stream: true });
+        ctl.enqueue(r.value);
       },
       cancel: () => reader.cancel(),
     });
