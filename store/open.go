@@ -162,8 +162,9 @@ func Open(ctx context.Context, location string, opts Options) (Store, error) {
 	return open(ctx, location, opts.WithDefaults())
 }
 
-// Redact returns a store location fit for logs: a URL's password is
-// replaced; a path is returned as it is.
+// Redact returns a store location fit for logs: a URL's password, in its
+// user part or as a password or sslpassword parameter, is replaced; a path
+// is returned as it is.
 func Redact(location string) string {
 	if Scheme(location) == PathScheme && !strings.HasPrefix(location, "file://") {
 		return location
@@ -171,6 +172,14 @@ func Redact(location string) string {
 	u, err := url.Parse(location)
 	if err != nil {
 		return Scheme(location) + "://(unparsable URL)"
+	}
+	if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }
