@@ -206,12 +206,12 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 		// The client went away mid-request: nothing failed here, and
 		// nobody reads an answer. The request log and the metrics count
 		// it as 499 (client closed request), never as a 500.
-		h.log.Debug("client gone", slog.String("method", c.Request().Method),
+		h.log.Debug("client gone", slog.String("request_id", info(c).id), slog.String("method", c.Request().Method),
 			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
 		info(c).clientGone = true
 		return
 	case k.status == http.StatusInternalServerError:
-		h.log.Error("internal error", slog.String("method", c.Request().Method),
+		h.log.Error("internal error", slog.String("request_id", info(c).id), slog.String("method", c.Request().Method),
 			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
 		p.Detail = "internal error"
 	case k.status == http.StatusInsufficientStorage:
@@ -223,8 +223,10 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	case errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrCommitUnknown):
 		// The store's own words name hosts and drivers: they go to the
 		// log; the client learns what to do.
-		h.log.Warn("store unavailable", slog.String("method", c.Request().Method),
-			slog.String("path", c.Request().URL.Path), slog.Any("err", err))
+		if !info(c).causeLogged {
+			h.log.Warn("store unavailable", slog.String("request_id", info(c).id), slog.String("method", c.Request().Method),
+				slog.String("path", c.Request().URL.Path), slog.Any("err", err))
+		}
 		var de *document.Error
 		switch {
 		case errors.As(err, &de) && errors.Is(de.Err, store.ErrUnavailable):

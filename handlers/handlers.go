@@ -229,7 +229,7 @@ func (h *Handler) Echo() *echo.Echo {
 		DisableStackAll:   true,
 		DisablePrintStack: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-			h.log.Error("panic", slog.String("path", c.Request().URL.Path), slog.Any("err", err), slog.String("stack", string(stack)))
+			h.log.Error("panic", slog.String("request_id", info(c).id), slog.String("path", c.Request().URL.Path), slog.Any("err", err), slog.String("stack", string(stack)))
 			return err
 		},
 	}))

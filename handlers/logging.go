@@ -35,6 +35,9 @@ type requestInfo struct {
 	replayed bool
 	// clientGone marks a request whose client went away before its answer.
 	clientGone bool
+	// causeLogged marks an error whose cause the handler logged already:
+	// the error handler does not log it again.
+	causeLogged bool
 	// dryRun marks a write made with ?dryRun=true: it wrote nothing, so it
 	// counts in no metric of writes (rebases, replays).
 	dryRun bool

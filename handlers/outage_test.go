@@ -165,6 +165,11 @@ func TestStoreUnavailableIs503(t *testing.T) {
 		if r.header.Get("Retry-After") != "1" {
 			t.Fatalf("%s %s: Retry-After %q, want 1", tc.method, tc.path, r.header.Get("Retry-After"))
 		}
+		// The line with the store's error names the request, so that an
+		// operator given its X-Request-Id finds why it failed.
+		if id := r.header.Get("X-Request-Id"); !logLineWith(logs.String(), `"request_id":"`+id+`"`, "injected: connection refused") {
+			t.Errorf("%s %s: no log line has request %s and the store's error:\n%s", tc.method, tc.path, id, logs.String())
+		}
 		if d := r.problem(t)["detail"].(string); strings.Contains(d, "injected") || !strings.Contains(d, "retry") && !strings.Contains(d, "traffic") {
 			t.Fatalf("%s %s: detail %q", tc.method, tc.path, d)
 		}
@@ -225,6 +230,38 @@ func (f failingUpdates) Update(ctx context.Context, c, id string, fn store.Updat
 		return nil, f.err
 	}
 	return f.Store.Update(ctx, c, id, fn)
+}
+
+// logLineWith reports whether one line of logs holds every one of subs.
+func logLineWith(logs string, subs ...string) bool {
+	for line := range strings.Lines(logs) {
+		all := true
+		for _, sub := range subs {
+			all = all && strings.Contains(line, sub)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// TestReadyzLogsOncePerCheck: probes that a cached failed check answers
+// are 503 without logging its cause again; the check that failed logs it
+// once.
+func TestReadyzLogsOncePerCheck(t *testing.T) {
+	var logs logBuffer
+	s := startServerWith(t, func(st store.Store) store.Store { sw := &switchableStore{Store: st}; sw.down.Store(true); return sw }, nil,
+		func(c *config) {
+			c.http.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+			c.http.ReadyCache = time.Hour
+		})
+	for range 4 {
+		expect(t, s.do(t, "GET", "/readyz", nil, ""), http.StatusServiceUnavailable, "unavailable")
+	}
+	if n := strings.Count(logs.String(), "injected: connection refused"); n != 1 {
+		t.Fatalf("the store's error logged %d times for 4 probes of one check, want 1:\n%s", n, logs.String())
+	}
 }
 
 // TestReadyzProbe: /readyz needs no token and is not rate-limited, like

@@ -257,7 +257,8 @@ func (h *Handler) eventsMany(c echo.Context) error {
 		if c.Request().Context().Err() != nil {
 			return err // the client is gone
 		}
-		h.log.Warn("change feed: the store does not answer", "err", err)
+		h.log.Warn("change feed: the store does not answer", "request_id", info(c).id, "err", err)
+		info(c).causeLogged = true
 		return fail(store.ErrUnavailable, "the database is unavailable or did not answer in time; retry after the Retry-After delay")
 	}
 	// A cursor's head was checked with the body; its position is the
