@@ -54,9 +54,13 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		{[]string{"migrate", "--help"}, []string{"from", "to"}},
 		{[]string{"check", "--help"}, []string{"db", "lock-timeout"}},
 	} {
-		err, _, usage := cli(t, "", tc.args...)
+		err, usage, stderr := cli(t, "", tc.args...)
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Fatalf("%v: err=%v", tc.args, err)
+		}
+		// Help asked for goes to stdout, to be read with a pager or grep.
+		if stderr != "" {
+			t.Errorf("%v: %d bytes on stderr, want the help on stdout alone", tc.args, len(stderr))
 		}
 		// Each flag line is followed by its variable and default.
 		lines := strings.Split(usage, "\n")
@@ -77,7 +81,16 @@ func TestHelpListsEveryFlag(t *testing.T) {
 			t.Errorf("%v: lists %v, want %v", tc.args, listed, want)
 		}
 	}
-	_, _, usage := cli(t, "", "--help")
+	_, usage, _ := cli(t, "", "--help")
+	for _, args := range [][]string{{"help", "version"}, {"help", "help"}} {
+		if _, out, stderr := cli(t, "", args...); !strings.Contains(out, "Usage: patchd "+args[1]) || stderr != "" {
+			t.Errorf("%v: stdout %q, stderr %q", args, out, stderr)
+		}
+	}
+	// A mistake's usage goes to stderr.
+	if err, out, stderr := cli(t, "", "check", "--bogus"); err == nil || out != "" || !strings.Contains(stderr, "--lock-timeout") {
+		t.Errorf("check --bogus: err %v, stdout %q, stderr %q", err, out, stderr)
+	}
 	for _, want := range []string{"--max-body BYTES", "[env PATCHD_MAX_BODY, default 1MiB]", "--require-if-match BOOL", "--ui BOOL", "[env PATCHD_REQUIRE_IF_MATCH, default true]",
 		"--addr ADDR", "default 127.0.0.1:8080", "patchd backup", "patchd export", "patchd import", "patchd version"} {
 		if !strings.Contains(usage, want) {

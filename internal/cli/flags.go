@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,7 +17,8 @@ import (
 // value, shows in the usage, and gives way to the variable.
 type flagSet struct {
 	fs       *flag.FlagSet
-	out      io.Writer
+	out      io.Writer // where the usage goes: Stderr, or Stdout when asked for
+	stdout   io.Writer
 	getenv   func(string) string
 	defaults map[string]string
 	envErrs  map[string]error // the variables that did not parse, by flag
@@ -25,7 +27,7 @@ type flagSet struct {
 // newFlagSet returns the flags of a command; head writes what the usage
 // says above the list of flags.
 func (m *Main) newFlagSet(name string, head func(w io.Writer)) *flagSet {
-	f := &flagSet{fs: flag.NewFlagSet("patchd "+name, flag.ContinueOnError), out: m.Stderr, getenv: m.Getenv, defaults: map[string]string{}, envErrs: map[string]error{}}
+	f := &flagSet{fs: flag.NewFlagSet("patchd "+name, flag.ContinueOnError), out: m.Stderr, stdout: m.Stdout, getenv: m.Getenv, defaults: map[string]string{}, envErrs: map[string]error{}}
 	f.fs.SetOutput(m.Stderr)
 	f.fs.Usage = func() {
 		head(f.out)
@@ -54,13 +56,23 @@ func (f *flagSet) add(v flag.Value, name, def, usage string) {
 	}
 }
 
-// parse parses args. Mistakes are usage errors; --help is flag.ErrHelp. A
+// parse parses args. Mistakes are usage errors, with the usage on Stderr;
+// --help is flag.ErrHelp, with the usage on Stdout, as asked for. A
 // variable that does not parse is an error unless its flag is given.
 func (f *flagSet) parse(args []string) error {
-	if err := f.fs.Parse(f.joinBools(args)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+	var said bytes.Buffer
+	stderr := f.out
+	f.out = &said
+	f.fs.SetOutput(&said)
+	err := f.fs.Parse(f.joinBools(args))
+	f.out = stderr
+	f.fs.SetOutput(stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		_, _ = f.stdout.Write(said.Bytes())
+		return err
+	}
+	_, _ = stderr.Write(said.Bytes())
+	if err != nil {
 		return usageError{err}
 	}
 	f.fs.Visit(func(fl *flag.Flag) { delete(f.envErrs, fl.Name) })
@@ -110,6 +122,12 @@ func (f *flagSet) joinBools(args []string) []string {
 		}
 	}
 	return out
+}
+
+// help prints the usage on Stdout, as asked for.
+func (f *flagSet) help() {
+	f.out = f.stdout
+	f.fs.Usage()
 }
 
 // usageErrorf prints the usage and returns a usage error.
