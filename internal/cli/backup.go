@@ -40,7 +40,7 @@ func (m *Main) backup(ctx context.Context, args []string) error {
 	f.add(stringValue{&db}, "db", "./patchd.db", "database file to copy (when no server runs on it)")
 	f.add(stringValue{&out}, "out", "", "file to write the copy to (required; written whole or not at all)")
 	f.add(stringValue{&from}, "url", "", "base URL of a running server to copy from, like http://127.0.0.1:8080")
-	f.add(durationValue{&timeout}, "lock-timeout", "1s", "how long to wait for the database file's lock")
+	f.lockTimeout(&timeout)
 	if err := f.parse(args); err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func (m *Main) check(ctx context.Context, args []string) error {
 		fmt.Fprintln(w, "Usage: patchd check [flags]\n  Verifies a database no server runs on (or a backup): the storage structure, every document's bytes against its ETag, every document's retained history against the document, and every stored schema (one that does not compile fails every write to its collection). Each problem is printed on a line of its own, naming its document; the exit status is 1 if there is any.")
 	})
 	f.add(stringValue{&db}, "db", "./patchd.db", "database to check (no server may be running on a file)")
-	f.add(durationValue{&timeout}, "lock-timeout", "1s", "how long to wait for the database file's lock")
+	f.lockTimeout(&timeout)
 	if err := f.parse(args); err != nil {
 		return err
 	}

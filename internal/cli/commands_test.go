@@ -447,7 +447,7 @@ func TestCommandLine(t *testing.T) {
 	})
 	t.Run("HelpVersionDescribes", func(t *testing.T) {
 		code, out, errs := exit(t, "help", "version")
-		if code != 0 || out != "" || !strings.Contains(errs, "Usage: patchd version") {
+		if code != 0 || errs != "" || !strings.Contains(out, "Usage: patchd version") {
 			t.Fatalf("help version: %d, %q, %q", code, out, errs)
 		}
 	})
@@ -509,4 +509,22 @@ func TestCommandLine(t *testing.T) {
 			t.Fatalf("import from a terminal said %q", errb.String())
 		}
 	})
+}
+
+// TestLockTimeoutAboveZero: a --lock-timeout of zero or less is a mistake
+// on the command line (exit 2), not a silent wait of the default.
+func TestLockTimeoutAboveZero(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "patchd.db")
+	for _, cmd := range []string{"check", "backup", "export", "import"} {
+		for _, v := range []string{"0", "-1s", "0s"} {
+			err, _, _ := cli(t, "", cmd, "--db", db, "--lock-timeout", v)
+			var ue usageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), "above zero") {
+				t.Errorf("%s --lock-timeout %s: %v, want a usage error", cmd, v, err)
+			}
+		}
+	}
+	if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused command left %s: %v", db, err)
+	}
 }

@@ -21,7 +21,7 @@ func (m *Main) export(ctx context.Context, args []string) error {
 	f.add(stringValue{&db}, "db", "./patchd.db", "database to read (no server may be running on a file)")
 	f.add(stringValue{&out}, "out", "-", "file to write, or - for standard output")
 	f.add(boolValue{&history}, "history", "false", "add every retained version, and deleted documents whose history is retained")
-	f.add(durationValue{&timeout}, "lock-timeout", "1s", "how long to wait for the database file's lock")
+	f.lockTimeout(&timeout)
 	if err := f.parse(args); err != nil {
 		return err
 	}

@@ -68,10 +68,10 @@ func (f *flagSet) parse(args []string) error {
 	f.out = stderr
 	f.fs.SetOutput(stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		_, _ = f.stdout.Write(said.Bytes())
+		writeTo(f.stdout, said.Bytes())
 		return err
 	}
-	_, _ = stderr.Write(said.Bytes())
+	writeTo(stderr, said.Bytes())
 	if err != nil {
 		return usageError{err}
 	}
@@ -122,6 +122,13 @@ func (f *flagSet) joinBools(args []string) []string {
 		}
 	}
 	return out
+}
+
+// writeTo writes b to w, if there is a w.
+func writeTo(w io.Writer, b []byte) {
+	if w != nil && len(b) > 0 {
+		_, _ = w.Write(b)
+	}
 }
 
 // help prints the usage on Stdout, as asked for.
@@ -260,6 +267,27 @@ func (v durationValue) Set(s string) error {
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		return errors.New("not a duration like 24h or 90m")
+	}
+	*v.p = d
+	return nil
+}
+
+// lockTimeout declares --lock-timeout, how long a command waits for the
+// database file's lock: a duration above zero.
+func (f *flagSet) lockTimeout(p *time.Duration) {
+	f.add(positiveDuration{durationValue{p}}, "lock-timeout", "1s", "how long to wait for the database file's lock")
+}
+
+// positiveDuration is a duration above zero.
+type positiveDuration struct{ durationValue }
+
+func (v positiveDuration) Set(s string) error {
+	var d time.Duration
+	if err := (durationValue{&d}).Set(s); err != nil {
+		return err
+	}
+	if d <= 0 {
+		return errors.New("must be above zero, like 1s")
 	}
 	*v.p = d
 	return nil

@@ -31,7 +31,7 @@ func (m *Main) importCmd(ctx context.Context, args []string) error {
 	f.add(byteSize{&maxDoc}, "max-doc", "1MiB", "largest document, as the server's --max-doc")
 	f.add(intValue{&maxDepth}, "max-depth", "64", "deepest nesting of a document, as the server's --max-depth")
 	f.add(byteSize{&maxLine}, "max-line", "256MiB", "longest line read; longer ones are refused")
-	f.add(durationValue{&timeout}, "lock-timeout", "1s", "how long to wait for the database file's lock")
+	f.lockTimeout(&timeout)
 	if err := f.parse(args); err != nil {
 		return err
 	}
