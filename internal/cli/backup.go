@@ -146,7 +146,14 @@ func backupURL(ctx context.Context, base, out, token string) (int64, error) {
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-		return 0, fmt.Errorf("GET %s: %s: %s", u, res.Status, strings.TrimSpace(string(body)))
+		err := fmt.Errorf("GET %s: %s: %s", u, res.Status, strings.TrimSpace(string(body)))
+		if res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden {
+			if token == "" {
+				return 0, fmt.Errorf("%w (set PATCHD_TOKEN to an admin token of the server)", err)
+			}
+			return 0, fmt.Errorf("%w (PATCHD_TOKEN must be an admin token of the server)", err)
+		}
+		return 0, err
 	}
 	var n int64
 	err = writeFileAtomic(out, func(w io.Writer) error {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -526,5 +527,21 @@ func TestLockTimeoutAboveZero(t *testing.T) {
 	}
 	if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused command left %s: %v", db, err)
+	}
+}
+
+// TestBackupURLSaysToken: a backup refused for its token says which
+// variable carries it.
+func TestBackupURLSaysToken(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	out := filepath.Join(t.TempDir(), "b.db")
+	for token, want := range map[string]string{"": "set PATCHD_TOKEN", "x": "PATCHD_TOKEN must be an admin token"} {
+		_, err := backupURL(context.Background(), srv.URL, out, token)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("token %q: %v, want it to say %q", token, err, want)
+		}
 	}
 }
