@@ -356,9 +356,10 @@ function renderItems(items, fromOthers) {
 function edited(key) {
   if (!dirty.has(key)) {
     // The version this edit is made against: a concurrent change of the
-    // same field since then is a conflict, not a silent overwrite.
+    // same field since then is a conflict, not a silent overwrite. was is
+    // the field's value in it.
     const k = parseKey(key);
-    dirty.set(key, { base: doc.version(), index: k.item ? itemIndex(doc.value, k.item) : -1 });
+    dirty.set(key, { base: doc.version(), index: k.item ? itemIndex(doc.value, k.item) : -1, was: valueAt(doc.value, key) });
   }
   refusedBase.delete(key);
   refusedElsewhere.delete(key);
@@ -439,6 +440,7 @@ function flush() {
     const ops = [];
     const sent = new Map();
     const pathKey = new Map();
+    const was = new Map();
     for (const [key, d] of entries) {
       if (localItems.has(parseKey(key).item)) continue; // sent above
       dirty.delete(key);
@@ -450,13 +452,15 @@ function flush() {
         pathKey.set(op.path, key);
       }
       sent.set(key, v);
+      if (Object.hasOwn(d, 'was')) was.set(key, d.was);
     }
-    if (ops.length) send(ops, base, sent, pathKey);
+    if (ops.length) send(ops, base, sent, pathKey, false, was);
   }
   updateStatus();
 }
 
-async function send(ops, base, sent, pathKey, again = false) {
+// was holds, for the fields it knows, their value in base.
+async function send(ops, base, sent, pathKey, again = false, was = null) {
   for (const key of sent.keys()) inflight.set(key, (inflight.get(key) ?? 0) + 1);
   let error = null;
   try {
@@ -479,7 +483,7 @@ async function send(ops, base, sent, pathKey, again = false) {
   }
   // No longer on its way when its failure is handled: a field still in
   // flight then has newer text on its way (and a retry counts anew).
-  if (error) await failed(error, sent, pathKey, again, base);
+  if (error) await failed(error, sent, pathKey, again, base, was);
   // Edits left waiting for this write (a line item's, kept on the page
   // while its add was on its way) go now.
   if (dirty.size && flushTimer === null) schedule();
@@ -487,7 +491,7 @@ async function send(ops, base, sent, pathKey, again = false) {
   updateStatus();
 }
 
-async function failed(err, sent, pathKey, again, base = null) {
+async function failed(err, sent, pathKey, again, base = null, was = null) {
   if (err instanceof PatchdError && err.type === 'patch-failed' && !again) {
     // A line item moved before this edit reached the server: make it
     // again against the version shown now. The test of the item's id
@@ -510,14 +514,14 @@ async function failed(err, sent, pathKey, again, base = null) {
         pk.set(op.path, key);
       }
     }
-    if (ops2.length) await send(ops2, doc.version(), sent, pk, true);
+    if (ops2.length) await send(ops2, doc.version(), sent, pk, true, was);
   } else if (err instanceof ConflictError && err.conflicts.some((c) => c.reason === 'schema-violation')) {
     // Made against an older version, it merged with the changes since,
     // but the two together break the collection's rules: a refusal of
     // this edit, said as such, not someone else changing the field.
     refuse(ruleRefusal(err), sent, pathKey, base);
   } else if (err instanceof PatchdError && err.status === 412) {
-    conflict(err, sent, pathKey, base);
+    await conflict(err, sent, pathKey, base, was);
   } else if (err instanceof PatchdError && err.type === 'schema-violation' && !again && emptiedOnly(sent)) {
     // A field emptied where the schema refuses an empty value ('' is no
     // email): the member goes, as a new form leaves it out.
@@ -691,12 +695,34 @@ function sentOf(ops) {
 
 // --- conflicts --------------------------------------------------------
 
-function conflict(err, sent, pathKey, base = null) {
+function conflict(err, sent, pathKey, base = null, was = null) {
   let keys = err instanceof ConflictError ? [...new Set(err.conflicts.map((c) => pathKey.get(c.clientPath)).filter(Boolean))] : [];
   if (keys.length === 0) keys = [...sent.keys()];
   const current = err.current?.value ?? doc.value;
+  // A line item moved by someone else (a move is a removal and an insert)
+  // while its field kept the value the edit began from: nobody else
+  // changed the field, so the edit is made again where the item is now.
+  const moved = keys.filter((key) => movedOnly(err, key, pathKey, was));
+  keys = keys.filter((key) => !moved.includes(key));
+  let again = null;
+  if (moved.length) {
+    const ops = [];
+    const sent2 = new Map();
+    const pk = new Map();
+    const was2 = new Map();
+    for (const key of moved) {
+      const v = sent.get(key);
+      for (const op of opsFor(key, v, itemIndex(current, parseKey(key).item))) {
+        ops.push(op);
+        pk.set(op.path, key);
+      }
+      sent2.set(key, v);
+      was2.set(key, valueAt(current, key));
+    }
+    again = send(ops, err.current.etag, sent2, pk, false, was2);
+  }
   for (const key of sent.keys()) {
-    if (keys.includes(key)) continue;
+    if (keys.includes(key) || moved.includes(key)) continue;
     // Refused only because it travelled with a conflicting edit: send again.
     edited(key);
   }
@@ -707,6 +733,20 @@ function conflict(err, sent, pathKey, base = null) {
     if (deepEqual(theirs, sent.get(key))) continue; // both made the same change
     prompt(key, theirs, err.current ?? null, sentIndex(pathKey, key), base);
   }
+  return again;
+}
+
+// movedOnly reports whether a 412 refused a line item's field only because
+// the item moved: its only conflicts are the item's removal (the first half
+// of a move) and the test of its id, the item is in the current document,
+// and the field holds there the value the edit began from (was).
+function movedOnly(err, key, pathKey, was) {
+  const k = parseKey(key);
+  if (!k.item || !(err instanceof ConflictError) || !err.current?.etag || !was?.has(key)) return false;
+  const reasons = err.conflicts.filter((c) => pathKey.get(c.clientPath) === key).map((c) => c.reason);
+  if (!reasons.length || !reasons.every((r) => r === 'element-removed' || r === 'test-invalidated')) return false;
+  const current = err.current.value;
+  return itemIndex(current, k.item) >= 0 && deepEqual(valueAt(current, key), was.get(key));
 }
 
 // sentIndex is the index of the line item a write's ops named for key, in

@@ -178,7 +178,6 @@ test('an open prompt shows their value as it changes; keep mine on a line item t
   await bob.fill('#items li:nth-child(1) input.desc', 'Red pens (B, later)');
   await flush(bob);
   await settled(bob);
-  await new Promise((r) => setTimeout(r, 2000)); console.log('DEBUG', await alice.evaluate(() => [...document.querySelectorAll('.conflict .theirs')].map((e) => e.textContent)));
   await alice.waitForFunction(() => document.querySelector('.conflict .theirs')?.textContent === 'Red pens (B, later)', null, { timeout: WAIT });
   await shot(t, alice, '1-prompt-follows');
   await alice.click('.conflict .keep-mine');
@@ -222,6 +221,35 @@ test('a line item removed while Alice edits it is named and put back where it wa
   await settled(alice);
   const saved = await serverUntil(server, id, (d) => d.items.length === 4, 'the item back');
   assert.deepEqual(saved.items.map((it) => it.desc), ['Green bananas', 'Cherries', 'Dates', 'Figs']);
+});
+
+test('a line item moved by someone else while Alice edits it is saved where it is now, without asking her', { timeout: 90_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob'], { debounce: 60_000 });
+  const { alice, bob } = pages;
+  for (const desc of ['Apples', 'Bananas', 'Cherries']) {
+    await alice.click('#add-item');
+    await alice.waitForFunction((n) => document.querySelector(`#items li:nth-child(${n}) input.desc`) === document.activeElement, [desc === 'Apples' ? 1 : desc === 'Bananas' ? 2 : 3], { timeout: WAIT });
+    await alice.keyboard.type(desc);
+    await flush(alice);
+    await settled(alice);
+  }
+  await valueIs(bob, '#items li:nth-child(3) input.desc', 'Cherries');
+  // Alice changes the third item's description; before her edit is sent,
+  // a program moves that item to the top.
+  await alice.fill('#items li:nth-child(3) input.desc', 'Red cherries');
+  const before = await fetch(`${server.url}/docs/demo/${id}`);
+  const moved = await fetch(`${server.url}/docs/demo/${id}`, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/json-patch+json', 'If-Match': before.headers.get('etag') },
+    body: JSON.stringify([{ op: 'move', from: '/items/2', path: '/items/0' }]),
+  });
+  assert.equal(moved.status, 200);
+  await flush(alice);
+  const saved = await serverUntil(server, id, (d) => d.items[0].desc === 'Red cherries', "Alice's description on the moved item");
+  assert.deepEqual(saved.items.map((it) => it.desc), ['Red cherries', 'Apples', 'Bananas']);
+  await settled(alice);
+  assert.equal(await alice.locator('.conflict').count(), 0, 'no prompt: nobody else changed these fields');
+  await valueIs(bob, '#items li:nth-child(1) input.desc', 'Red cherries');
 });
 
 test('a change that cannot be saved (the form was deleted) says so in the status, not "all changes saved"', { timeout: 90_000 }, async (t) => {
