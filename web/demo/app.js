@@ -46,6 +46,9 @@ const inflight = new Map();
 // Fields whose last write was refused for good (a schema, a bad value):
 // the form keeps what was typed, marked, until the field is edited again.
 const refused = new Map();
+// What the status says of each refused field, so that it names the fields
+// still refused once others are saved.
+const refusedSaid = new Map();
 // The version each refused field's edit was made against: sent again (after
 // signing in with a token that may write), it is judged against that one.
 const refusedBase = new Map();
@@ -364,11 +367,15 @@ function edited(key) {
   refusedBase.delete(key);
   refusedElsewhere.delete(key);
   if (refused.delete(key)) {
+    refusedSaid.delete(key);
     controlFor(key)?.removeAttribute('aria-invalid');
     markFor(key)?.removeAttribute('data-refused');
     if (!refused.size) {
       notSaved = null;
       if (activity.textContent.startsWith('Could not save')) say('');
+    } else {
+      // The fields still refused, each as it was said.
+      notSaved = [...new Set([...refused.keys()].map((k) => refusedSaid.get(k)).filter(Boolean))].join(' · ') || notSaved;
     }
   }
   setMark(key, '');
@@ -639,6 +646,17 @@ function refuse(err, sent, pathKey, base = null) {
     : elsewhere.length
       ? `${keys.map(label).join(', ')}: ${err.together ? `${err.message}: ` : ''}${elsewhere.join('; ')}`
       : err.message;
+  for (const key of keys) {
+    if (!refused.has(key)) continue;
+    refusedSaid.set(
+      key,
+      why.has(key)
+        ? `${label(key)}: ${why.get(key).join('; ')}`
+        : elsewhere.length
+          ? `${label(key)}: ${err.together ? `${err.message}: ` : ''}${elsewhere.join('; ')}`
+          : `${label(key)}: ${err.message}`,
+    );
+  }
   say(`Could not save: ${notSaved}`);
   // A token that may read but not write here: sign in with another, and
   // the refused fields are sent again.
@@ -962,6 +980,7 @@ itemsList.addEventListener('click', (e) => {
     for (const f of ['desc', 'qty']) {
       dirty.delete(`item:${id}:${f}`);
       refused.delete(`item:${id}:${f}`);
+      refusedSaid.delete(`item:${id}:${f}`);
     }
     btn.closest('li.item').remove();
     $('#no-items').hidden = itemsList.children.length > 0;

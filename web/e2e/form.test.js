@@ -650,6 +650,38 @@ test('two edits that together break a rule across fields: refused as such, and s
   assert.equal(doc.customer, 'Acme');
 });
 
+test('once a field refused for another field is saved, the status names the field still refused, not it', { timeout: 90_000 }, async (t) => {
+  const schema = {
+    type: 'object',
+    properties: { email: { type: 'string', pattern: '^[^@ ]+@[^@ ]+$' } },
+    if: { properties: { urgent: { const: true } }, required: ['urgent'] },
+    then: { properties: { notes: { type: 'string', minLength: 1 } } },
+  };
+  const { page, c } = await schemaPage(t, 'e2estatus', schema, 's');
+  await page.fill('#email', 'not-an-email');
+  await page.locator('#email').blur();
+  await page.waitForSelector('#email[aria-invalid="true"]', { timeout: WAIT });
+  await page.check('#urgent');
+  await page.waitForSelector('#urgent[aria-invalid="true"]', { timeout: WAIT });
+  assert.match(await page.textContent('#status'), /Urgent: /);
+  // Notes filled: Urgent, sent again, now meets the rule; Email is still refused.
+  await page.fill('#notes', 'call first');
+  await page.locator('#notes').blur();
+  await page.waitForFunction(() => document.querySelector('#urgent').getAttribute('aria-invalid') === null, null, { timeout: WAIT });
+  let doc;
+  for (const deadline = Date.now() + WAIT; ; ) {
+    doc = await (await fetch(`${server.url}/docs/${c}/s`)).json();
+    if (doc.urgent === true || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.deepEqual([doc.urgent, doc.notes, doc.email ?? ''], [true, 'call first', '']);
+  // Nothing is on its way: the status says what is left.
+  await page.waitForFunction(() => document.querySelector('#status').dataset.state === 'error', null, { timeout: WAIT });
+  const status = await page.textContent('#status');
+  assert.match(status, /Email: /, 'the status names the field still refused');
+  assert.doesNotMatch(status, /Urgent/, 'not the field saved since');
+});
+
 test('text typed while a refused edit was on its way is kept and saved', { timeout: 60_000 }, async (t) => {
   const { page, c } = await schemaPage(t, 'e2emin', { type: 'object', properties: { title: { type: 'string', maxLength: 3 } } }, 'typing');
   // The first PATCH is held on its way until the user has typed on.
