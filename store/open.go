@@ -173,13 +173,28 @@ func Redact(location string) string {
 	if err != nil {
 		return Scheme(location) + "://(unparsable URL)"
 	}
-	if q := u.Query(); q.Has("password") || q.Has("sslpassword") {
-		for _, k := range []string{"password", "sslpassword"} {
-			if q.Has(k) {
-				q.Set(k, "xxxxx")
-			}
-		}
-		u.RawQuery = q.Encode()
-	}
+	u.RawQuery = redactQuery(u.RawQuery)
 	return u.Redacted()
+}
+
+// redactQuery replaces the values of the password and sslpassword
+// parameters of a raw query, leaving every other byte as it was. It splits
+// on '&' alone, as libpq and pgx do (Go's url.ParseQuery would drop a pair
+// holding a ';', password included).
+func redactQuery(raw string) string {
+	if raw == "" {
+		return raw
+	}
+	pairs := strings.Split(raw, "&")
+	for i, pair := range pairs {
+		k, _, _ := strings.Cut(pair, "=")
+		if key, err := url.QueryUnescape(k); err == nil {
+			k = key
+		}
+		if k == "password" || k == "sslpassword" {
+			name, _, _ := strings.Cut(pair, "=")
+			pairs[i] = name + "=xxxxx"
+		}
+	}
+	return strings.Join(pairs, "&")
 }
