@@ -167,8 +167,13 @@ func TestStoreUnavailableIs503(t *testing.T) {
 		}
 		// The line with the store's error names the request, so that an
 		// operator given its X-Request-Id finds why it failed.
-		if id := r.header.Get("X-Request-Id"); !logLineWith(logs.String(), `"request_id":"`+id+`"`, "injected: connection refused") {
+		id := r.header.Get("X-Request-Id")
+		if !logLineWith(logs.String(), `"request_id":"`+id+`"`, "injected: connection refused") {
 			t.Errorf("%s %s: no log line has request %s and the store's error:\n%s", tc.method, tc.path, id, logs.String())
+		}
+		// Once: the cause, then the request line.
+		if n := strings.Count(logs.String(), `"request_id":"`+id+`"`); n != 2 {
+			t.Errorf("%s %s: %d log lines for request %s, want the cause and the request:\n%s", tc.method, tc.path, n, id, logs.String())
 		}
 		if d := r.problem(t)["detail"].(string); strings.Contains(d, "injected") || !strings.Contains(d, "retry") && !strings.Contains(d, "traffic") {
 			t.Fatalf("%s %s: detail %q", tc.method, tc.path, d)
@@ -259,8 +264,8 @@ func TestReadyzLogsOncePerCheck(t *testing.T) {
 	for range 4 {
 		expect(t, s.do(t, "GET", "/readyz", nil, ""), http.StatusServiceUnavailable, "unavailable")
 	}
-	if n := strings.Count(logs.String(), "injected: connection refused"); n != 1 {
-		t.Fatalf("the store's error logged %d times for 4 probes of one check, want 1:\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "injected: connection refused"); n != 1 || strings.Contains(logs.String(), `"msg":"store unavailable"`) {
+		t.Fatalf("the store's error logged %d times for 4 probes of one check, want 1 and no other cause line:\n%s", n, logs.String())
 	}
 }
 
