@@ -91,7 +91,11 @@ export interface RetryOptions {
 }
 
 export interface ClientOptions {
-  /** Server URL, e.g. "http://127.0.0.1:8080"; "" (default) for the page's own origin. */
+  /**
+   * Server URL, e.g. "http://127.0.0.1:8080"; "" (default) for the page's own
+   * origin. Outside a page it must be an absolute http or https URL: the
+   * constructor throws a TypeError otherwise.
+   */
   baseURL?: string;
   /**
    * Extra request headers (Authorization, say), or a function that returns

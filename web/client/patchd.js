@@ -117,6 +117,20 @@ export class Client {
    */
   constructor(options = {}) {
     this.baseURL = (options.baseURL ?? '').replace(/\/+$/, '');
+    // A URL that cannot be requested is a mistake to say now, not a network
+    // failure to retry forever: outside a page ("" has no origin there) or
+    // not http(s).
+    let url;
+    try {
+      url = new URL(`${this.baseURL}/docs`, globalThis.location?.href);
+    } catch {
+      url = null;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      throw new TypeError(
+        `patchd: baseURL ${JSON.stringify(options.baseURL ?? '')} is not a server: give an absolute http or https URL${globalThis.location ? '' : ' ("" means the page\'s origin, and there is no page here)'}`,
+      );
+    }
     this._headers = options.headers ?? {};
     this._fetch = options.fetch ?? ((...a) => globalThis.fetch(...a));
     this.retry = { base: 250, max: 10_000, attempts: Infinity, ...options.retry };

@@ -469,3 +469,11 @@ test('form edits made with diff from a stale version land on the right line item
   await assert.rejects(bob.patch(ops2, { base: stale }), (err) => err instanceof ConflictError && err.paths.includes('/items/0/desc'));
   client.close();
 });
+
+test('a baseURL that cannot be requested is refused at once, not retried forever', () => {
+  for (const baseURL of [undefined, '', 'not a url', 'ftp://example.com', '/api']) {
+    assert.throws(() => new Client(baseURL === undefined ? {} : { baseURL }), TypeError, `baseURL ${baseURL}`);
+  }
+  assert.equal(new Client({ baseURL: 'http://127.0.0.1:1/' }).baseURL, 'http://127.0.0.1:1');
+  assert.equal(new Client({ baseURL: 'https://example.com/patchd' }).baseURL, 'https://example.com/patchd');
+});
