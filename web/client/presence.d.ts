@@ -3,8 +3,8 @@ import type { Doc, JSONValue, PatchdError } from './patchd.js';
 
 /** What a session announces (PUT .../presence/{session}; at most 1 KiB). */
 export interface PresenceFields {
-  name?: string;
-  color?: string;
+  name?: string | null;
+  color?: string | null;
   /** A JSON Pointer into the document (the field being edited), or null. */
   focus?: string | null;
   data?: JSONValue;
@@ -20,9 +20,11 @@ export interface PresenceOptions extends PresenceFields {
 /** A live session, as GET .../presence lists it. */
 export interface PresenceSession {
   readonly session: string;
-  readonly actor: string;
-  readonly name: string;
-  readonly color: string;
+  /** The token's name (--tokens name=); null without tokens or a name. */
+  readonly actor: string | null;
+  /** As announced; null when left out. */
+  readonly name: string | null;
+  readonly color: string | null;
   readonly focus: string | null;
   readonly data: JSONValue;
   /** When it expires unless renewed (RFC 3339). */
