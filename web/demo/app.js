@@ -366,19 +366,25 @@ function edited(key) {
   }
   refusedBase.delete(key);
   refusedElsewhere.delete(key);
-  if (refused.delete(key)) {
-    refusedSaid.delete(key);
+  if (refused.has(key)) {
     controlFor(key)?.removeAttribute('aria-invalid');
     markFor(key)?.removeAttribute('data-refused');
-    if (!refused.size) {
-      notSaved = null;
-      if (activity.textContent.startsWith('Could not save')) say('');
-    } else {
-      // The fields still refused, each as it was said.
-      notSaved = [...new Set([...refused.keys()].map((k) => refusedSaid.get(k)).filter(Boolean))].join(' · ') || notSaved;
-    }
+    unrefuse(key);
   }
   setMark(key, '');
+}
+
+// unrefuse forgets a field's refusal: the status then names the fields
+// still refused, each as it was said, or none.
+function unrefuse(key) {
+  refused.delete(key);
+  refusedSaid.delete(key);
+  if (!refused.size) {
+    notSaved = null;
+    if (activity.textContent.startsWith('Could not save')) say('');
+  } else {
+    notSaved = [...new Set([...refused.keys()].map((k) => refusedSaid.get(k)).filter(Boolean))].join(' · ') || notSaved;
+  }
 }
 
 function schedule() {
@@ -979,8 +985,7 @@ itemsList.addEventListener('click', (e) => {
     if (!drafting && ['desc', 'qty'].some((f) => inflight.has(`item:${id}:${f}`))) dropAfterAdd.add(id);
     for (const f of ['desc', 'qty']) {
       dirty.delete(`item:${id}:${f}`);
-      refused.delete(`item:${id}:${f}`);
-      refusedSaid.delete(`item:${id}:${f}`);
+      if (refused.has(`item:${id}:${f}`)) unrefuse(`item:${id}:${f}`);
     }
     btn.closest('li.item').remove();
     $('#no-items').hidden = itemsList.children.length > 0;

@@ -252,6 +252,34 @@ test('a line item moved by someone else while Alice edits it is saved where it i
   await valueIs(bob, '#items li:nth-child(1) input.desc', 'Red cherries');
 });
 
+test('a line item moved and changed by someone else while Alice edits the same field asks her, not overwrites', { timeout: 90_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice'], { debounce: 60_000 });
+  const { alice } = pages;
+  for (const desc of ['Apples', 'Bananas', 'Cherries']) {
+    await alice.click('#add-item');
+    await alice.waitForFunction((n) => document.querySelector(`#items li:nth-child(${n}) input.desc`) === document.activeElement, [desc === 'Apples' ? 1 : desc === 'Bananas' ? 2 : 3], { timeout: WAIT });
+    await alice.keyboard.type(desc);
+    await flush(alice);
+    await settled(alice);
+  }
+  await alice.fill('#items li:nth-child(3) input.desc', 'Red cherries');
+  const before = await fetch(`${server.url}/docs/demo/${id}`);
+  const changed = await fetch(`${server.url}/docs/demo/${id}`, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/json-patch+json', 'If-Match': before.headers.get('etag') },
+    body: JSON.stringify([
+      { op: 'move', from: '/items/2', path: '/items/0' },
+      { op: 'replace', path: '/items/0/desc', value: 'Sour cherries' },
+    ]),
+  });
+  assert.equal(changed.status, 200);
+  await flush(alice);
+  await alice.waitForSelector('.conflict', { timeout: WAIT });
+  assert.equal(await alice.textContent('.conflict .theirs'), 'Sour cherries');
+  assert.equal(await alice.textContent('.conflict .mine'), 'Red cherries');
+  assert.equal((await serverDoc(server, id)).items[0].desc, 'Sour cherries', 'nothing overwritten before she chooses');
+});
+
 test('a change that cannot be saved (the form was deleted) says so in the status, not "all changes saved"', { timeout: 90_000 }, async (t) => {
   const { id, pages } = await people(t, browser, server, ['alice'], { debounce: 60_000 });
   const { alice } = pages;
