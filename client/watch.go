@@ -113,7 +113,8 @@ const (
 	// presence sessions, in Sessions. It comes only when
 	// Subscriptions.Presence asks for it (never over per-document feeds):
 	// once at the start of each stream, before ready, when the document
-	// has sessions, then whenever the list changes.
+	// has sessions or had some before that stream (then empty: a restart
+	// of the server ended them), then whenever the list changes.
 	EventPresence EventType = "presence"
 	// EventReconnect says that the stream ended or could not be opened,
 	// and that Watch opens it again after Delay, resuming where it was:
@@ -275,6 +276,10 @@ type docState struct {
 	sub     DocSubscription
 	last    uint64 // the seq of the last event sent
 	started bool   // an event was sent (or After given): resume after last
+	// sessions is the number of presence sessions last sent; present
+	// reports that this stream sent the document's list before ready.
+	sessions int
+	present  bool
 }
 
 // collState is where a collection subscription of an eventsFeed stands.
@@ -485,6 +490,9 @@ func (f *eventsFeed) body() ([]byte, error) {
 // stream opens POST /events once and reads it until it ends; see
 // docFeed.stream.
 func (f *eventsFeed) stream(ctx context.Context, hint *time.Duration) (opened bool, wait time.Duration, err error) {
+	for _, d := range f.docOrder {
+		d.present = false
+	}
 	body, err := f.body()
 	if err != nil {
 		return false, 0, &permanentError{err}
@@ -557,12 +565,14 @@ func (f *eventsFeed) handle(ctx context.Context, ev sseEvent) error {
 		if err := json.Unmarshal(ev.data, &d); err != nil {
 			return fmt.Errorf("patchd: presence event: %w", err)
 		}
-		if !f.presence || f.docs[[2]string{d.C, d.ID}] == nil {
+		doc := f.docs[[2]string{d.C, d.ID}]
+		if !f.presence || doc == nil {
 			return fmt.Errorf("patchd: presence event of %s/%s, which was not asked for", d.C, d.ID)
 		}
 		if d.Sessions == nil {
 			d.Sessions = []PresenceSession{}
 		}
+		doc.sessions, doc.present = len(d.Sessions), true
 		if !f.deliver(ctx, Event{Type: EventPresence, Collection: d.C, ID: d.ID, Sessions: d.Sessions}) {
 			return context.Cause(ctx)
 		}
@@ -602,6 +612,18 @@ func (f *eventsFeed) handle(ctx context.Context, ev sseEvent) error {
 			if c.cursor != "" {
 				cursors[c.sub.Collection] = c.cursor
 			}
+		}
+		// The server sends a document's sessions at the start only when
+		// it has some: one that had some before this stream (a restart
+		// ended them) has none now, and says so.
+		for _, doc := range f.docOrder {
+			if f.presence && !doc.present && doc.sessions > 0 {
+				doc.sessions = 0
+				if !f.deliver(ctx, Event{Type: EventPresence, Collection: doc.sub.Collection, ID: doc.sub.ID, Sessions: []PresenceSession{}}) {
+					return context.Cause(ctx)
+				}
+			}
+			doc.present = true
 		}
 		if f.ready && !f.deliver(ctx, Event{Type: EventReady, Cursors: cursors}) {
 			return context.Cause(ctx)

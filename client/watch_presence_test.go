@@ -77,3 +77,36 @@ func TestWatchPresence(t *testing.T) {
 	}
 	waitSessions(nil)
 }
+
+// TestWatchPresenceAfterRestart: a restart ends every session (presence
+// is not stored); the next stream's start says the list is empty, rather
+// than leave the follower with the sessions it had.
+func TestWatchPresenceAfterRestart(t *testing.T) {
+	url, restart := startServer(t)
+	cl := client.New(url)
+	ctx := testContext(t)
+	ann := "Ann"
+	if _, err := cl.SetPresence(ctx, "forms", "42", "session-of-ann-0001", client.PresenceState{Name: &ann}); err != nil {
+		t.Fatal(err)
+	}
+	ch := cl.Watch(ctx, client.Subscriptions{Docs: []client.DocSubscription{{Collection: "forms", ID: "42"}}, Ready: true, Presence: true})
+	for ev := next(t, ch); ev.Type != client.EventReady; ev = next(t, ch) {
+		if ev.Type == client.EventPresence && !slices.Equal(sessionNames(ev.Sessions), []string{"Ann"}) {
+			t.Fatalf("presence %+v, want Ann's", ev.Sessions)
+		}
+	}
+	restart()
+	var got []client.Event
+	for ev := next(t, ch); ev.Type != client.EventReady; ev = next(t, ch) {
+		got = append(got, ev)
+	}
+	var last *client.Event
+	for i := range got {
+		if got[i].Type == client.EventPresence {
+			last = &got[i]
+		}
+	}
+	if last == nil || len(last.Sessions) != 0 || last.Collection != "forms" || last.ID != "42" {
+		t.Fatalf("events of the stream after the restart %+v: want forms/42's presence, empty, before ready", got)
+	}
+}
