@@ -329,6 +329,9 @@ func (cl *Client) put(ctx context.Context, coll, id string, value any, opts []Wr
 	case http.StatusPreconditionFailed, http.StatusPreconditionRequired:
 		if a.unsure && c.query.Get("dryRun") == "" {
 			if doc, ok := cl.holds(ctx, coll, id, body); ok {
+				// A Create refused because its own first attempt made
+				// the document: that attempt created it.
+				doc.Created = len(create) > 0
 				return doc, nil
 			}
 		}

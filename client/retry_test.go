@@ -170,6 +170,7 @@ func TestAnswerLostWriteAppliedOnce(t *testing.T) {
 		want     string
 		versions int
 		replayed bool
+		created  bool // the result says Created
 	}{
 		{name: "PatchAppend", setup: `{"items":[1]}`, write: func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error) {
 			return cl.Patch(ctx, "lost", id, []client.Op{{Op: "add", Path: "/items/-", Value: json.RawMessage(`2`)}}, client.IfMatch(etag))
@@ -185,7 +186,7 @@ func TestAnswerLostWriteAppliedOnce(t *testing.T) {
 		}, want: `{"n":1}`, versions: 1},
 		{name: "Create", write: func(ctx context.Context, cl *client.Client, id, _ string) (*client.Document, error) {
 			return cl.Create(ctx, "lost", id, map[string]int{"n": 1})
-		}, want: `{"n":1}`, versions: 1},
+		}, want: `{"n":1}`, versions: 1, created: true},
 		{name: "Delete", setup: `{"n":1}`, write: func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error) {
 			return nil, cl.Delete(ctx, "lost", id, client.IfMatch(etag))
 		}, want: "", versions: 2},
@@ -194,7 +195,10 @@ func TestAnswerLostWriteAppliedOnce(t *testing.T) {
 	for _, conn := range conns {
 		for _, tc := range tests {
 			t.Run(conn.name+"/"+tc.name, func(t *testing.T) {
-				testAnswerLost(t, cut, direct, conn.cl, conn.name+tc.name, tc.setup, tc.write, tc.want, tc.versions, tc.replayed)
+				doc := testAnswerLost(t, cut, direct, conn.cl, conn.name+tc.name, tc.setup, tc.write, tc.want, tc.versions, tc.replayed)
+				if tc.created && !doc.Created {
+					t.Fatalf("Created false: the first attempt, whose answer was lost, created the document")
+				}
 			})
 		}
 	}
@@ -203,7 +207,7 @@ func TestAnswerLostWriteAppliedOnce(t *testing.T) {
 // testAnswerLost runs write through the cutter, with its answer cut, and
 // checks that it was applied once.
 func testAnswerLost(t *testing.T, cut *answerCutter, direct, cl *client.Client, id, setup string,
-	write func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error), want string, wantVersions int, replayed bool) {
+	write func(ctx context.Context, cl *client.Client, id, etag string) (*client.Document, error), want string, wantVersions int, replayed bool) *client.Document {
 	t.Helper()
 	ctx := testContext(t)
 	var etag string
@@ -235,6 +239,7 @@ func testAnswerLost(t *testing.T, cut *answerCutter, direct, cl *client.Client, 
 	if got := versions(t, direct, "lost", id); got != wantVersions {
 		t.Fatalf("%d versions, want %d: the write was applied more than once", got, wantVersions)
 	}
+	return doc
 }
 
 // failing wraps a handler so that the first n requests to a path get the
