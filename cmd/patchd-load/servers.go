@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/patchd/patchd/internal/gctune"
 	"io"
 	"log/slog"
 	"net"
@@ -116,6 +117,9 @@ func newServer(kind, db string, sd seed, ret store.Retention, logTo io.Writer) (
 			return nil, nil, err
 		}
 		log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		if os.Getenv("GOGC") == "" { // as patchd serve does
+			go gctune.Run(context.Background(), gctune.DefaultHeadroom, time.Second/4)
+		}
 		dcfg := document.DefaultConfig()
 		dcfg.Logger = log
 		hcfg := handlers.DefaultConfig()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/patchd/patchd/internal/gctune"
 	"io"
 	"log/slog"
 	"net/http"
@@ -206,6 +207,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	log := newLogger(cfg.logFormat, cfg.logLevel, m.Stderr)
+	if m.Getenv("GOGC") == "" { // an operator's GOGC is kept as it is
+		gcCtx, stopGC := context.WithCancel(ctx)
+		defer stopGC()
+		go gctune.Run(gcCtx, gctune.DefaultHeadroom, time.Second/4)
+	}
 	tokens, err := loadTokens(cfg.tokens)
 	if err != nil {
 		return err

@@ -1,0 +1,63 @@
+// Package gctune keeps the garbage collector from running more often than
+// a server needs: with a small live heap, the runtime's default (GOGC=100,
+// a heap target of twice the live heap) runs a cycle for every few MB
+// allocated, which a busy server allocates many times a second. Run keeps
+// the heap target at least a fixed headroom above the live heap instead,
+// and leaves GOGC at 100 once the live heap is larger than the headroom, so
+// memory grows by at most the headroom.
+package gctune
+
+import (
+	"context"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// DefaultHeadroom is the headroom patchd serves with: fewer cycles under
+// load, for at most this much more memory.
+const DefaultHeadroom = 16 << 20
+
+// Percent returns the GOGC that puts the heap target headroom bytes above
+// a live heap of live bytes: never below 100, and 100 when headroom is 0.
+func Percent(live, headroom uint64) int {
+	if live == 0 {
+		live = 1
+	}
+	p := headroom * 100 / live
+	if p < 100 {
+		return 100
+	}
+	const most = 1 << 20 // a live heap of a few bytes: no overflow of int
+	return int(min(p, most))
+}
+
+// liveMetric is the runtime's live heap after the last cycle.
+const liveMetric = "/gc/heap/live:bytes"
+
+// Run sets GOGC from Percent for the live heap every interval until ctx
+// is done, then puts back the GOGC it found. Call it once per process.
+func Run(ctx context.Context, headroom uint64, interval time.Duration) {
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	sample := []metrics.Sample{{Name: liveMetric}}
+	current := 100
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			// Only a change of a tenth or more: each call makes the
+			// runtime recompute its pacing.
+			if p := Percent(sample[0].Value.Uint64(), headroom); p*10 < current*9 || p*10 > current*11 {
+				debug.SetGCPercent(p)
+				current = p
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
