@@ -11,6 +11,7 @@ import (
 	"context"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,9 +36,18 @@ func Percent(live, headroom uint64) int {
 // liveMetric is the runtime's live heap after the last cycle.
 const liveMetric = "/gc/heap/live:bytes"
 
+// running is set while a Run goroutine tunes: GOGC is the process's, so
+// one Run tunes it at a time (tests run several servers in one process).
+var running atomic.Bool
+
 // Run sets GOGC from Percent for the live heap every interval until ctx
-// is done, then puts back the GOGC it found. Call it once per process.
+// is done, then puts back the GOGC it found. While another Run tunes, it
+// returns at once.
 func Run(ctx context.Context, headroom uint64, interval time.Duration) {
+	if !running.CompareAndSwap(false, true) {
+		return
+	}
+	defer running.Store(false)
 	before := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(before)
 	sample := []metrics.Sample{{Name: liveMetric}}
