@@ -20,6 +20,17 @@ after(async () => {
 
 const flush = (page) => page.evaluate(() => globalThis.patchdDemo.flush());
 
+/** Adds a line item for each description, typed into its new row, each saved before the next. */
+async function addItems(page, descs) {
+  for (const [i, desc] of descs.entries()) {
+    await page.click('#add-item');
+    await page.waitForFunction((n) => document.querySelector(`#items li:nth-child(${n}) input.desc`) === document.activeElement, [i + 1], { timeout: WAIT });
+    await page.keyboard.type(desc);
+    await flush(page);
+    await settled(page);
+  }
+}
+
 test('a conflict arriving while Alice types never takes the focus nor a keystroke; the value kept is exactly one side', { timeout: 90_000 }, async (t) => {
   const { id, pages } = await people(t, browser, server, ['alice', 'bob', 'carol'], { debounce: 300 });
   const { alice, bob, carol } = pages;
@@ -191,13 +202,7 @@ test('an open prompt shows their value as it changes; keep mine on a line item t
 test('a line item removed while Alice edits it is named and put back where it was, whatever was added since', { timeout: 90_000 }, async (t) => {
   const { id, pages } = await people(t, browser, server, ['alice', 'bob'], { debounce: 60_000 });
   const { alice, bob } = pages;
-  for (const desc of ['Apples', 'Bananas', 'Cherries']) {
-    await alice.click('#add-item');
-    await alice.waitForFunction((n) => document.querySelector(`#items li:nth-child(${n}) input.desc`) === document.activeElement, [desc === 'Apples' ? 1 : desc === 'Bananas' ? 2 : 3], { timeout: WAIT });
-    await alice.keyboard.type(desc);
-    await flush(alice);
-    await settled(alice);
-  }
+  await addItems(alice, ['Apples', 'Bananas', 'Cherries']);
   await valueIs(bob, '#items li:nth-child(3) input.desc', 'Cherries');
   // Alice edits the second item; Bob removes it and the one above it,
   // and adds two more.
@@ -226,13 +231,7 @@ test('a line item removed while Alice edits it is named and put back where it wa
 test('a line item moved by someone else while Alice edits it is saved where it is now, without asking her', { timeout: 90_000 }, async (t) => {
   const { id, pages } = await people(t, browser, server, ['alice', 'bob'], { debounce: 60_000 });
   const { alice, bob } = pages;
-  for (const desc of ['Apples', 'Bananas', 'Cherries']) {
-    await alice.click('#add-item');
-    await alice.waitForFunction((n) => document.querySelector(`#items li:nth-child(${n}) input.desc`) === document.activeElement, [desc === 'Apples' ? 1 : desc === 'Bananas' ? 2 : 3], { timeout: WAIT });
-    await alice.keyboard.type(desc);
-    await flush(alice);
-    await settled(alice);
-  }
+  await addItems(alice, ['Apples', 'Bananas', 'Cherries']);
   await valueIs(bob, '#items li:nth-child(3) input.desc', 'Cherries');
   // Alice changes the third item's description; before her edit is sent,
   // a program moves that item to the top.
@@ -255,13 +254,7 @@ test('a line item moved by someone else while Alice edits it is saved where it i
 test('a line item moved and changed by someone else while Alice edits the same field asks her, not overwrites', { timeout: 90_000 }, async (t) => {
   const { id, pages } = await people(t, browser, server, ['alice'], { debounce: 60_000 });
   const { alice } = pages;
-  for (const desc of ['Apples', 'Bananas', 'Cherries']) {
-    await alice.click('#add-item');
-    await alice.waitForFunction((n) => document.querySelector(`#items li:nth-child(${n}) input.desc`) === document.activeElement, [desc === 'Apples' ? 1 : desc === 'Bananas' ? 2 : 3], { timeout: WAIT });
-    await alice.keyboard.type(desc);
-    await flush(alice);
-    await settled(alice);
-  }
+  await addItems(alice, ['Apples', 'Bananas', 'Cherries']);
   await alice.fill('#items li:nth-child(3) input.desc', 'Red cherries');
   const before = await fetch(`${server.url}/docs/demo/${id}`);
   const changed = await fetch(`${server.url}/docs/demo/${id}`, {
