@@ -10,7 +10,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/patchd/patchd/internal/gctune"
 	"io"
 	"log/slog"
 	"net"
@@ -30,6 +29,7 @@ import (
 	"github.com/patchd/patchd/document"
 	"github.com/patchd/patchd/handlers"
 	"github.com/patchd/patchd/internal/benchdoc"
+	"github.com/patchd/patchd/internal/gctune"
 	"github.com/patchd/patchd/store"
 	_ "github.com/patchd/patchd/store/bolt" // the embedded file backend
 	bolt "go.etcd.io/bbolt"
