@@ -2,7 +2,7 @@
 // Doc.revert(), loaded by patchd.js on the first call. The edits to undo
 // are noted by patchd.js itself (Doc._own, Doc._sawVersion); h holds the
 // errors and helpers of patchd.js it needs.
-import { diff } from './json.js';
+import { applyPatch, deepEqual, diff } from './json.js';
 
 // undoNext reverts d's most recent committed edit, once its edits in
 // flight are answered (Doc.undo).
@@ -23,8 +23,12 @@ export async function undoNext(d, signal, h) {
       r = await request(d, u.seq, signal, forget, h);
     } catch (err) {
       if (err instanceof h.PatchdError && err.type === 'base-unknown') forget(); // it left history
-      throw err;
+      // Refused for later versions that are all this client's own undone
+      // edits and their undos: undo it over them (undoOverOwn).
+      if (!(err instanceof h.ConflictError) || !(r = await undoOverOwn(d, u.seq, err, signal, forget, h))) throw err;
     }
+    (d._undone ??= new Set()).add(u.seq);
+    (d._undoEtags ??= new Set()).add(r.etag);
     return { etag: r.etag, value: r.value, rebasedFrom: r.rebasedFrom, seq: u.seq };
   }
 }
@@ -84,6 +88,114 @@ function answered(d, r) {
     d._pending.push({ kind: 'json-patch', body: diff(d._base.value, r.value), state: 'acked', etag: r.etag, value: r.value, ackTick: d.client._tick() });
   }
   d._render('ack', { rebasedFrom: r.rebasedFrom });
+}
+
+// undoOverOwn undoes version seq when its revert was refused (err) only
+// for later versions that are this client's own edits undone by undo()
+// and those undos: the revert route refuses a version that a later one
+// touched, however the later ones cancel out. It rebuilds the document
+// before and after seq from history, and sends, as a JSON Patch against
+// the version shown now, what puts back seq's changes where the document
+// still holds them as seq left them. It resolves with the answer, or null
+// when that does not hold (or history does not reach back), and the
+// caller reports err.
+async function undoOverOwn(d, seq, err, signal, done, h) {
+  const later = new Set(err.conflicts.map((c) => c.concurrentVersion));
+  if (!later.size || !d._undone || d.value === null || !d.etag) return null;
+  const c = d.client;
+  let before;
+  let at = null;
+  let after = 0;
+  let read = 0;
+  for (;;) {
+    const res = await c._request(c._url(d.collection, d.id, `/history?after=${after}&limit=1000`), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
+    if (!res.ok) return null;
+    const page = await res.json();
+    for (const v of page.versions) {
+      if (v.seq < seq) {
+        if (v.seq === 1 ? at !== null : at !== v.seq - 1) return null; // history does not reach back
+        try {
+          before = applyPatch(before ?? null, v.ops);
+        } catch {
+          return null;
+        }
+        at = v.seq;
+      } else if (v.seq === seq) {
+        if (at !== seq - 1) return null;
+        try {
+          at = { before, after: applyPatch(before, v.ops) };
+        } catch {
+          return null;
+        }
+      } else if (later.has(v.seq)) {
+        if (!d._undone.has(v.seq) && !d._undoEtags?.has(v.etag)) return null; // someone else's
+        later.delete(v.seq);
+      }
+    }
+    read += page.versions.length;
+    if (page.next == null || read > 5000) break;
+    after = page.next;
+  }
+  if (later.size || typeof at !== 'object' || at === null) return null;
+  const target = putBack(d.value, at.before, at.after);
+  if (target === conflict || target === absent) return null;
+  const ops = diff(d.value, target, { key: 'id' });
+  if (!ops.length) return null;
+  const body = ops;
+  const headers = { 'Content-Type': 'application/json-patch+json', 'Idempotency-Key': h.randomKey(), Accept: 'application/json', 'If-Match': d.etag };
+  const s = h.anySignal(d._abortSends.signal, signal);
+  const sentTick = c._tick();
+  const res = await c._request(c._url(d.collection, d.id), { method: 'PATCH', headers, body: JSON.stringify(body) }, { signal: s });
+  try {
+    return await answer(d, res, body, s, sentTick, done, h);
+  } catch {
+    return null;
+  }
+}
+
+const conflict = Symbol('conflict');
+const absent = Symbol('absent');
+
+// putBack returns current with what changed from before to after put back
+// as it was before, or conflict when current no longer holds it as after
+// left it. Objects go member by member; arrays of objects with an "id"
+// element by element (an element's move is a conflict); any other value
+// whole. absent stands for a missing member.
+function putBack(current, before, after) {
+  if (deepEqual(before, after)) return current;
+  const obj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (obj(current) && obj(before) && obj(after)) {
+    const out = { ...current };
+    for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
+      const v = putBack(Object.hasOwn(current, k) ? current[k] : absent, Object.hasOwn(before, k) ? before[k] : absent, Object.hasOwn(after, k) ? after[k] : absent);
+      if (v === conflict) return conflict;
+      if (v === absent) delete out[k];
+      else out[k] = v;
+    }
+    return out;
+  }
+  const ids = (a) => Array.isArray(a) && a.every((e) => obj(e) && typeof e.id === 'string') && new Set(a.map((e) => e.id)).size === a.length;
+  if (ids(current) && ids(before) && ids(after)) {
+    const order = (a, b) => a.filter((e) => b.some((x) => x.id === e.id)).map((e) => e.id).join('\u0000');
+    if (order(before, after) !== order(after, before)) return conflict; // moved
+    let out = [...current];
+    for (const e of after) {
+      const was = before.find((x) => x.id === e.id);
+      const i = out.findIndex((x) => x.id === e.id);
+      if (deepEqual(was, e)) continue;
+      if (i < 0) return conflict;
+      const v = putBack(out[i], was ?? absent, e);
+      if (v === conflict) return conflict;
+      out = v === absent ? out.filter((x) => x.id !== e.id) : out.map((x) => (x.id === e.id ? v : x));
+    }
+    for (const [bi, e] of before.entries()) {
+      if (after.some((x) => x.id === e.id)) continue;
+      if (out.some((x) => x.id === e.id)) return conflict; // back already
+      out.splice(Math.min(bi, out.length), 0, e);
+    }
+    return out;
+  }
+  return deepEqual(current, after) ? before : conflict;
 }
 
 // findSeq looks an edit's version up in history: the newest that is its

@@ -86,6 +86,29 @@ test('Alice undoes her edit while Bob edits another field: all see hers gone and
   await Promise.all(all.map((p) => shot(t, p, '3-carol-reverted')));
 });
 
+test('Undo again and again takes back two edits of one field, then a line item typed in and added', { timeout: 120_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob']);
+  const { alice, bob } = pages;
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li input.desc:focus', { timeout: WAIT });
+  await alice.keyboard.type('Pens');
+  await alice.evaluate(() => globalThis.patchdDemo.flush());
+  await settled(alice);
+  await edit(alice, '#title', 'one');
+  await edit(alice, '#title', 'two');
+  await alice.click('#undo');
+  await serverUntil(server, id, (d) => d.title === 'one', 'the first undo');
+  await alice.click('#undo');
+  await serverUntil(server, id, (d) => d.title === '', 'the second undo');
+  await valueIs(bob, '#title', '');
+  await alice.click('#undo'); // what was typed in the line item
+  await serverUntil(server, id, (d) => d.items?.[0]?.desc === '', 'the third undo');
+  await alice.click('#undo'); // the line item's add
+  const doc = await serverUntil(server, id, (d) => (d.items ?? []).length === 0, 'the fourth undo: the line item added');
+  assert.equal(doc.title, '');
+  assert.doesNotMatch(await alice.textContent('#activity'), /Cannot undo/);
+});
+
 test('an undo or a revert of a field someone changed later is refused, says so, and changes nothing', { timeout: 120_000 }, async (t) => {
   const { id, pages } = await people(t, browser, server, ['alice', 'bob', 'carol']);
   const { alice, bob, carol } = pages;

@@ -144,6 +144,46 @@ test('undo goes back through own edits newest first, after edits in flight are a
   assert.equal(await alice.undo(), null);
 });
 
+test('undo goes back through own edits of the same field, over its own undos', async () => {
+  const { id, alice, bob } = await twoPeople({ title: '', items: [{ id: 'i1', desc: 'pens' }] });
+  await alice.patch([{ op: 'replace', path: '/title', value: 'one' }]);
+  await alice.patch([{ op: 'replace', path: '/title', value: 'two' }]);
+  await alice.patch([{ op: 'add', path: '/items/1', value: { id: 'i2', desc: 'ink' } }]);
+  await alice.patch([{ op: 'test', path: '/items/1/id', value: 'i2' }, { op: 'replace', path: '/items/1/desc', value: 'blue ink' }]);
+  // Bob edits another field meanwhile: it stays.
+  await waitFor(bob, (d) => d.value.items.length === 2, "Alice's item at Bob's");
+  await bob.patch([{ op: 'add', path: '/customer', value: 'Acme' }]);
+  await waitFor(alice, (d) => d.value.customer === 'Acme', "Bob's edit at Alice's");
+  // The revert route refuses each undo after the first for the versions
+  // of the edits undone before it: undo() goes on all the same.
+  await alice.undo(); // the description
+  assert.deepEqual((await serverGet(id)).value.items, [{ id: 'i1', desc: 'pens' }, { id: 'i2', desc: 'ink' }]);
+  await alice.undo(); // the item's add
+  assert.deepEqual((await serverGet(id)).value.items, [{ id: 'i1', desc: 'pens' }]);
+  await alice.undo(); // title two
+  assert.equal((await serverGet(id)).value.title, 'one');
+  await alice.undo(); // title one
+  assert.deepEqual((await serverGet(id)).value, { title: '', customer: 'Acme', items: [{ id: 'i1', desc: 'pens' }] });
+  await waitFor(alice, (d) => d.value.title === '' && d.value.items.length === 1, 'every undo in the value');
+  assert.equal(await alice.undo(), null);
+});
+
+test('undo over its own undo is still refused when someone else changed the field since', async () => {
+  const { id, alice, bob } = await twoPeople({ title: '' });
+  await alice.patch([{ op: 'replace', path: '/title', value: 'one' }]);
+  await alice.patch([{ op: 'replace', path: '/title', value: 'two' }]);
+  await alice.undo();
+  await waitFor(bob, (d) => d.value.title === 'one', "Alice's undo at Bob's");
+  await bob.patch([{ op: 'replace', path: '/title', value: 'Bob' }]);
+  await waitFor(alice, (d) => d.value.title === 'Bob', "Bob's edit at Alice's");
+  const err = await alice.undo().then(
+    () => assert.fail('undo should have been refused'),
+    (e) => e,
+  );
+  assert.ok(err instanceof ConflictError, `got ${err}`);
+  assert.equal((await serverGet(id)).value.title, 'Bob', "Bob's edit stays");
+});
+
 test('revert of anyone’s version: undoable by its author; a version that left history is base-unknown', async () => {
   const id = newID();
   const pruned = await startPatchd(['--history-versions', '2', '--history-age', '0']);
