@@ -19,6 +19,7 @@ export async function undoNext(d, signal, h) {
       continue;
     }
     let r;
+    const shown = d.etag;
     try {
       r = await request(d, u.seq, signal, forget, h);
     } catch (err) {
@@ -27,8 +28,11 @@ export async function undoNext(d, signal, h) {
       // edits and their undos: undo it over them (undoOverOwn).
       if (!(err instanceof h.ConflictError) || !(r = await undoOverOwn(d, u.seq, err, signal, forget, h))) throw err;
     }
-    (d._undone ??= new Set()).add(u.seq);
-    (d._undoEtags ??= new Set()).add(r.etag);
+    // An undo that changed nothing wrote no version: its ETag is another's.
+    if (r.etag !== shown) {
+      (d._undone ??= new Set()).add(u.seq);
+      (d._undos ??= []).push({ etag: r.etag, rid: r.replayed ? null : r.rid });
+    }
     return { etag: r.etag, value: r.value, rebasedFrom: r.rebasedFrom, seq: u.seq };
   }
 }
@@ -101,7 +105,9 @@ function answered(d, r) {
 // caller reports err.
 async function undoOverOwn(d, seq, err, signal, done, h) {
   const later = new Set(err.conflicts.map((c) => c.concurrentVersion));
-  if (!later.size || !d._undone || d.value === null || !d.etag) return null;
+  // The server lists at most 50 conflicts: a list that long may leave out
+  // someone else's version.
+  if (!later.size || err.conflicts.length >= 50 || !d._undone || d.value === null || !d.etag) return null;
   const c = d.client;
   let before;
   let at = null;
@@ -128,12 +134,13 @@ async function undoOverOwn(d, seq, err, signal, done, h) {
           return null;
         }
       } else if (later.has(v.seq)) {
-        if (!d._undone.has(v.seq) && !d._undoEtags?.has(v.etag)) return null; // someone else's
+        if (!d._undone.has(v.seq) && !d._undos?.some((u) => h.ownVersion(u, v))) return null; // someone else's
         later.delete(v.seq);
       }
     }
     read += page.versions.length;
-    if (page.next == null || read > 5000) break;
+    if (page.next == null) break;
+    if (read >= 1000) return null; // no more than a default history's versions
     after = page.next;
   }
   if (later.size || typeof at !== 'object' || at === null) return null;
@@ -170,7 +177,7 @@ function putBack(current, before, after) {
       const v = putBack(Object.hasOwn(current, k) ? current[k] : absent, Object.hasOwn(before, k) ? before[k] : absent, Object.hasOwn(after, k) ? after[k] : absent);
       if (v === conflict) return conflict;
       if (v === absent) delete out[k];
-      else out[k] = v;
+      else Object.defineProperty(out, k, { value: v, writable: true, enumerable: true, configurable: true }); // "__proto__" too
     }
     return out;
   }

@@ -184,6 +184,41 @@ test('undo over its own undo is still refused when someone else changed the fiel
   assert.equal((await serverGet(id)).value.title, 'Bob', "Bob's edit stays");
 });
 
+test('an undo that changed nothing does not make someone else’s equal version count as its own', async () => {
+  const { id, alice, bob } = await twoPeople({ title: '' });
+  await alice.patch([{ op: 'replace', path: '/title', value: 'zero' }]); // 2
+  await alice.patch([{ op: 'replace', path: '/title', value: 'a' }]); // 3
+  await waitFor(bob, (d) => d.value.title === 'a', "Alice's edit at Bob's");
+  await bob.patch([{ op: 'replace', path: '/title', value: 'zero' }]); // 4: the same content as 2
+  await waitFor(alice, (d) => d.value.title === 'zero', "Bob's edit at Alice's");
+  await alice.undo(); // of 3: Bob already wrote what it would; nothing written
+  const err = await alice.undo().then(
+    () => assert.fail('undo of 2 should have been refused: Bob wrote the title since'),
+    (e) => e,
+  );
+  assert.ok(err instanceof ConflictError, `got ${err}`);
+  assert.equal((await serverGet(id)).value.title, 'zero', "Bob's title stays");
+});
+
+test('an undo refused with a full list of conflicts (the server names at most 50) is not taken as over its own', async () => {
+  const fields = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}`, '']));
+  const { id, alice, bob } = await twoPeople(fields);
+  const all = (v) => Object.keys(fields).map((f) => ({ op: 'replace', path: `/${f}`, value: v }));
+  await alice.patch(all('one')); // 2
+  await alice.patch(all('two')); // 3
+  await alice.undo(); // 4
+  await waitFor(bob, (d) => d.value.f0 === 'one', "Alice's undo at Bob's");
+  await bob.patch([{ op: 'replace', path: '/f0', value: 'Bob' }]); // 5
+  await bob.patch([{ op: 'replace', path: '/f0', value: 'one' }]); // 6: back as it was
+  await waitFor(alice, (d) => d.etag === bob.etag, "Bob's edits at Alice's");
+  const err = await alice.undo().then(
+    () => assert.fail('undo of 2 should have been refused: Bob wrote f0 since'),
+    (e) => e,
+  );
+  assert.ok(err instanceof ConflictError, `got ${err}`);
+  assert.equal((await serverGet(id)).value.f0, 'one', "Bob's f0 stays");
+});
+
 test('revert of anyone’s version: undoable by its author; a version that left history is base-unknown', async () => {
   const id = newID();
   const pruned = await startPatchd(['--history-versions', '2', '--history-age', '0']);
