@@ -46,22 +46,27 @@ export async function revert(d, seq, signal, h) {
 // request sends a revert; on success it calls done(answer) and shows the
 // answer.
 async function request(d, seq, signal, done, h) {
-  if (d._closed) throw new h.NetworkError('closed');
-  const c = d.client;
-  const body = { seq };
-  // Its own key, kept across retries: a retry never reverts twice.
-  const headers = { 'Content-Type': 'application/json', 'Idempotency-Key': h.randomKey(), Accept: 'application/json' };
-  if (d.etag) headers['If-Match'] = d.etag;
-  const s = h.anySignal(d._abortSends.signal, signal);
-  const sentTick = c._tick();
   // Until its answer is shown: the feed may bring its version first.
   d._reverting.push(seq);
   try {
-    const res = await c._request(c._url(d.collection, d.id, '/revert'), { method: 'POST', headers, body: JSON.stringify(body) }, { signal: s });
-    return await answer(d, res, body, s, sentTick, done, h);
+    return await write(d, 'POST', '/revert', 'application/json', { seq }, signal, done, h);
   } finally {
     d._reverting.splice(d._reverting.indexOf(seq), 1);
   }
+}
+
+// write sends a write of d (method to its URL and suffix) against the
+// version d shows, and answers it as answer does.
+async function write(d, method, suffix, type, body, signal, done, h) {
+  if (d._closed) throw new h.NetworkError('closed');
+  const c = d.client;
+  // Its own key, kept across retries: a retry never writes twice.
+  const headers = { 'Content-Type': type, 'Idempotency-Key': h.randomKey(), Accept: 'application/json' };
+  if (d.etag) headers['If-Match'] = d.etag;
+  const s = h.anySignal(d._abortSends.signal, signal);
+  const sentTick = c._tick();
+  const res = await c._request(c._url(d.collection, d.id, suffix), { method, headers, body: JSON.stringify(body) }, { signal: s });
+  return answer(d, res, body, s, sentTick, done, h);
 }
 
 async function answer(d, res, body, s, sentTick, done, h) {
@@ -108,55 +113,44 @@ async function undoOverOwn(d, seq, err, signal, done, h) {
   // The server lists at most 50 conflicts: a list that long may leave out
   // someone else's version.
   if (!later.size || err.conflicts.length >= 50 || !d._undone || d.value === null || !d.etag) return null;
-  const c = d.client;
+  // The document as each version left it, from the first: before is the
+  // state before seq, after the state seq left.
+  let doc = null;
+  let last = 0; // the seq doc is at
   let before;
-  let at = null;
-  let after = 0;
+  let after;
   let read = 0;
-  for (;;) {
-    const res = await c._request(c._url(d.collection, d.id, `/history?after=${after}&limit=1000`), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
-    if (!res.ok) return null;
-    const page = await res.json();
-    for (const v of page.versions) {
-      if (v.seq < seq) {
-        if (v.seq === 1 ? at !== null : at !== v.seq - 1) return null; // history does not reach back
-        try {
-          before = applyPatch(before ?? null, v.ops);
-        } catch {
-          return null;
+  try {
+    for await (const page of history(d, 0, signal, h)) {
+      for (const v of page.versions) {
+        if (v.seq <= seq) {
+          if (v.seq !== last + 1) return null; // history does not reach back to the first version
+          before = doc;
+          doc = applyPatch(doc, v.ops);
+          last = v.seq;
+          if (v.seq === seq) after = doc;
+        } else if (later.has(v.seq)) {
+          if (!d._undone.has(v.seq) && !d._undos?.some((u) => h.ownVersion(u, v))) return null; // someone else's
+          later.delete(v.seq);
         }
-        at = v.seq;
-      } else if (v.seq === seq) {
-        if (at !== seq - 1) return null;
-        try {
-          at = { before, after: applyPatch(before, v.ops) };
-        } catch {
-          return null;
-        }
-      } else if (later.has(v.seq)) {
-        if (!d._undone.has(v.seq) && !d._undos?.some((u) => h.ownVersion(u, v))) return null; // someone else's
-        later.delete(v.seq);
       }
+      read += page.versions.length;
+      if (read >= 1000 && page.next != null) return null; // no more than a default history's versions
     }
-    read += page.versions.length;
-    if (page.next == null) break;
-    if (read >= 1000) return null; // no more than a default history's versions
-    after = page.next;
+  } catch (e) {
+    if (e?.name === 'AbortError') throw e;
+    return null; // a history that does not read or replay
   }
-  if (later.size || typeof at !== 'object' || at === null) return null;
-  const target = putBack(d.value, at.before, at.after);
+  if (later.size || last < seq) return null;
+  const target = putBack(d.value, before, after);
   if (target === conflict || target === absent) return null;
   const ops = diff(d.value, target, { key: 'id' });
   if (!ops.length) return null;
-  const body = ops;
-  const headers = { 'Content-Type': 'application/json-patch+json', 'Idempotency-Key': h.randomKey(), Accept: 'application/json', 'If-Match': d.etag };
-  const s = h.anySignal(d._abortSends.signal, signal);
-  const sentTick = c._tick();
-  const res = await c._request(c._url(d.collection, d.id), { method: 'PATCH', headers, body: JSON.stringify(body) }, { signal: s });
   try {
-    return await answer(d, res, body, s, sentTick, done, h);
-  } catch {
-    return null;
+    return await write(d, 'PATCH', '', 'application/json-patch+json', ops, signal, done, h);
+  } catch (e) {
+    if (e instanceof h.PatchdError) return null; // refused: the caller reports err
+    throw e;
   }
 }
 
@@ -208,15 +202,22 @@ function putBack(current, before, after) {
 // findSeq looks an edit's version up in history: the newest that is its
 // (the feed has not brought it yet, or brought a reset instead).
 async function findSeq(d, u, signal, h) {
-  const c = d.client;
-  let after = Math.max(0, (d.seq ?? 0) - 100);
   let found = null;
+  for await (const page of history(d, Math.max(0, (d.seq ?? 0) - 100), signal, h)) {
+    for (const v of page.versions) if (h.ownVersion(u, v)) found = v.seq;
+  }
+  return found;
+}
+
+// history yields the pages of d's history after seq after, oldest first.
+async function* history(d, after, signal, h) {
+  const c = d.client;
   for (;;) {
     const res = await c._request(c._url(d.collection, d.id, `/history?after=${after}&limit=1000`), { headers: { Accept: 'application/json' }, cache: 'no-store' }, { signal });
     if (!res.ok) throw new h.PatchdError(res.status, await h.readProblem(res));
     const page = await res.json();
-    for (const v of page.versions) if (h.ownVersion(u, v)) found = v.seq;
-    if (page.next == null) return found;
+    yield page;
+    if (page.next == null) return;
     after = page.next;
   }
 }
