@@ -51,6 +51,14 @@ async function serverGet(id) {
   return { value: await res.json(), etag: res.headers.get('ETag') };
 }
 
+/** The error p rejects with; the test fails if it resolves (why says why it should not). */
+function refused(p, why) {
+  return p.then(
+    () => assert.fail(why),
+    (e) => e,
+  );
+}
+
 async function history(id) {
   const res = await fetch(`${server.url}/docs/t/${id}/history`);
   return (await res.json()).versions;
@@ -108,10 +116,7 @@ test('undo over a later edit of the same field rejects with ConflictError and ch
   const before = await serverGet(id);
   const versions = (await history(id)).length;
 
-  const err = await alice.undo().then(
-    () => assert.fail('undo should have been refused'),
-    (e) => e,
-  );
+  const err = await refused(alice.undo(), 'undo should have been refused');
   assert.ok(err instanceof ConflictError, `got ${err}`);
   assert.equal(err.type, 'rebase-conflict');
   assert.deepEqual(err.mine, { seq: 2 });
@@ -176,10 +181,7 @@ test('undo over its own undo is still refused when someone else changed the fiel
   await waitFor(bob, (d) => d.value.title === 'one', "Alice's undo at Bob's");
   await bob.patch([{ op: 'replace', path: '/title', value: 'Bob' }]);
   await waitFor(alice, (d) => d.value.title === 'Bob', "Bob's edit at Alice's");
-  const err = await alice.undo().then(
-    () => assert.fail('undo should have been refused'),
-    (e) => e,
-  );
+  const err = await refused(alice.undo(), 'undo should have been refused');
   assert.ok(err instanceof ConflictError, `got ${err}`);
   assert.equal((await serverGet(id)).value.title, 'Bob', "Bob's edit stays");
 });
@@ -192,10 +194,7 @@ test('an undo that changed nothing does not make someone else’s equal version 
   await bob.patch([{ op: 'replace', path: '/title', value: 'zero' }]); // 4: the same content as 2
   await waitFor(alice, (d) => d.value.title === 'zero', "Bob's edit at Alice's");
   await alice.undo(); // of 3: Bob already wrote what it would; nothing written
-  const err = await alice.undo().then(
-    () => assert.fail('undo of 2 should have been refused: Bob wrote the title since'),
-    (e) => e,
-  );
+  const err = await refused(alice.undo(), 'undo of 2 should have been refused: Bob wrote the title since');
   assert.ok(err instanceof ConflictError, `got ${err}`);
   assert.equal((await serverGet(id)).value.title, 'zero', "Bob's title stays");
 });
@@ -211,10 +210,7 @@ test('an undo refused with a full list of conflicts (the server names at most 50
   await bob.patch([{ op: 'replace', path: '/f0', value: 'Bob' }]); // 5
   await bob.patch([{ op: 'replace', path: '/f0', value: 'one' }]); // 6: back as it was
   await waitFor(alice, (d) => d.etag === bob.etag, "Bob's edits at Alice's");
-  const err = await alice.undo().then(
-    () => assert.fail('undo of 2 should have been refused: Bob wrote f0 since'),
-    (e) => e,
-  );
+  const err = await refused(alice.undo(), 'undo of 2 should have been refused: Bob wrote f0 since');
   assert.ok(err instanceof ConflictError, `got ${err}`);
   assert.equal((await serverGet(id)).value.f0, 'one', "Bob's f0 stays");
 });
