@@ -402,6 +402,15 @@ function opsFor(key, value, index) {
   ];
 }
 
+// addOps appends to ops the ops that set key to value (a line item's field
+// at index), and notes in pathKey which field each op's path is.
+function addOps(ops, pathKey, key, value, index) {
+  for (const op of opsFor(key, value, index)) {
+    ops.push(op);
+    pathKey.set(op.path, key);
+  }
+}
+
 /** Sends every edited field, one write per version the edits began on. */
 function flush() {
   clearTimeout(flushTimer);
@@ -460,10 +469,7 @@ function flush() {
       const el = controlFor(key);
       if (!el || (parseKey(key).item && d.index < 0)) continue;
       const v = readControl(el);
-      for (const op of opsFor(key, v, d.index)) {
-        ops.push(op);
-        pathKey.set(op.path, key);
-      }
+      addOps(ops, pathKey, key, v, d.index);
       sent.set(key, v);
       if (Object.hasOwn(d, 'was')) was.set(key, d.was);
     }
@@ -522,10 +528,7 @@ async function failed(err, sent, pathKey, again, base = null, was = null) {
         }
         continue;
       }
-      for (const op of opsFor(key, v, i)) {
-        ops2.push(op);
-        pk.set(op.path, key);
-      }
+      addOps(ops2, pk, key, v, i);
     }
     if (ops2.length) await send(ops2, doc.version(), sent, pk, true, was);
   } else if (err instanceof ConflictError && err.conflicts.some((c) => c.reason === 'schema-violation')) {
@@ -736,10 +739,7 @@ function conflict(err, sent, pathKey, base = null, was = null) {
     const was2 = new Map();
     for (const key of moved) {
       const v = sent.get(key);
-      for (const op of opsFor(key, v, itemIndex(current, parseKey(key).item))) {
-        ops.push(op);
-        pk.set(op.path, key);
-      }
+      addOps(ops, pk, key, v, itemIndex(current, parseKey(key).item));
       sent2.set(key, v);
       was2.set(key, valueAt(current, key));
     }
