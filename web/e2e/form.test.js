@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { startPatchd } from '../client/test/support/patchd.js';
 import { artifacts, launch } from './browser.js';
-import { gate, ownPage, routeWrites } from './support.js';
+import { gate, ownPage, routeWrites, serverUntil } from './support.js';
 
 let server;
 let browser;
@@ -668,12 +668,7 @@ test('once a field refused for another field is saved, the status names the fiel
   await page.fill('#notes', 'call first');
   await page.locator('#notes').blur();
   await page.waitForFunction(() => document.querySelector('#urgent').getAttribute('aria-invalid') === null, null, { timeout: WAIT });
-  let doc;
-  for (const deadline = Date.now() + WAIT; ; ) {
-    doc = await (await fetch(`${server.url}/docs/${c}/s`)).json();
-    if (doc.urgent === true || Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const doc = await serverUntil(server, 's', (d) => d.urgent === true, 'Urgent saved', { c });
   assert.deepEqual([doc.urgent, doc.notes, doc.email ?? ''], [true, 'call first', '']);
   // Nothing is on its way: the status says what is left.
   await page.waitForFunction(() => document.querySelector('#status').dataset.state === 'error', null, { timeout: WAIT });

@@ -57,8 +57,8 @@ export async function shot(t, page, step) {
   await page.screenshot({ path: join(artifacts, name), fullPage: true });
 }
 
-export async function serverDoc(server, id) {
-  const res = await fetch(`${server.url}/docs/demo/${id}`);
+export async function serverDoc(server, id, c = 'demo') {
+  const res = await fetch(`${server.url}/docs/${c}/${id}`);
   assert.equal(res.status, 200);
   return res.json();
 }
@@ -69,11 +69,11 @@ export async function serverHistory(server, id) {
   return (await res.json()).versions;
 }
 
-/** Waits until the server's document satisfies pred. */
-export async function serverUntil(server, id, pred, what, timeout = WAIT) {
+/** Waits until the server's document (of collection c) satisfies pred. */
+export async function serverUntil(server, id, pred, what, { timeout = WAIT, c = 'demo' } = {}) {
   const t0 = Date.now();
   for (;;) {
-    const d = await serverDoc(server, id);
+    const d = await serverDoc(server, id, c);
     if (pred(d)) return d;
     if (Date.now() - t0 > timeout) assert.fail(`timed out waiting for ${what}; server has ${JSON.stringify(d)}`);
     await new Promise((r) => setTimeout(r, 20));
