@@ -187,12 +187,12 @@ func redactQuery(raw string) string {
 	}
 	pairs := strings.Split(raw, "&")
 	for i, pair := range pairs {
-		k, _, _ := strings.Cut(pair, "=")
-		if key, err := url.QueryUnescape(k); err == nil {
-			k = key
+		name, _, _ := strings.Cut(pair, "=")
+		key := name
+		if k, err := url.QueryUnescape(name); err == nil {
+			key = k
 		}
-		if k == "password" || k == "sslpassword" {
-			name, _, _ := strings.Cut(pair, "=")
+		if key == "password" || key == "sslpassword" {
 			pairs[i] = name + "=xxxxx"
 		}
 	}
