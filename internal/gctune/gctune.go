@@ -19,17 +19,24 @@ import (
 // load, for at most this much more memory.
 const DefaultHeadroom = 16 << 20
 
+// minHeap is the runtime's smallest heap target at GOGC=100: before the
+// first cycle (when the live heap reads 0) and for a tiny live heap, the
+// target is minHeap scaled by GOGC/100.
+const minHeap = 4 << 20
+
 // Percent returns the GOGC that puts the heap target headroom bytes above
 // a live heap of live bytes: never below 100, and 100 when headroom is 0.
+// A live heap below the runtime's 4 MiB minimum (none before the first
+// cycle) counts as 4 MiB, which bounds the result by headroom/40 KiB: a
+// GOGC computed for a few live bytes would put the first target at tens of
+// GiB, and no cycle would ever run.
 func Percent(live, headroom uint64) int {
-	if live == 0 {
-		live = 1
-	}
+	live = max(live, minHeap)
 	p := headroom * 100 / live
 	if p < 100 {
 		return 100
 	}
-	const most = 1 << 20 // a live heap of a few bytes: no overflow of int
+	const most = 1 << 20 // a headroom of many TiB: no overflow of int
 	return int(min(p, most))
 }
 
