@@ -72,12 +72,18 @@ type compiledSchema struct {
 	body []byte // the schema, to compile more instances
 	// work estimates the work of a validation (checkRefCycles).
 	work *schemaWork
-	// free holds compiled instances not in use. A validation takes one
-	// for itself, so that the schema's regular expressions count their
-	// work against that validation's meter.
-	free chan *schemaInstance
-	mu   sync.Mutex
-	made int // instances compiled, at most cap(free); guarded by mu
+	// The compiled instances: a validation takes one for itself, so that
+	// the schema's regular expressions count their work against that
+	// validation's meter. free holds those not in use; made counts them
+	// all, at most max. When none is free, the validations wait in turn
+	// per client (waiting, turn): one client's many validations queue
+	// behind each other, not in front of another client's.
+	mu      sync.Mutex
+	max     int
+	made    int
+	free    []*schemaInstance
+	waiting map[string][]chan *schemaInstance // by client, oldest first
+	turn    []string                          // the clients in waiting, the next one served first
 }
 
 // schemaInstance is one compilation of a schema, used by one validation at
@@ -92,38 +98,106 @@ type schemaInstance struct {
 // schema again costs as much as a write.
 func maxInstances() int { return max(2, runtime.GOMAXPROCS(0)) }
 
-// take returns an instance of the schema for one validation: a free one,
-// a new compilation while fewer than maxInstances exist, or else the first
-// one given back (every validation ends within its bounds).
-func (c *compiledSchema) take() (*schemaInstance, error) {
-	select {
-	case inst := <-c.free:
-		return inst, nil
-	default:
-	}
-	c.mu.Lock()
-	if c.made >= cap(c.free) {
-		c.mu.Unlock()
-		return <-c.free, nil
-	}
-	c.made++
-	c.mu.Unlock()
-	inst := &schemaInstance{}
-	sch, err := compileInstance(c.coll, c.body, inst)
-	if err != nil {
-		c.mu.Lock()
-		c.made--
-		c.mu.Unlock()
-		return nil, err
-	}
-	inst.schema = sch
-	return inst, nil
+// clientKey is the context key of WithClient.
+type clientKey struct{}
+
+// WithClient returns a copy of ctx that names the client a request comes
+// from (a token's name, or an address): where requests wait for a shared
+// resource, a schema's validations, clients are served in turn.
+func WithClient(ctx context.Context, client string) context.Context {
+	return context.WithValue(ctx, clientKey{}, client)
 }
 
-// give hands back an instance take returned.
+// clientFrom returns the client WithClient named, or "".
+func clientFrom(ctx context.Context) string {
+	client, _ := ctx.Value(clientKey{}).(string)
+	return client
+}
+
+// take returns an instance of the schema for one validation: a free one,
+// a new compilation while fewer than max exist, or else one given back,
+// handed to the waiting clients in turn (every validation ends within its
+// bounds). It gives up when ctx is done.
+func (c *compiledSchema) take(ctx context.Context) (*schemaInstance, error) {
+	client := clientFrom(ctx)
+	c.mu.Lock()
+	if n := len(c.free); n > 0 {
+		inst := c.free[n-1]
+		c.free = c.free[:n-1]
+		c.mu.Unlock()
+		return inst, nil
+	}
+	if c.made < c.max {
+		c.made++
+		c.mu.Unlock()
+		inst := &schemaInstance{}
+		sch, err := compileInstance(c.coll, c.body, inst)
+		if err != nil {
+			c.mu.Lock()
+			c.made-- // others exist (the first is made with the schema), and are given back
+			c.mu.Unlock()
+			return nil, err
+		}
+		inst.schema = sch
+		return inst, nil
+	}
+	ch := make(chan *schemaInstance, 1)
+	if c.waiting == nil {
+		c.waiting = make(map[string][]chan *schemaInstance)
+	}
+	if len(c.waiting[client]) == 0 {
+		c.turn = append(c.turn, client)
+	}
+	c.waiting[client] = append(c.waiting[client], ch)
+	c.mu.Unlock()
+	select {
+	case inst := <-ch:
+		return inst, nil
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	q := c.waiting[client]
+	i := slices.Index(q, ch)
+	if i >= 0 {
+		c.waiting[client] = slices.Delete(q, i, i+1)
+		if len(c.waiting[client]) == 0 {
+			delete(c.waiting, client)
+			c.turn = slices.DeleteFunc(c.turn, func(x string) bool { return x == client })
+		}
+	}
+	c.mu.Unlock()
+	if i < 0 {
+		c.give(<-ch) // handed over meanwhile: pass it on
+	}
+	err := fmt.Errorf("waiting for a turn to validate against the schema of collection %s: %w", c.coll, ctx.Err())
+	if !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return nil, err
+}
+
+// give hands back an instance take returned: to the next waiting client
+// in turn, or to the free ones.
 func (c *compiledSchema) give(inst *schemaInstance) {
 	inst.meter = nil
-	c.free <- inst // never blocks: at most cap(free) instances exist
+	c.mu.Lock()
+	if len(c.turn) == 0 {
+		c.free = append(c.free, inst)
+		c.mu.Unlock()
+		return
+	}
+	client := c.turn[0]
+	q := c.waiting[client]
+	ch := q[0]
+	if len(q) == 1 {
+		delete(c.waiting, client)
+		c.turn = c.turn[1:]
+	} else {
+		c.waiting[client] = q[1:]
+		c.turn = append(c.turn[1:], client) // its next one after the others'
+	}
+	c.mu.Unlock()
+	ch <- inst // never blocks: ch holds one, and only give sends on it
 }
 
 // patternMeter counts the work of the regular expressions of one
@@ -340,7 +414,7 @@ func compileSchema(coll string, body []byte) (*compiledSchema, error) {
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	cs := &compiledSchema{coll: coll, body: bytes.Clone(body), work: work, free: make(chan *schemaInstance, maxInstances()), made: 1}
+	cs := &compiledSchema{coll: coll, body: bytes.Clone(body), work: work, max: maxInstances(), made: 1}
 	cs.give(inst)
 	return cs, nil
 }
@@ -869,8 +943,8 @@ var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 // cannot compare at a bounded cost is an error *numberError; a validation
 // that would pass maxValidationWork, or whose patterns' work passes
 // maxValidationPatternWork, is an error *workError.
-func (c *compiledSchema) validate(body []byte) ([]SchemaError, error) {
-	return c.validateWithin(body, nil)
+func (c *compiledSchema) validate(ctx context.Context, body []byte) ([]SchemaError, error) {
+	return c.validateWithin(ctx, body, nil)
 }
 
 // maxBatchPatternWork and maxBatchValidationWork bound the work of all the
@@ -894,12 +968,12 @@ func newBatchBudget() patternBudget {
 
 // validateWithin is validate, whose work also counts against b (nil: no
 // budget beyond the validation's own).
-func (c *compiledSchema) validateWithin(body []byte, b *patternBudget) ([]SchemaError, error) {
+func (c *compiledSchema) validateWithin(ctx context.Context, body []byte, b *patternBudget) ([]SchemaError, error) {
 	limit, workLimit := maxValidationPatternWork, maxValidationWork
 	if b != nil {
 		limit, workLimit = min(limit, b.left), min(workLimit, b.workLeft)
 	}
-	errs, used, work, err := c.validateLimited(body, limit, workLimit)
+	errs, used, work, err := c.validateLimited(ctx, body, limit, workLimit)
 	if b != nil {
 		b.left -= used
 		b.workLeft -= min(work, b.workLeft)
@@ -913,7 +987,7 @@ func (c *compiledSchema) validateWithin(body []byte, b *patternBudget) ([]Schema
 // validateLimited is validate with limit on the work of its patterns and
 // workLimit on its subschemas' (as scan estimates it); it also returns the
 // work its patterns took and the estimate.
-func (c *compiledSchema) validateLimited(body []byte, limit, workLimit int) (_ []SchemaError, patternWork, work int, _ error) {
+func (c *compiledSchema) validateLimited(ctx context.Context, body []byte, limit, workLimit int) (_ []SchemaError, patternWork, work int, _ error) {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("schema validation: the body does not decode: %w", err)
@@ -926,7 +1000,7 @@ func (c *compiledSchema) validateLimited(body []byte, limit, workLimit int) (_ [
 	if work > workLimit {
 		return nil, 0, work, &workError{n: work}
 	}
-	inst, err := c.take()
+	inst, err := c.take(ctx)
 	if err != nil {
 		return nil, 0, work, err
 	}

@@ -1,6 +1,7 @@
 package document
 
 import (
+	"context"
 	"testing"
 
 	"github.com/patchd/patchd/internal/benchdoc"
@@ -17,7 +18,7 @@ func BenchmarkSchemaValidate(b *testing.B) {
 	b.SetBytes(int64(len(doc)))
 	b.ReportAllocs()
 	for b.Loop() {
-		errs, err := c.validate(doc)
+		errs, err := c.validate(context.Background(), doc)
 		if err != nil || len(errs) > 0 {
 			b.Fatal(err, errs)
 		}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -242,5 +244,192 @@ func TestSchemaEnumWork(t *testing.T) {
 	}
 	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "ex", ID: "many", Body: []byte("{" + strings.Join(m, ",") + "}")}); !errors.Is(err, patch.ErrInvalidDocument) {
 		t.Fatalf("100 members of 7e-1000 compared with 1000 numbers of exponent -999: %v, want 422 before validating", err)
+	}
+}
+
+// waiters returns how many takes of c wait for an instance.
+func waiters(c *compiledSchema) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, q := range c.waiting {
+		n += len(q)
+	}
+	return n
+}
+
+// freeInstances returns how many instances of c are free.
+func freeInstances(c *compiledSchema) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.free)
+}
+
+// untilWaiting waits until n takes of c wait.
+func untilWaiting(t *testing.T, c *compiledSchema, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); waiters(c) != n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d takes wait, want %d", waiters(c), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSchemaInstancesInTurn: when every instance of a schema is in use,
+// the clients waiting for one are served in turn, so that a client with
+// many validations queued does not hold back another's: b's one take is
+// served right after a's first, before a's others.
+func TestSchemaInstancesInTurn(t *testing.T) {
+	c, err := compileSchema("c", []byte(`{"type":"object"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.max = 1
+	held, err := c.take(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan string, 4)
+	var wg sync.WaitGroup
+	take := func(client string) {
+		defer wg.Done()
+		inst, err := c.take(WithClient(context.Background(), client))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		served <- client
+		c.give(inst)
+	}
+	// a queues three, in order, then b one.
+	wg.Add(4)
+	for i := range 3 {
+		go take("a")
+		untilWaiting(t, c, i+1)
+	}
+	go take("b")
+	untilWaiting(t, c, 4)
+	c.give(held)
+	var order []string
+	for range 4 {
+		order = append(order, <-served)
+	}
+	if got, want := strings.Join(order, ","), "a,b,a,a"; got != want {
+		t.Fatalf("served %s, want %s", got, want)
+	}
+	wg.Wait()
+	if n := freeInstances(c); n != 1 {
+		t.Fatalf("%d instances free at the end, want 1", n)
+	}
+}
+
+// TestSchemaInstanceWaitEnds: a take whose context ends while it waits
+// gives up with the context's error, and the instance given back later
+// goes to the next waiting client, or back to the free ones.
+func TestSchemaInstanceWaitEnds(t *testing.T) {
+	c, err := compileSchema("c", []byte(`{"type":"object"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.max = 1
+	held, err := c.take(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(WithClient(context.Background(), "a"))
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := c.take(ctx)
+		gaveUp <- err
+	}()
+	untilWaiting(t, c, 1)
+	cancel()
+	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
+		t.Fatalf("take after its context ended: %v, want context.Canceled", err)
+	}
+	if n := waiters(c); n != 0 {
+		t.Fatalf("%d takes still wait", n)
+	}
+	c.give(held)
+	if n := freeInstances(c); n != 1 {
+		t.Fatalf("%d instances free, want 1", n)
+	}
+	// A deadline is the server's to retry: 503.
+	dctx, dcancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer dcancel()
+	held, _ = c.take(context.Background())
+	if _, err := c.take(dctx); !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("take past its deadline: %v, want store.ErrUnavailable and context.DeadlineExceeded", err)
+	}
+	c.give(held)
+}
+
+// TestSchemaViolationsWorkPerPage: a page of GET /schemas/{c}/violations
+// ends once its documents' subschema work reaches violationsWork, each
+// document within one write's bound, and the next page goes on where it
+// ended: every document is listed once.
+func TestSchemaViolationsWorkPerPage(t *testing.T) {
+	s, _ := newService(t)
+	ctx := context.Background()
+	var enum []string
+	for i := range 1000 {
+		enum = append(enum, fmt.Sprint(i))
+	}
+	schema := []byte(`{"properties":{"a":{"items":{"enum":[` + strings.Join(enum, ",") + `]}}}}`)
+	c, err := compileSchema("c", schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Documents of about a third of violationsWork each, all breaking
+	// the schema (1000 is not in the enum).
+	items := slices.Repeat([]string{"1000"}, 100)
+	body := func() []byte { return []byte(`{"a":[` + strings.Join(items, ",") + `]}`) }
+	work := func() int {
+		_, _, w, err := c.validateLimited(ctx, body(), maxValidationPatternWork, maxValidationWork)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	items = slices.Repeat([]string{"1000"}, 100*(violationsWork/3)/work()+1) // the work grows with the items
+	if w := work(); w < violationsWork/3 || w >= violationsWork/2 {
+		t.Fatalf("a document of %d items: %d units of work, want a third of %d", len(items), w, violationsWork)
+	}
+	const docs = 7
+	for i := range docs {
+		if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: fmt.Sprintf("d%d", i), Body: body()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "c", Body: schema}); err != nil {
+		t.Fatal(err)
+	}
+	var pages [][]Violation
+	for after := ""; ; {
+		vs, next, err := s.Violations(ctx, "c", after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, vs)
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	seen := 0
+	for i, p := range pages {
+		if len(p) > 3 {
+			t.Fatalf("page %d holds %d documents of a third of the page's work each, want at most 3", i, len(p))
+		}
+		for _, v := range p {
+			if want := fmt.Sprintf("d%d", seen); v.ID != want {
+				t.Fatalf("page %d lists %s, want %s", i, v.ID, want)
+			}
+			seen++
+		}
+	}
+	if seen != docs {
+		t.Fatalf("%d documents listed over %d pages, want %d", seen, len(pages), docs)
 	}
 }

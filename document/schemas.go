@@ -71,20 +71,24 @@ type Violation struct {
 	Errors []SchemaError `json:"errors"`
 }
 
-// Bounds of one Violations page: the documents it reads, their bytes, and
-// the work of the schema's patterns on them (about 1 s here; one
-// document's own is bounded by maxValidationPatternWork).
+// Bounds of one Violations page: the documents it reads, their bytes, the
+// work of the schema's patterns on them (about 1 s here; one document's
+// own is bounded by maxValidationPatternWork) and of its subschemas (as
+// scan estimates it, about 1.7 s here: one write's most). A document that
+// would take the page past the subschemas' bound begins the next page,
+// unless it is the page's first.
 const (
 	violationsScanDocs    = 1000
 	violationsScanBytes   = 8 << 20
 	violationsPatternWork = 2 * maxValidationPatternWork
+	violationsWork        = maxValidationWork
 )
 
 // Violations checks the documents of a collection whose id sorts after
 // the given one against the collection's schema, in id order, and returns
 // up to limit of those that break it. It reads at most 1000 documents (or
 // 8 MiB of them) per call: next, when not "", is the id to pass as after
-// to go on (also once the schema's patterns took violationsPatternWork),
+// to go on (also once the schema's patterns or subschemas took their bound),
 // and a page may hold fewer than limit violations, none even,
 // before the end. Returns an error wrapping store.ErrNotFound if the
 // collection has no schema.
@@ -97,7 +101,7 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 		return nil, "", fail(store.ErrNotFound, fmt.Sprintf("collection %s has no schema", collection))
 	}
 	vs = []Violation{}
-	scanned, bytes, patternWork := 0, 0, 0
+	scanned, bytes, patternWork, work := 0, 0, 0, 0
 	for {
 		page, more, err := s.store.List(ctx, collection, after, min(100, violationsScanDocs-scanned))
 		if err != nil {
@@ -111,8 +115,18 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 			if err != nil {
 				return nil, "", err
 			}
-			errs, work, _, err := sch.validateLimited(doc.Body, maxValidationPatternWork, maxValidationWork)
-			patternWork += work
+			workLimit := maxValidationWork
+			if scanned > 0 {
+				workLimit = min(workLimit, violationsWork-work)
+			}
+			errs, pw, w, err := sch.validateLimited(ctx, doc.Body, maxValidationPatternWork, workLimit)
+			if we := (*workError)(nil); errors.As(err, &we) && !we.patterns && workLimit < maxValidationWork && w <= maxValidationWork {
+				// Within one write's bound, but past what this page has
+				// left: the next page begins with it.
+				return vs, after, nil
+			}
+			patternWork += pw
+			work += w
 			if ne := (*numberError)(nil); errors.As(err, &ne) {
 				// Stored before the schema: it cannot match until the
 				// number is changed. No keyword failed.
@@ -130,7 +144,7 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 			after = e.ID
 			scanned++
 			bytes += len(doc.Body)
-			if len(vs) == limit || scanned == violationsScanDocs || bytes >= violationsScanBytes || patternWork >= violationsPatternWork {
+			if len(vs) == limit || scanned == violationsScanDocs || bytes >= violationsScanBytes || patternWork >= violationsPatternWork || work >= violationsWork {
 				if i < len(page)-1 || more {
 					return vs, after, nil
 				}

@@ -299,7 +299,7 @@ func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64
 		return ch, nil
 	}
 	if d.schema != nil {
-		errs, err := d.schema.validateWithin(ch.Body, d.patterns)
+		errs, err := d.schema.validateWithin(ctx, ch.Body, d.patterns)
 		if ne := (*numberError)(nil); errors.As(err, &ne) {
 			return nil, fail(patch.ErrInvalidDocument, ne.detail())
 		}
@@ -310,7 +310,7 @@ func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64
 			return nil, err
 		}
 		if len(errs) > 0 {
-			return nil, d.violation(cur, seq, errs)
+			return nil, d.violation(ctx, cur, seq, errs)
 		}
 	}
 	if d.w.Idempotency == nil || d.w.DryRun {
@@ -325,11 +325,11 @@ func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64
 // violation is the error of a write whose result breaks the schema: 422,
 // or, when the write was rebased, a 412 rebase conflict with the versions
 // it was rebased over.
-func (d *decision) violation(cur *store.Document, seq uint64, errs []SchemaError) error {
+func (d *decision) violation(ctx context.Context, cur *store.Document, seq uint64, errs []SchemaError) error {
 	if d.rebasedFrom == "" || cur == nil {
 		return &SchemaViolationError{Errors: errs}
 	}
-	if own := d.baseViolations(); len(own) > 0 {
+	if own := d.baseViolations(ctx); len(own) > 0 {
 		return &SchemaViolationError{Errors: own} // invalid on its own base
 	}
 	return &PreconditionError{
@@ -347,7 +347,7 @@ func (d *decision) violation(cur *store.Document, seq uint64, errs []SchemaError
 
 // baseViolations returns how a rebased edit's result on its own base
 // breaks the schema, or nil (also when that cannot be told).
-func (d *decision) baseViolations() []SchemaError {
+func (d *decision) baseViolations(ctx context.Context) []SchemaError {
 	if d.baseResult == nil {
 		return nil
 	}
@@ -355,7 +355,7 @@ func (d *decision) baseViolations() []SchemaError {
 	if err != nil {
 		return nil
 	}
-	errs, err := d.schema.validate(body)
+	errs, err := d.schema.validate(ctx, body)
 	if err != nil {
 		return nil
 	}

@@ -113,7 +113,7 @@ func (h *Handler) batch(c echo.Context) error {
 		w.Actor, w.RequestID = principal(c).Actor, info(c).id
 		ws[i], prefs[i] = w, pref
 	}
-	results, err := h.svc.Batch(c.Request().Context(), ws, dry)
+	results, err := h.svc.Batch(h.serviceContext(c), ws, dry)
 	if err != nil {
 		return err
 	}

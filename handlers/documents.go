@@ -404,7 +404,7 @@ func (h *Handler) write(c echo.Context, kind document.Kind, withID bool) error {
 		return err
 	}
 	w.Actor, w.RequestID = principal(c).Actor, info(c).id
-	res, err := h.svc.Write(c.Request().Context(), w)
+	res, err := h.svc.Write(h.serviceContext(c), w)
 	noteResult(c, res)
 	if err != nil {
 		return err
@@ -476,7 +476,7 @@ func (h *Handler) revert(c echo.Context) error {
 		return err
 	}
 	w.Actor, w.RequestID = principal(c).Actor, info(c).id
-	res, err := h.svc.Write(c.Request().Context(), w)
+	res, err := h.svc.Write(h.serviceContext(c), w)
 	noteResult(c, res)
 	if err != nil {
 		return err
@@ -541,4 +541,11 @@ func respondWrite(c echo.Context, res document.Result, prefer preferences) error
 		return c.NoContent(http.StatusNoContent)
 	}
 	return c.Blob(status, echo.MIMEApplicationJSON, doc.Body)
+}
+
+// serviceContext is the request's context for the document service,
+// naming its client, so that clients take turns where requests wait for
+// the same work (a schema's validations).
+func (h *Handler) serviceContext(c echo.Context) context.Context {
+	return document.WithClient(c.Request().Context(), clientOf(c, h.cfg.Tokens != nil))
 }

@@ -130,7 +130,7 @@ func (h *Handler) violations(c echo.Context) error {
 	if after != "" && !store.ValidName(after) {
 		return fail(ErrInvalidRequest, "after must be a document id")
 	}
-	vs, next, err := h.svc.Violations(c.Request().Context(), coll, after, limit)
+	vs, next, err := h.svc.Violations(h.serviceContext(c), coll, after, limit)
 	if err != nil {
 		return err
 	}
