@@ -34,7 +34,7 @@ const (
 const DefaultPresenceTTL = 30 * time.Second
 
 // DefaultPresenceLimits bound the presence sessions of a server.
-var DefaultPresenceLimits = store.PresenceLimits{PerDocument: 100, PerClient: 500, Total: 10000}
+var DefaultPresenceLimits = store.PresenceLimits{PerDocument: 100, PerClient: 500, Total: 10000, PerClientDocument: 50}
 
 // presenceTarget reads and checks the collection, id and session of a
 // presence request.
@@ -189,6 +189,9 @@ func (h *Handler) putPresence(c echo.Context) error {
 	if errors.As(err, &full) {
 		secs := int(math.Ceil(h.presenceTTL.Seconds()))
 		c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(max(secs, 1)))
+		if full.Scope == store.PresenceShareScope {
+			return fail(ErrRateLimited, fmt.Sprintf("this client has %d presence sessions of this document already, the most one client may hold, so that others can join too (the %s limit); end one, or retry after %d s, when sessions may have expired", full.Limit, full.Scope, max(secs, 1)))
+		}
 		return fail(ErrRateLimited, fmt.Sprintf("%d presence sessions already (the %s limit); retry after %d s, when sessions may have expired", full.Limit, full.Scope, max(secs, 1)))
 	}
 	if err != nil {

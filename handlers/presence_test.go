@@ -210,6 +210,27 @@ func TestPresenceLimits(t *testing.T) {
 	putPresence(t, s, "/docs/f/3/presence/"+sessionA, `{}`)
 }
 
+// TestPresenceClientShare: one client cannot take every place of a
+// document: past its share, its new sessions are refused and another
+// client's are still taken.
+func TestPresenceClientShare(t *testing.T) {
+	s := startServer(t, withTokens(t), func(c *config) {
+		c.http.Presence = store.NewMemoryPresence(store.PresenceLimits{PerDocument: 3, PerClientDocument: 2}, nil)
+	})
+	putPresence(t, s, "/docs/a/1/presence/"+sessionA, `{}`, bearer(tokWriteA)...)
+	putPresence(t, s, "/docs/a/1/presence/"+sessionB, `{}`, bearer(tokWriteA)...)
+	r := s.do(t, "PUT", "/docs/a/1/presence/cccccccccccccccc", append(bearer(tokWriteA), "Content-Type", ctJSON), `{}`)
+	expect(t, r, http.StatusTooManyRequests, "rate-limited")
+	if d, _ := r.problem(t)["detail"].(string); !strings.Contains(d, "share") || r.header.Get("Retry-After") == "" {
+		t.Fatalf("detail %q, Retry-After %q", d, r.header.Get("Retry-After"))
+	}
+	// Renewing is never refused, and another client gets the last place.
+	putPresence(t, s, "/docs/a/1/presence/"+sessionA, `{"name":"again"}`, bearer(tokWriteA)...)
+	putPresence(t, s, "/docs/a/1/presence/cccccccccccccccc", `{}`, bearer(tokAdmin)...)
+	// The client's share is of one document: another one takes its sessions.
+	putPresence(t, s, "/docs/a/2/presence/"+sessionA, `{}`, bearer(tokWriteA)...)
+}
+
 func TestPresenceActor(t *testing.T) {
 	s := startServer(t, withTokens(t))
 	ps := putPresence(t, s, "/docs/a/1/presence/"+sessionA, `{}`, bearer(tokWriteA)...)

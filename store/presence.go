@@ -38,12 +38,16 @@ type PresenceLimits struct {
 	PerDocument int // sessions of one document
 	PerClient   int // sessions of one PresenceSession.Client
 	Total       int // sessions of every document
+	// PerClientDocument is one client's sessions of one document, below
+	// PerDocument so that no client can take every place of a document.
+	PerClientDocument int
 }
 
 // PresenceFullError is a new session refused by a PresenceLimits bound.
 // Renewing a session already there is never refused.
 type PresenceFullError struct {
-	// Scope is the bound reached: "document", "client" or "total".
+	// Scope is the bound reached: "document", "client", "total" or
+	// "client's share of a document".
 	Scope string
 	// Limit is that bound.
 	Limit int
@@ -138,6 +142,21 @@ func NewMemoryPresence(limits PresenceLimits, now func() time.Time) *MemoryPrese
 	return m
 }
 
+// PresenceShareScope is the Scope of a PresenceFullError for
+// PresenceLimits.PerClientDocument.
+const PresenceShareScope = "client's share of a document"
+
+// clientSessions counts the sessions of client among a document's.
+func clientSessions(sessions map[string]*PresenceSession, client string) int {
+	n := 0
+	for _, s := range sessions {
+		if s.Client == client {
+			n++
+		}
+	}
+	return n
+}
+
 // presenceKey is a document's key in MemoryPresence.docs.
 func presenceKey(collection, id string) string { return collection + "\x00" + id }
 
@@ -166,6 +185,8 @@ func (m *MemoryPresence) PutPresence(ctx context.Context, s PresenceSession, ttl
 		switch l := m.limits; {
 		case l.PerDocument > 0 && len(sessions) >= l.PerDocument:
 			full = &PresenceFullError{Scope: "document", Limit: l.PerDocument}
+		case l.PerClientDocument > 0 && clientSessions(sessions, s.Client) >= l.PerClientDocument:
+			full = &PresenceFullError{Scope: PresenceShareScope, Limit: l.PerClientDocument}
 		case l.PerClient > 0 && m.clients[s.Client] >= l.PerClient:
 			full = &PresenceFullError{Scope: "client", Limit: l.PerClient}
 		case l.Total > 0 && m.total >= l.Total:

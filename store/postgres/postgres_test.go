@@ -389,3 +389,34 @@ func TestFeedPollTick(t *testing.T) {
 		t.Fatalf("Subscribe after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestPresenceClientShare: over PostgreSQL too, one client's new sessions
+// of a document past its share are refused, naming the share, while
+// another client's are taken and renewals never refused.
+func TestPresenceClientShare(t *testing.T) {
+	s := open(t, pg.Database(t), postgres.Options{})
+	p := s.Presence(store.PresenceLimits{PerDocument: 3, PerClientDocument: 2})
+	ctx := context.Background()
+	put := func(client, session string) error {
+		_, err := p.PutPresence(ctx, store.PresenceSession{Collection: "c", ID: "1", Session: session, Client: client, State: []byte(`{}`)}, time.Minute)
+		return err
+	}
+	for _, sess := range []string{"s1", "s2"} {
+		if err := put("a", sess); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var full *store.PresenceFullError
+	if err := put("a", "s3"); !errors.As(err, &full) || full.Scope != store.PresenceShareScope || full.Limit != 2 {
+		t.Fatalf("client a's third session: %v, want its share of the document (2) refused", err)
+	}
+	if err := put("a", "s1"); err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	if err := put("b", "s3"); err != nil {
+		t.Fatalf("client b's first session: %v", err)
+	}
+	if err := put("b", "s4"); !errors.As(err, &full) || full.Scope != "document" {
+		t.Fatalf("a fourth session of the document: %v, want the document's bound", err)
+	}
+}

@@ -59,13 +59,14 @@ func (p *presence) PutPresence(ctx context.Context, ps store.PresenceSession, tt
 			 WHERE EXISTS (SELECT 1 FROM presence WHERE collection = $1 AND id = $2 AND session = $3 AND expires > now())
 			    OR ((SELECT count(*) FROM presence WHERE collection = $1 AND id = $2 AND expires > now()) < $8
 			    AND (SELECT count(*) FROM presence WHERE client = $4 AND expires > now()) < $9
-			    AND (SELECT count(*) FROM presence WHERE expires > now()) < $10)
+			    AND (SELECT count(*) FROM presence WHERE expires > now()) < $10
+			    AND (SELECT count(*) FROM presence WHERE collection = $1 AND id = $2 AND client = $4 AND expires > now()) < $11)
 			 ON CONFLICT (collection, id, session) DO UPDATE
 			 SET client = excluded.client, actor = excluded.actor, state = excluded.state, expires = excluded.expires
 			 WHERE p.client = excluded.client OR p.expires <= now()
 			 RETURNING expires`,
 			ps.Collection, ps.ID, ps.Session, ps.Client, actor, string(ps.State), ttl.Seconds(),
-			bound(p.limits.PerDocument), bound(p.limits.PerClient), bound(p.limits.Total)).Scan(&expires)
+			bound(p.limits.PerDocument), bound(p.limits.PerClient), bound(p.limits.Total), bound(p.limits.PerClientDocument)).Scan(&expires)
 	}
 	err := s.read(ctx, upsert)
 	for attempt := 0; errors.Is(err, pgx.ErrNoRows); attempt++ {
@@ -107,13 +108,14 @@ func (p *presence) owned(ctx context.Context, collection, id, session, client st
 
 // full returns the bound that refused a new session.
 func (p *presence) full(ctx context.Context, ps store.PresenceSession) error {
-	var doc, client, total int64
+	var doc, share, client, total int64
 	err := p.s.read(ctx, func(ctx context.Context) error {
 		return p.s.pool.QueryRow(ctx,
 			`SELECT count(*) FILTER (WHERE collection = $1 AND id = $2),
+			        count(*) FILTER (WHERE collection = $1 AND id = $2 AND client = $3),
 			        count(*) FILTER (WHERE client = $3), count(*)
 			 FROM presence WHERE expires > now()`,
-			ps.Collection, ps.ID, ps.Client).Scan(&doc, &client, &total)
+			ps.Collection, ps.ID, ps.Client).Scan(&doc, &share, &client, &total)
 	})
 	if err != nil {
 		return fmt.Errorf("store: presence %s/%s: %w", ps.Collection, ps.ID, err)
@@ -121,6 +123,8 @@ func (p *presence) full(ctx context.Context, ps store.PresenceSession) error {
 	switch l := p.limits; {
 	case doc >= bound(l.PerDocument):
 		return &store.PresenceFullError{Scope: "document", Limit: l.PerDocument}
+	case share >= bound(l.PerClientDocument):
+		return &store.PresenceFullError{Scope: store.PresenceShareScope, Limit: l.PerClientDocument}
 	case client >= bound(l.PerClient):
 		return &store.PresenceFullError{Scope: "client", Limit: l.PerClient}
 	default:
