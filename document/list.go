@@ -193,6 +193,10 @@ func TokenOrder(after string) (order string, ok bool) {
 }
 
 func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error) {
+	if err := s.scans.Acquire(ctx, clientFrom(ctx)); err != nil {
+		return ListPage{}, waitError("to read collection "+q.Collection+" in order", err)
+	}
+	defer s.scans.Release()
 	o := *q.Order
 	var (
 		after *query.Key

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
+	"github.com/patchd/patchd/internal/fair"
 	"github.com/patchd/patchd/store"
 )
 
@@ -74,16 +75,12 @@ type compiledSchema struct {
 	work *schemaWork
 	// The compiled instances: a validation takes one for itself, so that
 	// the schema's regular expressions count their work against that
-	// validation's meter. free holds those not in use; made counts them
-	// all, at most max. When none is free, the validations wait in turn
-	// per client (waiting, turn): one client's many validations queue
-	// behind each other, not in front of another client's.
-	mu      sync.Mutex
-	max     int
-	made    int
-	free    []*schemaInstance
-	waiting map[string][]chan *schemaInstance // by client, oldest first
-	turn    []string                          // the clients in waiting, the next one served first
+	// validation's meter. Each holder of a turn (at most maxInstances at
+	// once, the clients waiting served in turn) holds one instance: free
+	// holds those not in use.
+	turns *fair.Turns
+	mu    sync.Mutex
+	free  []*schemaInstance
 }
 
 // schemaInstance is one compilation of a schema, used by one validation at
@@ -114,12 +111,13 @@ func clientFrom(ctx context.Context) string {
 	return client
 }
 
-// take returns an instance of the schema for one validation: a free one,
-// a new compilation while fewer than max exist, or else one given back,
-// handed to the waiting clients in turn (every validation ends within its
-// bounds). It gives up when ctx is done.
+// take returns an instance of the schema for one validation, once the
+// client's turn comes (every validation ends within its bounds): a free
+// one, or a new compilation. It gives up when ctx is done.
 func (c *compiledSchema) take(ctx context.Context) (*schemaInstance, error) {
-	client := clientFrom(ctx)
+	if err := c.turns.Acquire(ctx, clientFrom(ctx)); err != nil {
+		return nil, waitError("to validate against the schema of collection "+c.coll, err)
+	}
 	c.mu.Lock()
 	if n := len(c.free); n > 0 {
 		inst := c.free[n-1]
@@ -127,77 +125,34 @@ func (c *compiledSchema) take(ctx context.Context) (*schemaInstance, error) {
 		c.mu.Unlock()
 		return inst, nil
 	}
-	if c.made < c.max {
-		c.made++
-		c.mu.Unlock()
-		inst := &schemaInstance{}
-		sch, err := compileInstance(c.coll, c.body, inst)
-		if err != nil {
-			c.mu.Lock()
-			c.made-- // others exist (the first is made with the schema), and are given back
-			c.mu.Unlock()
-			return nil, err
-		}
-		inst.schema = sch
-		return inst, nil
-	}
-	ch := make(chan *schemaInstance, 1)
-	if c.waiting == nil {
-		c.waiting = make(map[string][]chan *schemaInstance)
-	}
-	if len(c.waiting[client]) == 0 {
-		c.turn = append(c.turn, client)
-	}
-	c.waiting[client] = append(c.waiting[client], ch)
 	c.mu.Unlock()
-	select {
-	case inst := <-ch:
-		return inst, nil
-	case <-ctx.Done():
+	inst := &schemaInstance{}
+	sch, err := compileInstance(c.coll, c.body, inst)
+	if err != nil {
+		c.turns.Release()
+		return nil, err
 	}
-	c.mu.Lock()
-	q := c.waiting[client]
-	i := slices.Index(q, ch)
-	if i >= 0 {
-		c.waiting[client] = slices.Delete(q, i, i+1)
-		if len(c.waiting[client]) == 0 {
-			delete(c.waiting, client)
-			c.turn = slices.DeleteFunc(c.turn, func(x string) bool { return x == client })
-		}
-	}
-	c.mu.Unlock()
-	if i < 0 {
-		c.give(<-ch) // handed over meanwhile: pass it on
-	}
-	err := fmt.Errorf("waiting for a turn to validate against the schema of collection %s: %w", c.coll, ctx.Err())
-	if !errors.Is(err, context.Canceled) {
-		err = fmt.Errorf("%w: %w", store.ErrUnavailable, err)
-	}
-	return nil, err
+	inst.schema = sch
+	return inst, nil
 }
 
-// give hands back an instance take returned: to the next waiting client
-// in turn, or to the free ones.
+// give hands back an instance take returned, and its turn.
 func (c *compiledSchema) give(inst *schemaInstance) {
 	inst.meter = nil
 	c.mu.Lock()
-	if len(c.turn) == 0 {
-		c.free = append(c.free, inst)
-		c.mu.Unlock()
-		return
-	}
-	client := c.turn[0]
-	q := c.waiting[client]
-	ch := q[0]
-	if len(q) == 1 {
-		delete(c.waiting, client)
-		c.turn = c.turn[1:]
-	} else {
-		c.waiting[client] = q[1:]
-		c.turn = append(c.turn[1:], client) // its next one after the others'
-	}
+	c.free = append(c.free, inst)
 	c.mu.Unlock()
-	ch <- inst // never blocks: ch holds one, and only give sends on it
+	c.turns.Release()
+}
+
+// waitError is the error of a wait for a turn that ended with ctx's err:
+// the client gone (context.Canceled) as it is, a deadline 503.
+func waitError(what string, err error) error {
+	err = fmt.Errorf("waiting for a turn %s: %w", what, err)
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }
 
 // patternMeter counts the work of the regular expressions of one
@@ -414,8 +369,7 @@ func compileSchema(coll string, body []byte) (*compiledSchema, error) {
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	cs := &compiledSchema{coll: coll, body: bytes.Clone(body), work: work, max: maxInstances(), made: 1}
-	cs.give(inst)
+	cs := &compiledSchema{coll: coll, body: bytes.Clone(body), work: work, turns: fair.New(maxInstances()), free: []*schemaInstance{inst}}
 	return cs, nil
 }
 

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/patchd/patchd/internal/fair"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
 )
@@ -247,122 +247,34 @@ func TestSchemaEnumWork(t *testing.T) {
 	}
 }
 
-// waiters returns how many takes of c wait for an instance.
-func waiters(c *compiledSchema) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, q := range c.waiting {
-		n += len(q)
-	}
-	return n
-}
-
-// freeInstances returns how many instances of c are free.
-func freeInstances(c *compiledSchema) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.free)
-}
-
-// untilWaiting waits until n takes of c wait.
-func untilWaiting(t *testing.T, c *compiledSchema, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); waiters(c) != n; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d takes wait, want %d", waiters(c), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// TestSchemaInstancesInTurn: when every instance of a schema is in use,
-// the clients waiting for one are served in turn, so that a client with
-// many validations queued does not hold back another's: b's one take is
-// served right after a's first, before a's others.
-func TestSchemaInstancesInTurn(t *testing.T) {
-	c, err := compileSchema("c", []byte(`{"type":"object"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.max = 1
-	held, err := c.take(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan string, 4)
-	var wg sync.WaitGroup
-	take := func(client string) {
-		defer wg.Done()
-		inst, err := c.take(WithClient(context.Background(), client))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		served <- client
-		c.give(inst)
-	}
-	// a queues three, in order, then b one.
-	wg.Add(4)
-	for i := range 3 {
-		go take("a")
-		untilWaiting(t, c, i+1)
-	}
-	go take("b")
-	untilWaiting(t, c, 4)
-	c.give(held)
-	var order []string
-	for range 4 {
-		order = append(order, <-served)
-	}
-	if got, want := strings.Join(order, ","), "a,b,a,a"; got != want {
-		t.Fatalf("served %s, want %s", got, want)
-	}
-	wg.Wait()
-	if n := freeInstances(c); n != 1 {
-		t.Fatalf("%d instances free at the end, want 1", n)
-	}
-}
-
-// TestSchemaInstanceWaitEnds: a take whose context ends while it waits
-// gives up with the context's error, and the instance given back later
-// goes to the next waiting client, or back to the free ones.
+// TestSchemaInstanceWaitEnds: a validation waiting for its turn gives up
+// when its request ends: the client gone as it is, a deadline as 503
+// (store.ErrUnavailable). The turns are internal/fair's, in turn per
+// client (WithClient).
 func TestSchemaInstanceWaitEnds(t *testing.T) {
 	c, err := compileSchema("c", []byte(`{"type":"object"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.max = 1
+	c.turns = fair.New(1)
 	held, err := c.take(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(WithClient(context.Background(), "a"))
-	gaveUp := make(chan error, 1)
-	go func() {
-		_, err := c.take(ctx)
-		gaveUp <- err
-	}()
-	untilWaiting(t, c, 1)
 	cancel()
-	if err := <-gaveUp; !errors.Is(err, context.Canceled) {
-		t.Fatalf("take after its context ended: %v, want context.Canceled", err)
+	if _, err := c.take(ctx); !errors.Is(err, context.Canceled) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("take after its request ended: %v, want context.Canceled alone", err)
 	}
-	if n := waiters(c); n != 0 {
-		t.Fatalf("%d takes still wait", n)
-	}
-	c.give(held)
-	if n := freeInstances(c); n != 1 {
-		t.Fatalf("%d instances free, want 1", n)
-	}
-	// A deadline is the server's to retry: 503.
 	dctx, dcancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer dcancel()
-	held, _ = c.take(context.Background())
 	if _, err := c.take(dctx); !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("take past its deadline: %v, want store.ErrUnavailable and context.DeadlineExceeded", err)
 	}
 	c.give(held)
+	if _, err := c.take(ctx); err != nil {
+		t.Fatalf("take of the instance given back: %v", err)
+	}
 }
 
 // TestSchemaViolationsWorkPerPage: a page of GET /schemas/{c}/violations

@@ -100,6 +100,10 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 	if sch == nil {
 		return nil, "", fail(store.ErrNotFound, fmt.Sprintf("collection %s has no schema", collection))
 	}
+	if err := s.scans.Acquire(ctx, clientFrom(ctx)); err != nil {
+		return nil, "", waitError("to check collection "+collection+" against its schema", err)
+	}
+	defer s.scans.Release()
 	vs = []Violation{}
 	scanned, bytes, patternWork, work := 0, 0, 0, 0
 	for {

@@ -15,9 +15,11 @@ package document
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/patchd/patchd/internal/budget"
+	"github.com/patchd/patchd/internal/fair"
 	"github.com/patchd/patchd/internal/ids"
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
@@ -81,6 +83,12 @@ type Service struct {
 	states   *stateCache    // versions as collection filters judge them
 	walks    *walkGroup     // walks of past states shared by collection filters
 	docs     *budget.Budget // decode budget of stored documents
+	// scans are the turns of the work that reads a whole collection (a
+	// page sorted by a member, a page of violations): half the cores at
+	// once, the clients waiting served in turn, so that one client's
+	// scans neither take every core from the other requests nor hold
+	// back another client's scans.
+	scans *fair.Turns
 }
 
 // New returns a Service over st.
@@ -115,6 +123,7 @@ func New(st store.Store, cfg Config) *Service {
 		states:   newStateCache(),
 		walks:    newWalkGroup(),
 		docs:     budget.New(cfg.DecodeBudget),
+		scans:    fair.New(runtime.GOMAXPROCS(0) / 2),
 	}
 }
 

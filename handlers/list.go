@@ -69,7 +69,7 @@ func (h *Handler) list(c echo.Context) error {
 	} else if q.After != "" && !store.ValidName(q.After) {
 		return fail(ErrInvalidRequest, "after must be a document id (the next of the previous page)")
 	}
-	page, err := h.svc.Query(c.Request().Context(), q)
+	page, err := h.svc.Query(h.serviceContext(c), q)
 	if err != nil {
 		return err
 	}
