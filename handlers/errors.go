@@ -123,7 +123,7 @@ type problem struct {
 	Status      int                    `json:"status"`
 	Detail      string                 `json:"detail"`
 	CurrentETag any                    `json:"currentEtag,omitempty"` // a string, or null: no current version
-	BaseETag    *string                `json:"baseEtag,omitempty"`
+	BaseETag    any                    `json:"baseEtag,omitempty"` // a string, or null: the base is a delete
 	Conflicts   []conflict             `json:"conflicts,omitempty"`
 	Errors      []document.SchemaError `json:"errors,omitempty"`
 	Index       *int                   `json:"index,omitempty"`
@@ -270,8 +270,11 @@ func (h *Handler) errorHandler(err error, c echo.Context) {
 	if errors.As(err, &pe) && pe.Current != "" {
 		hdr.Set("ETag", pe.Current) // in a batch, that of the refused write's document
 		p.CurrentETag = pe.Current
-		if pe.Base != "" && len(pe.Base) <= maxDetail { // an ETag that long is no version's: not echoed
-			p.BaseETag = &pe.Base
+		switch {
+		case pe.Base != "" && len(pe.Base) <= maxDetail: // an ETag that long is no version's: not echoed
+			p.BaseETag = pe.Base
+		case pe.Base == "" && k.name == "rebase-conflict":
+			p.BaseETag = json.RawMessage("null") // the undo of a delete: its base has no ETag
 		}
 	} else if errors.As(err, &pe) && k.status == http.StatusPreconditionFailed {
 		p.CurrentETag = json.RawMessage("null") // the document does not exist: no ETag is current

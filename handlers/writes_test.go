@@ -503,6 +503,16 @@ func TestRevert(t *testing.T) {
 	if p := r.problem(t); p["currentEtag"] != y3 || p["baseEtag"] != y2 || !strings.Contains(string(r.body), `"concurrentVersion":3`) {
 		t.Fatalf("conflict %s", r.body)
 	}
+	// The undo of a delete that a later create overwrote: a conflict whose
+	// base is the delete, which has no ETag: baseEtag null, not left out.
+	s.create(t, "/docs/r/del", `{"v":1}`)
+	expect(t, s.do(t, "DELETE", "/docs/r/del", hdr{"If-Match", "*"}, ""), http.StatusNoContent, "")
+	s.create(t, "/docs/r/del", `{"v":2}`)
+	r = s.do(t, "POST", "/docs/r/del/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":2}`)
+	expect(t, r, http.StatusPreconditionFailed, "rebase-conflict")
+	if p := r.problem(t); p["currentEtag"] == nil || !strings.Contains(string(r.body), `"baseEtag":null`) || p["conflicts"] == nil {
+		t.Fatalf("conflict over the undo of a delete: %s", r.body)
+	}
 	// Refusals change nothing.
 	before := s.historyOf(t, "/docs/r/x")
 	expect(t, revert(1, "If-Match", "*"), http.StatusUnprocessableEntity, "cannot-revert")

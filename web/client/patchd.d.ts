@@ -28,7 +28,7 @@ export interface Problem {
   status: number;
   detail: string;
   currentEtag?: string | null;
-  baseEtag?: string;
+  baseEtag?: string | null;
   conflicts?: ConflictPair[];
   [member: string]: unknown;
 }
