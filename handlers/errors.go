@@ -123,7 +123,7 @@ type problem struct {
 	Status      int                    `json:"status"`
 	Detail      string                 `json:"detail"`
 	CurrentETag any                    `json:"currentEtag,omitempty"` // a string, or null: no current version
-	BaseETag    any                    `json:"baseEtag,omitempty"` // a string, or null: the base is a delete
+	BaseETag    any                    `json:"baseEtag,omitempty"`    // a string, or null: the base is a delete
 	Conflicts   []conflict             `json:"conflicts,omitempty"`
 	Errors      []document.SchemaError `json:"errors,omitempty"`
 	Index       *int                   `json:"index,omitempty"`
