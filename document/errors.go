@@ -48,6 +48,11 @@ var (
 	// be sent again (410 idempotency-answer-gone; see AnswerGoneError).
 	ErrIdempotencyAnswerGone = errors.New("idempotency answer gone")
 
+	// ErrOverloaded: the request waited its most for a turn of work
+	// shared with other requests (a schema's validations, the scans of
+	// whole collections), and is refused (503 overloaded).
+	ErrOverloaded = errors.New("overloaded")
+
 	// ErrBatchTooLarge: the documents a batch's writes produce pass
 	// MaxBatchBytes.
 	ErrBatchTooLarge = errors.New("batch too large")

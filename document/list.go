@@ -193,8 +193,8 @@ func TokenOrder(after string) (order string, ok bool) {
 }
 
 func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error) {
-	if err := s.scans.Acquire(ctx, clientFrom(ctx)); err != nil {
-		return ListPage{}, waitError("to read collection "+q.Collection+" in order", err)
+	if err := acquireTurn(ctx, s.scans, "to read collection "+q.Collection+" in order"); err != nil {
+		return ListPage{}, err
 	}
 	defer s.scans.Release()
 	o := *q.Order

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/patchd/patchd/internal/fair"
 	"github.com/patchd/patchd/query"
@@ -60,8 +58,8 @@ func TestOrderScanBoundedByBytes(t *testing.T) {
 
 // TestScansTakeTurns: a page sorted by a member, and a page of
 // violations, read a whole collection: each waits for a turn of the
-// service's scans (internal/fair, in turn per client), and gives up with
-// 503 (store.ErrUnavailable) when its request's deadline passes first.
+// service's scans (internal/fair, in turn per client), at most turnWait:
+// then 503 overloaded (ErrOverloaded); a request that ends first stops.
 func TestScansTakeTurns(t *testing.T) {
 	s, _ := newService(t)
 	ctx := context.Background()
@@ -82,30 +80,17 @@ func TestScansTakeTurns(t *testing.T) {
 	if err := s.scans.Acquire(ctx, "another client"); err != nil {
 		t.Fatal(err)
 	}
-	// Each call's deadline passes once it waits for the turn.
-	waitThenExpire := func(call func(context.Context) error) error {
-		d := &deadline{Context: WithClient(ctx, "me"), done: make(chan struct{})}
-		returned := make(chan struct{})
-		go func() {
-			for s.scans.Waiting() == 0 {
-				select {
-				case <-returned:
-					return
-				case <-time.After(time.Millisecond):
-				}
-			}
-			d.expire()
-		}()
-		defer close(returned)
-		return call(d)
+	me := WithClient(ctx, "me")
+	if _, err := s.Query(me, q); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("an ordered page while every scan turn is taken: %v, want ErrOverloaded after turnWait", err)
 	}
-	err = waitThenExpire(func(ctx context.Context) error { _, err := s.Query(ctx, q); return err })
-	if !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("an ordered page while every scan turn is taken: %v, want store.ErrUnavailable once the deadline passed", err)
+	if _, _, err := s.Violations(me, "c", "", 10); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("a violations page while every scan turn is taken: %v, want ErrOverloaded", err)
 	}
-	err = waitThenExpire(func(ctx context.Context) error { _, _, err := s.Violations(ctx, "c", "", 10); return err })
-	if !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("a violations page while every scan turn is taken: %v, want store.ErrUnavailable", err)
+	gone, cancel := context.WithCancel(me)
+	cancel()
+	if _, err := s.Query(gone, q); !errors.Is(err, context.Canceled) || errors.Is(err, ErrOverloaded) {
+		t.Fatalf("an ordered page whose client went away while it waited: %v, want context.Canceled alone", err)
 	}
 	s.scans.Release()
 	page, err := s.Query(WithClient(ctx, "me"), q)
@@ -115,23 +100,5 @@ func TestScansTakeTurns(t *testing.T) {
 	vs, _, err := s.Violations(ctx, "c", "", 10)
 	if err != nil || len(vs) != 1 || vs[0].ID != "d2" {
 		t.Fatalf("violations once the turn is free: %+v, %v", vs, err)
-	}
-}
-
-// deadline is a context whose deadline passes when the test says so.
-type deadline struct {
-	context.Context
-	once sync.Once
-	done chan struct{}
-}
-
-func (d *deadline) expire()               { d.once.Do(func() { close(d.done) }) }
-func (d *deadline) Done() <-chan struct{} { return d.done }
-func (d *deadline) Err() error {
-	select {
-	case <-d.done:
-		return context.DeadlineExceeded
-	default:
-		return nil
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
@@ -115,8 +116,8 @@ func clientFrom(ctx context.Context) string {
 // client's turn comes (every validation ends within its bounds): a free
 // one, or a new compilation. It gives up when ctx is done.
 func (c *compiledSchema) take(ctx context.Context) (*schemaInstance, error) {
-	if err := c.turns.Acquire(ctx, clientFrom(ctx)); err != nil {
-		return nil, waitError("to validate against the schema of collection "+c.coll, err)
+	if err := acquireTurn(ctx, c.turns, "to validate against the schema of collection "+c.coll); err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
 	if n := len(c.free); n > 0 {
@@ -126,12 +127,18 @@ func (c *compiledSchema) take(ctx context.Context) (*schemaInstance, error) {
 		return inst, nil
 	}
 	c.mu.Unlock()
+	compiled := false
+	defer func() {
+		if !compiled { // failed, or the compiler panicked: the turn is not lost with it
+			c.turns.Release()
+		}
+	}()
 	inst := &schemaInstance{}
 	sch, err := compileInstance(c.coll, c.body, inst)
 	if err != nil {
-		c.turns.Release()
 		return nil, err
 	}
+	compiled = true // the instance holds the turn until give
 	inst.schema = sch
 	return inst, nil
 }
@@ -145,14 +152,25 @@ func (c *compiledSchema) give(inst *schemaInstance) {
 	c.turns.Release()
 }
 
-// waitError is the error of a wait for a turn that ended with ctx's err:
-// the client gone (context.Canceled) as it is, a deadline 503.
-func waitError(what string, err error) error {
-	err = fmt.Errorf("waiting for a turn %s: %w", what, err)
-	if errors.Is(err, context.Canceled) {
-		return err
+// turnWait is the longest a request waits for a turn of work shared with
+// other requests (as long as for its share of the decode budget).
+const turnWait = time.Second
+
+// acquireTurn takes a turn of t for ctx's client (WithClient), waiting at
+// most turnWait: past it, ErrOverloaded (503 with Retry-After) that says
+// what it waited for; a request that ends first gets its context's error.
+func acquireTurn(ctx context.Context, t *fair.Turns, what string) error {
+	wctx, cancel := context.WithTimeout(ctx, turnWait)
+	defer cancel()
+	err := t.Acquire(wctx, clientFrom(ctx))
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("waiting for a turn %s: %w", what, ctx.Err())
+	default:
+		return &Error{Err: ErrOverloaded, Detail: fmt.Sprintf("waited %v for a turn %s, taken by other requests; retry after 1 s", turnWait, what)}
 	}
-	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }
 
 // patternMeter counts the work of the regular expressions of one
@@ -898,7 +916,7 @@ var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 // that would pass maxValidationWork, or whose patterns' work passes
 // maxValidationPatternWork, is an error *workError.
 func (c *compiledSchema) validate(ctx context.Context, body []byte) ([]SchemaError, error) {
-	return c.validateWithin(ctx, body, nil)
+	return c.validateWithin(ctx, nil, body, nil)
 }
 
 // maxBatchPatternWork and maxBatchValidationWork bound the work of all the
@@ -922,12 +940,14 @@ func newBatchBudget() patternBudget {
 
 // validateWithin is validate, whose work also counts against b (nil: no
 // budget beyond the validation's own).
-func (c *compiledSchema) validateWithin(ctx context.Context, body []byte, b *patternBudget) ([]SchemaError, error) {
+// inst, when not nil, is an instance the caller holds (take); else one is
+// taken for this validation.
+func (c *compiledSchema) validateWithin(ctx context.Context, inst *schemaInstance, body []byte, b *patternBudget) ([]SchemaError, error) {
 	limit, workLimit := maxValidationPatternWork, maxValidationWork
 	if b != nil {
 		limit, workLimit = min(limit, b.left), min(workLimit, b.workLeft)
 	}
-	errs, used, work, err := c.validateLimited(ctx, body, limit, workLimit)
+	errs, used, work, err := c.validateLimited(ctx, inst, body, limit, workLimit)
 	if b != nil {
 		b.left -= used
 		b.workLeft -= min(work, b.workLeft)
@@ -941,7 +961,7 @@ func (c *compiledSchema) validateWithin(ctx context.Context, body []byte, b *pat
 // validateLimited is validate with limit on the work of its patterns and
 // workLimit on its subschemas' (as scan estimates it); it also returns the
 // work its patterns took and the estimate.
-func (c *compiledSchema) validateLimited(ctx context.Context, body []byte, limit, workLimit int) (_ []SchemaError, patternWork, work int, _ error) {
+func (c *compiledSchema) validateLimited(ctx context.Context, inst *schemaInstance, body []byte, limit, workLimit int) (_ []SchemaError, patternWork, work int, _ error) {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("schema validation: the body does not decode: %w", err)
@@ -954,14 +974,21 @@ func (c *compiledSchema) validateLimited(ctx context.Context, body []byte, limit
 	if work > workLimit {
 		return nil, 0, work, &workError{n: work}
 	}
-	inst, err := c.take(ctx)
-	if err != nil {
-		return nil, 0, work, err
+	held := inst != nil
+	if !held {
+		if inst, err = c.take(ctx); err != nil {
+			return nil, 0, work, err
+		}
 	}
 	m := &patternMeter{limit: limit}
 	err = func() error {
 		inst.meter = m
-		defer c.give(inst) // also if the validator panics: an instance lost would be a turn lost
+		defer func() {
+			inst.meter = nil
+			if !held {
+				c.give(inst) // also if the validator panics: an instance lost would be a turn lost
+			}
+		}()
 		return inst.schema.Validate(v)
 	}()
 	if m.over {

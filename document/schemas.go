@@ -74,7 +74,7 @@ type Violation struct {
 // Bounds of one Violations page: the documents it reads, their bytes, the
 // work of the schema's patterns on them (about 1 s here; one document's
 // own is bounded by maxValidationPatternWork) and of its subschemas (as
-// scan estimates it, about 1.7 s here: one write's most). A document that
+// scan estimates it, about 0.5 s here: one write's most). A document that
 // would take the page past the subschemas' bound begins the next page,
 // unless it is the page's first.
 const (
@@ -100,8 +100,8 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 	if sch == nil {
 		return nil, "", fail(store.ErrNotFound, fmt.Sprintf("collection %s has no schema", collection))
 	}
-	if err := s.scans.Acquire(ctx, clientFrom(ctx)); err != nil {
-		return nil, "", waitError("to check collection "+collection+" against its schema", err)
+	if err := acquireTurn(ctx, s.scans, "to check collection "+collection+" against its schema"); err != nil {
+		return nil, "", err
 	}
 	defer s.scans.Release()
 	vs = []Violation{}
@@ -123,7 +123,7 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 			if scanned > 0 {
 				workLimit = min(workLimit, violationsWork-work)
 			}
-			errs, pw, w, err := sch.validateLimited(ctx, doc.Body, maxValidationPatternWork, workLimit)
+			errs, pw, w, err := sch.validateLimited(ctx, nil, doc.Body, maxValidationPatternWork, workLimit)
 			if we := (*workError)(nil); errors.As(err, &we) && !we.patterns && workLimit < maxValidationWork && w <= maxValidationWork {
 				// Within one write's bound, but past what this page has
 				// left: the next page begins with it.

@@ -146,6 +146,10 @@ func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result,
 		return Result{}, err
 	}
 	if w.Kind == Revert {
+		if err := d.holdInstance(ctx); err != nil {
+			return Result{}, err
+		}
+		defer d.giveInstance()
 		return d.single(ctx)
 	}
 	if w.Kind == Post {
@@ -165,6 +169,10 @@ func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result,
 			return Result{}, err
 		}
 	}
+	if err := d.holdInstance(ctx); err != nil {
+		return Result{Before: d.before}, err
+	}
+	defer d.giveInstance()
 	doc, err := s.store.Update(ctx, w.Collection, d.w.ID, d.decide)
 	res := Result{Doc: doc, Created: d.created, RebasedFrom: d.rebasedFrom, Before: d.before, DryRun: w.DryRun}
 	if errors.Is(err, store.ErrIdempotencyExists) && w.Idempotency != nil {
@@ -202,8 +210,12 @@ type decision struct {
 	edit edit
 
 	// schema is the collection's schema, nil when it has none;
-	// schemaWrite is set when the write is of a schema.
+	// schemaWrite is set when the write is of a schema. inst, when not
+	// nil, is an instance of schema taken before the document's lock
+	// (holdInstance), so that the decision's validations wait for no turn
+	// while it holds the lock.
 	schema      *compiledSchema
+	inst        *schemaInstance
 	schemaWrite *schemaWrite
 	// patterns, when not nil, is the work its schema's patterns may still
 	// take, shared by the writes of one batch.
@@ -229,6 +241,28 @@ func (d *decision) loadSchema(ctx context.Context) error {
 	var err error
 	d.schema, err = d.s.schemaFor(ctx, d.w.Collection)
 	return err
+}
+
+// holdInstance takes an instance of the write's schema, if it has one,
+// for its decision, before the document's lock: the wait for a turn of
+// the schema's validations (in turn per client) then holds up no other
+// writer of the document. decideAt gives it back when it returns, before
+// the commit; a decision run again (a backend's retry) takes one itself.
+func (d *decision) holdInstance(ctx context.Context) error {
+	if d.schema == nil || d.w.Kind == Delete {
+		return nil
+	}
+	inst, err := d.schema.take(ctx)
+	d.inst = inst
+	return err
+}
+
+// giveInstance gives back the instance holdInstance took, if it is held.
+func (d *decision) giveInstance() {
+	if d.inst != nil {
+		d.schema.give(d.inst)
+		d.inst = nil
+	}
 }
 
 // single decides a write through store.UpdateMany with one document, which
@@ -274,6 +308,7 @@ func (d *decision) decide(ctx context.Context, cur *store.Document, h store.Hist
 func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64, h store.History) (*store.Change, error) {
 	d.before, d.created, d.rebasedFrom, d.baseResult = "", false, "", nil
 	defer func() { d.baseResult = nil }() // a tree: a batch keeps its decisions
+	defer d.giveInstance()                // validated: the commit's wait holds no instance
 	if cur != nil {
 		d.before = cur.ETag
 	}
@@ -299,7 +334,7 @@ func (d *decision) decideAt(ctx context.Context, cur *store.Document, seq uint64
 		return ch, nil
 	}
 	if d.schema != nil {
-		errs, err := d.schema.validateWithin(ctx, ch.Body, d.patterns)
+		errs, err := d.schema.validateWithin(ctx, d.inst, ch.Body, d.patterns)
 		if ne := (*numberError)(nil); errors.As(err, &ne) {
 			return nil, fail(patch.ErrInvalidDocument, ne.detail())
 		}
@@ -355,7 +390,7 @@ func (d *decision) baseViolations(ctx context.Context) []SchemaError {
 	if err != nil {
 		return nil
 	}
-	errs, err := d.schema.validate(ctx, body)
+	errs, err := d.schema.validateWithin(ctx, d.inst, body, nil)
 	if err != nil {
 		return nil
 	}

@@ -29,8 +29,8 @@ var (
 	ErrTooLarge             = errors.New("request body too large")
 	ErrUnsupportedMediaType = errors.New("unsupported media type")
 	// ErrOverloaded: the request could not get its share of a bounded
-	// resource soon enough (503 with Retry-After).
-	ErrOverloaded = errors.New("overloaded")
+	// resource soon enough (503 with Retry-After); the document service's.
+	ErrOverloaded = document.ErrOverloaded
 )
 
 // problemKind is one row of API.md's error table.

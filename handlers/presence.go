@@ -190,7 +190,7 @@ func (h *Handler) putPresence(c echo.Context) error {
 		secs := int(math.Ceil(h.presenceTTL.Seconds()))
 		c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(max(secs, 1)))
 		if full.Scope == store.PresenceShareScope {
-			return fail(ErrRateLimited, fmt.Sprintf("this client has %d presence sessions of this document already, the most one client may hold, so that others can join too (the %s limit); end one, or retry after %d s, when sessions may have expired", full.Limit, full.Scope, max(secs, 1)))
+			return fail(ErrRateLimited, fmt.Sprintf("this client has %d presence sessions of this document already, its share: the most one client may hold, so that others can join too; end one, or retry after %d s, when sessions may have expired", full.Limit, max(secs, 1)))
 		}
 		return fail(ErrRateLimited, fmt.Sprintf("%d presence sessions already (the %s limit); retry after %d s, when sessions may have expired", full.Limit, full.Scope, max(secs, 1)))
 	}
