@@ -108,8 +108,21 @@ func BenchmarkPatch(b *testing.B) {
 
 // BenchmarkPatchParallel is BenchmarkPatch/1KB from 32 concurrent clients
 // on distinct documents, so that commits are shared.
-func BenchmarkPatchParallel(b *testing.B) {
+func BenchmarkPatchParallel(b *testing.B) { benchPatchParallel(b, false) }
+
+// BenchmarkPatchParallelSchema is BenchmarkPatchParallel in a collection
+// with a realistic form schema (benchFormSchema): every write validates,
+// and holds one of the schema's instances (as many as cores) from before
+// its document's lock until it is decided.
+func BenchmarkPatchParallelSchema(b *testing.B) { benchPatchParallel(b, true) }
+
+func benchPatchParallel(b *testing.B, schema bool) {
 	s := newBenchServer(b)
+	if schema {
+		if status, _ := s.do(b, http.MethodPut, "/schemas/b", []string{"Content-Type", ctJSON}, []byte(benchFormSchema)); status != http.StatusCreated {
+			b.Fatalf("PUT schema: %d", status)
+		}
+	}
 	const docs = 64
 	etags := make([]atomic.Value, docs)
 	for i := range docs {
