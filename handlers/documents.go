@@ -545,7 +545,8 @@ func respondWrite(c echo.Context, res document.Result, prefer preferences) error
 
 // serviceContext is the request's context for the document service,
 // naming its client, so that clients take turns where requests wait for
-// the same work (a schema's validations).
+// the same work (a schema's validations, the pages that read a whole
+// collection).
 func (h *Handler) serviceContext(c echo.Context) context.Context {
 	return document.WithClient(c.Request().Context(), clientOf(c, h.cfg.Tokens != nil))
 }
