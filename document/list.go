@@ -193,7 +193,7 @@ func TokenOrder(after string) (order string, ok bool) {
 }
 
 func (s *Service) listOrdered(ctx context.Context, q ListQuery) (ListPage, error) {
-	if err := acquireTurn(ctx, s.scans, "to read collection "+q.Collection+" in order"); err != nil {
+	if err := acquireTurn(ctx, s.scans, "to read collection %s in order", q.Collection); err != nil {
 		return ListPage{}, err
 	}
 	defer s.scans.Release()

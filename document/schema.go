@@ -116,7 +116,7 @@ func clientFrom(ctx context.Context) string {
 // client's turn comes (every validation ends within its bounds): a free
 // one, or a new compilation. It gives up when ctx is done.
 func (c *compiledSchema) take(ctx context.Context) (*schemaInstance, error) {
-	if err := acquireTurn(ctx, c.turns, "to validate against the schema of collection "+c.coll); err != nil {
+	if err := acquireTurn(ctx, c.turns, "to validate against the schema of collection %s", c.coll); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -158,8 +158,12 @@ const turnWait = time.Second
 
 // acquireTurn takes a turn of t for ctx's client (WithClient), waiting at
 // most turnWait: past it, ErrOverloaded (503 with Retry-After) that says
-// what it waited for; a request that ends first gets its context's error.
-func acquireTurn(ctx context.Context, t *fair.Turns, what string) error {
+// what it waited for (what, a format with one %s for name; formatted
+// only then); a request that ends first gets its context's error.
+func acquireTurn(ctx context.Context, t *fair.Turns, what, name string) error {
+	if t.TryAcquire() { // a free turn needs no timer
+		return nil
+	}
 	wctx, cancel := context.WithTimeout(ctx, turnWait)
 	defer cancel()
 	err := t.Acquire(wctx, clientFrom(ctx))
@@ -167,9 +171,9 @@ func acquireTurn(ctx context.Context, t *fair.Turns, what string) error {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
-		return fmt.Errorf("waiting for a turn %s: %w", what, ctx.Err())
+		return fmt.Errorf("waiting for a turn %s: %w", fmt.Sprintf(what, name), ctx.Err())
 	default:
-		return &Error{Err: ErrOverloaded, Detail: fmt.Sprintf("waited %v for a turn %s, taken by other requests; retry after 1 s", turnWait, what)}
+		return &Error{Err: ErrOverloaded, Detail: fmt.Sprintf("waited %v for a turn %s, taken by other requests; retry after 1 s", turnWait, fmt.Sprintf(what, name))}
 	}
 }
 

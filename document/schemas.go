@@ -100,7 +100,7 @@ func (s *Service) Violations(ctx context.Context, collection, after string, limi
 	if sch == nil {
 		return nil, "", fail(store.ErrNotFound, fmt.Sprintf("collection %s has no schema", collection))
 	}
-	if err := acquireTurn(ctx, s.scans, "to check collection "+collection+" against its schema"); err != nil {
+	if err := acquireTurn(ctx, s.scans, "to check collection %s against its schema", collection); err != nil {
 		return nil, "", err
 	}
 	defer s.scans.Release()

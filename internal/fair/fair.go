@@ -25,6 +25,18 @@ func New(n int) *Turns {
 	return &Turns{free: max(n, 1), waiting: make(map[string][]chan struct{})}
 }
 
+// TryAcquire takes a free slot, if there is one, without waiting; it
+// reports whether it took one. A slot it takes is given back by Release.
+func (t *Turns) TryAcquire() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.free > 0 {
+		t.free--
+		return true
+	}
+	return false
+}
+
 // Acquire takes a slot for client, waiting for its turn if none is free.
 // It returns ctx's error, holding nothing, if ctx ends first. Every
 // Acquire that returns nil is followed by one Release.

@@ -88,3 +88,29 @@ func TestWaitEnds(t *testing.T) {
 		t.Fatalf("the slot is not free after the wait ended and the holder released it: %v", err)
 	}
 }
+
+// TestTryAcquire: TryAcquire takes a free slot and never waits; a slot
+// it took goes, at Release, to a client waiting meanwhile.
+func TestTryAcquire(t *testing.T) {
+	tu := New(1)
+	if !tu.TryAcquire() {
+		t.Fatal("TryAcquire of a free slot failed")
+	}
+	if tu.TryAcquire() {
+		t.Fatal("TryAcquire took a slot that was held")
+	}
+	got := make(chan error, 1)
+	go func() { got <- tu.Acquire(context.Background(), "a") }()
+	untilWaiting(t, tu, 1)
+	tu.Release()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if tu.TryAcquire() {
+		t.Fatal("TryAcquire took the slot handed to the waiting client")
+	}
+	tu.Release()
+	if !tu.TryAcquire() {
+		t.Fatal("TryAcquire failed after the last Release")
+	}
+}
