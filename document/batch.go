@@ -3,6 +3,8 @@ package document
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/patchd/patchd/store"
 )
@@ -93,6 +95,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 	}
 	// The schemas, once per collection.
 	schemas := map[string]*compiledSchema{}
+	firstOf := map[string]int{} // the first write of each collection with a schema
 	patterns, rebaseWork := new(patternBudget), new(int)
 	for i, d := range ds {
 		if d != nil {
@@ -108,8 +111,34 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 				return nil, &BatchError{Index: i, Err: err}
 			}
 			schemas[d.w.Collection] = sch
+			if sch != nil {
+				firstOf[d.w.Collection] = i
+			}
 		}
 		d.schema, d.patterns = sch, patterns
+	}
+	// The batch's validations run one at a time: each schema lends one
+	// instance to all its writes, taken before the documents' locks (the
+	// wait for a turn then holds up no other writer of them), in the order
+	// of the collections' names, so that two batches never each hold a
+	// turn the other waits for.
+	lent := make(map[string]*schemaInstance, len(firstOf))
+	defer func() {
+		for coll, inst := range lent {
+			schemas[coll].give(inst)
+		}
+	}()
+	for _, coll := range slices.Sorted(maps.Keys(firstOf)) {
+		inst, err := schemas[coll].take(ctx)
+		if err != nil {
+			return nil, &BatchError{Index: firstOf[coll], Err: err}
+		}
+		lent[coll] = inst
+	}
+	for _, d := range ds {
+		if d != nil && d.schema != nil {
+			d.inst, d.lent = lent[d.w.Collection], true
+		}
 	}
 
 	// resultFrom[i] is the change whose document write i answers with: its

@@ -354,7 +354,7 @@ func TestValidationTurnBeforeLock(t *testing.T) {
 	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "c", Body: []byte(`{"type":"object"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	any := Preconditions{IfMatch: ETagList{Present: true, Any: true}}
+	anyETag := Preconditions{IfMatch: ETagList{Present: true, Any: true}}
 	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":1}`)}); err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestValidationTurnBeforeLock(t *testing.T) {
 	}
 	waiting := make(chan error, 1)
 	go func() {
-		_, err := s.Write(WithClient(ctx, "a"), Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":2}`), Pre: any})
+		_, err := s.Write(WithClient(ctx, "a"), Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":2}`), Pre: anyETag})
 		waiting <- err
 	}()
 	for deadline := time.Now().Add(10 * time.Second); c.turns.Waiting() == 0; time.Sleep(time.Millisecond) {
@@ -379,7 +379,7 @@ func TestValidationTurnBeforeLock(t *testing.T) {
 	}
 	dctx, cancel := context.WithTimeout(WithClient(ctx, "b"), 3*time.Second)
 	defer cancel()
-	if _, err := s.Write(dctx, Write{Kind: Delete, Collection: "c", ID: "d", Pre: any}); err != nil {
+	if _, err := s.Write(dctx, Write{Kind: Delete, Collection: "c", ID: "d", Pre: anyETag}); err != nil {
 		t.Fatalf("a delete of the document while another write waits for a validation turn: %v", err)
 	}
 	select {
@@ -390,5 +390,58 @@ func TestValidationTurnBeforeLock(t *testing.T) {
 	c.give(held)
 	if err := <-waiting; err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrPreconditionFailed) {
 		t.Fatalf("the waiting write, after the delete: %v", err)
+	}
+}
+
+// TestBatchValidationTurnBeforeLock: a batch takes its schemas' validation
+// turns before its documents' locks, as a single write does: while it
+// waits for one, other writers of its documents go on.
+func TestBatchValidationTurnBeforeLock(t *testing.T) {
+	s, _ := newService(t)
+	ctx := context.Background()
+	for _, coll := range []string{"c", "e"} {
+		if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: coll, Body: []byte(`{"type":"object"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	anyETag := Preconditions{IfMatch: ETagList{Present: true, Any: true}}
+	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.schemaFor(ctx, "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.turns = fair.New(1)
+	held, err := e.take(WithClient(ctx, "holder"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := s.Batch(WithClient(ctx, "a"), []Write{
+			{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":2}`), Pre: anyETag},
+			{Kind: Put, Collection: "e", ID: "f", Body: []byte(`{"n":3}`)},
+		}, false)
+		waiting <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); e.turns.Waiting() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the batch never waited for a turn")
+		}
+	}
+	dctx, cancel := context.WithTimeout(WithClient(ctx, "b"), 3*time.Second)
+	defer cancel()
+	if _, err := s.Write(dctx, Write{Kind: Delete, Collection: "c", ID: "d", Pre: anyETag}); err != nil {
+		t.Fatalf("a delete of a document of the batch while the batch waits for a validation turn: %v", err)
+	}
+	select {
+	case err := <-waiting:
+		t.Fatalf("the delete went through only once the batch waiting for a turn (up to %v) gave up: %v", turnWait, err)
+	default:
+	}
+	e.give(held)
+	if err := <-waiting; err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrPreconditionFailed) {
+		t.Fatalf("the waiting batch, after the delete: %v", err)
 	}
 }

@@ -216,6 +216,7 @@ type decision struct {
 	// while it holds the lock.
 	schema      *compiledSchema
 	inst        *schemaInstance
+	lent        bool // inst is a batch's, for all its writes of the schema: not given back here
 	schemaWrite *schemaWrite
 	// patterns, when not nil, is the work its schema's patterns may still
 	// take, shared by the writes of one batch.
@@ -259,7 +260,7 @@ func (d *decision) holdInstance(ctx context.Context) error {
 
 // giveInstance gives back the instance holdInstance took, if it is held.
 func (d *decision) giveInstance() {
-	if d.inst != nil {
+	if d.inst != nil && !d.lent {
 		d.schema.give(d.inst)
 		d.inst = nil
 	}
