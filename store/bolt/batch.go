@@ -402,6 +402,16 @@ func (b *Store) put(tx *bbolt.Tx, r *commitReq) error {
 	if err != nil {
 		return err
 	}
+	if b.etags.keyed {
+		etag := "" // deleted
+		if r.docVal != nil {
+			etag = string(r.docVal[16:docHeaderLen])
+			if r.doc != nil {
+				etag = r.doc.ETag // the same, without a copy
+			}
+		}
+		b.etags.note(r.collection, r.id, etag)
+	}
 	if err := putVersion(tx, hist, r.collection, histKey(r.id, seq), r.histVal); err != nil {
 		return err
 	}

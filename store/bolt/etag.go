@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
@@ -17,9 +18,12 @@ func (b *Store) ETag(ctx context.Context, collection, id string) (string, error)
 		return "", err
 	}
 	defer b.gate.Leave()
-	etag, gen, ok := b.etags.get(collection, id)
-	if ok {
+	etag, exists, known, gen := b.etags.get(collection, id)
+	switch {
+	case known && exists:
 		return etag, nil
+	case known:
+		return "", &notFoundError{collection, id}
 	}
 	err := b.view(func(tx *bbolt.Tx) error {
 		docs := tx.Bucket(bucketDocs).Bucket([]byte(collection))
@@ -36,9 +40,22 @@ func (b *Store) ETag(ctx context.Context, collection, id string) (string, error)
 		etag = string(v[16:docHeaderLen])
 		return nil
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		b.etags.put(collection, id, "", gen)
+		return "", &notFoundError{collection, id}
+	}
 	if err != nil {
 		return "", fmt.Errorf("store: etag %s/%s: %w", collection, id, err)
 	}
 	b.etags.put(collection, id, etag, gen)
 	return etag, nil
 }
+
+// notFoundError is ETag's answer for a document that does not exist.
+type notFoundError struct{ collection, id string }
+
+func (e *notFoundError) Error() string {
+	return fmt.Sprintf("store: etag %s/%s: %v", e.collection, e.id, store.ErrNotFound)
+}
+
+func (e *notFoundError) Unwrap() error { return store.ErrNotFound }

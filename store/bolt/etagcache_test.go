@@ -2,6 +2,7 @@ package bolt_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/patchd/patchd/store"
+	"github.com/patchd/patchd/store/bolt"
 	"github.com/patchd/patchd/store/storetest"
 )
 
@@ -72,5 +74,45 @@ func TestBolt_ETagAfterWrite(t *testing.T) {
 	}
 	if n < writes {
 		t.Fatalf("only %d reads during %d writes", n, writes)
+	}
+}
+
+// The committer writes the ETags of what it commits through to the
+// cache, and what does not exist is kept too: the ETag of a document
+// written before another write, or of one deleted, or of one that never
+// existed (a collection's schema, asked for at every write), takes no
+// read transaction.
+func TestBolt_ETagCachedAcrossWrites(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpenBolt(t, filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	a := storetest.Commit(t, s, "notes", "a", &store.Change{Body: []byte(`{"n":1}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "notes", "gone", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
+	storetest.Commit(t, s, "notes", "gone", &store.Change{Kind: store.KindDelete})
+	if _, err := s.ETag(ctx, store.SchemaCollection, "notes"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ETag of a schema never written: %v", err)
+	}
+	storetest.Commit(t, s, "notes", "b", &store.Change{Body: []byte(`{"n":2}`), Kind: store.KindPut})
+
+	before := bolt.ReadTxs(s)
+	if etag, err := s.ETag(ctx, "notes", "a"); err != nil || etag != a.ETag {
+		t.Fatalf("ETag of a: %q, %v; want %q", etag, err, a.ETag)
+	}
+	if _, err := s.ETag(ctx, "notes", "gone"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ETag of a deleted document: %v", err)
+	}
+	if _, err := s.ETag(ctx, store.SchemaCollection, "notes"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ETag of a schema never written: %v", err)
+	}
+	if n := bolt.ReadTxs(s) - before; n != 0 {
+		t.Fatalf("%d read transactions for three ETags the cache knows", n)
+	}
+	// What the cache knows follows the next write of the document.
+	a2 := storetest.Commit(t, s, "notes", "a", &store.Change{Body: []byte(`{"n":3}`), Kind: store.KindPut})
+	if etag, err := s.ETag(ctx, "notes", "a"); err != nil || etag != a2.ETag {
+		t.Fatalf("ETag of a after its write: %q, %v; want %q", etag, err, a2.ETag)
+	}
+	storetest.Commit(t, s, "notes", "a", &store.Change{Kind: store.KindDelete})
+	if _, err := s.ETag(ctx, "notes", "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ETag of a after its delete: %v", err)
 	}
 }

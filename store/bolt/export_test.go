@@ -158,3 +158,6 @@ func SetSyncFault(b *Store, f func() error) {
 	defer b.wmu.Unlock()
 	b.syncFault = f
 }
+
+// ReadTxs returns the number of bbolt read transactions begun so far.
+func ReadTxs(b *Store) int { return b.db.Stats().TxN }

@@ -85,8 +85,8 @@ func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) er
 		return fmt.Errorf("%w: %w", store.ErrUnavailable, b.wal.err)
 	}
 	err := guard("write", func() error {
-		b.etags.writing()
-		defer b.etags.written()
+		b.etags.begin(true) // put notes every document of the batch
+		defer b.etags.begin(false)
 		tx, err := b.db.Begin(true)
 		if err != nil {
 			return err
@@ -103,7 +103,7 @@ func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) er
 			return err
 		}
 		b.hook("appended")
-		if err := b.commitNoSync(tx); err != nil {
+		if err := b.commitKeyed(tx); err != nil {
 			// Marked so, the batch is not replayed; if the mark fails, the
 			// log is dropped (w.err is set).
 			_, _ = b.wal.append(recAbort, binary.LittleEndian.AppendUint64(nil, seq))
@@ -162,6 +162,18 @@ func (b *Store) checkpointer(kick <-chan struct{}, quit <-chan struct{}, done ch
 	}
 }
 
+// commitKeyed commits tx without syncing the file, and writes the ETags
+// its batch noted through to the cache (a panic included, the cache is
+// left consistent: emptied).
+func (b *Store) commitKeyed(tx *bbolt.Tx) (err error) {
+	b.etags.committing()
+	ok := false
+	defer func() { b.etags.committed(ok) }()
+	err = b.commitNoSync(tx)
+	ok = err == nil
+	return err
+}
+
 // commitNoSync commits tx without syncing the file.
 func (b *Store) commitNoSync(tx *bbolt.Tx) error {
 	if b.commitFault != nil {
@@ -201,8 +213,8 @@ func (b *Store) updateLocked(fn func(*bbolt.Tx) error) error {
 		b.unpin()
 	}
 	err := guard("write", func() error {
-		b.etags.writing()
-		defer b.etags.written()
+		b.etags.committing()
+		defer b.etags.committed(false) // which documents fn writes is not known: the cache is emptied
 		return b.db.Update(fn)
 	})
 	b.noteDamage(err)
