@@ -381,3 +381,70 @@ func TestReplayWithLargeWriteMeanwhile(t *testing.T) {
 		t.Fatalf("replay: %+v %v, want the first answer %s", again, err, first.Doc.Body)
 	}
 }
+
+// TestRebasedRemovalOfChanged: a stale write that removes what a
+// concurrent version changed inside (REBASE.md E2: Q removed /a/b, P
+// removes /a) is rebased, and its version records what it removed from
+// the current document, not from its base: the history leads to the
+// document, and reverting the write gives back the current version, not
+// what Q removed.
+func TestRebasedRemovalOfChanged(t *testing.T) {
+	ctx := context.Background()
+	svc, st := openService(t)
+	ifMatch := func(etag string) document.Preconditions {
+		return document.Preconditions{IfMatch: document.ETagList{Present: true, Tags: []document.EntityTag{{Opaque: etag}}}}
+	}
+	for _, c := range []struct {
+		name, start, q string
+		p              document.Write
+	}{
+		{"json patch", `{"a":{"b":1,"c":2},"k":0}`, `[{"op":"remove","path":"/a/b"}]`,
+			document.Write{Kind: document.JSONPatch, Body: []byte(`[{"op":"remove","path":"/a"}]`)}},
+		{"json patch to nothing", `{"a":{"b":1,"c":2}}`, `[{"op":"remove","path":"/a/b"}]`,
+			document.Write{Kind: document.JSONPatch, Body: []byte(`[{"op":"remove","path":"/a"}]`)}},
+		{"merge patch", `{"a":{"b":1,"c":2},"k":0}`, `[{"op":"remove","path":"/a/b"}]`,
+			document.Write{Kind: document.MergePatch, Body: []byte(`{"a":null}`)}},
+		{"put", `{"a":{"b":1,"c":2},"k":0}`, `[{"op":"remove","path":"/a/b"}]`,
+			document.Write{Kind: document.Put, Body: []byte(`{"k":0}`)}},
+		{"array element", `{"a":[{"x":1,"y":2}],"k":0}`, `[{"op":"remove","path":"/a/0/x"}]`,
+			document.Write{Kind: document.JSONPatch, Body: []byte(`[{"op":"remove","path":"/a/0"}]`)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := strings.ReplaceAll(c.name, " ", "-")
+			base, err := svc.Write(ctx, document.Write{Kind: document.Put, Collection: "p", ID: id, Body: []byte(c.start)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := svc.Write(ctx, document.Write{Kind: document.JSONPatch, Collection: "p", ID: id, Body: []byte(c.q), Pre: ifMatch(base.Doc.ETag)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := c.p
+			p.Collection, p.ID, p.Pre = "p", id, ifMatch(base.Doc.ETag)
+			res, err := svc.Write(ctx, p)
+			if err != nil || res.RebasedFrom != base.Doc.ETag {
+				t.Fatalf("the stale removal: %v (rebased from %q)", err, res.RebasedFrom)
+			}
+			hist, _, err := st.History(ctx, "p", id, 0, 100, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := patch.Parse(res.Doc.Body, patch.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := document.CheckHistory(body, true, hist, nil); err != nil {
+				t.Errorf("history after the rebased removal: %v", err)
+			}
+			w := revertOf(res.Doc.Seq, res.Doc.ETag)
+			w.Collection, w.ID = "p", id
+			back, err := svc.Write(ctx, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(back.Doc.Body, q.Doc.Body) {
+				t.Errorf("revert of the rebased removal gives %s, want the version before it, %s", back.Doc.Body, q.Doc.Body)
+			}
+		})
+	}
+}

@@ -299,6 +299,67 @@ func applyOps(doc any, ops []Op) (any, error) {
 	return doc, nil
 }
 
+// applyRebased is applyOps for P′, the ops of a rebase: each op's Old
+// (and HadOld) is read again from doc just before it applies. rebase
+// carries the ops from the client's base, where a concurrent version may
+// have since changed what an op overwrites or removes (exemption E2: the
+// client removes /a, another version removed /a/b): history must record
+// what the op removed from the document it was applied to, or undoing it
+// would not lead back to that document. ops is modified in place.
+func applyRebased(doc any, ops []Op) (any, error) {
+	exists := true
+	var err error
+	for i, o := range ops {
+		ops[i] = reread(doc, o)
+		if doc, exists, err = applyOp(doc, exists, ops[i]); err != nil {
+			return nil, err
+		}
+	}
+	if !exists {
+		return nil, fmt.Errorf("%w: the ops delete the document", ErrRebaseApplyFailed)
+	}
+	return doc, nil
+}
+
+// reread returns o with what it would overwrite or remove in doc as its
+// Old (and HadOld), or o unchanged where its path does not resolve (it
+// then fails to apply). The value is doc's own, not a copy: the op
+// detaches it from doc, and nothing writes into a detached value.
+func reread(doc any, o Op) Op {
+	switch o.Kind {
+	case OpRoot:
+		o.Old, o.HadOld = doc, true
+		return o
+	case OpPut, OpDel, OpRm, OpSet:
+	default:
+		return o
+	}
+	if len(o.Path) == 0 {
+		if o.Kind == OpDel {
+			o.Old = doc
+		}
+		return o
+	}
+	cur := doc
+	for _, s := range o.Path[:len(o.Path)-1] {
+		next, ok := child(cur, s)
+		if !ok {
+			return o
+		}
+		cur = next
+	}
+	old, ok := child(cur, o.Path[len(o.Path)-1])
+	switch {
+	case o.Kind == OpPut:
+		if _, isMap := cur.(map[string]any); isMap {
+			o.Old, o.HadOld = old, ok
+		}
+	case ok:
+		o.Old = old
+	}
+	return o
+}
+
 // ApplyOps applies normalized ops (as history records them) to doc in
 // place, in order, and returns the result, which must be a document (the
 // ops may not delete it). Paths must match the document's types exactly.

@@ -166,7 +166,9 @@ func rebaseGrid(g *grid, p []Op, since []Committed, lim RebaseLimits) ([]Op, err
 // runs edit on B (an error from edit is returned unchanged: the edit does
 // not apply to its own base), rebases the edit's ops with rebase, and applies
 // the result P′ to current, which it modifies in place. It returns the new
-// document and P′, which is what history should record.
+// document and P′, which is what history should record: what each of its
+// ops overwrote or removed is read from current as it applies (undoing P′
+// gives current back), not from B.
 //
 // Errors: those of edit; a *ConflictError (ErrRebaseConflict) or ErrRebaseTooFar
 // from rebase, in which case current is untouched; an error wrapping
@@ -217,7 +219,8 @@ func rebaseOnto(current any, since []Committed, edit func(base any) (any, []Op, 
 	if err != nil {
 		return nil, nil, err
 	}
-	result, err = applyOps(current, ops)
+	ops = slices.Clone(ops) // P′ may share its ops' backing array with p
+	result, err = applyRebased(current, ops)
 	if err != nil {
 		return nil, nil, err
 	}
