@@ -513,13 +513,17 @@ async function send(ops, base, sent, pathKey, again = false, was = null) {
 async function failed(err, sent, pathKey, again, base = null, was = null) {
   if (err instanceof PatchdError && err.type === 'patch-failed' && !again) {
     // A line item moved before this edit reached the server: make it
-    // again against the version shown now. The test of the item's id
-    // keeps it from landing on another item.
+    // again against the server's version now (the page may not show it
+    // yet: an add of this page's, rebased over someone else's, is
+    // answered before the change feed brings the other row). The test of
+    // the item's id keeps it from landing on another item.
+    const cur = await client.get(collection, docID).catch(() => null);
+    const value = cur?.value ?? doc.value;
     const ops2 = [];
     const pk = new Map();
     for (const [key, v] of sent) {
       const k = parseKey(key);
-      const i = k.item ? itemIndex(doc.value, k.item) : -1;
+      const i = k.item ? itemIndex(value, k.item) : -1;
       if (k.item && i < 0) {
         // A line item kept on the page (its add refused): sent whole.
         if (localItems.has(k.item) && !dirty.has(key)) {
@@ -530,7 +534,7 @@ async function failed(err, sent, pathKey, again, base = null, was = null) {
       }
       addOps(ops2, pk, key, v, i);
     }
-    if (ops2.length) await send(ops2, doc.version(), sent, pk, true, was);
+    if (ops2.length) await send(ops2, cur?.etag ?? doc.version(), sent, pk, true, was);
   } else if (err instanceof ConflictError && err.conflicts.some((c) => c.reason === 'schema-violation')) {
     // Made against an older version, it merged with the changes since,
     // but the two together break the collection's rules: a refusal of

@@ -277,6 +277,47 @@ test('a page that went offline catches up on reconnect, and sends what was typed
   await Promise.all([shot(t, alice, '2-back-online'), shot(t, bob, '2-back-online')]);
 });
 
+test('a line item added while the feed is down, rebased over a row someone else added: what is typed in it saves', { timeout: 90_000 }, async (t) => {
+  const { id, alice } = await twoPeople(t);
+  // Alice's change feed stays down: only her writes reach the server, so
+  // her page does not see the other row until the test lets it.
+  const feed = (url) => url.pathname.endsWith('/events');
+  await alice.route(feed, (route) => route.abort());
+  await alice.context().setOffline(true);
+  await alice.waitForSelector('#status[data-state="offline"]', { timeout: WAIT });
+  await alice.context().setOffline(false);
+  // Her row's add is held on its way while someone else adds a row first
+  // (hers is rebased over it) and she types in hers.
+  const add = gate();
+  let held = false;
+  await routeWrites(alice, async (route, n) => {
+    if (n === 1) {
+      held = true;
+      await add.wait();
+    }
+    return route.continue();
+  });
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li input.desc:focus', { timeout: WAIT });
+  for (const t0 = Date.now(); !held; await alice.waitForTimeout(20)) {
+    if (Date.now() - t0 > WAIT) assert.fail("Alice's add never went out");
+  }
+  const res = await fetch(`${server.url}/docs/demo/${id}`, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/json-patch+json', 'If-Match': '*' },
+    body: JSON.stringify([{ op: 'add', path: '/items/-', value: { id: 'theirs', desc: 'Theirs', qty: 1 } }]),
+  });
+  assert.equal(res.status, 200, await res.text());
+  await alice.keyboard.type('Mine');
+  add.open();
+  const saved = await serverUntil(server, id, (d) => d.items?.some((it) => it.desc === 'Mine'), "Alice's text in her row");
+  assert.deepEqual(saved.items.map((it) => it.desc).sort(), ['Mine', 'Theirs']);
+  await alice.unroute(feed);
+  await settled(alice);
+  const rows = await alice.$$eval('#items li input.desc', (els) => els.map((e) => e.value));
+  assert.deepEqual(rows, (await serverDoc(id)).items.map((it) => it.desc));
+});
+
 test('the page is plain and accessible: every control has a label, the status is announced', { timeout: 60_000 }, async (t) => {
   const { alice } = await twoPeople(t);
   await alice.click('#add-item');
