@@ -642,8 +642,16 @@ function refuse(err, sent, pathKey, base = null) {
     if (!why.has(key) && elsewhere.length) refusedElsewhere.add(key);
     writeControl(el, sent.get(key));
     el.setAttribute('aria-invalid', 'true');
-    setMark(key, 'not saved', why.has(key) ? why.get(key).join('; ') : elsewhere.length ? `${err.message}: ${elsewhere.join('; ')}` : err.message);
-    markFor(key)?.setAttribute('data-refused', '');
+    // Why, shown by the field itself (every refused field, not only the
+    // one the status names) and read out with it.
+    const reason = why.has(key) ? why.get(key).join('; ') : elsewhere.length ? `${err.message}: ${elsewhere.join('; ')}` : err.message;
+    setMark(key, `not saved: ${reason}`, reason);
+    const m = markFor(key);
+    if (m) {
+      m.setAttribute('data-refused', '');
+      m.id ||= `mark-${key.replace(/[^A-Za-z0-9_-]/g, '-')}`;
+      el.setAttribute('aria-describedby', m.id);
+    }
   }
   // Fields refused only because they travelled with a refused one (not
   // the members of a line item kept on the page: it is sent whole, once

@@ -348,6 +348,11 @@ test('a save the schema refuses keeps what was typed, marked, sent once; the cor
   const status = await page.textContent('#status');
   assert.match(status, /Title: /, 'the status names the field by its label');
   assert.deepEqual(patches, [422], 'the refused write is sent once');
+  // The field says why itself, and a screen reader reads it with the field.
+  const mark = await page.textContent('[data-mark="title"]');
+  assert.match(mark, /not saved: .*10/, 'the mark by the field says why');
+  const describedBy = await page.getAttribute('#title', 'aria-describedby');
+  assert.equal(describedBy && (await page.textContent(`#${describedBy}`)), mark, 'the field is described by its mark');
   // A change from someone else to another field leaves the refused text alone.
   const cur = await fetch(`${server.url}/docs/${c}/${id}`);
   const res = await fetch(`${server.url}/docs/${c}/${id}`, {
