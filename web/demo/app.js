@@ -1349,13 +1349,18 @@ let here = null;
 function renderPresence() {
   const others = here?.others ?? [];
   const people = $('#people');
+  // The initials are for the eye; a screen reader reads the names.
+  const names = document.createElement('span');
+  names.className = 'sr-only';
+  names.textContent = `Also here: ${others.map((s) => s.name || 'someone').join(', ')}`;
   people.replaceChildren(
+    names,
     ...others.map((s) => {
       const a = document.createElement('span');
       a.className = 'avatar';
       a.textContent = (s.name || '?').slice(0, 1).toUpperCase();
       a.title = s.name || 'someone';
-      a.setAttribute('aria-label', s.name || 'someone');
+      a.setAttribute('aria-hidden', 'true');
       if (/^#[0-9a-fA-F]{3,8}$/.test(s.color)) a.style.background = s.color;
       return a;
     }),
