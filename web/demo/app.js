@@ -1324,11 +1324,37 @@ function me() {
   const names = ['Ann', 'Ben', 'Cleo', 'Dev', 'Eli', 'Fay', 'Gus', 'Ida', 'Jo', 'Kit', 'Lou', 'Max'];
   const colors = ['#b3261e', '#1f6feb', '#2e7d32', '#8e24aa', '#ef6c00', '#00838f'];
   const pick = (a) => a[crypto.getRandomValues(new Uint32Array(1))[0] % a.length];
-  const name = params.get('name') || sessionStorage.getItem('patchd-demo-name') || pick(names);
-  const color = sessionStorage.getItem('patchd-demo-color') || pick(colors);
-  sessionStorage.setItem('patchd-demo-name', name);
-  sessionStorage.setItem('patchd-demo-color', color);
-  return { name, color };
+  // One person per browser: its tabs share a name, a color and an id
+  // (the tabs' sessions say it, so that the others show one avatar for
+  // them, and each tab none for the others).
+  const kept = (k, make) => {
+    let v = null;
+    try {
+      v = localStorage.getItem(k) || make();
+      localStorage.setItem(k, v);
+    } catch {
+      v ??= make(); // storage refused: this tab alone
+    }
+    return v;
+  };
+  const name = params.get('name') || kept('patchd-demo-name', () => pick(names));
+  const color = kept('patchd-demo-color', () => pick(colors));
+  const browser = kept('patchd-demo-browser', () => crypto.randomUUID());
+  return { name, color, data: { browser } };
+}
+
+// onePerBrowser returns the others here, one per browser (its tabs'
+// sessions together, the one editing a field first), without this
+// browser's other tabs.
+function onePerBrowser(others, mine) {
+  const seen = new Set([mine]);
+  return [...others.filter((s) => s.focus), ...others.filter((s) => !s.focus)].filter((s) => {
+    const b = s.data?.browser;
+    if (typeof b !== 'string') return true;
+    if (seen.has(b)) return false;
+    seen.add(b);
+    return true;
+  });
 }
 
 // The JSON Pointer of a field key ("customer" -> /customer, a line item's
@@ -1347,7 +1373,7 @@ const keyOfPointer = (p) => {
 let here = null;
 
 function renderPresence() {
-  const others = here?.others ?? [];
+  const others = onePerBrowser(here?.others ?? [], here?.mine);
   const people = $('#people');
   // The initials are for the eye; a screen reader reads the names.
   const names = document.createElement('span');
@@ -1381,7 +1407,9 @@ function renderPresence() {
 
 function startPresence() {
   // ?renew= (ms) for servers with a short --presence-ttl.
-  here = presence(doc, { ...me(), renew: Number(params.get('renew')) || 10_000 });
+  const who = me();
+  here = presence(doc, { ...who, renew: Number(params.get('renew')) || 10_000 });
+  here.mine = who.data.browser;
   here.subscribe(renderPresence);
   doc.subscribe((ev) => ev.type === 'change' && renderPresence());
   form.addEventListener('focusin', (e) => {

@@ -84,3 +84,25 @@ test("a page that dies without ending its session goes from the others' forms wh
   await shot(t, ben, 'cy-expired');
   assert.deepEqual(ben.errors, [], 'Ben: errors on the page');
 });
+
+test("one person's tabs are one avatar for the others, and none for each other", async (t) => {
+  const id = `e2e-presence-tabs-${process.pid}-${Date.now().toString(36)}`;
+  const { Ann: ann, Ben: ben } = await open(t, server, id, ['Ann', 'Ben']);
+  // Ann opens the form in two more tabs of her browser.
+  const tabs = [ann];
+  for (let i = 0; i < 2; i++) {
+    const p = await ann.ctx.newPage();
+    await p.goto(`${server.url}/?id=${id}&name=Ann`);
+    await live(p);
+    tabs.push(p);
+  }
+  for (const p of tabs) await p.waitForSelector('#people .avatar[title="Ben"]', { timeout: WAIT });
+  // Ben's form has heard from every tab of Ann's once it lists three sessions.
+  await ben.waitForFunction(() => globalThis.patchdDemo.presence()?.others.length === 3, null, { timeout: WAIT });
+  assert.equal(await ben.locator('#people .avatar').count(), 1, "Ann's three tabs show as one person");
+  for (const p of tabs) {
+    await p.waitForFunction(() => globalThis.patchdDemo.presence()?.others.length === 3, null, { timeout: WAIT });
+    assert.deepEqual(await p.$$eval('#people .avatar', (a) => a.map((e) => e.title)), ['Ben'], "a tab of Ann's shows only Ben");
+  }
+  await shot(t, ben, 'ann-three-tabs');
+});
