@@ -38,6 +38,17 @@ export class Presence {
     hub.pres.get(this._key).add(this._on);
     hub.kick();
     this._timer = setInterval(() => this._put(), renew);
+    // Back after the stream was lost (a server restarted, the network
+    // back): announced at once, not at the next renewal.
+    this._off = doc.subscribe((ev) => {
+      if (ev.type !== 'status') return;
+      if (ev.status !== 'live') this._lost ||= this._live;
+      else if (this._lost) {
+        this._lost = false;
+        this._put();
+      }
+      this._live = ev.status === 'live';
+    });
     this._bye = () => this.close();
     globalThis.addEventListener?.('pagehide', this._bye);
     this._put();
@@ -92,6 +103,7 @@ export class Presence {
     this._closed = true;
     clearInterval(this._timer);
     clearTimeout(this._soon);
+    this._off();
     this._ac.abort();
     globalThis.removeEventListener?.('pagehide', this._bye);
     const set = this._hub.pres.get(this._key);

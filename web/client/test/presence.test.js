@@ -95,3 +95,36 @@ test('a session that is not renewed expires, and one that is renewed does not', 
     b.close();
   }
 });
+
+test('after a restart of the server, the sessions are announced again at once, not at the next renewal', async (t) => {
+  const srv = await startPatchd(); // --presence-ttl 30s: nothing expires during the test
+  t.after(() => srv.stop());
+  const a = new Client({ baseURL: srv.url });
+  const b = new Client({ baseURL: srv.url });
+  const id = `p-${process.pid}-restart`;
+  await a.create('forms', id, { customer: '' });
+  const da = await a.open('forms', id);
+  const db = await b.open('forms', id);
+  const pa = presence(da, { name: 'Ann', renew: 600_000 });
+  const pb = presence(db, { name: 'Bob', renew: 600_000 });
+  try {
+    await until(pb, (o) => o.some((s) => s.name === 'Ann'), "Ann's session at Bob");
+    await until(pa, (o) => o.some((s) => s.name === 'Bob'), "Bob's session at Ann");
+    // The server forgets every session (they live in its memory).
+    await srv.restart();
+    const t0 = Date.now();
+    for (;;) {
+      const res = await fetch(`${srv.url}/docs/forms/${id}/presence`).catch(() => null);
+      const names = res?.ok ? (await res.json()).sessions.map((s) => s.name).sort() : [];
+      if (names.join() === 'Ann,Bob') break;
+      if (Date.now() - t0 > 8_000) assert.fail(`8 s after the restart the server lists ${JSON.stringify(names)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await until(pb, (o) => o.some((s) => s.name === 'Ann'), "Ann's session at Bob");
+  } finally {
+    pa.close();
+    pb.close();
+    a.close();
+    b.close();
+  }
+});

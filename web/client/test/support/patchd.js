@@ -23,10 +23,33 @@ function binary() {
   return built;
 }
 
-/** Starts patchd with extra flags; resolves to {url, stop()}. */
+/**
+ * Starts patchd with extra flags; resolves to {url, stop(), restart()}.
+ * restart() kills it (kill -9) and starts it again on the same address
+ * and file.
+ */
 export async function startPatchd(args = []) {
   const dir = mkdtempSync(join(tmpdir(), 'patchd-db-'));
-  const proc = spawn(binary(), ['--addr', '127.0.0.1:0', '--db', join(dir, 'p.db'), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let run = await spawnPatchd(['--addr', '127.0.0.1:0', '--db', join(dir, 'p.db'), ...args]);
+  const url = run.url;
+  return {
+    url,
+    async stop() {
+      run.proc.kill('SIGTERM');
+      const { code } = await run.exited;
+      rmSync(dir, { recursive: true, force: true });
+      if (code !== 0) throw new Error(`patchd exited with ${code}`);
+    },
+    async restart() {
+      run.proc.kill('SIGKILL');
+      await run.exited;
+      run = await spawnPatchd(['--addr', new URL(url).host, '--db', join(dir, 'p.db'), ...args]);
+    },
+  };
+}
+
+async function spawnPatchd(argv) {
+  const proc = spawn(binary(), argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const lines = createInterface({ input: proc.stderr });
   const url = await new Promise((resolve, reject) => {
@@ -44,13 +67,5 @@ export async function startPatchd(args = []) {
     });
     exited.then(({ code }) => reject(new Error(`patchd exited with ${code}`)));
   });
-  return {
-    url,
-    async stop() {
-      proc.kill('SIGTERM');
-      const { code } = await exited;
-      rmSync(dir, { recursive: true, force: true });
-      if (code !== 0) throw new Error(`patchd exited with ${code}`);
-    },
-  };
+  return { proc, exited, url };
 }
