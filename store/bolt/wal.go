@@ -292,6 +292,9 @@ type wal struct {
 	// err is set once a write or sync of the log failed: what the log
 	// holds is then unknown, and it takes no more records.
 	err error
+	// fillFault, set by tests, fails a grow's write that would end at end
+	// (a device that fills up).
+	fillFault func(end int64) error
 	// fileSyncErr is set once a sync of the database file failed: its
 	// unsynced pages may never reach the disk, whatever a later sync says,
 	// so the log must stay.
@@ -382,13 +385,34 @@ func (w *wal) append(kind byte, payload []byte) (uint64, error) {
 }
 
 // grow fills the file with zeros to at least twice its size or to end,
-// with room for a terminating zero length.
+// with room for a terminating zero length. When the device cannot hold
+// that, it tries with only what end needs (in whole 64 KiB); a grow that
+// fails gives back what it wrote: on a device that filled up, the space
+// freed goes to the writes that need it, not to zeros the log would hold.
 func (w *wal) grow(end int64) error {
-	size := max(2*w.size, end+walRecHeader)
-	zeros := make([]byte, 1<<20)
+	want := max(2*w.size, end+walRecHeader)
+	err := w.fill(want)
+	if least := (end + walRecHeader + walGrowUnit - 1) / walGrowUnit * walGrowUnit; err != nil && least < want {
+		err = w.fill(least)
+	}
+	return err
+}
+
+// walGrowUnit is the least a grow adds, rounded up.
+const walGrowUnit = 64 << 10
+
+// fill writes zeros from the end of the file up to size, or, failing,
+// truncates the file back to its size and returns the error.
+func (w *wal) fill(size int64) error {
+	zeros := make([]byte, min(1<<20, size-w.size))
 	for off := w.size; off < size; off += int64(len(zeros)) {
 		n := min(int64(len(zeros)), size-off)
-		if _, err := w.f.WriteAt(zeros[:n], off); err != nil {
+		_, err := w.f.WriteAt(zeros[:n], off)
+		if err == nil && w.fillFault != nil {
+			err = w.fillFault(off + n)
+		}
+		if err != nil {
+			_ = w.f.Truncate(w.size) // best effort: what it holds is zeros past the records
 			return err
 		}
 	}

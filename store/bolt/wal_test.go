@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -856,4 +857,43 @@ func TestWALFileSyncFailureKeepsLog(t *testing.T) {
 	}
 	checkSnap(t, crash, f.acked, struct{ id, body string }{})
 	checkSnap(t, f.dir, f.acked, struct{ id, body string }{})
+}
+
+// TestWALGrowOnFullDevice: a log that cannot double on a device that
+// filled up grows by what its record needs, and a grow that fails leaves
+// the file as it was: the zeros it wrote would hold the space freed for
+// the writes (and every later grow would fail again).
+func TestWALGrowOnFullDevice(t *testing.T) {
+	w, err := createWAL(filepath.Join(t.TempDir(), "p.db-wal"), walCheckpoint{gen: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.f.Close() })
+	room := int64(walMinSize + 256<<10) // what the device holds of the log
+	w.fillFault = func(end int64) error {
+		if end > room {
+			return syscall.ENOSPC
+		}
+		return nil
+	}
+	sizeOnDisk := func() int64 {
+		fi, err := w.f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	if err := w.grow(w.size + 1000); err != nil {
+		t.Fatalf("a grow the device has room for, though not for twice the log: %v", err)
+	}
+	if w.size > room || sizeOnDisk() != w.size {
+		t.Fatalf("after the grow: %d bytes on disk, %d said, room for %d", sizeOnDisk(), w.size, room)
+	}
+	before := w.size
+	if err := w.grow(room + 100<<10); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("a grow past the device's room: %v, want ENOSPC", err)
+	}
+	if got := sizeOnDisk(); got != before || w.size != before {
+		t.Fatalf("a failed grow left %d bytes on disk (%d said), want the %d before it", got, w.size, before)
+	}
 }
