@@ -92,9 +92,24 @@ func (s *Store) Changes(ctx context.Context, collection string, after store.Curs
 		return store.ChangeLog{}, err
 	}
 	defer s.gate.Leave()
-	fail := func(err error) (store.ChangeLog, error) {
-		return store.ChangeLog{}, fmt.Errorf("store: changes %s: %w", collection, ctxErr(ctx, err))
+	// A read: tried again after a connection the server ended (a fast
+	// shutdown, a restart), and reported unavailable past the deadline, so
+	// that a stream following the collection waits rather than ends.
+	var out store.ChangeLog
+	err := s.read(ctx, func(ctx context.Context) error {
+		var err error
+		out, err = s.changes(ctx, collection, after, limit)
+		return err
+	})
+	if err != nil {
+		return store.ChangeLog{}, fmt.Errorf("store: changes %s: %w", collection, err)
 	}
+	return out, nil
+}
+
+// changes is one try of Changes.
+func (s *Store) changes(ctx context.Context, collection string, after store.Cursor, limit int) (store.ChangeLog, error) {
+	fail := func(err error) (store.ChangeLog, error) { return store.ChangeLog{}, err }
 	if after == nil {
 		var xmin string
 		if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xmin); err != nil {
@@ -222,6 +237,23 @@ func (s *Store) ListDocuments(ctx context.Context, collection, after string, lim
 	if !store.ValidName(collection) || (after != "" && !store.ValidName(after)) {
 		return nil, false, nil
 	}
+	var (
+		docs []store.ListedDocument
+		more bool
+	)
+	err := s.read(ctx, func(ctx context.Context) error { // tried again as Changes is
+		var err error
+		docs, more, err = s.listDocuments(ctx, collection, after, limit, since != nil, from)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
+	}
+	return docs, more, nil
+}
+
+// listDocuments is one try of ListDocuments.
+func (s *Store) listDocuments(ctx context.Context, collection, after string, limit int, withSince bool, from position) ([]store.ListedDocument, bool, error) {
 	n := int64(math.MaxInt64)
 	if limit > 0 {
 		n = int64(limit) + 1
@@ -232,9 +264,9 @@ func (s *Store) ListDocuments(ctx context.Context, collection, after string, lim
 		 FROM documents
 		 WHERE collection = $1 AND id > $2 AND NOT deleted
 		 ORDER BY id LIMIT $3`,
-		collection, after, n, since != nil, posText(from.pos), from.id, int64(from.seq)) // #nosec G115 -- parsePosition bounds seq by MaxInt64
+		collection, after, n, withSince, posText(from.pos), from.id, int64(from.seq)) // #nosec G115 -- parsePosition bounds seq by MaxInt64
 	if err != nil {
-		return nil, false, fmt.Errorf("store: list %s: %w", collection, ctxErr(ctx, err))
+		return nil, false, err
 	}
 	defer rows.Close()
 	var (
@@ -253,14 +285,14 @@ func (s *Store) ListDocuments(ctx context.Context, collection, after string, lim
 			etag    []byte
 		)
 		if err := rows.Scan(&d.ID, &seq, &etag, &d.Body, &ns, &d.ChangedSince); err != nil {
-			return nil, false, fmt.Errorf("store: list %s: %w", collection, err)
+			return nil, false, err
 		}
 		d.Seq, d.ETag, d.UpdatedAt = uint64(seq), etagString(etag), time.Unix(0, ns).UTC() // #nosec G115 -- a seq from the database is non-negative
 		docs = append(docs, d)
 		size += len(d.Body)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, fmt.Errorf("store: list %s: %w", collection, ctxErr(ctx, err))
+		return nil, false, err
 	}
 	return docs, more, nil
 }

@@ -124,6 +124,11 @@ func TestIdempotencyClaimAcrossReplicas(t *testing.T) {
 func TestReadsRetryDeadConnections(t *testing.T) {
 	dsn := pg.Database(t)
 	s := open(t, dsn, postgres.Options{MaxConns: 4})
+	first, err := s.Changes(context.Background(), "c", nil, 0) // the change log's cursor before the write
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := first.Next
 	storetest.Commit(t, s, "c", "d", &store.Change{Body: []byte(`{"n":0}`), Kind: store.KindPut,
 		Idempotency: &store.IdempotencyRecord{Key: "k", Value: []byte("v"), Expires: time.Now().Add(time.Hour)}})
 	ctx := context.Background()
@@ -141,6 +146,8 @@ func TestReadsRetryDeadConnections(t *testing.T) {
 		{"List", func() error { _, _, err := s.List(ctx, "c", "", 10); return err }},
 		{"History", func() error { _, _, err := s.History(ctx, "c", "d", 0, 10, 0); return err }},
 		{"Idempotency", func() error { _, err := s.Idempotency(ctx, "k"); return err }},
+		{"Changes", func() error { _, err := s.Changes(ctx, "c", start, 10); return err }},
+		{"ListDocuments", func() error { _, _, err := s.ListDocuments(ctx, "c", "", 10, start); return err }},
 	}
 	for _, r := range reads {
 		t.Run(r.name, func(t *testing.T) {
