@@ -269,6 +269,28 @@ func TestReadyzLogsOncePerCheck(t *testing.T) {
 	}
 }
 
+// TestReadyzLogsRecovery: the first check that finds the store answering
+// after one that did not says so in the log, once.
+func TestReadyzLogsRecovery(t *testing.T) {
+	var logs logBuffer
+	var sw *switchableStore
+	s := startServerWith(t, func(st store.Store) store.Store { sw = &switchableStore{Store: st}; return sw }, nil,
+		func(c *config) {
+			c.http.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+			c.http.ReadyCache = time.Nanosecond // every probe checks
+		})
+	expect(t, s.do(t, "GET", "/readyz", nil, ""), http.StatusOK, "")
+	sw.down.Store(true)
+	expect(t, s.do(t, "GET", "/readyz", nil, ""), http.StatusServiceUnavailable, "unavailable")
+	sw.down.Store(false)
+	for range 3 {
+		expect(t, s.do(t, "GET", "/readyz", nil, ""), http.StatusOK, "")
+	}
+	if n := strings.Count(logs.String(), "ready again"); n != 1 {
+		t.Fatalf("the recovery logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
 // TestReadyzProbe: /readyz needs no token and is not rate-limited, like
 // /healthz; it reuses one check for ReadyCache.
 func TestReadyzProbe(t *testing.T) {

@@ -40,31 +40,38 @@ func newReadiness(ping func(context.Context) error, cache time.Duration) *readin
 }
 
 // check returns the store's health, checking again when the last check is
-// older than the cache time; fresh reports that it checked.
-func (r *readiness) check(ctx context.Context) (fresh bool, err error) {
+// older than the cache time; fresh reports that it checked, and back that
+// this check found the store answering after one that did not.
+func (r *readiness) check(ctx context.Context) (fresh, back bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.at.IsZero() && time.Since(r.at) < r.cache {
-		return false, r.err
+		return false, false, r.err
 	}
 	// Not the probe's context: a probe that gives up must not record a
 	// failure the store did not have.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyTimeout)
 	defer cancel()
+	was := r.err
 	r.err, r.at = r.ping(pctx), time.Now()
-	return true, r.err
+	return true, was != nil && r.err == nil, r.err
 }
 
 // readyz serves GET /readyz: 200 {"status":"ready"} while the store
 // answers, 503 unavailable with Retry-After while it does not. The cause is
-// logged once per check, not per probe that a cached check answers.
+// logged once per check, not per probe that a cached check answers; the
+// first check that finds it answering again says so.
 func (h *Handler) readyz(c echo.Context) error {
-	if fresh, err := h.ready.check(c.Request().Context()); err != nil {
+	fresh, back, err := h.ready.check(c.Request().Context())
+	if err != nil {
 		if fresh {
 			h.log.Warn("not ready: the store does not answer", "request_id", info(c).id, "err", err)
 		}
 		info(c).causeLogged = true
 		return fail(store.ErrUnavailable, "the store does not answer: this replica should get no traffic until it does")
+	}
+	if back {
+		h.log.Info("ready again: the store answers", "request_id", info(c).id)
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
