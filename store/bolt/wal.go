@@ -292,6 +292,9 @@ type wal struct {
 	// err is set once a write or sync of the log failed: what the log
 	// holds is then unknown, and it takes no more records.
 	err error
+	// shrink asks the next checkpoint to give the log's zeros back: a
+	// write found the device full.
+	shrink bool
 	// fillFault, set by tests, fails a grow's write that would end at end
 	// (a device that fills up).
 	fillFault func(end int64) error
@@ -435,12 +438,28 @@ func (w *wal) checkpoint(txid uint64, meta []byte) error {
 		return w.fail(err)
 	}
 	w.cp, w.off, w.since, w.cpAt = cp, walDataStart, 0, time.Now()
+	w.shrinkIfAsked()
 	return nil
+}
+
+// shrinkIfAsked gives the log's zeros back to the device when a write
+// found it full (shrink), right after a checkpoint: the log then holds no
+// record it needs, and grows again as records need it. A log cut so is as
+// a new one is, zeros and all; a truncate a crash undoes leaves the larger
+// file, which is as good.
+func (w *wal) shrinkIfAsked() {
+	if !w.shrink {
+		return
+	}
+	w.shrink = false
+	if w.size > walMinSize && w.f.Truncate(walMinSize) == nil {
+		w.size = walMinSize
+	}
 }
 
 // due reports whether a checkpoint should be taken now.
 func (w *wal) due() bool {
-	return w.err == nil && (w.since >= w.bytes || (w.since > 0 && time.Since(w.cpAt) >= w.every))
+	return w.err == nil && (w.shrink || w.since >= w.bytes || (w.since > 0 && time.Since(w.cpAt) >= w.every))
 }
 
 func (w *wal) fail(err error) error {

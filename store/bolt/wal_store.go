@@ -122,7 +122,10 @@ func (b *Store) logUpdate(reqs []*commitReq, growth int64, fn func(*bbolt.Tx) er
 		b.dropWAL(false)
 		return err
 	}
-	if err == nil && b.wal.due() {
+	if errors.Is(noSpace(err), store.ErrNoSpace) {
+		b.wal.shrink = true // the log's zeros may be what the file needs
+	}
+	if (err == nil || b.wal.shrink) && b.wal.due() {
 		select {
 		case b.walKick <- struct{}{}:
 		default: // one is under way
@@ -319,6 +322,7 @@ func (b *Store) checkpointLocked() error {
 	txid := uint64(tx.ID()) // #nosec G115 -- bbolt's ids are positive
 	if b.pin != nil && txid == w.cp.txid && w.since == 0 {
 		_ = tx.Rollback() // nothing changed since the last one
+		w.shrinkIfAsked()
 		return nil
 	}
 	meta, err := readMetaPage(b.file, b.db.Info().PageSize, txid)

@@ -897,3 +897,54 @@ func TestWALGrowOnFullDevice(t *testing.T) {
 		t.Fatalf("a failed grow left %d bytes on disk (%d said), want the %d before it", got, w.size, before)
 	}
 }
+
+// TestWALShrinksWhenTheDeviceIsFull: a write that finds the device full
+// has the next checkpoint give the log's zeros back (the log had grown to
+// hold the writes since the last checkpoint, and keeps its size): the
+// space is the database file's to take, and writes go on once there is
+// room.
+func TestWALShrinksWhenTheDeviceIsFull(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "patchd.db")
+	s, err := Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	SetCheckpointEvery(s, time.Hour, 1<<40)
+	put := func(id string) error {
+		body := fmt.Appendf(nil, `{"s":%q}`, strings.Repeat("x", 512<<10))
+		_, err := s.Update(context.Background(), "c", id, func(context.Context, *store.Document, store.History) (*store.Change, error) {
+			return &store.Change{Body: body, Kind: store.KindPut}, nil
+		})
+		return err
+	}
+	for i := range 6 {
+		if err := put(fmt.Sprint("d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logSize := func() int64 {
+		fi, err := os.Stat(walPath(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	if n := logSize(); n <= walMinSize {
+		t.Fatalf("the log holds %d bytes after 3 MiB of writes: the test needs it grown", n)
+	}
+	SetCheckpointEvery(s, time.Second, 1<<40) // as by default
+	SetCommitFault(s, func() error { return syscall.ENOSPC })
+	if err := put("full"); !errors.Is(err, store.ErrNoSpace) {
+		t.Fatalf("the write on a full device: %v, want ErrNoSpace", err)
+	}
+	SetCommitFault(s, nil)
+	for deadline := time.Now().Add(10 * time.Second); logSize() > walMinSize; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log still holds %d bytes 10 s after a write found the device full", logSize())
+		}
+	}
+	if err := put("after"); err != nil {
+		t.Fatalf("a write once the log gave its space back: %v", err)
+	}
+}
