@@ -30,6 +30,7 @@ const client = new Client({ headers: authHeaders, store: globalThis.indexedDB ? 
 let doc = null;
 // When a write last failed to reach the server and will be tried again.
 let retrying = null;
+let retryWhy = '';
 let retryTimer = null;
 // Why the last write was refused for good (not a conflict): the status
 // says the edit is not saved until a later write is.
@@ -185,7 +186,7 @@ function updateStatus() {
   if (waiting && retrying !== null && doc.pendingCount && doc.status !== 'offline') {
     const secs = Math.max(0, Math.ceil((retrying - Date.now()) / 1000));
     statusEl.dataset.state = 'retrying';
-    text = `Not saved yet · the server did not answer; trying again${secs ? ` in ${secs} s` : ''} · your changes are kept on this device`;
+    text = `Not saved yet · ${retryWhy}; trying again${secs ? ` in ${secs} s` : ''} · your changes are kept on this device`;
     if (statusEl.textContent !== text) statusEl.textContent = text;
     return;
   }
@@ -234,6 +235,8 @@ function guardUnload(on) {
 
 function onRetry(ev) {
   retrying = Date.now() + ev.delay;
+  // An answer that says to come back later, or no answer at all.
+  retryWhy = ev.error instanceof PatchdError ? `the server is busy or unavailable (${ev.error.status})` : 'the server cannot be reached';
   clearInterval(retryTimer);
   retryTimer = setInterval(updateStatus, 1000);
   updateStatus();

@@ -70,7 +70,7 @@ test('a reload with unsent edits: warned on leaving, nothing lost, nothing appli
   let kept = await stored(alice);
   for (let i = 0; i < 100 && kept.length !== pending; i++) kept = await stored(alice); // IndexedDB writes are asynchronous
   assert.equal(kept.length, pending, `stored ${JSON.stringify(kept)}`);
-  assert.match(await alice.textContent('#status'), /Not saved yet.*trying again.*kept on this device/);
+  assert.match(await alice.textContent('#status'), /Not saved yet · the server cannot be reached; trying again.*kept on this device/);
   let saved = await serverDoc(server, id);
   assert.equal(saved.customer, '');
   assert.deepEqual(saved.items.map((it) => it.desc), ['']);
