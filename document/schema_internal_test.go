@@ -349,16 +349,44 @@ func TestSchemaViolationsWorkPerPage(t *testing.T) {
 // waits another writer of the document (here a delete, which validates
 // nothing) is not held up by it.
 func TestValidationTurnBeforeLock(t *testing.T) {
+	turnBeforeLock(t, []string{"c"}, "c", func(s *Service, ctx context.Context, pre Preconditions) error {
+		_, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":2}`), Pre: pre})
+		return err
+	})
+}
+
+// TestBatchValidationTurnBeforeLock: a batch takes its schemas' validation
+// turns before its documents' locks, as a single write does: while it
+// waits for one (of its second collection's schema), other writers of its
+// documents go on.
+func TestBatchValidationTurnBeforeLock(t *testing.T) {
+	turnBeforeLock(t, []string{"c", "e"}, "e", func(s *Service, ctx context.Context, pre Preconditions) error {
+		_, err := s.Batch(ctx, []Write{
+			{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":2}`), Pre: pre},
+			{Kind: Put, Collection: "e", ID: "f", Body: []byte(`{"n":3}`)},
+		}, false)
+		return err
+	})
+}
+
+// turnBeforeLock gives the collections schemas and c/d a version, holds
+// the only validation turn of collection busy's schema, and runs write
+// (of c/d, with pre) meanwhile: once it waits for the turn, a delete of
+// c/d must go through at once, not once the write gives up.
+func turnBeforeLock(t *testing.T, schemas []string, busy string, write func(*Service, context.Context, Preconditions) error) {
+	t.Helper()
 	s, _ := newService(t)
 	ctx := context.Background()
-	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "c", Body: []byte(`{"type":"object"}`)}); err != nil {
-		t.Fatal(err)
+	for _, coll := range schemas {
+		if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: coll, Body: []byte(`{"type":"object"}`)}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	anyETag := Preconditions{IfMatch: ETagList{Present: true, Any: true}}
 	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":1}`)}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.schemaFor(ctx, "c")
+	c, err := s.schemaFor(ctx, busy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,10 +396,7 @@ func TestValidationTurnBeforeLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	waiting := make(chan error, 1)
-	go func() {
-		_, err := s.Write(WithClient(ctx, "a"), Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":2}`), Pre: anyETag})
-		waiting <- err
-	}()
+	go func() { waiting <- write(s, WithClient(ctx, "a"), anyETag) }()
 	for deadline := time.Now().Add(10 * time.Second); c.turns.Waiting() == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the write never waited for a turn")
@@ -380,7 +405,7 @@ func TestValidationTurnBeforeLock(t *testing.T) {
 	dctx, cancel := context.WithTimeout(WithClient(ctx, "b"), 3*time.Second)
 	defer cancel()
 	if _, err := s.Write(dctx, Write{Kind: Delete, Collection: "c", ID: "d", Pre: anyETag}); err != nil {
-		t.Fatalf("a delete of the document while another write waits for a validation turn: %v", err)
+		t.Fatalf("a delete of the document while a write of it waits for a validation turn: %v", err)
 	}
 	select {
 	case err := <-waiting:
@@ -390,58 +415,5 @@ func TestValidationTurnBeforeLock(t *testing.T) {
 	c.give(held)
 	if err := <-waiting; err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrPreconditionFailed) {
 		t.Fatalf("the waiting write, after the delete: %v", err)
-	}
-}
-
-// TestBatchValidationTurnBeforeLock: a batch takes its schemas' validation
-// turns before its documents' locks, as a single write does: while it
-// waits for one, other writers of its documents go on.
-func TestBatchValidationTurnBeforeLock(t *testing.T) {
-	s, _ := newService(t)
-	ctx := context.Background()
-	for _, coll := range []string{"c", "e"} {
-		if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: coll, Body: []byte(`{"type":"object"}`)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	anyETag := Preconditions{IfMatch: ETagList{Present: true, Any: true}}
-	if _, err := s.Write(ctx, Write{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":1}`)}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := s.schemaFor(ctx, "e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.turns = fair.New(1)
-	held, err := e.take(WithClient(ctx, "holder"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waiting := make(chan error, 1)
-	go func() {
-		_, err := s.Batch(WithClient(ctx, "a"), []Write{
-			{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":2}`), Pre: anyETag},
-			{Kind: Put, Collection: "e", ID: "f", Body: []byte(`{"n":3}`)},
-		}, false)
-		waiting <- err
-	}()
-	for deadline := time.Now().Add(10 * time.Second); e.turns.Waiting() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the batch never waited for a turn")
-		}
-	}
-	dctx, cancel := context.WithTimeout(WithClient(ctx, "b"), 3*time.Second)
-	defer cancel()
-	if _, err := s.Write(dctx, Write{Kind: Delete, Collection: "c", ID: "d", Pre: anyETag}); err != nil {
-		t.Fatalf("a delete of a document of the batch while the batch waits for a validation turn: %v", err)
-	}
-	select {
-	case err := <-waiting:
-		t.Fatalf("the delete went through only once the batch waiting for a turn (up to %v) gave up: %v", turnWait, err)
-	default:
-	}
-	e.give(held)
-	if err := <-waiting; err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrPreconditionFailed) {
-		t.Fatalf("the waiting batch, after the delete: %v", err)
 	}
 }
