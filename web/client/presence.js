@@ -40,6 +40,7 @@ export class Presence {
     this._timer = setInterval(() => this._put(), renew);
     // Back after the stream was lost (a server restarted, the network
     // back): announced at once, not at the next renewal.
+    this._live = doc.status === 'live';
     this._off = doc.subscribe((ev) => {
       if (ev.type !== 'status') return;
       if (ev.status !== 'live') this._lost ||= this._live;

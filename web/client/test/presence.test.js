@@ -104,7 +104,12 @@ test('after a restart of the server, the sessions are announced again at once, n
   const id = `p-${process.pid}-restart`;
   await a.create('forms', id, { customer: '' });
   const da = await a.open('forms', id);
-  const db = await b.open('forms', id);
+  // Bob's document is live before his presence starts (no status event
+  // comes to it then), Ann's not yet.
+  const db = await b.open('forms', id, { follow: true });
+  for (const t0 = Date.now(); db.status !== 'live'; await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() - t0 > 10_000) assert.fail(`Bob's document is ${db.status}`);
+  }
   const pa = presence(da, { name: 'Ann', renew: 600_000 });
   const pb = presence(db, { name: 'Bob', renew: 600_000 });
   try {
