@@ -95,10 +95,17 @@ func (s *Store) Changes(ctx context.Context, collection string, after store.Curs
 	// A read: tried again after a connection the server ended (a fast
 	// shutdown, a restart), and reported unavailable past the deadline, so
 	// that a stream following the collection waits rather than ends.
+	var from position
+	if after != nil {
+		var err error
+		if from, err = parsePosition(collection, after, s.dbTag); err != nil {
+			return store.ChangeLog{}, fmt.Errorf("store: changes %s: %w", collection, err)
+		}
+	}
 	var out store.ChangeLog
 	err := s.read(ctx, func(ctx context.Context) error {
 		var err error
-		out, err = s.changes(ctx, collection, after, limit)
+		out, err = s.changes(ctx, collection, after, from, limit)
 		return err
 	})
 	if err != nil {
@@ -108,7 +115,7 @@ func (s *Store) Changes(ctx context.Context, collection string, after store.Curs
 }
 
 // changes is one try of Changes.
-func (s *Store) changes(ctx context.Context, collection string, after store.Cursor, limit int) (store.ChangeLog, error) {
+func (s *Store) changes(ctx context.Context, collection string, after store.Cursor, from position, limit int) (store.ChangeLog, error) {
 	fail := func(err error) (store.ChangeLog, error) { return store.ChangeLog{}, err }
 	if after == nil {
 		var xmin string
@@ -120,10 +127,6 @@ func (s *Store) changes(ctx context.Context, collection string, after store.Curs
 			return fail(err)
 		}
 		return store.ChangeLog{Next: position{pos: pos}.cursor(collection, s.dbTag)}, nil
-	}
-	from, err := parsePosition(collection, after, s.dbTag)
-	if err != nil {
-		return fail(err)
 	}
 	n := int64(math.MaxInt64)
 	if limit > 0 {

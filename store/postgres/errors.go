@@ -159,6 +159,9 @@ func (s *Store) read(ctx context.Context, fn func(ctx context.Context) error) er
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, store.ErrCursorGone) {
+			return err // the client's cursor, not the database
+		}
 		s.metrics.dbError(err)
 		if !unavailable(err) || dctx.Err() != nil {
 			return s.fail(ctx, err)
