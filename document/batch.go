@@ -122,12 +122,22 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 	// wait for a turn then holds up no other writer of them), in the order
 	// of the collections' names, so that two batches never each hold a
 	// turn the other waits for.
+	// They go back once the batch is decided, before its commit; a store
+	// that decides it again has its decisions take instances as a single
+	// write's do.
 	lent := make(map[string]*schemaInstance, len(firstOf))
-	defer func() {
+	giveLent := func() {
 		for coll, inst := range lent {
 			schemas[coll].give(inst)
 		}
-	}()
+		clear(lent)
+		for _, d := range ds {
+			if d != nil && d.lent {
+				d.inst, d.lent = nil, false
+			}
+		}
+	}
+	defer giveLent()
 	for _, coll := range slices.Sorted(maps.Keys(firstOf)) {
 		inst, err := schemas[coll].take(ctx)
 		if err != nil {
@@ -155,6 +165,7 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 			views[j], seqs[j], last[j] = l.Doc, l.Seq, -1
 			hists[j] = &overlayHistory{base: l.History}
 		}
+		defer giveLent() // decided: the commit's wait holds no instance
 		initial = append([]*store.Document(nil), views...)
 		*patterns = newBatchBudget() // a store that calls fn again decides again
 		*rebaseWork = s.batchRebaseWork()

@@ -417,3 +417,48 @@ func turnBeforeLock(t *testing.T, schemas []string, busy string, write func(*Ser
 		t.Fatalf("the waiting write, after the delete: %v", err)
 	}
 }
+
+// decidedHook is a store whose UpdateMany calls decided once the caller's
+// decision function has returned, before the store commits.
+type decidedHook struct {
+	store.Store
+	decided func()
+}
+
+func (h decidedHook) UpdateMany(ctx context.Context, keys []store.Key, fn store.ManyFunc) ([]*store.Document, error) {
+	return h.Store.UpdateMany(ctx, keys, func(ctx context.Context, locked []store.Locked) (*store.ManyChange, error) {
+		mc, err := fn(ctx, locked)
+		h.decided()
+		return mc, err
+	})
+}
+
+// TestBatchGivesTurnsBeforeCommit: a batch gives its schemas' validation
+// turns back once it is decided, as a single write does, not after its
+// commit (whose sync other writers of the schema would wait for).
+func TestBatchGivesTurnsBeforeCommit(t *testing.T) {
+	_, st := newService(t)
+	var c *compiledSchema
+	freeAtCommit := false
+	s := New(decidedHook{Store: st, decided: func() {
+		if c != nil && c.turns.TryAcquire() {
+			freeAtCommit = true
+			c.turns.Release()
+		}
+	}}, DefaultConfig())
+	ctx := context.Background()
+	if _, err := s.WriteSchema(ctx, Write{Kind: Put, Collection: "c", Body: []byte(`{"type":"object"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if c, err = s.schemaFor(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	c.turns = fair.New(1)
+	if _, err := s.Batch(ctx, []Write{{Kind: Put, Collection: "c", ID: "d", Body: []byte(`{"n":1}`)}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if !freeAtCommit {
+		t.Fatal("the batch held its schema's only turn into its commit")
+	}
+}
