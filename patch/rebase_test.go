@@ -632,6 +632,31 @@ func TestRebaseOnto(t *testing.T) {
 			t.Fatalf("error %v, want ErrRebaseApplyFailed", err)
 		}
 	})
+	t.Run("OldFromCurrent", func(t *testing.T) {
+		// E2: since B, line item 0 lost its qty; the client removes the
+		// whole item. P′ records the item as it is, not as in B: undoing
+		// P′ gives the current version back.
+		b := rbMustParse(t, rbFormDoc)
+		c, q := rbMustApply(t, b, `[{"op":"remove","path":"/items/0/qty"}]`)
+		edit := func(base any) (any, []Op, error) {
+			ops, err := ParseJSONPatch([]byte(`[{"op":"remove","path":"/items/0"}]`), Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return Apply(base, ops, Limits{})
+		}
+		res, ops, err := RebaseOnto(Clone(c), []Committed{{Seq: 2, Ops: q}}, edit, RebaseLimits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ops) != 1 || string(Canonical(ops[0].Old)) != `{"id":1}` {
+			t.Fatalf("P′ %s, want the removal of {\"id\":1}", EncodeOps(ops))
+		}
+		back, _, err := Revert(Clone(res), ops)
+		if err != nil || !identical(back, c) {
+			t.Fatalf("undoing P′ gives %s (%v), want %s", Canonical(back), err, Canonical(c))
+		}
+	})
 	t.Run("ApplyFailed", func(t *testing.T) {
 		// History that does not describe current: P′ cannot apply.
 		lie := []Committed{{Seq: 2, Ops: []Op{{Kind: OpPut, Path: Path{Key("x")}, Value: Number("1")}}}}

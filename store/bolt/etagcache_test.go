@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/patchd/patchd/store"
 	"github.com/patchd/patchd/store/bolt"
@@ -85,6 +86,7 @@ func TestBolt_ETagAfterWrite(t *testing.T) {
 func TestBolt_ETagCachedAcrossWrites(t *testing.T) {
 	ctx := context.Background()
 	s := mustOpenBolt(t, filepath.Join(t.TempDir(), "patchd.db"), store.Options{})
+	bolt.SetCheckpointEvery(s, time.Hour, 1<<40) // a checkpoint's read transaction is not the test's
 	a := storetest.Commit(t, s, "notes", "a", &store.Change{Body: []byte(`{"n":1}`), Kind: store.KindPut})
 	storetest.Commit(t, s, "notes", "gone", &store.Change{Body: []byte(`{}`), Kind: store.KindPut})
 	storetest.Commit(t, s, "notes", "gone", &store.Change{Kind: store.KindDelete})
