@@ -1342,7 +1342,9 @@ function me() {
   };
   const name = params.get('name') || kept('patchd-demo-name', () => pick(names));
   const color = kept('patchd-demo-color', () => pick(colors));
-  const browser = kept('patchd-demo-browser', () => crypto.randomUUID());
+  // getRandomValues, not randomUUID: served over plain HTTP to another
+  // machine the page is no secure context.
+  const browser = kept('patchd-demo-browser', () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (x) => x.toString(16).padStart(2, '0')).join(''));
   return { name, color, data: { browser } };
 }
 

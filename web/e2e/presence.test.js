@@ -106,3 +106,21 @@ test("one person's tabs are one avatar for the others, and none for each other",
   }
   await shot(t, ben, 'ann-three-tabs');
 });
+
+test('a page that is not a secure context (plain HTTP to another machine) still announces itself', async (t) => {
+  const id = `e2e-presence-insecure-${process.pid}-${Date.now().toString(36)}`;
+  const ctx = await browser.newContext();
+  t.after(() => ctx.close().catch(() => {}));
+  // As on http://192.168.x.y: no crypto.randomUUID there.
+  await ctx.addInitScript(() => {
+    delete Crypto.prototype.randomUUID;
+  });
+  const ann = await ctx.newPage();
+  const errors = [];
+  ann.on('pageerror', (e) => errors.push(e.message));
+  await ann.goto(`${server.url}/?id=${id}&name=Ann`);
+  await live(ann);
+  const { Ben: ben } = await open(t, server, id, ['Ben']);
+  await ben.waitForSelector('#people .avatar[title="Ann"]', { timeout: WAIT });
+  assert.deepEqual(errors, [], 'errors on the page');
+});
