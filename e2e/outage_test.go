@@ -386,7 +386,29 @@ func TestReplicaStartsBeforeDatabase(t *testing.T) {
 			}
 		}
 	}
+	listening := next("saying it listens", func(l string) bool { return strings.Contains(l, `"msg":"listening`) })
 	next("saying it waits for the database", func(l string) bool { return strings.Contains(l, "database unavailable; trying again") })
+	// Meanwhile it answers at once: alive, not ready, and 503 with
+	// Retry-After for the API (not a connection left hanging).
+	early := regexp.MustCompile(`"addr":"([^"]+)"`).FindStringSubmatch(listening)
+	if early == nil {
+		t.Fatalf("listening line %s", listening)
+	}
+	ctx2, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, r := range []struct {
+		method, path string
+		status       int
+	}{{"GET", "/healthz", http.StatusOK}, {"GET", "/readyz", http.StatusServiceUnavailable}, {"PUT", "/docs/c/d", http.StatusServiceUnavailable}} {
+		res, err := send(ctx2, "http://"+early[1], r.method, r.path, `{}`, "Content-Type", ctJSON)
+		if err != nil {
+			t.Fatalf("%s %s while the database is down: %v", r.method, r.path, err)
+		}
+		if res.status != r.status || (r.status == http.StatusServiceUnavailable &&
+			(res.header.Get("Retry-After") == "" || !strings.Contains(string(res.body), `"type":"/problems/unavailable"`))) {
+			t.Fatalf("%s %s while the database is down: %d %v %s", r.method, r.path, res.status, res.header, res.body)
+		}
+	}
 	if err := c.Up(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchd/patchd/document"
@@ -226,6 +227,37 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	defer ln.Close()
 
+	// Requests are answered from the start: while the store opens (a
+	// database not reachable yet, a log to replay), by handlers.Starting;
+	// then by the API.
+	var serving atomic.Pointer[http.Handler]
+	starting := handlers.Starting()
+	serving.Store(&starting)
+	cl := connlimit.New(ln, connLimits(cfg, tlsCfg == nil, log))
+	srv := &http.Server{
+		ConnState:         cl.ConnState,
+		ConnContext:       cl.ConnContext,
+		Handler:           cl.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*serving.Load()).ServeHTTP(w, r) })),
+		ReadHeaderTimeout: cfg.readHeaderTimeout,
+		ReadTimeout:       cfg.readTimeout,
+		WriteTimeout:      cfg.writeTimeout,
+		IdleTimeout:       cfg.idleTimeout,
+		MaxHeaderBytes:    int(cfg.maxHeaderBytes),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsCfg,
+	}
+	errc := make(chan error, 1)
+	scheme := "http"
+	if tlsCfg != nil {
+		// The certificate is in TLSConfig; net/http adds HTTP/2 (h2).
+		scheme = "https"
+		go func() { errc <- srv.ServeTLS(cl, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(cl) }()
+	}
+	defer srv.Close() // a start that fails, and what a shutdown leaves
+	log.Info("listening; answering 503 until the store is open", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme))
+
 	age := cfg.historyAge
 	if age == 0 {
 		age = -1 // 0 means no age guarantee; the store reads 0 as its default
@@ -286,30 +318,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	h := handlers.New(svc, hcfg)
 
-	cl := connlimit.New(ln, connLimits(cfg, tlsCfg == nil, log))
-	srv := &http.Server{
-		ConnState:         cl.ConnState,
-		ConnContext:       cl.ConnContext,
-		Handler:           cl.Handler(h.Echo()),
-		ReadHeaderTimeout: cfg.readHeaderTimeout,
-		ReadTimeout:       cfg.readTimeout,
-		WriteTimeout:      cfg.writeTimeout,
-		IdleTimeout:       cfg.idleTimeout,
-		MaxHeaderBytes:    int(cfg.maxHeaderBytes),
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		TLSConfig:         tlsCfg,
-	}
 	// Change feed streams never go idle: end them when shutdown starts.
 	srv.RegisterOnShutdown(h.CloseStreams)
-	errc := make(chan error, 1)
-	scheme := "http"
-	if tlsCfg != nil {
-		// The certificate is in TLSConfig; net/http adds HTTP/2 (h2).
-		scheme = "https"
-		go func() { errc <- srv.ServeTLS(cl, "", "") }()
-	} else {
-		go func() { errc <- srv.Serve(cl) }()
-	}
+	api := http.Handler(h.Echo())
+	serving.Store(&api)
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme), slog.String("db", store.Redact(cfg.db)), slog.String("version", version()))
 	if m.Ready != nil {
 		m.Ready <- ln.Addr().String()
