@@ -914,15 +914,6 @@ func (e *workError) Error() string {
 // pointerEscaper escapes a member name as a JSON Pointer token.
 var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
-// validate checks a canonical body against the schema and returns how it
-// fails (at most maxSchemaErrors ways), or nil. A number the validator
-// cannot compare at a bounded cost is an error *numberError; a validation
-// that would pass maxValidationWork, or whose patterns' work passes
-// maxValidationPatternWork, is an error *workError.
-func (c *compiledSchema) validate(ctx context.Context, body []byte) ([]SchemaError, error) {
-	return c.validateWithin(ctx, nil, body, nil)
-}
-
 // maxBatchPatternWork and maxBatchValidationWork bound the work of all the
 // validations of one batch (about 1 s of patterns and 0.8 s of
 // subschemas here: twice one document's), so that a batch of many writes,
@@ -942,10 +933,14 @@ func newBatchBudget() patternBudget {
 	return patternBudget{left: maxBatchPatternWork, workLeft: maxBatchValidationWork}
 }
 
-// validateWithin is validate, whose work also counts against b (nil: no
-// budget beyond the validation's own).
-// inst, when not nil, is an instance the caller holds (take); else one is
-// taken for this validation.
+// validateWithin checks a canonical body against the schema and returns
+// how it fails (at most maxSchemaErrors ways), or nil. A number the
+// validator cannot compare at a bounded cost is an error *numberError; a
+// validation that would pass maxValidationWork, or whose patterns' work
+// passes maxValidationPatternWork, is an error *workError. Its work also
+// counts against b (nil: no budget beyond the validation's own). inst,
+// when not nil, is an instance the caller holds (take); else one is taken
+// for this validation.
 func (c *compiledSchema) validateWithin(ctx context.Context, inst *schemaInstance, body []byte, b *patternBudget) ([]SchemaError, error) {
 	limit, workLimit := maxValidationPatternWork, maxValidationWork
 	if b != nil {
@@ -962,7 +957,7 @@ func (c *compiledSchema) validateWithin(ctx context.Context, inst *schemaInstanc
 	return errs, err
 }
 
-// validateLimited is validate with limit on the work of its patterns and
+// validateLimited is validateWithin's check, with limit on the work of its patterns and
 // workLimit on its subschemas' (as scan estimates it); it also returns the
 // work its patterns took and the estimate.
 func (c *compiledSchema) validateLimited(ctx context.Context, inst *schemaInstance, body []byte, limit, workLimit int) (_ []SchemaError, patternWork, work int, _ error) {

@@ -18,7 +18,7 @@ func BenchmarkSchemaValidate(b *testing.B) {
 	b.SetBytes(int64(len(doc)))
 	b.ReportAllocs()
 	for b.Loop() {
-		errs, err := c.validate(context.Background(), doc)
+		errs, err := c.validateWithin(context.Background(), nil, doc, nil)
 		if err != nil || len(errs) > 0 {
 			b.Fatal(err, errs)
 		}
