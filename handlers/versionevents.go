@@ -110,6 +110,7 @@ func (ve *versionEvents) evict() {
 	}
 	for len(ve.order) > 0 && (len(ve.events) > maxVersionEvents || ve.size > maxVersionEventsBytes) {
 		old := ve.order[0]
+		ve.order[0] = nil // the array still holds what is sliced off
 		ve.order = ve.order[1:]
 		if ve.events[old.key] == old {
 			delete(ve.events, old.key)

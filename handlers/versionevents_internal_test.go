@@ -3,10 +3,12 @@ package handlers
 import (
 	"bytes"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/patchd/patchd/patch"
 	"github.com/patchd/patchd/store"
@@ -108,5 +110,35 @@ func TestVersionEventsAccounting(t *testing.T) {
 	}
 	if sum != ve.size || len(ve.events) > maxVersionEvents || len(ve.order) > 4*maxVersionEvents+1 {
 		t.Fatalf("%d bytes counted, %d kept in %d events (%d in order)", ve.size, sum, len(ve.events), len(ve.order))
+	}
+}
+
+// TestVersionEventsLetGoOfEvicted: an event dropped from the kept ones is
+// garbage once no stream writes it; before, the array under the order of
+// the kept events held every one dropped since it was last grown, past
+// the bounds (the heap of BenchmarkHistoryLargeVersions).
+func TestVersionEventsLetGoOfEvicted(t *testing.T) {
+	ve := newVersionEvents()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var refs []weak.Pointer[versionEvent]
+	for seq := uint64(1); seq <= 40; seq++ {
+		body := patch.Canonical(map[string]any{"pad": strings.Repeat("x", 900<<10)})
+		v := store.Version{Seq: seq, ETag: store.ETagOf(body), At: at, Kind: store.KindPut, Ops: patch.EncodeCreate(body)}
+		if _, err := ve.data("c", "d", v, false); err != nil {
+			t.Fatal(err)
+		}
+		if e := ve.events[versionEventKey{c: "c", id: "d", seq: seq, etag: v.ETag}]; e != nil {
+			refs = append(refs, weak.Make(e))
+		}
+	}
+	runtime.GC()
+	alive := 0
+	for _, r := range refs {
+		if r.Value() != nil {
+			alive++
+		}
+	}
+	if alive > len(ve.events) {
+		t.Fatalf("%d events still reachable, %d of them kept (%d bytes)", alive, len(ve.events), ve.size)
 	}
 }
