@@ -339,7 +339,7 @@ func (h *Handler) batchWrite(c echo.Context, e any) (document.Write, preferences
 // object), or -1. It reads tokens one at a time: a body refused for its
 // depth is never built.
 func tooDeepWrite(body []byte, limit int) int {
-	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(body))
 	depth, index := 0, -1
 	for {
 		k := dec.PeekKind()

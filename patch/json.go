@@ -47,7 +47,7 @@ const DefaultMaxNumber = 1024
 // number literal longer than lim.MaxNumber, are refused with
 // ErrInvalidDocument as soon as they are seen, before the rest is read.
 func Parse(data []byte, lim Limits) (any, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(data))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(data))
 	v, err := decodeValue(dec, &lim, 1)
 	if err != nil {
 		return nil, err

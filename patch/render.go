@@ -42,7 +42,7 @@ func appendRFC6902Scan(dst, stored []byte) ([]byte, error) {
 	if len(stored) == 0 {
 		return append(dst, ']'), nil
 	}
-	dec := jsontext.NewDecoder(bytes.NewReader(stored))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(stored))
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '[' {
 		return fail()
 	}
