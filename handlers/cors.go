@@ -35,19 +35,44 @@ func ParseOrigins(list string) []string {
 	return out
 }
 
-// corsAllowed reports whether origin may call, and the value of
-// Access-Control-Allow-Origin to answer with.
-func (h *Handler) corsAllowed(origin string) (string, bool) {
-	if origin == "" || len(h.cfg.CORSOrigins) == 0 {
+// corsAllowed reports whether origin may call, given the allowed origins,
+// and the value of Access-Control-Allow-Origin to answer with.
+func corsAllowed(origins []string, origin string) (string, bool) {
+	if origin == "" || len(origins) == 0 {
 		return "", false
 	}
-	if slices.Contains(h.cfg.CORSOrigins, "*") {
+	if slices.Contains(origins, "*") {
 		return "*", true
 	}
-	if slices.Contains(h.cfg.CORSOrigins, strings.ToLower(origin)) {
+	if slices.Contains(origins, strings.ToLower(origin)) {
 		return origin, true
 	}
 	return "", false
+}
+
+// setCORS adds to hdr the CORS response headers r gets from a server that
+// allows origins, and reports whether r is a preflight of an allowed origin,
+// which the caller answers with 204 and nothing else.
+func setCORS(origins []string, r *http.Request, hdr http.Header) (preflight bool) {
+	if len(origins) == 0 {
+		return false
+	}
+	if !slices.Contains(origins, "*") {
+		hdr.Add(echo.HeaderVary, echo.HeaderOrigin)
+	}
+	allow, ok := corsAllowed(origins, r.Header.Get(echo.HeaderOrigin))
+	if !ok {
+		return false
+	}
+	hdr.Set(echo.HeaderAccessControlAllowOrigin, allow)
+	if isPreflight(r) {
+		hdr.Set(echo.HeaderAccessControlAllowMethods, corsAllowMethods)
+		hdr.Set(echo.HeaderAccessControlAllowHeaders, corsAllowHeaders)
+		hdr.Set(echo.HeaderAccessControlMaxAge, corsMaxAge)
+		return true
+	}
+	hdr.Set(echo.HeaderAccessControlExposeHeaders, corsExposeHeaders)
+	return false
 }
 
 // cors answers preflights from allowed origins itself (no token needed)
@@ -56,26 +81,9 @@ func (h *Handler) corsAllowed(origin string) (string, bool) {
 // them; other clients are unaffected.
 func (h *Handler) cors(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if len(h.cfg.CORSOrigins) == 0 {
-			return next(c)
-		}
-		r := c.Request()
-		hdr := c.Response().Header()
-		if !slices.Contains(h.cfg.CORSOrigins, "*") {
-			hdr.Add(echo.HeaderVary, echo.HeaderOrigin)
-		}
-		allow, ok := h.corsAllowed(r.Header.Get(echo.HeaderOrigin))
-		if !ok {
-			return next(c)
-		}
-		hdr.Set(echo.HeaderAccessControlAllowOrigin, allow)
-		if isPreflight(r) {
-			hdr.Set(echo.HeaderAccessControlAllowMethods, corsAllowMethods)
-			hdr.Set(echo.HeaderAccessControlAllowHeaders, corsAllowHeaders)
-			hdr.Set(echo.HeaderAccessControlMaxAge, corsMaxAge)
+		if setCORS(h.cfg.CORSOrigins, c.Request(), c.Response().Header()) {
 			return c.NoContent(http.StatusNoContent)
 		}
-		hdr.Set(echo.HeaderAccessControlExposeHeaders, corsExposeHeaders)
 		return next(c)
 	}
 }

@@ -231,7 +231,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	// database not reachable yet, a log to replay), by handlers.Starting;
 	// then by the API.
 	var serving atomic.Pointer[http.Handler]
-	starting := handlers.Starting()
+	starting := handlers.Starting(handlers.ParseOrigins(cfg.corsOrigins))
 	serving.Store(&starting)
 	cl := connlimit.New(ln, connLimits(cfg, tlsCfg == nil, log))
 	srv := &http.Server{
