@@ -352,6 +352,13 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 	g.passes++
 	cur := q
 	alive := true
+	// A client op that removed or replaced what cur addresses (lost) leaves
+	// cur no place in the later ops' coordinates; those above that op's
+	// path still conflict with it, and are recorded (ghost), so that every
+	// conflicting pair is named, until a client op inserts or removes an
+	// element on that path, after which the path names something else.
+	// Nothing is carried past them.
+	var ghost *Op
 	keep := g.p[:0]
 	for _, e := range g.p {
 		if !alive || e.orphan {
@@ -359,6 +366,16 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 			continue
 		}
 		p := e.op
+		if ghost != nil {
+			if !e.done && above(p, *ghost) && conflicts(p, cur) && !exempt(p, cur) {
+				g.record(p, q, cur, seq)
+			}
+			if !e.done && shifts(p, *ghost) {
+				alive = false // no later op is judged against cur
+			}
+			keep = append(keep, e)
+			continue
+		}
 		switch {
 		case !conflicts(p, cur) && e.done:
 			e.op, _ = xf(p, cur) // it moves with cur's shifts; cur does not move past it
@@ -378,14 +395,7 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 			}
 			e.done = pNoop
 		default:
-			g.conflicts = append(g.conflicts, Conflict{
-				ClientOp:          p.Client,
-				ClientPath:        p.Sent,
-				ConcurrentPath:    q.Pointer(),
-				ConcurrentVersion: seq,
-				Reason:            reason(p, cur),
-			})
-			g.concurrent = append(g.concurrent, g.passes)
+			g.record(p, q, cur, seq)
 			// Carry on as if both happened, so that later pairs are judged
 			// in the right coordinates; an op whose anchor the other
 			// removed or replaced drops out.
@@ -399,7 +409,7 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 			switch {
 			case e.done: // cur does not move past an op that is no part of P′
 			case cLost:
-				alive = false
+				ghost = &p
 			default:
 				cur = c2
 			}
@@ -408,7 +418,45 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 	}
 	clear(g.p[len(keep):])
 	g.p = keep
-	return cur, alive
+	return cur, alive && ghost == nil
+}
+
+// record notes the conflict of client op p with cur, concurrent op q (as
+// committed in version seq) in p's coordinates.
+func (g *grid) record(p, q, cur Op, seq uint64) {
+	g.conflicts = append(g.conflicts, Conflict{
+		ClientOp:          p.Client,
+		ClientPath:        p.Sent,
+		ConcurrentPath:    q.Pointer(),
+		ConcurrentVersion: seq,
+		Reason:            reason(p, cur),
+	})
+	g.concurrent = append(g.concurrent, g.passes)
+}
+
+// shifts reports whether client op p inserts or removes an array element
+// on the path of op by.
+func shifts(p, by Op) bool {
+	if p.Kind != OpIns && p.Kind != OpRm {
+		return false
+	}
+	_, y := footprint(by)
+	arr := p.Path[:len(p.Path)-1]
+	return len(arr) < len(y) && y.HasPrefix(arr)
+}
+
+// above reports whether client op p, after the client op by which a
+// concurrent op was lost, still addresses what that concurrent op did: its
+// path is an ancestor of by's, or by's own path when by replaced rather
+// than removed an array element (a path through a removed element names
+// the next one).
+func above(p, by Op) bool {
+	_, x := footprint(p)
+	_, y := footprint(by)
+	if !y.HasPrefix(x) {
+		return false
+	}
+	return len(x) < len(y) || by.Kind != OpRm
 }
 
 // result returns P′: the client ops still in the grid, without no-ops and,

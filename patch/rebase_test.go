@@ -489,6 +489,51 @@ func TestRebaseReportsEveryPair(t *testing.T) {
 	}
 }
 
+// TestRebaseReportsPairsPastALostOp: once a client op has removed or
+// replaced what a concurrent op addresses through an array, the later client
+// ops above it still conflict with that concurrent op and are named (they
+// were left out); one below it, or through the index of a removed element
+// (which names the next one), is not.
+func TestRebaseReportsPairsPastALostOp(t *testing.T) {
+	for _, c := range []struct {
+		name, base, q, p string
+		want             []Conflict
+	}{{
+		name: "insert, then its array replaced and its parent removed",
+		base: `{"a":{"b":[1]}}`,
+		q:    `[{"op":"add","path":"/a/b/0","value":0}]`,
+		p:    `[{"op":"replace","path":"/a/b","value":[]},{"op":"add","path":"/a/b/-","value":5},{"op":"remove","path":"/a"}]`,
+		want: []Conflict{
+			{0, "/a/b", "/a/b/0", 2, ReasonArrayReplaced},
+			{2, "/a", "/a/b/0", 2, ReasonArrayReplaced},
+		},
+	}, {
+		name: "replace of an element the client removed, then its array tested and removed",
+		base: `{"arr":[1,2,3,4]}`,
+		q:    `[{"op":"replace","path":"/arr/2","value":9}]`,
+		p:    `[{"op":"remove","path":"/arr/2"},{"op":"replace","path":"/arr/2","value":7},{"op":"test","path":"/arr","value":[1,2,7]},{"op":"remove","path":"/arr"}]`,
+		want: []Conflict{
+			{0, "/arr/2", "/arr/2", 2, ReasonOverlap},
+			{2, "/arr", "/arr/2", 2, ReasonTestInvalidated},
+			{3, "/arr", "/arr/2", 2, ReasonOverlap},
+		},
+	}} {
+		t.Run(c.name, func(t *testing.T) {
+			b := rbMustParse(t, c.base)
+			_, q := rbMustApply(t, b, c.q)
+			_, p := rbMustApply(t, b, c.p)
+			_, err := rebase(p, []Committed{{Seq: 2, Ops: q}}, RebaseLimits{})
+			var ce *ConflictError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v, want a conflict", err)
+			}
+			if !reflect.DeepEqual(ce.Conflicts, c.want) {
+				t.Errorf("conflicts\n%s\nwant\n%s", rbFmtConflicts(ce.Conflicts), rbFmtConflicts(c.want))
+			}
+		})
+	}
+}
+
 func TestRebaseTooFar(t *testing.T) {
 	put := Op{Kind: OpPut, Path: Path{Key("a")}, Value: Number("1")}
 	mk := func(n int) []Op {
