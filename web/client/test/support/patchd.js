@@ -30,7 +30,15 @@ function binary() {
  */
 export async function startPatchd(args = []) {
   const dir = mkdtempSync(join(tmpdir(), 'patchd-db-'));
-  let run = await spawnPatchd(['--addr', '127.0.0.1:0', '--db', join(dir, 'p.db'), ...args]);
+  const removeDirOnFailure = async (start) => {
+    try {
+      return await start();
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  };
+  let run = await removeDirOnFailure(() => spawnPatchd(['--addr', '127.0.0.1:0', '--db', join(dir, 'p.db'), ...args]));
   const url = run.url;
   return {
     url,
@@ -43,7 +51,7 @@ export async function startPatchd(args = []) {
     async restart() {
       run.proc.kill('SIGKILL');
       await run.exited;
-      run = await spawnPatchd(['--addr', new URL(url).host, '--db', join(dir, 'p.db'), ...args]);
+      run = await removeDirOnFailure(() => spawnPatchd(['--addr', new URL(url).host, '--db', join(dir, 'p.db'), ...args]));
     },
   };
 }
@@ -53,7 +61,10 @@ async function spawnPatchd(argv) {
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const lines = createInterface({ input: proc.stderr });
   const url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('patchd did not start within 30s')), 30_000);
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL'); // not left running after the test gives up on it
+      reject(new Error('patchd did not start within 30s'));
+    }, 30_000);
     lines.on('line', (line) => {
       try {
         const m = JSON.parse(line);
