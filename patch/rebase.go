@@ -356,7 +356,8 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 	// cur no place in the later ops' coordinates; those above that op's
 	// path still conflict with it, and are recorded (ghost), so that every
 	// conflicting pair is named, until a client op inserts or removes an
-	// element on that path, after which the path names something else.
+	// element on that path, or replaces an array on it, after which the
+	// path names something else.
 	// Nothing is carried past them.
 	var ghost *Op
 	keep := g.p[:0]
@@ -370,7 +371,7 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 			if !e.done && above(p, *ghost) && conflicts(p, cur) && !exempt(p, cur) {
 				g.record(p, q, cur, seq)
 			}
-			if !e.done && shifts(p, *ghost) {
+			if !e.done && (shifts(p, *ghost) || lost(*ghost, p)) {
 				alive = false // no later op is judged against cur
 			}
 			keep = append(keep, e)

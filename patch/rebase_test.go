@@ -492,8 +492,9 @@ func TestRebaseReportsEveryPair(t *testing.T) {
 // TestRebaseReportsPairsPastALostOp: once a client op has removed or
 // replaced what a concurrent op addresses through an array, the later client
 // ops above it still conflict with that concurrent op and are named (they
-// were left out); one below it, or through the index of a removed element
-// (which names the next one), is not.
+// were left out); one below it, through the index of a removed element
+// (which names the next one), or through an array the client replaced
+// since, is not.
 func TestRebaseReportsPairsPastALostOp(t *testing.T) {
 	for _, c := range []struct {
 		name, base, q, p string
@@ -516,6 +517,15 @@ func TestRebaseReportsPairsPastALostOp(t *testing.T) {
 			{0, "/arr/2", "/arr/2", 2, ReasonOverlap},
 			{2, "/arr", "/arr/2", 2, ReasonTestInvalidated},
 			{3, "/arr", "/arr/2", 2, ReasonOverlap},
+		},
+	}, {
+		name: "append into an element the client replaced, then its array replaced and an element removed",
+		base: `{"l":[[1]]}`,
+		q:    `[{"op":"add","path":"/l/0/-","value":2}]`,
+		p:    `[{"op":"replace","path":"/l/0","value":null},{"op":"replace","path":"/l","value":[{"id":1}]},{"op":"remove","path":"/l/0"}]`,
+		want: []Conflict{
+			{0, "/l/0", "/l/0/-", 2, ReasonArrayReplaced},
+			{1, "/l", "/l/0/-", 2, ReasonArrayReplaced},
 		},
 	}} {
 		t.Run(c.name, func(t *testing.T) {
