@@ -353,13 +353,13 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 	cur := q
 	alive := true
 	// A client op that removed or replaced what cur addresses (lost) leaves
-	// cur no place in the later ops' coordinates; those above that op's
-	// path still conflict with it, and are recorded (ghost), so that every
-	// conflicting pair is named, until a client op inserts or removes an
-	// element on that path, or replaces an array on it, after which the
-	// path names something else.
-	// Nothing is carried past them.
-	var ghost *Op
+	// cur no place in the later ops' coordinates; the later ops whose path
+	// still names what that op wrote, or something above it, still
+	// conflict with cur and are recorded, so that every conflicting pair is
+	// named. A later client op that moves elements on that path, or
+	// replaces an array on it, narrows what it names (ghost). Nothing is
+	// carried past them.
+	var ghost *ghostPath
 	keep := g.p[:0]
 	for _, e := range g.p {
 		if !alive || e.orphan {
@@ -368,12 +368,10 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 		}
 		p := e.op
 		if ghost != nil {
-			if !e.done && above(p, *ghost) && conflicts(p, cur) && !exempt(p, cur) {
+			if ghost.names(p) && conflicts(p, cur) && !exempt(p, cur) {
 				g.record(p, q, cur, seq)
 			}
-			if !e.done && (shifts(p, *ghost) || lost(*ghost, p)) {
-				alive = false // no later op is judged against cur
-			}
+			ghost.narrow(p)
 			keep = append(keep, e)
 			continue
 		}
@@ -410,7 +408,8 @@ func (g *grid) pass(q Op, seq uint64) (qOut Op, ok bool) {
 			switch {
 			case e.done: // cur does not move past an op that is no part of P′
 			case cLost:
-				ghost = &p
+				_, y := footprint(p)
+				ghost = &ghostPath{path: y, exact: p.Kind != OpRm}
 			default:
 				cur = c2
 			}
@@ -435,29 +434,45 @@ func (g *grid) record(p, q, cur Op, seq uint64) {
 	g.concurrent = append(g.concurrent, g.passes)
 }
 
-// shifts reports whether client op p inserts or removes an array element
-// on the path of op by.
-func shifts(p, by Op) bool {
-	if p.Kind != OpIns && p.Kind != OpRm {
-		return false
-	}
-	_, y := footprint(by)
-	arr := p.Path[:len(p.Path)-1]
-	return len(arr) < len(y) && y.HasPrefix(arr)
+// ghostPath is what the client ops after the one that lost a concurrent
+// op still name of what that op wrote: path and its ancestors, path itself
+// only if exact (a path through an element the client removed names the
+// next one).
+type ghostPath struct {
+	path  Path
+	exact bool
 }
 
-// above reports whether client op p, after the client op by which a
-// concurrent op was lost, still addresses what that concurrent op did: its
-// path is an ancestor of by's, or by's own path when by replaced rather
-// than removed an array element (a path through a removed element names
-// the next one).
-func above(p, by Op) bool {
+// names reports whether client op p addresses the ghost's path or above.
+func (g *ghostPath) names(p Op) bool {
 	_, x := footprint(p)
-	_, y := footprint(by)
-	if !y.HasPrefix(x) {
-		return false
+	return g.path.HasPrefix(x) && (len(x) < len(g.path) || g.exact)
+}
+
+// narrow cuts the ghost's path back to what still names the same thing
+// after client op p: to an array p inserts into or removes from on the
+// way, and to what p replaced when the path crosses an array below it
+// (its elements are the client's now).
+func (g *ghostPath) narrow(p Op) {
+	switch p.Kind {
+	case OpChk:
+		return
+	case OpIns, OpRm:
+		if arr := p.Path[:len(p.Path)-1]; len(arr) < len(g.path) && g.path.HasPrefix(arr) {
+			g.path, g.exact = arr, true
+		}
+		return
 	}
-	return len(x) < len(y) || by.Kind != OpRm
+	_, x := footprint(p)
+	if !g.path.HasPrefix(x) {
+		return
+	}
+	for _, s := range g.path[len(x):] {
+		if s.IsIndex {
+			g.path, g.exact = x, true
+			return
+		}
+	}
 }
 
 // result returns P′: the client ops still in the grid, without no-ops and,

@@ -492,9 +492,10 @@ func TestRebaseReportsEveryPair(t *testing.T) {
 // TestRebaseReportsPairsPastALostOp: once a client op has removed or
 // replaced what a concurrent op addresses through an array, the later client
 // ops above it still conflict with that concurrent op and are named (they
-// were left out); one below it, through the index of a removed element
-// (which names the next one), or through an array the client replaced
-// since, is not.
+// were left out), also past client ops that move elements of an array on
+// the way; one below it, through the index of a removed element (which
+// names the next one), or through an array the client replaced since, is
+// not.
 func TestRebaseReportsPairsPastALostOp(t *testing.T) {
 	for _, c := range []struct {
 		name, base, q, p string
@@ -526,6 +527,24 @@ func TestRebaseReportsPairsPastALostOp(t *testing.T) {
 		want: []Conflict{
 			{0, "/l/0", "/l/0/-", 2, ReasonArrayReplaced},
 			{1, "/l", "/l/0/-", 2, ReasonArrayReplaced},
+		},
+	}, {
+		name: "element the client removed, then another removed before it, then the array removed",
+		base: `{"list":[{"id":1,"n":1},{"id":2,"n":2},{"id":3,"n":3}]}`,
+		q:    `[{"op":"replace","path":"/list/2/n","value":9}]`,
+		p:    `[{"op":"remove","path":"/list/2"},{"op":"remove","path":"/list/0"},{"op":"remove","path":"/list"}]`,
+		want: []Conflict{
+			{0, "/list/2", "/list/2/n", 2, ReasonOverlap},
+			{2, "/list", "/list/2/n", 2, ReasonOverlap},
+		},
+	}, {
+		name: "element the client removed, then an append, then the array tested",
+		base: `{"list":[{"id":1,"n":1},{"id":2,"n":2},{"id":3,"n":3}]}`,
+		q:    `[{"op":"replace","path":"/list/2/n","value":9}]`,
+		p:    `[{"op":"remove","path":"/list/2"},{"op":"add","path":"/list/-","value":{"id":4}},{"op":"test","path":"/list","value":[{"id":1,"n":1},{"id":2,"n":2},{"id":4}]}]`,
+		want: []Conflict{
+			{0, "/list/2", "/list/2/n", 2, ReasonOverlap},
+			{2, "/list", "/list/2/n", 2, ReasonTestInvalidated},
 		},
 	}} {
 		t.Run(c.name, func(t *testing.T) {
