@@ -92,16 +92,16 @@ func (s *Store) Changes(ctx context.Context, collection string, after store.Curs
 		return store.ChangeLog{}, err
 	}
 	defer s.gate.Leave()
-	// A read: tried again after a connection the server ended (a fast
-	// shutdown, a restart), and reported unavailable past the deadline, so
-	// that a stream following the collection waits rather than ends.
-	var from position
+	var from position // the cursor's, read once: a cursor not this collection's is no database error
 	if after != nil {
 		var err error
 		if from, err = parsePosition(collection, after, s.dbTag); err != nil {
 			return store.ChangeLog{}, fmt.Errorf("store: changes %s: %w", collection, err)
 		}
 	}
+	// A read: tried again after a connection the server ended (a fast
+	// shutdown, a restart), and reported unavailable past the deadline, so
+	// that a stream following the collection waits rather than ends.
 	var out store.ChangeLog
 	err := s.read(ctx, func(ctx context.Context) error {
 		var err error
