@@ -484,7 +484,8 @@ func (h *Handler) revert(c echo.Context) error {
 	return respondWrite(c, res, prefer)
 }
 
-// revertSeq reads the body of a revert: {"seq": K}, K a positive integer.
+// revertSeq reads the body of a revert: {"seq": K}, K a positive integer
+// (written in any form JSON allows: 2, 2.0 or 20e-1).
 func revertSeq(body []byte, lim patch.Limits) (uint64, error) {
 	v, err := patch.Parse(body, lim)
 	if err != nil {
@@ -499,14 +500,15 @@ func revertSeq(body []byte, lim patch.Limits) (uint64, error) {
 	if !ok {
 		return 0, bad
 	}
-	k, err := strconv.ParseUint(string(n), 10, 64)
-	if errors.Is(err, strconv.ErrRange) {
+	// JSON does not tell 2 from 2.0: any form of a positive integer is K.
+	k, ok, overflow := patch.Uint64(n)
+	switch {
+	case !ok:
+		return 0, bad
+	case overflow:
 		// A positive integer past any seq a document reaches: a version
 		// never reached, as any K beyond the newest is.
 		return math.MaxUint64, nil
-	}
-	if err != nil || k == 0 {
-		return 0, bad
 	}
 	return k, nil
 }

@@ -521,7 +521,21 @@ func TestRevert(t *testing.T) {
 	for _, k := range []string{"18446744073709551615", "99999999999999999999999"} {
 		expect(t, s.do(t, "POST", "/docs/r/x/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":`+k+`}`), http.StatusPreconditionFailed, "base-unknown")
 	}
-	expect(t, s.do(t, "POST", "/docs/r/x/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":2.0}`), http.StatusBadRequest, "invalid-request")
+	// K written in any form of an integer JSON allows: a dry run of each
+	// undoes the newest version, 6, as {"seq":6} does.
+	want := s.do(t, "POST", "/docs/r/x/revert?dryRun=true", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":6}`)
+	expect(t, want, http.StatusOK, "")
+	for _, k := range []string{"6.0", "60e-1", "0.6E1"} {
+		r := s.do(t, "POST", "/docs/r/x/revert?dryRun=true", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":`+k+`}`)
+		expect(t, r, http.StatusOK, "")
+		if string(r.body) != string(want.body) || r.header.Get("ETag") != want.header.Get("ETag") {
+			t.Fatalf(`dry run of {"seq":%s}: %s %s; of {"seq":6}: %s %s`, k, r.header.Get("ETag"), r.body, want.header.Get("ETag"), want.body)
+		}
+	}
+	for _, k := range []string{"2.5", "0.0", "-2", "1e-1"} {
+		expect(t, s.do(t, "POST", "/docs/r/x/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":`+k+`}`), http.StatusBadRequest, "invalid-request")
+	}
+	expect(t, s.do(t, "POST", "/docs/r/x/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":1e400}`), http.StatusPreconditionFailed, "base-unknown")
 	expect(t, revert(0, "If-Match", "*"), http.StatusBadRequest, "invalid-request")
 	expect(t, revert(2), http.StatusPreconditionRequired, "precondition-required")
 	expect(t, revert(2, "If-Match", "*", "If-None-Match", "*"), http.StatusPreconditionFailed, "precondition-failed")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -339,6 +340,29 @@ func NumberKey(n Number) string {
 		sign = "-"
 	}
 	return sign + d.digits + "e" + d.exp
+}
+
+// Uint64 returns the value of a valid JSON number literal that is a
+// positive integer, however it is written (2, 2.0, 20e-1 and 0.2e1 are 2).
+// ok is false for zero, negative and fractional values; overflow is true,
+// with ok, for a positive integer past math.MaxUint64.
+func Uint64(n Number) (v uint64, ok, overflow bool) {
+	d := normNumber(string(n))
+	if d.digits == "" || d.neg || strings.HasPrefix(d.exp, "-") {
+		return 0, false, false
+	}
+	if compareDecimalInts(d.exp, strconv.Itoa(len(d.digits)-1)) < 0 {
+		return 0, false, false // digits after the decimal point
+	}
+	if len(d.exp) > 2 { // the leading digit's exponent is 100 or more
+		return 0, true, true
+	}
+	e, _ := strconv.Atoi(d.exp)
+	v, err := strconv.ParseUint(d.digits+strings.Repeat("0", e-(len(d.digits)-1)), 10, 64)
+	if err != nil {
+		return 0, true, true
+	}
+	return v, true, false
 }
 
 // CompareNumbers compares two valid JSON number literals by their

@@ -82,3 +82,45 @@ func TestCompareNumbers(t *testing.T) {
 		}
 	}
 }
+
+func TestUint64(t *testing.T) {
+	const huge = 1 << 62 // a marker: ok with overflow
+	for _, tc := range []struct {
+		n    string
+		want uint64 // 0: not a positive integer; huge: past math.MaxUint64
+	}{
+		{"2", 2},
+		{"2.0", 2},
+		{"20e-1", 2},
+		{"0.2e1", 2},
+		{"2E0", 2},
+		{"1e2", 100},
+		{"1.5e1", 15},
+		{"18446744073709551615", 18446744073709551615},
+		{"18446744073709551616", huge},
+		{"1.8446744073709551616e19", huge},
+		{"99999999999999999999999", huge},
+		{"1e400", huge},
+		{"1e999999999999999999", huge},
+		{"0", 0},
+		{"-0", 0},
+		{"0.0", 0},
+		{"-2", 0},
+		{"2.5", 0},
+		{"0.5", 0},
+		{"1e-1", 0},
+		{"1.0000000000000000000001e2", 0},
+		{"1.5e-999999999999999999", 0},
+		{"12345678901234567890123456789e-5", 0},
+	} {
+		v, ok, overflow := patch.Uint64(patch.Number(tc.n))
+		switch {
+		case tc.want == 0 && (ok || overflow || v != 0):
+			t.Errorf("Uint64(%s) = %d, %v, %v; want not a positive integer", tc.n, v, ok, overflow)
+		case tc.want == huge && (!ok || !overflow):
+			t.Errorf("Uint64(%s) = %d, %v, %v; want past 64 bits", tc.n, v, ok, overflow)
+		case tc.want != 0 && tc.want != huge && (v != tc.want || !ok || overflow):
+			t.Errorf("Uint64(%s) = %d, %v, %v; want %d", tc.n, v, ok, overflow, tc.want)
+		}
+	}
+}
