@@ -165,6 +165,25 @@ type result struct {
 	rebased   int
 	errs      int
 	statuses  map[int]int
+	cpu       time.Duration // the server's CPU time during the sample; 0 when unknown
+}
+
+// cpuPerOK is the server's CPU time per successful request, or 0 when
+// unknown.
+func (r result) cpuPerOK() time.Duration {
+	if r.cpu <= 0 || r.ok == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.ok)
+}
+
+// okPerCPU is the successful requests per second of the server's CPU time,
+// or 0 when unknown.
+func (r result) okPerCPU() float64 {
+	if r.cpu <= 0 {
+		return 0
+	}
+	return float64(r.ok) / r.cpu.Seconds()
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -273,9 +292,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			r := runJob(ctx, j, o.duration)
 			j.results = append(j.results, r)
-			fmt.Fprintf(stdout, "sample %d  %-9s %-12s %8.0f ok/s  p50 %-8s p99 %-8s p999 %-8s 412/ok %.2f  retries/ok %.2f  errors %d  %s\n",
+			fmt.Fprintf(stdout, "sample %d  %-9s %-12s %8.0f ok/s  p50 %-8s p99 %-8s p999 %-8s 412/ok %.2f  retries/ok %.2f  cpu/ok %-7s errors %d  %s\n",
 				s+1, j.label, j.srv.kind, r.okPerSec, ms(r.p50), ms(r.p99), ms(r.p999),
-				ratio(float64(r.pre), float64(r.ok)), ratio(float64(r.retries), float64(r.ok)), r.errs, statusString(r.statuses))
+				ratio(float64(r.pre), float64(r.ok)), ratio(float64(r.retries), float64(r.ok)), us(r.cpuPerOK()), r.errs, statusString(r.statuses))
 		}
 		if p := servers[kindPatchd]; p.db != "" {
 			peak, _ := p.memory()
@@ -378,6 +397,7 @@ func runJob(ctx context.Context, j *job, d time.Duration) result {
 	defer cancel()
 	recs := make([]*recorder, j.clients)
 	var wg sync.WaitGroup
+	cpu0, cpuKnown := j.srv.cpu()
 	start := time.Now()
 	for i := range j.clients {
 		recs[i] = newRecorder()
@@ -389,6 +409,9 @@ func runJob(ctx context.Context, j *job, d time.Duration) result {
 		r   = result{statuses: map[int]int{}}
 		lat []time.Duration
 	)
+	if cpu1, ok := j.srv.cpu(); ok && cpuKnown {
+		r.cpu = cpu1 - cpu0
+	}
 	for _, rc := range recs {
 		lat = append(lat, rc.lat...)
 		r.ok += rc.ok
@@ -437,6 +460,14 @@ func ratio(a, b float64) float64 {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 
+// us prints a CPU time per request in microseconds, "-" when unknown.
+func us(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fus", float64(d)/float64(time.Microsecond))
+}
+
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func statusString(m map[int]int) string {
@@ -457,7 +488,7 @@ func statusString(m map[int]int) string {
 func printSummary(w io.Writer, o options, jobs []*job, servers map[string]*server, lost map[*job]int, checked map[*job]string, peaks *memPeaks) error {
 	fmt.Fprintf(w, "\nmedians of %d samples of %s\n", o.samples, o.duration)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tserver\tok/s\treq/s\tp50\tp99\tp999\t412/ok\tretries/ok\trebased\terrors\tlost\t")
+	fmt.Fprintln(tw, "scenario\tserver\tok/s\treq/s\tp50\tp99\tp999\t412/ok\tretries/ok\tcpu/ok\trebased\terrors\tlost\t")
 	med := func(j *job, f func(result) float64) float64 {
 		xs := make([]float64, len(j.results))
 		for i, r := range j.results {
@@ -466,7 +497,7 @@ func printSummary(w io.Writer, o options, jobs []*job, servers map[string]*serve
 		return median(xs)
 	}
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2fms\t%.2fms\t%.2fms\t%.2f\t%.2f\t%d\t%d\t%d\t\n", j.label, j.srv.kind,
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%.2fms\t%.2fms\t%.2fms\t%.2f\t%.2f\t%s\t%d\t%d\t%d\t\n", j.label, j.srv.kind,
 			med(j, func(r result) float64 { return r.okPerSec }),
 			med(j, func(r result) float64 { return r.reqPerSec }),
 			med(j, func(r result) float64 { return float64(r.p50) / 1e6 }),
@@ -474,6 +505,7 @@ func printSummary(w io.Writer, o options, jobs []*job, servers map[string]*serve
 			med(j, func(r result) float64 { return float64(r.p999) / 1e6 }),
 			med(j, func(r result) float64 { return ratio(float64(r.pre), float64(r.ok)) }),
 			med(j, func(r result) float64 { return ratio(float64(r.retries), float64(r.ok)) }),
+			us(time.Duration(med(j, func(r result) float64 { return float64(r.cpuPerOK()) }))),
 			sum(j, func(r result) int { return r.rebased }),
 			sum(j, func(r result) int { return r.errs }),
 			lost[j])
@@ -502,6 +534,21 @@ func printSummary(w io.Writer, o options, jobs []*job, servers map[string]*serve
 		}
 		return median(xs)
 	}
+	// cpuRatio is the same for successful requests per second of the
+	// server's CPU: what the throughput ratio would be if each server had
+	// the cores to itself, little moved by other work on the machine. Zero
+	// when a sample's CPU time is unknown.
+	cpuRatio := func(a, b *job) float64 {
+		xs := make([]float64, len(a.results))
+		for i := range a.results {
+			ra, rb := a.results[i].okPerCPU(), b.results[i].okPerCPU()
+			if ra == 0 || rb == 0 {
+				return 0
+			}
+			xs[i] = ratio(ra, rb)
+		}
+		return median(xs)
+	}
 	fmt.Fprintf(w, "\ntargets (median of same-sample ratios)\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	verdict := func(ok bool) string {
@@ -514,10 +561,16 @@ func printSummary(w io.Writer, o options, jobs []*job, servers map[string]*serve
 	if nb := find("1 fresh", kindNaiveBatch); s1 != nil && nb != nil {
 		r := sampleRatio(s1, nb)
 		fmt.Fprintf(tw, "scenario 1 / naive-batch throughput\t%.2f\t>= 1.50\t%s\n", r, verdict(r >= 1.5))
+		if c := cpuRatio(s1, nb); c > 0 {
+			fmt.Fprintf(tw, "  edits per second of server CPU, / naive-batch's\t%.2f\t(information)\t\n", c)
+		}
 	}
 	if ns := find("1 fresh", kindNaiveNoSync); s1 != nil && ns != nil {
 		r := sampleRatio(s1, ns)
 		fmt.Fprintf(tw, "scenario 1 / naive-nosync throughput (not durable)\t%.2f\t>= 0.90\t%s\n", r, verdict(r >= 0.9))
+		if c := cpuRatio(s1, ns); c > 0 {
+			fmt.Fprintf(tw, "  edits per second of server CPU, / naive-nosync's\t%.2f\t(information)\t\n", c)
+		}
 	}
 	if nv := find("1 fresh", kindNaive); s1 != nil && nv != nil {
 		fmt.Fprintf(tw, "scenario 1 / naive throughput\t%.2f\t(information)\t\n", sampleRatio(s1, nv))

@@ -73,4 +73,10 @@ func TestSmokeBinary(t *testing.T) {
 	if n := strings.Count(out.String(), ", 0 lost"); n != 2 {
 		t.Errorf("%d runs read back with nothing lost, want 2:\n%s", n, out.String())
 	}
+	// The server is a child process: its CPU time per request is known.
+	for _, want := range []string{`(?m)^\s*1 fresh\s+patchd(\s+\S+){7}\s+[0-9]+us\s`, `(?m)^\s*4 304\s+patchd(\s+\S+){7}\s+[0-9]+us\s`} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("summary lacks the server's CPU per request (%q):\n%s", want, out.String())
+		}
+	}
 }

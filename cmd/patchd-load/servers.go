@@ -517,6 +517,37 @@ func (p *memPeaks) get() (anon, file int64) {
 	return p.anon, p.file
 }
 
+// cpu returns the CPU time a child server has used so far, user and
+// system, all its threads (ok false when unknown: not a child, or no
+// /proc). Linux reports it in USER_HZ, 100 ticks a second everywhere.
+func (s *server) cpu() (d time.Duration, ok bool) {
+	if s.pid == 0 {
+		return 0, false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid))
+	if err != nil {
+		return 0, false
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses,
+	// so the fields are counted from the last ')'; utime and stime are
+	// the 14th and 15th fields, the 12th and 13th after it.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	const userHZ = 100
+	return time.Duration(utime+stime) * time.Second / userHZ, true
+}
+
 // fileSize returns the size of the server's database file, or 0.
 func (s *server) fileSize() int64 {
 	if s.db == "" {
