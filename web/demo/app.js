@@ -293,7 +293,27 @@ function newRow(itemID) {
     input.id = `${f}-${itemID}`;
     input.closest('.field').querySelector('label').htmlFor = input.id;
   }
+  selectOnFocus(li.querySelector('input.qty'));
   return li;
+}
+
+// selectOnFocus selects a quantity whole when it is clicked or tabbed
+// into, so that typing a number replaces the 1 a new line item starts
+// with rather than making it 13. The mouseup that ends the click would
+// put a caret in place of the selection: it is cancelled once.
+function selectOnFocus(input) {
+  let focusing = false;
+  input.addEventListener('focus', () => {
+    input.select();
+    focusing = true;
+  });
+  input.addEventListener('mouseup', (e) => {
+    if (focusing) e.preventDefault();
+    focusing = false;
+  });
+  input.addEventListener('blur', () => {
+    focusing = false;
+  });
 }
 
 function renderItems(items, fromOthers) {
@@ -768,8 +788,13 @@ function conflict(err, sent, pathKey, base = null, was = null) {
   if (dirty.size) schedule();
   for (const key of keys) {
     const theirs = valueAt(current, key);
-    if (!controlFor(key)) continue;
+    const el = controlFor(key);
+    if (!el) continue;
     if (deepEqual(theirs, sent.get(key))) continue; // both made the same change
+    // Nothing newer typed in the field since: it shows what was sent. An
+    // edit restored after a reload was refused after the page had shown
+    // the document without it, and "mine" is what was typed then.
+    if (sent.has(key) && !dirty.has(key) && !inflight.has(key)) writeControl(el, sent.get(key));
     prompt(key, theirs, err.current ?? null, sentIndex(pathKey, key), base);
   }
   return again;
@@ -1378,7 +1403,9 @@ const keyOfPointer = (p) => {
 let here = null;
 
 function renderPresence() {
-  const others = onePerBrowser(here?.others ?? [], here?.mine);
+  // Without the change feed, who is here is not known any more: nobody is
+  // shown until it is back, rather than whoever was here when it broke.
+  const others = doc?.status === 'live' ? onePerBrowser(here?.others ?? [], here?.mine) : [];
   const people = $('#people');
   // The initials are for the eye; a screen reader reads the names.
   const names = document.createElement('span');
@@ -1416,7 +1443,7 @@ function startPresence() {
   here = presence(doc, { ...who, renew: Number(params.get('renew')) || 10_000 });
   here.mine = who.data.browser;
   here.subscribe(renderPresence);
-  doc.subscribe((ev) => ev.type === 'change' && renderPresence());
+  doc.subscribe((ev) => (ev.type === 'change' || ev.type === 'status') && renderPresence());
   form.addEventListener('focusin', (e) => {
     const key = keyOf(e.target);
     here.focus(key ? pointerOf(key) : null);

@@ -209,6 +209,27 @@ test('a line item added in one page appears in the other, and a removal too', { 
   await Promise.all([shot(t, alice, '2-removed'), shot(t, bob, '2-removed')]);
 });
 
+test("a quantity clicked or tabbed into is selected whole: typing a number replaces the 1 a new line item starts with", { timeout: 90_000 }, async (t) => {
+  const { id, alice } = await twoPeople(t);
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li input.desc:focus', { timeout: WAIT });
+  await alice.keyboard.type('Blue pens');
+  await valueIs(alice, '#items li:nth-child(1) input.qty', '1');
+  await alice.click('#items li:nth-child(1) input.qty');
+  await alice.keyboard.type('3');
+  await valueIs(alice, '#items li:nth-child(1) input.qty', '3');
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li:nth-child(2) input.desc:focus', { timeout: WAIT });
+  await alice.keyboard.type('Paper');
+  await alice.keyboard.press('Tab');
+  await alice.keyboard.type('5');
+  await valueIs(alice, '#items li:nth-child(2) input.qty', '5');
+  await settled(alice);
+  const saved = await serverDoc(id);
+  assert.deepEqual(saved.items.map((it) => [it.desc, it.qty]), [['Blue pens', 3], ['Paper', 5]]);
+  await shot(t, alice, '1-typed');
+});
+
 test('a line item moved by someone else while Alice types in it keeps her cursor and every key', { timeout: 90_000 }, async (t) => {
   const { id, alice } = await twoPeople(t);
   for (const text of ['First', 'Second']) {

@@ -124,3 +124,26 @@ test('a page that is not a secure context (plain HTTP to another machine) still 
   await ben.waitForSelector('#people .avatar[title="Ann"]', { timeout: WAIT });
   assert.deepEqual(errors, [], 'errors on the page');
 });
+
+test('a page that lost its connection shows nobody as here until it is back', async (t) => {
+  const id = `e2e-presence-off-${process.pid}-${Date.now().toString(36)}`;
+  const { Ann: ann, Ben: ben } = await open(t, server, id, ['Ann', 'Ben']);
+  await ben.waitForSelector('#people .avatar[title="Ann"]', { timeout: WAIT });
+  await ann.focus('#customer');
+  await ben.locator('.field:has(#customer) .editing').waitFor({ timeout: WAIT });
+
+  // What Ben knew of Ann is stale once his stream is gone: not shown.
+  await ben.context().setOffline(true);
+  await ben.waitForSelector('#status[data-state="offline"]', { timeout: WAIT });
+  await ben.waitForSelector('#people .avatar', { state: 'detached', timeout: WAIT });
+  assert.equal(await ben.locator('.editing').count(), 0, 'no "is editing" mark while offline');
+  assert.equal(await ben.locator('#people').isHidden(), true);
+  await shot(t, ben, '1-offline');
+
+  await ben.context().setOffline(false);
+  await live(ben);
+  await ben.waitForSelector('#people .avatar[title="Ann"]', { timeout: WAIT });
+  await ben.locator('.field:has(#customer) .editing').waitFor({ timeout: WAIT });
+  await shot(t, ben, '2-back');
+  for (const p of [ann, ben]) assert.deepEqual(p.errors, [], `${p.who}: errors on the page`);
+});

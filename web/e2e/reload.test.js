@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPatchd } from '../client/test/support/patchd.js';
 import { launch } from './browser.js';
-import { WAIT, live, people, routeWrites, serverDoc, serverHistory, settled, shot, valueIs } from './support.js';
+import { WAIT, live, people, routeWrites, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
 
 let server;
 let browser;
@@ -109,4 +109,43 @@ test('a reload with unsent edits: warned on leaving, nothing lost, nothing appli
   await alice.reload();
   await live(alice);
   assert.deepEqual(dialogs, ['beforeunload']);
+});
+
+test('an edit restored after a reload that someone else overtook: the prompt offers what was typed, and keep mine saves it', { timeout: 120_000 }, async (t) => {
+  const { id, url, pages } = await people(t, browser, server, ['alice', 'bob'], { debounce: 300 });
+  const { alice, bob } = pages;
+  alice.on('dialog', (d) => d.accept());
+  await alice.fill('#title', 'before');
+  await alice.locator('#title').blur();
+  await serverUntil(server, id, (d) => d.title === 'before', 'the first title saved');
+  await valueIs(bob, '#title', 'before');
+
+  // Alice's next edit cannot reach the server; she leaves the page with it
+  // unsent, and Bob changes the same field meanwhile.
+  await routeWrites(alice, (route) => route.abort('connectionrefused'));
+  await alice.fill('#title', 'before ALICE');
+  await alice.locator('#title').blur();
+  await alice.waitForSelector('#status[data-state="retrying"]', { timeout: WAIT });
+  let kept = await stored(alice);
+  for (let i = 0; i < 100 && kept.length === 0; i++) kept = await stored(alice); // IndexedDB writes are asynchronous
+  assert.equal(kept.length, 1, `stored ${JSON.stringify(kept)}`);
+  await alice.goto('about:blank');
+  await bob.fill('#title', 'before BOB');
+  await bob.locator('#title').blur();
+  await serverUntil(server, id, (d) => d.title === 'before BOB', "Bob's title saved");
+
+  // Alice comes back: her restored edit conflicts with Bob's, and the
+  // prompt offers her text, not his twice.
+  await alice.unroute('**/docs/**');
+  await alice.goto(url);
+  await alice.waitForSelector('.conflict', { timeout: WAIT });
+  assert.equal(await alice.textContent('.conflict .theirs'), 'before BOB');
+  assert.equal(await alice.textContent('.conflict .mine'), 'before ALICE');
+  await valueIs(alice, '#title', 'before ALICE');
+  await shot(t, alice, '1-restored-conflict');
+  await alice.click('.conflict .keep-mine');
+  await serverUntil(server, id, (d) => d.title === 'before ALICE', "Alice's kept title saved");
+  await valueIs(bob, '#title', 'before ALICE');
+  await settled(alice);
+  await shot(t, alice, '2-kept-mine');
 });
