@@ -1332,7 +1332,17 @@ function begin() {
     const { sent, pathKey } = sentOf(r.kind === 'json-patch' ? r.body : []);
     r.result.then(
       () => updateStatus(),
-      (err) => failed(err, sent, pathKey, true).then(() => doc.value !== null && render({ source: 'local' })),
+      (err) =>
+        failed(err, sent, pathKey, true).then(() => {
+          // A line item removed by someone else since: it has no row
+          // on this page to ask about, so what was typed in it is said.
+          const gone = [...sent].filter(([key]) => parseKey(key).item && !controlFor(key) && !conflicted.has(key));
+          if (gone.length) {
+            const typed = gone.map(([key, v]) => `${parseKey(key).field === 'desc' ? 'description' : 'quantity'} ${show(v)}`).join(', ');
+            say(`A line item you edited before leaving the page was removed by someone else meanwhile; your edit of it was not saved (${typed}).`);
+          }
+          if (doc.value !== null) render({ source: 'local' });
+        }),
     );
   }
   if (doc.restored.length) say(`${doc.restored.length === 1 ? 'An edit' : `${doc.restored.length} edits`} from your last visit ${doc.restored.length === 1 ? 'was' : 'were'} not saved yet: sending ${doc.restored.length === 1 ? 'it' : 'them'} now.`);

@@ -149,3 +149,34 @@ test('an edit restored after a reload that someone else overtook: the prompt off
   await settled(alice);
   await shot(t, alice, '2-kept-mine');
 });
+
+test('an edit restored after a reload, of a line item someone else removed meanwhile: what was typed is said, not dropped silently', { timeout: 120_000 }, async (t) => {
+  const { id, url, pages } = await people(t, browser, server, ['alice', 'bob'], { debounce: 300 });
+  const { alice, bob } = pages;
+  alice.on('dialog', (d) => d.accept());
+  await alice.click('#add-item');
+  await alice.waitForSelector('#items li input.desc:focus', { timeout: WAIT });
+  await alice.keyboard.type('Pens');
+  await alice.locator('#items li input.desc').blur();
+  await serverUntil(server, id, (d) => d.items?.[0]?.desc === 'Pens', 'the line item saved');
+  await valueIs(bob, '#items li:nth-child(1) input.desc', 'Pens');
+
+  await routeWrites(alice, (route) => route.abort('connectionrefused'));
+  await alice.fill('#items li input.desc', 'Blue pens');
+  await alice.locator('#items li input.desc').blur();
+  await alice.waitForSelector('#status[data-state="retrying"]', { timeout: WAIT });
+  let kept = await stored(alice);
+  for (let i = 0; i < 100 && kept.length === 0; i++) kept = await stored(alice); // IndexedDB writes are asynchronous
+  assert.equal(kept.length, 1, `stored ${JSON.stringify(kept)}`);
+  await alice.goto('about:blank');
+  await bob.click('#items li:nth-child(1) button.remove');
+  await serverUntil(server, id, (d) => d.items?.length === 0, 'the line item removed');
+
+  await alice.unroute('**/docs/**');
+  await alice.goto(url);
+  await alice.waitForFunction(() => /removed by someone else meanwhile; your edit of it was not saved \(description Blue pens\)/.test(document.body.textContent), null, { timeout: WAIT });
+  await settled(alice);
+  assert.deepEqual((await serverDoc(server, id)).items, []);
+  assert.deepEqual(await stored(alice), [], 'nothing left stored');
+  await shot(t, alice, '1-said');
+});
