@@ -487,12 +487,17 @@ func (h *Handler) revert(c echo.Context) error {
 // revertSeq reads the body of a revert: {"seq": K}, K a positive integer
 // (written in any form JSON allows: 2, 2.0 or 20e-1).
 func revertSeq(body []byte, lim patch.Limits) (uint64, error) {
+	bad := fail(ErrInvalidRequest, `a revert's body is {"seq": K}, K the seq of the version to undo (a positive integer)`)
 	v, err := patch.Parse(body, lim)
+	if errors.Is(err, patch.ErrInvalidDocument) {
+		// Valid JSON past the limits of a document (nested too deep, a
+		// number too long) is no {"seq": K} either, and no document.
+		return 0, bad
+	}
 	if err != nil {
 		return 0, err
 	}
 	m, ok := v.(map[string]any)
-	bad := fail(ErrInvalidRequest, `a revert's body is {"seq": K}, K the seq of the version to undo (a positive integer)`)
 	if !ok || len(m) != 1 {
 		return 0, bad
 	}

@@ -532,6 +532,11 @@ func TestRevert(t *testing.T) {
 			t.Fatalf(`dry run of {"seq":%s}: %s %s; of {"seq":6}: %s %s`, k, r.header.Get("ETag"), r.body, want.header.Get("ETag"), want.body)
 		}
 	}
+	// A body past a document's limits is no {"seq": K} either: 400, not 422.
+	deep := `{"seq":1,"x":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`
+	for _, body := range []string{deep, strings.Repeat("[", 70) + strings.Repeat("]", 70), `{"seq":1` + strings.Repeat("0", 5000) + `}`} {
+		expect(t, s.do(t, "POST", "/docs/r/x/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, body), http.StatusBadRequest, "invalid-request")
+	}
 	for _, k := range []string{"2.5", "0.0", "-2", "1e-1"} {
 		expect(t, s.do(t, "POST", "/docs/r/x/revert", hdr{"Content-Type", ctJSON, "If-Match", "*"}, `{"seq":`+k+`}`), http.StatusBadRequest, "invalid-request")
 	}
