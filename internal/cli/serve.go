@@ -237,7 +237,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	srv := &http.Server{
 		ConnState:         cl.ConnState,
 		ConnContext:       cl.ConnContext,
-		Handler:           cl.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*serving.Load()).ServeHTTP(w, r) })),
+		Handler:           cl.Handler(handlers.HTTP1Only(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*serving.Load()).ServeHTTP(w, r) }))),
 		ReadHeaderTimeout: cfg.readHeaderTimeout,
 		ReadTimeout:       cfg.readTimeout,
 		WriteTimeout:      cfg.writeTimeout,
