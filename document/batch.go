@@ -41,9 +41,10 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 	keys := []store.Key{}
 	keyOf := make([]int, len(ws)) // index in keys; -1 for a replayed write
 	seen := map[store.Key]int{}
-	idem := map[string]int{}
+	idem := map[string]int{} // the write of each key
+	var taken []string       // the keys of first requests, held until the batch is answered
 	defer func() {
-		for key := range idem {
+		for _, key := range taken {
 			s.inflight.release(key)
 		}
 	}()
@@ -59,10 +60,9 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 			if j, dup := idem[key]; dup {
 				return refuse(fail(ErrInvalidRequest, fmt.Sprintf("Idempotency-Key used by write %d too: each write of a batch needs its own", j)))
 			}
-			if !s.inflight.take(key) {
-				return refuse(fail(ErrIdempotencyKeyInUse, "a request with this Idempotency-Key is still being processed; retry later"))
-			}
 			idem[key] = i
+			// As for a write alone (Service.write): a committed one is
+			// replayed, also while other retries of it are.
 			res, ok, err := s.replay(ctx, w)
 			if err != nil {
 				return refuse(err)
@@ -72,6 +72,10 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 				results[i], keyOf[i] = res, -1
 				continue
 			}
+			if !s.inflight.take(key) {
+				return refuse(errInUse)
+			}
+			taken = append(taken, key)
 		}
 		d := &decision{s: s, w: w}
 		if err := d.parse(); err != nil {

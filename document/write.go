@@ -129,14 +129,18 @@ func (s *Service) Write(ctx context.Context, w Write) (Result, error) {
 // how to check it).
 func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result, error) {
 	if w.Idempotency != nil {
+		// A retry of a write already committed gets its answer, also
+		// while other retries of it are being answered; only a first
+		// request still being processed holds the key. One committed
+		// between the replay and the take is found by the store's claim.
+		if res, ok, err := s.replay(ctx, &w); ok || err != nil {
+			return res, err
+		}
 		key := w.Idempotency.Key
 		if !s.inflight.take(key) {
 			return Result{}, errInUse
 		}
 		defer s.inflight.release(key)
-		if res, ok, err := s.replay(ctx, &w); ok || err != nil {
-			return res, err
-		}
 	}
 	d := &decision{s: s, w: &w, schemaWrite: sch}
 	if err := d.parse(); err != nil {
