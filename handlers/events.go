@@ -463,7 +463,7 @@ func (h *Handler) events(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	release, err := h.admitStream(c)
+	release, err := h.admitStream(c, 1)
 	if err != nil {
 		return err
 	}

@@ -245,7 +245,7 @@ func (h *Handler) eventsMany(c echo.Context) error {
 			}
 		}
 	}
-	done, err := h.admitStream(c)
+	done, err := h.admitStream(c, len(req.docs)+len(req.colls))
 	if err != nil {
 		return err
 	}

@@ -445,6 +445,64 @@ func TestStreamLimits(t *testing.T) {
 	}
 }
 
+// TestStreamSubscriptionLimits: what one client's streams follow at once,
+// and what all streams follow, are bounded (what a stream keeps of each
+// lives as long as it does): past either, 429 with Retry-After, and a
+// stream that ends gives its share back.
+func TestStreamSubscriptionLimits(t *testing.T) {
+	s := startServer(t, withTokens(t), func(c *config) {
+		c.http.Streams.MaxSubscriptions = 3
+		c.http.Streams.SubscriptionsPerClient = 5
+		c.http.Streams.Subscriptions = 8
+	})
+	s.do(t, "PUT", "/docs/a/x", hdr{"Content-Type", ctJSON, "Authorization", "Bearer " + tokWriteA}, `{}`)
+	read, write := hdr{"Authorization", "Bearer " + tokRead}, hdr{"Authorization", "Bearer " + tokWriteA}
+	docs := func(n int) string {
+		ds := make([]string, n)
+		for i := range ds {
+			ds[i] = fmt.Sprintf(`{"c":"a","id":"d%d"}`, i)
+		}
+		return `{"docs":[` + strings.Join(ds, ",") + `]}`
+	}
+	refused := func(f *feed, r response, says string) {
+		t.Helper()
+		if f != nil {
+			t.Fatal("a stream past the bound was admitted")
+		}
+		expect(t, r, http.StatusTooManyRequests, "rate-limited")
+		if r.header.Get("Retry-After") == "" || !strings.Contains(string(r.body), says) {
+			t.Fatalf("429 without Retry-After or %q: %v %s", says, r.header, r.body)
+		}
+	}
+	first, r := openStream(t, s, "POST", "/events", read, docs(3))
+	if first == nil {
+		t.Fatalf("first stream: %d %s", r.status, r.body)
+	}
+	f, r := openStream(t, s, "POST", "/events", read, docs(3))
+	refused(f, r, "--max-subscriptions-per-client")
+	if f, r := openStream(t, s, "GET", "/docs/a/x/events", read, ""); f == nil { // 3 + 1
+		t.Fatalf("a stream within the client's bound: %d %s", r.status, r.body)
+	}
+	if f, r := openStream(t, s, "POST", "/events", write, docs(3)); f == nil { // 4 + 3 of 8
+		t.Fatalf("another client's stream: %d %s", r.status, r.body)
+	}
+	f, r = openStream(t, s, "POST", "/events", write, docs(2))
+	refused(f, r, "--max-subscriptions-total")
+	// A stream that ends gives its share back.
+	first.conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f, r := openStream(t, s, "POST", "/events", write, docs(2))
+		if f != nil {
+			break
+		}
+		if r.status != http.StatusTooManyRequests || time.Now().After(deadline) {
+			t.Fatalf("after a stream ended: %d %s", r.status, r.body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestEventsManyNoGapUnderConcurrentWrites: writers change many documents
 // of a collection at once (over PostgreSQL, through every replica) while a
 // stream follows the collection and documents; midway a second stream

@@ -40,7 +40,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		"history-age", "max-rebase-ops", "max-rebase-work", "shutdown-timeout", "log-format", "log-level", "ui",
 		"tokens", "cors-origins", "rate", "idempotency-ttl", "insecure-no-auth", "read-header-timeout", "read-timeout",
 		"write-timeout", "idle-timeout", "max-header-bytes", "max-batch", "max-pages-per-client", "max-batches-per-client", "db-timeout", "idempotency-max-per-client",
-		"max-streams", "max-streams-per-client", "max-conns-per-client", "max-subscriptions", "tls-cert", "tls-key", "presence-ttl"}
+		"max-streams", "max-streams-per-client", "max-conns-per-client", "max-subscriptions", "max-subscriptions-per-client", "max-subscriptions-total", "tls-cert", "tls-key", "presence-ttl"}
 	for _, tc := range []struct {
 		args  []string
 		flags []string

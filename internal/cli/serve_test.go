@@ -31,7 +31,7 @@ func TestParseFlags(t *testing.T) {
 			idempotencyTTL: 24 * time.Hour, dbTimeout: 5 * time.Second, idempotencyLimit: 100_000,
 			readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
 			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100, maxPagesPerClient: 8, maxBatchesPerClient: 2,
-			maxStreams: 10000, maxStreamsPerClient: 64, maxConnsPerClient: 256, maxSubscriptions: 1000, presenceTTL: 30 * time.Second}
+			maxStreams: 10000, maxStreamsPerClient: 64, maxConnsPerClient: 256, maxSubscriptions: 1000, maxSubscriptionsTotal: 200000, presenceTTL: 30 * time.Second}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
 		}
@@ -95,6 +95,8 @@ func TestParseFlags(t *testing.T) {
 		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"--max-depth", "1001"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"},
 			{"--db-timeout", "0"}, {"--db-timeout", "5ms"}, {"--idempotency-max-per-client", "0"},
 			{"--max-streams", "0"}, {"--max-streams-per-client", "-1"}, {"--max-subscriptions", "0"}, {"--max-conns-per-client", "0"},
+			{"--max-subscriptions-per-client", "999"}, {"--max-subscriptions-per-client", "-1"}, {"--max-subscriptions-total", "999"},
+			{"--max-subscriptions-per-client", "5000", "--max-subscriptions-total", "4000"},
 			{"--tls-cert", "cert.pem"}, {"--tls-key", "key.pem"}, {"--presence-ttl", "500ms"}, {"--presence-ttl", "25h"}, {"--shutdown-timeout", "-1s"}} {
 			var usage strings.Builder
 			if _, err := parseFlags(args, noEnv, &usage); err == nil {

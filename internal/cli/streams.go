@@ -19,6 +19,9 @@ func streamLimits(cfg serveConfig, log *slog.Logger) handlers.StreamLimits {
 		Max:              cfg.maxStreams,
 		PerClient:        cfg.maxStreamsPerClient,
 		MaxSubscriptions: cfg.maxSubscriptions,
+
+		SubscriptionsPerClient: cfg.maxSubscriptionsPerClient,
+		Subscriptions:          cfg.maxSubscriptionsTotal,
 	}
 	limit, err := fdlimit.Raise()
 	if err != nil {
