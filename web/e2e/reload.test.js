@@ -19,6 +19,13 @@ after(async () => {
   await server?.stop();
 });
 
+/** Waits until the page keeps n edits in IndexedDB (its writes are asynchronous). */
+async function storedCount(page, n) {
+  let kept = await stored(page);
+  for (let i = 0; i < 100 && kept.length !== n; i++) kept = await stored(page);
+  assert.equal(kept.length, n, `stored ${JSON.stringify(kept)}`);
+}
+
 /** The edits the page keeps in IndexedDB. */
 function stored(page) {
   return page.evaluate(
@@ -67,9 +74,7 @@ test('a reload with unsent edits: warned on leaving, nothing lost, nothing appli
   await alice.waitForSelector('#status[data-state="retrying"]', { timeout: WAIT });
   await alice.waitForFunction(() => globalThis.patchdDemo.unsent() >= 2 && globalThis.patchdDemo.unsent() === globalThis.patchdDemo.doc().pendingCount, null, { timeout: WAIT });
   const pending = await alice.evaluate(() => globalThis.patchdDemo.doc().pendingCount);
-  let kept = await stored(alice);
-  for (let i = 0; i < 100 && kept.length !== pending; i++) kept = await stored(alice); // IndexedDB writes are asynchronous
-  assert.equal(kept.length, pending, `stored ${JSON.stringify(kept)}`);
+  await storedCount(alice, pending);
   assert.match(await alice.textContent('#status'), /Not saved yet · the server cannot be reached; trying again.*kept on this device/);
   let saved = await serverDoc(server, id);
   assert.equal(saved.customer, '');
@@ -126,9 +131,7 @@ test('an edit restored after a reload that someone else overtook: the prompt off
   await alice.fill('#title', 'before ALICE');
   await alice.locator('#title').blur();
   await alice.waitForSelector('#status[data-state="retrying"]', { timeout: WAIT });
-  let kept = await stored(alice);
-  for (let i = 0; i < 100 && kept.length === 0; i++) kept = await stored(alice); // IndexedDB writes are asynchronous
-  assert.equal(kept.length, 1, `stored ${JSON.stringify(kept)}`);
+  await storedCount(alice, 1);
   await alice.goto('about:blank');
   await bob.fill('#title', 'before BOB');
   await bob.locator('#title').blur();
@@ -165,9 +168,7 @@ test('an edit restored after a reload, of a line item someone else removed meanw
   await alice.fill('#items li input.desc', 'Blue pens');
   await alice.locator('#items li input.desc').blur();
   await alice.waitForSelector('#status[data-state="retrying"]', { timeout: WAIT });
-  let kept = await stored(alice);
-  for (let i = 0; i < 100 && kept.length === 0; i++) kept = await stored(alice); // IndexedDB writes are asynchronous
-  assert.equal(kept.length, 1, `stored ${JSON.stringify(kept)}`);
+  await storedCount(alice, 1);
   await alice.goto('about:blank');
   await bob.click('#items li:nth-child(1) button.remove');
   await serverUntil(server, id, (d) => d.items?.length === 0, 'the line item removed');
