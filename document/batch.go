@@ -62,8 +62,16 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 			}
 			idem[key] = i
 			// As for a write alone (Service.write): a committed one is
-			// replayed, also while other retries of it are.
+			// replayed, also while other retries of it are; a first
+			// request holds the key, and looks again once it does.
 			res, ok, err := s.replay(ctx, w)
+			if err == nil && !ok {
+				if !s.inflight.take(key) {
+					return refuse(errInUse)
+				}
+				taken = append(taken, key)
+				res, ok, err = s.replay(ctx, w)
+			}
 			if err != nil {
 				return refuse(err)
 			}
@@ -72,10 +80,6 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 				results[i], keyOf[i] = res, -1
 				continue
 			}
-			if !s.inflight.take(key) {
-				return refuse(errInUse)
-			}
-			taken = append(taken, key)
 		}
 		d := &decision{s: s, w: w}
 		if err := d.parse(); err != nil {

@@ -91,3 +91,91 @@ func TestConcurrentReplays(t *testing.T) {
 		t.Errorf("held batch retry: %v", err)
 	}
 }
+
+// missThenHold: the armed read of the record reads it (a miss), then waits
+// until released, as a retry whose read ran just before the first request
+// committed and whose goroutine was descheduled until the first released
+// its key.
+type missThenHold struct {
+	store.Store
+	armed            atomic.Bool
+	entered, release chan struct{}
+}
+
+func (h *missThenHold) Idempotency(ctx context.Context, key string) (*store.IdempotencyRecord, error) {
+	rec, err := h.Store.Idempotency(ctx, key)
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.entered)
+		<-h.release
+	}
+	return rec, err
+}
+
+// race runs f as a retry whose record read misses, then f as the first
+// request to completion, then lets the retry go on; it returns the retry's answer.
+func race[T any](h *missThenHold, f func() (T, error)) (first T, ferr error, retry T, rerr error) {
+	h.entered, h.release = make(chan struct{}), make(chan struct{})
+	h.armed.Store(true)
+	done := make(chan struct{})
+	go func() { retry, rerr = f(); close(done) }()
+	<-h.entered
+	first, ferr = f()
+	close(h.release)
+	<-done
+	return
+}
+
+// TestRetryAfterFirstCommits: a retry whose look for the record ran just
+// before the first request committed, and that takes the key only after the
+// first let it go, answers the first's answer, as JSON Patch with a test,
+// strict PATCH, batch and revert (it was decided afresh: 422, 412, 409, a
+// 200 not marked replayed).
+func TestRetryAfterFirstCommits(t *testing.T) {
+	_, st := openService(t)
+	ctx := context.Background()
+	h := &missThenHold{Store: st}
+	svc := document.New(h, document.DefaultConfig())
+	anyTag := document.Preconditions{IfMatch: document.ETagList{Present: true, Any: true}}
+	key := func(k string) *document.IdempotencyKey {
+		return &document.IdempotencyKey{Key: k, Scope: "s", Fingerprint: "f-" + k}
+	}
+	write := func(w document.Write) func() (document.Result, error) {
+		return func() (document.Result, error) { return svc.Write(ctx, w) }
+	}
+	check := func(name string, first document.Result, ferr error, retry document.Result, rerr error) {
+		t.Helper()
+		if ferr != nil {
+			t.Fatalf("%s: first: %v", name, ferr)
+		}
+		if rerr != nil || !retry.Replayed {
+			t.Errorf("%s: retry answered replayed=%v err=%v; want the first's answer replayed", name, retry.Replayed, rerr)
+		}
+	}
+	if _, err := svc.Write(ctx, document.Write{Kind: document.Put, Collection: "r", ID: "d", Body: []byte(`{"a":[],"x":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	// 1. PATCH with a test op.
+	f, fe, r, re := race(h, write(document.Write{Kind: document.JSONPatch, Collection: "r", ID: "d", Pre: anyTag, Idempotency: key("k1"),
+		Body: []byte(`[{"op":"test","path":"/x","value":1},{"op":"replace","path":"/x","value":2}]`)}))
+	check("json patch with test", f, fe, r, re)
+	// 2. PATCH, Prefer: handling=strict with the current ETag.
+	cur, _ := st.Get(ctx, "r", "d")
+	tag, _ := document.ParseETagList("If-Match", []string{cur.ETag})
+	f, fe, r, re = race(h, write(document.Write{Kind: document.MergePatch, Collection: "r", ID: "d", Idempotency: key("k2"),
+		Pre: document.Preconditions{IfMatch: tag, Strict: true}, Body: []byte(`{"y":1}`)}))
+	check("strict merge patch", f, fe, r, re)
+	// 3. A batch.
+	fb, fe, rb, re := race(h, func() ([]document.Result, error) {
+		return svc.Batch(ctx, []document.Write{{Kind: document.JSONPatch, Collection: "r", ID: "d", Pre: anyTag, Idempotency: key("k3"),
+			Body: []byte(`[{"op":"add","path":"/a/-","value":1}]`)}}, false)
+	})
+	if fe != nil {
+		t.Fatal(fe)
+	}
+	if re != nil || len(rb) != 1 || !rb[0].Replayed {
+		t.Errorf("batch: retry answered %v err=%v; want the first's answer replayed (first %v)", rb, re, fb[0].Replayed)
+	}
+	// 4. A revert of version 2 (x 1 -> 2).
+	f, fe, r, re = race(h, write(document.Write{Kind: document.Revert, Collection: "r", ID: "d", Revert: 2, Pre: anyTag, Idempotency: key("k4")}))
+	check("revert", f, fe, r, re)
+}

@@ -131,8 +131,9 @@ func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result,
 	if w.Idempotency != nil {
 		// A retry of a write already committed gets its answer, also
 		// while other retries of it are being answered; only a first
-		// request still being processed holds the key. One committed
-		// between the replay and the take is found by the store's claim.
+		// request still being processed holds the key. Once it holds the
+		// key it looks again: the first may have committed, and let the
+		// key go, between the two.
 		if res, ok, err := s.replay(ctx, &w); ok || err != nil {
 			return res, err
 		}
@@ -141,6 +142,9 @@ func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result,
 			return Result{}, errInUse
 		}
 		defer s.inflight.release(key)
+		if res, ok, err := s.replay(ctx, &w); ok || err != nil {
+			return res, err
+		}
 	}
 	d := &decision{s: s, w: &w, schemaWrite: sch}
 	if err := d.parse(); err != nil {
