@@ -24,10 +24,11 @@ type StreamLimits struct {
 	// SubscriptionsPerClient is the most documents and collections one
 	// client follows over all its streams at once (a GET .../events
 	// follows one): what a stream keeps of each lives as long as it does,
-	// about a kilobyte. Default 8 times MaxSubscriptions.
+	// about a kilobyte. Default 8 times MaxSubscriptions, at most
+	// Subscriptions.
 	SubscriptionsPerClient int
 	// Subscriptions is the most the server's streams follow at once.
-	// Default 200000.
+	// Default 200000, or MaxSubscriptions when that is more.
 	Subscriptions int
 	// OpenFiles, when not nil, returns the file descriptors the process
 	// has open and the most it may open; a new stream is refused (503
@@ -49,11 +50,14 @@ func (l StreamLimits) withDefaults() StreamLimits {
 	if l.MaxSubscriptions <= 0 {
 		l.MaxSubscriptions = 1000
 	}
-	if l.SubscriptionsPerClient <= 0 {
-		l.SubscriptionsPerClient = 8 * l.MaxSubscriptions
-	}
 	if l.Subscriptions <= 0 {
-		l.Subscriptions = 200000
+		l.Subscriptions = max(200000, l.MaxSubscriptions)
+	}
+	if l.SubscriptionsPerClient <= 0 {
+		l.SubscriptionsPerClient = l.Subscriptions
+		if l.MaxSubscriptions <= l.Subscriptions/8 {
+			l.SubscriptionsPerClient = 8 * l.MaxSubscriptions
+		}
 	}
 	return l
 }

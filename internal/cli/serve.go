@@ -110,7 +110,7 @@ func (m *Main) serveFlags(cfg *serveConfig) *flagSet {
 	f.add(intValue{&cfg.maxConnsPerClient}, "max-conns-per-client", "256", "most connections of one IP address (IPv6: its /64): past it its oldest idle one is closed, or one whose request head is 2s late, or else the new one is answered 503")
 	f.add(intValue{&cfg.maxSubscriptions}, "max-subscriptions", "1000", "most documents and collections one POST /events stream follows; more is 400")
 	f.add(intValue{&cfg.maxSubscriptionsPerClient}, "max-subscriptions-per-client", "0", "most documents and collections one client (its token, or its IP address without --tokens) follows over all its streams at once (a GET .../events follows one); a stream past it is 429; 0 is 8 times --max-subscriptions")
-	f.add(intValue{&cfg.maxSubscriptionsTotal}, "max-subscriptions-total", "200000", "most documents and collections the server's streams follow at once (each keeps about a kilobyte while it is open); a stream past it is 429")
+	f.add(intValue{&cfg.maxSubscriptionsTotal}, "max-subscriptions-total", "0", "most documents and collections the server's streams follow at once (each keeps about a kilobyte while it is open); a stream past it is 429; 0 is 200000, or --max-subscriptions when that is more")
 	f.add(durationValue{&cfg.presenceTTL}, "presence-ttl", "30s", "how long a presence session lives unless its client renews it")
 	f.add(stringValue{&cfg.tlsCert}, "tls-cert", "", "certificate (PEM, with its chain) to serve HTTPS and HTTP/2; needs --tls-key")
 	f.add(stringValue{&cfg.tlsKey}, "tls-key", "", "private key (PEM) of --tls-cert")
@@ -168,8 +168,8 @@ func (m *Main) parseServe(args []string) (serveConfig, error) {
 	case cfg.maxStreams < 1, cfg.maxStreamsPerClient < 1, cfg.maxSubscriptions < 1, cfg.maxConnsPerClient < 1:
 		return bad("--max-streams, --max-streams-per-client, --max-subscriptions and --max-conns-per-client must be positive")
 	case cfg.maxSubscriptionsPerClient != 0 && cfg.maxSubscriptionsPerClient < cfg.maxSubscriptions,
-		cfg.maxSubscriptionsTotal < max(cfg.maxSubscriptionsPerClient, cfg.maxSubscriptions):
-		return bad("--max-subscriptions-per-client must be 0 or at least --max-subscriptions, and --max-subscriptions-total at least both")
+		cfg.maxSubscriptionsTotal != 0 && cfg.maxSubscriptionsTotal < max(cfg.maxSubscriptionsPerClient, cfg.maxSubscriptions):
+		return bad("--max-subscriptions-per-client must be 0 or at least --max-subscriptions, and --max-subscriptions-total 0 or at least both")
 	case cfg.maxPagesPerClient < 1, cfg.maxBatchesPerClient < 1:
 		return bad("--max-pages-per-client and --max-batches-per-client must be positive")
 	case (cfg.tlsCert == "") != (cfg.tlsKey == ""):

@@ -31,7 +31,7 @@ func TestParseFlags(t *testing.T) {
 			idempotencyTTL: 24 * time.Hour, dbTimeout: 5 * time.Second, idempotencyLimit: 100_000,
 			readHeaderTimeout: 5 * time.Second, readTimeout: 30 * time.Second, writeTimeout: 30 * time.Second,
 			idleTimeout: 2 * time.Minute, maxHeaderBytes: 64 << 10, maxBatch: 100, maxPagesPerClient: 8, maxBatchesPerClient: 2,
-			maxStreams: 10000, maxStreamsPerClient: 64, maxConnsPerClient: 256, maxSubscriptions: 1000, maxSubscriptionsTotal: 200000, presenceTTL: 30 * time.Second}
+			maxStreams: 10000, maxStreamsPerClient: 64, maxConnsPerClient: 256, maxSubscriptions: 1000, presenceTTL: 30 * time.Second}
 		if cfg != want {
 			t.Fatalf("cfg=%+v, want %+v", cfg, want)
 		}
@@ -91,11 +91,17 @@ func TestParseFlags(t *testing.T) {
 			t.Fatalf("an invalid variable: %v", err)
 		}
 	})
+	t.Run("LargeMaxSubscriptions", func(t *testing.T) {
+		// The bounds on what all streams follow default to at least it.
+		if cfg, err := parseFlags([]string{"--max-subscriptions", "300000"}, noEnv, io.Discard); err != nil || cfg.maxSubscriptions != 300000 {
+			t.Fatalf("--max-subscriptions 300000: %+v %v", cfg, err)
+		}
+	})
 	t.Run("Errors", func(t *testing.T) {
 		for _, args := range [][]string{{"--nope"}, {"--max-body", "lots"}, {"--max-depth", "0"}, {"--max-depth", "1001"}, {"stray"}, {"--max-batch", "0"}, {"--max-batch", "10001"},
 			{"--db-timeout", "0"}, {"--db-timeout", "5ms"}, {"--idempotency-max-per-client", "0"},
 			{"--max-streams", "0"}, {"--max-streams-per-client", "-1"}, {"--max-subscriptions", "0"}, {"--max-conns-per-client", "0"},
-			{"--max-subscriptions-per-client", "999"}, {"--max-subscriptions-per-client", "-1"}, {"--max-subscriptions-total", "999"},
+			{"--max-subscriptions-per-client", "999"}, {"--max-subscriptions-per-client", "-1"}, {"--max-subscriptions-total", "999"}, {"--max-subscriptions-total", "-1"},
 			{"--max-subscriptions-per-client", "5000", "--max-subscriptions-total", "4000"},
 			{"--tls-cert", "cert.pem"}, {"--tls-key", "key.pem"}, {"--presence-ttl", "500ms"}, {"--presence-ttl", "25h"}, {"--shutdown-timeout", "-1s"}} {
 			var usage strings.Builder
@@ -145,6 +151,20 @@ func TestRun(t *testing.T) {
 		res, err = http.DefaultClient.Do(req)
 		if err != nil || res.StatusCode != 201 {
 			t.Fatalf("PUT: %v %v", res, err)
+		}
+		res.Body.Close()
+		// The HTTP/2 preface in clear never reaches the API (handlers.HTTP1Only).
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		res, err = http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || res.StatusCode != http.StatusHTTPVersionNotSupported {
+			t.Fatalf("the HTTP/2 preface: %v %v", res, err)
 		}
 		res.Body.Close()
 	})
