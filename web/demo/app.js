@@ -254,14 +254,29 @@ function busy(key) {
   return dirty.has(key) || conflicted.has(key) || inflight.has(key) || refused.has(key);
 }
 
+// shownDeleted says that the page shows the document as deleted.
+let shownDeleted = false;
+
 function render(ev) {
   const v = doc.value;
   const enabled = v !== null;
   for (const el of form.querySelectorAll('input, textarea, button')) el.disabled = !enabled;
   if (!enabled) {
+    shownDeleted = true;
     say('This document was deleted. Reload the page to start a new one.');
     updateStatus();
     return;
+  }
+  if (shownDeleted) {
+    // Back (its delete reverted, or created again): edits refused while
+    // it did not exist are sent again.
+    shownDeleted = false;
+    say('This document is back.');
+    const gone = [...refused].filter(([, err]) => err instanceof PatchdError && err.status === 404).map(([key]) => key);
+    // Against the version now: the one they were made against is
+    // before the delete.
+    for (const key of gone) refusedBase.delete(key);
+    if (gone.length) queueMicrotask(() => resendRefused(gone));
   }
   const fromOthers = ev.source === 'remote' || ev.source === 'reset';
   const changed = [];
@@ -1412,6 +1427,12 @@ const keyOfPointer = (p) => {
 
 let here = null;
 
+// nameOf is what a session is called: with --tokens its token's name, as
+// the History panel names the same person; else the name its page chose.
+function nameOf(s) {
+  return s.actor || s.name;
+}
+
 function renderPresence() {
   // Without the change feed, who is here is not known any more: nobody is
   // shown until it is back, rather than whoever was here when it broke.
@@ -1420,14 +1441,14 @@ function renderPresence() {
   // The initials are for the eye; a screen reader reads the names.
   const names = document.createElement('span');
   names.className = 'sr-only';
-  names.textContent = `Also here: ${others.map((s) => s.name || 'someone').join(', ')}`;
+  names.textContent = `Also here: ${others.map((s) => nameOf(s) || 'someone').join(', ')}`;
   people.replaceChildren(
     names,
     ...others.map((s) => {
       const a = document.createElement('span');
       a.className = 'avatar';
-      a.textContent = (s.name || '?').slice(0, 1).toUpperCase();
-      a.title = s.name || 'someone';
+      a.textContent = (nameOf(s) || '?').slice(0, 1).toUpperCase();
+      a.title = nameOf(s) || 'someone';
       a.setAttribute('aria-hidden', 'true');
       if (/^#[0-9a-fA-F]{3,8}$/.test(s.color)) a.style.background = s.color;
       return a;
@@ -1441,7 +1462,7 @@ function renderPresence() {
     if (!field) continue;
     const tag = document.createElement('span');
     tag.className = 'editing';
-    tag.textContent = `${s.name || 'Someone'} is editing`;
+    tag.textContent = `${nameOf(s) || 'Someone'} is editing`;
     if (/^#[0-9a-fA-F]{3,8}$/.test(s.color)) tag.style.borderColor = s.color;
     field.append(tag);
   }

@@ -47,6 +47,7 @@ function when(at) {
 }
 
 function what(v, label) {
+  if (v.kind === 'revert' && created(v)) return `undid version ${v.reverts} (brought the form back)`;
   if (created(v)) return 'created the form';
   if (v.kind === 'delete') return 'deleted the form';
   const fields = fieldsOf(v.ops, label);

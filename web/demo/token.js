@@ -53,5 +53,7 @@ export function askToken(el, status, message, { then } = {}) {
     then();
   });
   el.replaceChildren(form);
-  input.focus();
+  // Not while someone is typing in the form: the next keys would go
+  // into the token (and Enter would sign in with them).
+  if (!document.activeElement?.matches?.('input, textarea, select, [contenteditable]')) input.focus();
 }

@@ -186,6 +186,9 @@ test('the list page: live rows, a filter and an order, a row opens the form; one
   const rowsAre = (want) => list.waitForFunction((w) => [...document.querySelectorAll('#list tbody tr')].map((tr) => tr.dataset.id).join() === w, want, { timeout: WAIT });
   await rowsAre('a,b');
   assert.deepEqual(await rows(), ['Apples|Zoe||0', 'Bread|Yan|yes|1']);
+  // A screen reader hears the table's name, and the count as rows come and go.
+  assert.match(await list.locator('main').ariaSnapshot(), /table "Orders"/);
+  assert.equal(await list.getAttribute('#count', 'aria-live'), 'polite');
   // A row opens the order's form, in the same browser: the two pages share one stream.
   const [form] = await Promise.all([ctx.waitForEvent('page'), list.click('#list tbody tr[data-id="a"] a', { modifiers: ['Control'] })]);
   await form.waitForLoadState();

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPatchd } from '../client/test/support/patchd.js';
 import { launch } from './browser.js';
-import { WAIT, live, ownPage, people, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
+import { WAIT, gate, live, ownPage, people, routeWrites, serverDoc, serverHistory, serverUntil, settled, shot, valueIs } from './support.js';
 
 let server;
 let browser;
@@ -219,6 +219,11 @@ test('with tokens the history panel names the people', { timeout: 60_000 }, asyn
     const rows = await p.$$eval('#history .version', (lis) => lis.map((li) => `${li.querySelector('.who').textContent} ${li.querySelector('.action').textContent}`));
     assert.deepEqual(rows, ['bob changed Customer', 'alice changed Title', 'alice created the form']);
   }
+  // Presence names them as History does: by their tokens' names.
+  await alice.waitForSelector('#people .avatar[title="bob"]', { timeout: WAIT });
+  await bob.waitForSelector('#people .avatar[title="alice"]', { timeout: WAIT });
+  await bob.focus('#notes');
+  assert.equal(await alice.locator('.field:has(#notes) .editing').textContent({ timeout: WAIT }), 'bob is editing');
   await shot(t, alice, '1-named');
 });
 
@@ -240,10 +245,15 @@ test('a write refused to a read-only token asks for another, and sends what was 
   await Promise.all([page.waitForEvent('load'), page.click('#signin button')]);
   await live(page);
   await page.fill('#title', 'Typed while reading');
-  await page.locator('#title').blur();
+  // Refused while the focus is still in the field: the token is asked for
+  // without taking the keyboard, and typing goes on in the field.
   await page.waitForSelector('#signin form #token', { timeout: WAIT });
   assert.match(await page.textContent('#signin'), /may not do this here/);
-  assert.equal(await page.inputValue('#title'), 'Typed while reading', 'the typed text is kept');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'title');
+  await page.keyboard.type(' on');
+  assert.equal(await page.inputValue('#token'), '');
+  await page.locator('#title').blur();
+  assert.equal(await page.inputValue('#title'), 'Typed while reading on', 'the typed text is kept');
   await page.fill('#token', writer);
   await page.click('#signin button');
   await settled(page);
@@ -255,7 +265,7 @@ test('a write refused to a read-only token asks for another, and sends what was 
     ['erin', 'erin'],
   );
   const doc = await (await fetch(`${authd.url}/docs/demo/${id}`, { headers: { Authorization: `Bearer ${writer}` } })).json();
-  assert.equal(doc.title, 'Typed while reading');
+  assert.equal(doc.title, 'Typed while reading on');
   assert.deepEqual(errors, []);
 });
 
@@ -299,4 +309,51 @@ test('with tokens the demo asks for one, and works with it; the list page too', 
   await shot(t, page, '1-list-signed-in');
   assert.deepEqual(errors, []);
   assert.deepEqual(refused, [], 'requests outside the API refused for the token');
+});
+
+test('a deleted form brought back by Revert: the page says so, History names it, and an edit refused meanwhile is sent', { timeout: 90_000 }, async (t) => {
+  const { id, pages } = await people(t, browser, server, ['alice', 'bob']);
+  const { alice, bob } = pages;
+  await edit(alice, '#title', 'Before');
+  await valueIs(bob, '#title', 'Before');
+  // Bob's next write reaches the server only after the form is deleted.
+  const arrived = gate();
+  const held = gate();
+  await routeWrites(bob, async (route) => {
+    arrived.open();
+    await held.wait();
+    return route.continue();
+  });
+  await bob.fill('#notes', 'Typed by Bob');
+  await bob.evaluate(() => globalThis.patchdDemo.flush());
+  await arrived.wait();
+  const del = await fetch(`${server.url}/docs/demo/${id}`, { method: 'DELETE', headers: { 'If-Match': '*' } });
+  assert.equal(del.status, 204);
+  await alice.waitForFunction(() => /This document was deleted/.test(document.querySelector('#activity').textContent), null, { timeout: WAIT });
+  held.open();
+  await bob.waitForSelector('.mark[data-refused]', { timeout: WAIT });
+
+  // Alice reverts the delete from History.
+  const delSeq = (await serverHistory(server, id)).at(-1).seq;
+  // What the activity line says, every line (another may follow at once).
+  await alice.evaluate(() => {
+    const el = document.querySelector('#activity');
+    globalThis.said = [];
+    new MutationObserver(() => globalThis.said.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+  });
+  await alice.click(`#history .version[data-seq="${delSeq}"] button.revert`);
+  await alice.waitForFunction(() => globalThis.said.includes('This document is back.'), null, { timeout: WAIT });
+  // The revert is the version after the delete (Bob's edit may follow it).
+  await alice.waitForFunction(
+    (seq) => document.querySelector(`#history .version[data-seq="${seq + 1}"] .action`)?.textContent === `undid version ${seq} (brought the form back)`,
+    delSeq,
+    { timeout: WAIT },
+  );
+  await valueIs(alice, '#title', 'Before');
+  // Bob's refused edit is sent again now that the form exists.
+  await serverUntil(server, id, (d) => d?.notes === 'Typed by Bob', "Bob's notes saved after the form came back");
+  await settled(bob);
+  assert.equal(await bob.locator('.mark[data-refused]').count(), 0);
+  await valueIs(alice, '#notes', 'Typed by Bob');
+  await Promise.all([shot(t, alice, '1-back'), shot(t, bob, '1-back')]);
 });
