@@ -19,6 +19,19 @@ after(async () => {
   await server?.stop();
 });
 
+/**
+ * Types text into selector while the page's writes cannot reach the
+ * server, and leaves the page with that one edit kept unsent.
+ */
+async function leaveUnsent(page, selector, text) {
+  await routeWrites(page, (route) => route.abort('connectionrefused'));
+  await page.fill(selector, text);
+  await page.locator(selector).blur();
+  await page.waitForSelector('#status[data-state="retrying"]', { timeout: WAIT });
+  await storedCount(page, 1);
+  await page.goto('about:blank');
+}
+
 /** Waits until the page keeps n edits in IndexedDB (its writes are asynchronous). */
 async function storedCount(page, n) {
   let kept = await stored(page);
@@ -127,12 +140,7 @@ test('an edit restored after a reload that someone else overtook: the prompt off
 
   // Alice's next edit cannot reach the server; she leaves the page with it
   // unsent, and Bob changes the same field meanwhile.
-  await routeWrites(alice, (route) => route.abort('connectionrefused'));
-  await alice.fill('#title', 'before ALICE');
-  await alice.locator('#title').blur();
-  await alice.waitForSelector('#status[data-state="retrying"]', { timeout: WAIT });
-  await storedCount(alice, 1);
-  await alice.goto('about:blank');
+  await leaveUnsent(alice, '#title', 'before ALICE');
   await bob.fill('#title', 'before BOB');
   await bob.locator('#title').blur();
   await serverUntil(server, id, (d) => d.title === 'before BOB', "Bob's title saved");
@@ -164,12 +172,7 @@ test('an edit restored after a reload, of a line item someone else removed meanw
   await serverUntil(server, id, (d) => d.items?.[0]?.desc === 'Pens', 'the line item saved');
   await valueIs(bob, '#items li:nth-child(1) input.desc', 'Pens');
 
-  await routeWrites(alice, (route) => route.abort('connectionrefused'));
-  await alice.fill('#items li input.desc', 'Blue pens');
-  await alice.locator('#items li input.desc').blur();
-  await alice.waitForSelector('#status[data-state="retrying"]', { timeout: WAIT });
-  await storedCount(alice, 1);
-  await alice.goto('about:blank');
+  await leaveUnsent(alice, '#items li input.desc', 'Blue pens');
   await bob.click('#items li:nth-child(1) button.remove');
   await serverUntil(server, id, (d) => d.items?.length === 0, 'the line item removed');
 
