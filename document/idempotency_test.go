@@ -179,3 +179,62 @@ func TestRetryAfterFirstCommits(t *testing.T) {
 	f, fe, r, re = race(h, write(document.Write{Kind: document.Revert, Collection: "r", ID: "d", Revert: 2, Pre: anyTag, Idempotency: key("k4")}))
 	check("revert", f, fe, r, re)
 }
+
+// secondLookHeld holds, once armed, the second read of an idempotency
+// record after it has read it (a miss): a retry that has looked twice and
+// is about to be decided.
+type secondLookHeld struct {
+	store.Store
+	calls            atomic.Int32 // since armed; 0 when not armed
+	entered, release chan struct{}
+}
+
+func (h *secondLookHeld) Idempotency(ctx context.Context, key string) (*store.IdempotencyRecord, error) {
+	rec, err := h.Store.Idempotency(ctx, key)
+	if h.calls.Load() > 0 && h.calls.Add(1) == 3 {
+		close(h.entered)
+		<-h.release
+	}
+	return rec, err
+}
+
+// TestRetryOnAnotherReplica: a retry on one replica (a second Service over
+// the same store) that is decided after the first request committed on
+// another, and is refused for what that request did, answers the first's
+// answer (it was 422: the test of the patch failed against the first's
+// result; nothing was applied twice).
+func TestRetryOnAnotherReplica(t *testing.T) {
+	_, st := openService(t)
+	ctx := context.Background()
+	h := &secondLookHeld{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
+	a, b := document.New(h, document.DefaultConfig()), document.New(h, document.DefaultConfig())
+	if _, err := a.Write(ctx, document.Write{Kind: document.Put, Collection: "r", ID: "d", Body: []byte(`{"x":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	w := document.Write{Kind: document.JSONPatch, Collection: "r", ID: "d", Body: []byte(`[{"op":"test","path":"/x","value":1},{"op":"replace","path":"/x","value":2}]`),
+		Pre: document.Preconditions{IfMatch: document.ETagList{Present: true, Any: true}}, Idempotency: &document.IdempotencyKey{Key: "k", Scope: "s", Fingerprint: "f"}}
+	h.calls.Store(1)
+	type answer struct {
+		res document.Result
+		err error
+	}
+	retry := make(chan answer, 1)
+	go func() {
+		res, err := b.Write(ctx, w)
+		retry <- answer{res, err}
+	}()
+	<-h.entered
+	first, err := a.Write(ctx, w)
+	close(h.release)
+	if err != nil {
+		t.Fatalf("first: %v", err)
+	}
+	r := <-retry
+	if r.err != nil || !r.res.Replayed || r.res.Doc.ETag != first.Doc.ETag || string(r.res.Doc.Body) != string(first.Doc.Body) {
+		t.Fatalf("retry on the other replica: %+v %v; want the first's answer %s", r.res, r.err, first.Doc.Body)
+	}
+	vs, _, err := st.History(ctx, "r", "d", 0, 10, 1<<20)
+	if err != nil || len(vs) != 2 {
+		t.Fatalf("%d versions (%v), want 2: applied once", len(vs), err)
+	}
+}

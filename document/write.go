@@ -145,7 +145,24 @@ func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result,
 		if res, ok, err := s.replay(ctx, &w); ok || err != nil {
 			return res, err
 		}
+		res, err := s.decideAndCommit(ctx, w, sch)
+		if err != nil && ctx.Err() == nil && !errors.Is(err, store.ErrUnavailable) {
+			// Refused, perhaps for what the first request with the key
+			// did: it may have committed meanwhile on another replica
+			// (this process's hold on the key is this process's only).
+			// Then its answer is this one's.
+			if rres, ok, rerr := s.replay(ctx, &w); ok || rerr != nil {
+				return rres, rerr
+			}
+		}
+		return res, err
 	}
+	return s.decideAndCommit(ctx, w, sch)
+}
+
+// decideAndCommit is write past its idempotency key: it decides the write
+// and commits it.
+func (s *Service) decideAndCommit(ctx context.Context, w Write, sch *schemaWrite) (Result, error) {
 	d := &decision{s: s, w: &w, schemaWrite: sch}
 	if err := d.parse(); err != nil {
 		return Result{}, err
