@@ -151,7 +151,7 @@ func (f *flagSet) printFlags() {
 		if def == "" {
 			def = `""`
 		}
-		fmt.Fprintf(f.out, "%-32s %s\n%-32s [env %s, default %s]\n", head, fl.Usage, "", envName(fl.Name), def)
+		fmt.Fprintf(f.out, "%-34s %s\n%-34s [env %s, default %s]\n", head, fl.Usage, "", envName(fl.Name), def)
 	})
 }
 
