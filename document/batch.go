@@ -61,16 +61,9 @@ func (s *Service) Batch(ctx context.Context, ws []Write, dryRun bool) ([]Result,
 				return refuse(fail(ErrInvalidRequest, fmt.Sprintf("Idempotency-Key used by write %d too: each write of a batch needs its own", j)))
 			}
 			idem[key] = i
-			// As for a write alone (Service.write): a committed one is
-			// replayed, also while other retries of it are; a first
-			// request holds the key, and looks again once it does.
-			res, ok, err := s.replay(ctx, w)
-			if err == nil && !ok {
-				if !s.inflight.take(key) {
-					return refuse(errInUse)
-				}
+			res, ok, held, err := s.holdOrReplay(ctx, w)
+			if held {
 				taken = append(taken, key)
-				res, ok, err = s.replay(ctx, w)
 			}
 			if err != nil {
 				return refuse(err)

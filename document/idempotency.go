@@ -90,6 +90,23 @@ func (e *AnswerGoneError) Error() string { return e.Err.Error() }
 // Unwrap returns the error with the client's detail.
 func (e *AnswerGoneError) Unwrap() error { return e.Err }
 
+// holdOrReplay takes a keyed write's key for this process (held reports
+// that it did: the caller releases it once answered) and looks for the
+// record of an earlier write with the key, once: ok reports that it
+// answered from it. Looking while holding the key, no request of this
+// process with the key can commit between the look and the decision. A
+// key another request of this process holds is no refusal when the record
+// is there (retries of a committed write, answered together); without it,
+// that request is the first, still being processed: errInUse.
+func (s *Service) holdOrReplay(ctx context.Context, w *Write) (res Result, ok, held bool, err error) {
+	held = s.inflight.take(w.Idempotency.Key)
+	res, ok, err = s.replay(ctx, w)
+	if !held && !ok && err == nil {
+		err = errInUse
+	}
+	return res, ok, held, err
+}
+
 // replay answers a write from the record of an earlier one with the same
 // key: ok reports that there was one.
 func (s *Service) replay(ctx context.Context, w *Write) (res Result, ok bool, err error) {

@@ -2,6 +2,7 @@ package document_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 
@@ -93,9 +94,8 @@ func TestConcurrentReplays(t *testing.T) {
 }
 
 // missThenHold: the armed read of the record reads it (a miss), then waits
-// until released, as a retry whose read ran just before the first request
-// committed and whose goroutine was descheduled until the first released
-// its key.
+// until released: a request that looked for its key's record before
+// another with the key committed, and is descheduled before its decision.
 type missThenHold struct {
 	store.Store
 	armed            atomic.Bool
@@ -111,26 +111,28 @@ func (h *missThenHold) Idempotency(ctx context.Context, key string) (*store.Idem
 	return rec, err
 }
 
-// race runs f as a retry whose record read misses, then f as the first
-// request to completion, then lets the retry go on; it returns the retry's answer.
-func race[T any](h *missThenHold, f func() (T, error)) (first T, ferr error, retry T, rerr error) {
+// race runs held until its record read misses, then then to completion,
+// then lets held go on; it returns both answers.
+func race[T any](h *missThenHold, held, then func() (T, error)) (heldRes T, herr error, thenRes T, terr error) {
 	h.entered, h.release = make(chan struct{}), make(chan struct{})
 	h.armed.Store(true)
 	done := make(chan struct{})
-	go func() { retry, rerr = f(); close(done) }()
+	go func() { heldRes, herr = held(); close(done) }()
 	<-h.entered
-	first, ferr = f()
+	thenRes, terr = then()
 	close(h.release)
 	<-done
 	return
 }
 
-// TestRetryAfterFirstCommits: a retry whose look for the record ran just
-// before the first request committed, and that takes the key only after the
-// first let it go, answers the first's answer, as JSON Patch with a test,
-// strict PATCH, batch and revert (it was decided afresh: 422, 412, 409, a
-// 200 not marked replayed).
-func TestRetryAfterFirstCommits(t *testing.T) {
+// TestKeyHeldWhileLooking: a request looks for its key's record while it
+// holds the key, so a second request with the key meanwhile is 409
+// idempotency-key-in-use and decides nothing, and the first, decided after
+// its look, commits once, as JSON Patch with a test, strict PATCH, batch
+// and revert. (Looking before taking the key, a retry that looked just
+// before the first committed and took the key just after was decided
+// afresh: 422, 412, 409, a 200 not marked replayed.)
+func TestKeyHeldWhileLooking(t *testing.T) {
 	_, st := openService(t)
 	ctx := context.Background()
 	h := &missThenHold{Store: st}
@@ -142,60 +144,57 @@ func TestRetryAfterFirstCommits(t *testing.T) {
 	write := func(w document.Write) func() (document.Result, error) {
 		return func() (document.Result, error) { return svc.Write(ctx, w) }
 	}
-	check := func(name string, first document.Result, ferr error, retry document.Result, rerr error) {
-		t.Helper()
-		if ferr != nil {
-			t.Fatalf("%s: first: %v", name, ferr)
+	versions := func() int {
+		vs, _, err := st.History(ctx, "r", "d", 0, 100, 1<<20)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if rerr != nil || !retry.Replayed {
-			t.Errorf("%s: retry answered replayed=%v err=%v; want the first's answer replayed", name, retry.Replayed, rerr)
+		return len(vs)
+	}
+	check := func(name string, before int, held document.Result, herr, terr error) {
+		t.Helper()
+		if herr != nil || held.Replayed {
+			t.Errorf("%s: the request holding the key: replayed=%v err=%v; want it applied", name, held.Replayed, herr)
+		}
+		if !errors.Is(terr, document.ErrIdempotencyKeyInUse) {
+			t.Errorf("%s: the request meanwhile: %v; want idempotency-key-in-use", name, terr)
+		}
+		if n := versions(); n != before+1 {
+			t.Errorf("%s: %d versions, want %d: applied once", name, n, before+1)
 		}
 	}
 	if _, err := svc.Write(ctx, document.Write{Kind: document.Put, Collection: "r", ID: "d", Body: []byte(`{"a":[],"x":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	// 1. PATCH with a test op.
-	f, fe, r, re := race(h, write(document.Write{Kind: document.JSONPatch, Collection: "r", ID: "d", Pre: anyTag, Idempotency: key("k1"),
-		Body: []byte(`[{"op":"test","path":"/x","value":1},{"op":"replace","path":"/x","value":2}]`)}))
-	check("json patch with test", f, fe, r, re)
+	n := versions()
+	f := write(document.Write{Kind: document.JSONPatch, Collection: "r", ID: "d", Pre: anyTag, Idempotency: key("k1"),
+		Body: []byte(`[{"op":"test","path":"/x","value":1},{"op":"replace","path":"/x","value":2}]`)})
+	hr, he, _, te := race(h, f, f)
+	check("json patch with test", n, hr, he, te)
 	// 2. PATCH, Prefer: handling=strict with the current ETag.
+	n = versions()
 	cur, _ := st.Get(ctx, "r", "d")
 	tag, _ := document.ParseETagList("If-Match", []string{cur.ETag})
-	f, fe, r, re = race(h, write(document.Write{Kind: document.MergePatch, Collection: "r", ID: "d", Idempotency: key("k2"),
-		Pre: document.Preconditions{IfMatch: tag, Strict: true}, Body: []byte(`{"y":1}`)}))
-	check("strict merge patch", f, fe, r, re)
+	f = write(document.Write{Kind: document.MergePatch, Collection: "r", ID: "d", Idempotency: key("k2"),
+		Pre: document.Preconditions{IfMatch: tag, Strict: true}, Body: []byte(`{"y":1}`)})
+	hr, he, _, te = race(h, f, f)
+	check("strict merge patch", n, hr, he, te)
 	// 3. A batch.
-	fb, fe, rb, re := race(h, func() ([]document.Result, error) {
+	n = versions()
+	b := func() ([]document.Result, error) {
 		return svc.Batch(ctx, []document.Write{{Kind: document.JSONPatch, Collection: "r", ID: "d", Pre: anyTag, Idempotency: key("k3"),
 			Body: []byte(`[{"op":"add","path":"/a/-","value":1}]`)}}, false)
-	})
-	if fe != nil {
-		t.Fatal(fe)
 	}
-	if re != nil || len(rb) != 1 || !rb[0].Replayed {
-		t.Errorf("batch: retry answered %v err=%v; want the first's answer replayed (first %v)", rb, re, fb[0].Replayed)
+	hb, he, _, te := race(h, b, b)
+	if he != nil || len(hb) != 1 || hb[0].Replayed || !errors.Is(te, document.ErrIdempotencyKeyInUse) || versions() != n+1 {
+		t.Errorf("batch: holding %v %v, meanwhile %v, %d versions after %d", hb, he, te, versions(), n)
 	}
 	// 4. A revert of version 2 (x 1 -> 2).
-	f, fe, r, re = race(h, write(document.Write{Kind: document.Revert, Collection: "r", ID: "d", Revert: 2, Pre: anyTag, Idempotency: key("k4")}))
-	check("revert", f, fe, r, re)
-}
-
-// secondLookHeld holds, once armed, the second read of an idempotency
-// record after it has read it (a miss): a retry that has looked twice and
-// is about to be decided.
-type secondLookHeld struct {
-	store.Store
-	calls            atomic.Int32 // since armed; 0 when not armed
-	entered, release chan struct{}
-}
-
-func (h *secondLookHeld) Idempotency(ctx context.Context, key string) (*store.IdempotencyRecord, error) {
-	rec, err := h.Store.Idempotency(ctx, key)
-	if h.calls.Load() > 0 && h.calls.Add(1) == 3 {
-		close(h.entered)
-		<-h.release
-	}
-	return rec, err
+	n = versions()
+	f = write(document.Write{Kind: document.Revert, Collection: "r", ID: "d", Revert: 2, Pre: anyTag, Idempotency: key("k4")})
+	hr, he, _, te = race(h, f, f)
+	check("revert", n, hr, he, te)
 }
 
 // TestRetryOnAnotherReplica: a retry on one replica (a second Service over
@@ -206,32 +205,21 @@ func (h *secondLookHeld) Idempotency(ctx context.Context, key string) (*store.Id
 func TestRetryOnAnotherReplica(t *testing.T) {
 	_, st := openService(t)
 	ctx := context.Background()
-	h := &secondLookHeld{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
+	h := &missThenHold{Store: st}
 	a, b := document.New(h, document.DefaultConfig()), document.New(h, document.DefaultConfig())
 	if _, err := a.Write(ctx, document.Write{Kind: document.Put, Collection: "r", ID: "d", Body: []byte(`{"x":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	w := document.Write{Kind: document.JSONPatch, Collection: "r", ID: "d", Body: []byte(`[{"op":"test","path":"/x","value":1},{"op":"replace","path":"/x","value":2}]`),
 		Pre: document.Preconditions{IfMatch: document.ETagList{Present: true, Any: true}}, Idempotency: &document.IdempotencyKey{Key: "k", Scope: "s", Fingerprint: "f"}}
-	h.calls.Store(1)
-	type answer struct {
-		res document.Result
-		err error
-	}
-	retry := make(chan answer, 1)
-	go func() {
-		res, err := b.Write(ctx, w)
-		retry <- answer{res, err}
-	}()
-	<-h.entered
-	first, err := a.Write(ctx, w)
-	close(h.release)
+	retry, rerr, first, err := race(h,
+		func() (document.Result, error) { return b.Write(ctx, w) },
+		func() (document.Result, error) { return a.Write(ctx, w) })
 	if err != nil {
 		t.Fatalf("first: %v", err)
 	}
-	r := <-retry
-	if r.err != nil || !r.res.Replayed || r.res.Doc.ETag != first.Doc.ETag || string(r.res.Doc.Body) != string(first.Doc.Body) {
-		t.Fatalf("retry on the other replica: %+v %v; want the first's answer %s", r.res, r.err, first.Doc.Body)
+	if rerr != nil || !retry.Replayed || retry.Doc.ETag != first.Doc.ETag || string(retry.Doc.Body) != string(first.Doc.Body) {
+		t.Fatalf("retry on the other replica: %+v %v; want the first's answer %s", retry, rerr, first.Doc.Body)
 	}
 	vs, _, err := st.History(ctx, "r", "d", 0, 10, 1<<20)
 	if err != nil || len(vs) != 2 {

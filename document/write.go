@@ -129,23 +129,14 @@ func (s *Service) Write(ctx context.Context, w Write) (Result, error) {
 // how to check it).
 func (s *Service) write(ctx context.Context, w Write, sch *schemaWrite) (Result, error) {
 	if w.Idempotency != nil {
-		// A retry of a write already committed gets its answer, also
-		// while other retries of it are being answered; only a first
-		// request still being processed holds the key. Once it holds the
-		// key it looks again: the first may have committed, and let the
-		// key go, between the two.
-		if res, ok, err := s.replay(ctx, &w); ok || err != nil {
+		res, ok, held, err := s.holdOrReplay(ctx, &w)
+		if held {
+			defer s.inflight.release(w.Idempotency.Key)
+		}
+		if ok || err != nil {
 			return res, err
 		}
-		key := w.Idempotency.Key
-		if !s.inflight.take(key) {
-			return Result{}, errInUse
-		}
-		defer s.inflight.release(key)
-		if res, ok, err := s.replay(ctx, &w); ok || err != nil {
-			return res, err
-		}
-		res, err := s.decideAndCommit(ctx, w, sch)
+		res, err = s.decideAndCommit(ctx, w, sch)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, store.ErrUnavailable) {
 			// Refused, perhaps for what the first request with the key
 			// did: it may have committed meanwhile on another replica
